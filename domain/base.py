@@ -1,0 +1,93 @@
+"""What every aggregate and event shares: who did it, when it happened, and why it failed.
+
+Every event carries ``occurred_at`` (when it happened in the world, given by the command),
+the actor (id and role) and the request's correlation id, besides the library's own
+``timestamp`` (when it was recorded).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid5
+
+import msgspec
+from eventsourcing.domain import Aggregate
+
+# Namespace for ids derived from natural keys (org-unit codes, demo records).
+GUANAI_NAMESPACE = UUID("6f1c2a3e-3b5d-4f0a-9c1e-1a2b3c4d5e6f")
+
+
+def derived_id(kind: str, key: str) -> UUID:
+    """A stable id for a thing known by a natural key (e.g. an org unit by its code)."""
+    return uuid5(GUANAI_NAMESPACE, f"{kind}:{key}")
+
+
+class CommandMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks, on whose behalf, and when the thing happened in the world."""
+
+    actor_id: str
+    actor_role: str
+    correlation_id: str
+    occurred_at: datetime
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "actor_id": self.actor_id,
+            "actor_role": self.actor_role,
+            "correlation_id": self.correlation_id,
+            "occurred_at": self.occurred_at,
+        }
+
+
+META_FIELDS = ("actor_id", "actor_role", "correlation_id", "occurred_at")
+
+
+class DomainError(Exception):
+    """A command was refused by a rule of the domain. ``field`` names the offending input."""
+
+    status: ClassVar[int] = 422
+    title: ClassVar[str] = "Rule violated"
+    slug: ClassVar[str] = "rule-violated"
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+
+class InvariantError(DomainError):
+    """The command would break an invariant of an aggregate."""
+
+
+class InactiveError(DomainError):
+    """The command involves someone who is no longer active in the programme."""
+
+    status = 409
+    title = "Not active"
+    slug = "not-active"
+
+
+class ClosedError(DomainError):
+    """The aggregate is in a final state and accepts no more changes."""
+
+    status = 409
+    title = "Closed"
+    slug = "closed"
+
+
+class CareAggregate(Aggregate):
+    """Base for Guanai aggregates: events carry actor, correlation id and occurred_at."""
+
+    class Event(Aggregate.Event):
+        occurred_at: datetime
+        actor_id: str
+        actor_role: str
+        correlation_id: str
+
+    class Created(Event, Aggregate.Created):
+        pass
+
+    def _trigger(self, event_class: type[Aggregate.Event], meta: CommandMeta, **kwargs: Any) -> None:
+        self.trigger_event(event_class, **kwargs, **meta.fields())

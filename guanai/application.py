@@ -1,0 +1,524 @@
+"""The command side: one eventsourcing Application over the PostgreSQL event store.
+
+Each command loads what it needs, lets the domain decide, and saves every touched aggregate
+in one transaction. A save that loses a race with a concurrent write is re-decided on fresh
+state (up to ``retries`` times); a command that names the version it expects fails with
+``VersionConflictError`` instead. Creating with a client-chosen id is idempotent: the same
+create again returns the first result, a different one under the same id is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+
+from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
+from domain.group import VolunteerGroup
+from domain.helper import Helper
+from domain.org_unit import OrgUnit, org_unit_id
+from domain.pairing import Pairing, PairingError
+from domain.person import Person
+from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
+
+A = TypeVar("A", bound=Aggregate)
+
+KIND_NAMES: dict[type[Aggregate], str] = {
+    OrgUnit: "org unit",
+    Person: "person",
+    Helper: "helper",
+    VolunteerGroup: "group",
+    Pairing: "pairing",
+}
+
+
+class NotFoundError(DomainError):
+    """The thing named in the path does not exist (or did not exist at the asked time)."""
+
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class UnknownReferenceError(DomainError):
+    """A field of the request names something that does not exist."""
+
+    status = 422
+    title = "Unknown reference"
+    slug = "unknown-reference"
+
+
+class VersionConflictError(DomainError):
+    """The aggregate changed since the version the client based its command on."""
+
+    status = 409
+    title = "Version conflict"
+    slug = "version-conflict"
+
+
+class AlreadyExistsError(DomainError):
+    """A different thing was already created under this id (or code)."""
+
+    status = 409
+    title = "Already exists"
+    slug = "already-exists"
+
+
+class InvalidTimeError(DomainError):
+    """occurred_at lies too far in the future or the past."""
+
+    title = "Invalid time"
+    slug = "invalid-time"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    id: UUID
+    version: int
+    position: int | None  # notification id of the last event written; None when nothing was
+    created: bool = False
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+def event_store_env(database_url: str, *, pool_size: int = 10) -> dict[str, str]:
+    """The eventsourcing library's PostgreSQL settings for a database URL."""
+    url = urlsplit(database_url)
+    if url.scheme not in {"postgresql", "postgres"}:
+        msg = f"not a PostgreSQL URL: scheme {url.scheme!r}"
+        raise ValueError(msg)
+    query = dict(p.split("=", 1) for p in url.query.split("&") if "=" in p)
+    host = query.get("host") or url.hostname or "127.0.0.1"
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": unquote(host),
+        "POSTGRES_PORT": str(url.port or query.get("port") or 5432),
+        "POSTGRES_USER": unquote(url.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_SCHEMA": "public",
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_PRE_PING": "y",
+    }
+
+
+def check_occurred_at(
+    occurred_at: datetime, now: datetime, *, skew_seconds: int, max_backdate_days: int, field: str = "occurred_at"
+) -> datetime:
+    if occurred_at.tzinfo is None:
+        raise InvalidTimeError("a time needs a UTC offset, e.g. 2026-03-01T09:30:00+08:00", field=field)
+    if occurred_at > now + timedelta(seconds=skew_seconds):
+        raise InvalidTimeError(f"lies in the future (now is {now.isoformat(timespec='seconds')})", field=field)
+    if occurred_at < now - timedelta(days=max_backdate_days):
+        raise InvalidTimeError(f"lies more than {max_backdate_days} days in the past", field=field)
+    return occurred_at
+
+
+def _creation_fields(event: Any) -> dict[str, Any]:
+    ignored = {*META_FIELDS, "timestamp"}
+    return {k: v for k, v in event.__dict__.items() if k not in ignored}
+
+
+class CareApplication(Application[UUID]):
+    """Registry, helpers, groups and pairings: every change a domain event in PostgreSQL."""
+
+    name = "Guanai"
+
+    def __init__(self, env: dict[str, str] | None = None, *, helper_capacity: int = 10, retries: int = 5) -> None:
+        super().__init__(env)
+        self.helper_capacity = helper_capacity
+        self.retries = retries
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def load(self, cls: type[A], aggregate_id: UUID, *, field: str | None = None, version: int | None = None) -> A:
+        """Load by id; a wrong kind counts as absent. ``field`` set: the id came in the body."""
+        try:
+            agg = self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            agg = None
+        if not isinstance(agg, cls):
+            kind = KIND_NAMES.get(cls, cls.__name__.lower())
+            if field is None:
+                raise NotFoundError(f"no {kind} with id {aggregate_id}", kind=kind, id=str(aggregate_id))
+            raise UnknownReferenceError(f"no {kind} with id {aggregate_id}", field=field)
+        return agg
+
+    def load_as_of(
+        self, cls: type[A], aggregate_id: UUID, *, version: int | None = None, at: datetime | None = None, axis: str = "recorded"
+    ) -> A:
+        """State as of a version, or as of an instant: ``axis='recorded'`` is what the system knew
+        at ``at``; ``axis='occurred'`` is what had happened in the world by ``at``."""
+        if at is None:
+            return self.load(cls, aggregate_id, version=version)
+        agg: Any = None
+        for event in self.events.get(aggregate_id):
+            when = event.timestamp if axis == "recorded" else getattr(event, "occurred_at", event.timestamp)
+            if when <= at and (version is None or event.originator_version <= version):
+                agg = event.mutate(agg)
+        if not isinstance(agg, cls):
+            kind = KIND_NAMES.get(cls, cls.__name__.lower())
+            raise NotFoundError(f"no {kind} with id {aggregate_id} as of {at.isoformat()}", id=str(aggregate_id))
+        return agg
+
+    def history(self, aggregate_id: UUID) -> list[Any]:
+        return list(self.events.get(aggregate_id))
+
+    def _load_all(self, cls: type[A], ids: Sequence[UUID], field: str) -> list[A]:
+        return [self.load(cls, i, field=f"{field}[{n}]") for n, i in enumerate(ids)]
+
+    # ---- the command loop ----------------------------------------------------------------
+
+    def _run(self, decide: Callable[[], tuple[Aggregate, Iterable[Aggregate]]]) -> CommandResult:
+        """Decide on fresh state and save; re-decide when a concurrent write got there first."""
+        for attempt in range(self.retries + 1):
+            main, touched = decide()
+            try:
+                recordings = self.save(*touched)
+            except IntegrityError:
+                if attempt == self.retries:
+                    raise VersionConflictError(
+                        "too many concurrent changes; try again", current_version=self.load(type(main), main.id).version
+                    ) from None
+                continue
+            position = max((r.notification.id for r in recordings if r.notification.id), default=None)
+            return CommandResult(main.id, main.version, position)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _update(
+        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Callable[[A], Iterable[Aggregate]]
+    ) -> CommandResult:
+        def decide() -> tuple[Aggregate, Iterable[Aggregate]]:
+            agg = self.load(cls, aggregate_id)
+            if expected_version is not None and agg.version != expected_version:
+                raise VersionConflictError(
+                    f"changed since version {expected_version}; it is now at version {agg.version}",
+                    current_version=agg.version,
+                )
+            return agg, [agg, *change(agg)]
+
+        return self._run(decide)
+
+    def _create(self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]) -> CommandResult:
+        for _ in range(self.retries + 1):
+            first = next(iter(self.events.get(aggregate_id, lte=1)), None)
+            new, touched = build()
+            if first is not None:
+                created = new.collect_events()[0]
+                if type(first) is not type(created) or _creation_fields(first) != _creation_fields(created):
+                    kind = KIND_NAMES.get(cls, cls.__name__.lower())
+                    raise AlreadyExistsError(
+                        f"a different {kind} already exists with id {aggregate_id}", field="id", id=str(aggregate_id)
+                    )
+                existing = self.load(cls, aggregate_id)
+                return CommandResult(existing.id, existing.version, None, created=False)
+            try:
+                recordings = self.save(new, *touched)
+            except IntegrityError:
+                continue  # created concurrently: compare with what won
+            position = max(r.notification.id for r in recordings if r.notification.id)
+            return CommandResult(new.id, new.version, position, created=True)
+        raise VersionConflictError("too many concurrent changes; try again")
+
+    # ---- org units -------------------------------------------------------------------------
+
+    def register_org_unit(
+        self, *, code: str, name: str, level: OrgLevel, parent_id: UUID | None, meta: CommandMeta
+    ) -> CommandResult:
+        def build() -> tuple[OrgUnit, list[Aggregate]]:
+            parent = self.load(OrgUnit, parent_id, field="parent_id") if parent_id else None
+            return OrgUnit.register(code=code, name=name, level=level, parent=parent, meta=meta), []
+
+        return self._create(OrgUnit, org_unit_id(code), build)
+
+    def rename_org_unit(self, unit_id: UUID, name: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta) or [])
+
+    # ---- persons -----------------------------------------------------------------------------
+
+    def register_person(
+        self,
+        *,
+        id: UUID,  # noqa: A002
+        kind: PersonKind,
+        name: str,
+        sex: Sex,
+        birth_date: date,
+        village_id: UUID,
+        meta: CommandMeta,
+        id_number: str | None = None,
+        household: str = "",
+        risk_tags: Sequence[RiskTag] = (),
+        guardian: dict[str, Any] | None = None,
+        parents: Sequence[dict[str, Any]] = (),
+        absent_children: Sequence[dict[str, Any]] = (),
+        care_agreement_signed_on: date | None = None,
+    ) -> CommandResult:
+        def build() -> tuple[Person, list[Aggregate]]:
+            village = self.load(OrgUnit, village_id, field="village_id")
+            person = Person.register(
+                id=id,
+                kind=kind,
+                name=name,
+                sex=sex,
+                birth_date=birth_date,
+                id_number=id_number,
+                household=household,
+                village=village,
+                risk_tags=list(risk_tags),
+                guardian=guardian,
+                parents=list(parents),
+                absent_children=list(absent_children),
+                care_agreement_signed_on=care_agreement_signed_on,
+                meta=meta,
+            )
+            return person, []
+
+        return self._create(Person, id, build)
+
+    def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta) or [])
+
+    def remove_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta) or [])
+
+    def assign_guardian(
+        self, person_id: UUID, guardian: dict[str, Any], meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta) or [])
+
+    def sign_care_agreement(
+        self, person_id: UUID, signed_on: date, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta) or [])
+
+    def person_leaves_programme(
+        self, person_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        """The person leaves; each pairing drops them, or ends when it cannot keep its shape."""
+
+        def change(person: Person) -> list[Aggregate]:
+            touched: list[Aggregate] = []
+            for pairing_id in list(person.pairing_ids):
+                pairing = self.load(Pairing, pairing_id)
+                helpers = self._load_all(Helper, pairing.helper_ids, "helper_ids")
+                try:
+                    pairing.remove_person(person, helpers, f"left the programme: {reason}", meta)
+                except PairingError:
+                    others = [self.load(Person, i) for i in pairing.person_ids if i != person.id]
+                    pairing.end(
+                        reason=f"person left the programme: {reason}",
+                        ends_on=meta.occurred_at.date(),
+                        helpers=helpers,
+                        persons=[person, *others],
+                        meta=meta,
+                    )
+                    touched.extend(others)
+                touched.extend([pairing, *helpers])
+            person.leave_programme(reason, meta)
+            return touched
+
+        return self._update(Person, person_id, expected_version, change)
+
+    def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta) or [])
+
+    # ---- helpers and groups ----------------------------------------------------------------
+
+    def register_helper(
+        self,
+        *,
+        id: UUID,  # noqa: A002
+        role: HelperRole,
+        name: str,
+        phone: str,
+        org_unit_id: UUID,
+        meta: CommandMeta,
+        capacity: int | None = None,
+    ) -> CommandResult:
+        def build() -> tuple[Helper, list[Aggregate]]:
+            unit = self.load(OrgUnit, org_unit_id, field="org_unit_id")
+            helper = Helper.register(
+                id=id,
+                role=role,
+                name=name,
+                phone=phone,
+                org_unit=unit,
+                capacity=capacity if capacity is not None else self.helper_capacity,
+                meta=meta,
+            )
+            return helper, []
+
+        return self._create(Helper, id, build)
+
+    def change_helper_capacity(
+        self, helper_id: UUID, capacity: int, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta) or [])
+
+    def deactivate_helper(self, helper_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta) or [])
+
+    def form_group(
+        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta  # noqa: A002
+    ) -> CommandResult:
+        def build() -> tuple[VolunteerGroup, list[Aggregate]]:
+            unit = self.load(OrgUnit, org_unit_id, field="org_unit_id")
+            members = self._load_all(Helper, member_ids, "member_ids")
+            group = VolunteerGroup.form(id=id, name=name, org_unit=unit, meta=meta)
+            for n, helper in enumerate(members):
+                try:
+                    group.add_member(helper, meta)
+                except DomainError as e:
+                    e.field = f"member_ids[{n}]"
+                    raise
+            return group, members
+
+        return self._create(VolunteerGroup, id, build)
+
+    def add_group_member(self, group_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        def change(group: VolunteerGroup) -> list[Aggregate]:
+            helper = self.load(Helper, helper_id, field="helper_id")
+            group.add_member(helper, meta)
+            return [helper]
+
+        return self._update(VolunteerGroup, group_id, expected_version, change)
+
+    def remove_group_member(
+        self, group_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        def change(group: VolunteerGroup) -> list[Aggregate]:
+            helper = self.load(Helper, helper_id, field="helper_id")
+            group.remove_member(helper, meta)
+            return [helper]
+
+        return self._update(VolunteerGroup, group_id, expected_version, change)
+
+    def disband_group(self, group_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        def change(group: VolunteerGroup) -> list[Aggregate]:
+            members = [self.load(Helper, m) for m in group.member_ids]
+            group.disband(reason, members, meta)
+            return members
+
+        return self._update(VolunteerGroup, group_id, expected_version, change)
+
+    # ---- pairings -----------------------------------------------------------------------------
+
+    def form_pairing(
+        self,
+        *,
+        id: UUID,  # noqa: A002
+        shape: PairingShape,
+        helper_ids: Sequence[UUID],
+        person_ids: Sequence[UUID],
+        cadence: Cadence,
+        visit_mode: VisitMode,
+        starts_on: date,
+        meta: CommandMeta,
+        group_id: UUID | None = None,
+    ) -> CommandResult:
+        def build() -> tuple[Pairing, list[Aggregate]]:
+            helpers = self._load_all(Helper, helper_ids, "helper_ids")
+            persons = self._load_all(Person, person_ids, "person_ids")
+            group = self.load(VolunteerGroup, group_id, field="group_id") if group_id else None
+            pairing = Pairing.form(
+                id=id,
+                shape=shape,
+                helpers=helpers,
+                persons=persons,
+                cadence=cadence,
+                visit_mode=visit_mode,
+                starts_on=starts_on,
+                group=group,
+                meta=meta,
+            )
+            # The same helper or person listed twice was refused above, so each is saved once.
+            return pairing, [*helpers, *persons]
+
+        return self._create(Pairing, id, build)
+
+    def _pairing_change(
+        self, pairing_id: UUID, expected_version: int | None, change: Callable[[Pairing, list[Helper]], list[Aggregate]]
+    ) -> CommandResult:
+        def wrapped(pairing: Pairing) -> list[Aggregate]:
+            helpers = [self.load(Helper, h) for h in pairing.helper_ids]
+            return [*helpers, *change(pairing, helpers)]
+
+        return self._update(Pairing, pairing_id, expected_version, wrapped)
+
+    def add_pairing_person(self, pairing_id: UUID, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
+            person = self.load(Person, person_id, field="person_id")
+            pairing.add_person(person, helpers, meta)
+            return [person]
+
+        return self._pairing_change(pairing_id, expected_version, change)
+
+    def remove_pairing_person(
+        self, pairing_id: UUID, person_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
+            person = self.load(Person, person_id, field="person_id")
+            pairing.remove_person(person, helpers, reason, meta)
+            return [person]
+
+        return self._pairing_change(pairing_id, expected_version, change)
+
+    def add_pairing_helper(self, pairing_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+        def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
+            helper = self.load(Helper, helper_id, field="helper_id")
+            pairing.add_helper(helper, meta)
+            return [helper]
+
+        return self._pairing_change(pairing_id, expected_version, change)
+
+    def remove_pairing_helper(
+        self, pairing_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
+            helper = next((h for h in helpers if h.id == helper_id), None) or self.load(Helper, helper_id, field="helper_id")
+            pairing.remove_helper(helper, meta)
+            return [helper]
+
+        return self._pairing_change(pairing_id, expected_version, change)
+
+    def change_pairing_cadence(
+        self, pairing_id: UUID, cadence: Cadence, visit_mode: VisitMode, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta) or [])
+
+    def end_pairing(
+        self, pairing_id: UUID, reason: str, ends_on: date, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
+        def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
+            persons = [self.load(Person, p) for p in pairing.person_ids]
+            pairing.end(reason=reason, ends_on=ends_on, helpers=helpers, persons=persons, meta=meta)
+            return persons
+
+        return self._pairing_change(pairing_id, expected_version, change)
+
+
+def kind_of(aggregate: CareAggregate) -> str:
+    return KIND_NAMES.get(type(aggregate), type(aggregate).__name__.lower())

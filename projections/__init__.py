@@ -1,0 +1,1 @@
+"""Read models built from the event store's notification log, each with its own tracked position."""

@@ -1,0 +1,1 @@
+"""Long-running worker processes (projector now; relay, scheduler, router, escalator later)."""
