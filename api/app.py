@@ -1,0 +1,135 @@
+"""The API's composition: ``create_app`` builds a Litestar app over one CareApplication, the
+views, and a NATS connection used for health now and alerts later. Nothing connects until the
+app starts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import structlog
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from api.helpers import GroupController, HelperController
+from api.middleware import request_id_middleware
+from api.org_units import OrgUnitController
+from api.pairings import PairingController
+from api.persons import PersonController
+from api.problems import EXCEPTION_HANDLERS
+from api.views import ReadSide
+from guanai.application import CareApplication, event_store_env
+from guanai.settings import Settings
+
+log = structlog.get_logger("guanai.api")
+MAX_BODY_BYTES = 256 * 1024
+
+
+@dataclass
+class Connections:
+    """Where the API's resources live; filled on startup, emptied on shutdown."""
+
+    database_url: str
+    nats_url: str | None
+    nats: Any = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+@get("/health", tags=["operations"], media_type=MediaType.JSON)
+async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Database, NATS and views: 200 when the event store answers, 503 when it does not."""
+    state = request.app.state
+    loop = asyncio.get_running_loop()
+    try:
+        position = await loop.run_in_executor(None, lambda: state.care.recorder.max_notification_id() or 0)
+        database = {"ok": True, "position": position}
+    except Exception as e:  # noqa: BLE001 - health reports, it does not raise
+        database = {"ok": False, "error": type(e).__name__}
+    nc = state.connections.nats
+    nats_status = {"ok": bool(nc and nc.is_connected), "url_configured": state.connections.nats_url is not None}
+    try:
+        views = await loop.run_in_executor(None, state.read_side.lag)
+    except Exception as e:  # noqa: BLE001
+        views = {"ok": False, "error": type(e).__name__}
+    ok = database["ok"]
+    status = "ok" if ok and nats_status["ok"] else ("degraded" if ok else "down")
+    return Response({"status": status, "database": database, "nats": nats_status, "views": views}, status_code=200 if ok else 503)
+
+
+async def _connect_nats(app: Litestar) -> None:
+    conns: Connections = app.state.connections
+    if conns.nats_url is None:
+        return
+
+    async def connect() -> None:
+        try:
+            conns.nats = await nats.connect(
+                conns.nats_url, name="guanai-api", max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=3
+            )
+        except Exception as e:  # noqa: BLE001 - the API serves the registry without NATS; health says so
+            log.warning("nats_unavailable", error=type(e).__name__)
+
+    conns.tasks.append(asyncio.create_task(connect()))
+
+
+def _start(app: Litestar) -> None:
+    settings: Settings = app.state.settings
+    conns: Connections = app.state.connections
+    app.state.care = CareApplication(
+        event_store_env(conns.database_url, pool_size=settings.db_pool_size),
+        helper_capacity=settings.helper_capacity,
+        retries=settings.command_retries,
+    )
+    app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
+    app.state.view = app.state.read_side.view
+    app.state.projector = app.state.read_side
+
+
+async def _stop(app: Litestar) -> None:
+    conns: Connections = app.state.connections
+    for task in conns.tasks:
+        task.cancel()
+    if conns.nats is not None:
+        await conns.nats.close()
+    if getattr(app.state, "read_side", None) is not None:
+        app.state.read_side.close()
+    if getattr(app.state, "care", None) is not None:
+        app.state.care.close()
+
+
+def create_app(settings: Settings, *, database_url: str, nats_url: str | None, jwt_secret: str, debug: bool = False) -> Litestar:
+    openapi = OpenAPIConfig(
+        title="Guanai (关爱) API",
+        version="0.1.0",
+        description=(
+            "Registry, helpers, groups and pairings for the care of left-behind elders and children. "
+            "Errors are RFC 9457 problem details. Send `Authorization: Bearer <token>` (see `guanai token`)."
+        ),
+        path="/schema",
+        render_plugins=[RedocRenderPlugin(), SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
+        use_handler_docstrings=True,
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+        ),
+        security=[{"bearer": []}],
+    )
+    app = Litestar(
+        route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_id_middleware],
+        on_startup=[_start, _connect_nats],
+        on_shutdown=[_stop],
+        openapi_config=openapi,
+        cors_config=CORSConfig(allow_origins=[]),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=debug,
+    )
+    app.state.settings = settings
+    app.state.jwt_secret = jwt_secret
+    app.state.connections = Connections(database_url=database_url, nats_url=nats_url)
+    return app

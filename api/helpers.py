@@ -1,0 +1,284 @@
+"""/helpers and /groups: the people who look after others, and their volunteer teams."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from api.auth import HELPER_WRITERS, authenticated, requires
+from api.common import (
+    AsOf,
+    Limit,
+    MinPosition,
+    Name,
+    Offset,
+    Page,
+    Phone,
+    TimeAxis,
+    Version,
+    app_of,
+    etag,
+    expected_version,
+    load_for_read,
+    meta_for,
+    wait_for_views,
+)
+from domain.group import VolunteerGroup
+from domain.helper import Helper
+from domain.vocabulary import HelperRole
+
+Capacity = Annotated[int, msgspec.Meta(ge=1, le=500, description="most people this helper may look after")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class HelperCreate(msgspec.Struct, forbid_unknown_fields=True):
+    role: HelperRole
+    name: Name
+    phone: Phone
+    org_unit_id: UUID
+    id: UUID | None = None
+    capacity: Capacity | None = None
+    occurred_at: datetime | None = None
+
+
+class CapacityChange(msgspec.Struct, forbid_unknown_fields=True):
+    capacity: Capacity
+    occurred_at: datetime | None = None
+
+
+class Deactivate(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Reason
+    occurred_at: datetime | None = None
+
+
+class HelperOut(msgspec.Struct):
+    id: UUID
+    role: HelperRole
+    name: str
+    phone: str
+    org_unit_id: UUID
+    org_path: list[UUID]
+    group_ids: list[UUID]
+    capacity: int
+    load: int
+    pairing_ids: list[UUID]
+    active: bool
+    deactivated_reason: str | None
+    version: int
+    position: int | None = None
+
+
+class HelperRow(msgspec.Struct):
+    id: UUID
+    role: str
+    name: str
+    org_unit_id: UUID
+    capacity: int
+    load: int
+    status: str
+    version: int
+
+
+def helper_out(h: Helper, position: int | None = None) -> HelperOut:
+    return HelperOut(
+        id=h.id,
+        role=h.role,
+        name=h.name,
+        phone=h.phone,
+        org_unit_id=h.org_unit_id,
+        org_path=h.org_path,
+        group_ids=h.group_ids,
+        capacity=h.capacity,
+        load=h.load,
+        pairing_ids=list(h.assignments),
+        active=h.active,
+        deactivated_reason=h.deactivated_reason,
+        version=h.version,
+        position=position,
+    )
+
+
+class HelperController(Controller):
+    path = "/helpers"
+    tags = ["helpers"]
+
+    @post("/", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=201)
+    def register(self, request: Request[Any, Any, Any], data: JSONBody[HelperCreate]) -> Response[HelperOut]:
+        """Register a helper in an org unit; capacity defaults to GUANAI_HELPER_CAPACITY."""
+        app = app_of(request)
+        result = app.register_helper(
+            id=data.id or uuid4(),
+            role=data.role,
+            name=data.name,
+            phone=data.phone,
+            org_unit_id=data.org_unit_id,
+            capacity=data.capacity,
+            meta=meta_for(request, data.occurred_at),
+        )
+        helper = app.load(Helper, result.id)
+        return Response(
+            helper_out(helper, result.position),
+            status_code=201 if result.created else 200,
+            headers={**etag(helper.version), "Location": f"/helpers/{helper.id}"},
+        )
+
+    @get("/", guards=[authenticated], sync_to_thread=True)
+    def list_helpers(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit_id: FromQuery[UUID | None] = None,
+        role: FromQuery[HelperRole | None] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(active|inactive)$")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Page[HelperRow]:
+        position = wait_for_views(request, min_position)
+        rows, total = request.app.state.view.list_helpers(
+            org_unit_id=org_unit_id, role=role.value if role else None, status=status, limit=limit, offset=offset
+        )
+        return Page(items=msgspec.convert(rows, list[HelperRow]), total=total, limit=limit, offset=offset, position=position)
+
+    @get("/{helper_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    def read(
+        self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+    ) -> Response[HelperOut]:
+        helper = load_for_read(request, Helper, helper_id, version, as_of, time)
+        return Response(helper_out(helper), headers=etag(helper.version))
+
+    @post("/{helper_id:uuid}/capacity", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    def change_capacity(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[CapacityChange]) -> Response[HelperOut]:
+        app = app_of(request)
+        result = app.change_helper_capacity(helper_id, data.capacity, meta_for(request, data.occurred_at), expected_version(request))
+        helper = app.load(Helper, helper_id)
+        return Response(helper_out(helper, result.position), headers=etag(helper.version))
+
+    @post("/{helper_id:uuid}/deactivate", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    def deactivate(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[Deactivate]) -> Response[HelperOut]:
+        """The helper stops serving; refused while they are still in active pairings."""
+        app = app_of(request)
+        result = app.deactivate_helper(helper_id, data.reason, meta_for(request, data.occurred_at), expected_version(request))
+        helper = app.load(Helper, helper_id)
+        return Response(helper_out(helper, result.position), headers=etag(helper.version))
+
+
+class GroupCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    org_unit_id: UUID
+    member_ids: Annotated[list[UUID], msgspec.Meta(max_length=200)] = []
+    id: UUID | None = None
+    occurred_at: datetime | None = None
+
+
+class MemberChange(msgspec.Struct, forbid_unknown_fields=True):
+    helper_id: UUID
+    occurred_at: datetime | None = None
+
+
+class Disband(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Reason
+    occurred_at: datetime | None = None
+
+
+class GroupOut(msgspec.Struct):
+    id: UUID
+    name: str
+    org_unit_id: UUID
+    org_path: list[UUID]
+    member_ids: list[UUID]
+    active: bool
+    version: int
+    position: int | None = None
+
+
+class GroupRow(msgspec.Struct):
+    id: UUID
+    name: str
+    org_unit_id: UUID
+    member_ids: list[UUID]
+    status: str
+    version: int
+
+
+def group_out(g: VolunteerGroup, position: int | None = None) -> GroupOut:
+    return GroupOut(
+        id=g.id,
+        name=g.name,
+        org_unit_id=g.org_unit_id,
+        org_path=g.org_path,
+        member_ids=g.member_ids,
+        active=g.active,
+        version=g.version,
+        position=position,
+    )
+
+
+class GroupController(Controller):
+    path = "/groups"
+    tags = ["groups"]
+
+    @post("/", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=201)
+    def form(self, request: Request[Any, Any, Any], data: JSONBody[GroupCreate]) -> Response[GroupOut]:
+        """Form a volunteer service team (志愿服务队) with its first members."""
+        app = app_of(request)
+        result = app.form_group(
+            id=data.id or uuid4(),
+            name=data.name,
+            org_unit_id=data.org_unit_id,
+            member_ids=data.member_ids,
+            meta=meta_for(request, data.occurred_at),
+        )
+        group = app.load(VolunteerGroup, result.id)
+        return Response(
+            group_out(group, result.position),
+            status_code=201 if result.created else 200,
+            headers={**etag(group.version), "Location": f"/groups/{group.id}"},
+        )
+
+    @get("/", guards=[authenticated], sync_to_thread=True)
+    def list_groups(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit_id: FromQuery[UUID | None] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(active|disbanded)$")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Page[GroupRow]:
+        position = wait_for_views(request, min_position)
+        rows, total = request.app.state.view.list_groups(org_unit_id=org_unit_id, status=status, limit=limit, offset=offset)
+        return Page(items=msgspec.convert(rows, list[GroupRow]), total=total, limit=limit, offset=offset, position=position)
+
+    @get("/{group_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    def read(
+        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+    ) -> Response[GroupOut]:
+        group = load_for_read(request, VolunteerGroup, group_id, version, as_of, time)
+        return Response(group_out(group), headers=etag(group.version))
+
+    def _after(self, request: Request[Any, Any, Any], group_id: UUID, position: int | None) -> Response[GroupOut]:
+        group = app_of(request).load(VolunteerGroup, group_id)
+        return Response(group_out(group, position), headers=etag(group.version))
+
+    @post("/{group_id:uuid}/members", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    def add_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
+        meta = meta_for(request, data.occurred_at)
+        result = app_of(request).add_group_member(group_id, data.helper_id, meta, expected_version(request))
+        return self._after(request, group_id, result.position)
+
+    @post("/{group_id:uuid}/members/remove", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    def remove_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
+        meta = meta_for(request, data.occurred_at)
+        result = app_of(request).remove_group_member(group_id, data.helper_id, meta, expected_version(request))
+        return self._after(request, group_id, result.position)
+
+    @post("/{group_id:uuid}/disband", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    def disband(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[Disband]) -> Response[GroupOut]:
+        meta = meta_for(request, data.occurred_at)
+        result = app_of(request).disband_group(group_id, data.reason, meta, expected_version(request))
+        return self._after(request, group_id, result.position)

@@ -1,0 +1,130 @@
+"""/org-units: the county > township > village tree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from api.auth import REGISTRY_ADMINS, authenticated, requires
+from api.common import (
+    Code,
+    Limit,
+    MinPosition,
+    Name,
+    Offset,
+    Page,
+    app_of,
+    etag,
+    expected_version,
+    meta_for,
+    wait_for_views,
+)
+from domain.org_unit import OrgUnit
+from domain.vocabulary import OrgLevel
+
+
+class OrgUnitCreate(msgspec.Struct, forbid_unknown_fields=True):
+    code: Code
+    name: Name
+    level: OrgLevel
+    parent_id: UUID | None = None
+    occurred_at: datetime | None = None
+
+
+class OrgUnitRename(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    occurred_at: datetime | None = None
+
+
+class OrgUnitOut(msgspec.Struct):
+    id: UUID
+    code: str
+    name: str
+    level: OrgLevel
+    parent_id: UUID | None
+    path: list[UUID]
+    version: int
+    position: int | None = None
+
+
+class OrgUnitRow(msgspec.Struct):
+    id: UUID
+    code: str
+    name: str
+    level: str
+    parent_id: UUID | None
+    version: int
+
+
+def org_unit_out(unit: OrgUnit, position: int | None = None) -> OrgUnitOut:
+    return OrgUnitOut(
+        id=unit.id,
+        code=unit.code,
+        name=unit.name,
+        level=unit.level,
+        parent_id=unit.parent_id,
+        path=unit.path,
+        version=unit.version,
+        position=position,
+    )
+
+
+class OrgUnitController(Controller):
+    path = "/org-units"
+    tags = ["org units"]
+
+    @post("/", guards=[requires(*REGISTRY_ADMINS)], sync_to_thread=True, status_code=201)
+    def register(self, request: Request[Any, Any, Any], data: JSONBody[OrgUnitCreate]) -> Response[OrgUnitOut]:
+        """Register a county, township or village by its 12-digit division code.
+
+        The id is derived from the code: registering the same unit again answers 200 with it;
+        another name or parent under the same code answers 409."""
+        app = app_of(request)
+        result = app.register_org_unit(
+            code=data.code, name=data.name, level=data.level, parent_id=data.parent_id, meta=meta_for(request, data.occurred_at)
+        )
+        unit = app.load(OrgUnit, result.id)
+        return Response(
+            org_unit_out(unit, result.position),
+            status_code=201 if result.created else 200,
+            headers={**etag(unit.version), "Location": f"/org-units/{unit.id}"},
+        )
+
+    @get("/", guards=[authenticated], sync_to_thread=True)
+    def list_units(
+        self,
+        request: Request[Any, Any, Any],
+        parent_id: FromQuery[UUID | None] = None,
+        level: FromQuery[OrgLevel | None] = None,
+        limit: Limit = 200,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Page[OrgUnitRow]:
+        """List org units, optionally the children of one unit or one level."""
+        position = wait_for_views(request, min_position)
+        rows, total = request.app.state.view.list_org_units(
+            parent_id=parent_id, level=level.value if level else None, limit=limit, offset=offset
+        )
+        return Page(items=msgspec.convert(rows, list[OrgUnitRow]), total=total, limit=limit, offset=offset, position=position)
+
+    @get("/{unit_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    def read(
+        self,
+        request: Request[Any, Any, Any],
+        unit_id: FromPath[UUID],
+        version: Annotated[int | None, QueryParameter(ge=1, le=2**31)] = None,
+    ) -> Response[OrgUnitOut]:
+        unit = app_of(request).load(OrgUnit, unit_id, version=version)
+        return Response(org_unit_out(unit), headers=etag(unit.version))
+
+    @post("/{unit_id:uuid}/rename", guards=[requires(*REGISTRY_ADMINS)], sync_to_thread=True, status_code=200)
+    def rename(self, request: Request[Any, Any, Any], unit_id: FromPath[UUID], data: JSONBody[OrgUnitRename]) -> Response[OrgUnitOut]:
+        app = app_of(request)
+        result = app.rename_org_unit(unit_id, data.name, meta_for(request, data.occurred_at), expected_version(request))
+        unit = app.load(OrgUnit, unit_id)
+        return Response(org_unit_out(unit, result.position), headers=etag(unit.version))

@@ -1,0 +1,170 @@
+"""RFC 9457 problem details: every error the API answers, mapped in one place.
+
+Body: ``{"type", "title", "status", "detail", "instance", "errors": [{"field", "reason"}], ...}``
+with ``Content-Type: application/problem+json``. ``type`` is a relative URI under
+``/problems/`` naming the kind of problem (documented in docs/api.md).
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from typing import Any
+
+import structlog
+from eventsourcing.persistence import OperationalError, PersistenceError
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+
+from domain.base import DomainError
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger("guanai.api")
+
+
+class ProblemError(Exception):
+    """Raised by the API layer itself for a problem it wants to answer with."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors:
+        body["errors"] = errors
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_of(item: dict[str, Any]) -> str:
+    """Litestar's key for a body error, made into the path of the offending field."""
+    key = str(item.get("key") or "")
+    message = str(item.get("message") or "")
+    base = "" if key in {"", "data"} else key
+    for pattern in (_UNKNOWN_FIELD, _MISSING_FIELD):
+        if m := pattern.search(message):
+            return f"{base}.{m.group(1)}" if base else m.group(1)
+    return base or "body"
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    items = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        {"field": _field_of(i), "reason": str(i.get("message", "invalid")), "in": str(i.get("source", "body"))}
+        for i in items
+        if isinstance(i, dict)
+    ]
+    in_body = not errors or all(e["in"] == "body" for e in errors)
+    if not errors:
+        # Raised without details: the body could not be decoded at all.
+        return problem(request, 400, "malformed-request", "Malformed request", str(exc.detail))
+    status = 422 if in_body else 400
+    fields = ", ".join(e["field"] for e in errors)
+    return problem(request, status, "validation-error", "Invalid request", f"invalid value for {fields}", errors=errors)
+
+
+def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
+    errors = [{"field": exc.field, "reason": exc.detail}] if exc.field else None
+    headers = {}
+    if "current_version" in exc.extra:
+        headers["ETag"] = f'"{exc.extra["current_version"]}"'
+    return problem(request, exc.status, exc.slug, exc.title, exc.detail, errors=errors, headers=headers, **exc.extra)
+
+
+def _api(request: Request[Any, Any, Any], exc: ProblemError) -> Response[dict[str, Any]]:
+    return problem(request, exc.status, exc.slug, exc.title, exc.detail, errors=exc.errors, headers=exc.headers, **exc.extra)
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ValidationException):
+        return _validation(request, exc)
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotAuthorizedException):
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="guanai"')
+        return problem(request, 401, "unauthenticated", "Authentication required", str(exc.detail), headers=headers)
+    if isinstance(exc, PermissionDeniedException):
+        return problem(request, 403, "forbidden", "Not allowed", str(exc.detail), headers=headers)
+    if isinstance(exc, NotFoundException):
+        return problem(request, 404, "not-found", "Not found", f"nothing at {request.url.path}", headers=headers)
+    if status == 405:
+        return problem(request, 405, "method-not-allowed", "Method not allowed", str(exc.detail), headers=headers)
+    if status >= 500:
+        log.error("http_error", status=status, path=request.url.path)
+        return problem(request, status, "server-error", "Server error", "the server could not answer", headers=headers)
+    return problem(request, status, "bad-request" if status == 400 else f"http-{status}", "Bad request", str(exc.detail), headers=headers)
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: PersistenceError) -> Response[dict[str, Any]]:
+    log.error("store_unavailable", error=type(exc).__name__)
+    return problem(
+        request,
+        503,
+        "store-unavailable",
+        "Event store unavailable",
+        "the event store could not be reached; nothing was written, try again shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # The exception text may carry personal data: log the type and the place only.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    log.error("unhandled_error", error=type(exc).__name__, where=where, path=request.url.path)
+    return problem(request, 500, "server-error", "Server error", "an unexpected error occurred; it has been logged")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    DomainError: _domain,
+    ProblemError: _api,
+    HTTPException: _http,
+    OperationalError: _unavailable,
+    Exception: _unexpected,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "ProblemError", "problem"]

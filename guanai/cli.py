@@ -1,0 +1,225 @@
+"""``guanai``: the command line and the composition root of every Guanai process.
+
+    guanai serve        API and projector in one process (embedded servers when unconfigured)
+    guanai api          the API only (production: one service per process kind)
+    guanai projector    the projector worker only
+    guanai migrate      create the event store and view tables, then exit
+    guanai demo         seed a realistic county and print its summary
+    guanai token        issue a bearer token for an operator
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from domain.vocabulary import ActorRole
+from guanai.settings import Settings, SettingsError, load_settings
+
+COMMANDS = ("serve", "api", "projector", "migrate", "demo", "token")
+
+
+@contextmanager
+def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[str, str | None]]:
+    """(database_url, nats_url): the configured servers, or embedded ones under the data dir."""
+    from guanai.embedded import EmbeddedServices
+
+    embedded = EmbeddedServices(
+        settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats
+    )
+    if settings.embedded_database or (need_nats and settings.embedded_nats):
+        print(f"guanai: embedded servers under {settings.data_path}", file=sys.stderr)
+        embedded.start()
+    try:
+        database_url = settings.database_url or embedded.database_url
+        nats_url = settings.nats_url if not settings.embedded_nats else (embedded.nats_url if need_nats else None)
+        yield database_url, nats_url
+    finally:
+        embedded.stop()
+
+
+def migrate(settings: Settings, database_url: str) -> None:
+    """Create the event store's tables and every view's tables (idempotent)."""
+    from guanai.application import CareApplication, event_store_env
+    from workers.projector import Projector
+
+    CareApplication(event_store_env(database_url, pool_size=2)).close()
+    projector = Projector(database_url)
+    projector.open()
+    projector.close()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _serve_api(settings: Settings, database_url: str, nats_url: str | None, host: str, port: int) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from api.auth import load_or_create_secret
+
+    secret = load_or_create_secret(settings.jwt_secret, settings.data_path)
+    app = create_app(settings, database_url=database_url, nats_url=nats_url, jwt_secret=secret)
+    print(f"guanai: API on http://{host}:{port}  (docs: http://{host}:{port}/schema)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.projector import Projector
+
+    with services(settings) as (database_url, nats_url):
+        migrate(settings, database_url)
+        projector = Projector(database_url)
+        if not args.no_projector:
+            projector.start()
+        try:
+            _serve_api(settings, database_url, nats_url, args.host or settings.host, args.port or settings.port)
+        finally:
+            projector.stop()
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    with services(settings) as (database_url, nats_url):
+        _serve_api(settings, database_url, nats_url, args.host or settings.host, args.port or settings.port)
+    return 0
+
+
+def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.projector import Projector
+
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        projector = Projector(database_url)
+        print("guanai: projector running (Ctrl-C to stop)", file=sys.stderr)
+        projector.run(stop)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+    print("guanai: event store and views are ready")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from guanai.application import CareApplication, event_store_env
+    from guanai.demo import print_summary, seed_county
+    from projections.registry import RegistryView
+    from workers.projector import Projector
+
+    started = time.monotonic()
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+        app = CareApplication(event_store_env(database_url, pool_size=8), helper_capacity=settings.helper_capacity)
+        last = {"t": 0.0}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done == total or now - last["t"] > 1.0:
+                last["t"] = now
+                print(f"\r  {stage:<24} {done:>6}/{total:<6}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+        counts = seed_county(app, seed=args.seed, scale=args.scale, progress=progress)
+        app.close()
+        print(f"guanai: seeded in {counts.elapsed:.1f}s: {counts}", file=sys.stderr)
+        projector = Projector(database_url)
+        applied = projector.catch_up()
+        print(f"guanai: views caught up ({applied} events applied)", file=sys.stderr)
+        print_summary(RegistryView(projector.pool), counts.county_id, sys.stdout)
+        projector.close()
+    print(f"\nDone in {time.monotonic() - started:.0f}s. Next: `./run serve`, then open http://127.0.0.1:{settings.port}/schema")
+    print(f"A token for the county supervisor: ./run token --role county_supervisor --org-unit {counts.county_id}")
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from api.auth import TokenError, issue_token, load_or_create_secret
+    from domain.org_unit import org_unit_id
+
+    org: UUID | None = None
+    if args.org_code:
+        org = org_unit_id(args.org_code)
+    elif args.org_unit:
+        org = args.org_unit
+    try:
+        secret = load_or_create_secret(settings.jwt_secret, settings.data_path)
+        token = issue_token(
+            secret,
+            subject=args.subject,
+            role=ActorRole(args.role),
+            org_unit_id=org,
+            ttl=timedelta(hours=args.ttl_hours or settings.token_ttl_hours),
+        )
+    except TokenError as e:
+        print(f"guanai token: {e}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="guanai", description="Guanai (关爱): care for left-behind elders and children")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_ in (("serve", "API and projector in one process"), ("api", "the API only")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("--host", help="listen address (default GUANAI_HOST)")
+        s.add_argument("--port", type=int, help="listen port (default GUANAI_PORT)")
+        if name == "serve":
+            s.add_argument("--no-projector", action="store_true", help="do not run the projector in this process")
+    sub.add_parser("projector", help="the projector worker only")
+    sub.add_parser("migrate", help="create the event store and view tables")
+    d = sub.add_parser("demo", help="seed a realistic county and print its summary")
+    d.add_argument("--scale", type=float, default=1.0, help="fraction of a full county (default 1.0: ~4,300 people)")
+    d.add_argument("--seed", type=int, default=2026, help="random seed; the same seed gives the same county")
+    t = sub.add_parser("token", help="issue a bearer token")
+    t.add_argument("--role", required=True, choices=[r.value for r in ActorRole if r != ActorRole.SYSTEM])
+    t.add_argument("--subject", default="operator", help="who the token is for (an id, not a name)")
+    scope = t.add_mutually_exclusive_group()
+    scope.add_argument("--org-unit", type=UUID, help="org unit id the role is scoped to")
+    scope.add_argument("--org-code", help="12-digit division code of the org unit")
+    t.add_argument("--ttl-hours", type=int, help="lifetime (default GUANAI_TOKEN_TTL_HOURS)")
+    return p
+
+
+HANDLERS: dict[str, Any] = {
+    "serve": cmd_serve,
+    "api": cmd_api,
+    "projector": cmd_projector,
+    "migrate": cmd_migrate,
+    "demo": cmd_demo,
+    "token": cmd_token,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        print(f"guanai: {e}", file=sys.stderr)
+        return 2
+    from guanai.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    command = args.command or "serve"
+    if args.command is None:
+        args = parser().parse_args(["serve"])
+    return int(HANDLERS[command](settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
