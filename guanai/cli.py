@@ -6,6 +6,7 @@
     guanai migrate      create the event store and view tables, then exit
     guanai demo         seed a realistic county and print its summary
     guanai token        issue a bearer token for an operator
+    guanai lag          how far the views are behind the event store (health check)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from uuid import UUID
 from domain.vocabulary import ActorRole
 from guanai.settings import Settings, SettingsError, load_settings
 
-COMMANDS = ("serve", "api", "projector", "migrate", "demo", "token")
+COMMANDS = ("serve", "api", "projector", "migrate", "demo", "token", "lag")
 
 
 @contextmanager
@@ -171,6 +172,20 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 1 when the views are more than ``--max-seconds`` behind: a projector health check."""
+    import json
+
+    from workers.projector import Projector
+
+    with services(settings, need_nats=False) as (database_url, _):
+        projector = Projector(database_url, pool_size=1)
+        lag = projector.lag()
+        projector.close()
+    print(json.dumps(lag, default=str))
+    return 1 if float(lag.get("seconds_behind") or 0) > args.max_seconds else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="guanai", description="Guanai (关爱): care for left-behind elders and children")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -192,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("--org-unit", type=UUID, help="org unit id the role is scoped to")
     scope.add_argument("--org-code", help="12-digit division code of the org unit")
     t.add_argument("--ttl-hours", type=int, help="lifetime (default GUANAI_TOKEN_TTL_HOURS)")
+    g = sub.add_parser("lag", help="how far the views are behind; exit 1 past --max-seconds")
+    g.add_argument("--max-seconds", type=float, default=60.0)
     return p
 
 
@@ -202,6 +219,7 @@ HANDLERS: dict[str, Any] = {
     "migrate": cmd_migrate,
     "demo": cmd_demo,
     "token": cmd_token,
+    "lag": cmd_lag,
 }
 
 
