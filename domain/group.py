@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from domain.base import CareAggregate, ClosedError, CommandMeta, InvariantError
-from domain.helper import Helper
+from domain.helper import Helper, HelperInactiveError
 from domain.org_unit import OrgUnit
 
 
@@ -76,7 +76,10 @@ class VolunteerGroup(CareAggregate):
 
     def add_member(self, helper: Helper, meta: CommandMeta) -> None:
         self.check_active()
-        helper.check_active()
+        if not helper.active:
+            raise HelperInactiveError(
+                f"helper {helper.id} no longer serves", field="helper_id", reason=helper.deactivated_reason
+            )
         if helper.id in self.member_ids:
             raise GroupError(f"helper {helper.id} is already a member", field="helper_id")
         if self.org_unit_id not in helper.org_path and helper.org_unit_id not in self.org_path:

@@ -12,7 +12,8 @@ from uuid import UUID
 from domain.base import CareAggregate, CommandMeta, InvariantError, derived_id
 from domain.vocabulary import PARENT_LEVEL, OrgLevel
 
-CODE_PATTERN = re.compile(r"^\d{12}$")
+# ASCII digits only, and \Z: `\d` would take full-width digits and `$` a trailing newline.
+CODE_PATTERN = re.compile(r"^[0-9]{12}\Z")
 
 
 class OrgUnitError(InvariantError):

@@ -16,7 +16,7 @@ from datetime import date
 from uuid import UUID
 
 from domain.base import CareAggregate, ClosedError, CommandMeta, InvariantError
-from domain.group import VolunteerGroup
+from domain.group import GroupDisbandedError, VolunteerGroup
 from domain.helper import Helper, HelperInactiveError
 from domain.person import Person, PersonInactiveError
 from domain.vocabulary import Cadence, PairingShape, VisitMode
@@ -181,8 +181,8 @@ class Pairing(CareAggregate):
         for i, helper in enumerate(helpers):
             if not helper.active:
                 raise HelperInactiveError(f"helper {helper.id} no longer serves", field=f"helper_ids[{i}]")
-        if group is not None:
-            group.check_active()
+        if group is not None and not group.active:
+            raise GroupDisbandedError(f"group {group.id} was disbanded", field="group_id")
         pairing = cls._create(
             cls.Formed,
             id=id,
@@ -214,9 +214,10 @@ class Pairing(CareAggregate):
             raise PairingError(problem[1], field="person_id")
         if not person.active:
             raise PersonInactiveError(f"person {person.id} has left the programme", field="person_id")
-        self._trigger(self.PersonAdded, meta, person_id=person.id)
+        # Capacity is checked before PersonAdded, so a refused addition leaves the pairing as it was.
         for helper in helpers:
-            _assign(helper, self.id, len(self.person_ids), meta, "person_id")
+            _assign(helper, self.id, len(self.person_ids) + 1, meta, "person_id")
+        self._trigger(self.PersonAdded, meta, person_id=person.id)
         person.join_pairing(self.id, meta)
 
     def remove_person(self, person: Person, helpers: Sequence[Helper], reason: str, meta: CommandMeta) -> None:

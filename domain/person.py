@@ -35,7 +35,8 @@ def age_on(birth_date: date, day: date) -> int:
 
 def id_number_problem(id_number: str) -> str | None:
     """Why an 18-character resident ID number (GB 11643) is invalid, or None if it is valid."""
-    if len(id_number) != 18 or not id_number[:17].isdigit():
+    # isascii(): str.isdigit() also accepts full-width and superscript digits.
+    if len(id_number) != 18 or not (id_number[:17].isascii() and id_number[:17].isdigit()):
         return "an ID number has 17 digits and a check character"
     check = _ID_CHECK[sum(int(c) * w for c, w in zip(id_number[:17], _ID_WEIGHTS, strict=True)) % 11]
     if id_number[17].upper() != check:
@@ -213,7 +214,7 @@ class Person(CareAggregate):
 
     def add_risk_tag(self, tag: RiskTag, meta: CommandMeta) -> None:
         self._check_active()
-        _check_tags(self.kind, [tag])
+        _check_tags(self.kind, [tag], field="tag")
         if tag.value not in self.risk_tags:
             self._trigger(self.RiskTagAdded, meta, tag=tag.value)
 
@@ -261,9 +262,10 @@ class Person(CareAggregate):
         return age_on(self.birth_date, when.date())
 
 
-def _check_tags(kind: PersonKind, tags: list[RiskTag]) -> None:
+def _check_tags(kind: PersonKind, tags: list[RiskTag], field: str | None = None) -> None:
+    """``field`` names a single-tag input; otherwise the offending index of ``risk_tags``."""
     for i, tag in enumerate(tags):
         if kind == PersonKind.ELDER and tag in CHILD_ONLY_TAGS:
-            raise PersonError(f"'{tag}' applies to children only", field=f"risk_tags[{i}]")
+            raise PersonError(f"'{tag}' applies to children only", field=field or f"risk_tags[{i}]")
         if kind == PersonKind.CHILD and tag in ELDER_ONLY_TAGS:
-            raise PersonError(f"'{tag}' applies to elders only", field=f"risk_tags[{i}]")
+            raise PersonError(f"'{tag}' applies to elders only", field=field or f"risk_tags[{i}]")

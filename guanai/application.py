@@ -9,7 +9,9 @@ create again returns the first result, a different one under the same id is refu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -146,6 +148,9 @@ class CareApplication(Application[UUID]):
         super().__init__(env)
         self.helper_capacity = helper_capacity
         self.retries = retries
+        # Per command attempt, per thread: one object per id, so that an aggregate reached twice
+        # (a helper in two of a person's pairings) is changed and saved once.
+        self._unit_of_work = threading.local()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -155,10 +160,16 @@ class CareApplication(Application[UUID]):
 
     def load(self, cls: type[A], aggregate_id: UUID, *, field: str | None = None, version: int | None = None) -> A:
         """Load by id; a wrong kind counts as absent. ``field`` set: the id came in the body."""
-        try:
-            agg = self.repository.get(aggregate_id, version=version)
-        except AggregateNotFoundError:
-            agg = None
+        loaded: dict[UUID, Any] | None = getattr(self._unit_of_work, "loaded", None)
+        if version is None and loaded is not None and aggregate_id in loaded:
+            agg = loaded[aggregate_id]
+        else:
+            try:
+                agg = self.repository.get(aggregate_id, version=version)
+            except AggregateNotFoundError:
+                agg = None
+            if version is None and loaded is not None and agg is not None:
+                loaded[aggregate_id] = agg
         if not isinstance(agg, cls):
             kind = KIND_NAMES.get(cls, cls.__name__.lower())
             if field is None:
@@ -191,10 +202,19 @@ class CareApplication(Application[UUID]):
 
     # ---- the command loop ----------------------------------------------------------------
 
+    @contextmanager
+    def _fresh_unit_of_work(self) -> Iterator[None]:
+        self._unit_of_work.loaded = {}
+        try:
+            yield
+        finally:
+            self._unit_of_work.loaded = None
+
     def _run(self, decide: Callable[[], tuple[Aggregate, Iterable[Aggregate]]]) -> CommandResult:
         """Decide on fresh state and save; re-decide when a concurrent write got there first."""
         for attempt in range(self.retries + 1):
-            main, touched = decide()
+            with self._fresh_unit_of_work():
+                main, touched = decide()
             try:
                 recordings = self.save(*touched)
             except IntegrityError:
@@ -224,7 +244,8 @@ class CareApplication(Application[UUID]):
     def _create(self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]) -> CommandResult:
         for _ in range(self.retries + 1):
             first = next(iter(self.events.get(aggregate_id, lte=1)), None)
-            new, touched = build()
+            with self._fresh_unit_of_work():
+                new, touched = build()
             if first is not None:
                 created = new.collect_events()[0]
                 if type(first) is not type(created) or _creation_fields(first) != _creation_fields(created):
