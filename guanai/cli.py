@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,11 +56,6 @@ def migrate(settings: Settings, database_url: str) -> None:
     projector.close()
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
-
 def _serve_api(settings: Settings, database_url: str, nats_url: str | None, host: str, port: int) -> None:
     import uvicorn
 
@@ -97,16 +90,12 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.projector import Projector
+    from workers.projector import main as run_projector
 
     with services(settings, need_nats=False) as (database_url, _):
         migrate(settings, database_url)
-        stop = threading.Event()
-        _stop_on_signals(stop)
-        projector = Projector(database_url)
         print("guanai: projector running (Ctrl-C to stop)", file=sys.stderr)
-        projector.run(stop)
-    return 0
+        return run_projector(settings, database_url)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,0 +1,335 @@
+"""The registry view (信息台账): org units, persons, helpers, groups and pairings as list screens
+and county summaries need them.
+
+``RegistryProjection`` writes the ``reg_*`` tables from the domain events; ``RegistryView``
+reads them. Every row carries ``org_path`` (GIN indexed) so "everything under org unit X" is
+``org_path @> ARRAY[X]``. Identity numbers, phone numbers, households and family contacts stay
+in the event store: the view holds only what a list needs (a child has a guardian or not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from domain.group import VolunteerGroup
+from domain.helper import Helper
+from domain.org_unit import OrgUnit
+from domain.pairing import Pairing
+from domain.person import Person
+from domain.vocabulary import PairingShape
+
+TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS reg_org_units (
+    id uuid PRIMARY KEY, code text NOT NULL, name text NOT NULL, level text NOT NULL, parent_id uuid,
+    org_path uuid[] NOT NULL, version int NOT NULL, registered_at timestamptz, recorded_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS reg_org_units_path ON reg_org_units USING gin (org_path);
+CREATE INDEX IF NOT EXISTS reg_org_units_parent ON reg_org_units (parent_id, code);
+CREATE TABLE IF NOT EXISTS reg_persons (
+    id uuid PRIMARY KEY, kind text NOT NULL, name text NOT NULL, sex text NOT NULL, birth_date date NOT NULL,
+    village_id uuid NOT NULL, org_path uuid[] NOT NULL, risk_tags text[] NOT NULL, has_guardian boolean NOT NULL,
+    care_agreement_signed_on date, status text NOT NULL, left_reason text, active_pairings int NOT NULL DEFAULT 0,
+    registered_at timestamptz, recorded_at timestamptz, version int NOT NULL, registered_position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reg_persons_path ON reg_persons USING gin (org_path);
+CREATE INDEX IF NOT EXISTS reg_persons_tags ON reg_persons USING gin (risk_tags);
+CREATE INDEX IF NOT EXISTS reg_persons_order ON reg_persons (registered_position);
+CREATE TABLE IF NOT EXISTS reg_helpers (
+    id uuid PRIMARY KEY, role text NOT NULL, name text NOT NULL, org_unit_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    capacity int NOT NULL, load int NOT NULL DEFAULT 0, assignments jsonb NOT NULL DEFAULT '{}',
+    group_ids uuid[] NOT NULL DEFAULT '{}', status text NOT NULL, inactive_reason text,
+    registered_at timestamptz, recorded_at timestamptz, version int NOT NULL, registered_position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reg_helpers_path ON reg_helpers USING gin (org_path);
+CREATE INDEX IF NOT EXISTS reg_helpers_order ON reg_helpers (registered_position);
+CREATE TABLE IF NOT EXISTS reg_groups (
+    id uuid PRIMARY KEY, name text NOT NULL, org_unit_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    member_ids uuid[] NOT NULL DEFAULT '{}', status text NOT NULL, disband_reason text,
+    formed_at timestamptz, recorded_at timestamptz, version int NOT NULL, registered_position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reg_groups_path ON reg_groups USING gin (org_path);
+CREATE TABLE IF NOT EXISTS reg_pairings (
+    id uuid PRIMARY KEY, shape text NOT NULL, helper_ids uuid[] NOT NULL, person_ids uuid[] NOT NULL,
+    cadence text NOT NULL, visit_mode text NOT NULL, starts_on date NOT NULL, ends_on date, end_reason text,
+    group_id uuid, org_path uuid[] NOT NULL, status text NOT NULL,
+    formed_at timestamptz, recorded_at timestamptz, version int NOT NULL, registered_position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reg_pairings_path ON reg_pairings USING gin (org_path);
+CREATE INDEX IF NOT EXISTS reg_pairings_helpers ON reg_pairings USING gin (helper_ids);
+CREATE INDEX IF NOT EXISTS reg_pairings_persons ON reg_pairings USING gin (person_ids);
+CREATE INDEX IF NOT EXISTS reg_pairings_order ON reg_pairings (registered_position);
+"""
+
+
+def _update(table: str, assignments: str) -> str:
+    return f"UPDATE {table} SET {assignments}, version = %(originator_version)s WHERE id = %(originator_id)s"
+
+
+# One statement per event class. Parameters are the event's own fields (see domain/), plus
+# ``position`` (its notification id) and the few values in DERIVED.
+_TIMES = "%(occurred_at)s, %(timestamp)s, %(originator_version)s, %(position)s"
+STATEMENTS: dict[type, str] = {
+    OrgUnit.Registered: "INSERT INTO reg_org_units VALUES (%(originator_id)s, %(code)s, %(name)s, %(level)s,"
+    " %(parent_id)s, %(path)s, %(originator_version)s, %(occurred_at)s, %(timestamp)s)",
+    OrgUnit.Renamed: _update("reg_org_units", "name = %(name)s"),
+    Person.Registered: "INSERT INTO reg_persons VALUES (%(originator_id)s, %(kind)s, %(name)s, %(sex)s,"
+    " %(birth_date)s, %(village_id)s, %(org_path)s, %(risk_tags)s, %(has_guardian)s,"
+    f" %(care_agreement_signed_on)s, 'active', NULL, 0, {_TIMES})",
+    Person.RiskTagAdded: _update(
+        "reg_persons",
+        "risk_tags = CASE WHEN %(tag)s = ANY(risk_tags) THEN risk_tags ELSE array_append(risk_tags, %(tag)s::text) END",
+    ),
+    Person.RiskTagRemoved: _update("reg_persons", "risk_tags = array_remove(risk_tags, %(tag)s::text)"),
+    Person.GuardianAssigned: _update("reg_persons", "has_guardian = true"),
+    Person.CareAgreementSigned: _update("reg_persons", "care_agreement_signed_on = %(signed_on)s"),
+    Person.PairingJoined: _update("reg_persons", "active_pairings = active_pairings + 1"),
+    Person.PairingLeft: _update("reg_persons", "active_pairings = active_pairings - 1"),
+    Person.LeftProgramme: _update("reg_persons", "status = 'left', left_reason = %(reason)s"),
+    Person.ReturnedToProgramme: _update("reg_persons", "status = 'active', left_reason = NULL"),
+    Helper.Registered: "INSERT INTO reg_helpers (id, role, name, org_unit_id, org_path, capacity, status,"
+    " registered_at, recorded_at, version, registered_position) VALUES (%(originator_id)s, %(role)s, %(name)s,"
+    f" %(org_unit_id)s, %(org_path)s, %(capacity)s, 'active', {_TIMES})",
+    Helper.CapacityChanged: _update("reg_helpers", "capacity = %(capacity)s"),
+    Helper.JoinedGroup: _update("reg_helpers", "group_ids = array_append(group_ids, %(group_id)s::uuid)"),
+    Helper.LeftGroup: _update("reg_helpers", "group_ids = array_remove(group_ids, %(group_id)s::uuid)"),
+    # The event states how many people the helper looks after in one pairing: load moves by the difference.
+    Helper.PairingAssigned: _update(
+        "reg_helpers",
+        "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0) + %(people)s,"
+        " assignments = assignments || jsonb_build_object(%(pairing_key)s::text, %(people)s::int)",
+    ),
+    Helper.PairingReleased: _update(
+        "reg_helpers",
+        "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0),"
+        " assignments = assignments - %(pairing_key)s::text",
+    ),
+    Helper.Deactivated: _update("reg_helpers", "status = 'inactive', inactive_reason = %(reason)s"),
+    VolunteerGroup.Formed: "INSERT INTO reg_groups (id, name, org_unit_id, org_path, status, formed_at, recorded_at,"
+    " version, registered_position) VALUES (%(originator_id)s, %(name)s, %(org_unit_id)s, %(org_path)s, 'active',"
+    f" {_TIMES})",
+    VolunteerGroup.MemberAdded: _update("reg_groups", "member_ids = array_append(member_ids, %(helper_id)s::uuid)"),
+    VolunteerGroup.MemberRemoved: _update("reg_groups", "member_ids = array_remove(member_ids, %(helper_id)s::uuid)"),
+    VolunteerGroup.Disbanded: _update("reg_groups", "status = 'disbanded', disband_reason = %(reason)s"),
+    Pairing.Formed: "INSERT INTO reg_pairings VALUES (%(originator_id)s, %(shape)s, %(helper_ids)s, %(person_ids)s,"
+    " %(cadence)s, %(visit_mode)s, %(starts_on)s, NULL, NULL, %(group_id)s, %(org_path)s, 'active',"
+    f" {_TIMES})",
+    Pairing.HelperAdded: _update("reg_pairings", "helper_ids = array_append(helper_ids, %(helper_id)s::uuid)"),
+    Pairing.HelperRemoved: _update("reg_pairings", "helper_ids = array_remove(helper_ids, %(helper_id)s::uuid)"),
+    Pairing.PersonAdded: _update("reg_pairings", "person_ids = array_append(person_ids, %(person_id)s::uuid)"),
+    Pairing.PersonRemoved: _update("reg_pairings", "person_ids = array_remove(person_ids, %(person_id)s::uuid)"),
+    Pairing.CadenceChanged: _update("reg_pairings", "cadence = %(cadence)s, visit_mode = %(visit_mode)s"),
+    Pairing.Ended: _update("reg_pairings", "status = 'ended', ends_on = %(ends_on)s, end_reason = %(reason)s"),
+}
+# Values the view keeps in another form than the event: only whether a guardian is named (not
+# who, nor their phone); pairing ids as jsonb keys.
+DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Person.Registered: lambda e: {"has_guardian": bool(e.guardian)},
+    Helper.PairingAssigned: lambda e: {"pairing_key": str(e.pairing_id)},
+    Helper.PairingReleased: lambda e: {"pairing_key": str(e.pairing_id)},
+}
+
+
+class RegistryProjection:
+    """Writes the registry tables; events of other kinds (visits, reports, ...) are skipped."""
+
+    name = "registry"
+
+    def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(DDL)
+
+    def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        statement = STATEMENTS.get(type(event))
+        if statement is None:
+            return
+        params = {**vars(event), "position": position}
+        if derive := DERIVED.get(type(event)):
+            params.update(derive(event))
+        # Only the placeholders in the statement are sent: personal fields of the event are not.
+        cur.execute(statement, params)
+
+    def reset(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+
+
+COLUMNS = {
+    "reg_org_units": "id, code, name, level, parent_id, org_path, version, registered_at, recorded_at",
+    "reg_persons": "id, kind, name, sex, birth_date, village_id, org_path, risk_tags, has_guardian,"
+    " care_agreement_signed_on, status, left_reason, active_pairings, registered_at, recorded_at, version",
+    "reg_helpers": "id, role, name, org_unit_id, org_path, capacity, load, group_ids, status, inactive_reason,"
+    " registered_at, recorded_at, version",
+    "reg_groups": "id, name, org_unit_id, org_path, member_ids, status, disband_reason, formed_at, recorded_at,"
+    " version",
+    "reg_pairings": "id, shape, helper_ids, person_ids, cadence, visit_mode, starts_on, ends_on, end_reason,"
+    " group_id, org_path, status, formed_at, recorded_at, version",
+}
+ORDER = {
+    "reg_org_units": "code",
+    "reg_persons": "registered_position",
+    "reg_helpers": "registered_position",
+    "reg_groups": "registered_position",
+    "reg_pairings": "registered_position",
+}
+
+
+class RegistryView:
+    """Read side of the registry: filtered, paged lists ``(rows, total)`` in a stable order."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def _list(
+        self, table: str, filters: dict[str, Any], limit: int | None, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        conditions = [sql.SQL(clause) for clause, value in filters.items() if value is not None]
+        params = [
+            str(value) if not isinstance(value, UUID) else value for value in filters.values() if value is not None
+        ]
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        query = sql.SQL(
+            "SELECT {cols}, count(*) OVER () AS _total FROM {table}{where} ORDER BY {order}, id LIMIT %s OFFSET %s"
+        )
+        query = query.format(
+            cols=sql.SQL(COLUMNS[table]), table=sql.Identifier(table), where=where, order=sql.SQL(ORDER[table])
+        )
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query, [*params, limit, offset]).fetchall()
+            if rows:
+                total = rows[0]["_total"]
+            else:  # past the last page: the window count is not there to read
+                count = sql.SQL("SELECT count(*) AS n FROM {}{}").format(sql.Identifier(table), where)
+                total = cur.execute(count, params).fetchone()["n"]
+        for row in rows:
+            del row["_total"]
+        return rows, total
+
+    def _get(self, table: str, id: UUID) -> dict[str, Any] | None:
+        query = sql.SQL("SELECT {} FROM {} WHERE id = %s").format(sql.SQL(COLUMNS[table]), sql.Identifier(table))
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, (id,)).fetchone()
+
+    def list_org_units(
+        self, parent_id: UUID | None = None, level: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        return self._list("reg_org_units", {"parent_id = %s": parent_id, "level = %s": level}, limit, offset)
+
+    def list_persons(
+        self,
+        org_unit_id: UUID | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        risk_tag: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        filters = {
+            "org_path @> ARRAY[%s]::uuid[]": org_unit_id,
+            "kind = %s": kind,
+            "status = %s": status,
+            "risk_tags @> ARRAY[%s]::text[]": risk_tag,
+        }
+        return self._list("reg_persons", filters, limit, offset)
+
+    def list_helpers(
+        self,
+        org_unit_id: UUID | None = None,
+        role: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        filters = {"org_path @> ARRAY[%s]::uuid[]": org_unit_id, "role = %s": role, "status = %s": status}
+        return self._list("reg_helpers", filters, limit, offset)
+
+    def list_groups(
+        self, org_unit_id: UUID | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        return self._list(
+            "reg_groups", {"org_path @> ARRAY[%s]::uuid[]": org_unit_id, "status = %s": status}, limit, offset
+        )
+
+    def list_pairings(
+        self,
+        org_unit_id: UUID | None = None,
+        status: str | None = None,
+        shape: str | None = None,
+        helper_id: UUID | None = None,
+        person_id: UUID | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        filters = {
+            "org_path @> ARRAY[%s]::uuid[]": org_unit_id,
+            "status = %s": status,
+            "shape = %s": shape,
+            "helper_ids @> ARRAY[%s]::uuid[]": helper_id,
+            "person_ids @> ARRAY[%s]::uuid[]": person_id,
+        }
+        return self._list("reg_pairings", filters, limit, offset)
+
+    def get_org_unit(self, unit_id: UUID) -> dict[str, Any] | None:
+        return self._get("reg_org_units", unit_id)
+
+    def get_person(self, person_id: UUID) -> dict[str, Any] | None:
+        return self._get("reg_persons", person_id)
+
+    def get_helper(self, helper_id: UUID) -> dict[str, Any] | None:
+        return self._get("reg_helpers", helper_id)
+
+    def get_group(self, group_id: UUID) -> dict[str, Any] | None:
+        return self._get("reg_groups", group_id)
+
+    def get_pairing(self, pairing_id: UUID) -> dict[str, Any] | None:
+        return self._get("reg_pairings", pairing_id)
+
+    def counts_by_org_unit(self, root_id: UUID) -> list[dict[str, Any]]:
+        """For each unit directly under ``root_id`` (townships of a county, villages of a
+        township), in code order: active elders, children, active helpers, active pairings.
+        A pairing whose people live in several of these units is counted under none of them."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(COUNTS_BY_UNIT, {"root": root_id}).fetchall()
+
+    def pairings_by_shape(self, root_id: UUID) -> dict[str, int]:
+        """Active pairings under ``root_id`` per shape; every shape is present."""
+        counts = {shape.value: 0 for shape in PairingShape}
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT shape, count(*) FROM reg_pairings WHERE status = 'active' AND org_path @> ARRAY[%s]::uuid[]"
+                " GROUP BY shape",
+                (root_id,),
+            ).fetchall()
+        counts.update(dict(rows))
+        return counts
+
+
+# Units below the root sit at position depth + 1 of every org_path that passes through them.
+COUNTS_BY_UNIT = """
+WITH root AS (SELECT cardinality(org_path) + 1 AS at FROM reg_org_units WHERE id = %(root)s),
+persons AS (
+    SELECT org_path[(SELECT at FROM root)] AS unit, count(*) FILTER (WHERE kind = 'elder') AS elders,
+           count(*) FILTER (WHERE kind = 'child') AS children
+    FROM reg_persons WHERE status = 'active' AND org_path @> ARRAY[%(root)s]::uuid[] GROUP BY 1),
+helpers AS (
+    SELECT org_path[(SELECT at FROM root)] AS unit, count(*) AS helpers
+    FROM reg_helpers WHERE status = 'active' AND org_path @> ARRAY[%(root)s]::uuid[] GROUP BY 1),
+pairings AS (
+    SELECT org_path[(SELECT at FROM root)] AS unit, count(*) AS active_pairings
+    FROM reg_pairings WHERE status = 'active' AND org_path @> ARRAY[%(root)s]::uuid[] GROUP BY 1)
+SELECT u.id, u.code, u.name, u.level,
+       coalesce(p.elders, 0) AS elders, coalesce(p.children, 0) AS children,
+       coalesce(h.helpers, 0) AS helpers, coalesce(pr.active_pairings, 0) AS active_pairings
+FROM reg_org_units u
+LEFT JOIN persons p ON p.unit = u.id
+LEFT JOIN helpers h ON h.unit = u.id
+LEFT JOIN pairings pr ON pr.unit = u.id
+WHERE u.parent_id = %(root)s
+ORDER BY u.code
+"""

@@ -1,0 +1,278 @@
+"""The projection runner: applies the event store's notification log to read tables, exactly once.
+
+Each projection keeps its position in ``projection_tracking``. A batch of notifications is read
+once through the application's recorder, decoded once, and applied to each projection in a
+transaction that also advances that projection's tracking row; a crash therefore loses or
+repeats nothing. The tracking row is locked (``FOR UPDATE``) while a batch is applied, so two
+runners over the same database, or a ``catch_up`` racing a running loop, never apply an event
+twice. New events are noticed by LISTEN on the library's channel, with a bounded poll as fallback.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, Self
+
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+log = structlog.get_logger(__name__)
+
+TRACKING_DDL = """
+CREATE TABLE IF NOT EXISTS projection_tracking (
+    name text PRIMARY KEY,
+    position bigint NOT NULL,
+    updated_at timestamptz
+)
+"""
+# Any constant works: it only serialises concurrent table creation between processes.
+SETUP_LOCK = 0x6775616E6169  # "guanai"
+
+
+class Projection(Protocol):
+    """A read model: its tables, how one event changes them, and how to empty them."""
+
+    name: str
+
+    def create_tables(self, cur: psycopg.Cursor[Any]) -> None: ...
+
+    def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None: ...
+
+    def reset(self, cur: psycopg.Cursor[Any]) -> None: ...
+
+
+class ProjectionRunner:
+    """Runs several projections over one application's notification log.
+
+    ``app`` needs ``recorder`` (a PostgreSQL application recorder) and ``mapper``. The runner
+    writes through a connection pool of its own, opened by ``open()`` (or the first call that
+    needs it), never at construction.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        database_url: str,
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 2.0,
+        pool_size: int = 4,
+    ) -> None:
+        names = [p.name for p in projections]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"projections need distinct names, got {names}")
+        self.app = app
+        self.database_url = database_url
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, name="projections")
+        self._opened = False
+        self._open_lock = threading.Lock()
+        self._advanced = threading.Condition()
+        self._batches = 0  # batches applied by this runner; waiters compare it to see progress
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the pool, create every projection's tables and tracking row (idempotent)."""
+        with self._open_lock:
+            if self._opened:
+                return
+            self.pool.open(wait=True)
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
+                cur.execute(TRACKING_DDL)
+                for projection in self.projections:
+                    projection.create_tables(cur)
+                    cur.execute(
+                        "INSERT INTO projection_tracking (name, position, updated_at) VALUES (%s, 0, now())"
+                        " ON CONFLICT (name) DO NOTHING",
+                        (projection.name,),
+                    )
+            self._opened = True
+
+    def close(self) -> None:
+        self.pool.close()
+        self._opened = False
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- positions -----------------------------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        """Every projection's committed position (notification id of the last event applied)."""
+        self.open()
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)",
+                ([p.name for p in self.projections],),
+            ).fetchall()
+        return {name: position for name, position in rows}
+
+    def position(self, name: str | None = None) -> int:
+        """One projection's position; without a name, the lowest of all of them."""
+        positions = self.positions()
+        if name is None:
+            return min(positions.values())
+        return positions[name]
+
+    def wait_for(self, position: int | None, timeout: float = 2.0, names: Sequence[str] | None = None) -> bool:
+        """True once the projections (all, or ``names``) have applied ``position``; False after
+        ``timeout`` seconds. Wakes at once when this process applies a batch and otherwise
+        polls the tracking rows, so it also works when another process runs the projections."""
+        if position is None:
+            return True
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            with self._advanced:
+                seen = self._batches
+            current = self.positions()
+            if all(current[n] >= position for n in (names or current)):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._advanced:
+                if self._batches == seen:
+                    self._advanced.wait(min(remaining, delay))
+            delay = min(delay * 2, 0.05)
+
+    def lag(self) -> dict[str, Any]:
+        """How far the slowest projection trails the log: events and seconds (age of the oldest
+        event it has not applied, by recording time; 0 when caught up)."""
+        position = self.position()
+        recorder = self.app.recorder
+        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+        with self.pool.connection() as conn:
+            behind = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE notification_id > %s").format(table), (position,)
+            ).fetchone()[0]
+        seconds = 0.0
+        if behind:
+            oldest = recorder.select_notifications(start=position, limit=1, inclusive_of_start=False)
+            if oldest:
+                timestamp = self.app.mapper.to_domain_event(oldest[0]).timestamp
+                seconds = max(0.0, (datetime.now(UTC) - timestamp).total_seconds())
+        return {"events_behind": behind, "seconds_behind": seconds, "position": position}
+
+    # ---- processing ----------------------------------------------------------------------------
+
+    def catch_up(self, max_batches: int | None = None, stop_event: threading.Event | None = None) -> int:
+        """Apply everything recorded so far (or ``max_batches`` batches); returns how many
+        notifications were read. Stops between batches when ``stop_event`` is set."""
+        self.open()
+        total = batches = 0
+        while max_batches is None or batches < max_batches:
+            if stop_event is not None and stop_event.is_set():
+                break
+            read = self._process_batch()
+            if read == 0:
+                break
+            total += read
+            batches += 1
+        return total
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Apply new events as they are recorded until ``stop_event`` is set; the batch in hand
+        is finished first. Errors (a lost connection, a failing projection) are logged and
+        retried with a growing pause, so a projection never skips an event."""
+        self.open()
+        backoff = 0.5
+        log.info("projections running", projections=[p.name for p in self.projections], position=self.position())
+        while not stop_event.is_set():
+            try:
+                with psycopg.connect(self.database_url, autocommit=True) as listener:
+                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.app.recorder.channel_name)))
+                    while not stop_event.is_set():
+                        # Listening started before this catch-up, so nothing recorded meanwhile is missed.
+                        self.catch_up(stop_event=stop_event)
+                        backoff = 0.5
+                        self._wait_for_news(listener, stop_event)
+            except Exception:
+                log.exception("projection batch failed; retrying", retry_in=backoff)
+                stop_event.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        log.info("projections stopped", position=self.position())
+
+    def reset(self, name: str) -> None:
+        """Empty one projection and put its position back to 0; the next catch-up replays it."""
+        projection = self._projection(name)
+        self.open()
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (name,))
+            projection.reset(cur)
+            cur.execute("UPDATE projection_tracking SET position = 0, updated_at = now() WHERE name = %s", (name,))
+
+    def rebuild(self, name: str) -> int:
+        """Reset one projection and replay the whole log into it."""
+        self.reset(name)
+        return self.catch_up()
+
+    def _projection(self, name: str) -> Projection:
+        for projection in self.projections:
+            if projection.name == name:
+                return projection
+        raise KeyError(name)
+
+    def _wait_for_news(self, listener: psycopg.Connection[Any], stop_event: threading.Event) -> None:
+        # Short waits keep stop() prompt; the poll interval bounds how long a lost NOTIFY delays us.
+        deadline = time.monotonic() + self.poll_interval
+        while not stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if any(True for _ in listener.notifies(timeout=min(remaining, 0.25), stop_after=1)):
+                # Drain the NOTIFYs that piled up during the last batch: one catch-up covers them all.
+                for _ in listener.notifies(timeout=0, stop_after=10_000):
+                    pass
+                return
+
+    def _process_batch(self) -> int:
+        positions = self.positions()
+        start = min(positions.values())
+        notifications = self.app.recorder.select_notifications(
+            start=start, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        last = notifications[-1].id
+        for projection in self.projections:
+            if positions[projection.name] >= last:
+                continue
+            self._apply(projection, events, start, last)
+        with self._advanced:
+            self._batches += 1
+            self._advanced.notify_all()
+        return len(notifications)
+
+    def _apply(self, projection: Projection, events: list[tuple[int, Any]], start: int, last: int) -> None:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (projection.name,))
+            row = cur.fetchone()
+            position = row[0] if row else None
+            if position is None or position < start or position >= last:
+                # Reset, or moved by another runner since we looked: the next batch re-reads from there.
+                return
+            with conn.pipeline():
+                for notification_id, event in events:
+                    if notification_id > position:
+                        projection.apply(cur, event, notification_id)
+                cur.execute(
+                    "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
+                    (last, projection.name),
+                )
+        log.debug("projection advanced", projection=projection.name, position=last)
