@@ -7,11 +7,14 @@
     guanai demo         seed a realistic county and print its summary
     guanai token        issue a bearer token for an operator
     guanai lag          how far the views are behind the event store (health check)
+    guanai relay        the relay worker only: event store -> NATS JetStream
+    guanai dead-letters messages the workers could not handle, for a person to look at
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from uuid import UUID
 from domain.vocabulary import ActorRole
 from guanai.settings import Settings, SettingsError, load_settings
 
-COMMANDS = ("serve", "api", "projector", "migrate", "demo", "token", "lag")
+COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters")
 
 
 @contextmanager
@@ -65,21 +68,60 @@ def _serve_api(settings: Settings, database_url: str, nats_url: str | None, host
     secret = load_or_create_secret(settings.jwt_secret, settings.data_path)
     app = create_app(settings, database_url=database_url, nats_url=nats_url, jwt_secret=secret)
     print(f"guanai: API on http://{host}:{port}  (docs: http://{host}:{port}/schema)", file=sys.stderr)
+    # uvicorn shuts down gracefully on SIGTERM and then raises the signal again with the handler
+    # it found: a Python handler here lets the callers' cleanup (workers, embedded servers) run.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+
+
+def background_workers(database_url: str, nats_url: str) -> list[Any]:
+    """The async workers ``guanai serve`` runs beside the API (each also runs on its own)."""
+    from workers.relay import relay_worker
+
+    return [relay_worker(database_url, nats_url)]
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from workers.projector import Projector
+    from workers.runtime import BackgroundWorkers
 
     with services(settings) as (database_url, nats_url):
+        assert nats_url is not None
         migrate(settings, database_url)
         projector = Projector(database_url)
-        if not args.no_projector:
+        workers = BackgroundWorkers(*background_workers(database_url, nats_url))
+        if not args.no_workers:
             projector.start()
+            workers.start()
         try:
             _serve_api(settings, database_url, nats_url, args.host or settings.host, args.port or settings.port)
         finally:
+            workers.stop()
             projector.stop()
+    return 0
+
+
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.relay import relay_worker
+    from workers.runtime import run_until_signalled
+
+    with services(settings) as (database_url, nats_url):
+        assert nats_url is not None
+        migrate(settings, database_url)
+        print("guanai: relay running (Ctrl-C to stop)", file=sys.stderr)
+        return run_until_signalled(relay_worker(database_url, nats_url))
+
+
+def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from workers.consumer import list_dead_letters
+
+    with services(settings, need_nats=False) as (database_url, _):
+        letters = list_dead_letters(database_url, limit=args.limit)
+    for letter in letters:
+        print(json.dumps(letter, default=str, ensure_ascii=False))
+    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     return 0
 
 
@@ -162,17 +204,27 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
-    """Exit 1 when the views are more than ``--max-seconds`` behind: a projector health check."""
+    """How far the views and the relay are behind the event store; exit 1 past the limits
+    (the health check of the projector and relay services)."""
     import json
+
+    import psycopg
 
     from workers.projector import Projector
 
     with services(settings, need_nats=False) as (database_url, _):
         projector = Projector(database_url, pool_size=1)
-        lag = projector.lag()
+        views = projector.lag()
         projector.close()
-    print(json.dumps(lag, default=str))
-    return 1 if float(lag.get("seconds_behind") or 0) > args.max_seconds else 0
+        with psycopg.connect(database_url) as conn:
+            last = conn.execute("SELECT coalesce(max(notification_id), 0) FROM guanai_events").fetchone()[0]
+            has_relay = conn.execute("SELECT to_regclass('relay_tracking') IS NOT NULL").fetchone()[0]
+            relayed = conn.execute("SELECT coalesce(max(position), 0) FROM relay_tracking").fetchone()[0] if has_relay else 0
+    relay = {"position": relayed, "events_behind": max(0, last - relayed)}
+    print(json.dumps({"views": views, "relay": relay}, default=str))
+    late_views = float(views.get("seconds_behind") or 0) > args.max_seconds
+    late_relay = relay["events_behind"] > args.max_relay_events
+    return 1 if late_views or late_relay else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -183,8 +235,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--host", help="listen address (default GUANAI_HOST)")
         s.add_argument("--port", type=int, help="listen port (default GUANAI_PORT)")
         if name == "serve":
-            s.add_argument("--no-projector", action="store_true", help="do not run the projector in this process")
+            s.add_argument("--no-workers", action="store_true", help="run only the API (no projector, relay, workers)")
     sub.add_parser("projector", help="the projector worker only")
+    sub.add_parser("relay", help="the relay worker only: event store -> NATS JetStream")
+    dl = sub.add_parser("dead-letters", help="list messages the workers could not handle")
+    dl.add_argument("--limit", type=int, default=100)
     sub.add_parser("migrate", help="create the event store and view tables")
     d = sub.add_parser("demo", help="seed a realistic county and print its summary")
     d.add_argument("--scale", type=float, default=1.0, help="fraction of a full county (default 1.0: ~4,300 people)")
@@ -197,7 +252,8 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("--org-code", help="12-digit division code of the org unit")
     t.add_argument("--ttl-hours", type=int, help="lifetime (default GUANAI_TOKEN_TTL_HOURS)")
     g = sub.add_parser("lag", help="how far the views are behind; exit 1 past --max-seconds")
-    g.add_argument("--max-seconds", type=float, default=60.0)
+    g.add_argument("--max-seconds", type=float, default=60.0, help="views may be this far behind")
+    g.add_argument("--max-relay-events", type=int, default=10_000, help="the relay may be this many events behind")
     return p
 
 
@@ -209,6 +265,8 @@ HANDLERS: dict[str, Any] = {
     "demo": cmd_demo,
     "token": cmd_token,
     "lag": cmd_lag,
+    "relay": cmd_relay,
+    "dead-letters": cmd_dead_letters,
 }
 
 

@@ -1,0 +1,65 @@
+"""Running async workers: as a standalone process that drains on SIGTERM/SIGINT, or in a
+background thread of another process (``guanai serve`` runs everything in one process)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger("guanai.workers")
+
+Worker = Callable[[asyncio.Event], Awaitable[object]]
+
+
+def run_until_signalled(*workers: Worker) -> int:
+    """Run the workers until SIGTERM or SIGINT, then let each finish what it has in hand."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await asyncio.gather(*(w(stop) for w in workers))
+
+    asyncio.run(main())
+    return 0
+
+
+class BackgroundWorkers:
+    """The same workers on an event loop in a daemon thread; ``stop()`` drains them."""
+
+    def __init__(self, *workers: Worker, name: str = "workers") -> None:
+        self.workers = workers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await asyncio.gather(*(w(self._stop) for w in self.workers))
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001 - reported by stop() and logged
+            self.error = e
+            log.error("background_workers_failed", error=type(e).__name__)
+            self._ready.set()
+
+    def start(self) -> BackgroundWorkers:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
