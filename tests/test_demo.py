@@ -21,7 +21,8 @@ from domain.pairing import Pairing
 from domain.person import Person, age_on, id_number_problem
 from domain.vocabulary import HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag
 from guanai.application import CareApplication, event_store_env
-from guanai.demo import DemoCounts, census_dates, plan_county, print_summary, seed_county
+from guanai.demo import DemoCounts, print_summary, seed_county
+from guanai.demo_plan import census_dates, plan_county
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector
 
