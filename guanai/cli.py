@@ -159,11 +159,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         app = CareApplication(event_store_env(database_url, pool_size=8), helper_capacity=settings.helper_capacity)
         last = {"t": 0.0}
 
+        tty = sys.stderr.isatty()
+
         def progress(stage: str, done: int, total: int) -> None:
             now = time.monotonic()
-            if done == total or now - last["t"] > 1.0:
+            if done == total or now - last["t"] > (1.0 if tty else 5.0):
                 last["t"] = now
-                print(f"\r  {stage:<24} {done:>6}/{total:<6}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+                line = f"  {stage:<24} {done:>6}/{total:<6}"
+                if tty:  # redraw one line; in a log, one line per report
+                    print("\r" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
+                else:
+                    print(line, file=sys.stderr, flush=True)
 
         counts = seed_county(app, seed=args.seed, scale=args.scale, progress=progress)
         app.close()
