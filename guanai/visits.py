@@ -1,0 +1,351 @@
+"""Visit commands of CareApplication: scheduling from cadence, claims, visit logs, misses.
+
+A mixin over CareApplication's ``load``, ``_create``, ``_update`` and ``_run``, so every command
+here has the same guarantees as the registry's: one transaction per command, re-decided on
+fresh state after a concurrent write, idempotent creates under client-chosen or derived ids.
+
+``acting_helper_id`` is the helper behind the request (a volunteer's token ``sub``), or None
+when a coordinator acts for others; helpers act only for themselves and their own groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from psycopg import sql
+
+from domain.base import CommandMeta, DomainError
+from domain.group import VolunteerGroup
+from domain.pairing import Pairing
+from domain.person import Person
+from domain.schedule import Period, Timeline, day_start, local_day, plan, task_id
+from domain.visit_log import VisitLog, VisitLogError, log_content
+from domain.visit_task import MAX_CLAIM_TTL, HelperClaims, NotEligibleError, VisitTask, VisitTaskError, claims_id
+from domain.vocabulary import Cadence
+
+DEFAULT_CLAIM_LIMIT = 5
+DEFAULT_CLAIM_TTL = timedelta(hours=72)
+
+
+def _nothing_else(_: object) -> list[Aggregate]:
+    """For a change that touches only the task itself."""
+    return []
+
+
+@dataclass
+class ScheduleOutcome:
+    pairing_id: UUID
+    created: list[UUID] = field(default_factory=list)
+    cancelled: list[UUID] = field(default_factory=list)
+    position: int | None = None
+
+    def wrote(self, position: int | None) -> None:
+        if position is not None:
+            self.position = max(self.position or 0, position)
+
+
+class VisitCommands:
+    """Mixed into CareApplication (guanai/application.py)."""
+
+    load: Any
+    events: Any
+    recorder: Any
+    _create: Any
+    _update: Any
+    _run: Any
+
+    # ---- scheduling ------------------------------------------------------------------------------
+
+    def pairing_timeline(self, pairing_id: UUID) -> tuple[Pairing, Timeline]:
+        """The pairing now, and the history scheduling needs (cadence changes, departures, end)."""
+        pairing: Any = None
+        formed: Any = None
+        changes: list[tuple[Any, Cadence]] = []
+        departed: dict[UUID, datetime] = {}
+        ended_at = None
+        for event in self.events.get(pairing_id):
+            pairing = event.mutate(pairing)
+            if isinstance(event, Pairing.Formed):
+                formed = event
+            elif isinstance(event, Pairing.CadenceChanged):
+                changes.append((local_day(event.occurred_at), Cadence(event.cadence)))
+            elif isinstance(event, Pairing.PersonRemoved):
+                departed[event.person_id] = event.occurred_at
+            elif isinstance(event, Pairing.PersonAdded):
+                departed.pop(event.person_id, None)
+            elif isinstance(event, Pairing.Ended):
+                ended_at = event.occurred_at
+        if not isinstance(pairing, Pairing) or formed is None:
+            self.load(Pairing, pairing_id)  # raises NotFoundError
+        timeline = Timeline(
+            starts_on=formed.starts_on,
+            cadence=Cadence(formed.cadence),
+            changes=tuple(changes),
+            persons=tuple(pairing.person_ids),
+            departed=departed,
+            ended_at=ended_at,
+        )
+        return pairing, timeline
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return bool(self.recorder.select_events(aggregate_id, lte=1))
+
+    def _maybe(self, cls: type[Any], aggregate_id: UUID) -> Any:
+        """The aggregate, or None when there is none (one read either way)."""
+        try:
+            return self.load(cls, aggregate_id)
+        except DomainError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def schedule_visits(self, pairing_id: UUID, meta: CommandMeta, known_open: Iterable[UUID] = ()) -> ScheduleOutcome:
+        """Bring one pairing's tasks in line with its cadence at ``meta.occurred_at``: create the
+        task of the period in progress and of the next one for each person (never twice), and
+        cancel open tasks the plan no longer has (pairing ended, person left, cadence changed).
+        ``known_open``: ids of the pairing's open tasks as a view lists them, checked too."""
+        pairing, timeline = self.pairing_timeline(pairing_id)
+        now = meta.occurred_at
+        the_plan = plan(timeline, now)
+        outcome = ScheduleOutcome(pairing_id)
+        wanted: set[UUID] = set()
+        for person_id, period in the_plan.wanted:
+            tid = task_id(pairing_id, person_id, period)
+            wanted.add(tid)
+            if not self._exists(tid):
+                self._schedule_one(pairing, tid, person_id, period, meta, outcome)
+        candidates: dict[UUID, datetime | None] = {}
+        for person_id, period, cutoff in the_plan.stale:
+            candidates.setdefault(task_id(pairing_id, person_id, period), cutoff)
+        for tid in known_open:
+            candidates.setdefault(tid, None)
+        for tid, cutoff in candidates.items():
+            task = None if tid in wanted else self._maybe(VisitTask, tid)
+            if task is None or task.pairing_id != pairing_id:
+                continue
+            cut = cutoff or the_plan.cutoffs.get(task.person_id, now)
+            if task.cancellable(cut):
+                reason = self._cancel_reason(pairing, timeline, task.person_id)
+                result = self._update(VisitTask, tid, None, lambda t, r=reason, c=cut: _nothing_else(t.cancel(r, c, meta)))
+                if result.position is not None:  # not closed meanwhile by someone else
+                    outcome.cancelled.append(tid)
+                    outcome.wrote(result.position)
+        return outcome
+
+    def _schedule_one(
+        self, pairing: Pairing, tid: UUID, person_id: UUID, period: Period, meta: CommandMeta, outcome: ScheduleOutcome
+    ) -> None:
+        def build() -> tuple[VisitTask, list[Aggregate]]:
+            person = self.load(Person, person_id)
+            task = VisitTask.schedule(id=tid, pairing=pairing, person_id=person_id, org_path=person.org_path, period=period, meta=meta)
+            return task, []
+
+        from guanai.application import AlreadyExistsError
+
+        try:
+            result = self._create(VisitTask, tid, build)
+        except AlreadyExistsError:
+            return  # scheduled by an earlier state of the pairing (e.g. another group): it stands
+        if result.created:
+            outcome.created.append(tid)
+            outcome.wrote(result.position)
+
+    @staticmethod
+    def _cancel_reason(pairing: Pairing, timeline: Timeline, person_id: UUID) -> str:
+        if timeline.ended_at is not None:
+            return f"pairing ended: {pairing.end_reason}"
+        if person_id in timeline.departed:
+            return "the person left the pairing"
+        return "the pairing's cadence changed"
+
+    # ---- claims ----------------------------------------------------------------------------------
+
+    def _take(self, helper_id: UUID, task_id: UUID, now: datetime, expires_at: datetime, limit: int, meta: CommandMeta) -> HelperClaims:
+        """Write the claim into the helper's book of this month, within the bound on open claims."""
+        first = local_day(now).replace(day=1)
+        book = self._maybe(HelperClaims, claims_id(helper_id, f"{first:%Y-%m}")) or HelperClaims.open(helper_id, f"{first:%Y-%m}", meta)
+        # Last month's claims (as long as this one) may still be open only early in this month.
+        earlier = None
+        if now - (expires_at - now) < day_start(first):
+            earlier = self._maybe(HelperClaims, claims_id(helper_id, f"{first - timedelta(days=1):%Y-%m}"))
+        recent = {t for b in (book, earlier) if b is not None for t in b.unexpired(now)} - {task_id}
+        held = sum(1 for t in recent if self.load(VisitTask, t).held_by(helper_id, now))
+        book.take(task_id, expires_at, open_claims=held, limit=limit, meta=meta)
+        return book
+
+    def claim_visit(
+        self,
+        task_id: UUID,
+        meta: CommandMeta,
+        *,
+        helper_id: UUID | None = None,
+        group_id: UUID | None = None,
+        acting_helper_id: UUID | None = None,
+        limit: int = DEFAULT_CLAIM_LIMIT,
+        ttl: timedelta = DEFAULT_CLAIM_TTL,
+    ) -> Any:
+        """Claim for a helper, or (``group_id`` without ``helper_id``) for the pairing's group as a
+        team. Exactly one of many concurrent claims wins; the others see who holds it."""
+        if acting_helper_id is not None:
+            if helper_id is not None and helper_id != acting_helper_id:
+                raise NotEligibleError("a helper claims visits for themselves; a coordinator may claim for others", field="helper_id")
+            if group_id is None:
+                helper_id = acting_helper_id
+        if helper_id is None and group_id is None:
+            raise VisitTaskError("name the helper (helper_id) or the group (group_id) who takes the visit", field="helper_id")
+        now, expires_at = meta.occurred_at, meta.occurred_at + min(ttl, MAX_CLAIM_TTL)
+
+        def decide() -> tuple[Aggregate, list[Aggregate]]:
+            task = self.load(VisitTask, task_id)
+            pairing = self.load(Pairing, task.pairing_id)
+            group = None
+            if group_id is not None:
+                group = self.load(VolunteerGroup, group_id, field="group_id")
+                if acting_helper_id is not None and acting_helper_id not in group.member_ids:
+                    raise NotEligibleError(f"only members of group {group_id} may claim for it", field="group_id")
+            elif pairing.group_id is not None and helper_id not in pairing.helper_ids:
+                group = self.load(VolunteerGroup, pairing.group_id)
+            taken = task.claim(pairing=pairing, helper_id=helper_id, group=group, now=now, expires_at=expires_at, meta=meta)
+            touched: list[Aggregate] = [task]
+            if taken and helper_id is not None:
+                touched.append(self._take(helper_id, task.id, now, expires_at, limit, meta))
+            return task, touched
+
+        return self._run(decide)
+
+    def assign_visit(
+        self,
+        task_id: UUID,
+        helper_id: UUID,
+        meta: CommandMeta,
+        *,
+        acting_helper_id: UUID | None = None,
+        limit: int = DEFAULT_CLAIM_LIMIT,
+        ttl: timedelta = DEFAULT_CLAIM_TTL,
+    ) -> Any:
+        """A visit its group claimed as a team goes to one member (chosen by a member or a coordinator)."""
+        now, expires_at = meta.occurred_at, meta.occurred_at + min(ttl, MAX_CLAIM_TTL)
+
+        def decide() -> tuple[Aggregate, list[Aggregate]]:
+            task = self.load(VisitTask, task_id)
+            if task.holder_group_id is None:
+                raise VisitTaskError("this visit is not held by a group", field="helper_id")
+            group = self.load(VolunteerGroup, task.holder_group_id)
+            if acting_helper_id is not None and acting_helper_id not in group.member_ids:
+                raise NotEligibleError(f"only members of group {group.id} may assign its visits", field="helper_id")
+            task.assign(helper_id=helper_id, group=group, now=now, expires_at=expires_at, meta=meta)
+            return task, [task, self._take(helper_id, task.id, now, expires_at, limit, meta)]
+
+        return self._run(decide)
+
+    def release_visit(
+        self, task_id: UUID, reason: str, meta: CommandMeta, *, acting_helper_id: UUID | None = None, expected_version: int | None = None
+    ) -> Any:
+        def change(task: VisitTask) -> list[Aggregate]:
+            by = acting_helper_id
+            team = task.holder_group_id if by is not None and task.holder_id is None else None
+            if team is not None and by in self.load(VolunteerGroup, team).member_ids:
+                by = None  # a member gives back what the team took
+            task.release(by_helper_id=by, reason=reason.strip() or "released", meta=meta)
+            return []
+
+        return self._update(VisitTask, task_id, expected_version, change)
+
+    def expire_visit_claim(self, task_id: UUID, meta: CommandMeta) -> Any:
+        """Return a lapsed claim to the pool (nothing happens if it has not lapsed)."""
+        return self._update(VisitTask, task_id, None, lambda t: _nothing_else(t.expire_claim(meta.occurred_at, meta)))
+
+    def mark_visit_missed(self, task_id: UUID, meta: CommandMeta) -> Any:
+        """Mark missed a task whose window closed undone (nothing happens otherwise)."""
+        return self._update(VisitTask, task_id, None, lambda t: _nothing_else(t.mark_missed(meta.occurred_at, meta)))
+
+    def cancel_visit_task(self, task_id: UUID, reason: str, meta: CommandMeta) -> Any:
+        return self._update(VisitTask, task_id, None, lambda t: _nothing_else(t.cancel(reason, meta.occurred_at, meta)))
+
+    # ---- visit logs ------------------------------------------------------------------------------
+
+    def record_visit(
+        self,
+        log_id: UUID,
+        meta: CommandMeta,
+        *,
+        pairing_id: UUID | None = None,
+        person_id: UUID | None = None,
+        acting_helper_id: UUID | None = None,
+        now: datetime | None = None,
+        **fields: Any,
+    ) -> Any:
+        """Record a visit log under the client's id (``fields``: see domain.visit_log.log_content),
+        against its task (``task_id``) or unplanned (``pairing_id`` and ``person_id``). The same
+        log again returns the first result and writes nothing; another under the same id is refused."""
+        from guanai.application import AlreadyExistsError, CommandResult
+
+        content = log_content(visited_at=meta.occurred_at, **fields)
+        existing = self._maybe(VisitLog, log_id)
+        if existing is not None:
+            same = existing.content() == content and pairing_id in (None, existing.pairing_id) and person_id in (
+                None,
+                existing.person_id,
+            )
+            if not same:
+                raise AlreadyExistsError(f"a different visit log already exists with id {log_id}", field="id", id=str(log_id))
+            return CommandResult(existing.id, existing.version, self._log_position(existing), created=False)
+        if acting_helper_id is not None and acting_helper_id not in content["helper_ids"]:
+            raise NotEligibleError("a helper logs visits they went on: add yourself to helper_ids", field="helper_ids")
+
+        def build() -> tuple[VisitLog, list[Aggregate]]:
+            task = None
+            if content["task_id"] is not None:
+                task = self.load(VisitTask, content["task_id"], field="task_id")
+                if person_id not in (None, task.person_id):
+                    raise VisitLogError(f"the task is a visit to person {task.person_id}", field="person_id")
+                pairing = self.load(Pairing, task.pairing_id)
+                who, org_path = task.person_id, task.org_path
+            else:
+                if pairing_id is None or person_id is None:
+                    raise VisitLogError("an unplanned visit names its pairing_id and person_id", field="pairing_id")
+                pairing = self.load(Pairing, pairing_id, field="pairing_id")
+                if person_id not in pairing.person_ids:
+                    raise VisitLogError(f"person {person_id} is not in pairing {pairing_id}", field="person_id")
+                who, org_path = person_id, self.load(Person, person_id).org_path
+            self._check_went(pairing, content["helper_ids"])
+            log = VisitLog.record(id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields)
+            if task is not None:
+                task.complete(log_id=log_id, helper_ids=content["helper_ids"], mode=log.mode, now=now or meta.occurred_at, meta=meta)
+                return log, [task]
+            return log, []
+
+        return self._create(VisitLog, log_id, build)
+
+    def _check_went(self, pairing: Pairing, helper_ids: list[UUID]) -> None:
+        group = None
+        for n, helper_id in enumerate(helper_ids):
+            if helper_id in pairing.helper_ids:
+                continue
+            if group is None and pairing.group_id is not None:
+                group = self.load(VolunteerGroup, pairing.group_id)
+            if group is None or helper_id not in group.member_ids:
+                raise NotEligibleError(
+                    f"helper {helper_id} is neither a helper of pairing {pairing.id} nor a member of its group",
+                    field=f"helper_ids[{n}]",
+                )
+
+    def _log_position(self, log: VisitLog) -> int | None:
+        """The position the first answer to this log gave: its transaction's last event."""
+        keys = [(log.id, log.version)]
+        if log.task_id is not None:
+            for event in self.events.get(log.task_id):
+                if isinstance(event, VisitTask.Completed) and event.log_id == log.id:
+                    keys.append((log.task_id, event.originator_version))
+        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+        clause = sql.SQL(" OR ").join(sql.SQL("(originator_id = %s AND originator_version = %s)") for _ in keys)
+        query = sql.SQL("SELECT max(notification_id) FROM {} WHERE ").format(table) + clause
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            cur.execute(query, [v for k in keys for v in k])
+            row = cur.fetchone()
+        return row["max"] if row else None

@@ -1,0 +1,240 @@
+"""The visit task board: visit tasks and visit logs as lists, sweeps and rates need them.
+
+``VisitTaskProjection`` writes ``visit_tasks`` (one row per task: window, status, who holds or
+completed it) and ``visit_logs`` (one row per log, without its findings or notes: those stay in
+the event store) from the VisitTask and VisitLog events. ``VisitTaskView`` reads them: the
+``/visits`` lists, the helper's visits, what the scheduler's sweep must look at (windows closed,
+claims lapsed, pairings ended with tasks still open) and completion rates per org unit.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from domain.visit_log import VisitLog
+from domain.visit_task import VisitTask
+
+TABLES = ("visit_tasks", "visit_logs")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS visit_tasks (
+    id uuid PRIMARY KEY, pairing_id uuid NOT NULL, person_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    group_id uuid, cadence text NOT NULL, mode text NOT NULL, period_start date NOT NULL, due_until date NOT NULL,
+    opens_at timestamptz NOT NULL, closes_at timestamptz NOT NULL, status text NOT NULL,
+    holder_id uuid, holder_group_id uuid, claim_expires_at timestamptz, log_id uuid, visited_at timestamptz,
+    completed_by uuid[] NOT NULL DEFAULT '{}', late boolean NOT NULL DEFAULT false, cancel_reason text,
+    scheduled_at timestamptz, version int NOT NULL, scheduled_position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visit_tasks_path ON visit_tasks USING gin (org_path);
+CREATE INDEX IF NOT EXISTS visit_tasks_open ON visit_tasks (closes_at) WHERE status IN ('scheduled', 'claimed');
+CREATE INDEX IF NOT EXISTS visit_tasks_lapsing ON visit_tasks (claim_expires_at) WHERE status = 'claimed';
+CREATE INDEX IF NOT EXISTS visit_tasks_pairing ON visit_tasks (pairing_id);
+CREATE INDEX IF NOT EXISTS visit_tasks_holder ON visit_tasks (holder_id);
+CREATE INDEX IF NOT EXISTS visit_tasks_done_by ON visit_tasks USING gin (completed_by);
+CREATE TABLE IF NOT EXISTS visit_logs (
+    id uuid PRIMARY KEY, task_id uuid, pairing_id uuid NOT NULL, person_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    mode text NOT NULL, visited_at timestamptz NOT NULL, helper_ids uuid[] NOT NULL, services text[] NOT NULL,
+    follow_up_needed boolean NOT NULL, raise_emergency boolean NOT NULL, emergency_kind text,
+    recorded_at timestamptz NOT NULL, position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visit_logs_path ON visit_logs USING gin (org_path);
+CREATE INDEX IF NOT EXISTS visit_logs_helpers ON visit_logs USING gin (helper_ids);
+"""
+
+
+def _set(assignments: str) -> str:
+    return f"UPDATE visit_tasks SET {assignments}, version = %(originator_version)s WHERE id = %(originator_id)s"
+
+
+_UNCLAIM = "status = 'scheduled', holder_id = NULL, holder_group_id = NULL, claim_expires_at = NULL"
+STATEMENTS: dict[type, str] = {
+    VisitTask.Scheduled: "INSERT INTO visit_tasks (id, pairing_id, person_id, org_path, group_id, cadence, mode,"
+    " period_start, due_until, opens_at, closes_at, status, scheduled_at, version, scheduled_position) VALUES"
+    " (%(originator_id)s, %(pairing_id)s, %(person_id)s, %(org_path)s, %(group_id)s, %(cadence)s, %(mode)s,"
+    " %(period_start)s, %(due_until)s, %(opens_at)s, %(closes_at)s, 'scheduled', %(timestamp)s,"
+    " %(originator_version)s, %(position)s)",
+    VisitTask.Claimed: _set(
+        "status = 'claimed', holder_id = %(helper_id)s, holder_group_id = %(group_id)s, claim_expires_at = %(expires_at)s"
+    ),
+    VisitTask.Assigned: _set("holder_id = %(helper_id)s, claim_expires_at = %(expires_at)s"),
+    VisitTask.ClaimReleased: _set(_UNCLAIM),
+    VisitTask.ClaimExpired: _set(_UNCLAIM),
+    VisitTask.Completed: _set(
+        "status = 'completed', log_id = %(log_id)s, visited_at = %(occurred_at)s, completed_by = %(helper_ids)s,"
+        " late = %(late)s, claim_expires_at = NULL"
+    ),
+    VisitTask.Missed: _set("status = 'missed', claim_expires_at = NULL"),
+    VisitTask.Cancelled: _set("status = 'cancelled', cancel_reason = %(reason)s, claim_expires_at = NULL"),
+    VisitLog.Recorded: "INSERT INTO visit_logs VALUES (%(originator_id)s, %(task_id)s, %(pairing_id)s, %(person_id)s,"
+    " %(org_path)s, %(mode)s, %(visited_at)s, %(helper_ids)s, %(services)s, %(follow_up_needed)s,"
+    " %(raise_emergency)s, %(emergency_kind)s, %(timestamp)s, %(position)s)",
+}
+
+
+class VisitTaskProjection:
+    """Writes the task board; events of other aggregates are skipped."""
+
+    name = "visit_tasks"
+
+    def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(DDL)
+
+    def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        statement = STATEMENTS.get(type(event))
+        if statement is not None:
+            # Only the statement's placeholders are sent: findings and notes never reach the view.
+            cur.execute(statement, {**vars(event), "position": position})
+
+    def reset(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+
+
+COLUMNS = (
+    "id, pairing_id, person_id, org_path, group_id, cadence, mode, period_start, due_until, opens_at, closes_at,"
+    " status, holder_id, holder_group_id, claim_expires_at, log_id, visited_at, completed_by, late, version"
+)
+OPEN = "t.status IN ('scheduled', 'claimed')"
+# Open to a new claim now: unclaimed, or its claim lapsed; and its window not yet closed.
+FREE = "(t.status = 'scheduled' OR (t.status = 'claimed' AND t.claim_expires_at <= now())) AND t.closes_at > now()"
+# The helper may claim it: a helper of its active pairing, or a member of the pairing's group.
+MINE = (
+    "EXISTS (SELECT 1 FROM reg_pairings p WHERE p.id = t.pairing_id AND p.status = 'active' AND"
+    " (p.helper_ids @> ARRAY[%s]::uuid[] OR p.group_id = ANY (SELECT unnest(h.group_ids) FROM reg_helpers h"
+    " WHERE h.id = %s)))"
+)
+
+
+class VisitTaskView:
+    """Read side of the task board: ``(rows, total)`` pages in due order, and sweep queries."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def _page(self, table: str, columns: str, where: list[tuple[str, list[Any]]], order: str, limit: int | None, offset: int) -> tuple[list[dict[str, Any]], int]:
+        clause = " AND ".join(c for c, _ in where) or "true"
+        params = [p for _, ps in where for p in ps]
+        query = f"SELECT {columns}, count(*) OVER () AS _total FROM {table} t WHERE {clause} ORDER BY {order} LIMIT %s OFFSET %s"
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query, [*params, limit, offset]).fetchall()
+            total = rows[0]["_total"] if rows else cur.execute(
+                f"SELECT count(*) AS n FROM {table} t WHERE {clause}", params
+            ).fetchone()["n"]
+        for row in rows:
+            del row["_total"]
+        return rows, total
+
+    def list_tasks(
+        self,
+        *,
+        org_unit_id: UUID | None = None,
+        status: str | None = None,
+        due_before: date | None = None,
+        claimable_by: UUID | None = None,
+        pairing_id: UUID | None = None,
+        person_id: UUID | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        where: list[tuple[str, list[Any]]] = []
+        if org_unit_id is not None:
+            where.append(("t.org_path @> ARRAY[%s]::uuid[]", [org_unit_id]))
+        if status is not None:
+            where.append(("t.status = %s", [status]))
+        if due_before is not None:
+            where.append(("t.due_until < %s", [due_before]))
+        if claimable_by is not None:
+            where += [(FREE, []), (MINE, [claimable_by, claimable_by])]
+        if pairing_id is not None:
+            where.append(("t.pairing_id = %s", [pairing_id]))
+        if person_id is not None:
+            where.append(("t.person_id = %s", [person_id]))
+        return self._page("visit_tasks", COLUMNS, where, "t.closes_at, t.id", limit, offset)
+
+    def helper_tasks(self, helper_id: UUID, *, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Tasks the helper holds now or completed."""
+        where = [("(t.holder_id = %s AND t.status = 'claimed' OR t.completed_by @> ARRAY[%s]::uuid[])", [helper_id, helper_id])]
+        if status is not None:
+            where.append(("t.status = %s", [status]))
+        return self._page("visit_tasks", COLUMNS, where, "t.closes_at DESC, t.id", limit, offset)
+
+    def list_logs(
+        self, *, helper_id: UUID | None = None, pairing_id: UUID | None = None, person_id: UUID | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        where: list[tuple[str, list[Any]]] = []
+        if helper_id is not None:
+            where.append(("t.helper_ids @> ARRAY[%s]::uuid[]", [helper_id]))
+        if pairing_id is not None:
+            where.append(("t.pairing_id = %s", [pairing_id]))
+        if person_id is not None:
+            where.append(("t.person_id = %s", [person_id]))
+        columns = "id, task_id, pairing_id, person_id, org_path, mode, visited_at, helper_ids, services," \
+            " follow_up_needed, raise_emergency, emergency_kind, recorded_at"
+        return self._page("visit_logs", columns, where, "t.visited_at DESC, t.id", limit, offset)
+
+    # ---- what the scheduler's sweep looks at ------------------------------------------------------
+
+    def _ids(self, query: str, params: list[Any]) -> list[UUID]:
+        with self.pool.connection() as conn:
+            return [r[0] for r in conn.execute(query, params).fetchall()]
+
+    def closed_open_tasks(self, now: datetime, limit: int = 1000) -> list[UUID]:
+        """Open tasks whose window closed by ``now``: to be marked missed."""
+        return self._ids(f"SELECT id FROM visit_tasks t WHERE {OPEN} AND closes_at <= %s ORDER BY closes_at LIMIT %s", [now, limit])
+
+    def lapsed_claims(self, now: datetime, limit: int = 1000) -> list[UUID]:
+        return self._ids(
+            "SELECT id FROM visit_tasks WHERE status = 'claimed' AND claim_expires_at <= %s ORDER BY claim_expires_at LIMIT %s",
+            [now, limit],
+        )
+
+    def open_task_ids(self, pairing_id: UUID) -> list[UUID]:
+        return self._ids(f"SELECT id FROM visit_tasks t WHERE pairing_id = %s AND {OPEN}", [pairing_id])
+
+    def stale_pairings(self, limit: int = 1000) -> list[UUID]:
+        """Pairings with open tasks they should not have: ended, or for someone no longer in them."""
+        return self._ids(
+            f"SELECT DISTINCT t.pairing_id FROM visit_tasks t JOIN reg_pairings p ON p.id = t.pairing_id WHERE {OPEN}"
+            " AND (p.status = 'ended' OR NOT p.person_ids @> ARRAY[t.person_id]) LIMIT %s",
+            [limit],
+        )
+
+    def active_pairing_ids(self, after: UUID | None = None, limit: int = 500) -> list[UUID]:
+        """Active pairings in id order, a page after ``after``: what the sweep schedules."""
+        return self._ids(
+            "SELECT id FROM reg_pairings WHERE status = 'active' AND (%s::uuid IS NULL OR id > %s) ORDER BY id LIMIT %s",
+            [after, after, limit],
+        )
+
+    # ---- rates ------------------------------------------------------------------------------------
+
+    def rates_by_unit(self, root_id: UUID, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+        """Per unit directly under ``root_id``: tasks whose window closed in [since, until) and how
+        they ended (completed, missed, cancelled, still open), with the completion rate."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(RATES, {"root": root_id, "since": since, "until": until}).fetchall()
+
+
+RATES = """
+WITH root AS (SELECT cardinality(org_path) + 1 AS at FROM reg_org_units WHERE id = %(root)s),
+due AS (
+    SELECT org_path[(SELECT at FROM root)] AS unit, status, late FROM visit_tasks
+    WHERE org_path @> ARRAY[%(root)s]::uuid[]
+      AND (%(since)s::timestamptz IS NULL OR closes_at >= %(since)s) AND closes_at <= coalesce(%(until)s, now()))
+SELECT u.id, u.code, u.name,
+       count(d.status) FILTER (WHERE d.status <> 'cancelled') AS due,
+       count(d.status) FILTER (WHERE d.status = 'completed') AS completed,
+       count(d.status) FILTER (WHERE d.status = 'completed' AND d.late) AS completed_late,
+       count(d.status) FILTER (WHERE d.status = 'missed') AS missed,
+       count(d.status) FILTER (WHERE d.status IN ('scheduled', 'claimed')) AS unresolved
+FROM reg_org_units u LEFT JOIN due d ON d.unit = u.id
+WHERE u.parent_id = %(root)s
+GROUP BY u.id, u.code, u.name ORDER BY u.code
+"""

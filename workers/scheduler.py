@@ -1,0 +1,195 @@
+"""The scheduler: keeps every active pairing's visit tasks in line with its cadence.
+
+Two paths lead to the same idempotent command (``CareApplication.schedule_visits``, whose task
+ids are derived from pairing, person, cadence and period, so nothing is ever created twice):
+
+- **Events**: a durable JetStream pull consumer over ``<prefix>.Pairing.>`` reacts at once to a
+  pairing formed, changed (people, cadence) or ended: next tasks created, obsolete ones cancelled.
+- **Sweep**, every ``GUANAI_SCHEDULER_INTERVAL_SECONDS`` and at start: every active pairing (from
+  the registry view) is scheduled, pairings with tasks they should no longer have are
+  reconciled, open tasks whose window closed are marked missed, lapsed claims go back to the
+  pool. A lost event or a restart therefore never leaves a pairing without its next task.
+
+Time comes in each command (the sweep's now); no domain object reads a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from psycopg_pool import ConnectionPool
+
+from domain.base import CommandMeta, DomainError
+from projections.visit_tasks import VisitTaskView
+from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
+from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
+from workers.router import connect_nats, run_command, worker_meta
+
+log = structlog.get_logger("guanai.scheduler")
+
+DURABLE = "visit-scheduler"
+ACTOR = "scheduler"
+PAIRING_EVENTS = {"Formed", "PersonAdded", "PersonRemoved", "CadenceChanged", "Ended"}
+
+
+def sweep_meta(now: datetime) -> CommandMeta:
+    return CommandMeta(actor_id=ACTOR, actor_role="system", correlation_id=f"sweep-{now.isoformat()}", occurred_at=now)
+
+
+@dataclass
+class SweepOutcome:
+    pairings: int = 0
+    created: int = 0
+    cancelled: int = 0
+    missed: int = 0
+    expired: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _each(ids: list[UUID], command: Callable[[UUID], Any], outcome: SweepOutcome) -> int:
+    """Run ``command`` for each id; count those that wrote. A refusal is logged, not fatal."""
+    wrote = 0
+    for item in ids:
+        try:
+            result = command(item)
+        except DomainError as e:
+            outcome.failed.append(f"{item}: {type(e).__name__}")
+            log.warning("sweep_refused", id=str(item), error=type(e).__name__)
+            continue
+        wrote += result.position is not None
+    return wrote
+
+
+def sweep(app: Any, view: VisitTaskView, now: datetime, page: int = 500) -> SweepOutcome:
+    """One full sweep at ``now`` (sync; the worker runs it in a thread)."""
+    meta = sweep_meta(now)
+    outcome = SweepOutcome()
+
+    def schedule(pairing_id: UUID) -> None:
+        result = app.schedule_visits(pairing_id, meta, known_open=view.open_task_ids(pairing_id))
+        outcome.pairings += 1
+        outcome.created += len(result.created)
+        outcome.cancelled += len(result.cancelled)
+
+    def each_pairing(ids: list[UUID]) -> None:
+        for pairing_id in ids:
+            try:
+                schedule(pairing_id)
+            except DomainError as e:
+                outcome.failed.append(f"{pairing_id}: {type(e).__name__}")
+                log.warning("sweep_refused", pairing=str(pairing_id), error=type(e).__name__)
+
+    after: UUID | None = None
+    while ids := view.active_pairing_ids(after, page):
+        each_pairing(ids)
+        after = ids[-1]
+    each_pairing(view.stale_pairings())
+    outcome.missed = _each(view.closed_open_tasks(now), lambda t: app.mark_visit_missed(t, meta), outcome)
+    outcome.expired = _each(view.lapsed_claims(now), lambda t: app.expire_visit_claim(t, meta), outcome)
+    return outcome
+
+
+class Scheduler:
+    """Message handler: a pairing event schedules that pairing."""
+
+    def __init__(self, app: Any, view: VisitTaskView, stop: asyncio.Event) -> None:
+        self.app = app
+        self.view = view
+        self.stop = stop
+
+    async def handle(self, envelope: dict[str, Any], msg: Any) -> Outcome:
+        if envelope.get("kind") != "Pairing" or envelope.get("event") not in PAIRING_EVENTS:
+            return ACK
+        pairing_id = UUID(envelope["id"])
+        meta = worker_meta(envelope, ACTOR)
+        try:
+            result = await run_command(
+                msg, self.stop, lambda: self.app.schedule_visits(pairing_id, meta, known_open=self.view.open_task_ids(pairing_id))
+            )
+        except DomainError as e:
+            return Term(f"{type(e).__name__}: {e.detail}")
+        log.info("scheduled", pairing=str(pairing_id), created=len(result.created), cancelled=len(result.cancelled))
+        return ACK
+
+
+async def sweep_loop(app: Any, view: VisitTaskView, stop: asyncio.Event, interval: float) -> None:
+    while not stop.is_set():
+        try:
+            outcome = await run_command(None, stop, lambda: sweep(app, view, datetime.now(UTC)))
+            log.info("swept", **{k: v for k, v in vars(outcome).items() if k != "failed"}, refused=len(outcome.failed))
+        except Exception as e:  # noqa: BLE001 - the next sweep tries again; the events path goes on
+            if stop.is_set():
+                return
+            log.error("sweep_failed", error=type(e).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+
+
+async def run_scheduler(
+    database_url: str,
+    nats_url: str,
+    stop: asyncio.Event,
+    *,
+    interval: float = 300.0,
+    stream: str = STREAM,
+    subject_prefix: str = SUBJECT_PREFIX,
+    durable: str = DURABLE,
+    max_deliver: int = 20,
+    pool_size: int = 4,
+) -> None:
+    from guanai.application import CareApplication, event_store_env
+
+    app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=2, open=False, name="scheduler")
+    nc = None
+    consumer = None
+    try:
+        await asyncio.to_thread(pool.open, True)
+        view = VisitTaskView(pool)
+        nc = await connect_nats(nats_url, "guanai-scheduler", stop)
+        js = nc.jetstream()
+        await ensure_stream(js, stream, subject_prefix)
+        consumer = Consumer(
+            js,
+            nc,
+            stream=stream,
+            durable=durable,
+            filter_subjects=[f"{subject_prefix}.Pairing.>"],
+            handler=Scheduler(app, view, stop).handle,
+            dead_letters=DeadLetters(database_url),
+            max_deliver=max_deliver,
+            batch=1,
+        )
+        log.info("scheduler_started", stream=stream, durable=durable, interval=interval)
+        await asyncio.gather(consumer.run(stop), sweep_loop(app, view, stop, interval))
+    finally:
+        if consumer is not None:
+            await consumer.close()
+        if nc is not None:
+            await nc.close()
+        pool.close()
+        app.close()
+
+
+def scheduler_worker(database_url: str, nats_url: str, **options: Any) -> Any:
+    """The scheduler as a worker for workers.runtime (``guanai scheduler``, and in ``guanai serve``)."""
+
+    async def work(stop: asyncio.Event) -> None:
+        await run_scheduler(database_url, nats_url, stop, **options)
+
+    return work
+
+
+def main(settings: Any, database_url: str, nats_url: str) -> int:
+    """The standalone scheduler process: runs until SIGTERM/SIGINT, finishing what it has in hand."""
+    from workers.runtime import run_until_signalled
+
+    return run_until_signalled(scheduler_worker(database_url, nats_url, interval=settings.scheduler_interval_seconds))
