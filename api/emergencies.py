@@ -1,0 +1,371 @@
+"""/emergencies: filing reports (anyone with a token), the responders' queue and console, and
+the live alert stream (Server-Sent Events fed from NATS).
+
+A report is accepted when its ``Reported`` event is committed: the 201 says so. The same
+report sent again (same ``id``, or same ``Idempotency-Key`` from the same actor) answers 200 with
+the first report; a different body under the same id or key answers 409 ``already-exists``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from api.auth import Actor, actor_of, requires
+from api.common import LongText, MinPosition, Offset, app_of, etag, expected_version, meta_for, wait_for_views
+from api.problems import ProblemError
+from api.security import limit_report_filing
+from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
+from domain.org_unit import OrgUnit
+from domain.roster import LEVELS
+from domain.vocabulary import ActorRole, OrgLevel
+from guanai.emergencies import ALERT_PREFIX, idempotent_report_id
+from guanai.failpoints import failpoint
+from projections.emergency_queue import OPEN, EmergencyQueueView
+
+R = ActorRole
+# Anyone who meets a person in danger must report (强制报告); an auditor only reads.
+REPORTERS = tuple(r for r in ActorRole if r not in (R.AUDITOR, R.SYSTEM))
+RESPONDERS = (R.TOWNSHIP_RESPONDER, R.TOWNSHIP_SUPERVISOR, R.COUNTY_RESPONDER, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)
+READERS = (*RESPONDERS, R.AUDITOR)
+CLOSERS = (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)
+
+Notes = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        required=False,
+        description="a retry with the same key files nothing twice (scoped to the caller)",
+    ),
+]
+
+
+class LocationIn(msgspec.Struct, forbid_unknown_fields=True):
+    org_unit_id: UUID
+    address: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    latitude: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+
+
+class EmergencyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    category: Category
+    severity: Severity
+    description: LongText = ""
+    person_id: UUID | None = None
+    location: LocationIn | None = None
+    id: UUID | None = None
+    occurred_at: datetime | None = None
+
+
+class When(msgspec.Struct, forbid_unknown_fields=True):
+    occurred_at: datetime | None = None
+
+
+class ActionIn(msgspec.Struct, forbid_unknown_fields=True):
+    action: ActionKind
+    notes: LongText = ""
+    occurred_at: datetime | None = None
+
+
+class NotesIn(msgspec.Struct, forbid_unknown_fields=True):
+    notes: Notes
+    occurred_at: datetime | None = None
+
+
+class ResolveIn(msgspec.Struct, forbid_unknown_fields=True):
+    outcome: Outcome
+    notes: LongText = ""
+    occurred_at: datetime | None = None
+
+
+class CloseIn(msgspec.Struct, forbid_unknown_fields=True):
+    notes: LongText = ""
+    occurred_at: datetime | None = None
+
+
+class LinkIn(msgspec.Struct, forbid_unknown_fields=True):
+    duplicate_of: UUID
+    occurred_at: datetime | None = None
+
+
+class EmergencyOut(msgspec.Struct):
+    id: UUID
+    category: str
+    severity: str
+    status: str
+    level: int
+    level_name: str
+    person_id: UUID | None
+    location: dict[str, Any] | None
+    description: str
+    village_id: UUID | None
+    township_id: UUID
+    county_id: UUID
+    reporter_id: str
+    source: str
+    reported_at: datetime
+    deadline: datetime | None
+    routings: list[dict[str, Any]]
+    acknowledged_by: str | None
+    actions: list[dict[str, Any]]
+    escalations: list[dict[str, Any]]
+    resolution: dict[str, Any] | None
+    duplicate_of: UUID | None
+    version: int
+    position: int | None = None
+
+
+class EmergencyRow(msgspec.Struct):
+    id: UUID
+    category: str
+    severity: str
+    status: str
+    level: int
+    level_name: str
+    person_id: UUID | None
+    village_id: UUID | None
+    township_id: UUID
+    reported_at: datetime
+    seconds_since_report: int
+    deadline: datetime | None
+    overdue: bool
+    acknowledged_by: str | None
+    escalations: int
+    version: int
+
+
+class Queue(msgspec.Struct):
+    items: list[EmergencyRow]
+    total: int
+    limit: int
+    offset: int
+    position: int
+
+
+def emergency_out(r: EmergencyReport, position: int | None = None) -> EmergencyOut:
+    routings = [{"level": lv, "level_name": LEVELS[lv], **routing} for lv, routing in sorted(r.routings.items())]
+    return EmergencyOut(
+        id=r.id, category=r.category.value, severity=r.severity.value, status=r.status.value, level=r.level,
+        level_name=LEVELS[r.level], person_id=r.person_id, location=r.location, description=r.description,
+        village_id=r.village_id, township_id=r.township_id, county_id=r.county_id, reporter_id=r.reporter_id,
+        source=r.source, reported_at=r.reported_at, deadline=r.deadline, routings=routings,
+        acknowledged_by=r.acknowledged_by, actions=r.actions, escalations=r.escalations, resolution=r.resolution,
+        duplicate_of=r.duplicate_of, version=r.version, position=position,
+    )  # fmt: skip
+
+
+def queue_row(row: dict[str, Any], now: datetime) -> EmergencyRow:
+    deadline = row["deadline"] if row["status"] == "routed" else None
+    return EmergencyRow(
+        id=row["id"], category=row["category"], severity=row["severity"], status=row["status"], level=row["level"],
+        level_name=LEVELS[row["level"]], person_id=row["person_id"], village_id=row["village_id"],
+        township_id=row["township_id"], reported_at=row["reported_at"],
+        seconds_since_report=max(0, int((now - row["reported_at"]).total_seconds())), deadline=deadline,
+        overdue=deadline is not None and deadline <= now, acknowledged_by=row["acknowledged_by"],
+        escalations=row["escalations"], version=row["version"],
+    )  # fmt: skip
+
+
+def check_area(actor: Actor, report: EmergencyReport) -> None:
+    """Responders act on their own area's reports (their unit lies on the report's path)."""
+    if actor.org_unit_id is not None and actor.org_unit_id not in report.org_path:
+        raise ProblemError(403, "forbidden", "Not allowed", "this report belongs to another area")
+
+
+def alert_filter(request: Request[Any, Any, Any], actor: Actor) -> str:
+    """The alert subjects an actor's console follows: their township's, or their whole county's."""
+    if actor.org_unit_id is None:
+        return f"{ALERT_PREFIX}.>"
+    app = app_of(request)
+    unit = app.load(OrgUnit, actor.org_unit_id)
+    county = app.load(OrgUnit, unit.path[0])
+    if unit.level == OrgLevel.TOWNSHIP:
+        return f"{ALERT_PREFIX}.{county.code}.{unit.code}"
+    return f"{ALERT_PREFIX}.{county.code}.>"
+
+
+class EmergencyController(Controller):
+    path = "/emergencies"
+    tags = ["emergencies"]
+
+    @post("/", guards=[requires(*REPORTERS), limit_report_filing], sync_to_thread=True, status_code=201)
+    def file(
+        self, request: Request[Any, Any, Any], data: JSONBody[EmergencyCreate], idempotency_key: IdempotencyKey = None
+    ) -> Response[EmergencyOut]:
+        """File a report about a registered person (``person_id``) or someone found at a
+        ``location`` (a village or township, and an address). 201 once it is stored; the
+        township's on-duty responders are alerted within a second."""
+        meta = meta_for(request, data.occurred_at)
+        report_id = data.id or (idempotent_report_id(meta.actor_id, idempotency_key) if idempotency_key else uuid4())
+        app = app_of(request)
+        result = app.file_emergency(
+            id=report_id, category=data.category, severity=data.severity, description=data.description,
+            person_id=data.person_id, location=msgspec.to_builtins(data.location) if data.location else None, meta=meta,
+        )  # fmt: skip
+        failpoint("api.after_file")
+        report = app.load(EmergencyReport, result.id)
+        return Response(
+            emergency_out(report, result.position),
+            status_code=201 if result.created else 200,
+            headers={**etag(report.version), "Location": f"/emergencies/{report.id}"},
+        )
+
+    @get("/", guards=[requires(*READERS)], sync_to_thread=True)
+    def queue(
+        self,
+        request: Request[Any, Any, Any],
+        status: Annotated[str, QueryParameter(pattern="^(open|resolved|closed|all)$")] = "open",
+        severity: FromQuery[Severity | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Queue:
+        """My area's reports, oldest first, with the time since each was reported and the
+        acknowledgement deadline it waits on (``overdue`` once passed)."""
+        position = wait_for_views(request, min_position)
+        statuses = {"open": OPEN, "resolved": ("resolved",), "closed": ("closed",), "all": None}[status]
+        view = EmergencyQueueView(request.app.state.read_side.runner.pool)
+        rows, total = view.list(
+            org_unit_id=actor_of(request).org_unit_id, statuses=statuses, severity=severity.value if severity else None,
+            limit=limit, offset=offset,
+        )  # fmt: skip
+        now = datetime.now(UTC)
+        return Queue(
+            items=[queue_row(r, now) for r in rows], total=total, limit=limit, offset=offset, position=position
+        )
+
+    @get("/stream", guards=[requires(*READERS)])
+    async def stream(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
+        """Alerts as they are routed to my area (event ``alert``, JSON data with ids, category,
+        severity, level and deadline: no names, no free text). The queue stays the truth: a
+        console that reconnects reads ``GET /emergencies`` again."""
+        nc = request.app.state.connections.nats
+        if nc is None or not nc.is_connected:
+            raise ProblemError(
+                503,
+                "alerts-unavailable",
+                "Alerts unavailable",
+                "NATS is not connected; read the queue",
+                headers={"Retry-After": "2"},
+            )
+        actor = actor_of(request)
+        subject = await asyncio.get_running_loop().run_in_executor(None, alert_filter, request, actor)
+        sub = await nc.subscribe(subject)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            try:
+                yield ServerSentEventMessage(comment=f"following {subject}", retry=2000, data=None)
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=15)
+                    except TimeoutError:
+                        yield ServerSentEventMessage(comment="keep-alive", data=None)
+                        continue
+                    alert = msgspec.json.decode(msg.data)
+                    yield ServerSentEventMessage(data=msg.data.decode(), event="alert", id=alert.get("alert_id"))
+            finally:
+                await sub.unsubscribe()
+
+        return ServerSentEvent(events(), headers={"Cache-Control": "no-store"})
+
+    @get("/{report_id:uuid}", guards=[requires(*REPORTERS, R.AUDITOR)], sync_to_thread=True)
+    def read(self, request: Request[Any, Any, Any], report_id: FromPath[UUID]) -> Response[EmergencyOut]:
+        """The whole report, always current. Reporters see their own reports; responders their area's."""
+        actor = actor_of(request)
+        report = app_of(request).load(EmergencyReport, report_id)
+        if actor.subject != report.reporter_id:
+            if actor.role not in READERS:
+                raise ProblemError(403, "forbidden", "Not allowed", "reporters read only their own reports")
+            check_area(actor, report)
+        return Response(emergency_out(report), headers=etag(report.version))
+
+    def _change(
+        self, request: Request[Any, Any, Any], report_id: UUID, occurred_at: datetime | None, command: Any
+    ) -> Response[EmergencyOut]:
+        meta = meta_for(request, occurred_at)
+        app = app_of(request)
+        check_area(actor_of(request), app.load(EmergencyReport, report_id))
+        result = command(app, meta, expected_version(request))
+        report = app.load(EmergencyReport, report_id)
+        return Response(emergency_out(report, result.position), headers=etag(report.version))
+
+    @post("/{report_id:uuid}/acknowledge", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    def acknowledge(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[When]
+    ) -> Response[EmergencyOut]:
+        """Take the report on (stops the escalation clock at this level)."""
+        return self._change(
+            request, report_id, data.occurred_at, lambda a, m, v: a.acknowledge_emergency(report_id, m, v)
+        )
+
+    @post("/{report_id:uuid}/actions", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    def action(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[ActionIn]
+    ) -> Response[EmergencyOut]:
+        """Record what was done; acting first acknowledges the report if nobody had (help first, paperwork after)."""
+        return self._change(
+            request,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.record_emergency_action(report_id, data.action, data.notes, m, v),
+        )
+
+    @post("/{report_id:uuid}/escalate", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    def escalate(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[NotesIn]
+    ) -> Response[EmergencyOut]:
+        """Hand the report up a level now (e.g. the township needs the county)."""
+        return self._change(
+            request, report_id, data.occurred_at, lambda a, m, v: a.escalate_emergency(report_id, data.notes, m, v)
+        )
+
+    @post("/{report_id:uuid}/resolve", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    def resolve(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[ResolveIn]
+    ) -> Response[EmergencyOut]:
+        return self._change(
+            request,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.resolve_emergency(report_id, data.outcome, data.notes, m, v),
+        )
+
+    @post("/{report_id:uuid}/reopen", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    def reopen(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[NotesIn]
+    ) -> Response[EmergencyOut]:
+        return self._change(
+            request, report_id, data.occurred_at, lambda a, m, v: a.reopen_emergency(report_id, data.notes, m, v)
+        )
+
+    @post("/{report_id:uuid}/close", guards=[requires(*CLOSERS)], sync_to_thread=True, status_code=200)
+    def close(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[CloseIn]
+    ) -> Response[EmergencyOut]:
+        """A supervisor closes a resolved report after review; it cannot be reopened."""
+        return self._change(
+            request, report_id, data.occurred_at, lambda a, m, v: a.close_emergency(report_id, data.notes, m, v)
+        )
+
+    @post("/{report_id:uuid}/link", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    def link(
+        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[LinkIn]
+    ) -> Response[EmergencyOut]:
+        """This report is about the same incident as ``duplicate_of``: linked and resolved as a duplicate."""
+        return self._change(
+            request,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.link_duplicate_emergency(report_id, data.duplicate_of, m, v),
+        )

@@ -1,0 +1,104 @@
+"""The router's and escalator's message handlers against hand-written fakes of the application
+and NATS: what each event leads to, and the outcome each message gets."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from domain.emergency import EmergencyError
+from guanai.application import CommandResult
+from workers.consumer import ACK, Nak, Term
+from workers.escalator import Escalator
+from workers.router import Router
+
+
+class FakeApp:
+    """Records the commands it is given; answers as the real one would have."""
+
+    def __init__(self, routed: dict[str, Any] | None = None, refuse: bool = False) -> None:
+        self.calls: list[tuple[str, UUID, int, datetime]] = []
+        self.routed, self.refuse = routed, refuse
+
+    def route_emergency(self, report_id: UUID, level: int, meta: Any) -> tuple[CommandResult, dict[str, Any] | None]:
+        self.calls.append(("route", report_id, level, meta.occurred_at))
+        if self.refuse:
+            raise EmergencyError("not escalated that far", field="level")
+        return CommandResult(report_id, 2, 41 if self.routed else None), self.routed
+
+    def escalate_overdue(self, report_id: UUID, level: int, meta: Any) -> CommandResult:
+        self.calls.append(("escalate", report_id, level, meta.occurred_at))
+        return CommandResult(report_id, 3, 42)
+
+
+class FakeNats:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        self.published.append((subject, data))
+
+    async def flush(self, timeout: float = 5) -> None:
+        return None
+
+
+def routed_fields(level: int = 0) -> dict[str, Any]:
+    return {"level": level, "level_name": "township", "responder_ids": ["t-1"], "deadline": datetime.now(UTC),
+            "category": "neglect", "severity": "high", "county_code": "530428000000", "township_code": "530428101000",
+            "occurred_at": datetime.now(UTC)}  # fmt: skip
+
+
+def envelope(event: str, report_id: UUID, **data: Any) -> dict[str, Any]:
+    return {"position": 7, "id": str(report_id), "version": 2, "kind": "EmergencyReport", "event": event,
+            "occurred_at": datetime.now(UTC).isoformat(), "correlation_id": "req-1", "data": data}  # fmt: skip
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_report_is_routed_and_alerted_at_once_and_its_routed_event_alerts_no_more() -> None:
+    app, nc, rid = FakeApp(routed=routed_fields()), FakeNats(), uuid4()
+    router = Router(app, nc, asyncio.Event())
+    assert run(router.handle(envelope("Reported", rid), None)) is ACK
+    assert [c[:3] for c in app.calls] == [("route", rid, 0)]
+    [(subject, _)] = nc.published
+    assert subject == "alerts.530428000000.530428101000"
+    routed = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in routed_fields().items()}
+    assert run(router.handle(envelope("Routed", rid, **routed), None)) is ACK
+    assert len(nc.published) == 1, "the process that alerted does not alert again"
+    # Another router (or this one after a restart) alerts from the stored event.
+    other = Router(FakeApp(), FakeNats(), asyncio.Event())
+    run(other.handle(envelope("Routed", rid, **routed), None))
+    assert len(other.nc.published) == 1
+
+
+def test_a_second_delivery_routes_nothing_and_alerts_nothing() -> None:
+    app, nc = FakeApp(routed=None), FakeNats()
+    assert run(Router(app, nc, asyncio.Event()).handle(envelope("Escalated", uuid4(), to_level=1), None)) is ACK
+    assert app.calls[0][2] == 1 and nc.published == []
+
+
+def test_a_refusal_is_terminated_into_the_dead_letters() -> None:
+    outcome = run(Router(FakeApp(refuse=True), FakeNats(), asyncio.Event()).handle(envelope("Reported", uuid4()), None))
+    assert isinstance(outcome, Term) and "EmergencyError" in outcome.reason
+
+
+def test_the_escalator_waits_for_the_deadline_then_escalates() -> None:
+    app, rid = FakeApp(), uuid4()
+    escalator = Escalator(app, asyncio.Event())
+    ahead = (datetime.now(UTC) + timedelta(seconds=90)).isoformat()
+    outcome = run(escalator.handle(envelope("Routed", rid, level=0, deadline=ahead), None))
+    assert isinstance(outcome, Nak) and 85 < outcome.delay <= 90 and app.calls == []
+    passed = (datetime.now(UTC) - timedelta(milliseconds=1)).isoformat()
+    assert run(escalator.handle(envelope("Routed", rid, level=0, deadline=passed), None)) is ACK
+    [(what, report, level, at)] = app.calls
+    assert (what, report, level) == ("escalate", rid, 0) and at >= datetime.fromisoformat(passed)
+
+
+def test_the_escalator_ignores_other_events() -> None:
+    app = FakeApp()
+    assert run(Escalator(app, asyncio.Event()).handle(envelope("Acknowledged", uuid4(), level=0), None)) is ACK
+    assert app.calls == []
