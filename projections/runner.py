@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self
 
@@ -44,6 +44,9 @@ class Projection(Protocol):
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None: ...
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None: ...
+
+    # Optional: ``apply_batch(cur, events)`` with ``events`` a list of (position, event), to apply
+    # a whole batch at once; the runner then calls it instead of ``apply`` (see apply_events).
 
 
 class ProjectionRunner:
@@ -216,10 +219,14 @@ class ProjectionRunner:
             projection.reset(cur)
             cur.execute("UPDATE projection_tracking SET position = 0, updated_at = now() WHERE name = %s", (name,))
 
-    def rebuild(self, name: str) -> int:
-        """Reset one projection and replay the whole log into it."""
-        self.reset(name)
-        return self.catch_up()
+    def rebuild(self, name: str, *, batch_size: int = 5000, progress: Callable[[Any], None] | None = None) -> int:
+        """Replay the whole log into new tables for one projection while its current tables keep
+        serving, then swap them in one transaction (projections/rebuild.py); returns the number
+        of events read. ``progress`` gets a ``Progress`` after each batch."""
+        from projections.rebuild import rebuild_view
+
+        self.open()
+        return rebuild_view(self, self._projection(name), batch_size=batch_size, progress=progress)
 
     def _projection(self, name: str) -> Projection:
         for projection in self.projections:
@@ -267,12 +274,24 @@ class ProjectionRunner:
             if position is None or position < start or position >= last:
                 # Reset, or moved by another runner since we looked: the next batch re-reads from there.
                 return
-            with conn.pipeline():
-                for notification_id, event in events:
-                    if notification_id > position:
-                        projection.apply(cur, event, notification_id)
-                cur.execute(
-                    "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
-                    (last, projection.name),
-                )
+            apply_events(conn, cur, projection, [(i, e) for i, e in events if i > position])
+            cur.execute(
+                "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
+                (last, projection.name),
+            )
         log.debug("projection advanced", projection=projection.name, position=last)
+
+
+def apply_events(
+    conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], projection: Projection, events: Sequence[tuple[int, Any]]
+) -> None:
+    """Apply ``(position, event)`` pairs in order, inside the caller's transaction: in one call
+    when the projection takes whole batches (an ``apply_batch(cur, events)`` method, e.g. to
+    COPY its rows), otherwise event by event in one statement pipeline."""
+    apply_batch = getattr(projection, "apply_batch", None)
+    if apply_batch is not None:
+        apply_batch(cur, events)
+        return
+    with conn.pipeline():
+        for position, event in events:
+            projection.apply(cur, event, position)

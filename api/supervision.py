@@ -1,0 +1,298 @@
+"""/supervision/{org_unit}: the supervision view of a village, township or county, and the lists
+behind its figures (uncovered people, people overdue for a visit, emergencies past deadline).
+
+``org_unit`` is an org unit id or its 12-digit division code. A reader sees their own unit and
+the units beneath it; an administrator sees every unit. Figures for rates cover a period:
+``period=week|month|half_year|year`` (the current one, China time) or ``from``/``to`` dates.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.params import FromPath, QueryParameter
+
+from api.auth import actor_of, requires
+from api.common import Limit, MinPosition, Offset, Page, wait_for_views
+from api.problems import ProblemError
+from domain.org_unit import org_unit_id
+from domain.vocabulary import ActorRole
+from projections.supervision import CHINA
+from projections.supervision_view import Period, SupervisionView
+
+# Volunteers see only the people paired with them, not an area's figures.
+SUPERVISION_READERS = tuple(r for r in ActorRole if r not in (ActorRole.VOLUNTEER, ActorRole.SYSTEM))
+_CODE = re.compile(r"^[0-9]{12}\Z")
+
+PeriodName = Annotated[
+    str | None, QueryParameter(pattern="^(week|month|half_year|year)$", description="the current week, month, ...")
+]
+From = Annotated[date | None, QueryParameter(name="from", description="first day of a custom period (with to)")]
+To = Annotated[date | None, QueryParameter(name="to", description="last day of a custom period, inclusive")]
+
+
+class UnitRef(msgspec.Struct):
+    id: UUID
+    code: str
+    name: str
+    level: str
+
+
+class PeriodOut(msgspec.Struct):
+    name: str
+    from_: date = msgspec.field(name="from")
+    to: date
+
+
+class Base(msgspec.Struct):
+    people: int
+    elders: int
+    children: int
+    by_risk_tag: dict[str, int]
+    registered_in_period: int
+    left_in_period: int
+
+
+class Coverage(msgspec.Struct):
+    people: int
+    covered: int
+    uncovered: int
+    covered_rate: float | None
+    overdue: int  # covered people not visited within their cadence
+    with_cadence: int
+    within_cadence_rate: float | None
+
+
+class Guardianship(msgspec.Struct):
+    children: int
+    with_guardian: int
+    agreements_signed: int
+    signed_rate: float | None
+
+
+class HelperLoad(msgspec.Struct):
+    active: int
+    with_people: int
+    people_per_helper: float | None
+    max_load: int
+    at_capacity: int
+    over_capacity: int
+
+
+class Pairings(msgspec.Struct):
+    active: int
+    by_shape: dict[str, int]
+
+
+class VisitCounts(msgspec.Struct):
+    due: int
+    on_time: int
+    late: int  # done within the window, logged only after the task had been marked missed
+    missed: int
+    open: int
+    cancelled: int
+
+
+class Visits(VisitCounts):
+    done_rate: float | None
+    on_time_rate: float | None
+    by_cadence: dict[str, VisitCounts]
+
+
+class Emergencies(msgspec.Struct):
+    reported: int
+    by_category: dict[str, int]
+    by_severity: dict[str, int]
+    escalated: int
+    resolved: int
+    open_past_deadline: int
+    acknowledge_median_s: float | None
+    acknowledge_p90_s: float | None
+    resolve_median_s: float | None
+    resolve_p90_s: float | None
+
+
+class UnitFigures(msgspec.Struct):
+    id: UUID
+    code: str
+    name: str
+    level: str
+    elders: int
+    children: int
+    uncovered: int
+    overdue: int
+    agreements_signed: int
+    signed_rate: float | None
+    helpers: int
+
+
+class SupervisionOut(msgspec.Struct):
+    unit: UnitRef
+    period: PeriodOut
+    as_of: datetime
+    base: Base
+    coverage: Coverage
+    guardianship: Guardianship
+    helpers: HelperLoad
+    pairings: Pairings
+    visits: Visits
+    emergencies: Emergencies
+    units: list[UnitFigures]  # one level down: townships of a county, villages of a township
+    position: int = 0
+
+
+class UncoveredRow(msgspec.Struct):
+    id: UUID
+    name: str
+    kind: str
+    village_id: UUID
+    village_code: str | None
+    village_name: str | None
+    risk_tags: list[str]
+    registered_at: datetime
+
+
+class OverdueRow(msgspec.Struct):
+    id: UUID
+    name: str
+    kind: str
+    village_id: UUID
+    village_code: str | None
+    village_name: str | None
+    risk_tags: list[str]
+    cadence_days: int
+    last_visit_at: datetime | None
+    due_at: datetime
+    days_overdue: int
+
+
+class PastDeadlineRow(msgspec.Struct):
+    id: UUID
+    person_id: UUID | None
+    person_name: str | None
+    township_code: str | None
+    township_name: str | None
+    category: str
+    severity: str
+    level: int
+    reported_at: datetime
+    deadline: datetime
+    escalations: int
+    minutes_past_deadline: int
+
+
+def view_of(request: Request[Any, Any, Any]) -> SupervisionView:
+    return SupervisionView(request.app.state.read_side.runner.pool)
+
+
+def resolve_unit(request: Request[Any, Any, Any], org_unit: str) -> dict[str, Any]:
+    """The unit named by id or code, if the caller may see it (404 / 403 otherwise)."""
+    try:
+        unit_id = org_unit_id(org_unit) if _CODE.match(org_unit) else UUID(org_unit)
+    except ValueError:
+        raise ProblemError(
+            400,
+            "validation-error",
+            "Invalid request",
+            "name the org unit by its id or its 12-digit division code",
+            errors=[{"field": "org_unit", "reason": "neither an id nor a division code", "in": "path"}],
+        ) from None
+    unit = view_of(request).unit(unit_id)
+    if unit is None:
+        raise ProblemError(404, "not-found", "Not found", f"no org unit {org_unit} in the views")
+    actor = actor_of(request)
+    if actor.role != ActorRole.ADMINISTRATOR and actor.org_unit_id not in unit["org_path"]:
+        raise ProblemError(403, "forbidden", "Forbidden", "this org unit lies outside the area of your role")
+    return unit
+
+
+def period_of(name: str | None, first: date | None, last: date | None) -> Period:
+    today = datetime.now(CHINA).date()
+    if first is None and last is None:
+        return Period.named(name or "month", today)
+    if name is not None:
+        raise ProblemError(
+            400,
+            "validation-error",
+            "Invalid request",
+            "give either period or from/to, not both",
+            errors=[{"field": "period", "reason": "given with from/to", "in": "query"}],
+        )
+    try:
+        return Period.between(first or last or today, last or today)
+    except ValueError as e:
+        raise ProblemError(
+            400, "validation-error", "Invalid request", str(e), errors=[{"field": "to", "reason": str(e), "in": "query"}]
+        ) from None
+
+
+class SupervisionController(Controller):
+    path = "/supervision"
+    tags = ["supervision"]
+    guards = [requires(*SUPERVISION_READERS)]
+
+    @get("/{org_unit:str}", sync_to_thread=True)
+    def summary(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        period: PeriodName = None,
+        from_: From = None,
+        to: To = None,
+        min_position: MinPosition = None,
+    ) -> SupervisionOut:
+        """The unit's figures, rolled up from everything beneath it; ``units`` breaks the basic
+        figures down one level (the townships of a county, the villages of a township)."""
+        position = wait_for_views(request, min_position)
+        unit = resolve_unit(request, org_unit)
+        figures = view_of(request).summary(unit["id"], period_of(period, from_, to))
+        return msgspec.convert({**figures, "position": position}, SupervisionOut)
+
+    @get("/{org_unit:str}/uncovered", sync_to_thread=True)
+    def uncovered(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        limit: Limit = 50,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Page[UncoveredRow]:
+        """Active people under the unit whom no active pairing covers, longest registered first."""
+        position = wait_for_views(request, min_position)
+        rows, total = view_of(request).uncovered(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
+        return Page(msgspec.convert(rows, list[UncoveredRow]), total, limit, offset, position)
+
+    @get("/{org_unit:str}/overdue", sync_to_thread=True)
+    def overdue(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        limit: Limit = 50,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Page[OverdueRow]:
+        """Covered people not visited within their cadence (the strictest of their pairings),
+        most overdue first."""
+        position = wait_for_views(request, min_position)
+        rows, total = view_of(request).overdue(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
+        return Page(msgspec.convert(rows, list[OverdueRow]), total, limit, offset, position)
+
+    @get("/{org_unit:str}/emergencies-past-deadline", sync_to_thread=True)
+    def past_deadline(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        limit: Limit = 50,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Page[PastDeadlineRow]:
+        """Emergency reports waiting for an acknowledgement past their deadline, longest first."""
+        position = wait_for_views(request, min_position)
+        unit_id = resolve_unit(request, org_unit)["id"]
+        rows, total = view_of(request).emergencies_past_deadline(unit_id, limit=limit, offset=offset)
+        return Page(msgspec.convert(rows, list[PastDeadlineRow]), total, limit, offset, position)

@@ -1,0 +1,89 @@
+"""GET /persons/{id}/timeline: everything that happened to one elder or child, from the timeline
+view; each entry names its kind, the actor and role, when it happened and when it was recorded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.params import FromPath, QueryParameter
+
+from api.audit import record_access
+from api.auth import authenticated
+from api.common import Limit, MinPosition, app_of, wait_for_views
+from api.problems import ProblemError
+from domain.person import Person
+from projections.timeline import TimelineView
+
+Order = Annotated[str, QueryParameter(pattern="^(newest|oldest)$", description="newest (default) or oldest first")]
+Kinds = Annotated[
+    list[Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}(\.[a-z_]{1,60})?$")]] | None,
+    QueryParameter(
+        description="only these kinds: exact (pairing.formed) or a whole aggregate (pairing); repeat for several",
+        max_items=20,
+    ),
+]
+Cursor = Annotated[
+    int | None, QueryParameter(ge=0, le=2**62, description="next_cursor of the previous page: continue after it")
+]
+
+
+class TimelineEntry(msgspec.Struct):
+    position: int  # notification id: the order things were recorded in
+    kind: str  # <aggregate>.<event>, e.g. person.risk_tag_added, pairing.formed, visit_log.recorded
+    summary: dict[str, Any]  # the event's own fields, without personal data
+    actor_id: str
+    actor_role: str
+    occurred_at: datetime | None  # when it happened in the world
+    recorded_at: datetime  # when the system recorded it
+    aggregate_id: UUID
+    aggregate_version: int
+
+
+class TimelineOut(msgspec.Struct):
+    person_id: UUID
+    items: list[TimelineEntry]
+    total: int  # entries matching the kind filter
+    limit: int
+    order: str
+    next_cursor: int | None  # pass as cursor for the next page; null on the last page
+    position: int  # the views' position when read
+
+
+class TimelineController(Controller):
+    path = "/persons"
+    tags = ["timelines"]
+
+    @get("/{person_id:uuid}/timeline", guards=[authenticated], sync_to_thread=True)
+    def timeline(
+        self,
+        request: Request[Any, Any, Any],
+        person_id: FromPath[UUID],
+        order: Order = "newest",
+        kind: Kinds = None,
+        cursor: Cursor = None,
+        limit: Limit = 50,
+        min_position: MinPosition = None,
+    ) -> TimelineOut:
+        """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
+        agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
+        position = wait_for_views(request, min_position)
+        view = TimelineView(request.app.state.read_side.runner.pool)
+        page = view.page(person_id, newest_first=order == "newest", kinds=kind or (), cursor=cursor, limit=limit)
+        if page.total == 0 and not view.exists(person_id):
+            first = next(iter(app_of(request).events.get(person_id, limit=1)), None)
+            if not isinstance(first, Person.Registered):
+                raise ProblemError(404, "not-found", "Not found", f"no person with id {person_id}", kind="person")
+        record_access(request, person_id)
+        return TimelineOut(
+            person_id=person_id,
+            items=msgspec.convert(page.rows, list[TimelineEntry]),
+            total=page.total,
+            limit=limit,
+            order=order,
+            next_cursor=page.next_cursor,
+            position=position,
+        )

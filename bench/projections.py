@@ -1,0 +1,207 @@
+"""Projection rebuild rates and view read latencies over a store of a million events, in one run.
+
+    python -m bench.projections [--events 1000000] [--reads 500] [--database-url URL]
+
+1. Writes about ``--events`` genuine events into a scratch database (bench/projections_data.py:
+   five counties of 4,000 people visited weekly, emergency reports, and one person whose
+   timeline has 1,000 entries), through the application's recorder in batches.
+2. Baselines, over the same log: reading every notification raw (``select_notifications`` in
+   batches of 5,000, as a rebuild reads), and reading plus decoding each into a domain event
+   (the part of a rebuild that no view can avoid).
+3. ``runner.rebuild(NAME)`` of every view (new tables, swapped in), in events/s.
+4. Read latency, with the views complete: the heavy person's timeline (first page of 50,
+   newest first, and a page 500 entries deep by cursor), a county's supervision summary and its
+   overdue list, each beside a plain 50-row read of the event store by primary key; then the
+   same timeline and summary through ``guanai api`` over HTTP.
+
+Every database made here is dropped at the end. Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench.common import (
+    DEFAULT_SERVER_URL,
+    SUMMARY_HEADERS,
+    Summary,
+    code_version,
+    guanai_server,
+    print_table,
+    scratch_database,
+    server_facts,
+    sigterm_as_interrupt,
+)
+from bench.projections_data import HEAVY_ENTRIES, Store, generate
+from guanai.application import CareApplication, event_store_env
+from projections import all_projections
+from projections.runner import ProjectionRunner
+from projections.supervision import CHINA
+from projections.supervision_view import Period, SupervisionView
+from projections.timeline import TimelineView
+
+BATCH = 5000
+# Writers must share the audit chain's key: the bench's writes and the API's (access logs) alike.
+CHAIN_KEY = "bench-projections-chain-key-" + "p" * 32
+
+
+def timed(name: str, n: int, fn: Callable[[], Any]) -> Summary:
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        latencies.append(time.perf_counter() - t0)
+    return Summary(name, time.perf_counter() - started, latencies)
+
+
+def read_log(app: CareApplication, decode: bool) -> tuple[int, float]:
+    started, position, count = time.perf_counter(), 0, 0
+    while True:
+        notifications = app.recorder.select_notifications(start=position, limit=BATCH, inclusive_of_start=False)
+        if not notifications:
+            return count, time.perf_counter() - started
+        if decode:
+            for n in notifications:
+                app.mapper.to_domain_event(n)
+        count += len(notifications)
+        position = notifications[-1].id
+
+
+def rebuild_rates(app: CareApplication, url: str, events: int) -> None:
+    rows = []
+    for label, decode in (("baseline: read the log raw", False), ("baseline: read and decode", True)):
+        count, seconds = read_log(app, decode)
+        rows.append([label, f"{count:,}", f"{seconds:.1f}", f"{count / seconds:,.0f}"])
+    runner = ProjectionRunner(app, url, all_projections(), pool_size=2)
+    runner.open()
+    try:
+        for projection in runner.projections:
+            started = time.perf_counter()
+            count = runner.rebuild(projection.name, batch_size=BATCH)
+            seconds = time.perf_counter() - started
+            rows.append([f"rebuild {projection.name}", f"{count:,}", f"{seconds:.1f}", f"{count / seconds:,.0f}"])
+            print(f"  rebuilt {projection.name}: {count / seconds:,.0f} events/s", file=sys.stderr, flush=True)
+        with psycopg.connect(url) as conn:
+            entries, tasks = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("tl_entries", "sv_visits"))
+    finally:
+        runner.close()
+    print_table(["what", "events", "seconds", "events/s"], rows, title=f"Rebuild rate over {events:,} events")
+    print(f"\nView sizes: {entries:,} timeline entries, {tasks:,} visit tasks in the supervision view")
+
+
+def read_latencies(app: CareApplication, url: str, store: Store, reads: int) -> None:
+    runner = ProjectionRunner(app, url, all_projections(), pool_size=2)
+    runner.open()
+    timeline, supervision = TimelineView(runner.pool), SupervisionView(runner.pool)
+    person, (county, _code) = store.heavy_person, store.counties[0]
+    now = datetime.now(CHINA)
+    period = Period.named("half_year", now.date())
+    try:
+        first = timeline.page(person, limit=50)
+        assert first.total == HEAVY_ENTRIES, f"the heavy person has {first.total} entries"
+        deep = timeline.page(person, limit=500).next_cursor
+        with psycopg.connect(url, autocommit=True) as conn:
+            tail = conn.execute("SELECT max(notification_id) - 50 FROM guanai_events").fetchone()[0]
+
+            def raw() -> None:
+                conn.execute(
+                    "SELECT * FROM guanai_events WHERE notification_id > %s ORDER BY notification_id LIMIT 50",
+                    (tail,),
+                    prepare=True,
+                ).fetchall()
+
+            results = [
+                timed("baseline: 50 events by primary key", reads, raw),
+                timed("timeline, first page (50)", reads, lambda: timeline.page(person, limit=50)),
+                timed("timeline, page 500 deep", reads, lambda: timeline.page(person, cursor=deep, limit=50)),
+                timed("timeline, one kind", reads, lambda: timeline.page(person, kinds=["visit_log"], limit=50)),
+                timed("supervision summary, county", reads, lambda: supervision.summary(county, period, now=now)),
+                timed("overdue list, county (50)", reads, lambda: supervision.overdue(county, now=now)),
+            ]
+    finally:
+        runner.close()
+    people = supervision_people(url, county)
+    print_table(
+        SUMMARY_HEADERS,
+        [r.row() for r in results],
+        title=f"View reads in-process ({reads} each; a county of {people:,} people, a person with {HEAVY_ENTRIES:,} entries)",
+    )
+
+
+def supervision_people(url: str, county: Any) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM sv_persons WHERE org_path @> ARRAY[%s]::uuid[]", (county,)).fetchone()[0]
+
+
+def http_latencies(url: str, store: Store, reads: int) -> None:
+    with guanai_server(url, extra_env={"GUANAI_CHAIN_KEY": CHAIN_KEY}) as server:
+        server.wait_for_views(timeout=600)
+        headers = {"Authorization": f"Bearer {server.token()}"}
+        code = store.counties[0][1]
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
+            health = client.get("/health")
+            assert health.status_code == 200
+
+            def get(path: str) -> Callable[[], None]:
+                def call() -> None:
+                    r = client.get(path)
+                    assert r.status_code == 200, r.text
+
+                return call
+
+            results = [
+                timed("GET /health (floor)", reads, get("/health")),
+                timed("GET /persons/{id}/timeline", reads, get(f"/persons/{store.heavy_person}/timeline")),
+                timed("GET /supervision/{county}", reads, get(f"/supervision/{code}?period=half_year")),
+                timed("GET /supervision/{county}/overdue", reads, get(f"/supervision/{code}/overdue")),
+            ]
+    print_table(SUMMARY_HEADERS, [r.row() for r in results], title=f"The same through the API over HTTP ({reads} each, one client)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--reads", type=int, default=500)
+    p.add_argument("--database-url", default=DEFAULT_SERVER_URL, help="a server URL; a scratch database is made on it")
+    args = p.parse_args(argv)
+    sigterm_as_interrupt()
+    print(f"bench.projections at {code_version()}; {server_facts(args.database_url)}")
+    with scratch_database(args.database_url, prefix="guanai_bench_proj") as url:
+        app = CareApplication({**event_store_env(url, pool_size=4), "GUANAI_CHAIN_KEY": CHAIN_KEY})
+        try:
+            last = {"t": 0.0}
+
+            def progress(done: int) -> None:
+                if time.monotonic() - last["t"] > 5:
+                    last["t"] = time.monotonic()
+                    print(f"  writing: {done:,} events", file=sys.stderr, flush=True)
+
+            store = generate(app, args.events, progress=progress)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE guanai_events")
+            print(
+                f"\nStore: {store.events:,} events written in {store.seconds:.0f}s ({store.events / store.seconds:,.0f}/s):"
+                f" {len(store.counties)} counties, {store.people:,} people, {store.visits:,} visits logged,"
+                f" {store.reports:,} emergency reports"
+            )
+            rebuild_rates(app, url, store.events)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+            read_latencies(app, url, store, args.reads)
+        finally:
+            app.close()
+        http_latencies(url, store, args.reads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Rebuilding one view from zero while the old one keeps serving, then swapping it in.
+
+The projection's tables are created in a schema of their own (``rebuild_<name>``: the rebuild
+connection's ``search_path`` puts it before ``public``, so the projection's unqualified DDL and
+statements land there unchanged) and the whole notification log is replayed into them in large
+batches. Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
+one transaction: lock the projection's tracking row (the live runner waits), apply the events
+recorded since the last batch, drop the old tables, move the new ones (with their indexes) into
+``public`` and set the tracking position to the last event applied. A reader sees either the
+old view or the new one, never a half-built one; a rebuild that dies leaves the old view as it
+was (its scratch schema is dropped by the next rebuild). An advisory lock keeps two rebuilds of
+one view from running at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from projections.runner import apply_events
+
+# Any constant works: with the view's name it identifies "a rebuild of this view is running".
+REBUILD_LOCK = 0x72626C64  # "rbld"
+
+
+class RebuildBusyError(RuntimeError):
+    """Another rebuild of the same view is running."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    name: str
+    done: int  # events read so far
+    total: int  # events in the log when the rebuild started (more may arrive)
+    elapsed: float  # seconds
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        return max(0.0, (self.total - self.done) / self.rate) if self.rate > 0 else None
+
+
+def rebuild_view(
+    runner: Any,
+    projection: Any,
+    *,
+    batch_size: int = 5000,
+    progress: Callable[[Progress], None] | None = None,
+) -> int:
+    """Replay the log into new tables for ``projection`` and swap them in; returns the number of
+    events read. ``runner`` is the ProjectionRunner whose tracking rows and log are used."""
+    name = projection.name
+    schema = sql.Identifier(f"rebuild_{name}")
+    recorder, mapper = runner.app.recorder, runner.app.mapper
+    events_table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+    with psycopg.connect(runner.database_url, autocommit=True) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (REBUILD_LOCK, name)).fetchone()[0]:
+            raise RebuildBusyError(f"a rebuild of {name} is already running")
+        try:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(schema))
+            with conn.transaction(), conn.cursor() as cur:
+                projection.create_tables(cur)
+            total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(events_table)).fetchone()[0]
+            started = time.monotonic()
+            position = done = 0
+
+            def apply_batch(cur: psycopg.Cursor[Any]) -> int:
+                nonlocal position, done
+                notifications = recorder.select_notifications(start=position, limit=batch_size, inclusive_of_start=False)
+                if not notifications:
+                    return 0
+                apply_events(conn, cur, projection, [(n.id, mapper.to_domain_event(n)) for n in notifications])
+                position = notifications[-1].id
+                done += len(notifications)
+                if progress is not None:
+                    progress(Progress(name, done, max(total, done), time.monotonic() - started))
+                return len(notifications)
+
+            while True:
+                with conn.transaction(), conn.cursor() as cur:
+                    if apply_batch(cur) < batch_size:
+                        break
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT position FROM public.projection_tracking WHERE name = %s FOR UPDATE", (name,))
+                while apply_batch(cur):  # what was recorded since the last batch
+                    pass
+                _swap(cur, f"rebuild_{name}")
+                cur.execute(
+                    "UPDATE public.projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
+                    (position, name),
+                )
+            return done
+        finally:
+            # Closing the connection also releases the lock; this is tidying, not correctness.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (REBUILD_LOCK, name))
+
+
+def _swap(cur: psycopg.Cursor[Any], schema: str) -> None:
+    """Replace the public tables by the rebuilt ones of the same names (indexes move along)."""
+    tables = [r[0] for r in cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))]
+    old = [
+        r[0]
+        for r in cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)", (tables,)
+        )
+    ]
+    if old:
+        names = sql.SQL(", ").join(sql.Identifier("public", t) for t in old)
+        # One statement takes every lock at once, so readers of several tables cannot deadlock with us.
+        cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names))
+        cur.execute(sql.SQL("DROP TABLE {}").format(names))
+    for table in tables:
+        cur.execute(sql.SQL("ALTER TABLE {} SET SCHEMA public").format(sql.Identifier(schema, table)))

@@ -1,0 +1,213 @@
+"""The supervision view (督导): what township and county supervisors are held accountable for.
+
+``SupervisionProjection`` keeps per-thing facts, each row carrying ``org_path`` so any org unit
+rolls up everything beneath it (``org_path @> ARRAY[unit]``): people (kind, risk tags, agreement,
+status, last visit, and the strictest cadence of the pairings covering them with the time their
+next visit is due), which pairings cover whom (``sv_coverage``), helpers' load against
+capacity, visit tasks with counts per place, cadence, window and outcome, and emergency reports.
+The figures (base numbers, coverage, overdue people, agreement rate, helper load, visit
+compliance, response times) are summed from these facts at read time by ``SupervisionView``
+(``projections/supervision_view.py``), for any unit and period.
+
+Handlers are keyed by event class name (``"Pairing.Formed"``), so events of aggregates that
+arrive later (visit tasks, emergency reports) join by adding entries here; unknown events are
+skipped. Every statement is plain SQL over the event's fields: a batch runs in one pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from domain.vocabulary import CADENCE_DAYS, Cadence
+from projections.supervision_events import (
+    EMERGENCY_DDL,
+    EMERGENCY_DERIVED,
+    EMERGENCY_HANDLERS,
+    VISIT_DDL,
+    VISIT_DERIVED,
+    VISIT_HANDLERS,
+)
+
+# Days, weeks and periods are counted in China Standard Time, where the work happens.
+CHINA = timezone(timedelta(hours=8))
+TABLES = (
+    "sv_units", "sv_persons", "sv_pairings", "sv_coverage", "sv_helpers", "sv_visits", "sv_visit_counts", "sv_emergencies"
+)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS sv_units (
+    id uuid PRIMARY KEY, code text NOT NULL, name text NOT NULL, level text NOT NULL, parent_id uuid,
+    org_path uuid[] NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sv_units_parent ON sv_units (parent_id, code);
+CREATE TABLE IF NOT EXISTS sv_persons (
+    id uuid PRIMARY KEY, kind text NOT NULL, name text NOT NULL, village_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    risk_tags text[] NOT NULL, has_guardian boolean NOT NULL, agreement_signed_on date, status text NOT NULL,
+    left_reason text, registered_at timestamptz NOT NULL, left_at timestamptz, last_visit_at timestamptz,
+    registered_position bigint NOT NULL, cadence_days int, covered_since timestamptz, due_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS sv_persons_path ON sv_persons USING gin (org_path);
+CREATE TABLE IF NOT EXISTS sv_pairings (
+    id uuid PRIMARY KEY, shape text NOT NULL, cadence text NOT NULL, cadence_days int NOT NULL, starts_on date NOT NULL,
+    ends_on date, status text NOT NULL, org_path uuid[] NOT NULL, person_ids uuid[] NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sv_pairings_path ON sv_pairings USING gin (org_path);
+CREATE TABLE IF NOT EXISTS sv_coverage (
+    person_id uuid NOT NULL, pairing_id uuid NOT NULL, cadence text NOT NULL, cadence_days int NOT NULL,
+    since timestamptz NOT NULL, PRIMARY KEY (person_id, pairing_id)
+);
+CREATE INDEX IF NOT EXISTS sv_coverage_pairing ON sv_coverage (pairing_id);
+CREATE TABLE IF NOT EXISTS sv_helpers (
+    id uuid PRIMARY KEY, name text NOT NULL, role text NOT NULL, org_path uuid[] NOT NULL, capacity int NOT NULL,
+    load int NOT NULL DEFAULT 0, assignments jsonb NOT NULL DEFAULT '{}', status text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sv_helpers_path ON sv_helpers USING gin (org_path);
+""" + VISIT_DDL + EMERGENCY_DDL
+
+
+def china_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), CHINA).astimezone(UTC)
+
+
+def cadence_days(cadence: str) -> int:
+    return CADENCE_DAYS[Cadence(cadence)]
+
+
+def _set(table: str, assignments: str) -> str:
+    return f"UPDATE {table} SET {assignments} WHERE id = %(originator_id)s"
+
+
+# A covered person is due a visit one cadence (the strictest of their pairings) after their last
+# visit, or after they were first covered when never visited; kept on the person's row, so that
+# reads need no join. Recomputed for the persons a coverage change touched ({affected}).
+_REFRESH = """
+UPDATE sv_persons p SET cadence_days = c.days, covered_since = c.since,
+       due_at = coalesce(p.last_visit_at, c.since) + make_interval(days => c.days)
+FROM (SELECT x.id, min(cv.cadence_days) AS days, min(cv.since) AS since
+      FROM unnest({affected}) AS x(id) LEFT JOIN sv_coverage cv ON cv.person_id = x.id GROUP BY x.id) c
+WHERE p.id = c.id
+"""
+_FORMED_PERSONS = _REFRESH.format(affected="%(person_ids)s::uuid[]")
+_ONE_PERSON = _REFRESH.format(affected="ARRAY[%(person_id)s::uuid]")
+_PAIRING_PERSONS = _REFRESH.format(affected="(SELECT person_ids FROM sv_pairings WHERE id = %(originator_id)s)")
+_COVER_FORMED = (
+    "INSERT INTO sv_coverage SELECT unnest(%(person_ids)s::uuid[]), %(originator_id)s, %(cadence)s, %(days)s, %(since)s"
+)
+_COVER_ADDED = (
+    "INSERT INTO sv_coverage SELECT %(person_id)s, id, cadence, cadence_days, %(occurred_at)s"
+    " FROM sv_pairings WHERE id = %(originator_id)s"
+)
+HANDLERS: dict[str, list[str]] = {
+    "OrgUnit.Registered": [
+        "INSERT INTO sv_units VALUES (%(originator_id)s, %(code)s, %(name)s, %(level)s, %(parent_id)s, %(path)s)"
+    ],
+    "OrgUnit.Renamed": [_set("sv_units", "name = %(name)s")],
+    "Person.Registered": [
+        ("INSERT INTO sv_persons VALUES (%(originator_id)s, %(kind)s, %(name)s, %(village_id)s, %(org_path)s,"
+        " %(risk_tags)s, %(has_guardian)s, %(care_agreement_signed_on)s, 'active', NULL, %(occurred_at)s, NULL,"
+        " NULL, %(position)s)")
+    ],
+    "Person.RiskTagAdded": [
+        _set(
+            "sv_persons",
+            "risk_tags = CASE WHEN %(tag)s = ANY(risk_tags) THEN risk_tags"
+            " ELSE array_append(risk_tags, %(tag)s::text) END",
+        )
+    ],
+    "Person.RiskTagRemoved": [_set("sv_persons", "risk_tags = array_remove(risk_tags, %(tag)s::text)")],
+    "Person.GuardianAssigned": [_set("sv_persons", "has_guardian = true")],
+    "Person.CareAgreementSigned": [_set("sv_persons", "agreement_signed_on = %(signed_on)s")],
+    "Person.LeftProgramme": [
+        _set("sv_persons", "status = 'left', left_reason = %(reason)s, left_at = %(occurred_at)s")
+    ],
+    "Person.ReturnedToProgramme": [_set("sv_persons", "status = 'active', left_reason = NULL, left_at = NULL")],
+    "Helper.Registered": [
+        ("INSERT INTO sv_helpers (id, name, role, org_path, capacity, status) VALUES (%(originator_id)s, %(name)s,"
+        " %(role)s, %(org_path)s, %(capacity)s, 'active')")
+    ],
+    "Helper.CapacityChanged": [_set("sv_helpers", "capacity = %(capacity)s")],
+    # Each event states how many people the helper looks after in one pairing: load moves by the difference.
+    "Helper.PairingAssigned": [
+        _set(
+            "sv_helpers",
+            "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0) + %(people)s,"
+            " assignments = assignments || jsonb_build_object(%(pairing_key)s::text, %(people)s::int)",
+        )
+    ],
+    "Helper.PairingReleased": [
+        _set(
+            "sv_helpers",
+            "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0),"
+            " assignments = assignments - %(pairing_key)s::text",
+        )
+    ],
+    "Helper.Deactivated": [_set("sv_helpers", "status = 'inactive'")],
+    "Pairing.Formed": [
+        ("INSERT INTO sv_pairings VALUES (%(originator_id)s, %(shape)s, %(cadence)s, %(days)s, %(starts_on)s, NULL,"
+        " 'active', %(org_path)s, %(person_ids)s)"),
+        _COVER_FORMED,
+        _FORMED_PERSONS,
+    ],
+    "Pairing.PersonAdded": [
+        _set("sv_pairings", "person_ids = array_append(person_ids, %(person_id)s::uuid)"),
+        _COVER_ADDED,
+        _ONE_PERSON,
+    ],
+    "Pairing.PersonRemoved": [
+        _set("sv_pairings", "person_ids = array_remove(person_ids, %(person_id)s::uuid)"),
+        "DELETE FROM sv_coverage WHERE pairing_id = %(originator_id)s AND person_id = %(person_id)s",
+        _ONE_PERSON,
+    ],
+    "Pairing.CadenceChanged": [
+        _set("sv_pairings", "cadence = %(cadence)s, cadence_days = %(days)s"),
+        "UPDATE sv_coverage SET cadence = %(cadence)s, cadence_days = %(days)s WHERE pairing_id = %(originator_id)s",
+        _PAIRING_PERSONS,
+    ],
+    "Pairing.Ended": [
+        _set("sv_pairings", "status = 'ended', ends_on = %(ends_on)s"),
+        "DELETE FROM sv_coverage WHERE pairing_id = %(originator_id)s",
+        _PAIRING_PERSONS,
+    ],
+    **VISIT_HANDLERS,
+    **EMERGENCY_HANDLERS,
+}
+# Values kept in another form than the event's: whether a guardian is named (not who), pairing
+# ids as jsonb keys, cadences in days, a pairing's start as an instant in China time.
+DERIVED: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "Person.Registered": lambda e: {"has_guardian": bool(e.guardian)},
+    "Helper.PairingAssigned": lambda e: {"pairing_key": str(e.pairing_id)},
+    "Helper.PairingReleased": lambda e: {"pairing_key": str(e.pairing_id)},
+    "Pairing.Formed": lambda e: {"days": cadence_days(e.cadence), "since": china_midnight(e.starts_on)},
+    "Pairing.CadenceChanged": lambda e: {"days": cadence_days(e.cadence)},
+    **VISIT_DERIVED,
+    **EMERGENCY_DERIVED,
+}
+
+
+class SupervisionProjection:
+    """Writes the ``sv_*`` tables; events without a handler are skipped."""
+
+    name = "supervision"
+
+    def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(DDL)
+
+    def reset(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+
+    def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        qualname = type(event).__qualname__
+        statements = HANDLERS.get(qualname)
+        if statements is None:
+            return
+        params = {**vars(event), "position": position}
+        if derive := DERIVED.get(qualname):
+            params.update(derive(event))
+        # Only the placeholders in a statement are sent: the event's personal fields are not.
+        for statement in statements:
+            cur.execute(statement, params)
