@@ -1,0 +1,266 @@
+"""Tamper evidence for the event store: an HMAC chain over every stored event, in log order.
+
+Every event the application stores gets an entry in ``guanai_events_chain`` written in the same
+transaction as the event, while the library holds its EXCLUSIVE lock on ``guanai_events``: the
+entries therefore follow the committed order of notification ids, however many processes write.
+An entry's MAC covers the previous entry (its MAC and position), the event's position, identity
+(originator id and version), topic and stored bytes. The key is not in the database
+(``GUANAI_CHAIN_KEY``, or a key generated once into the data directory), so someone who can
+change rows by SQL cannot make matching entries. A checkpoint (position and MAC of the newest
+entry) given to an outside party pins the log up to there; it also catches the deletion of the
+newest events, which no chain alone can. ``guanai.verify`` walks the chain.
+
+The library's DB-function insert path (``POSTGRES_ENABLE_DB_FUNCTIONS``) would need the key in
+the database, so a chained recorder refuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import struct
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from psycopg import Connection, Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from guanai.settings import env_names, load_settings
+
+MIN_KEY_LENGTH = 32
+CHAIN_SUFFIX = "_chain"
+KEY_TABLE = "guanai_chain_key"
+
+
+class ChainError(RuntimeError):
+    """The chain cannot be written as configured (wrong key, refused insert path)."""
+
+
+class ChainKey:
+    """The secret the chain is keyed with, and a fingerprint that names it without revealing it."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret) < MIN_KEY_LENGTH:
+            raise ChainError(f"GUANAI_CHAIN_KEY must be at least {MIN_KEY_LENGTH} characters")
+        self.key = secret.encode()
+        # HMAC-SHA256 with the key's inner and outer pads hashed once: each MAC then costs two
+        # hash copies instead of re-keying (half the time of hmac.digest in a verify walk).
+        block = hashlib.sha256(self.key).digest() if len(self.key) > 64 else self.key
+        block = block.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self.fingerprint = self.mac(b"guanai-chain-key-id").hex()[:16]
+        self.genesis = self.mac(b"guanai-chain-genesis")
+
+    def mac(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` under this key."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def link(self, prev_mac: bytes, prev_id: int, position: int, originator_id: Any, version: int, topic: str, state: bytes) -> bytes:
+        """The MAC of one entry. Lengths are fixed or prefixed, so no two inputs read alike."""
+        oid = str(originator_id).encode()
+        top = topic.encode()
+        head = struct.pack(">qqqHH", prev_id, position, version, len(oid), len(top))
+        return self.mac(b"".join((prev_mac, head, oid, top, state)))
+
+
+def load_or_create_key(configured: str | None, data_dir: Path) -> ChainKey:
+    """The configured key, or one generated once into the data directory (atomically, so that
+    processes starting together agree on one key)."""
+    if configured:
+        return ChainKey(configured)
+    path = data_dir / "chain-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".chain-key.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # fails if another process made one first: then use theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return ChainKey(path.read_text().strip())
+
+
+def chain_table(events_table: str) -> str:
+    return events_table + CHAIN_SUFFIX
+
+
+def chain_ddl(schema: str, events_table: str, originator_id_type: str) -> list[Any]:
+    table = Identifier(schema, chain_table(events_table))
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (notification_id bigint PRIMARY KEY, prev_id bigint NOT NULL, "
+            "originator_id {} NOT NULL, originator_version bigint NOT NULL, mac bytea NOT NULL)"
+        ).format(table, Identifier(originator_id_type)),
+        SQL("CREATE TABLE IF NOT EXISTS {} (fingerprint text NOT NULL, since timestamptz NOT NULL DEFAULT now())").format(
+            Identifier(schema, KEY_TABLE)
+        ),
+    ]
+
+
+class ChainedRecorder(PostgresApplicationRecorder):
+    """The library's PostgreSQL application recorder, extending the chain in each insert's
+    transaction. With ``enabled`` false it stores events unchained (to measure the chain's cost)."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        key: ChainKey | None = None,
+        key_loader: Any = None,
+        enabled: bool = True,
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        if enabled and datastore.enable_db_functions:
+            raise ChainError("the audit chain is computed outside the database: unset POSTGRES_ENABLE_DB_FUNCTIONS")
+        self.enabled = enabled
+        self._key, self._key_loader = key, key_loader
+        self._key_checked = False
+        self._key_lock = threading.Lock()
+        self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
+        from guanai.access_log import access_log_ddl  # the access log is created with the store
+
+        self.sql_create_statements.extend(access_log_ddl(datastore.schema))
+        table = Identifier(datastore.schema, chain_table(events_table_name))
+        self._select_prev = SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(table)
+        self._prev_cursors: weakref.WeakKeyDictionary[Any, Cursor[DictRow]] = weakref.WeakKeyDictionary()
+        self._insert_chain = SQL(
+            "INSERT INTO {} (notification_id, prev_id, originator_id, originator_version, mac) "
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::{}[], %s::bigint[], %s::bytea[])"
+        ).format(table, Identifier(datastore.originator_id_type))
+
+    @property
+    def key(self) -> ChainKey:
+        """Loaded on first use, so processes that only read never create a key file."""
+        if self._key is None:
+            with self._key_lock:
+                if self._key is None:
+                    self._key = self._key_loader()
+        assert self._key is not None
+        return self._key
+
+    def _lock_table(self, curs: Cursor[DictRow]) -> None:
+        super()._lock_table(curs)
+        if self.enabled:
+            # Ask for the newest entry right after taking the lock, in the same pipeline as the
+            # insert: its answer comes back with the insert's, costing no extra round trip.
+            prev = curs.connection.cursor()
+            prev.execute(self._select_prev, prepare=True)
+            self._prev_cursors[curs.connection] = prev
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if self.enabled and ids:
+            self._extend_chain(curs.connection, list(zip(ids, stored_events, strict=True)))
+        return ids
+
+    def _extend_chain(self, conn: Connection[DictRow], written: list[tuple[int, StoredEvent]]) -> None:
+        # Runs inside the insert's transaction, after the table lock: no other insert can
+        # commit between the previous entry read here and this transaction's commit.
+        key = self.key
+        if not self._key_checked:
+            check_key(conn, key)
+            self._key_checked = True
+        written.sort(key=lambda w: w[0])
+        with self._prev_cursors.pop(conn) as prev:
+            row = prev.fetchone()
+        prev_id, prev_mac = (row["notification_id"], bytes(row["mac"])) if row else (0, key.genesis)
+        with conn.cursor() as cur:
+            columns: tuple[list[Any], ...] = ([], [], [], [], [])
+            for position, e in written:
+                mac = key.link(prev_mac, prev_id, position, e.originator_id, e.originator_version, e.topic, e.state)
+                for column, value in zip(columns, (position, prev_id, e.originator_id, e.originator_version, mac), strict=True):
+                    column.append(value)
+                prev_id, prev_mac = position, mac
+            cur.execute(self._insert_chain, columns, prepare=True)
+
+
+def check_key(conn: Connection[Any], key: ChainKey) -> None:
+    """Refuse to write with another key than the store's: one misconfigured process would
+    otherwise leave entries that nothing can verify. The first writer records its key."""
+    table = Identifier(KEY_TABLE)
+    with conn.cursor() as cur:
+        cur.execute(SQL("SELECT fingerprint FROM {} ORDER BY since LIMIT 1").format(table))
+        row = cur.fetchone()
+        known = (row["fingerprint"] if isinstance(row, Mapping) else row[0]) if row else None
+        if known is None:
+            cur.execute(SQL("INSERT INTO {} (fingerprint) VALUES (%s)").format(table), (key.fingerprint,))
+        elif known != key.fingerprint:
+            raise ChainError(
+                f"this process's GUANAI_CHAIN_KEY (fingerprint {key.fingerprint}) is not the key the event store "
+                f"is chained with ({known}); every process that writes must share one key"
+            )
+
+
+def recorder_settings(env: Mapping[str, str]) -> tuple[bool, Any]:
+    """(enabled, key loader) from the application's environment (os.environ and its env)."""
+    names = env_names()
+    wanted = {names[f] for f in ("audit_chain", "chain_key", "data_dir")}
+    settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
+    return settings.audit_chain, lambda: load_or_create_key(settings.chain_key, settings.data_path)
+
+
+def construct_recorder(factory: InfrastructureFactory[Any], env: Mapping[str, str]) -> ApplicationRecorder:
+    """The application's recorder: chained when the store is PostgreSQL."""
+    if not isinstance(factory, PostgresFactory):
+        return factory.application_recorder()
+    enabled, key_loader = recorder_settings(env)
+    recorder = ChainedRecorder(
+        factory.datastore, events_table_name=factory.env.name.lower() + "_events", key_loader=key_loader, enabled=enabled
+    )
+    if factory.env_create_table():
+        recorder.create_table()
+    return recorder
+
+
+def adopt(database_url: str, key: ChainKey, events_table: str = "guanai_events", batch: int = 10_000) -> int:
+    """Chain a store written before the chain existed: every event in log order, in one
+    transaction under the library's lock (writers wait). Refused once any entry exists: events
+    stored unchained after that are exactly what ``guanai audit verify`` must report. Their
+    integrity before the adoption rests on the adoption, not on the writes; say so in reports."""
+    import psycopg
+
+    chain = Identifier(chain_table(events_table))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute(SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(Identifier(events_table)))
+        if conn.execute(SQL("SELECT 1 FROM {} LIMIT 1").format(chain)).fetchone():
+            raise ChainError("the store is already chained; `guanai audit verify` reports events stored outside it")
+        check_key(conn, key)
+        insert = SQL(
+            "INSERT INTO {} (notification_id, prev_id, originator_id, originator_version, mac) "
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[])"
+        ).format(chain)
+        prev_id, prev_mac, count = 0, key.genesis, 0
+        with conn.cursor("adopt") as rows, conn.cursor() as out:
+            rows.itersize = batch
+            rows.execute(SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                             "ORDER BY notification_id").format(Identifier(events_table)))
+            columns: tuple[list[Any], ...] = ([], [], [], [], [])
+            for position, oid, version, topic, state in rows:
+                mac = key.link(prev_mac, prev_id, position, oid, version, topic, bytes(state))
+                for column, value in zip(columns, (position, prev_id, oid, version, mac), strict=True):
+                    column.append(value)
+                prev_id, prev_mac, count = position, mac, count + 1
+                if len(columns[0]) >= batch:
+                    out.execute(insert, columns)
+                    columns = ([], [], [], [], [])
+            if columns[0]:
+                out.execute(insert, columns)
+    return count
