@@ -1,31 +1,70 @@
 """Bearer tokens and the actor behind each request.
 
 Tokens are HS256-signed JWTs (PyJWT) carrying ``sub`` (who), ``role`` (an ActorRole), ``org``
-(the org unit the role is scoped to; absent for administrators), ``iat``, ``exp`` and ``jti``.
-They are stateless so that any API process can check them; revocation and key rotation come
-with the access-control work. ``guanai token`` issues one for an operator.
+(the org unit the role is scoped to; absent for administrators), ``iat``, ``exp`` and ``jti``,
+with the signing key's id as ``kid`` in the header. Any API process can check them:
+
+- **Rotation**: a ``KeyRing`` holds the current key (``GUANAI_JWT_SECRET``, which signs) and the
+  previous ones (``GUANAI_JWT_PREVIOUS_SECRETS``, which only verify until they are removed).
+- **Revocation**: ``revoked_tokens`` lists token ids refused before their expiry, checked on
+  every request against a copy each process refreshes every few seconds (``api/revocations.py``).
+- **Failures** are counted per client address; past the limit the address gets 429 for a while
+  (the limiter is ``api/security.py``'s, found on the app's state).
+
+``guanai token`` issues a token for an operator and ``guanai token revoke`` revokes one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
 import msgspec
+import structlog
+from litestar import Request, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody
 
+from api.problems import ProblemError
+from api.revocations import RevocationList, RevocationUnavailable, revoke_until
 from domain.vocabulary import ActorRole
 
 ISSUER = "guanai"
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
+# Bounds how long a revocation must be kept, and so how far back a jti-only revocation reaches.
+MAX_TOKEN_TTL = timedelta(days=31)
+
+log = structlog.get_logger("guanai.api")
+
+__all__ = [
+    "ALGORITHM",
+    "HELPER_WRITERS",
+    "MAX_TOKEN_TTL",
+    "PAIRING_WRITERS",
+    "PERSON_WRITERS",
+    "REGISTRY_ADMINS",
+    "Actor",
+    "KeyRing",
+    "RevocationList",
+    "TokenError",
+    "actor_of",
+    "authenticated",
+    "issue_token",
+    "key_ring",
+    "load_or_create_secret",
+    "requires",
+    "revoke_token",
+    "verify_token",
+]
 
 
 class Actor(msgspec.Struct, frozen=True):
@@ -33,6 +72,7 @@ class Actor(msgspec.Struct, frozen=True):
     role: ActorRole
     org_unit_id: uuid.UUID | None
     token_id: str
+    expires_at: int = 0  # the token's exp (epoch seconds)
 
 
 class TokenError(ValueError):
@@ -42,8 +82,7 @@ class TokenError(ValueError):
 def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     """The configured signing key, or one generated once and kept in the data directory."""
     if configured:
-        if len(configured) < MIN_SECRET_LENGTH:
-            raise TokenError(f"GUANAI_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+        _check_length(configured, "GUANAI_JWT_SECRET")
         return configured
     path = data_dir / "jwt-secret"
     if path.exists():
@@ -55,8 +94,49 @@ def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     return secret
 
 
+def _check_length(secret: str, name: str) -> None:
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise TokenError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+
+
+def key_id(secret: str) -> str:
+    """A key's id: derived from the key, so every process names the same key alike."""
+    return hashlib.sha256(b"guanai-jwt-kid:" + secret.encode()).hexdigest()[:16]
+
+
+class KeyRing:
+    """The signing key and the previous keys that still verify, by key id."""
+
+    def __init__(self, current: str, previous: Iterable[str] = ()) -> None:
+        _check_length(current, "GUANAI_JWT_SECRET")
+        self.current = current
+        self.current_kid = key_id(current)
+        self._keys = {self.current_kid: current}
+        for old in previous:
+            _check_length(old, "every key of GUANAI_JWT_PREVIOUS_SECRETS")
+            self._keys.setdefault(key_id(old), old)
+
+    def get(self, kid: str) -> str | None:
+        return self._keys.get(kid)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys.values())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def key_ring(keys: str | KeyRing, previous: str | Iterable[str] = ()) -> KeyRing:
+    """A KeyRing from a ring, or from the current key and the previous ones (comma-separated)."""
+    if isinstance(keys, KeyRing):
+        return keys
+    if isinstance(previous, str):
+        previous = [p.strip() for p in previous.split(",") if p.strip()]
+    return KeyRing(keys, previous)
+
+
 def issue_token(
-    secret: str,
+    secret: str | KeyRing,
     *,
     subject: str,
     role: ActorRole,
@@ -66,6 +146,9 @@ def issue_token(
 ) -> str:
     if role != ActorRole.ADMINISTRATOR and org_unit_id is None and role != ActorRole.SYSTEM:
         raise TokenError(f"a {role} token must be scoped to an org unit")
+    if not timedelta(0) < ttl <= MAX_TOKEN_TTL:
+        raise TokenError(f"a token lives at most {MAX_TOKEN_TTL.days} days")
+    ring = key_ring(secret)
     now = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "iss": ISSUER,
@@ -77,25 +160,66 @@ def issue_token(
     }
     if org_unit_id is not None:
         claims["org"] = str(org_unit_id)
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, ring.current, algorithm=ALGORITHM, headers={"kid": ring.current_kid})
 
 
-def verify_token(secret: str, token: str) -> Actor:
+def _decode(ring: KeyRing, token: str, *, verify_exp: bool = True) -> dict[str, Any]:
+    kid = jwt.get_unverified_header(token).get("kid")
+    if kid is None:
+        candidates = list(ring)  # tokens from before key ids: try every key still accepted
+    elif isinstance(kid, str) and ring.get(kid) is not None:
+        candidates = [ring.get(kid)]  # type: ignore[list-item]
+    else:
+        raise TokenError("the token was signed with a key that is no longer accepted; ask for a new one")
+    for n, secret in enumerate(candidates):
+        try:
+            return jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss", "jti"], "verify_exp": verify_exp},
+            )
+        except jwt.InvalidSignatureError:
+            if n == len(candidates) - 1:
+                raise
+    raise jwt.InvalidTokenError("no key")
+
+
+def verify_token(secret: str | KeyRing, token: str) -> Actor:
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "iat", "sub", "iss"]}
-        )
+        claims = _decode(key_ring(secret), token)
         role = ActorRole(claims["role"])
         org = uuid.UUID(claims["org"]) if claims.get("org") else None
+        issued, expires = int(claims["iat"]), int(claims["exp"])
+        if expires - issued > MAX_TOKEN_TTL.total_seconds():
+            raise ValueError("lives too long")
+    except TokenError:
+        raise
     except jwt.ExpiredSignatureError:
         raise TokenError("the token has expired; ask for a new one") from None
-    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
+    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError, OverflowError):
         raise TokenError("the token is not valid") from None
-    return Actor(subject=str(claims["sub"]), role=role, org_unit_id=org, token_id=str(claims.get("jti", "")))
+    return Actor(
+        subject=str(claims["sub"]), role=role, org_unit_id=org, token_id=str(claims["jti"]), expires_at=expires
+    )
+
+
+def client_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """Who is knocking, for rate limits: the client address (uvicorn applies trusted proxies)."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def _refuse(connection: ASGIConnection[Any, Any, Any, Any], reason: str) -> NotAuthorizedException:
+    limiter = getattr(connection.app.state, "auth_limiter", None)
+    if limiter is not None:
+        limiter.take(client_key(connection))
+    log.info("token_refused", reason=reason)
+    return NotAuthorizedException(reason)
 
 
 def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
-    """The request's actor; raises 401 when there is none."""
+    """The request's actor; raises 401 when there is none (429 after too many failures)."""
     actor = connection.scope.get("state", {}).get("actor")
     if actor is not None:
         return actor
@@ -103,18 +227,36 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthorizedException("send a bearer token: 'Authorization: Bearer <token>' (see `guanai token`)")
+    state = connection.app.state
+    limiter = getattr(state, "auth_limiter", None)
+    if limiter is not None and (wait := limiter.wait_time(client_key(connection))) > 0:
+        from api.security import too_many_requests
+
+        raise too_many_requests(wait, "too many failed authentications from this address")
     try:
-        actor = verify_token(connection.app.state.jwt_secret, token.strip())
+        actor = verify_token(getattr(state, "jwt_keys", None) or state.jwt_secret, token.strip())
     except TokenError as e:
-        raise NotAuthorizedException(str(e)) from None
+        raise _refuse(connection, str(e)) from None
+    revocations: RevocationList | None = getattr(state, "revocations", None)
+    if revocations is not None:
+        try:
+            revoked = revocations.is_revoked(actor.token_id)
+        except RevocationUnavailable:
+            raise ProblemError(
+                503,
+                "store-unavailable",
+                "Event store unavailable",
+                "revoked tokens cannot be checked just now; try again shortly",
+                headers={"Retry-After": "2"},
+            ) from None
+        if revoked:
+            raise _refuse(connection, "the token has been revoked; ask for a new one")
     connection.scope.setdefault("state", {})["actor"] = actor
     structlog_bind(actor)
     return actor
 
 
 def structlog_bind(actor: Actor) -> None:
-    import structlog
-
     # Ids and roles only: never names or other personal data.
     structlog.contextvars.bind_contextvars(actor=actor.subject, role=actor.role.value)
 
@@ -147,3 +289,49 @@ PERSON_WRITERS = (
 )
 HELPER_WRITERS = (ActorRole.ADMINISTRATOR, ActorRole.COUNTY_SUPERVISOR, ActorRole.TOWNSHIP_SUPERVISOR)
 PAIRING_WRITERS = PERSON_WRITERS
+
+
+# ---- revoking tokens ----------------------------------------------------------------------
+
+TokenId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a token's jti")]
+
+
+class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    jti: TokenId | None = None
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+
+
+class Revoked(msgspec.Struct):
+    jti: str
+    expires_at: datetime  # the row is kept until then; the token could not be used after it anyway
+    newly_revoked: bool
+
+
+def _invalid(field: str, reason: str) -> ProblemError:
+    errors = [{"field": field, "reason": reason, "in": "body"}]
+    return ProblemError(422, "validation-error", "Invalid request", f"invalid value for {field}", errors=errors)
+
+
+@post("/auth/revoke", guards=[requires(ActorRole.ADMINISTRATOR)], sync_to_thread=True, status_code=200, tags=["auth"])
+def revoke_token(request: Request[Any, Any, Any], data: JSONBody[RevokeRequest]) -> Revoked:
+    """Revoke a bearer token before its expiry (administrators): send its ``jti`` or the token.
+
+    Every API process refuses it within ``GUANAI_REVOCATION_CACHE_SECONDS`` (this one at once).
+    With a ``jti`` alone the revocation is kept for the longest lifetime a token may have."""
+    if (data.jti is None) == (data.token is None):
+        raise _invalid("jti", "send either jti or token")
+    expires_at = None
+    jti = data.jti
+    if data.token is not None:
+        try:
+            claims = _decode(key_ring(request.app.state.jwt_keys), data.token, verify_exp=False)
+            jti, expires_at = str(claims["jti"]), datetime.fromtimestamp(int(claims["exp"]), UTC)
+        except (jwt.InvalidTokenError, TokenError, KeyError, ValueError, TypeError, OverflowError):
+            raise _invalid("token", "not a token issued by this service") from None
+    assert jti is not None
+    until = revoke_until(expires_at)
+    actor = actor_of(request)
+    new = request.app.state.revocations.revoke(jti, until, revoked_by=actor.subject, reason=data.reason)
+    log.info("token_revoked", jti=jti, by=actor.subject)
+    return Revoked(jti=jti, expires_at=until, newly_revoked=new)

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +35,10 @@ class ApiServer:
     def __init__(self, database_url: str, nats_url: str | None, settings: Settings | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.settings = settings or Settings(read_wait_seconds=5.0)
+        self.database_url = database_url
+        # The shared server is hit by every test from one address and one account per test:
+        # rate limits are tested on servers of their own (tests/test_security.py).
+        self.settings = settings or Settings(read_wait_seconds=5.0, auth_failures_per_minute=0, reports_per_minute=0)
         app = create_app(self.settings, database_url=database_url, nats_url=nats_url, jwt_secret=SECRET)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -67,11 +71,36 @@ def auth(role: ActorRole | str = ActorRole.ADMINISTRATOR, org_unit_id: Any = Non
     return {"Authorization": f"Bearer {token(role, org_unit_id)}"}
 
 
+_shared_servers: dict[str, ApiServer] = {}
+
+
 @pytest.fixture(scope="session")
 def api_server(database_url: str, nats_url: str) -> Iterator[ApiServer]:
-    server = ApiServer(database_url, nats_url).start()
+    # Every test module imports this fixture, which gives each module a fixture definition (and
+    # so a session-long server) of its own: share one, or the servers' connections pile up.
+    server = _shared_servers.get(database_url)
+    if server is None:
+        server = _shared_servers[database_url] = ApiServer(database_url, nats_url).start()
     yield server
-    server.stop()
+    if _shared_servers.pop(database_url, None) is not None:
+        server.stop()
+
+
+@contextmanager
+def own_server(pg_base_url: str, nats_url: str | None, **settings: Any) -> Iterator[ApiServer]:
+    """An API server with settings of its own, on a database of its own (dropped afterwards)."""
+    from tests.conftest import create_database, drop_database
+
+    url = create_database(pg_base_url, prefix="guanai_test_own")
+    server = ApiServer(url, nats_url, Settings(read_wait_seconds=5.0, db_pool_size=3, **settings))
+    try:
+        yield server.start()
+    finally:
+        try:
+            server.stop()
+        except RuntimeError:  # the server thread never started
+            server.projector.stop()
+        drop_database(pg_base_url, url)
 
 
 @pytest.fixture

@@ -1,0 +1,317 @@
+"""What every request and response passes through before the controllers see it.
+
+- **Security headers** on every response (a ``before_send`` hook, so 404s and errors get them):
+  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY``,
+  a Content-Security-Policy that allows nothing (the API serves data, never pages; the ``/schema``
+  docs pages load their scripts and are left alone), ``Cache-Control: no-store`` (responses carry
+  personal data; a handler may set its own), and ``Strict-Transport-Security`` when the request
+  came over TLS (uvicorn takes ``X-Forwarded-Proto`` from trusted proxies).
+- **CORS**, closed unless ``GUANAI_CORS_ORIGINS`` names origins: a preflight from any other origin
+  is answered 403 with problem details, and no response carries ``Access-Control-Allow-Origin``.
+- **Body checks** before any decoding (middleware): JSON bodies only (415 otherwise), at most
+  ``max_body_bytes`` (413), strict UTF-8, no duplicated keys (msgspec would silently keep the
+  last), nesting at most ``MAX_DEPTH`` deep, and no NUL characters (PostgreSQL text cannot hold
+  them); a NUL in the query string is refused too.
+- **Rate limits** (``RateLimiter``): failed authentications per client address (``api/auth.py``)
+  and emergency report filing per actor (the ``limit_report_filing`` guard), answered 429 with
+  ``Retry-After``. Buckets live in each process: with N API processes the limits are N times
+  looser, which is still a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import actor_of
+from api.problems import ProblemError
+from guanai.settings import Settings
+
+MAX_DEPTH = 32
+DOCS_PREFIX = "/schema"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID"
+CORS_EXPOSE_HEADERS = "ETag, Location, Retry-After, X-Request-ID"
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class RateLimiter:
+    """Token buckets per key: ``per_minute`` events a minute on average, bursts up to ``burst``."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.max_keys = max_keys
+        self.burst = float(burst or per_minute)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def _level(self, key: str, now: float) -> float:
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def wait_time(self, key: str) -> float:
+        """Seconds until ``key`` may act again (0: now), without spending anything."""
+        with self._lock:
+            level = self._level(key, self.clock())
+        return 0.0 if level >= 1 else (1 - level) / self.rate
+
+    def take(self, key: str) -> float:
+        """Spend one event for ``key``: 0 if allowed, else the seconds to wait (nothing spent)."""
+        with self._lock:
+            now = self.clock()
+            level = self._level(key, now)
+            if level < 1:
+                return (1 - level) / self.rate
+            if len(self._buckets) >= self.max_keys:
+                self._shrink(now)
+            self._buckets[key] = (level - 1, now)
+            return 0.0
+
+    def _shrink(self, now: float) -> None:
+        # A full bucket is the same as no bucket: drop those. Under a flood of fresh keys, drop the
+        # oldest too (they get a fresh burst, a bounded loss) so memory and sweeps stay bounded.
+        for key in [k for k in self._buckets if self._level(k, now) >= self.burst]:
+            del self._buckets[key]
+        excess = len(self._buckets) - int(self.max_keys * 0.9)
+        for key in list(self._buckets)[: max(0, excess)]:
+            del self._buckets[key]
+
+
+def too_many_requests(wait: float, detail: str) -> ProblemError:
+    seconds = max(1, math.ceil(wait))
+    return ProblemError(
+        429, "too-many-requests", "Too many requests", f"{detail}; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)}, retry_after=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class SecurityState:
+    max_body_bytes: int
+    cors_origins: frozenset[str]
+    report_limiter: RateLimiter | None
+
+
+def configure(app: Any, settings: Settings, *, max_body_bytes: int) -> None:
+    """Put the limiters and limits on the app's state (create_app calls this)."""
+    origins = frozenset(o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip())
+    reports = RateLimiter(settings.reports_per_minute) if settings.reports_per_minute > 0 else None
+    app.state.security = SecurityState(max_body_bytes=max_body_bytes, cors_origins=origins, report_limiter=reports)
+    per_minute = settings.auth_failures_per_minute
+    app.state.auth_limiter = RateLimiter(per_minute) if per_minute > 0 else None
+
+
+def limit_report_filing(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard: at most ``GUANAI_REPORTS_PER_MINUTE`` reports a minute from one actor."""
+    limiter: RateLimiter | None = connection.app.state.security.report_limiter
+    if limiter is not None and (wait := limiter.take(actor_of(connection).subject)) > 0:
+        raise too_many_requests(wait, "too many reports filed by this account")
+
+
+# ---- response headers --------------------------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+async def security_headers(message: Message, scope: Scope) -> None:
+    """before_send: the headers every response carries (see the module docstring)."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers") or [])
+    present = {k.lower() for k, _ in headers}
+    add = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+    if not scope.get("path", "").startswith(DOCS_PREFIX):
+        add.append((b"content-security-policy", API_CSP.encode()))
+        if b"cache-control" not in present:
+            add.append((b"cache-control", b"no-store"))
+    if scope.get("scheme") == "https":
+        add.append((b"strict-transport-security", HSTS.encode()))
+    origin = _header(scope, b"origin")
+    state: SecurityState | None = getattr(scope["app"].state, "security", None) if "app" in scope else None
+    if origin and state is not None and origin in state.cors_origins:
+        add += [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-expose-headers", CORS_EXPOSE_HEADERS.encode()),
+            (b"vary", b"Origin"),
+        ]
+    message["headers"] = headers + [(k, v) for k, v in add if k not in present]  # type: ignore[typeddict-item]
+
+
+# ---- request checks ----------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.path: list[str] = []
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                refused = _Refused("appears more than once (duplicated keys are refused, not merged)")
+                refused.path.append(key)  # where the object sits is unknown here; its key is enough
+                raise refused
+            seen.add(key)
+    return value
+
+
+def _walk(value: Any, depth: int) -> None:
+    """Depth and NUL checks over a decoded body; raises _Refused naming the path."""
+    if depth > MAX_DEPTH:
+        raise _Refused(f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _Refused("contains a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                if "\x00" in key:
+                    raise _Refused("a key contains a NUL character")
+                _walk(item, depth + 1)
+            except _Refused as e:
+                e.path.insert(0, key)
+                raise
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            try:
+                _walk(item, depth + 1)
+            except _Refused as e:
+                e.path.insert(0, f"[{n}]")
+                raise
+
+
+def _field(path: list[str]) -> str:
+    return "".join(p if p.startswith("[") else f".{p}" for p in path).lstrip(".") or "body"
+
+
+def check_json(body: bytes) -> None:
+    """Refuse a JSON body msgspec would accept but must not (see the module docstring)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProblemError(400, "malformed-request", "Malformed request", f"the body is not UTF-8 (byte {e.start})") from None
+    try:
+        _walk(json.loads(text, object_pairs_hook=_no_duplicates), 0)
+    except _Refused as e:
+        errors = [{"field": _field(e.path), "reason": e.reason, "in": "body"}]
+        raise ProblemError(400, "malformed-request", "Malformed request", f"{_field(e.path)}: {e.reason}", errors=errors) from None
+    except RecursionError:
+        raise ProblemError(400, "malformed-request", "Malformed request", f"nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as e:
+        raise ProblemError(400, "malformed-request", "Malformed request", f"the body is not valid JSON: {e}") from None
+
+
+def _is_json(content_type: str) -> bool:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        return False
+    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "charset=" in p.lower()), "utf-8")
+    return charset in {"utf-8", "utf8"}
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None when the client went away; 413 past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError(413, "body-too-large", "Body too large", f"the body may be at most {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _preflight(scope: Scope, state: SecurityState) -> dict[str, str]:
+    origin = _header(scope, b"origin")
+    if origin not in state.cors_origins:
+        raise ProblemError(
+            403, "cors-refused", "Cross-origin request refused",
+            "this origin may not call the API from a browser (GUANAI_CORS_ORIGINS)",
+        )
+    return {
+        "access-control-allow-origin": origin,
+        "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE",
+        "access-control-allow-headers": CORS_ALLOW_HEADERS,
+        "access-control-max-age": "600",
+        "vary": "Origin",
+    }
+
+
+def security_middleware(app: ASGIApp) -> ASGIApp:
+    """Preflights and body checks, before any handler decodes anything."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        state: SecurityState = scope["app"].state.security
+        method = scope["method"]
+        if method == "OPTIONS" and _header(scope, b"origin") and _header(scope, b"access-control-request-method"):
+            headers = _preflight(scope, state)
+            await send({"type": "http.response.start", "status": 204, "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if b"%00" in scope.get("query_string", b""):
+            raise ProblemError(400, "malformed-request", "Malformed request", "the query string contains a NUL character")
+        if method not in BODY_METHODS:
+            await app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > state.max_body_bytes:
+            raise ProblemError(413, "body-too-large", "Body too large", f"the body may be at most {state.max_body_bytes} bytes")
+        body = await _read_body(receive, state.max_body_bytes)
+        if body is None:
+            return
+        if body:
+            content_type = _header(scope, b"content-type")
+            if not _is_json(content_type):
+                raise ProblemError(
+                    415, "unsupported-media-type", "Unsupported media type",
+                    f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
+                )
+            check_json(body)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return middleware
