@@ -11,19 +11,30 @@ from typing import Any
 import nats
 import structlog
 from litestar import Litestar, MediaType, Request, Response, get
-from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from api.audit import AuditController, auditors_never_write
+from api.auth import key_ring, revoke_token
+from api.csv_export import SupervisionCsvController
+from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
 from api.middleware import request_id_middleware
 from api.org_units import OrgUnitController
 from api.pairings import PairingController
 from api.persons import PersonController
 from api.problems import EXCEPTION_HANDLERS
+from api.revocations import start_revocations, stop_revocations
+from api.rosters import RosterController
+from api.security import configure as configure_security
+from api.security import security_headers, security_middleware
+from api.supervision import SupervisionController
+from api.timeline import TimelineController
 from api.views import ReadSide
+from api.visits import VisitController, VisitLogController, helper_visits
 from guanai.application import CareApplication, event_store_env
+from guanai.audit import Audit
 from guanai.settings import Settings
 
 log = structlog.get_logger("guanai.api")
@@ -88,6 +99,7 @@ def _start(app: Litestar) -> None:
     app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
     app.state.view = app.state.read_side.view
     app.state.projector = app.state.read_side
+    app.state.audit = Audit(app.state.care, conns.database_url)
 
 
 async def _stop(app: Litestar) -> None:
@@ -119,17 +131,23 @@ def create_app(settings: Settings, *, database_url: str, nats_url: str | None, j
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController],
+        route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
+                        EmergencyController, RosterController, TimelineController, SupervisionController,
+                        SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
+                        AuditController],
+        guards=[auditors_never_write],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
-        on_startup=[_start, _connect_nats],
-        on_shutdown=[_stop],
+        middleware=[request_id_middleware, security_middleware],
+        before_send=[security_headers],
+        on_startup=[_start, _connect_nats, start_revocations],
+        on_shutdown=[stop_revocations, _stop],
         openapi_config=openapi,
-        cors_config=CORSConfig(allow_origins=[]),
         request_max_body_size=MAX_BODY_BYTES,
         debug=debug,
     )
     app.state.settings = settings
     app.state.jwt_secret = jwt_secret
+    app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
+    configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)
     app.state.connections = Connections(database_url=database_url, nats_url=nats_url)
     return app

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from api.audit import record_access
 from api.auth import PERSON_WRITERS, authenticated, requires
 from api.common import (
     AsOf,
@@ -215,7 +216,9 @@ class PersonController(Controller):
             limit=limit,
             offset=offset,
         )
-        return Page(items=msgspec.convert(rows, list[PersonRow]), total=total, limit=limit, offset=offset, position=position)
+        items = msgspec.convert(rows, list[PersonRow])
+        record_access(request, *(p.id for p in items))
+        return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
     @get("/{person_id:uuid}", guards=[authenticated], sync_to_thread=True)
     def read(
@@ -228,6 +231,7 @@ class PersonController(Controller):
     ) -> Response[PersonOut]:
         """A person's record, now or as of a version or an instant."""
         person = load_for_read(request, Person, person_id, version, as_of, time)
+        record_access(request, person_id)
         return Response(person_out(person), headers=etag(person.version))
 
     def _change(self, request: Request[Any, Any, Any], person_id: UUID, command: Any) -> Response[PersonOut]:

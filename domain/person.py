@@ -16,6 +16,7 @@ from domain.org_unit import OrgUnit
 from domain.vocabulary import CHILD_ONLY_TAGS, ELDER_ONLY_TAGS, OrgLevel, PersonKind, RiskTag, Sex
 
 ELDER_MIN_AGE = 60
+MAX_AGE = 120  # older than anyone alive: a typing error, not a person
 ADULT_AGE = 18
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -175,6 +176,8 @@ class Person(CareAggregate):
         if birth_date > today:
             raise PersonError("the birth date is in the future", field="birth_date")
         age = age_on(birth_date, today)
+        if age > MAX_AGE:
+            raise PersonError(f"a birth date {age} years ago is not plausible (at most {MAX_AGE})", field="birth_date")
         if kind == PersonKind.ELDER and age < ELDER_MIN_AGE:
             raise PersonError(f"a left-behind elder is aged {ELDER_MIN_AGE} or more (this one is {age})", field="birth_date")
         if kind == PersonKind.CHILD and age >= ADULT_AGE:

@@ -9,6 +9,7 @@ create again returns the first result, a different one under the same id is refu
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Transcoding
 
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
 from domain.group import VolunteerGroup
@@ -29,16 +30,19 @@ from domain.org_unit import OrgUnit, org_unit_id
 from domain.pairing import Pairing, PairingError
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
+from guanai import chain
+from guanai.asof import replay_as_of
+from guanai.emergencies import EmergencyCommands
+from guanai.visits import VisitCommands
 
 A = TypeVar("A", bound=Aggregate)
 
-KIND_NAMES: dict[type[Aggregate], str] = {
-    OrgUnit: "org unit",
-    Person: "person",
-    Helper: "helper",
-    VolunteerGroup: "group",
-    Pairing: "pairing",
-}
+KIND_NAMES: dict[type[Aggregate], str] = {VolunteerGroup: "group"}
+
+
+def kind_name(cls: type[Any]) -> str:
+    """'visit task' for VisitTask: how errors name a kind of thing."""
+    return KIND_NAMES.get(cls) or re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower()
 
 
 class NotFoundError(DomainError):
@@ -115,8 +119,10 @@ def event_store_env(database_url: str, *, pool_size: int = 10) -> dict[str, str]
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
         "POSTGRES_SCHEMA": "public",
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        # The pool keeps two connections open and grows on demand to pool_size (idle extra ones
+        # close after ten minutes): several processes and workers share max_connections.
+        "POSTGRES_POOL_SIZE": str(min(2, pool_size)),
+        "POSTGRES_MAX_OVERFLOW": str(max(0, pool_size - 2)),
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_PRE_PING": "y",
     }
@@ -139,7 +145,7 @@ def _creation_fields(event: Any) -> dict[str, Any]:
     return {k: v for k, v in event.__dict__.items() if k not in ignored}
 
 
-class CareApplication(Application[UUID]):
+class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     """Registry, helpers, groups and pairings: every change a domain event in PostgreSQL."""
 
     name = "Guanai"
@@ -151,6 +157,10 @@ class CareApplication(Application[UUID]):
         # Per command attempt, per thread: one object per id, so that an aggregate reached twice
         # (a helper in two of a person's pairings) is changed and saved once.
         self._unit_of_work = threading.local()
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        # Every stored event is covered by the audit chain, in the insert's own transaction.
+        return chain.construct_recorder(self.factory, self.env)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -171,7 +181,7 @@ class CareApplication(Application[UUID]):
             if version is None and loaded is not None and agg is not None:
                 loaded[aggregate_id] = agg
         if not isinstance(agg, cls):
-            kind = KIND_NAMES.get(cls, cls.__name__.lower())
+            kind = kind_name(cls)
             if field is None:
                 raise NotFoundError(f"no {kind} with id {aggregate_id}", kind=kind, id=str(aggregate_id))
             raise UnknownReferenceError(f"no {kind} with id {aggregate_id}", field=field)
@@ -184,13 +194,10 @@ class CareApplication(Application[UUID]):
         at ``at``; ``axis='occurred'`` is what had happened in the world by ``at``."""
         if at is None:
             return self.load(cls, aggregate_id, version=version)
-        agg: Any = None
-        for event in self.events.get(aggregate_id):
-            when = event.timestamp if axis == "recorded" else getattr(event, "occurred_at", event.timestamp)
-            if when <= at and (version is None or event.originator_version <= version):
-                agg = event.mutate(agg)
+        events = self.events.get(aggregate_id, lte=version)
+        agg: Any = replay_as_of(events, at, axis).aggregate  # also right when events were recorded out of world order
         if not isinstance(agg, cls):
-            kind = KIND_NAMES.get(cls, cls.__name__.lower())
+            kind = kind_name(cls)
             raise NotFoundError(f"no {kind} with id {aggregate_id} as of {at.isoformat()}", id=str(aggregate_id))
         return agg
 
@@ -249,7 +256,7 @@ class CareApplication(Application[UUID]):
             if first is not None:
                 created = new.collect_events()[0]
                 if type(first) is not type(created) or _creation_fields(first) != _creation_fields(created):
-                    kind = KIND_NAMES.get(cls, cls.__name__.lower())
+                    kind = kind_name(cls)
                     raise AlreadyExistsError(
                         f"a different {kind} already exists with id {aggregate_id}", field="id", id=str(aggregate_id)
                     )
@@ -542,4 +549,4 @@ class CareApplication(Application[UUID]):
 
 
 def kind_of(aggregate: CareAggregate) -> str:
-    return KIND_NAMES.get(type(aggregate), type(aggregate).__name__.lower())
+    return kind_name(type(aggregate))

@@ -29,7 +29,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_JWT_SECRET: HS256 signing key for bearer tokens (32+ chars). Unset: generated
     once into the data directory."""
     token_ttl_hours: int = 12
-    """GUANAI_TOKEN_TTL_HOURS: lifetime of tokens issued by ``guanai token``."""
+    """GUANAI_TOKEN_TTL_HOURS: lifetime of tokens issued by ``guanai token`` (at most 744)."""
+    jwt_previous_secrets: str = ""
+    """GUANAI_JWT_PREVIOUS_SECRETS: comma-separated earlier signing keys that still verify tokens
+    (key rotation: move the old GUANAI_JWT_SECRET here, set a new one, remove it after the TTL)."""
+    revocation_cache_seconds: float = 2.0
+    """GUANAI_REVOCATION_CACHE_SECONDS: how often each API process reloads the revoked tokens."""
+    auth_failures_per_minute: int = 20
+    """GUANAI_AUTH_FAILURES_PER_MINUTE: refused tokens per client address before 429 (0: no limit)."""
+    reports_per_minute: int = 10
+    """GUANAI_REPORTS_PER_MINUTE: emergency reports one account may file per minute (0: no limit)."""
+    cors_origins: str = ""
+    """GUANAI_CORS_ORIGINS: comma-separated origins browsers may call the API from (empty: none)."""
     log_format: str = "auto"
     """GUANAI_LOG_FORMAT: json | console | auto (console on a terminal, json otherwise)."""
     log_level: str = "info"
@@ -46,6 +57,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_READ_WAIT_SECONDS: how long a read with min_position waits for the views."""
     command_retries: int = 5
     """GUANAI_COMMAND_RETRIES: how often a command is re-decided after a concurrent write."""
+    visit_claim_limit: int = 5
+    """GUANAI_VISIT_CLAIM_LIMIT: most visit tasks one helper may hold claimed at once."""
+    visit_claim_hours: float = 72.0
+    """GUANAI_VISIT_CLAIM_HOURS: a claim not completed within this time goes back to the pool (at most 672)."""
+    scheduler_interval_seconds: float = 300.0
+    """GUANAI_SCHEDULER_INTERVAL_SECONDS: how often the scheduler sweeps (next tasks, missed, lapsed claims)."""
+    audit_chain: bool = True
+    """GUANAI_AUDIT_CHAIN: cover every stored event by the tamper-evident HMAC chain (turn off
+    only to measure its cost: events written without it fail ``guanai audit verify``)."""
+    chain_key: str | None = None
+    """GUANAI_CHAIN_KEY: secret key of the audit chain (32+ chars), never stored in the database;
+    every process that writes events must share it. Unset: generated once into the data directory."""
 
     @property
     def data_path(self) -> Path:

@@ -6,7 +6,14 @@ from typing import Any
 
 
 def all_projections() -> list[Any]:
-    """Every read model kept by the projector (timelines and supervision join here later)."""
+    """Every read model kept by the projector."""
+    from projections.emergency_queue import EmergencyQueueProjection
     from projections.registry import RegistryProjection
+    from projections.supervision import SupervisionProjection
+    from projections.timeline import TimelineProjection
+    from projections.visit_tasks import VisitTaskProjection
 
-    return [RegistryProjection()]
+    return [
+        RegistryProjection(), TimelineProjection(), SupervisionProjection(), EmergencyQueueProjection(),
+        VisitTaskProjection(),
+    ]

@@ -15,7 +15,7 @@ from guanai.settings import env_names, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Process kinds that run as long-lived services in production (one compose service each).
-PROCESS_KINDS = {"api", "projector", "relay"}
+PROCESS_KINDS = {"api", "projector", "relay", "router", "escalator", "scheduler"}
 
 
 @pytest.fixture(scope="module")

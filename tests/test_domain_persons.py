@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -81,6 +81,14 @@ def test_an_elder_is_sixty_or_more(tree: OrgTree) -> None:
     register(tree, PersonKind.ELDER, birth_date=years_before(TODAY, 60))  # sixtieth birthday today
     with refused(PersonError, "birth_date"):
         register(tree, PersonKind.ELDER, birth_date=years_before(TODAY, 60) + timedelta(days=1))
+
+
+def test_no_one_is_older_than_a_hundred_and_twenty(tree: OrgTree) -> None:
+    register(tree, PersonKind.ELDER, birth_date=years_before(TODAY, 120))
+    with refused(PersonError, "birth_date"):
+        register(tree, PersonKind.ELDER, birth_date=years_before(TODAY, 121))
+    with refused(PersonError, "birth_date"):
+        register(tree, PersonKind.ELDER, birth_date=date(1, 1, 1))
 
 
 def test_a_child_is_a_minor(tree: OrgTree) -> None:
