@@ -226,8 +226,25 @@ def construct_recorder(factory: InfrastructureFactory[Any], env: Mapping[str, st
         factory.datastore, events_table_name=factory.env.name.lower() + "_events", key_loader=key_loader, enabled=enabled
     )
     if factory.env_create_table():
-        recorder.create_table()
+        _create_tables_one_at_a_time(factory, recorder)
     return recorder
+
+
+# Processes starting together (API, workers) must not run the library's CREATE ... statements at
+# once: PostgreSQL answers "tuple concurrently updated" to one of them.
+_SETUP_LOCK = 0x6775616E6169
+
+
+def _create_tables_one_at_a_time(factory: Any, recorder: Any) -> None:
+    import psycopg
+
+    pool = factory.datastore.pool
+    with psycopg.connect(pool.conninfo, **(pool.kwargs or {})) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        try:
+            recorder.create_table()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
 
 
 def adopt(database_url: str, key: ChainKey, events_table: str = "guanai_events", batch: int = 10_000) -> int:

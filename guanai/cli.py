@@ -216,7 +216,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         counts = seed_county(app, seed=args.seed, scale=args.scale, progress=progress)
         from guanai.demo_visits import print_visit_summary, simulate_visits
 
-        visits = simulate_visits(app, seed=args.seed, progress=progress)
+        visits = simulate_visits(app, seed=args.seed, weeks=args.weeks, progress=progress)
         print(f"guanai: {visits}", file=sys.stderr)
         import io
 
@@ -372,6 +372,7 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="seed a realistic county and print its summary")
     d.add_argument("--scale", type=float, default=1.0, help="fraction of a full county (default 1.0: ~4,300 people)")
     d.add_argument("--seed", type=int, default=2026, help="random seed; the same seed gives the same county")
+    d.add_argument("--weeks", type=int, default=2, help="weeks of visits to live through (default 2)")
     t = sub.add_parser("token", help="issue a bearer token")
     t.add_argument("--role", choices=[r.value for r in ActorRole if r != ActorRole.SYSTEM], help="required to issue")
     t.add_argument("--subject", default="operator", help="who the token is for (an id, not a name)")

@@ -126,6 +126,7 @@ class Consumer:
         backoff: Sequence[float] = (0.5, 1, 2, 5, 10, 30),
         batch: int = 16,
         fetch_timeout: float = 1.0,
+        max_ack_pending: int = 1000,
     ) -> None:
         self.js = js
         self.nc = nc
@@ -139,6 +140,9 @@ class Consumer:
         self.backoff = list(backoff)
         self.batch = batch
         self.fetch_timeout = fetch_timeout
+        # Messages held unanswered at once; a consumer that waits for deadlines by nak(delay)
+        # (the escalator) holds one per open report and needs a larger figure.
+        self.max_ack_pending = max_ack_pending
         self._sub: Any = None
         self._advisories: Any = None
         self.handled = 0
@@ -153,7 +157,7 @@ class Consumer:
             max_deliver=self.max_deliver,
             filter_subjects=self.filter_subjects if len(self.filter_subjects) > 1 else None,
             filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
-            max_ack_pending=1000,
+            max_ack_pending=self.max_ack_pending,
         )
         self._sub = await self.js.pull_subscribe(
             self.filter_subjects[0], durable=self.durable, stream=self.stream, config=config

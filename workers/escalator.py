@@ -92,6 +92,8 @@ async def run_escalator(
             max_deliver=max_deliver,
             batch=1,
             ack_wait=ack_wait,
+            # One message per open routing waits here for its deadline: hold many at once.
+            max_ack_pending=100_000,
         )
         log.info("escalator_started", stream=stream, durable=durable)
         await consumer.run(stop)

@@ -20,6 +20,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from workers.envelope import encode, envelope, subject_for
+from workers.runtime import keep_running
 
 log = structlog.get_logger("guanai.relay")
 
@@ -76,6 +77,7 @@ class Relay:
         self.js: Any = None
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._position = 0
+        self._acked = 0
         self.published = 0
 
     async def open(self) -> None:
@@ -110,19 +112,25 @@ class Relay:
             )
             if not notifications:
                 return total
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                # Sequential publishes keep the stream in notification order.
-                await self.js.publish(
-                    subject_for(self.prefix, event),
-                    encode(envelope(event, notification.id)),
-                    stream=self.stream,
-                    headers={"Nats-Msg-Id": str(notification.id)},
-                    timeout=5,
-                )
-                await self._save(notification.id)
-                total += 1
-                self.published += 1
+            try:
+                for notification in notifications:
+                    event = self.app.mapper.to_domain_event(notification)
+                    # Sequential publishes keep the stream in notification order.
+                    await self.js.publish(
+                        subject_for(self.prefix, event),
+                        encode(envelope(event, notification.id)),
+                        stream=self.stream,
+                        headers={"Nats-Msg-Id": str(notification.id)},
+                        timeout=5,
+                    )
+                    self._acked = notification.id
+                    total += 1
+                    self.published += 1
+            finally:
+                # Saved once per batch, and only up to the last acknowledged publish: a crash
+                # repeats at most one batch, which JetStream drops as duplicates.
+                if self._acked > self._position:
+                    await self._save(self._acked)
 
     async def _save(self, position: int) -> None:
         assert self._db is not None
@@ -180,13 +188,17 @@ async def run_relay(app: Any, database_url: str, nats_url: str, stop: asyncio.Ev
 def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
     """A worker for workers.runtime: the relay with its own CareApplication (only read)."""
 
-    async def work(stop: asyncio.Event) -> None:
+    async def once(stop: asyncio.Event) -> None:
         from guanai.application import CareApplication, event_store_env
 
-        app = CareApplication(event_store_env(database_url, pool_size=2))
+        app = await asyncio.to_thread(CareApplication, event_store_env(database_url, pool_size=2))
         try:
             await run_relay(app, database_url, nats_url, stop, **options)
         finally:
             app.close()
+
+    async def work(stop: asyncio.Event) -> None:
+        # A relay that stays down stalls every worker behind it: restart it, whatever failed.
+        await keep_running("relay", stop, once)
 
     return work

@@ -26,9 +26,7 @@ domain refusal is terminated into the dead letters, where a person sees it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -43,6 +41,7 @@ from guanai.failpoints import failpoint
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
+from workers.runtime import keep_running
 
 log = structlog.get_logger("guanai.router")
 T = TypeVar("T")
@@ -275,24 +274,6 @@ def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) 
         return 0 if info.num_pending < max_pending else 1
 
     return asyncio.run(check())
-
-
-async def keep_running(name: str, stop: asyncio.Event, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a worker until ``stop``; when it fails (the database or NATS away at start, too many
-    connections, a bug), log it and start it again after a growing pause, so that one bad
-    moment never leaves reports unrouted until someone restarts the process."""
-    delay = 0.5
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            await run(stop)
-        except Exception as e:  # noqa: BLE001 - logged, then retried: this worker must not stay down
-            log.error("worker_failed_restarting", worker=name, error=type(e).__name__, retry_in=delay)
-            if time.monotonic() - started > 60:
-                delay = 0.5
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 30.0)
 
 
 def router_worker(database_url: str, nats_url: str, **options: Any) -> Any:

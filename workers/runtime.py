@@ -4,8 +4,10 @@ background thread of another process (``guanai serve`` runs everything in one pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -63,3 +65,21 @@ class BackgroundWorkers:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
+
+
+async def keep_running(name: str, stop: asyncio.Event, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a worker until ``stop``; when it fails (the database or NATS away at start, too many
+    connections, a bug), log it and start it again after a growing pause, so that one bad
+    moment never leaves reports unrouted until someone restarts the process."""
+    delay = 0.5
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await run(stop)
+        except Exception as e:  # noqa: BLE001 - logged, then retried: this worker must not stay down
+            log.error("worker_failed_restarting", worker=name, error=type(e).__name__, retry_in=delay)
+            if time.monotonic() - started > 60:
+                delay = 0.5
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 30.0)
