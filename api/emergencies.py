@@ -19,6 +19,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from api.audit import record_access
 from api.auth import Actor, actor_of, requires
 from api.common import LongText, MinPosition, Offset, app_of, etag, expected_version, meta_for, wait_for_views
 from api.problems import ProblemError
@@ -288,6 +289,8 @@ class EmergencyController(Controller):
             if actor.role not in READERS:
                 raise ProblemError(403, "forbidden", "Not allowed", "reporters read only their own reports")
             check_area(actor, report)
+        if report.person_id is not None:
+            record_access(request, report.person_id)  # a report tells of the person's situation
         return Response(emergency_out(report), headers=etag(report.version))
 
     def _change(

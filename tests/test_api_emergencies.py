@@ -70,6 +70,15 @@ def test_a_filed_report_is_routed_once_and_alerts_the_township(
     assert got["status"] == "routed" and len(got["routings"]) == 1 and got["deadline"] == alert["deadline"]
 
 
+def test_reading_a_report_is_in_the_persons_access_log(client: httpx.Client, county: County) -> None:
+    report = client.post("/emergencies", json=county.report(), headers=county.reporter()).json()
+    assert client.get(f"/emergencies/{report['id']}", headers=county.responder()).status_code == 200
+    log = client.get(f"/audit/persons/{county.person['id']}/access-log").json()
+    assert ("township_responder", "GET /emergencies/{report_id}") in [
+        (e["actor_role"], e["endpoint"]) for e in log["items"]
+    ]
+
+
 def test_a_retry_with_the_same_idempotency_key_files_nothing_twice(client: httpx.Client, county: County) -> None:
     headers = {**volunteer(county.tree.village["id"]), "Idempotency-Key": f"phone-7-{uuid.uuid4()}"}
     first = client.post("/emergencies", json=county.report(), headers=headers)
