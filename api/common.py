@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
 from litestar.params import QueryParameter
 
 from api.auth import actor_of
@@ -155,3 +155,10 @@ def written(result: CommandResult) -> dict[str, Any]:
 
 def etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
+
+
+def created_response(body: Any, result: CommandResult, version: int, location: str) -> Response[Any]:
+    """The answer to a create: 201 with its Location, or 200 when the same create came again."""
+    return Response(
+        body, status_code=201 if result.created else 200, headers={**etag(version), "Location": location}
+    )

@@ -21,7 +21,17 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.audit import record_access
 from api.auth import Actor, actor_of, requires
-from api.common import LongText, MinPosition, Offset, app_of, etag, expected_version, meta_for, wait_for_views
+from api.common import (
+    LongText,
+    MinPosition,
+    Offset,
+    app_of,
+    created_response,
+    etag,
+    expected_version,
+    meta_for,
+    wait_for_views,
+)
 from api.problems import ProblemError
 from api.security import limit_report_filing
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
@@ -216,11 +226,7 @@ class EmergencyController(Controller):
         )  # fmt: skip
         failpoint("api.after_file")
         report = app.load(EmergencyReport, result.id)
-        return Response(
-            emergency_out(report, result.position),
-            status_code=201 if result.created else 200,
-            headers={**etag(report.version), "Location": f"/emergencies/{report.id}"},
-        )
+        return created_response(emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}")
 
     @get("/", guards=[requires(*READERS)], sync_to_thread=True)
     def queue(

@@ -22,6 +22,7 @@ from api.common import (
     TimeAxis,
     Version,
     app_of,
+    created_response,
     etag,
     expected_version,
     load_for_read,
@@ -121,11 +122,7 @@ class HelperController(Controller):
             meta=meta_for(request, data.occurred_at),
         )
         helper = app.load(Helper, result.id)
-        return Response(
-            helper_out(helper, result.position),
-            status_code=201 if result.created else 200,
-            headers={**etag(helper.version), "Location": f"/helpers/{helper.id}"},
-        )
+        return created_response(helper_out(helper, result.position), result, helper.version, f"/helpers/{helper.id}")
 
     @get("/", guards=[authenticated], sync_to_thread=True)
     def list_helpers(
@@ -234,11 +231,7 @@ class GroupController(Controller):
             meta=meta_for(request, data.occurred_at),
         )
         group = app.load(VolunteerGroup, result.id)
-        return Response(
-            group_out(group, result.position),
-            status_code=201 if result.created else 200,
-            headers={**etag(group.version), "Location": f"/groups/{group.id}"},
-        )
+        return created_response(group_out(group, result.position), result, group.version, f"/groups/{group.id}")
 
     @get("/", guards=[authenticated], sync_to_thread=True)
     def list_groups(

@@ -19,6 +19,7 @@ from api.common import (
     Offset,
     Page,
     app_of,
+    created_response,
     etag,
     expected_version,
     meta_for,
@@ -89,11 +90,7 @@ class OrgUnitController(Controller):
             code=data.code, name=data.name, level=data.level, parent_id=data.parent_id, meta=meta_for(request, data.occurred_at)
         )
         unit = app.load(OrgUnit, result.id)
-        return Response(
-            org_unit_out(unit, result.position),
-            status_code=201 if result.created else 200,
-            headers={**etag(unit.version), "Location": f"/org-units/{unit.id}"},
-        )
+        return created_response(org_unit_out(unit, result.position), result, unit.version, f"/org-units/{unit.id}")
 
     @get("/", guards=[authenticated], sync_to_thread=True)
     def list_units(

@@ -20,6 +20,7 @@ from api.common import (
     TimeAxis,
     Version,
     app_of,
+    created_response,
     etag,
     expected_version,
     load_for_read,
@@ -143,11 +144,7 @@ class PairingController(Controller):
             meta=meta_for(request, data.occurred_at),
         )
         pairing = app.load(Pairing, result.id)
-        return Response(
-            pairing_out(pairing, result.position),
-            status_code=201 if result.created else 200,
-            headers={**etag(pairing.version), "Location": f"/pairings/{pairing.id}"},
-        )
+        return created_response(pairing_out(pairing, result.position), result, pairing.version, f"/pairings/{pairing.id}")
 
     @get("/", guards=[authenticated], sync_to_thread=True)
     def list_pairings(

@@ -24,6 +24,7 @@ from api.common import (
     TimeAxis,
     Version,
     app_of,
+    created_response,
     etag,
     expected_version,
     load_for_read,
@@ -188,11 +189,7 @@ class PersonController(Controller):
             meta=meta_for(request, data.occurred_at),
         )
         person = app.load(Person, result.id)
-        return Response(
-            person_out(person, result.position),
-            status_code=201 if result.created else 200,
-            headers={**etag(person.version), "Location": f"/persons/{person.id}"},
-        )
+        return created_response(person_out(person, result.position), result, person.version, f"/persons/{person.id}")
 
     @get("/", guards=[authenticated], sync_to_thread=True)
     def list_persons(

@@ -30,6 +30,7 @@ from api.common import (
     TimeAxis,
     Version,
     app_of,
+    created_response,
     etag,
     expected_version,
     load_for_read,
@@ -277,11 +278,7 @@ def record_log(request: Request[Any, Any, Any], data: VisitLogIn, task_id: UUID 
         **link, **_log_fields(data, me, task_id),
     )  # fmt: skip
     log = app.load(VisitLog, result.id)
-    return Response(
-        log_out(log, result.position),
-        status_code=201 if result.created else 200,
-        headers={**etag(log.version), "Location": f"/visit-logs/{log.id}"},
-    )
+    return created_response(log_out(log, result.position), result, log.version, f"/visit-logs/{log.id}")
 
 
 class VisitController(Controller):
