@@ -77,6 +77,61 @@ class ClosedError(DomainError):
     slug = "closed"
 
 
+class ErasedError(DomainError):
+    """The person this command concerns was erased: their record accepts nothing more."""
+
+    status = 409
+    title = "Erased"
+    slug = "erased"
+
+
+# What an erased text field reads as.
+ERASED = "[erased]"
+
+
+class Personal:
+    """Which fields of an event are personal data, and whose key seals them.
+
+    Declared on an event class as an unannotated class attribute (``personal = Personal(...)``),
+    so the event's dataclass machinery does not take it for a field. ``erased`` maps each
+    personal field to what it reads as once the key is destroyed; ``subject`` names the field
+    whose value identifies the key (``prefix`` is put before it, for keys of other kinds of
+    people than persons); ``owner`` names the field holding the person the data is about, whose
+    erasure destroys this key too (None: the subject's key row already names its owner, or the
+    data is about no registered person). Empty values (None, "", [], {}) are not sealed: they
+    say nothing about anyone, and keeping them clear keeps facts such as "has a guardian" the
+    same before and after an erasure.
+    """
+
+    __slots__ = ("erased", "owner", "prefix", "subject")
+
+    def __init__(
+        self, erased: dict[str, Any], *, subject: str = "originator_id", owner: str | None = None, prefix: str = ""
+    ) -> None:
+        self.erased = erased
+        self.subject = subject
+        self.owner = owner
+        self.prefix = prefix
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset(self.erased)
+
+    def subject_of(self, state: dict[str, Any]) -> str:
+        value = str(state[self.subject])
+        return f"{self.prefix}:{value}" if self.prefix else value
+
+    def owner_of(self, state: dict[str, Any]) -> str | None:
+        value = state.get(self.owner) if self.owner else None
+        return None if value is None else str(value)
+
+
+def personal_fields(event_class: type) -> frozenset[str]:
+    """The personal fields an event class declares (none if it declares nothing)."""
+    declared = getattr(event_class, "personal", None)
+    return declared.fields if isinstance(declared, Personal) else frozenset()
+
+
 class CareAggregate(Aggregate):
     """Base for Guanai aggregates: events carry actor, correlation id and occurred_at."""
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from domain.base import CareAggregate, ClosedError, CommandMeta, DomainError, InvariantError
+from domain.base import ERASED, CareAggregate, ClosedError, CommandMeta, DomainError, InvariantError, Personal
 from domain.roster import LEVELS, Severity
 
 __all__ = ["EmergencyReport", "Severity"]
@@ -88,6 +88,10 @@ class ReportClosedError(ClosedError):
     """The report is resolved or closed: reopen it first (a closed one stays closed)."""
 
 
+# Responders' notes on a report are free text about the person: sealed with the report's key.
+NOTES = Personal({"notes": ERASED})
+
+
 class EmergencyReport(CareAggregate):
     category: Category
     severity: Severity
@@ -130,6 +134,9 @@ class EmergencyReport(CareAggregate):
         org_path: list[UUID]
         source: str
         source_id: str | None
+
+        # A key per report, owned by the person it is about (none for someone unregistered).
+        personal = Personal({"description": ERASED, "location": None}, owner="person_id")
 
         def apply(self, r: EmergencyReport) -> None:
             for name in ("person_id", "location", "description", "village_id", "township_id", "county_id"):
@@ -175,6 +182,8 @@ class EmergencyReport(CareAggregate):
         action: str
         notes: str
 
+        personal = NOTES
+
         def apply(self, r: EmergencyReport) -> None:
             r.actions = [
                 *r.actions,
@@ -186,6 +195,8 @@ class EmergencyReport(CareAggregate):
         to_level: int
         reason: str
         notes: str
+
+        personal = NOTES
 
         def apply(self, r: EmergencyReport) -> None:
             r.escalations = [
@@ -204,6 +215,8 @@ class EmergencyReport(CareAggregate):
         outcome: str
         notes: str
 
+        personal = NOTES
+
         def apply(self, r: EmergencyReport) -> None:
             r.resolution = {"outcome": self.outcome, "notes": self.notes, "by": self.actor_id, "at": self.occurred_at}
             r.status = Status.RESOLVED
@@ -211,12 +224,16 @@ class EmergencyReport(CareAggregate):
     class Reopened(CareAggregate.Event):
         notes: str
 
+        personal = NOTES
+
         def apply(self, r: EmergencyReport) -> None:
             r.resolution, r.status = None, Status.ACKNOWLEDGED
             r.acknowledged_by = self.actor_id
 
     class Closed(CareAggregate.Event):
         notes: str
+
+        personal = NOTES
 
         def apply(self, r: EmergencyReport) -> None:
             r.status = Status.CLOSED

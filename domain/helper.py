@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from domain.base import CareAggregate, ClosedError, CommandMeta, InvariantError
+from domain.base import ERASED, CareAggregate, ClosedError, CommandMeta, InvariantError, Personal
 from domain.org_unit import OrgUnit
 from domain.vocabulary import HelperRole
 
@@ -54,6 +54,8 @@ class Helper(CareAggregate):
         org_unit_id: UUID
         org_path: list[UUID]
         capacity: int
+
+        personal = Personal({"name": ERASED, "phone": ERASED}, owner="originator_id")
 
         def apply(self, h: Helper) -> None:
             h.role = HelperRole(self.role)
@@ -102,6 +104,8 @@ class Helper(CareAggregate):
 
     class Deactivated(CareAggregate.Event):
         reason: str
+
+        personal = Personal({"reason": ERASED}, owner="originator_id")
 
         def apply(self, h: Helper) -> None:
             h.active = False

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import date
 from uuid import UUID
 
-from domain.base import CareAggregate, ClosedError, CommandMeta, InvariantError
+from domain.base import ERASED, CareAggregate, ClosedError, CommandMeta, InvariantError, Personal
 from domain.group import GroupDisbandedError, VolunteerGroup
 from domain.helper import Helper, HelperInactiveError
 from domain.person import Person, PersonInactiveError
@@ -135,7 +135,9 @@ class Pairing(CareAggregate):
 
     class PersonRemoved(CareAggregate.Event):
         person_id: UUID
-        reason: str
+        reason: str  # free text about the person: sealed with their key
+
+        personal = Personal({"reason": ERASED}, subject="person_id", owner="person_id")
 
         def apply(self, p: Pairing) -> None:
             p.person_ids = [i for i in p.person_ids if i != self.person_id]
@@ -176,6 +178,7 @@ class Pairing(CareAggregate):
         if problem := _shape_problem(shape, len(helpers), len(persons)):
             raise PairingError(problem[1], field=problem[0])
         for i, person in enumerate(persons):
+            person.check_not_erased(field=f"person_ids[{i}]")
             if not person.active:
                 raise PersonInactiveError(f"person {person.id} has left the programme", field=f"person_ids[{i}]")
         for i, helper in enumerate(helpers):
@@ -212,6 +215,7 @@ class Pairing(CareAggregate):
             raise DuplicateMemberError(f"person {person.id} is already in this pairing", field="person_id")
         if problem := _shape_problem(self.shape, len(self.helper_ids), len(self.person_ids) + 1):
             raise PairingError(problem[1], field="person_id")
+        person.check_not_erased(field="person_id")
         if not person.active:
             raise PersonInactiveError(f"person {person.id} has left the programme", field="person_id")
         # Capacity is checked before PersonAdded, so a refused addition leaves the pairing as it was.

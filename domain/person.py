@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from domain.base import CareAggregate, ClosedError, CommandMeta, InvariantError
+from domain.base import ERASED, CareAggregate, ClosedError, CommandMeta, ErasedError, InvariantError, Personal
 from domain.org_unit import OrgUnit
 from domain.vocabulary import CHILD_ONLY_TAGS, ELDER_ONLY_TAGS, OrgLevel, PersonKind, RiskTag, Sex
 
@@ -28,6 +28,19 @@ class PersonError(InvariantError):
 
 class PersonInactiveError(ClosedError):
     """The person has left the programme."""
+
+
+# Sealed with the person's own key; what each field reads as after erasure. A guardian that was
+# named stays a (redacted) guardian, so counts of children with a guardian do not change.
+ERASED_GUARDIAN: dict[str, Any] = {"name": ERASED, "relation": ERASED}
+REGISTRATION_ERASED: dict[str, Any] = {
+    "name": ERASED,
+    "id_number": ERASED,
+    "household": ERASED,
+    "guardian": ERASED_GUARDIAN,
+    "parents": [],
+    "absent_children": [],
+}
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -62,6 +75,7 @@ class Person(CareAggregate):
     active: bool
     left_reason: str | None
     pairing_ids: list[UUID]
+    erased: bool
 
     def __init__(self) -> None:
         """State is set by each event's ``apply``; the annotations above document it."""
@@ -81,7 +95,10 @@ class Person(CareAggregate):
         absent_children: list[dict[str, Any]]
         care_agreement_signed_on: date | None
 
+        personal = Personal(REGISTRATION_ERASED, owner="originator_id")
+
         def apply(self, p: Person) -> None:
+            p.erased = False
             p.kind = PersonKind(self.kind)
             p.name = self.name
             p.sex = Sex(self.sex)
@@ -114,6 +131,8 @@ class Person(CareAggregate):
     class GuardianAssigned(CareAggregate.Event):
         guardian: dict[str, Any]
 
+        personal = Personal({"guardian": ERASED_GUARDIAN}, owner="originator_id")
+
         def apply(self, p: Person) -> None:
             p.guardian = self.guardian
 
@@ -138,7 +157,9 @@ class Person(CareAggregate):
             p.pairing_ids = [i for i in p.pairing_ids if i != self.pairing_id]
 
     class LeftProgramme(CareAggregate.Event):
-        reason: str
+        reason: str  # free text about the person
+
+        personal = Personal({"reason": ERASED}, owner="originator_id")
 
         def apply(self, p: Person) -> None:
             p.active = False
@@ -148,6 +169,22 @@ class Person(CareAggregate):
         def apply(self, p: Person) -> None:
             p.active = True
             p.left_reason = None
+
+    class Erased(CareAggregate.Event):
+        """The person's key was destroyed with this event: their personal data reads as erased
+        everywhere. ``reason`` is the administrator's, not about the person; who and when are
+        the event's actor and times."""
+
+        reason: str
+
+        def apply(self, p: Person) -> None:
+            for field, value in REGISTRATION_ERASED.items():
+                if getattr(p, field):
+                    setattr(p, field, value)
+            if p.left_reason:
+                p.left_reason = ERASED
+            p.active = False
+            p.erased = True
 
     @classmethod
     def register(
@@ -211,7 +248,12 @@ class Person(CareAggregate):
             **meta.fields(),
         )
 
+    def check_not_erased(self, field: str | None = None) -> None:
+        if getattr(self, "erased", False):
+            raise ErasedError(f"person {self.id} was erased", field=field)
+
     def _check_active(self) -> None:
+        self.check_not_erased()
         if not self.active:
             raise PersonInactiveError("this person has left the programme", reason=self.left_reason)
 
@@ -257,9 +299,22 @@ class Person(CareAggregate):
         self._trigger(self.LeftProgramme, meta, reason=reason.strip())
 
     def return_to_programme(self, meta: CommandMeta) -> None:
+        self.check_not_erased()
         if self.active:
             raise PersonError("this person is already in the programme")
         self._trigger(self.ReturnedToProgramme, meta)
+
+    def erase(self, reason: str, meta: CommandMeta) -> None:
+        """Erase the person's personal data (crypto-shredding: the key is destroyed with the
+        event). The caller first drops them from their pairings, as leaving does. Erasing an
+        erased person changes nothing."""
+        if self.erased:
+            return
+        if not reason.strip():
+            raise PersonError("a reason is required", field="reason")
+        if self.pairing_ids:
+            raise PersonError("the person is still in pairings; remove them first", field="reason")
+        self._trigger(self.Erased, meta, reason=reason.strip())
 
     def age_on(self, when: datetime) -> int:
         return age_on(self.birth_date, when.date())

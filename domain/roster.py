@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from domain.base import CareAggregate, CommandMeta, InvariantError, derived_id
+from domain.base import ERASED, CareAggregate, CommandMeta, InvariantError, Personal, derived_id
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel
 
@@ -129,6 +129,9 @@ class ResponderRoster(CareAggregate):
         phone: str
         tier: str
         shifts: list[dict[str, Any]]
+
+        # Staff contact data, sealed with a key per responder (no person owns it).
+        personal = Personal({"name": ERASED, "phone": ERASED}, subject="responder_id", prefix="responder")
 
         def apply(self, r: ResponderRoster) -> None:
             entry = {"name": self.name, "phone": self.phone, "tier": self.tier, "shifts": list(self.shifts)}

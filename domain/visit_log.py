@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from domain.base import CareAggregate, CommandMeta, InvariantError
+from domain.base import ERASED, CareAggregate, CommandMeta, InvariantError, Personal
 from domain.vocabulary import VisitMode
 
 
@@ -216,6 +216,11 @@ class VisitLog(CareAggregate):
         emergency_kind: str | None
         description: str  # of the emergency raised, if any
 
+        # Sealed with the visited person's own key: no key per log.
+        personal = Personal(
+            {"findings": {}, "outcome_notes": ERASED, "description": ERASED}, subject="person_id", owner="person_id"
+        )
+
         def apply(self, log: VisitLog) -> None:
             for name in (*CONTENT_FIELDS, "pairing_id", "person_id", "org_path"):
                 setattr(log, name, getattr(self, name))
@@ -228,6 +233,8 @@ class VisitLog(CareAggregate):
         pairing_id: UUID
         task_id: UUID | None
         org_path: list[UUID]
+
+        personal = Personal({"description": ERASED}, subject="person_id", owner="person_id")
 
         def apply(self, log: VisitLog) -> None:
             pass  # the log already says so; this event is what the emergency workers follow

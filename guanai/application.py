@@ -21,7 +21,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
+from eventsourcing.postgres import PostgresFactory
 
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
 from domain.group import VolunteerGroup
@@ -30,7 +31,7 @@ from domain.org_unit import OrgUnit, org_unit_id
 from domain.pairing import Pairing, PairingError
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from guanai import chain
+from guanai import chain, personal_data
 from guanai.asof import replay_as_of
 from guanai.emergencies import EmergencyCommands
 from guanai.visits import VisitCommands
@@ -161,9 +162,32 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         # (a helper in two of a person's pairings) is changed and saved once.
         self._unit_of_work = threading.local()
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        # Personal fields are sealed per data subject on the way into the store (guanai/personal_data.py).
+        master_key, cache_seconds = personal_data.key_store_settings(self.env)
+        if isinstance(self.factory, PostgresFactory):
+            self.key_store: personal_data.KeyStore = personal_data.PostgresKeyStore(
+                self.factory.datastore, master_key, refresh_seconds=cache_seconds
+            )
+        else:
+            self.key_store = personal_data.InMemoryKeyStore(master_key)
+        return personal_data.SealingMapper(self.construct_transcoder(), self.key_store)
+
     def construct_recorder(self) -> ApplicationRecorder:
-        # Every stored event is covered by the audit chain, in the insert's own transaction.
-        return chain.construct_recorder(self.factory, self.env)
+        # Every stored event is covered by the audit chain, in the insert's own transaction; so is
+        # the destruction of an erased person's keys.
+        if not isinstance(self.key_store, personal_data.PostgresKeyStore):
+            return chain.construct_recorder(self.factory, self.env)
+        return chain.construct_recorder(
+            self.factory,
+            self.env,
+            extra_ddl=personal_data.keys_ddl(self.factory.datastore.schema),
+            insert_hooks=[self.key_store.erasure_hook],
+        )
+
+    def personal_data_erased(self, subject_id: UUID | str) -> bool:
+        """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
+        return self.key_store.is_destroyed(str(subject_id))
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -345,33 +369,51 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     ) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta) or [])
 
+    def _leave_pairings(self, person: Person, why: str, meta: CommandMeta) -> list[Aggregate]:
+        """Each of the person's pairings drops them, or ends when it cannot keep its shape. The
+        person's own words (a leave reason) stay on their record, sealed: the pairings get a
+        fixed ``why``, so no personal text spreads into other aggregates' events."""
+        touched: list[Aggregate] = []
+        for pairing_id in list(person.pairing_ids):
+            pairing = self.load(Pairing, pairing_id)
+            helpers = self._load_all(Helper, pairing.helper_ids, "helper_ids")
+            try:
+                pairing.remove_person(person, helpers, why, meta)
+            except PairingError:
+                others = [self.load(Person, i) for i in pairing.person_ids if i != person.id]
+                pairing.end(
+                    reason=f"person {why}", ends_on=meta.occurred_at.date(), helpers=helpers,
+                    persons=[person, *others], meta=meta,
+                )
+                touched.extend(others)
+            touched.extend([pairing, *helpers])
+        return touched
+
     def person_leaves_programme(
         self, person_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
         """The person leaves; each pairing drops them, or ends when it cannot keep its shape."""
 
         def change(person: Person) -> list[Aggregate]:
-            touched: list[Aggregate] = []
-            for pairing_id in list(person.pairing_ids):
-                pairing = self.load(Pairing, pairing_id)
-                helpers = self._load_all(Helper, pairing.helper_ids, "helper_ids")
-                try:
-                    pairing.remove_person(person, helpers, f"left the programme: {reason}", meta)
-                except PairingError:
-                    others = [self.load(Person, i) for i in pairing.person_ids if i != person.id]
-                    pairing.end(
-                        reason=f"person left the programme: {reason}",
-                        ends_on=meta.occurred_at.date(),
-                        helpers=helpers,
-                        persons=[person, *others],
-                        meta=meta,
-                    )
-                    touched.extend(others)
-                touched.extend([pairing, *helpers])
+            touched = self._leave_pairings(person, "left the programme", meta)
             person.leave_programme(reason, meta)
             return touched
 
         return self._update(Person, person_id, expected_version, change)
+
+    def erase_person(self, person_id: UUID, reason: str, meta: CommandMeta) -> CommandResult:
+        """Erase a person's personal data: drop them from their pairings as leaving does, then
+        ``Person.Erased``, whose insert destroys their keys in the same transaction. Erasing an
+        erased person writes nothing."""
+
+        def change(person: Person) -> list[Aggregate]:
+            touched = [] if person.erased else self._leave_pairings(person, "was erased from the registry", meta)
+            person.erase(reason, meta)
+            return touched
+
+        result = self._update(Person, person_id, None, change)
+        self.key_store.forget([str(person_id)])
+        return result
 
     def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta) or [])

@@ -22,7 +22,7 @@ import secrets
 import struct
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +75,12 @@ class ChainKey:
         return self.mac(b"".join((prev_mac, head, oid, top, state)))
 
 
-def load_or_create_key(configured: str | None, data_dir: Path) -> ChainKey:
-    """The configured key, or one generated once into the data directory (atomically, so that
-    processes starting together agree on one key)."""
-    if configured:
-        return ChainKey(configured)
-    path = data_dir / "chain-key"
+def read_or_create_secret(path: Path) -> str:
+    """The secret in ``path``, generated first if there is none (mode 0600, atomically, so that
+    processes starting together agree on one secret)."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = data_dir / f".chain-key.{os.getpid()}.{secrets.token_hex(4)}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
         tmp.write_text(secrets.token_urlsafe(48))
         tmp.chmod(0o600)
         try:
@@ -92,7 +89,14 @@ def load_or_create_key(configured: str | None, data_dir: Path) -> ChainKey:
             pass
         finally:
             tmp.unlink()
-    return ChainKey(path.read_text().strip())
+    return path.read_text().strip()
+
+
+def load_or_create_key(configured: str | None, data_dir: Path) -> ChainKey:
+    """The configured key, or one generated once into the data directory."""
+    if configured:
+        return ChainKey(configured)
+    return ChainKey(read_or_create_secret(data_dir / "chain-key"))
 
 
 def chain_table(events_table: str) -> str:
@@ -114,7 +118,9 @@ def chain_ddl(schema: str, events_table: str, originator_id_type: str) -> list[A
 
 class ChainedRecorder(PostgresApplicationRecorder):
     """The library's PostgreSQL application recorder, extending the chain in each insert's
-    transaction. With ``enabled`` false it stores events unchained (to measure the chain's cost)."""
+    transaction. With ``enabled`` false it stores events unchained (to measure the chain's cost).
+    ``insert_hooks`` run in every insert's transaction too, after the chain, with the cursor and
+    the ``(position, stored event)`` pairs written (erasure destroys keys there)."""
 
     def __init__(
         self,
@@ -132,6 +138,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._key, self._key_loader = key, key_loader
         self._key_checked = False
         self._key_lock = threading.Lock()
+        self.insert_hooks: list[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = []
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
         from guanai.access_log import access_log_ddl  # the access log is created with the store
 
@@ -167,8 +174,12 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if self.enabled and ids:
-            self._extend_chain(curs.connection, list(zip(ids, stored_events, strict=True)))
+        if ids:
+            written = list(zip(ids, stored_events, strict=True))
+            if self.enabled:
+                self._extend_chain(curs.connection, written)
+            for hook in self.insert_hooks:
+                hook(curs, written)
         return ids
 
     def _extend_chain(self, conn: Connection[DictRow], written: list[tuple[int, StoredEvent]]) -> None:
@@ -217,14 +228,23 @@ def recorder_settings(env: Mapping[str, str]) -> tuple[bool, Any]:
     return settings.audit_chain, lambda: load_or_create_key(settings.chain_key, settings.data_path)
 
 
-def construct_recorder(factory: InfrastructureFactory[Any], env: Mapping[str, str]) -> ApplicationRecorder:
-    """The application's recorder: chained when the store is PostgreSQL."""
+def construct_recorder(
+    factory: InfrastructureFactory[Any],
+    env: Mapping[str, str],
+    *,
+    extra_ddl: Sequence[Any] = (),
+    insert_hooks: Sequence[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = (),
+) -> ApplicationRecorder:
+    """The application's recorder: chained when the store is PostgreSQL, creating ``extra_ddl``
+    with the store and running ``insert_hooks`` in each insert's transaction."""
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
     enabled, key_loader = recorder_settings(env)
     recorder = ChainedRecorder(
         factory.datastore, events_table_name=factory.env.name.lower() + "_events", key_loader=key_loader, enabled=enabled
     )
+    recorder.sql_create_statements.extend(extra_ddl)
+    recorder.insert_hooks.extend(insert_hooks)
     if factory.env_create_table():
         _create_tables_one_at_a_time(factory, recorder)
     return recorder

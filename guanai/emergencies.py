@@ -86,6 +86,7 @@ class EmergencyCommands:
             place: dict[str, Any] | None = None
             if person_id is not None:
                 person = self.load(Person, person_id, field="person_id")
+                person.check_not_erased(field="person_id")
                 path, village_id = list(person.org_path), person.village_id
             if location is not None:
                 unit = self.load(OrgUnit, UUID(str(location["org_unit_id"])), field="location.org_unit_id")

@@ -69,6 +69,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chain_key: str | None = None
     """GUANAI_CHAIN_KEY: secret key of the audit chain (32+ chars), never stored in the database;
     every process that writes events must share it. Unset: generated once into the data directory."""
+    master_key: str | None = None
+    """GUANAI_MASTER_KEY: the key that wraps every person's data key (32+ chars), never stored in the
+    database; every process must share it, and losing it loses all personal data. Unset:
+    generated once into the data directory (``master-key``)."""
+    key_cache_seconds: float = 2.0
+    """GUANAI_KEY_CACHE_SECONDS: how often each process looks for keys erased by other processes
+    (an erased person's data may still show in another process for up to this long)."""
 
     @property
     def data_path(self) -> Path:

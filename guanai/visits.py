@@ -313,6 +313,8 @@ class VisitCommands:
                 if person_id not in pairing.person_ids:
                     raise VisitLogError(f"person {person_id} is not in pairing {pairing_id}", field="person_id")
                 who, org_path = person_id, self.load(Person, person_id).org_path
+            # Nothing more is recorded about an erased person (a task may still be open for them).
+            self.load(Person, who).check_not_erased(field="person_id")
             self._check_went(pairing, content["helper_ids"])
             log = VisitLog.record(id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields)
             if task is not None:

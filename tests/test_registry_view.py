@@ -322,7 +322,7 @@ def test_leaving_the_programme_updates_pairings_loads_and_status(world: World, p
     cadre = view.get_pairing(world.pairings["cadre"])
     assert cadre["status"] == "active" and cadre["person_ids"] == [world.elders[1], world.elders[3]]
     four = view.get_pairing(world.pairings["four_in_one"])
-    assert four["status"] == "ended" and four["end_reason"] == "person left the programme: died"
+    assert four["status"] == "ended" and four["end_reason"] == "person left the programme"
     assert four["ends_on"] == died.occurred_at.date()
     assert [p["id"] for p in view.list_pairings(status="ended")[0]] == [world.pairings["four_in_one"]]
 
