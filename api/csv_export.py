@@ -20,6 +20,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.auth import requires
 from api.common import MinPosition, wait_for_views
+from api.names import with_names
 from api.supervision import SUPERVISION_READERS, resolve_unit, view_of
 from domain.vocabulary import RISK_TAG_LABELS
 from projections.supervision import CHINA
@@ -117,7 +118,7 @@ class SupervisionCsvController(Controller):
         """Every uncovered person under the unit, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows, _ = view_of(request).uncovered(unit["id"], limit=None)
+        rows = with_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, UNCOVERED, lang == "zh"), f"uncovered-{unit['code']}.csv")
 
     @get("/{org_unit:str}/overdue.csv", sync_to_thread=True, media_type="text/csv")
@@ -127,7 +128,7 @@ class SupervisionCsvController(Controller):
         """Every person overdue for a visit under the unit, most overdue first, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows, _ = view_of(request).overdue(unit["id"], limit=None)
+        rows = with_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, OVERDUE, lang == "zh"), f"overdue-{unit['code']}.csv")
 
     @get("/{org_unit:str}/emergencies-past-deadline.csv", sync_to_thread=True, media_type="text/csv")
@@ -137,5 +138,6 @@ class SupervisionCsvController(Controller):
         """Every emergency report waiting past its deadline under the unit, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows, _ = view_of(request).emergencies_past_deadline(unit["id"], limit=None)
+        rows = view_of(request).emergencies_past_deadline(unit["id"], limit=None)[0]
+        rows = with_names(request, rows, id_key="person_id", name_key="person_name")
         return _attachment(to_csv(rows, PAST_DEADLINE, lang == "zh"), f"emergencies-past-deadline-{unit['code']}.csv")

@@ -134,6 +134,7 @@ class EmergencyOut(msgspec.Struct):
     resolution: dict[str, Any] | None
     duplicate_of: UUID | None
     version: int
+    erased: bool = False  # description, location and notes read as erased: the report's key was destroyed
     position: int | None = None
 
 
@@ -164,7 +165,7 @@ class Queue(msgspec.Struct):
     position: int
 
 
-def emergency_out(r: EmergencyReport, position: int | None = None) -> EmergencyOut:
+def emergency_out(r: EmergencyReport, position: int | None = None, *, erased: bool = False) -> EmergencyOut:
     routings = [{"level": lv, "level_name": LEVELS[lv], **routing} for lv, routing in sorted(r.routings.items())]
     return EmergencyOut(
         id=r.id, category=r.category.value, severity=r.severity.value, status=r.status.value, level=r.level,
@@ -172,7 +173,7 @@ def emergency_out(r: EmergencyReport, position: int | None = None) -> EmergencyO
         village_id=r.village_id, township_id=r.township_id, county_id=r.county_id, reporter_id=r.reporter_id,
         source=r.source, reported_at=r.reported_at, deadline=r.deadline, routings=routings,
         acknowledged_by=r.acknowledged_by, actions=r.actions, escalations=r.escalations, resolution=r.resolution,
-        duplicate_of=r.duplicate_of, version=r.version, position=position,
+        duplicate_of=r.duplicate_of, version=r.version, position=position, erased=erased,
     )  # fmt: skip
 
 
@@ -297,7 +298,8 @@ class EmergencyController(Controller):
             check_area(actor, report)
         if report.person_id is not None:
             record_access(request, report.person_id)  # a report tells of the person's situation
-        return Response(emergency_out(report), headers=etag(report.version))
+        erased = app_of(request).personal_data_erased(report.id)
+        return Response(emergency_out(report, erased=erased), headers=etag(report.version))
 
     def _change(
         self, request: Request[Any, Any, Any], report_id: UUID, occurred_at: datetime | None, command: Any
@@ -307,7 +309,8 @@ class EmergencyController(Controller):
         check_area(actor_of(request), app.load(EmergencyReport, report_id))
         result = command(app, meta, expected_version(request))
         report = app.load(EmergencyReport, report_id)
-        return Response(emergency_out(report, result.position), headers=etag(report.version))
+        out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))
+        return Response(out, headers=etag(report.version))
 
     @post("/{report_id:uuid}/acknowledge", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
     def acknowledge(

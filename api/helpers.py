@@ -29,6 +29,7 @@ from api.common import (
     meta_for,
     wait_for_views,
 )
+from api.names import with_names
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.vocabulary import HelperRole
@@ -139,7 +140,8 @@ class HelperController(Controller):
         rows, total = request.app.state.view.list_helpers(
             org_unit_id=org_unit_id, role=role.value if role else None, status=status, limit=limit, offset=offset
         )
-        return Page(items=msgspec.convert(rows, list[HelperRow]), total=total, limit=limit, offset=offset, position=position)
+        items = msgspec.convert(with_names(request, rows), list[HelperRow])
+        return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
     @get("/{helper_id:uuid}", guards=[authenticated], sync_to_thread=True)
     def read(

@@ -31,8 +31,9 @@ from api.common import (
     meta_for,
     wait_for_views,
 )
+from api.names import with_names
 from domain.person import Person
-from domain.vocabulary import PersonKind, RiskTag, Sex
+from domain.vocabulary import ActorRole, PersonKind, RiskTag, Sex
 
 IdNumber = Annotated[str, msgspec.Meta(pattern=r"^\d{17}[\dXx]$", description="18-character resident ID number")]
 
@@ -98,6 +99,11 @@ class Return(msgspec.Struct, forbid_unknown_fields=True):
     occurred_at: datetime | None = None
 
 
+class Erase(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="why (administrative, kept in the clear)")]
+    occurred_at: datetime | None = None
+
+
 class PersonOut(msgspec.Struct):
     id: UUID
     kind: PersonKind
@@ -117,6 +123,7 @@ class PersonOut(msgspec.Struct):
     left_reason: str | None
     pairing_ids: list[UUID]
     version: int
+    erased: bool = False  # personal fields read as erased: the person's key was destroyed
     position: int | None = None
 
 
@@ -153,6 +160,7 @@ def person_out(p: Person, position: int | None = None) -> PersonOut:
         left_reason=p.left_reason,
         pairing_ids=p.pairing_ids,
         version=p.version,
+        erased=p.erased,
         position=position,
     )
 
@@ -197,7 +205,7 @@ class PersonController(Controller):
         request: Request[Any, Any, Any],
         org_unit_id: FromQuery[UUID | None] = None,
         kind: FromQuery[PersonKind | None] = None,
-        status: Annotated[str | None, QueryParameter(pattern="^(active|left)$")] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(active|left|erased)$")] = None,
         risk_tag: FromQuery[RiskTag | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
@@ -213,7 +221,7 @@ class PersonController(Controller):
             limit=limit,
             offset=offset,
         )
-        items = msgspec.convert(rows, list[PersonRow])
+        items = msgspec.convert(with_names(request, rows), list[PersonRow])
         record_access(request, *(p.id for p in items))
         return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
@@ -265,6 +273,17 @@ class PersonController(Controller):
         """The person leaves the programme; their pairings drop them or end."""
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).person_leaves_programme(person_id, data.reason, meta, v))
+
+    @post("/{person_id:uuid}/erase", guards=[requires(ActorRole.ADMINISTRATOR)], sync_to_thread=True, status_code=200)
+    def erase(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Erase]) -> Response[PersonOut]:
+        """Erase the person's personal data (crypto-shredding): their key is destroyed with the
+        ``Person.Erased`` event, so their name, ID number, family contacts, notes and reports'
+        descriptions read as erased everywhere; ids, dates, categories and the verifiable history
+        remain. Still in the programme: they leave their pairings first. Again: 200, nothing written."""
+        meta = meta_for(request, data.occurred_at)
+        result = app_of(request).erase_person(person_id, data.reason, meta)
+        person = app_of(request).load(Person, person_id)
+        return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/return", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
     def return_(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Return]) -> Response[PersonOut]:

@@ -19,6 +19,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.auth import actor_of, requires
 from api.common import Limit, MinPosition, Offset, Page, wait_for_views
+from api.names import with_names
 from api.problems import ProblemError
 from domain.org_unit import org_unit_id
 from domain.vocabulary import ActorRole
@@ -265,7 +266,7 @@ class SupervisionController(Controller):
         """Active people under the unit whom no active pairing covers, longest registered first."""
         position = wait_for_views(request, min_position)
         rows, total = view_of(request).uncovered(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        return Page(msgspec.convert(rows, list[UncoveredRow]), total, limit, offset, position)
+        return Page(msgspec.convert(with_names(request, rows), list[UncoveredRow]), total, limit, offset, position)
 
     @get("/{org_unit:str}/overdue", sync_to_thread=True)
     def overdue(
@@ -280,7 +281,7 @@ class SupervisionController(Controller):
         most overdue first."""
         position = wait_for_views(request, min_position)
         rows, total = view_of(request).overdue(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        return Page(msgspec.convert(rows, list[OverdueRow]), total, limit, offset, position)
+        return Page(msgspec.convert(with_names(request, rows), list[OverdueRow]), total, limit, offset, position)
 
     @get("/{org_unit:str}/emergencies-past-deadline", sync_to_thread=True)
     def past_deadline(
@@ -295,4 +296,5 @@ class SupervisionController(Controller):
         position = wait_for_views(request, min_position)
         unit_id = resolve_unit(request, org_unit)["id"]
         rows, total = view_of(request).emergencies_past_deadline(unit_id, limit=limit, offset=offset)
+        rows = with_names(request, rows, id_key="person_id", name_key="person_name")
         return Page(msgspec.convert(rows, list[PastDeadlineRow]), total, limit, offset, position)

@@ -186,6 +186,7 @@ class VisitLogOut(msgspec.Struct):
     raise_emergency: bool
     emergency: EmergencyOut | None
     version: int
+    erased: bool = False  # findings and notes read as erased: the person's key was destroyed
     position: int | None = None
 
 
@@ -393,7 +394,9 @@ class VisitLogController(Controller):
         self, request: Request[Any, Any, Any], log_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[VisitLogOut]:
         log = load_for_read(request, VisitLog, log_id, version, as_of, time)
-        return Response(log_out(log), headers=etag(log.version))
+        out = log_out(log)
+        out.erased = app_of(request).personal_data_erased(log.person_id)
+        return Response(out, headers=etag(log.version))
 
 
 @get("/helpers/{helper_id:uuid}/visits", guards=[authenticated], sync_to_thread=True, tags=["visits"])

@@ -21,8 +21,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, StoredEvent, Transcoding
 from eventsourcing.postgres import PostgresFactory
+from psycopg import sql
 
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
 from domain.group import VolunteerGroup
@@ -184,6 +185,24 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             extra_ddl=personal_data.keys_ddl(self.factory.datastore.schema),
             insert_hooks=[self.key_store.erasure_hook],
         )
+
+    def names(self, ids: Iterable[UUID]) -> dict[UUID, str]:
+        """The names of persons and helpers, from their creation events (one query for all, and
+        one for the keys not cached): the views keep no names. An erased person's is ERASED."""
+        wanted = list({i for i in ids if i is not None})
+        if not wanted:
+            return {}
+        recorder: Any = self.recorder
+        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
+            " AND originator_version = 1"
+        ).format(table)
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            rows = cur.execute(query, (wanted,)).fetchall()
+        stored = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
+        events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
+        return {e.originator_id: e.name for e in events if isinstance(e, Person.Registered | Helper.Registered)}
 
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""

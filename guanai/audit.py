@@ -131,8 +131,8 @@ class Audit:
 
     def events(self, aggregate_id: UUID) -> list[tuple[int, Any]]:
         """(position, domain event) of a stream, in version order."""
-        to_event = self.app.mapper.to_domain_event
-        return [(pos, to_event(stored)) for pos, stored in self._rows(aggregate_id)]
+        rows = self._rows(aggregate_id)
+        return list(zip((pos for pos, _ in rows), self.app.mapper.to_domain_events([s for _, s in rows]), strict=True))
 
     # ---- replay ------------------------------------------------------------------------------
 

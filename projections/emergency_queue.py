@@ -77,6 +77,8 @@ COLUMNS = (
 
 class EmergencyQueueProjection:
     name = "emergency_queue"
+    tables = ("emergency_queue",)
+    schema_version = 1
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

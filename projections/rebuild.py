@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projections.runner import apply_events
+from projections.runner import apply_events, decode_all
 
 # Any constant works: with the view's name it identifies "a rebuild of this view is running".
 REBUILD_LOCK = 0x72626C64  # "rbld"
@@ -80,7 +80,7 @@ def rebuild_view(
                 notifications = recorder.select_notifications(start=position, limit=batch_size, inclusive_of_start=False)
                 if not notifications:
                     return 0
-                apply_events(conn, cur, projection, [(n.id, mapper.to_domain_event(n)) for n in notifications])
+                apply_events(conn, cur, projection, list(zip((n.id for n in notifications), decode_all(mapper, notifications), strict=True)))
                 position = notifications[-1].id
                 done += len(notifications)
                 if progress is not None:

@@ -3,8 +3,11 @@ and county summaries need them.
 
 ``RegistryProjection`` writes the ``reg_*`` tables from the domain events; ``RegistryView``
 reads them. Every row carries ``org_path`` (GIN indexed) so "everything under org unit X" is
-``org_path @> ARRAY[X]``. Identity numbers, phone numbers, households and family contacts stay
-in the event store: the view holds only what a list needs (a child has a guardian or not).
+``org_path @> ARRAY[X]``. No personal data is kept here: names, identity numbers, phone numbers,
+households, family contacts and free-text reasons stay sealed in the event store, and lists that
+show names resolve them per page from there (``api/names.py``), so an erased person reads as
+erased in every list without touching the view. The view holds only what lists filter and count
+by (a child has a guardian or not; a person is active, left or erased).
 """
 
 from __future__ import annotations
@@ -35,18 +38,18 @@ CREATE TABLE IF NOT EXISTS reg_org_units (
 CREATE INDEX IF NOT EXISTS reg_org_units_path ON reg_org_units USING gin (org_path);
 CREATE INDEX IF NOT EXISTS reg_org_units_parent ON reg_org_units (parent_id, code);
 CREATE TABLE IF NOT EXISTS reg_persons (
-    id uuid PRIMARY KEY, kind text NOT NULL, name text NOT NULL, sex text NOT NULL, birth_date date NOT NULL,
+    id uuid PRIMARY KEY, kind text NOT NULL, sex text NOT NULL, birth_date date NOT NULL,
     village_id uuid NOT NULL, org_path uuid[] NOT NULL, risk_tags text[] NOT NULL, has_guardian boolean NOT NULL,
-    care_agreement_signed_on date, status text NOT NULL, left_reason text, active_pairings int NOT NULL DEFAULT 0,
+    care_agreement_signed_on date, status text NOT NULL, active_pairings int NOT NULL DEFAULT 0,
     registered_at timestamptz, recorded_at timestamptz, version int NOT NULL, registered_position bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reg_persons_path ON reg_persons USING gin (org_path);
 CREATE INDEX IF NOT EXISTS reg_persons_tags ON reg_persons USING gin (risk_tags);
 CREATE INDEX IF NOT EXISTS reg_persons_order ON reg_persons (registered_position);
 CREATE TABLE IF NOT EXISTS reg_helpers (
-    id uuid PRIMARY KEY, role text NOT NULL, name text NOT NULL, org_unit_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    id uuid PRIMARY KEY, role text NOT NULL, org_unit_id uuid NOT NULL, org_path uuid[] NOT NULL,
     capacity int NOT NULL, load int NOT NULL DEFAULT 0, assignments jsonb NOT NULL DEFAULT '{}',
-    group_ids uuid[] NOT NULL DEFAULT '{}', status text NOT NULL, inactive_reason text,
+    group_ids uuid[] NOT NULL DEFAULT '{}', status text NOT NULL,
     registered_at timestamptz, recorded_at timestamptz, version int NOT NULL, registered_position bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reg_helpers_path ON reg_helpers USING gin (org_path);
@@ -81,9 +84,9 @@ STATEMENTS: dict[type, str] = {
     OrgUnit.Registered: "INSERT INTO reg_org_units VALUES (%(originator_id)s, %(code)s, %(name)s, %(level)s,"
     " %(parent_id)s, %(path)s, %(originator_version)s, %(occurred_at)s, %(timestamp)s)",
     OrgUnit.Renamed: _update("reg_org_units", "name = %(name)s"),
-    Person.Registered: "INSERT INTO reg_persons VALUES (%(originator_id)s, %(kind)s, %(name)s, %(sex)s,"
+    Person.Registered: "INSERT INTO reg_persons VALUES (%(originator_id)s, %(kind)s, %(sex)s,"
     " %(birth_date)s, %(village_id)s, %(org_path)s, %(risk_tags)s, %(has_guardian)s,"
-    f" %(care_agreement_signed_on)s, 'active', NULL, 0, {_TIMES})",
+    f" %(care_agreement_signed_on)s, 'active', 0, {_TIMES})",
     Person.RiskTagAdded: _update(
         "reg_persons",
         "risk_tags = CASE WHEN %(tag)s = ANY(risk_tags) THEN risk_tags ELSE array_append(risk_tags, %(tag)s::text) END",
@@ -93,10 +96,11 @@ STATEMENTS: dict[type, str] = {
     Person.CareAgreementSigned: _update("reg_persons", "care_agreement_signed_on = %(signed_on)s"),
     Person.PairingJoined: _update("reg_persons", "active_pairings = active_pairings + 1"),
     Person.PairingLeft: _update("reg_persons", "active_pairings = active_pairings - 1"),
-    Person.LeftProgramme: _update("reg_persons", "status = 'left', left_reason = %(reason)s"),
-    Person.ReturnedToProgramme: _update("reg_persons", "status = 'active', left_reason = NULL"),
-    Helper.Registered: "INSERT INTO reg_helpers (id, role, name, org_unit_id, org_path, capacity, status,"
-    " registered_at, recorded_at, version, registered_position) VALUES (%(originator_id)s, %(role)s, %(name)s,"
+    Person.LeftProgramme: _update("reg_persons", "status = 'left'"),
+    Person.ReturnedToProgramme: _update("reg_persons", "status = 'active'"),
+    Person.Erased: _update("reg_persons", "status = 'erased'"),
+    Helper.Registered: "INSERT INTO reg_helpers (id, role, org_unit_id, org_path, capacity, status,"
+    " registered_at, recorded_at, version, registered_position) VALUES (%(originator_id)s, %(role)s,"
     f" %(org_unit_id)s, %(org_path)s, %(capacity)s, 'active', {_TIMES})",
     Helper.CapacityChanged: _update("reg_helpers", "capacity = %(capacity)s"),
     Helper.JoinedGroup: _update("reg_helpers", "group_ids = array_append(group_ids, %(group_id)s::uuid)"),
@@ -112,7 +116,7 @@ STATEMENTS: dict[type, str] = {
         "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0),"
         " assignments = assignments - %(pairing_key)s::text",
     ),
-    Helper.Deactivated: _update("reg_helpers", "status = 'inactive', inactive_reason = %(reason)s"),
+    Helper.Deactivated: _update("reg_helpers", "status = 'inactive'"),
     VolunteerGroup.Formed: "INSERT INTO reg_groups (id, name, org_unit_id, org_path, status, formed_at, recorded_at,"
     " version, registered_position) VALUES (%(originator_id)s, %(name)s, %(org_unit_id)s, %(org_path)s, 'active',"
     f" {_TIMES})",
@@ -142,6 +146,8 @@ class RegistryProjection:
     """Writes the registry tables; events of other kinds (visits, reports, ...) are skipped."""
 
     name = "registry"
+    tables = TABLES
+    schema_version = 2  # 2: names and free-text reasons left the view
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
@@ -162,9 +168,9 @@ class RegistryProjection:
 
 COLUMNS = {
     "reg_org_units": "id, code, name, level, parent_id, org_path, version, registered_at, recorded_at",
-    "reg_persons": "id, kind, name, sex, birth_date, village_id, org_path, risk_tags, has_guardian,"
-    " care_agreement_signed_on, status, left_reason, active_pairings, registered_at, recorded_at, version",
-    "reg_helpers": "id, role, name, org_unit_id, org_path, capacity, load, group_ids, status, inactive_reason,"
+    "reg_persons": "id, kind, sex, birth_date, village_id, org_path, risk_tags, has_guardian,"
+    " care_agreement_signed_on, status, active_pairings, registered_at, recorded_at, version",
+    "reg_helpers": "id, role, org_unit_id, org_path, capacity, load, group_ids, status,"
     " registered_at, recorded_at, version",
     "reg_groups": "id, name, org_unit_id, org_path, member_ids, status, disband_reason, formed_at, recorded_at,"
     " version",

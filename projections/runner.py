@@ -6,6 +6,10 @@ transaction that also advances that projection's tracking row; a crash therefore
 repeats nothing. The tracking row is locked (``FOR UPDATE``) while a batch is applied, so two
 runners over the same database, or a ``catch_up`` racing a running loop, never apply an event
 twice. New events are noticed by LISTEN on the library's channel, with a bounded poll as fallback.
+
+A projection whose tables change shape says so with a new ``schema_version``; the version is
+kept with its tracking row, and opening a runner over tables of another version drops them,
+creates them anew and replays the projection from 0 (a view is derived, so nothing is lost).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
     name text PRIMARY KEY,
     position bigint NOT NULL,
     updated_at timestamptz
-)
+);
+ALTER TABLE projection_tracking ADD COLUMN IF NOT EXISTS schema_version int NOT NULL DEFAULT 1;
 """
 # Any constant works: it only serialises concurrent table creation between processes.
 SETUP_LOCK = 0x6775616E6169  # "guanai"
@@ -38,6 +43,8 @@ class Projection(Protocol):
     """A read model: its tables, how one event changes them, and how to empty them."""
 
     name: str
+    tables: tuple[str, ...]  # every table it writes: dropped when its schema version changes
+    schema_version: int  # raised whenever the tables change shape
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None: ...
 
@@ -93,11 +100,24 @@ class ProjectionRunner:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
                 cur.execute(TRACKING_DDL)
                 for projection in self.projections:
+                    version = getattr(projection, "schema_version", 1)
+                    cur.execute("SELECT schema_version FROM projection_tracking WHERE name = %s", (projection.name,))
+                    row = cur.fetchone()
+                    if row is not None and row[0] != version:
+                        log.info("view changed shape: replaying it from 0", projection=projection.name,
+                                 old_version=row[0], new_version=version)
+                        tables = sql.SQL(", ").join(map(sql.Identifier, projection.tables))
+                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(tables))
+                        cur.execute(
+                            "UPDATE projection_tracking SET position = 0, schema_version = %s, updated_at = now()"
+                            " WHERE name = %s",
+                            (version, projection.name),
+                        )
                     projection.create_tables(cur)
                     cur.execute(
-                        "INSERT INTO projection_tracking (name, position, updated_at) VALUES (%s, 0, now())"
-                        " ON CONFLICT (name) DO NOTHING",
-                        (projection.name,),
+                        "INSERT INTO projection_tracking (name, position, updated_at, schema_version)"
+                        " VALUES (%s, 0, now(), %s) ON CONFLICT (name) DO NOTHING",
+                        (projection.name, version),
                     )
             self._opened = True
 
@@ -255,7 +275,7 @@ class ProjectionRunner:
         )
         if not notifications:
             return 0
-        events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        events = list(zip((n.id for n in notifications), decode_all(self.app.mapper, notifications), strict=True))
         last = notifications[-1].id
         for projection in self.projections:
             if positions[projection.name] >= last:
@@ -280,6 +300,13 @@ class ProjectionRunner:
                 (last, projection.name),
             )
         log.debug("projection advanced", projection=projection.name, position=last)
+
+
+def decode_all(mapper: Any, stored: Sequence[Any]) -> list[Any]:
+    """Domain events of a batch, with one key look-up for all of it when the mapper seals
+    personal data (``to_domain_events``)."""
+    many = getattr(mapper, "to_domain_events", None)
+    return many(stored) if many is not None else [mapper.to_domain_event(s) for s in stored]
 
 
 def apply_events(

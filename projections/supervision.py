@@ -12,6 +12,7 @@ compliance, response times) are summed from these facts at read time by ``Superv
 Handlers are keyed by event class name (``"Pairing.Formed"``), so events of aggregates that
 arrive later (visit tasks, emergency reports) join by adding entries here; unknown events are
 skipped. Every statement is plain SQL over the event's fields: a batch runs in one pipeline.
+No names or free text are kept: lists that show names resolve them per page from the event store.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ CREATE TABLE IF NOT EXISTS sv_units (
 );
 CREATE INDEX IF NOT EXISTS sv_units_parent ON sv_units (parent_id, code);
 CREATE TABLE IF NOT EXISTS sv_persons (
-    id uuid PRIMARY KEY, kind text NOT NULL, name text NOT NULL, village_id uuid NOT NULL, org_path uuid[] NOT NULL,
+    id uuid PRIMARY KEY, kind text NOT NULL, village_id uuid NOT NULL, org_path uuid[] NOT NULL,
     risk_tags text[] NOT NULL, has_guardian boolean NOT NULL, agreement_signed_on date, status text NOT NULL,
-    left_reason text, registered_at timestamptz NOT NULL, left_at timestamptz, last_visit_at timestamptz,
+    registered_at timestamptz NOT NULL, left_at timestamptz, last_visit_at timestamptz,
     registered_position bigint NOT NULL, cadence_days int, covered_since timestamptz, due_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS sv_persons_path ON sv_persons USING gin (org_path);
@@ -63,7 +64,7 @@ CREATE TABLE IF NOT EXISTS sv_coverage (
 );
 CREATE INDEX IF NOT EXISTS sv_coverage_pairing ON sv_coverage (pairing_id);
 CREATE TABLE IF NOT EXISTS sv_helpers (
-    id uuid PRIMARY KEY, name text NOT NULL, role text NOT NULL, org_path uuid[] NOT NULL, capacity int NOT NULL,
+    id uuid PRIMARY KEY, role text NOT NULL, org_path uuid[] NOT NULL, capacity int NOT NULL,
     load int NOT NULL DEFAULT 0, assignments jsonb NOT NULL DEFAULT '{}', status text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sv_helpers_path ON sv_helpers USING gin (org_path);
@@ -108,8 +109,8 @@ HANDLERS: dict[str, list[str]] = {
     ],
     "OrgUnit.Renamed": [_set("sv_units", "name = %(name)s")],
     "Person.Registered": [
-        ("INSERT INTO sv_persons VALUES (%(originator_id)s, %(kind)s, %(name)s, %(village_id)s, %(org_path)s,"
-        " %(risk_tags)s, %(has_guardian)s, %(care_agreement_signed_on)s, 'active', NULL, %(occurred_at)s, NULL,"
+        ("INSERT INTO sv_persons VALUES (%(originator_id)s, %(kind)s, %(village_id)s, %(org_path)s,"
+        " %(risk_tags)s, %(has_guardian)s, %(care_agreement_signed_on)s, 'active', %(occurred_at)s, NULL,"
         " NULL, %(position)s)")
     ],
     "Person.RiskTagAdded": [
@@ -123,11 +124,13 @@ HANDLERS: dict[str, list[str]] = {
     "Person.GuardianAssigned": [_set("sv_persons", "has_guardian = true")],
     "Person.CareAgreementSigned": [_set("sv_persons", "agreement_signed_on = %(signed_on)s")],
     "Person.LeftProgramme": [
-        _set("sv_persons", "status = 'left', left_reason = %(reason)s, left_at = %(occurred_at)s")
+        _set("sv_persons", "status = 'left', left_at = %(occurred_at)s")
     ],
-    "Person.ReturnedToProgramme": [_set("sv_persons", "status = 'active', left_reason = NULL, left_at = NULL")],
+    "Person.ReturnedToProgramme": [_set("sv_persons", "status = 'active', left_at = NULL")],
+    # Erased while still in the programme: they left it then, too.
+    "Person.Erased": [_set("sv_persons", "status = 'erased', left_at = coalesce(left_at, %(occurred_at)s)")],
     "Helper.Registered": [
-        ("INSERT INTO sv_helpers (id, name, role, org_path, capacity, status) VALUES (%(originator_id)s, %(name)s,"
+        ("INSERT INTO sv_helpers (id, role, org_path, capacity, status) VALUES (%(originator_id)s,"
         " %(role)s, %(org_path)s, %(capacity)s, 'active')")
     ],
     "Helper.CapacityChanged": [_set("sv_helpers", "capacity = %(capacity)s")],
@@ -193,6 +196,8 @@ class SupervisionProjection:
     """Writes the ``sv_*`` tables; events without a handler are skipped."""
 
     name = "supervision"
+    tables = TABLES
+    schema_version = 2  # 2: names and free-text reasons left the view
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

@@ -22,7 +22,7 @@ SELECT {UNIT} AS unit, GROUPING({UNIT}) = 1 AS total,
        count(*) FILTER (WHERE {ACTIVE_P} AND kind = 'child' AND has_guardian) AS with_guardian,
        count(*) FILTER (WHERE {ACTIVE_P} AND kind = 'child' AND agreement_signed_on IS NOT NULL) AS agreements_signed,
        count(*) FILTER (WHERE registered_at >= %(start)s AND registered_at < %(end)s) AS registered_in_period,
-       count(*) FILTER (WHERE status = 'left' AND left_at >= %(start)s AND left_at < %(end)s) AS left_in_period,
+       count(*) FILTER (WHERE status IN ('left', 'erased') AND left_at >= %(start)s AND left_at < %(end)s) AS left_in_period,
        count(*) FILTER (WHERE {ACTIVE_P} AND cadence_days IS NULL) AS uncovered,
        count(*) FILTER (WHERE {ACTIVE_P} AND cadence_days IS NOT NULL) AS with_cadence,
        count(*) FILTER (WHERE {ACTIVE_P} AND due_at < {NOW}) AS overdue
@@ -47,7 +47,7 @@ SHAPES = f"SELECT shape, count(*) AS n FROM sv_pairings WHERE {ACTIVE_P} AND {UN
 CHILD_UNITS = "SELECT id, code, name, level FROM sv_units WHERE parent_id = %(root)s ORDER BY code"
 
 OVERDUE = f"""
-SELECT p.id, p.name, p.kind, p.village_id, u.code AS village_code, u.name AS village_name, p.risk_tags,
+SELECT p.id, p.kind, p.village_id, u.code AS village_code, u.name AS village_name, p.risk_tags,
        p.cadence_days, p.last_visit_at, p.due_at,
        floor(extract(epoch FROM {NOW} - p.due_at) / 86400)::int AS days_overdue, count(*) OVER () AS _total
 FROM sv_persons p LEFT JOIN sv_units u ON u.id = p.village_id
@@ -56,7 +56,7 @@ ORDER BY p.due_at, p.id {PAGE}
 """
 
 UNCOVERED = f"""
-SELECT p.id, p.name, p.kind, p.village_id, u.code AS village_code, u.name AS village_name, p.risk_tags,
+SELECT p.id, p.kind, p.village_id, u.code AS village_code, u.name AS village_name, p.risk_tags,
        p.registered_at, count(*) OVER () AS _total
 FROM sv_persons p LEFT JOIN sv_units u ON u.id = p.village_id
 WHERE p.status = 'active' AND p.{UNDER} AND p.cadence_days IS NULL
@@ -99,10 +99,10 @@ WHERE {UNDER} AND {_ORIGINAL} AND reported_at >= %(start)s AND reported_at < %(e
 """
 
 PAST_DEADLINE = f"""
-SELECT e.id, e.person_id, p.name AS person_name, t.code AS township_code, t.name AS township_name, e.category,
+SELECT e.id, e.person_id, t.code AS township_code, t.name AS township_name, e.category,
        e.severity, e.level, e.reported_at, e.deadline, e.escalations,
        floor(extract(epoch FROM {NOW} - e.deadline) / 60)::int AS minutes_past_deadline, count(*) OVER () AS _total
-FROM sv_emergencies e LEFT JOIN sv_persons p ON p.id = e.person_id LEFT JOIN sv_units t ON t.id = e.org_path[2]
+FROM sv_emergencies e LEFT JOIN sv_units t ON t.id = e.org_path[2]
 WHERE e.{UNDER} AND e.{_OPEN_PAST_DEADLINE}
 ORDER BY e.deadline, e.id {PAGE}
 """

@@ -11,8 +11,10 @@ works out every entry in memory, then COPYs the entries in and writes the change
 all in the runner's transaction.
 
 An entry's ``kind`` is ``<aggregate>.<event>`` in snake case (``person.risk_tag_added``,
-``pairing.formed``); its ``summary`` holds the event's own fields minus personal data (names,
-ID numbers, phones, family contacts stay in the event store). ``TimelineView`` reads pages.
+``pairing.formed``); its ``summary`` holds the event's own fields minus the ones its class
+declares personal (``domain.base.Personal``: names, ID numbers, phones, family contacts, visit
+findings, notes, descriptions and leave reasons stay sealed in the event store), so an erased
+person's timeline holds nothing to erase. ``TimelineView`` reads pages.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from domain.base import META_FIELDS, CareAggregate
+from domain.base import META_FIELDS, CareAggregate, personal_fields
 
 TABLES = ("tl_entries", "tl_subjects")
 
@@ -50,7 +52,8 @@ SUBJECTS_SET = (
 NOT_ABOUT_A_PERSON = frozenset({"OrgUnit", "Helper", "VolunteerGroup", "HelperClaims", "ResponderRoster"})
 # The person's side of a pairing change: the pairing's own event says it, with its details.
 SKIPPED = frozenset({"Person.PairingJoined", "Person.PairingLeft"})
-# Personal data stays in the event store (and is erased there with the person's key).
+# Personal data stays in the event store (and is erased there with the person's key): each event
+# class declares its own; these names are left out as well, a safety net for undeclared fields.
 PRIVATE_FIELDS = frozenset(
     {"name", "id_number", "household", "guardian", "parents", "absent_children", "phone", "birth_date", "contacts"}
 )
@@ -66,7 +69,8 @@ SUMMARIES: dict[str, Callable[[Any], dict[str, Any]]] = {
         "has_guardian": bool(e.guardian),
         "care_agreement_signed_on": e.care_agreement_signed_on,
     },
-    "Person.GuardianAssigned": lambda e: {"relation": (e.guardian or {}).get("relation")},
+    # Who the guardian is (even their relation) is sealed: the entry says only that one was named.
+    "Person.GuardianAssigned": lambda e: {},
 }
 
 
@@ -84,7 +88,8 @@ def summary_of(event: Any) -> dict[str, Any]:
     special = SUMMARIES.get(type(event).__qualname__)
     if special is not None:
         return special(event)
-    return {k: v for k, v in vars(event).items() if k not in _OWN_FIELDS and k not in PRIVATE_FIELDS}
+    left_out = _OWN_FIELDS | PRIVATE_FIELDS | personal_fields(type(event))
+    return {k: v for k, v in vars(event).items() if k not in left_out}
 
 
 def _json(value: Any) -> str:
@@ -137,6 +142,8 @@ class TimelineProjection:
     a time: the subjects the batch needs are read once, the entries are COPYed in."""
 
     name = "timeline"
+    tables = TABLES
+    schema_version = 2  # 2: summaries leave out every field an event declares personal
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

@@ -82,6 +82,8 @@ class VisitTaskProjection:
     """Writes the task board; events of other aggregates are skipped."""
 
     name = "visit_tasks"
+    tables = TABLES
+    schema_version = 1
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

@@ -15,8 +15,11 @@ from typing import Any
 
 import msgspec
 
-# Fields that hold personal data of the cared-for (or free text about them): they stay in the
-# event store (encrypted there once issue 7 lands) and never travel over the broker.
+from domain.base import personal_fields
+
+# What each event class declares personal (domain.base.Personal) stays in the event store, sealed
+# there, and never travels over the broker. These names are left out of every message as well:
+# a safety net for a field someone adds without declaring it.
 PERSONAL_FIELDS = frozenset(
     {
         "name",
@@ -51,6 +54,7 @@ def kind_and_event(event: Any) -> tuple[str, str]:
 def envelope(event: Any, position: int) -> dict[str, Any]:
     kind, name = kind_and_event(event)
     fields = event.__dict__
+    left_out = PERSONAL_FIELDS | personal_fields(type(event))
     return {
         "position": position,
         "id": fields["originator_id"],
@@ -62,7 +66,7 @@ def envelope(event: Any, position: int) -> dict[str, Any]:
         "actor_id": fields.get("actor_id"),
         "actor_role": fields.get("actor_role"),
         "correlation_id": fields.get("correlation_id"),
-        "data": {k: v for k, v in fields.items() if k not in _HEADER and k not in PERSONAL_FIELDS},
+        "data": {k: v for k, v in fields.items() if k not in _HEADER and k not in left_out},
     }
 
 

@@ -19,6 +19,7 @@ import structlog
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from projections.runner import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
 
@@ -112,9 +113,9 @@ class Relay:
             )
             if not notifications:
                 return total
+            events = await asyncio.to_thread(decode_all, self.app.mapper, notifications)
             try:
-                for notification in notifications:
-                    event = self.app.mapper.to_domain_event(notification)
+                for notification, event in zip(notifications, events, strict=True):
                     # Sequential publishes keep the stream in notification order.
                     await self.js.publish(
                         subject_for(self.prefix, event),
