@@ -82,6 +82,27 @@ def test_a_rebuild_gives_exactly_the_rows_of_the_incremental_view(care: Care, na
     assert schemas == [], "the scratch schema is gone"
 
 
+def test_a_view_of_an_older_shape_is_dropped_and_replayed_when_a_projector_opens(care: Care) -> None:
+    w = care.world
+    with Projector(w.url, app=w.app) as projector:
+        last = more_history(care)
+        projector.catch_up()
+        current = snapshot(w.url, TABLES["registry"])
+    # A database written by an earlier version: names in the view, and the old schema version.
+    with psycopg.connect(w.url) as conn:
+        conn.execute("ALTER TABLE reg_persons ADD COLUMN name text NOT NULL DEFAULT '李秀英'")
+        conn.execute("DELETE FROM reg_helpers")
+        conn.execute("UPDATE projection_tracking SET schema_version = 1 WHERE name = 'registry'")
+    with Projector(w.url, app=w.app) as projector:
+        assert projector.position("registry") == 0  # emptied on open, to be replayed
+        assert projector.position("timeline") == last  # views of the current shape are kept
+        projector.catch_up()
+        assert projector.position("registry") == last
+    assert snapshot(w.url, TABLES["registry"]) == current
+    with psycopg.connect(w.url) as conn:
+        assert conn.execute("SELECT schema_version FROM projection_tracking WHERE name = 'registry'").fetchone()[0] == 2
+
+
 def test_the_old_view_serves_and_keeps_up_while_a_rebuild_runs(care: Care) -> None:
     w, app = care.world, care.world.app
     newcomer = uuid4()
