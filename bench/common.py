@@ -35,6 +35,9 @@ from psycopg.types.json import Jsonb
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+# One master key for the bench process and every server it starts: they read each other's sealed
+# personal data (set here, so the bench's own CareApplications pick it up from the environment).
+MASTER_KEY = os.environ.setdefault("GUANAI_MASTER_KEY", "bench-master-key-" + secrets.token_urlsafe(32))
 
 
 # ---- statistics and tables ------------------------------------------------------------------
@@ -289,6 +292,7 @@ def guanai_server(
             GUANAI_DATABASE_URL=database_url,
             GUANAI_JWT_SECRET=secret,
             GUANAI_CHAIN_KEY=secrets.token_urlsafe(48),  # every process that writes events shares it
+            GUANAI_MASTER_KEY=MASTER_KEY,
             GUANAI_PORT=str(port),
             GUANAI_HOST="127.0.0.1",
             GUANAI_LOG_LEVEL="warning",

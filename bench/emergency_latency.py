@@ -36,6 +36,7 @@ import nats
 import psycopg
 
 from bench.common import (
+    MASTER_KEY,
     DEFAULT_SERVER_URL,
     GuanaiServer,
     ManagedProcess,
@@ -248,7 +249,7 @@ def workers(server: GuanaiServer, database_url: str, nats_url: str, tmp: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUANAI_")}
     env.update(GUANAI_DATABASE_URL=database_url, GUANAI_NATS_URL=nats_url, GUANAI_JWT_SECRET=server.jwt_secret,
                GUANAI_LOG_LEVEL="info", GUANAI_LOG_FORMAT="json", GUANAI_DATA_DIR=str(tmp / "data"),
-               GUANAI_CHAIN_KEY=CHAIN_KEY)  # fmt: skip
+               GUANAI_CHAIN_KEY=CHAIN_KEY, GUANAI_MASTER_KEY=MASTER_KEY)  # fmt: skip
     cli = [sys.executable, "-m", "guanai.cli"]
     started = []
     for kind in ("relay", "router", "escalator"):

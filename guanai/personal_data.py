@@ -374,10 +374,14 @@ class SealingMapper(Mapper[UUID]):
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
         secret = {f: state.pop(f) for f in declared.erased if f in state and state[f] not in _EMPTY}
+        scope = {**state, "originator_id": originator_id}
+        subject, owner = declared.subject_of(scope), declared.owner_of(scope)
+        if not secret and owner not in (None, subject):
+            # Nothing to seal now, but later events of this subject (a report's notes) will be:
+            # their key must already name whose erasure destroys it.
+            self.keys.key_for_sealing(subject, owner)
         if secret:
-            scope = {**state, "originator_id": originator_id}
-            subject = declared.subject_of(scope)
-            aead = self.keys.key_for_sealing(subject, declared.owner_of(scope))
+            aead = self.keys.key_for_sealing(subject, owner)
             nonce = secrets.token_bytes(NONCE_BYTES)
             sealed = aead.encrypt(nonce, self.transcoder.encode(secret), _aad(originator_id, originator_version, topic, subject))
             state[SEALED_FIELD] = [subject, _b64(bytes((BLOB_FORMAT,)) + nonce + sealed)]

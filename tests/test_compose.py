@@ -53,6 +53,8 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
         assert env["GUANAI_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["GUANAI_DATABASE_URL"]
         assert env["GUANAI_NATS_URL"] == "nats://nats:4222"
         assert "GUANAI_JWT_SECRET" in env, f"{name}: every process must share the token signing key"
+        # Separate containers have separate data directories: a generated key would differ in each.
+        assert "GUANAI_CHAIN_KEY" in env and "GUANAI_MASTER_KEY" in env, f"{name}: keys every process must share"
         # The values must be acceptable to the settings loader (placeholders aside).
         concrete = {k: str(v) for k, v in env.items() if "${" not in str(v)}
         load_settings(concrete)

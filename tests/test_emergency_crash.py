@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 3
 # Every process that writes events shares the audit chain's key (guanai/chain.py).
 CHAIN_KEY = secrets.token_urlsafe(48)
+MASTER_KEY = secrets.token_urlsafe(48)  # the processes and this test read each other's sealed data
 
 WORKER = """
 import sys
@@ -113,7 +114,7 @@ class System:
             GUANAI_DATABASE_URL=self.database_url, GUANAI_NATS_URL=self.nats.url, GUANAI_JWT_SECRET=self.secret,
             GUANAI_PORT=str(self.api_port), GUANAI_LOG_FORMAT="json", GUANAI_LOG_LEVEL="warning",
             GUANAI_DATA_DIR=str(self.tmp / "data"), GUANAI_FAILPOINTS=failpoints, GUANAI_DB_POOL_SIZE="2",
-            GUANAI_CHAIN_KEY=CHAIN_KEY,
+            GUANAI_CHAIN_KEY=CHAIN_KEY, GUANAI_MASTER_KEY=MASTER_KEY,
         )  # fmt: skip
         return env
 
@@ -291,7 +292,9 @@ def system(tmp_path: Path, fresh_database_url: str) -> Iterator[System]:
 
 @pytest.fixture
 def app(fresh_database_url: str) -> Iterator[CareApplication]:
-    care = CareApplication({**event_store_env(fresh_database_url, pool_size=2), "GUANAI_CHAIN_KEY": CHAIN_KEY})
+    care = CareApplication(
+        {**event_store_env(fresh_database_url, pool_size=2), "GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY}
+    )
     yield care
     care.close()
 

@@ -201,3 +201,24 @@ def test_the_in_memory_key_store_seals_and_erases_like_the_database_one() -> Non
     assert mapper.to_domain_event(stored).reason == "搬到昆明和儿子住"
     keys.destroy(str(event.originator_id))
     assert mapper.to_domain_event(stored).reason == ERASED
+
+
+def test_notes_on_a_report_filed_without_a_description_are_erased_with_the_person(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    from domain.emergency import ActionKind, Category, EmergencyReport
+    from domain.roster import Severity
+
+    app = app_on(fresh_database_url)
+    pid = register(app, meta, village(app, meta))
+    report = app.file_emergency(
+        id=uuid.uuid4(), category=Category.NEGLECT, severity=Severity.NORMAL, description="", person_id=pid, meta=meta
+    ).id
+    app.record_emergency_action(report, ActionKind.ON_SCENE, "家里没有吃的，已送米面", meta)
+    assert app.load(EmergencyReport, report).actions[0]["notes"] == "家里没有吃的，已送米面"
+    app.erase_person(pid, "erasure request", meta)
+    fresh = app_on(fresh_database_url)
+    assert fresh.load(EmergencyReport, report).actions[0]["notes"] == ERASED
+    assert fresh.personal_data_erased(report)
+    app.close()
+    fresh.close()
