@@ -100,7 +100,7 @@ class Return(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Erase(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="why (administrative, kept in the clear)")]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="why (administrative, stored in the clear)")]
     occurred_at: datetime | None = None
 
 
@@ -237,7 +237,10 @@ class PersonController(Controller):
         """A person's record, now or as of a version or an instant."""
         person = load_for_read(request, Person, person_id, version, as_of, time)
         record_access(request, person_id)
-        return Response(person_out(person), headers=etag(person.version))
+        out = person_out(person)
+        # As of a time before the erasure the record had not been erased, but its data is gone.
+        out.erased = out.erased or app_of(request).personal_data_erased(person_id)
+        return Response(out, headers=etag(person.version))
 
     def _change(self, request: Request[Any, Any, Any], person_id: UUID, command: Any) -> Response[PersonOut]:
         result = command(expected_version(request))

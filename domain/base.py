@@ -1,4 +1,5 @@
-"""What every aggregate and event shares: who did it, when it happened, and why it failed.
+"""What every aggregate and event shares: who did it, when it happened, why it failed, and
+which of its fields are personal data (``Personal``: sealed at rest, erasable).
 
 Every event carries ``occurred_at`` (when it happened in the world, given by the command),
 the actor (id and role) and the request's correlation id, besides the library's own

@@ -7,6 +7,7 @@ children), the pairings that cover them, and whether they are still in the progr
 
 from __future__ import annotations
 
+import copy
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -180,7 +181,7 @@ class Person(CareAggregate):
         def apply(self, p: Person) -> None:
             for field, value in REGISTRATION_ERASED.items():
                 if getattr(p, field):
-                    setattr(p, field, value)
+                    setattr(p, field, copy.deepcopy(value))
             if p.left_reason:
                 p.left_reason = ERASED
             p.active = False

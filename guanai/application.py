@@ -21,7 +21,14 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, StoredEvent, Transcoding
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    Transcoding,
+)
 from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
@@ -431,7 +438,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             return touched
 
         result = self._update(Person, person_id, None, change)
-        self.key_store.forget([str(person_id)])
+        self.key_store.forget([str(person_id)])  # committed: this process sees it at once
         return result
 
     def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:

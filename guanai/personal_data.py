@@ -78,7 +78,8 @@ class MasterKey:
     def __init__(self, secret: str) -> None:
         if len(secret) < MIN_MASTER_KEY_LENGTH:
             raise MasterKeyError(f"GUANAI_MASTER_KEY must be at least {MIN_MASTER_KEY_LENGTH} characters")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"guanai master key v1").derive(secret.encode())
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"guanai master key v1")
+        key = hkdf.derive(secret.encode())
         self._aead = AESGCM(key)
         self.key_id = hmac.new(key, b"guanai-master-key-id", hashlib.sha256).hexdigest()[:16]
 
@@ -251,7 +252,12 @@ class PostgresKeyStore(KeyStore):
     """Keys in ``guanai_subject_keys``, read and created through the event store's pool."""
 
     def __init__(
-        self, datastore: Any, master_key_loader: Any, *, refresh_seconds: float = 2.0, cache_size: int = DEFAULT_CACHE_SIZE
+        self,
+        datastore: Any,
+        master_key_loader: Any,
+        *,
+        refresh_seconds: float = 2.0,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         super().__init__(master_key_loader, cache_size=cache_size)
         self.datastore = datastore
@@ -260,10 +266,13 @@ class PostgresKeyStore(KeyStore):
         self._checked_at = 0.0
         self._refresh_lock = threading.Lock()
         table = Identifier(datastore.schema, KEYS_TABLE)
-        self._select = SQL("SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)").format(table)
+        self._select = SQL(
+            "SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)"
+        ).format(table)
         self._owner_state = SQL("SELECT destroyed_at FROM {} WHERE subject = %s FOR SHARE").format(table)
         self._insert = SQL(
-            "INSERT INTO {} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s) ON CONFLICT (subject) DO NOTHING"
+            "INSERT INTO {} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (subject) DO NOTHING"
         ).format(table)
         self._destroyed_since = SQL(
             "SELECT subject, destroyed_seq FROM {} WHERE destroyed_seq > %s ORDER BY destroyed_seq"
@@ -275,7 +284,8 @@ class PostgresKeyStore(KeyStore):
             "INSERT INTO {t} AS k (subject, owner, destroyed_at, destroyed_by, destroy_reason, destroyed_seq) "
             "VALUES (%(p)s, %(p)s, now(), %(by)s, %(reason)s, nextval({s})) ON CONFLICT (subject) DO UPDATE SET "
             "wrapped = NULL, destroyed_at = EXCLUDED.destroyed_at, destroyed_by = EXCLUDED.destroyed_by, "
-            "destroy_reason = EXCLUDED.destroy_reason, destroyed_seq = EXCLUDED.destroyed_seq WHERE k.destroyed_at IS NULL"
+            "destroy_reason = EXCLUDED.destroy_reason, destroyed_seq = EXCLUDED.destroyed_seq"
+            " WHERE k.destroyed_at IS NULL"
         ).format(t=table, s=sequence)
         self._destroy_owned = SQL(
             "UPDATE {t} SET wrapped = NULL, destroyed_at = now(), destroyed_by = %(by)s, destroy_reason = %(reason)s, "
@@ -330,11 +340,12 @@ class PostgresKeyStore(KeyStore):
 
     def erasure_hook(self, cur: Cursor[Any], written: Sequence[tuple[int, StoredEvent]]) -> None:
         """Destroy the keys of every person erased by this batch of stored events, in its own
-        transaction: the event and the destruction commit together or not at all."""
+        transaction: the event and the destruction commit together or not at all. The caller
+        forgets the keys in this process once the transaction committed (a rolled-back erasure
+        must not leave a person reading as erased here)."""
         erased = [e for _, e in written if e.topic == ERASED_TOPIC]
         if not erased:
             return
-        people = []
         with cur.connection.cursor() as c:
             for event in erased:
                 state = json.loads(event.state)
@@ -343,8 +354,6 @@ class PostgresKeyStore(KeyStore):
                 # something they own wait for this transaction (see _load_or_create).
                 c.execute(self._destroy_own, params)
                 c.execute(self._destroy_owned, params)
-                people.append(params["p"])
-        self.forget(people)
 
 
 # ---- sealing ---------------------------------------------------------------------------------------
@@ -383,7 +392,8 @@ class SealingMapper(Mapper[UUID]):
         if secret:
             aead = self.keys.key_for_sealing(subject, owner)
             nonce = secrets.token_bytes(NONCE_BYTES)
-            sealed = aead.encrypt(nonce, self.transcoder.encode(secret), _aad(originator_id, originator_version, topic, subject))
+            aad = _aad(originator_id, originator_version, topic, subject)
+            sealed = aead.encrypt(nonce, self.transcoder.encode(secret), aad)
             state[SEALED_FIELD] = [subject, _b64(bytes((BLOB_FORMAT,)) + nonce + sealed)]
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:

@@ -80,7 +80,8 @@ def rebuild_view(
                 notifications = recorder.select_notifications(start=position, limit=batch_size, inclusive_of_start=False)
                 if not notifications:
                     return 0
-                apply_events(conn, cur, projection, list(zip((n.id for n in notifications), decode_all(mapper, notifications), strict=True)))
+                events = decode_all(mapper, notifications)
+                apply_events(conn, cur, projection, list(zip((n.id for n in notifications), events, strict=True)))
                 position = notifications[-1].id
                 done += len(notifications)
                 if progress is not None:

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from domain.base import ERASED, ErasedError
 from domain.person import Person, PersonError, PersonInactiveError, id_number_problem
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
 from tests.scenario import (
@@ -295,3 +296,55 @@ def test_joining_and_leaving_pairings_is_recorded_once(tree: OrgTree) -> None:
     p.leave_pairing(pairing_id, m)
     assert names(then(m, p)) == ["Person.PairingJoined", "Person.PairingLeft"]
     assert p.pairing_ids == []
+
+
+# ---- erasure --------------------------------------------------------------------------------
+
+
+def test_erasing_clears_the_personal_fields_and_is_done_once(tree: OrgTree) -> None:
+    guardian = {"name": "王奶奶", "relation": "grandmother"}
+    p = child(tree.village, risk_tags=[])
+    p.assign_guardian(guardian, meta())
+    p.leave_programme("moved away with her mother", meta())
+    p.collect_events()
+    m = meta()
+    p.erase(" data subject request ", m)
+    p.erase("again", m)
+    [erased] = then(m, p)
+    assert (type(erased).__qualname__, erased.reason) == ("Person.Erased", "data subject request")
+    assert (p.name, p.id_number, p.left_reason, p.parents, p.erased, p.active) == (
+        ERASED, None, ERASED, [], True, False
+    )  # fmt: skip
+    assert p.guardian == {"name": ERASED, "relation": ERASED}  # still "has a guardian"
+    assert guardian == {"name": "王奶奶", "relation": "grandmother"}
+
+
+def test_erasing_needs_a_reason_and_no_pairings(tree: OrgTree) -> None:
+    p = elder(tree.village)
+    with refused(PersonError, "reason"):
+        p.erase(" ", meta())
+    p.join_pairing(uuid4(), meta())
+    p.collect_events()
+    with refused(PersonError, "reason"):
+        p.erase("request", meta())
+    nothing_emitted(p)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda p: p.add_risk_tag(RiskTag.DIBAO, meta()),
+        lambda p: p.assign_guardian({"name": "王奶奶"}, meta()),
+        lambda p: p.join_pairing(uuid4(), meta()),
+        lambda p: p.leave_programme("again", meta()),
+        lambda p: p.return_to_programme(meta()),
+    ],
+    ids=["add_risk_tag", "assign_guardian", "join_pairing", "leave_programme", "return_to_programme"],
+)
+def test_an_erased_person_accepts_no_changes(tree: OrgTree, command: Any) -> None:
+    p = child(tree.village, risk_tags=[])
+    p.erase("request", meta())
+    p.collect_events()
+    with pytest.raises(ErasedError):
+        command(p)
+    nothing_emitted(p)
