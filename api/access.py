@@ -62,7 +62,7 @@ from domain.visit_log import VisitLog
 from domain.visit_task import HelperClaims, VisitTask
 from domain.vocabulary import ActorRole
 from guanai.application import CareApplication, NotFoundError, UnknownReferenceError
-from projections.scope import EVERYTHING, Area, ListScope, Own
+from projections.scope import EVERYTHING, NOTHING, Area, ListScope, Own
 
 R = ActorRole
 AD, CS, TS = R.ADMINISTRATOR, R.COUNTY_SUPERVISOR, R.TOWNSHIP_SUPERVISOR
@@ -70,6 +70,7 @@ VC, CD, TR, CR = R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.TOWNSHIP_RESPONDER, R.COUN
 AU, V = R.AUDITOR, R.VOLUNTEER
 # The table's columns, in order; ``system`` tokens (the workers) get nothing over HTTP.
 ROLES = (AD, CS, TS, VC, CD, TR, CR, AU, V)
+ROLE_CODES = {AD: "AD", CS: "CS", TS: "TS", VC: "VC", CD: "CD", TR: "TR", CR: "CR", AU: "AU", V: "V"}
 DOCS_PATH = "/schema"  # the OpenAPI pages: public, like /health
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -149,6 +150,7 @@ class Rule:
     target: Target | None = None
     refs: tuple[Ref, ...] = ()
     lists: Kind | None = None  # a list of these, narrowed to the caller's scope
+    filters: tuple[Ref, ...] = ()  # query parameters of a list naming objects
     public: bool = False  # no token needed
 
     @property
@@ -211,6 +213,12 @@ SUPERVISED = Target("org_unit", Kind.ORG_UNIT, by_code=True)
 STREAM = Target("stream_id", Kind.STREAM)
 
 
+UNIT_FILTER = Ref("org_unit_id", Kind.ORG_UNIT)
+PERSON_FILTER = Ref("person_id", Kind.PERSON)
+PAIRING_FILTER = Ref("pairing_id", Kind.PAIRING)
+HELPER_FILTER = Ref("helper_id", Kind.HELPER)
+
+
 def _person(action: str, path: str) -> Rule:
     return Rule("POST", f"/persons/{{person_id:uuid}}{path}", "persons", action, PERSON_WRITE, PERSON)
 
@@ -237,7 +245,7 @@ RULES: tuple[Rule, ...] = (
          refs=(Ref("parent_id", Kind.ORG_UNIT, required=True),)),
     Rule("POST", "/org-units/{unit_id:uuid}/rename", "org units", "rename", UNIT_WRITE, UNIT),
     # persons
-    Rule("GET", "/persons", "persons", "list", PERSON_READ, lists=Kind.PERSON),
+    Rule("GET", "/persons", "persons", "list", PERSON_READ, lists=Kind.PERSON, filters=(UNIT_FILTER,)),
     Rule("GET", "/persons/{person_id:uuid}", "persons", "read", PERSON_READ, PERSON),
     Rule("GET", "/persons/{person_id:uuid}/timeline", "persons", "timeline", PERSON_READ, PERSON),
     Rule("POST", "/persons", "persons", "register", PERSON_WRITE, refs=(Ref("village_id", Kind.ORG_UNIT),)),
@@ -248,13 +256,13 @@ RULES: tuple[Rule, ...] = (
     _person("leave", "/leave"),
     _person("return", "/return"),
     # helpers and groups
-    Rule("GET", "/helpers", "helpers", "list", HELPER_READ, lists=Kind.HELPER),
+    Rule("GET", "/helpers", "helpers", "list", HELPER_READ, lists=Kind.HELPER, filters=(UNIT_FILTER,)),
     Rule("GET", "/helpers/{helper_id:uuid}", "helpers", "read", HELPER_READ, HELPER),
     Rule("GET", "/helpers/{helper_id:uuid}/visits", "helpers", "visits", HELPER_READ, HELPER, lists=Kind.VISIT_TASK),
     Rule("POST", "/helpers", "helpers", "register", HELPER_WRITE, refs=(Ref("org_unit_id", Kind.ORG_UNIT),)),
     Rule("POST", "/helpers/{helper_id:uuid}/capacity", "helpers", "change capacity", HELPER_WRITE, HELPER),
     Rule("POST", "/helpers/{helper_id:uuid}/deactivate", "helpers", "deactivate", HELPER_WRITE, HELPER),
-    Rule("GET", "/groups", "groups", "list", GROUP_READ, lists=Kind.GROUP),
+    Rule("GET", "/groups", "groups", "list", GROUP_READ, lists=Kind.GROUP, filters=(UNIT_FILTER,)),
     Rule("GET", "/groups/{group_id:uuid}", "groups", "read", GROUP_READ, GROUP),
     Rule("POST", "/groups", "groups", "form", GROUP_WRITE,
          refs=(Ref("org_unit_id", Kind.ORG_UNIT), Ref("member_ids", Kind.HELPER))),
@@ -264,7 +272,8 @@ RULES: tuple[Rule, ...] = (
          (Ref("helper_id", Kind.HELPER),)),
     Rule("POST", "/groups/{group_id:uuid}/disband", "groups", "disband", GROUP_WRITE, GROUP),
     # pairings
-    Rule("GET", "/pairings", "pairings", "list", PAIRING_READ, lists=Kind.PAIRING),
+    Rule("GET", "/pairings", "pairings", "list", PAIRING_READ, lists=Kind.PAIRING,
+         filters=(UNIT_FILTER, HELPER_FILTER, PERSON_FILTER)),
     Rule("GET", "/pairings/{pairing_id:uuid}", "pairings", "read", PAIRING_READ, PAIRING),
     Rule("POST", "/pairings", "pairings", "form", PAIRING_WRITE,
          refs=(Ref("helper_ids", Kind.HELPER), Ref("person_ids", Kind.PERSON), Ref("group_id", Kind.GROUP))),
@@ -275,7 +284,8 @@ RULES: tuple[Rule, ...] = (
     _pairing("change cadence", "cadence"),
     _pairing("end", "end"),
     # visit tasks and logs
-    Rule("GET", "/visits", "visit tasks", "list", VISIT_READ, lists=Kind.VISIT_TASK),
+    Rule("GET", "/visits", "visit tasks", "list", VISIT_READ, lists=Kind.VISIT_TASK,
+         filters=(UNIT_FILTER, PAIRING_FILTER, PERSON_FILTER)),
     Rule("GET", "/visits/{task_id:uuid}", "visit tasks", "read", VISIT_READ, TASK),
     Rule("POST", "/visits/{task_id:uuid}/claim", "visit tasks", "claim", VISIT_WRITE, TASK),
     Rule("POST", "/visits/{task_id:uuid}/assign", "visit tasks", "assign", VISIT_WRITE, TASK),
@@ -283,7 +293,8 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/visits/{task_id:uuid}/complete", "visit tasks", "complete", VISIT_WRITE, TASK),
     Rule("POST", "/visit-logs", "visit logs", "record", VISIT_WRITE,
          refs=(Ref("pairing_id", Kind.PAIRING), Ref("person_id", Kind.PERSON))),
-    Rule("GET", "/visit-logs", "visit logs", "list", VISIT_READ, lists=Kind.VISIT_LOG),
+    Rule("GET", "/visit-logs", "visit logs", "list", VISIT_READ, lists=Kind.VISIT_LOG,
+         filters=(HELPER_FILTER, PAIRING_FILTER, PERSON_FILTER)),
     Rule("GET", "/visit-logs/{log_id:uuid}", "visit logs", "read", VISIT_READ, LOG),
     # emergencies: anyone who meets a person in danger reports (强制报告), about a person they may read
     Rule("POST", "/emergencies", "emergencies", "file", FILE_REPORT,
@@ -564,7 +575,14 @@ class Access:
 
     # -- the check of one request --
 
-    def check(self, rule: Rule, scopes: frozenset[Scope], path_params: Mapping[str, Any], data: Any) -> None:
+    def check(
+        self,
+        rule: Rule,
+        scopes: frozenset[Scope],
+        path_params: Mapping[str, Any],
+        data: Any,
+        query: Mapping[str, Any] | None = None,
+    ) -> None:
         if rule.target is not None:
             raw = path_params.get(rule.target.param)
             target = unit_id_of(raw) if rule.target.by_code else raw
@@ -578,6 +596,19 @@ class Access:
             self.check_ref(ref, scopes, data)
         if rule.lists is not None:
             self.list_scope = self.scope_of_lists(scopes)
+            if any(not self.filter_allows(f, scopes, (query or {}).get(f.field)) for f in rule.filters):
+                self.list_scope = NOTHING  # as for an unknown id: no row matches
+
+    def filter_allows(self, ref: Ref, scopes: frozenset[Scope], value: Any) -> bool:
+        """Whether a list filter names something in scope (absent or not an id: the handler's)."""
+        filter_id = _uuid(value)
+        if filter_id is None:
+            return True
+        if ref.kind is Kind.ORG_UNIT and Scope.SUBTREE not in scopes:
+            # The tree is public: a volunteer's or responder's list is narrowed by what they own
+            # or their area, and a unit filter only narrows it further.
+            return True
+        return self.allows(scopes, ref.kind, filter_id)
 
     def check_ref(self, ref: Ref, scopes: frozenset[Scope], data: Any) -> None:
         ref_scopes = scopes if ref.scope is None else ref.scope.get(self.actor.role, frozenset())
@@ -590,8 +621,13 @@ class Access:
                 raise unknown_reference(ref.kind, ref_id, name)
 
 
-def _needs_loading(rule: Rule, scopes: frozenset[Scope]) -> bool:
-    return rule.target is not None or bool(rule.refs) or (rule.lists is not None and Scope.OWN in scopes)
+def _needs_loading(rule: Rule, scopes: frozenset[Scope], query: Mapping[str, Any]) -> bool:
+    return (
+        rule.target is not None
+        or bool(rule.refs)
+        or (rule.lists is not None and Scope.OWN in scopes)
+        or any(f.field in query for f in rule.filters)
+    )
 
 
 def _takes_object(handler: BaseRouteHandler) -> bool:
@@ -625,7 +661,8 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     state = connection.app.state
     access = Access(state.care, state.read_side.runner.pool, actor)
     connection.scope.setdefault("state", {})["access"] = access
-    if not _needs_loading(rule, scopes):
+    query = {f.field: connection.query_params.get(f.field) for f in rule.filters if f.field in connection.query_params}
+    if not _needs_loading(rule, scopes, query):
         if rule.lists is not None:
             access.list_scope = access.scope_of_lists(scopes)
         return
@@ -637,7 +674,7 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
             # anything, whichever ids it names, so no answer here could tell ids apart.
             return
     path_params = dict(connection.path_params)
-    await asyncio.get_running_loop().run_in_executor(None, access.check, rule, scopes, path_params, data)
+    await asyncio.get_running_loop().run_in_executor(None, access.check, rule, scopes, path_params, data, query)
 
 
 def access_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Access:
@@ -688,15 +725,17 @@ def _objects(rule: Rule) -> str:
         parts.append(f"body `{ref.field}`: {ref.kind}{whose}")
     if rule.lists is not None:
         parts.append(f"lists {rule.lists}s in scope")
+    if rule.filters:
+        parts.append("filters " + ", ".join(f"`{f.field}`" for f in rule.filters))
     return "; ".join(parts)
 
 
 def access_table() -> str:
     """``RULES`` as the Markdown table of docs/access.md (kept equal by a test)."""
-    head = ["operation", "resource", "action", *(r.value for r in ROLES), "objects checked"]
+    head = ["operation", "resource", "action", *(ROLE_CODES[r] for r in ROLES), "objects checked"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rule in RULES:
         path = rule.path + ("/…" if rule.path == DOCS_PATH else "")
-        cells = ["public (no token)"] * len(ROLES) if rule.public else [_cell(rule.grants.get(r)) for r in ROLES]
+        cells = ["public"] * len(ROLES) if rule.public else [_cell(rule.grants.get(r)) for r in ROLES]
         lines.append("| " + " | ".join([f"`{rule.method} {path}`", rule.resource, rule.action, *cells, _objects(rule)]) + " |")
     return "\n".join(lines) + "\n"
