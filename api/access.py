@@ -737,5 +737,6 @@ def access_table() -> str:
     for rule in RULES:
         path = rule.path + ("/…" if rule.path == DOCS_PATH else "")
         cells = ["public"] * len(ROLES) if rule.public else [_cell(rule.grants.get(r)) for r in ROLES]
-        lines.append("| " + " | ".join([f"`{rule.method} {path}`", rule.resource, rule.action, *cells, _objects(rule)]) + " |")
+        row = [f"`{rule.method} {path}`", rule.resource, rule.action, *cells, _objects(rule)]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

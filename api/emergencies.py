@@ -183,7 +183,10 @@ def queue_row(row: dict[str, Any], now: datetime) -> EmergencyRow:
     )  # fmt: skip
 
 
-def alert_follow(request: Request[Any, Any, Any], access: Access) -> tuple[str, Callable[[dict[str, Any]], bool] | None]:
+AlertFilter = Callable[[dict[str, Any]], bool]
+
+
+def alert_follow(request: Request[Any, Any, Any], access: Access) -> tuple[str, AlertFilter | None]:
     """The alert subject a console subscribes to, and which of its alerts it shows: a township
     responder's township (level 0), a county responder's county level, a supervisor's or
     auditor's subtree (narrowed by township code, or for a village by the report's org path)."""

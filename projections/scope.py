@@ -79,7 +79,10 @@ def _own(table: str, own: Own) -> tuple[str, list[Any]] | None:
     if table == "visit_tasks":
         return "pairing_id = ANY(%s::uuid[])", [list(own.pairing_ids)]
     if table == "visit_logs":
-        return "(pairing_id = ANY(%s::uuid[]) OR helper_ids @> ARRAY[%s]::uuid[])", [list(own.pairing_ids), own.helper_id]
+        return (
+            "(pairing_id = ANY(%s::uuid[]) OR helper_ids @> ARRAY[%s]::uuid[])",
+            [list(own.pairing_ids), own.helper_id],
+        )
     return None
 
 

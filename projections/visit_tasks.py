@@ -166,11 +166,18 @@ class VisitTaskView:
         return self._page("visit_tasks", COLUMNS, where, "t.closes_at, t.id", limit, offset)
 
     def helper_tasks(
-        self, helper_id: UUID, *, status: str | None = None, limit: int = 50, offset: int = 0, scope: ListScope | None = None
+        self,
+        helper_id: UUID,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Tasks the helper holds now or completed."""
         where = _scoped("visit_tasks", scope)
-        where.append(("(t.holder_id = %s AND t.status = 'claimed' OR t.completed_by @> ARRAY[%s]::uuid[])", [helper_id, helper_id]))
+        held = "(t.holder_id = %s AND t.status = 'claimed' OR t.completed_by @> ARRAY[%s]::uuid[])"
+        where.append((held, [helper_id, helper_id]))
         if status is not None:
             where.append(("t.status = %s", [status]))
         return self._page("visit_tasks", COLUMNS, where, "t.closes_at DESC, t.id", limit, offset)
