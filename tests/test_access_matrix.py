@@ -537,10 +537,12 @@ CELLS = [(m, p, role) for m, p in sorted(ROUTES, key=lambda k: (k[0] != "GET", k
 
 
 def test_every_route_has_a_rule_and_a_recipe() -> None:
-    from api.access import rule_for, route_format
+    from api.access import DOCS_PATH, RULES, rule_for, route_format
 
     no_rule = [(m, p) for m, p in ROUTES if rule_for(m, route_format(p)) is None]
     assert not no_rule, f"routes without an access rule (the guard refuses them): {no_rule}"
+    stale = [r.key for r in RULES if r.path != DOCS_PATH and (r.method, r.path) not in ROUTES]
+    assert not stale, f"rules for routes that do not exist: {stale}"
     no_recipe = sorted(set(ROUTES) - set(RECIPES) - PUBLIC)
     assert not no_recipe, f"routes without a recipe in the access matrix: {no_recipe}"
     assert not set(RECIPES) - set(ROUTES), "recipes for routes that do not exist"
@@ -781,3 +783,18 @@ def test_a_console_shows_only_the_alerts_of_reports_in_scope(world: World, nats_
         _publish(nats_url, f"alerts.{world.codes['cA']}.county", elsewhere, mine)
         shown = next(line.partition(":")[2].strip() for line in lines if line.startswith("id:"))
     assert shown == "y:1", "the first alert shown is the one in scope; the other was never sent"
+
+
+def test_a_route_without_a_rule_is_closed_to_everyone(world: World) -> None:
+    from litestar import get
+    from litestar.testing import TestClient
+
+    @get("/unruled", sync_to_thread=False)
+    def unruled() -> str:
+        return "open"
+
+    app = create_app(Settings(), database_url=world.server.database_url, nats_url=None, jwt_secret=SECRET)
+    app.register(unruled)
+    with TestClient(app) as c:
+        r = c.get("/unruled", headers=world.auth("AD"))
+    assert (r.status_code, r.json()["type"]) == (403, "/problems/forbidden") and "no access rule" in r.json()["detail"]
