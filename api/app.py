@@ -15,7 +15,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.audit import AuditController, auditors_never_write
+from api.access import DOCS_PATH, access_guard
+from api.audit import AuditController
 from api.auth import key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
 from api.emergencies import EmergencyController
@@ -122,7 +123,7 @@ def create_app(settings: Settings, *, database_url: str, nats_url: str | None, j
             "Registry, helpers, groups and pairings for the care of left-behind elders and children. "
             "Errors are RFC 9457 problem details. Send `Authorization: Bearer <token>` (see `guanai token`)."
         ),
-        path="/schema",
+        path=DOCS_PATH,
         render_plugins=[RedocRenderPlugin(), SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
         use_handler_docstrings=True,
         components=Components(
@@ -135,7 +136,8 @@ def create_app(settings: Settings, *, database_url: str, nats_url: str | None, j
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
                         AuditController],
-        guards=[auditors_never_write],
+        # One guard for every route: the access table (api/access.py) says who may do what.
+        guards=[access_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],
         before_send=[security_headers],

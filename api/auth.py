@@ -11,7 +11,8 @@ with the signing key's id as ``kid`` in the header. Any API process can check th
 - **Failures** are counted per client address; past the limit the address gets 429 for a while
   (the limiter is ``api/security.py``'s, found on the app's state).
 
-``guanai token`` issues a token for an operator and ``guanai token revoke`` revokes one.
+``guanai token`` issues a token for an operator and ``guanai token revoke`` revokes one. What
+an actor may do, and to which objects, is decided by ``api/access.py``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ import msgspec
 import structlog
 from litestar import Request, post
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import NotAuthorizedException
 from litestar.params import JSONBody
 
 from api.problems import ProblemError
@@ -47,21 +47,15 @@ log = structlog.get_logger("guanai.api")
 
 __all__ = [
     "ALGORITHM",
-    "HELPER_WRITERS",
     "MAX_TOKEN_TTL",
-    "PAIRING_WRITERS",
-    "PERSON_WRITERS",
-    "REGISTRY_ADMINS",
     "Actor",
     "KeyRing",
     "RevocationList",
     "TokenError",
     "actor_of",
-    "authenticated",
     "issue_token",
     "key_ring",
     "load_or_create_secret",
-    "requires",
     "revoke_token",
     "verify_token",
 ]
@@ -261,36 +255,6 @@ def structlog_bind(actor: Actor) -> None:
     structlog.contextvars.bind_contextvars(actor=actor.subject, role=actor.role.value)
 
 
-def requires(*roles: ActorRole) -> Any:
-    """A guard that lets only the given roles through (coarse; scoping comes per object)."""
-    allowed = frozenset(roles)
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        actor = actor_of(connection)
-        if actor.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise PermissionDeniedException(f"a {actor.role.value} may not do this; allowed: {names}")
-
-    return guard
-
-
-def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    actor_of(connection)
-
-
-# Who may change what (coarse role checks; scoping by org unit is enforced per object later).
-REGISTRY_ADMINS: Iterable[ActorRole] = (ActorRole.ADMINISTRATOR, ActorRole.COUNTY_SUPERVISOR)
-PERSON_WRITERS = (
-    ActorRole.ADMINISTRATOR,
-    ActorRole.COUNTY_SUPERVISOR,
-    ActorRole.TOWNSHIP_SUPERVISOR,
-    ActorRole.VILLAGE_CADRE,
-    ActorRole.CHILD_DIRECTOR,
-)
-HELPER_WRITERS = (ActorRole.ADMINISTRATOR, ActorRole.COUNTY_SUPERVISOR, ActorRole.TOWNSHIP_SUPERVISOR)
-PAIRING_WRITERS = PERSON_WRITERS
-
-
 # ---- revoking tokens ----------------------------------------------------------------------
 
 TokenId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a token's jti")]
@@ -313,7 +277,7 @@ def _invalid(field: str, reason: str) -> ProblemError:
     return ProblemError(422, "validation-error", "Invalid request", f"invalid value for {field}", errors=errors)
 
 
-@post("/auth/revoke", guards=[requires(ActorRole.ADMINISTRATOR)], sync_to_thread=True, status_code=200, tags=["auth"])
+@post("/auth/revoke", sync_to_thread=True, status_code=200, tags=["auth"])
 def revoke_token(request: Request[Any, Any, Any], data: JSONBody[RevokeRequest]) -> Revoked:
     """Revoke a bearer token before its expiry (administrators): send its ``jti`` or the token.
 

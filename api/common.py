@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.params import QueryParameter
 
+from api.access import loaded
 from api.auth import actor_of
 from api.problems import ProblemError
 from domain.base import CommandMeta
@@ -146,6 +147,8 @@ def load_for_read(
             "as_of needs a UTC offset, e.g. 2026-03-01T09:30:00+08:00",
             errors=[{"field": "as_of", "reason": "no UTC offset", "in": "query"}],
         )
+    if version is None and as_of is None and (agg := loaded(request, cls, aggregate_id)) is not None:
+        return agg  # the access guard loaded it a moment ago for this very request
     return app_of(request).load_as_of(cls, aggregate_id, version=version, at=as_of, axis=time)
 
 

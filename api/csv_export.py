@@ -18,10 +18,9 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from api.auth import requires
 from api.common import MinPosition, wait_for_views
 from api.names import with_names
-from api.supervision import SUPERVISION_READERS, resolve_unit, view_of
+from api.supervision import resolve_unit, view_of
 from domain.vocabulary import RISK_TAG_LABELS
 from projections.supervision import CHINA
 
@@ -109,7 +108,6 @@ def _attachment(body: bytes, filename: str) -> Response[bytes]:
 class SupervisionCsvController(Controller):
     path = "/supervision"
     tags = ["supervision"]
-    guards = [requires(*SUPERVISION_READERS)]
 
     @get("/{org_unit:str}/uncovered.csv", sync_to_thread=True, media_type="text/csv")
     def uncovered(

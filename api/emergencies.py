@@ -9,7 +9,7 @@ the first report; a different body under the same id or key answers 409 ``alread
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
@@ -20,7 +20,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.audit import record_access
-from api.auth import Actor, actor_of, requires
+from api.access import Access, Kind, access_of, list_scope, loaded
 from api.common import (
     LongText,
     MinPosition,
@@ -43,11 +43,6 @@ from guanai.failpoints import failpoint
 from projections.emergency_queue import OPEN, EmergencyQueueView
 
 R = ActorRole
-# Anyone who meets a person in danger must report (强制报告); an auditor only reads.
-REPORTERS = tuple(r for r in ActorRole if r not in (R.AUDITOR, R.SYSTEM))
-RESPONDERS = (R.TOWNSHIP_RESPONDER, R.TOWNSHIP_SUPERVISOR, R.COUNTY_RESPONDER, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)
-READERS = (*RESPONDERS, R.AUDITOR)
-CLOSERS = (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)
 
 Notes = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 IdempotencyKey = Annotated[
@@ -189,29 +184,37 @@ def queue_row(row: dict[str, Any], now: datetime) -> EmergencyRow:
     )  # fmt: skip
 
 
-def check_area(actor: Actor, report: EmergencyReport) -> None:
-    """Responders act on their own area's reports (their unit lies on the report's path)."""
-    if actor.org_unit_id is not None and actor.org_unit_id not in report.org_path:
-        raise ProblemError(403, "forbidden", "Not allowed", "this report belongs to another area")
+AlertFilter = Callable[[dict[str, Any]], bool]
 
 
-def alert_filter(request: Request[Any, Any, Any], actor: Actor) -> str:
-    """The alert subjects an actor's console follows: their township's, or their whole county's."""
+def alert_follow(request: Request[Any, Any, Any], access: Access) -> tuple[str, AlertFilter | None]:
+    """The alert subject a console subscribes to, and which of its alerts it shows: a township
+    responder's township (level 0), a county responder's county level, a supervisor's or
+    auditor's subtree (narrowed by township code, or for a village by the report's org path)."""
+    actor = access.actor
     if actor.org_unit_id is None:
-        return f"{ALERT_PREFIX}.>"
+        return f"{ALERT_PREFIX}.>", None
     app = app_of(request)
     unit = app.load(OrgUnit, actor.org_unit_id)
     county = app.load(OrgUnit, unit.path[0])
+    if actor.role == R.COUNTY_RESPONDER:
+        subject = f"{ALERT_PREFIX}.{county.code}.county"
+    elif actor.role == R.TOWNSHIP_RESPONDER and len(unit.path) > 1:
+        subject = f"{ALERT_PREFIX}.{county.code}.{app.load(OrgUnit, unit.path[1]).code}"
+    else:
+        subject = f"{ALERT_PREFIX}.{county.code}.>"
+    if unit.level == OrgLevel.COUNTY:
+        return subject, None
     if unit.level == OrgLevel.TOWNSHIP:
-        return f"{ALERT_PREFIX}.{county.code}.{unit.code}"
-    return f"{ALERT_PREFIX}.{county.code}.>"
+        return subject, lambda alert: alert.get("township_code") == unit.code
+    return subject, lambda alert: unit.id in access.org_path(Kind.EMERGENCY, UUID(str(alert.get("report_id"))))
 
 
 class EmergencyController(Controller):
     path = "/emergencies"
     tags = ["emergencies"]
 
-    @post("/", guards=[requires(*REPORTERS), limit_report_filing], sync_to_thread=True, status_code=201)
+    @post("/", guards=[limit_report_filing], sync_to_thread=True, status_code=201)
     def file(
         self, request: Request[Any, Any, Any], data: JSONBody[EmergencyCreate], idempotency_key: IdempotencyKey = None
     ) -> Response[EmergencyOut]:
@@ -229,7 +232,7 @@ class EmergencyController(Controller):
         report = app.load(EmergencyReport, result.id)
         return created_response(emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}")
 
-    @get("/", guards=[requires(*READERS)], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def queue(
         self,
         request: Request[Any, Any, Any],
@@ -245,15 +248,15 @@ class EmergencyController(Controller):
         statuses = {"open": OPEN, "resolved": ("resolved",), "closed": ("closed",), "all": None}[status]
         view = EmergencyQueueView(request.app.state.read_side.runner.pool)
         rows, total = view.list(
-            org_unit_id=actor_of(request).org_unit_id, statuses=statuses, severity=severity.value if severity else None,
-            limit=limit, offset=offset,
+            statuses=statuses, severity=severity.value if severity else None, limit=limit, offset=offset,
+            scope=list_scope(request),
         )  # fmt: skip
         now = datetime.now(UTC)
         return Queue(
             items=[queue_row(r, now) for r in rows], total=total, limit=limit, offset=offset, position=position
         )
 
-    @get("/stream", guards=[requires(*READERS)])
+    @get("/stream")
     async def stream(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
         """Alerts as they are routed to my area (event ``alert``, JSON data with ids, category,
         severity, level and deadline: no names, no free text). The queue stays the truth: a
@@ -267,8 +270,8 @@ class EmergencyController(Controller):
                 "NATS is not connected; read the queue",
                 headers={"Retry-After": "2"},
             )
-        actor = actor_of(request)
-        subject = await asyncio.get_running_loop().run_in_executor(None, alert_filter, request, actor)
+        loop = asyncio.get_running_loop()
+        subject, shown = await loop.run_in_executor(None, alert_follow, request, access_of(request))
         sub = await nc.subscribe(subject)
 
         async def events() -> AsyncIterator[ServerSentEventMessage]:
@@ -281,21 +284,17 @@ class EmergencyController(Controller):
                         yield ServerSentEventMessage(comment="keep-alive", data=None)
                         continue
                     alert = msgspec.json.decode(msg.data)
-                    yield ServerSentEventMessage(data=msg.data.decode(), event="alert", id=alert.get("alert_id"))
+                    if shown is None or await loop.run_in_executor(None, shown, alert):
+                        yield ServerSentEventMessage(data=msg.data.decode(), event="alert", id=alert.get("alert_id"))
             finally:
                 await sub.unsubscribe()
 
         return ServerSentEvent(events(), headers={"Cache-Control": "no-store"})
 
-    @get("/{report_id:uuid}", guards=[requires(*REPORTERS, R.AUDITOR)], sync_to_thread=True)
+    @get("/{report_id:uuid}", sync_to_thread=True)
     def read(self, request: Request[Any, Any, Any], report_id: FromPath[UUID]) -> Response[EmergencyOut]:
         """The whole report, always current. Reporters see their own reports; responders their area's."""
-        actor = actor_of(request)
-        report = app_of(request).load(EmergencyReport, report_id)
-        if actor.subject != report.reporter_id:
-            if actor.role not in READERS:
-                raise ProblemError(403, "forbidden", "Not allowed", "reporters read only their own reports")
-            check_area(actor, report)
+        report = loaded(request, EmergencyReport, report_id) or app_of(request).load(EmergencyReport, report_id)
         if report.person_id is not None:
             record_access(request, report.person_id)  # a report tells of the person's situation
         erased = app_of(request).personal_data_erased(report.id)
@@ -306,13 +305,12 @@ class EmergencyController(Controller):
     ) -> Response[EmergencyOut]:
         meta = meta_for(request, occurred_at)
         app = app_of(request)
-        check_area(actor_of(request), app.load(EmergencyReport, report_id))
         result = command(app, meta, expected_version(request))
         report = app.load(EmergencyReport, report_id)
         out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))
         return Response(out, headers=etag(report.version))
 
-    @post("/{report_id:uuid}/acknowledge", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/acknowledge", sync_to_thread=True, status_code=200)
     def acknowledge(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[When]
     ) -> Response[EmergencyOut]:
@@ -321,7 +319,7 @@ class EmergencyController(Controller):
             request, report_id, data.occurred_at, lambda a, m, v: a.acknowledge_emergency(report_id, m, v)
         )
 
-    @post("/{report_id:uuid}/actions", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/actions", sync_to_thread=True, status_code=200)
     def action(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[ActionIn]
     ) -> Response[EmergencyOut]:
@@ -333,7 +331,7 @@ class EmergencyController(Controller):
             lambda a, m, v: a.record_emergency_action(report_id, data.action, data.notes, m, v),
         )
 
-    @post("/{report_id:uuid}/escalate", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/escalate", sync_to_thread=True, status_code=200)
     def escalate(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[NotesIn]
     ) -> Response[EmergencyOut]:
@@ -342,7 +340,7 @@ class EmergencyController(Controller):
             request, report_id, data.occurred_at, lambda a, m, v: a.escalate_emergency(report_id, data.notes, m, v)
         )
 
-    @post("/{report_id:uuid}/resolve", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/resolve", sync_to_thread=True, status_code=200)
     def resolve(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[ResolveIn]
     ) -> Response[EmergencyOut]:
@@ -353,7 +351,7 @@ class EmergencyController(Controller):
             lambda a, m, v: a.resolve_emergency(report_id, data.outcome, data.notes, m, v),
         )
 
-    @post("/{report_id:uuid}/reopen", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/reopen", sync_to_thread=True, status_code=200)
     def reopen(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[NotesIn]
     ) -> Response[EmergencyOut]:
@@ -361,7 +359,7 @@ class EmergencyController(Controller):
             request, report_id, data.occurred_at, lambda a, m, v: a.reopen_emergency(report_id, data.notes, m, v)
         )
 
-    @post("/{report_id:uuid}/close", guards=[requires(*CLOSERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/close", sync_to_thread=True, status_code=200)
     def close(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[CloseIn]
     ) -> Response[EmergencyOut]:
@@ -370,7 +368,7 @@ class EmergencyController(Controller):
             request, report_id, data.occurred_at, lambda a, m, v: a.close_emergency(report_id, data.notes, m, v)
         )
 
-    @post("/{report_id:uuid}/link", guards=[requires(*RESPONDERS)], sync_to_thread=True, status_code=200)
+    @post("/{report_id:uuid}/link", sync_to_thread=True, status_code=200)
     def link(
         self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[LinkIn]
     ) -> Response[EmergencyOut]:

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.auth import HELPER_WRITERS, authenticated, requires
+from api.access import list_scope
 from api.common import (
     AsOf,
     Limit,
@@ -109,7 +109,7 @@ class HelperController(Controller):
     path = "/helpers"
     tags = ["helpers"]
 
-    @post("/", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=201)
+    @post("/", sync_to_thread=True, status_code=201)
     def register(self, request: Request[Any, Any, Any], data: JSONBody[HelperCreate]) -> Response[HelperOut]:
         """Register a helper in an org unit; capacity defaults to GUANAI_HELPER_CAPACITY."""
         app = app_of(request)
@@ -125,7 +125,7 @@ class HelperController(Controller):
         helper = app.load(Helper, result.id)
         return created_response(helper_out(helper, result.position), result, helper.version, f"/helpers/{helper.id}")
 
-    @get("/", guards=[authenticated], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def list_helpers(
         self,
         request: Request[Any, Any, Any],
@@ -138,26 +138,27 @@ class HelperController(Controller):
     ) -> Page[HelperRow]:
         position = wait_for_views(request, min_position)
         rows, total = request.app.state.view.list_helpers(
-            org_unit_id=org_unit_id, role=role.value if role else None, status=status, limit=limit, offset=offset
+            org_unit_id=org_unit_id, role=role.value if role else None, status=status, limit=limit, offset=offset,
+            scope=list_scope(request),
         )
         items = msgspec.convert(with_names(request, rows), list[HelperRow])
         return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
-    @get("/{helper_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    @get("/{helper_id:uuid}", sync_to_thread=True)
     def read(
         self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[HelperOut]:
         helper = load_for_read(request, Helper, helper_id, version, as_of, time)
         return Response(helper_out(helper), headers=etag(helper.version))
 
-    @post("/{helper_id:uuid}/capacity", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{helper_id:uuid}/capacity", sync_to_thread=True, status_code=200)
     def change_capacity(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[CapacityChange]) -> Response[HelperOut]:
         app = app_of(request)
         result = app.change_helper_capacity(helper_id, data.capacity, meta_for(request, data.occurred_at), expected_version(request))
         helper = app.load(Helper, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
-    @post("/{helper_id:uuid}/deactivate", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{helper_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
     def deactivate(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[Deactivate]) -> Response[HelperOut]:
         """The helper stops serving; refused while they are still in active pairings."""
         app = app_of(request)
@@ -221,7 +222,7 @@ class GroupController(Controller):
     path = "/groups"
     tags = ["groups"]
 
-    @post("/", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=201)
+    @post("/", sync_to_thread=True, status_code=201)
     def form(self, request: Request[Any, Any, Any], data: JSONBody[GroupCreate]) -> Response[GroupOut]:
         """Form a volunteer service team (志愿服务队) with its first members."""
         app = app_of(request)
@@ -235,7 +236,7 @@ class GroupController(Controller):
         group = app.load(VolunteerGroup, result.id)
         return created_response(group_out(group, result.position), result, group.version, f"/groups/{group.id}")
 
-    @get("/", guards=[authenticated], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def list_groups(
         self,
         request: Request[Any, Any, Any],
@@ -246,10 +247,12 @@ class GroupController(Controller):
         min_position: MinPosition = None,
     ) -> Page[GroupRow]:
         position = wait_for_views(request, min_position)
-        rows, total = request.app.state.view.list_groups(org_unit_id=org_unit_id, status=status, limit=limit, offset=offset)
+        rows, total = request.app.state.view.list_groups(
+            org_unit_id=org_unit_id, status=status, limit=limit, offset=offset, scope=list_scope(request)
+        )
         return Page(items=msgspec.convert(rows, list[GroupRow]), total=total, limit=limit, offset=offset, position=position)
 
-    @get("/{group_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    @get("/{group_id:uuid}", sync_to_thread=True)
     def read(
         self, request: Request[Any, Any, Any], group_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[GroupOut]:
@@ -260,19 +263,19 @@ class GroupController(Controller):
         group = app_of(request).load(VolunteerGroup, group_id)
         return Response(group_out(group, position), headers=etag(group.version))
 
-    @post("/{group_id:uuid}/members", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{group_id:uuid}/members", sync_to_thread=True, status_code=200)
     def add_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_group_member(group_id, data.helper_id, meta, expected_version(request))
         return self._after(request, group_id, result.position)
 
-    @post("/{group_id:uuid}/members/remove", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{group_id:uuid}/members/remove", sync_to_thread=True, status_code=200)
     def remove_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_group_member(group_id, data.helper_id, meta, expected_version(request))
         return self._after(request, group_id, result.position)
 
-    @post("/{group_id:uuid}/disband", guards=[requires(*HELPER_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{group_id:uuid}/disband", sync_to_thread=True, status_code=200)
     def disband(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[Disband]) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).disband_group(group_id, data.reason, meta, expected_version(request))

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.auth import PAIRING_WRITERS, authenticated, requires
+from api.access import list_scope
 from api.common import (
     AsOf,
     Limit,
@@ -127,7 +127,7 @@ class PairingController(Controller):
     path = "/pairings"
     tags = ["pairings"]
 
-    @post("/", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=201)
+    @post("/", sync_to_thread=True, status_code=201)
     def form(self, request: Request[Any, Any, Any], data: JSONBody[PairingCreate]) -> Response[PairingOut]:
         """Pair helpers with people. The shape fixes the counts: one_to_one 1+1, one_to_many
         1 helper + 2 or more persons, many_to_one 2 or more helpers + 1 person."""
@@ -146,7 +146,7 @@ class PairingController(Controller):
         pairing = app.load(Pairing, result.id)
         return created_response(pairing_out(pairing, result.position), result, pairing.version, f"/pairings/{pairing.id}")
 
-    @get("/", guards=[authenticated], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def list_pairings(
         self,
         request: Request[Any, Any, Any],
@@ -168,10 +168,11 @@ class PairingController(Controller):
             person_id=person_id,
             limit=limit,
             offset=offset,
+            scope=list_scope(request),
         )
         return Page(items=msgspec.convert(rows, list[PairingRow]), total=total, limit=limit, offset=offset, position=position)
 
-    @get("/{pairing_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    @get("/{pairing_id:uuid}", sync_to_thread=True)
     def read(
         self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[PairingOut]:
@@ -182,37 +183,37 @@ class PairingController(Controller):
         pairing = app_of(request).load(Pairing, pairing_id)
         return Response(pairing_out(pairing, position), headers=etag(pairing.version))
 
-    @post("/{pairing_id:uuid}/add-person", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{pairing_id:uuid}/add-person", sync_to_thread=True, status_code=200)
     def add_person(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_pairing_person(pairing_id, data.person_id, meta, expected_version(request))
         return self._after(request, pairing_id, result.position)
 
-    @post("/{pairing_id:uuid}/remove-person", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{pairing_id:uuid}/remove-person", sync_to_thread=True, status_code=200)
     def remove_person(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonRemoval]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_pairing_person(pairing_id, data.person_id, data.reason, meta, expected_version(request))
         return self._after(request, pairing_id, result.position)
 
-    @post("/{pairing_id:uuid}/add-helper", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{pairing_id:uuid}/add-helper", sync_to_thread=True, status_code=200)
     def add_helper(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
         return self._after(request, pairing_id, result.position)
 
-    @post("/{pairing_id:uuid}/remove-helper", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{pairing_id:uuid}/remove-helper", sync_to_thread=True, status_code=200)
     def remove_helper(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
         return self._after(request, pairing_id, result.position)
 
-    @post("/{pairing_id:uuid}/cadence", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{pairing_id:uuid}/cadence", sync_to_thread=True, status_code=200)
     def change_cadence(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[CadenceChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).change_pairing_cadence(pairing_id, data.cadence, data.visit_mode, meta, expected_version(request))
         return self._after(request, pairing_id, result.position)
 
-    @post("/{pairing_id:uuid}/end", guards=[requires(*PAIRING_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{pairing_id:uuid}/end", sync_to_thread=True, status_code=200)
     def end(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[End]) -> Response[PairingOut]:
         """End the pairing with a reason; its helpers' load and its persons' coverage are released."""
         meta = meta_for(request, data.occurred_at)

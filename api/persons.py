@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.audit import record_access
-from api.auth import PERSON_WRITERS, authenticated, requires
+from api.access import list_scope
 from api.common import (
     AsOf,
     Limit,
@@ -33,7 +33,7 @@ from api.common import (
 )
 from api.names import with_names
 from domain.person import Person
-from domain.vocabulary import ActorRole, PersonKind, RiskTag, Sex
+from domain.vocabulary import PersonKind, RiskTag, Sex
 
 IdNumber = Annotated[str, msgspec.Meta(pattern=r"^\d{17}[\dXx]$", description="18-character resident ID number")]
 
@@ -173,7 +173,7 @@ class PersonController(Controller):
     path = "/persons"
     tags = ["persons"]
 
-    @post("/", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=201)
+    @post("/", sync_to_thread=True, status_code=201)
     def register(self, request: Request[Any, Any, Any], data: JSONBody[PersonCreate]) -> Response[PersonOut]:
         """Register an elder or a child in a village.
 
@@ -199,7 +199,7 @@ class PersonController(Controller):
         person = app.load(Person, result.id)
         return created_response(person_out(person, result.position), result, person.version, f"/persons/{person.id}")
 
-    @get("/", guards=[authenticated], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def list_persons(
         self,
         request: Request[Any, Any, Any],
@@ -220,12 +220,13 @@ class PersonController(Controller):
             risk_tag=risk_tag.value if risk_tag else None,
             limit=limit,
             offset=offset,
+            scope=list_scope(request),
         )
         items = msgspec.convert(with_names(request, rows), list[PersonRow])
         record_access(request, *(p.id for p in items))
         return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
-    @get("/{person_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    @get("/{person_id:uuid}", sync_to_thread=True)
     def read(
         self,
         request: Request[Any, Any, Any],
@@ -247,23 +248,23 @@ class PersonController(Controller):
         person = app_of(request).load(Person, person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
-    @post("/{person_id:uuid}/risk-tags", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/risk-tags", sync_to_thread=True, status_code=200)
     def add_risk_tag(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).add_risk_tag(person_id, data.tag, meta, v))
 
-    @post("/{person_id:uuid}/risk-tags/remove", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/risk-tags/remove", sync_to_thread=True, status_code=200)
     def remove_risk_tag(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).remove_risk_tag(person_id, data.tag, meta, v))
 
-    @post("/{person_id:uuid}/guardian", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/guardian", sync_to_thread=True, status_code=200)
     def assign_guardian(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[GuardianChange]) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         guardian = _drop_none(data.guardian)
         return self._change(request, person_id, lambda v: app_of(request).assign_guardian(person_id, guardian, meta, v))
 
-    @post("/{person_id:uuid}/care-agreement", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/care-agreement", sync_to_thread=True, status_code=200)
     def sign_care_agreement(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[CareAgreement]) -> Response[PersonOut]:
         """Record that the parents signed the entrusted-care responsibility agreement."""
         meta = meta_for(request, data.occurred_at)
@@ -271,13 +272,13 @@ class PersonController(Controller):
             request, person_id, lambda v: app_of(request).sign_care_agreement(person_id, data.signed_on, meta, v)
         )
 
-    @post("/{person_id:uuid}/leave", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/leave", sync_to_thread=True, status_code=200)
     def leave(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Leave]) -> Response[PersonOut]:
         """The person leaves the programme; their pairings drop them or end."""
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).person_leaves_programme(person_id, data.reason, meta, v))
 
-    @post("/{person_id:uuid}/erase", guards=[requires(ActorRole.ADMINISTRATOR)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/erase", sync_to_thread=True, status_code=200)
     def erase(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Erase]) -> Response[PersonOut]:
         """Erase the person's personal data (crypto-shredding): their key is destroyed with the
         ``Person.Erased`` event, so their name, ID number, family contacts, notes and reports'
@@ -288,7 +289,7 @@ class PersonController(Controller):
         person = app_of(request).load(Person, person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
-    @post("/{person_id:uuid}/return", guards=[requires(*PERSON_WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{person_id:uuid}/return", sync_to_thread=True, status_code=200)
     def return_(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Return]) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).person_returns(person_id, meta, v))

@@ -19,7 +19,8 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.auth import Actor, actor_of, authenticated, requires
+from api.access import list_scope
+from api.auth import Actor, actor_of
 from api.common import (
     AsOf,
     Limit,
@@ -56,7 +57,6 @@ from projections.visit_tasks import VisitTaskView
 
 R = ActorRole
 COORDINATORS = (R.ADMINISTRATOR, R.COUNTY_SUPERVISOR, R.TOWNSHIP_SUPERVISOR, R.VILLAGE_CADRE, R.CHILD_DIRECTOR)
-WRITERS = tuple(r for r in ActorRole if r not in (R.AUDITOR, R.SYSTEM))
 Status = Annotated[str | None, QueryParameter(pattern="^(scheduled|claimed|completed|missed|cancelled)$")]
 
 
@@ -286,7 +286,7 @@ class VisitController(Controller):
     path = "/visits"
     tags = ["visits"]
 
-    @get("/", guards=[authenticated], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def list_visits(
         self,
         request: Request[Any, Any, Any],
@@ -311,11 +311,11 @@ class VisitController(Controller):
         position = wait_for_views(request, min_position)
         rows, total = task_view(request).list_tasks(
             org_unit_id=org_unit_id, status=status, due_before=due_before, claimable_by=me if claimable_by_me else None,
-            pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset,
+            pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset, scope=list_scope(request),
         )  # fmt: skip
         return Page(items=msgspec.convert(rows, list[VisitRow]), total=total, limit=limit, offset=offset, position=position)
 
-    @get("/{task_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    @get("/{task_id:uuid}", sync_to_thread=True)
     def read(
         self, request: Request[Any, Any, Any], task_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[VisitOut]:
@@ -326,7 +326,7 @@ class VisitController(Controller):
         task = app_of(request).load(VisitTask, task_id)
         return Response(visit_out(task, position), headers=etag(task.version))
 
-    @post("/{task_id:uuid}/claim", guards=[requires(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{task_id:uuid}/claim", sync_to_thread=True, status_code=200)
     def claim(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ClaimIn]) -> Response[VisitOut]:
         """Take a visit: for myself (no body fields), for a helper (coordinators), or for the
         pairing's group as a team (``group_id`` alone). 409 ``already-claimed`` names the holder."""
@@ -338,7 +338,7 @@ class VisitController(Controller):
         )  # fmt: skip
         return self._after(request, task_id, result.position)
 
-    @post("/{task_id:uuid}/assign", guards=[requires(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{task_id:uuid}/assign", sync_to_thread=True, status_code=200)
     def assign(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[AssignIn]) -> Response[VisitOut]:
         """A visit the group holds as a team goes to one of its members."""
         _, actor_helper = acting(request)
@@ -347,7 +347,7 @@ class VisitController(Controller):
         )
         return self._after(request, task_id, result.position)
 
-    @post("/{task_id:uuid}/release", guards=[requires(*WRITERS)], sync_to_thread=True, status_code=200)
+    @post("/{task_id:uuid}/release", sync_to_thread=True, status_code=200)
     def release(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ReleaseIn]) -> Response[VisitOut]:
         """Give the visit back to the pool (the holder, a member of the holding group, or a coordinator)."""
         _, actor_helper = acting(request)
@@ -357,7 +357,7 @@ class VisitController(Controller):
         )  # fmt: skip
         return self._after(request, task_id, result.position)
 
-    @post("/{task_id:uuid}/complete", guards=[requires(*WRITERS)], sync_to_thread=True, status_code=201)
+    @post("/{task_id:uuid}/complete", sync_to_thread=True, status_code=201)
     def complete(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[VisitLogIn]) -> Response[VisitLogOut]:
         """Log the visit (走访日志) that completes this task; safe to resend (same ``id``)."""
         return record_log(request, data, task_id)
@@ -367,12 +367,12 @@ class VisitLogController(Controller):
     path = "/visit-logs"
     tags = ["visits"]
 
-    @post("/", guards=[requires(*WRITERS)], sync_to_thread=True, status_code=201)
+    @post("/", sync_to_thread=True, status_code=201)
     def record(self, request: Request[Any, Any, Any], data: JSONBody[UnplannedVisitLogIn]) -> Response[VisitLogOut]:
         """Log an unplanned visit (no task), linked to the pairing; safe to resend (same ``id``)."""
         return record_log(request, data, None, pairing_id=data.pairing_id, person_id=data.person_id)
 
-    @get("/", guards=[authenticated], sync_to_thread=True)
+    @get("/", sync_to_thread=True)
     def list_logs(
         self,
         request: Request[Any, Any, Any],
@@ -385,11 +385,12 @@ class VisitLogController(Controller):
     ) -> Page[VisitLogRow]:
         position = wait_for_views(request, min_position)
         rows, total = task_view(request).list_logs(
-            helper_id=helper_id, pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset
+            helper_id=helper_id, pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset,
+            scope=list_scope(request),
         )
         return Page(items=msgspec.convert(rows, list[VisitLogRow]), total=total, limit=limit, offset=offset, position=position)
 
-    @get("/{log_id:uuid}", guards=[authenticated], sync_to_thread=True)
+    @get("/{log_id:uuid}", sync_to_thread=True)
     def read(
         self, request: Request[Any, Any, Any], log_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[VisitLogOut]:
@@ -399,7 +400,7 @@ class VisitLogController(Controller):
         return Response(out, headers=etag(log.version))
 
 
-@get("/helpers/{helper_id:uuid}/visits", guards=[authenticated], sync_to_thread=True, tags=["visits"])
+@get("/helpers/{helper_id:uuid}/visits", sync_to_thread=True, tags=["visits"])
 def helper_visits(
     request: Request[Any, Any, Any],
     helper_id: FromPath[UUID],
@@ -409,9 +410,8 @@ def helper_visits(
     min_position: MinPosition = None,
 ) -> Page[VisitRow]:
     """The visits a helper holds or completed, latest window first. A volunteer sees only their own."""
-    actor = actor_of(request)
-    if actor.role not in COORDINATORS and actor.role != R.AUDITOR and helper_id_of(actor) != helper_id:
-        raise ProblemError(403, "forbidden", "Not allowed", "a helper sees only their own visits")
     position = wait_for_views(request, min_position)
-    rows, total = task_view(request).helper_tasks(helper_id, status=status, limit=limit, offset=offset)
+    rows, total = task_view(request).helper_tasks(
+        helper_id, status=status, limit=limit, offset=offset, scope=list_scope(request)
+    )
     return Page(items=msgspec.convert(rows, list[VisitRow]), total=total, limit=limit, offset=offset, position=position)

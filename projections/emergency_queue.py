@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.emergency import EmergencyReport
+from projections.scope import ListScope
 
 DDL = """
 CREATE TABLE IF NOT EXISTS emergency_queue (
@@ -100,14 +101,20 @@ class EmergencyQueueView:
     def list(
         self,
         *,
-        org_unit_id: UUID | None,
+        org_unit_id: UUID | None = None,
         statuses: tuple[str, ...] | None = OPEN,
         severity: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Reports under ``org_unit_id`` (all when None) in these statuses, oldest first."""
+        """Reports under ``org_unit_id`` (all when None) in these statuses, oldest first, of
+        those ``scope`` lets the caller see (None: every report)."""
         where, params = ["true"], []
+        if scope is not None:
+            clause, scope_params = scope.clause("emergency_queue")
+            where.append(clause)
+            params += scope_params
         if org_unit_id is not None:
             where.append("org_path @> ARRAY[%s]::uuid[]")
             params.append(org_unit_id)

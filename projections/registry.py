@@ -27,6 +27,7 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
+from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
 
@@ -187,18 +188,25 @@ ORDER = {
 
 
 class RegistryView:
-    """Read side of the registry: filtered, paged lists ``(rows, total)`` in a stable order."""
+    """Read side of the registry: filtered, paged lists ``(rows, total)`` in a stable order.
+
+    ``scope`` narrows a list to the rows the caller may see (``projections/scope.py``); None
+    is everything, for the command line, workers and tests."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
     def _list(
-        self, table: str, filters: dict[str, Any], limit: int | None, offset: int
+        self, table: str, filters: dict[str, Any], limit: int | None, offset: int, scope: ListScope | None = None
     ) -> tuple[list[dict[str, Any]], int]:
         conditions = [sql.SQL(clause) for clause, value in filters.items() if value is not None]
         params = [
             str(value) if not isinstance(value, UUID) else value for value in filters.values() if value is not None
         ]
+        if scope is not None:
+            clause, scope_params = scope.clause(table)
+            conditions.append(sql.SQL(clause))
+            params += scope_params
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         query = sql.SQL(
             "SELECT {cols}, count(*) OVER () AS _total FROM {table}{where} ORDER BY {order}, id LIMIT %s OFFSET %s"
@@ -235,6 +243,7 @@ class RegistryView:
         risk_tag: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         filters = {
             "org_path @> ARRAY[%s]::uuid[]": org_unit_id,
@@ -242,7 +251,7 @@ class RegistryView:
             "status = %s": status,
             "risk_tags @> ARRAY[%s]::text[]": risk_tag,
         }
-        return self._list("reg_persons", filters, limit, offset)
+        return self._list("reg_persons", filters, limit, offset, scope)
 
     def list_helpers(
         self,
@@ -251,15 +260,21 @@ class RegistryView:
         status: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         filters = {"org_path @> ARRAY[%s]::uuid[]": org_unit_id, "role = %s": role, "status = %s": status}
-        return self._list("reg_helpers", filters, limit, offset)
+        return self._list("reg_helpers", filters, limit, offset, scope)
 
     def list_groups(
-        self, org_unit_id: UUID | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        org_unit_id: UUID | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         return self._list(
-            "reg_groups", {"org_path @> ARRAY[%s]::uuid[]": org_unit_id, "status = %s": status}, limit, offset
+            "reg_groups", {"org_path @> ARRAY[%s]::uuid[]": org_unit_id, "status = %s": status}, limit, offset, scope
         )
 
     def list_pairings(
@@ -271,6 +286,7 @@ class RegistryView:
         person_id: UUID | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         filters = {
             "org_path @> ARRAY[%s]::uuid[]": org_unit_id,
@@ -279,7 +295,7 @@ class RegistryView:
             "helper_ids @> ARRAY[%s]::uuid[]": helper_id,
             "person_ids @> ARRAY[%s]::uuid[]": person_id,
         }
-        return self._list("reg_pairings", filters, limit, offset)
+        return self._list("reg_pairings", filters, limit, offset, scope)
 
     def get_org_unit(self, unit_id: UUID) -> dict[str, Any] | None:
         return self._get("reg_org_units", unit_id)

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
+from projections.scope import ListScope
 
 TABLES = ("visit_tasks", "visit_logs")
 
@@ -113,8 +114,14 @@ MINE = (
 )
 
 
+def _scoped(table: str, scope: ListScope | None) -> list[tuple[str, list[Any]]]:
+    """The first condition of a list: the caller's scope (None: every row)."""
+    return [] if scope is None else [scope.clause(table)]
+
+
 class VisitTaskView:
-    """Read side of the task board: ``(rows, total)`` pages in due order, and sweep queries."""
+    """Read side of the task board: ``(rows, total)`` pages in due order, and sweep queries.
+    ``scope`` narrows a list to what the caller may see (``projections/scope.py``)."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
@@ -143,8 +150,9 @@ class VisitTaskView:
         person_id: UUID | None = None,
         limit: int | None = 50,
         offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        where: list[tuple[str, list[Any]]] = []
+        where = _scoped("visit_tasks", scope)
         if org_unit_id is not None:
             where.append(("t.org_path @> ARRAY[%s]::uuid[]", [org_unit_id]))
         if status is not None:
@@ -159,18 +167,28 @@ class VisitTaskView:
             where.append(("t.person_id = %s", [person_id]))
         return self._page("visit_tasks", COLUMNS, where, "t.closes_at, t.id", limit, offset)
 
-    def helper_tasks(self, helper_id: UUID, *, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    def helper_tasks(
+        self,
+        helper_id: UUID,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        scope: ListScope | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
         """Tasks the helper holds now or completed."""
-        where = [("(t.holder_id = %s AND t.status = 'claimed' OR t.completed_by @> ARRAY[%s]::uuid[])", [helper_id, helper_id])]
+        where = _scoped("visit_tasks", scope)
+        held = "(t.holder_id = %s AND t.status = 'claimed' OR t.completed_by @> ARRAY[%s]::uuid[])"
+        where.append((held, [helper_id, helper_id]))
         if status is not None:
             where.append(("t.status = %s", [status]))
         return self._page("visit_tasks", COLUMNS, where, "t.closes_at DESC, t.id", limit, offset)
 
     def list_logs(
         self, *, helper_id: UUID | None = None, pairing_id: UUID | None = None, person_id: UUID | None = None,
-        limit: int = 50, offset: int = 0,
+        limit: int = 50, offset: int = 0, scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        where: list[tuple[str, list[Any]]] = []
+        where = _scoped("visit_logs", scope)
         if helper_id is not None:
             where.append(("t.helper_ids @> ARRAY[%s]::uuid[]", [helper_id]))
         if pairing_id is not None:

@@ -71,8 +71,9 @@ class County:
                 assert c.post(f"/rosters/{unit}/responders", json=body).status_code == 200
 
     def reporter(self) -> dict[str, str]:
-        """A volunteer of the village, a new one each time (reports are rate-limited per account)."""
-        return volunteer(self.tree.village["id"])
+        """A village cadre of the village, who may read its elder and so report about them; a new
+        one each time (reports are rate-limited per account)."""
+        return auth("village_cadre", self.tree.village["id"])
 
     def responder(self, n: int = 0) -> dict[str, str]:
         return auth_as("township_responder", self.township_id, self.township_responders[n])

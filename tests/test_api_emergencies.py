@@ -15,7 +15,16 @@ import httpx
 import pytest
 
 from tests.api_support import ApiServer, api_server, auth, client  # noqa: F401 - fixtures
-from tests.emergency_support import Alerts, County, Names, delete_stream, emergency_workers, volunteer, wait_until
+from tests.emergency_support import (
+    Alerts,
+    County,
+    Names,
+    auth_as,
+    delete_stream,
+    emergency_workers,
+    volunteer,
+    wait_until,
+)
 
 # ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
 
@@ -50,7 +59,7 @@ def test_a_filed_report_is_routed_once_and_alerts_the_township(
 ) -> None:
     alerts = Alerts(nats_url, county.township_subject)
     try:
-        r = client.post("/emergencies", json=county.report(), headers=volunteer(county.tree.village["id"]))
+        r = client.post("/emergencies", json=county.report(), headers=county.reporter())
         assert r.status_code == 201, r.text
         report = r.json()
         assert r.headers["location"] == f"/emergencies/{report['id']}" and report["status"] == "reported"
@@ -80,7 +89,7 @@ def test_reading_a_report_is_in_the_persons_access_log(client: httpx.Client, cou
 
 
 def test_a_retry_with_the_same_idempotency_key_files_nothing_twice(client: httpx.Client, county: County) -> None:
-    headers = {**volunteer(county.tree.village["id"]), "Idempotency-Key": f"phone-7-{uuid.uuid4()}"}
+    headers = {**county.reporter(), "Idempotency-Key": f"phone-7-{uuid.uuid4()}"}
     first = client.post("/emergencies", json=county.report(), headers=headers)
     again = client.post("/emergencies", json=county.report(), headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
@@ -138,7 +147,8 @@ def test_the_responder_acknowledges_acts_resolves_and_the_queue_follows(client: 
     ack = client.post(f"/emergencies/{report['id']}/acknowledge", json={}, headers=me)
     assert ack.status_code == 200 and ack.json()["acknowledged_by"] == county.township_responders[0]
     assert client.post(f"/emergencies/{report['id']}/acknowledge", json={}, headers=me).status_code == 200
-    other = client.post(f"/emergencies/{report['id']}/acknowledge", json={}, headers=county.county_desk())
+    colleague = auth_as("township_responder", county.township_id, f"t-{uuid.uuid4().hex[:6]}")
+    other = client.post(f"/emergencies/{report['id']}/acknowledge", json={}, headers=colleague)
     assert other.status_code == 409 and other.json()["acknowledged_by"] == county.township_responders[0]
     act = client.post(
         f"/emergencies/{report['id']}/actions", json={"action": "dispatched", "notes": "卫生院出车"}, headers=me
@@ -215,20 +225,29 @@ def test_duplicates_are_linked(client: httpx.Client, county: County) -> None:
 
 
 def test_who_may_do_what(client: httpx.Client, county: County) -> None:
-    report = client.post("/emergencies", json=county.report(), headers=volunteer(county.tree.village["id"])).json()
+    report = client.post("/emergencies", json=county.report(), headers=county.reporter()).json()
     auditor = auth("auditor", county.county_id)
     assert client.post("/emergencies", json=county.report(), headers=auditor).status_code == 403
     assert client.get("/emergencies", headers=volunteer(county.tree.village["id"])).status_code == 403
     assert client.get("/emergencies", headers=auditor).status_code == 200
+    # Another township's responder: the report is as good as unknown to them.
     stranger = County(client)
-    r = client.post(f"/emergencies/{report['id']}/acknowledge", json={}, headers=stranger.responder())
-    assert r.status_code == 403, "another township's responder"
-    assert client.get(f"/emergencies/{report['id']}", headers=stranger.responder()).status_code == 403
-    assert client.get(f"/emergencies/{report['id']}", headers=volunteer(county.tree.village["id"])).status_code == 403
-    assert client.get("/emergencies", headers=stranger.responder()).json()["items"] == [] or all(
+    unknown = str(uuid.uuid4())
+    for path in ("/emergencies/{}/acknowledge", "/emergencies/{}"):
+        method = client.post if path.endswith("acknowledge") else client.get
+        kwargs: dict[str, Any] = {"json": {}} if path.endswith("acknowledge") else {}
+        theirs = method(path.format(report["id"]), headers=stranger.responder(), **kwargs)
+        nothing = method(path.format(unknown), headers=stranger.responder(), **kwargs)
+        assert (theirs.status_code, nothing.status_code) == (404, 404)
+        assert theirs.json()["detail"].replace(report["id"], unknown) == nothing.json()["detail"]
+    assert all(
         x["township_id"] == stranger.township_id
-        for x in client.get("/emergencies", headers=stranger.responder()).json()["items"]
+        for x in client.get("/emergencies", headers=stranger.responder(), params={"status": "all"}).json()["items"]
     )
+    # A volunteer reads the reports they filed, not others'; and files only about people of their own.
+    assert client.get(f"/emergencies/{report['id']}", headers=volunteer(county.tree.village["id"])).status_code == 404
+    r = client.post("/emergencies", json=county.report(), headers=volunteer(county.tree.village["id"]))
+    assert (r.status_code, r.json()["type"], r.json()["errors"][0]["field"]) == (422, "/problems/unknown-reference", "person_id")
     assert client.get(f"/rosters/{county.township_id}", headers=volunteer(county.tree.village["id"])).status_code == 403
 
 

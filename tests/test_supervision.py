@@ -352,11 +352,14 @@ def test_supervision_over_http_with_lists_csv_exports_and_area_scoping(care: Car
             bad = client.get(f"/supervision/{w.county}", params={"period": "month", "from": first})
             assert bad.status_code == 400
             assert client.get(f"/supervision/{w.county}", params={"from": last, "to": first}).status_code == 400
-        # A township supervisor sees their township and its villages, not the county or the other township.
+        # A township supervisor sees their township and its villages; the county and the other
+        # township answer as an unknown unit would.
         township = auth("township_supervisor", w.t1)
         assert httpx.get(f"{server.base_url}/supervision/{w.v1}", headers=township).status_code == 200
-        assert httpx.get(f"{server.base_url}/supervision/{w.county}", headers=township).status_code == 403
-        assert httpx.get(f"{server.base_url}/supervision/{w.t2}/uncovered.csv", headers=township).status_code == 403
+        assert httpx.get(f"{server.base_url}/supervision/{w.county}", headers=township).status_code == 404
+        outside = httpx.get(f"{server.base_url}/supervision/{w.t2}/uncovered.csv", headers=township)
+        unknown = httpx.get(f"{server.base_url}/supervision/{uuid4()}/uncovered.csv", headers=township)
+        assert (outside.status_code, outside.json()["type"]) == (unknown.status_code, unknown.json()["type"]) == (404, "/problems/not-found")
         assert httpx.get(f"{server.base_url}/supervision/{w.t1}", headers=auth("volunteer", w.v1)).status_code == 403
     finally:
         server.stop()

@@ -248,6 +248,8 @@ def test_a_revocation_from_the_command_line_reaches_the_server(server: ApiServer
         row = conn.execute("SELECT revoked_by, reason FROM revoked_tokens WHERE jti = %s", (jti,)).fetchone()
     assert row == ("admin-7", "left the job")
     assert guanai("token").returncode == 2  # neither --role nor an action
+    wrong_level = guanai("token", "--role", "village_cadre", "--org-code", "530428000000")
+    assert wrong_level.returncode == 2 and "scoped to a village" in wrong_level.stderr  # a county's code
 
 
 def test_expired_revocations_are_purged_and_not_reported(server: ApiServer) -> None:
