@@ -679,6 +679,19 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     await asyncio.get_running_loop().run_in_executor(None, access.check, rule, scopes, path_params, data, query)
 
 
+async def unchecked_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The guard of an app built with ``protections=False`` (``bench/protections.py`` only): a
+    valid token opens every route and every list is unscoped. It exists to measure what the
+    access table costs; nothing a deployment configures selects it."""
+    rule = rule_for(connection.scope.get("method", "GET"), connection.scope.get("path_template", ""))
+    if rule is None or rule.public or connection.scope.get("method") == "OPTIONS":
+        return
+    state = connection.app.state
+    access = Access(state.care, state.read_side.runner.pool, actor_of(connection))
+    access.list_scope = EVERYTHING
+    connection.scope.setdefault("state", {})["access"] = access
+
+
 def access_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Access:
     access = connection.scope.get("state", {}).get("access")
     if access is None:  # only a route without the guard could get here: refuse rather than guess

@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.access import DOCS_PATH, access_guard
+from api.access import DOCS_PATH, access_guard, unchecked_guard
 from api.audit import AuditController
 from api.auth import key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
@@ -96,6 +96,7 @@ def _start(app: Litestar) -> None:
         event_store_env(conns.database_url, pool_size=settings.db_pool_size),
         helper_capacity=settings.helper_capacity,
         retries=settings.command_retries,
+        seal_personal_data=app.state.protections,
     )
     app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
     app.state.view = app.state.read_side.view
@@ -115,7 +116,18 @@ async def _stop(app: Litestar) -> None:
         app.state.care.close()
 
 
-def create_app(settings: Settings, *, database_url: str, nats_url: str | None, jwt_secret: str, debug: bool = False) -> Litestar:
+def create_app(
+    settings: Settings,
+    *,
+    database_url: str,
+    nats_url: str | None,
+    jwt_secret: str,
+    debug: bool = False,
+    protections: bool = True,
+) -> Litestar:
+    """The API. ``protections=False`` stores personal fields unsealed and checks tokens only (no
+    access table): it exists for ``bench/protections.py`` to measure what they cost, and no
+    setting or command reaches it."""
     openapi = OpenAPIConfig(
         title="Guanai (关爱) API",
         version="0.1.0",
@@ -137,7 +149,7 @@ def create_app(settings: Settings, *, database_url: str, nats_url: str | None, j
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
                         AuditController],
         # One guard for every route: the access table (api/access.py) says who may do what.
-        guards=[access_guard],
+        guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],
         before_send=[security_headers],
@@ -148,6 +160,7 @@ def create_app(settings: Settings, *, database_url: str, nats_url: str | None, j
         debug=debug,
     )
     app.state.settings = settings
+    app.state.protections = protections
     app.state.jwt_secret = jwt_secret
     app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
     configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)

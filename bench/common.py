@@ -281,9 +281,14 @@ class GuanaiServer:
 
 @contextlib.contextmanager
 def guanai_server(
-    database_url: str, *, nats_url: str | None = None, extra_env: dict[str, str] | None = None
+    database_url: str,
+    *,
+    nats_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    api_command: Sequence[str] | None = None,
 ) -> Iterator[GuanaiServer]:
-    """Migrate ``database_url``, start the API and the projector, wait for /health; stop both after."""
+    """Migrate ``database_url``, start the API and the projector, wait for /health; stop both after.
+    ``api_command`` replaces ``guanai api`` (a benchmark's own build of the app, same settings)."""
     port = free_port()
     secret = secrets.token_urlsafe(48)
     with tempfile.TemporaryDirectory(prefix="guanai-bench-") as tmp:
@@ -308,7 +313,7 @@ def guanai_server(
         try:
             projector = ManagedProcess("projector", [*cli, "projector"], env, Path(tmp))
             started.append(projector)
-            api = ManagedProcess("api", [*cli, "api"], env, Path(tmp))
+            api = ManagedProcess("api", list(api_command or [*cli, "api"]), env, Path(tmp))
             started.append(api)
             server = GuanaiServer(f"http://127.0.0.1:{port}", env["GUANAI_JWT_SECRET"], api, projector, nats_url, env)
             _wait_healthy(server, timeout=60)

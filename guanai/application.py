@@ -162,7 +162,16 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
 
     name = "Guanai"
 
-    def __init__(self, env: dict[str, str] | None = None, *, helper_capacity: int = 10, retries: int = 5) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        helper_capacity: int = 10,
+        retries: int = 5,
+        seal_personal_data: bool = True,
+    ) -> None:
+        # False only to measure what sealing costs (bench/protections.py); no setting reaches it.
+        self.seal_personal_data = seal_personal_data
         super().__init__(env)
         self.helper_capacity = helper_capacity
         self.retries = retries
@@ -179,7 +188,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             )
         else:
             self.key_store = personal_data.InMemoryKeyStore(master_key)
-        return personal_data.SealingMapper(self.construct_transcoder(), self.key_store)
+        return personal_data.SealingMapper(self.construct_transcoder(), self.key_store, seal=self.seal_personal_data)
 
     def construct_recorder(self) -> ApplicationRecorder:
         # Every stored event is covered by the audit chain, in the insert's own transaction; so is

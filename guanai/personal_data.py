@@ -368,15 +368,18 @@ def _aad(originator_id: Any, version: int, topic: str, subject: str) -> bytes:
 
 
 class SealingMapper(Mapper[UUID]):
-    """The library's mapper, sealing the personal fields each event class declares."""
+    """The library's mapper, sealing the personal fields each event class declares. With
+    ``seal`` false it stores them in the clear (to measure the cost of sealing) and still opens
+    what was sealed."""
 
-    def __init__(self, transcoder: Transcoder, keys: KeyStore) -> None:
+    def __init__(self, transcoder: Transcoder, keys: KeyStore, *, seal: bool = True) -> None:
         super().__init__(transcoder)
         self.keys = keys
+        self.seal = seal
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         declared = getattr(type(domain_event), "personal", None)
-        if not isinstance(declared, Personal):
+        if not self.seal or not isinstance(declared, Personal):
             return super().to_stored_event(domain_event)
         topic = get_topic(type(domain_event))
         state = dict(vars(domain_event))
