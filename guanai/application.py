@@ -169,9 +169,13 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         helper_capacity: int = 10,
         retries: int = 5,
         seal_personal_data: bool = True,
+        opens_personal_data: bool = True,
     ) -> None:
         # False only to measure what sealing costs (bench/protections.py); no setting reaches it.
         self.seal_personal_data = seal_personal_data
+        # False for processes that need no personal data (projector, relay): they never load the
+        # master key, read sealed fields as erased, and cannot record personal data.
+        self.opens_personal_data = opens_personal_data
         super().__init__(env)
         self.helper_capacity = helper_capacity
         self.retries = retries
@@ -188,7 +192,9 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             )
         else:
             self.key_store = personal_data.InMemoryKeyStore(master_key)
-        return personal_data.SealingMapper(self.construct_transcoder(), self.key_store, seal=self.seal_personal_data)
+        return personal_data.SealingMapper(
+            self.construct_transcoder(), self.key_store, seal=self.seal_personal_data, opens=self.opens_personal_data
+        )
 
     def construct_recorder(self) -> ApplicationRecorder:
         # Every stored event is covered by the audit chain, in the insert's own transaction; so is

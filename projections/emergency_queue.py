@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 from domain.emergency import EmergencyReport
 from projections.scope import ListScope
 
+TABLES = ("emergency_queue",)
 DDL = """
 CREATE TABLE IF NOT EXISTS emergency_queue (
     id uuid PRIMARY KEY, category text NOT NULL, severity text NOT NULL, status text NOT NULL,

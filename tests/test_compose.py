@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from guanai.cli import COMMANDS, parser
+from guanai.cli import COMMANDS, NO_PERSONAL_DATA, parser
 from guanai.settings import env_names, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,10 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
         assert env["GUANAI_NATS_URL"] == "nats://nats:4222"
         assert "GUANAI_JWT_SECRET" in env, f"{name}: every process must share the token signing key"
         # Separate containers have separate data directories: a generated key would differ in each.
-        assert "GUANAI_CHAIN_KEY" in env and "GUANAI_MASTER_KEY" in env, f"{name}: keys every process must share"
+        assert "GUANAI_CHAIN_KEY" in env, f"{name}: the chain key every writer must share"
+        # The master key goes where personal data is opened, and nowhere else (least privilege).
+        opens = service["command"][1] not in NO_PERSONAL_DATA
+        assert ("GUANAI_MASTER_KEY" in env) == opens, f"{name}: master key {'missing' if opens else 'not needed'}"
         # The values must be acceptable to the settings loader (placeholders aside).
         concrete = {k: str(v) for k, v in env.items() if "${" not in str(v)}
         load_settings(concrete)

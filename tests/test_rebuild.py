@@ -19,12 +19,17 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from domain.base import ERASED
+from domain.person import Person
 from domain.vocabulary import Cadence, PersonKind, RiskTag, Sex, VisitMode
+from guanai.application import CareApplication, event_store_env
+from guanai.personal_data import SealError
 from projections import registry, supervision, timeline
 from projections.rebuild import REBUILD_LOCK, Progress, RebuildBusyError
 from tests.test_registry_view import AppliedLog, all_positions, applied_positions, new_meta, wait_until
 from tests.test_supervision import Care, care_in
-from workers.projector import Projector
+from workers.envelope import envelope
+from workers.projector import Projector, all_projections
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"registry": registry.TABLES, "timeline": timeline.TABLES, "supervision": supervision.TABLES}
@@ -40,6 +45,11 @@ def snapshot(url: str, tables: tuple[str, ...]) -> dict[str, list[dict[str, Any]
     # The first two columns identify a row in every view table.
     with psycopg.connect(url, row_factory=dict_row) as conn:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+
+
+def p_tables(projection: Any) -> tuple[str, ...]:
+    """A projection's tables, by its module's TABLES."""
+    return tuple(__import__(type(projection).__module__, fromlist=["TABLES"]).TABLES)
 
 
 def views(url: str) -> dict[str, list[dict[str, Any]]]:
@@ -223,3 +233,45 @@ def test_the_cli_rebuilds_a_view_with_a_progress_bar(care: Care) -> None:
         assert snapshot(w.url, TABLES["timeline"]) == before
         wrong = run_cli(w.url, "rebuild", "nonsense")
         assert wrong.returncode == 2 and "timeline" in wrong.stderr
+
+
+def test_views_built_without_personal_data_equal_views_built_with_it(care: Care, tmp_path: Path) -> None:
+    """The projector (and the relay) open no personal data and hold no master key: every view,
+    built by an application that reads sealed fields as erased, is row for row the view built by
+    one that opens them, erasures included; and such an application records no personal data."""
+    more_history(care)
+    app = care.world.app
+    app.erase_person(care.world.children[0], "监护人申请删除", new_meta())
+    everything = tuple(t for p in all_projections() for t in p_tables(p))
+    with Projector(care.world.url, app=app) as opening:
+        opening.catch_up()
+        with_keys = snapshot(care.world.url, everything)
+        for projection in all_projections():
+            opening.runner.reset(projection.name)
+    # No master key configured and an empty data directory: one would be generated there if used.
+    closed_app = CareApplication(
+        {**event_store_env(care.world.url, pool_size=2), "GUANAI_DATA_DIR": str(tmp_path)}, opens_personal_data=False
+    )
+    try:
+        with Projector(care.world.url, app=closed_app) as closed:
+            assert closed.catch_up() > 0
+        assert snapshot(care.world.url, everything) == with_keys
+        # What the relay publishes does not depend on the keys either.
+        stored = app.recorder.select_notifications(start=1, limit=10_000)
+        closed_events, open_events = closed_app.mapper.to_domain_events(stored), app.mapper.to_domain_events(stored)
+        assert [envelope(e, n.id) for e, n in zip(closed_events, stored, strict=True)] == [
+            envelope(e, n.id) for e, n in zip(open_events, stored, strict=True)
+        ]
+        person = closed_app.load(Person, care.world.elders[0])
+        assert person.name == ERASED and person.org_path == app.load(Person, care.world.elders[0]).org_path
+        with pytest.raises(SealError, match="holds no personal data keys"):
+            closed_app.register_person(
+                id=uuid4(), kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE, birth_date=date(1941, 5, 6),
+                village_id=person.village_id, meta=new_meta(),
+            )  # fmt: skip
+    finally:
+        closed_app.close()
+    assert not (tmp_path / "master-key").exists(), "the closed application loaded a master key"
+    # The default projector of the CLI and the workers is the closed one.
+    with Projector(care.world.url) as default:
+        assert default.runner.app.opens_personal_data is False

@@ -56,8 +56,11 @@ class Projector:
         with self._lock:
             if self._runner is None:
                 if self._app is None:
-                    # A small pool: the projector only reads the notification log through it.
-                    self._app = CareApplication(event_store_env(self.database_url, pool_size=2))
+                    # A small pool: the projector only reads the notification log through it. The
+                    # views hold no personal data, so the projector opens none: no master key here.
+                    self._app = CareApplication(
+                        event_store_env(self.database_url, pool_size=2), opens_personal_data=False
+                    )
                 self._runner = ProjectionRunner(self._app, self.database_url, self._projections, **self._runner_options)
             return self._runner
 

@@ -192,7 +192,10 @@ def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
     async def once(stop: asyncio.Event) -> None:
         from guanai.application import CareApplication, event_store_env
 
-        app = await asyncio.to_thread(CareApplication, event_store_env(database_url, pool_size=2))
+        # Messages carry no personal data, so the relay opens none: it holds no master key.
+        app = await asyncio.to_thread(
+            lambda: CareApplication(event_store_env(database_url, pool_size=2), opens_personal_data=False)
+        )
         try:
             await run_relay(app, database_url, nats_url, stop, **options)
         finally:
