@@ -1,0 +1,99 @@
+"""Ways around the access table, tried by callers holding valid tokens of low-privilege roles
+(a village cadre of one village, a township responder, a volunteer), over HTTP against a real
+server: each scenario is one way in, and must get exactly what the table gives that role.
+
+The matrix (tests/test_access_matrix.py) tries every route with in-scope and out-of-scope ids in
+the places the table declares; these scenarios try the places it might not: a create naming a
+taken id, a list that shows names, a body field the table does not declare, what a timeline
+entry says about other people, a pairing that grows beyond its unit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from domain.base import CommandMeta
+from domain.schedule import PROGRAMME_TZ
+from guanai.application import CareApplication
+from tests.api_support import Tree, api_server, client, elder, helper, token  # noqa: F401 - fixtures
+
+
+def as_role(c: httpx.Client, role: str, unit: str | None, subject: str | None = None) -> httpx.Client:
+    return httpx.Client(base_url=str(c.base_url), timeout=30, headers={"Authorization": f"Bearer {token(role, unit, subject)}"})
+
+
+def position(care: CareApplication) -> int:
+    return care.recorder.max_notification_id() or 0
+
+
+def ok(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code in (200, 201), (r.request.method, r.request.url, r.status_code, r.text[:500])
+    return r.json()
+
+
+def pairing(c: httpx.Client, helpers: list[str], persons: list[str], **more: Any) -> dict[str, Any]:
+    shape = "many_to_one" if len(helpers) > 1 else "one_to_many" if len(persons) > 1 else "one_to_one"
+    starts = (datetime.now(PROGRAMME_TZ).date() - timedelta(days=3)).isoformat()
+    body = {"shape": shape, "helper_ids": helpers, "person_ids": persons, "cadence": "weekly", "visit_mode": "home_visit",
+            "starts_on": starts, **more}  # fmt: skip
+    return ok(c.post("/pairings", json=body))
+
+
+def tasks_of(c: httpx.Client, care: CareApplication, pairing_id: str) -> list[dict[str, Any]]:
+    meta = CommandMeta(actor_id="scheduler", actor_role="system", correlation_id=uuid.uuid4().hex, occurred_at=datetime.now(UTC))
+    at = care.schedule_visits(uuid.UUID(pairing_id), meta).position
+    return ok(c.get("/visits", params={"pairing_id": pairing_id, "min_position": at}))["items"]
+
+
+class Village:
+    """A township with two villages; in village 1 an elder paired with a volunteer."""
+
+    def __init__(self, c: httpx.Client) -> None:
+        self.tree = Tree(c)
+        self.v1, self.v2, self.township = self.tree.village["id"], self.tree.village2["id"], self.tree.township["id"]
+        self.elder = ok(c.post("/persons", json=elder(self.v1)))["id"]
+        self.volunteer = ok(c.post("/helpers", json=helper(self.v1)))["id"]
+        self.pairing = pairing(c, [self.volunteer], [self.elder])
+
+
+# ---- a create under a taken id ---------------------------------------------------------------
+
+
+def test_filing_again_under_someone_elses_report_id_answers_as_a_different_report(client: httpx.Client) -> None:
+    """A report's id and facts show on its person's timeline; the same body again under that id
+    must not hand the report (responders' notes and all) to a caller who may not read it."""
+    w = Village(client)
+    body = {"category": "abuse_violence", "severity": "high", "person_id": w.elder}
+    report = ok(client.post("/emergencies", json=body))
+    ok(client.post(f"/emergencies/{report['id']}/actions", json={"action": "referred_police", "notes": "孩子说叔叔打他"}))
+    with as_role(client, "village_cadre", w.v1) as cadre:
+        assert cadre.get(f"/emergencies/{report['id']}").status_code == 404  # a cadre reads only the reports they filed
+        again = cadre.post("/emergencies", json={**body, "id": report["id"]})
+        different = cadre.post("/emergencies", json={**body, "severity": "normal", "id": report["id"]})
+        own = ok(cadre.post("/emergencies", json={**body, "id": str(uuid.uuid4())}))
+        own_again = cadre.post("/emergencies", json={**body, "id": own["id"]})
+    assert again.status_code == 409 and "孩子说叔叔打他" not in again.text, again.text[:300]
+    assert "Location" not in again.headers and "ETag" not in again.headers
+    assert {**again.json(), "instance": ""} == {**different.json(), "instance": ""}
+    assert (own_again.status_code, own_again.json()["id"]) == (200, own["id"])  # the reporter's own retry
+
+
+def test_a_visit_log_sent_again_by_a_helper_outside_its_pairing_is_refused_as_a_different_one(client: httpx.Client) -> None:
+    """An unplanned visit's log sent again without its pairing and person names nothing for the
+    table to check but its id: the answer must not say whom it was about."""
+    w = Village(client)
+    visited = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    body = {"id": str(uuid.uuid4()), "occurred_at": visited, "mode": "phone_video", "helper_ids": [w.volunteer]}
+    link = {"pairing_id": w.pairing["id"], "person_id": w.elder}
+    with as_role(client, "volunteer", w.v1, w.volunteer) as volunteer:
+        first = ok(volunteer.post("/visit-logs", json={**body, **link}))
+        assert ok(volunteer.post("/visit-logs", json=body))["id"] == first["id"]  # an offline retry
+    stranger = ok(client.post("/helpers", json=helper(w.v2)))["id"]
+    with as_role(client, "volunteer", w.v2, stranger) as other:
+        again = other.post("/visit-logs", json=body)
+    assert again.status_code == 409 and again.json()["type"] == "/problems/already-exists", again.text[:300]
+    assert w.elder not in again.text and w.pairing["id"] not in again.text
