@@ -200,6 +200,9 @@ CLOSE = grants(all=[AD], subtree=SUPERVISORS)
 ROSTER_READ = grants(all=[AD], subtree=[*SUPERVISORS, *RESPONDERS, AU])
 ROSTER_WRITE = grants(all=[AD], subtree=SUPERVISORS)
 SUPERVISION = grants(all=[AD], subtree=[*SUPERVISORS, *VILLAGE, *RESPONDERS, AU])
+# The uncovered and overdue lists name everyone beneath a unit: responders, whose people are the
+# subjects of their area's reports, read the figures and the reports past deadline, not these.
+SUPERVISION_PEOPLE = grants(all=[AD], subtree=[*SUPERVISORS, *VILLAGE, AU])
 AUDIT_READ = grants(all=[AD], subtree=[AU])
 AUDIT_CHECK = grants(all=[AD], any=[AU])
 TOKENS = grants(all=[AD])
@@ -236,8 +239,8 @@ def _respond(action: str, *refs: Ref, allowed: Grants = RESPOND) -> Rule:
     return Rule("POST", f"/emergencies/{{report_id:uuid}}/{action}", "emergencies", action, allowed, REPORT, refs)
 
 
-def _supervision(tail: str, action: str) -> Rule:
-    return Rule("GET", f"/supervision/{{org_unit:str}}{tail}", "supervision", action, SUPERVISION, SUPERVISED)
+def _supervision(tail: str, action: str, allowed: Grants = SUPERVISION) -> Rule:
+    return Rule("GET", f"/supervision/{{org_unit:str}}{tail}", "supervision", action, allowed, SUPERVISED)
 
 
 RULES: tuple[Rule, ...] = (
@@ -331,11 +334,11 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/rosters/{org_unit_id:uuid}/deadlines", "rosters", "change deadlines", ROSTER_WRITE, ROSTER),
     # supervision
     _supervision("", "summary"),
-    _supervision("/uncovered", "uncovered"),
-    _supervision("/overdue", "overdue"),
+    _supervision("/uncovered", "uncovered", SUPERVISION_PEOPLE),
+    _supervision("/overdue", "overdue", SUPERVISION_PEOPLE),
     _supervision("/emergencies-past-deadline", "past deadline"),
-    _supervision("/uncovered.csv", "uncovered CSV"),
-    _supervision("/overdue.csv", "overdue CSV"),
+    _supervision("/uncovered.csv", "uncovered CSV", SUPERVISION_PEOPLE),
+    _supervision("/overdue.csv", "overdue CSV", SUPERVISION_PEOPLE),
     _supervision("/emergencies-past-deadline.csv", "past deadline CSV"),
     # audit
     Rule("GET", "/audit/streams/{stream_id:uuid}", "audit", "replay", AUDIT_READ, STREAM),

@@ -97,3 +97,24 @@ def test_a_visit_log_sent_again_by_a_helper_outside_its_pairing_is_refused_as_a_
         again = other.post("/visit-logs", json=body)
     assert again.status_code == 409 and again.json()["type"] == "/problems/already-exists", again.text[:300]
     assert w.elder not in again.text and w.pairing["id"] not in again.text
+
+
+# ---- names in lists ---------------------------------------------------------------------------
+
+
+def test_responders_read_the_supervision_figures_but_no_list_of_people_outside_their_reports(client: httpx.Client) -> None:
+    """A responder's people are the subjects of the reports of their area; the uncovered and
+    overdue lists name everyone beneath a unit, so they are for supervisors, cadres and auditors."""
+    w = Village(client)
+    nobody_pairs = ok(client.post("/persons", json=elder(w.v2, name="钱奶奶")))["id"]
+    with as_role(client, "township_responder", w.township) as responder:
+        assert responder.get(f"/persons/{nobody_pairs}").status_code == 404
+        assert responder.get(f"/supervision/{w.township}").status_code == 200
+        assert responder.get(f"/supervision/{w.township}/emergencies-past-deadline").status_code == 200
+        for tail in ("uncovered", "overdue", "uncovered.csv", "overdue.csv"):
+            r = responder.get(f"/supervision/{w.township}/{tail}")
+            assert (r.status_code, r.json()["type"]) == (403, "/problems/forbidden"), (tail, r.text[:300])
+    with as_role(client, "county_responder", w.tree.county["id"]) as desk:
+        assert desk.get(f"/supervision/{w.tree.county['id']}/uncovered.csv").status_code == 403
+    with as_role(client, "township_supervisor", w.township) as supervisor:
+        assert ok(supervisor.get(f"/supervision/{w.township}/uncovered", params={"limit": 500}))["total"] >= 1
