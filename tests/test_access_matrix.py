@@ -464,7 +464,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # visit tasks and logs
     ("GET", "/visits"): Recipe(VISITS_READ, lists="task", filters={"org_unit_id": "unit", "pairing_id": "pairing", "person_id": "person"}),
     ("GET", "/visits/{task_id:uuid}"): Recipe(VISITS_READ, target="task"),
-    ("POST", "/visits/{task_id:uuid}/claim"): Recipe(VISITS_WRITE, target="task", fresh=_fresh_task(),
+    ("POST", "/visits/{task_id:uuid}/claim"): Recipe(VISITS_WRITE, target="task", fresh=_fresh_task(), refs={"group_id": "group"},
                                                      body=lambda w, role, ctx: {} if role == "V" else {"helper_id": ctx["helper"]}),
     ("POST", "/visits/{task_id:uuid}/assign"): Recipe(VISITS_WRITE, target="task", fresh=_group_task,
                                                       body=lambda w, role, ctx: {"helper_id": ctx["helper"]}),

@@ -118,3 +118,24 @@ def test_responders_read_the_supervision_figures_but_no_list_of_people_outside_t
         assert desk.get(f"/supervision/{w.tree.county['id']}/uncovered.csv").status_code == 403
     with as_role(client, "township_supervisor", w.township) as supervisor:
         assert ok(supervisor.get(f"/supervision/{w.township}/uncovered", params={"limit": 500}))["total"] >= 1
+
+
+# ---- ids in the body the table must know about ----------------------------------------------------
+
+
+def test_claiming_for_a_group_outside_scope_answers_as_for_a_group_that_does_not_exist(
+    client: httpx.Client, care_app: CareApplication
+) -> None:
+    w = Village(client)
+    task = tasks_of(client, care_app, w.pairing["id"])[0]
+    team = ok(client.post("/helpers", json=helper(w.v2)))["id"]
+    theirs = ok(client.post("/groups", json={"name": "二村志愿服务队", "org_unit_id": w.v2, "member_ids": [team]}))["id"]
+    unknown = str(uuid.uuid4())
+    with as_role(client, "village_cadre", w.v1) as cadre:
+        before = position(care_app)
+        a, b = (cadre.post(f"/visits/{task['id']}/claim", json={"group_id": g}) for g in (theirs, unknown))
+        assert position(care_app) == before
+    assert (a.status_code, b.status_code) == (422, 422), (a.text[:300], b.text[:300])
+    assert a.json()["type"] == "/problems/unknown-reference" and a.json()["errors"][0]["field"] == "group_id"
+    assert {**a.json(), "detail": "", "errors": []} == {**b.json(), "detail": "", "errors": []}
+    assert a.json()["detail"] == b.json()["detail"].replace(unknown, theirs)
