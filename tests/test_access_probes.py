@@ -139,3 +139,25 @@ def test_claiming_for_a_group_outside_scope_answers_as_for_a_group_that_does_not
     assert a.json()["type"] == "/problems/unknown-reference" and a.json()["errors"][0]["field"] == "group_id"
     assert {**a.json(), "detail": "", "errors": []} == {**b.json(), "detail": "", "errors": []}
     assert a.json()["detail"] == b.json()["detail"].replace(unknown, theirs)
+
+
+# ---- a pairing stays within the unit that keeps it -----------------------------------------------
+
+
+def test_a_person_of_another_village_does_not_join_a_villages_pairing(client: httpx.Client, care_app: CareApplication) -> None:
+    """A pairing belongs to the common part of its people's paths, fixed when it is formed: a
+    person from elsewhere added later would be managed by the other village's cadre and hidden
+    from their own. The township forms a pairing of both villages instead."""
+    w = Village(client)
+    other = ok(client.post("/persons", json=elder(w.v2, name="赵大爷")))["id"]
+    one_to_many = pairing(client, [ok(client.post("/helpers", json=helper(w.v1)))["id"]],
+                          [w.elder, ok(client.post("/persons", json=elder(w.v1)))["id"]])  # fmt: skip
+    with as_role(client, "township_supervisor", w.township) as supervisor:
+        before = position(care_app)
+        r = supervisor.post(f"/pairings/{one_to_many['id']}/add-person", json={"person_id": other})
+        assert position(care_app) == before
+        assert (r.status_code, r.json()["type"], r.json()["errors"][0]["field"]) == (422, "/problems/rule-violated", "person_id")
+        both = pairing(supervisor, [ok(client.post("/helpers", json=helper(w.township)))["id"]], [w.elder, other])
+    assert both["org_path"] == [w.tree.county["id"], w.township]
+    with as_role(client, "village_cadre", w.v1) as cadre:
+        assert cadre.get(f"/pairings/{both['id']}").status_code == 404  # the township's, not the village's
