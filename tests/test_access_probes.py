@@ -161,3 +161,25 @@ def test_a_person_of_another_village_does_not_join_a_villages_pairing(client: ht
     assert both["org_path"] == [w.tree.county["id"], w.township]
     with as_role(client, "village_cadre", w.v1) as cadre:
         assert cadre.get(f"/pairings/{both['id']}").status_code == 404  # the township's, not the village's
+
+
+# ---- what one person's timeline says about others --------------------------------------------------
+
+
+def test_a_persons_timeline_names_no_other_cared_for_person(client: httpx.Client, care_app: CareApplication) -> None:
+    """The timeline of an elder of village 1 is readable by its cadre; a township pairing they
+    share with an elder of village 2 shows on it, but that elder is none of the cadre's business."""
+    w = Village(client)
+    other, third = (ok(client.post("/persons", json=elder(w.v2, name=n)))["id"] for n in ("赵大爷", "钱奶奶"))
+    township_helper = ok(client.post("/helpers", json=helper(w.township)))["id"]
+    shared = pairing(client, [township_helper], [w.elder, other])
+    ok(client.post(f"/pairings/{shared['id']}/add-person", json={"person_id": third}))
+    ok(client.post(f"/pairings/{shared['id']}/remove-person", json={"person_id": other, "reason": "随女儿去昆明"}))
+    with as_role(client, "village_cadre", w.v1) as cadre:
+        r = cadre.get(f"/persons/{w.elder}/timeline", params={"kind": "pairing", "min_position": position(care_app)})
+    entries = {e["kind"]: e["summary"] for e in ok(r)["items"] if e["aggregate_id"] == shared["id"]}
+    assert set(entries) == {"pairing.formed", "pairing.person_added", "pairing.person_removed"}
+    assert other not in r.text and third not in r.text, r.text[:500]
+    assert entries["pairing.formed"]["person_ids"] == [w.elder] and entries["pairing.formed"]["other_persons"] == 1
+    assert entries["pairing.formed"]["helper_ids"] == [township_helper]  # who looks after this elder stays
+    assert entries["pairing.person_added"]["person_id"] is None
