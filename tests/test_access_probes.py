@@ -183,3 +183,26 @@ def test_a_persons_timeline_names_no_other_cared_for_person(client: httpx.Client
     assert entries["pairing.formed"]["person_ids"] == [w.elder] and entries["pairing.formed"]["other_persons"] == 1
     assert entries["pairing.formed"]["helper_ids"] == [township_helper]  # who looks after this elder stays
     assert entries["pairing.person_added"]["person_id"] is None
+
+
+# ---- what a refusal says --------------------------------------------------------------------------
+
+
+def test_a_refusal_never_repeats_a_sealed_reason(client: httpx.Client) -> None:
+    """Why a person left and why a helper stopped are personal data, sealed at rest and read only
+    through their records (and the access log); a refused change must not echo them."""
+    w = Village(client)
+    left = ok(client.post("/persons", json=elder(w.v1, name="孙大爷")))["id"]
+    ok(client.post(f"/persons/{left}/leave", json={"reason": "确诊肺癌晚期住院"}))
+    retired = ok(client.post("/helpers", json=helper(w.v1)))["id"]
+    ok(client.post(f"/helpers/{retired}/deactivate", json={"reason": "抑郁症复发休养"}))
+    team = ok(client.post("/groups", json={"name": "一村志愿服务队", "org_unit_id": w.v1}))["id"]
+    with as_role(client, "township_supervisor", w.township) as supervisor:
+        refusals = [
+            supervisor.post(f"/persons/{left}/risk-tags", json={"tag": "advanced_age"}),
+            supervisor.post(f"/helpers/{retired}/capacity", json={"capacity": 3}),
+            supervisor.post(f"/groups/{team}/members", json={"helper_id": retired}),
+        ]
+    for r in refusals:
+        assert r.status_code == 409 and r.json()["type"] in ("/problems/not-active", "/problems/closed"), r.text[:300]
+        assert "确诊肺癌晚期住院" not in r.text and "抑郁症复发休养" not in r.text and "reason" not in r.json(), r.text[:300]
