@@ -19,8 +19,7 @@ from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
 from api.common import MinPosition, wait_for_views
-from api.names import with_names
-from api.supervision import resolve_unit, view_of
+from api.supervision import resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS
 from projections.supervision import CHINA
 
@@ -116,7 +115,7 @@ class SupervisionCsvController(Controller):
         """Every uncovered person under the unit, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows = with_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
+        rows = with_person_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, UNCOVERED, lang == "zh"), f"uncovered-{unit['code']}.csv")
 
     @get("/{org_unit:str}/overdue.csv", sync_to_thread=True, media_type="text/csv")
@@ -126,7 +125,7 @@ class SupervisionCsvController(Controller):
         """Every person overdue for a visit under the unit, most overdue first, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows = with_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
+        rows = with_person_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, OVERDUE, lang == "zh"), f"overdue-{unit['code']}.csv")
 
     @get("/{org_unit:str}/emergencies-past-deadline.csv", sync_to_thread=True, media_type="text/csv")
@@ -137,5 +136,5 @@ class SupervisionCsvController(Controller):
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
         rows = view_of(request).emergencies_past_deadline(unit["id"], limit=None)[0]
-        rows = with_names(request, rows, id_key="person_id", name_key="person_name")
+        rows = with_person_names(request, rows, id_key="person_id", name_key="person_name")
         return _attachment(to_csv(rows, PAST_DEADLINE, lang == "zh"), f"emergencies-past-deadline-{unit['code']}.csv")

@@ -307,6 +307,8 @@ class EmergencyController(Controller):
         app = app_of(request)
         result = command(app, meta, expected_version(request))
         report = app.load(EmergencyReport, report_id)
+        if report.person_id is not None:
+            record_access(request, report.person_id)  # the answer is the whole report, as a read is
         out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))
         return Response(out, headers=etag(report.version))
 

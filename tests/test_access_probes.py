@@ -206,3 +206,54 @@ def test_a_refusal_never_repeats_a_sealed_reason(client: httpx.Client) -> None:
     for r in refusals:
         assert r.status_code == 409 and r.json()["type"] in ("/problems/not-active", "/problems/closed"), r.text[:300]
         assert "确诊肺癌晚期住院" not in r.text and "抑郁症复发休养" not in r.text and "reason" not in r.json(), r.text[:300]
+
+
+# ---- every answer with a person's data leaves a row in their access log -----------------------------
+
+
+def readers(c: httpx.Client, person_id: str) -> list[tuple[str, str]]:
+    """(role, endpoint) of each read in the person's access log, oldest first."""
+    page = ok(c.get(f"/audit/persons/{person_id}/access-log", params={"limit": 500}))
+    return [(e["actor_role"], e["endpoint"]) for e in reversed(page["items"])]
+
+
+def test_every_answer_carrying_a_persons_data_is_in_their_access_log(client: httpx.Client, care_app: CareApplication) -> None:
+    """The access log is how a person (or an inspector) learns who saw their data: a visit log's
+    findings, a record sent back after a change (even one that changed nothing), a supervision
+    list with their name, a report answered after a responder's step, or a case history that
+    still tells why they left a pairing. None of these may leave without a row."""
+    w = Village(client)
+    uncovered = ok(client.post("/persons", json=elder(w.v1, name="钱奶奶")))["id"]
+    log = {"id": str(uuid.uuid4()), "occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(), "mode": "home_visit",
+           "pairing_id": w.pairing["id"], "person_id": w.elder, "helper_ids": [w.volunteer],
+           "findings": {"health": "ill", "notes": "血压很高, 头晕"}}  # fmt: skip
+    ok(client.post("/visit-logs", json=log))
+    report = ok(client.post("/emergencies", json={"category": "neglect", "severity": "normal", "person_id": w.elder,
+                                                  "description": "老人三天没吃饭"}))  # fmt: skip
+    moved = ok(client.post("/persons", json=elder(w.v1, name="孙大爷")))["id"]
+    stays = ok(client.post("/persons", json=elder(w.v1, name="周大爷")))["id"]
+    team = pairing(client, [ok(client.post("/helpers", json=helper(w.v1)))["id"]], [w.elder, stays, moved, uncovered])
+    ok(client.post(f"/pairings/{team['id']}/remove-person", json={"person_id": moved, "reason": "搬去女儿家住"}))
+    ok(client.post(f"/pairings/{team['id']}/remove-person", json={"person_id": uncovered, "reason": "不愿意被探访"}))
+    at = position(care_app)
+    with as_role(client, "village_cadre", w.v1) as cadre:
+        assert "血压很高" in ok(cadre.get(f"/visit-logs/{log['id']}"))["findings"]["notes"]
+        assert ok(cadre.post(f"/persons/{w.elder}/risk-tags", json={"tag": "living_alone"}))["name"]  # already tagged
+        assert "钱奶奶" in cadre.get(f"/supervision/{w.v1}/uncovered.csv", params={"min_position": at}).text
+        assert ok(cadre.get(f"/supervision/{w.v1}/uncovered", params={"min_position": at}))["total"] >= 1
+    with as_role(client, "township_responder", w.township) as responder:
+        assert ok(responder.post(f"/emergencies/{report['id']}/acknowledge", json={}))["description"] == "老人三天没吃饭"
+    with as_role(client, "auditor", w.township) as auditor:
+        assert "搬去女儿家住" in ok(auditor.get(f"/audit/streams/{team['id']}")).__repr__()
+    assert readers(client, w.elder) == [
+        ("village_cadre", "GET /visit-logs/{log_id}"),
+        ("village_cadre", "POST /persons/{person_id}/risk-tags"),
+        ("township_responder", "POST /emergencies/{report_id}/acknowledge"),
+        ("auditor", "GET /audit/streams/{stream_id}"),
+    ]
+    for gone in (uncovered, moved):  # no pairing covers them since: both are on the uncovered list
+        assert readers(client, gone) == [
+            ("village_cadre", "GET /supervision/{org_unit}/uncovered.csv"),
+            ("village_cadre", "GET /supervision/{org_unit}/uncovered"),
+            ("auditor", "GET /audit/streams/{stream_id}"),  # the pairing's history tells why they left it
+        ]
