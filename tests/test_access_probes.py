@@ -257,3 +257,41 @@ def test_every_answer_carrying_a_persons_data_is_in_their_access_log(client: htt
             ("village_cadre", "GET /supervision/{org_unit}/uncovered"),
             ("auditor", "GET /audit/streams/{stream_id}"),  # the pairing's history tells why they left it
         ]
+
+
+# ---- a stream outlives nothing -----------------------------------------------------------------------
+
+
+def test_a_revoked_tokens_alert_stream_ends_before_the_next_alert(client: httpx.Client, nats_url: str) -> None:
+    """A console's stream was opened with a token that was good then; once the token is revoked
+    (a phone lost), the stream must not keep delivering what the token may no longer see."""
+    import asyncio
+    import json
+
+    import nats
+
+    from api.auth import verify_token
+    from tests.api_support import SECRET
+    from tests.emergency_support import wait_until
+
+    w = Village(client)
+    wait_until(lambda: client.get("/health").json()["nats"]["ok"], what="the API's NATS connection")
+    county, township = w.tree.county["code"], w.tree.township["code"]
+    lost = token("township_supervisor", w.township, "ts-lost-phone")
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_url)
+        alert = {"alert_id": f"{uuid.uuid4()}:0", "report_id": str(uuid.uuid4()), "township_code": township, "level": 0}
+        await nc.publish(f"alerts.{county}.{township}", json.dumps(alert).encode())
+        await nc.flush()
+        await nc.close()
+
+    with httpx.Client(base_url=str(client.base_url), timeout=30) as c, c.stream(
+        "GET", "/emergencies/stream", headers={"Authorization": f"Bearer {lost}"}
+    ) as s:
+        lines = s.iter_lines()
+        assert next(lines) == f": following alerts.{county}.>"
+        ok(client.post("/auth/revoke", json={"jti": verify_token(SECRET, lost).token_id, "reason": "手机丢失"}))
+        asyncio.run(publish())
+        delivered = next((line for line in lines if line.startswith(("event:", "data:"))), None)
+    assert delivered is None, delivered  # the stream ended instead (a console reconnects, and is refused)
