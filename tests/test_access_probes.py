@@ -315,3 +315,23 @@ def test_a_name_cannot_plant_a_formula_in_an_inspectors_spreadsheet(client: http
             row = next(line for line in csv.text.splitlines() if line.startswith(planted))
             cell = row.split(",", 1)[1]
             assert cell.startswith(("'=", "\"'=")) and "HYPERLINK" in cell, row  # shown as text, not run
+
+
+def test_a_county_responder_sees_no_township_report_past_deadline_before_it_reaches_the_county(
+    client: httpx.Client, care_app: CareApplication
+) -> None:
+    """A county responder's reports are those handed up to the county; one still waiting at its
+    township past the deadline (the escalator has not moved it yet) names a person they may not read."""
+    w = Village(client)
+    report = ok(client.post("/emergencies", json={"category": "neglect", "severity": "high", "person_id": w.elder}))
+    meta = CommandMeta(actor_id="router", actor_role="system", correlation_id=uuid.uuid4().hex, occurred_at=datetime.now(UTC))
+    routed, _ = care_app.route_emergency(uuid.UUID(report["id"]), 0, meta)  # nobody on duty: due at once
+    settled = {"min_position": routed.position}
+    county = w.tree.county["id"]
+    with as_role(client, "county_responder", county) as desk:
+        assert desk.get(f"/persons/{w.elder}").status_code == 404
+        listed = ok(desk.get(f"/supervision/{county}/emergencies-past-deadline", params=settled))
+        csv = desk.get(f"/supervision/{county}/emergencies-past-deadline.csv", params=settled)
+    assert report["id"] not in {row["id"] for row in listed["items"]} and report["id"] not in csv.text
+    with as_role(client, "township_responder", w.township) as township_desk:
+        assert report["id"] in {r["id"] for r in ok(township_desk.get(f"/supervision/{w.township}/emergencies-past-deadline", params=settled))["items"]}
