@@ -145,6 +145,8 @@ class SupervisionCsvController(Controller):
         """Every emergency report waiting past its deadline under the unit, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows = view_of(request).emergencies_past_deadline(unit["id"], limit=None, min_level=reports_from_level(request))[0]
+        rows = view_of(request).emergencies_past_deadline(
+            unit["id"], limit=None, min_level=reports_from_level(request)
+        )[0]
         rows = with_person_names(request, rows, id_key="person_id", name_key="person_name")
         return _attachment(to_csv(rows, PAST_DEADLINE, lang == "zh"), f"emergencies-past-deadline-{unit['code']}.csv")

@@ -276,7 +276,8 @@ class SupervisionController(Controller):
         """Active people under the unit whom no active pairing covers, longest registered first."""
         position = wait_for_views(request, min_position)
         rows, total = view_of(request).uncovered(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        return Page(msgspec.convert(with_person_names(request, rows), list[UncoveredRow]), total, limit, offset, position)
+        items = msgspec.convert(with_person_names(request, rows), list[UncoveredRow])
+        return Page(items, total, limit, offset, position)
 
     @get("/{org_unit:str}/overdue", sync_to_thread=True)
     def overdue(
@@ -291,7 +292,8 @@ class SupervisionController(Controller):
         most overdue first."""
         position = wait_for_views(request, min_position)
         rows, total = view_of(request).overdue(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        return Page(msgspec.convert(with_person_names(request, rows), list[OverdueRow]), total, limit, offset, position)
+        items = msgspec.convert(with_person_names(request, rows), list[OverdueRow])
+        return Page(items, total, limit, offset, position)
 
     @get("/{org_unit:str}/emergencies-past-deadline", sync_to_thread=True)
     def past_deadline(

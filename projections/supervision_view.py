@@ -189,7 +189,8 @@ class SupervisionView:
     ) -> tuple[list[dict[str, Any]], int]:
         """Reports not yet acknowledged whose deadline has passed, oldest deadline first; those
         waiting at ``min_level`` or above (a county responder's: what reached the county)."""
-        params = {"root": unit_id, "now": now or datetime.now(CHINA), "limit": limit, "offset": offset, "min_level": min_level}
+        now = now or datetime.now(CHINA)
+        params = {"root": unit_id, "now": now, "limit": limit, "offset": offset, "min_level": min_level}
         return self._list(q.PAST_DEADLINE, params)
 
     def _list(self, query: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:

@@ -112,7 +112,8 @@ def test_pairing_changes_appear_on_the_timeline_of_every_person_in_the_pairing(c
     supervisor = w.pairings["supervisor"]
     newcomer = uuid4()  # a child of the supervisor's township
     app.register_person(
-        id=newcomer, kind=PersonKind.CHILD, name="白小兰", sex=Sex.FEMALE, birth_date=date(2017, 4, 2), village_id=w.v2, meta=m()
+        id=newcomer, kind=PersonKind.CHILD, name="白小兰", sex=Sex.FEMALE, birth_date=date(2017, 4, 2),
+        village_id=w.v2, meta=m(),
     )
     with Projector(w.url, app=app, batch_size=4) as projector:
         projector.start()
