@@ -11,6 +11,9 @@ the app's only guard, enforces it on every request:
   (an out-of-scope id cannot be told from one that does not exist);
 - an id in the body unknown or outside the scope: 422 ``unknown-reference`` naming the field,
   as the command itself would answer for an unknown id;
+- a create naming, as the new object's ``id``, one that exists but that the caller may not read:
+  409 ``already-exists``, as for a different body under that id (the same body again answers
+  the existing object, so only a caller who may read it gets that answer);
 - a list: the ``ListScope`` the handler passes to its view query (``list_scope``), so lists never
   show rows outside the scope and a filter naming something outside it finds nothing.
 
@@ -61,7 +64,7 @@ from domain.person import Person
 from domain.visit_log import VisitLog
 from domain.visit_task import HelperClaims, VisitTask
 from domain.vocabulary import ActorRole
-from guanai.application import CareApplication, NotFoundError, UnknownReferenceError
+from guanai.application import AlreadyExistsError, CareApplication, NotFoundError, UnknownReferenceError
 from projections.scope import EVERYTHING, NOTHING, Area, ListScope, Own
 
 R = ActorRole
@@ -152,6 +155,7 @@ class Rule:
     lists: Kind | None = None  # a list of these, narrowed to the caller's scope
     filters: tuple[Ref, ...] = ()  # query parameters of a list naming objects
     public: bool = False  # no token needed
+    creates: Kind | None = None  # a create whose body may choose the new object's ``id``
 
     @property
     def key(self) -> tuple[str, str]:
@@ -196,6 +200,9 @@ CLOSE = grants(all=[AD], subtree=SUPERVISORS)
 ROSTER_READ = grants(all=[AD], subtree=[*SUPERVISORS, *RESPONDERS, AU])
 ROSTER_WRITE = grants(all=[AD], subtree=SUPERVISORS)
 SUPERVISION = grants(all=[AD], subtree=[*SUPERVISORS, *VILLAGE, *RESPONDERS, AU])
+# The uncovered and overdue lists name everyone beneath a unit: responders, whose people are the
+# subjects of their area's reports, read the figures and the reports past deadline, not these.
+SUPERVISION_PEOPLE = grants(all=[AD], subtree=[*SUPERVISORS, *VILLAGE, AU])
 AUDIT_READ = grants(all=[AD], subtree=[AU])
 AUDIT_CHECK = grants(all=[AD], any=[AU])
 TOKENS = grants(all=[AD])
@@ -232,8 +239,8 @@ def _respond(action: str, *refs: Ref, allowed: Grants = RESPOND) -> Rule:
     return Rule("POST", f"/emergencies/{{report_id:uuid}}/{action}", "emergencies", action, allowed, REPORT, refs)
 
 
-def _supervision(tail: str, action: str) -> Rule:
-    return Rule("GET", f"/supervision/{{org_unit:str}}{tail}", "supervision", action, SUPERVISION, SUPERVISED)
+def _supervision(tail: str, action: str, allowed: Grants = SUPERVISION) -> Rule:
+    return Rule("GET", f"/supervision/{{org_unit:str}}{tail}", "supervision", action, allowed, SUPERVISED)
 
 
 RULES: tuple[Rule, ...] = (
@@ -249,7 +256,8 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/persons", "persons", "list", PERSON_READ, lists=Kind.PERSON, filters=(UNIT_FILTER,)),
     Rule("GET", "/persons/{person_id:uuid}", "persons", "read", PERSON_READ, PERSON),
     Rule("GET", "/persons/{person_id:uuid}/timeline", "persons", "timeline", PERSON_READ, PERSON),
-    Rule("POST", "/persons", "persons", "register", PERSON_WRITE, refs=(Ref("village_id", Kind.ORG_UNIT),)),
+    Rule("POST", "/persons", "persons", "register", PERSON_WRITE, refs=(Ref("village_id", Kind.ORG_UNIT),),
+         creates=Kind.PERSON),
     _person("add risk tag", "/risk-tags"),
     _person("remove risk tag", "/risk-tags/remove"),
     _person("assign guardian", "/guardian"),
@@ -261,13 +269,14 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/helpers", "helpers", "list", HELPER_READ, lists=Kind.HELPER, filters=(UNIT_FILTER,)),
     Rule("GET", "/helpers/{helper_id:uuid}", "helpers", "read", HELPER_READ, HELPER),
     Rule("GET", "/helpers/{helper_id:uuid}/visits", "helpers", "visits", HELPER_READ, HELPER, lists=Kind.VISIT_TASK),
-    Rule("POST", "/helpers", "helpers", "register", HELPER_WRITE, refs=(Ref("org_unit_id", Kind.ORG_UNIT),)),
+    Rule("POST", "/helpers", "helpers", "register", HELPER_WRITE, refs=(Ref("org_unit_id", Kind.ORG_UNIT),),
+         creates=Kind.HELPER),
     Rule("POST", "/helpers/{helper_id:uuid}/capacity", "helpers", "change capacity", HELPER_WRITE, HELPER),
     Rule("POST", "/helpers/{helper_id:uuid}/deactivate", "helpers", "deactivate", HELPER_WRITE, HELPER),
     Rule("GET", "/groups", "groups", "list", GROUP_READ, lists=Kind.GROUP, filters=(UNIT_FILTER,)),
     Rule("GET", "/groups/{group_id:uuid}", "groups", "read", GROUP_READ, GROUP),
     Rule("POST", "/groups", "groups", "form", GROUP_WRITE,
-         refs=(Ref("org_unit_id", Kind.ORG_UNIT), Ref("member_ids", Kind.HELPER))),
+         refs=(Ref("org_unit_id", Kind.ORG_UNIT), Ref("member_ids", Kind.HELPER)), creates=Kind.GROUP),
     Rule("POST", "/groups/{group_id:uuid}/members", "groups", "add member", GROUP_WRITE, GROUP,
          (Ref("helper_id", Kind.HELPER),)),
     Rule("POST", "/groups/{group_id:uuid}/members/remove", "groups", "remove member", GROUP_WRITE, GROUP,
@@ -278,7 +287,8 @@ RULES: tuple[Rule, ...] = (
          filters=(UNIT_FILTER, HELPER_FILTER, PERSON_FILTER)),
     Rule("GET", "/pairings/{pairing_id:uuid}", "pairings", "read", PAIRING_READ, PAIRING),
     Rule("POST", "/pairings", "pairings", "form", PAIRING_WRITE,
-         refs=(Ref("helper_ids", Kind.HELPER), Ref("person_ids", Kind.PERSON), Ref("group_id", Kind.GROUP))),
+         refs=(Ref("helper_ids", Kind.HELPER), Ref("person_ids", Kind.PERSON), Ref("group_id", Kind.GROUP)),
+         creates=Kind.PAIRING),
     _pairing("add person", "add-person", Ref("person_id", Kind.PERSON)),
     _pairing("remove person", "remove-person", Ref("person_id", Kind.PERSON)),
     _pairing("add helper", "add-helper", Ref("helper_id", Kind.HELPER)),
@@ -289,18 +299,20 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/visits", "visit tasks", "list", VISIT_READ, lists=Kind.VISIT_TASK,
          filters=(UNIT_FILTER, PAIRING_FILTER, PERSON_FILTER)),
     Rule("GET", "/visits/{task_id:uuid}", "visit tasks", "read", VISIT_READ, TASK),
-    Rule("POST", "/visits/{task_id:uuid}/claim", "visit tasks", "claim", VISIT_WRITE, TASK),
+    Rule("POST", "/visits/{task_id:uuid}/claim", "visit tasks", "claim", VISIT_WRITE, TASK,
+         (Ref("group_id", Kind.GROUP),)),
     Rule("POST", "/visits/{task_id:uuid}/assign", "visit tasks", "assign", VISIT_WRITE, TASK),
     Rule("POST", "/visits/{task_id:uuid}/release", "visit tasks", "release", VISIT_WRITE, TASK),
-    Rule("POST", "/visits/{task_id:uuid}/complete", "visit tasks", "complete", VISIT_WRITE, TASK),
+    Rule("POST", "/visits/{task_id:uuid}/complete", "visit tasks", "complete", VISIT_WRITE, TASK,
+         creates=Kind.VISIT_LOG),
     Rule("POST", "/visit-logs", "visit logs", "record", VISIT_WRITE,
-         refs=(Ref("pairing_id", Kind.PAIRING), Ref("person_id", Kind.PERSON))),
+         refs=(Ref("pairing_id", Kind.PAIRING), Ref("person_id", Kind.PERSON)), creates=Kind.VISIT_LOG),
     Rule("GET", "/visit-logs", "visit logs", "list", VISIT_READ, lists=Kind.VISIT_LOG,
          filters=(HELPER_FILTER, PAIRING_FILTER, PERSON_FILTER)),
     Rule("GET", "/visit-logs/{log_id:uuid}", "visit logs", "read", VISIT_READ, LOG),
     # emergencies: anyone who meets a person in danger reports (强制报告), about a person they may read
     Rule("POST", "/emergencies", "emergencies", "file", FILE_REPORT,
-         refs=(Ref("person_id", Kind.PERSON, scope=PERSON_READ),)),
+         refs=(Ref("person_id", Kind.PERSON, scope=PERSON_READ),), creates=Kind.EMERGENCY),
     Rule("GET", "/emergencies", "emergencies", "queue", QUEUE, lists=Kind.EMERGENCY),
     Rule("GET", "/emergencies/stream", "emergencies", "stream", QUEUE),
     Rule("GET", "/emergencies/{report_id:uuid}", "emergencies", "read", REPORT_READ, REPORT),
@@ -323,11 +335,11 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/rosters/{org_unit_id:uuid}/deadlines", "rosters", "change deadlines", ROSTER_WRITE, ROSTER),
     # supervision
     _supervision("", "summary"),
-    _supervision("/uncovered", "uncovered"),
-    _supervision("/overdue", "overdue"),
+    _supervision("/uncovered", "uncovered", SUPERVISION_PEOPLE),
+    _supervision("/overdue", "overdue", SUPERVISION_PEOPLE),
     _supervision("/emergencies-past-deadline", "past deadline"),
-    _supervision("/uncovered.csv", "uncovered CSV"),
-    _supervision("/overdue.csv", "overdue CSV"),
+    _supervision("/uncovered.csv", "uncovered CSV", SUPERVISION_PEOPLE),
+    _supervision("/overdue.csv", "overdue CSV", SUPERVISION_PEOPLE),
     _supervision("/emergencies-past-deadline.csv", "past deadline CSV"),
     # audit
     Rule("GET", "/audit/streams/{stream_id:uuid}", "audit", "replay", AUDIT_READ, STREAM),
@@ -341,6 +353,15 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 BY_ROUTE: dict[tuple[str, str], Rule] = {rule.key: rule for rule in RULES}
+# Who may read an object of each kind a create may name: a create repeated answers the object.
+READS: dict[Kind, Grants] = {
+    Kind.PERSON: PERSON_READ,
+    Kind.HELPER: HELPER_READ,
+    Kind.GROUP: GROUP_READ,
+    Kind.PAIRING: PAIRING_READ,
+    Kind.VISIT_LOG: VISIT_READ,
+    Kind.EMERGENCY: REPORT_READ,
+}
 
 
 def rule_for(method: str, path_template: str) -> Rule | None:
@@ -363,6 +384,11 @@ def not_found(kind: Kind, raw: Any) -> Exception:
 
 def unknown_reference(kind: Kind, value: UUID, field_name: str) -> Exception:
     return UnknownReferenceError(f"no {kind} with id {value}", field=field_name)
+
+
+def already_exists(kind: Kind, value: UUID) -> Exception:
+    """What a create under a taken id answers when the body differs: word for word the command's."""
+    return AlreadyExistsError(f"a different {kind} already exists with id {value}", field="id", id=str(value))
 
 
 def _is_uuid(value: str) -> bool:
@@ -596,6 +622,8 @@ class Access:
                 raise not_found(rule.target.kind, raw)
         for ref in rule.refs:
             self.check_ref(ref, scopes, data)
+        if rule.creates is not None:
+            self.check_repeat(rule.creates, data)
         if rule.lists is not None:
             self.list_scope = self.scope_of_lists(scopes)
             if any(not self.filter_allows(f, scopes, (query or {}).get(f.field)) for f in rule.filters):
@@ -612,6 +640,16 @@ class Access:
             return True
         return self.allows(scopes, ref.kind, filter_id)
 
+    def check_repeat(self, kind: Kind, data: Any) -> None:
+        """A create under an id that is taken answers the existing object when the body is the
+        same again (an offline device's retry): only to a caller who may read that object. Anyone
+        else gets what a different body gets, so the answer cannot confirm what the object holds."""
+        new_id = _uuid(data.get("id")) if isinstance(data, dict) else None
+        if new_id is None or self.first(new_id) is None:
+            return
+        if not self.allows(READS[kind].get(self.actor.role, frozenset()), kind, new_id):
+            raise already_exists(kind, new_id)
+
     def check_ref(self, ref: Ref, scopes: frozenset[Scope], data: Any) -> None:
         ref_scopes = scopes if ref.scope is None else ref.scope.get(self.actor.role, frozenset())
         values = _values(data, ref.field)
@@ -627,6 +665,7 @@ def _needs_loading(rule: Rule, scopes: frozenset[Scope], query: Mapping[str, Any
     return (
         rule.target is not None
         or bool(rule.refs)
+        or rule.creates is not None
         or (rule.lists is not None and Scope.OWN in scopes)
         or any(f.field in query for f in rule.filters)
     )
@@ -738,6 +777,8 @@ def _objects(rule: Rule) -> str:
     for ref in rule.refs:
         whose = "" if ref.scope is None else " (as readable)"
         parts.append(f"body `{ref.field}`: {ref.kind}{whose}")
+    if rule.creates is not None:
+        parts.append(f"body `id`: {rule.creates} (taken: as readable)")
     if rule.lists is not None:
         parts.append(f"lists {rule.lists}s in scope")
     if rule.filters:

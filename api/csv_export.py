@@ -4,7 +4,8 @@
 Every row of the list, in the list's order. ``lang=zh`` gives Chinese column headers and
 values (kinds, risk tags, categories, severities, levels) and a UTF-8 byte-order mark so that
 spreadsheet programs read the file as UTF-8; ``lang=en`` (default) gives the stored values.
-Times are China Standard Time.
+Times are China Standard Time. Text that a spreadsheet would run as a formula (a name starting
+with ``=``, ``+``, ``-`` or ``@``) is written with a leading ``'``, so it shows as typed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
 from api.common import MinPosition, wait_for_views
-from api.names import with_names
-from api.supervision import resolve_unit, view_of
+from api.supervision import reports_from_level, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS
 from projections.supervision import CHINA
 
@@ -88,12 +88,21 @@ PAST_DEADLINE: list[Column] = [
 ]
 
 
+# A spreadsheet takes a cell starting with one of these for a formula, and a formula can send
+# other cells (everyone's names) to any address: text typed by a user is written as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(value: Any, cell: str) -> str:
+    return "'" + cell if isinstance(value, str) and cell.startswith(FORMULA_START) else cell
+
+
 def to_csv(rows: list[dict[str, Any]], columns: list[Column], zh: bool) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([zh_header if zh else en_header for _, en_header, zh_header, _ in columns])
     for row in rows:
-        writer.writerow([fmt(row.get(key), zh) for key, _, _, fmt in columns])
+        writer.writerow([_as_text(row.get(key), fmt(row.get(key), zh)) for key, _, _, fmt in columns])
     return ("\ufeff" if zh else "").encode() + out.getvalue().encode()
 
 
@@ -116,7 +125,7 @@ class SupervisionCsvController(Controller):
         """Every uncovered person under the unit, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows = with_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
+        rows = with_person_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, UNCOVERED, lang == "zh"), f"uncovered-{unit['code']}.csv")
 
     @get("/{org_unit:str}/overdue.csv", sync_to_thread=True, media_type="text/csv")
@@ -126,7 +135,7 @@ class SupervisionCsvController(Controller):
         """Every person overdue for a visit under the unit, most overdue first, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows = with_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
+        rows = with_person_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, OVERDUE, lang == "zh"), f"overdue-{unit['code']}.csv")
 
     @get("/{org_unit:str}/emergencies-past-deadline.csv", sync_to_thread=True, media_type="text/csv")
@@ -136,6 +145,8 @@ class SupervisionCsvController(Controller):
         """Every emergency report waiting past its deadline under the unit, as CSV."""
         wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        rows = view_of(request).emergencies_past_deadline(unit["id"], limit=None)[0]
-        rows = with_names(request, rows, id_key="person_id", name_key="person_name")
+        rows = view_of(request).emergencies_past_deadline(
+            unit["id"], limit=None, min_level=reports_from_level(request)
+        )[0]
+        rows = with_person_names(request, rows, id_key="person_id", name_key="person_name")
         return _attachment(to_csv(rows, PAST_DEADLINE, lang == "zh"), f"emergencies-past-deadline-{unit['code']}.csv")

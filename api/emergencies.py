@@ -9,6 +9,7 @@ the first report; a different body under the same id or key answers 409 ``alread
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.audit import record_access
 from api.access import Access, Kind, access_of, list_scope, loaded
+from api.auth import actor_of
 from api.common import (
     LongText,
     MinPosition,
@@ -33,6 +35,7 @@ from api.common import (
     wait_for_views,
 )
 from api.problems import ProblemError
+from api.revocations import RevocationUnavailable
 from api.security import limit_report_filing
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
 from domain.org_unit import OrgUnit
@@ -187,6 +190,23 @@ def queue_row(row: dict[str, Any], now: datetime) -> EmergencyRow:
 AlertFilter = Callable[[dict[str, Any]], bool]
 
 
+def token_still_valid(request: Request[Any, Any, Any]) -> Callable[[], bool]:
+    """Whether the token a stream was opened with is still good: a stream lives for hours, and
+    its token may expire or be revoked meanwhile (an unreadable revocation list counts as revoked)."""
+    actor = actor_of(request)
+    revocations = getattr(request.app.state, "revocations", None)
+
+    def valid() -> bool:
+        if actor.expires_at and actor.expires_at <= time.time():
+            return False
+        try:
+            return revocations is None or not revocations.is_revoked(actor.token_id)
+        except RevocationUnavailable:
+            return False
+
+    return valid
+
+
 def alert_follow(request: Request[Any, Any, Any], access: Access) -> tuple[str, AlertFilter | None]:
     """The alert subject a console subscribes to, and which of its alerts it shows: a township
     responder's township (level 0), a county responder's county level, a supervisor's or
@@ -273,6 +293,7 @@ class EmergencyController(Controller):
         loop = asyncio.get_running_loop()
         subject, shown = await loop.run_in_executor(None, alert_follow, request, access_of(request))
         sub = await nc.subscribe(subject)
+        token_valid = token_still_valid(request)
 
         async def events() -> AsyncIterator[ServerSentEventMessage]:
             try:
@@ -281,8 +302,13 @@ class EmergencyController(Controller):
                     try:
                         msg = await sub.next_msg(timeout=15)
                     except TimeoutError:
+                        if not token_valid():
+                            return
                         yield ServerSentEventMessage(comment="keep-alive", data=None)
                         continue
+                    if not token_valid():
+                        return  # the console reconnects, and its token is refused
+
                     alert = msgspec.json.decode(msg.data)
                     if shown is None or await loop.run_in_executor(None, shown, alert):
                         yield ServerSentEventMessage(data=msg.data.decode(), event="alert", id=alert.get("alert_id"))
@@ -307,6 +333,8 @@ class EmergencyController(Controller):
         app = app_of(request)
         result = command(app, meta, expected_version(request))
         report = app.load(EmergencyReport, report_id)
+        if report.person_id is not None:
+            record_access(request, report.person_id)  # the answer is the whole report, as a read is
         out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))
         return Response(out, headers=etag(report.version))
 

@@ -12,7 +12,17 @@ import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# What a path segment may be to reach the log: a route's own word, an id, or a division code.
+_LOGGABLE_SEGMENT = re.compile(
+    r"^(?:[a-z][a-z.-]{0,40}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9]{12})$"
+)
 log = structlog.get_logger("guanai.api")
+
+
+def loggable_path(path: str) -> str:
+    """The path with every segment that is not a route word, an id or a code replaced by ``…``:
+    a parameter taken as text holds whatever a client typed (a name, a phone number, a newline)."""
+    return "/".join(s if not s or _LOGGABLE_SEGMENT.match(s) else "…" for s in path.split("/"))
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -42,7 +52,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             log.info(
                 "request",
                 method=scope.get("method"),
-                path=scope.get("path"),  # ids only: paths never carry names
+                path=loggable_path(scope.get("path") or ""),
                 status=status["code"],
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )

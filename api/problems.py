@@ -22,6 +22,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from api.middleware import loggable_path
 from domain.base import DomainError
 
 PROBLEM_JSON = "application/problem+json"
@@ -134,7 +135,7 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     if status == 405:
         return problem(request, 405, "method-not-allowed", "Method not allowed", str(exc.detail), headers=headers)
     if status >= 500:
-        log.error("http_error", status=status, path=request.url.path)
+        log.error("http_error", status=status, path=loggable_path(request.url.path))
         return problem(request, status, "server-error", "Server error", "the server could not answer", headers=headers)
     return problem(request, status, "bad-request" if status == 400 else f"http-{status}", "Bad request", str(exc.detail), headers=headers)
 
@@ -155,7 +156,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     # The exception text may carry personal data: log the type and the place only.
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-    log.error("unhandled_error", error=type(exc).__name__, where=where, path=request.url.path)
+    log.error("unhandled_error", error=type(exc).__name__, where=where, path=loggable_path(request.url.path))
     return problem(request, 500, "server-error", "Server error", "an unexpected error occurred; it has been logged")
 
 

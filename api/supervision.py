@@ -17,10 +17,12 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
-from api.access import Kind, not_found, unit_id_of
+from api.access import Kind, access_of, not_found, unit_id_of
+from api.audit import record_access
 from api.common import Limit, MinPosition, Offset, Page, wait_for_views
 from api.names import with_names
 from api.problems import ProblemError
+from domain.vocabulary import ActorRole
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView
 
@@ -186,6 +188,24 @@ def view_of(request: Request[Any, Any, Any]) -> SupervisionView:
     return SupervisionView(request.app.state.read_side.runner.pool)
 
 
+def with_person_names(
+    request: Request[Any, Any, Any], rows: list[dict[str, Any]], id_key: str = "id", name_key: str = "name"
+) -> list[dict[str, Any]]:
+    """The rows with the names of the persons they list: a name is personal data, so each person
+    named gets a row in their access log, as a read of ``GET /persons`` does."""
+    rows = with_names(request, rows, id_key, name_key)
+    record_access(request, *(row[id_key] for row in rows if row.get(id_key) is not None))
+    return rows
+
+
+def reports_from_level(request: Request[Any, Any, Any]) -> int:
+    """The lowest level of the reports a reader sees beneath a unit: a county responder's are
+    those handed up to the county (their area); everyone else's, every level."""
+    access = access_of(request)
+    area = access.area() if access.actor.role in (ActorRole.TOWNSHIP_RESPONDER, ActorRole.COUNTY_RESPONDER) else None
+    return area.min_level if area is not None else 0
+
+
 def resolve_unit(request: Request[Any, Any, Any], org_unit: str) -> dict[str, Any]:
     """The unit named by id or code (the access guard has checked the caller may see it)."""
     unit_id = unit_id_of(org_unit)
@@ -256,7 +276,8 @@ class SupervisionController(Controller):
         """Active people under the unit whom no active pairing covers, longest registered first."""
         position = wait_for_views(request, min_position)
         rows, total = view_of(request).uncovered(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        return Page(msgspec.convert(with_names(request, rows), list[UncoveredRow]), total, limit, offset, position)
+        items = msgspec.convert(with_person_names(request, rows), list[UncoveredRow])
+        return Page(items, total, limit, offset, position)
 
     @get("/{org_unit:str}/overdue", sync_to_thread=True)
     def overdue(
@@ -271,7 +292,8 @@ class SupervisionController(Controller):
         most overdue first."""
         position = wait_for_views(request, min_position)
         rows, total = view_of(request).overdue(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        return Page(msgspec.convert(with_names(request, rows), list[OverdueRow]), total, limit, offset, position)
+        items = msgspec.convert(with_person_names(request, rows), list[OverdueRow])
+        return Page(items, total, limit, offset, position)
 
     @get("/{org_unit:str}/emergencies-past-deadline", sync_to_thread=True)
     def past_deadline(
@@ -285,6 +307,8 @@ class SupervisionController(Controller):
         """Emergency reports waiting for an acknowledgement past their deadline, longest first."""
         position = wait_for_views(request, min_position)
         unit_id = resolve_unit(request, org_unit)["id"]
-        rows, total = view_of(request).emergencies_past_deadline(unit_id, limit=limit, offset=offset)
-        rows = with_names(request, rows, id_key="person_id", name_key="person_name")
+        rows, total = view_of(request).emergencies_past_deadline(
+            unit_id, limit=limit, offset=offset, min_level=reports_from_level(request)
+        )
+        rows = with_person_names(request, rows, id_key="person_id", name_key="person_name")
         return Page(msgspec.convert(rows, list[PastDeadlineRow]), total, limit, offset, position)

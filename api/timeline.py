@@ -1,5 +1,9 @@
 """GET /persons/{id}/timeline: everything that happened to one elder or child, from the timeline
-view; each entry names its kind, the actor and role, when it happened and when it was recorded."""
+view; each entry names its kind, the actor and role, when it happened and when it was recorded.
+
+A pairing's events are on the timeline of each person in it, and name the other people in it
+too. Reading one person's timeline is no licence to learn who else is cared for, or where: the
+answer keeps this person's id and counts the others (``other_persons``)."""
 
 from __future__ import annotations
 
@@ -52,6 +56,19 @@ class TimelineOut(msgspec.Struct):
     position: int  # the views' position when read
 
 
+def about_this_person(summary: dict[str, Any], person_id: UUID) -> dict[str, Any]:
+    """An entry's summary with every other cared-for person's id left out."""
+    me = str(person_id)
+    out = dict(summary)
+    ids = out.get("person_ids")
+    if isinstance(ids, list):
+        out["person_ids"] = [p for p in ids if str(p) == me]
+        out["other_persons"] = len(ids) - len(out["person_ids"])
+    if out.get("person_id") is not None and str(out["person_id"]) != me:
+        out["person_id"] = None  # someone else joined or left a pairing this person is in
+    return out
+
+
 class TimelineController(Controller):
     path = "/persons"
     tags = ["timelines"]
@@ -77,9 +94,10 @@ class TimelineController(Controller):
             if not isinstance(first, Person.Registered):
                 raise ProblemError(404, "not-found", "Not found", f"no person with id {person_id}", kind="person")
         record_access(request, person_id)
+        rows = [{**row, "summary": about_this_person(row["summary"], person_id)} for row in page.rows]
         return TimelineOut(
             person_id=person_id,
-            items=msgspec.convert(page.rows, list[TimelineEntry]),
+            items=msgspec.convert(rows, list[TimelineEntry]),
             total=page.total,
             limit=limit,
             order=order,

@@ -20,6 +20,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.access import list_scope
+from api.audit import record_access
 from api.auth import Actor, actor_of
 from api.common import (
     AsOf,
@@ -395,6 +396,7 @@ class VisitLogController(Controller):
         self, request: Request[Any, Any, Any], log_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
     ) -> Response[VisitLogOut]:
         log = load_for_read(request, VisitLog, log_id, version, as_of, time)
+        record_access(request, log.person_id)  # findings are the person's health and circumstances
         out = log_out(log)
         out.erased = app_of(request).personal_data_erased(log.person_id)
         return Response(out, headers=etag(log.version))

@@ -77,9 +77,7 @@ class VolunteerGroup(CareAggregate):
     def add_member(self, helper: Helper, meta: CommandMeta) -> None:
         self.check_active()
         if not helper.active:
-            raise HelperInactiveError(
-                f"helper {helper.id} no longer serves", field="helper_id", reason=helper.deactivated_reason
-            )
+            raise HelperInactiveError(f"helper {helper.id} no longer serves", field="helper_id")  # why: personal
         if helper.id in self.member_ids:
             raise GroupError(f"helper {helper.id} is already a member", field="helper_id")
         if self.org_unit_id not in helper.org_path and helper.org_unit_id not in self.org_path:

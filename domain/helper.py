@@ -146,7 +146,8 @@ class Helper(CareAggregate):
 
     def check_active(self) -> None:
         if not self.active:
-            raise HelperInactiveError(f"helper {self.id} no longer serves", reason=self.deactivated_reason)
+            # Not why they stopped: it is personal data, and an error travels to places a record does not.
+            raise HelperInactiveError(f"helper {self.id} no longer serves")
 
     def change_capacity(self, capacity: int, meta: CommandMeta) -> None:
         self.check_active()

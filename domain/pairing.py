@@ -218,6 +218,12 @@ class Pairing(CareAggregate):
         person.check_not_erased(field="person_id")
         if not person.active:
             raise PersonInactiveError(f"person {person.id} has left the programme", field="person_id")
+        if list(person.org_path[: len(self.org_path)]) != list(self.org_path):
+            # The org path, fixed at formation, decides who sees and manages the pairing.
+            raise PairingError(
+                "the person lives outside the unit this pairing belongs to; form a pairing of a unit above both",
+                field="person_id",
+            )
         # Capacity is checked before PersonAdded, so a refused addition leaves the pairing as it was.
         for helper in helpers:
             _assign(helper, self.id, len(self.person_ids) + 1, meta, "person_id")

@@ -256,7 +256,8 @@ class Person(CareAggregate):
     def _check_active(self) -> None:
         self.check_not_erased()
         if not self.active:
-            raise PersonInactiveError("this person has left the programme", reason=self.left_reason)
+            # Not the reason they left: it is personal data, and an error travels to places a record does not.
+            raise PersonInactiveError("this person has left the programme")
 
     def add_risk_tag(self, tag: RiskTag, meta: CommandMeta) -> None:
         self._check_active()

@@ -195,12 +195,18 @@ class Audit:
         )
 
     def persons_in(self, aggregate_id: UUID, kind: str) -> list[UUID]:
-        """Whose personal data a stream shows: a person's own, or the persons a case names."""
+        """Whose personal data a stream shows: a person's own, or every person its events name. A
+        case's history keeps those who left it (a pairing still tells why a person was removed),
+        so its current members are not enough."""
         if kind == "Person":
             return [aggregate_id]
-        state = self.state_as_of(aggregate_id, FOREVER, "recorded").state or {}
-        ids = [state.get("person_id"), *(state.get("person_ids") or [])]
-        return [UUID(str(i)) for i in ids if i]
+        named: dict[UUID, None] = {}
+        for _, event in self.events(aggregate_id):
+            fields = vars(event)
+            for value in (fields.get("person_id"), *(fields.get("person_ids") or ())):
+                if value:
+                    named[UUID(str(value))] = None
+        return list(named)
 
     # ---- verification ------------------------------------------------------------------------
 

@@ -258,7 +258,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(emergencies.getvalue())
         projector.close()
     print(f"\nDone in {time.monotonic() - started:.0f}s. Next: `./run serve`, then open http://127.0.0.1:{settings.port}/schema")
-    print(f"A token for the county supervisor: ./run token --role county_supervisor --org-unit {counts.county_id}")
+    print(
+        "A token for the county supervisor: "
+        f"./run token --role county_supervisor --org-unit {counts.county_id} --subject <their id>"
+    )
     return 0
 
 
@@ -292,6 +295,12 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
         return cmd_token_revoke(settings, args)
     if not args.role:
         print("guanai token: --role is required (or: guanai token revoke JTI)", file=sys.stderr)
+        return 2
+    if not args.subject:
+        # The subject is the account: tokens sharing one would read each other's reports and
+        # share one name in the audit trail and the access log.
+        print("guanai token: --subject is required: the id of the one person the token is for"
+              " (a volunteer's helper id)", file=sys.stderr)
         return 2
     org: UUID | None = None
     if args.org_code:
@@ -425,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--weeks", type=int, default=2, help="weeks of visits to live through (default 2)")
     t = sub.add_parser("token", help="issue a bearer token")
     t.add_argument("--role", choices=[r.value for r in ActorRole if r != ActorRole.SYSTEM], help="required to issue")
-    t.add_argument("--subject", default="operator", help="who the token is for (an id, not a name)")
+    t.add_argument("--subject", help="required to issue: the id of the one person the token is for (not a name)")
     scope = t.add_mutually_exclusive_group()
     scope.add_argument("--org-unit", type=UUID, help="org unit id the role is scoped to")
     scope.add_argument("--org-code", help="12-digit division code of the org unit")

@@ -103,6 +103,6 @@ SELECT e.id, e.person_id, t.code AS township_code, t.name AS township_name, e.ca
        e.severity, e.level, e.reported_at, e.deadline, e.escalations,
        floor(extract(epoch FROM {NOW} - e.deadline) / 60)::int AS minutes_past_deadline, count(*) OVER () AS _total
 FROM sv_emergencies e LEFT JOIN sv_units t ON t.id = e.org_path[2]
-WHERE e.{UNDER} AND e.{_OPEN_PAST_DEADLINE}
+WHERE e.{UNDER} AND e.{_OPEN_PAST_DEADLINE} AND e.level >= %(min_level)s
 ORDER BY e.deadline, e.id {PAGE}
 """

@@ -185,10 +185,12 @@ class SupervisionView:
         return self._list(q.OVERDUE, params)
 
     def emergencies_past_deadline(
-        self, unit_id: UUID, *, now: datetime | None = None, limit: int | None = 50, offset: int = 0
+        self, unit_id: UUID, *, now: datetime | None = None, limit: int | None = 50, offset: int = 0, min_level: int = 0
     ) -> tuple[list[dict[str, Any]], int]:
-        """Reports not yet acknowledged whose deadline has passed, oldest deadline first."""
-        params = {"root": unit_id, "now": now or datetime.now(CHINA), "limit": limit, "offset": offset}
+        """Reports not yet acknowledged whose deadline has passed, oldest deadline first; those
+        waiting at ``min_level`` or above (a county responder's: what reached the county)."""
+        now = now or datetime.now(CHINA)
+        params = {"root": unit_id, "now": now, "limit": limit, "offset": offset, "min_level": min_level}
         return self._list(q.PAST_DEADLINE, params)
 
     def _list(self, query: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:

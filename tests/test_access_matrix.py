@@ -86,6 +86,7 @@ CLOSE = policy("AD:all CS,TS:subtree")
 ROSTERS_READ = policy("AD:all CS,TS,TR,CR,AU:subtree")
 ROSTERS_WRITE = policy("AD:all CS,TS:subtree")
 SUPERVISION = policy("AD:all CS,TS,VC,CD,TR,CR,AU:subtree")
+SUPERVISION_PEOPLE = policy("AD:all CS,TS,VC,CD,AU:subtree")  # lists naming people: not responders
 AUDIT_READ = policy("AD:all AU:subtree")
 AUDIT_CHECK = policy("AD:all AU:any")
 REVOKE = policy("AD:all")
@@ -463,7 +464,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # visit tasks and logs
     ("GET", "/visits"): Recipe(VISITS_READ, lists="task", filters={"org_unit_id": "unit", "pairing_id": "pairing", "person_id": "person"}),
     ("GET", "/visits/{task_id:uuid}"): Recipe(VISITS_READ, target="task"),
-    ("POST", "/visits/{task_id:uuid}/claim"): Recipe(VISITS_WRITE, target="task", fresh=_fresh_task(),
+    ("POST", "/visits/{task_id:uuid}/claim"): Recipe(VISITS_WRITE, target="task", fresh=_fresh_task(), refs={"group_id": "group"},
                                                      body=lambda w, role, ctx: {} if role == "V" else {"helper_id": ctx["helper"]}),
     ("POST", "/visits/{task_id:uuid}/assign"): Recipe(VISITS_WRITE, target="task", fresh=_group_task,
                                                       body=lambda w, role, ctx: {"helper_id": ctx["helper"]}),
@@ -506,8 +507,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/rosters/{org_unit_id:uuid}/deadlines"): Recipe(ROSTERS_WRITE, target="unit", body=lambda w, role, ctx: {"high": 900}),
     # supervision
     **{("GET", f"/supervision/{{org_unit:str}}{tail}"): Recipe(SUPERVISION, target="unit")
-       for tail in ("", "/uncovered", "/overdue", "/emergencies-past-deadline", "/uncovered.csv", "/overdue.csv",
-                    "/emergencies-past-deadline.csv")},
+       for tail in ("", "/emergencies-past-deadline", "/emergencies-past-deadline.csv")},
+    **{("GET", f"/supervision/{{org_unit:str}}{tail}"): Recipe(SUPERVISION_PEOPLE, target="unit")
+       for tail in ("/uncovered", "/overdue", "/uncovered.csv", "/overdue.csv")},
     # audit
     ("GET", "/audit/streams/{stream_id:uuid}"): Recipe(AUDIT_READ, target="stream"),
     ("GET", "/audit/streams/{stream_id:uuid}/state"): Recipe(AUDIT_READ, target="stream", params=lambda w: {"as_of": _now()}),

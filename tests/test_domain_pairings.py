@@ -302,6 +302,19 @@ def test_a_person_who_left_cannot_be_added(tree: OrgTree) -> None:
     nothing_emitted(p, cadre, left)
 
 
+def test_a_person_joins_only_a_pairing_of_a_unit_they_live_in(tree: OrgTree) -> None:
+    """The org path a pairing is formed with decides who sees and manages it; a person from
+    another unit would sit in a pairing their own cadre cannot see."""
+    cadre = helper(tree.township)
+    village_pairing = pairing(MANY, [cadre], [elder(tree.village), elder(tree.village)])
+    elsewhere = elder(tree.other_village)
+    with refused(PairingError, "person_id"):
+        village_pairing.add_person(elsewhere, [cadre], meta())
+    nothing_emitted(village_pairing, cadre, elsewhere)
+    county_pairing = pairing(MANY, [cadre], [elder(tree.village), elder(tree.other_village)])
+    county_pairing.add_person(elder(tree.other_village), [cadre], meta())  # beneath the county: it fits
+
+
 def test_removing_a_person_from_a_one_to_n_pairing_of_three(tree: OrgTree) -> None:
     cadre = helper(tree.village)
     leaving = elder(tree.village)

@@ -23,3 +23,19 @@ def test_registering_and_failing_logs_no_personal_data(client: httpx.Client) -> 
     for secret in (secret_name, secret_id, secret_phone, "欧阳奶奶"):
         assert secret not in text
     assert any(entry.get("event") == "request" and entry.get("status") in (200, 201) for entry in logs)
+
+
+def test_a_request_line_logs_ids_and_route_words_only(client: httpx.Client) -> None:
+    """Paths carry ids, but a path parameter taken as text (an org unit by id or code) holds
+    whatever a client puts there: a name or a phone number typed in the wrong box."""
+    tree = Tree(client)
+    with structlog.testing.capture_logs() as logs:
+        for typed in ("欧阳秘密", "13912345678", "a%0Aforged=1"):
+            assert client.get(f"/supervision/{typed}").status_code in (400, 404)
+        settled = {"min_position": tree.village2["position"]}
+        assert client.get(f"/supervision/{tree.village['code']}/uncovered.csv", params=settled).status_code == 200
+        assert client.get(f"/persons/{tree.village['id']}").status_code == 404
+    paths = [entry["path"] for entry in logs if entry.get("event") == "request"]
+    text = repr(paths)
+    assert "欧阳秘密" not in text and "13912345678" not in text and "forged" not in text, paths
+    assert f"/supervision/{tree.village['code']}/uncovered.csv" in paths and f"/persons/{tree.village['id']}" in paths

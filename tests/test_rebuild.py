@@ -59,7 +59,7 @@ def views(url: str) -> dict[str, list[dict[str, Any]]]:
 def more_history(care: Care) -> int:
     """Changes of every kind after the scripted county; returns the last position."""
     w, app, m = care.world, care.world.app, new_meta
-    app.add_pairing_person(w.pairings["supervisor"], w.children[2], m())
+    app.add_pairing_person(w.pairings["supervisor"], w.elders[0], m())  # of the supervisor's township
     app.remove_pairing_person(w.pairings["supervisor"], w.children[1], "moved to the county town", m())
     app.change_pairing_cadence(w.pairings["mother"], Cadence.MONTHLY, VisitMode.PHONE_VIDEO, m())
     app.person_leaves_programme(w.elders[3], "moved away", m())

@@ -485,7 +485,7 @@ def test_reset_and_replay_gives_the_same_rows_as_the_incremental_view(world: Wor
     projector.start()
     app, m = world.app, new_meta
     app.add_group_member(world.group, world.helpers[2], m())
-    app.add_pairing_person(world.pairings["supervisor"], world.children[2], m())
+    app.add_pairing_person(world.pairings["supervisor"], world.elders[0], m())  # of the supervisor's township
     app.remove_pairing_person(world.pairings["supervisor"], world.children[1], "moved to the county town", m())
     app.change_pairing_cadence(world.pairings["mother"], Cadence.MONTHLY, VisitMode.PHONE_VIDEO, m())
     app.end_pairing(world.pairings["cadre"], "replaced by a team", date.today(), m())

@@ -269,7 +269,7 @@ def test_later_events_move_the_figures(care: Care) -> None:
         app.add_risk_tag(w.children[1], RiskTag.DE_FACTO_UNSUPPORTED, m())
         app.change_helper_capacity(w.helpers[1], 2, m())
         app.end_pairing(w.pairings["four_in_one"], "doctor moved away", date.today(), m())
-        app.add_pairing_person(w.pairings["supervisor"], w.children[2], m())
+        app.add_pairing_person(w.pairings["supervisor"], w.elders[0], m())  # of the supervisor's township
         last = app.remove_risk_tag(w.elders[0], RiskTag.LIVING_ALONE, m())
         assert projector.wait_for(last.position, timeout=10.0)
         view = SupervisionView(projector.pool)
@@ -277,7 +277,8 @@ def test_later_events_move_the_figures(care: Care) -> None:
     assert (s["base"]["people"], s["base"]["elders"], s["base"]["left_in_period"]) == (6, 3, 1)
     assert s["base"]["by_risk_tag"]["living_alone"] == 1 and s["base"]["by_risk_tag"]["de_facto_unsupported"] == 1
     assert s["guardianship"]["agreements_signed"] == 2 and s["guardianship"]["signed_rate"] == 0.6667
-    assert (s["coverage"]["covered"], s["coverage"]["uncovered"]) == (5, 1)  # elder 2 lost, child 2 gained a pairing
+    # Elder 2 lost their only pairing; elder 0 joined a second one, which covers nobody new.
+    assert (s["coverage"]["covered"], s["coverage"]["uncovered"]) == (4, 2)
     # The cadre looks after two people now (elder 3 left), at a capacity of two; the police
     # officer and the doctor were released when their pairing ended.
     assert (s["helpers"]["at_capacity"], s["helpers"]["with_people"], s["helpers"]["people_per_helper"]) == (1, 3, 2.0)

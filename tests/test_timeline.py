@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from domain.vocabulary import Cadence, VisitMode
+from domain.vocabulary import Cadence, PersonKind, Sex, VisitMode
 from projections.timeline import TimelineView
 from tests.api_support import ApiServer, auth
 from tests.test_registry_view import GUARDIAN_PHONE, ID_NUMBER, new_meta
@@ -110,9 +110,14 @@ def test_visits_appear_with_who_went_and_what_was_found(care: Care, projector: P
 def test_pairing_changes_appear_on_the_timeline_of_every_person_in_the_pairing(care: Care) -> None:
     w, app, m = care.world, care.world.app, new_meta
     supervisor = w.pairings["supervisor"]
+    newcomer = uuid4()  # a child of the supervisor's township
+    app.register_person(
+        id=newcomer, kind=PersonKind.CHILD, name="白小兰", sex=Sex.FEMALE, birth_date=date(2017, 4, 2),
+        village_id=w.v2, meta=m(),
+    )
     with Projector(w.url, app=app, batch_size=4) as projector:
         projector.start()
-        app.add_pairing_person(supervisor, w.children[2], m())
+        app.add_pairing_person(supervisor, newcomer, m())
         app.remove_pairing_person(supervisor, w.children[1], "moved to the county town", m())
         app.change_pairing_cadence(supervisor, Cadence.MONTHLY, VisitMode.PHONE_VIDEO, m())
         last = app.end_pairing(w.pairings["cadre"], "replaced by a team", date.today(), m())
@@ -123,8 +128,8 @@ def test_pairing_changes_appear_on_the_timeline_of_every_person_in_the_pairing(c
             "pairing.person_added", "pairing.person_removed", "pairing.cadence_changed"
         ]  # fmt: skip
         assert kinds(view, w.children[1], kinds=changes)[1:] == ["pairing.person_added", "pairing.person_removed"]
-        # Child 2 joined before child 1 left: a member then, so that change is on their timeline too.
-        assert kinds(view, w.children[2], kinds=changes) == [
+        # The newcomer joined before child 1 left: a member then, so that change is on their timeline too.
+        assert kinds(view, newcomer, kinds=changes) == [
             "pairing.person_added", "pairing.person_removed", "pairing.cadence_changed"
         ]  # fmt: skip
         removed = entries(view, w.children[1], kinds=["pairing.person_removed"])[0]
@@ -134,7 +139,7 @@ def test_pairing_changes_appear_on_the_timeline_of_every_person_in_the_pairing(c
             assert kinds(view, elder, kinds=["pairing.ended"]) == ["pairing.ended"]
         assert kinds(view, w.elders[2], kinds=["pairing.ended"]) == []
         # The person's own bookkeeping of the same change is not a second entry.
-        assert not [k for k in kinds(view, w.children[2]) if k.startswith("person.pairing")]
+        assert not [k for k in kinds(view, newcomer) if k.startswith("person.pairing")]
 
 
 def test_pages_follow_the_cursor_in_either_order_and_filter_by_kind(care: Care, projector: Projector) -> None:

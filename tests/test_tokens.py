@@ -233,7 +233,11 @@ def test_a_revocation_from_the_command_line_reaches_the_server(server: ApiServer
             [sys.executable, "-m", "guanai.cli", *args], check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
 
-    issued = guanai("token", "--role", "township_responder", "--org-unit", str(uuid.uuid4()))
+    # A token names the one person it is for: tokens sharing a default subject would be one
+    # account to the access table (each reading the reports the others filed, in any county).
+    unnamed = guanai("token", "--role", "village_cadre", "--org-code", "530428101201")
+    assert unnamed.returncode == 2 and "--subject" in unnamed.stderr and not unnamed.stdout
+    issued = guanai("token", "--role", "township_responder", "--org-unit", str(uuid.uuid4()), "--subject", "resp-0042")
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip()
     jti = verify_token(SECRET, token).token_id
@@ -248,7 +252,7 @@ def test_a_revocation_from_the_command_line_reaches_the_server(server: ApiServer
         row = conn.execute("SELECT revoked_by, reason FROM revoked_tokens WHERE jti = %s", (jti,)).fetchone()
     assert row == ("admin-7", "left the job")
     assert guanai("token").returncode == 2  # neither --role nor an action
-    wrong_level = guanai("token", "--role", "village_cadre", "--org-code", "530428000000")
+    wrong_level = guanai("token", "--role", "village_cadre", "--org-code", "530428000000", "--subject", "vc-7")
     assert wrong_level.returncode == 2 and "scoped to a village" in wrong_level.stderr  # a county's code
 
 
