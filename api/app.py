@@ -98,6 +98,10 @@ def _start(app: Litestar) -> None:
         retries=settings.command_retries,
         seal_personal_data=app.state.protections,
     )
+    # A wrong GUANAI_MASTER_KEY stops the API at start, not at the first person it reads.
+    check_master_key = getattr(app.state.care.key_store, "check_master_key", None)
+    if check_master_key is not None:
+        check_master_key()
     app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
     app.state.view = app.state.read_side.view
     app.state.projector = app.state.read_side

@@ -136,6 +136,10 @@ class KeyStore:
         self._cache: OrderedDict[str, tuple[AESGCM | None, str | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # Counts the destructions this process has taken in. A key looked up while one was taken
+        # in is used for that one read and not cached: it may be a key destroyed meanwhile, whose
+        # destruction this process will not be told again.
+        self._generation = 0
 
     @property
     def master(self) -> MasterKey:
@@ -156,8 +160,10 @@ class KeyStore:
                 self._cache.move_to_end(subject)
             return entry
 
-    def _remember(self, subject: str, aead: AESGCM | None, owner: str | None) -> None:
+    def _remember(self, subject: str, aead: AESGCM | None, owner: str | None, since: int | None = None) -> None:
         with self._lock:
+            if since is not None and since != self._generation and aead is not None:
+                return
             self._cache[subject] = (aead, owner)
             self._cache.move_to_end(subject)
             while len(self._cache) > self._cache_size:
@@ -167,14 +173,23 @@ class KeyStore:
         """Mark keys destroyed in this process: the subjects named, and every key they own."""
         gone = set(subjects)
         with self._lock:
+            self._generation += 1
             for subject, (_, owner) in list(self._cache.items()):
                 if subject in gone or owner in gone:
                     self._cache[subject] = (None, owner)
 
-    def _entry(self, subject: str, wrapped: bytes | None, key_id: str | None, owner: str | None) -> AESGCM | None:
+    def _entry(
+        self, subject: str, wrapped: bytes | None, key_id: str | None, owner: str | None, since: int | None = None
+    ) -> AESGCM | None:
+        """The key of a row read from the store; ``since``: the generation when the read began."""
         aead = None if wrapped is None else AESGCM(self.master.unwrap(subject, bytes(wrapped), key_id))
-        self._remember(subject, aead, owner)
+        self._remember(subject, aead, owner, since)
         return aead
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            return self._generation
 
     # ---- what the mapper asks ----------------------------------------------------------------
 
@@ -269,6 +284,10 @@ class PostgresKeyStore(KeyStore):
         self._select = SQL(
             "SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)"
         ).format(table)
+        self._master_checked = False
+        self._other_master = SQL(
+            "SELECT master_key_id FROM {} WHERE master_key_id IS NOT NULL AND master_key_id <> %s LIMIT 1"
+        ).format(table)
         self._owner_state = SQL("SELECT destroyed_at FROM {} WHERE subject = %s FOR SHARE").format(table)
         self._insert = SQL(
             "INSERT INTO {} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s)"
@@ -314,15 +333,34 @@ class PostgresKeyStore(KeyStore):
             self._checked_at = now
 
     def _load(self, subjects: Sequence[str]) -> dict[str, AESGCM | None]:
+        since = self.generation
         with self.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(self._select, (list(subjects),)).fetchall()
-        found = {r["subject"]: self._entry(r["subject"], r["wrapped"], r["master_key_id"], r["owner"]) for r in rows}
+        found = {
+            r["subject"]: self._entry(r["subject"], r["wrapped"], r["master_key_id"], r["owner"], since) for r in rows
+        }
         for subject in subjects:
             if subject not in found:
                 raise SealError(f"no key for subject {subject}: the key table does not match the event store")
         return found
 
+    def check_master_key(self) -> None:
+        """Refuse a master key the stored keys were not wrapped with, before anything is written
+        under it (data sealed under two master keys could never all be read by one process)."""
+        if self._master_checked:
+            return
+        with self.datastore.get_connection() as conn, conn.cursor() as cur:
+            row = cur.execute(self._other_master, (self.master.key_id,)).fetchone()
+        if row is not None:
+            raise MasterKeyError(
+                f"the personal data keys are wrapped by master key {row['master_key_id']}, and this process holds "
+                f"{self.master.key_id}: every process must be given the same GUANAI_MASTER_KEY"
+            )
+        self._master_checked = True
+
     def _load_or_create(self, subject: str, owner: str | None) -> AESGCM | None:
+        self.check_master_key()
+        since = self.generation
         master = self.master
         wrapped = master.wrap(subject, AESGCM.generate_key(256))
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -339,7 +377,7 @@ class PostgresKeyStore(KeyStore):
                     raise ErasedError(f"person {owner} was erased", field="person_id")
             cur.execute(self._insert, (subject, owner, wrapped, master.key_id))
             row = cur.execute(self._select, ([subject],)).fetchone()
-        return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"])
+        return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"], since)
 
     # ---- erasure, inside the event store's insert transaction ------------------------------------
 

@@ -161,6 +161,57 @@ def test_a_process_notices_an_erasure_elsewhere_within_the_cache_interval(fresh_
     elsewhere.close()
 
 
+def test_a_key_read_while_an_erasure_is_taken_in_is_used_once_and_not_kept(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    """Another API process reads the person's key just before the erasure commits; a refresh in
+    another of its threads takes the destruction in before that read remembers the key. The
+    read may still show the name (it began before the erasure), but nothing after it does."""
+    here = app_on(fresh_database_url, GUANAI_KEY_CACHE_SECONDS="0")
+    elsewhere = app_on(fresh_database_url, GUANAI_KEY_CACHE_SECONDS="0")
+    pid = register(here, meta, village(here, meta))
+    keys = elsewhere.key_store
+    keys.refresh(force=True)
+    row_read, go_on = threading.Event(), threading.Event()
+    entry = keys._entry
+
+    def slow_entry(*args: Any) -> Any:  # between reading the wrapped key and remembering it
+        row_read.set()
+        assert go_on.wait(10)
+        return entry(*args)
+
+    keys._entry = slow_entry  # type: ignore[method-assign]
+    reader = threading.Thread(target=lambda: elsewhere.load(Person, pid))
+    reader.start()
+    assert row_read.wait(10)
+    here.erase_person(pid, "erasure request", meta)
+    keys.refresh(force=True)  # another request of that process takes the destruction in
+    go_on.set()
+    reader.join(10)
+    keys._entry = entry  # type: ignore[method-assign]
+    assert elsewhere.names([pid]) == {pid: ERASED}
+    assert elsewhere.history(pid)[0].name == ERASED
+    here.close()
+    elsewhere.close()
+
+
+def test_a_process_with_another_master_key_writes_nothing_under_it(fresh_database_url: str, meta: CommandMeta) -> None:
+    right = app_on(fresh_database_url)
+    unit = village(right, meta)
+    first = register(right, meta, unit)
+    wrong = app_on(fresh_database_url, master="another-master-key-" + "w" * 32)
+    before = right.recorder.max_notification_id()
+    with pytest.raises(MasterKeyError, match="same GUANAI_MASTER_KEY"):
+        register(wrong, meta, unit)
+    assert right.recorder.max_notification_id() == before
+    with psycopg.connect(fresh_database_url) as conn:
+        ids = {r[0] for r in conn.execute(f"SELECT DISTINCT master_key_id FROM {KEYS_TABLE}")}
+    assert ids == {right.key_store.master.key_id}
+    assert right.load(Person, first).name == NAME
+    right.close()
+    wrong.close()
+
+
 def test_concurrent_first_uses_make_one_key(fresh_database_url: str, meta: CommandMeta) -> None:
     apps = [app_on(fresh_database_url) for _ in range(2)]
     apps[0].load(OrgUnit, village(apps[0], meta))  # tables exist
