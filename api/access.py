@@ -752,6 +752,15 @@ def loaded(connection: ASGIConnection[Any, Any, Any, Any], cls: type[Any], aggre
     return access.loaded(cls, aggregate_id) if access is not None else None
 
 
+def timeline_hides(actor: Actor) -> tuple[str, ...]:
+    """The aggregates whose entries a person's timeline leaves out for this reader: emergency
+    reports for a role that reads reports as their reporter only (a village cadre, a child
+    director, a volunteer). A report about abuse or neglect of a child is for those who handle
+    it; the timeline must not hand it to everyone who may read the child's record."""
+    scopes = REPORT_READ.get(actor.role, frozenset())
+    return () if scopes - {Scope.REPORTER} else ("emergency_report",)
+
+
 # ---- the table as a document ------------------------------------------------------------------
 
 SCOPE_WORDS = {

@@ -15,7 +15,9 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
+from api.access import timeline_hides
 from api.audit import record_access
+from api.auth import actor_of
 from api.common import Limit, MinPosition, app_of, wait_for_views
 from api.problems import ProblemError
 from domain.person import Person
@@ -88,7 +90,10 @@ class TimelineController(Controller):
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
         position = wait_for_views(request, min_position)
         view = TimelineView(request.app.state.read_side.runner.pool)
-        page = view.page(person_id, newest_first=order == "newest", kinds=kind or (), cursor=cursor, limit=limit)
+        page = view.page(
+            person_id, newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor_of(request)),
+            cursor=cursor, limit=limit,
+        )  # fmt: skip
         if page.total == 0 and not view.exists(person_id):
             first = next(iter(app_of(request).events.get(person_id, limit=1)), None)
             if not isinstance(first, Person.Registered):

@@ -195,17 +195,24 @@ class TimelineView:
         *,
         newest_first: bool = True,
         kinds: Sequence[str] = (),
+        hidden: Sequence[str] = (),
         cursor: int | None = None,
         limit: int = 50,
     ) -> TimelinePage:
         """``kinds``: exact kinds (``pairing.formed``) or aggregates (``pairing`` = every
-        ``pairing.*``). ``cursor``: the position after which (in the chosen order) to continue."""
+        ``pairing.*``). ``hidden``: aggregates whose entries the reader may not see (left out of
+        the page and the total). ``cursor``: the position after which (in the chosen order) to continue."""
         exact = [k for k in kinds if "." in k]
         prefixes = [f"{k}.%" for k in kinds if "." not in k]
         where = "person_id = %(person)s"
         if kinds:
             where += " AND (kind = ANY(%(exact)s) OR kind LIKE ANY(%(prefixes)s))"
-        params = {"person": person_id, "exact": exact, "prefixes": prefixes, "cursor": cursor, "limit": limit}
+        if hidden:
+            where += " AND NOT kind LIKE ANY(%(hidden)s)"
+        params = {
+            "person": person_id, "exact": exact, "prefixes": prefixes, "hidden": [f"{h}.%" for h in hidden],
+            "cursor": cursor, "limit": limit,
+        }  # fmt: skip
         order = "DESC" if newest_first else "ASC"
         after = "" if cursor is None else (" AND position < %(cursor)s" if newest_first else " AND position > %(cursor)s")
         query = f"SELECT {COLUMNS} FROM tl_entries WHERE {where}{after} ORDER BY position {order} LIMIT %(limit)s"

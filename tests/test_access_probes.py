@@ -195,6 +195,31 @@ def test_a_persons_timeline_names_no_other_cared_for_person(client: httpx.Client
     assert entries["pairing.person_added"]["person_id"] is None
 
 
+def test_a_timeline_shows_emergency_reports_only_to_those_who_handle_them(
+    client: httpx.Client, care_app: CareApplication
+) -> None:
+    """A report about an elder of village 1 is on their timeline for the township supervisor,
+    not for the village cadre or the paired volunteer, who read the elder's record all the same."""
+    w = Village(client)
+    report = ok(client.post("/emergencies", json={
+        "category": "abuse_violence", "severity": "high", "person_id": w.elder, "description": "邻居听到打骂声",
+    }))  # fmt: skip
+    at = position(care_app)
+
+    def report_entries(role: str, unit: str, subject: str | None = None) -> tuple[list[str], int]:
+        with as_role(client, role, unit, subject) as c:
+            page = ok(c.get(f"/persons/{w.elder}/timeline", params={"min_position": at}))
+        kinds = [e["kind"] for e in page["items"] if e["aggregate_id"] == report["id"]]
+        return kinds, page["total"]
+
+    handled, total = report_entries("township_supervisor", w.township)
+    assert "emergency_report.reported" in handled
+    for role, unit, subject in (("village_cadre", w.v1, None), ("volunteer", w.v1, w.volunteer)):
+        kinds, seen = report_entries(role, unit, subject)
+        assert kinds == [], role
+        assert seen == total - len(handled), role  # the total leaves them out too
+
+
 # ---- what a refusal says --------------------------------------------------------------------------
 
 
