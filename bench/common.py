@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -407,6 +407,43 @@ class CpuMeter:
 # ---- the plain-PostgreSQL baseline -------------------------------------------------------------
 
 
+def timed_connections(
+    database_url: str, *, clients: int, requests: int, operation: Callable[[psycopg.Connection[Any], int], None]
+) -> tuple[float, list[float], int]:
+    """``clients`` autocommit connections, started together, each calling ``operation(conn, n)``
+    until ``requests`` calls are made: (seconds, latency of every call that succeeded, errors)."""
+    tickets = itertools.count()
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    conns = [psycopg.connect(database_url, autocommit=True) for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        while next(tickets) < requests:
+            t0 = time.perf_counter()
+            try:
+                operation(conns[n], n)
+            except psycopg.Error:
+                errors[n] += 1
+                continue
+            latencies[n].append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(clients)]
+    try:
+        for t in threads:
+            t.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        for c in conns:
+            c.close()
+    return elapsed, [x for per in latencies for x in per], sum(errors)
+
+
 def insert_baseline(
     database_url: str,
     *,
@@ -427,41 +464,18 @@ def insert_baseline(
     insert = sql.SQL("INSERT INTO {} (payload) VALUES (%s)").format(sql.Identifier(table))
     lock = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(table))
     notify = sql.SQL("NOTIFY {}").format(sql.Identifier(table))
-    tickets = itertools.count()
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    conns = [psycopg.connect(database_url, autocommit=True) for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
 
-    def work(n: int) -> None:
-        conn = conns[n]
-        barrier.wait()
-        while next(tickets) < requests:
-            body = {**payload, "id": str(uuid.uuid4())}
-            t0 = time.perf_counter()
-            try:
-                with conn.transaction():
-                    if lock_table:
-                        conn.execute(lock)
-                        conn.execute(notify)
-                    conn.execute(insert, (Jsonb(body),), prepare=True)
-            except psycopg.Error:
-                errors[n] += 1
-                continue
-            latencies[n].append(time.perf_counter() - t0)
+    def one(conn: psycopg.Connection[Any], _: int) -> None:
+        body = {**payload, "id": str(uuid.uuid4())}
+        with conn.transaction():
+            if lock_table:
+                conn.execute(lock)
+                conn.execute(notify)
+            conn.execute(insert, (Jsonb(body),), prepare=True)
 
-    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(clients)]
     try:
-        for t in threads:
-            t.start()
-        barrier.wait()
-        started = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        elapsed, latencies, errors = timed_connections(database_url, clients=clients, requests=requests, operation=one)
     finally:
-        for c in conns:
-            c.close()
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-    return Summary(name, elapsed, [x for per in latencies for x in per], sum(errors))
+    return Summary(name, elapsed, latencies, errors)

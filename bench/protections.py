@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import random
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -58,6 +56,7 @@ from bench.common import (
     scratch_database,
     server_facts,
     sigterm_as_interrupt,
+    timed_connections,
 )
 
 MODES = ("on", "off")
@@ -237,35 +236,16 @@ def select_baseline(database_url: str, *, clients: int, requests: int) -> Summar
     """``clients`` connections reading one stored event by primary key until ``requests`` reads."""
     with psycopg.connect(database_url) as conn:
         ids = [r[0] for r in conn.execute("SELECT originator_id FROM guanai_events WHERE originator_version = 1")]
-    tickets = itertools.count()
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    conns = [psycopg.connect(database_url, autocommit=True) for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
+    rngs = [random.Random(n) for n in range(clients)]
 
-    def work(n: int) -> None:
-        rng = random.Random(n)
-        barrier.wait()
-        while next(tickets) < requests:
-            t0 = time.perf_counter()
-            conns[n].execute(
-                "SELECT state FROM guanai_events WHERE originator_id = %s AND originator_version = 1",
-                (rng.choice(ids),), prepare=True,
-            ).fetchone()  # fmt: skip
-            latencies[n].append(time.perf_counter() - t0)
+    def one(conn: psycopg.Connection[Any], n: int) -> None:
+        conn.execute(
+            "SELECT state FROM guanai_events WHERE originator_id = %s AND originator_version = 1",
+            (rngs[n].choice(ids),), prepare=True,
+        ).fetchone()  # fmt: skip
 
-    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(clients)]
-    try:
-        for t in threads:
-            t.start()
-        barrier.wait()
-        started = time.perf_counter()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-    finally:
-        for c in conns:
-            c.close()
-    return Summary(f"SELECT one event by key, {clients} conns", elapsed, [x for per in latencies for x in per])
+    elapsed, latencies, errors = timed_connections(database_url, clients=clients, requests=requests, operation=one)
+    return Summary(f"SELECT one event by key, {clients} conns", elapsed, latencies, errors)
 
 
 def person_payload_bytes(database_url: str) -> int:
