@@ -15,6 +15,7 @@
     guanai audit        verify the audit chain, checkpoints, replay and export case histories
     guanai projections rebuild [NAME]   rebuild a view (or all) from zero while the old one serves
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
+    guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from guanai.settings import Settings, SettingsError, load_settings
 # Commands whose process never opens personal data (workers/projector.py, workers/relay.py build
 # their application with opens_personal_data=False): they need no GUANAI_MASTER_KEY.
 NO_PERSONAL_DATA = frozenset({"migrate", "projector", "relay", "lag"})
-COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table")
+COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys")
 # The org level a role's token is scoped to, where the role fixes it (read off a division code:
 # a county's ends in 000000, a township's in 000).
 ROLE_LEVELS = {
@@ -387,6 +388,80 @@ def cmd_access_table(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """``keys status``: the master key the store's keys are wrapped by, and this process's.
+    ``keys rotate``: re-wrap every live key under a new master key (GUANAI_NEW_MASTER_KEY, or one
+    generated into the data directory when the key lives there), in one transaction."""
+    import os
+
+    import psycopg
+
+    from guanai import personal_data as pd
+    from guanai.progress import ProgressBar
+
+    new_secret = os.environ.get("GUANAI_NEW_MASTER_KEY") or None
+    try:
+        if args.action == "rotate" and settings.master_key and not new_secret:
+            raise pd.MasterKeyError(
+                "GUANAI_MASTER_KEY is configured: set GUANAI_NEW_MASTER_KEY to the new key (32+ characters) "
+                "to rotate to it"
+            )
+        with services(settings, need_nats=False) as (database_url, _):
+            migrate(settings, database_url)
+            if args.action == "status":
+                has_key = settings.master_key or (settings.data_path / pd.MASTER_KEY_FILE).exists()
+                own = pd.load_or_create_master_key(settings.master_key, settings.data_path).key_id if has_key else None
+                with psycopg.connect(database_url) as conn:
+                    row = conn.execute(f"SELECT key_id, since, rotated_by FROM {pd.MASTER_TABLE}").fetchone()
+                    live, destroyed = conn.execute(
+                        f"SELECT count(*) FILTER (WHERE wrapped IS NOT NULL), count(*) FILTER (WHERE wrapped IS NULL) "
+                        f"FROM {pd.KEYS_TABLE}"
+                    ).fetchone()
+                store = "none yet (no key was made)"
+                if row is not None:
+                    store = f"{row[0]} since {row[1]:%Y-%m-%d %H:%M:%S %Z}" + (f", rotated by {row[2]}" if row[2] else "")
+                print(f"store's master key:  {store}")
+                origin = "GUANAI_MASTER_KEY" if settings.master_key else settings.data_path / pd.MASTER_KEY_FILE
+                print(f"this process's key:  {own or 'none'} ({origin})")
+                print(f"data keys:           {live:,} live, {destroyed:,} destroyed by erasure")
+                return 0 if row is None or row[0] == own else 1
+            bar = ProgressBar("keys", unit="keys")
+            started = time.monotonic()
+            if settings.master_key:
+                assert new_secret is not None
+                rotation = pd.rotate_master_key(
+                    database_url, pd.MasterKey(settings.master_key), pd.MasterKey(new_secret), by=args.by,
+                    progress=bar.update,
+                )  # fmt: skip
+                retired = None
+            else:
+                rotation, retired = pd.rotate_data_dir_master_key(
+                    database_url, settings.data_path, by=args.by, new_secret=new_secret, progress=bar.update
+                )
+    except pd.MasterKeyError as e:
+        print(f"guanai keys: {e}", file=sys.stderr)
+        return 1
+    if rotation.already:
+        bar.finish(f"the store is under master key {rotation.new_key_id} already: nothing to re-wrap")
+    else:
+        bar.finish(
+            f"{rotation.rewrapped:,} keys re-wrapped from master key {rotation.old_key_id} to {rotation.new_key_id} "
+            f"in {time.monotonic() - started:.1f}s ({rotation.destroyed:,} destroyed keys left as they are)"
+        )
+    if retired is None:
+        after = (
+            "restart every process that holds GUANAI_MASTER_KEY with the new key (processes still holding the old one "
+            "fail on keys they have not cached). Keep the old key with the database backups made before now: they need it."
+        )
+    else:
+        after = (
+            f"the new key is {settings.data_path / pd.MASTER_KEY_FILE}; the old one is kept as {retired} for the "
+            "backups made before now: keep it with them, not here. Restart running processes."
+        )
+    print(f"guanai: {after}", file=sys.stderr)
+    return 0
+
+
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     """How far the views and the relay are behind the event store; exit 1 past the limits
     (the health check of the projector and relay services)."""
@@ -451,6 +526,11 @@ def parser() -> argparse.ArgumentParser:
     rb.add_argument("name", nargs="?", help="registry, timeline, supervision, ... (default: every view)")
     at = sub.add_parser("access-table", help="the authorization table (api/access.py) as Markdown")
     at.add_argument("--update", type=Path, metavar="FILE", help="rewrite the table between its markers in FILE")
+    ks = sub.add_parser("keys", help="the personal data keys: status, master key rotation").add_subparsers(
+        dest="action", required=True)  # fmt: skip
+    ks.add_parser("status", help="the master key the keys are wrapped by (exit 1: not this process's)")
+    kr = ks.add_parser("rotate", help="re-wrap every key under a new master key (GUANAI_NEW_MASTER_KEY, or generated)")
+    kr.add_argument("--by", default="operator", help="who rotates (an id, not a name; kept in the store)")
     from guanai.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
@@ -473,6 +553,7 @@ HANDLERS: dict[str, Any] = {
     "escalator": cmd_escalator,
     "scheduler": cmd_scheduler,
     "access-table": cmd_access_table,
+    "keys": cmd_keys,
 }
 
 

@@ -13,8 +13,15 @@ Keys live in ``guanai_subject_keys``, one row per subject (a person, an emergenc
 responder), each 256-bit data key wrapped by AES-GCM under the master key with the subject as
 associated data (a wrapped key copied to another row does not unwrap). The master key comes
 from ``GUANAI_MASTER_KEY`` or is generated once into the data directory; it is never stored in
-the database, only its id beside each wrapped key, so a process holding another master key stops
+the database, only its id: beside each wrapped key, and in ``guanai_master_key``, the one row that
+names the master key every live key is wrapped by now. A process holding another master key stops
 with a clear error instead of garbling data. Losing the master key loses every person's data.
+
+Rotating the master key (``rotate_master_key``, ``guanai keys rotate``) re-wraps every live key
+under a new master key in one transaction; the data keys, and so every sealed event and the audit
+chain, stay as they are. The rotation holds the ``guanai_master_key`` row, which every key
+creation shares while it inserts: a process still holding the old master key cannot add a key
+under it afterwards, and fails with a clear error instead.
 
 Erasing a person (``Person.Erased``) destroys, in the transaction that stores the event, the key of
 the person and every key they own (their emergency reports). Each destruction takes the next
@@ -30,11 +37,13 @@ import copy
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -54,7 +63,9 @@ from guanai.settings import env_names, load_settings
 
 MIN_MASTER_KEY_LENGTH = 32
 MASTER_KEY_FILE = "master-key"
+NEXT_MASTER_KEY_FILE = "master-key.next"  # a rotation's new key, until the store is re-wrapped under it
 KEYS_TABLE = "guanai_subject_keys"
+MASTER_TABLE = "guanai_master_key"  # one row: the id of the master key every live key is wrapped by
 DESTROYED_SEQUENCE = "guanai_subject_keys_destroyed"
 SEALED_FIELD = "_sealed"  # [subject, base64 blob] in the stored state
 BLOB_FORMAT = 1  # first byte of every blob; a later format can sit beside this one
@@ -75,9 +86,10 @@ class SealError(RuntimeError):
 class MasterKey:
     """The key-encryption key, derived from the configured secret; ``key_id`` names it."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, hint: str = "") -> None:
         if len(secret) < MIN_MASTER_KEY_LENGTH:
             raise MasterKeyError(f"GUANAI_MASTER_KEY must be at least {MIN_MASTER_KEY_LENGTH} characters")
+        self.hint = hint  # added to a mismatch's message (an interrupted rotation of the data directory's key)
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"guanai master key v1")
         key = hkdf.derive(secret.encode())
         self._aead = AESGCM(key)
@@ -87,12 +99,16 @@ class MasterKey:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, data_key, _key_aad(subject))
 
+    def mismatch(self, store_key_id: str | None) -> MasterKeyError:
+        return MasterKeyError(
+            f"the personal data keys are wrapped by master key {store_key_id}, and this process holds {self.key_id}: "
+            "every process must be given the same GUANAI_MASTER_KEY (or share the data directory's master-key); "
+            "after `guanai keys rotate`, restart every process with the new key" + self.hint
+        )
+
     def unwrap(self, subject: str, wrapped: bytes, key_id: str | None) -> bytes:
         if key_id != self.key_id:
-            raise MasterKeyError(
-                f"the personal data keys are wrapped by master key {key_id}, and this process holds {self.key_id}: "
-                "every process must be given the same GUANAI_MASTER_KEY (or share the data directory's master-key)"
-            )
+            raise self.mismatch(key_id)
         try:
             return self._aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _key_aad(subject))
         except InvalidTag:
@@ -110,11 +126,14 @@ def load_or_create_master_key(configured: str | None, data_dir: Path) -> MasterK
         return MasterKey(configured)
     from guanai.chain import read_or_create_secret
 
-    return MasterKey(read_or_create_secret(data_dir / MASTER_KEY_FILE))
+    hint = ""
+    if (data_dir / NEXT_MASTER_KEY_FILE).exists():
+        hint = f" ({data_dir / NEXT_MASTER_KEY_FILE} is left from a rotation: `guanai keys rotate` finishes it)"
+    return MasterKey(read_or_create_secret(data_dir / MASTER_KEY_FILE), hint=hint)
 
 
 def keys_ddl(schema: str) -> list[Any]:
-    table = Identifier(schema, KEYS_TABLE)
+    table, master = Identifier(schema, KEYS_TABLE), Identifier(schema, MASTER_TABLE)
     return [
         SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(Identifier(schema, DESTROYED_SEQUENCE)),
         SQL(
@@ -123,6 +142,15 @@ def keys_ddl(schema: str) -> list[Any]:
             "destroy_reason text, destroyed_seq bigint UNIQUE)"
         ).format(table),
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} (owner)").format(Identifier(KEYS_TABLE + "_owner"), table),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (one boolean PRIMARY KEY DEFAULT true CHECK (one), key_id text NOT NULL, "
+            "since timestamptz NOT NULL DEFAULT now(), rotated_by text)"
+        ).format(master),
+        # A store whose keys were made before this table existed: its keys name their master key.
+        SQL(
+            "INSERT INTO {} (key_id) SELECT master_key_id FROM {} WHERE master_key_id IS NOT NULL LIMIT 1 "
+            "ON CONFLICT (one) DO NOTHING"
+        ).format(master, table),
     ]
 
 
@@ -281,18 +309,23 @@ class PostgresKeyStore(KeyStore):
         self._checked_at = 0.0
         self._refresh_lock = threading.Lock()
         table = Identifier(datastore.schema, KEYS_TABLE)
-        self._select = SQL(
-            "SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)"
-        ).format(table)
+        self._select = SQL("SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)").format(
+            table
+        )
+        master_table = Identifier(datastore.schema, MASTER_TABLE)
         self._master_checked = False
-        self._other_master = SQL(
-            "SELECT master_key_id FROM {} WHERE master_key_id IS NOT NULL AND master_key_id <> %s LIMIT 1"
-        ).format(table)
+        self._claim_master = SQL("INSERT INTO {} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING").format(
+            master_table
+        )
+        self._store_master = SQL("SELECT key_id FROM {}").format(master_table)
         self._owner_state = SQL("SELECT destroyed_at FROM {} WHERE subject = %s FOR SHARE").format(table)
+        # Inserts only while the store's master key is this process's, sharing that row: a
+        # rotation (which updates it) waits for the insert, or the insert for the rotation and
+        # then finds another master key and inserts nothing.
         self._insert = SQL(
-            "INSERT INTO {} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (subject) DO NOTHING"
-        ).format(table)
+            "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT %s, %s, %s, key_id FROM {} "
+            "WHERE key_id = %s FOR KEY SHARE ON CONFLICT (subject) DO NOTHING"
+        ).format(table, master_table)
         self._destroyed_since = SQL(
             "SELECT subject, destroyed_seq FROM {} WHERE destroyed_seq > %s ORDER BY destroyed_seq"
         ).format(table)
@@ -349,13 +382,12 @@ class PostgresKeyStore(KeyStore):
         under it (data sealed under two master keys could never all be read by one process)."""
         if self._master_checked:
             return
-        with self.datastore.get_connection() as conn, conn.cursor() as cur:
-            row = cur.execute(self._other_master, (self.master.key_id,)).fetchone()
-        if row is not None:
-            raise MasterKeyError(
-                f"the personal data keys are wrapped by master key {row['master_key_id']}, and this process holds "
-                f"{self.master.key_id}: every process must be given the same GUANAI_MASTER_KEY"
-            )
+        master = self.master
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(self._claim_master, (master.key_id,))  # the first process names it
+            row = cur.execute(self._store_master).fetchone()
+        if row["key_id"] != master.key_id:
+            raise master.mismatch(row["key_id"])
         self._master_checked = True
 
     def _load_or_create(self, subject: str, owner: str | None) -> AESGCM | None:
@@ -377,6 +409,8 @@ class PostgresKeyStore(KeyStore):
                     raise ErasedError(f"person {owner} was erased", field="person_id")
             cur.execute(self._insert, (subject, owner, wrapped, master.key_id))
             row = cur.execute(self._select, ([subject],)).fetchone()
+            if row is None:  # nothing inserted: the store's master key is another one now
+                raise master.mismatch(cur.execute(self._store_master).fetchone()["key_id"])
         return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"], since)
 
     # ---- erasure, inside the event store's insert transaction ------------------------------------
@@ -527,3 +561,172 @@ def key_store_settings(env: Mapping[str, str]) -> tuple[Any, float]:
     wanted = {names[f] for f in ("master_key", "data_dir", "key_cache_seconds")}
     settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
     return (lambda: load_or_create_master_key(settings.master_key, settings.data_path)), settings.key_cache_seconds
+
+
+# ---- rotating the master key ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    old_key_id: str
+    new_key_id: str
+    rewrapped: int  # live keys re-wrapped (destroyed ones have nothing to re-wrap)
+    destroyed: int
+    already: bool = False  # the store was under the new key already: nothing was done
+
+
+@dataclass(frozen=True)
+class RotationProgress:
+    done: int
+    total: int
+    rate: float
+    eta: float | None
+
+
+def rotate_master_key(
+    database_url: str,
+    old: MasterKey,
+    new: MasterKey,
+    *,
+    by: str,
+    batch: int = 5_000,
+    progress: Callable[[RotationProgress], None] | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> Rotation:
+    """Re-wrap every live data key under ``new``, in one transaction: all keys or none.
+
+    Holds the ``guanai_master_key`` row from the start: key creations wait, and afterwards find
+    another master key and insert nothing (a process still holding ``old`` fails with a clear
+    error). An erasure may run meanwhile: a key it destroys is not re-wrapped. Every wrapped key
+    is opened under ``old`` first, so a changed or moved one stops the rotation before anything
+    is written. Run again after it was done, it finds the store under ``new`` and does nothing.
+    """
+    import psycopg
+    from psycopg.rows import dict_row
+
+    if old.key_id == new.key_id:
+        raise MasterKeyError("the new master key is the one in use: give GUANAI_NEW_MASTER_KEY another secret")
+    with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
+        # A store where no key was ever made is claimed by the old key first, like a process would.
+        conn.execute(
+            SQL("INSERT INTO {} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING").format(Identifier(MASTER_TABLE)),
+            (old.key_id,),
+        )
+        current = conn.execute(SQL("SELECT key_id FROM {} FOR UPDATE").format(Identifier(MASTER_TABLE))).fetchone()
+        counts = conn.execute(
+            SQL("SELECT count(*) FILTER (WHERE wrapped IS NOT NULL) AS live, count(*) FILTER (WHERE wrapped IS NULL) "
+                "AS destroyed, count(*) FILTER (WHERE wrapped IS NOT NULL AND master_key_id <> %s) AS other FROM {}")
+            .format(Identifier(KEYS_TABLE)), (old.key_id,)).fetchone()  # fmt: skip
+        if current["key_id"] == new.key_id:
+            return Rotation(old.key_id, new.key_id, 0, counts["destroyed"], already=True)
+        if current["key_id"] != old.key_id:
+            raise old.mismatch(current["key_id"])
+        if counts["other"]:
+            raise MasterKeyError(
+                f"{counts['other']} keys are wrapped by another master key than {old.key_id}: "
+                "this store mixes master keys and cannot be rotated as a whole"
+            )
+        conn.execute(
+            "CREATE TEMP TABLE guanai_rewrapped (subject text PRIMARY KEY, wrapped bytea NOT NULL) ON COMMIT DROP"
+        )
+        insert = SQL("INSERT INTO guanai_rewrapped SELECT * FROM unnest(%s::text[], %s::bytea[])")
+        total, done, started = counts["live"], 0, time.monotonic()
+        with conn.cursor("guanai_rotate", row_factory=dict_row) as rows, conn.cursor() as out:
+            rows.itersize = batch
+            rows.execute(
+                SQL("SELECT subject, wrapped FROM {} WHERE wrapped IS NOT NULL").format(Identifier(KEYS_TABLE))
+            )
+            while chunk := rows.fetchmany(batch):
+                subjects = [r["subject"] for r in chunk]
+                rewrapped = [new.wrap(r["subject"], old.unwrap(r["subject"], bytes(r["wrapped"]), old.key_id))
+                             for r in chunk]  # fmt: skip
+                out.execute(insert, (subjects, rewrapped))
+                done += len(chunk)
+                if progress is not None:
+                    rate = done / max(time.monotonic() - started, 1e-9)
+                    progress(RotationProgress(done, total, rate, (total - done) / rate if rate else None))
+        conn.execute(
+            SQL("UPDATE {} k SET wrapped = r.wrapped, master_key_id = %s FROM guanai_rewrapped r "
+                "WHERE k.subject = r.subject AND k.wrapped IS NOT NULL").format(Identifier(KEYS_TABLE)),
+            (new.key_id,),
+        )  # fmt: skip
+        left = conn.execute(
+            SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NOT NULL AND master_key_id <> %s").format(
+                Identifier(KEYS_TABLE)), (new.key_id,)).fetchone()["n"]  # fmt: skip
+        if left:
+            raise MasterKeyError(f"{left} keys were still under the old master key at the end: nothing was changed")
+        conn.execute(
+            SQL("UPDATE {} SET key_id = %s, since = now(), rotated_by = %s").format(Identifier(MASTER_TABLE)),
+            (new.key_id, by),
+        )
+        if before_commit is not None:
+            before_commit()
+        destroyed = conn.execute(
+            SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NULL").format(Identifier(KEYS_TABLE))
+        ).fetchone()["n"]
+    return Rotation(old.key_id, new.key_id, done, destroyed)
+
+
+def write_secret_file(path: Path, secret: str) -> None:
+    """``secret`` into ``path`` (mode 0600), flushed to disk with its directory entry before it
+    is used: a rotation must never commit under a key that a crash could lose."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secret.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def store_master_key_id(database_url: str) -> str | None:
+    """The id of the master key the store's keys are wrapped by (None: no key was ever made)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(SQL("SELECT key_id FROM {}").format(Identifier(MASTER_TABLE))).fetchone()
+    return None if row is None else row[0]
+
+
+def rotate_data_dir_master_key(
+    database_url: str,
+    data_dir: Path,
+    *,
+    by: str,
+    new_secret: str | None = None,
+    progress: Callable[[RotationProgress], None] | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> tuple[Rotation, Path]:
+    """Rotate the master key kept in the data directory (no GUANAI_MASTER_KEY): the new one is
+    written to ``master-key.next`` and flushed before the store is re-wrapped; once that has
+    committed, the old file becomes ``master-key.retired-<id>`` (backups made before need it)
+    and ``master-key.next`` becomes ``master-key``. Interrupted between the two, running it again
+    finishes the renames. Returns the rotation and the retired key's file."""
+    current_file, next_file = data_dir / MASTER_KEY_FILE, data_dir / NEXT_MASTER_KEY_FILE
+    if not current_file.exists():
+        raise MasterKeyError(f"no master key in {data_dir} and no GUANAI_MASTER_KEY: there is nothing to rotate")
+    old = MasterKey(current_file.read_text().strip())
+    pending = MasterKey(next_file.read_text().strip()) if next_file.exists() else None
+    if pending is not None and store_master_key_id(database_url) == pending.key_id:
+        new, rotation = pending, Rotation(old.key_id, pending.key_id, 0, 0, already=True)
+    else:
+        secret = new_secret or (pending and next_file.read_text().strip()) or secrets.token_urlsafe(48)
+        new = MasterKey(secret)
+        write_secret_file(next_file, secret)
+        rotation = rotate_master_key(database_url, old, new, by=by, progress=progress, before_commit=before_commit)
+    retired = data_dir / f"{MASTER_KEY_FILE}.retired-{old.key_id}"
+    if not retired.exists():
+        os.link(current_file, retired)
+    os.replace(next_file, current_file)
+    _fsync_dir(data_dir)
+    return rotation, retired

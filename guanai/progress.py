@@ -1,4 +1,5 @@
-"""A progress bar on stderr for long operations (``guanai projections rebuild``): events done,
+"""A progress bar on stderr for long operations (``guanai projections rebuild``, ``guanai keys
+rotate``): items done,
 rate and time left. On a terminal it redraws one line; in a log it writes a line every few
 seconds, so that a log is not flooded."""
 
@@ -20,8 +21,11 @@ def _clock(seconds: float | None) -> str:
 
 
 class ProgressBar:
-    def __init__(self, label: str, file: TextIO | None = None, *, every: float | None = None) -> None:
+    def __init__(
+        self, label: str, file: TextIO | None = None, *, every: float | None = None, unit: str = "events"
+    ) -> None:
         self.label = label
+        self.unit = unit
         self.file = file or sys.stderr
         self.tty = self.file.isatty()
         self.every = every if every is not None else (0.2 if self.tty else 5.0)
@@ -31,10 +35,10 @@ class ProgressBar:
     def line(self, done: int, total: int, rate: float, eta: float | None) -> str:
         filled = int(WIDTH * done / total) if total else WIDTH
         bar = "#" * min(filled, WIDTH) + "-" * max(WIDTH - filled, 0)
-        return f"  {self.label:<14} [{bar}] {done:>11,}/{total:<11,} events {rate:>9,.0f}/s  ETA {_clock(eta)}"
+        return f"  {self.label:<14} [{bar}] {done:>11,}/{total:<11,} {self.unit} {rate:>9,.0f}/s  ETA {_clock(eta)}"
 
     def update(self, progress: Any) -> None:
-        """Takes a ``projections.rebuild.Progress`` (done, total, rate, eta)."""
+        """Takes a ``projections.rebuild.Progress`` or anything with done, total, rate and eta."""
         self._line = self.line(progress.done, progress.total, progress.rate, progress.eta)
         now = time.monotonic()
         if now - self._last >= self.every:

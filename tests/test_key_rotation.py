@@ -1,0 +1,317 @@
+"""Rotating the master key: every live data key re-wrapped under the new one in one transaction,
+the sealed events untouched, processes still holding the old key refused instead of writing under
+it, and the data directory's key file swapped only once the store is re-wrapped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from domain.base import ERASED, CommandMeta
+from domain.person import Person
+from guanai.application import CareApplication, event_store_env
+from guanai.personal_data import (
+    KEYS_TABLE,
+    MASTER_KEY_FILE,
+    MASTER_TABLE,
+    NEXT_MASTER_KEY_FILE,
+    MasterKey,
+    MasterKeyError,
+    SealError,
+    rotate_data_dir_master_key,
+    rotate_master_key,
+)
+from tests.test_personal_data import NAME, register, village
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD = "rotation-old-master-key-" + "o" * 32
+NEW = "rotation-new-master-key-" + "n" * 32
+
+
+def app_with(url: str, master: str | None = None, data_dir: Path | None = None) -> CareApplication:
+    env = event_store_env(url, pool_size=4)
+    if master is not None:
+        env["GUANAI_MASTER_KEY"] = master
+    if data_dir is not None:
+        env["GUANAI_DATA_DIR"] = str(data_dir)
+    return CareApplication(env)
+
+
+def key_rows(url: str) -> dict[str, tuple[bytes | None, str | None]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT subject, wrapped, master_key_id FROM {KEYS_TABLE}").fetchall()
+    return {r[0]: (None if r[1] is None else bytes(r[1]), r[2]) for r in rows}
+
+
+def store_master(url: str) -> tuple[str, str | None]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT key_id, rotated_by FROM {MASTER_TABLE}").fetchone()
+
+
+def events(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT notification_id, state FROM guanai_events ORDER BY notification_id").fetchall()
+
+
+def seeded(
+    url: str, meta: CommandMeta, master: str | None = OLD, data_dir: Path | None = None
+) -> tuple[list, uuid.UUID]:
+    """Three persons under ``master``, one of them erased: (the live ones, the erased one)."""
+    app = app_with(url, master, data_dir)
+    vid = village(app, meta)
+    live = [register(app, meta, vid), register(app, meta, vid)]
+    erased = register(app, meta, vid)
+    app.erase_person(erased, "asked by the family", meta)
+    app.close()
+    return live, erased
+
+
+def test_rotation_rewraps_every_live_key_and_leaves_events_and_erasures_as_they_were(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    url = fresh_database_url
+    live, erased = seeded(url, meta)
+    before_keys, before_events = key_rows(url), events(url)
+    old_id, new_id = MasterKey(OLD).key_id, MasterKey(NEW).key_id
+    assert {k for _, k in before_keys.values()} == {old_id} and store_master(url) == (old_id, None)
+    seen: list[Any] = []
+
+    rotation = rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op-0007", progress=seen.append, batch=2)
+
+    after = key_rows(url)
+    live_subjects = [s for s, (w, _) in before_keys.items() if w is not None]
+    assert rotation.rewrapped == len(live_subjects) >= 2 and rotation.destroyed == 1 and not rotation.already
+    assert seen and seen[-1].done == seen[-1].total == len(live_subjects)
+    for subject in live_subjects:
+        assert after[subject][1] == new_id and after[subject][0] != before_keys[subject][0]
+    assert after[str(erased)] == before_keys[str(erased)] and after[str(erased)][0] is None
+    assert store_master(url) == (new_id, "op-0007")
+    assert events(url) == before_events  # the data keys did not change: nothing sealed is rewritten
+
+    app = app_with(url, NEW)
+    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
+    assert app.load(Person, erased).name == ERASED and app.load(Person, erased).erased
+    app.close()
+    stale = app_with(url, OLD)
+    with pytest.raises(MasterKeyError, match="guanai keys rotate"):
+        stale.load(Person, live[0])
+    stale.close()
+
+    again = rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op-0007")
+    assert again.already and key_rows(url) == after
+
+
+def test_a_process_still_holding_the_old_key_adds_nothing_under_it(fresh_database_url: str, meta: CommandMeta) -> None:
+    url = fresh_database_url
+    stale = app_with(url, OLD)
+    vid = village(stale, meta)
+    first = register(stale, meta, vid)  # the old process has checked the store and cached this key
+
+    rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op")
+
+    keys_before, events_before = key_rows(url), events(url)
+    with pytest.raises(MasterKeyError, match=MasterKey(NEW).key_id):
+        register(stale, meta, vid)
+    assert key_rows(url) == keys_before and events(url) == events_before  # nothing half-written
+    assert stale.load(Person, first).name == NAME  # what it cached still opens: the data key is the same
+    stale.close()
+
+
+def test_a_key_made_during_a_rotation_waits_for_it_and_is_then_refused(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    url = fresh_database_url
+    stale = app_with(url, OLD)
+    vid = village(stale, meta)
+    register(stale, meta, vid)
+    holding, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def rotate() -> None:
+        def hold() -> None:
+            holding.set()
+            release.wait(30)
+
+        outcome["rotation"] = rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op", before_commit=hold)
+
+    def make_key() -> None:
+        try:
+            register(stale, meta, vid)
+            outcome["made"] = True
+        except MasterKeyError as e:
+            outcome["refused"] = str(e)
+
+    rotator = threading.Thread(target=rotate)
+    rotator.start()
+    assert holding.wait(30)
+    maker = threading.Thread(target=make_key)
+    maker.start()
+    time.sleep(0.5)
+    assert maker.is_alive() and not outcome  # waits on the master key row the rotation holds
+    release.set()
+    rotator.join(30)
+    maker.join(30)
+    assert outcome["rotation"].rewrapped == 1 and "made" not in outcome
+    assert MasterKey(NEW).key_id in outcome["refused"]
+    assert all(k == MasterKey(NEW).key_id for w, k in key_rows(url).values() if w is not None)
+    stale.close()
+
+
+def test_an_erasure_during_a_rotation_still_destroys_the_key(fresh_database_url: str, meta: CommandMeta) -> None:
+    url = fresh_database_url
+    (kept, doomed), _ = seeded(url, meta)
+    app = app_with(url, OLD)
+    app.load(Person, doomed)
+    holding, release = threading.Event(), threading.Event()
+    erasure = threading.Thread(target=lambda: app.erase_person(doomed, "asked by the person", meta))
+
+    def hold() -> None:
+        holding.set()
+        erasure.start()
+        time.sleep(0.5)
+        assert erasure.is_alive()  # the erasure waits for the rotation's update of the key row
+        release.set()
+
+    rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op", before_commit=hold)
+    erasure.join(30)
+    assert not erasure.is_alive()
+    rows = key_rows(url)
+    assert rows[str(doomed)][0] is None and rows[str(kept)][1] == MasterKey(NEW).key_id
+    app.close()
+    fresh = app_with(url, NEW)
+    assert fresh.load(Person, doomed).name == ERASED and fresh.load(Person, kept).name == NAME
+    fresh.close()
+
+
+def test_a_wrong_old_key_or_a_changed_wrapped_key_changes_nothing(fresh_database_url: str, meta: CommandMeta) -> None:
+    url = fresh_database_url
+    live, _ = seeded(url, meta)
+    other = "some-other-master-key-" + "x" * 32
+    before = key_rows(url)
+    with pytest.raises(MasterKeyError, match=MasterKey(OLD).key_id):
+        rotate_master_key(url, MasterKey(other), MasterKey(NEW), by="op")
+    with pytest.raises(MasterKeyError, match="in use"):
+        rotate_master_key(url, MasterKey(OLD), MasterKey(OLD), by="op")
+    assert key_rows(url) == before
+
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            f"UPDATE {KEYS_TABLE} SET wrapped = overlay(wrapped placing '\\xff'::bytea from 20 for 1) WHERE subject = %s",
+            (str(live[1]),),
+        )
+    tampered = key_rows(url)
+    with pytest.raises(SealError, match=str(live[1])):
+        rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op", batch=1)
+    assert key_rows(url) == tampered and store_master(url)[0] == MasterKey(OLD).key_id
+
+
+def test_a_store_written_before_the_master_key_table_names_its_key_on_migration(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    url = fresh_database_url
+    seeded(url, meta)
+    with psycopg.connect(url) as conn:
+        conn.execute(f"DROP TABLE {MASTER_TABLE}")
+    app = app_with(url, OLD)  # creating the tables again names the key the rows were wrapped by
+    assert store_master(url) == (MasterKey(OLD).key_id, None)
+    app.close()
+    with pytest.raises(MasterKeyError, match=MasterKey(OLD).key_id):
+        other = app_with(url, "some-other-master-key-" + "x" * 32)
+        try:
+            other.key_store.check_master_key()  # type: ignore[attr-defined]
+        finally:
+            other.close()
+
+
+# ---- the data directory's key, and the command line ------------------------------------------------
+
+
+def guanai(url: str, data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUANAI_")}
+    return subprocess.run(
+        [sys.executable, "-m", "guanai.cli", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**clean, "PYTHONPATH": str(ROOT), "GUANAI_DATABASE_URL": url, "GUANAI_DATA_DIR": str(data_dir),
+             "GUANAI_LOG_LEVEL": "warning", **env},
+    )  # fmt: skip
+
+
+def test_guanai_keys_rotate_swaps_the_data_directory_key_after_the_store(
+    fresh_database_url: str, meta: CommandMeta, tmp_path: Path
+) -> None:
+    url = fresh_database_url
+    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
+    old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+    old_id = MasterKey(old_secret).key_id
+
+    status = guanai(url, tmp_path, "keys", "status")
+    assert status.returncode == 0, status.stderr
+    assert f"store's master key:  {old_id}" in status.stdout and "2 live, 1 destroyed" in status.stdout
+
+    done = guanai(url, tmp_path, "keys", "rotate", "--by", "op-0003")
+    assert done.returncode == 0, done.stderr
+    new_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+    new_id = MasterKey(new_secret).key_id
+    assert new_secret != old_secret and not (tmp_path / NEXT_MASTER_KEY_FILE).exists()
+    retired = tmp_path / f"{MASTER_KEY_FILE}.retired-{old_id}"
+    assert retired.read_text().strip() == old_secret and retired.stat().st_mode & 0o077 == 0
+    assert (tmp_path / MASTER_KEY_FILE).stat().st_mode & 0o077 == 0
+    assert f"2 keys re-wrapped from master key {old_id} to {new_id}" in done.stderr and "2/2" in done.stderr
+    assert store_master(url) == (new_id, "op-0003")
+    app = app_with(url, data_dir=tmp_path)
+    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
+    app.close()
+
+    # A configured key is never replaced by a generated one: the new one must be given.
+    refused = guanai(url, tmp_path, "keys", "rotate", GUANAI_MASTER_KEY=new_secret)
+    assert refused.returncode == 1 and "GUANAI_NEW_MASTER_KEY" in refused.stderr
+    stale = guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=old_secret)
+    assert stale.returncode == 1 and f"this process's key:  {old_id}" in stale.stdout
+    moved = guanai(url, tmp_path, "keys", "rotate", GUANAI_MASTER_KEY=new_secret, GUANAI_NEW_MASTER_KEY=NEW)
+    assert moved.returncode == 0, moved.stderr
+    assert "restart every process" in moved.stderr and store_master(url)[0] == MasterKey(NEW).key_id
+    assert guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=NEW).returncode == 0
+
+
+def test_a_rotation_interrupted_before_the_files_swap_is_finished_by_running_it_again(
+    fresh_database_url: str, meta: CommandMeta, tmp_path: Path
+) -> None:
+    url = fresh_database_url
+    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
+    old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+
+    # Stopped before the commit: the store stays under the old key, which keeps working.
+    def crash() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rotate_data_dir_master_key(url, tmp_path, by="op", before_commit=crash)
+    pending = (tmp_path / NEXT_MASTER_KEY_FILE).read_text().strip()
+    assert store_master(url)[0] == MasterKey(old_secret).key_id
+    app = app_with(url, data_dir=tmp_path)
+    assert app.load(Person, live[0]).name == NAME
+    app.close()
+
+    # Stopped after the commit, before the swap: processes are told how to finish it.
+    rotate_master_key(url, MasterKey(old_secret), MasterKey(pending), by="op")
+    app = app_with(url, data_dir=tmp_path)
+    with pytest.raises(MasterKeyError, match=NEXT_MASTER_KEY_FILE):
+        app.load(Person, live[1])
+    app.close()
+    finish = guanai(url, tmp_path, "keys", "rotate")
+    assert finish.returncode == 0, finish.stderr
+    assert "nothing to re-wrap" in finish.stderr
+    assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == pending and not (
+        tmp_path / NEXT_MASTER_KEY_FILE
+    ).exists()
+    app = app_with(url, data_dir=tmp_path)
+    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
+    app.close()
