@@ -389,77 +389,93 @@ def cmd_access_table(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    """``keys status``: the master key the store's keys are wrapped by, and this process's.
-    ``keys rotate``: re-wrap every live key under a new master key (GUANAI_NEW_MASTER_KEY, or one
-    generated into the data directory when the key lives there), in one transaction."""
-    import os
-
-    import psycopg
-
+    """``keys status``: the master key the store's keys are wrapped by, and the ones this process
+    holds. ``keys rotate``: re-wrap every live key under a new master key, in one transaction:
+    from the GUANAI_PREVIOUS_MASTER_KEYS key the store is under to GUANAI_MASTER_KEY, or, when
+    the key lives in the data directory, to one generated there."""
     from guanai import personal_data as pd
     from guanai.progress import ProgressBar
 
-    new_secret = os.environ.get("GUANAI_NEW_MASTER_KEY") or None
+    data_key_file = settings.data_path / pd.MASTER_KEY_FILE
     try:
-        if args.action == "rotate" and settings.master_key and not new_secret:
-            raise pd.MasterKeyError(
-                "GUANAI_MASTER_KEY is configured: set GUANAI_NEW_MASTER_KEY to the new key (32+ characters) "
-                "to rotate to it"
-            )
         with services(settings, need_nats=False) as (database_url, _):
             migrate(settings, database_url)
+            held = None
+            if settings.master_key or data_key_file.exists():
+                held = pd.load_or_create_master_key(settings.master_key, settings.data_path, settings.previous_master_keys)
+            store_id = pd.store_master_key_id(database_url)
             if args.action == "status":
-                has_key = settings.master_key or (settings.data_path / pd.MASTER_KEY_FILE).exists()
-                own = pd.load_or_create_master_key(settings.master_key, settings.data_path).key_id if has_key else None
-                with psycopg.connect(database_url) as conn:
-                    row = conn.execute(f"SELECT key_id, since, rotated_by FROM {pd.MASTER_TABLE}").fetchone()
-                    live, destroyed = conn.execute(
-                        f"SELECT count(*) FILTER (WHERE wrapped IS NOT NULL), count(*) FILTER (WHERE wrapped IS NULL) "
-                        f"FROM {pd.KEYS_TABLE}"
-                    ).fetchone()
-                store = "none yet (no key was made)"
-                if row is not None:
-                    store = f"{row[0]} since {row[1]:%Y-%m-%d %H:%M:%S %Z}" + (f", rotated by {row[2]}" if row[2] else "")
-                print(f"store's master key:  {store}")
-                origin = "GUANAI_MASTER_KEY" if settings.master_key else settings.data_path / pd.MASTER_KEY_FILE
-                print(f"this process's key:  {own or 'none'} ({origin})")
-                print(f"data keys:           {live:,} live, {destroyed:,} destroyed by erasure")
-                return 0 if row is None or row[0] == own else 1
+                return _keys_status(settings, database_url, held, store_id)
             bar = ProgressBar("keys", unit="keys")
             started = time.monotonic()
-            if settings.master_key:
-                assert new_secret is not None
-                rotation = pd.rotate_master_key(
-                    database_url, pd.MasterKey(settings.master_key), pd.MasterKey(new_secret), by=args.by,
-                    progress=bar.update,
-                )  # fmt: skip
-                retired = None
-            else:
+            retired = None
+            if not settings.master_key:
                 rotation, retired = pd.rotate_data_dir_master_key(
-                    database_url, settings.data_path, by=args.by, new_secret=new_secret, progress=bar.update
+                    database_url, settings.data_path, by=args.by, progress=bar.update
                 )
+            else:
+                assert held is not None
+                if store_id is None:
+                    print("guanai keys: no personal data key was made yet: there is nothing to re-wrap", file=sys.stderr)
+                    return 0
+                if store_id == held.key_id:
+                    print(
+                        f"guanai keys: the store is under GUANAI_MASTER_KEY ({held.key_id}) already. To rotate: move "
+                        "it to GUANAI_PREVIOUS_MASTER_KEYS and set a new GUANAI_MASTER_KEY on every process (they keep "
+                        "working), then run this again; remove GUANAI_PREVIOUS_MASTER_KEYS after.",
+                        file=sys.stderr,
+                    )
+                    return 0 if held.previous else 1
+                old = held.held(store_id)
+                if old is None:
+                    raise held.mismatch(store_id)
+                rotation = pd.rotate_master_key(database_url, old, held, by=args.by, progress=bar.update)
     except pd.MasterKeyError as e:
         print(f"guanai keys: {e}", file=sys.stderr)
         return 1
-    if rotation.already:
-        bar.finish(f"the store is under master key {rotation.new_key_id} already: nothing to re-wrap")
-    else:
-        bar.finish(
-            f"{rotation.rewrapped:,} keys re-wrapped from master key {rotation.old_key_id} to {rotation.new_key_id} "
-            f"in {time.monotonic() - started:.1f}s ({rotation.destroyed:,} destroyed keys left as they are)"
-        )
+    bar.finish(
+        f"{rotation.rewrapped:,} keys re-wrapped from master key {rotation.old_key_id} to {rotation.new_key_id} "
+        f"in {time.monotonic() - started:.1f}s ({rotation.destroyed:,} destroyed keys left as they are)"
+        if not rotation.already
+        else f"the store is under master key {rotation.new_key_id} already: nothing to re-wrap"
+    )
     if retired is None:
         after = (
-            "restart every process that holds GUANAI_MASTER_KEY with the new key (processes still holding the old one "
-            "fail on keys they have not cached). Keep the old key with the database backups made before now: they need it."
+            "processes holding the old key in GUANAI_PREVIOUS_MASTER_KEYS keep working; remove it from them once "
+            "every one holds the new GUANAI_MASTER_KEY. Keep the old key with the database backups made before now: "
+            "they need it."
         )
     else:
         after = (
-            f"the new key is {settings.data_path / pd.MASTER_KEY_FILE}; the old one is kept as {retired} for the "
-            "backups made before now: keep it with them, not here. Restart running processes."
+            f"the new key is {data_key_file}; the old one is kept as {retired} for the backups made before now: "
+            "keep it with them, not here. Restart the processes that share this data directory."
         )
     print(f"guanai: {after}", file=sys.stderr)
     return 0
+
+
+def _keys_status(settings: Settings, database_url: str, held: Any, store_id: str | None) -> int:
+    import psycopg
+
+    from guanai import personal_data as pd
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(f"SELECT since, rotated_by FROM {pd.MASTER_TABLE}").fetchone()
+        live, destroyed = conn.execute(
+            f"SELECT count(*) FILTER (WHERE wrapped IS NOT NULL), count(*) FILTER (WHERE wrapped IS NULL) "
+            f"FROM {pd.KEYS_TABLE}"
+        ).fetchone()
+    store = "none yet (no key was made)"
+    if row is not None:
+        store = f"{store_id} since {row[0]:%Y-%m-%d %H:%M:%S %Z}" + (f", rotated by {row[1]}" if row[1] else "")
+    origin = "GUANAI_MASTER_KEY" if settings.master_key else settings.data_path / pd.MASTER_KEY_FILE
+    own = "none" if held is None else f"{held.key_id} ({origin})"
+    if held is not None and held.previous:
+        own += ", and previous " + ", ".join(k.key_id for k in held.previous)
+    print(f"store's master key:  {store}")
+    print(f"this process holds:  {own}")
+    print(f"data keys:           {live:,} live, {destroyed:,} destroyed by erasure")
+    return 0 if store_id is None or (held is not None and held.held(store_id) is not None) else 1
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
@@ -529,7 +545,7 @@ def parser() -> argparse.ArgumentParser:
     ks = sub.add_parser("keys", help="the personal data keys: status, master key rotation").add_subparsers(
         dest="action", required=True)  # fmt: skip
     ks.add_parser("status", help="the master key the keys are wrapped by (exit 1: not this process's)")
-    kr = ks.add_parser("rotate", help="re-wrap every key under a new master key (GUANAI_NEW_MASTER_KEY, or generated)")
+    kr = ks.add_parser("rotate", help="re-wrap every key under GUANAI_MASTER_KEY (or a new data directory key)")
     kr.add_argument("--by", default="operator", help="who rotates (an id, not a name; kept in the store)")
     from guanai.audit_cli import add_parser as add_audit_parser
 

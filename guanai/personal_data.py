@@ -86,10 +86,13 @@ class SealError(RuntimeError):
 class MasterKey:
     """The key-encryption key, derived from the configured secret; ``key_id`` names it."""
 
-    def __init__(self, secret: str, *, hint: str = "") -> None:
+    def __init__(self, secret: str, *, hint: str = "", previous: Sequence[MasterKey] = ()) -> None:
         if len(secret) < MIN_MASTER_KEY_LENGTH:
             raise MasterKeyError(f"GUANAI_MASTER_KEY must be at least {MIN_MASTER_KEY_LENGTH} characters")
         self.hint = hint  # added to a mismatch's message (an interrupted rotation of the data directory's key)
+        # Earlier master keys this process still opens and wraps with while the store is under
+        # one of them (GUANAI_PREVIOUS_MASTER_KEYS): a rotation without stopping anything.
+        self.previous = tuple(previous)
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"guanai master key v1")
         key = hkdf.derive(secret.encode())
         self._aead = AESGCM(key)
@@ -99,18 +102,24 @@ class MasterKey:
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, data_key, _key_aad(subject))
 
+    def held(self, key_id: str | None) -> MasterKey | None:
+        """This key or the previous one of that id, if this process holds it."""
+        return next((k for k in (self, *self.previous) if k.key_id == key_id), None)
+
     def mismatch(self, store_key_id: str | None) -> MasterKeyError:
+        held = ", ".join(k.key_id for k in (self, *self.previous))
         return MasterKeyError(
-            f"the personal data keys are wrapped by master key {store_key_id}, and this process holds {self.key_id}: "
+            f"the personal data keys are wrapped by master key {store_key_id}, and this process holds {held}: "
             "every process must be given the same GUANAI_MASTER_KEY (or share the data directory's master-key); "
             "after `guanai keys rotate`, restart every process with the new key" + self.hint
         )
 
     def unwrap(self, subject: str, wrapped: bytes, key_id: str | None) -> bytes:
-        if key_id != self.key_id:
+        key = self.held(key_id)
+        if key is None:
             raise self.mismatch(key_id)
         try:
-            return self._aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _key_aad(subject))
+            return key._aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _key_aad(subject))
         except InvalidTag:
             raise SealError(f"the wrapped key of subject {subject} does not unwrap: it was changed or moved") from None
 
@@ -119,17 +128,19 @@ def _key_aad(subject: str) -> bytes:
     return b"guanai-subject-key\0" + subject.encode()
 
 
-def load_or_create_master_key(configured: str | None, data_dir: Path) -> MasterKey:
+def load_or_create_master_key(configured: str | None, data_dir: Path, previous: str = "") -> MasterKey:
     """The configured master key, or one generated once into the data directory (mode 0600,
-    atomically: processes starting together agree on one key)."""
+    atomically: processes starting together agree on one key); with the earlier keys of
+    ``previous`` (comma-separated) that it still opens."""
+    earlier = [MasterKey(s.strip()) for s in previous.split(",") if s.strip()]
     if configured:
-        return MasterKey(configured)
+        return MasterKey(configured, previous=earlier)
     from guanai.chain import read_or_create_secret
 
     hint = ""
     if (data_dir / NEXT_MASTER_KEY_FILE).exists():
         hint = f" ({data_dir / NEXT_MASTER_KEY_FILE} is left from a rotation: `guanai keys rotate` finishes it)"
-    return MasterKey(read_or_create_secret(data_dir / MASTER_KEY_FILE), hint=hint)
+    return MasterKey(read_or_create_secret(data_dir / MASTER_KEY_FILE), hint=hint, previous=earlier)
 
 
 def keys_ddl(schema: str) -> list[Any]:
@@ -313,7 +324,7 @@ class PostgresKeyStore(KeyStore):
             table
         )
         master_table = Identifier(datastore.schema, MASTER_TABLE)
-        self._master_checked = False
+        self._store_key_id: str | None = None  # the store's master key, as last seen
         self._claim_master = SQL("INSERT INTO {} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING").format(
             master_table
         )
@@ -323,7 +334,7 @@ class PostgresKeyStore(KeyStore):
         # rotation (which updates it) waits for the insert, or the insert for the rotation and
         # then finds another master key and inserts nothing.
         self._insert = SQL(
-            "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT %s, %s, %s, key_id FROM {} "
+            "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT %s, %s, %s, %s FROM {} "
             "WHERE key_id = %s FOR KEY SHARE ON CONFLICT (subject) DO NOTHING"
         ).format(table, master_table)
         self._destroyed_since = SQL(
@@ -380,21 +391,38 @@ class PostgresKeyStore(KeyStore):
     def check_master_key(self) -> None:
         """Refuse a master key the stored keys were not wrapped with, before anything is written
         under it (data sealed under two master keys could never all be read by one process)."""
-        if self._master_checked:
+        if self._store_key_id is not None:
             return
         master = self.master
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(self._claim_master, (master.key_id,))  # the first process names it
             row = cur.execute(self._store_master).fetchone()
-        if row["key_id"] != master.key_id:
+        if master.held(row["key_id"]) is None:
             raise master.mismatch(row["key_id"])
-        self._master_checked = True
+        self._store_key_id = row["key_id"]
 
     def _load_or_create(self, subject: str, owner: str | None) -> AESGCM | None:
         self.check_master_key()
         since = self.generation
-        master = self.master
-        wrapped = master.wrap(subject, AESGCM.generate_key(256))
+        data_key = AESGCM.generate_key(256)
+        row = None
+        for _ in range(3):
+            # Wrapped under the master key the store is under: this process's, or during a
+            # rotation without a stop, a previous one it still holds.
+            wrapping = self.master.held(self._store_key_id)
+            if wrapping is None:
+                raise self.master.mismatch(self._store_key_id)
+            row, store_key_id = self._create(subject, owner, wrapping.key_id, wrapping.wrap(subject, data_key))
+            if row is not None:
+                break
+            self._store_key_id = store_key_id  # nothing inserted: the store was rotated meanwhile
+        else:
+            raise MasterKeyError(f"the key of {subject} could not be made: the master key kept changing")
+        return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"], since)
+
+    def _create(self, subject: str, owner: str | None, key_id: str, wrapped: bytes) -> tuple[Any, str]:
+        """Insert the key (unless the subject has one); (its row, or None if the store is not
+        under ``key_id`` now; the store's master key id)."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
             # No flush of its own: the WAL is one sequence, so the commit of the first event
             # sealed with this key (synchronous, later) makes this row durable too; a crash before
@@ -407,11 +435,11 @@ class PostgresKeyStore(KeyStore):
                 row = cur.execute(self._owner_state, (owner,)).fetchone()
                 if row is not None and row["destroyed_at"] is not None:
                     raise ErasedError(f"person {owner} was erased", field="person_id")
-            cur.execute(self._insert, (subject, owner, wrapped, master.key_id))
+            cur.execute(self._insert, (subject, owner, wrapped, key_id, key_id))
             row = cur.execute(self._select, ([subject],)).fetchone()
-            if row is None:  # nothing inserted: the store's master key is another one now
-                raise master.mismatch(cur.execute(self._store_master).fetchone()["key_id"])
-        return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"], since)
+            if row is not None:
+                return row, key_id
+            return None, cur.execute(self._store_master).fetchone()["key_id"]
 
     # ---- erasure, inside the event store's insert transaction ------------------------------------
 
@@ -558,9 +586,13 @@ def _uuid(value: Any) -> UUID:
 def key_store_settings(env: Mapping[str, str]) -> tuple[Any, float]:
     """(master key loader, cache seconds) from the application's environment."""
     names = env_names()
-    wanted = {names[f] for f in ("master_key", "data_dir", "key_cache_seconds")}
+    wanted = {names[f] for f in ("master_key", "previous_master_keys", "data_dir", "key_cache_seconds")}
     settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
-    return (lambda: load_or_create_master_key(settings.master_key, settings.data_path)), settings.key_cache_seconds
+
+    def loader() -> MasterKey:
+        return load_or_create_master_key(settings.master_key, settings.data_path, settings.previous_master_keys)
+
+    return loader, settings.key_cache_seconds
 
 
 # ---- rotating the master key ---------------------------------------------------------------------
@@ -703,7 +735,6 @@ def rotate_data_dir_master_key(
     data_dir: Path,
     *,
     by: str,
-    new_secret: str | None = None,
     progress: Callable[[RotationProgress], None] | None = None,
     before_commit: Callable[[], None] | None = None,
 ) -> tuple[Rotation, Path]:
@@ -718,11 +749,11 @@ def rotate_data_dir_master_key(
     old = MasterKey(current_file.read_text().strip())
     pending = MasterKey(next_file.read_text().strip()) if next_file.exists() else None
     if pending is not None and store_master_key_id(database_url) == pending.key_id:
-        new, rotation = pending, Rotation(old.key_id, pending.key_id, 0, 0, already=True)
+        rotation = Rotation(old.key_id, pending.key_id, 0, 0, already=True)
     else:
-        secret = new_secret or (pending and next_file.read_text().strip()) or secrets.token_urlsafe(48)
-        new = MasterKey(secret)
+        secret = next_file.read_text().strip() if pending is not None else secrets.token_urlsafe(48)
         write_secret_file(next_file, secret)
+        new = MasterKey(secret)
         rotation = rotate_master_key(database_url, old, new, by=by, progress=progress, before_commit=before_commit)
     retired = data_dir / f"{MASTER_KEY_FILE}.retired-{old.key_id}"
     if not retired.exists():

@@ -73,6 +73,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_MASTER_KEY: the key that wraps every person's data key (32+ chars), never stored in the
     database; every process must share it, and losing it loses all personal data. Unset:
     generated once into the data directory (``master-key``)."""
+    previous_master_keys: str = ""
+    """GUANAI_PREVIOUS_MASTER_KEYS: comma-separated earlier master keys a process still opens, and
+    wraps new keys with while the store is under one of them (rotation without a stop: move the
+    old GUANAI_MASTER_KEY here, set a new one, run ``guanai keys rotate``, then remove it)."""
     key_cache_seconds: float = 2.0
     """GUANAI_KEY_CACHE_SECONDS: how often each process looks for keys erased by other processes
     (an erased person's data may still show in another process for up to this long)."""

@@ -58,6 +58,8 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
         # The master key goes where personal data is opened, and nowhere else (least privilege).
         opens = service["command"][1] not in NO_PERSONAL_DATA
         assert ("GUANAI_MASTER_KEY" in env) == opens, f"{name}: master key {'missing' if opens else 'not needed'}"
+        # A rotation without a stop gives every one of them the key the store was under.
+        assert ("GUANAI_PREVIOUS_MASTER_KEYS" in env) == opens, f"{name}: previous master keys"
         # The values must be acceptable to the settings loader (placeholders aside).
         concrete = {k: str(v) for k, v in env.items() if "${" not in str(v)}
         load_settings(concrete)

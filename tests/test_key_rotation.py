@@ -37,10 +37,14 @@ OLD = "rotation-old-master-key-" + "o" * 32
 NEW = "rotation-new-master-key-" + "n" * 32
 
 
-def app_with(url: str, master: str | None = None, data_dir: Path | None = None) -> CareApplication:
+def app_with(
+    url: str, master: str | None = None, data_dir: Path | None = None, previous: str | None = None
+) -> CareApplication:
     env = event_store_env(url, pool_size=4)
     if master is not None:
         env["GUANAI_MASTER_KEY"] = master
+    if previous is not None:
+        env["GUANAI_PREVIOUS_MASTER_KEYS"] = previous
     if data_dir is not None:
         env["GUANAI_DATA_DIR"] = str(data_dir)
     return CareApplication(env)
@@ -124,6 +128,32 @@ def test_a_process_still_holding_the_old_key_adds_nothing_under_it(fresh_databas
     assert key_rows(url) == keys_before and events(url) == events_before  # nothing half-written
     assert stale.load(Person, first).name == NAME  # what it cached still opens: the data key is the same
     stale.close()
+
+
+def test_processes_holding_the_new_and_the_previous_key_keep_working_through_a_rotation(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    """The rotation without a stop: every process gets the new GUANAI_MASTER_KEY with the old
+    one in GUANAI_PREVIOUS_MASTER_KEYS, then the store is rotated under them."""
+    url = fresh_database_url
+    old_id, new_id = MasterKey(OLD).key_id, MasterKey(NEW).key_id
+    before = app_with(url, OLD)
+    vid = village(before, meta)
+    first = register(before, meta, vid)
+    before.close()
+    both = app_with(url, NEW, previous=OLD)
+    second = register(both, meta, vid)  # the store is under the old key yet: wrapped under it
+    assert key_rows(url)[str(second)][1] == old_id and both.load(Person, first).name == NAME
+
+    rotate_master_key(url, MasterKey(OLD), MasterKey(NEW), by="op")
+
+    third = register(both, meta, vid)  # its insert under the old key finds the store rotated: under the new
+    assert key_rows(url)[str(third)][1] == new_id
+    assert {k for w, k in key_rows(url).values() if w is not None} == {new_id}
+    both.close()
+    after = app_with(url, NEW)
+    assert [after.load(Person, p).name for p in (first, second, third)] == [NAME] * 3
+    after.close()
 
 
 def test_a_key_made_during_a_rotation_waits_for_it_and_is_then_refused(
@@ -270,15 +300,21 @@ def test_guanai_keys_rotate_swaps_the_data_directory_key_after_the_store(
     assert [app.load(Person, p).name for p in live] == [NAME, NAME]
     app.close()
 
-    # A configured key is never replaced by a generated one: the new one must be given.
+    # A configured key is never replaced by a generated one: the new one is configured, the
+    # one the store is under named as previous.
     refused = guanai(url, tmp_path, "keys", "rotate", GUANAI_MASTER_KEY=new_secret)
-    assert refused.returncode == 1 and "GUANAI_NEW_MASTER_KEY" in refused.stderr
+    assert refused.returncode == 1 and "GUANAI_PREVIOUS_MASTER_KEYS" in refused.stderr
     stale = guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=old_secret)
-    assert stale.returncode == 1 and f"this process's key:  {old_id}" in stale.stdout
-    moved = guanai(url, tmp_path, "keys", "rotate", GUANAI_MASTER_KEY=new_secret, GUANAI_NEW_MASTER_KEY=NEW)
+    assert stale.returncode == 1 and f"this process holds:  {old_id} (GUANAI_MASTER_KEY)" in stale.stdout
+    both = {"GUANAI_MASTER_KEY": NEW, "GUANAI_PREVIOUS_MASTER_KEYS": f"{old_secret},{new_secret}"}
+    assert guanai(url, tmp_path, "keys", "status", **both).returncode == 0
+    moved = guanai(url, tmp_path, "keys", "rotate", "--by", "op-0004", **both)
     assert moved.returncode == 0, moved.stderr
-    assert "restart every process" in moved.stderr and store_master(url)[0] == MasterKey(NEW).key_id
+    assert "remove it from them" in moved.stderr and store_master(url) == (MasterKey(NEW).key_id, "op-0004")
+    again = guanai(url, tmp_path, "keys", "rotate", **both)
+    assert again.returncode == 0 and "already" in again.stderr
     assert guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=NEW).returncode == 0
+    assert guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=new_secret).returncode == 1
 
 
 def test_a_rotation_interrupted_before_the_files_swap_is_finished_by_running_it_again(
