@@ -12,7 +12,10 @@ master key (and one key in ten destroyed, as erasures leave them). Then, per rou
   back the bytes it read (no AES-GCM): what the database part of a rotation costs;
 - **baseline, AES-GCM alone**: opening and re-wrapping as many keys in memory, no database.
 
-Keys per second for each, and what the rotation adds to the sum of its parts. Uses the
+Keys per second for each, and what the rotation adds to the sum of its parts. And what the
+rotation's guard costs every new key (a person, helper or report): ``--creations`` keys made one
+after another through the key store (the insert shares the ``guanai_master_key`` row) beside the
+same insert without that row (how keys were made before rotation existed), alternating. Uses the
 PostgreSQL at ``--database-url`` (default: the machine's), or an embedded one with ``--embedded``
 (also when the server refuses connections). The scratch database is dropped at the end.
 """
@@ -23,7 +26,9 @@ import argparse
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,28 +40,25 @@ from guanai.personal_data import KEYS_TABLE, MASTER_TABLE, MasterKey, Rotation, 
 BATCH = 5_000
 
 
-def seed(url: str, master: MasterKey, keys: int) -> int:
-    """``keys`` rows wrapped under ``master``, one in ten destroyed; returns the live ones."""
+def seed(url: str, master: MasterKey, keys: int) -> None:
+    """``keys`` rows wrapped under ``master``, one in ten destroyed."""
     from guanai.application import CareApplication, event_store_env
 
     CareApplication(event_store_env(url, pool_size=1)).close()  # the event store's tables
-    live = 0
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(f"INSERT INTO {MASTER_TABLE} (key_id) VALUES (%s)", (master.key_id,))
+        cur.execute(f"INSERT INTO {MASTER_TABLE} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING", (master.key_id,))
         for start in range(0, keys, BATCH):
             subjects, wrapped = [], []
             for i in range(start, min(start + BATCH, keys)):
                 subject = f"00000000-0000-4000-8000-{i:012d}"
                 subjects.append(subject)
                 wrapped.append(None if i % 10 == 9 else master.wrap(subject, AESGCM.generate_key(256)))
-            live += sum(w is not None for w in wrapped)
             cur.execute(
                 f"INSERT INTO {KEYS_TABLE} (subject, owner, wrapped, master_key_id) "
                 "SELECT s, s, w, %s FROM unnest(%s::text[], %s::bytea[]) AS t(s, w)",
                 (master.key_id, subjects, wrapped),
             )
         cur.execute(f"ANALYZE {KEYS_TABLE}")
-    return live
 
 
 def sql_alone(url: str, key_id: str) -> int:
@@ -96,6 +98,39 @@ def crypto_alone(old: MasterKey, new: MasterKey, count: int) -> None:
         done += min(len(samples), count - done)
 
 
+def creations(url: str, secret: str, count: int, rounds: int) -> list[tuple[str, float]]:
+    """(label, keys/s) of key creation through the key store and of the unguarded insert."""
+    from guanai.application import CareApplication, event_store_env
+
+    app = CareApplication({**event_store_env(url, pool_size=2), "GUANAI_MASTER_KEY": secret})
+    store: Any = app.key_store
+    master = store.master
+    plain = (
+        f"INSERT INTO {KEYS_TABLE} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (subject) DO NOTHING"
+    )
+    select = f"SELECT subject, owner, wrapped, master_key_id FROM {KEYS_TABLE} WHERE subject = ANY(%s)"
+
+    def unguarded(subject: str) -> None:
+        wrapped = master.wrap(subject, AESGCM.generate_key(256))
+        with store.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit TO off")
+            cur.execute(plain, (subject, None, wrapped, master.key_id))
+            row = cur.execute(select, ([subject],)).fetchone()
+        AESGCM(master.unwrap(subject, bytes(row["wrapped"]), row["master_key_id"]))
+
+    store.key_for_sealing(str(uuid.uuid4()), None)  # checks the store's master key once
+    results = []
+    for round_ in range(rounds):
+        modes = [("guarded", lambda s: store.key_for_sealing(s, None)), ("unguarded", unguarded)]
+        for label, make in modes if round_ % 2 == 0 else modes[::-1]:  # the order alternates
+            subjects = [str(uuid.uuid4()) for _ in range(count)]
+            seconds = timed(lambda subjects=subjects, make=make: [make(x) for x in subjects])
+            results.append((f"{label} (round {round_ + 1})", count / seconds))
+    app.close()
+    return results
+
+
 def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
@@ -106,15 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--keys", type=int, default=1_000_000, help="data keys in the store (one in ten destroyed)")
     p.add_argument("--rounds", type=int, default=2, help="rotations (each to a new master key)")
+    p.add_argument("--creations", type=int, default=2_000, help="keys made one by one per mode and round")
     p.add_argument("--database-url", help="a PostgreSQL server to make the scratch database on")
     p.add_argument("--embedded", action="store_true", help="use an embedded PostgreSQL under a temporary directory")
     args = p.parse_args(argv)
     with postgres(args.database_url, args.embedded) as server, scratch_database(server) as url:
         print(f"bench.key_rotation at {code_version()}; {server_facts(server)}")
-        master = MasterKey(secrets.token_urlsafe(48))
+        secret = secrets.token_urlsafe(48)
+        master = MasterKey(secret)
         started = time.perf_counter()
-        live = seed(url, master, args.keys)
-        print(f"seeded {args.keys:,} keys ({live:,} live) in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        seed(url, master, args.keys)
+        print(f"seeded {args.keys:,} keys in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        # New keys next to the seeded ones (an index of their size), which the rotations then re-wrap too.
+        made = creations(url, secret, args.creations, args.rounds) if args.creations else []
+        with psycopg.connect(url) as conn:
+            live = conn.execute(f"SELECT count(*) FROM {KEYS_TABLE} WHERE wrapped IS NOT NULL").fetchone()[0]
         rows = []
         for round_ in range(1, args.rounds + 1):
             new = MasterKey(secrets.token_urlsafe(48))
@@ -136,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             ["round", "live keys", "rotation s", "rotation keys/s", "SQL alone keys/s", "AES-GCM alone keys/s",
              "rotation / (SQL + AES-GCM)"],
             table,
-            title=f"Master key rotation, {args.keys:,} keys ({live:,} live)",
+            title=f"Master key rotation, {args.keys:,} keys seeded ({live:,} live after the key creations)",
         )  # fmt: skip
+        if made:
+            print_table(
+                ["key creation, one after another", "keys/s", "ms per key"],
+                [[label, f"{rate:,.0f}", f"{1000 / rate:.3f}"] for label, rate in made],
+                title=f"New keys with and without the rotation's guard, {args.creations:,} per mode and round",
+            )
     return 0
 
 
