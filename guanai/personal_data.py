@@ -59,6 +59,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from domain.base import ErasedError, Personal
 from domain.person import Person
+from guanai.failpoints import failpoint
 from guanai.settings import env_names, load_settings
 
 MIN_MASTER_KEY_LENGTH = 32
@@ -674,6 +675,7 @@ def rotate_master_key(
                              for r in chunk]  # fmt: skip
                 out.execute(insert, (subjects, rewrapped))
                 done += len(chunk)
+                failpoint("keys.after_batch")
                 if progress is not None:
                     rate = done / max(time.monotonic() - started, 1e-9)
                     progress(RotationProgress(done, total, rate, (total - done) / rate if rate else None))
@@ -693,6 +695,7 @@ def rotate_master_key(
         )
         if before_commit is not None:
             before_commit()
+        failpoint("keys.before_commit")
         destroyed = conn.execute(
             SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NULL").format(Identifier(KEYS_TABLE))
         ).fetchone()["n"]
@@ -755,6 +758,7 @@ def rotate_data_dir_master_key(
         write_secret_file(next_file, secret)
         new = MasterKey(secret)
         rotation = rotate_master_key(database_url, old, new, by=by, progress=progress, before_commit=before_commit)
+    failpoint("keys.after_commit")
     retired = data_dir / f"{MASTER_KEY_FILE}.retired-{old.key_id}"
     if not retired.exists():
         os.link(current_file, retired)

@@ -27,7 +27,6 @@ from guanai.personal_data import (
     MasterKey,
     MasterKeyError,
     SealError,
-    rotate_data_dir_master_key,
     rotate_master_key,
 )
 from tests.test_personal_data import NAME, register, village
@@ -317,37 +316,61 @@ def test_guanai_keys_rotate_swaps_the_data_directory_key_after_the_store(
     assert guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=new_secret).returncode == 1
 
 
-def test_a_rotation_interrupted_before_the_files_swap_is_finished_by_running_it_again(
+@pytest.mark.parametrize("where", ["keys.after_batch", "keys.before_commit"])
+def test_a_rotation_killed_before_its_commit_leaves_the_old_key_working(
+    fresh_database_url: str, meta: CommandMeta, tmp_path: Path, where: str
+) -> None:
+    url = fresh_database_url
+    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
+    old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+    before = key_rows(url)
+
+    killed = guanai(url, tmp_path, "keys", "rotate", GUANAI_FAILPOINTS=f"{where}=1")
+    assert killed.returncode == -9, killed.stderr
+    assert key_rows(url) == before and store_master(url)[0] == MasterKey(old_secret).key_id
+    assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == old_secret
+    pending = (tmp_path / NEXT_MASTER_KEY_FILE).read_text().strip()  # flushed before the store was touched
+    app = app_with(url, data_dir=tmp_path)
+    assert app.load(Person, live[0]).name == NAME
+    app.close()
+
+    done = guanai(url, tmp_path, "keys", "rotate")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == pending and not (
+        tmp_path / NEXT_MASTER_KEY_FILE
+    ).exists()
+    assert store_master(url)[0] == MasterKey(pending).key_id
+    app = app_with(url, data_dir=tmp_path)
+    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
+    app.close()
+
+
+def test_a_rotation_killed_after_its_commit_is_finished_by_running_it_again(
     fresh_database_url: str, meta: CommandMeta, tmp_path: Path
 ) -> None:
     url = fresh_database_url
     live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
     old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
 
-    # Stopped before the commit: the store stays under the old key, which keeps working.
-    def crash() -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        rotate_data_dir_master_key(url, tmp_path, by="op", before_commit=crash)
+    killed = guanai(url, tmp_path, "keys", "rotate", GUANAI_FAILPOINTS="keys.after_commit=1")
+    assert killed.returncode == -9, killed.stderr
     pending = (tmp_path / NEXT_MASTER_KEY_FILE).read_text().strip()
-    assert store_master(url)[0] == MasterKey(old_secret).key_id
-    app = app_with(url, data_dir=tmp_path)
-    assert app.load(Person, live[0]).name == NAME
-    app.close()
-
-    # Stopped after the commit, before the swap: processes are told how to finish it.
-    rotate_master_key(url, MasterKey(old_secret), MasterKey(pending), by="op")
+    assert store_master(url)[0] == MasterKey(pending).key_id  # committed under the key kept in master-key.next
+    assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == old_secret
+    # A process started now holds the old key: it says how to finish instead of garbling anything.
     app = app_with(url, data_dir=tmp_path)
     with pytest.raises(MasterKeyError, match=NEXT_MASTER_KEY_FILE):
         app.load(Person, live[1])
     app.close()
+    assert guanai(url, tmp_path, "keys", "status").returncode == 1
+
     finish = guanai(url, tmp_path, "keys", "rotate")
     assert finish.returncode == 0, finish.stderr
     assert "nothing to re-wrap" in finish.stderr
     assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == pending and not (
         tmp_path / NEXT_MASTER_KEY_FILE
     ).exists()
+    assert (tmp_path / f"{MASTER_KEY_FILE}.retired-{MasterKey(old_secret).key_id}").read_text().strip() == old_secret
     app = app_with(url, data_dir=tmp_path)
     assert [app.load(Person, p).name for p in live] == [NAME, NAME]
     app.close()
