@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -699,6 +700,9 @@ def rotate_master_key(
         destroyed = conn.execute(
             SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NULL").format(Identifier(KEYS_TABLE))
         ).fetchone()["n"]
+    structlog.get_logger("guanai.keys").warning(
+        "master_key_rotated", old_key_id=old.key_id, new_key_id=new.key_id, rewrapped=done, by=by
+    )
     return Rotation(old.key_id, new.key_id, done, destroyed)
 
 
