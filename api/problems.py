@@ -24,6 +24,7 @@ from litestar.exceptions import (
 
 from api.middleware import loggable_path
 from domain.base import DomainError
+from guanai.personal_data import MasterKeyError
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("guanai.api")
@@ -117,7 +118,9 @@ def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[
 
 
 def _api(request: Request[Any, Any, Any], exc: ProblemError) -> Response[dict[str, Any]]:
-    return problem(request, exc.status, exc.slug, exc.title, exc.detail, errors=exc.errors, headers=exc.headers, **exc.extra)
+    return problem(
+        request, exc.status, exc.slug, exc.title, exc.detail, errors=exc.errors, headers=exc.headers, **exc.extra
+    )
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -137,7 +140,14 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     if status >= 500:
         log.error("http_error", status=status, path=loggable_path(request.url.path))
         return problem(request, status, "server-error", "Server error", "the server could not answer", headers=headers)
-    return problem(request, status, "bad-request" if status == 400 else f"http-{status}", "Bad request", str(exc.detail), headers=headers)
+    return problem(
+        request,
+        status,
+        "bad-request" if status == 400 else f"http-{status}",
+        "Bad request",
+        str(exc.detail),
+        headers=headers,
+    )
 
 
 def _unavailable(request: Request[Any, Any, Any], exc: PersistenceError) -> Response[dict[str, Any]]:
@@ -149,6 +159,20 @@ def _unavailable(request: Request[Any, Any, Any], exc: PersistenceError) -> Resp
         "Event store unavailable",
         "the event store could not be reached; nothing was written, try again shortly",
         headers={"Retry-After": "2"},
+    )
+
+
+def _keys_unavailable(request: Request[Any, Any, Any], exc: MasterKeyError) -> Response[dict[str, Any]]:
+    # The process holds another master key than the store (not restarted after `guanai keys
+    # rotate`, or misconfigured): the operator's problem, raised before anything is written.
+    log.error("master_key_mismatch", detail=str(exc))
+    return problem(
+        request,
+        503,
+        "keys-unavailable",
+        "Personal data keys unavailable",
+        "this server cannot open the personal data keys; nothing was written, try again shortly",
+        headers={"Retry-After": "5"},
     )
 
 
@@ -165,6 +189,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     ProblemError: _api,
     HTTPException: _http,
     OperationalError: _unavailable,
+    MasterKeyError: _keys_unavailable,
     Exception: _unexpected,
 }
 

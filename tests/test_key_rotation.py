@@ -27,6 +27,7 @@ from guanai.personal_data import (
     MasterKey,
     MasterKeyError,
     SealError,
+    load_or_create_master_key,
     rotate_master_key,
 )
 from tests.test_personal_data import NAME, register, village
@@ -374,3 +375,30 @@ def test_a_rotation_killed_after_its_commit_is_finished_by_running_it_again(
     app = app_with(url, data_dir=tmp_path)
     assert [app.load(Person, p).name for p in live] == [NAME, NAME]
     app.close()
+
+
+def test_an_api_process_left_with_the_old_key_answers_503_and_writes_nothing(
+    pg_base_url: str, nats_url: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    from guanai.settings import Settings
+    from tests.api_support import Tree, auth, elder, own_server
+
+    with (
+        own_server(pg_base_url, nats_url) as server,
+        httpx.Client(base_url=server.base_url, headers=auth(), timeout=30) as c,
+    ):
+        tree = Tree(c)
+        assert c.post("/persons", json=elder(tree.village["id"])).status_code == 201
+        # The store is rotated under the running server, which holds only the old key.
+        old = load_or_create_master_key(None, Settings().data_path)
+        rotate_master_key(server.database_url, old, MasterKey(NEW), by="op")
+        keys_before, events_before = key_rows(server.database_url), events(server.database_url)
+
+        answer = c.post("/persons", json=elder(tree.village["id"]))
+
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.json()["type"].endswith("keys-unavailable")
+        assert key_rows(server.database_url) == keys_before and events(server.database_url) == events_before
