@@ -108,18 +108,24 @@ class System:
         self.secret = secrets.token_urlsafe(48)
         self.api_port = free_port()
 
-    def env(self, failpoints: str = "") -> dict[str, str]:
+    def env(self, failpoints: str = "", master_key: str = MASTER_KEY) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANAI_")}
         env.update(
             GUANAI_DATABASE_URL=self.database_url, GUANAI_NATS_URL=self.nats.url, GUANAI_JWT_SECRET=self.secret,
             GUANAI_PORT=str(self.api_port), GUANAI_LOG_FORMAT="json", GUANAI_LOG_LEVEL="warning",
             GUANAI_DATA_DIR=str(self.tmp / "data"), GUANAI_FAILPOINTS=failpoints, GUANAI_DB_POOL_SIZE="2",
-            GUANAI_CHAIN_KEY=CHAIN_KEY, GUANAI_MASTER_KEY=MASTER_KEY,
+            GUANAI_CHAIN_KEY=CHAIN_KEY, GUANAI_MASTER_KEY=master_key,
         )  # fmt: skip
         return env
 
     def start(
-        self, name: str, *, kind: str | None = None, failpoints: str = "", max_deliver: int | None = None
+        self,
+        name: str,
+        *,
+        kind: str | None = None,
+        failpoints: str = "",
+        max_deliver: int | None = None,
+        master_key: str = MASTER_KEY,
     ) -> None:
         kind = kind or name
         if kind == "api":
@@ -141,7 +147,7 @@ class System:
         offset = log_path.stat().st_size if log_path.exists() else 0
         log = log_path.open("ab")
         self.procs[name] = subprocess.Popen(
-            args, env=self.env(failpoints), cwd=ROOT, stdout=log, stderr=log, start_new_session=True
+            args, env=self.env(failpoints, master_key), cwd=ROOT, stdout=log, stderr=log, start_new_session=True
         )
         # One at a time: processes creating the store's tables at the same moment collide in
         # PostgreSQL's catalog ("tuple concurrently updated"), which is not what is tested here.
@@ -476,3 +482,39 @@ def test_a_message_the_router_cannot_handle_ends_in_the_dead_letters_a_person_se
     )  # fmt: skip
     letter = next(json.loads(line) for line in listed.splitlines() if "not-a-report-id" in line)
     assert letter["consumer"] == "router" and letter["reason"] == "max deliveries exceeded"
+
+
+def test_a_router_left_with_the_old_master_key_holds_reports_until_restarted_with_the_new_one(
+    system: System, app: CareApplication, fresh_database_url: str
+) -> None:
+    """The master key is rotated and the router is not restarted: it cannot open the new
+    reports' keys. The reports wait in progress (not counted against max_deliver, never dead
+    letters); the router, killed and started with the new key, routes each once."""
+    from guanai.personal_data import MasterKey, rotate_master_key
+
+    world = World(app)
+    system.start("relay")
+    system.start("router", max_deliver=2)  # JetStream would give up after 2 deliveries
+    new_key = secrets.token_urlsafe(48)
+    rotate_master_key(fresh_database_url, MasterKey(MASTER_KEY), MasterKey(new_key), by="ops")
+    rotated = CareApplication(
+        {**event_store_env(fresh_database_url, pool_size=2), "GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": new_key}
+    )
+    try:
+        ids = [world.file(rotated) for _ in range(3)]
+        time.sleep(2.0 * 2 + 4)  # past max_deliver deliveries with their ack waits and naks
+        letters = subprocess.run(
+            [sys.executable, "-m", "guanai.cli", "dead-letters"], check=False, env=system.env(master_key=new_key),
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert letters.returncode == 0 and not any(str(i) in letters.stdout for i in ids), letters.stdout
+        assert not any(counts(rotated, i)[0] for i in ids)
+        assert b"master_key_mismatch_waiting" in (system.tmp / "router.log").read_bytes()
+
+        system.kill("router")
+        system.start("router", master_key=new_key)
+        all_routed(rotated, ids)
+        system.drained("router")
+        assert_exactly_once(rotated, ids)
+    finally:
+        rotated.close()

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 from domain.emergency import EmergencyError
 from guanai.application import CommandResult
+from guanai.personal_data import MasterKeyError
 from workers.consumer import ACK, Nak, Term
 from workers.escalator import Escalator
 from workers.router import Router
@@ -18,12 +19,14 @@ from workers.router import Router
 class FakeApp:
     """Records the commands it is given; answers as the real one would have."""
 
-    def __init__(self, routed: dict[str, Any] | None = None, refuse: bool = False) -> None:
+    def __init__(self, routed: dict[str, Any] | None = None, refuse: bool = False, stale_key: int = 0) -> None:
         self.calls: list[tuple[str, UUID, int, datetime]] = []
-        self.routed, self.refuse = routed, refuse
+        self.routed, self.refuse, self.stale_key = routed, refuse, stale_key
 
     def route_emergency(self, report_id: UUID, level: int, meta: Any) -> tuple[CommandResult, dict[str, Any] | None]:
         self.calls.append(("route", report_id, level, meta.occurred_at))
+        if len(self.calls) <= self.stale_key:
+            raise MasterKeyError("the personal data keys are wrapped by master key b, and this process holds a")
         if self.refuse:
             raise EmergencyError("not escalated that far", field="level")
         return CommandResult(report_id, 2, 41 if self.routed else None), self.routed
@@ -84,6 +87,22 @@ def test_a_second_delivery_routes_nothing_and_alerts_nothing() -> None:
 def test_a_refusal_is_terminated_into_the_dead_letters() -> None:
     outcome = run(Router(FakeApp(refuse=True), FakeNats(), asyncio.Event()).handle(envelope("Reported", uuid4()), None))
     assert isinstance(outcome, Term) and "EmergencyError" in outcome.reason
+
+
+class FakeMsg:
+    def __init__(self) -> None:
+        self.in_progress_calls = 0
+
+    async def in_progress(self) -> None:
+        self.in_progress_calls += 1
+
+
+def test_a_router_holding_another_master_key_keeps_the_report_in_progress_not_dead_lettered() -> None:
+    """Not restarted after a rotation: the report waits (in progress, not counted against the
+    deliveries) until a process can open the keys, here after two attempts."""
+    app, nc, msg, rid = FakeApp(routed=routed_fields(), stale_key=2), FakeNats(), FakeMsg(), uuid4()
+    assert run(Router(app, nc, asyncio.Event()).handle(envelope("Reported", rid), msg)) is ACK
+    assert len(app.calls) == 3 and msg.in_progress_calls == 2 and len(nc.published) == 1
 
 
 def test_the_escalator_waits_for_the_deadline_then_escalates() -> None:

@@ -38,6 +38,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from domain.base import CommandMeta, DomainError
 from guanai.emergencies import ALERT_PREFIX, alert_subject
 from guanai.failpoints import failpoint
+from guanai.personal_data import MasterKeyError
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
@@ -66,15 +67,20 @@ def worker_meta(envelope: dict[str, Any], actor: str) -> CommandMeta:
 
 async def run_command(msg: Any, stop: asyncio.Event, command: Callable[[], T]) -> T:
     """Run a blocking command in a thread; while the store is away, keep the message in
-    progress and try again (the command is idempotent, so a repeat is harmless)."""
+    progress and try again (the command is idempotent, so a repeat is harmless). So too while
+    this process holds another master key than the store's keys (not restarted after a
+    rotation): the message waits for a process that can open them, never for the dead letters."""
     delay = 0.2
     while True:
         try:
             return await asyncio.to_thread(command)
-        except TRANSIENT as e:
+        except (*TRANSIENT, MasterKeyError) as e:
             if stop.is_set():
                 raise
-            log.warning("store_unavailable_retrying", error=type(e).__name__, retry_in=delay)
+            if isinstance(e, MasterKeyError):
+                log.error("master_key_mismatch_waiting", detail=str(e), retry_in=delay)
+            else:
+                log.warning("store_unavailable_retrying", error=type(e).__name__, retry_in=delay)
             if msg is not None:
                 await msg.in_progress()
             await asyncio.sleep(delay)
