@@ -20,8 +20,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.audit import record_access
 from api.access import Access, Kind, access_of, list_scope, loaded
+from api.audit import record_access
 from api.auth import actor_of
 from api.common import (
     LongText,
@@ -36,7 +36,7 @@ from api.common import (
 )
 from api.problems import ProblemError
 from api.revocations import RevocationUnavailable
-from api.security import limit_report_filing
+from api.security import limit_report_filing, report_not_new
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
 from domain.org_unit import OrgUnit
 from domain.roster import LEVELS
@@ -249,6 +249,8 @@ class EmergencyController(Controller):
             person_id=data.person_id, location=msgspec.to_builtins(data.location) if data.location else None, meta=meta,
         )  # fmt: skip
         failpoint("api.after_file")
+        if not result.created:
+            report_not_new(request)
         report = app.load(EmergencyReport, result.id)
         return created_response(emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}")
 

@@ -85,6 +85,13 @@ class RateLimiter:
             self._buckets[key] = (level - 1, now)
             return 0.0
 
+    def give_back(self, key: str) -> None:
+        """Return one event taken for ``key`` that turned out not to count (never above the burst)."""
+        with self._lock:
+            now = self.clock()
+            if key in self._buckets:
+                self._buckets[key] = (min(self.burst, self._level(key, now) + 1), now)
+
     def _shrink(self, now: float) -> None:
         # A full bucket is the same as no bucket: drop those. Under a flood of fresh keys, drop the
         # oldest too (they get a fresh burst, a bounded loss) so memory and sweeps stay bounded.
@@ -120,10 +127,19 @@ def configure(app: Any, settings: Settings, *, max_body_bytes: int) -> None:
 
 
 def limit_report_filing(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """A guard: at most ``GUANAI_REPORTS_PER_MINUTE`` reports a minute from one actor."""
+    """A guard: at most ``GUANAI_REPORTS_PER_MINUTE`` reports a minute from one actor. A filing
+    that turns out to repeat a stored report gives its event back (``report_not_new``)."""
     limiter: RateLimiter | None = connection.app.state.security.report_limiter
     if limiter is not None and (wait := limiter.take(actor_of(connection).subject)) > 0:
         raise too_many_requests(wait, "too many reports filed by this account")
+
+
+def report_not_new(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """The filing the guard counted was a repeat of a stored report (a retry after a lost
+    answer): it does not count, so a reporter's retries never lock them out of filing."""
+    limiter: RateLimiter | None = connection.app.state.security.report_limiter
+    if limiter is not None:
+        limiter.give_back(actor_of(connection).subject)
 
 
 # ---- response headers --------------------------------------------------------------------

@@ -4,6 +4,7 @@ origins), the rate limiter, and the limit on filing emergency reports."""
 # ruff: noqa: F811 - pytest fixtures are imported and then named as parameters
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,3 +147,18 @@ def test_filing_reports_is_limited_per_account(limited: ApiServer) -> None:
         assert body["type"] == "/problems/too-many-requests" and 1 <= int(r.headers["retry-after"]) <= 30
         assert c.get("/health").json()["database"]["position"] == before, "a refused report writes nothing"
         assert c.post("/emergencies", json=report, headers=other).status_code == 201
+
+
+def test_retries_of_a_stored_report_do_not_count_toward_the_limit(limited: ApiServer) -> None:
+    """A reporter whose answer was lost sends the same report again (same id): 200 with the
+    stored report, and no event of the limit spent, so the next new report is still accepted."""
+    with httpx.Client(base_url=limited.base_url, headers=auth(), timeout=30) as c:
+        village = Tree(c).village["id"]
+        reporter = auth("volunteer", village)
+        first = {"id": str(uuid.uuid4()), "category": "neglect", "severity": "normal", "location": {"org_unit_id": village}}
+        assert c.post("/emergencies", json=first, headers=reporter).status_code == 201
+        assert [c.post("/emergencies", json=first, headers=reporter).status_code for _ in range(4)] == [200] * 4
+        second = {**first, "id": str(uuid.uuid4())}
+        assert c.post("/emergencies", json=second, headers=reporter).status_code == 201
+        third = {**first, "id": str(uuid.uuid4())}
+        assert_problem(c.post("/emergencies", json=third, headers=reporter), 429)
