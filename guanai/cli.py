@@ -393,6 +393,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     holds. ``keys rotate``: re-wrap every live key under a new master key, in one transaction:
     from the GUANAI_PREVIOUS_MASTER_KEYS key the store is under to GUANAI_MASTER_KEY, or, when
     the key lives in the data directory, to one generated there."""
+    import psycopg
+
     from guanai import personal_data as pd
     from guanai.progress import ProgressBar
 
@@ -418,20 +420,31 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
                 if store_id is None:
                     print("guanai keys: no personal data key was made yet: there is nothing to re-wrap", file=sys.stderr)
                     return 0
+                if store_id == held.key_id and held.previous:
+                    print(
+                        f"guanai keys: the store is under GUANAI_MASTER_KEY ({held.key_id}) already: nothing to "
+                        "re-wrap. Remove GUANAI_PREVIOUS_MASTER_KEYS from every process once each holds this key.",
+                        file=sys.stderr,
+                    )
+                    return 0
                 if store_id == held.key_id:
                     print(
-                        f"guanai keys: the store is under GUANAI_MASTER_KEY ({held.key_id}) already. To rotate: move "
-                        "it to GUANAI_PREVIOUS_MASTER_KEYS and set a new GUANAI_MASTER_KEY on every process (they keep "
+                        f"guanai keys: the store is under GUANAI_MASTER_KEY ({held.key_id}). To rotate: move it to "
+                        "GUANAI_PREVIOUS_MASTER_KEYS and set a new GUANAI_MASTER_KEY on every process (they keep "
                         "working), then run this again; remove GUANAI_PREVIOUS_MASTER_KEYS after.",
                         file=sys.stderr,
                     )
-                    return 0 if held.previous else 1
+                    return 1
                 old = held.held(store_id)
                 if old is None:
                     raise held.mismatch(store_id)
                 rotation = pd.rotate_master_key(database_url, old, held, by=args.by, progress=bar.update)
-    except pd.MasterKeyError as e:
+    except (pd.MasterKeyError, pd.SealError) as e:
         print(f"guanai keys: {e}", file=sys.stderr)
+        return 1
+    except psycopg.Error as e:
+        print(f"guanai keys: the database refused ({type(e).__name__}: {str(e).strip()}): the rotation did not "
+              "complete; `guanai keys status` says which key the store is under; run it again", file=sys.stderr)  # fmt: skip
         return 1
     bar.finish(
         f"{rotation.rewrapped:,} keys re-wrapped from master key {rotation.old_key_id} to {rotation.new_key_id} "

@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import Cursor
+from psycopg import errors as psycopg_errors
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.base import ErasedError, Personal
@@ -72,6 +73,7 @@ DESTROYED_SEQUENCE = "guanai_subject_keys_destroyed"
 SEALED_FIELD = "_sealed"  # [subject, base64 blob] in the stored state
 BLOB_FORMAT = 1  # first byte of every blob; a later format can sit beside this one
 NONCE_BYTES = 12
+ROTATION_WAIT_MS = 5_000  # how long a new key waits for a rotation in progress before giving up
 DEFAULT_CACHE_SIZE = 20_000
 ERASED_TOPIC = get_topic(Person.Erased)
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
@@ -88,9 +90,11 @@ class SealError(RuntimeError):
 class MasterKey:
     """The key-encryption key, derived from the configured secret; ``key_id`` names it."""
 
-    def __init__(self, secret: str, *, hint: str = "", previous: Sequence[MasterKey] = ()) -> None:
+    def __init__(
+        self, secret: str, *, hint: str = "", previous: Sequence[MasterKey] = (), setting: str = "GUANAI_MASTER_KEY"
+    ) -> None:
         if len(secret) < MIN_MASTER_KEY_LENGTH:
-            raise MasterKeyError(f"GUANAI_MASTER_KEY must be at least {MIN_MASTER_KEY_LENGTH} characters")
+            raise MasterKeyError(f"{setting} must be at least {MIN_MASTER_KEY_LENGTH} characters")
         self.hint = hint  # added to a mismatch's message (an interrupted rotation of the data directory's key)
         # Earlier master keys this process still opens and wraps with while the store is under
         # one of them (GUANAI_PREVIOUS_MASTER_KEYS): a rotation without stopping anything.
@@ -134,7 +138,11 @@ def load_or_create_master_key(configured: str | None, data_dir: Path, previous: 
     """The configured master key, or one generated once into the data directory (mode 0600,
     atomically: processes starting together agree on one key); with the earlier keys of
     ``previous`` (comma-separated) that it still opens."""
-    earlier = [MasterKey(s.strip()) for s in previous.split(",") if s.strip()]
+    earlier = [
+        MasterKey(s.strip(), setting="every key of GUANAI_PREVIOUS_MASTER_KEYS")
+        for s in previous.split(",")
+        if s.strip()
+    ]
     if configured:
         return MasterKey(configured, previous=earlier)
     from guanai.chain import read_or_create_secret
@@ -332,13 +340,14 @@ class PostgresKeyStore(KeyStore):
         )
         self._store_master = SQL("SELECT key_id FROM {}").format(master_table)
         self._owner_state = SQL("SELECT destroyed_at FROM {} WHERE subject = %s FOR SHARE").format(table)
-        # Inserts only while the store's master key is this process's, sharing that row: a
-        # rotation (which updates it) waits for the insert, or the insert for the rotation and
-        # then finds another master key and inserts nothing.
+        # A key is inserted only while the store's master key is the one it was wrapped with,
+        # sharing that row until the insert commits: a rotation (which holds the row for update)
+        # waits for the insert, or the insert for the rotation and then finds another master key.
+        self._share_master = SQL("SELECT key_id FROM {} FOR KEY SHARE").format(master_table)
         self._insert = SQL(
-            "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT %s, %s, %s, %s FROM {} "
-            "WHERE key_id = %s FOR KEY SHARE ON CONFLICT (subject) DO NOTHING"
-        ).format(table, master_table)
+            "INSERT INTO {} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (subject) DO NOTHING"
+        ).format(table)
         self._destroyed_since = SQL(
             "SELECT subject, destroyed_seq FROM {} WHERE destroyed_seq > %s ORDER BY destroyed_seq"
         ).format(table)
@@ -431,17 +440,28 @@ class PostgresKeyStore(KeyStore):
             # that loses at most a key that nothing was stored with. Saves a disk flush per new
             # person, helper and report (most of a new key's cost).
             cur.execute("SET LOCAL synchronous_commit TO off")
+            # The master key row before any key row, as the rotation takes them (it never
+            # deadlocks with this), and not for long: a rotation of a large store holds it for
+            # seconds, and requests waiting here would hold every pooled connection meanwhile.
+            cur.execute(SQL("SET LOCAL lock_timeout = {}").format(Literal(f"{ROTATION_WAIT_MS}ms")))
+            try:
+                store_key_id = cur.execute(self._share_master).fetchone()["key_id"]
+            except psycopg_errors.LockNotAvailable:
+                raise MasterKeyError(
+                    "the master key is being rotated (guanai keys rotate): keys for new persons, helpers and "
+                    "reports wait for it; try again shortly"
+                ) from None
+            if store_key_id != key_id:
+                return None, store_key_id
+            cur.execute("SET LOCAL lock_timeout = 0")
             if owner and owner != subject:
                 # The owner's key row is locked by an erasure in progress: wait for it, so a key
                 # made for them now cannot slip past the erasure's sweep of their keys.
                 row = cur.execute(self._owner_state, (owner,)).fetchone()
                 if row is not None and row["destroyed_at"] is not None:
                     raise ErasedError(f"person {owner} was erased", field="person_id")
-            cur.execute(self._insert, (subject, owner, wrapped, key_id, key_id))
-            row = cur.execute(self._select, ([subject],)).fetchone()
-            if row is not None:
-                return row, key_id
-            return None, cur.execute(self._store_master).fetchone()["key_id"]
+            cur.execute(self._insert, (subject, owner, wrapped, key_id))
+            return cur.execute(self._select, ([subject],)).fetchone(), key_id
 
     # ---- erasure, inside the event store's insert transaction ------------------------------------
 
@@ -639,7 +659,7 @@ def rotate_master_key(
     from psycopg.rows import dict_row
 
     if old.key_id == new.key_id:
-        raise MasterKeyError("the new master key is the one in use: give GUANAI_NEW_MASTER_KEY another secret")
+        raise MasterKeyError("the new master key is the one in use: rotating needs another secret")
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
         # A store where no key was ever made is claimed by the old key first, like a process would.
         conn.execute(
@@ -680,11 +700,19 @@ def rotate_master_key(
                 if progress is not None:
                     rate = done / max(time.monotonic() - started, 1e-9)
                     progress(RotationProgress(done, total, rate, (total - done) / rate if rate else None))
+        # Lock the live rows before writing them, in the order an erasure takes them (a person's
+        # own row, then the rows the person owns): an erasure running now waits for this
+        # transaction or this one for the erasure, never each for the other.
         conn.execute(
+            SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE wrapped IS NOT NULL ORDER BY coalesce(owner, subject), "
+                "subject <> coalesce(owner, subject), subject FOR NO KEY UPDATE) AS locked").format(
+                Identifier(KEYS_TABLE))
+        )  # fmt: skip
+        rewrapped_rows = conn.execute(
             SQL("UPDATE {} k SET wrapped = r.wrapped, master_key_id = %s FROM guanai_rewrapped r "
                 "WHERE k.subject = r.subject AND k.wrapped IS NOT NULL").format(Identifier(KEYS_TABLE)),
             (new.key_id,),
-        )  # fmt: skip
+        ).rowcount  # fmt: skip
         left = conn.execute(
             SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NOT NULL AND master_key_id <> %s").format(
                 Identifier(KEYS_TABLE)), (new.key_id,)).fetchone()["n"]  # fmt: skip
@@ -701,9 +729,9 @@ def rotate_master_key(
             SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NULL").format(Identifier(KEYS_TABLE))
         ).fetchone()["n"]
     structlog.get_logger("guanai.keys").warning(
-        "master_key_rotated", old_key_id=old.key_id, new_key_id=new.key_id, rewrapped=done, by=by
+        "master_key_rotated", old_key_id=old.key_id, new_key_id=new.key_id, rewrapped=rewrapped_rows, by=by
     )
-    return Rotation(old.key_id, new.key_id, done, destroyed)
+    return Rotation(old.key_id, new.key_id, rewrapped_rows, destroyed)
 
 
 def write_secret_file(path: Path, secret: str) -> None:
@@ -747,25 +775,41 @@ def rotate_data_dir_master_key(
 ) -> tuple[Rotation, Path]:
     """Rotate the master key kept in the data directory (no GUANAI_MASTER_KEY): the new one is
     written to ``master-key.next`` and flushed before the store is re-wrapped; once that has
-    committed, the old file becomes ``master-key.retired-<id>`` (backups made before need it)
+    committed, the old key is kept as ``master-key.retired-<id>`` (backups made before need it)
     and ``master-key.next`` becomes ``master-key``. Interrupted between the two, running it again
-    finishes the renames. Returns the rotation and the retired key's file."""
+    finishes the renames. One rotation at a time per data directory (a lock file): two at once
+    could otherwise commit under one new key and keep the other. Returns the rotation and the
+    retired key's file."""
+    import fcntl
+
     current_file, next_file = data_dir / MASTER_KEY_FILE, data_dir / NEXT_MASTER_KEY_FILE
     if not current_file.exists():
         raise MasterKeyError(f"no master key in {data_dir} and no GUANAI_MASTER_KEY: there is nothing to rotate")
-    old = MasterKey(current_file.read_text().strip())
-    pending = MasterKey(next_file.read_text().strip()) if next_file.exists() else None
-    if pending is not None and store_master_key_id(database_url) == pending.key_id:
-        rotation = Rotation(old.key_id, pending.key_id, 0, 0, already=True)
-    else:
-        secret = next_file.read_text().strip() if pending is not None else secrets.token_urlsafe(48)
-        write_secret_file(next_file, secret)
-        new = MasterKey(secret)
-        rotation = rotate_master_key(database_url, old, new, by=by, progress=progress, before_commit=before_commit)
-    failpoint("keys.after_commit")
-    retired = data_dir / f"{MASTER_KEY_FILE}.retired-{old.key_id}"
-    if not retired.exists():
-        os.link(current_file, retired)
-    os.replace(next_file, current_file)
-    _fsync_dir(data_dir)
+    with (data_dir / f"{MASTER_KEY_FILE}.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MasterKeyError(f"another rotation of {current_file} is running; wait for it") from None
+        # What a killed rotation left half-written (complete files have no leading dot).
+        for leftover in [*data_dir.glob(f".{NEXT_MASTER_KEY_FILE}.*"), *data_dir.glob(f".{MASTER_KEY_FILE}.retired-*")]:
+            leftover.unlink()
+        old_secret = current_file.read_text().strip()
+        old = MasterKey(old_secret)
+        pending = next_file.read_text().strip() if next_file.exists() else None
+        if pending is not None and store_master_key_id(database_url) == MasterKey(pending).key_id:
+            rotation = Rotation(old.key_id, MasterKey(pending).key_id, 0, 0, already=True)
+        else:
+            secret = pending or secrets.token_urlsafe(48)
+            write_secret_file(next_file, secret)
+            rotation = rotate_master_key(
+                database_url, old, MasterKey(secret), by=by, progress=progress, before_commit=before_commit
+            )
+        failpoint("keys.after_commit")
+        if MasterKey(next_file.read_text().strip()).key_id != rotation.new_key_id:
+            raise MasterKeyError(f"{next_file} is not the key the store was rotated to; nothing was renamed")
+        retired = data_dir / f"{MASTER_KEY_FILE}.retired-{old.key_id}"
+        if not retired.exists():
+            write_secret_file(retired, old_secret)
+        os.replace(next_file, current_file)
+        _fsync_dir(data_dir)
     return rotation, retired

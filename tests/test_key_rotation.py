@@ -402,3 +402,146 @@ def test_an_api_process_left_with_the_old_key_answers_503_and_writes_nothing(
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert answer.json()["type"].endswith("keys-unavailable")
         assert key_rows(server.database_url) == keys_before and events(server.database_url) == events_before
+
+
+# ---- what a rotation shares with key creations and erasures -----------------------------------
+
+
+def paused_rotation(url: str, old: str, new: str, pause: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """A rotation in a thread that calls ``pause()`` once, after its scan, before it locks and
+    writes the key rows."""
+    outcome: dict[str, Any] = {}
+
+    def progress(p: Any) -> None:
+        if p.done == p.total and "paused" not in outcome:
+            outcome["paused"] = True
+            pause()
+
+    def run() -> None:
+        try:
+            outcome["rotation"] = rotate_master_key(url, MasterKey(old), MasterKey(new), by="op", progress=progress)
+        except Exception as e:  # noqa: BLE001 - the test asserts on it
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_key_owned_by_a_person_made_during_a_rotation_neither_deadlocks_nor_is_lost(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    """A report's key names its owner: its creation shares the owner's row, which the rotation
+    writes. It waits on the master key row first, as the rotation takes them, so the two never
+    wait for each other; a process holding both keys then wraps it under the new one."""
+    url = fresh_database_url
+    (person, _), _ = seeded(url, meta)
+    both = app_with(url, NEW, previous=OLD)
+    both.key_store.check_master_key()  # type: ignore[attr-defined]
+    report = str(uuid.uuid4())
+    made: dict[str, Any] = {}
+
+    def make_owned_key() -> None:
+        made["key"] = both.key_store.key_for_sealing(report, str(person))
+
+    maker = threading.Thread(target=make_owned_key)
+
+    def pause() -> None:
+        maker.start()
+        time.sleep(0.5)
+        assert maker.is_alive()  # waiting on the master key row the rotation holds
+
+    rotator, outcome = paused_rotation(url, OLD, NEW, pause)
+    rotator.join(30)
+    maker.join(30)
+    assert "error" not in outcome and outcome["rotation"].rewrapped == 2
+    assert made["key"] is not None and key_rows(url)[report][1] == MasterKey(NEW).key_id
+    both.close()
+
+
+def test_a_new_key_gives_up_on_a_long_rotation_instead_of_holding_a_connection(
+    fresh_database_url: str, meta: CommandMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guanai import personal_data
+
+    monkeypatch.setattr(personal_data, "ROTATION_WAIT_MS", 300)
+    url = fresh_database_url
+    seeded(url, meta)
+    app = app_with(url, OLD)
+    app.key_store.check_master_key()  # type: ignore[attr-defined]
+    refused: dict[str, Any] = {}
+
+    def pause() -> None:
+        with pytest.raises(MasterKeyError, match="being rotated") as caught:
+            app.key_store.key_for_sealing(str(uuid.uuid4()), None)
+        refused["error"] = caught.value
+
+    rotator, outcome = paused_rotation(url, OLD, NEW, pause)
+    rotator.join(30)
+    assert "error" not in outcome and isinstance(refused["error"], MasterKeyError)
+    app.close()
+
+
+def test_an_erasure_holding_a_person_while_the_rotation_locks_their_keys_does_not_deadlock(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
+    """An erasure locks the person's key row, then the rows the person owns. The rotation locks
+    rows in that order too, whatever order they lie in on disk (here the person's row lies after
+    their report's): one waits for the other, and neither for both."""
+    url = fresh_database_url
+    (person, _), _ = seeded(url, meta)
+    app = app_with(url, OLD)
+    report = str(uuid.uuid4())
+    app.key_store.key_for_sealing(report, str(person))
+    app.close()
+    with psycopg.connect(url, autocommit=True) as conn:  # the person's row now after the report's on disk
+        conn.execute(f"UPDATE {KEYS_TABLE} SET created_at = created_at WHERE subject = %s", (str(person),))
+    eraser = psycopg.connect(url)
+    try:
+
+        def pause() -> None:
+            eraser.execute(f"UPDATE {KEYS_TABLE} SET destroy_reason = 'x' WHERE subject = %s", (str(person),))
+
+        rotator, outcome = paused_rotation(url, OLD, NEW, pause)
+        deadline = time.monotonic() + 10
+        while "paused" not in outcome and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the rotation now waits for the person's row
+        eraser.execute(  # as the erasure goes on to the rows the person owns
+            f"UPDATE {KEYS_TABLE} SET wrapped = NULL, destroyed_at = now() WHERE owner = %s AND subject <> owner",
+            (str(person),),
+        )
+        eraser.execute(
+            f"UPDATE {KEYS_TABLE} SET wrapped = NULL, destroyed_at = now() WHERE subject = %s", (str(person),)
+        )
+        eraser.commit()
+        rotator.join(30)
+    finally:
+        eraser.close()
+    assert "error" not in outcome, outcome.get("error")
+    rows = key_rows(url)
+    assert rows[str(person)][0] is None and rows[report][0] is None  # the erasure's, not re-wrapped after it
+    assert outcome["rotation"].rewrapped == 1  # the other live person only
+
+
+def test_two_rotations_of_one_data_directory_at_once_refuse_the_second(
+    fresh_database_url: str, meta: CommandMeta, tmp_path: Path
+) -> None:
+    from guanai.personal_data import rotate_data_dir_master_key
+
+    url = fresh_database_url
+    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
+    second: dict[str, Any] = {}
+
+    def try_another() -> None:
+        with pytest.raises(MasterKeyError, match="another rotation") as caught:
+            rotate_data_dir_master_key(url, tmp_path, by="op-2")
+        second["error"] = caught.value
+
+    rotation, _ = rotate_data_dir_master_key(url, tmp_path, by="op-1", before_commit=try_another)
+    assert isinstance(second["error"], MasterKeyError)
+    assert MasterKey((tmp_path / MASTER_KEY_FILE).read_text().strip()).key_id == rotation.new_key_id
+    assert store_master(url) == (rotation.new_key_id, "op-1")
+    app = app_with(url, data_dir=tmp_path)
+    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
+    app.close()
