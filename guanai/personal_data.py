@@ -343,11 +343,13 @@ class PostgresKeyStore(KeyStore):
         # A key is inserted only while the store's master key is the one it was wrapped with,
         # sharing that row until the insert commits: a rotation (which holds the row for update)
         # waits for the insert, or the insert for the rotation and then finds another master key.
-        self._share_master = SQL("SELECT key_id FROM {} FOR KEY SHARE").format(master_table)
+        self._settings = SQL(
+            "SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', %s, true)"
+        )
         self._insert = SQL(
-            "INSERT INTO {} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (subject) DO NOTHING"
-        ).format(table)
+            "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT %s, %s, %s, %s FROM {} "
+            "WHERE key_id = %s FOR KEY SHARE ON CONFLICT (subject) DO NOTHING"
+        ).format(table, master_table)
         self._destroyed_since = SQL(
             "SELECT subject, destroyed_seq FROM {} WHERE destroyed_seq > %s ORDER BY destroyed_seq"
         ).format(table)
@@ -438,30 +440,29 @@ class PostgresKeyStore(KeyStore):
             # No flush of its own: the WAL is one sequence, so the commit of the first event
             # sealed with this key (synchronous, later) makes this row durable too; a crash before
             # that loses at most a key that nothing was stored with. Saves a disk flush per new
-            # person, helper and report (most of a new key's cost).
-            cur.execute("SET LOCAL synchronous_commit TO off")
-            # The master key row before any key row, as the rotation takes them (it never
-            # deadlocks with this), and not for long: a rotation of a large store holds it for
-            # seconds, and requests waiting here would hold every pooled connection meanwhile.
-            cur.execute(SQL("SET LOCAL lock_timeout = {}").format(Literal(f"{ROTATION_WAIT_MS}ms")))
+            # person, helper and report (most of a new key's cost). And no long wait for a lock:
+            # a rotation of a large store holds the master key row for seconds, and requests
+            # waiting here would hold every pooled connection meanwhile. Both in one round trip.
+            cur.execute(self._settings, (f"{ROTATION_WAIT_MS}ms",))
             try:
-                store_key_id = cur.execute(self._share_master).fetchone()["key_id"]
+                # The master key row first, before any key row, as the rotation takes them (so
+                # the two never wait for each other), shared until this transaction ends.
+                cur.execute(self._insert, (subject, owner, wrapped, key_id, key_id))
+                if owner and owner != subject:
+                    # The owner's key row is locked by an erasure in progress: wait for it, so a
+                    # key made for them now cannot slip past the erasure's sweep of their keys.
+                    row = cur.execute(self._owner_state, (owner,)).fetchone()
+                    if row is not None and row["destroyed_at"] is not None:
+                        raise ErasedError(f"person {owner} was erased", field="person_id")
             except psycopg_errors.LockNotAvailable:
                 raise MasterKeyError(
-                    "the master key is being rotated (guanai keys rotate): keys for new persons, helpers and "
-                    "reports wait for it; try again shortly"
+                    "the personal data keys are busy (a master key rotation, or an erasure waiting for one): "
+                    "keys for new persons, helpers and reports wait for it; try again shortly"
                 ) from None
-            if store_key_id != key_id:
-                return None, store_key_id
-            cur.execute("SET LOCAL lock_timeout = 0")
-            if owner and owner != subject:
-                # The owner's key row is locked by an erasure in progress: wait for it, so a key
-                # made for them now cannot slip past the erasure's sweep of their keys.
-                row = cur.execute(self._owner_state, (owner,)).fetchone()
-                if row is not None and row["destroyed_at"] is not None:
-                    raise ErasedError(f"person {owner} was erased", field="person_id")
-            cur.execute(self._insert, (subject, owner, wrapped, key_id))
-            return cur.execute(self._select, ([subject],)).fetchone(), key_id
+            row = cur.execute(self._select, ([subject],)).fetchone()
+            if row is not None:
+                return row, key_id
+            return None, cur.execute(self._store_master).fetchone()["key_id"]  # the store was rotated
 
     # ---- erasure, inside the event store's insert transaction ------------------------------------
 
