@@ -8,8 +8,9 @@ master key (and one key in ten destroyed, as erasures leave them). Then, per rou
 - **rotation**: ``guanai.personal_data.rotate_master_key``, as ``guanai keys rotate`` runs it
   (one transaction: read every live key, open it under the old master key, wrap it under the
   new one, write it back), to a new master key each round;
-- **baseline, SQL alone**: the same transaction with the same statements and batches, writing
-  back the bytes it read (no AES-GCM): what the database part of a rotation costs;
+- **baseline, SQL alone**: the same transaction with the same statements and batches (the
+  ordered row locks included), writing back the bytes it read (no AES-GCM): what the database
+  part of a rotation costs;
 - **baseline, AES-GCM alone**: opening and re-wrapping as many keys in memory, no database.
 
 Keys per second for each, and what the rotation adds to the sum of its parts. And what the
@@ -79,6 +80,10 @@ def sql_alone(url: str, key_id: str) -> int:
                     ([r[0] for r in chunk], [bytes(r[1]) for r in chunk]),
                 )
                 done += len(chunk)
+        conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {KEYS_TABLE} WHERE wrapped IS NOT NULL ORDER BY coalesce(owner, "
+            "subject), subject <> coalesce(owner, subject), subject FOR NO KEY UPDATE) AS locked"
+        )
         conn.execute(
             f"UPDATE {KEYS_TABLE} k SET wrapped = r.wrapped, master_key_id = %s FROM guanai_rewrapped r "
             "WHERE k.subject = r.subject AND k.wrapped IS NOT NULL",
