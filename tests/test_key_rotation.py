@@ -545,3 +545,11 @@ def test_two_rotations_of_one_data_directory_at_once_refuse_the_second(
     app = app_with(url, data_dir=tmp_path)
     assert [app.load(Person, p).name for p in live] == [NAME, NAME]
     app.close()
+
+
+def test_a_short_previous_master_key_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(MasterKeyError, match="every key of GUANAI_PREVIOUS_MASTER_KEYS must be at least 32"):
+        load_or_create_master_key(NEW, tmp_path, previous=f"{OLD}, too-short")
+    held = load_or_create_master_key(NEW, tmp_path, previous=f"{OLD}, ")
+    assert held.held(MasterKey(OLD).key_id) is not None and held.held(MasterKey(NEW).key_id) is held
+    assert held.held("someone-elses") is None and not list(tmp_path.iterdir())  # a configured key writes no file
