@@ -274,12 +274,18 @@ def guanai(url: str, data_dir: Path, *args: str, **env: str) -> subprocess.Compl
     )  # fmt: skip
 
 
+@pytest.fixture
+def data_dir_store(fresh_database_url: str, meta: CommandMeta, tmp_path: Path) -> tuple[str, list[uuid.UUID], str]:
+    """A store whose master key lives in the data directory ``tmp_path``: (its url, the live
+    persons, the key)."""
+    live, _ = seeded(fresh_database_url, meta, master=None, data_dir=tmp_path)
+    return fresh_database_url, live, (tmp_path / MASTER_KEY_FILE).read_text().strip()
+
+
 def test_guanai_keys_rotate_swaps_the_data_directory_key_after_the_store(
-    fresh_database_url: str, meta: CommandMeta, tmp_path: Path
+    data_dir_store: tuple[str, list[uuid.UUID], str], tmp_path: Path
 ) -> None:
-    url = fresh_database_url
-    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
-    old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+    url, live, old_secret = data_dir_store
     old_id = MasterKey(old_secret).key_id
 
     status = guanai(url, tmp_path, "keys", "status")
@@ -317,13 +323,21 @@ def test_guanai_keys_rotate_swaps_the_data_directory_key_after_the_store(
     assert guanai(url, tmp_path, "keys", "status", GUANAI_MASTER_KEY=new_secret).returncode == 1
 
 
+def assert_finished(url: str, data_dir: Path, secret: str, live: list[uuid.UUID]) -> None:
+    """The store is under ``secret``, which is the data directory's key now, and opens."""
+    assert (data_dir / MASTER_KEY_FILE).read_text().strip() == secret
+    assert not (data_dir / NEXT_MASTER_KEY_FILE).exists()
+    assert store_master(url)[0] == MasterKey(secret).key_id
+    app = app_with(url, data_dir=data_dir)
+    assert [app.load(Person, p).name for p in live] == [NAME] * len(live)
+    app.close()
+
+
 @pytest.mark.parametrize("where", ["keys.after_batch", "keys.before_commit"])
 def test_a_rotation_killed_before_its_commit_leaves_the_old_key_working(
-    fresh_database_url: str, meta: CommandMeta, tmp_path: Path, where: str
+    data_dir_store: tuple[str, list[uuid.UUID], str], tmp_path: Path, where: str
 ) -> None:
-    url = fresh_database_url
-    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
-    old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+    url, live, old_secret = data_dir_store
     before = key_rows(url)
 
     killed = guanai(url, tmp_path, "keys", "rotate", GUANAI_FAILPOINTS=f"{where}=1")
@@ -337,21 +351,13 @@ def test_a_rotation_killed_before_its_commit_leaves_the_old_key_working(
 
     done = guanai(url, tmp_path, "keys", "rotate")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == pending and not (
-        tmp_path / NEXT_MASTER_KEY_FILE
-    ).exists()
-    assert store_master(url)[0] == MasterKey(pending).key_id
-    app = app_with(url, data_dir=tmp_path)
-    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
-    app.close()
+    assert_finished(url, tmp_path, pending, live)
 
 
 def test_a_rotation_killed_after_its_commit_is_finished_by_running_it_again(
-    fresh_database_url: str, meta: CommandMeta, tmp_path: Path
+    data_dir_store: tuple[str, list[uuid.UUID], str], tmp_path: Path
 ) -> None:
-    url = fresh_database_url
-    live, _ = seeded(url, meta, master=None, data_dir=tmp_path)
-    old_secret = (tmp_path / MASTER_KEY_FILE).read_text().strip()
+    url, live, old_secret = data_dir_store
 
     killed = guanai(url, tmp_path, "keys", "rotate", GUANAI_FAILPOINTS="keys.after_commit=1")
     assert killed.returncode == -9, killed.stderr
@@ -368,13 +374,8 @@ def test_a_rotation_killed_after_its_commit_is_finished_by_running_it_again(
     finish = guanai(url, tmp_path, "keys", "rotate")
     assert finish.returncode == 0, finish.stderr
     assert "nothing to re-wrap" in finish.stderr
-    assert (tmp_path / MASTER_KEY_FILE).read_text().strip() == pending and not (
-        tmp_path / NEXT_MASTER_KEY_FILE
-    ).exists()
     assert (tmp_path / f"{MASTER_KEY_FILE}.retired-{MasterKey(old_secret).key_id}").read_text().strip() == old_secret
-    app = app_with(url, data_dir=tmp_path)
-    assert [app.load(Person, p).name for p in live] == [NAME, NAME]
-    app.close()
+    assert_finished(url, tmp_path, pending, live)
 
 
 def test_an_api_process_left_with_the_old_key_answers_503_and_writes_nothing(
