@@ -317,23 +317,26 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._run(decide)
 
     def _create(self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]) -> CommandResult:
+        """Save a new aggregate; the same create again (a retry after a lost answer) answers the
+        stored one, a different one under a taken id is refused. The save finds a taken id
+        (its first event exists): only then is that event read, so a new create costs no read."""
         for _ in range(self.retries + 1):
-            first = next(iter(self.events.get(aggregate_id, lte=1)), None)
             with self._fresh_unit_of_work():
                 new, touched = build()
-            if first is not None:
-                created = new.collect_events()[0]
+            created = new.pending_events[0]
+            try:
+                recordings = self.save(new, *touched)
+            except IntegrityError:
+                first = next(iter(self.events.get(aggregate_id, lte=1)), None)
+                if first is None:
+                    continue  # another aggregate it touched changed meanwhile: decide again
                 if type(first) is not type(created) or _creation_fields(first) != _creation_fields(created):
                     kind = kind_name(cls)
                     raise AlreadyExistsError(
                         f"a different {kind} already exists with id {aggregate_id}", field="id", id=str(aggregate_id)
-                    )
+                    ) from None
                 existing = self.load(cls, aggregate_id)
                 return CommandResult(existing.id, existing.version, None, created=False)
-            try:
-                recordings = self.save(new, *touched)
-            except IntegrityError:
-                continue  # created concurrently: compare with what won
             position = max(r.notification.id for r in recordings if r.notification.id)
             return CommandResult(new.id, new.version, position, created=True)
         raise VersionConflictError("too many concurrent changes; try again")
