@@ -251,7 +251,7 @@ class EmergencyController(Controller):
         failpoint("api.after_file")
         if not result.created:
             report_not_new(request)
-        report = app.load(EmergencyReport, result.id)
+        report = app.saved(EmergencyReport, result)
         return created_response(emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}")
 
     @get("/", sync_to_thread=True)

@@ -122,7 +122,7 @@ class HelperController(Controller):
             capacity=data.capacity,
             meta=meta_for(request, data.occurred_at),
         )
-        helper = app.load(Helper, result.id)
+        helper = app.saved(Helper, result)
         return created_response(helper_out(helper, result.position), result, helper.version, f"/helpers/{helper.id}")
 
     @get("/", sync_to_thread=True)
@@ -233,7 +233,7 @@ class GroupController(Controller):
             member_ids=data.member_ids,
             meta=meta_for(request, data.occurred_at),
         )
-        group = app.load(VolunteerGroup, result.id)
+        group = app.saved(VolunteerGroup, result)
         return created_response(group_out(group, result.position), result, group.version, f"/groups/{group.id}")
 
     @get("/", sync_to_thread=True)

@@ -88,7 +88,7 @@ class OrgUnitController(Controller):
         result = app.register_org_unit(
             code=data.code, name=data.name, level=data.level, parent_id=data.parent_id, meta=meta_for(request, data.occurred_at)
         )
-        unit = app.load(OrgUnit, result.id)
+        unit = app.saved(OrgUnit, result)
         return created_response(org_unit_out(unit, result.position), result, unit.version, f"/org-units/{unit.id}")
 
     @get("/", sync_to_thread=True)

@@ -143,7 +143,7 @@ class PairingController(Controller):
             group_id=data.group_id,
             meta=meta_for(request, data.occurred_at),
         )
-        pairing = app.load(Pairing, result.id)
+        pairing = app.saved(Pairing, result)
         return created_response(pairing_out(pairing, result.position), result, pairing.version, f"/pairings/{pairing.id}")
 
     @get("/", sync_to_thread=True)

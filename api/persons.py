@@ -196,7 +196,7 @@ class PersonController(Controller):
             care_agreement_signed_on=data.care_agreement_signed_on,
             meta=meta_for(request, data.occurred_at),
         )
-        person = app.load(Person, result.id)
+        person = app.saved(Person, result)
         return created_response(person_out(person, result.position), result, person.version, f"/persons/{person.id}")
 
     @get("/", sync_to_thread=True)

@@ -279,7 +279,7 @@ def record_log(request: Request[Any, Any, Any], data: VisitLogIn, task_id: UUID 
         data.id, meta_for(request, data.occurred_at), acting_helper_id=actor_helper, now=datetime.now(UTC),
         **link, **_log_fields(data, me, task_id),
     )  # fmt: skip
-    log = app.load(VisitLog, result.id)
+    log = app.saved(VisitLog, result)
     return created_response(log_out(log, result.position), result, log.version, f"/visit-logs/{log.id}")
 
 

@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -97,8 +97,11 @@ class InvalidTimeError(DomainError):
 class CommandResult:
     id: UUID
     version: int
-    position: int | None  # notification id of the last event written; None when nothing was
+    position: int | None  # notification id of the last event written; None when nothing was written
     created: bool = False
+    # The aggregate a create saved, as loading it would give it (the API answers with it instead
+    # of reading it back); None when nothing was created.
+    aggregate: Any = field(default=None, compare=False, repr=False)
 
 
 class DateAsISO(Transcoding):
@@ -226,6 +229,12 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
         return {e.originator_id: e.name for e in events if isinstance(e, Person.Registered | Helper.Registered)}
 
+    def saved(self, cls: type[A], result: CommandResult) -> A:
+        """The aggregate a command answered about: the one a create saved, else loaded."""
+        if isinstance(result.aggregate, cls):
+            return result.aggregate
+        return self.load(cls, result.id)
+
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
         return self.key_store.is_destroyed(str(subject_id))
@@ -338,7 +347,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                 existing = self.load(cls, aggregate_id)
                 return CommandResult(existing.id, existing.version, None, created=False)
             position = max(r.notification.id for r in recordings if r.notification.id)
-            return CommandResult(new.id, new.version, position, created=True)
+            return CommandResult(new.id, new.version, position, created=True, aggregate=new)
         raise VersionConflictError("too many concurrent changes; try again")
 
     # ---- org units -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 
@@ -139,3 +140,44 @@ def test_health_reports_database_nats_and_views(client: httpx.Client) -> None:
 def test_openapi_is_published(client: httpx.Client) -> None:
     spec = client.get("/schema/openapi.json").json()
     assert "/persons" in spec["paths"] and "/pairings/{pairing_id}/end" in spec["paths"]
+
+
+def test_a_create_answers_what_reading_it_back_answers(client: httpx.Client) -> None:
+    """Creates answer with the aggregate they saved, not read back from the store: the answer
+    must be what a read gives (personal fields, nested records, dates, versions alike)."""
+    from datetime import UTC, datetime, timedelta
+
+    from domain.schedule import PROGRAMME_TZ
+
+    tree = Tree(client)
+    village = tree.village["id"]
+
+    def same(path: str, body: dict[str, Any], read: str, **headers: str) -> dict[str, Any]:
+        created = client.post(path, json=body, headers=headers or None)
+        assert created.status_code == 201, created.text
+        again = client.get(f"{read}/{created.json()['id']}")
+        assert again.status_code == 200, again.text
+        answer, stored = created.json(), again.json()
+        answer.pop("position", None), stored.pop("position", None)
+        assert answer == stored, path
+        assert created.headers["etag"] == again.headers["etag"]
+        return answer
+
+    person = same("/persons", child(village), "/persons")
+    elder_person = same("/persons", elder(village), "/persons")
+    volunteer = same("/helpers", helper(village), "/helpers")
+    same("/groups", {"name": "志愿服务队", "org_unit_id": village, "member_ids": [volunteer["id"]]}, "/groups")
+    same("/org-units", {"code": tree.village["code"][:9] + "777", "name": "新村", "level": "village",
+                        "parent_id": tree.township["id"]}, "/org-units")  # fmt: skip
+    starts = (datetime.now(PROGRAMME_TZ).date() - timedelta(days=3)).isoformat()
+    pairing = same("/pairings", {"shape": "one_to_many", "helper_ids": [volunteer["id"]], "cadence": "weekly",
+                                 "person_ids": [person["id"], elder_person["id"]], "visit_mode": "home_visit",
+                                 "starts_on": starts}, "/pairings")  # fmt: skip
+    same("/visit-logs", {"id": str(uuid.uuid4()), "occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+                         "mode": "home_visit", "pairing_id": pairing["id"], "person_id": person["id"],
+                         "helper_ids": [volunteer["id"]], "services": ["daily_life_care"], "follow_up_needed": True,
+                         "findings": {"health": "chronic_stable", "mood": "low", "notes": "降压药快吃完了",
+                                      "blood_pressure": {"systolic": 150, "diastolic": 92}},
+                         "follow_up_notes": "请家庭医生下周上门"}, "/visit-logs")  # fmt: skip
+    same("/emergencies", {"category": "neglect", "severity": "high", "person_id": person["id"],
+                          "description": "独自在家三天"}, "/emergencies")  # fmt: skip
