@@ -334,7 +334,7 @@ class EmergencyController(Controller):
         meta = meta_for(request, occurred_at)
         app = app_of(request)
         result = command(app, meta, expected_version(request))
-        report = app.load(EmergencyReport, report_id)
+        report = app.saved(EmergencyReport, result, report_id)
         if report.person_id is not None:
             record_access(request, report.person_id)  # the answer is the whole report, as a read is
         out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))

@@ -33,6 +33,7 @@ from api.names import with_names
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.vocabulary import HelperRole
+from guanai.application import CommandResult
 
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=500, description="most people this helper may look after")]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
@@ -155,7 +156,7 @@ class HelperController(Controller):
     def change_capacity(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[CapacityChange]) -> Response[HelperOut]:
         app = app_of(request)
         result = app.change_helper_capacity(helper_id, data.capacity, meta_for(request, data.occurred_at), expected_version(request))
-        helper = app.load(Helper, helper_id)
+        helper = app.saved(Helper, result, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
     @post("/{helper_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
@@ -163,7 +164,7 @@ class HelperController(Controller):
         """The helper stops serving; refused while they are still in active pairings."""
         app = app_of(request)
         result = app.deactivate_helper(helper_id, data.reason, meta_for(request, data.occurred_at), expected_version(request))
-        helper = app.load(Helper, helper_id)
+        helper = app.saved(Helper, result, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
 
@@ -259,24 +260,24 @@ class GroupController(Controller):
         group = load_for_read(request, VolunteerGroup, group_id, version, as_of, time)
         return Response(group_out(group), headers=etag(group.version))
 
-    def _after(self, request: Request[Any, Any, Any], group_id: UUID, position: int | None) -> Response[GroupOut]:
-        group = app_of(request).load(VolunteerGroup, group_id)
-        return Response(group_out(group, position), headers=etag(group.version))
+    def _after(self, request: Request[Any, Any, Any], group_id: UUID, result: CommandResult) -> Response[GroupOut]:
+        group = app_of(request).saved(VolunteerGroup, result, group_id)
+        return Response(group_out(group, result.position), headers=etag(group.version))
 
     @post("/{group_id:uuid}/members", sync_to_thread=True, status_code=200)
     def add_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_group_member(group_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, group_id, result.position)
+        return self._after(request, group_id, result)
 
     @post("/{group_id:uuid}/members/remove", sync_to_thread=True, status_code=200)
     def remove_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_group_member(group_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, group_id, result.position)
+        return self._after(request, group_id, result)
 
     @post("/{group_id:uuid}/disband", sync_to_thread=True, status_code=200)
     def disband(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[Disband]) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).disband_group(group_id, data.reason, meta, expected_version(request))
-        return self._after(request, group_id, result.position)
+        return self._after(request, group_id, result)

@@ -29,6 +29,7 @@ from api.common import (
 )
 from domain.pairing import Pairing
 from domain.vocabulary import Cadence, PairingShape, VisitMode
+from guanai.application import CommandResult
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Members = Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=50)]
@@ -179,39 +180,39 @@ class PairingController(Controller):
         pairing = load_for_read(request, Pairing, pairing_id, version, as_of, time)
         return Response(pairing_out(pairing), headers=etag(pairing.version))
 
-    def _after(self, request: Request[Any, Any, Any], pairing_id: UUID, position: int | None) -> Response[PairingOut]:
-        pairing = app_of(request).load(Pairing, pairing_id)
-        return Response(pairing_out(pairing, position), headers=etag(pairing.version))
+    def _after(self, request: Request[Any, Any, Any], pairing_id: UUID, result: CommandResult) -> Response[PairingOut]:
+        pairing = app_of(request).saved(Pairing, result, pairing_id)
+        return Response(pairing_out(pairing, result.position), headers=etag(pairing.version))
 
     @post("/{pairing_id:uuid}/add-person", sync_to_thread=True, status_code=200)
     def add_person(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_pairing_person(pairing_id, data.person_id, meta, expected_version(request))
-        return self._after(request, pairing_id, result.position)
+        return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/remove-person", sync_to_thread=True, status_code=200)
     def remove_person(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonRemoval]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_pairing_person(pairing_id, data.person_id, data.reason, meta, expected_version(request))
-        return self._after(request, pairing_id, result.position)
+        return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/add-helper", sync_to_thread=True, status_code=200)
     def add_helper(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, pairing_id, result.position)
+        return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/remove-helper", sync_to_thread=True, status_code=200)
     def remove_helper(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, pairing_id, result.position)
+        return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/cadence", sync_to_thread=True, status_code=200)
     def change_cadence(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[CadenceChange]) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).change_pairing_cadence(pairing_id, data.cadence, data.visit_mode, meta, expected_version(request))
-        return self._after(request, pairing_id, result.position)
+        return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/end", sync_to_thread=True, status_code=200)
     def end(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[End]) -> Response[PairingOut]:
@@ -219,4 +220,4 @@ class PairingController(Controller):
         meta = meta_for(request, data.occurred_at)
         ends_on = data.ends_on or meta.occurred_at.date()
         result = app_of(request).end_pairing(pairing_id, data.reason, ends_on, meta, expected_version(request))
-        return self._after(request, pairing_id, result.position)
+        return self._after(request, pairing_id, result)

@@ -245,7 +245,7 @@ class PersonController(Controller):
 
     def _change(self, request: Request[Any, Any, Any], person_id: UUID, command: Any) -> Response[PersonOut]:
         result = command(expected_version(request))
-        person = app_of(request).load(Person, person_id)
+        person = app_of(request).saved(Person, result, person_id)
         # The answer is the whole record, more than the change sent (and sent even when nothing changed).
         record_access(request, person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))

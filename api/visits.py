@@ -54,6 +54,7 @@ from domain.visit_log import (
 )
 from domain.visit_task import VisitTask
 from domain.vocabulary import ActorRole, Cadence, VisitMode
+from guanai.application import CommandResult
 from projections.visit_tasks import VisitTaskView
 
 R = ActorRole
@@ -323,9 +324,9 @@ class VisitController(Controller):
         task = load_for_read(request, VisitTask, task_id, version, as_of, time)
         return Response(visit_out(task), headers=etag(task.version))
 
-    def _after(self, request: Request[Any, Any, Any], task_id: UUID, position: int | None) -> Response[VisitOut]:
-        task = app_of(request).load(VisitTask, task_id)
-        return Response(visit_out(task, position), headers=etag(task.version))
+    def _after(self, request: Request[Any, Any, Any], task_id: UUID, result: CommandResult) -> Response[VisitOut]:
+        task = app_of(request).saved(VisitTask, result, task_id)
+        return Response(visit_out(task, result.position), headers=etag(task.version))
 
     @post("/{task_id:uuid}/claim", sync_to_thread=True, status_code=200)
     def claim(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ClaimIn]) -> Response[VisitOut]:
@@ -337,7 +338,7 @@ class VisitController(Controller):
             task_id, meta_for(request, data.occurred_at), helper_id=helper_id, group_id=data.group_id,
             acting_helper_id=actor_helper, **claim_settings(request),
         )  # fmt: skip
-        return self._after(request, task_id, result.position)
+        return self._after(request, task_id, result)
 
     @post("/{task_id:uuid}/assign", sync_to_thread=True, status_code=200)
     def assign(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[AssignIn]) -> Response[VisitOut]:
@@ -346,7 +347,7 @@ class VisitController(Controller):
         result = app_of(request).assign_visit(
             task_id, data.helper_id, meta_for(request, data.occurred_at), acting_helper_id=actor_helper, **claim_settings(request)
         )
-        return self._after(request, task_id, result.position)
+        return self._after(request, task_id, result)
 
     @post("/{task_id:uuid}/release", sync_to_thread=True, status_code=200)
     def release(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ReleaseIn]) -> Response[VisitOut]:
@@ -356,7 +357,7 @@ class VisitController(Controller):
             task_id, data.reason, meta_for(request, data.occurred_at), acting_helper_id=actor_helper,
             expected_version=expected_version(request),
         )  # fmt: skip
-        return self._after(request, task_id, result.position)
+        return self._after(request, task_id, result)
 
     @post("/{task_id:uuid}/complete", sync_to_thread=True, status_code=201)
     def complete(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[VisitLogIn]) -> Response[VisitLogOut]:

@@ -99,8 +99,8 @@ class CommandResult:
     version: int
     position: int | None  # notification id of the last event written; None when nothing was written
     created: bool = False
-    # The aggregate a create saved, as loading it would give it (the API answers with it instead
-    # of reading it back); None when nothing was created.
+    # The aggregate the command decided on, as loading it now would give it (the API answers
+    # with it instead of reading it back); None for a create repeated.
     aggregate: Any = field(default=None, compare=False, repr=False)
 
 
@@ -229,11 +229,14 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
         return {e.originator_id: e.name for e in events if isinstance(e, Person.Registered | Helper.Registered)}
 
-    def saved(self, cls: type[A], result: CommandResult) -> A:
-        """The aggregate a command answered about: the one a create saved, else loaded."""
-        if isinstance(result.aggregate, cls):
-            return result.aggregate
-        return self.load(cls, result.id)
+    def saved(self, cls: type[A], result: CommandResult, aggregate_id: UUID | None = None) -> A:
+        """The aggregate a command decided on and saved (``aggregate_id``: the one asked for), as
+        loading it would give it; loaded when the command kept another or none. Not after an
+        erasure: the saved person still holds what the erasure made unreadable."""
+        held = result.aggregate
+        if isinstance(held, cls) and (aggregate_id is None or held.id == aggregate_id):
+            return held
+        return self.load(cls, aggregate_id or result.id)
 
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
@@ -308,7 +311,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                     ) from None
                 continue
             position = max((r.notification.id for r in recordings if r.notification.id), default=None)
-            return CommandResult(main.id, main.version, position)
+            return CommandResult(main.id, main.version, position, aggregate=main)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _update(

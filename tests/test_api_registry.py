@@ -142,9 +142,9 @@ def test_openapi_is_published(client: httpx.Client) -> None:
     assert "/persons" in spec["paths"] and "/pairings/{pairing_id}/end" in spec["paths"]
 
 
-def test_a_create_answers_what_reading_it_back_answers(client: httpx.Client) -> None:
-    """Creates answer with the aggregate they saved, not read back from the store: the answer
-    must be what a read gives (personal fields, nested records, dates, versions alike)."""
+def test_a_write_answers_what_reading_it_back_answers(client: httpx.Client) -> None:
+    """Creates and changes answer with the aggregate they saved, not read back from the store:
+    the answer must be what a read gives (personal fields, nested records, dates, versions)."""
     from datetime import UTC, datetime, timedelta
 
     from domain.schedule import PROGRAMME_TZ
@@ -152,9 +152,9 @@ def test_a_create_answers_what_reading_it_back_answers(client: httpx.Client) -> 
     tree = Tree(client)
     village = tree.village["id"]
 
-    def same(path: str, body: dict[str, Any], read: str, **headers: str) -> dict[str, Any]:
-        created = client.post(path, json=body, headers=headers or None)
-        assert created.status_code == 201, created.text
+    def same(path: str, body: dict[str, Any], read: str, status: int = 201) -> dict[str, Any]:
+        created = client.post(path, json=body)
+        assert created.status_code == status, created.text
         again = client.get(f"{read}/{created.json()['id']}")
         assert again.status_code == 200, again.text
         answer, stored = created.json(), again.json()
@@ -166,7 +166,7 @@ def test_a_create_answers_what_reading_it_back_answers(client: httpx.Client) -> 
     person = same("/persons", child(village), "/persons")
     elder_person = same("/persons", elder(village), "/persons")
     volunteer = same("/helpers", helper(village), "/helpers")
-    same("/groups", {"name": "志愿服务队", "org_unit_id": village, "member_ids": [volunteer["id"]]}, "/groups")
+    group = same("/groups", {"name": "志愿服务队", "org_unit_id": village, "member_ids": [volunteer["id"]]}, "/groups")
     same("/org-units", {"code": tree.village["code"][:9] + "777", "name": "新村", "level": "village",
                         "parent_id": tree.township["id"]}, "/org-units")  # fmt: skip
     starts = (datetime.now(PROGRAMME_TZ).date() - timedelta(days=3)).isoformat()
@@ -179,5 +179,16 @@ def test_a_create_answers_what_reading_it_back_answers(client: httpx.Client) -> 
                          "findings": {"health": "chronic_stable", "mood": "low", "notes": "降压药快吃完了",
                                       "blood_pressure": {"systolic": 150, "diastolic": 92}},
                          "follow_up_notes": "请家庭医生下周上门"}, "/visit-logs")  # fmt: skip
-    same("/emergencies", {"category": "neglect", "severity": "high", "person_id": person["id"],
-                          "description": "独自在家三天"}, "/emergencies")  # fmt: skip
+    report = same("/emergencies", {"category": "neglect", "severity": "high", "person_id": person["id"],
+                                   "description": "独自在家三天"}, "/emergencies")  # fmt: skip
+
+    # Changes: the answer is the changed aggregate as a read gives it.
+    third = same("/persons", elder(village, name="赵桂兰"), "/persons")
+    same(f"/persons/{elder_person['id']}/risk-tags", {"tag": "advanced_age"}, "/persons", 200)
+    same(f"/persons/{person['id']}/guardian", {"guardian": {"name": "王爷爷", "relation": "grandfather",
+                                                            "phone": "13900139001"}}, "/persons", 200)  # fmt: skip
+    same(f"/helpers/{volunteer['id']}/capacity", {"capacity": 6}, "/helpers", 200)
+    other = same("/helpers", helper(village, name="钱志愿", phone="13600136001"), "/helpers")
+    same(f"/groups/{group['id']}/members", {"helper_id": other["id"]}, "/groups", 200)
+    same(f"/pairings/{pairing['id']}/add-person", {"person_id": third["id"]}, "/pairings", 200)
+    same(f"/emergencies/{report['id']}/escalate", {"notes": "县里协调"}, "/emergencies", 200)
