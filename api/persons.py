@@ -288,7 +288,7 @@ class PersonController(Controller):
         remain. Still in the programme: they leave their pairings first. Again: 200, nothing written."""
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).erase_person(person_id, data.reason, meta)
-        person = app_of(request).load(Person, person_id)
+        person = app_of(request).saved(Person, result, person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/return", sync_to_thread=True, status_code=200)

@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -231,8 +231,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
 
     def saved(self, cls: type[A], result: CommandResult, aggregate_id: UUID | None = None) -> A:
         """The aggregate a command decided on and saved (``aggregate_id``: the one asked for), as
-        loading it would give it; loaded when the command kept another or none. Not after an
-        erasure: the saved person still holds what the erasure made unreadable."""
+        loading it would give it; loaded when the command kept another or none."""
         held = result.aggregate
         if isinstance(held, cls) and (aggregate_id is None or held.id == aggregate_id):
             return held
@@ -469,7 +468,8 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
 
         result = self._update(Person, person_id, None, change)
         self.key_store.forget([str(person_id)])  # committed: this process sees it at once
-        return result
+        # The person in memory still holds what the erasure made unreadable: answer from the store.
+        return replace(result, aggregate=None)
 
     def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta) or [])

@@ -405,40 +405,17 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
             held = None
             if settings.master_key or data_key_file.exists():
                 held = pd.load_or_create_master_key(settings.master_key, settings.data_path, settings.previous_master_keys)
-            store_id = pd.store_master_key_id(database_url)
             if args.action == "status":
-                return _keys_status(settings, database_url, held, store_id)
+                return _keys_status(settings, database_url, held)
             bar = ProgressBar("keys", unit="keys")
             started = time.monotonic()
             retired = None
-            if not settings.master_key:
+            if held is not None and settings.master_key:
+                rotation = pd.rotate_to_configured_key(database_url, held, by=args.by, progress=bar.update)
+            else:
                 rotation, retired = pd.rotate_data_dir_master_key(
                     database_url, settings.data_path, by=args.by, progress=bar.update
                 )
-            else:
-                assert held is not None
-                if store_id is None:
-                    print("guanai keys: no personal data key was made yet: there is nothing to re-wrap", file=sys.stderr)
-                    return 0
-                if store_id == held.key_id and held.previous:
-                    print(
-                        f"guanai keys: the store is under GUANAI_MASTER_KEY ({held.key_id}) already: nothing to "
-                        "re-wrap. Remove GUANAI_PREVIOUS_MASTER_KEYS from every process once each holds this key.",
-                        file=sys.stderr,
-                    )
-                    return 0
-                if store_id == held.key_id:
-                    print(
-                        f"guanai keys: the store is under GUANAI_MASTER_KEY ({held.key_id}). To rotate: move it to "
-                        "GUANAI_PREVIOUS_MASTER_KEYS and set a new GUANAI_MASTER_KEY on every process (they keep "
-                        "working), then run this again; remove GUANAI_PREVIOUS_MASTER_KEYS after.",
-                        file=sys.stderr,
-                    )
-                    return 1
-                old = held.held(store_id)
-                if old is None:
-                    raise held.mismatch(store_id)
-                rotation = pd.rotate_master_key(database_url, old, held, by=args.by, progress=bar.update)
     except (pd.MasterKeyError, pd.SealError) as e:
         print(f"guanai keys: {e}", file=sys.stderr)
         return 1
@@ -467,20 +444,21 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_status(settings: Settings, database_url: str, held: Any, store_id: str | None) -> int:
+def _keys_status(settings: Settings, database_url: str, held: Any) -> int:
     import psycopg
 
     from guanai import personal_data as pd
 
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(f"SELECT since, rotated_by FROM {pd.MASTER_TABLE}").fetchone()
+        row = conn.execute(f"SELECT key_id, since, rotated_by FROM {pd.MASTER_TABLE}").fetchone()
         live, destroyed = conn.execute(
             f"SELECT count(*) FILTER (WHERE wrapped IS NOT NULL), count(*) FILTER (WHERE wrapped IS NULL) "
             f"FROM {pd.KEYS_TABLE}"
         ).fetchone()
+    store_id = None if row is None else row[0]
     store = "none yet (no key was made)"
     if row is not None:
-        store = f"{store_id} since {row[0]:%Y-%m-%d %H:%M:%S %Z}" + (f", rotated by {row[1]}" if row[1] else "")
+        store = f"{store_id} since {row[1]:%Y-%m-%d %H:%M:%S %Z}" + (f", rotated by {row[2]}" if row[2] else "")
     origin = "GUANAI_MASTER_KEY" if settings.master_key else settings.data_path / pd.MASTER_KEY_FILE
     own = "none" if held is None else f"{held.key_id} ({origin})"
     if held is not None and held.previous:

@@ -726,9 +726,8 @@ def rotate_master_key(
         if before_commit is not None:
             before_commit()
         failpoint("keys.before_commit")
-        destroyed = conn.execute(
-            SQL("SELECT count(*) AS n FROM {} WHERE wrapped IS NULL").format(Identifier(KEYS_TABLE))
-        ).fetchone()["n"]
+    # Live keys not re-wrapped were destroyed by an erasure meanwhile.
+    destroyed = counts["destroyed"] + counts["live"] - rewrapped_rows
     structlog.get_logger("guanai.keys").warning(
         "master_key_rotated", old_key_id=old.key_id, new_key_id=new.key_id, rewrapped=rewrapped_rows, by=by
     )
@@ -764,6 +763,31 @@ def store_master_key_id(database_url: str) -> str | None:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(SQL("SELECT key_id FROM {}").format(Identifier(MASTER_TABLE))).fetchone()
     return None if row is None else row[0]
+
+
+def rotate_to_configured_key(
+    database_url: str,
+    held: MasterKey,
+    *,
+    by: str,
+    progress: Callable[[RotationProgress], None] | None = None,
+) -> Rotation:
+    """Rotate from the key of GUANAI_PREVIOUS_MASTER_KEYS the store is under to
+    GUANAI_MASTER_KEY (``held`` with its previous keys). Under GUANAI_MASTER_KEY already: done
+    when previous keys are given (a second run), refused with what to do when none are."""
+    store_id = store_master_key_id(database_url)
+    if store_id is None or (store_id == held.key_id and held.previous):
+        return Rotation(store_id or held.key_id, held.key_id, 0, 0, already=True)
+    if store_id == held.key_id:
+        raise MasterKeyError(
+            f"the store is under GUANAI_MASTER_KEY ({held.key_id}). To rotate: move it to "
+            "GUANAI_PREVIOUS_MASTER_KEYS and set a new GUANAI_MASTER_KEY on every process (they keep "
+            "working), then run this again; remove GUANAI_PREVIOUS_MASTER_KEYS after."
+        )
+    old = held.held(store_id)
+    if old is None:
+        raise held.mismatch(store_id)
+    return rotate_master_key(database_url, old, held, by=by, progress=progress)
 
 
 def rotate_data_dir_master_key(
