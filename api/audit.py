@@ -113,7 +113,7 @@ class AuditController(Controller):
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if format == "json":
             return Response(doc, media_type="application/json", headers=headers)
-        return Response(render(doc), media_type="text/html; charset=utf-8", headers=headers)
+        return Response(render(doc), media_type="text/html", headers=headers)  # charset added by Litestar
 
     @get("/verify", sync_to_thread=True)
     def verify(
