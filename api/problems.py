@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from enum import Enum
 from typing import Any
 
 import structlog
@@ -93,10 +94,16 @@ def _field_of(item: dict[str, Any]) -> str:
     return base or "body"
 
 
+def _source(source: Any) -> str:
+    """Where the bad value was: Litestar names query, path, header and cookie parameters with its
+    ``ParamType`` enum, whose ``str()`` is ``ParamType.QUERY``; clients read ``query``."""
+    return str(source.value if isinstance(source, Enum) else source)
+
+
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     items = exc.extra if isinstance(exc.extra, list) else []
     errors = [
-        {"field": _field_of(i), "reason": str(i.get("message", "invalid")), "in": str(i.get("source", "body"))}
+        {"field": _field_of(i), "reason": str(i.get("message", "invalid")), "in": _source(i.get("source", "body"))}
         for i in items
         if isinstance(i, dict)
     ]

@@ -24,3 +24,19 @@ def test_text_answers_name_their_charset_once(client: httpx.Client) -> None:
     html = client.get(f"/audit/streams/{person.json()['id']}/export", params={"format": "html"})
     assert html.status_code == 200, html.text
     assert html.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def _query_problem(r: httpx.Response, field: str) -> dict[str, Any]:
+    assert r.status_code == 400, (r.request.url, r.status_code, r.text)
+    body = r.json()
+    assert body["type"] == "/problems/validation-error"
+    assert [(e["field"], e["in"]) for e in body["errors"]] == [(field, "query")]
+    return body
+
+
+def test_every_query_error_answers_400(client: httpx.Client) -> None:
+    beyond = _query_problem(client.get("/persons", params={"min_position": 10**9}), "min_position")
+    assert "beyond the last recorded position" in beyond["detail"]
+    _query_problem(client.get("/persons", params={"limit": -1}), "limit")
+    _query_problem(client.get("/visits", params={"min_position": 10**9}), "min_position")
+    _query_problem(client.get("/persons", params={"min_position": "soon"}), "min_position")
