@@ -11,7 +11,8 @@
 - **Body checks** before any decoding (middleware): JSON bodies only (415 otherwise), at most
   ``max_body_bytes`` (413), strict UTF-8, no duplicated keys (msgspec would silently keep the
   last), nesting at most ``MAX_DEPTH`` deep, and no NUL characters (PostgreSQL text cannot hold
-  them); a NUL in the query string is refused too.
+  them); a NUL in the query string is refused too. Then the values' JSON types, strictly
+  (``api/body_types.py``: a number is never taken for a time).
 - **Rate limits** (``RateLimiter``): failed authentications per client address (``api/auth.py``)
   and emergency report filing per actor (the ``limit_report_filing`` guard), answered 429 with
   ``Retry-After``. Buckets live in each process: with N API processes the limits are N times
@@ -33,6 +34,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import actor_of
+from api.body_types import check_types
 from api.problems import ProblemError
 from guanai.settings import Settings
 
@@ -319,6 +321,7 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
                     f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
                 )
             check_json(body)
+            check_types(scope, body)
         replayed = False
 
         async def replay() -> Message:

@@ -4,7 +4,6 @@ the vocabularies that the API would not name."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -40,3 +39,22 @@ def test_every_query_error_answers_400(client: httpx.Client) -> None:
     _query_problem(client.get("/persons", params={"limit": -1}), "limit")
     _query_problem(client.get("/visits", params={"min_position": 10**9}), "min_position")
     _query_problem(client.get("/persons", params={"min_position": "soon"}), "min_position")
+
+
+def test_a_number_is_not_taken_for_a_time(client: httpx.Client) -> None:
+    tree = Tree(client)
+    before = client.get("/persons", params={"org_unit_id": tree.village["id"]}).json()["total"]
+    r = client.post("/persons", json=elder(tree.village["id"], occurred_at=12345))
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["type"] == "/problems/validation-error"
+    assert [(e["field"], e["in"]) for e in body["errors"]] == [("occurred_at", "body")]
+    assert "Expected `datetime | null`, got `int`" in body["errors"][0]["reason"]
+    # Nor is text taken for a number or a truth value: JSON types are the schema's.
+    person = client.post("/persons", json=elder(tree.village["id"])).json()
+    r = client.post(f"/persons/{person['id']}/risk-tags", json={"tag": "dibao", "occurred_at": 1.5e9})
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "occurred_at")
+    r = client.post("/persons", json=elder(tree.village["id"], birth_date=19410506))
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "birth_date")
+    after = client.get("/persons", params={"org_unit_id": tree.village["id"], "min_position": person["position"]}).json()
+    assert after["total"] == before + 1  # only the good one was written
