@@ -210,7 +210,7 @@ class Audit:
 
     # ---- verification ------------------------------------------------------------------------
 
-    def verify(self, *, start: int = 1, end: int | None = None, checkpoint: verify.Checkpoint | None = None,
+    def verify(self, *, start: int | None = None, end: int | None = None, checkpoint: verify.Checkpoint | None = None,
                progress: verify.Progress | None = None) -> verify.Verification:
         return verify.verify_events(self.database_url, self.key, start=start, end=end, checkpoint=checkpoint, progress=progress)
 

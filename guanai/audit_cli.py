@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
     a = sub.add_parser("audit", help="verify the audit chain, take checkpoints, replay and export case histories")
     cmds = a.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
     v = cmds.add_parser("verify", help="check the chain; exit 1 naming the first position that fails")
-    v.add_argument("--from", dest="start", type=int, default=1, help="first position (default 1)")
+    v.add_argument("--from", dest="start", type=int, help="first position (default: the lowest row, below 1 too)")
     v.add_argument("--to", dest="end", type=int, help="last position (default: the newest)")
     v.add_argument("--access-log", action="store_true", help="check the access log's chain instead of the events'")
     v.add_argument("--checkpoint", type=Path, help="a file from `guanai audit checkpoint`: also check the log still matches it")
@@ -79,7 +79,7 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             held = _load_checkpoint(args.checkpoint, log) if args.checkpoint else None
             started = time.monotonic()
             if log == "access":
-                result = audit.verify_access_log(start=args.start, end=args.end, checkpoint=held)
+                result = audit.verify_access_log(start=args.start or 1, end=args.end, checkpoint=held)
             else:
                 result = audit.verify(start=args.start, end=args.end, checkpoint=held, progress=_print_progress)
             if args.json:
