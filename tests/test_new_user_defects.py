@@ -58,3 +58,23 @@ def test_a_number_is_not_taken_for_a_time(client: httpx.Client) -> None:
     assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "birth_date")
     after = client.get("/persons", params={"org_unit_id": tree.village["id"], "min_position": person["position"]}).json()
     assert after["total"] == before + 1  # only the good one was written
+
+
+def test_the_vocabularies_list_each_code_with_its_chinese_label(api_server) -> None:
+    schema = httpx.get(api_server.base_url + "/schema/openapi.json", timeout=30).json()
+    enums = {s["title"]: s for s in schema["components"]["schemas"].values() if "enum" in s and "title" in s}
+    category = enums["ServiceCategory"]
+    assert "`daily_life_care` 生活照料" in category["description"] and "`legal_aid` 法律援助" in category["description"]
+    assert "`home_visit` 上门入户" in enums["VisitMode"]["description"]
+    assert "`living_alone` 独居" in enums["RiskTag"]["description"]
+    for title in ("Cadence", "Category", "Severity", "EmergencyKind", "ServiceItem", "HelperRole", "PairingShape"):
+        for code in enums[title]["enum"]:
+            assert f"`{code}` " in enums[title]["description"], (title, code)
+
+
+def test_a_label_sent_for_a_code_is_answered_with_the_code(client: httpx.Client) -> None:
+    tree = Tree(client)
+    r = client.post("/helpers", json={"role": "村干部", "name": "张村长", "phone": "13600136000", "org_unit_id": tree.village["id"]})
+    assert r.status_code == 422, r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == "role" and "村干部 is the label of `village_cadre`" in error["reason"]
