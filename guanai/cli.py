@@ -242,7 +242,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         from guanai.demo_plan import plan_county
 
         emergencies = io.StringIO()
-        print_emergency_summary(app, simulate_emergencies(app, plan_county(args.seed, args.scale), seed=args.seed), emergencies)
+        reports = simulate_emergencies(app, plan_county(args.seed, args.scale), seed=args.seed, flagged=visits.flagged)
+        print_emergency_summary(app, reports, emergencies)
         app.close()
         print(f"guanai: seeded in {counts.elapsed:.1f}s: {counts}", file=sys.stderr)
         projector = Projector(database_url)
