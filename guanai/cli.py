@@ -32,12 +32,13 @@ from typing import Any
 from uuid import UUID
 
 from domain.vocabulary import ActorRole
-from guanai.settings import Settings, SettingsError, load_settings
+from guanai import status_cli
+from guanai.settings import Settings, SettingsError, load_settings, redacted_url
 
 # Commands whose process never opens personal data (workers/projector.py, workers/relay.py build
 # their application with opens_personal_data=False): they need no GUANAI_MASTER_KEY.
 NO_PERSONAL_DATA = frozenset({"migrate", "projector", "relay", "lag"})
-COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys")
+COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys", "status")
 # The org level a role's token is scoped to, where the role fixes it (read off a division code:
 # a county's ends in 000000, a township's in 000).
 ROLE_LEVELS = {
@@ -58,14 +59,19 @@ def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[st
     from guanai.embedded import EmbeddedServices
 
     embedded = EmbeddedServices(
-        settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats
-    )
+        settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats,
+        nats_port=settings.nats_port,
+    )  # fmt: skip
     if settings.embedded_database or (need_nats and settings.embedded_nats):
         print(f"guanai: embedded servers under {settings.data_path}", file=sys.stderr)
         embedded.start()
     try:
         database_url = settings.database_url or embedded.database_url
         nats_url = settings.nats_url if not settings.embedded_nats else (embedded.nats_url if need_nats else None)
+        if nats_url is not None:
+            # Devices and scripts subscribe to alerts here (README: Emergency reports).
+            where = "embedded" if settings.embedded_nats else "configured"
+            print(f"guanai: NATS on {redacted_url(nats_url)} ({where}; alerts on alerts.<county>.<township>)", file=sys.stderr)
         yield database_url, nats_url
     finally:
         embedded.stop()
@@ -494,6 +500,10 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if late_views or late_relay else 0
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    return status_cli.run(settings, args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="guanai", description="Guanai (关爱): care for left-behind elders and children")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -542,6 +552,7 @@ def parser() -> argparse.ArgumentParser:
     from guanai.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+    status_cli.add_parser(sub)
     return p
 
 
@@ -562,6 +573,7 @@ HANDLERS: dict[str, Any] = {
     "scheduler": cmd_scheduler,
     "access-table": cmd_access_table,
     "keys": cmd_keys,
+    "status": cmd_status,
 }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -19,6 +21,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_DATABASE_URL: PostgreSQL URL (postgresql://user:pass@host:port/db). Unset: embedded."""
     nats_url: str | None = None
     """GUANAI_NATS_URL: NATS server URL with JetStream enabled (nats://host:4222). Unset: embedded."""
+    nats_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    """GUANAI_NATS_PORT: the port the embedded NATS listens on (127.0.0.1), for devices and scripts
+    that subscribe to alerts. Unset: a free port the system picks (``guanai status`` names it)."""
     data_dir: str = "guanai-data"
     """GUANAI_DATA_DIR: where the embedded servers and the generated signing key live."""
     host: str = "127.0.0.1"
@@ -113,3 +118,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         for field, name in env_names().items():
             message = message.replace(f"`$.{field}`", name)
         raise SettingsError(f"invalid setting: {message}") from None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (fit for a log line or an answer: the host and port are what
+    a reader needs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
