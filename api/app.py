@@ -13,13 +13,14 @@ import structlog
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
 from api.audit import AuditController
 from api.auth import actor_of, key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
+from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
 from api.middleware import request_id_middleware
@@ -155,7 +156,7 @@ def create_app(
             "Errors are RFC 9457 problem details. Send `Authorization: Bearer <token>` (see `guanai token`)."
         ),
         path=DOCS_PATH,
-        render_plugins=[RedocRenderPlugin(), SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
+        render_plugins=[SelfHostedRedoc(), SelfHostedSwagger(path="/swagger"), JsonRenderPlugin()],
         use_handler_docstrings=True,
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
@@ -166,7 +167,7 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController],
+                        AuditController, docs_assets_router()],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,

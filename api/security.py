@@ -3,7 +3,7 @@
 - **Security headers** on every response (a ``before_send`` hook, so 404s and errors get them):
   ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY``,
   a Content-Security-Policy that allows nothing (the API serves data, never pages; the ``/schema``
-  docs pages load their scripts and are left alone), ``Cache-Control: no-store`` (responses carry
+  docs pages get ``api.docs.DOCS_CSP``: their self-hosted scripts and styles, nothing from elsewhere), ``Cache-Control: no-store`` (responses carry
   personal data; a handler may set its own), and ``Strict-Transport-Security`` when the request
   came over TLS (uvicorn takes ``X-Forwarded-Proto`` from trusted proxies).
 - **CORS**, closed unless ``GUANAI_CORS_ORIGINS`` names origins: a preflight from any other origin
@@ -35,6 +35,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import actor_of
 from api.body_types import check_types
+from api.docs import DOCS_CSP
 from api.problems import ProblemError
 from guanai.settings import Settings
 
@@ -165,6 +166,8 @@ async def security_headers(message: Message, scope: Scope) -> None:
         add.append((b"content-security-policy", API_CSP.encode()))
         if b"cache-control" not in present:
             add.append((b"cache-control", b"no-store"))
+    else:
+        add.append((b"content-security-policy", DOCS_CSP.encode()))  # the self-hosted assets only
     if scope.get("scheme") == "https":
         add.append((b"strict-transport-security", HSTS.encode()))
     origin = _header(scope, b"origin")
