@@ -30,7 +30,7 @@ class Offline:
 
     def _only_the_server(self, route: Route) -> None:
         url = route.request.url
-        if url.startswith(self.base_url + "/") or url.startswith(("data:", "blob:")):
+        if url.startswith((self.base_url + "/", "data:", "blob:")):
             route.continue_()
         else:
             self.refused.append(url)
