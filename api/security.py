@@ -37,7 +37,7 @@ from api.auth import actor_of
 from api.body_types import check_types
 from api.docs import DOCS_CSP
 from api.problems import ProblemError
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 
 MAX_DEPTH = 32
 DOCS_PREFIX = "/schema"

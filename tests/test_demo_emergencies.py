@@ -6,14 +6,14 @@ from __future__ import annotations
 import io
 import re
 
+from application.care import CareApplication, event_store_env
 from domain.emergency import EmergencyReport, Status
 from domain.roster import roster_id
-from guanai.application import CareApplication, event_store_env
-from guanai.demo import seed_county
-from guanai.demo_emergencies import print_emergency_summary, simulate_emergencies
-from guanai.demo_plan import plan_county
-from guanai.demo_report import print_supervision
-from guanai.demo_visits import simulate_visits
+from guanai.demo.emergencies import print_emergency_summary, simulate_emergencies
+from guanai.demo.plan import plan_county
+from guanai.demo.report import print_supervision
+from guanai.demo.seed import seed_county
+from guanai.demo.visits import simulate_visits
 from projections.supervision_view import SupervisionView
 from workers.projector import Projector
 

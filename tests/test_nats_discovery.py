@@ -19,7 +19,7 @@ import pytest
 
 from api.auth import issue_token
 from domain.vocabulary import ActorRole
-from guanai.embedded import nats_info
+from infrastructure.embedded import nats_info
 from tests.api_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Sev
 from domain.roster import Tier, roster_id
 from domain.visit_log import VisitLog
 from domain.vocabulary import OrgLevel, PersonKind
-from guanai.demo_plan import CountyPlan
+from guanai.demo.plan import CountyPlan
 
 CHINA = timezone(timedelta(hours=8))
 

@@ -12,8 +12,8 @@ import argparse
 from typing import Any
 from urllib.parse import urlsplit
 
-from guanai.embedded import nats_info, running_nats_url
-from guanai.settings import Settings, redacted_url
+from infrastructure.embedded import nats_info, running_nats_url
+from infrastructure.settings import Settings, redacted_url
 
 
 def add_parser(sub: Any) -> None:

@@ -68,7 +68,7 @@ class VisitCounts:
     emergencies: int = 0
     present: int = 0  # already done by an earlier run
     # Logs flagged "raise an emergency" and when the visit was: the router files each as a report
-    # (guanai.demo_emergencies files them as it would, so the supervision summary counts them).
+    # (guanai.demo.emergencies files them as it would, so the supervision summary counts them).
     flagged: list[tuple[UUID, datetime]] = field(default_factory=list)
 
     def __str__(self) -> str:
