@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from api.docs import DOCS_CSP
 from tests.api_support import ApiServer, api_server  # noqa: F401 - fixtures
-from tests.browser import browser, screenshot  # noqa: F401 - fixtures
+from tests.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 
 TITLE = "Guanai (关爱) API"
 
@@ -44,6 +44,25 @@ class Offline:
         return page
 
 
+def shot(page: Page, name: str) -> None:
+    """What the reader sees first (a full-page shot of ReDoc's long page times out under load)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Not tests/browser.py's session-long browser: while Playwright's sync API is started, it keeps
+    # an event loop running on this thread, and later modules' asyncio.run() (test_api_emergencies'
+    # teardown) would fail. Started and stopped here, it is gone when this module ends.
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
 @pytest.fixture
 def offline(browser: Browser, api_server: ApiServer) -> Iterator[Offline]:  # noqa: F811 - fixtures
     o = Offline(browser, api_server.base_url)
@@ -58,7 +77,7 @@ def test_redoc_renders_the_api_from_the_application_alone(offline: Offline) -> N
     page.get_by_role("heading", name=TITLE).first.wait_for(timeout=30_000)
     # An operation of the API, listed and described.
     page.get_by_text("/persons/{person_id}/erase").first.wait_for(timeout=30_000)
-    screenshot(page, "api-docs-redoc-offline")
+    shot(page, "api-docs-redoc-offline")
     assert offline.refused == []
     assert [c for c in offline.complaints if "Content Security Policy" in c] == []
 
@@ -67,7 +86,7 @@ def test_swagger_ui_renders_the_api_from_the_application_alone(offline: Offline)
     page = offline.open("/schema/swagger")
     page.get_by_role("heading", name=TITLE).first.wait_for(timeout=30_000)
     page.locator(".opblock-summary-path", has_text="/persons/{person_id}/erase").first.wait_for(timeout=30_000)
-    screenshot(page, "api-docs-swagger-offline")
+    shot(page, "api-docs-swagger-offline")
     assert offline.refused == []
     assert [c for c in offline.complaints if "Content Security Policy" in c] == []
 
