@@ -79,7 +79,7 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             held = _load_checkpoint(args.checkpoint, log) if args.checkpoint else None
             started = time.monotonic()
             if log == "access":
-                result = audit.verify_access_log(start=args.start or 1, end=args.end, checkpoint=held)
+                result = audit.verify_access_log(start=1 if args.start is None else args.start, end=args.end, checkpoint=held)
             else:
                 result = audit.verify(start=args.start, end=args.end, checkpoint=held, progress=_print_progress)
             if args.json:
