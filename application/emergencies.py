@@ -12,9 +12,11 @@ delivery, or a second worker racing the first, finds nothing left to do and save
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
+from application.errors import NotFoundError
+from application.results import CommandResult
 from domain.base import CommandMeta, DomainError, derived_id
 from domain.emergency import ActionKind, Category, EmergencyError, EmergencyReport, Outcome
 from domain.org_unit import OrgUnit
@@ -22,10 +24,6 @@ from domain.person import Person
 from domain.roster import ResponderRoster, Severity, Tier, plan_routing, roster_id, top_level
 from domain.visit_log import EmergencyKind, VisitLog
 from domain.vocabulary import OrgLevel
-
-if TYPE_CHECKING:
-    from application.care import CommandResult
-
 
 ALERT_PREFIX = "alerts"
 
@@ -230,8 +228,6 @@ class EmergencyCommands:
     def load_roster(self, org_unit_id: UUID) -> ResponderRoster:
         roster = self._roster(org_unit_id)
         if roster is None:
-            from application.care import NotFoundError
-
             raise NotFoundError(f"org unit {org_unit_id} keeps no responder roster", id=str(org_unit_id))
         return roster
 

@@ -17,8 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from psycopg import sql
 
+from application.errors import AlreadyExistsError
+from application.results import CommandResult
 from domain.base import CommandMeta, DomainError
 from domain.group import VolunteerGroup
 from domain.pairing import Pairing
@@ -55,6 +56,7 @@ class VisitCommands:
     load: Any
     events: Any
     recorder: Any
+    store: Any
     _create: Any
     _update: Any
     _run: Any
@@ -145,7 +147,6 @@ class VisitCommands:
             task = VisitTask.schedule(id=tid, pairing=pairing, person_id=person_id, org_path=person.org_path, period=period, meta=meta)
             return task, []
 
-        from application.care import AlreadyExistsError
 
         try:
             result = self._create(VisitTask, tid, build)
@@ -283,7 +284,6 @@ class VisitCommands:
         """Record a visit log under the client's id (``fields``: see domain.visit_log.log_content),
         against its task (``task_id``) or unplanned (``pairing_id`` and ``person_id``). The same
         log again returns the first result and writes nothing; another under the same id is refused."""
-        from application.care import AlreadyExistsError, CommandResult
 
         content = log_content(visited_at=meta.occurred_at, **fields)
         existing = self._maybe(VisitLog, log_id)
@@ -344,10 +344,4 @@ class VisitCommands:
             for event in self.events.get(log.task_id):
                 if isinstance(event, VisitTask.Completed) and event.log_id == log.id:
                     keys.append((log.task_id, event.originator_version))
-        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
-        clause = sql.SQL(" OR ").join(sql.SQL("(originator_id = %s AND originator_version = %s)") for _ in keys)
-        query = sql.SQL("SELECT max(notification_id) FROM {} WHERE ").format(table) + clause
-        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-            cur.execute(query, [v for k in keys for v in k])
-            row = cur.fetchone()
-        return row["max"] if row else None
+        return self.store.last_position(keys)
