@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
 
 from application.asof import replay_as_of
+from application.command_group import Change
 from application.emergencies import EmergencyCommands
 from application.errors import (
     AlreadyExistsError,
@@ -195,7 +196,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _update(
-        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Callable[[A], Iterable[Aggregate]]
+        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Change[A]
     ) -> CommandResult:
         def decide() -> tuple[Aggregate, Iterable[Aggregate]]:
             agg = self.load(cls, aggregate_id)
@@ -204,7 +205,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                     f"changed since version {expected_version}; it is now at version {agg.version}",
                     current_version=agg.version,
                 )
-            return agg, [agg, *change(agg)]
+            return agg, [agg, *(change(agg) or [])]
 
         return self._run(decide)
 
@@ -245,14 +246,14 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._create(OrgUnit, org_unit_id(code), build)
 
     def rename_org_unit(self, unit_id: UUID, name: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta) or [])
+        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta))
 
     # ---- persons -----------------------------------------------------------------------------
 
     def register_person(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         kind: PersonKind,
         name: str,
         sex: Sex,
@@ -290,20 +291,20 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._create(Person, id, build)
 
     def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta))
 
     def remove_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta))
 
     def assign_guardian(
         self, person_id: UUID, guardian: dict[str, Any], meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta))
 
     def sign_care_agreement(
         self, person_id: UUID, signed_on: date, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta))
 
     def _leave_pairings(self, person: Person, why: str, meta: CommandMeta) -> list[Aggregate]:
         """Each of the person's pairings drops them, or ends when it cannot keep its shape. The
@@ -353,14 +354,14 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return replace(result, aggregate=None)
 
     def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta))
 
     # ---- helpers and groups ----------------------------------------------------------------
 
     def register_helper(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         role: HelperRole,
         name: str,
         phone: str,
@@ -386,13 +387,13 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def change_helper_capacity(
         self, helper_id: UUID, capacity: int, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta) or [])
+        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta))
 
     def deactivate_helper(self, helper_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta) or [])
+        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta))
 
     def form_group(
-        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta  # noqa: A002
+        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta
     ) -> CommandResult:
         def build() -> tuple[VolunteerGroup, list[Aggregate]]:
             unit = self.load(OrgUnit, org_unit_id, field="org_unit_id")
@@ -404,7 +405,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                 except DomainError as e:
                     e.field = f"member_ids[{n}]"
                     raise
-            return group, members
+            return group, list[Aggregate](members)
 
         return self._create(VolunteerGroup, id, build)
 
@@ -430,7 +431,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         def change(group: VolunteerGroup) -> list[Aggregate]:
             members = [self.load(Helper, m) for m in group.member_ids]
             group.disband(reason, members, meta)
-            return members
+            return list[Aggregate](members)
 
         return self._update(VolunteerGroup, group_id, expected_version, change)
 
@@ -439,7 +440,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def form_pairing(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         shape: PairingShape,
         helper_ids: Sequence[UUID],
         person_ids: Sequence[UUID],
@@ -517,7 +518,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def change_pairing_cadence(
         self, pairing_id: UUID, cadence: Cadence, visit_mode: VisitMode, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta) or [])
+        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta))
 
     def end_pairing(
         self, pairing_id: UUID, reason: str, ends_on: date, meta: CommandMeta, expected_version: int | None = None
@@ -525,7 +526,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
             persons = [self.load(Person, p) for p in pairing.person_ids]
             pairing.end(reason=reason, ends_on=ends_on, helpers=helpers, persons=persons, meta=meta)
-            return persons
+            return list[Aggregate](persons)
 
         return self._pairing_change(pairing_id, expected_version, change)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from application.command_group import CommandGroup
 from application.errors import NotFoundError
 from application.results import CommandResult
 from domain.base import CommandMeta, DomainError, derived_id
@@ -52,13 +53,8 @@ def idempotent_report_id(actor_id: str, key: str) -> UUID:
     return derived_id("emergency-idempotency", f"{actor_id}\x1f{key}")
 
 
-class EmergencyCommands:
-    """Emergency reports and responder rosters (mixed into CareApplication)."""
-
-    load: Any
-    _create: Any
-    _update: Any
-    _run: Any
+class EmergencyCommands(CommandGroup):
+    """Emergency reports and responder rosters (a command group of CareApplication)."""
 
     # ---- reports ---------------------------------------------------------------------------------
 
@@ -177,31 +173,31 @@ class EmergencyCommands:
     def acknowledge_emergency(
         self, report_id: UUID, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.acknowledge(meta) or [])
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.acknowledge(meta))
 
     def record_emergency_action(
         self, report_id: UUID, action: ActionKind, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
         return self._update(
-            EmergencyReport, report_id, expected_version, lambda r: r.record_action(action, notes, meta) or []
+            EmergencyReport, report_id, expected_version, lambda r: r.record_action(action, notes, meta)
         )
 
     def resolve_emergency(
         self, report_id: UUID, outcome: Outcome, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
         return self._update(
-            EmergencyReport, report_id, expected_version, lambda r: r.resolve(outcome, notes, meta) or []
+            EmergencyReport, report_id, expected_version, lambda r: r.resolve(outcome, notes, meta)
         )
 
     def reopen_emergency(
         self, report_id: UUID, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.reopen(notes, meta) or [])
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.reopen(notes, meta))
 
     def close_emergency(
         self, report_id: UUID, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.close(notes, meta) or [])
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.close(notes, meta))
 
     def link_duplicate_emergency(
         self, report_id: UUID, original_id: UUID, meta: CommandMeta, expected_version: int | None = None

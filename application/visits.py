@@ -18,6 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from application.command_group import CommandGroup
 from application.errors import AlreadyExistsError
 from application.results import CommandResult
 from domain.base import CommandMeta, DomainError
@@ -50,16 +51,8 @@ class ScheduleOutcome:
             self.position = max(self.position or 0, position)
 
 
-class VisitCommands:
-    """Mixed into CareApplication (application/care.py)."""
-
-    load: Any
-    events: Any
-    recorder: Any
-    store: Any
-    _create: Any
-    _update: Any
-    _run: Any
+class VisitCommands(CommandGroup):
+    """A command group of CareApplication (application/care.py)."""
 
     # ---- scheduling ------------------------------------------------------------------------------
 
@@ -126,14 +119,18 @@ class VisitCommands:
             candidates.setdefault(task_id(pairing_id, person_id, period), cutoff)
         for tid in known_open:
             candidates.setdefault(tid, None)
-        for tid, cutoff in candidates.items():
+        for tid, until in candidates.items():
             task = None if tid in wanted else self._maybe(VisitTask, tid)
             if task is None or task.pairing_id != pairing_id:
                 continue
-            cut = cutoff or the_plan.cutoffs.get(task.person_id, now)
+            cut = until or the_plan.cutoffs.get(task.person_id, now)
             if task.cancellable(cut):
                 reason = self._cancel_reason(pairing, timeline, task.person_id)
-                result = self._update(VisitTask, tid, None, lambda t, r=reason, c=cut: _nothing_else(t.cancel(r, c, meta)))
+
+                def cancel(t: VisitTask, r: str = reason, c: datetime = cut) -> list[Aggregate]:
+                    return _nothing_else(t.cancel(r, c, meta))
+
+                result = self._update(VisitTask, tid, None, cancel)
                 if result.position is not None:  # not closed meanwhile by someone else
                     outcome.cancelled.append(tid)
                     outcome.wrote(result.position)

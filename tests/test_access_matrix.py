@@ -21,7 +21,7 @@ The expected answers come from ``POLICY`` below, the agreed table restated (docs
 never from api/access.py: the test would prove nothing if it asked the code what to expect.
 """
 
-# ruff: noqa: E501 - the policy rows read best one per line
+
 from __future__ import annotations
 
 import re
@@ -438,7 +438,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                                         body=lambda w, role, ctx: {"helper_id": w.helper()}),
     ("POST", "/groups/{group_id:uuid}/members/remove"): Recipe(
         GROUPS_WRITE, target="group", refs={"helper_id": "helper"},
-        fresh=lambda w, role: (lambda m: {"id": w.group("v1", m), "members": m})([w.helper(), w.helper()]),
+        fresh=lambda w, role: (lambda m: {"id": w.group("v1", m), "members": m})([w.helper(), w.helper()]),  # noqa: PLC3002
         body=lambda w, role, ctx: {"helper_id": ctx["members"][0]}),
     ("POST", "/groups/{group_id:uuid}/disband"): Recipe(GROUPS_WRITE, target="group", fresh=lambda w, role: {"id": w.group("v1", [w.helper()])},
                                                         body=lambda w, role, ctx: {"reason": "队员外出"}),

@@ -14,7 +14,7 @@ from domain.base import CommandMeta
 from domain.person import Person
 from domain.vocabulary import RiskTag
 from guanai import bootstrap
-from tests.test_application import *  # noqa: F403 - the same scenarios, collected here on another store
+from tests.test_application import *
 from tests.test_application import Org, elder_body
 
 

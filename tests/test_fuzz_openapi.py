@@ -7,7 +7,7 @@ Bounded so the file stays well under two minutes: ``MAX_EXAMPLES`` generated cas
 beyond what Hypothesis does, no stateful sequences. ``GUANAI_FUZZ_EXAMPLES`` raises the bound for
 a longer hunt (e.g. nightly)."""
 
-# ruff: noqa: F811 - pytest fixtures are imported and then named as parameters
+
 from __future__ import annotations
 
 import os

@@ -5,7 +5,7 @@ hostile strings that are legal stored and returned literally.
 The endpoints come from the running server's OpenAPI document, so a new endpoint is covered the
 day it is added; the mass-assignment rule is checked on every request body type in the code."""
 
-# ruff: noqa: F811 - pytest fixtures are imported and then named as parameters
+
 from __future__ import annotations
 
 import json

@@ -249,7 +249,7 @@ def test_the_in_memory_key_store_seals_and_erases_like_the_database_one() -> Non
         actor_id="a", actor_role="administrator", correlation_id="c", reason="搬到昆明和儿子住",
     )  # fmt: skip
     stored = mapper.to_stored_event(event)
-    assert "搬到昆明".encode() not in stored.state and "\\u642c".encode() not in stored.state
+    assert "搬到昆明".encode() not in stored.state and b"\\u642c" not in stored.state
     assert mapper.to_domain_event(stored).reason == "搬到昆明和儿子住"
     keys.destroy(str(event.originator_id))
     assert mapper.to_domain_event(stored).reason == ERASED

@@ -5,6 +5,7 @@ explicitly and dead-letter what cannot be handled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,10 +47,8 @@ def names() -> Names:
 async def js(nats_url: str, names: Names) -> AsyncIterator[Any]:
     nc = await nats.connect(nats_url)
     yield nc.jetstream()
-    try:
+    with contextlib.suppress(Exception):  # a test may never have made it
         await nc.jetstream().delete_stream(names.stream)
-    except Exception:  # noqa: BLE001 - a test may never have made it
-        pass
     await nc.close()
 
 
