@@ -9,16 +9,10 @@ database and the data directory; exit 1 when the NATS named is not running.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 from urllib.parse import urlsplit
 
 from infrastructure.embedded import nats_info, running_nats_url
 from infrastructure.settings import Settings, redacted_url
-
-
-def add_parser(sub: Any) -> None:
-    s = sub.add_parser("status", help="where the servers are: the NATS URL (embedded or configured), the database")
-    s.add_argument("--nats-url", action="store_true", help="print only the NATS URL (exit 1: not running)")
 
 
 def _nats(settings: Settings) -> tuple[str | None, bool]:
@@ -30,7 +24,7 @@ def _nats(settings: Settings) -> tuple[str | None, bool]:
     return running, running is not None
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     url, up = _nats(settings)
     if args.nats_url:
         if url is not None and up:
