@@ -58,6 +58,8 @@ OPENS_PERSONAL_DATA = COMMANDING
 USED_BY: dict[str, frozenset[Process]] = {
     "database_url": ALL,
     "nats_url": frozenset({Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER}),
+    # The embedded NATS's port: whichever process starts it (guanai/cli/services.py), and `guanai status`.
+    "nats_port": frozenset({Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER, Process.CLI}),
     "data_dir": ALL,
     "host": frozenset({Process.API}),
     "port": frozenset({Process.API}),
