@@ -1,0 +1,1 @@
+"""Adapters: the event store, the Merkle tree and its proofs, crypto suites, keys and sealing."""
