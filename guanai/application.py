@@ -42,7 +42,9 @@ from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, Perso
 from guanai import chain, personal_data
 from guanai.asof import replay_as_of
 from guanai.emergencies import EmergencyCommands
+from guanai.settings import env_names, load_settings
 from guanai.visits import VisitCommands
+from infrastructure.suites import INTERNATIONAL, Suite, suite
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -173,12 +175,15 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         retries: int = 5,
         seal_personal_data: bool = True,
         opens_personal_data: bool = True,
+        keep_tree: bool = True,
     ) -> None:
         # False only to measure what sealing costs (bench/protections.py); no setting reaches it.
         self.seal_personal_data = seal_personal_data
         # False for processes that need no personal data (projector, relay): they never load the
         # master key, read sealed fields as erased, and cannot record personal data.
         self.opens_personal_data = opens_personal_data
+        # False only to measure what the Merkle tree costs (bench/proofs.py); no setting reaches it.
+        self.keep_tree = keep_tree
         super().__init__(env)
         self.helper_capacity = helper_capacity
         self.retries = retries
@@ -188,7 +193,8 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         # Personal fields are sealed per data subject on the way into the store (guanai/personal_data.py).
-        master_key, cache_seconds = personal_data.key_store_settings(self.env)
+        # The master key is loaded on first use, after the recorder has read the store's suite.
+        master_key, cache_seconds = personal_data.key_store_settings(self.env, lambda: self._crypto_suite())
         if isinstance(self.factory, PostgresFactory):
             self.key_store: personal_data.KeyStore = personal_data.PostgresKeyStore(
                 self.factory.datastore, master_key, refresh_seconds=cache_seconds
@@ -209,7 +215,17 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             self.env,
             extra_ddl=personal_data.keys_ddl(self.factory.datastore.schema),
             insert_hooks=[self.key_store.erasure_hook],
+            tree=self.keep_tree,
         )
+
+    def _crypto_suite(self) -> Suite:
+        """The store's crypto suite (recorded when it was created), or the configured one for
+        the library's in-memory store."""
+        recorded = getattr(self.recorder, "crypto_suite", None)
+        if recorded is not None:
+            return recorded
+        configured = load_settings({k: v for k, v in self.env.items() if k == env_names()["crypto_suite"]}).crypto_suite
+        return suite(configured or INTERNATIONAL.name)
 
     def names(self, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The names of persons and helpers, from their creation events (one query for all, and

@@ -21,6 +21,7 @@ import os
 import secrets
 import struct
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from guanai.settings import env_names, load_settings
+from infrastructure import merkle
+from infrastructure.suites import INTERNATIONAL, Suite
 
 MIN_KEY_LENGTH = 32
 CHAIN_SUFFIX = "_chain"
@@ -139,6 +142,11 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._key_checked = False
         self._key_lock = threading.Lock()
         self.insert_hooks: list[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = []
+        # Run right after the table lock, before the insert (the Merkle tree reads its head there).
+        self.lock_hooks: list[Callable[[Cursor[DictRow]], None]] = []
+        # The store's crypto suite and log origin (infrastructure/merkle.py), once its tables exist.
+        self.crypto_suite: Suite = INTERNATIONAL
+        self.origin = ""
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
         from guanai.access_log import access_log_ddl  # the access log is created with the store
 
@@ -163,6 +171,8 @@ class ChainedRecorder(PostgresApplicationRecorder):
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
         super()._lock_table(curs)
+        for hook in self.lock_hooks:
+            hook(curs)
         if self.enabled:
             # Ask for the newest entry right after taking the lock, in the same pipeline as the
             # insert: its answer comes back with the insert's, costing no extra round trip.
@@ -234,19 +244,30 @@ def construct_recorder(
     *,
     extra_ddl: Sequence[Any] = (),
     insert_hooks: Sequence[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = (),
+    tree: bool = True,
 ) -> ApplicationRecorder:
     """The application's recorder: chained when the store is PostgreSQL, creating ``extra_ddl``
-    with the store and running ``insert_hooks`` in each insert's transaction."""
+    with the store and running ``insert_hooks`` in each insert's transaction. With ``tree``, each
+    insert also extends the Merkle tree (false only to measure what the tree costs)."""
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
     enabled, key_loader = recorder_settings(env)
-    recorder = ChainedRecorder(
-        factory.datastore, events_table_name=factory.env.name.lower() + "_events", key_loader=key_loader, enabled=enabled
-    )
+    configured = load_settings({k: v for k, v in dict(env).items() if k == env_names()["crypto_suite"]}).crypto_suite
+    events_table = factory.env.name.lower() + "_events"
+    recorder = ChainedRecorder(factory.datastore, events_table_name=events_table, key_loader=key_loader, enabled=enabled)
+    schema = factory.datastore.schema
+    recorder.sql_create_statements.extend(
+        merkle.tree_ddl(schema, events_table, configured or INTERNATIONAL.name, f"guanai/{uuid.uuid4()}"))
     recorder.sql_create_statements.extend(extra_ddl)
     recorder.insert_hooks.extend(insert_hooks)
     if factory.env_create_table():
         _create_tables_one_at_a_time(factory, recorder)
+    with factory.datastore.get_connection() as conn:
+        recorder.crypto_suite, recorder.origin = merkle.store_suite(conn, configured)
+    if tree:
+        writer = merkle.TreeWriter(schema, events_table, recorder.crypto_suite)
+        recorder.lock_hooks.append(writer.after_lock)
+        recorder.insert_hooks.insert(0, writer.append)
     return recorder
 
 
