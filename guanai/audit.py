@@ -28,8 +28,12 @@ from domain.base import META_FIELDS
 from guanai import access_log, verify
 from guanai.asof import replay_as_of
 from guanai.chain import ChainKey
+from guanai.settings import env_names, load_settings
+from infrastructure import merkle
+from infrastructure.suites import INTERNATIONAL, SigningKey, Suite, SuiteError, load_or_create_signing_key
 
 EXPORT_FORMAT = "guanai-case-history/1"
+SIGNING_KEY_FILE = "checkpoint-signing-key"
 FOREVER = datetime.max.replace(tzinfo=UTC)
 _HIDDEN = {*META_FIELDS, "originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -112,6 +116,9 @@ class Audit:
     def __init__(self, app: Any, database_url: str, events_table: str = "guanai_events") -> None:
         self.app, self.database_url, self.events_table = app, database_url, events_table
         self._key_checked = False
+        suite = getattr(app.recorder, "crypto_suite", INTERNATIONAL)
+        self.tree = merkle.Tree(suite, events_table)
+        self.checkpoints = merkle.Checkpoints(self.tree, getattr(app.recorder, "origin", ""), signing_key_loader(app.env, suite))
 
     @property
     def key(self) -> ChainKey:
@@ -129,16 +136,16 @@ class Audit:
             raise NoSuchStreamError(f"no stream with id {aggregate_id}")
         return [(pos, StoredEvent(aggregate_id, version, topic, bytes(state))) for pos, version, topic, state in rows]
 
-    def events(self, aggregate_id: UUID) -> list[tuple[int, Any]]:
+    def events(self, aggregate_id: UUID, rows: list[tuple[int, StoredEvent]] | None = None) -> list[tuple[int, Any]]:
         """(position, domain event) of a stream, in version order."""
-        rows = self._rows(aggregate_id)
+        rows = rows if rows is not None else self._rows(aggregate_id)
         return list(zip((pos for pos, _ in rows), self.app.mapper.to_domain_events([s for _, s in rows]), strict=True))
 
     # ---- replay ------------------------------------------------------------------------------
 
-    def records(self, aggregate_id: UUID) -> tuple[str, list[EventRecord]]:
+    def records(self, aggregate_id: UUID, rows: list[tuple[int, StoredEvent]] | None = None) -> tuple[str, list[EventRecord]]:
         agg, out, kind = None, [], ""
-        for pos, event in self.events(aggregate_id):
+        for pos, event in self.events(aggregate_id, rows):
             topic_name = _type_name(type(event).__module__ + ":" + type(event).__qualname__)
             kind = kind or topic_name.split(".", 1)[0]
             when = getattr(event, "occurred_at", None)
@@ -221,12 +228,60 @@ class Audit:
         with self.app.recorder.datastore.get_connection() as conn:
             return verify.heads(conn, self.key, self.events_table)
 
+    # ---- signed checkpoints and proofs (RFC 9162) -------------------------------------------------
+
+    @property
+    def suite(self) -> Suite:
+        return self.tree.suite
+
+    def public_key(self) -> dict[str, Any]:
+        return self.checkpoints.key.public.document()
+
+    def latest_checkpoint(self) -> dict[str, Any]:
+        """The newest signed checkpoint; a new one is signed first when the log grew since."""
+        with self.app.recorder.datastore.get_connection() as conn:
+            latest = self.checkpoints.latest(conn)
+        assert latest is not None
+        return latest
+
+    def checkpoint_at(self, size: int) -> dict[str, Any]:
+        """The signed checkpoint of this size (signed now if none was, and the tree has reached it)."""
+        with self.app.recorder.datastore.get_connection() as conn:
+            found = self.checkpoints.at_size(conn, size)
+            if found is None:
+                self.tree.consistency(conn, 0, size)  # refuses a size beyond the tree
+                found = self.checkpoints.sign(conn, size)
+        return found
+
+    def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        """A consistency proof from the checkpoint of ``old`` leaves to that of ``new`` (default:
+        the latest), with both checkpoints."""
+        newer = self.latest_checkpoint() if new is None else self.checkpoint_at(new)
+        size = int(newer["size"])
+        with self.app.recorder.datastore.get_connection() as conn:
+            proof = self.tree.consistency(conn, old, size)
+            older = self.checkpoints.at_size(conn, old) if old else None
+        return {"from": old, "to": size, "proof": [p.hex() for p in proof], "old_checkpoint": older, "new_checkpoint": newer}
+
+    def stream_proofs(self, aggregate_id: UUID, *, size: int | None = None,
+                      rows: list[tuple[int, StoredEvent]] | None = None) -> dict[str, Any]:
+        """Each event of a stream with its leaf and inclusion proof against a checkpoint (the
+        latest, or the one of ``size``)."""
+        rows = rows if rows is not None else self._rows(aggregate_id)
+        checkpoint = self.latest_checkpoint() if size is None else self.checkpoint_at(size)
+        with self.app.recorder.datastore.get_connection() as conn:
+            return merkle.stream_proofs(conn, self.tree, checkpoint, aggregate_id,
+                                        [(pos, s.originator_version, s.topic, s.state) for pos, s in rows])
+
     # ---- export ------------------------------------------------------------------------------
 
     def export(self, aggregate_id: UUID, *, actor_id: str, actor_role: str, now: datetime | None = None) -> dict[str, Any]:
         """A case history as one JSON-ready document, with its digest and seal."""
-        kind, records = self.records(aggregate_id)
+        rows = self._rows(aggregate_id)
+        kind, records = self.records(aggregate_id, rows)
         now_state = self.state_as_of(aggregate_id, FOREVER, "recorded")
+        # Signed after the rows were read, so the checkpoint covers every event shown.
+        proofs = self.stream_proofs(aggregate_id, rows=rows)
         with self.app.recorder.datastore.get_connection() as conn:
             stream_check = verify.verify_stream(conn, self.key, aggregate_id, self.events_table)
             heads = verify.heads(conn, self.key, self.events_table)
@@ -244,6 +299,8 @@ class Audit:
                 "key": self.key.fingerprint,
                 "log_checkpoint": plain(next((h for h in heads if h.log == "events"), None)),
             },
+            # What an outside party checks with infrastructure/verifier.py and the log's public key.
+            "proofs": proofs,
         }
         digest = content_digest(body)
         return {**body, "digest": digest, "seal": self.seal(digest)}
@@ -272,6 +329,31 @@ class Audit:
     def access_log(self, person_id: UUID, *, limit: int = 100, before_id: int | None = None) -> tuple[list[access_log.Access], int]:
         with self.app.recorder.datastore.get_connection() as conn:
             return access_log.for_person(conn, person_id, limit=limit, before_id=before_id)
+
+
+def signing_key_loader(env: Any, suite: Suite) -> Any:
+    """Loads the checkpoint signing key on first use: GUANAI_SIGNING_KEY, or the data
+    directory's ``checkpoint-signing-key`` (generated once). Never in the database."""
+    names = env_names()
+    wanted = {names["signing_key"], names["data_dir"]}
+    settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
+
+    def load() -> SigningKey:
+        if settings.signing_key:
+            return parse_signing_key(settings.signing_key, suite)
+        return load_or_create_signing_key(settings.data_path / SIGNING_KEY_FILE, suite, "log")
+
+    return load
+
+
+def parse_signing_key(text: str, suite: Suite, name: str = "log") -> SigningKey:
+    suite_name, _, secret = text.strip().partition(":")
+    if suite_name != suite.name:
+        raise SuiteError(f"GUANAI_SIGNING_KEY is a {suite_name or 'malformed'} key; the store uses the {suite.name} suite")
+    try:
+        return SigningKey(suite_name, bytes.fromhex(secret), name)
+    except ValueError as e:
+        raise SuiteError(f"GUANAI_SIGNING_KEY is not a signing key: {e}") from None
 
 
 def content_digest(body: dict[str, Any]) -> str:

@@ -25,6 +25,8 @@ from uuid import UUID
 
 import msgspec
 
+from guanai.proofs_cli import add_parsers as add_proofs_parsers
+from guanai.proofs_cli import run_online as run_proofs
 from guanai.settings import Settings
 
 
@@ -39,6 +41,8 @@ def add_parser(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="print the whole result as JSON")
     c = cmds.add_parser("checkpoint", help="print the newest entry of each chain, for an outside party to keep")
     c.add_argument("--out", type=Path, help="write to this file as well")
+    c.add_argument("--publish", type=Path, metavar="DIR", help="sign the newest Merkle tree checkpoint and publish it, its "
+                   "consistency proof and the log's public key into DIR (the folder outside parties mirror)")
     r = cmds.add_parser("replay", help="a stream's events, or its state as of an instant")
     r.add_argument("id", type=UUID)
     r.add_argument("--as-of", type=datetime.fromisoformat, help="instant with UTC offset, e.g. 2026-03-01T09:30:00+08:00")
@@ -49,6 +53,9 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--out", type=Path, help="file to write (default: standard output)")
     e.add_argument("--actor", default="cli-operator", help="who exports (recorded in the document and the access log)")
     cmds.add_parser("adopt", help="chain a store written before the chain existed (once)")
+    v.add_argument("--tree", action="store_true", help="check the Merkle tree instead: every leaf against its event, "
+                   "the root against the newest signed checkpoint")
+    add_proofs_parsers(cmds)
 
 
 def _print_progress(position: int, end: int, checked: int) -> None:
@@ -65,6 +72,23 @@ def _load_checkpoint(path: Path, log: str) -> Any:
     raise SystemExit(f"guanai audit: {path} holds no checkpoint of the {log} log")
 
 
+def _verify_tree(audit: Any, database_url: str) -> int:
+    import psycopg
+
+    from infrastructure.merkle import check_tree
+
+    started = time.monotonic()
+    checkpoint = audit.latest_checkpoint()
+    with psycopg.connect(database_url) as conn:
+        checked, failures = check_tree(conn, audit.tree, audit.events_table, checkpoint)
+    print(f"Merkle tree ({audit.suite.name}): {checked:,} leaves checked in {time.monotonic() - started:.1f}s")
+    for position, kind, detail in failures:
+        print(f"  FAIL at {position}: {kind}: {detail}")
+    print(f"OK: every event is its leaf; the root is the one signed at {checkpoint['size']:,} events" if not failures
+          else f"FAILED: {len(failures)} failures")
+    return 0 if not failures else 1
+
+
 def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
     from guanai.application import CareApplication, event_store_env
     from guanai.audit import Audit, NoSuchStreamError
@@ -74,6 +98,10 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
     audit = Audit(app, database_url)
     try:
         command = args.audit_command
+        if (done := run_proofs(audit, args)) is not None:
+            return done
+        if command == "verify" and args.tree:
+            return _verify_tree(audit, database_url)
         if command == "verify":
             log = "access" if args.access_log else "events"
             held = _load_checkpoint(args.checkpoint, log) if args.checkpoint else None

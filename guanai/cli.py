@@ -356,7 +356,10 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from guanai.audit_cli import run
+    from guanai.proofs_cli import OFFLINE, run_offline
 
+    if args.audit_command in OFFLINE:  # a witness's office has no database
+        return run_offline(args)
     with services(settings, need_nats=False) as (database_url, _):
         return run(settings, database_url, args)
 

@@ -363,3 +363,79 @@ def _b64(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode("ascii")
+
+
+# ---- checking the stored tree against the events (the operator's side) ----------------------------
+
+
+class Frontier:
+    """Roots of the perfect subtrees of a growing tree: appends and the root in O(log n)."""
+
+    def __init__(self, h: Callable[[bytes], bytes]) -> None:
+        self.h, self.size = h, 0
+        self.nodes: list[bytes] = []
+        self.levels: list[int] = []
+
+    def append(self, leaf: bytes) -> None:
+        node, level = leaf, 0
+        while self.levels and self.levels[-1] == level:
+            node = verifier.node_hash(self.h, self.nodes.pop(), node)
+            self.levels.pop()
+            level += 1
+        self.nodes.append(node)
+        self.levels.append(level)
+        self.size += 1
+
+    def root(self) -> bytes:
+        return fold(self.h, self.nodes)
+
+
+def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint: dict[str, Any] | None = None,
+               batch: int = 10_000) -> tuple[int, list[tuple[int, str, str]]]:
+    """Recompute every leaf from the stored events and the root from the leaves; compare with
+    the stored tree and with a signed checkpoint. Returns (leaves checked, [(position, kind,
+    detail)]): ``event-changed``, ``event-deleted``, ``event-unlogged``, ``tree-changed``,
+    ``checkpoint-mismatch``."""
+    h = tree.suite.tree_hash
+    failures: list[tuple[int, str, str]] = []
+    frontier = Frontier(h)
+    checked_root: bytes | None = None
+    cp_size = int(checkpoint["size"]) if checkpoint else -1
+    with conn.cursor(name="check_tree") as rows:
+        rows.itersize = batch
+        rows.execute(SQL("SELECT t.idx, t.notification_id, t.recorded_us, t.hash, e.originator_id, e.originator_version, e.topic, "
+                         "e.state FROM {} t LEFT JOIN {} e USING (notification_id) WHERE t.level = 0 ORDER BY t.idx").format(
+                             Identifier(tree.tree), Identifier(events_table)))
+        for row in rows:
+            idx, position, recorded_us, stored, oid, version, topic, state = tuple(row.values()) if isinstance(row, dict) else row
+            if frontier.size == cp_size:
+                checked_root = frontier.root()
+            if idx != frontier.size:
+                failures.append((position, "tree-changed", f"leaf {frontier.size} is missing from the stored tree"))
+            stored = bytes(stored)
+            if oid is None:
+                failures.append((position, "event-deleted", f"the event at position {position} (leaf {idx}) is gone"))
+                leaf = stored
+            else:
+                leaf = verifier.leaf_hash(h, verifier.leaf_bytes(position, recorded_us, version, oid, topic, bytes(state)))
+                if leaf != stored:
+                    failures.append((position, "event-changed", f"the event at position {position} is not as stored "
+                                     "(changed, or moved from another position)"))
+            frontier.append(leaf)
+    if frontier.size == cp_size:
+        checked_root = frontier.root()
+    unlogged = conn.execute(SQL("SELECT e.notification_id FROM {} e WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.level = 0 "
+                                "AND t.notification_id = e.notification_id) ORDER BY 1 LIMIT 100").format(
+                                    Identifier(events_table), Identifier(tree.tree))).fetchall()
+    failures += [(_first(r), "event-unlogged", "an event with no leaf: stored behind the application's back") for r in unlogged]
+    size = tree.size(conn)
+    if frontier.size != size:
+        failures.append((0, "tree-changed", f"the tree's head says {size} leaves; {frontier.size} are stored"))
+    elif size and not failures and frontier.root() != tree.root(conn, size):
+        failures.append((0, "tree-changed", "the stored nodes do not hash to the stored leaves"))
+    if checkpoint is not None:
+        if checked_root is None:
+            failures.append((0, "checkpoint-mismatch", f"the checkpoint signs {cp_size} leaves; the tree has {frontier.size}"))
+        elif checked_root.hex() != str(checkpoint["root"]):
+            failures.append((0, "checkpoint-mismatch", f"the events do not hash to the root signed at {cp_size} leaves"))
+    return frontier.size, failures
