@@ -265,6 +265,10 @@ def construct_recorder(
     with factory.datastore.get_connection() as conn:
         recorder.crypto_suite, recorder.origin = merkle.store_suite(conn, configured)
     if tree:
+        if factory.env_create_table():
+            # A store written before the tree existed: its events become the first leaves, once.
+            with factory.datastore.get_connection() as conn:
+                merkle.adopt(conn, schema, events_table, recorder.crypto_suite)
         writer = merkle.TreeWriter(schema, events_table, recorder.crypto_suite)
         recorder.lock_hooks.append(writer.after_lock)
         recorder.insert_hooks.insert(0, writer.append)

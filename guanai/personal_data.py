@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -50,7 +48,6 @@ from uuid import UUID
 
 import structlog
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic

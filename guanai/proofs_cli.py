@@ -16,6 +16,7 @@ the published folder, with its own key.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -123,7 +124,7 @@ def witness(folder: Path, key_file: Path, state_file: Path, log_key_file: Path |
         chain = [last, *(cp for cp in chain if int(cp["size"]) > int(last["size"]))]
     for cp in chain:
         verifier.verify_checkpoint(cp, log_key)
-    for older, newer in zip(chain, chain[1:], strict=False):
+    for older, newer in itertools.pairwise(chain):
         proof: list[str] = []
         if int(older["size"]) != int(newer["size"]):
             proof_file = folder / f"consistency-{older['size']}-{newer['size']}.json"

@@ -24,7 +24,10 @@ hash per leaf and per completed node (measured in ``bench/proofs.py``).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -158,46 +161,47 @@ class TreeWriter:
             "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[], %s::bigint[], %s::bigint[])"
         ).format(Identifier(schema, tree))
         self._update_head = SQL("UPDATE {} SET size = %s, frontier = %s").format(Identifier(schema, head))
-        self._pending: dict[int, Cursor[Any]] = {}
+        self._pending: weakref.WeakKeyDictionary[Any, Cursor[Any]] = weakref.WeakKeyDictionary()
 
     def after_lock(self, curs: Cursor[Any]) -> None:
         # Sent in the same pipeline as the insert: its answer comes back with the insert's.
         cur = curs.connection.cursor()
         cur.execute(self._select_head, prepare=True)
-        self._pending[id(curs.connection)] = cur
+        self._pending[curs.connection] = cur
 
     def append(self, curs: Cursor[Any], written: Sequence[tuple[int, StoredEvent]]) -> None:
         conn = curs.connection
-        pending = self._pending.pop(id(conn), None)
+        pending = self._pending.pop(conn, None)
         if pending is None:
             pending = conn.cursor()
             pending.execute(self._select_head)
         with pending:
-            row = pending.fetchone()
-        size, frontier = (row["size"], [bytes(f) for f in row["frontier"]]) if isinstance(row, dict) else (row[0], [bytes(f) for f in row[1]])
-        levels = [level for level, _ in pieces(0, size)]
-        h = self.suite.tree_hash
+            row: Any = pending.fetchone()
+        if row is None:
+            raise ProofError("the tree's head row is missing: the store's tables were changed outside the application")
+        size, nodes = (row["size"], row["frontier"]) if isinstance(row, dict) else row
+        frontier = Frontier(self.suite.tree_hash, size, [bytes(n) for n in nodes])
         now_us = time.time_ns() // 1000
         columns: tuple[list[Any], ...] = ([], [], [], [], [])
         for position, e in sorted(written, key=lambda w: w[0]):
-            data = verifier.leaf_bytes(position, now_us, e.originator_version, e.originator_id, e.topic, e.state)
-            node = verifier.leaf_hash(h, data)
-            for column, value in zip(columns, (0, size, node, position, now_us), strict=True):
-                column.append(value)
-            index, level = size, 0
-            # Merge completed subtrees: the new leaf closes every perfect subtree it ends.
-            while levels and levels[-1] == level:
-                node = verifier.node_hash(h, frontier.pop(), node)
-                levels.pop()
-                level, index = level + 1, index >> 1
-                for column, value in zip(columns, (level, index, node, None, None), strict=True):
-                    column.append(value)
-            frontier.append(node)
-            levels.append(level)
-            size += 1
+            _add_leaf(columns, frontier, position, now_us, e.originator_version, e.originator_id, e.topic, e.state)
+        size, frontier_nodes = frontier.size, frontier.nodes
         with conn.cursor() as cur:
             cur.execute(self._insert, columns, prepare=True)
-            cur.execute(self._update_head, (size, frontier), prepare=True)
+            cur.execute(self._update_head, (size, frontier_nodes), prepare=True)
+
+
+def _add_leaf(columns: tuple[list[Any], ...], frontier: Frontier, position: int, recorded_us: int, version: int,
+              stream: Any, topic: str, state: bytes) -> None:
+    """Append one event to ``frontier``; add the rows to store (its leaf, the subtrees it closes)."""
+    h = frontier.h
+    index = frontier.size
+    leaf = verifier.leaf_hash(h, verifier.leaf_bytes(position, recorded_us, version, stream, topic, state))
+    rows: list[tuple[int, int, bytes, int | None, int | None]] = [(0, index, leaf, position, recorded_us)]
+    rows += [(level, idx, node, None, None) for level, idx, node in frontier.append(leaf)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
 
 
 class Tree:
@@ -335,8 +339,6 @@ class Checkpoints:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -360,8 +362,6 @@ def stream_proofs(conn: Connection[Any], tree: Tree, checkpoint: dict[str, Any],
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode("ascii")
 
 
@@ -369,22 +369,29 @@ def _b64(data: bytes) -> str:
 
 
 class Frontier:
-    """Roots of the perfect subtrees of a growing tree: appends and the root in O(log n)."""
+    """Roots of the perfect subtrees of a growing tree (largest first): appends and the root in
+    O(log n). This is what the tree's head row keeps."""
 
-    def __init__(self, h: Callable[[bytes], bytes]) -> None:
-        self.h, self.size = h, 0
-        self.nodes: list[bytes] = []
-        self.levels: list[int] = []
+    def __init__(self, h: Callable[[bytes], bytes], size: int = 0, nodes: Sequence[bytes] = ()) -> None:
+        self.h, self.size = h, size
+        self.nodes: list[bytes] = list(nodes)
+        self.levels: list[int] = [level for level, _ in pieces(0, size)]
+        if len(self.levels) != len(self.nodes):
+            raise ProofError(f"the tree's head is inconsistent: {size} leaves need {len(self.levels)} subtree roots")
 
-    def append(self, leaf: bytes) -> None:
-        node, level = leaf, 0
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add a leaf; returns the (level, index, hash) of every subtree it completes."""
+        node, level, index = leaf, 0, self.size
+        closed = []
         while self.levels and self.levels[-1] == level:
             node = verifier.node_hash(self.h, self.nodes.pop(), node)
             self.levels.pop()
-            level += 1
+            level, index = level + 1, index >> 1
+            closed.append((level, index, node))
         self.nodes.append(node)
         self.levels.append(level)
         self.size += 1
+        return closed
 
     def root(self) -> bytes:
         return fold(self.h, self.nodes)
@@ -419,8 +426,8 @@ def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint:
             else:
                 leaf = verifier.leaf_hash(h, verifier.leaf_bytes(position, recorded_us, version, oid, topic, bytes(state)))
                 if leaf != stored:
-                    failures.append((position, "event-changed", f"the event at position {position} is not as stored "
-                                     "(changed, or moved from another position)"))
+                    why = f"the event at position {position} is not as stored (changed, or moved from another position)"
+                    failures.append((position, "event-changed", why))
             frontier.append(leaf)
     if frontier.size == cp_size:
         checked_root = frontier.root()
@@ -439,3 +446,40 @@ def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint:
         elif checked_root.hex() != str(checkpoint["root"]):
             failures.append((0, "checkpoint-mismatch", f"the events do not hash to the root signed at {cp_size} leaves"))
     return frontier.size, failures
+
+
+def adopt(conn: Connection[Any], schema: str, events_table: str, the_suite: Suite, batch: int = 10_000) -> int:
+    """Put every event stored before the tree existed into it, in log order, in one transaction
+    under the events table's lock (writers wait). Only while the tree is empty: once it has a
+    leaf, an event without one is what ``check_tree`` must report. Returns the leaves added."""
+    tree, head = tree_tables(events_table)
+    found = conn.execute(SQL("SELECT size = 0 AND EXISTS (SELECT 1 FROM {}) FROM {}").format(
+        Identifier(schema, events_table), Identifier(schema, head))).fetchone()
+    if not found or not _first(found):
+        return 0
+    with conn.transaction():
+        conn.execute(SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(Identifier(schema, events_table)))
+        row = conn.execute(SQL("SELECT size FROM {} FOR UPDATE").format(Identifier(schema, head))).fetchone()
+        if row is None or _first(row) != 0:
+            return 0
+        insert = SQL("INSERT INTO {} (level, idx, hash, notification_id, recorded_us) "
+                     "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[], %s::bigint[], %s::bigint[])").format(
+                         Identifier(schema, tree))
+        frontier = Frontier(the_suite.tree_hash)
+        now_us = time.time_ns() // 1000  # when the tree recorded them: their own recording time is in their state
+        columns: tuple[list[Any], ...] = ([], [], [], [], [])
+        with conn.cursor(name="adopt_tree") as rows, conn.cursor() as out:
+            rows.itersize = batch
+            rows.execute(SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                             "ORDER BY notification_id").format(Identifier(schema, events_table)))
+            for r in rows:
+                position, oid, version, topic, state = tuple(r.values()) if isinstance(r, dict) else r
+                _add_leaf(columns, frontier, position, now_us, version, oid, topic, bytes(state))
+                if len(columns[0]) >= batch:
+                    out.execute(insert, columns)
+                    columns = ([], [], [], [], [])
+            if columns[0]:
+                out.execute(insert, columns)
+        conn.execute(SQL("UPDATE {} SET size = %s, frontier = %s").format(Identifier(schema, head)),
+                     (frontier.size, frontier.nodes))
+    return frontier.size

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hmac import HMAC
+from gmssl import sm2  # type: ignore[import-untyped]
 
 from infrastructure import verifier
 from infrastructure.verifier import SM2_N, PublicKey
@@ -97,16 +99,12 @@ class SigningKey:
 
 
 def sm2_public_key(d: int) -> bytes:
-    from gmssl import sm2
-
     crypt = sm2.CryptSM2(private_key=f"{d:064x}", public_key="")
     return bytes.fromhex(crypt._kg(d, crypt.ecc_table["g"]))
 
 
 def sm2_sign(d: int, public_key: bytes, message: bytes, k: int | None = None) -> bytes:
     """SM2 signature r || s over ``message`` (default user id); ``k`` only for test vectors."""
-    from gmssl import sm2
-
     crypt = sm2.CryptSM2(private_key=f"{d:064x}", public_key=public_key.hex())
     digest = verifier.sm2_digest(public_key, message)
     while True:
@@ -135,8 +133,6 @@ class Suite:
     def mac(self, key: bytes, data: bytes) -> bytes:
         if self.name == "international":
             return hmac.new(key, data, hashlib.sha256).digest()
-        from cryptography.hazmat.primitives.hmac import HMAC
-
         m = HMAC(key, hashes.SM3())
         m.update(data)
         return m.finalize()

@@ -216,7 +216,7 @@ def sm2_digest(public_key: bytes, message: bytes, user_id: bytes = SM2_DEFAULT_I
 
 def sm2_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """An SM2 signature (r || s, 64 bytes) over ``message`` with the default user id."""
-    from gmssl import sm2  # only the gm suite needs it
+    from gmssl import sm2  # type: ignore[import-untyped]  # only the gm suite needs it
 
     if len(signature) != 64 or not sm2_on_curve(public_key):
         return False

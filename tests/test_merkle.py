@@ -61,7 +61,7 @@ def test_every_consistency_proof_of_small_trees_verifies(suite: Suite) -> None:
     nodes = stored_nodes(suite, leaves)
     for size in range(1, 34):
         root = verifier.root_of(suite.tree_hash, leaves[:size])
-        for old in range(0, size + 1):
+        for old in range(size + 1):
             proof = roots(suite, nodes, merkle.consistency_ranges(old, size))
             old_root = verifier.root_of(suite.tree_hash, leaves[:old])
             verifier.verify_consistency(suite.tree_hash, old, size, old_root, root, proof)
