@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
 from api.audit import AuditController
+from api.proofs import ProofsController
 from api.auth import key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
 from api.emergencies import EmergencyController
@@ -151,7 +152,7 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController],
+                        AuditController, ProofsController],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -255,12 +255,13 @@ class Audit:
 
     def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
         """A consistency proof from the checkpoint of ``old`` leaves to that of ``new`` (default:
-        the latest), with both checkpoints."""
+        the latest), with both checkpoints (signed now where none was: the root of a past size
+        is fixed by the stored nodes)."""
         newer = self.latest_checkpoint() if new is None else self.checkpoint_at(new)
         size = int(newer["size"])
         with self.app.recorder.datastore.get_connection() as conn:
             proof = self.tree.consistency(conn, old, size)
-            older = self.checkpoints.at_size(conn, old) if old else None
+        older = self.checkpoint_at(old) if old else None
         return {"from": old, "to": size, "proof": [p.hex() for p in proof], "old_checkpoint": older, "new_checkpoint": newer}
 
     def stream_proofs(self, aggregate_id: UUID, *, size: int | None = None,

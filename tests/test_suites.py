@@ -11,7 +11,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from infrastructure import verifier
-from infrastructure.suites import GM, INTERNATIONAL, SM4GCM, SigningKey, SuiteError, load_or_create_signing_key, sm2_sign, suite
+from infrastructure.suites import (
+    GM,
+    INTERNATIONAL,
+    SM4GCM,
+    SigningKey,
+    SuiteError,
+    load_or_create_signing_key,
+    sm2_sign,
+    suite,
+)
 
 
 def test_sm3_gb_t_32905_examples() -> None:
