@@ -22,6 +22,7 @@ import pytest
 
 from guanai.application import CareApplication, event_store_env
 from guanai.audit import Audit
+from guanai.audit_html import render
 from guanai.proofs_cli import publish, witness
 from infrastructure import merkle, verifier
 from infrastructure.merkle import check_tree
@@ -117,6 +118,8 @@ def test_an_export_verifies_with_the_standalone_verifier_and_only_the_public_key
                              cwd=tmp_path, check=False, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert outside.returncode == 0, outside.stderr
     assert "OK: the 3 events" in outside.stdout
+    page = render(doc)  # the printed copy names the signed checkpoint the proofs lead to
+    assert "签名检查点" in page and doc["proofs"]["checkpoint"]["root"] in page
 
 
 def test_a_newer_checkpoint_extends_an_older_one_and_the_tree_matches_the_events(log: Log) -> None:
