@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -263,6 +265,23 @@ class Audit:
             proof = self.tree.consistency(conn, old, size)
         older = self.checkpoint_at(old) if old else None
         return {"from": old, "to": size, "proof": [p.hex() for p in proof], "old_checkpoint": older, "new_checkpoint": newer}
+
+    def collect_witnesses(self, folder: Path) -> int:
+        """Keep the witness co-signatures found on a published folder's checkpoints with the
+        store's checkpoints of the same size and root (who to trust is the verifier's choice)."""
+        added = 0
+        with self.app.recorder.datastore.get_connection() as conn:
+            for path in folder.glob("checkpoint-*.json"):
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                stored = self.checkpoints.at_size(conn, int(doc["size"]))
+                if stored is None or stored["root"] != doc.get("root"):
+                    continue
+                known = {w["key_id"] for w in stored.get("witnesses") or []}
+                for signature in doc.get("witnesses") or []:
+                    if signature.get("key_id") not in known:
+                        self.checkpoints.add_witness(conn, int(doc["size"]), signature)
+                        added += 1
+        return added
 
     def stream_proofs(self, aggregate_id: UUID, *, size: int | None = None,
                       rows: list[tuple[int, StoredEvent]] | None = None) -> dict[str, Any]:

@@ -46,9 +46,11 @@ def add_parsers(cmds: Any) -> None:
 
 def publish(audit: Any, folder: Path) -> dict[str, Any]:
     """Sign the newest checkpoint and write it into ``folder`` with the consistency proof from the
-    newest checkpoint already there, and the log's public key."""
+    newest checkpoint already there, and the log's public key; co-signatures witnesses added to
+    the folder's checkpoints since are kept with them in the store (the API then serves them)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LOG_KEY_FILE).write_text(json.dumps(audit.public_key(), indent=1) + "\n")
+    audit.collect_witnesses(folder)
     cp = audit.latest_checkpoint()
     sizes = sorted(int(p.stem.split("-")[1]) for p in folder.glob("checkpoint-*.json"))
     previous = sizes[-1] if sizes else None

@@ -150,6 +150,9 @@ def test_a_published_folder_is_witnessed_and_verified(log: Log, tmp_path: Path) 
     assert verifier.verify_folder(folder, log.key, [wkey], require_witnesses=0) == 2
     newest = max(folder.glob("checkpoint-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     verifier.verify_checkpoint(json.loads(newest.read_text()), log.key, [wkey], require_witnesses=1)
+    publish(log.audit, folder)  # the witnesses' co-signatures go into the store: the API serves them
+    served = log.audit.checkpoint_at(int(newest.stem.split("-")[1]))
+    verifier.verify_checkpoint(served, log.key, [wkey], require_witnesses=1)
     ran = subprocess.run([sys.executable, str(VERIFIER), "--key", str(folder / "log-key.json"), "--witness-key",
                           str(tmp_path / "witness-key.pub.json"), "checkpoint", str(newest)], check=False, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
