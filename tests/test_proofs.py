@@ -11,6 +11,7 @@ import copy
 import json
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -301,5 +302,35 @@ def test_a_store_written_before_the_tree_existed_gets_its_events_as_the_first_le
             assert failures == [] and checked == stored + 6
         finally:
             with_tree.close()
+    finally:
+        drop_database(pg_base_url, url)
+
+
+def test_concurrent_writers_leave_a_tree_that_matches_every_event(pg_base_url: str, tmp_path: Path) -> None:
+    url = create_database(pg_base_url, prefix="guanai_test_proofs_concurrent")
+    try:
+        app = CareApplication(env(url, tmp_path, "gm"))
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                seed(app, persons=3)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=write) for _ in range(4)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            audit = Audit(app, url)
+            cp = audit.latest_checkpoint()
+            with psycopg.connect(url) as conn:
+                checked, failures = check_tree(conn, audit.tree, "guanai_events", cp)
+        finally:
+            app.close()
+        assert not errors and failures == []
+        assert checked == int(cp["size"]) == 4 * (3 + 3 * 3)
     finally:
         drop_database(pg_base_url, url)
