@@ -158,7 +158,7 @@ class TreeWriter:
         self._select_head = SQL("SELECT size, frontier FROM {} FOR UPDATE").format(Identifier(schema, head))
         self._insert = SQL(
             "INSERT INTO {} (level, idx, hash, notification_id, recorded_us) "
-            "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[], %s::bigint[], %s::bigint[])"
+            "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bigint[])"
         ).format(Identifier(schema, tree))
         self._update_head = SQL("UPDATE {} SET size = %s, frontier = %s").format(Identifier(schema, head))
         self._pending: weakref.WeakKeyDictionary[Any, Cursor[Any]] = weakref.WeakKeyDictionary()
@@ -463,7 +463,7 @@ def adopt(conn: Connection[Any], schema: str, events_table: str, the_suite: Suit
         if row is None or _first(row) != 0:
             return 0
         insert = SQL("INSERT INTO {} (level, idx, hash, notification_id, recorded_us) "
-                     "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[], %s::bigint[], %s::bigint[])").format(
+                     "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bigint[])").format(
                          Identifier(schema, tree))
         frontier = Frontier(the_suite.tree_hash)
         now_us = time.time_ns() // 1000  # when the tree recorded them: their own recording time is in their state

@@ -84,7 +84,7 @@ def hash_function(suite: str) -> Callable[[bytes], bytes]:
 def leaf_bytes(position: int, recorded_us: int, version: int, stream: str | uuid.UUID, topic: str, state: bytes) -> bytes:
     """The canonical bytes of one stored event: fixed-width integers, then length-prefixed
     fields, so no two events have the same bytes."""
-    stream_bytes = uuid.UUID(str(stream)).bytes
+    stream_bytes = (stream if isinstance(stream, uuid.UUID) else uuid.UUID(str(stream))).bytes
     top = topic.encode()
     return b"".join((
         struct.pack(">qqq", position, recorded_us, version), stream_bytes,
