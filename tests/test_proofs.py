@@ -334,3 +334,15 @@ def test_concurrent_writers_leave_a_tree_that_matches_every_event(pg_base_url: s
         assert checked == int(cp["size"]) == 4 * (3 + 3 * 3)
     finally:
         drop_database(pg_base_url, url)
+
+
+def test_a_witness_refuses_a_fork_of_what_it_saw(log: Log, tmp_path: Path) -> None:
+    folder = tmp_path / "published"
+    cp = publish(log.audit, folder)
+    key_file = tmp_path / "w"
+    key_file.write_text(f"{log.suite}:{suite(log.suite).new_signing_key().secret_hex()}\n")
+    state = tmp_path / "w.state.json"
+    assert witness(folder, key_file, state, None) == 0
+    fork = merkle.sign_checkpoint(log.audit.checkpoints.key, cp["origin"], int(cp["size"]), bytes(32))
+    (folder / f"checkpoint-{cp['size']}.json").write_text(json.dumps(fork))  # the log shows this witness another tree
+    refused(lambda: witness(folder, key_file, state, None), "forked log")

@@ -4,6 +4,8 @@ RFC 8032 (Ed25519); and what the suites build on them (sealing AEADs, signing ke
 
 from __future__ import annotations
 
+import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,14 @@ def test_a_signing_key_file_is_made_once_and_is_of_its_suite(the_suite, tmp_path
         load_or_create_signing_key(path, other)
     with pytest.raises(SuiteError, match="unknown crypto suite"):
         suite("rot13")
+
+
+def test_the_verifier_is_one_file_that_imports_only_the_standard_library_and_the_crypto_libraries() -> None:
+    """An outside party copies infrastructure/verifier.py alone: it may not import the project."""
+    source = Path(verifier.__file__)
+    allowed = set(sys.stdlib_module_names) | {"__future__", "cryptography", "gmssl"}
+    for node in ast.walk(ast.parse(source.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        for name in names:
+            assert name.split(".")[0] in allowed, f"verifier.py imports {name}"
