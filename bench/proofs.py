@@ -51,7 +51,7 @@ from bench.common import (
 )
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel, RiskTag
-from guanai.application import CareApplication, event_store_env
+from application.care import CareApplication, event_store_env
 from infrastructure import merkle, verifier
 from infrastructure.suites import suite
 

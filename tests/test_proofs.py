@@ -21,10 +21,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from guanai.application import CareApplication, event_store_env
-from guanai.audit import Audit
-from guanai.audit_html import render
-from guanai.proofs_cli import publish, witness
+from application.care import CareApplication, event_store_env
+from application.audit import Audit
+from guanai.cli.audit_html import render
+from guanai.cli.proofs import publish, witness
 from infrastructure import merkle, verifier
 from infrastructure.merkle import check_tree
 from infrastructure.suites import SuiteError, suite

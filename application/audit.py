@@ -26,12 +26,11 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 from psycopg.rows import tuple_row
 
+from application.asof import replay_as_of
 from domain.base import META_FIELDS
-from guanai import access_log, verify
-from guanai.asof import replay_as_of
-from guanai.chain import ChainKey
-from guanai.settings import env_names, load_settings
-from infrastructure import merkle
+from infrastructure import access_log, merkle, verify
+from infrastructure.chain import ChainKey
+from infrastructure.settings import env_names, load_settings
 from infrastructure.suites import INTERNATIONAL, SigningKey, Suite, SuiteError, load_or_create_signing_key
 
 EXPORT_FORMAT = "guanai-case-history/1"

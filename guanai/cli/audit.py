@@ -25,9 +25,9 @@ from uuid import UUID
 
 import msgspec
 
-from guanai.proofs_cli import add_parsers as add_proofs_parsers
-from guanai.proofs_cli import run_online as run_proofs
-from guanai.settings import Settings
+from guanai.cli.proofs import add_parsers as add_proofs_parsers
+from guanai.cli.proofs import run_online as run_proofs
+from infrastructure.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
@@ -63,7 +63,7 @@ def _print_progress(position: int, end: int, checked: int) -> None:
 
 
 def _load_checkpoint(path: Path, log: str) -> Any:
-    from guanai.verify import Checkpoint
+    from infrastructure.verify import Checkpoint
 
     held = msgspec.json.decode(path.read_bytes(), type=list[Checkpoint] | Checkpoint)
     for cp in held if isinstance(held, list) else [held]:
@@ -90,9 +90,9 @@ def _verify_tree(audit: Any, database_url: str) -> int:
 
 
 def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
-    from guanai.application import CareApplication, event_store_env
-    from guanai.audit import Audit, NoSuchStreamError
-    from guanai.chain import ChainError, adopt
+    from application.audit import Audit, NoSuchStreamError
+    from application.care import CareApplication, event_store_env
+    from infrastructure.chain import ChainError, adopt
 
     app = CareApplication(event_store_env(database_url, pool_size=2))
     audit = Audit(app, database_url)
@@ -148,7 +148,7 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             if args.format == "json":
                 text = json.dumps(doc, ensure_ascii=False, indent=1)
             else:
-                from guanai.audit_html import render
+                from guanai.cli.audit_html import render
 
                 text = render(doc)
             if args.out:

@@ -32,6 +32,9 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
+from application.asof import replay_as_of
+from application.emergencies import EmergencyCommands
+from application.visits import VisitCommands
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
 from domain.group import VolunteerGroup
 from domain.helper import Helper
@@ -39,11 +42,8 @@ from domain.org_unit import OrgUnit, org_unit_id
 from domain.pairing import Pairing, PairingError
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from guanai import chain, personal_data
-from guanai.asof import replay_as_of
-from guanai.emergencies import EmergencyCommands
-from guanai.settings import env_names, load_settings
-from guanai.visits import VisitCommands
+from infrastructure import chain, personal_data
+from infrastructure.settings import env_names, load_settings
 from infrastructure.suites import INTERNATIONAL, Suite, suite
 
 A = TypeVar("A", bound=Aggregate)
@@ -192,7 +192,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         self._unit_of_work = threading.local()
 
     def construct_mapper(self) -> Mapper[UUID]:
-        # Personal fields are sealed per data subject on the way into the store (guanai/personal_data.py).
+        # Personal fields are sealed per data subject on the way into the store (infrastructure/personal_data.py).
         # The master key is loaded on first use, after the recorder has read the store's suite.
         master_key, cache_seconds = personal_data.key_store_settings(self.env, lambda: self._crypto_suite())
         if isinstance(self.factory, PostgresFactory):
