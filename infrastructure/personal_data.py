@@ -669,6 +669,8 @@ def rotate_master_key(
 
     if old.key_id == new.key_id:
         raise MasterKeyError("the new master key is the one in use: rotating needs another secret")
+    if old.suite is not new.suite:
+        raise MasterKeyError(f"a rotation keeps the store's crypto suite ({old.suite.name}), not {new.suite.name}")
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
         # A store where no key was ever made is claimed by the old key first, like a process would.
         conn.execute(

@@ -21,13 +21,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
 from application.audit import Audit
+from application.care import CareApplication, event_store_env
 from guanai.cli.audit_html import render
 from guanai.cli.proofs import publish, witness
 from infrastructure import merkle, verifier
 from infrastructure.merkle import check_tree
-from infrastructure.suites import SuiteError, suite
+from infrastructure.personal_data import MasterKey, MasterKeyError, rotate_master_key
+from infrastructure.suites import GM, SuiteError, suite
 from infrastructure.verifier import PublicKey, VerificationError
 from tests.conftest import create_database, drop_database
 from tests.test_chain import seed
@@ -346,3 +347,26 @@ def test_a_witness_refuses_a_fork_of_what_it_saw(log: Log, tmp_path: Path) -> No
     fork = merkle.sign_checkpoint(log.audit.checkpoints.key, cp["origin"], int(cp["size"]), bytes(32))
     (folder / f"checkpoint-{cp['size']}.json").write_text(json.dumps(fork))  # the log shows this witness another tree
     refused(lambda: witness(folder, key_file, state, None), "forked log")
+
+
+def test_a_gm_store_rotates_its_master_key_under_its_suite(pg_base_url: str, tmp_path: Path) -> None:
+    url = create_database(pg_base_url, prefix="guanai_test_proofs_rotate")
+    try:
+        settings = env(url, tmp_path, "gm")
+        app = CareApplication(settings)
+        try:
+            person = seed(app, persons=1)[0]
+        finally:
+            app.close()
+        new = "rotated-master-key-" + "n" * 32
+        with pytest.raises(MasterKeyError, match="keeps the store's crypto suite"):
+            rotate_master_key(url, MasterKey(settings["GUANAI_MASTER_KEY"], suite=GM), MasterKey(new), by="op")
+        rotation = rotate_master_key(url, MasterKey(settings["GUANAI_MASTER_KEY"], suite=GM), MasterKey(new, suite=GM), by="op")
+        assert rotation.rewrapped >= 1
+        after = CareApplication({**settings, "GUANAI_MASTER_KEY": new})
+        try:
+            assert after.names([person])[person] == "李秀英"
+        finally:
+            after.close()
+    finally:
+        drop_database(pg_base_url, url)
