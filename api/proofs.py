@@ -12,7 +12,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.audit import audit_of
 from api.problems import ProblemError
-from application.audit import NoSuchStreamError
+from infrastructure.audit import NoSuchStreamError
 from infrastructure.merkle import ProofError
 
 Size = Annotated[int | None, QueryParameter(ge=0, le=2**62, description="a checkpoint's tree size (default: the latest)")]

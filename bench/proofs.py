@@ -26,6 +26,7 @@ dropped at the end. Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import secrets
 import statistics
@@ -38,6 +39,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import StoredEvent
 
+from application.care import CareApplication
 from bench.audit import meta, person_kwargs, register, threaded
 from bench.common import (
     DEFAULT_SERVER_URL,
@@ -51,16 +53,18 @@ from bench.common import (
 )
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel, RiskTag
-from application.care import CareApplication, event_store_env
+from guanai import bootstrap
+from guanai.bootstrap import Process
 from infrastructure import merkle, verifier
+from infrastructure.settings import load_settings
 from infrastructure.suites import suite
 
 KEY = "bench-proofs-chain-key-" + "b" * 32
 
 
 def open_app(url: str, suite_name: str, tree: bool, pool: int = 8) -> CareApplication:
-    env = {**event_store_env(url, pool_size=pool), "GUANAI_CHAIN_KEY": KEY, "GUANAI_CRYPTO_SUITE": suite_name}
-    return CareApplication(env, keep_tree=tree)
+    settings = load_settings({**os.environ, "GUANAI_CHAIN_KEY": KEY, "GUANAI_CRYPTO_SUITE": suite_name})
+    return bootstrap.care_application(settings, Process.CLI, url, pool_size=pool, keep_tree=tree)
 
 
 def make_village(app: CareApplication) -> OrgUnit:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from psycopg import Connection, Cursor
@@ -34,7 +35,6 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from infrastructure import merkle
-from infrastructure.settings import env_names, load_settings
 from infrastructure.suites import INTERNATIONAL, Suite
 
 MIN_KEY_LENGTH = 32
@@ -148,9 +148,6 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self.crypto_suite: Suite = INTERNATIONAL
         self.origin = ""
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
-        from infrastructure.access_log import access_log_ddl  # the access log is created with the store
-
-        self.sql_create_statements.extend(access_log_ddl(datastore.schema))
         table = Identifier(datastore.schema, chain_table(events_table_name))
         self._select_prev = SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(table)
         self._prev_cursors: weakref.WeakKeyDictionary[Any, Cursor[DictRow]] = weakref.WeakKeyDictionary()
@@ -230,40 +227,34 @@ def check_key(conn: Connection[Any], key: ChainKey) -> None:
             )
 
 
-def recorder_settings(env: Mapping[str, str]) -> tuple[bool, Any]:
-    """(enabled, key loader) from the application's environment (os.environ and its env)."""
-    names = env_names()
-    wanted = {names[f] for f in ("audit_chain", "chain_key", "data_dir")}
-    settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
-    return settings.audit_chain, lambda: load_or_create_key(settings.chain_key, settings.data_path)
-
-
 def construct_recorder(
     factory: InfrastructureFactory[Any],
-    env: Mapping[str, str],
     *,
+    key_loader: Callable[[], ChainKey],
+    enabled: bool = True,
     extra_ddl: Sequence[Any] = (),
     insert_hooks: Sequence[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = (),
+    suite_name: str | None = None,
     tree: bool = True,
 ) -> ApplicationRecorder:
-    """The application's recorder: chained when the store is PostgreSQL, creating ``extra_ddl``
-    with the store and running ``insert_hooks`` in each insert's transaction. With ``tree``, each
-    insert also extends the Merkle tree (false only to measure what the tree costs)."""
+    """The application's recorder: chained when the store is PostgreSQL (with the key
+    ``key_loader`` gives on first use, unless not ``enabled``), creating ``extra_ddl`` with the
+    store and running ``insert_hooks`` in each insert's transaction. The store records the crypto
+    suite ``suite_name`` when it is created; with ``tree``, each insert also extends the Merkle tree
+    (false only to measure what the tree costs)."""
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
-    enabled, key_loader = recorder_settings(env)
-    configured = load_settings({k: v for k, v in dict(env).items() if k == env_names()["crypto_suite"]}).crypto_suite
     events_table = factory.env.name.lower() + "_events"
     recorder = ChainedRecorder(factory.datastore, events_table_name=events_table, key_loader=key_loader, enabled=enabled)
     schema = factory.datastore.schema
     recorder.sql_create_statements.extend(
-        merkle.tree_ddl(schema, events_table, configured or INTERNATIONAL.name, f"guanai/{uuid.uuid4()}"))
+        merkle.tree_ddl(schema, events_table, suite_name or INTERNATIONAL.name, f"guanai/{uuid.uuid4()}"))
     recorder.sql_create_statements.extend(extra_ddl)
     recorder.insert_hooks.extend(insert_hooks)
     if factory.env_create_table():
         _create_tables_one_at_a_time(factory, recorder)
     with factory.datastore.get_connection() as conn:
-        recorder.crypto_suite, recorder.origin = merkle.store_suite(conn, configured)
+        recorder.crypto_suite, recorder.origin = merkle.store_suite(conn, suite_name)
     if tree:
         if factory.env_create_table():
             # A store written before the tree existed: its events become the first leaves, once.
@@ -281,8 +272,6 @@ _SETUP_LOCK = 0x6775616E6169
 
 
 def _create_tables_one_at_a_time(factory: Any, recorder: Any) -> None:
-    import psycopg
-
     pool = factory.datastore.pool
     with psycopg.connect(pool.conninfo, **(pool.kwargs or {})) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
@@ -297,8 +286,6 @@ def adopt(database_url: str, key: ChainKey, events_table: str = "guanai_events",
     transaction under the library's lock (writers wait). Refused once any entry exists: events
     stored unchained after that are exactly what ``guanai audit verify`` must report. Their
     integrity before the adoption rests on the adoption, not on the writes; say so in reports."""
-    import psycopg
-
     chain = Identifier(chain_table(events_table))
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute(SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(Identifier(events_table)))

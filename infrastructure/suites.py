@@ -188,3 +188,20 @@ def load_or_create_signing_key(path: Path, the_suite: Suite, name: str = "") -> 
 
 def public_key_document(key: SigningKey | PublicKey) -> dict[str, Any]:
     return (key.public if isinstance(key, SigningKey) else key).document()
+
+
+SIGNING_KEY_FILE = "checkpoint-signing-key"
+
+
+def signing_key(configured: str | None, data_dir: Path, the_suite: Suite) -> SigningKey:
+    """GUANAI_SIGNING_KEY (``<suite>:<hex>``), or the data directory's ``checkpoint-signing-key``
+    (generated once). Never in the database."""
+    if not configured:
+        return load_or_create_signing_key(data_dir / SIGNING_KEY_FILE, the_suite, "log")
+    suite_name, _, secret = configured.strip().partition(":")
+    if suite_name != the_suite.name:
+        raise SuiteError(f"GUANAI_SIGNING_KEY is a {suite_name or 'malformed'} key; the store uses the {the_suite.name} suite")
+    try:
+        return SigningKey(suite_name, bytes.fromhex(secret), "log")
+    except ValueError as e:
+        raise SuiteError(f"GUANAI_SIGNING_KEY is not a signing key: {e}") from None

@@ -29,21 +29,6 @@ OFFLINE = {"keygen", "witness"}  # commands that need no database
 LOG_KEY_FILE = "log-key.json"
 
 
-def add_parsers(cmds: Any) -> None:
-    cmds.add_parser("public-key", help="the log's public key, for outside parties").add_argument(
-        "--out", type=Path, help="write to this file as well")
-    k = cmds.add_parser("keygen", help="make a signing key (for a witness) and its public key file")
-    k.add_argument("--suite", choices=("international", "gm"), default="international")
-    k.add_argument("--out", type=Path, required=True, help="the private key file (kept by its office; FILE.pub.json is public)")
-    k.add_argument("--name", default="witness", help="who holds it, e.g. 县纪委监委")
-    w = cmds.add_parser("witness", help="co-sign the newest published checkpoint after checking it extends the last one seen")
-    w.add_argument("folder", type=Path, help="the published folder (from `guanai audit checkpoint --publish`)")
-    w.add_argument("--key", type=Path, required=True, help="the witness's private key file (`guanai audit keygen`)")
-    w.add_argument("--state", type=Path, help="where the witness keeps the last checkpoint it saw (default: KEY.state.json)")
-    w.add_argument("--log-key", type=Path, help="the log's public key the witness trusts (default: pinned on first run "
-                   "from the folder's log-key.json)")
-
-
 def publish(audit: Any, folder: Path) -> dict[str, Any]:
     """Sign the newest checkpoint and write it into ``folder`` with the consistency proof from the
     newest checkpoint already there, and the log's public key; co-signatures witnesses added to
