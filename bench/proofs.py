@@ -244,7 +244,8 @@ def main() -> None:
     for name in args.suites.split(","):
         if not args.skip_writes:
             bench_writes(args.database_url, name, args.writers, args.commands, args.rounds)
-        bench_proofs(args.database_url, name, args.events, args.samples)
+        if args.events:  # --events 0: the writes alone
+            bench_proofs(args.database_url, name, args.events, args.samples)
 
 
 if __name__ == "__main__":
