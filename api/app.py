@@ -29,6 +29,7 @@ from api.org_units import OrgUnitController
 from api.pairings import PairingController
 from api.persons import PersonController
 from api.problems import EXCEPTION_HANDLERS, ProblemError
+from api.proofs import ProofsController
 from api.revocations import start_revocations, stop_revocations
 from api.rosters import RosterController
 from api.security import configure as configure_security
@@ -163,7 +164,7 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController, docs_assets_router()],
+                        AuditController, ProofsController, docs_assets_router()],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,

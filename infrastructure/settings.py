@@ -74,6 +74,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chain_key: str | None = None
     """GUANAI_CHAIN_KEY: secret key of the audit chain (32+ chars), never stored in the database;
     every process that writes events must share it. Unset: generated once into the data directory."""
+    crypto_suite: str | None = None
+    """GUANAI_CRYPTO_SUITE: international (AES-256-GCM, SHA-256, Ed25519) | gm (SM4-GCM, SM3, SM2),
+    chosen when the store is created and recorded in it (unset: the store's, or international for
+    a new store); a process set to another suite than its store's refuses to start."""
+    signing_key: str | None = None
+    """GUANAI_SIGNING_KEY: the key that signs checkpoints, ``<suite>:<hex>`` (``guanai audit
+    keygen`` makes one), never stored in the database. Unset: generated once into the data
+    directory (``checkpoint-signing-key``); its public half is what outside parties verify with."""
     master_key: str | None = None
     """GUANAI_MASTER_KEY: the key that wraps every person's data key (32+ chars), never stored in the
     database; every process must share it, and losing it loses all personal data. Unset:

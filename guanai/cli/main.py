@@ -118,6 +118,10 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the whole result as JSON")
     c = cmds.add_parser("checkpoint", help="print the newest entry of each chain, for an outside party to keep")
     c.add_argument("--out", type=Path, help="write to this file as well")
+    c.add_argument("--publish", type=Path, metavar="DIR", help="sign the newest Merkle tree checkpoint and publish it, its "
+                   "consistency proof and the log's public key into DIR (the folder outside parties mirror)")
+    v.add_argument("--tree", action="store_true", help="check the Merkle tree instead: every leaf against its event, "
+                   "the root against the newest signed checkpoint")
     r = cmds.add_parser("replay", help="a stream's events, or its state as of an instant")
     r.add_argument("id", type=UUID)
     r.add_argument("--as-of", type=datetime.fromisoformat, help="instant with UTC offset, e.g. 2026-03-01T09:30:00+08:00")
@@ -128,6 +132,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="file to write (default: standard output)")
     e.add_argument("--actor", default="cli-operator", help="who exports (recorded in the document and the access log)")
     cmds.add_parser("adopt", help="chain a store written before the chain existed (once)")
+    cmds.add_parser("public-key", help="the log's public key, for outside parties").add_argument(
+        "--out", type=Path, help="write to this file as well")
+    k = cmds.add_parser("keygen", help="make a signing key (for a witness) and its public key file")
+    k.add_argument("--suite", choices=("international", "gm"), default="international")
+    k.add_argument("--out", type=Path, required=True, help="the private key file (kept by its office; FILE.pub.json is public)")
+    k.add_argument("--name", default="witness", help="who holds it, e.g. 县纪委监委")
+    w = cmds.add_parser("witness", help="co-sign the newest published checkpoint after checking it extends the last one seen")
+    w.add_argument("folder", type=Path, help="the published folder (from `guanai audit checkpoint --publish`)")
+    w.add_argument("--key", type=Path, required=True, help="the witness's private key file (`guanai audit keygen`)")
+    w.add_argument("--state", type=Path, help="where the witness keeps the last checkpoint it saw (default: KEY.state.json)")
+    w.add_argument("--log-key", type=Path, help="the log's public key the witness trusts (default: pinned on first run "
+                   "from the folder's log-key.json)")
     st = sub.add_parser("status", help="where the servers are: the NATS URL (embedded or configured), the database")
     st.add_argument("--nats-url", action="store_true", help="print only the NATS URL (exit 1: not running)")
     return p
