@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from api.docs import DOCS_CSP
 from tests.api_support import ApiServer, api_server  # noqa: F401 - fixtures
-from tests.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
+from tests.browser import ARTIFACTS, browser  # noqa: F401 - fixture
 
 TITLE = "Guanai (关爱) API"
 
@@ -48,19 +48,6 @@ def shot(page: Page, name: str) -> None:
     """What the reader sees first (a full-page shot of ReDoc's long page times out under load)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Not tests/browser.py's session-long browser: while Playwright's sync API is started, it keeps
-    # an event loop running on this thread, and later modules' asyncio.run() (test_api_emergencies'
-    # teardown) would fail. Started and stopped here, it is gone when this module ends.
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
