@@ -274,8 +274,8 @@ class Account(CareAggregate):
         roster_entry: str | None,
         meta: CommandMeta,
     ) -> Account:
-        check_grant(meta.actor_role, role)
         path = _scope(role, org_unit, helper, roster_entry)
+        check_grant(meta.actor_role, role)
         account = cls._create(
             cls.Opened,
             id=id,
