@@ -1,10 +1,12 @@
 """Password hashes (Argon2id, argon2-cffi) and the list of common passwords refused at activation.
 
-Parameters: Argon2id, memory 64 MiB, 3 passes, 1 lane (RFC 9106's second recommended option
-with one lane, so one sign-in costs one core: about 60-100 ms on the machines measured, see
+Parameters: Argon2id, memory 19 MiB, 2 passes, 1 lane: the first of OWASP's recommended
+configurations (Password Storage Cheat Sheet). One lane, so one sign-in costs one core, and
+that cost stays under ~100 ms of it: RFC 9106's 64 MiB and 3 passes measured 226 ms of CPU per
+sign-in on this project's (loaded, 2-core) machine, these about a fifth of that (see
 docs/benchmarks.md, ``bench/sign_in.py``). A stored hash names its parameters, so they can be
-raised later: a hash made with older ones is re-made at the next successful sign-in
-(``needs_rehash``).
+raised on faster machines: a hash made with older ones is re-made at the next successful
+sign-in (``needs_rehash``).
 
 ``verify_dummy`` spends the same work on a fixed hash: sign-in calls it when no account has the
 phone number, so an unknown number and a wrong password take the same time.
@@ -25,8 +27,8 @@ from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 COMMON_PASSWORDS = Path(__file__).with_name("common_passwords.txt")
-TIME_COST = 3
-MEMORY_KIB = 64 * 1024
+TIME_COST = 2
+MEMORY_KIB = 19 * 1024
 LANES = 1
 
 
