@@ -20,10 +20,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from api.access import list_scope
 from api.common import Limit, MinPosition, Offset, Page, app_of, created_response, meta_for, wait_for_views
 from api.sessions import service_of
+from application.care import CommandResult
 from domain.account import Account, AccountStatus
 from domain.base import ERASED
 from domain.vocabulary import ActorRole
-from guanai.application import CommandResult
 from projections.accounts import AccountsView
 
 PhoneText = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]

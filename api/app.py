@@ -15,8 +15,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.accounts import AccountController
 from api.access import DOCS_PATH, access_guard, unchecked_guard
+from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
@@ -37,9 +37,9 @@ from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
 from api.visits import VisitController, VisitLogController, helper_visits
-from guanai.application import CareApplication, event_store_env
-from guanai.audit import Audit
-from guanai.settings import Settings
+from application.audit import Audit
+from application.care import CareApplication, event_store_env
+from infrastructure.settings import Settings
 
 log = structlog.get_logger("guanai.api")
 MAX_BODY_BYTES = 256 * 1024

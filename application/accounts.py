@@ -1,7 +1,7 @@
 """Accounts and sign-in: the commands on ``Account`` aggregates, and the service that keeps their
 secrets and sessions beside them.
 
-``AccountCommands`` is mixed into CareApplication (``guanai/application.py``) like the emergency
+``AccountCommands`` is mixed into CareApplication (``application/care.py``) like the emergency
 and visit commands: open, activate, grant a role, lock, unlock, reset, enrol a second factor,
 close. ``AccountService`` is what the API calls: it decides with those commands and keeps the
 secrets in a ``Credentials`` store (a port; ``infrastructure/credentials.py`` is the PostgreSQL
@@ -634,7 +634,7 @@ def base32(secret: bytes) -> str:
 
 
 class AccountCommands:
-    """Account commands of CareApplication (see guanai/application.py)."""
+    """Account commands of CareApplication (see application/care.py)."""
 
     load: Any
     _create: Any

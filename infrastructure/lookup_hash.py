@@ -18,8 +18,8 @@ import hashlib
 import hmac
 import threading
 
-from guanai.chain import read_or_create_secret
-from guanai.settings import load_settings
+from infrastructure.chain import read_or_create_secret
+from infrastructure.settings import load_settings
 
 MIN_KEY_LENGTH = 32
 KEY_FILE = "lookup-key"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pyotp
 
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 from tests.api_support import ApiServer, api_server  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parent.parent

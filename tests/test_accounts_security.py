@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from application.accounts import FailureThrottle
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 from tests.api_support import ApiServer, Tree, auth, own_server
 from tests.emergency_support import wait_until
 

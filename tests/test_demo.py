@@ -14,6 +14,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.account import Account, AccountStatus
 from domain.group import VolunteerGroup
 from domain.helper import Helper
@@ -21,13 +22,12 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person, age_on, id_number_problem
 from domain.vocabulary import ActorRole, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag
-from guanai.accounts_cli import offline_service
-from guanai.application import CareApplication, event_store_env
-from guanai.demo import DemoCounts, print_summary, seed_county
-from guanai.demo_accounts import DEMO_PASSWORD, open_demo_accounts, print_demo_accounts
-from guanai.demo_plan import census_dates, plan_county
-from guanai.settings import Settings
+from guanai.cli.accounts import offline_service
+from guanai.demo.accounts import DEMO_PASSWORD, open_demo_accounts, print_demo_accounts
+from guanai.demo.plan import census_dates, plan_county
+from guanai.demo.seed import DemoCounts, print_summary, seed_county
 from infrastructure.lookup_hash import lookup_hash
+from infrastructure.settings import Settings
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector
 

@@ -16,7 +16,7 @@ from domain.account import SECOND_FACTOR_ROLES, Account
 from domain.base import CommandMeta, derived_id
 from domain.helper import Helper
 from domain.vocabulary import ActorRole, HelperRole, OrgLevel
-from guanai.accounts_cli import system_meta
+from guanai.cli.accounts import system_meta
 
 DEMO_PASSWORD = "guanai-demo-2026"  # 演示专用 demo only
 R = ActorRole

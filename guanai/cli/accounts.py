@@ -19,10 +19,10 @@ from application.accounts import AccountService, IssuedToken
 from domain.account import Account
 from domain.base import CommandMeta, DomainError
 from domain.vocabulary import ActorRole
-from guanai.settings import Settings
 from infrastructure import lookup_hash
 from infrastructure.credentials import KeyStoreSealer, PostgresCredentials
 from infrastructure.passwords import PasswordHasher, common_passwords
+from infrastructure.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
