@@ -18,6 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
+from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import actor_of, key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
@@ -34,6 +35,8 @@ from api.revocations import start_revocations, stop_revocations
 from api.rosters import RosterController
 from api.security import configure as configure_security
 from api.security import security_headers, security_middleware
+from api.sessions import ROUTES as SESSION_ROUTES
+from api.sessions import start_accounts, stop_accounts
 from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
@@ -164,14 +167,15 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController, ProofsController, docs_assets_router()],
+                        AuditController, ProofsController, docs_assets_router(), AccountController,
+                        *SESSION_ROUTES],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],
         before_send=[security_headers],
-        on_startup=[_start, _connect_nats, start_revocations],
-        on_shutdown=[stop_revocations, _stop],
+        on_startup=[_start, _connect_nats, start_revocations, start_accounts],
+        on_shutdown=[stop_accounts, stop_revocations, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
         debug=debug,

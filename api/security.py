@@ -42,7 +42,7 @@ MAX_DEPTH = 32
 DOCS_PREFIX = "/schema"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID, X-CSRF-Token"
 CORS_EXPOSE_HEADERS = "ETag, Location, Retry-After, X-Request-ID"
 HSTS = "max-age=31536000; includeSubDomains"
 

@@ -9,5 +9,8 @@ logging and failpoints.
 - ``infrastructure.suites``: the crypto suites (international, gm) and signing keys;
 - ``infrastructure.access_log``: who read whose personal data;
 - ``infrastructure.personal_data``: per-person keys, sealing, erasure and key rotation;
+- ``infrastructure.lookup_hash``: keyed hashes that find a record by a phone or identity number;
+- ``infrastructure.credentials`` / ``infrastructure.passwords``: accounts' secrets and sessions,
+  Argon2id hashes and the common-password list;
 - ``infrastructure.embedded``: the embedded PostgreSQL and NATS of the no-configuration default.
 """

@@ -18,6 +18,7 @@
     guanai projections rebuild [NAME]   rebuild a view (or all) from zero while the old one serves
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
     guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
+    guanai accounts create-admin   open the first administrator's account; prints its activation code
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ HANDLERS: dict[str, str] = {
     "projections": "guanai.cli.projections:cmd_projections",
     "access-table": "guanai.cli.access_table:cmd_access_table",
     "keys": "guanai.cli.keys:cmd_keys",
+    "accounts": "guanai.cli.accounts:cmd_accounts",
     "status": "guanai.cli.status:cmd_status",
 }
 COMMANDS = tuple(HANDLERS)
@@ -146,6 +148,12 @@ def parser() -> argparse.ArgumentParser:
                    "from the folder's log-key.json)")
     st = sub.add_parser("status", help="where the servers are: the NATS URL (embedded or configured), the database")
     st.add_argument("--nats-url", action="store_true", help="print only the NATS URL (exit 1: not running)")
+    ac = sub.add_parser("accounts", help="accounts of the people who sign in: create the first administrator")
+    acs = ac.add_subparsers(dest="accounts_command", metavar="ACCOUNTS_COMMAND", required=True)
+    ca = acs.add_parser("create-admin", help="open an administrator's account and print its activation code")
+    ca.add_argument("--phone", required=True, help="the administrator's mobile number (11 digits, +86 may precede)")
+    ca.add_argument("--name", default="", help="how the account is shown (sealed like every name)")
+    ca.add_argument("--by", default="operator", help="who opens it (an id, not a name; kept in the event)")
     return p
 
 

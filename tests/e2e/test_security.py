@@ -83,7 +83,7 @@ def test_api_responses_carry_the_security_headers(client: httpx.Client) -> None:
 def test_the_docs_pages_may_load_their_own_scripts_only(client: httpx.Client) -> None:
     page = client.get("/schema/swagger")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert page.headers["content-security-policy"] == DOCS_CSP  # tests/test_api_docs_offline.py: in a browser
+    assert page.headers["content-security-policy"] == DOCS_CSP  # tests/e2e/test_api_docs_offline.py: in a browser
     assert page.headers["x-content-type-options"] == "nosniff"
     assert client.get("/schema/openapi.json").status_code == 200
 
