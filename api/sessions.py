@@ -196,7 +196,7 @@ def build_service(app: Any) -> AccountService:
         app=state.care,
         credentials=PostgresCredentials(state.connections.database_url, pool_size=max(2, min(4, settings.db_pool_size // 3))),
         hasher=PasswordHasher(),
-        sealer=KeyStoreSealer(state.care.key_store),
+        sealer=KeyStoreSealer(state.care.store.key_store),
         issue=issue,
         revoke=revoke,
         common_passwords=common_passwords(),

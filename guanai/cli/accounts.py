@@ -42,7 +42,7 @@ def offline_service(app: Any, database_url: str, settings: Settings) -> AccountS
         lookup_hash.configure(settings.lookup_key)
     return AccountService(
         app=app, credentials=PostgresCredentials(database_url, pool_size=2), hasher=PasswordHasher(),
-        sealer=KeyStoreSealer(app.key_store), issue=_no_tokens, revoke=_no_revocations,
+        sealer=KeyStoreSealer(app.store.key_store), issue=_no_tokens, revoke=_no_revocations,
         common_passwords=common_passwords(), lookup=lookup_hash.lookup_hash,
     )  # fmt: skip
 
