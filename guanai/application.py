@@ -32,7 +32,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
-from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
+from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError, derived_id
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.org_unit import OrgUnit, org_unit_id
@@ -43,6 +43,31 @@ from guanai import chain, personal_data
 from guanai.asof import replay_as_of
 from guanai.emergencies import EmergencyCommands
 from guanai.visits import VisitCommands
+from infrastructure.lookup_hash import lookup_hash
+
+ID_NUMBER = "id_number"  # the lookup kind of resident ID numbers
+LOOKUP_TABLE = "guanai_lookup"
+
+
+def lookup_ddl(schema: str) -> list[Any]:
+    """Keyed hashes of sealed numbers (ID numbers) -> the person they belong to, and the digest
+    of the registry row last imported for them (an unchanged row is then skipped unread)."""
+    table = sql.Identifier(schema, LOOKUP_TABLE)
+    return [
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (kind text NOT NULL, hash bytea NOT NULL, subject_id uuid NOT NULL,"
+            " digest bytea, PRIMARY KEY (kind, hash))"
+        ).format(table),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (subject_id)").format(
+            sql.Identifier(f"{LOOKUP_TABLE}_subject"), table
+        ),
+    ]
+
+
+def person_id_for(id_number: str) -> UUID:
+    """The id a person registered by import gets: derived from the keyed hash of their ID number,
+    so importing them twice (two imports at once, a run resumed after a crash) names one person."""
+    return derived_id("person-id-number", lookup_hash(ID_NUMBER, id_number).hex())
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -185,6 +210,8 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         # Per command attempt, per thread: one object per id, so that an aggregate reached twice
         # (a helper in two of a person's pairings) is changed and saved once.
         self._unit_of_work = threading.local()
+        # Lookup rows (kind, hash, person id, digest) to write with the next save of this thread.
+        self._lookups = threading.local()
 
     def construct_mapper(self) -> Mapper[UUID]:
         # Personal fields are sealed per data subject on the way into the store (guanai/personal_data.py).
@@ -204,12 +231,54 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         # the destruction of an erased person's keys.
         if not isinstance(self.key_store, personal_data.PostgresKeyStore):
             return chain.construct_recorder(self.factory, self.env)
+        schema = self.factory.datastore.schema
+        self._lookup_table = sql.Identifier(schema, LOOKUP_TABLE)
         return chain.construct_recorder(
             self.factory,
             self.env,
-            extra_ddl=personal_data.keys_ddl(self.factory.datastore.schema),
-            insert_hooks=[self.key_store.erasure_hook],
+            extra_ddl=[*personal_data.keys_ddl(schema), *lookup_ddl(schema)],
+            insert_hooks=[self.key_store.erasure_hook, self._lookup_hook],
         )
+
+    @contextmanager
+    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Iterator[None]:
+        """Saves of this thread inside the block also write these lookup rows, in their own
+        transaction: a person and the hash that finds them commit together or not at all."""
+        self._lookups.rows = list(rows)
+        try:
+            yield
+        finally:
+            self._lookups.rows = None
+
+    def _lookup_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
+        rows = getattr(self._lookups, "rows", None)
+        if rows:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {t} (kind, hash, subject_id, digest) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (kind, hash) DO UPDATE SET digest = EXCLUDED.digest"
+                    " WHERE {t}.subject_id = EXCLUDED.subject_id"
+                ).format(t=self._lookup_table),
+                rows,
+            )
+        # An erased person can no longer be found by their numbers.
+        erased = [e.originator_id for _, e in written if e.topic == personal_data.ERASED_TOPIC]
+        if erased:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE subject_id = ANY(%s)").format(self._lookup_table), (erased,))
+
+    def find_by_lookup(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
+        """hash -> (person id, digest of the row last imported) for the hashes known."""
+        if not hashes:
+            return {}
+        recorder: Any = self.recorder
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            rows = cur.execute(
+                sql.SQL("SELECT hash, subject_id, digest FROM {} WHERE kind = %s AND hash = ANY(%s)").format(
+                    self._lookup_table
+                ),
+                (kind, list(hashes)),
+            ).fetchall()
+        return {bytes(r["hash"]): (r["subject_id"], bytes(r["digest"]) if r["digest"] else None) for r in rows}
 
     def names(self, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The names of persons and helpers, from their creation events (one query for all, and
@@ -406,7 +475,13 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             )
             return person, []
 
-        return self._create(Person, id, build)
+        if id_number is None:
+            return self._create(Person, id, build)
+        # The ID number's keyed hash finds the person on import (the number itself is sealed).
+        known = getattr(self._lookups, "rows", None)
+        rows = known if known is not None else [(ID_NUMBER, lookup_hash(ID_NUMBER, id_number.upper()), id, None)]
+        with self.recording_lookups(rows):
+            return self._create(Person, id, build)
 
     def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta) or [])
