@@ -16,6 +16,7 @@
     guanai projections rebuild [NAME]   rebuild a view (or all) from zero while the old one serves
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
     guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
+    guanai import FILE  import the registry (台账) from XLSX or CSV; guanai export registry: as XLSX
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from typing import Any
 from uuid import UUID
 
 from domain.vocabulary import ActorRole
+from guanai import imports_cli
 from guanai.settings import Settings, SettingsError, load_settings
 
 # Commands whose process never opens personal data (workers/projector.py, workers/relay.py build
 # their application with opens_personal_data=False): they need no GUANAI_MASTER_KEY.
 NO_PERSONAL_DATA = frozenset({"migrate", "projector", "relay", "lag"})
-COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys")
+COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys", "import", "export")
 # The org level a role's token is scoped to, where the role fixes it (read off a division code:
 # a county's ends in 000000, a township's in 000).
 ROLE_LEVELS = {
@@ -493,6 +495,24 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if late_views or late_relay else 0
 
 
+def _registry_files(command: Any) -> Any:
+    """``guanai import`` and ``guanai export`` (guanai/imports_cli.py) with this process's servers."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        from workers.projector import Projector
+
+        with services(settings, need_nats=False) as (database_url, _):
+            migrate(settings, database_url)
+
+            def catch_up() -> None:
+                with Projector(database_url) as projector:
+                    projector.catch_up()
+
+            return int(command(settings, args, database_url, catch_up))
+
+    return run
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="guanai", description="Guanai (关爱): care for left-behind elders and children")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -541,6 +561,7 @@ def parser() -> argparse.ArgumentParser:
     from guanai.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+    imports_cli.add_parsers(sub)
     return p
 
 
@@ -561,6 +582,8 @@ HANDLERS: dict[str, Any] = {
     "scheduler": cmd_scheduler,
     "access-table": cmd_access_table,
     "keys": cmd_keys,
+    "import": _registry_files(imports_cli.cmd_import),
+    "export": _registry_files(imports_cli.cmd_export),
 }
 
 

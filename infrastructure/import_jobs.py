@@ -26,6 +26,7 @@ from application.registry_importer import Outcome, RegistryImporter, sheets_of, 
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from guanai.application import CareApplication
+from guanai.failpoints import failpoint
 from infrastructure.spreadsheets import Limits, UploadRefused, mark_cells, read_upload
 
 CHINA_OFFSET = timedelta(hours=8)
@@ -160,6 +161,7 @@ class ImportJobs:
             c = out.counts()
             self._update(job_id, total=c["total"], done=c["done"], created=c["created"], corrected=c["corrected"],
                          unchanged=c["unchanged"], left_programme=c["left"], errors=c["errors"], position=out.position)
+            failpoint("import.after_batch")  # crash tests: killed with batches committed and batches to go
 
         return write
 
