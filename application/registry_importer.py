@@ -188,7 +188,7 @@ class RegistryImporter:
             try:
                 person = self._register(row, village, meta)
             except DomainError as e:
-                self._refuse(out, [row.problem(FIELD_COLUMNS.get(_base(e.field)), e.detail)])
+                self._refuse(out, [row.problem(_column(e.field), e.detail)])
                 continue
             new.append((row, person, h, digest))
         self._save_new(new, meta, dry_run, out)
@@ -235,7 +235,6 @@ class RegistryImporter:
 
     def _register_one(self, row: PersonRow, person: Person, h: bytes, digest: bytes, meta: CommandMeta,
                       out: Outcome) -> None:
-        first = person.collect_events()[0] if person.pending_events else None
         try:
             with self.app.recording_lookups([(ID_NUMBER, h, person.id, digest)]):
                 result = self.app.register_person(
@@ -245,9 +244,8 @@ class RegistryImporter:
                     care_agreement_signed_on=row.care_agreement_signed_on,
                 )
         except DomainError as e:
-            out.problems.append(row.problem(FIELD_COLUMNS.get(_base(e.field)), e.detail))
+            out.problems.append(row.problem(_column(e.field), e.detail))
             return
-        del first
         if result.created:
             out.created += 1
         else:
@@ -277,7 +275,7 @@ class RegistryImporter:
             try:
                 wrote = self._decide_corrections(person, row, meta)
             except DomainError as e:
-                self._refuse(out, [row.problem(FIELD_COLUMNS.get(_base(e.field)), e.detail)])
+                self._refuse(out, [row.problem(_column(e.field), e.detail)])
                 return
             leaves = bool(row.left_reason) and person.active
             if dry_run:
@@ -340,8 +338,9 @@ def _guardian_key(guardian: dict[str, Any] | None) -> tuple[Any, ...]:
     return g.get("name"), g.get("relation"), g.get("phone")
 
 
-def _base(field_name: str | None) -> str | None:
-    return field_name.split("[", 1)[0] if field_name else None
+def _column(field_name: str | None) -> str | None:
+    """The sheet's column of a domain error's field (``risk_tags[1]`` is the risk tags column)."""
+    return FIELD_COLUMNS.get(field_name.split("[", 1)[0]) if field_name else None
 
 
 def villages_of(rows: Sequence[dict[str, Any]]) -> list[Village]:

@@ -461,7 +461,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def register_person(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         kind: PersonKind,
         name: str,
         sex: Sex,
@@ -575,7 +575,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def register_helper(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         role: HelperRole,
         name: str,
         phone: str,
@@ -607,7 +607,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta) or [])
 
     def form_group(
-        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta  # noqa: A002
+        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta
     ) -> CommandResult:
         def build() -> tuple[VolunteerGroup, list[Aggregate]]:
             unit = self.load(OrgUnit, org_unit_id, field="org_unit_id")
@@ -654,7 +654,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def form_pairing(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         shape: PairingShape,
         helper_ids: Sequence[UUID],
         person_ids: Sequence[UUID],

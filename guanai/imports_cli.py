@@ -14,26 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
+
+from psycopg_pool import ConnectionPool
 
 from application.registry_importer import Outcome
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit, org_unit_id
 from domain.vocabulary import ActorRole
 from guanai.application import CareApplication, NotFoundError, event_store_env
+from guanai.audit import Audit
 from guanai.progress import ProgressBar
-from collections.abc import Callable
-
-from psycopg_pool import ConnectionPool
-
 from guanai.registry_export import export_registry, template
 from guanai.settings import Settings
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.spreadsheets import Limits
-from guanai.audit import Audit
 
 
 def add_parsers(sub: Any) -> None:

@@ -61,15 +61,22 @@ class Submitted:
 class ImportJobs:
     """The jobs table, over the application's connection pool."""
 
-    def __init__(self, app: CareApplication, *, limits: Limits | None = None, keep_days: int = 7) -> None:
+    def __init__(
+        self, app: CareApplication, *, limits: Limits | None = None, keep_days: int = 7,
+        views_ready: Callable[[int], bool] | None = None,
+    ) -> None:
+        """``views_ready(position)`` waits for the registry view to reach a position (the villages
+        are read from it): the API passes its read side's wait; the CLI catches up first."""
         self.app = app
+        self.views_ready = views_ready
         self.limits = limits or Limits()
         self.keep_days = keep_days
         self._tables = threading.Lock()
         self._made = False
 
     def _connection(self) -> Any:
-        return self.app.recorder.datastore.get_connection()  # type: ignore[attr-defined]
+        recorder: Any = self.app.recorder
+        return recorder.datastore.get_connection()
 
     def create_tables(self) -> None:
         with self._tables:
@@ -199,6 +206,8 @@ class ImportJobs:
                                                                                 "problems": []}))
             return self.get(job_id) or job
         unit = self.app.load(OrgUnit, job["org_unit_id"])
+        if self.views_ready is not None:
+            self.views_ready(self.app.recorder.max_notification_id() or 0)
         importer = RegistryImporter(self.app, self.villages(unit.id), unit, **({"batch": batch} if batch else {}))
         write = self._progress(job_id)
 
@@ -222,6 +231,14 @@ class ImportJobs:
         }
         self._update(job_id, status="done", report=Jsonb(report))
         return self.get(job_id) or job
+
+    def file(self, job_id: UUID) -> bytes | None:
+        """The uploaded file, opened (None: deleted after its days)."""
+        with self._connection() as conn, conn.cursor() as cur:
+            row = cur.execute("SELECT file_sealed FROM guanai_import_jobs WHERE id = %s", (job_id,)).fetchone()
+        if row is None or row["file_sealed"] is None:
+            return None
+        return self._open(job_id, bytes(row["file_sealed"]))
 
     def report_workbook(self, job_id: UUID) -> bytes | None:
         """The uploaded workbook with the bad cells filled and commented (None: file deleted)."""

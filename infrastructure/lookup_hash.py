@@ -41,13 +41,13 @@ def load_lookup_key(environ: dict[str, str] | None = None) -> bytes:
 def set_lookup_key(key: bytes | None) -> None:
     """Use this key from now on (a composition root with its own environment; tests); None:
     load it again from the environment on next use."""
-    global _key  # noqa: PLW0603 - one key per process, as the signature asks
+    global _key
     with _lock:
         _key = key
 
 
 def _process_key() -> bytes:
-    global _key  # noqa: PLW0603
+    global _key
     with _lock:
         if _key is None:
             _key = load_lookup_key()

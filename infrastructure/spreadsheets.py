@@ -148,11 +148,9 @@ def read_xlsx(data: bytes, limits: Limits) -> list[Table]:
     for name in book.sheet_names:
         sheet = book.get_sheet_by_name(name)
         start_row, start_col = sheet.start or (0, 0)
-        rows = sheet.to_python(skip_empty_area=False, nrows=limits.max_rows + 20)
+        read: list[list[Any]] = [list(r) for r in sheet.to_python(skip_empty_area=False, nrows=limits.max_rows + 20)]
         # to_python starts at the first used row and column: keep the sheet's own row numbers.
-        rows = [[""] * start_col + list(r) for r in ([[]] * start_row + list(rows))] if (start_row or start_col) else [
-            list(r) for r in rows
-        ]
+        rows = [[""] * start_col + r for r in [[]] * start_row + read] if (start_row or start_col) else read
         _fill_merged(rows, sheet.merged_cell_ranges or [])
         if len(rows) > limits.max_rows + 10:
             raise UploadRefused(f"sheet {name} has more than {limits.max_rows:,} rows; split the file", status=413,

@@ -22,9 +22,11 @@ HEADERS = ["姓名", "公民身份号码", "性别", "出生日期", "所属村(
            "联系电话"]
 
 
-def id_number(birth: date, seq: int, *, male: bool = True, region: str = "530429") -> str:
-    """A resident ID number with a valid GB 11643 check character."""
+def id_number(birth: date, seq: int, *, male: bool = True, region: str | None = None) -> str:
+    """A resident ID number with a valid GB 11643 check character; distinct for each ``seq``
+    below 5,000,000 (tests sharing a database use distinct ranges: ``fresh_seq``)."""
     order = seq % 500 * 2 + (1 if male else 0)
+    region = region or f"53{seq // 500 % 10000:04d}"
     body = f"{region}{birth:%Y%m%d}{order:03d}"
     return body + CHECK[sum(int(c) * w for c, w in zip(body, WEIGHTS, strict=True)) % 11]
 
@@ -45,6 +47,11 @@ def xlsx(rows: Sequence[Sequence[Any]], *, title: str = "台账", merges: Sequen
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def fresh_seq() -> int:
+    """A base for ``seq`` numbers no other test uses (steps of 500: one region code each)."""
+    return random.randrange(20, 9000) * 500
 
 
 def child_row(village: str, seq: int, **over: Any) -> list[Any]:

@@ -19,11 +19,11 @@ import pytest
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from domain.person import Person
-from domain.vocabulary import PersonKind, RiskTag, Sex
-from guanai.application import ID_NUMBER, CareApplication, event_store_env, person_id_for
+from domain.vocabulary import PersonKind, Sex
+from guanai.application import ID_NUMBER, CareApplication, person_id_for
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.lookup_hash import lookup_hash
-from tests.imports_support import HEADERS, County, child_row, elder_row, id_number, make_county, xlsx
+from tests.imports_support import HEADERS, County, child_row, elder_row, make_county, xlsx
 from workers.projector import Projector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,7 +229,7 @@ def test_an_import_killed_midway_finishes_when_run_again_without_duplicates(
     path.write_bytes(xlsx(rows))
     command = [sys.executable, "-m", "guanai.cli", "import", str(path), "--org-code", county.code, "--batch", "50",
                "--by", "crash-test"]
-    killed = subprocess.run(command, env={**cli_env, "GUANAI_FAILPOINTS": "import.after_batch=3"}, cwd=ROOT,
+    killed = subprocess.run(command, check=False, env={**cli_env, "GUANAI_FAILPOINTS": "import.after_batch=3"}, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     ids = [person_id_for(r[1]) for r in rows[1:]]
@@ -242,7 +242,7 @@ def test_an_import_killed_midway_finishes_when_run_again_without_duplicates(
     assert 0 < partial < 400, "killed with some batches in and some to go"
     assert job[0] == "running" and job[1] < 400
 
-    again = subprocess.run(command, env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command, check=False, env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert f"{400 - partial} were registered" in again.stdout and f"{partial} unchanged" in again.stdout
     with psycopg.connect(database_url) as conn:

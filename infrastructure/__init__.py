@@ -1,0 +1,1 @@
+"""Adapters: the store, keys, hashes, spreadsheets and jobs the application runs on."""
