@@ -214,6 +214,7 @@ class RegistryImporter:
             out.done += len(new)
             return
         lookups = [(ID_NUMBER, h, person.id, digest) for _, person, h, digest in new]
+        self.app.prepare_keys(person.id for _, person, _, _ in new)
         try:
             with self.app.recording_lookups(lookups):
                 recordings = self.app.save(*(person for _, person, _, _ in new))

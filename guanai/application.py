@@ -327,6 +327,13 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             return held
         return self.load(cls, aggregate_id or result.id)
 
+    def prepare_keys(self, subject_ids: Iterable[UUID]) -> None:
+        """Make the data keys of many new people in one transaction before they are saved (an
+        import's batch); otherwise each is made on its own as its first event is sealed."""
+        prepare = getattr(self.key_store, "prepare_keys", None)
+        if prepare is not None and self.seal_personal_data and self.opens_personal_data:
+            prepare([str(i) for i in subject_ids])
+
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
         return self.key_store.is_destroyed(str(subject_id))
