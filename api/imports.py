@@ -65,6 +65,9 @@ class ImportJob(msgspec.Struct):
     unchanged: int
     left_programme: int
     errors: int
+    helpers_registered: int
+    pairings_formed: int
+    pairings_changed: int
     file_kind: str | None
     file_size: int | None
     file_kept: bool

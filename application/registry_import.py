@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from domain.person import id_number_problem
-from domain.vocabulary import RISK_TAG_LABELS, PersonKind, RiskTag, Sex
+from domain.vocabulary import RISK_TAG_LABELS, Cadence, HelperRole, PairingShape, PersonKind, RiskTag, Sex
 
 # ---- columns ---------------------------------------------------------------------------------
 
@@ -59,6 +59,14 @@ COLUMNS: tuple[Column, ...] = (
            note="留守儿童"),
     Column("left_reason", "退出原因", ("退出台账原因", "销号原因"), personal=True,
            note="填写即表示此人已退出关爱对象名单"),
+    Column("helpers", "帮扶人", ("结对帮扶人", "帮扶责任人", "帮扶人姓名", "结对人"), personal=True,
+           note="可填多人，用顿号分隔；与帮扶人电话一一对应"),
+    Column("helper_phones", "帮扶人电话", ("帮扶人联系电话", "帮扶责任人电话", "帮扶人手机"), personal=True,
+           note="每位帮扶人一个，顺序与帮扶人相同；同一电话即同一帮扶人"),
+    Column("helper_roles", "帮扶人身份", ("帮扶人类别", "帮扶人职务"), note="如 志愿者、村干部、儿童主任；默认 志愿者"),
+    Column("pairing_shape", "结对方式", ("帮扶方式", "结对形式"), note="一对一 / 一对N / N对一；默认按帮扶人数"),
+    Column("cadence", "走访频次", ("探访频次", "走访周期"), note="每周 / 每两周 / 每半月 / 每月 / 每半年 / 每年；默认每周"),
+    Column("pairing_start", "结对日期", ("结对时间", "帮扶开始日期"), note="默认导入当天"),
 )
 BY_FIELD = {c.field: c for c in COLUMNS}
 REQUIRED = ("name", "id_number")
@@ -91,6 +99,29 @@ TAG_VALUES.update({"低保户": RiskTag.DIBAO, "低保对象": RiskTag.DIBAO, "�
                    "事实无人抚养": RiskTag.DE_FACTO_UNSUPPORTED, "困境": RiskTag.CHILD_IN_DIFFICULTY})
 TAG_VALUES.update({tag.value: tag for tag in RiskTag})
 NO_TAGS = {"无", "否", "/", "-", "—", "无风险"}
+ROLE_VALUES = {"志愿者": HelperRole.VOLUNTEER, "村干部": HelperRole.VILLAGE_CADRE, "儿童主任": HelperRole.CHILD_DIRECTOR,
+               "儿童督导员": HelperRole.CHILD_SUPERVISOR, "教师": HelperRole.TEACHER, "老师": HelperRole.TEACHER,
+               "家庭医生": HelperRole.FAMILY_DOCTOR, "村医": HelperRole.FAMILY_DOCTOR, "民警": HelperRole.POLICE,
+               "社工": HelperRole.SOCIAL_WORKER, "帮扶干部": HelperRole.ASSISTING_CADRE, "包村干部": HelperRole.ASSISTING_CADRE,
+               "爱心妈妈": HelperRole.CARING_MOTHER, "老老互助": HelperRole.PEER_ELDER}
+ROLE_VALUES.update({r.value: r for r in HelperRole})
+SHAPE_VALUES = {"一对一": PairingShape.ONE_TO_ONE, "1对1": PairingShape.ONE_TO_ONE, "一对n": PairingShape.ONE_TO_MANY,
+                "一对多": PairingShape.ONE_TO_MANY, "1对n": PairingShape.ONE_TO_MANY, "n对一": PairingShape.MANY_TO_ONE,
+                "多对一": PairingShape.MANY_TO_ONE, "n对1": PairingShape.MANY_TO_ONE, "四包一": PairingShape.MANY_TO_ONE}
+SHAPE_VALUES.update({s.value: s for s in PairingShape})
+CADENCE_VALUES = {"每周": Cadence.WEEKLY, "每周一次": Cadence.WEEKLY, "每两周": Cadence.FORTNIGHTLY,
+                  "每半月": Cadence.HALF_MONTHLY, "半月": Cadence.HALF_MONTHLY, "每月": Cadence.MONTHLY,
+                  "每月一次": Cadence.MONTHLY, "每半年": Cadence.HALF_YEARLY, "每年": Cadence.YEARLY}
+CADENCE_VALUES.update({c.value: c for c in Cadence})
+
+
+@dataclass(frozen=True)
+class HelperCell:
+    """A helper named on a row: the phone is the natural key (the same phone: the same helper)."""
+
+    name: str
+    phone: str
+    role: HelperRole
 
 
 # ---- problems and rows ------------------------------------------------------------------------
@@ -138,6 +169,10 @@ class PersonRow:
     household: str
     care_agreement_signed_on: date | None
     left_reason: str | None
+    helpers: list[HelperCell] = field(default_factory=list)
+    pairing_shape: PairingShape | None = None
+    cadence: Cadence = Cadence.WEEKLY
+    pairing_start: date | None = None
     cells: dict[str, str] = field(default_factory=dict)  # field -> A1 reference, for problems found later
     sheet: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # field -> header as written
@@ -384,6 +419,7 @@ def read_row(sheet: Sheet, number: int, cells: list[Any], today: date) -> Person
     agreement = get("care_agreement_signed_on", parse_date)
     household = _text(values.get("household"))[:200]
     left_reason = _text(values.get("left_reason")) or None
+    helpers, shape, cadence, start = _pairing_cells(values, problem, get)
     if problems:
         return problems
     assert id_number is not None and birth is not None and sex is not None and kind is not None
@@ -393,9 +429,58 @@ def read_row(sheet: Sheet, number: int, cells: list[Any], today: date) -> Person
     return PersonRow(
         row=number, id_number=id_number, name=name, sex=sex, birth_date=birth, kind=kind, village=village,
         village_code=village_code, risk_tags=tags, guardian=guardian, household=household,
-        care_agreement_signed_on=agreement, left_reason=left_reason, cells=refs, sheet=sheet.name,
+        care_agreement_signed_on=agreement, left_reason=left_reason, helpers=helpers, pairing_shape=shape,
+        cadence=cadence, pairing_start=start, cells=refs, sheet=sheet.name,
         headers=sheet.headers,
     )
+
+
+def _split(value: Any) -> list[str]:
+    return [part for part in re.split(r"[、,，;；/\s]+", _text(value)) if part]
+
+
+def _pairing_cells(
+    values: dict[str, Any], problem: Any, get: Any
+) -> tuple[list[HelperCell], PairingShape | None, Cadence, date | None]:
+    """The row's helpers (帮扶人 with 帮扶人电话 and 帮扶人身份), pairing shape, cadence and start."""
+    names, phones = _split(values.get("helpers")), [p.replace("-", "") for p in _split(values.get("helper_phones"))]
+    roles_text = _split(values.get("helper_roles"))
+    if not names:
+        if phones:
+            problem("helpers", "a helper's phone without their name")
+        return [], None, Cadence.WEEKLY, None
+    if len(phones) != len(names):
+        problem("helper_phones", f"one phone per helper, in the same order: {len(names)} helpers, {len(phones)} phones")
+        return [], None, Cadence.WEEKLY, None
+    bad = [p for p in phones if not re.fullmatch(r"\+?\d{5,20}", p)]
+    if bad:
+        problem("helper_phones", "not a phone number")
+    roles: list[HelperRole] = []
+    for text in roles_text or ["志愿者"]:
+        role = ROLE_VALUES.get(text.lower())
+        if role is None:
+            problem("helper_roles", "unknown role: use " + "、".join(list(ROLE_VALUES)[:14]))
+            return [], None, Cadence.WEEKLY, None
+        roles.append(role)
+    if len(roles) not in (1, len(names)):
+        problem("helper_roles", "one role for every helper, or one per helper in the same order")
+        return [], None, Cadence.WEEKLY, None
+    helpers = [HelperCell(n, p, roles[i] if len(roles) > 1 else roles[0]) for i, (n, p) in enumerate(zip(names, phones))]
+    shape_text = _compact(values.get("pairing_shape")).lower()
+    shape = SHAPE_VALUES.get(shape_text) if shape_text else (
+        PairingShape.ONE_TO_ONE if len(helpers) == 1 else PairingShape.MANY_TO_ONE)
+    if shape is None:
+        problem("pairing_shape", "write 一对一, 一对N or N对一")
+    elif shape == PairingShape.MANY_TO_ONE and len(helpers) < 2:
+        problem("pairing_shape", "N对一 needs two or more helpers on the row")
+    elif shape != PairingShape.MANY_TO_ONE and len(helpers) > 1:
+        problem("pairing_shape", f"{shape_text or '一对一'} has one helper; several helpers are N对一")
+    cadence_text = _compact(values.get("cadence")).lower()
+    cadence = CADENCE_VALUES.get(cadence_text, Cadence.WEEKLY) if cadence_text else Cadence.WEEKLY
+    if cadence_text and cadence_text not in CADENCE_VALUES:
+        problem("cadence", "write 每周, 每两周, 每半月, 每月, 每半年 or 每年")
+    start = get("pairing_start", parse_date)
+    return (helpers if not bad else []), shape, cadence, start
 
 
 def read_rows(sheets: list[Sheet], today: date) -> tuple[list[PersonRow], list[Problem]]:

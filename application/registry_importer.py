@@ -30,6 +30,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from application.pairing_import import pair_rows
 from application.registry_import import PersonRow, Problem, Sheet, SheetError, find_header, read_rows
 from domain.base import CommandMeta, DomainError
 from domain.org_unit import OrgUnit
@@ -66,6 +67,9 @@ class Outcome:
     corrected: int = 0
     unchanged: int = 0
     left: int = 0
+    helpers_registered: int = 0
+    pairings_formed: int = 0
+    pairings_changed: int = 0
     problems: list[Problem] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     sheets: list[str] = field(default_factory=list)
@@ -77,7 +81,9 @@ class Outcome:
 
     def counts(self) -> dict[str, int]:
         return {"total": self.total, "done": self.done, "created": self.created, "corrected": self.corrected,
-                "unchanged": self.unchanged, "left": self.left, "errors": self.errors}
+                "unchanged": self.unchanged, "left": self.left, "errors": self.errors,
+                "helpers_registered": self.helpers_registered, "pairings_formed": self.pairings_formed,
+                "pairings_changed": self.pairings_changed}
 
 
 Progress = Callable[[Outcome], None]
@@ -105,7 +111,7 @@ def row_digest(row: PersonRow, village_id: UUID) -> bytes:
         "village": str(village_id), "tags": sorted(t.value for t in row.risk_tags), "guardian": row.guardian,
         "household": row.household, "agreement": row.care_agreement_signed_on.isoformat()
         if row.care_agreement_signed_on else None, "left": row.left_reason,
-    }
+    }  # helpers and pairings are looked at on every import (pairing_import.py): not in the digest
     text = json.dumps(content, ensure_ascii=False, sort_keys=True)
     return lookup_hash(ROW_DIGEST, hashlib.sha256(text.encode()).hexdigest())
 
@@ -123,6 +129,7 @@ class RegistryImporter:
             names.setdefault(v.name, []).append(v)
         self.by_name = names
         self._units: dict[UUID, OrgUnit] = {}
+        self.people: dict[tuple[str, int], UUID] = {}  # (sheet, row) -> the person it is, once in the store
 
     def run(
         self, sheets: list[Sheet], meta: CommandMeta, *, dry_run: bool, today: date, progress: Progress | None = None
@@ -137,6 +144,11 @@ class RegistryImporter:
             progress(outcome)
         for start in range(0, len(rows), self.batch):
             self._batch(rows[start : start + self.batch], meta, dry_run, outcome)
+            if progress:
+                progress(outcome)
+        if not dry_run:
+            pair_rows(self.app, [(r, self.people[(r.sheet, r.row)]) for r in rows if (r.sheet, r.row) in self.people],
+                      meta, today, outcome)
             if progress:
                 progress(outcome)
         outcome.problems.sort(key=lambda p: (p.sheet, p.row))
@@ -182,6 +194,7 @@ class RegistryImporter:
                 if last == digest:
                     out.unchanged += 1
                     out.done += 1
+                    self.people[(row.sheet, row.row)] = person_id
                 else:
                     changed.append((row, person_id, h, digest))
                 continue
@@ -219,6 +232,7 @@ class RegistryImporter:
             with self.app.recording_lookups(lookups):
                 recordings = self.app.save(*(person for _, person, _, _ in new))
             out.created += len(new)
+            self.people.update({(row.sheet, row.row): person.id for row, person, _, _ in new})
             self._note_position(out, max((r.notification.id for r in recordings if r.notification.id), default=None))
         except IntegrityError:
             # Some of them exist after all (another import of the same people got there first):
@@ -251,6 +265,7 @@ class RegistryImporter:
             out.created += 1
         else:
             out.unchanged += 1
+        self.people[(row.sheet, row.row)] = person.id
         self._note_position(out, result.position)
 
     def _correct(self, row: PersonRow, person_id: UUID, h: bytes, digest: bytes, meta: CommandMeta, dry_run: bool,
@@ -297,6 +312,7 @@ class RegistryImporter:
                     out.left += 1
                 except DomainError as e:
                     out.problems.append(row.problem("left_reason", e.detail))
+            self.people[(row.sheet, row.row)] = person_id
             if wrote:
                 out.corrected += 1
             elif not leaves:

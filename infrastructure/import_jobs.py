@@ -40,14 +40,16 @@ CREATE TABLE IF NOT EXISTS guanai_import_jobs (
     dry_run boolean NOT NULL, status text NOT NULL, file_kind text, file_sha256 bytea, file_size int,
     total int NOT NULL DEFAULT 0, done int NOT NULL DEFAULT 0, created int NOT NULL DEFAULT 0,
     corrected int NOT NULL DEFAULT 0, unchanged int NOT NULL DEFAULT 0, left_programme int NOT NULL DEFAULT 0,
-    errors int NOT NULL DEFAULT 0, position bigint, detail text, report jsonb,
+    errors int NOT NULL DEFAULT 0, helpers_registered int NOT NULL DEFAULT 0, pairings_formed int NOT NULL DEFAULT 0,
+    pairings_changed int NOT NULL DEFAULT 0, position bigint, detail text, report jsonb,
     file_sealed bytea, purge_after timestamptz
 );
 CREATE INDEX IF NOT EXISTS guanai_import_jobs_purge ON guanai_import_jobs (purge_after) WHERE file_sealed IS NOT NULL;
 """
 PUBLIC_COLUMNS = (
     "id, created_at, updated_at, actor_id, actor_role, org_unit_id, org_path, dry_run, status, file_kind, file_size,"
-    " total, done, created, corrected, unchanged, left_programme, errors, position, detail"
+    " total, done, created, corrected, unchanged, left_programme, errors, helpers_registered, pairings_formed,"
+    " pairings_changed, position, detail"
 )
 
 
@@ -167,7 +169,9 @@ class ImportJobs:
         def write(out: Outcome) -> None:
             c = out.counts()
             self._update(job_id, total=c["total"], done=c["done"], created=c["created"], corrected=c["corrected"],
-                         unchanged=c["unchanged"], left_programme=c["left"], errors=c["errors"], position=out.position)
+                         unchanged=c["unchanged"], left_programme=c["left"], errors=c["errors"],
+                         helpers_registered=c["helpers_registered"], pairings_formed=c["pairings_formed"],
+                         pairings_changed=c["pairings_changed"], position=out.position)
             failpoint("import.after_batch")  # crash tests: killed with batches committed and batches to go
 
         return write

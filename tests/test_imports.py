@@ -17,9 +17,11 @@ import psycopg
 import pytest
 
 from domain.base import CommandMeta
+from domain.helper import Helper
 from domain.org_unit import OrgUnit
+from domain.pairing import Pairing
 from domain.person import Person
-from domain.vocabulary import PersonKind, Sex
+from domain.vocabulary import PairingShape, PersonKind, Sex
 from guanai.application import ID_NUMBER, CareApplication, person_id_for
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.lookup_hash import lookup_hash
@@ -255,3 +257,67 @@ def test_an_import_killed_midway_finishes_when_run_again_without_duplicates(
     versions = {p.version for p in care_app.load_many(Person, ids).values()}
     assert versions == {1}
     assert isinstance(ids[0], UUID)
+
+
+# ---- helpers and pairings ---------------------------------------------------------------------------
+
+PAIRING_HEADERS = [*HEADERS, "帮扶人", "帮扶人电话", "帮扶人身份", "结对方式", "走访频次"]
+
+
+def test_helpers_and_pairings_in_all_three_shapes_and_the_same_file_again_forms_nothing(
+    jobs: ImportJobs, county: County, database_url: str
+) -> None:
+    """一对一 (a caring mother and a girl), 一对N (a cadre with three elders), N对一 (四包一 for a child)."""
+    v = county.village_names[0]
+    rows = [
+        PAIRING_HEADERS,
+        [*child_row(v, 301), "张妈妈", "13900000301", "爱心妈妈", "一对一", "每周"],
+        [*elder_row(v, 302), "李干部", "13900000302", "村干部", "一对N", "每月"],
+        [*elder_row(v, 303), "李干部", "139-0000-0302", "村干部", "一对多", "每月"],
+        [*elder_row(v, 304), "李干部", "13900000302", "村干部", "一对N", "每月"],
+        [*child_row(v, 305), "赵老师、钱医生、孙民警、周干部", "13900000311、13900000312、13900000313、13900000314",
+         "教师、家庭医生、民警、帮扶干部", "四包一", "每两周"],
+    ]
+    job = run_import(jobs, county, xlsx(rows))
+    assert (job["created"], job["errors"], job["helpers_registered"], job["pairings_formed"]) == (5, 0, 6, 3), \
+        jobs.report(job["id"])
+    girl = jobs.app.load(Person, person_id_for(rows[1][1]))
+    [pairing] = [jobs.app.load(Pairing, p) for p in girl.pairing_ids]
+    assert pairing.shape == PairingShape.ONE_TO_ONE
+    mother = jobs.app.load(Helper, pairing.helper_ids[0])
+    assert (mother.name, mother.phone, mother.role.value, mother.org_unit_id) == (
+        "张妈妈", "13900000301", "caring_mother", county.villages[0])
+    elder = jobs.app.load(Person, person_id_for(rows[2][1]))
+    [many] = [jobs.app.load(Pairing, p) for p in elder.pairing_ids]
+    assert many.shape == PairingShape.ONE_TO_MANY and len(many.person_ids) == 3 and many.cadence.value == "monthly"
+    child = jobs.app.load(Person, person_id_for(rows[5][1]))
+    [four] = [jobs.app.load(Pairing, p) for p in child.pairing_ids]
+    assert four.shape == PairingShape.MANY_TO_ONE and len(four.helper_ids) == 4
+
+    before = last_position(database_url)
+    again = run_import(jobs, county, xlsx(rows))
+    assert (again["unchanged"], again["helpers_registered"], again["pairings_formed"], again["errors"]) == (5, 0, 0, 0)
+    assert last_position(database_url) == before
+
+    more = [*rows, [*elder_row(v, 306), "李干部", "13900000302", "村干部", "一对N", "每月"]]
+    grown = run_import(jobs, county, xlsx(more))
+    assert (grown["created"], grown["pairings_formed"], grown["pairings_changed"]) == (1, 0, 1)
+    assert len(jobs.app.load(Pairing, many.id).person_ids) == 4
+
+
+def test_bad_helper_cells_are_refused_by_row(jobs: ImportJobs, county: County) -> None:
+    v = county.village_names[0]
+    rows = [
+        PAIRING_HEADERS,
+        [*child_row(v, 401), "张妈妈、王妈妈", "13900000401", "", "", ""],
+        [*child_row(v, 402), "张妈妈", "13900000402", "外星人", "", ""],
+        [*child_row(v, 403), "张妈妈", "13900000403", "", "N对一", ""],
+        [*child_row(v, 404), "刘干部", "13900000404", "", "一对N", ""],
+    ]
+    job = run_import(jobs, county, xlsx(rows))
+    reasons = {(p["row"], p["column"]): p["reason"] for p in jobs.report(job["id"])["problems"]}
+    assert "one phone per helper" in reasons[(2, "帮扶人电话")]
+    assert reasons[(3, "帮扶人身份")].startswith("unknown role")
+    assert "two or more helpers" in reasons[(4, "结对方式")]
+    assert "no other row names this helper" in reasons[(5, "结对方式")]
+    assert job["created"] == 1, "row 5's person is registered; only its pairing is refused"
