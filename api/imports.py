@@ -36,10 +36,10 @@ from api.audit import record_access
 from api.auth import actor_of
 from api.common import MinPosition, app_of, meta_for, wait_for_views
 from api.problems import ProblemError
+from api.registry_export import export_inspection, export_registry, template
 from api.supervision import resolve_unit, view_of
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
-from guanai.registry_export import export_inspection, export_registry, template
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.spreadsheets import Limits, UploadRefused
 from projections.supervision import CHINA

@@ -21,12 +21,12 @@ from datetime import date
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from application.care import CareApplication
 from application.registry_import import HelperCell, PersonRow
 from domain.base import CommandMeta, DomainError, derived_id
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape, VisitMode
-from guanai.application import CareApplication
 from infrastructure.lookup_hash import lookup_hash
 
 if TYPE_CHECKING:

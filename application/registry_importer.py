@@ -30,13 +30,13 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from application.care import ID_NUMBER, CareApplication, person_id_for
 from application.pairing_import import pair_rows
 from application.registry_import import PersonRow, Problem, Sheet, SheetError, find_header, read_rows
 from domain.base import CommandMeta, DomainError
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, RiskTag
-from guanai.application import ID_NUMBER, CareApplication, person_id_for
 from infrastructure.lookup_hash import lookup_hash
 
 BATCH = 500

@@ -34,14 +34,14 @@ from uuid import uuid4
 import psycopg
 from psycopg import sql
 
+from api.registry_export import export_registry
+from application.care import CareApplication, event_store_env
 from application.registry_import import find_header, read_rows
 from bench.common import DEFAULT_SERVER_URL, code_version, print_table, reachable, scratch_database, server_facts
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit, org_unit_id
 from domain.vocabulary import OrgLevel
-from guanai.application import CareApplication, event_store_env
-from guanai.demo import seed_county
-from guanai.registry_export import export_registry
+from guanai.demo.seed import seed_county
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.spreadsheets import Limits, read_upload
 from tests.imports_support import HEADERS, child_row, elder_row, xlsx  # the tests' sheet builders

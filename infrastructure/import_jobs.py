@@ -21,12 +21,12 @@ from uuid import UUID, uuid4
 
 from psycopg.types.json import Jsonb
 
+from application.care import CareApplication
 from application.registry_import import SheetError
 from application.registry_importer import Outcome, RegistryImporter, sheets_of, villages_of
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
-from guanai.application import CareApplication
-from guanai.failpoints import failpoint
+from infrastructure.failpoints import failpoint
 from infrastructure.spreadsheets import Limits, UploadRefused, mark_cells, read_upload
 
 CHINA_OFFSET = timedelta(hours=8)

@@ -19,8 +19,8 @@ import hashlib
 import hmac
 import threading
 
-from guanai.chain import read_or_create_secret
-from guanai.settings import SettingsError, load_settings
+from infrastructure.chain import read_or_create_secret
+from infrastructure.settings import SettingsError, load_settings
 
 LOOKUP_KEY_FILE = "lookup-key"
 MIN_KEY_LENGTH = 32

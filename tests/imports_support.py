@@ -11,10 +11,10 @@ from typing import Any
 
 import openpyxl
 
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.org_unit import org_unit_id
 from domain.vocabulary import OrgLevel
-from guanai.application import CareApplication
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK = "10X98765432"

@@ -16,13 +16,13 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
+from application.care import ID_NUMBER, CareApplication, person_id_for
 from domain.base import CommandMeta
 from domain.helper import Helper
 from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape, PersonKind, Sex
-from guanai.application import ID_NUMBER, CareApplication, person_id_for
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.lookup_hash import lookup_hash
 from tests.imports_support import HEADERS, County, child_row, elder_row, make_county, xlsx

@@ -21,11 +21,11 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from application.care import CareApplication
 from application.registry_import import BY_FIELD, COLUMNS, KIND_LABELS, SEX_LABELS
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import RISK_TAG_LABELS, OrgLevel, RiskTag
-from guanai.application import CareApplication
 from infrastructure.spreadsheets import OutColumn, new_workbook, to_bytes, write_sheet
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView

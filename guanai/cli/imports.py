@@ -22,16 +22,16 @@ from uuid import UUID, uuid4
 
 from psycopg_pool import ConnectionPool
 
+from api.registry_export import export_registry, template
+from application.audit import Audit
+from application.care import CareApplication, NotFoundError, event_store_env
 from application.registry_importer import Outcome
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit, org_unit_id
 from domain.vocabulary import ActorRole
-from guanai.application import CareApplication, NotFoundError, event_store_env
-from guanai.audit import Audit
-from guanai.progress import ProgressBar
-from guanai.registry_export import export_registry, template
-from guanai.settings import Settings
+from guanai.cli.progress import ProgressBar
 from infrastructure.import_jobs import ImportJobs
+from infrastructure.settings import Settings
 from infrastructure.spreadsheets import Limits
 
 
