@@ -114,9 +114,9 @@ def template() -> bytes:
     book = new_workbook()
     write_sheet(book.create_sheet("台账"), columns, [])
     notes = book.create_sheet("填写说明")
+    notes.column_dimensions["A"].width = 100
     for line in TEMPLATE_NOTES:
         notes.append([line])
-    notes.column_dimensions["A"].width = 100
     return to_bytes(book)
 
 

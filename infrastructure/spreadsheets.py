@@ -27,7 +27,8 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.utils import get_column_letter
 from python_calamine import CalamineWorkbook
 
 XLSX_MAGIC = b"PK\x03\x04"
@@ -210,41 +211,45 @@ class OutColumn:
     note: str = ""
 
 
-def write_sheet(ws: Worksheet, columns: Sequence[OutColumn], rows: Iterable[dict[str, Any]]) -> int:
-    """Header row (frozen, bold), then the rows: text cells for text (so an ID number stays as
-    typed), date cells for dates. Returns the number of rows written."""
+def write_sheet(ws: Any, columns: Sequence[OutColumn], rows: Iterable[dict[str, Any]]) -> int:
+    """Header row (frozen, bold, commented), then the rows: text cells for text (so an ID number
+    stays as typed), date cells for dates. Streams the rows (a write-only sheet of
+    ``new_workbook``): a county's registry is tens of thousands of cells. Returns the rows written."""
+    ws.freeze_panes = "A2"
+    header = []
     for j, col in enumerate(columns, start=1):
-        cell = ws.cell(row=1, column=j, value=col.header)
+        cell = WriteOnlyCell(ws, value=col.header)
         cell.font, cell.fill = HEADER_FONT, HEADER_FILL
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
         if col.note:
             cell.comment = Comment(col.note, "关爱")
-        ws.column_dimensions[cell.column_letter].width = col.width
-    ws.freeze_panes = "A2"
+        ws.column_dimensions[get_column_letter(j)].width = col.width
+        header.append(cell)
+    ws.append(header)
     n = 0
     for n, row in enumerate(rows, start=1):
-        for j, col in enumerate(columns, start=1):
+        cells = []
+        for col in columns:
             value = row.get(col.key)
-            cell = ws.cell(row=n + 1, column=j)
             if col.kind == "date" and isinstance(value, date):
-                cell.value = value
+                cell = WriteOnlyCell(ws, value=value)
                 cell.number_format = DATE_FORMAT
             elif col.kind == "number" and isinstance(value, int | float):
-                cell.value = value
+                cell = WriteOnlyCell(ws, value=value)
             else:
-                # Text a spreadsheet would run as a formula is kept as text (openpyxl would write it as one).
                 text = "" if value is None else str(value)
-                cell.value = text
+                cell = WriteOnlyCell(ws, value=text)
                 cell.number_format = TEXT_FORMAT
-                if text.startswith("="):
-                    cell.data_type = "s"
+                # Text a spreadsheet would run as a formula is kept as text (openpyxl would write it as one).
+                cell.data_type = "s"
+            cells.append(cell)
+        ws.append(cells)
     return n
 
 
 def new_workbook() -> Workbook:
-    book = Workbook()
-    book.remove(book.active)
-    return book
+    """A write-only workbook (rows streamed to the file); add sheets with ``create_sheet``."""
+    return Workbook(write_only=True)
 
 
 def to_bytes(book: Workbook) -> bytes:
@@ -259,8 +264,9 @@ def mark_cells(data: bytes, marks: dict[tuple[str, str], list[str]]) -> bytes:
     if data.startswith(XLSX_MAGIC):
         book = load_workbook(io.BytesIO(data), data_only=True)
     else:
-        book = new_workbook()
-        ws = book.create_sheet("Sheet1")
+        book = Workbook()
+        ws = book.active
+        ws.title = "Sheet1"
         for row in csv.reader(io.StringIO(decode_csv(data))):
             ws.append(row)
     for (sheet, ref), reasons in marks.items():
