@@ -30,10 +30,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from application.care import ID_NUMBER, CareApplication, person_id_for
+from application.care import ID_NUMBER, AlreadyExistsError, CareApplication, person_id_for
 from application.pairing_import import pair_rows
 from application.registry_import import PersonRow, Problem, Sheet, SheetError, find_header, read_rows
-from domain.base import CommandMeta, DomainError
+from domain.base import CommandMeta, DomainError, ErasedError
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, RiskTag
@@ -234,8 +234,8 @@ class RegistryImporter:
             out.created += len(new)
             self.people.update({(row.sheet, row.row): person.id for row, person, _, _ in new})
             self._note_position(out, max((r.notification.id for r in recordings if r.notification.id), default=None))
-        except IntegrityError:
-            # Some of them exist after all (another import of the same people got there first):
+        except (IntegrityError, ErasedError):
+            # Some of them exist after all (or did: an erased person's id is taken for good) (another import of the same people got there first):
             # one by one, where a create repeated answers the one stored.
             for row, person, h, digest in new:
                 self._register_one(row, person, h, digest, meta, out)
@@ -258,6 +258,12 @@ class RegistryImporter:
                     risk_tags=row.risk_tags, guardian=row.guardian,
                     care_agreement_signed_on=row.care_agreement_signed_on,
                 )
+        except (AlreadyExistsError, ErasedError):
+            # The id this ID number derives is taken, and no lookup row names it: the person was
+            # erased (their lookup row went with their keys). Say so, naming no one.
+            out.problems.append(row.problem("id_number", "this ID number's person was erased from the registry: "
+                                            "register them again through the API"))
+            return
         except DomainError as e:
             out.problems.append(row.problem(_column(e.field), e.detail))
             return

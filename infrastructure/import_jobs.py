@@ -27,7 +27,7 @@ from application.registry_importer import Outcome, RegistryImporter, sheets_of, 
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from infrastructure.failpoints import failpoint
-from infrastructure.spreadsheets import Limits, UploadRefused, mark_cells, read_upload
+from infrastructure.spreadsheets import Limits, UploadRefused, check_upload, mark_cells, read_upload
 
 CHINA_OFFSET = timedelta(hours=8)
 STALE_SECONDS = 120  # a running job whose row was not touched for this long was cut off (its process died)
@@ -117,7 +117,7 @@ class ImportJobs:
         job_id = job_id or uuid4()
         kind, status, detail, sealed = None, "queued", None, None
         try:
-            kind, _ = read_upload(data, filename, self.limits)
+            kind = check_upload(data, filename, self.limits)
             sealed = self._seal(job_id, data)
         except UploadRefused as e:
             status, detail = "refused", e.reason

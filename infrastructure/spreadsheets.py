@@ -25,9 +25,9 @@ from datetime import date
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils import get_column_letter
 from python_calamine import CalamineWorkbook
 
@@ -182,6 +182,20 @@ def read_csv(data: bytes, limits: Limits) -> list[Table]:
         raise UploadRefused(f"the file has more than {limits.max_rows:,} rows; split it", status=413,
                             slug="body-too-large")
     return [Table("", rows)]
+
+
+def check_upload(data: bytes, filename: str | None, limits: Limits) -> str:
+    """What can be refused before the rows are read (size, kind, macros, zip bomb, encoding): the
+    kind, or UploadRefused. Cheap next to reading the rows, which the import does later."""
+    check_size(data, limits)
+    if not data:
+        raise UploadRefused("the file is empty")
+    kind = file_kind(data, filename)
+    if kind == "xlsx":
+        _check_parts_unpack_as_declared(_check_zip(data, limits), limits)
+    else:
+        decode_csv(data)
+    return kind
 
 
 def read_upload(data: bytes, filename: str | None, limits: Limits) -> tuple[str, list[Table]]:

@@ -321,3 +321,19 @@ def test_bad_helper_cells_are_refused_by_row(jobs: ImportJobs, county: County) -
     assert "two or more helpers" in reasons[(4, "结对方式")]
     assert "no other row names this helper" in reasons[(5, "结对方式")]
     assert job["created"] == 1, "row 5's person is registered; only its pairing is refused"
+
+
+def test_an_erased_persons_id_number_is_not_found_and_not_registered_again(
+    jobs: ImportJobs, county: County, meta: CommandMeta, database_url: str
+) -> None:
+    row = child_row(county.village_names[0], 501)
+    run_import(jobs, county, xlsx([HEADERS, row]))
+    person_id = person_id_for(row[1])
+    jobs.app.erase_person(person_id, "监护人申请删除", meta)
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute("SELECT count(*) FROM guanai_lookup WHERE subject_id = %s", (person_id,)).fetchone()[0]
+    assert left == 0, "an erasure deletes the person's lookup rows"
+    job = run_import(jobs, county, xlsx([HEADERS, row]))
+    assert (job["created"], job["errors"]) == (0, 1)
+    [problem] = jobs.report(job["id"])["problems"]
+    assert problem["column"] == "公民身份号码" and "erased" in problem["reason"]
