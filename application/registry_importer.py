@@ -235,8 +235,9 @@ class RegistryImporter:
             self.people.update({(row.sheet, row.row): person.id for row, person, _, _ in new})
             self._note_position(out, max((r.notification.id for r in recordings if r.notification.id), default=None))
         except (IntegrityError, ErasedError):
-            # Some of them exist after all (or did: an erased person's id is taken for good) (another import of the same people got there first):
-            # one by one, where a create repeated answers the one stored.
+            # Some of them exist after all (another import of the same people got there first, or
+            # an erased person's id, taken for good): one by one, where a create repeated answers
+            # the one stored and an erased person is named as such.
             for row, person, h, digest in new:
                 self._register_one(row, person, h, digest, meta, out)
         out.done += len(new)
