@@ -47,13 +47,13 @@ def add_parsers(sub: Any) -> None:
     e = sub.add_parser("export", help="export the registry (台账) or the inspection lists as XLSX")
     e.add_argument("what", choices=["registry", "template"],
                    help="registry: one sheet per township; template: the empty import workbook")
-    _unit_arguments(e)
+    _unit_arguments(e, required=False)
     e.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
     e.add_argument("--by", default="operator", help="who exports (an id, not a name; recorded in the access log)")
 
 
-def _unit_arguments(p: argparse.ArgumentParser) -> None:
-    scope = p.add_mutually_exclusive_group(required=True)
+def _unit_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    scope = p.add_mutually_exclusive_group(required=required)
     scope.add_argument("--org-unit", type=UUID, help="the org unit imported into (its subtree's villages)")
     scope.add_argument("--org-code", help="12-digit division code of that unit")
 
@@ -144,6 +144,9 @@ def cmd_export(settings: Settings, args: argparse.Namespace, database_url: str, 
         args.out.write_bytes(template())
         print(f"guanai export: the import template written to {args.out}")
         return 0
+    if args.org_unit is None and args.org_code is None:
+        print("guanai export registry: name the unit (--org-code or --org-unit)", file=sys.stderr)
+        return 2
     catch_up()
     app = CareApplication(event_store_env(database_url, pool_size=4))
     pool = ConnectionPool(database_url, min_size=1, max_size=2, open=True)

@@ -501,6 +501,8 @@ def _registry_files(command: Any) -> Any:
     def run(settings: Settings, args: argparse.Namespace) -> int:
         from workers.projector import Projector
 
+        if getattr(args, "what", None) == "template":  # a file of its own: no database
+            return int(command(settings, args, "", lambda: None))
         with services(settings, need_nats=False) as (database_url, _):
             migrate(settings, database_url)
 
