@@ -266,6 +266,33 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         if erased:
             cur.execute(sql.SQL("DELETE FROM {} WHERE subject_id = ANY(%s)").format(self._lookup_table), (erased,))
 
+    def rebuild_lookups(self, batch: int = 2000) -> int:
+        """Write the lookup row of every registered person with an ID number that has none (a
+        store written before imports existed); erased people are left out. Returns rows written."""
+        recorder: Any = self.recorder
+        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_version = 1"
+            " AND topic = %s AND originator_id > %s ORDER BY originator_id LIMIT %s"
+        ).format(table)
+        insert = sql.SQL(
+            "INSERT INTO {} (kind, hash, subject_id) VALUES (%s, %s, %s) ON CONFLICT (kind, hash) DO NOTHING"
+        ).format(self._lookup_table)
+        topic, after, written = personal_data.REGISTERED_TOPIC, UUID(int=0), 0
+        while True:
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+                rows = cur.execute(query, (topic, after, batch)).fetchall()
+            if not rows:
+                return written
+            after = rows[-1]["originator_id"]
+            stored = [StoredEvent(r["originator_id"], 1, r["topic"], bytes(r["state"])) for r in rows]
+            events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
+            found = [(ID_NUMBER, lookup_hash(ID_NUMBER, e.id_number), e.originator_id) for e in events
+                     if e.id_number and not self.personal_data_erased(e.originator_id)]
+            with recorder.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.executemany(insert, found)
+                written += max(cur.rowcount, 0)
+
     def find_by_lookup(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
         """hash -> (person id, digest of the row last imported) for the hashes known."""
         if not hashes:

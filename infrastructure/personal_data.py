@@ -76,6 +76,7 @@ NONCE_BYTES = 12
 ROTATION_WAIT_MS = 5_000  # how long a new key waits for a rotation in progress before giving up
 DEFAULT_CACHE_SIZE = 20_000
 ERASED_TOPIC = get_topic(Person.Erased)
+REGISTERED_TOPIC = get_topic(Person.Registered)
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 

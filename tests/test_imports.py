@@ -337,3 +337,19 @@ def test_an_erased_persons_id_number_is_not_found_and_not_registered_again(
     assert (job["created"], job["errors"]) == (0, 1)
     [problem] = jobs.report(job["id"])["problems"]
     assert problem["column"] == "公民身份号码" and "erased" in problem["reason"]
+
+
+def test_a_store_from_before_imports_gets_its_lookups_rebuilt(
+    jobs: ImportJobs, county: County, meta: CommandMeta, database_url: str
+) -> None:
+    row = child_row(county.village_names[1], 601)
+    registered = jobs.app.register_person(
+        id=uuid4(), kind=PersonKind.CHILD, name="王小601", sex=Sex.MALE, birth_date=date(2015, 3, 8),
+        village_id=county.villages[1], meta=meta, id_number=row[1],
+    )
+    with psycopg.connect(database_url) as conn:  # as a store written before this table existed
+        conn.execute("DELETE FROM guanai_lookup WHERE subject_id = %s", (registered.id,))
+    assert jobs.app.rebuild_lookups() >= 1
+    assert jobs.app.rebuild_lookups() == 0, "run again, it finds nothing to add"
+    job = run_import(jobs, county, xlsx([HEADERS, row]))
+    assert (job["created"], job["corrected"] + job["unchanged"]) == (0, 1), "found, not registered twice"

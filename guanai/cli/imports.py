@@ -44,6 +44,8 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     i.add_argument("--report", type=Path, help="write the file back with the bad cells marked and commented")
     i.add_argument("--json", action="store_true", help="print the job and its report as JSON")
+    lk = sub.add_parser("lookups", help="the keyed hashes that find people by ID number on import")
+    lk.add_argument("action", choices=["rebuild"], help="rebuild: add those missing (a store from before imports)")
     e = sub.add_parser("export", help="export the registry (台账) or the inspection lists as XLSX")
     e.add_argument("what", choices=["registry", "template"],
                    help="registry: one sheet per township; template: the empty import workbook")
@@ -137,6 +139,16 @@ def _print(job: dict[str, Any], report: dict[str, Any], dry_run: bool) -> None:
         print(f"  {where}row {p['row']}, {p['column'] or 'row'}: {p['reason']}")
     if len(report.get("problems", [])) > 200:
         print(f"  ... and {len(report['problems']) - 200} more (--json or --report for all)")
+
+
+def cmd_lookups(settings: Settings, args: argparse.Namespace, database_url: str, catch_up: Callable[[], Any]) -> int:
+    app = CareApplication(event_store_env(database_url, pool_size=2))
+    try:
+        written = app.rebuild_lookups()
+    finally:
+        app.close()
+    print(f"guanai lookups: {written} ID numbers indexed that were not")
+    return 0
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace, database_url: str, catch_up: Callable[[], Any]) -> int:

@@ -39,7 +39,7 @@ from infrastructure.settings import Settings, SettingsError, load_settings
 # Commands whose process never opens personal data (workers/projector.py, workers/relay.py build
 # their application with opens_personal_data=False): they need no GUANAI_MASTER_KEY.
 NO_PERSONAL_DATA = frozenset({"migrate", "projector", "relay", "lag"})
-COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys", "import", "export")
+COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys", "import", "export", "lookups")
 # The org level a role's token is scoped to, where the role fixes it (read off a division code:
 # a county's ends in 000000, a township's in 000).
 ROLE_LEVELS = {
@@ -586,6 +586,7 @@ HANDLERS: dict[str, Any] = {
     "keys": cmd_keys,
     "import": _registry_files(imports_cli.cmd_import),
     "export": _registry_files(imports_cli.cmd_export),
+    "lookups": _registry_files(imports_cli.cmd_lookups),
 }
 
 
