@@ -283,9 +283,14 @@ def mark_cells(data: bytes, marks: dict[tuple[str, str], list[str]]) -> bytes:
         ws.title = "Sheet1"
         for row in csv.reader(io.StringIO(decode_csv(data))):
             ws.append(row)
+    by_cell: dict[tuple[str, str], list[str]] = {}
     for (sheet, ref), reasons in marks.items():
         ws = book[sheet] if sheet in book.sheetnames else book.worksheets[0]
-        cell = ws[ref]
+        # A cell inside a merged range takes no fill or comment: the range's first cell does.
+        merged = next((r for r in ws.merged_cells.ranges if ref in r), None)
+        by_cell.setdefault((ws.title, merged.start_cell.coordinate if merged else ref), []).extend(reasons)
+    for (sheet, ref), reasons in by_cell.items():
+        cell = book[sheet][ref]
         cell.fill = BAD_FILL
-        cell.comment = Comment("\n".join(reasons), "关爱导入检查", width=320, height=120)
+        cell.comment = Comment("\n".join(dict.fromkeys(reasons)), "关爱导入检查", width=320, height=120)
     return to_bytes(book)

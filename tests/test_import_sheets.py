@@ -198,3 +198,10 @@ def test_the_report_workbook_marks_and_comments_the_bad_cells() -> None:
     assert ws["C2"].fill.fgColor.rgb.endswith("FFC7CE")
     assert "write 男 or 女" in ws["C2"].comment.text
     assert ws["A2"].comment is None
+
+
+def test_a_bad_cell_inside_merged_cells_is_marked_on_the_merged_range() -> None:
+    data = xlsx([HEADERS, child_row("不存在村", 1), child_row(None, 2)], merges=["E2:E3"])
+    marked = mark_cells(data, {("台账", "E2"): ["所属村(居)委会: no village"], ("台账", "E3"): ["所属村(居)委会: no village"]})
+    ws = openpyxl.load_workbook(io.BytesIO(marked))["台账"]
+    assert ws["E2"].comment.text == "所属村(居)委会: no village"
