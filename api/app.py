@@ -5,6 +5,7 @@ app starts."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +36,8 @@ from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
 from api.visits import VisitController, VisitLogController, helper_visits
-from application.audit import Audit
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
+from infrastructure.audit import Audit
 from infrastructure.settings import Settings
 
 log = structlog.get_logger("guanai.api")
@@ -93,16 +94,9 @@ async def _connect_nats(app: Litestar) -> None:
 def _start(app: Litestar) -> None:
     settings: Settings = app.state.settings
     conns: Connections = app.state.connections
-    app.state.care = CareApplication(
-        event_store_env(conns.database_url, pool_size=settings.db_pool_size),
-        helper_capacity=settings.helper_capacity,
-        retries=settings.command_retries,
-        seal_personal_data=app.state.protections,
-    )
+    app.state.care = app.state.make_care()
     # A wrong GUANAI_MASTER_KEY stops the API at start, not at the first person it reads.
-    check_master_key = getattr(app.state.care.key_store, "check_master_key", None)
-    if check_master_key is not None:
-        check_master_key()
+    app.state.care.store.check()
     app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
     app.state.view = app.state.read_side.view
     app.state.projector = app.state.read_side
@@ -127,12 +121,14 @@ def create_app(
     database_url: str,
     nats_url: str | None,
     jwt_secret: str,
+    make_care: Callable[[], CareApplication],
     debug: bool = False,
     protections: bool = True,
 ) -> Litestar:
-    """The API. ``protections=False`` stores personal fields unsealed and checks tokens only (no
-    access table): it exists for ``bench/protections.py`` to measure what they cost, and no
-    setting or command reaches it."""
+    """The API over the application ``make_care`` builds when the app starts (the composition
+    root, guanai/bootstrap.py, passes it). ``protections=False`` checks tokens only (no access
+    table; the bootstrap stores personal fields unsealed with it): it exists for
+    ``bench/protections.py`` to measure what they cost, and no setting or command reaches it."""
     openapi = OpenAPIConfig(
         title="Guanai (关爱) API",
         version="0.1.0",
@@ -166,6 +162,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.protections = protections
+    app.state.make_care = make_care
     app.state.jwt_secret = jwt_secret
     app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
     configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)

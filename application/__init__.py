@@ -3,7 +3,5 @@
 - ``application.care``: CareApplication (load, let ``domain/`` decide, save), its errors and CommandResult;
 - ``application.visits`` / ``application.emergencies``: the visit and emergency command groups;
 - ``application.asof``: an aggregate's state as of an instant, on either time axis;
-- ``application.audit``: what auditors read (case histories, exports, the access log);
-- ``application.registry_import`` / ``registry_importer`` / ``pairing_import``: the county's registry
-  sheet (台账) read and checked, then its people, helpers and pairings written in batches.
+- ``infrastructure.audit``: what auditors read (case histories, exports, the access log).
 """

@@ -1,4 +1,4 @@
-"""The command side: one eventsourcing Application over the PostgreSQL event store.
+"""The command side: one eventsourcing Application over an event store (``application/ports.py``).
 
 Each command loads what it needs, lets the domain decide, and saves every touched aggregate
 in one transaction. A save that loses a race with a concurrent write is re-decided on fresh
@@ -9,31 +9,31 @@ create again returns the first result, a different one under the same id is refu
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import (
-    ApplicationRecorder,
-    IntegrityError,
-    JSONTranscoder,
-    Mapper,
-    StoredEvent,
-    Transcoding,
-)
-from eventsourcing.postgres import PostgresFactory
-from psycopg import sql
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
 
 from application.asof import replay_as_of
+from application.command_group import Change
 from application.emergencies import EmergencyCommands
+from application.errors import (
+    AlreadyExistsError,
+    InvalidTimeError,
+    NotFoundError,
+    UnknownReferenceError,
+    VersionConflictError,
+    kind_name,
+)
+from application.ports import EventStore
+from application.results import CommandResult
 from application.visits import VisitCommands
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError, derived_id
 from domain.group import VolunteerGroup
@@ -42,92 +42,10 @@ from domain.org_unit import OrgUnit, org_unit_id
 from domain.pairing import Pairing, PairingError
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from infrastructure import chain, personal_data
-from infrastructure.lookup_hash import lookup_hash
-
-ID_NUMBER = "id_number"  # the lookup kind of resident ID numbers
-LOOKUP_TABLE = "guanai_lookup"
-
-
-def lookup_ddl(schema: str) -> list[Any]:
-    """Keyed hashes of sealed numbers (ID numbers) -> the person they belong to, and the digest
-    of the registry row last imported for them (an unchanged row is then skipped unread)."""
-    table = sql.Identifier(schema, LOOKUP_TABLE)
-    return [
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (kind text NOT NULL, hash bytea NOT NULL, subject_id uuid NOT NULL,"
-            " digest bytea, PRIMARY KEY (kind, hash))"
-        ).format(table),
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (subject_id)").format(
-            sql.Identifier(f"{LOOKUP_TABLE}_subject"), table
-        ),
-    ]
-
-
-def person_id_for(id_number: str) -> UUID:
-    """The id a person registered by import gets: derived from the keyed hash of their ID number,
-    so importing them twice (two imports at once, a run resumed after a crash) names one person."""
-    return derived_id("person-id-number", lookup_hash(ID_NUMBER, id_number).hex())
 
 A = TypeVar("A", bound=Aggregate)
 
-KIND_NAMES: dict[type[Aggregate], str] = {VolunteerGroup: "group"}
-
-
-def kind_name(cls: type[Any]) -> str:
-    """'visit task' for VisitTask: how errors name a kind of thing."""
-    return KIND_NAMES.get(cls) or re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower()
-
-
-class NotFoundError(DomainError):
-    """The thing named in the path does not exist (or did not exist at the asked time)."""
-
-    status = 404
-    title = "Not found"
-    slug = "not-found"
-
-
-class UnknownReferenceError(DomainError):
-    """A field of the request names something that does not exist."""
-
-    status = 422
-    title = "Unknown reference"
-    slug = "unknown-reference"
-
-
-class VersionConflictError(DomainError):
-    """The aggregate changed since the version the client based its command on."""
-
-    status = 409
-    title = "Version conflict"
-    slug = "version-conflict"
-
-
-class AlreadyExistsError(DomainError):
-    """A different thing was already created under this id (or code)."""
-
-    status = 409
-    title = "Already exists"
-    slug = "already-exists"
-
-
-class InvalidTimeError(DomainError):
-    """occurred_at lies too far in the future or the past."""
-
-    title = "Invalid time"
-    slug = "invalid-time"
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    id: UUID
-    version: int
-    position: int | None  # notification id of the last event written; None when nothing was written
-    created: bool = False
-    # The aggregate the command decided on, as loading it now would give it (the API answers
-    # with it instead of reading it back); None for a create repeated.
-    aggregate: Any = field(default=None, compare=False, repr=False)
-
+ID_NUMBER = "id_number"  # the lookup kind of resident ID numbers (the store keeps their keyed hashes)
 
 class DateAsISO(Transcoding):
     type = date
@@ -138,34 +56,6 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
-
-
-def event_store_env(database_url: str, *, pool_size: int = 10) -> dict[str, str]:
-    """The eventsourcing library's PostgreSQL settings for a database URL."""
-    url = urlsplit(database_url)
-    if url.scheme not in {"postgresql", "postgres"}:
-        msg = f"not a PostgreSQL URL: scheme {url.scheme!r}"
-        raise ValueError(msg)
-    query = dict(p.split("=", 1) for p in url.query.split("&") if "=" in p)
-    host = query.get("host") or url.hostname or "127.0.0.1"
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
-        "POSTGRES_HOST": unquote(host),
-        "POSTGRES_PORT": str(url.port or query.get("port") or 5432),
-        "POSTGRES_USER": unquote(url.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(url.password or ""),
-        "POSTGRES_SCHEMA": "public",
-        # The pool keeps two connections open and grows on demand to pool_size (idle extra ones
-        # close after ten minutes): several processes and workers share max_connections.
-        "POSTGRES_POOL_SIZE": str(min(2, pool_size)),
-        "POSTGRES_MAX_OVERFLOW": str(max(0, pool_size - 2)),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
-        # No ping before each checkout (a round trip per command, ~15% of its CPU): the library
-        # retries reads and inserts on a broken connection, and a command that still fails on
-        # one answers 503 store-unavailable with nothing written.
-        "POSTGRES_PRE_PING": "n",
-    }
 
 
 def check_occurred_at(
@@ -194,118 +84,25 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         self,
         env: dict[str, str] | None = None,
         *,
+        store: EventStore,
         helper_capacity: int = 10,
         retries: int = 5,
-        seal_personal_data: bool = True,
-        opens_personal_data: bool = True,
     ) -> None:
-        # False only to measure what sealing costs (bench/protections.py); no setting reaches it.
-        self.seal_personal_data = seal_personal_data
-        # False for processes that need no personal data (projector, relay): they never load the
-        # master key, read sealed fields as erased, and cannot record personal data.
-        self.opens_personal_data = opens_personal_data
+        # The store brings the mapper (sealing), the recorder (audit chain) and their keys: built
+        # by the composition root (guanai/bootstrap.py), so the application reads no settings.
+        self.store = store
         super().__init__(env)
         self.helper_capacity = helper_capacity
         self.retries = retries
         # Per command attempt, per thread: one object per id, so that an aggregate reached twice
         # (a helper in two of a person's pairings) is changed and saved once.
         self._unit_of_work = threading.local()
-        # Lookup rows (kind, hash, person id, digest) to write with the next save of this thread.
-        self._lookups = threading.local()
 
     def construct_mapper(self) -> Mapper[UUID]:
-        # Personal fields are sealed per data subject on the way into the store (infrastructure/personal_data.py).
-        master_key, cache_seconds = personal_data.key_store_settings(self.env)
-        if isinstance(self.factory, PostgresFactory):
-            self.key_store: personal_data.KeyStore = personal_data.PostgresKeyStore(
-                self.factory.datastore, master_key, refresh_seconds=cache_seconds
-            )
-        else:
-            self.key_store = personal_data.InMemoryKeyStore(master_key)
-        return personal_data.SealingMapper(
-            self.construct_transcoder(), self.key_store, seal=self.seal_personal_data, opens=self.opens_personal_data
-        )
+        return self.store.construct_mapper(self.factory, self.construct_transcoder())
 
     def construct_recorder(self) -> ApplicationRecorder:
-        # Every stored event is covered by the audit chain, in the insert's own transaction; so is
-        # the destruction of an erased person's keys.
-        if not isinstance(self.key_store, personal_data.PostgresKeyStore):
-            return chain.construct_recorder(self.factory, self.env)
-        schema = self.factory.datastore.schema
-        self._lookup_table = sql.Identifier(schema, LOOKUP_TABLE)
-        return chain.construct_recorder(
-            self.factory,
-            self.env,
-            extra_ddl=[*personal_data.keys_ddl(schema), *lookup_ddl(schema)],
-            insert_hooks=[self.key_store.erasure_hook, self._lookup_hook],
-        )
-
-    @contextmanager
-    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Iterator[None]:
-        """Saves of this thread inside the block also write these lookup rows, in their own
-        transaction: a person and the hash that finds them commit together or not at all."""
-        self._lookups.rows = list(rows)
-        try:
-            yield
-        finally:
-            self._lookups.rows = None
-
-    def _lookup_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
-        rows = getattr(self._lookups, "rows", None)
-        if rows:
-            cur.executemany(
-                sql.SQL(
-                    "INSERT INTO {t} (kind, hash, subject_id, digest) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (kind, hash) DO UPDATE SET digest = EXCLUDED.digest"
-                    " WHERE {t}.subject_id = EXCLUDED.subject_id"
-                ).format(t=self._lookup_table),
-                rows,
-            )
-        # An erased person can no longer be found by their numbers.
-        erased = [e.originator_id for _, e in written if e.topic == personal_data.ERASED_TOPIC]
-        if erased:
-            cur.execute(sql.SQL("DELETE FROM {} WHERE subject_id = ANY(%s)").format(self._lookup_table), (erased,))
-
-    def rebuild_lookups(self, batch: int = 2000) -> int:
-        """Write the lookup row of every registered person with an ID number that has none (a
-        store written before imports existed); erased people are left out. Returns rows written."""
-        recorder: Any = self.recorder
-        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_version = 1"
-            " AND topic = %s AND originator_id > %s ORDER BY originator_id LIMIT %s"
-        ).format(table)
-        insert = sql.SQL(
-            "INSERT INTO {} (kind, hash, subject_id) VALUES (%s, %s, %s) ON CONFLICT (kind, hash) DO NOTHING"
-        ).format(self._lookup_table)
-        topic, after, written = personal_data.REGISTERED_TOPIC, UUID(int=0), 0
-        while True:
-            with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-                rows = cur.execute(query, (topic, after, batch)).fetchall()
-            if not rows:
-                return written
-            after = rows[-1]["originator_id"]
-            stored = [StoredEvent(r["originator_id"], 1, r["topic"], bytes(r["state"])) for r in rows]
-            events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
-            found = [(ID_NUMBER, lookup_hash(ID_NUMBER, e.id_number), e.originator_id) for e in events
-                     if e.id_number and not self.personal_data_erased(e.originator_id)]
-            with recorder.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
-                cur.executemany(insert, found)
-                written += max(cur.rowcount, 0)
-
-    def find_by_lookup(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
-        """hash -> (person id, digest of the row last imported) for the hashes known."""
-        if not hashes:
-            return {}
-        recorder: Any = self.recorder
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-            rows = cur.execute(
-                sql.SQL("SELECT hash, subject_id, digest FROM {} WHERE kind = %s AND hash = ANY(%s)").format(
-                    self._lookup_table
-                ),
-                (kind, list(hashes)),
-            ).fetchall()
-        return {bytes(r["hash"]): (r["subject_id"], bytes(r["digest"]) if r["digest"] else None) for r in rows}
+        return self.store.construct_recorder(self.factory)
 
     def names(self, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The names of persons and helpers, from their creation events (one query for all, and
@@ -313,38 +110,52 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         wanted = list({i for i in ids if i is not None})
         if not wanted:
             return {}
-        recorder: Any = self.recorder
-        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
-            " AND originator_version = 1"
-        ).format(table)
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-            rows = cur.execute(query, (wanted,)).fetchall()
-        stored = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
-        events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
+        events = self.mapper.to_domain_events(self.store.first_events(wanted))  # type: ignore[attr-defined]
         return {e.originator_id: e.name for e in events if isinstance(e, Person.Registered | Helper.Registered)}
 
     def load_many(self, cls: type[A], ids: Iterable[UUID]) -> dict[UUID, A]:
-        """Many aggregates now, from one query for all their events (and one for the keys not
+        """Many aggregates now, from one read of all their events (and one for the keys not
         cached): an export of a county's registry reads thousands of people."""
         wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return {}
-        recorder: Any = self.recorder
-        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
-            " ORDER BY originator_id, originator_version"
-        ).format(table)
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-            rows = cur.execute(query, (wanted,)).fetchall()
-        stored = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
         by_id: dict[UUID, list[Any]] = {}
-        for event in self.mapper.to_domain_events(stored):  # type: ignore[attr-defined]
+        for event in self.mapper.to_domain_events(self.store.events_of(wanted)):  # type: ignore[attr-defined]
             by_id.setdefault(event.originator_id, []).append(event)
-        loaded = {i: project_aggregate(None, events) for i, events in by_id.items()}
-        return {i: agg for i, agg in loaded.items() if isinstance(agg, cls)}
+        loaded: dict[UUID, A] = {}
+        for i, events in by_id.items():
+            agg = project_aggregate(None, events)
+            if isinstance(agg, cls):
+                loaded[i] = agg
+        return loaded
+
+    # ---- finding people by a sealed number (imports) -------------------------------------------
+
+    def lookup_hash(self, kind: str, normalised: str) -> bytes:
+        """The keyed hash that finds a sealed number (an ID number, a phone) in the store's lookups."""
+        return self.store.lookup_hash(kind, normalised)
+
+    def person_id_for(self, id_number: str) -> UUID:
+        """The id a person registered by import gets: derived from the keyed hash of their ID
+        number, so importing them twice (two imports at once, a run resumed after a crash) names
+        one person."""
+        return derived_id("person-id-number", self.lookup_hash(ID_NUMBER, id_number).hex())
+
+    def find_by_lookup(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
+        """hash -> (subject id, digest of the row last imported) for the hashes known."""
+        return self.store.find_lookups(kind, hashes)
+
+    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Any:
+        """A context: saves of this thread inside it also write these lookup rows, in their own
+        transaction (a person and the hash that finds them commit together or not at all)."""
+        return self.store.recording_lookups(rows)
+
+    def rebuild_lookups(self) -> int:
+        """Index the ID numbers of people registered before the store kept lookups; rows written."""
+        return self.store.rebuild_lookups(self.mapper, ID_NUMBER)
+
+    def prepare_keys(self, subject_ids: Iterable[UUID]) -> None:
+        """Make the data keys of many new people in one transaction before they are saved (an
+        import's batch); otherwise each is made on its own as its first event is sealed."""
+        self.store.prepare_keys([str(i) for i in subject_ids])
 
     def saved(self, cls: type[A], result: CommandResult, aggregate_id: UUID | None = None) -> A:
         """The aggregate a command decided on and saved (``aggregate_id``: the one asked for), as
@@ -354,16 +165,9 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             return held
         return self.load(cls, aggregate_id or result.id)
 
-    def prepare_keys(self, subject_ids: Iterable[UUID]) -> None:
-        """Make the data keys of many new people in one transaction before they are saved (an
-        import's batch); otherwise each is made on its own as its first event is sealed."""
-        prepare = getattr(self.key_store, "prepare_keys", None)
-        if prepare is not None and self.seal_personal_data and self.opens_personal_data:
-            prepare([str(i) for i in subject_ids])
-
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
-        return self.key_store.is_destroyed(str(subject_id))
+        return self.store.is_erased(str(subject_id))
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -438,7 +242,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _update(
-        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Callable[[A], Iterable[Aggregate]]
+        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Change[A]
     ) -> CommandResult:
         def decide() -> tuple[Aggregate, Iterable[Aggregate]]:
             agg = self.load(cls, aggregate_id)
@@ -447,7 +251,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                     f"changed since version {expected_version}; it is now at version {agg.version}",
                     current_version=agg.version,
                 )
-            return agg, [agg, *change(agg)]
+            return agg, [agg, *(change(agg) or [])]
 
         return self._run(decide)
 
@@ -488,7 +292,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._create(OrgUnit, org_unit_id(code), build)
 
     def rename_org_unit(self, unit_id: UUID, name: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta) or [])
+        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta))
 
     # ---- persons -----------------------------------------------------------------------------
 
@@ -532,27 +336,28 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
 
         if id_number is None:
             return self._create(Person, id, build)
-        # The ID number's keyed hash finds the person on import (the number itself is sealed).
-        known = getattr(self._lookups, "rows", None)
-        rows = known if known is not None else [(ID_NUMBER, lookup_hash(ID_NUMBER, id_number.upper()), id, None)]
+        # The ID number's keyed hash finds the person on import (the number itself is sealed);
+        # an import sets its own rows (with the digest of its row) before it calls this.
+        known = self.store.pending_lookups()
+        rows = known if known is not None else [(ID_NUMBER, self.lookup_hash(ID_NUMBER, id_number.upper()), id, None)]
         with self.recording_lookups(rows):
             return self._create(Person, id, build)
 
     def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta))
 
     def remove_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta))
 
     def assign_guardian(
         self, person_id: UUID, guardian: dict[str, Any], meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta))
 
     def sign_care_agreement(
         self, person_id: UUID, signed_on: date, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta))
 
     def _leave_pairings(self, person: Person, why: str, meta: CommandMeta) -> list[Aggregate]:
         """Each of the person's pairings drops them, or ends when it cannot keep its shape. The
@@ -597,12 +402,12 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             return touched
 
         result = self._update(Person, person_id, None, change)
-        self.key_store.forget([str(person_id)])  # committed: this process sees it at once
+        self.store.erased(str(person_id))  # committed: this process sees it at once
         # The person in memory still holds what the erasure made unreadable: answer from the store.
         return replace(result, aggregate=None)
 
     def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta))
 
     # ---- helpers and groups ----------------------------------------------------------------
 
@@ -635,10 +440,10 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def change_helper_capacity(
         self, helper_id: UUID, capacity: int, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta) or [])
+        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta))
 
     def deactivate_helper(self, helper_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta) or [])
+        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta))
 
     def form_group(
         self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta
@@ -653,7 +458,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                 except DomainError as e:
                     e.field = f"member_ids[{n}]"
                     raise
-            return group, members
+            return group, list[Aggregate](members)
 
         return self._create(VolunteerGroup, id, build)
 
@@ -679,7 +484,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         def change(group: VolunteerGroup) -> list[Aggregate]:
             members = [self.load(Helper, m) for m in group.member_ids]
             group.disband(reason, members, meta)
-            return members
+            return list[Aggregate](members)
 
         return self._update(VolunteerGroup, group_id, expected_version, change)
 
@@ -766,7 +571,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def change_pairing_cadence(
         self, pairing_id: UUID, cadence: Cadence, visit_mode: VisitMode, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta) or [])
+        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta))
 
     def end_pairing(
         self, pairing_id: UUID, reason: str, ends_on: date, meta: CommandMeta, expected_version: int | None = None
@@ -774,7 +579,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
             persons = [self.load(Person, p) for p in pairing.person_ids]
             pairing.end(reason=reason, ends_on=ends_on, helpers=helpers, persons=persons, meta=meta)
-            return persons
+            return list[Aggregate](persons)
 
         return self._pairing_change(pairing_id, expected_version, change)
 

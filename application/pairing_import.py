@@ -27,7 +27,6 @@ from domain.base import CommandMeta, DomainError, derived_id
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape, VisitMode
-from infrastructure.lookup_hash import lookup_hash
 
 if TYPE_CHECKING:
     from application.registry_importer import Outcome
@@ -35,8 +34,8 @@ if TYPE_CHECKING:
 PHONE = "phone"  # the lookup kind of phone numbers (shared with accounts)
 
 
-def helper_id_for(phone: str) -> UUID:
-    return derived_id("helper-phone", lookup_hash(PHONE, phone).hex())
+def helper_id_for(app: CareApplication, phone: str) -> UUID:
+    return derived_id("helper-phone", app.lookup_hash(PHONE, phone).hex())
 
 
 def pairing_id_for(shape: PairingShape, key: str) -> UUID:
@@ -77,14 +76,14 @@ def _helpers(
     for row, person_id in rows:
         for cell in row.helpers:
             first.setdefault(cell.phone, (cell, row, person_id))
-    hashes = {phone: lookup_hash(PHONE, phone) for phone in first}
+    hashes = {phone: app.lookup_hash(PHONE, phone) for phone in first}
     known = app.find_by_lookup(PHONE, list(hashes.values()))
     found: dict[str, UUID] = {}
     for phone, (cell, row, person_id) in first.items():
         if hashes[phone] in known:
             found[phone] = known[hashes[phone]][0]
             continue
-        helper_id = helper_id_for(phone)
+        helper_id = helper_id_for(app, phone)
         try:
             village = app.load(Person, person_id).village_id
             with app.recording_lookups([(PHONE, hashes[phone], helper_id, None)]):

@@ -1,7 +1,7 @@
 """Importing the county's registry sheet (台账): rows checked, then written in batches.
 
 The resident ID number (公民身份号码) is the natural key. It is sealed personal data, so a person
-is found by its keyed hash (``infrastructure/lookup_hash.py``), kept in ``guanai_lookup`` beside
+is found by its keyed hash (the store's lookups: ``infrastructure/lookup_hash.py``), kept in ``guanai_lookup`` beside
 the digest of the row last imported for them. For every row:
 
 - no one has the number: the person is registered, under an id derived from the hash; a batch of
@@ -30,14 +30,14 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from application.care import ID_NUMBER, AlreadyExistsError, CareApplication, person_id_for
+from application.care import ID_NUMBER, CareApplication
+from application.errors import AlreadyExistsError
 from application.pairing_import import pair_rows
 from application.registry_import import PersonRow, Problem, Sheet, SheetError, find_header, read_rows
 from domain.base import CommandMeta, DomainError, ErasedError
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, RiskTag
-from infrastructure.lookup_hash import lookup_hash
 
 BATCH = 500
 ROW_DIGEST = "registry_row"  # the lookup kind of a row's digest
@@ -104,7 +104,7 @@ def sheets_of(tables: Sequence[tuple[str, list[list[Any]]]]) -> list[Sheet]:
     return found
 
 
-def row_digest(row: PersonRow, village_id: UUID) -> bytes:
+def row_digest(app: CareApplication, row: PersonRow, village_id: UUID) -> bytes:
     """Keyed digest of everything a row says: the same row again is known without reading the person."""
     content = {
         "name": row.name, "sex": row.sex.value, "birth": row.birth_date.isoformat(), "kind": row.kind.value,
@@ -113,7 +113,7 @@ def row_digest(row: PersonRow, village_id: UUID) -> bytes:
         if row.care_agreement_signed_on else None, "left": row.left_reason,
     }  # helpers and pairings are looked at on every import (pairing_import.py): not in the digest
     text = json.dumps(content, ensure_ascii=False, sort_keys=True)
-    return lookup_hash(ROW_DIGEST, hashlib.sha256(text.encode()).hexdigest())
+    return app.lookup_hash(ROW_DIGEST, hashlib.sha256(text.encode()).hexdigest())
 
 
 class RegistryImporter:
@@ -178,7 +178,7 @@ class RegistryImporter:
         return self._units[village.id]
 
     def _batch(self, rows: list[PersonRow], meta: CommandMeta, dry_run: bool, out: Outcome) -> None:
-        hashes = {r.row: lookup_hash(ID_NUMBER, r.id_number) for r in rows}
+        hashes = {(r.sheet, r.row): self.app.lookup_hash(ID_NUMBER, r.id_number) for r in rows}
         known = self.app.find_by_lookup(ID_NUMBER, list(hashes.values()))
         new: list[tuple[PersonRow, Person, bytes, bytes]] = []
         changed: list[tuple[PersonRow, UUID, bytes, bytes]] = []
@@ -187,8 +187,8 @@ class RegistryImporter:
             if isinstance(village, Problem):
                 self._refuse(out, [village])
                 continue
-            digest = row_digest(row, village.id)
-            h = hashes[row.row]
+            digest = row_digest(self.app, row, village.id)
+            h = hashes[(row.sheet, row.row)]
             if h in known:
                 person_id, last = known[h]
                 if last == digest:
@@ -210,7 +210,7 @@ class RegistryImporter:
 
     def _register(self, row: PersonRow, village: Village, meta: CommandMeta) -> Person:
         return Person.register(
-            id=person_id_for(row.id_number), kind=row.kind, name=row.name, sex=row.sex, birth_date=row.birth_date,
+            id=self.app.person_id_for(row.id_number), kind=row.kind, name=row.name, sex=row.sex, birth_date=row.birth_date,
             id_number=row.id_number, household=row.household, village=self._unit(village), risk_tags=row.risk_tags,
             guardian=row.guardian, parents=[], absent_children=[],
             care_agreement_signed_on=row.care_agreement_signed_on, meta=meta,

@@ -35,19 +35,23 @@ import psycopg
 from psycopg import sql
 
 from api.registry_export import export_registry
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from application.registry_import import find_header, read_rows
 from bench.common import DEFAULT_SERVER_URL, code_version, print_table, reachable, scratch_database, server_facts
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit, org_unit_id
 from domain.vocabulary import OrgLevel
+from guanai import bootstrap
+from guanai.bootstrap import Process
 from guanai.demo.seed import seed_county
 from infrastructure.import_jobs import ImportJobs
+from infrastructure.settings import load_settings
 from infrastructure.spreadsheets import Limits, read_upload
 from tests.imports_support import HEADERS, child_row, elder_row, xlsx  # the tests' sheet builders
 from workers.projector import Projector
 
 TOWNSHIPS, VILLAGES = 10, 10
+SETTINGS = load_settings()
 
 
 def meta(who: str) -> CommandMeta:
@@ -107,10 +111,10 @@ def main() -> int:
         return 2
     facts = server_facts(args.database_url)
     with scratch_database(args.database_url, prefix="guanai_bench_imports") as url:
-        app = CareApplication(event_store_env(url, pool_size=4))
+        app = bootstrap.care_application(SETTINGS, Process.CLI, url, pool_size=4)
         try:
             code, villages = county(app)
-            with Projector(url) as projector:
+            with Projector(url, app=app) as projector:
                 projector.catch_up()
             unit = app.load(OrgUnit, org_unit_id(code))
             jobs = ImportJobs(app, limits=Limits(max_bytes=200 << 20, max_unpacked_bytes=2 << 30, max_rows=200_000))
@@ -143,16 +147,16 @@ def main() -> int:
 
             command_s, _ = timed(f"registering {len(read):,} people one by one", register_all)
             copy_s = copy_baseline(url, rows)
-            with Projector(url) as projector:
+            with Projector(url, app=app) as projector:
                 projector.catch_up()
         finally:
             app.close()
 
     with scratch_database(args.database_url, prefix="guanai_bench_export") as url:
-        app = CareApplication(event_store_env(url, pool_size=6))
+        app = bootstrap.care_application(SETTINGS, Process.CLI, url, pool_size=6)
         try:
             seed_s, counts = timed(f"seeding the demo county (scale {args.scale})", lambda: seed_county(app, scale=args.scale))
-            with Projector(url) as projector:
+            with Projector(url, app=app) as projector:
                 projector.catch_up()
                 demo = app.load(OrgUnit, counts.county_id)
                 export_s, (workbook, people) = timed("exporting its registry", lambda: export_registry(

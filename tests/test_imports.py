@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from application.care import ID_NUMBER, CareApplication, person_id_for
+from application.care import ID_NUMBER, CareApplication
 from domain.base import CommandMeta
 from domain.helper import Helper
 from domain.org_unit import OrgUnit
@@ -24,7 +24,6 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape, PersonKind, Sex
 from infrastructure.import_jobs import ImportJobs
-from infrastructure.lookup_hash import lookup_hash
 from tests.imports_support import HEADERS, County, child_row, elder_row, make_county, xlsx
 from workers.projector import Projector
 
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def county(care_app: CareApplication, meta: CommandMeta, database_url: str) -> County:
     made = make_county(care_app, meta)
-    with Projector(database_url) as projector:
+    with Projector(database_url, app=care_app) as projector:
         projector.catch_up()
     return made
 
@@ -68,11 +67,11 @@ def test_a_sheet_registers_its_people_and_the_same_file_again_writes_nothing(
     data = xlsx(rows)
     job = run_import(jobs, county, data)
     assert (job["status"], job["total"], job["done"], job["created"], job["errors"]) == ("done", 3, 3, 3, 0)
-    first = jobs.app.load(Person, person_id_for(rows[1][1]))
+    first = jobs.app.load(Person, jobs.app.person_id_for(rows[1][1]))
     assert (first.name, first.kind, first.sex, first.village_id) == ("王小1", PersonKind.CHILD, Sex.MALE, county.villages[0])
     assert first.risk_tags == ["child_in_difficulty"] and first.guardian == {"name": "王奶奶1", "relation": "监护人",
                                                                              "phone": "13800001234"}
-    assert jobs.app.load(Person, person_id_for(rows[3][1])).village_id == county.villages[1]
+    assert jobs.app.load(Person, jobs.app.person_id_for(rows[3][1])).village_id == county.villages[1]
 
     before = last_position(database_url)
     again = run_import(jobs, county, data)
@@ -86,7 +85,7 @@ def test_a_changed_row_corrects_the_person_and_never_makes_a_second(
     v1 = county.village_names[0]
     row = child_row(v1, 11)
     run_import(jobs, county, xlsx([HEADERS, row]))
-    person_id = person_id_for(row[1])
+    person_id = jobs.app.person_id_for(row[1])
     changed = child_row(v1, 11, 姓名="王晓十一", 风险或困境类型="事实无人抚养儿童", 监护人_委托照护人=None)
     changed[HEADERS.index("监护人 / 委托照护人")] = "王爷爷"
     job = run_import(jobs, county, xlsx([HEADERS, changed]))
@@ -100,7 +99,7 @@ def test_a_changed_row_corrects_the_person_and_never_makes_a_second(
     assert corrected.changed == ["name"] and corrected.name == "王晓十一"
     with psycopg.connect(database_url) as conn:
         hits = conn.execute("SELECT count(*) FROM guanai_lookup WHERE kind = %s AND hash = %s",
-                            (ID_NUMBER, lookup_hash(ID_NUMBER, row[1]))).fetchone()[0]
+                            (ID_NUMBER, jobs.app.lookup_hash(ID_NUMBER, row[1]))).fetchone()[0]
     assert hits == 1
 
 
@@ -158,7 +157,7 @@ def test_a_dry_run_reports_and_writes_nothing(jobs: ImportJobs, county: County, 
     assert (job["status"], job["dry_run"], job["created"], job["errors"]) == ("done", True, 1, 1)
     assert last_position(database_url) == before
     with pytest.raises(Exception, match="no person"):
-        jobs.app.load(Person, person_id_for(rows[1][1]))
+        jobs.app.load(Person, jobs.app.person_id_for(rows[1][1]))
 
 
 def test_a_leave_reason_takes_the_person_out_of_the_programme(jobs: ImportJobs, county: County) -> None:
@@ -167,7 +166,7 @@ def test_a_leave_reason_takes_the_person_out_of_the_programme(jobs: ImportJobs, 
     headers = [*HEADERS, "退出原因"]
     job = run_import(jobs, county, xlsx([headers, [*row, "随子女进城居住"]]))
     assert (job["left_programme"], job["errors"]) == (1, 0)
-    person = jobs.app.load(Person, person_id_for(row[1]))
+    person = jobs.app.load(Person, jobs.app.person_id_for(row[1]))
     assert person.active is False and person.left_reason == "随子女进城居住"
 
 
@@ -175,7 +174,7 @@ def test_people_absent_from_the_file_are_left_alone(jobs: ImportJobs, county: Co
     a, b = child_row(county.village_names[0], 81), child_row(county.village_names[0], 82)
     run_import(jobs, county, xlsx([HEADERS, a, b]))
     run_import(jobs, county, xlsx([HEADERS, a]))
-    assert jobs.app.load(Person, person_id_for(b[1])).active is True
+    assert jobs.app.load(Person, jobs.app.person_id_for(b[1])).active is True
 
 
 def test_a_refused_file_is_recorded_without_its_bytes(jobs: ImportJobs, county: County, database_url: str) -> None:
@@ -234,7 +233,7 @@ def test_an_import_killed_midway_finishes_when_run_again_without_duplicates(
     killed = subprocess.run(command, check=False, env={**cli_env, "GUANAI_FAILPOINTS": "import.after_batch=3"}, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    ids = [person_id_for(r[1]) for r in rows[1:]]
+    ids = [care_app.person_id_for(r[1]) for r in rows[1:]]
     with psycopg.connect(database_url) as conn:
         def stored() -> int:
             return conn.execute("SELECT count(DISTINCT originator_id) FROM guanai_events WHERE originator_id = ANY(%s)",
@@ -281,16 +280,16 @@ def test_helpers_and_pairings_in_all_three_shapes_and_the_same_file_again_forms_
     job = run_import(jobs, county, xlsx(rows))
     assert (job["created"], job["errors"], job["helpers_registered"], job["pairings_formed"]) == (5, 0, 6, 3), \
         jobs.report(job["id"])
-    girl = jobs.app.load(Person, person_id_for(rows[1][1]))
+    girl = jobs.app.load(Person, jobs.app.person_id_for(rows[1][1]))
     [pairing] = [jobs.app.load(Pairing, p) for p in girl.pairing_ids]
     assert pairing.shape == PairingShape.ONE_TO_ONE
     mother = jobs.app.load(Helper, pairing.helper_ids[0])
     assert (mother.name, mother.phone, mother.role.value, mother.org_unit_id) == (
         "张妈妈", "13900000301", "caring_mother", county.villages[0])
-    elder = jobs.app.load(Person, person_id_for(rows[2][1]))
+    elder = jobs.app.load(Person, jobs.app.person_id_for(rows[2][1]))
     [many] = [jobs.app.load(Pairing, p) for p in elder.pairing_ids]
     assert many.shape == PairingShape.ONE_TO_MANY and len(many.person_ids) == 3 and many.cadence.value == "monthly"
-    child = jobs.app.load(Person, person_id_for(rows[5][1]))
+    child = jobs.app.load(Person, jobs.app.person_id_for(rows[5][1]))
     [four] = [jobs.app.load(Pairing, p) for p in child.pairing_ids]
     assert four.shape == PairingShape.MANY_TO_ONE and len(four.helper_ids) == 4
 
@@ -328,7 +327,7 @@ def test_an_erased_persons_id_number_is_not_found_and_not_registered_again(
 ) -> None:
     row = child_row(county.village_names[0], 501)
     run_import(jobs, county, xlsx([HEADERS, row]))
-    person_id = person_id_for(row[1])
+    person_id = jobs.app.person_id_for(row[1])
     jobs.app.erase_person(person_id, "监护人申请删除", meta)
     with psycopg.connect(database_url) as conn:
         left = conn.execute("SELECT count(*) FROM guanai_lookup WHERE subject_id = %s", (person_id,)).fetchone()[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -19,7 +20,7 @@ import structlog
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from projections.runner import decode_all
+from projections.batches import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
 
@@ -186,16 +187,13 @@ async def run_relay(app: Any, database_url: str, nats_url: str, stop: asyncio.Ev
     return relay
 
 
-def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
-    """A worker for workers.runtime: the relay with its own CareApplication (only read)."""
+def relay_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
+    """A worker for workers.runtime: the relay with its own CareApplication (only read), which
+    ``make_app`` builds (guanai/bootstrap.py: messages carry no personal data, so the relay's
+    application opens none and holds no master key)."""
 
     async def once(stop: asyncio.Event) -> None:
-        from application.care import CareApplication, event_store_env
-
-        # Messages carry no personal data, so the relay opens none: it holds no master key.
-        app = await asyncio.to_thread(
-            lambda: CareApplication(event_store_env(database_url, pool_size=2), opens_personal_data=False)
-        )
+        app = await asyncio.to_thread(make_app)
         try:
             await run_relay(app, database_url, nats_url, stop, **options)
         finally:
@@ -206,3 +204,16 @@ def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
         await keep_running("relay", stop, once)
 
     return work
+
+
+def relay_lag(database_url: str, events_table: str = "guanai_events") -> dict[str, int]:
+    """How far the furthest relay is behind the event store (``guanai lag``, a health check)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {events_table}").fetchone()
+        last = row[0] if row else 0
+        has_relay = conn.execute("SELECT to_regclass('relay_tracking') IS NOT NULL").fetchone()
+        relayed = 0
+        if has_relay and has_relay[0]:
+            found = conn.execute("SELECT coalesce(max(position), 0) FROM relay_tracking").fetchone()
+            relayed = found[0] if found else 0
+    return {"position": relayed, "events_behind": max(0, last - relayed)}

@@ -39,6 +39,7 @@ from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
 from infrastructure.failpoints import failpoint
 from infrastructure.personal_data import MasterKeyError
+from infrastructure.settings import load_settings
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
@@ -214,6 +215,7 @@ class Router:
 
 
 async def run_router(
+    make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
     stop: asyncio.Event,
@@ -223,12 +225,9 @@ async def run_router(
     durable: str = DURABLE,
     alert_prefix: str = ALERT_PREFIX,
     max_deliver: int = 20,
-    pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
 ) -> None:
-    from application.care import CareApplication, event_store_env
-
-    app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    app = make_app()
     nc = await connect_nats(nats_url, "guanai-router", stop)
     consumers: list[Consumer] = []
     try:
@@ -266,8 +265,8 @@ async def run_router(
 
 def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) -> int:
     """A service health check: 0 when the durable consumer exists and has fewer than
-    ``max_pending`` messages not yet delivered (a dead or stuck worker lets them pile up)."""
-    from infrastructure.settings import load_settings
+    ``max_pending`` messages not yet delivered (a dead or stuck worker lets them pile up). Its
+    own process (compose.yaml's health checks): it reads the settings itself."""
 
     async def check() -> int:
         nc = await nats.connect(load_settings().nats_url or "nats://127.0.0.1:4222", connect_timeout=3)
@@ -282,10 +281,11 @@ def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) 
     return asyncio.run(check())
 
 
-def router_worker(database_url: str, nats_url: str, **options: Any) -> Any:
-    """The router as a worker for workers.runtime (``guanai router``, and inside ``guanai serve``)."""
+def router_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
+    """The router as a worker for workers.runtime (``guanai router``, and inside ``guanai serve``),
+    over the application ``make_app`` builds (guanai/bootstrap.py)."""
 
     async def work(stop: asyncio.Event) -> None:
-        await keep_running("router", stop, lambda s: run_router(database_url, nats_url, s, **options))
+        await keep_running("router", stop, lambda s: run_router(make_app, database_url, nats_url, s, **options))
 
     return work

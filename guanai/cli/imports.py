@@ -14,61 +14,65 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from psycopg_pool import ConnectionPool
 
 from api.registry_export import export_registry, template
-from application.audit import Audit
-from application.care import CareApplication, NotFoundError, event_store_env
+from application.care import CareApplication
+from application.errors import NotFoundError
 from application.registry_importer import Outcome
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit, org_unit_id
 from domain.vocabulary import ActorRole
+from guanai import bootstrap
+from guanai.bootstrap import Process
 from guanai.cli.progress import ProgressBar
+from guanai.cli.services import migrate, services
+from infrastructure.audit import Audit
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.settings import Settings
 from infrastructure.spreadsheets import Limits
-
-
-def add_parsers(sub: Any) -> None:
-    i = sub.add_parser("import", help="import the registry (台账) from an XLSX or CSV file")
-    i.add_argument("file", type=Path, help="an .xlsx or .csv file with Chinese headers (guanai export template)")
-    _unit_arguments(i)
-    i.add_argument("--dry-run", action="store_true", help="check every row and report; write nothing")
-    i.add_argument("--by", default="operator", help="who imports (an id, not a name; recorded on every event)")
-    i.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
-    i.add_argument("--report", type=Path, help="write the file back with the bad cells marked and commented")
-    i.add_argument("--json", action="store_true", help="print the job and its report as JSON")
-    lk = sub.add_parser("lookups", help="the keyed hashes that find people by ID number on import")
-    lk.add_argument("action", choices=["rebuild"], help="rebuild: add those missing (a store from before imports)")
-    e = sub.add_parser("export", help="export the registry (台账) or the inspection lists as XLSX")
-    e.add_argument("what", choices=["registry", "template"],
-                   help="registry: one sheet per township; template: the empty import workbook")
-    _unit_arguments(e, required=False)
-    e.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
-    e.add_argument("--by", default="operator", help="who exports (an id, not a name; recorded in the access log)")
-
-
-def _unit_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
-    scope = p.add_mutually_exclusive_group(required=required)
-    scope.add_argument("--org-unit", type=UUID, help="the org unit imported into (its subtree's villages)")
-    scope.add_argument("--org-code", help="12-digit division code of that unit")
 
 
 def _unit(app: CareApplication, args: argparse.Namespace) -> OrgUnit:
     return app.load(OrgUnit, args.org_unit or org_unit_id(args.org_code))
 
 
-def cmd_import(settings: Settings, args: argparse.Namespace, database_url: str, catch_up: Callable[[], Any]) -> int:
-    """``catch_up`` brings the views up to date (the villages are read from the registry view)."""
+def _catch_up(settings: Settings, database_url: str) -> None:
+    """The views up to date: an import reads the villages from the registry view."""
+    projector = bootstrap.projector(settings, database_url)
+    try:
+        projector.open()
+        projector.catch_up()
+    finally:
+        projector.close()
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+        _catch_up(settings, database_url)
+        return _import(settings, args, bootstrap.care_application(settings, Process.CLI, database_url, pool_size=4))
+
+
+def cmd_lookups(settings: Settings, args: argparse.Namespace) -> int:
+    """``lookups rebuild``: index the ID numbers of people registered before imports existed."""
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+        app = bootstrap.care_application(settings, Process.CLI, database_url, pool_size=2)
+        try:
+            written = app.rebuild_lookups()
+        finally:
+            app.close()
+    print(f"guanai lookups: {written} ID numbers indexed that were not")
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace, app: CareApplication) -> int:
     data = args.file.read_bytes()
-    catch_up()
-    app = CareApplication(event_store_env(database_url, pool_size=4), helper_capacity=settings.helper_capacity)
     try:
         jobs = ImportJobs(
             app,
@@ -141,17 +145,7 @@ def _print(job: dict[str, Any], report: dict[str, Any], dry_run: bool) -> None:
         print(f"  ... and {len(report['problems']) - 200} more (--json or --report for all)")
 
 
-def cmd_lookups(settings: Settings, args: argparse.Namespace, database_url: str, catch_up: Callable[[], Any]) -> int:
-    app = CareApplication(event_store_env(database_url, pool_size=2))
-    try:
-        written = app.rebuild_lookups()
-    finally:
-        app.close()
-    print(f"guanai lookups: {written} ID numbers indexed that were not")
-    return 0
-
-
-def cmd_export(settings: Settings, args: argparse.Namespace, database_url: str, catch_up: Callable[[], Any]) -> int:
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     if args.what == "template":
         args.out.write_bytes(template())
         print(f"guanai export: the import template written to {args.out}")
@@ -159,8 +153,13 @@ def cmd_export(settings: Settings, args: argparse.Namespace, database_url: str, 
     if args.org_unit is None and args.org_code is None:
         print("guanai export registry: name the unit (--org-code or --org-unit)", file=sys.stderr)
         return 2
-    catch_up()
-    app = CareApplication(event_store_env(database_url, pool_size=4))
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+        _catch_up(settings, database_url)
+        return _export(args, database_url, bootstrap.care_application(settings, Process.CLI, database_url, pool_size=4))
+
+
+def _export(args: argparse.Namespace, database_url: str, app: CareApplication) -> int:
     pool = ConnectionPool(database_url, min_size=1, max_size=2, open=True)
     try:
         unit = _unit(app, args)
