@@ -91,16 +91,21 @@ class ImportJobs:
 
     # ---- the sealed file ------------------------------------------------------------------------
 
+    def _keys(self) -> Any:
+        """The store's key store (infrastructure/store.py): the file is sealed as personal data is."""
+        store: Any = self.app.store
+        return store.key_store
+
     def _subject(self, job_id: UUID) -> str:
         return f"import-file:{job_id}"
 
     def _seal(self, job_id: UUID, data: bytes) -> bytes:
-        key = self.app.key_store.key_for_sealing(self._subject(job_id), None)
+        key = self._keys().key_for_sealing(self._subject(job_id), None)
         nonce = secrets.token_bytes(NONCE)
         return nonce + key.encrypt(nonce, data, str(job_id).encode())
 
     def _open(self, job_id: UUID, sealed: bytes) -> bytes:
-        key = self.app.key_store.keys_for_opening([self._subject(job_id)])[self._subject(job_id)]
+        key = self._keys().keys_for_opening([self._subject(job_id)])[self._subject(job_id)]
         if key is None:
             raise UploadRefused("the uploaded file was deleted", status=410, slug="gone")
         return key.decrypt(sealed[:NONCE], sealed[NONCE:], str(job_id).encode())
