@@ -29,12 +29,12 @@ from infrastructure.settings import load_settings
 from projections import registry, supervision, timeline
 from projections.rebuild import REBUILD_LOCK, Progress, RebuildBusyError
 from tests.app_support import make_care
-from tests.test_registry_view import AppliedLog, all_positions, applied_positions, new_meta, wait_until
-from tests.test_supervision import Care, care_in
+from tests.integration.test_registry_view import AppliedLog, all_positions, applied_positions, new_meta, wait_until
+from tests.integration.test_supervision import Care, care_in
 from workers.envelope import envelope
 from workers.projector import Projector, all_projections
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"registry": registry.TABLES, "timeline": timeline.TABLES, "supervision": supervision.TABLES}
 
 
@@ -175,7 +175,7 @@ import sys, threading
 from projections import all_projections
 from guanai import bootstrap
 from infrastructure.settings import load_settings
-from tests.test_registry_view import AppliedLog
+from tests.integration.test_registry_view import AppliedLog
 
 with bootstrap.projector(load_settings(), sys.argv[1], projections=[*all_projections(), AppliedLog(delay=0.03)], batch_size=4) as p:
     p.runner.run(threading.Event())

@@ -2,7 +2,7 @@
 (a village cadre of one village, a township responder, a volunteer), over HTTP against a real
 server: each scenario is one way in, and must get exactly what the table gives that role.
 
-The matrix (tests/test_access_matrix.py) tries every route with in-scope and out-of-scope ids in
+The matrix (tests/e2e/test_access_matrix.py) tries every route with in-scope and out-of-scope ids in
 the places the table declares; these scenarios try the places it might not: a create naming a
 taken id, a list that shows names, a body field the table does not declare, what a timeline
 entry says about other people, a pairing that grows beyond its unit.

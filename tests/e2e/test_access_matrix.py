@@ -46,7 +46,7 @@ from tests.app_support import make_care
 from tests.emergency_support import wait_until
 from tests.imports_support import HEADERS, child_row, fresh_seq
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("AD", "CS", "TS", "VC", "CD", "TR", "CR", "AU", "V")
 ROLE_NAMES = {
     "AD": "administrator", "CS": "county_supervisor", "TS": "township_supervisor", "VC": "village_cadre",

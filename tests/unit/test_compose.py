@@ -13,7 +13,7 @@ import yaml
 from guanai.cli.main import COMMANDS, NO_PERSONAL_DATA, parser
 from infrastructure.settings import env_names, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Process kinds that run as long-lived services in production (one compose service each).
 PROCESS_KINDS = {"api", "projector", "relay", "router", "escalator", "scheduler"}
 

@@ -11,12 +11,13 @@ statement), and the module graph has no cycle."""
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 LAYERS = {
     "domain": 0,
@@ -31,6 +32,12 @@ LAYERS = {
 OWN = set(LAYERS)
 # Among the edges (layer 3), what each may import of the others.
 EDGE_IMPORTS = {"projections": set(), "api": {"projections"}, "workers": {"projections"}, "web": {"projections"}}
+
+
+@functools.cache
+def parsed(path: Path) -> tuple[str, ast.Module]:
+    text = path.read_text()
+    return text, ast.parse(text, filename=str(path))
 
 
 def sources() -> list[Path]:
@@ -76,12 +83,12 @@ def module_level_imports(path: Path) -> list[str]:
             for field in ("body", "orelse", "finalbody", "handlers"):
                 visit([n for n in getattr(node, field, []) if isinstance(n, ast.stmt | ast.excepthandler)])  # type: ignore[misc]
 
-    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    visit(parsed(path)[1].body)
     return found
 
 
 def all_imports(path: Path) -> list[tuple[int, str]]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parsed(path)[1]
     return [(node.lineno, name) for node in ast.walk(tree) for name in imported(node)]  # type: ignore[attr-defined]
 
 
@@ -113,8 +120,7 @@ def test_a_package_imports_only_its_own_layer_and_the_layers_below(package: str)
 def test_no_module_imports_the_projects_own_modules_inside_a_function() -> None:
     bad = []
     for path in sources():
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for fn in ast.walk(tree):
+        for fn in ast.walk(parsed(path)[1]):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for node in ast.walk(fn):
                     bad += [f"{path.relative_to(ROOT)}:{node.lineno} {m}" for m in imported(node) if top(m) in OWN]  # type: ignore[attr-defined]
@@ -182,7 +188,7 @@ def test_one_place_builds_the_application() -> None:
     calls = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
         for path in sources()
-        for node in ast.walk(ast.parse(path.read_text()))
+        for node in ast.walk(parsed(path)[1])
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "CareApplication"
     ]
     assert calls == [c for c in calls if c.startswith("guanai/bootstrap.py:")] and len(calls) == 1, calls
@@ -192,8 +198,8 @@ def test_nothing_connects_at_import_time() -> None:
     """Module bodies create no pools, servers or connections: only functions and classes do."""
     suspicious = ("ConnectionPool(", "connect(", "get_server(", "Popen(", "CareApplication(")
     for path in sources():
-        text = path.read_text()
-        for node in ast.parse(text).body:
-            if isinstance(node, (ast.Assign, ast.Expr, ast.AnnAssign)):
-                segment = ast.get_source_segment(text, node) or ""
+        lines = parsed(path)[0].splitlines()
+        for node in parsed(path)[1].body:
+            if isinstance(node, (ast.Assign, ast.Expr, ast.AnnAssign)) and node.end_lineno is not None:
+                segment = "\n".join(lines[node.lineno - 1 : node.end_lineno])
                 assert not any(s in segment for s in suspicious), f"{path.name}: {segment[:80]}"

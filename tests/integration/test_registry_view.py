@@ -31,7 +31,7 @@ from tests.app_support import make_care
 from tests.scenario import valid_id_number
 from workers.projector import Projector
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ID_NUMBER = valid_id_number("53042819500101002")
 HELPER_PHONE = "13912345678"
 GUARDIAN_PHONE = "13755550000"
@@ -442,7 +442,7 @@ import sys, threading
 from projections.registry import RegistryProjection
 from guanai import bootstrap
 from infrastructure.settings import load_settings
-from tests.test_registry_view import AppliedLog
+from tests.integration.test_registry_view import AppliedLog
 
 with bootstrap.projector(load_settings(), sys.argv[1], projections=[RegistryProjection(), AppliedLog(delay=0.05)], batch_size=4) as p:
     p.runner.run(threading.Event())

@@ -31,9 +31,9 @@ from infrastructure.personal_data import (
     rotate_master_key,
 )
 from tests.app_support import make_care
-from tests.test_personal_data import NAME, register, village
+from tests.integration.test_personal_data import NAME, register, village
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OLD = "rotation-old-master-key-" + "o" * 32
 NEW = "rotation-new-master-key-" + "n" * 32
 

@@ -29,7 +29,7 @@ from domain.vocabulary import Cadence, RiskTag, VisitMode
 from projections.supervision_view import Period, SupervisionView
 from tests.api_support import ApiServer, auth
 from tests.app_support import make_care
-from tests.test_registry_view import World, build_world, new_meta
+from tests.integration.test_registry_view import World, build_world, new_meta
 from workers.projector import Projector
 
 CST = timezone(timedelta(hours=8))
@@ -41,7 +41,7 @@ def meta_at(at: datetime, actor: str = "vol-1", role: str = "volunteer") -> Comm
 
 @dataclass
 class Care:
-    """The world of tests/test_registry_view.py plus a fortnight of visits and four reports."""
+    """The world of tests/integration/test_registry_view.py plus a fortnight of visits and four reports."""
 
     world: World
     now: datetime

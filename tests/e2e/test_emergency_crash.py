@@ -40,7 +40,7 @@ from tests.app_support import make_care
 from tests.emergency_support import Alerts, wait_until
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 3
 # Every process that writes events shares the audit chain's key (infrastructure/chain.py).
 CHAIN_KEY = secrets.token_urlsafe(48)

@@ -28,7 +28,7 @@ from workers.consumer import Consumer, DeadLetters, Nak, Term, list_dead_letters
 from workers.envelope import decode
 from workers.relay import Relay
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Names:

@@ -1,4 +1,4 @@
-"""Per-person timelines against a real PostgreSQL: the scripted county of tests/test_supervision.py,
+"""Per-person timelines against a real PostgreSQL: the scripted county of tests/integration/test_supervision.py,
 then what each person's timeline shows (in order, with actor and both times), pairing events on
 every member's timeline, visits and emergencies, paging and kind filters, no personal data;
 and GET /persons/{id}/timeline over HTTP.
@@ -18,8 +18,8 @@ import pytest
 from domain.vocabulary import Cadence, PersonKind, Sex, VisitMode
 from projections.timeline import TimelineView
 from tests.api_support import ApiServer, auth
-from tests.test_registry_view import GUARDIAN_PHONE, ID_NUMBER, new_meta
-from tests.test_supervision import Care, care_in
+from tests.integration.test_registry_view import GUARDIAN_PHONE, ID_NUMBER, new_meta
+from tests.integration.test_supervision import Care, care_in
 from workers.projector import Projector
 
 

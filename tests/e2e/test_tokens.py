@@ -27,7 +27,7 @@ from tests.api_support import SECRET, ApiServer, own_server
 
 OLD = "old-signing-key-" + "o" * 40
 STRANGER = "somebody-elses-key-" + "s" * 40
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def claims(**overrides: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The command side's scenarios of tests/test_application.py again, on the eventsourcing library's
+"""The command side's scenarios of tests/integration/test_application.py again, on the eventsourcing library's
 in-memory store (``guanai.bootstrap.memory_application``): the application needs nothing of
 PostgreSQL beyond the store port (application/ports.py), so these run without any server."""
 
@@ -14,8 +14,8 @@ from domain.base import CommandMeta
 from domain.person import Person
 from domain.vocabulary import RiskTag
 from guanai import bootstrap
-from tests.test_application import *
-from tests.test_application import Org, elder_body
+from tests.integration.test_application import *
+from tests.integration.test_application import Org, elder_body
 
 
 @pytest.fixture
