@@ -27,7 +27,7 @@ from infrastructure.import_jobs import ImportJobs
 from tests.imports_support import HEADERS, County, child_row, elder_row, make_county, xlsx
 from workers.projector import Projector
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
