@@ -166,6 +166,10 @@ class ImportController(Controller):
             reason = "an org unit id or 12-digit code" if org_unit is not None else "required: the unit imported into"
             raise ProblemError(400, "validation-error", "Validation error", f"org_unit: {reason}",
                                errors=[{"field": "org_unit", "reason": reason}])
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != "multipart/form-data":
+            raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
+                               f"send the file as multipart/form-data (got {content_type[:80] or 'none'!r})")
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

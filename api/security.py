@@ -315,12 +315,7 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
         if body is None:
             return
         if body and upload_limit is not None:
-            content_type = _header(scope, b"content-type")
-            if content_type.partition(";")[0].strip().lower() != "multipart/form-data":
-                raise ProblemError(
-                    415, "unsupported-media-type", "Unsupported media type",
-                    f"send the file as multipart/form-data (got {content_type[:80] or 'none'!r})",
-                )
+            pass  # a file, not JSON: its handler takes multipart/form-data only (415), after the access guard
         elif body:
             content_type = _header(scope, b"content-type")
             if not _is_json(content_type):
