@@ -366,6 +366,10 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/audit/persons/{person_id:uuid}/access-log", "audit", "access log", AUDIT_READ, PERSON),
     Rule("GET", "/audit/verify", "audit", "verify", AUDIT_CHECK),
     Rule("GET", "/audit/checkpoint", "audit", "checkpoint", AUDIT_CHECK),
+    Rule("GET", "/audit/checkpoints/latest", "audit", "signed checkpoint", AUDIT_CHECK),
+    Rule("GET", "/audit/public-key", "audit", "log's public key", AUDIT_CHECK),
+    Rule("GET", "/audit/proofs/consistency", "audit", "consistency proof", AUDIT_CHECK),
+    Rule("GET", "/audit/streams/{stream_id:uuid}/proofs", "audit", "inclusion proofs", AUDIT_READ, STREAM),
     # tokens
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
 )  # fmt: skip

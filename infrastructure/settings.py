@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -19,6 +21,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_DATABASE_URL: PostgreSQL URL (postgresql://user:pass@host:port/db). Unset: embedded."""
     nats_url: str | None = None
     """GUANAI_NATS_URL: NATS server URL with JetStream enabled (nats://host:4222). Unset: embedded."""
+    nats_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    """GUANAI_NATS_PORT: the port the embedded NATS listens on (127.0.0.1), for devices and scripts
+    that subscribe to alerts. Unset: a free port the system picks (``guanai status`` names it)."""
     data_dir: str = "guanai-data"
     """GUANAI_DATA_DIR: where the embedded servers and the generated signing key live."""
     host: str = "127.0.0.1"
@@ -69,6 +74,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chain_key: str | None = None
     """GUANAI_CHAIN_KEY: secret key of the audit chain (32+ chars), never stored in the database;
     every process that writes events must share it. Unset: generated once into the data directory."""
+    crypto_suite: str | None = None
+    """GUANAI_CRYPTO_SUITE: international (AES-256-GCM, SHA-256, Ed25519) | gm (SM4-GCM, SM3, SM2),
+    chosen when the store is created and recorded in it (unset: the store's, or international for
+    a new store); a process set to another suite than its store's refuses to start."""
+    signing_key: str | None = None
+    """GUANAI_SIGNING_KEY: the key that signs checkpoints, ``<suite>:<hex>`` (``guanai audit
+    keygen`` makes one), never stored in the database. Unset: generated once into the data
+    directory (``checkpoint-signing-key``); its public half is what outside parties verify with."""
     master_key: str | None = None
     """GUANAI_MASTER_KEY: the key that wraps every person's data key (32+ chars), never stored in the
     database; every process must share it, and losing it loses all personal data. Unset:
@@ -126,3 +139,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         for field, name in env_names().items():
             message = message.replace(f"`$.{field}`", name)
         raise SettingsError(f"invalid setting: {message}") from None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (fit for a log line or an answer: the host and port are what
+    a reader needs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

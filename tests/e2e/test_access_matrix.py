@@ -554,6 +554,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/audit/persons/{person_id:uuid}/access-log"): Recipe(AUDIT_READ, target="person"),
     ("GET", "/audit/verify"): Recipe(AUDIT_CHECK),
     ("GET", "/audit/checkpoint"): Recipe(AUDIT_CHECK),
+    ("GET", "/audit/checkpoints/latest"): Recipe(AUDIT_CHECK),
+    ("GET", "/audit/public-key"): Recipe(AUDIT_CHECK),
+    ("GET", "/audit/proofs/consistency"): Recipe(AUDIT_CHECK, params=lambda w: {"from": 1}),
+    ("GET", "/audit/streams/{stream_id:uuid}/proofs"): Recipe(AUDIT_READ, target="stream"),
     # tokens
     ("POST", "/auth/revoke"): Recipe(REVOKE, body=lambda w, role, ctx: {"jti": uuid.uuid4().hex, "reason": "手机丢失"}),
 }  # fmt: skip

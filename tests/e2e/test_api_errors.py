@@ -151,7 +151,7 @@ def test_if_match_must_be_a_version(client: httpx.Client, tree: Tree) -> None:
 def test_paging_limits_are_checked(client: httpx.Client) -> None:
     assert_problem(client.get("/persons", params={"limit": 0}), 400, "limit")
     assert_problem(client.get("/persons", params={"limit": "many"}), 400, "limit")
-    assert_problem(client.get("/persons", params={"min_position": 10**15}), 422, "min_position")
+    assert_problem(client.get("/persons", params={"min_position": 10**15}), 400, "min_position")
 
 
 def test_oversized_body_is_refused(client: httpx.Client) -> None:

@@ -122,7 +122,7 @@ def test_who_may_claim_and_release(client: httpx.Client, api_server, care_app) -
     first, second = scene.helpers
     with as_helper(base, first) as c:
         mine = c.get("/visits", params={"claimable_by_me": True, "pairing_id": scene.pairing["id"]}).json()
-        assert mine["total"] == 2
+        assert [row["id"] for row in mine["items"]] == [task["id"]]  # next week's window has not opened
         r = c.post(f"/visits/{task['id']}/claim", json={"helper_id": second})
         assert r.status_code == 403  # a helper claims for themselves only
         r = c.post(f"/visits/{task['id']}/claim", json={})
@@ -140,14 +140,17 @@ def test_who_may_claim_and_release(client: httpx.Client, api_server, care_app) -
 
 
 def test_a_helpers_open_claims_are_bounded(client: httpx.Client, api_server, care_app) -> None:
-    scene = Scene(client, care_app, helpers=1, people=3)  # six tasks: this week and next, three people
+    scene = Scene(client, care_app, helpers=1, people=6)  # this week's and next week's task of six people
+    now = datetime.now(UTC)
+    this_week = [t for t in scene.tasks if datetime.fromisoformat(t["opens_at"]) <= now]
+    assert len(this_week) == 6
     with as_helper(api_server.base_url, scene.helpers[0]) as c:
-        answers = [c.post(f"/visits/{t['id']}/claim", json={}) for t in scene.tasks]
+        answers = [c.post(f"/visits/{t['id']}/claim", json={}) for t in this_week]
         assert [r.status_code for r in answers] == [200] * 5 + [409]
         assert answers[-1].json()["type"] == "/problems/claim-limit" and answers[-1].json()["limit"] == 5
-        done = c.post(f"/visits/{scene.tasks[0]['id']}/complete", json=log_body(scene.tasks[0]))
+        done = c.post(f"/visits/{this_week[0]['id']}/complete", json=log_body(this_week[0]))
         assert done.status_code == 201, done.text
-        freed = c.post(f"/visits/{scene.tasks[-1]['id']}/claim", json={})
+        freed = c.post(f"/visits/{this_week[-1]['id']}/claim", json={})
         assert freed.status_code == 200  # a slot came free
         theirs = c.get(f"/helpers/{scene.helpers[0]}/visits", params={"min_position": freed.json()["position"]}).json()
         assert theirs["total"] == 6 and {v["status"] for v in theirs["items"]} == {"claimed", "completed"}
@@ -256,3 +259,25 @@ def test_visit_lists_filter_by_unit_status_and_due_date(client: httpx.Client, ap
         assert c.post(f"/visits/{this_week['id']}/claim", json={"helper_id": scene.helpers[0]}).status_code == 403
         assert c.get(f"/visits/{this_week['id']}").status_code == 200
 
+
+
+def test_a_task_is_claimed_only_once_its_window_has_opened(client: httpx.Client, api_server, care_app) -> None:
+    scene = Scene(client, care_app, helpers=1, group=True)
+    this_week, next_week = scene.tasks
+    opens = datetime.fromisoformat(next_week["opens_at"])
+    assert opens > datetime.now(UTC)
+    with as_helper(api_server.base_url, scene.helpers[0]) as c:
+        mine = c.get("/visits", params={"claimable_by_me": True, "pairing_id": scene.pairing["id"]}).json()
+        assert [row["id"] for row in mine["items"]] == [this_week["id"]]
+        r = c.post(f"/visits/{next_week['id']}/claim", json={})
+        assert (r.status_code, r.json()["type"]) == (409, "/problems/not-open-yet"), r.text
+        assert datetime.fromisoformat(r.json()["opens_at"]) == opens
+    r = client.post(f"/visits/{next_week['id']}/claim", json={"group_id": scene.group["id"]})  # nor for a group
+    assert (r.status_code, r.json()["type"]) == (409, "/problems/not-open-yet")
+    stored = care_app.load(VisitTask, uuid.UUID(next_week["id"]))
+    assert (stored.status, stored.version) == ("scheduled", 1)
+    with as_helper(api_server.base_url, scene.helpers[0]) as c:
+        r = c.post(f"/visits/{this_week['id']}/claim", json={})
+        assert r.status_code == 200
+        lapses = datetime.fromisoformat(r.json()["claim_expires_at"])
+        assert datetime.fromisoformat(this_week["opens_at"]) < lapses <= datetime.now(UTC) + timedelta(hours=72)

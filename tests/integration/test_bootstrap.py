@@ -16,10 +16,12 @@ from guanai.bootstrap import USED_BY, Process
 from infrastructure.chain import ChainKey
 from infrastructure.personal_data import MasterKey
 from infrastructure.settings import Settings
+from infrastructure.suites import INTERNATIONAL, SigningKey
 
 MASTER = "bootstrap-test-master-key-" + "m" * 32
 PREVIOUS = "bootstrap-test-previous-key-" + "p" * 32
 CHAIN = "bootstrap-test-chain-key-" + "c" * 32
+SIGNING = "international:" + "11" * 32
 
 # Every setting the bootstrap builds into an application, a value other than its default, and
 # how to read it back off the application a process kind gets.
@@ -38,6 +40,7 @@ CHANGED: dict[str, tuple[Any, Callable[[CareApplication], Any]]] = {
         lambda app: [k.key_id for k in app.store.key_store.master.previous],  # type: ignore[attr-defined]
     ),
     "key_cache_seconds": (0.25, lambda app: app.store.key_store.refresh_seconds),  # type: ignore[attr-defined]
+    "signing_key": (SIGNING, lambda app: app.store.keys.signing_key(INTERNATIONAL).key_id),  # type: ignore[attr-defined]
 }
 EXPECTED = {
     "command_retries": 9,
@@ -48,6 +51,7 @@ EXPECTED = {
     "master_key": MasterKey(MASTER).key_id,
     "previous_master_keys": [MasterKey(PREVIOUS).key_id],
     "key_cache_seconds": 0.25,
+    "signing_key": SigningKey("international", bytes.fromhex("11" * 32)).key_id,
 }
 
 
@@ -115,7 +119,7 @@ def test_without_configured_keys_they_are_made_once_in_the_data_directory(databa
     try:
         assert first.store.keys.chain_key().fingerprint == second.store.keys.chain_key().fingerprint  # type: ignore[attr-defined]
         assert (tmp_path / "chain-key").exists()
-        assert first.store.keys.master_key().key_id == second.store.keys.master_key().key_id  # type: ignore[attr-defined]
+        assert first.store.keys.master_key(INTERNATIONAL).key_id == second.store.keys.master_key(INTERNATIONAL).key_id  # type: ignore[attr-defined]
         assert (tmp_path / "master-key").exists()
     finally:
         first.close()

@@ -206,8 +206,8 @@ def test_the_sweep_marks_missed_windows_returns_lapsed_claims_and_reconciles_end
     for p in (old, lapsing, ended):
         app.schedule_visits(p, at(first_week, "scheduler", "system"))
     helper = app.pairing_timeline(lapsing)[0].helper_ids[0]
-    claimed = tasks_of(app, lapsing)[1]  # next week's
-    app.claim_visit(claimed.id, at(first_week), helper_id=helper, ttl=timedelta(hours=1))
+    claimed = tasks_of(app, lapsing)[1]  # next week's, claimed once its window opened
+    app.claim_visit(claimed.id, at(noon(MONDAY + timedelta(days=7))), helper_id=helper, ttl=timedelta(hours=1))
     # The pairing ends and nobody schedules it: the event is "lost".
     app.end_pairing(ended, "结对调整", first_week.date(), at(first_week + timedelta(hours=1)))
     projector.catch_up()

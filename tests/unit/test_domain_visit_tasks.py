@@ -17,6 +17,7 @@ from domain.visit_task import (
     HelperClaims,
     NotEligibleError,
     NotHolderError,
+    NotOpenYetError,
     OutsideWindowError,
     TaskClosedError,
     VisitTask,
@@ -104,22 +105,33 @@ def test_claiming_again_what_one_holds_changes_nothing(w: World) -> None:
     nothing_emitted(w.task)
 
 
+OPENED = day_start(WEEK.start) + timedelta(hours=1)  # an early claim, an hour into the window
+LAPSED = OPENED + TTL + timedelta(hours=8)  # Thursday morning: that claim has lapsed
+
+
+def test_a_task_is_claimed_only_once_its_window_has_opened(w: World) -> None:
+    with refused(NotOpenYetError, None):
+        w.claim(w.cadre.id, day_start(WEEK.start) - timedelta(hours=8))  # Sunday evening before the week
+    nothing_emitted(w.task)
+    assert w.claim(w.cadre.id, day_start(WEEK.start))
+
+
 def test_a_lapsed_claim_expires_when_someone_else_claims(w: World) -> None:
-    w.claim(w.cadre.id, NOW - timedelta(hours=80))
+    w.claim(w.cadre.id, OPENED)
     given(w.task)
-    m = meta(at=NOW)
-    assert w.task.claim(pairing=w.pairing, helper_id=w.doctor.id, group=None, now=NOW, expires_at=NOW + TTL, meta=m)
+    m = meta(at=LAPSED)
+    assert w.task.claim(pairing=w.pairing, helper_id=w.doctor.id, group=None, now=LAPSED, expires_at=LAPSED + TTL, meta=m)
     expired, claimed = w.task.collect_events()
     assert names([expired, claimed]) == ["VisitTask.ClaimExpired", "VisitTask.Claimed"]
-    assert expired.occurred_at == NOW - timedelta(hours=80) + TTL  # it lapsed then, not when noticed
+    assert expired.occurred_at == OPENED + TTL  # it lapsed then, not when noticed
     assert (expired.helper_id, claimed.helper_id) == (w.cadre.id, w.doctor.id)
 
 
 def test_the_sweeper_returns_a_lapsed_claim_to_the_pool(w: World) -> None:
-    w.claim(w.cadre.id, NOW - timedelta(hours=80))
+    w.claim(w.cadre.id, OPENED)
     given(w.task)
-    assert w.task.expire_claim(NOW - timedelta(hours=10), meta()) is False  # not yet lapsed
-    assert w.task.expire_claim(NOW, meta(at=NOW))
+    assert w.task.expire_claim(OPENED + TTL - timedelta(hours=10), meta()) is False  # not yet lapsed
+    assert w.task.expire_claim(LAPSED, meta(at=LAPSED))
     assert names(w.task.collect_events()) == ["VisitTask.ClaimExpired"]
     assert (w.task.status, w.task.holder_id) == ("scheduled", None)
 
