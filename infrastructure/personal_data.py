@@ -453,7 +453,7 @@ class PostgresKeyStore(KeyStore):
         wrapping = self.master.held(self._store_key_id)
         if not missing or wrapping is None:
             return
-        rows = [(s, s, wrapping.wrap(s, AESGCM.generate_key(256)), wrapping.key_id, wrapping.key_id) for s in missing]
+        rows = [(s, s, wrapping.wrap(s, self.master.suite.new_data_key()), wrapping.key_id, wrapping.key_id) for s in missing]
         try:
             with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute(self._settings, (f"{ROTATION_WAIT_MS}ms",))
