@@ -88,6 +88,11 @@ USED_BY: dict[str, frozenset[Process]] = {
     "key_cache_seconds": OPENS_PERSONAL_DATA,
     "crypto_suite": ALL,
     "signing_key": frozenset({Process.API, Process.CLI}),
+    # Imports (API and CLI) and registrations find people by the keyed hashes of their ID numbers.
+    "lookup_key": COMMANDING,
+    "import_max_bytes": frozenset({Process.API, Process.CLI}),
+    "import_max_unpacked_bytes": frozenset({Process.API, Process.CLI}),
+    "import_keep_days": frozenset({Process.API, Process.CLI}),
 }
 
 
