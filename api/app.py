@@ -37,6 +37,9 @@ from api.visits import VisitController, VisitLogController, helper_visits
 from guanai.application import CareApplication, event_store_env
 from guanai.audit import Audit
 from guanai.settings import Settings
+from web.frame import template_config
+from web.routes import router as web_router
+from web.session import cookie_session_middleware
 
 log = structlog.get_logger("guanai.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -151,11 +154,13 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController],
+                        AuditController, web_router()],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, security_middleware],
+        # The web client's cookie session feeds the same guard as a bearer token (web/session.py).
+        middleware=[request_id_middleware, security_middleware, cookie_session_middleware],
+        template_config=template_config(),
         before_send=[security_headers],
         on_startup=[_start, _connect_nats, start_revocations],
         on_shutdown=[stop_revocations, _stop],
