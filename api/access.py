@@ -358,6 +358,9 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
     # web pages (web/): each page is granted as the data it shows is
     _page("", "start page", PUBLIC_DATA),
+    _page("/visits", "my visits", VISIT_WRITE, lists=Kind.VISIT_TASK),
+    _page("/people", "my people", PERSON_READ, lists=Kind.PERSON),
+    _page("/people/{person_id:uuid}", "person and history", PERSON_READ, target=PERSON),
     _page("/sign-in", "sign in", public=True),
     _page("/sw.js", "service worker", public=True),
     _page("/manifest.webmanifest", "app manifest", public=True),

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from litestar import Router
 
+from web import volunteer
 from web.pages import web_router
 
-SCREENS: list[object] = []
+SCREENS: list[object] = [*volunteer.HANDLERS]
 
 
 def router() -> Router:
