@@ -361,6 +361,7 @@ RULES: tuple[Rule, ...] = (
     _page("/visits", "my visits", VISIT_WRITE, lists=Kind.VISIT_TASK),
     _page("/people", "my people", PERSON_READ, lists=Kind.PERSON),
     _page("/people/{person_id:uuid}", "person and history", PERSON_READ, target=PERSON),
+    _page("/console", "responder console", QUEUE, lists=Kind.EMERGENCY),
     _page("/sign-in", "sign in", public=True),
     _page("/sw.js", "service worker", public=True),
     _page("/manifest.webmanifest", "app manifest", public=True),

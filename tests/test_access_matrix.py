@@ -521,6 +521,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/auth/revoke"): Recipe(REVOKE, body=lambda w, role, ctx: {"jti": uuid.uuid4().hex, "reason": "手机丢失"}),
     # web pages: a page answers a program (no Accept: text/html) with the API's problem details
     ("GET", "/app"): Recipe(ANYONE, ok=(200, 303)),  # volunteers and responders go on to their screen
+    ("GET", "/app/visits"): Recipe(VISITS_WRITE),  # the page lists what GET /visits lists (tests/test_web_volunteer.py)
+    ("GET", "/app/people"): Recipe(PERSONS_READ),
+    ("GET", "/app/people/{person_id:uuid}"): Recipe(PERSONS_READ, target="person"),
+    ("GET", "/app/console"): Recipe(QUEUE),
 }  # fmt: skip
 PUBLIC = {
     ("GET", "/health"),

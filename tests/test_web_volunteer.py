@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from domain.vocabulary import ActorRole
 from tests.api_support import ApiServer, api_server, client, elder, token  # noqa: F401 - fixtures
@@ -16,11 +16,11 @@ from tests.test_api_visits import Scene
 from tests.web_support import both_widths, session
 
 
-def card(page: Page, task_id: str):  # noqa: ANN201 - a Playwright locator
+def card(page: Page, task_id: str) -> Locator:
     return page.locator(f"#task-{task_id}")
 
 
-def log_visit(page: Page, opener, notes: str, *, help_now: bool = False) -> None:  # noqa: ANN001
+def log_visit(page: Page, opener: Locator, notes: str, *, help_now: bool = False) -> None:
     opener.click()
     dialog = page.locator("#log-dialog")
     expect(dialog).to_be_visible()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from litestar import Router
 
-from web import volunteer
+from web import console, volunteer
 from web.pages import web_router
 
-SCREENS: list[object] = [*volunteer.HANDLERS]
+SCREENS: list[object] = [*volunteer.HANDLERS, *console.HANDLERS]
 
 
 def router() -> Router:
