@@ -17,7 +17,7 @@ def test_a_visitor_without_a_session_is_sent_to_sign_in_and_sees_it_in_chinese(b
         page.goto(api_server.base_url + "/app/")
         assert page.url.startswith(api_server.base_url + "/app/sign-in?next=")
         assert page.locator("h1").inner_text() == "登录"
-        assert page.get_by_label("账号").is_visible() and page.get_by_label("密码").is_visible()
+        assert page.get_by_label("手机号").is_visible() and page.get_by_label("密码").is_visible()
         both_widths(page, "sign-in")
         page.get_by_role("link", name="切换语言").click()
         assert page.locator("h1").inner_text() == "Sign in"

@@ -16,7 +16,7 @@
 
   // A call to the JSON API with the session cookie; a change carries the CSRF cookie's value
   // (double submit). Answers {status, body}; a network failure throws (the caller decides to queue).
-  async function api(method, path, body, headers) {
+  async function api(method, path, body, headers, retried) {
     const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...(headers || {}) } };
     if (method !== "GET" && method !== "HEAD") {
       init.headers["Content-Type"] = "application/json";
@@ -24,6 +24,16 @@
       init.body = JSON.stringify(body === undefined ? {} : body);
     }
     const response = await fetch(path, init);
+    // A browser session's access cookie lives minutes; its refresh cookie lives days. On a 401,
+    // renew once (the refresh cookie and the CSRF header) and try again.
+    if (response.status === 401 && !retried && path !== "/auth/refresh" && path !== "/auth/sign-in" && cookie("guanai_csrf")) {
+      const renewed = await fetch("/auth/refresh", {
+        method: "POST", credentials: "same-origin",
+        headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": cookie("guanai_csrf") },
+        body: "{}",
+      }).catch(() => null);
+      if (renewed && renewed.ok) return api(method, path, body, headers, true);
+    }
     let parsed = null;
     const type = response.headers.get("content-type") || "";
     if (type.includes("json")) parsed = await response.json();

@@ -113,6 +113,11 @@
       document.getElementById("live").hidden = true;
       wasOffline = true;
       connection(msg("js.console.offline"));
+      // The browser retries a dropped stream by itself, but not one refused (an expired access
+      // cookie): renew the session through a plain call, then open the stream again.
+      if (source.readyState === EventSource.CLOSED && navigator.onLine) {
+        setTimeout(() => G.api("GET", "/emergencies?limit=1").catch(() => null).then(connect), 2000);
+      }
     });
   }
 
