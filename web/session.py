@@ -8,8 +8,11 @@ bearer token would be: there is no second authorization path. A cookie-carried r
 writes (any method but GET, HEAD, OPTIONS) must echo the CSRF cookie in ``X-CSRF-Token``
 (double submit): another site can make the browser send the cookies, not read them.
 
-The accounts issue's sign-in (``POST /auth/sign-in``) sets both cookies; until it is merged,
-tests set them with a minted token (``tests/web_support.py``).
+The accounts issue's sign-in (``POST /auth/sign-in`` with ``"session": "cookie"``) sets both
+cookies. That issue's guard reads the access cookie itself and checks the CSRF token against the
+hash its token carries, which is stronger than the double submit here: **when it is merged, this
+middleware and its line in ``api/app.py`` go** (tests/web_support.py mints tokens carrying that
+hash already, so the browser tests run unchanged either way).
 """
 
 from __future__ import annotations
