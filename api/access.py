@@ -363,6 +363,7 @@ RULES: tuple[Rule, ...] = (
     _page("/people/{person_id:uuid}", "person and history", PERSON_READ, target=PERSON),
     _page("/console", "responder console", QUEUE, lists=Kind.EMERGENCY),
     _page("/sign-in", "sign in", public=True),
+    _page("/second-factor", "enrol a second factor", public=True),  # its script calls /auth only
     _page("/sw.js", "service worker", public=True),
     _page("/manifest.webmanifest", "app manifest", public=True),
     Rule("GET", WEB_STATIC_PATH, "web pages", "static files", public=True),  # and every file beneath it

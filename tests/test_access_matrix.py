@@ -528,7 +528,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 }  # fmt: skip
 PUBLIC = {
     ("GET", "/health"),
-    ("GET", "/app/sign-in"), ("GET", "/app/sw.js"), ("GET", "/app/manifest.webmanifest"), ("GET", "/app/{rest:path}"),
+    ("GET", "/app/sign-in"), ("GET", "/app/second-factor"), ("GET", "/app/sw.js"), ("GET", "/app/manifest.webmanifest"), ("GET", "/app/{rest:path}"),
     ("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}"),
 }  # and the /schema pages: no token at all
 

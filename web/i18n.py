@@ -56,6 +56,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "js.signin.unavailable": ("暂时无法登录，请稍后再试", "Signing in is not possible just now; try again shortly"),
     "signin.hint": ("账号由县民政局管理员开通，首次使用请按开通单激活", "Accounts are opened by the county civil-affairs administrator; activate yours with the slip you were given"),
     "signin.expired": ("登录已过期，请重新登录", "Your session has ended; please sign in again"),
+    # the second factor (supervisors, auditors, administrators, county responders)
+    "totp.title": ("设置两步验证", "Set up two-step sign-in"),
+    "totp.why": ("您的岗位需要在密码之外再用手机上的身份验证器登录。", "Your role signs in with an authenticator app as well as the password."),
+    "totp.step_app": ("在手机上安装身份验证器应用。", "Install an authenticator app on your phone."),
+    "totp.step_scan": ("用它扫描下面的二维码，或手动输入密钥。", "Scan the QR code below with it, or type in the key."),
+    "totp.qr_alt": ("两步验证二维码", "QR code for two-step sign-in"),
+    "totp.secret": ("密钥：", "Key:"),
+    "totp.code": ("验证器上显示的 6 位数字", "The 6 digits the app shows"),
+    "totp.confirm": ("确认", "Confirm"),
+    "totp.codes_title": ("备用恢复码", "Recovery codes"),
+    "totp.codes_why": ("请抄下并妥善保管：手机丢失时，每个恢复码可代替验证码登录一次。只显示这一次。",
+                       "Write them down and keep them safe: each signs in once if the phone is lost. Shown only now."),
+    "totp.continue": ("继续", "Continue"),
+    "js.totp.unavailable": ("暂时无法设置两步验证，请稍后再试。", "Two-step sign-in cannot be set up just now; try again shortly."),
+    "js.totp.refused": ("验证码不正确，请再试一次。", "That code was not accepted; try again."),
     # error pages
     "error.not_found.title": ("找不到该页面", "Page not found"),
     "error.not_found.body": (

@@ -20,7 +20,14 @@ document.addEventListener("DOMContentLoaded", () => {
       answer = { status: 0, body: null };
     }
     if (answer.status >= 200 && answer.status < 300) {
-      window.location.assign(form.dataset.next || "/app/");
+      const next = form.dataset.next || "/app/";
+      // A role that needs a second factor and has none yet: enrol it first (the session reaches
+      // only /auth until then).
+      if (answer.body && answer.body.second_factor_enrolment_required) {
+        window.location.assign("/app/second-factor?next=" + encodeURIComponent(next));
+        return;
+      }
+      window.location.assign(next);
       return;
     }
     const type = ((answer.body && answer.body.type) || "").replace("/problems/", "");
