@@ -311,6 +311,7 @@ class Recipe:
     more: Callable[[World, str, dict[str, Any]], dict[str, str]] | None = None  # other path parameters
     ok: tuple[int, ...] = (200,)
     stream: bool = False
+    page_lists: str | None = None  # a web page listing these: each row links to /app/<page_lists>/<id>
 
 
 def _now() -> str:
@@ -522,7 +523,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # web pages: a page answers a program (no Accept: text/html) with the API's problem details
     ("GET", "/app"): Recipe(ANYONE, ok=(200, 303)),  # volunteers and responders go on to their screen
     ("GET", "/app/visits"): Recipe(VISITS_WRITE),  # the page lists what GET /visits lists (tests/test_web_volunteer.py)
-    ("GET", "/app/people"): Recipe(PERSONS_READ),
+    ("GET", "/app/people"): Recipe(PERSONS_READ, page_lists="people"),
     ("GET", "/app/people/{person_id:uuid}"): Recipe(PERSONS_READ, target="person"),
     ("GET", "/app/console"): Recipe(QUEUE),
 }  # fmt: skip
@@ -681,7 +682,20 @@ class Cell:
             return self.recipe.inside(self.w, self.role)
         return self.w.pick(self.recipe.target, self.role, self.scopes)[0]  # type: ignore[arg-type]
 
+    def page_listed(self) -> None:
+        """A web page shows exactly the rows of the list the API would answer."""
+        if self.recipe.page_lists is None:
+            return
+        r = self.w.a.get(self.path, headers={**self.headers, "Accept": "text/html"},
+                         params={"min_position": self.w.position()})  # fmt: skip
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        shown = set(re.findall(rf'href="/app/{self.recipe.page_lists}/([0-9a-f-]{{36}})"', r.text))
+        expected = self.w.visible("person", self.role, self.scopes)  # type: ignore[arg-type]
+        assert expected, "every role that may read this page sees someone in the world"
+        assert shown == expected, (sorted(self._names(shown - expected)), sorted(self._names(expected - shown)))
+
     def listed(self) -> None:
+        self.page_listed()
         kind = self.recipe.lists
         if kind is None or kind == "unit":
             return

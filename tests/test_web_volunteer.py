@@ -142,6 +142,13 @@ def test_my_people_and_their_history_but_nobody_elses(browser, api_server: ApiSe
         expect(page.locator(".timeline")).to_contain_text("登记入档")
         expect(page.locator(".timeline")).to_contain_text("建立结对")
         both_widths(page, "volunteer-person")
+        page.get_by_role("link", name="English").click()
+        expect(page.locator("#tl-title")).to_have_text("History")
+        expect(page.locator(".timeline")).to_contain_text("Registered")
+        page.goto(api_server.base_url + "/app/visits")
+        expect(page.locator("h1")).to_have_text("My visits")
+        both_widths(page, "volunteer-visits-en")
+        page.goto(api_server.base_url + "/app/visits?lang=zh")
         answer = page.goto(f"{api_server.base_url}/app/people/{stranger}")
         assert answer is not None and answer.status == 404
         expect(page.locator("h1")).to_have_text("找不到该页面")
