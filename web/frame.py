@@ -83,7 +83,7 @@ def actor_or_none(request: Request[Any, Any, Any]) -> Actor | None:
     """Who is signed in: the guard's decision, or on a public page (sign-in, not found) the
     session's, if it has a valid one."""
     actor = request.scope.get("state", {}).get("actor")
-    if actor is None and request.headers.get("authorization"):
+    if actor is None and (request.headers.get("authorization") or request.cookies.get("guanai_access")):
         try:
             actor = actor_of(request)
         except Exception:  # noqa: BLE001 - an expired or revoked session: the page shows nobody
