@@ -210,6 +210,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "js.log.queued": ("已保存在本机，等有网络时自动发送。", "Saved on this phone; it is sent when the network returns."),
     "js.log.sent": ("走访记录已保存。", "Visit log saved."),
     "js.log.help_filed": ("已上报险情，应急值守人员会收到通知。", "Emergency reported; the responders on duty are alerted."),
+    "js.signout.waiting": ("还有 {n} 条走访记录没有发送，退出会删除它们。确定退出吗？",
+                           "{n} visit logs have not been sent; signing out deletes them. Sign out anyway?"),
     "js.log.for": ("服务对象：{name}", "For: {name}"),
     "js.log.bad_time": ("请填写走访时间。", "Give the time of the visit."),
     "js.outbox.waiting": ("等待发送", "Waiting"),

@@ -64,11 +64,29 @@
       .catch(() => {});
   }
 
+  function outboxCount() {
+    if (!window.indexedDB) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const opening = indexedDB.open("guanai", 1);
+      opening.onupgradeneeded = () => opening.result.createObjectStore("outbox", { keyPath: "id" });
+      opening.onerror = () => resolve(0);
+      opening.onsuccess = () => {
+        const db = opening.result;
+        const counting = db.transaction("outbox", "readonly").objectStore("outbox").count();
+        counting.onsuccess = () => { db.close(); resolve(counting.result); };
+        counting.onerror = () => { db.close(); resolve(0); };
+      };
+    });
+  }
+
   // Signing out forgets what this browser kept offline for the account, then ends the session.
   document.addEventListener("click", async (event) => {
     const link = event.target.closest("#sign-out");
     if (!link) return;
     event.preventDefault();
+    // Visit logs still waiting on this phone would be lost: say so, and let the person stay.
+    const waiting = await outboxCount();
+    if (waiting > 0 && !window.confirm(msg("js.signout.waiting", { n: waiting }))) return;
     try { await api("POST", "/auth/sign-out", {}); } catch (e) { /* offline: the cookie expires anyway */ }
     if (window.caches) for (const key of await caches.keys()) await caches.delete(key);
     if (window.indexedDB && indexedDB.deleteDatabase) indexedDB.deleteDatabase("guanai");
