@@ -79,6 +79,9 @@ def test_a_county_responder_enrols_a_second_factor_on_the_way_in(browser, api_se
         expect(page.locator("#totp-qr")).to_be_visible()
         both_widths(page, "second-factor")
         check(page, "second factor")
+        page.goto(api_server.base_url + "/app/console")  # not yet: every page sends it back here
+        expect(page).to_have_url(re.compile(r".*/app/second-factor\?next=%2Fapp%2Fconsole$"))
+        expect(page.locator("#totp-qr")).to_be_visible()
         secret = page.locator("#totp-secret").inner_text()
         page.get_by_label("验证器上显示的 6 位数字").fill(pyotp.TOTP(secret).now())
         page.get_by_role("button", name="确认").click()

@@ -163,6 +163,11 @@ def page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return Redirect(f"{SIGN_IN}?next={quote(target, safe='')}", status_code=303)
     if status == 403:
+        actor = actor_or_none(request)
+        if actor is not None and getattr(actor, "restricted", False):
+            # A role that signs in with a second factor and has none yet: enrol it, then go on.
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return Redirect(f"{PREFIX}/second-factor?next={quote(target, safe='')}", status_code=303)
         return page(request, "error.html", status=403, kind="forbidden")
     if status == 404:
         return page(request, "error.html", status=404, kind="not_found")
