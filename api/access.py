@@ -754,7 +754,7 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if rule.public:
         return
     actor = actor_of(connection)
-    if actor.restricted and not rule.path.startswith("/auth/"):
+    if actor.restricted and rule.resource != "sessions":  # its own session and second factor only
         raise PermissionDeniedException(
             f"a {actor.role.value} signs in with a second factor: enrol one first (POST /auth/totp), then refresh"
         )

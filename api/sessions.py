@@ -194,7 +194,7 @@ def build_service(app: Any) -> AccountService:
     free = settings.sign_in_failures_free
     return AccountService(
         app=state.care,
-        credentials=PostgresCredentials(state.connections.database_url, pool_size=max(2, settings.db_pool_size // 2)),
+        credentials=PostgresCredentials(state.connections.database_url, pool_size=max(2, min(4, settings.db_pool_size // 3))),
         hasher=PasswordHasher(),
         sealer=KeyStoreSealer(state.care.key_store),
         issue=issue,

@@ -232,14 +232,16 @@ class FailureThrottle:
             _, until = self._failures.get(key, (0, 0.0))
         return max(0.0, until - self.clock())
 
-    def failed(self, key: str) -> None:
+    def failed(self, key: str) -> float:
+        """Count a failure; the wait it imposes before the next attempt (0: none yet)."""
         with self._lock:
             count, _ = self._failures.get(key, (0, 0.0))
             count += 1
-            until = self.clock() + min(self.cap, 2.0 ** (count - self.free - 1)) if count > self.free else 0.0
+            wait = min(self.cap, 2.0 ** (count - self.free - 1)) if count > self.free else 0.0
             if len(self._failures) > 100_000:
                 self._failures.clear()  # a flood of fresh keys: forget rather than grow without bound
-            self._failures[key] = (count, until)
+            self._failures[key] = (count, self.clock() + wait if wait else 0.0)
+            return wait
 
     def succeeded(self, key: str) -> None:
         with self._lock:
@@ -472,9 +474,11 @@ class AccountService:
         ok = self.hasher.verify(login.password_hash if login else None, candidate)
         account = self.app.load(Account, account_id) if ok and account_id else None
         if not ok or account is None or account.status == AccountStatus.CLOSED:
-            self.account_throttle.failed(account_key)
+            waits = self.account_throttle.failed(account_key)
             self.address_throttle.failed(address)
-            self.credentials.record_sign_in(account_id, "wrong password" if account_id else "unknown phone")
+            outcome = "wrong password" if account_id else "unknown phone"
+            # An auditor sees when an account's sign-ins began to be throttled, and for how long.
+            self.credentials.record_sign_in(account_id, f"{outcome}; throttled {waits:.0f} s" if waits else outcome)
             raise wrong
         assert login is not None
         if account.status != AccountStatus.ACTIVE:

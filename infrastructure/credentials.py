@@ -103,9 +103,11 @@ def _bytes(value: Any) -> bytes | None:
 class PostgresCredentials:
     """The ``Credentials`` port of ``application/accounts.py`` over PostgreSQL."""
 
-    def __init__(self, database_url: str, *, pool_size: int = 4) -> None:
+    def __init__(self, database_url: str, *, pool_size: int = 3) -> None:
+        # No connection kept open while nobody signs in (min_size 0): a process's connections are
+        # the machine's to share, and a sign-in's Argon2 hash, not the pool, bounds its pace.
         self.pool: ConnectionPool[Any] = ConnectionPool(
-            database_url, min_size=1, max_size=pool_size, kwargs={"autocommit": True, "row_factory": dict_row},
+            database_url, min_size=0, max_size=pool_size, kwargs={"autocommit": True, "row_factory": dict_row},
             open=True, name="credentials",
         )  # fmt: skip
         with self.pool.connection() as conn:

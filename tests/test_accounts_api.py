@@ -157,6 +157,7 @@ def test_totp_enrolment_and_sign_in_with_a_code_once(client: httpx.Client, anon:
     bearer = {"Authorization": f"Bearer {first['access_token']}"}
     refused = anon.get("/persons", headers=bearer)
     assert refused.status_code == 403 and "second factor" in refused.json()["detail"]
+    assert anon.get("/auth/me", headers=bearer).json()["restricted"] is True
     started = anon.post("/auth/totp", headers=bearer).json()
     assert started["otpauth_uri"].startswith("otpauth://totp/") and started["qr_svg"].startswith("data:image/svg+xml;base64,")
     totp = pyotp.TOTP(started["secret"])

@@ -74,7 +74,7 @@ def sign_in(c: httpx.Client, phone: str, password: str = PASSWORD) -> httpx.Resp
 
 
 def test_failed_sign_ins_of_one_account_wait_longer_and_longer(admin: httpx.Client, server: ApiServer, tree: Tree) -> None:
-    phone, _ = activated(admin, server, tree)
+    phone, account = activated(admin, server, tree)
     answers = []
     for _ in range(3):  # each from another address: the account's own count
         with from_new_address(server) as c:
@@ -84,6 +84,8 @@ def test_failed_sign_ins_of_one_account_wait_longer_and_longer(admin: httpx.Clie
         throttled = sign_in(c, phone)  # even the right password waits
     assert throttled.status_code == 429 and throttled.json()["type"] == "/problems/too-many-requests"
     assert int(throttled.headers["Retry-After"]) >= 1
+    outcomes = [r["outcome"] for r in admin.get(f"/accounts/{account['id']}/sign-ins").json()]
+    assert outcomes[:3] == ["wrong password; throttled 1 s", "wrong password", "wrong password"]
 
 
 def test_failed_sign_ins_from_one_address_are_throttled_across_accounts(server: ApiServer) -> None:
