@@ -76,6 +76,7 @@ AU, V = R.AUDITOR, R.VOLUNTEER
 ROLES = (AD, CS, TS, VC, CD, TR, CR, AU, V)
 ROLE_CODES = {AD: "AD", CS: "CS", TS: "TS", VC: "VC", CD: "CD", TR: "TR", CR: "CR", AU: "AU", V: "V"}
 DOCS_PATH = "/schema"  # the OpenAPI pages: public, like /health
+WEB_STATIC_PATH = "/app/static"  # the web client's scripts, styles and vendored files: public
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -258,6 +259,11 @@ def _respond(action: str, *refs: Ref, allowed: Grants = RESPOND) -> Rule:
     return Rule("POST", f"/emergencies/{{report_id:uuid}}/{action}", "emergencies", action, allowed, REPORT, refs)
 
 
+def _page(path: str, action: str, allowed: Grants | None = None, **how: Any) -> Rule:
+    """A page of the web client (web/): read like the data it shows, by the same guard."""
+    return Rule("GET", f"/app{path}", "web pages", action, allowed or {}, **how)
+
+
 def _supervision(tail: str, action: str, allowed: Grants = SUPERVISION) -> Rule:
     return Rule("GET", f"/supervision/{{org_unit:str}}{tail}", "supervision", action, allowed, SUPERVISED)
 
@@ -406,6 +412,18 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/auth/totp", "sessions", "enrol TOTP", SELF),
     Rule("POST", "/auth/totp/confirm", "sessions", "confirm TOTP", SELF),
     Rule("POST", "/auth/recovery-codes", "sessions", "new recovery codes", SELF),
+    # web pages (web/): each page is granted as the data it shows is
+    _page("", "start page", PUBLIC_DATA),
+    _page("/visits", "my visits", VISIT_WRITE, lists=Kind.VISIT_TASK),
+    _page("/people", "my people", PERSON_READ, lists=Kind.PERSON),
+    _page("/people/{person_id:uuid}", "person and history", PERSON_READ, target=PERSON),
+    _page("/console", "responder console", QUEUE, lists=Kind.EMERGENCY),
+    _page("/sign-in", "sign in", public=True),
+    _page("/second-factor", "enrol a second factor", public=True),  # its script calls /auth only
+    _page("/sw.js", "service worker", public=True),
+    _page("/manifest.webmanifest", "app manifest", public=True),
+    Rule("GET", WEB_STATIC_PATH, "web pages", "static files", public=True),  # and every file beneath it
+    _page("/{rest:path}", "not found", public=True),  # any other address: the not-found page
 )  # fmt: skip
 
 BY_ROUTE: dict[tuple[str, str], Rule] = {rule.key: rule for rule in RULES}
@@ -424,6 +442,8 @@ READS: dict[Kind, Grants] = {
 def rule_for(method: str, path_template: str) -> Rule | None:
     if method == "GET" and (path_template == DOCS_PATH or path_template.startswith(DOCS_PATH + "/")):
         return BY_ROUTE[("GET", DOCS_PATH)]
+    if method in ("GET", "HEAD") and path_template.startswith(WEB_STATIC_PATH + "/"):
+        return BY_ROUTE[("GET", WEB_STATIC_PATH)]
     return BY_ROUTE.get((method, path_template))
 
 
@@ -881,7 +901,7 @@ def access_table() -> str:
     head = ["operation", "resource", "action", *(ROLE_CODES[r] for r in ROLES), "objects checked"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rule in RULES:
-        path = rule.path + ("/…" if rule.path == DOCS_PATH else "")
+        path = rule.path + ("/…" if rule.path in (DOCS_PATH, WEB_STATIC_PATH) else "")
         cells = ["public"] * len(ROLES) if rule.public else [_cell(rule.grants.get(r)) for r in ROLES]
         row = [f"`{rule.method} {path}`", rule.resource, rule.action, *cells, _objects(rule)]
         lines.append("| " + " | ".join(row) + " |")

@@ -5,7 +5,7 @@ app starts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,8 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.template import TemplateConfig
+from litestar.types import ControllerRouterHandler
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
 from api.accounts import AccountController
@@ -144,11 +146,15 @@ def create_app(
     make_care: Callable[[], CareApplication],
     debug: bool = False,
     protections: bool = True,
+    pages: Sequence[ControllerRouterHandler] = (),
+    template_config: TemplateConfig[Any] | None = None,
 ) -> Litestar:
     """The API over the application ``make_care`` builds when the app starts (the composition
     root, guanai/bootstrap.py, passes it). ``protections=False`` checks tokens only (no access
     table; the bootstrap stores personal fields unsealed with it): it exists for
-    ``bench/protections.py`` to measure what they cost, and no setting or command reaches it."""
+    ``bench/protections.py`` to measure what they cost, and no setting or command reaches it.
+    ``pages`` (the web client, web/, one layer above) are served by the same app behind the same
+    guard, with their ``template_config``."""
     openapi = OpenAPIConfig(
         title="Guanai (关爱) API",
         version="0.1.0",
@@ -169,11 +175,12 @@ def create_app(
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
                         AuditController, ProofsController, docs_assets_router(), AccountController,
-                        *SESSION_ROUTES, ImportController, RegistryXlsxController],
+                        *SESSION_ROUTES, ImportController, RegistryXlsxController, *pages],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],
+        template_config=template_config,
         before_send=[security_headers],
         on_startup=[_start, start_imports, _connect_nats, start_revocations, start_accounts],
         on_shutdown=[stop_accounts, stop_revocations, stop_imports, _stop],

@@ -25,6 +25,8 @@ from application.care import CareApplication
 from application.ports import EventStore
 from infrastructure.settings import Settings
 from infrastructure.store import InMemoryEventStore, PostgresEventStore, event_store_env, memory_store_env, store_keys
+from web.frame import template_config
+from web.routes import router as web_router
 from workers.escalator import escalator_worker
 from workers.projector import Projector
 from workers.relay import relay_worker
@@ -215,4 +217,6 @@ def api(
         make_care=make_care,
         debug=debug,
         protections=protections,
+        pages=[web_router()],
+        template_config=template_config(),
     )
