@@ -16,7 +16,7 @@ import pyotp
 from infrastructure.settings import Settings
 from tests.api_support import ApiServer, api_server  # noqa: F401 - fixture
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def guanai(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from tests.browser import browser  # noqa: F401 - fixture
 from tests.e2e.test_api_visits import Scene
 from tests.web_support import WIDTHS, session
 
-AXE = Path(__file__).resolve().parent / "vendor" / "axe-4.14.1.min.js"
+AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-4.14.1.min.js"
 BUDGET = 150 * 1024
 AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
