@@ -305,9 +305,8 @@ def test_every_worker_recovers_from_a_database_killed_while_reports_flow(
     try:
         wait_until(lambda: len(filer.accepted) >= 5, 30, "reports flowing")
         wait_until(lambda: any(counts(app, i)[0][0] for i in filer.accepted), 30, "a report routed")
-        own_postgres.kill()
-        wait_until(lambda: filer.failures > 0, 30, "the filer to notice the outage")
         offset = log_path.stat().st_size
+        own_postgres.kill()
         own_postgres.start()
         before = len(filer.accepted)
         wait_until(lambda: len(filer.accepted) >= before + 10, 60, "reports filed after the restart")
@@ -324,6 +323,8 @@ def test_every_worker_recovers_from_a_database_killed_while_reports_flow(
         wait_until(views_caught_up, 60, "the views to catch up")
         wait_until(lambda: _log_after(log_path, offset, b'"swept"'), 30, "the scheduler to sweep again")
         assert workers.poll() is None, "the workers' process is still running"
+        assert _log_after(log_path, offset, b"relay_retry"), "the relay ran into the outage"
+        assert _log_after(log_path, offset, b"projection database unavailable"), "the projector ran into it"
     finally:
         filer.stop()
         workers.terminate()

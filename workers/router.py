@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import nats
+import psycopg
 import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
 
@@ -49,8 +50,9 @@ T = TypeVar("T")
 
 DURABLE = "emergency-router"
 KIND = "EmergencyReport"
-# Outages of the event store are waited out, not counted against max_deliver.
-TRANSIENT = (OperationalError, InterfaceError)
+# Outages of the event store are waited out, not counted against max_deliver: the library's
+# errors, and psycopg's own from the views a command reads (a pool timing out is one of them).
+TRANSIENT = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 # Handling a message takes milliseconds (longer waits say in_progress): redeliver soon after a crash.
 ACK_WAIT_SECONDS = 5.0
 

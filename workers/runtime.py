@@ -82,4 +82,5 @@ async def keep_running(name: str, stop: asyncio.Event, run: Callable[[asyncio.Ev
                 delay = 0.5
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 30.0)
+            # At most 10 s: once the database or NATS is back, the worker is back soon after.
+            delay = min(delay * 2, 10.0)

@@ -30,6 +30,7 @@ from projections.visit_tasks import VisitTaskView
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
 from workers.router import connect_nats, run_command, worker_meta
+from workers.runtime import keep_running
 
 log = structlog.get_logger("guanai.scheduler")
 
@@ -183,7 +184,8 @@ def scheduler_worker(database_url: str, nats_url: str, **options: Any) -> Any:
     """The scheduler as a worker for workers.runtime (``guanai scheduler``, and in ``guanai serve``)."""
 
     async def work(stop: asyncio.Event) -> None:
-        await run_scheduler(database_url, nats_url, stop, **options)
+        # Like the router: a scheduler that failed to start (the database away) tries again.
+        await keep_running("scheduler", stop, lambda s: run_scheduler(database_url, nats_url, s, **options))
 
     return work
 
