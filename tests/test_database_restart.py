@@ -34,8 +34,8 @@ import nats
 import psycopg
 import pytest
 
-from guanai.application import CareApplication, event_store_env
-from guanai.embedded import EmbeddedPostgres, _pid_alive, start_postgres
+from application.care import CareApplication, event_store_env
+from infrastructure.embedded import EmbeddedPostgres, _pid_alive, start_postgres
 from tests.conftest import create_database
 from tests.emergency_support import wait_until
 from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, OwnNats, World, all_routed, assert_exactly_once, counts
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RELAY = """
 import sys
-from guanai.logs import configure_logging
+from infrastructure.logs import configure_logging
 from workers.relay import relay_worker
 from workers.runtime import run_until_signalled
 configure_logging("json", "info")
@@ -56,7 +56,7 @@ sys.exit(run_until_signalled(relay_worker(database_url, nats_url, stream=stream,
 
 ALL_WORKERS = """
 import sys
-from guanai.logs import configure_logging
+from infrastructure.logs import configure_logging
 from workers.escalator import escalator_worker
 from workers.projector import Projector
 from workers.relay import relay_worker

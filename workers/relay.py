@@ -23,11 +23,11 @@ from typing import Any
 import nats
 import psycopg
 import structlog
-from nats.js.api import StorageType, StreamConfig
 from eventsourcing.persistence import PersistenceError
+from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from guanai.failpoints import failpoint
+from infrastructure.failpoints import failpoint
 from projections.runner import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
