@@ -36,6 +36,7 @@ from api.views import ReadSide
 from api.visits import VisitController, VisitLogController, helper_visits
 from application.audit import Audit
 from application.care import CareApplication, event_store_env
+from infrastructure.progress import Watch, relay_progress, worker_progress
 from infrastructure.settings import Settings
 
 log = structlog.get_logger("guanai.api")
@@ -54,7 +55,9 @@ class Connections:
 
 @get("/health", tags=["operations"], media_type=MediaType.JSON)
 async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Database, NATS and views: 200 when the event store answers, 503 when it does not."""
+    """Database, NATS, views, relay and workers: 200 when the event store answers, 503 when it
+    does not. ``status`` is ``degraded`` when NATS is away, or when the relay or a worker makes
+    no progress while work waits for it (``relay.stalled``, ``workers.<name>.stalled``)."""
     state = request.app.state
     loop = asyncio.get_running_loop()
     try:
@@ -68,9 +71,28 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         views = await loop.run_in_executor(None, state.read_side.lag)
     except Exception as e:  # noqa: BLE001
         views = {"ok": False, "error": type(e).__name__}
+    try:
+        relay = await loop.run_in_executor(None, _relay_progress, state)
+    except Exception as e:  # noqa: BLE001
+        relay = {"ok": False, "error": type(e).__name__}
+    workers: dict[str, Any] = {}
+    if nats_status["ok"]:
+        try:
+            workers = await asyncio.wait_for(worker_progress(nc.jetstream(), state.watch), timeout=3)
+        except Exception as e:  # noqa: BLE001
+            workers = {"error": type(e).__name__}
     ok = database["ok"]
-    status = "ok" if ok and nats_status["ok"] else ("degraded" if ok else "down")
-    return Response({"status": status, "database": database, "nats": nats_status, "views": views}, status_code=200 if ok else 503)
+    moving = relay.get("stalled") is not True and not any(
+        isinstance(w, dict) and w.get("stalled") for w in workers.values()
+    )
+    status = "ok" if ok and nats_status["ok"] and moving else ("degraded" if ok else "down")
+    body = {"status": status, "database": database, "nats": nats_status, "views": views, "relay": relay, "workers": workers}
+    return Response(body, status_code=200 if ok else 503)
+
+
+def _relay_progress(state: Any) -> dict[str, Any]:
+    with state.read_side.runner.pool.connection() as conn:
+        return relay_progress(state.care, conn, state.watch)
 
 
 async def _connect_nats(app: Litestar) -> None:
@@ -128,10 +150,12 @@ def create_app(
     jwt_secret: str,
     debug: bool = False,
     protections: bool = True,
+    watch: Watch | None = None,
 ) -> Litestar:
     """The API. ``protections=False`` stores personal fields unsealed and checks tokens only (no
     access table): it exists for ``bench/protections.py`` to measure what they cost, and no
-    setting or command reaches it."""
+    setting or command reaches it. ``watch`` names the relay and consumers ``/health`` watches
+    (default: the workers' own names)."""
     openapi = OpenAPIConfig(
         title="Guanai (关爱) API",
         version="0.1.0",
@@ -169,4 +193,5 @@ def create_app(
     app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
     configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)
     app.state.connections = Connections(database_url=database_url, nats_url=nats_url)
+    app.state.watch = watch or Watch()
     return app

@@ -470,27 +470,44 @@ def _keys_status(settings: Settings, database_url: str, held: Any) -> int:
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
-    """How far the views and the relay are behind the event store; exit 1 past the limits
-    (the health check of the projector and relay services)."""
+    """How far the views and the relay are behind the event store, and whether the relay or a
+    worker is stalled (work waits and nothing moved for --stall-seconds); exit 1 past the
+    limits or on a stall (the health check of the projector, relay and worker services)."""
+    import asyncio
     import json
 
+    import nats
     import psycopg
 
+    from infrastructure.progress import Watch, relay_progress, worker_progress
     from workers.projector import Projector
 
-    with services(settings, need_nats=False) as (database_url, _):
+    watch = Watch(stall_seconds=args.stall_seconds)
+    with services(settings) as (database_url, nats_url):
         projector = Projector(database_url, pool_size=1)
-        views = projector.lag()
-        projector.close()
-        with psycopg.connect(database_url) as conn:
-            last = conn.execute("SELECT coalesce(max(notification_id), 0) FROM guanai_events").fetchone()[0]
-            has_relay = conn.execute("SELECT to_regclass('relay_tracking') IS NOT NULL").fetchone()[0]
-            relayed = conn.execute("SELECT coalesce(max(position), 0) FROM relay_tracking").fetchone()[0] if has_relay else 0
-    relay = {"position": relayed, "events_behind": max(0, last - relayed)}
-    print(json.dumps({"views": views, "relay": relay}, default=str))
+        try:
+            views = projector.lag()
+            with psycopg.connect(database_url) as conn:
+                relay = relay_progress(projector.runner.app, conn, watch)
+        finally:
+            projector.close()
+
+        async def consumers() -> dict[str, Any]:
+            nc = await nats.connect(nats_url or "nats://127.0.0.1:4222", connect_timeout=3, max_reconnect_attempts=0)
+            try:
+                return await worker_progress(nc.jetstream(), watch)
+            finally:
+                await nc.close()
+
+        try:
+            workers = asyncio.run(consumers())
+        except Exception as e:  # noqa: BLE001 - reported, and counted as a failed check
+            workers = {"error": type(e).__name__}
+    print(json.dumps({"views": views, "relay": relay, "workers": workers}, default=str))
     late_views = float(views.get("seconds_behind") or 0) > args.max_seconds
-    late_relay = relay["events_behind"] > args.max_relay_events
-    return 1 if late_views or late_relay else 0
+    late_relay = relay["events_behind"] > args.max_relay_events or relay["stalled"]
+    stuck_workers = "error" in workers or any(w.get("stalled") for w in workers.values())
+    return 1 if late_views or late_relay or stuck_workers else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -528,6 +545,8 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("lag", help="how far the views are behind; exit 1 past --max-seconds")
     g.add_argument("--max-seconds", type=float, default=60.0, help="views may be this far behind")
     g.add_argument("--max-relay-events", type=int, default=10_000, help="the relay may be this many events behind")
+    g.add_argument("--stall-seconds", type=float, default=30.0,
+                   help="the relay or a worker is stalled when work waited this long and nothing moved")  # fmt: skip
     pj = sub.add_parser("projections", help="manage the views").add_subparsers(dest="action", required=True)
     rb = pj.add_parser("rebuild", help="rebuild a view from zero (new tables, swapped in when done)")
     rb.add_argument("name", nargs="?", help="registry, timeline, supervision, ... (default: every view)")
