@@ -12,17 +12,29 @@ finds nothing to do. The router then routes the next level (workers/router.py).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import structlog
+from psycopg_pool import ConnectionPool
 
-from domain.base import DomainError
+from domain.base import CommandMeta, DomainError
 from infrastructure.failpoints import failpoint
+from projections.emergency_queue import EmergencyQueueView
 from workers.consumer import ACK, Consumer, DeadLetters, Nak, Outcome, Term
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.router import ACK_WAIT_SECONDS, KIND, connect_nats, keep_running, run_command, worker_meta
+from workers.router import (
+    ACK_WAIT_SECONDS,
+    KIND,
+    RECONCILE_AFTER_SECONDS,
+    RECONCILE_INTERVAL_SECONDS,
+    connect_nats,
+    keep_running,
+    run_command,
+    worker_meta,
+)
+from workers.runtime import every
 
 log = structlog.get_logger("guanai.escalator")
 
@@ -60,6 +72,33 @@ class Escalator:
         log.info("escalated" if result.position else "not_escalated", report=str(report_id), level=level)
         return ACK
 
+    async def reconcile(self, view: EmergencyQueueView, after_seconds: float, limit: int = 200) -> int:
+        """Escalate what the stream did not bring to its deadline: reports routed, not
+        acknowledged, and past their deadline by ``after_seconds`` or more (a ``Routed`` message
+        lost, a stream deleted). The same idempotent command as on the message path: a report
+        acknowledged or escalated meanwhile is left as it is. Returns how many it escalated."""
+        now = datetime.now(UTC)
+        overdue = await asyncio.to_thread(view.overdue, now - timedelta(seconds=after_seconds), limit)
+        escalated = 0
+        for report_id, level in overdue:
+            meta = CommandMeta(
+                actor_id="escalator",
+                actor_role="system",
+                correlation_id=f"reconcile-{report_id}:{level}",
+                occurred_at=now,
+            )
+            try:
+                result = await run_command(
+                    None, self.stop, lambda r=report_id, lv=level, m=meta: self.app.escalate_overdue(r, lv, m)
+                )
+            except DomainError as e:
+                log.error("reconcile_refused", report=str(report_id), level=level, error=type(e).__name__)
+                continue
+            if result.position:
+                escalated += 1
+                log.warning("reconciled_escalation", report=str(report_id), level=level)
+        return escalated
+
 
 async def run_escalator(
     database_url: str,
@@ -72,23 +111,29 @@ async def run_escalator(
     max_deliver: int = 50,
     pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
+    reconcile_after: float = RECONCILE_AFTER_SECONDS,
+    reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
 ) -> None:
     from application.care import CareApplication, event_store_env
 
     app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="escalator-view")
     nc = await connect_nats(nats_url, "guanai-escalator", stop)
     consumer = None
     try:
+        await asyncio.to_thread(view_pool.open, True)
         js = nc.jetstream()
         await ensure_stream(js, stream, subject_prefix)
+        escalator = Escalator(app, stop)
         consumer = Consumer(
             js,
             nc,
             stream=stream,
             durable=durable,
             filter_subjects=[f"{subject_prefix}.{KIND}.Routed"],
-            handler=Escalator(app, stop).handle,
+            handler=escalator.handle,
             dead_letters=DeadLetters(database_url),
+            ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
             max_deliver=max_deliver,
             batch=1,
             ack_wait=ack_wait,
@@ -96,11 +141,16 @@ async def run_escalator(
             max_ack_pending=100_000,
         )
         log.info("escalator_started", stream=stream, durable=durable)
-        await consumer.run(stop)
+        view = EmergencyQueueView(view_pool)
+        await asyncio.gather(
+            consumer.run(stop),
+            every("escalator-reconciler", stop, reconcile_interval, lambda: escalator.reconcile(view, reconcile_after)),
+        )
     finally:
         if consumer is not None:
             await consumer.close()
         await nc.close()
+        view_pool.close()
         app.close()
 
 

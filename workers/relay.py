@@ -43,6 +43,9 @@ DUPLICATE_WINDOW_SECONDS = 15 * 60  # longer than any restart we expect; consume
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 CONNECT_TIMEOUT = 5
 
+# What a publish answers when no stream takes its subject.
+NO_STREAM = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError, nats.js.errors.NotFoundError)
+
 TRACKING_DDL = """
 CREATE TABLE IF NOT EXISTS relay_tracking (
     name text PRIMARY KEY,
@@ -194,6 +197,11 @@ class Relay:
                     database = _is_database_error(e)
                     log.warning("relay_retry", error=type(e).__name__, position=self._position, delay=delay,
                                 database=database)  # fmt: skip
+                    if isinstance(e, NO_STREAM):
+                        # The stream was deleted (by hand, or lost): make it again and go on; the
+                        # workers' reconcilers route what it held from the event store.
+                        with contextlib.suppress(Exception):
+                            await ensure_stream(self.js, self.stream, self.prefix)
                     if database:
                         listener = await _close_quietly(listener)
                         await self._drop_db()

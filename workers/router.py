@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -35,15 +35,17 @@ import nats
 import psycopg
 import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
+from psycopg_pool import ConnectionPool
 
 from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
 from infrastructure.failpoints import failpoint
 from infrastructure.personal_data import MasterKeyError
+from projections.emergency_queue import EmergencyQueueView
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.runtime import keep_running
+from workers.runtime import every, keep_running
 
 log = structlog.get_logger("guanai.router")
 T = TypeVar("T")
@@ -53,6 +55,10 @@ KIND = "EmergencyReport"
 # Outages of the event store are waited out, not counted against max_deliver: the library's
 # errors, and psycopg's own from the views a command reads (a pool timing out is one of them).
 TRANSIENT = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# The reconciler routes what the stream did not bring: a report filed this long ago and never
+# routed (the message path takes milliseconds), looked for this often.
+RECONCILE_AFTER_SECONDS = 30.0
+RECONCILE_INTERVAL_SECONDS = 5.0
 # Handling a message takes milliseconds (longer waits say in_progress): redeliver soon after a crash.
 ACK_WAIT_SECONDS = 5.0
 
@@ -195,7 +201,25 @@ class Router:
         )
         return ACK
 
-    async def _route(self, envelope: dict[str, Any], msg: Any, level: int) -> None:
+    async def reconcile(self, view: EmergencyQueueView, after_seconds: float, limit: int = 200) -> int:
+        """Route what the stream did not bring: reports filed ``after_seconds`` ago or more and
+        never routed, and escalated reports whose next level is not routed (a message lost with
+        a JetStream failure, a stream deleted). The event store decides: each is the same
+        idempotent command as on the message path. Returns how many it routed."""
+        now = datetime.now(UTC)
+        owed = await asyncio.to_thread(view.unrouted, now - timedelta(seconds=after_seconds), limit)
+        routed = 0
+        for report_id, level in owed:
+            envelope = {"id": str(report_id), "correlation_id": f"reconcile-{report_id}:{level}", "position": None}
+            try:
+                if await self._route(envelope, None, level):
+                    routed += 1
+                    log.warning("reconciled_routing", report=str(report_id), level=level)
+            except DomainError as e:
+                log.error("reconcile_refused", report=str(report_id), level=level, error=type(e).__name__)
+        return routed
+
+    async def _route(self, envelope: dict[str, Any], msg: Any, level: int) -> bool:
         report_id = UUID(envelope["id"])
         meta = worker_meta(envelope, "router")
         result, routed = await run_command(msg, self.stop, lambda: self.app.route_emergency(report_id, level, meta))
@@ -205,6 +229,7 @@ class Router:
             # The fast path: alert now, not one relay hop later. Should this process die before
             # it is done, the stored Routed event, when it arrives, alerts instead.
             await self._alert(*alert_of(report_id, result.position, routed["occurred_at"], routed, self.alert_prefix))
+        return routed is not None
 
     async def _alert(self, subject: str, alert: dict[str, Any]) -> None:
         await self.nc.publish(subject, encode(alert))
@@ -227,13 +252,17 @@ async def run_router(
     max_deliver: int = 20,
     pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
+    reconcile_after: float = RECONCILE_AFTER_SECONDS,
+    reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
 ) -> None:
     from application.care import CareApplication, event_store_env
 
     app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="router-view")
     nc = await connect_nats(nats_url, "guanai-router", stop)
     consumers: list[Consumer] = []
     try:
+        await asyncio.to_thread(view_pool.open, True)
         js = nc.jetstream()
         await ensure_stream(js, stream, subject_prefix)
         router = Router(app, nc, stop, alert_prefix=alert_prefix)
@@ -249,6 +278,7 @@ async def run_router(
                 filter_subjects=[subject],
                 handler=handler,
                 dead_letters=DeadLetters(database_url),
+                ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
                 max_deliver=max_deliver,
                 # One message per pull: a pull for more waits out its whole timeout before returning.
                 batch=1,
@@ -258,11 +288,16 @@ async def run_router(
             await consumer.setup()
             consumers.append(consumer)
         log.info("router_started", stream=stream, durable=durable)
-        await asyncio.gather(*(c.run(stop) for c in consumers))
+        view = EmergencyQueueView(view_pool)
+        await asyncio.gather(
+            *(c.run(stop) for c in consumers),
+            every("router-reconciler", stop, reconcile_interval, lambda: router.reconcile(view, reconcile_after)),
+        )
     finally:
         for consumer in consumers:
             await consumer.close()
         await nc.close()
+        view_pool.close()
         app.close()
 
 

@@ -166,6 +166,7 @@ async def run_scheduler(
             filter_subjects=[f"{subject_prefix}.Pairing.>"],
             handler=Scheduler(app, view, stop).handle,
             dead_letters=DeadLetters(database_url),
+            ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
             max_deliver=max_deliver,
             batch=1,
         )
