@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+# Empty fetches between two looks at whether the consumer still exists.
+IDLE_CHECKS = 5
+
+
 class Ack:
     """The message was handled."""
 
@@ -217,10 +221,17 @@ class Consumer:
         """Fetch and handle until ``stop``; the batch in hand is always finished."""
         if self._sub is None:
             await self.setup()
+        idle = 0
         while not stop.is_set():
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
+                idle = 0
             except nats.errors.TimeoutError:
+                # A pull on a consumer deleted with its stream just times out, as on an idle
+                # one: look now and then whether it is still there.
+                idle += 1
+                if idle % IDLE_CHECKS == 0:
+                    await self._recreate_if_gone()
                 continue
             except (TimeoutError, nats.errors.Error) as e:
                 log.warning("fetch_failed", consumer=self.durable, error=type(e).__name__)

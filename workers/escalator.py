@@ -52,6 +52,7 @@ class Escalator:
     def __init__(self, app: Any, stop: asyncio.Event) -> None:
         self.app = app
         self.stop = stop
+        self._settled: set[tuple[UUID, int]] = set()
 
     async def handle(self, envelope: dict[str, Any], msg: Any) -> Outcome:
         if envelope.get("kind") != KIND or envelope.get("event") != "Routed":
@@ -79,8 +80,13 @@ class Escalator:
         acknowledged or escalated meanwhile is left as it is. Returns how many it escalated."""
         now = datetime.now(UTC)
         overdue = await asyncio.to_thread(view.overdue, now - timedelta(seconds=after_seconds), limit)
+        # A report at the top of the chain stays overdue until acknowledged, and the command
+        # then changes nothing: decided once, it is not decided again every sweep.
+        self._settled &= set(overdue)
         escalated = 0
         for report_id, level in overdue:
+            if (report_id, level) in self._settled:
+                continue
             meta = CommandMeta(
                 actor_id="escalator",
                 actor_role="system",
@@ -97,6 +103,8 @@ class Escalator:
             if result.position:
                 escalated += 1
                 log.warning("reconciled_escalation", report=str(report_id), level=level)
+            else:
+                self._settled.add((report_id, level))
         return escalated
 
 
