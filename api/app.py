@@ -37,7 +37,7 @@ from api.visits import VisitController, VisitLogController, helper_visits
 from application.audit import Audit
 from application.care import CareApplication, event_store_env
 from infrastructure.progress import Watch, relay_progress, worker_progress
-from infrastructure.settings import Settings
+from infrastructure.settings import Settings, nats_servers
 
 log = structlog.get_logger("guanai.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -103,7 +103,7 @@ async def _connect_nats(app: Litestar) -> None:
     async def connect() -> None:
         try:
             conns.nats = await nats.connect(
-                conns.nats_url, name="guanai-api", max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=3
+                nats_servers(conns.nats_url), name="guanai-api", max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=3
             )
         except Exception as e:  # noqa: BLE001 - the API serves the registry without NATS; health says so
             log.warning("nats_unavailable", error=type(e).__name__)

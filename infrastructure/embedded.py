@@ -120,6 +120,14 @@ def jetstream_available(nats_url: str, timeout: float = 2.0) -> bool:
     return bool(info and info.get("jetstream"))
 
 
+def jetstream_config(store_dir: Path) -> str:
+    """JetStream on, writing every message to disk before acknowledging it (``sync_interval:
+    always``). With the default (a flush every two minutes) an acknowledged message can be lost
+    with a power failure (Jepsen, NATS 2.12, December 2025); the relay would then have moved past
+    a report the router never sees. The reconcilers would still route it (README), 30 s late."""
+    return "jetstream {\n" f"  store_dir: {json.dumps(str(store_dir))}\n" "  sync_interval: always\n" "}\n"
+
+
 class EmbeddedNats:
     """A handle on the data directory's nats-server; ``stop()`` releases it (the last one stops it)."""
 
@@ -180,12 +188,14 @@ class EmbeddedNats:
         # Port -1: the server picks a free port itself and writes it to the ports file, so there is
         # no window in which another program could take a port chosen here. A new session keeps
         # Ctrl-C in the terminal from killing it before Guanai has drained its consumers.
+        config = self.dir / "nats.conf"
+        config.write_text(jetstream_config(self.dir / "jetstream"))
         process = subprocess.Popen(
             [
                 str(binary),
+                "--config", str(config),
                 "--addr", "127.0.0.1", "--port", "-1",
                 "--server_name", "guanai-embedded",
-                "--jetstream", "--store_dir", str(self.dir / "jetstream"),
                 "--ports_file_dir", str(ports_dir),
                 "--log", str(log),
             ],

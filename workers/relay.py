@@ -28,6 +28,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from infrastructure.failpoints import failpoint
+from infrastructure.settings import load_settings, nats_servers
 from projections.runner import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
@@ -55,16 +56,22 @@ CREATE TABLE IF NOT EXISTS relay_tracking (
 """
 
 
-async def ensure_stream(js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX) -> None:
+async def ensure_stream(js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX, replicas: int | None = None) -> None:
+    """Create the stream (with ``replicas`` copies, GUANAI_STREAM_REPLICAS by default), or bring
+    an existing one's subjects and duplicate window in line, keeping the replicas it has: every
+    worker calls this at start, and none of them should scale a stream an operator changed."""
     config = StreamConfig(
         name=stream,
         subjects=[f"{prefix}.>"],
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        num_replicas=replicas if replicas is not None else load_settings().stream_replicas,
     )
     try:
         await js.add_stream(config)
     except BadRequestError:
+        current = await js.stream_info(stream)
+        config.num_replicas = current.config.num_replicas
         await js.update_stream(config)
 
 
@@ -100,7 +107,7 @@ class Relay:
 
     async def open(self) -> None:
         await self._connect_db()
-        self.nc = await nats.connect(self.nats_url, name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.nc = await nats.connect(nats_servers(self.nats_url), name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream()
         await ensure_stream(self.js, self.stream, self.prefix)
 

@@ -41,6 +41,7 @@ from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
 from infrastructure.failpoints import failpoint
 from infrastructure.personal_data import MasterKeyError
+from infrastructure.settings import nats_servers
 from projections.emergency_queue import EmergencyQueueView
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
@@ -101,7 +102,7 @@ async def connect_nats(nats_url: str, name: str, stop: asyncio.Event) -> Any:
     while True:
         try:
             return await nats.connect(
-                nats_url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2
+                nats_servers(nats_url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2
             )
         except (TimeoutError, nats.errors.Error, OSError) as e:
             if stop.is_set():
@@ -307,7 +308,7 @@ def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) 
     from infrastructure.settings import load_settings
 
     async def check() -> int:
-        nc = await nats.connect(load_settings().nats_url or "nats://127.0.0.1:4222", connect_timeout=3)
+        nc = await nats.connect(nats_servers(load_settings().nats_url or "nats://127.0.0.1:4222"), connect_timeout=3)
         try:
             info = await nc.jetstream().consumer_info(stream, durable)
         except nats.js.errors.NotFoundError:

@@ -480,10 +480,11 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
 
     from infrastructure.progress import Watch, relay_progress, worker_progress
+    from infrastructure.settings import nats_servers
     from workers.projector import Projector
 
     watch = Watch(stall_seconds=args.stall_seconds)
-    with services(settings) as (database_url, nats_url):
+    with services(settings, need_nats=not args.no_workers) as (database_url, nats_url):
         projector = Projector(database_url, pool_size=1)
         try:
             views = projector.lag()
@@ -493,14 +494,16 @@ def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
             projector.close()
 
         async def consumers() -> dict[str, Any]:
-            nc = await nats.connect(nats_url or "nats://127.0.0.1:4222", connect_timeout=3, max_reconnect_attempts=0)
+            nc = await nats.connect(nats_servers(nats_url or "nats://127.0.0.1:4222"), connect_timeout=3, max_reconnect_attempts=0)
             try:
                 return await worker_progress(nc.jetstream(), watch)
             finally:
                 await nc.close()
 
+        workers: dict[str, Any] = {}
         try:
-            workers = asyncio.run(consumers())
+            if not args.no_workers:
+                workers = asyncio.run(consumers())
         except Exception as e:  # noqa: BLE001 - reported, and counted as a failed check
             workers = {"error": type(e).__name__}
     print(json.dumps({"views": views, "relay": relay, "workers": workers}, default=str))
@@ -547,6 +550,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-relay-events", type=int, default=10_000, help="the relay may be this many events behind")
     g.add_argument("--stall-seconds", type=float, default=30.0,
                    help="the relay or a worker is stalled when work waited this long and nothing moved")  # fmt: skip
+    g.add_argument("--no-workers", action="store_true", help="leave the workers' consumers out (no NATS needed)")
     pj = sub.add_parser("projections", help="manage the views").add_subparsers(dest="action", required=True)
     rb = pj.add_parser("rebuild", help="rebuild a view from zero (new tables, swapped in when done)")
     rb.add_argument("name", nargs="?", help="registry, timeline, supervision, ... (default: every view)")
