@@ -39,9 +39,10 @@ from psycopg_pool import ConnectionPool
 
 from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
+from infrastructure.alerts import ensure_alert_stream
 from infrastructure.failpoints import failpoint
 from infrastructure.personal_data import MasterKeyError
-from infrastructure.settings import nats_servers
+from infrastructure.settings import load_settings, nats_servers
 from projections.emergency_queue import EmergencyQueueView
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
@@ -233,7 +234,8 @@ class Router:
         return routed is not None
 
     async def _alert(self, subject: str, alert: dict[str, Any]) -> None:
-        await self.nc.publish(subject, encode(alert))
+        # The alert stream keeps it for devices that were away; the id makes a repeat one copy.
+        await self.nc.publish(subject, encode(alert), headers={"Nats-Msg-Id": alert["alert_id"]})
         # The message is answered only once the server has the alert.
         await self.nc.flush(timeout=5)
         self.published.add(alert["alert_id"])
@@ -266,6 +268,10 @@ async def run_router(
         await asyncio.to_thread(view_pool.open, True)
         js = nc.jetstream()
         await ensure_stream(js, stream, subject_prefix)
+        try:
+            await ensure_alert_stream(js, alert_prefix, load_settings().stream_replicas)
+        except nats.errors.Error as e:  # alerts still go out live; only the replay for absent devices is missing
+            log.error("alert_stream_unavailable", error=type(e).__name__)
         router = Router(app, nc, stop, alert_prefix=alert_prefix)
         for name, subject, handler in (
             (durable, f"{subject_prefix}.{KIND}.>", router.handle),
@@ -305,7 +311,6 @@ async def run_router(
 def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) -> int:
     """A service health check: 0 when the durable consumer exists and has fewer than
     ``max_pending`` messages not yet delivered (a dead or stuck worker lets them pile up)."""
-    from infrastructure.settings import load_settings
 
     async def check() -> int:
         nc = await nats.connect(nats_servers(load_settings().nats_url or "nats://127.0.0.1:4222"), connect_timeout=3)
