@@ -25,12 +25,13 @@ import nats
 import pytest
 
 from application.care import CareApplication, event_store_env
-from tests.emergency_support import wait_until
-from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, World, all_routed, assert_exactly_once, counts
+from tests.emergency_support import Alerts, wait_until
+from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, World, all_routed, assert_exactly_once, counts, meta
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 RECONCILE_AFTER = 1.0
+REALERT = 1.5
 
 WORKERS = """
 import sys
@@ -53,7 +54,8 @@ for kind in kinds.split(","):
         workers.append(router_worker(database_url, nats_url, durable=f"router-{tag}", **common, **reconcile))
     elif kind == "escalator":
         from workers.escalator import escalator_worker
-        workers.append(escalator_worker(database_url, nats_url, durable=f"escalator-{tag}", **common, **reconcile))
+        workers.append(escalator_worker(database_url, nats_url, durable=f"escalator-{tag}", **common, **reconcile,
+                                        realert_seconds=float(sys.argv[8])))
 print("workers_started", flush=True)
 try:
     sys.exit(run_until_signalled(*workers))
@@ -74,7 +76,7 @@ class Processes:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANAI_")}
         env.update(PYTHONPATH=str(ROOT), GUANAI_CHAIN_KEY=CHAIN_KEY, GUANAI_MASTER_KEY=MASTER_KEY)
         args = [sys.executable, "-c", WORKERS, kinds, self.database_url, self.nats_url, self.stream, self.prefix, self.tag,
-                str(RECONCILE_AFTER)]  # fmt: skip
+                str(RECONCILE_AFTER), str(REALERT)]  # fmt: skip
         with (self.tmp / f"{kinds}.log").open("ab") as log:
             self.procs[kinds] = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=log)
 
@@ -230,3 +232,33 @@ def test_reports_in_flight_when_the_stream_is_deleted_are_routed_and_escalated_o
     lines = [line for line in processes.log("router").splitlines() if str(late).encode() in line]
     assert any(b'"event": "routed"' in line for line in lines), "a later report comes by its message"
     assert not any(b"reconciled_routing" in line for line in lines), "not by the reconciler"
+
+
+def test_a_report_nobody_acknowledges_at_the_top_is_alerted_again_until_acknowledged(
+    processes: Processes, app: CareApplication
+) -> None:
+    world = World(app, critical_seconds=1)  # the county (level 1) is the top: nobody further
+    alerts = Alerts(processes.nats_url, f"alerts.{world.county_code}.>")
+    try:
+        for kinds in ("relay,projector", "router", "escalator"):
+            processes.start(kinds)
+        waiting, answered = world.file(app), world.file(app)
+        all_routed(app, [waiting, answered], level=1, timeout=60)
+
+        def reminders(report: uuid.UUID) -> list[int]:
+            return [a["reminder"] for a in alerts.for_report(str(report)) if "reminder" in a]
+
+        wait_until(lambda: reminders(answered), 30, "a reminder")
+        app.acknowledge_emergency(answered, meta("c-desk", "county_responder"))
+        after_ack = len(reminders(answered))
+        # The report still waiting is the clock: two more reminders for it, none for the other.
+        start = len(reminders(waiting))
+        wait_until(lambda: len(reminders(waiting)) >= start + 2, 30, "two more reminders")
+        assert len(reminders(answered)) <= after_ack + 1, "an acknowledged report is not alerted again"
+        assert reminders(waiting) == sorted(set(reminders(waiting))), "each reminder once, in order"
+        assert all(
+            a["alert_id"] == f"{waiting}:1:r{a['reminder']}" for a in alerts.for_report(str(waiting)) if "reminder" in a
+        )
+        assert all(a["level"] == 1 for a in alerts.for_report(str(waiting)) if "reminder" in a)
+    finally:
+        alerts.close()
