@@ -5,6 +5,7 @@ app starts."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +35,8 @@ from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
 from api.visits import VisitController, VisitLogController, helper_visits
-from application.audit import Audit
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
+from infrastructure.audit import Audit
 from infrastructure.progress import Watch, relay_progress, worker_progress
 from infrastructure.settings import Settings, nats_servers
 
@@ -114,16 +115,9 @@ async def _connect_nats(app: Litestar) -> None:
 def _start(app: Litestar) -> None:
     settings: Settings = app.state.settings
     conns: Connections = app.state.connections
-    app.state.care = CareApplication(
-        event_store_env(conns.database_url, pool_size=settings.db_pool_size),
-        helper_capacity=settings.helper_capacity,
-        retries=settings.command_retries,
-        seal_personal_data=app.state.protections,
-    )
+    app.state.care = app.state.make_care()
     # A wrong GUANAI_MASTER_KEY stops the API at start, not at the first person it reads.
-    check_master_key = getattr(app.state.care.key_store, "check_master_key", None)
-    if check_master_key is not None:
-        check_master_key()
+    app.state.care.store.check()
     app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
     app.state.view = app.state.read_side.view
     app.state.projector = app.state.read_side
@@ -148,14 +142,16 @@ def create_app(
     database_url: str,
     nats_url: str | None,
     jwt_secret: str,
+    make_care: Callable[[], CareApplication],
     debug: bool = False,
     protections: bool = True,
     watch: Watch | None = None,
 ) -> Litestar:
-    """The API. ``protections=False`` stores personal fields unsealed and checks tokens only (no
-    access table): it exists for ``bench/protections.py`` to measure what they cost, and no
-    setting or command reaches it. ``watch`` names the relay and consumers ``/health`` watches
-    (default: the workers' own names)."""
+    """The API over the application ``make_care`` builds when the app starts (the composition
+    root, guanai/bootstrap.py, passes it). ``protections=False`` checks tokens only (no access
+    table; the bootstrap stores personal fields unsealed with it): it exists for
+    ``bench/protections.py`` to measure what they cost, and no setting or command reaches it.
+    ``watch`` names the relay and consumers ``/health`` watches (default: the workers' own names)."""
     openapi = OpenAPIConfig(
         title="Guanai (关爱) API",
         version="0.1.0",
@@ -189,6 +185,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.protections = protections
+    app.state.make_care = make_care
     app.state.jwt_secret = jwt_secret
     app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
     configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)

@@ -20,8 +20,8 @@ from litestar.params import FromPath, QueryParameter
 from api.auth import actor_of
 from api.common import Limit
 from api.problems import ProblemError
-from application.audit import Audit, NoSuchStreamError, StateAsOf, StreamPage
-from guanai.cli.audit_html import render
+from infrastructure.audit import Audit, NoSuchStreamError, StateAsOf, StreamPage
+from infrastructure.audit_html import render
 from infrastructure.verify import Checkpoint, Verification
 
 Position = Annotated[int | None, QueryParameter(ge=1, le=2**62)]

@@ -33,15 +33,13 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import JSONBody
 
-from api.problems import ProblemError
-from api.revocations import RevocationList, RevocationUnavailable, revoke_until
+from api.problems import ProblemError, too_many_requests
+from api.revocations import MAX_TOKEN_TTL, RevocationList, RevocationUnavailable, revoke_until
 from domain.vocabulary import ActorRole
 
 ISSUER = "guanai"
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
-# Bounds how long a revocation must be kept, and so how far back a jti-only revocation reaches.
-MAX_TOKEN_TTL = timedelta(days=31)
 
 log = structlog.get_logger("guanai.api")
 
@@ -224,8 +222,6 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
     state = connection.app.state
     limiter = getattr(state, "auth_limiter", None)
     if limiter is not None and (wait := limiter.wait_time(client_key(connection))) > 0:
-        from api.security import too_many_requests
-
         raise too_many_requests(wait, "too many failed authentications from this address")
     try:
         actor = verify_token(getattr(state, "jwt_keys", None) or state.jwt_secret, token.strip())

@@ -10,8 +10,8 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.audit import record_access
 from api.access import list_scope
+from api.audit import record_access
 from api.common import (
     AsOf,
     Limit,

@@ -7,6 +7,7 @@ with ``Content-Type: application/problem+json``. ``type`` is a relative URI unde
 
 from __future__ import annotations
 
+import math
 import re
 import traceback
 from typing import Any
@@ -194,3 +195,11 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
 }
 
 __all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "ProblemError", "problem"]
+
+
+def too_many_requests(wait: float, detail: str) -> ProblemError:
+    seconds = max(1, math.ceil(wait))
+    return ProblemError(
+        429, "too-many-requests", "Too many requests", f"{detail}; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)}, retry_after=seconds,
+    )

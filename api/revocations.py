@@ -17,12 +17,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import structlog
 from psycopg_pool import ConnectionPool
+
+# Bounds how long a revocation must be kept, and so how far back a jti-only revocation reaches.
+MAX_TOKEN_TTL = timedelta(days=31)
 
 log = structlog.get_logger("guanai.api")
 
@@ -152,8 +155,6 @@ class RevocationList:
 
 def revoke_until(expires_at: datetime | None) -> datetime:
     """How long to keep a revocation: the token's expiry, or (unknown) the longest a token lives."""
-    from api.auth import MAX_TOKEN_TTL
-
     return expires_at or datetime.now(UTC) + MAX_TOKEN_TTL
 
 

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import actor_of
-from api.problems import ProblemError
+from api.problems import ProblemError, too_many_requests
 from infrastructure.settings import Settings
 
 MAX_DEPTH = 32
@@ -100,14 +99,6 @@ class RateLimiter:
         excess = len(self._buckets) - int(self.max_keys * 0.9)
         for key in list(self._buckets)[: max(0, excess)]:
             del self._buckets[key]
-
-
-def too_many_requests(wait: float, detail: str) -> ProblemError:
-    seconds = max(1, math.ceil(wait))
-    return ProblemError(
-        429, "too-many-requests", "Too many requests", f"{detail}; retry in {seconds} s",
-        headers={"Retry-After": str(seconds)}, retry_after=seconds,
-    )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from domain.vocabulary import ActorRole
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView
 
-
 PeriodName = Annotated[
     str | None, QueryParameter(pattern="^(week|month|half_year|year)$", description="the current week, month, ...")
 ]

@@ -3,5 +3,5 @@
 - ``application.care``: CareApplication (load, let ``domain/`` decide, save), its errors and CommandResult;
 - ``application.visits`` / ``application.emergencies``: the visit and emergency command groups;
 - ``application.asof``: an aggregate's state as of an instant, on either time axis;
-- ``application.audit``: what auditors read (case histories, exports, the access log).
+- ``infrastructure.audit``: what auditors read (case histories, exports, the access log).
 """

@@ -28,7 +28,8 @@ class Replayed:
 
 
 def occurred_at(event: Any) -> datetime:
-    return getattr(event, "occurred_at", None) or event.timestamp
+    when: datetime = getattr(event, "occurred_at", None) or event.timestamp
+    return when
 
 
 def replay_as_of(events: Iterable[Any], at: datetime, axis: str = "recorded") -> Replayed:

@@ -1,4 +1,4 @@
-"""The command side: one eventsourcing Application over the PostgreSQL event store.
+"""The command side: one eventsourcing Application over an event store (``application/ports.py``).
 
 Each command loads what it needs, lets the domain decide, and saves every touched aggregate
 in one transaction. A save that loses a race with a concurrent write is re-decided on fresh
@@ -9,31 +9,31 @@ create again returns the first result, a different one under the same id is refu
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import (
-    ApplicationRecorder,
-    IntegrityError,
-    JSONTranscoder,
-    Mapper,
-    StoredEvent,
-    Transcoding,
-)
-from eventsourcing.postgres import PostgresFactory
-from psycopg import sql
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
 
 from application.asof import replay_as_of
+from application.command_group import Change
 from application.emergencies import EmergencyCommands
+from application.errors import (
+    AlreadyExistsError,
+    InvalidTimeError,
+    NotFoundError,
+    UnknownReferenceError,
+    VersionConflictError,
+    kind_name,
+)
+from application.ports import EventStore
+from application.results import CommandResult
 from application.visits import VisitCommands
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
 from domain.group import VolunteerGroup
@@ -42,67 +42,8 @@ from domain.org_unit import OrgUnit, org_unit_id
 from domain.pairing import Pairing, PairingError
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from infrastructure import chain, personal_data
 
 A = TypeVar("A", bound=Aggregate)
-
-KIND_NAMES: dict[type[Aggregate], str] = {VolunteerGroup: "group"}
-
-
-def kind_name(cls: type[Any]) -> str:
-    """'visit task' for VisitTask: how errors name a kind of thing."""
-    return KIND_NAMES.get(cls) or re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower()
-
-
-class NotFoundError(DomainError):
-    """The thing named in the path does not exist (or did not exist at the asked time)."""
-
-    status = 404
-    title = "Not found"
-    slug = "not-found"
-
-
-class UnknownReferenceError(DomainError):
-    """A field of the request names something that does not exist."""
-
-    status = 422
-    title = "Unknown reference"
-    slug = "unknown-reference"
-
-
-class VersionConflictError(DomainError):
-    """The aggregate changed since the version the client based its command on."""
-
-    status = 409
-    title = "Version conflict"
-    slug = "version-conflict"
-
-
-class AlreadyExistsError(DomainError):
-    """A different thing was already created under this id (or code)."""
-
-    status = 409
-    title = "Already exists"
-    slug = "already-exists"
-
-
-class InvalidTimeError(DomainError):
-    """occurred_at lies too far in the future or the past."""
-
-    title = "Invalid time"
-    slug = "invalid-time"
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    id: UUID
-    version: int
-    position: int | None  # notification id of the last event written; None when nothing was written
-    created: bool = False
-    # The aggregate the command decided on, as loading it now would give it (the API answers
-    # with it instead of reading it back); None for a create repeated.
-    aggregate: Any = field(default=None, compare=False, repr=False)
-
 
 class DateAsISO(Transcoding):
     type = date
@@ -113,34 +54,6 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
-
-
-def event_store_env(database_url: str, *, pool_size: int = 10) -> dict[str, str]:
-    """The eventsourcing library's PostgreSQL settings for a database URL."""
-    url = urlsplit(database_url)
-    if url.scheme not in {"postgresql", "postgres"}:
-        msg = f"not a PostgreSQL URL: scheme {url.scheme!r}"
-        raise ValueError(msg)
-    query = dict(p.split("=", 1) for p in url.query.split("&") if "=" in p)
-    host = query.get("host") or url.hostname or "127.0.0.1"
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
-        "POSTGRES_HOST": unquote(host),
-        "POSTGRES_PORT": str(url.port or query.get("port") or 5432),
-        "POSTGRES_USER": unquote(url.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(url.password or ""),
-        "POSTGRES_SCHEMA": "public",
-        # The pool keeps two connections open and grows on demand to pool_size (idle extra ones
-        # close after ten minutes): several processes and workers share max_connections.
-        "POSTGRES_POOL_SIZE": str(min(2, pool_size)),
-        "POSTGRES_MAX_OVERFLOW": str(max(0, pool_size - 2)),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
-        # No ping before each checkout (a round trip per command, ~15% of its CPU): the library
-        # retries reads and inserts on a broken connection, and a command that still fails on
-        # one answers 503 store-unavailable with nothing written.
-        "POSTGRES_PRE_PING": "n",
-    }
 
 
 def check_occurred_at(
@@ -169,16 +82,13 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         self,
         env: dict[str, str] | None = None,
         *,
+        store: EventStore,
         helper_capacity: int = 10,
         retries: int = 5,
-        seal_personal_data: bool = True,
-        opens_personal_data: bool = True,
     ) -> None:
-        # False only to measure what sealing costs (bench/protections.py); no setting reaches it.
-        self.seal_personal_data = seal_personal_data
-        # False for processes that need no personal data (projector, relay): they never load the
-        # master key, read sealed fields as erased, and cannot record personal data.
-        self.opens_personal_data = opens_personal_data
+        # The store brings the mapper (sealing), the recorder (audit chain) and their keys: built
+        # by the composition root (guanai/bootstrap.py), so the application reads no settings.
+        self.store = store
         super().__init__(env)
         self.helper_capacity = helper_capacity
         self.retries = retries
@@ -187,29 +97,10 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         self._unit_of_work = threading.local()
 
     def construct_mapper(self) -> Mapper[UUID]:
-        # Personal fields are sealed per data subject on the way into the store (infrastructure/personal_data.py).
-        master_key, cache_seconds = personal_data.key_store_settings(self.env)
-        if isinstance(self.factory, PostgresFactory):
-            self.key_store: personal_data.KeyStore = personal_data.PostgresKeyStore(
-                self.factory.datastore, master_key, refresh_seconds=cache_seconds
-            )
-        else:
-            self.key_store = personal_data.InMemoryKeyStore(master_key)
-        return personal_data.SealingMapper(
-            self.construct_transcoder(), self.key_store, seal=self.seal_personal_data, opens=self.opens_personal_data
-        )
+        return self.store.construct_mapper(self.factory, self.construct_transcoder())
 
     def construct_recorder(self) -> ApplicationRecorder:
-        # Every stored event is covered by the audit chain, in the insert's own transaction; so is
-        # the destruction of an erased person's keys.
-        if not isinstance(self.key_store, personal_data.PostgresKeyStore):
-            return chain.construct_recorder(self.factory, self.env)
-        return chain.construct_recorder(
-            self.factory,
-            self.env,
-            extra_ddl=personal_data.keys_ddl(self.factory.datastore.schema),
-            insert_hooks=[self.key_store.erasure_hook],
-        )
+        return self.store.construct_recorder(self.factory)
 
     def names(self, ids: Iterable[UUID]) -> dict[UUID, str]:
         """The names of persons and helpers, from their creation events (one query for all, and
@@ -217,16 +108,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         wanted = list({i for i in ids if i is not None})
         if not wanted:
             return {}
-        recorder: Any = self.recorder
-        table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
-            " AND originator_version = 1"
-        ).format(table)
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-            rows = cur.execute(query, (wanted,)).fetchall()
-        stored = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
-        events = self.mapper.to_domain_events(stored)  # type: ignore[attr-defined]
+        events = self.mapper.to_domain_events(self.store.first_events(wanted))  # type: ignore[attr-defined]
         return {e.originator_id: e.name for e in events if isinstance(e, Person.Registered | Helper.Registered)}
 
     def saved(self, cls: type[A], result: CommandResult, aggregate_id: UUID | None = None) -> A:
@@ -239,7 +121,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
 
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
-        return self.key_store.is_destroyed(str(subject_id))
+        return self.store.is_erased(str(subject_id))
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -314,7 +196,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _update(
-        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Callable[[A], Iterable[Aggregate]]
+        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Change[A]
     ) -> CommandResult:
         def decide() -> tuple[Aggregate, Iterable[Aggregate]]:
             agg = self.load(cls, aggregate_id)
@@ -323,7 +205,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                     f"changed since version {expected_version}; it is now at version {agg.version}",
                     current_version=agg.version,
                 )
-            return agg, [agg, *change(agg)]
+            return agg, [agg, *(change(agg) or [])]
 
         return self._run(decide)
 
@@ -364,14 +246,14 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._create(OrgUnit, org_unit_id(code), build)
 
     def rename_org_unit(self, unit_id: UUID, name: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta) or [])
+        return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta))
 
     # ---- persons -----------------------------------------------------------------------------
 
     def register_person(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         kind: PersonKind,
         name: str,
         sex: Sex,
@@ -409,20 +291,20 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         return self._create(Person, id, build)
 
     def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta))
 
     def remove_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta))
 
     def assign_guardian(
         self, person_id: UUID, guardian: dict[str, Any], meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.assign_guardian(guardian, meta))
 
     def sign_care_agreement(
         self, person_id: UUID, signed_on: date, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.sign_care_agreement(signed_on, meta))
 
     def _leave_pairings(self, person: Person, why: str, meta: CommandMeta) -> list[Aggregate]:
         """Each of the person's pairings drops them, or ends when it cannot keep its shape. The
@@ -467,19 +349,19 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
             return touched
 
         result = self._update(Person, person_id, None, change)
-        self.key_store.forget([str(person_id)])  # committed: this process sees it at once
+        self.store.erased(str(person_id))  # committed: this process sees it at once
         # The person in memory still holds what the erasure made unreadable: answer from the store.
         return replace(result, aggregate=None)
 
     def person_returns(self, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta) or [])
+        return self._update(Person, person_id, expected_version, lambda p: p.return_to_programme(meta))
 
     # ---- helpers and groups ----------------------------------------------------------------
 
     def register_helper(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         role: HelperRole,
         name: str,
         phone: str,
@@ -505,13 +387,13 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def change_helper_capacity(
         self, helper_id: UUID, capacity: int, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta) or [])
+        return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta))
 
     def deactivate_helper(self, helper_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
-        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta) or [])
+        return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta))
 
     def form_group(
-        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta  # noqa: A002
+        self, *, id: UUID, name: str, org_unit_id: UUID, member_ids: Sequence[UUID], meta: CommandMeta
     ) -> CommandResult:
         def build() -> tuple[VolunteerGroup, list[Aggregate]]:
             unit = self.load(OrgUnit, org_unit_id, field="org_unit_id")
@@ -523,7 +405,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
                 except DomainError as e:
                     e.field = f"member_ids[{n}]"
                     raise
-            return group, members
+            return group, list[Aggregate](members)
 
         return self._create(VolunteerGroup, id, build)
 
@@ -549,7 +431,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         def change(group: VolunteerGroup) -> list[Aggregate]:
             members = [self.load(Helper, m) for m in group.member_ids]
             group.disband(reason, members, meta)
-            return members
+            return list[Aggregate](members)
 
         return self._update(VolunteerGroup, group_id, expected_version, change)
 
@@ -558,7 +440,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def form_pairing(
         self,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         shape: PairingShape,
         helper_ids: Sequence[UUID],
         person_ids: Sequence[UUID],
@@ -636,7 +518,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
     def change_pairing_cadence(
         self, pairing_id: UUID, cadence: Cadence, visit_mode: VisitMode, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta) or [])
+        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta))
 
     def end_pairing(
         self, pairing_id: UUID, reason: str, ends_on: date, meta: CommandMeta, expected_version: int | None = None
@@ -644,7 +526,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
             persons = [self.load(Person, p) for p in pairing.person_ids]
             pairing.end(reason=reason, ends_on=ends_on, helpers=helpers, persons=persons, meta=meta)
-            return persons
+            return list[Aggregate](persons)
 
         return self._pairing_change(pairing_id, expected_version, change)
 

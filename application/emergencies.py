@@ -12,9 +12,12 @@ delivery, or a second worker racing the first, finds nothing left to do and save
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
+from application.command_group import CommandGroup
+from application.errors import NotFoundError
+from application.results import CommandResult
 from domain.base import CommandMeta, DomainError, derived_id
 from domain.emergency import ActionKind, Category, EmergencyError, EmergencyReport, Outcome
 from domain.org_unit import OrgUnit
@@ -22,10 +25,6 @@ from domain.person import Person
 from domain.roster import ResponderRoster, Severity, Tier, plan_routing, roster_id, top_level
 from domain.visit_log import EmergencyKind, VisitLog
 from domain.vocabulary import OrgLevel
-
-if TYPE_CHECKING:
-    from application.care import CommandResult
-
 
 ALERT_PREFIX = "alerts"
 
@@ -54,13 +53,8 @@ def idempotent_report_id(actor_id: str, key: str) -> UUID:
     return derived_id("emergency-idempotency", f"{actor_id}\x1f{key}")
 
 
-class EmergencyCommands:
-    """Emergency reports and responder rosters (mixed into CareApplication)."""
-
-    load: Any
-    _create: Any
-    _update: Any
-    _run: Any
+class EmergencyCommands(CommandGroup):
+    """Emergency reports and responder rosters (a command group of CareApplication)."""
 
     # ---- reports ---------------------------------------------------------------------------------
 
@@ -179,31 +173,31 @@ class EmergencyCommands:
     def acknowledge_emergency(
         self, report_id: UUID, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.acknowledge(meta) or [])
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.acknowledge(meta))
 
     def record_emergency_action(
         self, report_id: UUID, action: ActionKind, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
         return self._update(
-            EmergencyReport, report_id, expected_version, lambda r: r.record_action(action, notes, meta) or []
+            EmergencyReport, report_id, expected_version, lambda r: r.record_action(action, notes, meta)
         )
 
     def resolve_emergency(
         self, report_id: UUID, outcome: Outcome, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
         return self._update(
-            EmergencyReport, report_id, expected_version, lambda r: r.resolve(outcome, notes, meta) or []
+            EmergencyReport, report_id, expected_version, lambda r: r.resolve(outcome, notes, meta)
         )
 
     def reopen_emergency(
         self, report_id: UUID, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.reopen(notes, meta) or [])
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.reopen(notes, meta))
 
     def close_emergency(
         self, report_id: UUID, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.close(notes, meta) or [])
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.close(notes, meta))
 
     def link_duplicate_emergency(
         self, report_id: UUID, original_id: UUID, meta: CommandMeta, expected_version: int | None = None
@@ -230,8 +224,6 @@ class EmergencyCommands:
     def load_roster(self, org_unit_id: UUID) -> ResponderRoster:
         roster = self._roster(org_unit_id)
         if roster is None:
-            from application.care import NotFoundError
-
             raise NotFoundError(f"org unit {org_unit_id} keeps no responder roster", id=str(org_unit_id))
         return roster
 

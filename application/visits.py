@@ -17,8 +17,10 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from psycopg import sql
 
+from application.command_group import CommandGroup
+from application.errors import AlreadyExistsError
+from application.results import CommandResult
 from domain.base import CommandMeta, DomainError
 from domain.group import VolunteerGroup
 from domain.pairing import Pairing
@@ -49,15 +51,8 @@ class ScheduleOutcome:
             self.position = max(self.position or 0, position)
 
 
-class VisitCommands:
-    """Mixed into CareApplication (application/care.py)."""
-
-    load: Any
-    events: Any
-    recorder: Any
-    _create: Any
-    _update: Any
-    _run: Any
+class VisitCommands(CommandGroup):
+    """A command group of CareApplication (application/care.py)."""
 
     # ---- scheduling ------------------------------------------------------------------------------
 
@@ -124,14 +119,18 @@ class VisitCommands:
             candidates.setdefault(task_id(pairing_id, person_id, period), cutoff)
         for tid in known_open:
             candidates.setdefault(tid, None)
-        for tid, cutoff in candidates.items():
+        for tid, until in candidates.items():
             task = None if tid in wanted else self._maybe(VisitTask, tid)
             if task is None or task.pairing_id != pairing_id:
                 continue
-            cut = cutoff or the_plan.cutoffs.get(task.person_id, now)
+            cut = until or the_plan.cutoffs.get(task.person_id, now)
             if task.cancellable(cut):
                 reason = self._cancel_reason(pairing, timeline, task.person_id)
-                result = self._update(VisitTask, tid, None, lambda t, r=reason, c=cut: _nothing_else(t.cancel(r, c, meta)))
+
+                def cancel(t: VisitTask, r: str = reason, c: datetime = cut) -> list[Aggregate]:
+                    return _nothing_else(t.cancel(r, c, meta))
+
+                result = self._update(VisitTask, tid, None, cancel)
                 if result.position is not None:  # not closed meanwhile by someone else
                     outcome.cancelled.append(tid)
                     outcome.wrote(result.position)
@@ -145,7 +144,6 @@ class VisitCommands:
             task = VisitTask.schedule(id=tid, pairing=pairing, person_id=person_id, org_path=person.org_path, period=period, meta=meta)
             return task, []
 
-        from application.care import AlreadyExistsError
 
         try:
             result = self._create(VisitTask, tid, build)
@@ -283,7 +281,6 @@ class VisitCommands:
         """Record a visit log under the client's id (``fields``: see domain.visit_log.log_content),
         against its task (``task_id``) or unplanned (``pairing_id`` and ``person_id``). The same
         log again returns the first result and writes nothing; another under the same id is refused."""
-        from application.care import AlreadyExistsError, CommandResult
 
         content = log_content(visited_at=meta.occurred_at, **fields)
         existing = self._maybe(VisitLog, log_id)
@@ -344,10 +341,4 @@ class VisitCommands:
             for event in self.events.get(log.task_id):
                 if isinstance(event, VisitTask.Completed) and event.log_id == log.id:
                     keys.append((log.task_id, event.originator_version))
-        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
-        clause = sql.SQL(" OR ").join(sql.SQL("(originator_id = %s AND originator_version = %s)") for _ in keys)
-        query = sql.SQL("SELECT max(notification_id) FROM {} WHERE ").format(table) + clause
-        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
-            cur.execute(query, [v for k in keys for v in k])
-            row = cur.fetchone()
-        return row["max"] if row else None
+        return self.store.last_position(keys)

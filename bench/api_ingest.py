@@ -44,6 +44,7 @@ from bench.common import (
     code_version,
     guanai_server,
     insert_baseline,
+    make_care,
     postmaster_pid,
     print_table,
     reachable,
@@ -352,17 +353,12 @@ def measure_floor(server: GuanaiServer, database_url: str, village: str, request
 
 def application_floor(server: GuanaiServer, database_url: str, village: str, requests: int) -> tuple[Summary, float]:
     """What the controller does for a child's registration (register, reload), without HTTP."""
-    from application.care import CareApplication, event_store_env
     from domain.base import CommandMeta
     from domain.person import Person
     from domain.vocabulary import PersonKind, RiskTag, Sex
 
     # The same chain key and settings as the server's processes, so the events are stored alike.
-    env = {
-        **event_store_env(database_url, pool_size=2),
-        **{k: v for k, v in server.env.items() if k.startswith("GUANAI_")},
-    }
-    app = CareApplication(env)
+    app = make_care(database_url, pool_size=2, env={k: v for k, v in server.env.items() if k.startswith("GUANAI_")})
     bodies, latencies = Bodies(8), []
     try:
         cpu0, started = os.times(), time.perf_counter()

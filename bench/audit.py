@@ -38,13 +38,13 @@ from typing import Any
 
 import psycopg
 
-from application.audit import Audit
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from bench.common import (
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
     Summary,
     code_version,
+    make_care,
     print_table,
     scratch_database,
     server_facts,
@@ -53,6 +53,7 @@ from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
+from infrastructure.audit import Audit
 from infrastructure.chain import ChainKey
 from infrastructure.verify import verify_events
 
@@ -70,13 +71,7 @@ def meta(at: datetime | None = None) -> CommandMeta:
 
 
 def open_app(url: str, chain: bool, pool: int = 8) -> CareApplication:
-    return CareApplication(
-        {
-            **event_store_env(url, pool_size=pool),
-            "GUANAI_CHAIN_KEY": KEY,
-            "GUANAI_AUDIT_CHAIN": "true" if chain else "false",
-        }
-    )
+    return make_care(url, pool_size=pool, env={"GUANAI_CHAIN_KEY": KEY, "GUANAI_AUDIT_CHAIN": "true" if chain else "false"})
 
 
 def make_village(app: CareApplication) -> OrgUnit:

@@ -33,11 +33,27 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from application.care import CareApplication
+from guanai import bootstrap
+from guanai.bootstrap import Process
+from infrastructure.settings import load_settings
+
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # One master key for the bench process and every server it starts: they read each other's sealed
 # personal data (set here, so the bench's own CareApplications pick it up from the environment).
 MASTER_KEY = os.environ.setdefault("GUANAI_MASTER_KEY", "bench-master-key-" + secrets.token_urlsafe(32))
+
+
+def make_care(
+    database_url: str, *, pool_size: int | None = None, env: dict[str, str] | None = None, kind: Process = Process.CLI
+) -> CareApplication:
+    """The application over ``database_url`` as a process of ``kind`` builds it (guanai/bootstrap.py),
+    with the settings of the environment and ``env`` (GUANAI_* names) over them."""
+    env = env or {}
+    settings = load_settings({**os.environ, **env})
+    library = {k: v for k, v in env.items() if not k.startswith("GUANAI_")}  # the eventsourcing library's own
+    return bootstrap.care_application(settings, kind, database_url, pool_size=pool_size, library_env=library)
 
 
 # ---- statistics and tables ------------------------------------------------------------------

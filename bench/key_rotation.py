@@ -35,7 +35,7 @@ import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench.audit import postgres
-from bench.common import code_version, print_table, scratch_database, server_facts
+from bench.common import code_version, make_care, print_table, scratch_database, server_facts
 from infrastructure.personal_data import KEYS_TABLE, MASTER_TABLE, MasterKey, Rotation, rotate_master_key
 
 BATCH = 5_000
@@ -43,9 +43,7 @@ BATCH = 5_000
 
 def seed(url: str, master: MasterKey, keys: int) -> None:
     """``keys`` rows wrapped under ``master``, one in ten destroyed."""
-    from application.care import CareApplication, event_store_env
-
-    CareApplication(event_store_env(url, pool_size=1)).close()  # the event store's tables
+    make_care(url, pool_size=1).close()  # the event store's tables
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute(f"INSERT INTO {MASTER_TABLE} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING", (master.key_id,))
         for start in range(0, keys, BATCH):
@@ -105,10 +103,8 @@ def crypto_alone(old: MasterKey, new: MasterKey, count: int) -> None:
 
 def creations(url: str, secret: str, count: int, rounds: int) -> list[tuple[str, float]]:
     """(label, keys/s) of key creation through the key store and of the unguarded insert."""
-    from application.care import CareApplication, event_store_env
-
-    app = CareApplication({**event_store_env(url, pool_size=2), "GUANAI_MASTER_KEY": secret})
-    store: Any = app.key_store
+    app = make_care(url, pool_size=2, env={"GUANAI_MASTER_KEY": secret})
+    store: Any = app.store.key_store
     master = store.master
     plain = (
         f"INSERT INTO {KEYS_TABLE} (subject, owner, wrapped, master_key_id) VALUES (%s, %s, %s, %s) "

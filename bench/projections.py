@@ -29,13 +29,14 @@ from typing import Any
 import httpx
 import psycopg
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from bench.common import (
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
     Summary,
     code_version,
     guanai_server,
+    make_care,
     print_table,
     scratch_database,
     server_facts,
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     sigterm_as_interrupt()
     print(f"bench.projections at {code_version()}; {server_facts(args.database_url)}")
     with scratch_database(args.database_url, prefix="guanai_bench_proj") as url:
-        app = CareApplication({**event_store_env(url, pool_size=4), "GUANAI_CHAIN_KEY": CHAIN_KEY})
+        app = make_care(url, pool_size=4, env={"GUANAI_CHAIN_KEY": CHAIN_KEY})
         try:
             last = {"t": 0.0}
 

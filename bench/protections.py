@@ -5,7 +5,7 @@
 "On" is the API as it ships: every request checked against the access table (object-level
 checks from the event store, lists narrowed in SQL) and the personal fields of every event
 sealed per person (AES-GCM, keys wrapped by the master key). "Off" is the same code with both
-switched off: ``create_app(..., protections=False)``, reachable from code only (no setting turns
+switched off: ``bootstrap.api(..., protections=False)``, reachable from code only (no setting turns
 the protections off), which stores events unsealed and lets one open guard through. Each round
 starts a fresh scratch database and API + projector processes per mode, seeds the same county
 (through an administrator, unmeasured), then measures, with scoped tokens as in the field:
@@ -73,12 +73,12 @@ def serve(protections: bool) -> None:
 
     import uvicorn
 
-    from api.app import create_app
+    from guanai import bootstrap
     from infrastructure.settings import load_settings
 
     settings = load_settings()
     assert settings.database_url and settings.jwt_secret, "started by bench.protections with a database and a key"
-    app = create_app(
+    app = bootstrap.api(
         settings,
         database_url=settings.database_url,
         nats_url=settings.nats_url,

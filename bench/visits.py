@@ -49,6 +49,7 @@ from bench.common import (
     code_version,
     guanai_server,
     insert_baseline,
+    make_care,
     print_table,
     scratch_database,
     server_facts,
@@ -73,12 +74,11 @@ class Seeded:
 
 def seed(database_url: str, people: int, contenders: int) -> Seeded:
     """Through the command side: org units, elders, helpers, one group, pairings, tasks."""
-    from application.care import CareApplication, event_store_env
     from domain.base import CommandMeta
     from domain.visit_task import VisitTask
     from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, Sex, VisitMode
 
-    app = CareApplication({**event_store_env(database_url, pool_size=8), "GUANAI_CHAIN_KEY": CHAIN_KEY})
+    app = make_care(database_url, pool_size=8, env={"GUANAI_CHAIN_KEY": CHAIN_KEY})
     now = datetime.now(UTC)
 
     def meta(role: str = "administrator") -> CommandMeta:

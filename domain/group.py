@@ -58,7 +58,7 @@ class VolunteerGroup(CareAggregate):
             g.active = False
 
     @classmethod
-    def form(cls, *, id: UUID, name: str, org_unit: OrgUnit, meta: CommandMeta) -> VolunteerGroup:  # noqa: A002
+    def form(cls, *, id: UUID, name: str, org_unit: OrgUnit, meta: CommandMeta) -> VolunteerGroup:
         if not name.strip():
             raise GroupError("a name is required", field="name")
         return cls._create(

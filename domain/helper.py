@@ -115,7 +115,7 @@ class Helper(CareAggregate):
     def register(
         cls,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         role: HelperRole,
         name: str,
         phone: str,

@@ -163,7 +163,7 @@ class Pairing(CareAggregate):
     def form(
         cls,
         *,
-        id: UUID,  # noqa: A002
+        id: UUID,
         shape: PairingShape,
         helpers: Sequence[Helper],
         persons: Sequence[Person],

@@ -191,7 +191,7 @@ class Person(CareAggregate):
     def register(
         cls,
         *,
-        id: UUID,  # noqa: A002 - the client may choose the id (offline devices)
+        id: UUID,
         kind: PersonKind,
         name: str,
         sex: Sex,

@@ -26,13 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
-
-from infrastructure.settings import env_names, load_settings
 
 MIN_KEY_LENGTH = 32
 CHAIN_SUFFIX = "_chain"
@@ -140,9 +139,6 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._key_lock = threading.Lock()
         self.insert_hooks: list[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = []
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
-        from infrastructure.access_log import access_log_ddl  # the access log is created with the store
-
-        self.sql_create_statements.extend(access_log_ddl(datastore.schema))
         table = Identifier(datastore.schema, chain_table(events_table_name))
         self._select_prev = SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(table)
         self._prev_cursors: weakref.WeakKeyDictionary[Any, Cursor[DictRow]] = weakref.WeakKeyDictionary()
@@ -220,26 +216,19 @@ def check_key(conn: Connection[Any], key: ChainKey) -> None:
             )
 
 
-def recorder_settings(env: Mapping[str, str]) -> tuple[bool, Any]:
-    """(enabled, key loader) from the application's environment (os.environ and its env)."""
-    names = env_names()
-    wanted = {names[f] for f in ("audit_chain", "chain_key", "data_dir")}
-    settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
-    return settings.audit_chain, lambda: load_or_create_key(settings.chain_key, settings.data_path)
-
-
 def construct_recorder(
     factory: InfrastructureFactory[Any],
-    env: Mapping[str, str],
     *,
+    key_loader: Callable[[], ChainKey],
+    enabled: bool = True,
     extra_ddl: Sequence[Any] = (),
     insert_hooks: Sequence[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = (),
 ) -> ApplicationRecorder:
-    """The application's recorder: chained when the store is PostgreSQL, creating ``extra_ddl``
-    with the store and running ``insert_hooks`` in each insert's transaction."""
+    """The application's recorder: chained when the store is PostgreSQL (with the key
+    ``key_loader`` gives on first use, unless not ``enabled``), creating ``extra_ddl`` with the
+    store and running ``insert_hooks`` in each insert's transaction."""
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
-    enabled, key_loader = recorder_settings(env)
     recorder = ChainedRecorder(
         factory.datastore, events_table_name=factory.env.name.lower() + "_events", key_loader=key_loader, enabled=enabled
     )
@@ -256,8 +245,6 @@ _SETUP_LOCK = 0x6775616E6169
 
 
 def _create_tables_one_at_a_time(factory: Any, recorder: Any) -> None:
-    import psycopg
-
     pool = factory.datastore.pool
     with psycopg.connect(pool.conninfo, **(pool.kwargs or {})) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
@@ -272,8 +259,6 @@ def adopt(database_url: str, key: ChainKey, events_table: str = "guanai_events",
     transaction under the library's lock (writers wait). Refused once any entry exists: events
     stored unchained after that are exactly what ``guanai audit verify`` must report. Their
     integrity before the adoption rests on the adoption, not on the writes; say so in reports."""
-    import psycopg
-
     chain = Identifier(chain_table(events_table))
     with psycopg.connect(database_url) as conn, conn.transaction():
         conn.execute(SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(Identifier(events_table)))

@@ -44,10 +44,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -57,12 +59,13 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import Cursor
 from psycopg import errors as psycopg_errors
+from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.base import ErasedError, Personal
 from domain.person import Person
+from infrastructure.chain import read_or_create_secret
 from infrastructure.failpoints import failpoint
-from infrastructure.settings import env_names, load_settings
 
 MIN_MASTER_KEY_LENGTH = 32
 MASTER_KEY_FILE = "master-key"
@@ -145,8 +148,6 @@ def load_or_create_master_key(configured: str | None, data_dir: Path, previous: 
     ]
     if configured:
         return MasterKey(configured, previous=earlier)
-    from infrastructure.chain import read_or_create_secret
-
     hint = ""
     if (data_dir / NEXT_MASTER_KEY_FILE).exists():
         hint = f" ({data_dir / NEXT_MASTER_KEY_FILE} is left from a rotation: `guanai keys rotate` finishes it)"
@@ -606,18 +607,6 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def key_store_settings(env: Mapping[str, str]) -> tuple[Any, float]:
-    """(master key loader, cache seconds) from the application's environment."""
-    names = env_names()
-    wanted = {names[f] for f in ("master_key", "previous_master_keys", "data_dir", "key_cache_seconds")}
-    settings = load_settings({k: v for k, v in dict(env).items() if k in wanted})
-
-    def loader() -> MasterKey:
-        return load_or_create_master_key(settings.master_key, settings.data_path, settings.previous_master_keys)
-
-    return loader, settings.key_cache_seconds
-
-
 # ---- rotating the master key ---------------------------------------------------------------------
 
 
@@ -656,9 +645,6 @@ def rotate_master_key(
     is opened under ``old`` first, so a changed or moved one stops the rotation before anything
     is written. Run again after it was done, it finds the store under ``new`` and does nothing.
     """
-    import psycopg
-    from psycopg.rows import dict_row
-
     if old.key_id == new.key_id:
         raise MasterKeyError("the new master key is the one in use: rotating needs another secret")
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
@@ -758,11 +744,33 @@ def _fsync_dir(directory: Path) -> None:
 
 def store_master_key_id(database_url: str) -> str | None:
     """The id of the master key the store's keys are wrapped by (None: no key was ever made)."""
-    import psycopg
-
     with psycopg.connect(database_url) as conn:
         row = conn.execute(SQL("SELECT key_id FROM {}").format(Identifier(MASTER_TABLE))).fetchone()
     return None if row is None else row[0]
+
+
+@dataclass(frozen=True)
+class StoreKeyStatus:
+    key_id: str | None  # the master key the store's keys are wrapped by; None: no key was ever made
+    since: datetime | None
+    rotated_by: str | None
+    live: int
+    destroyed: int  # by erasure
+
+
+def store_key_status(database_url: str) -> StoreKeyStatus:
+    """The store's master key and how many data keys are live or destroyed (``guanai keys status``)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(SQL("SELECT key_id, since, rotated_by FROM {}").format(Identifier(MASTER_TABLE))).fetchone()
+        counts = conn.execute(
+            SQL(
+                "SELECT count(*) FILTER (WHERE wrapped IS NOT NULL), count(*) FILTER (WHERE wrapped IS NULL) FROM {}"
+            ).format(Identifier(KEYS_TABLE))
+        ).fetchone()
+    live, destroyed = counts if counts else (0, 0)
+    if row is None:
+        return StoreKeyStatus(None, None, None, live, destroyed)
+    return StoreKeyStatus(row[0], row[1], row[2], live, destroyed)
 
 
 def rotate_to_configured_key(

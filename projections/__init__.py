@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from projections.emergency_queue import EmergencyQueueProjection
+from projections.registry import RegistryProjection
+from projections.supervision import SupervisionProjection
+from projections.timeline import TimelineProjection
+from projections.visit_tasks import VisitTaskProjection
+
 
 def all_projections() -> list[Any]:
     """Every read model kept by the projector."""
-    from projections.emergency_queue import EmergencyQueueProjection
-    from projections.registry import RegistryProjection
-    from projections.supervision import SupervisionProjection
-    from projections.timeline import TimelineProjection
-    from projections.visit_tasks import VisitTaskProjection
-
     return [
         RegistryProjection(), TimelineProjection(), SupervisionProjection(), EmergencyQueueProjection(),
         VisitTaskProjection(),

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projections.runner import apply_events, decode_all
+from projections.batches import apply_events, decode_all
 
 # Any constant works: with the view's name it identifies "a rebuild of this view is running".
 REBUILD_LOCK = 0x72626C64  # "rbld"

@@ -19,13 +19,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import psycopg
 import structlog
 from eventsourcing import persistence
 from psycopg import sql
 from psycopg_pool import ConnectionPool
+
+from projections.batches import Projection, apply_events, decode_all
+from projections.rebuild import rebuild_view
 
 log = structlog.get_logger(__name__)
 
@@ -41,23 +44,6 @@ ALTER TABLE projection_tracking ADD COLUMN IF NOT EXISTS schema_version int NOT 
 DATABASE_AWAY = (psycopg.OperationalError, psycopg.InterfaceError, persistence.OperationalError, persistence.InterfaceError)
 # Any constant works: it only serialises concurrent table creation between processes.
 SETUP_LOCK = 0x6775616E6169  # "guanai"
-
-
-class Projection(Protocol):
-    """A read model: its tables, how one event changes them, and how to empty them."""
-
-    name: str
-    tables: tuple[str, ...]  # every table it writes: dropped when its schema version changes
-    schema_version: int  # raised whenever the tables change shape
-
-    def create_tables(self, cur: psycopg.Cursor[Any]) -> None: ...
-
-    def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None: ...
-
-    def reset(self, cur: psycopg.Cursor[Any]) -> None: ...
-
-    # Optional: ``apply_batch(cur, events)`` with ``events`` a list of (position, event), to apply
-    # a whole batch at once; the runner then calls it instead of ``apply`` (see apply_events).
 
 
 class ProjectionRunner:
@@ -256,8 +242,6 @@ class ProjectionRunner:
         """Replay the whole log into new tables for one projection while its current tables keep
         serving, then swap them in one transaction (projections/rebuild.py); returns the number
         of events read. ``progress`` gets a ``Progress`` after each batch."""
-        from projections.rebuild import rebuild_view
-
         self.open()
         return rebuild_view(self, self._projection(name), batch_size=batch_size, progress=progress)
 
@@ -313,25 +297,3 @@ class ProjectionRunner:
                 (last, projection.name),
             )
         log.debug("projection advanced", projection=projection.name, position=last)
-
-
-def decode_all(mapper: Any, stored: Sequence[Any]) -> list[Any]:
-    """Domain events of a batch, with one key look-up for all of it when the mapper seals
-    personal data (``to_domain_events``)."""
-    many = getattr(mapper, "to_domain_events", None)
-    return many(stored) if many is not None else [mapper.to_domain_event(s) for s in stored]
-
-
-def apply_events(
-    conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], projection: Projection, events: Sequence[tuple[int, Any]]
-) -> None:
-    """Apply ``(position, event)`` pairs in order, inside the caller's transaction: in one call
-    when the projection takes whole batches (an ``apply_batch(cur, events)`` method, e.g. to
-    COPY its rows), otherwise event by event in one statement pipeline."""
-    apply_batch = getattr(projection, "apply_batch", None)
-    if apply_batch is not None:
-        apply_batch(cur, events)
-        return
-    with conn.pipeline():
-        for position, event in events:
-            projection.apply(cur, event, position)

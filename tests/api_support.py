@@ -16,11 +16,10 @@ import httpx
 import pytest
 import uvicorn
 
-from api.app import create_app
 from api.auth import issue_token
 from domain.vocabulary import ActorRole
+from guanai import bootstrap
 from infrastructure.settings import Settings
-from workers.projector import Projector
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -39,10 +38,10 @@ class ApiServer:
         # The shared server is hit by every test from one address and one account per test:
         # rate limits are tested on servers of their own (tests/test_security.py).
         self.settings = settings or Settings(read_wait_seconds=5.0, auth_failures_per_minute=0, reports_per_minute=0)
-        app = create_app(self.settings, database_url=database_url, nats_url=nats_url, jwt_secret=SECRET)
+        app = bootstrap.api(self.settings, database_url=database_url, nats_url=nats_url, jwt_secret=SECRET)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.projector = Projector(database_url)
+        self.projector = bootstrap.projector(self.settings, database_url)
 
     def start(self) -> ApiServer:
         self.projector.start()

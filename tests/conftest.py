@@ -36,9 +36,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from infrastructure.embedded import jetstream_available, start_nats, start_postgres
+from tests.app_support import make_care
 
 MACHINE_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_NATS_URL = "nats://127.0.0.1:4222"
@@ -125,7 +126,7 @@ def nats_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def care_app(database_url: str) -> Iterator[CareApplication]:
-    app = CareApplication(event_store_env(database_url))
+    app = make_care(database_url)
     try:
         yield app
     finally:

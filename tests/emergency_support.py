@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import nats
 
+from guanai import bootstrap
+from infrastructure.settings import load_settings
 from tests.api_support import Tree, auth, elder
-from workers.escalator import escalator_worker
-from workers.relay import relay_worker
-from workers.router import router_worker
 from workers.runtime import BackgroundWorkers
 
 ALWAYS = []  # no shifts: always on duty
@@ -37,10 +36,11 @@ class Names:
 
 def emergency_workers(database_url: str, nats_url: str, names: Names) -> BackgroundWorkers:
     common = {"stream": names.stream, "subject_prefix": names.prefix}
+    settings = load_settings()
     return BackgroundWorkers(
-        relay_worker(database_url, nats_url, name=names.relay, **common),
-        router_worker(database_url, nats_url, durable=names.router, **common),
-        escalator_worker(database_url, nats_url, durable=names.escalator, **common),
+        bootstrap.relay(settings, database_url, nats_url, name=names.relay, **common),
+        bootstrap.router(settings, database_url, nats_url, durable=names.router, **common),
+        bootstrap.escalator(settings, database_url, nats_url, durable=names.escalator, **common),
         name="emergency-workers",
     )
 

@@ -21,7 +21,7 @@ The expected answers come from ``POLICY`` below, the agreed table restated (docs
 never from api/access.py: the test would prove nothing if it asked the code what to expect.
 """
 
-# ruff: noqa: E501 - the policy rows read best one per line
+
 from __future__ import annotations
 
 import re
@@ -35,12 +35,13 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.schedule import PROGRAMME_TZ
+from guanai import bootstrap
 from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, child, elder, helper, own_server, token
+from tests.app_support import make_care
 from tests.emergency_support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -437,7 +438,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
                                                         body=lambda w, role, ctx: {"helper_id": w.helper()}),
     ("POST", "/groups/{group_id:uuid}/members/remove"): Recipe(
         GROUPS_WRITE, target="group", refs={"helper_id": "helper"},
-        fresh=lambda w, role: (lambda m: {"id": w.group("v1", m), "members": m})([w.helper(), w.helper()]),
+        fresh=lambda w, role: (lambda m: {"id": w.group("v1", m), "members": m})([w.helper(), w.helper()]),  # noqa: PLC3002
         body=lambda w, role, ctx: {"helper_id": ctx["members"][0]}),
     ("POST", "/groups/{group_id:uuid}/disband"): Recipe(GROUPS_WRITE, target="group", fresh=lambda w, role: {"id": w.group("v1", [w.helper()])},
                                                         body=lambda w, role, ctx: {"reason": "队员外出"}),
@@ -524,7 +525,7 @@ PUBLIC = {("GET", "/health")}  # and the /schema pages: no token at all
 
 
 def app_routes() -> list[tuple[str, str]]:
-    app = create_app(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
+    app = bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
     return sorted(
         (method, route.path)
         for route in app.routes
@@ -564,7 +565,7 @@ def test_no_rule_that_writes_names_the_auditor_or_the_workers() -> None:
 
 def test_the_access_document_is_the_table_in_the_code() -> None:
     from api.access import access_table
-    from guanai.cli.main import access_document
+    from guanai.cli.access_table import access_document
 
     text = (ROOT / "docs" / "access.md").read_text(encoding="utf-8")
     assert access_document(text, access_table()) == text, "run `guanai access-table --update docs/access.md`"
@@ -574,7 +575,7 @@ def test_the_access_document_is_the_table_in_the_code() -> None:
 def world(pg_base_url: str, nats_url: str) -> Iterator[World]:
     settings = {"reports_per_minute": 0, "auth_failures_per_minute": 0, "visit_claim_limit": 50}
     with own_server(pg_base_url, nats_url, **settings) as server:
-        care = CareApplication(event_store_env(server.database_url))
+        care = make_care(server.database_url)
         try:
             w = World(server, care)
             wait_until(lambda: w.a.get("/health").json()["nats"]["ok"], what="the API's NATS connection")
@@ -798,7 +799,7 @@ def test_a_route_without_a_rule_is_closed_to_everyone(world: World) -> None:
     def unruled() -> str:
         return "open"
 
-    app = create_app(Settings(), database_url=world.server.database_url, nats_url=None, jwt_secret=SECRET)
+    app = bootstrap.api(Settings(), database_url=world.server.database_url, nats_url=None, jwt_secret=SECRET)
     app.register(unruled)
     with TestClient(app) as c:
         r = c.get("/unruled", headers=world.auth("AD"))

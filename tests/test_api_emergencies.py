@@ -26,8 +26,6 @@ from tests.emergency_support import (
     wait_until,
 )
 
-# ruff: noqa: F811 - pytest fixtures are imported, then named as parameters
-
 
 @pytest.fixture(scope="module")
 def workers(database_url: str, nats_url: str, api_server: ApiServer) -> Iterator[Names]:

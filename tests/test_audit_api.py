@@ -14,13 +14,13 @@ import httpx
 import psycopg
 import pytest
 
-from application.audit import content_digest
-from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.emergency import Category
 from domain.roster import Severity
 from domain.vocabulary import ActorRole
+from infrastructure.audit import content_digest
 from tests.api_support import ApiServer, Tree, auth, elder
+from tests.app_support import make_care
 from tests.conftest import create_database, drop_database
 
 
@@ -147,7 +147,7 @@ def test_every_read_of_a_persons_data_is_in_their_access_log(server: ApiServer, 
 
 
 def test_an_emergency_escalated_late_is_visibly_late(server: ApiServer, case: dict[str, Any]) -> None:
-    app = CareApplication(event_store_env(server.database_url, pool_size=2))  # type: ignore[attr-defined]
+    app = make_care(server.database_url, pool_size=2)  # type: ignore[attr-defined]
     t0 = datetime.now(UTC) - timedelta(hours=3)
 
     def meta(at: datetime, role: str = "system") -> CommandMeta:

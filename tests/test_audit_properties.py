@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.audit import Audit, aggregate_state
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta, DomainError
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
+from infrastructure.audit import Audit, aggregate_state
+from tests.app_support import make_care
 
 KEY = "properties-key-" + "p" * 32
 US = timedelta(microseconds=1)
@@ -38,7 +39,7 @@ def world(pg_base_url: str) -> Iterator[World]:
     from tests.conftest import create_database, drop_database
 
     url = create_database(pg_base_url, prefix="guanai_test_asof")
-    app = CareApplication({**event_store_env(url, pool_size=2), "GUANAI_CHAIN_KEY": KEY})
+    app = make_care(url, pool_size=2, env={"GUANAI_CHAIN_KEY": KEY})
     m = meta(datetime.now(UTC) - timedelta(days=400))
     county = app.register_org_unit(code="539900000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=m)
     town = app.register_org_unit(code="539900101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=m)

@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
 from infrastructure import access_log
 from infrastructure.chain import ChainError, ChainKey, adopt
 from infrastructure.verify import heads, verify_access_log, verify_events, verify_stream
+from tests.app_support import make_care
 
 KEY = "chain-test-key-" + "k" * 32
 
@@ -30,7 +31,7 @@ def meta() -> CommandMeta:
 
 
 def make_app(url: str, **env: str) -> CareApplication:
-    return CareApplication({**event_store_env(url, pool_size=4), "GUANAI_CHAIN_KEY": KEY, **env})
+    return make_care(url, pool_size=4, env={"GUANAI_CHAIN_KEY": KEY, **env})
 
 
 def seed(app: CareApplication, persons: int = 3, prefix: str | None = None) -> list[uuid.UUID]:
@@ -161,7 +162,7 @@ def test_a_stream_is_checked_on_its_own_entries(store: Store) -> None:
 
 
 def test_another_key_is_refused_for_writing_and_named_by_verify(store: Store) -> None:
-    other = CareApplication({**event_store_env(store.url, pool_size=2), "GUANAI_CHAIN_KEY": "another-key-" + "x" * 32})
+    other = make_care(store.url, pool_size=2, env={"GUANAI_CHAIN_KEY": "another-key-" + "x" * 32})
     try:
         with pytest.raises(ChainError, match="not the key the event store is chained with"):
             other.add_risk_tag(store.persons[0], RiskTag.DIBAO, meta())

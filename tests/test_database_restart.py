@@ -34,8 +34,9 @@ import nats
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from infrastructure.embedded import EmbeddedPostgres, _pid_alive, start_postgres
+from tests.app_support import make_care
 from tests.conftest import create_database
 from tests.emergency_support import wait_until
 from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, OwnNats, World, all_routed, assert_exactly_once, counts
@@ -45,34 +46,33 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RELAY = """
 import sys
+from guanai import bootstrap
 from infrastructure.logs import configure_logging
-from workers.relay import relay_worker
+from infrastructure.settings import load_settings
 from workers.runtime import run_until_signalled
 configure_logging("json", "info")
 database_url, nats_url, stream, prefix, name = sys.argv[1:6]
-sys.exit(run_until_signalled(relay_worker(database_url, nats_url, stream=stream, subject_prefix=prefix, name=name,
-                                          batch_size=5)))
+sys.exit(run_until_signalled(bootstrap.relay(load_settings(), database_url, nats_url, stream=stream,
+                                             subject_prefix=prefix, name=name, batch_size=5)))
 """
 
 ALL_WORKERS = """
 import sys
+from guanai import bootstrap
 from infrastructure.logs import configure_logging
-from workers.escalator import escalator_worker
-from workers.projector import Projector
-from workers.relay import relay_worker
-from workers.router import router_worker
+from infrastructure.settings import load_settings
 from workers.runtime import run_until_signalled
-from workers.scheduler import scheduler_worker
 configure_logging("json", "info")
+settings = load_settings()
 database_url, nats_url, stream, prefix, tag = sys.argv[1:6]
 common = {"stream": stream, "subject_prefix": prefix}
-projector = Projector(database_url, pool_size=2, poll_interval=0.5).start()
+projector = bootstrap.projector(settings, database_url, pool_size=2, poll_interval=0.5).start()
 try:
     sys.exit(run_until_signalled(
-        relay_worker(database_url, nats_url, name=f"relay-{tag}", **common),
-        router_worker(database_url, nats_url, durable=f"router-{tag}", ack_wait=2.0, **common),
-        escalator_worker(database_url, nats_url, durable=f"escalator-{tag}", ack_wait=2.0, **common),
-        scheduler_worker(database_url, nats_url, durable=f"scheduler-{tag}", interval=1.0, **common),
+        bootstrap.relay(settings, database_url, nats_url, name=f"relay-{tag}", **common),
+        bootstrap.router(settings, database_url, nats_url, durable=f"router-{tag}", ack_wait=2.0, **common),
+        bootstrap.escalator(settings, database_url, nats_url, durable=f"escalator-{tag}", ack_wait=2.0, **common),
+        bootstrap.scheduler(settings, database_url, nats_url, durable=f"scheduler-{tag}", interval=1.0, **common),
     ))
 finally:
     projector.stop()
@@ -195,9 +195,7 @@ class Filer:
 
 
 def _app(database_url: str) -> CareApplication:
-    return CareApplication(
-        {**event_store_env(database_url, pool_size=2), "GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY}
-    )
+    return make_care(database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY})
 
 
 def _env() -> dict[str, str]:

@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.org_unit import OrgUnit
@@ -23,6 +23,7 @@ from domain.person import Person, age_on, id_number_problem
 from domain.vocabulary import HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag
 from guanai.demo.plan import census_dates, plan_county
 from guanai.demo.seed import DemoCounts, print_summary, seed_county
+from tests.app_support import make_care
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector
 
@@ -59,7 +60,7 @@ def everything(app: CareApplication) -> dict[type, list[Any]]:
 @pytest.fixture(scope="module")
 def seeded(pg_base_url: str) -> Iterator[Seeded]:
     url = create_database(pg_base_url, prefix="guanai_test_demo")
-    app = CareApplication(event_store_env(url, pool_size=4))
+    app = make_care(url, pool_size=4)
     try:
         counts = seed_county(app, seed=7, scale=SCALE, workers=3)
         yield Seeded(url, app, counts, event_count(url), everything(app))

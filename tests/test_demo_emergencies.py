@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import io
 
-from application.care import CareApplication, event_store_env
 from domain.emergency import EmergencyReport, Status
 from domain.roster import roster_id
 from guanai.demo.emergencies import print_emergency_summary, simulate_emergencies
 from guanai.demo.plan import plan_county
 from guanai.demo.seed import seed_county
+from tests.app_support import make_care
 
 
 def test_the_demo_files_reports_and_one_escalates_on_its_deadline(fresh_database_url: str) -> None:
-    app = CareApplication(event_store_env(fresh_database_url, pool_size=4))
+    app = make_care(fresh_database_url, pool_size=4)
     try:
         seed_county(app, seed=7, scale=0.03)
         plan = plan_county(7, 0.03)

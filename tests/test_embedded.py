@@ -19,7 +19,6 @@ import nats
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel
@@ -30,6 +29,7 @@ from infrastructure.embedded import (
     nats_server_binary,
     start_nats,
 )
+from tests.app_support import make_care
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ async def test_embedded_services_hold_events_and_messages_across_a_restart(data_
         with psycopg.connect(services.database_url) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("guanai",)
 
-        app = CareApplication(event_store_env(services.database_url))
+        app = make_care(services.database_url)
         try:
             result = app.register_org_unit(
                 code="530428000000", name="元江县", level=OrgLevel.COUNTY, parent_id=None, meta=meta
@@ -83,7 +83,7 @@ async def test_embedded_services_hold_events_and_messages_across_a_restart(data_
     assert not postgres_answers(database_url)
 
     with EmbeddedServices(data_dir) as services:
-        app = CareApplication(event_store_env(services.database_url))
+        app = make_care(services.database_url)
         try:
             unit = app.load(OrgUnit, result.id)
         finally:

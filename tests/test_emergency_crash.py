@@ -29,13 +29,14 @@ from typing import Any
 import httpx
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.emergency import Category, EmergencyReport, Severity
 from domain.roster import Tier
 from domain.vocabulary import ActorRole, OrgLevel, PersonKind, Sex
 from infrastructure.embedded import nats_info, nats_server_binary
 from tests.api_support import free_port
+from tests.app_support import make_care
 from tests.emergency_support import Alerts, wait_until
 
 pytestmark = pytest.mark.slow
@@ -47,24 +48,24 @@ MASTER_KEY = secrets.token_urlsafe(48)  # the processes and this test read each 
 
 WORKER = """
 import sys
+from guanai import bootstrap
+from infrastructure.settings import load_settings
+from workers.router import keep_running
 from workers.runtime import run_until_signalled
+settings = load_settings()
 kind, database_url, nats_url, stream, prefix, name, max_deliver = sys.argv[1:8]
 common = {"stream": stream, "subject_prefix": prefix}
 options = {"max_deliver": int(max_deliver)} if max_deliver else {}
 # A killed worker's message comes back after the ack wait: shorter here, so the test is quicker.
 options["ack_wait"] = 2.0
 if kind == "relay":
-    from workers.relay import relay_worker
-    from workers.router import keep_running
-    relay = relay_worker(database_url, nats_url, name=name, **common)
+    relay = bootstrap.relay(settings, database_url, nats_url, name=name, **common)
     # As a supervisor would restart it: a relay that cannot start (a busy shared database) tries again.
     worker = lambda stop: keep_running("relay", stop, relay)
 elif kind == "router":
-    from workers.router import router_worker
-    worker = router_worker(database_url, nats_url, durable=name, **common, **options)
+    worker = bootstrap.router(settings, database_url, nats_url, durable=name, **common, **options)
 else:
-    from workers.escalator import escalator_worker
-    worker = escalator_worker(database_url, nats_url, durable=name, **common, **options)
+    worker = bootstrap.escalator(settings, database_url, nats_url, durable=name, **common, **options)
 sys.exit(run_until_signalled(worker))
 """
 
@@ -298,9 +299,7 @@ def system(tmp_path: Path, fresh_database_url: str) -> Iterator[System]:
 
 @pytest.fixture
 def app(fresh_database_url: str) -> Iterator[CareApplication]:
-    care = CareApplication(
-        {**event_store_env(fresh_database_url, pool_size=2), "GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY}
-    )
+    care = make_care(fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY})
     yield care
     care.close()
 
@@ -497,9 +496,7 @@ def test_a_router_left_with_the_old_master_key_holds_reports_until_restarted_wit
     system.start("router", max_deliver=2)  # JetStream would give up after 2 deliveries
     new_key = secrets.token_urlsafe(48)
     rotate_master_key(fresh_database_url, MasterKey(MASTER_KEY), MasterKey(new_key), by="ops")
-    rotated = CareApplication(
-        {**event_store_env(fresh_database_url, pool_size=2), "GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": new_key}
-    )
+    rotated = make_care(fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": new_key})
     try:
         ids = [world.file(rotated) for _ in range(3)]
         time.sleep(2.0 * 2 + 4)  # past max_deliver deliveries with their ack waits and naks

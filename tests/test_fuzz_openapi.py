@@ -7,7 +7,7 @@ Bounded so the file stays well under two minutes: ``MAX_EXAMPLES`` generated cas
 beyond what Hypothesis does, no stateful sequences. ``GUANAI_FUZZ_EXAMPLES`` raises the bound for
 a longer hunt (e.g. nightly)."""
 
-# ruff: noqa: F811 - pytest fixtures are imported and then named as parameters
+
 from __future__ import annotations
 
 import os
@@ -16,8 +16,8 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from api.app import create_app
 from domain.vocabulary import ActorRole
+from guanai import bootstrap
 from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, api_server, token  # noqa: F401 - fixtures
 
@@ -28,7 +28,7 @@ STREAMS = "/emergencies/stream"  # server-sent events never end; covered by thei
 def load_schema() -> Any:
     """The spec the server serves, built from the app without connecting to anything, so the
     operations are known when the tests are collected; the cases are sent to a running server."""
-    app = create_app(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
+    app = bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
     config = schemathesis.Config.from_dict(
         {
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},

@@ -5,7 +5,7 @@ hostile strings that are legal stored and returned literally.
 The endpoints come from the running server's OpenAPI document, so a new endpoint is covered the
 day it is added; the mass-assignment rule is checked on every request body type in the code."""
 
-# ruff: noqa: F811 - pytest fixtures are imported and then named as parameters
+
 from __future__ import annotations
 
 import json
@@ -19,8 +19,8 @@ import msgspec
 import pytest
 from litestar.routes import HTTPRoute
 
-from api.app import create_app
 from api.security import MAX_DEPTH
+from guanai import bootstrap
 from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, Tree, api_server, child, client, elder, helper  # noqa: F401
 
@@ -111,7 +111,7 @@ def test_mass_assignment_is_impossible_in_every_body_type() -> None:
     """Every request body refuses unknown fields, and none lets a client set what the server
     decides: who acted, when it was recorded, versions and positions."""
     server_decides = {"actor_id", "actor_role", "actor", "correlation_id", "recorded_at", "position", "version", "org_path"}
-    app = create_app(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
+    app = bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
     checked = 0
 
     def check(t: Any, where: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import ERASED, CommandMeta
 from domain.person import Person
 from infrastructure.personal_data import (
@@ -30,6 +30,7 @@ from infrastructure.personal_data import (
     load_or_create_master_key,
     rotate_master_key,
 )
+from tests.app_support import make_care
 from tests.test_personal_data import NAME, register, village
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +41,14 @@ NEW = "rotation-new-master-key-" + "n" * 32
 def app_with(
     url: str, master: str | None = None, data_dir: Path | None = None, previous: str | None = None
 ) -> CareApplication:
-    env = event_store_env(url, pool_size=4)
+    env = {}
     if master is not None:
         env["GUANAI_MASTER_KEY"] = master
     if previous is not None:
         env["GUANAI_PREVIOUS_MASTER_KEYS"] = previous
     if data_dir is not None:
         env["GUANAI_DATA_DIR"] = str(data_dir)
-    return CareApplication(env)
+    return make_care(url, pool_size=4, env=env)
 
 
 def key_rows(url: str) -> dict[str, tuple[bytes | None, str | None]]:
@@ -257,7 +258,7 @@ def test_a_store_written_before_the_master_key_table_names_its_key_on_migration(
     with pytest.raises(MasterKeyError, match=MasterKey(OLD).key_id):
         other = app_with(url, "some-other-master-key-" + "x" * 32)
         try:
-            other.key_store.check_master_key()  # type: ignore[attr-defined]
+            other.store.key_store.check_master_key()  # type: ignore[attr-defined]
         finally:
             other.close()
 
@@ -438,12 +439,12 @@ def test_a_key_owned_by_a_person_made_during_a_rotation_neither_deadlocks_nor_is
     url = fresh_database_url
     (person, _), _ = seeded(url, meta)
     both = app_with(url, NEW, previous=OLD)
-    both.key_store.check_master_key()  # type: ignore[attr-defined]
+    both.store.key_store.check_master_key()  # type: ignore[attr-defined]
     report = str(uuid.uuid4())
     made: dict[str, Any] = {}
 
     def make_owned_key() -> None:
-        made["key"] = both.key_store.key_for_sealing(report, str(person))
+        made["key"] = both.store.key_store.key_for_sealing(report, str(person))
 
     maker = threading.Thread(target=make_owned_key)
 
@@ -469,12 +470,12 @@ def test_a_new_key_gives_up_on_a_long_rotation_instead_of_holding_a_connection(
     url = fresh_database_url
     seeded(url, meta)
     app = app_with(url, OLD)
-    app.key_store.check_master_key()  # type: ignore[attr-defined]
+    app.store.key_store.check_master_key()  # type: ignore[attr-defined]
     refused: dict[str, Any] = {}
 
     def pause() -> None:
         with pytest.raises(MasterKeyError, match="master key rotation") as caught:
-            app.key_store.key_for_sealing(str(uuid.uuid4()), None)
+            app.store.key_store.key_for_sealing(str(uuid.uuid4()), None)
         refused["error"] = caught.value
 
     rotator, outcome = paused_rotation(url, OLD, NEW, pause)
@@ -493,7 +494,7 @@ def test_an_erasure_holding_a_person_while_the_rotation_locks_their_keys_does_no
     (person, _), _ = seeded(url, meta)
     app = app_with(url, OLD)
     report = str(uuid.uuid4())
-    app.key_store.key_for_sealing(report, str(person))
+    app.store.key_store.key_for_sealing(report, str(person))
     app.close()
     with psycopg.connect(url, autocommit=True) as conn:  # the person's row now after the report's on disk
         conn.execute(f"UPDATE {KEYS_TABLE} SET created_at = created_at WHERE subject = %s", (str(person),))

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, UUIDAsHex
 
-from application.care import CareApplication, DateAsISO, event_store_env
+from application.care import CareApplication, DateAsISO
 from domain.base import ERASED, CommandMeta, ErasedError
 from domain.org_unit import OrgUnit
 from domain.person import Person
@@ -28,13 +28,14 @@ from infrastructure.personal_data import (
     SealError,
     SealingMapper,
 )
+from tests.app_support import make_care
 
 MASTER = "test-master-key-" + "m" * 32
 NAME, ID_NUMBER = "欧阳秀兰", "530428194105060027"
 
 
 def app_on(url: str, master: str = MASTER, **env: str) -> CareApplication:
-    return CareApplication({**event_store_env(url, pool_size=4), "GUANAI_MASTER_KEY": master, **env})
+    return make_care(url, pool_size=4, env={"GUANAI_MASTER_KEY": master, **env})
 
 
 def village(app: CareApplication, meta: CommandMeta) -> uuid.UUID:
@@ -143,7 +144,7 @@ def test_erasure_substitutes_the_declared_values_and_refuses_new_data(fresh_data
     assert row[0] is None and row[1] is not None and row[2] == meta.actor_id and row[3].startswith("请求删除")
     assert row[4] >= 1
     with pytest.raises(ErasedError):
-        fresh.key_store.key_for_sealing(str(pid), str(pid))
+        fresh.store.key_store.key_for_sealing(str(pid), str(pid))
     with pytest.raises(ErasedError):
         fresh.assign_guardian(pid, {"name": "某人", "relation": "neighbour"}, meta)
     app.close()
@@ -170,7 +171,7 @@ def test_a_key_read_while_an_erasure_is_taken_in_is_used_once_and_not_kept(
     here = app_on(fresh_database_url, GUANAI_KEY_CACHE_SECONDS="0")
     elsewhere = app_on(fresh_database_url, GUANAI_KEY_CACHE_SECONDS="0")
     pid = register(here, meta, village(here, meta))
-    keys = elsewhere.key_store
+    keys = elsewhere.store.key_store
     keys.refresh(force=True)
     row_read, go_on = threading.Event(), threading.Event()
     entry = keys._entry
@@ -206,7 +207,7 @@ def test_a_process_with_another_master_key_writes_nothing_under_it(fresh_databas
     assert right.recorder.max_notification_id() == before
     with psycopg.connect(fresh_database_url) as conn:
         ids = {r[0] for r in conn.execute(f"SELECT DISTINCT master_key_id FROM {KEYS_TABLE}")}
-    assert ids == {right.key_store.master.key_id}
+    assert ids == {right.store.key_store.master.key_id}
     assert right.load(Person, first).name == NAME
     right.close()
     wrong.close()
@@ -221,7 +222,7 @@ def test_concurrent_first_uses_make_one_key(fresh_database_url: str, meta: Comma
 
     def first_use(app: CareApplication) -> None:
         barrier.wait()
-        keys.append(app.key_store.key_for_sealing(subject, None))
+        keys.append(app.store.key_store.key_for_sealing(subject, None))
 
     threads = [threading.Thread(target=first_use, args=(apps[n % 2],)) for n in range(8)]
     for t in threads:
@@ -248,7 +249,7 @@ def test_the_in_memory_key_store_seals_and_erases_like_the_database_one() -> Non
         actor_id="a", actor_role="administrator", correlation_id="c", reason="搬到昆明和儿子住",
     )  # fmt: skip
     stored = mapper.to_stored_event(event)
-    assert "搬到昆明".encode() not in stored.state and "\\u642c".encode() not in stored.state
+    assert "搬到昆明".encode() not in stored.state and b"\\u642c" not in stored.state
     assert mapper.to_domain_event(stored).reason == "搬到昆明和儿子住"
     keys.destroy(str(event.originator_id))
     assert mapper.to_domain_event(stored).reason == ERASED

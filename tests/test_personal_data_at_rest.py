@@ -24,10 +24,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.person import id_number_problem
 from infrastructure.personal_data import KEYS_TABLE
 from tests.api_support import ApiServer, Tree, auth, own_server
+from tests.app_support import make_care
 from workers.relay import Relay
 
 
@@ -207,7 +208,7 @@ def test_a_dump_of_the_database_and_the_stream_shows_no_personal_data(
     assert names[county.elder["id"]] == ELDER_NAME
 
     stream = f"DUMP_{uuid.uuid4().hex[:8]}"
-    app = CareApplication(event_store_env(server.database_url, pool_size=2))
+    app = make_care(server.database_url, pool_size=2)
     try:
         published = asyncio.run(relay_all(app, server.database_url, nats_url, stream))
         messages, stream_hits = asyncio.run(scan_stream(nats_url, stream, NEEDLES))

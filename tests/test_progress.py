@@ -20,11 +20,11 @@ from litestar.testing import TestClient
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from api.app import create_app
-from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from infrastructure.progress import CONSUMERS, RELAY, STREAM, Watch
 from infrastructure.settings import Settings
 from tests.api_support import SECRET
+from tests.app_support import make_care
 from tests.emergency_support import wait_until
 from tests.test_emergency_crash import OwnNats
 from tests.test_relay import seed
@@ -99,10 +99,15 @@ async def _add_idle_consumer(nats_url: str, stream: str, durable: str) -> None:
 def test_health_says_when_the_relay_and_a_worker_are_stalled_and_when_they_move_again(
     fresh_database_url: str, nats_url: str, meta: CommandMeta, names: Names
 ) -> None:
-    care = CareApplication(event_store_env(fresh_database_url, pool_size=2))
+    care = make_care(fresh_database_url, pool_size=2)
     seed(care, meta, 3)  # events stored, and no relay running
     app = create_app(
-        Settings(), database_url=fresh_database_url, nats_url=nats_url, jwt_secret=SECRET, watch=names.watch()
+        Settings(),
+        database_url=fresh_database_url,
+        nats_url=nats_url,
+        jwt_secret=SECRET,
+        make_care=lambda: make_care(fresh_database_url),
+        watch=names.watch(),
     )
     try:
         with TestClient(app) as client:
@@ -172,7 +177,7 @@ def _lag(database_url: str, nats_url: str) -> tuple[int, dict[str, Any]]:
 def test_lag_exits_1_while_the_relay_is_stalled_and_0_once_it_caught_up(
     fresh_database_url: str, own_nats: OwnNats, meta: CommandMeta
 ) -> None:
-    care = CareApplication(event_store_env(fresh_database_url, pool_size=2))
+    care = make_care(fresh_database_url, pool_size=2)
     try:
         seed(care, meta, 2)
         code, report = wait_until(

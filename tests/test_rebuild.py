@@ -19,13 +19,16 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from application.care import CareApplication, event_store_env
 from domain.base import ERASED
 from domain.person import Person
 from domain.vocabulary import Cadence, PersonKind, RiskTag, Sex, VisitMode
+from guanai import bootstrap
+from guanai.bootstrap import Process
 from infrastructure.personal_data import SealError
+from infrastructure.settings import load_settings
 from projections import registry, supervision, timeline
 from projections.rebuild import REBUILD_LOCK, Progress, RebuildBusyError
+from tests.app_support import make_care
 from tests.test_registry_view import AppliedLog, all_positions, applied_positions, new_meta, wait_until
 from tests.test_supervision import Care, care_in
 from workers.envelope import envelope
@@ -170,10 +173,11 @@ def test_one_rebuild_of_a_view_at_a_time(care: Care) -> None:
 KILLED_PROJECTOR = """
 import sys, threading
 from projections import all_projections
+from guanai import bootstrap
+from infrastructure.settings import load_settings
 from tests.test_registry_view import AppliedLog
-from workers.projector import Projector
 
-with Projector(sys.argv[1], projections=[*all_projections(), AppliedLog(delay=0.03)], batch_size=4) as p:
+with bootstrap.projector(load_settings(), sys.argv[1], projections=[*all_projections(), AppliedLog(delay=0.03)], batch_size=4) as p:
     p.runner.run(threading.Event())
 """
 
@@ -249,8 +253,8 @@ def test_views_built_without_personal_data_equal_views_built_with_it(care: Care,
         for projection in all_projections():
             opening.runner.reset(projection.name)
     # No master key configured and an empty data directory: one would be generated there if used.
-    closed_app = CareApplication(
-        {**event_store_env(care.world.url, pool_size=2), "GUANAI_DATA_DIR": str(tmp_path)}, opens_personal_data=False
+    closed_app = make_care(
+        care.world.url, pool_size=2, env={"GUANAI_DATA_DIR": str(tmp_path)}, kind=Process.PROJECTOR
     )
     try:
         with Projector(care.world.url, app=closed_app) as closed:
@@ -273,5 +277,5 @@ def test_views_built_without_personal_data_equal_views_built_with_it(care: Care,
         closed_app.close()
     assert not (tmp_path / "master-key").exists(), "the closed application loaded a master key"
     # The default projector of the CLI and the workers is the closed one.
-    with Projector(care.world.url) as default:
-        assert default.runner.app.opens_personal_data is False
+    with bootstrap.projector(load_settings(), care.world.url) as default:
+        assert default.runner.app.store.opens is False

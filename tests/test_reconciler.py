@@ -24,7 +24,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
+from tests.app_support import make_care
 from tests.emergency_support import Alerts, wait_until
 from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, World, all_routed, assert_exactly_once, counts, meta
 
@@ -35,27 +36,26 @@ REALERT = 1.5
 
 WORKERS = """
 import sys
+from guanai import bootstrap
 from infrastructure.logs import configure_logging
+from infrastructure.settings import load_settings
 from workers.runtime import run_until_signalled
 configure_logging("json", "info")
+settings = load_settings()
 kinds, database_url, nats_url, stream, prefix, tag = sys.argv[1:7]
 common = {"stream": stream, "subject_prefix": prefix}
 reconcile = {"reconcile_after": float(sys.argv[7]), "reconcile_interval": 0.3, "ack_wait": 2.0}
 workers, projector = [], None
 for kind in kinds.split(","):
     if kind == "relay":
-        from workers.relay import relay_worker
-        workers.append(relay_worker(database_url, nats_url, name=f"relay-{tag}", **common))
+        workers.append(bootstrap.relay(settings, database_url, nats_url, name=f"relay-{tag}", **common))
     elif kind == "projector":
-        from workers.projector import Projector
-        projector = Projector(database_url, pool_size=2, poll_interval=0.3).start()
+        projector = bootstrap.projector(settings, database_url, pool_size=2, poll_interval=0.3).start()
     elif kind == "router":
-        from workers.router import router_worker
-        workers.append(router_worker(database_url, nats_url, durable=f"router-{tag}", **common, **reconcile))
+        workers.append(bootstrap.router(settings, database_url, nats_url, durable=f"router-{tag}", **common, **reconcile))
     elif kind == "escalator":
-        from workers.escalator import escalator_worker
-        workers.append(escalator_worker(database_url, nats_url, durable=f"escalator-{tag}", **common, **reconcile,
-                                        realert_seconds=float(sys.argv[8])))
+        workers.append(bootstrap.escalator(settings, database_url, nats_url, durable=f"escalator-{tag}", **common,
+                                           **reconcile, realert_seconds=float(sys.argv[8])))
 print("workers_started", flush=True)
 try:
     sys.exit(run_until_signalled(*workers))
@@ -145,13 +145,7 @@ async def _subjects(nats_url: str, stream: str) -> Counter[str]:
 
 @pytest.fixture
 def app(fresh_database_url: str) -> Iterator[CareApplication]:
-    care = CareApplication(
-        {
-            **event_store_env(fresh_database_url, pool_size=2),
-            "GUANAI_CHAIN_KEY": CHAIN_KEY,
-            "GUANAI_MASTER_KEY": MASTER_KEY,
-        }
-    )
+    care = make_care(fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY})
     yield care
     care.close()
 

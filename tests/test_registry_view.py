@@ -21,12 +21,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.org_unit import org_unit_id
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
 from projections.registry import TABLES, RegistryProjection
+from tests.app_support import make_care
 from tests.scenario import valid_id_number
 from workers.projector import Projector
 
@@ -178,7 +179,7 @@ def build_world(app: CareApplication, url: str) -> World:
 
 @pytest.fixture
 def world(fresh_database_url: str) -> Iterator[World]:
-    app = CareApplication(event_store_env(fresh_database_url, pool_size=4))
+    app = make_care(fresh_database_url, pool_size=4)
     try:
         yield build_world(app, fresh_database_url)
     finally:
@@ -439,10 +440,11 @@ def test_two_runners_at_once_apply_each_event_once(world: World) -> None:
 KILLED_RUNNER = """
 import sys, threading
 from projections.registry import RegistryProjection
+from guanai import bootstrap
+from infrastructure.settings import load_settings
 from tests.test_registry_view import AppliedLog
-from workers.projector import Projector
 
-with Projector(sys.argv[1], projections=[RegistryProjection(), AppliedLog(delay=0.05)], batch_size=4) as p:
+with bootstrap.projector(load_settings(), sys.argv[1], projections=[RegistryProjection(), AppliedLog(delay=0.05)], batch_size=4) as p:
     p.runner.run(threading.Event())
 """
 

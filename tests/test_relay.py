@@ -5,6 +5,7 @@ explicitly and dead-letter what cannot be handled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,9 +20,10 @@ import nats
 import psycopg
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.vocabulary import OrgLevel, PersonKind, Sex
+from tests.app_support import make_care
 from workers.consumer import Consumer, DeadLetters, Nak, Term, list_dead_letters
 from workers.envelope import decode
 from workers.relay import Relay
@@ -45,10 +47,8 @@ def names() -> Names:
 async def js(nats_url: str, names: Names) -> AsyncIterator[Any]:
     nc = await nats.connect(nats_url)
     yield nc.jetstream()
-    try:
+    with contextlib.suppress(Exception):  # a test may never have made it
         await nc.jetstream().delete_stream(names.stream)
-    except Exception:  # noqa: BLE001 - a test may never have made it
-        pass
     await nc.close()
 
 
@@ -72,7 +72,7 @@ async def stream_messages(js: Any, stream: str) -> list[Any]:
 async def test_relay_publishes_every_event_once_in_order(
     fresh_database_url: str, nats_url: str, js: Any, names: Names, meta: CommandMeta
 ) -> None:
-    app = CareApplication(event_store_env(fresh_database_url))
+    app = make_care(fresh_database_url)
     seed(app, meta, 20)
     relay = Relay(app, fresh_database_url, nats_url, stream=names.stream, subject_prefix=names.prefix)
     await relay.open()
@@ -99,11 +99,11 @@ async def test_relay_publishes_every_event_once_in_order(
 
 KILLED_RELAY = """
 import asyncio, sys
-from application.care import CareApplication, event_store_env
+from tests.app_support import make_care
 from workers.relay import Relay
 url, nats_url, stream, prefix = sys.argv[1:5]
 async def main():
-    app = CareApplication(event_store_env(url, pool_size=2))
+    app = make_care(url, pool_size=2)
     relay = Relay(app, url, nats_url, stream=stream, subject_prefix=prefix, batch_size=7)
     await relay.open()
     print("ready", flush=True)
@@ -116,7 +116,7 @@ asyncio.run(main())
 async def test_a_killed_relay_loses_nothing(
     fresh_database_url: str, nats_url: str, js: Any, names: Names, meta: CommandMeta, round_: int
 ) -> None:
-    app = CareApplication(event_store_env(fresh_database_url))
+    app = make_care(fresh_database_url)
     seed(app, meta, 30)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-c", KILLED_RELAY, fresh_database_url, nats_url, names.stream, names.prefix]
@@ -165,7 +165,7 @@ async def wait_until(probe: Any, done: Any, timeout: float = 30.0) -> None:
 async def test_consumer_outcomes_and_dead_letters(
     fresh_database_url: str, nats_url: str, js: Any, names: Names, meta: CommandMeta
 ) -> None:
-    app = CareApplication(event_store_env(fresh_database_url))
+    app = make_care(fresh_database_url)
     seed(app, meta, 3)  # positions 1-3 org units, 4-6 persons
     relay = Relay(app, fresh_database_url, nats_url, stream=names.stream, subject_prefix=names.prefix)
     await relay.open()

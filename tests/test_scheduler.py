@@ -19,18 +19,20 @@ from uuid import UUID, uuid4
 import nats
 import pytest
 
-from application.care import CareApplication, event_store_env
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.schedule import PROGRAMME_TZ, day_start
 from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, Sex, VisitMode
+from guanai import bootstrap
 from guanai.demo.visits import print_visit_summary, simulate_visits
+from infrastructure.settings import load_settings
 from projections.visit_tasks import VisitTaskView
+from tests.app_support import make_care
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector
-from workers.relay import relay_worker
 from workers.runtime import BackgroundWorkers
-from workers.scheduler import scheduler_worker, sweep
+from workers.scheduler import sweep
 
 MONDAY = date(2026, 3, 2)
 
@@ -52,7 +54,7 @@ def db(pg_base_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def app(db: str) -> Iterator[CareApplication]:
-    care = CareApplication(event_store_env(db, pool_size=4))
+    care = make_care(db, pool_size=4)
     yield care
     care.close()
 
@@ -250,8 +252,9 @@ def test_the_worker_schedules_from_pairing_events_and_its_sweep_covers_lost_ones
     tag = uuid.uuid4().hex[:8]
     names = {"stream": f"TEST_SCHED_{tag}", "subject_prefix": f"test{tag}.events"}
     today = datetime.now(PROGRAMME_TZ).date()
-    relay = relay_worker(db, nats_url, name=f"relay-{tag}", **names)
-    scheduler = scheduler_worker(db, nats_url, interval=3600, durable=f"sched-{tag}", **names)
+    settings = load_settings()
+    relay = bootstrap.relay(settings, db, nats_url, name=f"relay-{tag}", **names)
+    scheduler = bootstrap.scheduler(settings, db, nats_url, interval=3600, durable=f"sched-{tag}", **names)
     workers = BackgroundWorkers(relay, scheduler, name="sched-test").start()
     try:
         pairing = county.pair(2, starts_on=today - timedelta(days=3))
@@ -263,7 +266,7 @@ def test_the_worker_schedules_from_pairing_events_and_its_sweep_covers_lost_ones
     # While nothing relays, a pairing is formed: only the scheduler's sweep can see it.
     unseen = county.pair(1, starts_on=today)
     projector.catch_up()
-    workers = BackgroundWorkers(scheduler_worker(db, nats_url, interval=3600, durable=f"sched2-{tag}", **names)).start()
+    workers = BackgroundWorkers(bootstrap.scheduler(settings, db, nats_url, interval=3600, durable=f"sched2-{tag}", **names)).start()
     try:
         assert wait_until(lambda: len(tasks_of(app, unseen)) == 2), "the start-up sweep did not schedule it"
     finally:
@@ -272,7 +275,7 @@ def test_the_worker_schedules_from_pairing_events_and_its_sweep_covers_lost_ones
 
 
 def test_the_demo_lives_through_weeks_of_visits_and_a_second_run_writes_nothing(fresh_database_url: str) -> None:
-    app = CareApplication(event_store_env(fresh_database_url, pool_size=4))
+    app = make_care(fresh_database_url, pool_size=4)
     try:
         code = f"{uuid.uuid4().int % 10**6:06d}"
         m = at(noon(MONDAY - timedelta(days=90)), role="administrator")

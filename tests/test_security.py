@@ -1,7 +1,7 @@
 """Security headers on every response, CORS closed by default (and open only to configured
 origins), the rate limiter, and the limit on filing emergency reports."""
 
-# ruff: noqa: F811 - pytest fixtures are imported and then named as parameters
+
 from __future__ import annotations
 
 import uuid

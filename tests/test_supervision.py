@@ -17,7 +17,6 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.emergency import Category, EmergencyReport, Outcome
 from domain.pairing import Pairing
@@ -29,6 +28,7 @@ from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, RiskTag, VisitMode
 from projections.supervision_view import Period, SupervisionView
 from tests.api_support import ApiServer, auth
+from tests.app_support import make_care
 from tests.test_registry_view import World, build_world, new_meta
 from workers.projector import Projector
 
@@ -133,7 +133,7 @@ def add_care(world: World) -> Care:
 @contextmanager
 def care_in(url: str) -> Iterator[Care]:
     """The scripted county in the (fresh) database at ``url``; other test modules use it too."""
-    app = CareApplication(event_store_env(url, pool_size=4))
+    app = make_care(url, pool_size=4)
     try:
         yield add_care(build_world(app, url))
     finally:

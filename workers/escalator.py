@@ -12,6 +12,7 @@ finds nothing to do. The router then routes the next level (workers/router.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -159,6 +160,7 @@ class Escalator:
 
 
 async def run_escalator(
+    make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
     stop: asyncio.Event,
@@ -167,16 +169,13 @@ async def run_escalator(
     subject_prefix: str = SUBJECT_PREFIX,
     durable: str = DURABLE,
     max_deliver: int = 50,
-    pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
     reconcile_after: float = RECONCILE_AFTER_SECONDS,
     reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
     alert_prefix: str = ALERT_PREFIX,
     realert_seconds: float = REALERT_SECONDS,
 ) -> None:
-    from application.care import CareApplication, event_store_env
-
-    app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    app = make_app()
     view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="escalator-view")
     nc = await connect_nats(nats_url, "guanai-escalator", stop)
     consumer = None
@@ -214,10 +213,11 @@ async def run_escalator(
         app.close()
 
 
-def escalator_worker(database_url: str, nats_url: str, **options: Any) -> Any:
-    """The escalator as a worker for workers.runtime (``guanai escalator``, and inside ``guanai serve``)."""
+def escalator_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
+    """The escalator as a worker for workers.runtime (``guanai escalator``, and inside ``guanai serve``),
+    over the application ``make_app`` builds (guanai/bootstrap.py)."""
 
     async def work(stop: asyncio.Event) -> None:
-        await keep_running("escalator", stop, lambda s: run_escalator(database_url, nats_url, s, **options))
+        await keep_running("escalator", stop, lambda s: run_escalator(make_app, database_url, nats_url, s, **options))
 
     return work

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import structlog
 from psycopg_pool import ConnectionPool
 
-from application.care import CareApplication, event_store_env
-from infrastructure.settings import Settings
+from application.care import CareApplication
 from projections import all_projections
 from projections.registry import RegistryView
 from projections.runner import Projection, ProjectionRunner
@@ -27,8 +26,10 @@ log = structlog.get_logger(__name__)
 class Projector:
     """A runner over all projections, with a background thread and read-your-writes waits.
 
-    Built from a database URL; ``app`` may be passed to share an existing CareApplication
-    (its recorder and mapper are only read). Connects on ``open()``/``start()``, not before.
+    Built from a database URL and either ``app``, an existing CareApplication to share (its
+    recorder and mapper are only read), or ``make_app``, which builds the projector's own on
+    first use (guanai/bootstrap.py: one that opens no personal data, as the views hold none).
+    Connects on ``open()``/``start()``, not before.
     """
 
     def __init__(
@@ -36,13 +37,17 @@ class Projector:
         database_url: str,
         *,
         app: CareApplication | None = None,
+        make_app: Callable[[], CareApplication] | None = None,
         projections: Sequence[Projection] | None = None,
         batch_size: int = 500,
         poll_interval: float = 2.0,
         pool_size: int = 4,
     ) -> None:
+        if (app is None) == (make_app is None):
+            raise ValueError("a Projector needs an app to share or make_app to build its own (one of them)")
         self.database_url = database_url
         self._app = app
+        self._make_app = make_app
         self._own_app = app is None
         self._projections = list(projections) if projections is not None else all_projections()
         self._runner_options = {"batch_size": batch_size, "poll_interval": poll_interval, "pool_size": pool_size}
@@ -56,11 +61,8 @@ class Projector:
         with self._lock:
             if self._runner is None:
                 if self._app is None:
-                    # A small pool: the projector only reads the notification log through it. The
-                    # views hold no personal data, so the projector opens none: no master key here.
-                    self._app = CareApplication(
-                        event_store_env(self.database_url, pool_size=2), opens_personal_data=False
-                    )
+                    assert self._make_app is not None
+                    self._app = self._make_app()
                 self._runner = ProjectionRunner(self._app, self.database_url, self._projections, **self._runner_options)
             return self._runner
 
@@ -135,8 +137,8 @@ class Projector:
         return self.runner.rebuild(name)
 
 
-def main(settings: Settings, database_url: str, *, stop_event: threading.Event | None = None) -> int:
-    """The standalone projector process (``guanai projector``, which resolves the database):
+def main(projector: Projector, *, stop_event: threading.Event | None = None) -> int:
+    """The standalone projector process (``guanai projector``, which builds the projector):
     runs until SIGTERM/SIGINT (or ``stop_event``), finishing the batch in hand."""
     stop = stop_event or threading.Event()
 
@@ -147,6 +149,6 @@ def main(settings: Settings, database_url: str, *, stop_event: threading.Event |
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    with Projector(database_url, pool_size=min(settings.db_pool_size, 4)) as projector:
+    with projector:
         projector.run(stop)
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -29,7 +30,7 @@ from nats.js.errors import BadRequestError
 
 from infrastructure.failpoints import failpoint
 from infrastructure.settings import load_settings, nats_servers
-from projections.runner import decode_all
+from projections.batches import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
 
@@ -266,16 +267,13 @@ async def run_relay(app: Any, database_url: str, nats_url: str, stop: asyncio.Ev
     return relay
 
 
-def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
-    """A worker for workers.runtime: the relay with its own CareApplication (only read)."""
+def relay_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
+    """A worker for workers.runtime: the relay with its own CareApplication (only read), which
+    ``make_app`` builds (guanai/bootstrap.py: messages carry no personal data, so the relay's
+    application opens none and holds no master key)."""
 
     async def once(stop: asyncio.Event) -> None:
-        from application.care import CareApplication, event_store_env
-
-        # Messages carry no personal data, so the relay opens none: it holds no master key.
-        app = await asyncio.to_thread(
-            lambda: CareApplication(event_store_env(database_url, pool_size=2), opens_personal_data=False)
-        )
+        app = await asyncio.to_thread(make_app)
         try:
             await run_relay(app, database_url, nats_url, stop, **options)
         finally:
@@ -286,3 +284,4 @@ def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
         await keep_running("relay", stop, once)
 
     return work
+

@@ -244,6 +244,7 @@ class Router:
 
 
 async def run_router(
+    make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
     stop: asyncio.Event,
@@ -253,14 +254,11 @@ async def run_router(
     durable: str = DURABLE,
     alert_prefix: str = ALERT_PREFIX,
     max_deliver: int = 20,
-    pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
     reconcile_after: float = RECONCILE_AFTER_SECONDS,
     reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
 ) -> None:
-    from application.care import CareApplication, event_store_env
-
-    app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    app = make_app()
     view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="router-view")
     nc = await connect_nats(nats_url, "guanai-router", stop)
     consumers: list[Consumer] = []
@@ -310,7 +308,8 @@ async def run_router(
 
 def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) -> int:
     """A service health check: 0 when the durable consumer exists and has fewer than
-    ``max_pending`` messages not yet delivered (a dead or stuck worker lets them pile up)."""
+    ``max_pending`` messages not yet delivered (a dead or stuck worker lets them pile up). Its
+    own process (compose.yaml's health checks): it reads the settings itself."""
 
     async def check() -> int:
         nc = await nats.connect(nats_servers(load_settings().nats_url or "nats://127.0.0.1:4222"), connect_timeout=3)
@@ -325,10 +324,11 @@ def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) 
     return asyncio.run(check())
 
 
-def router_worker(database_url: str, nats_url: str, **options: Any) -> Any:
-    """The router as a worker for workers.runtime (``guanai router``, and inside ``guanai serve``)."""
+def router_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
+    """The router as a worker for workers.runtime (``guanai router``, and inside ``guanai serve``),
+    over the application ``make_app`` builds (guanai/bootstrap.py)."""
 
     async def work(stop: asyncio.Event) -> None:
-        await keep_running("router", stop, lambda s: run_router(database_url, nats_url, s, **options))
+        await keep_running("router", stop, lambda s: run_router(make_app, database_url, nats_url, s, **options))
 
     return work

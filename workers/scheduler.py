@@ -135,6 +135,7 @@ async def sweep_loop(app: Any, view: VisitTaskView, stop: asyncio.Event, interva
 
 
 async def run_scheduler(
+    make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
     stop: asyncio.Event,
@@ -144,11 +145,8 @@ async def run_scheduler(
     subject_prefix: str = SUBJECT_PREFIX,
     durable: str = DURABLE,
     max_deliver: int = 20,
-    pool_size: int = 4,
 ) -> None:
-    from application.care import CareApplication, event_store_env
-
-    app = CareApplication(event_store_env(database_url, pool_size=pool_size))
+    app = make_app()
     pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=2, open=False, name="scheduler")
     nc = None
     consumer = None
@@ -181,18 +179,13 @@ async def run_scheduler(
         app.close()
 
 
-def scheduler_worker(database_url: str, nats_url: str, **options: Any) -> Any:
-    """The scheduler as a worker for workers.runtime (``guanai scheduler``, and in ``guanai serve``)."""
+def scheduler_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
+    """The scheduler as a worker for workers.runtime (``guanai scheduler``, and in ``guanai serve``),
+    over the application ``make_app`` builds (guanai/bootstrap.py)."""
 
     async def work(stop: asyncio.Event) -> None:
         # Like the router: a scheduler that failed to start (the database away) tries again.
-        await keep_running("scheduler", stop, lambda s: run_scheduler(database_url, nats_url, s, **options))
+        await keep_running("scheduler", stop, lambda s: run_scheduler(make_app, database_url, nats_url, s, **options))
 
     return work
 
-
-def main(settings: Any, database_url: str, nats_url: str) -> int:
-    """The standalone scheduler process: runs until SIGTERM/SIGINT, finishing what it has in hand."""
-    from workers.runtime import run_until_signalled
-
-    return run_until_signalled(scheduler_worker(database_url, nats_url, interval=settings.scheduler_interval_seconds))

@@ -18,37 +18,19 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import msgspec
 
+from guanai import bootstrap
+from guanai.bootstrap import Process
+from guanai.cli.services import services
+from infrastructure.audit import Audit, NoSuchStreamError
+from infrastructure.audit_html import render
+from infrastructure.chain import ChainError, adopt
 from infrastructure.settings import Settings
-
-
-def add_parser(sub: Any) -> None:
-    a = sub.add_parser("audit", help="verify the audit chain, take checkpoints, replay and export case histories")
-    cmds = a.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
-    v = cmds.add_parser("verify", help="check the chain; exit 1 naming the first position that fails")
-    v.add_argument("--from", dest="start", type=int, default=1, help="first position (default 1)")
-    v.add_argument("--to", dest="end", type=int, help="last position (default: the newest)")
-    v.add_argument("--access-log", action="store_true", help="check the access log's chain instead of the events'")
-    v.add_argument("--checkpoint", type=Path, help="a file from `guanai audit checkpoint`: also check the log still matches it")
-    v.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    c = cmds.add_parser("checkpoint", help="print the newest entry of each chain, for an outside party to keep")
-    c.add_argument("--out", type=Path, help="write to this file as well")
-    r = cmds.add_parser("replay", help="a stream's events, or its state as of an instant")
-    r.add_argument("id", type=UUID)
-    r.add_argument("--as-of", type=datetime.fromisoformat, help="instant with UTC offset, e.g. 2026-03-01T09:30:00+08:00")
-    r.add_argument("--time", choices=("recorded", "occurred"), default="recorded")
-    e = cmds.add_parser("export", help="a case history as a printable HTML document (Chinese) or JSON")
-    e.add_argument("id", type=UUID)
-    e.add_argument("--format", choices=("html", "json"), default="html")
-    e.add_argument("--out", type=Path, help="file to write (default: standard output)")
-    e.add_argument("--actor", default="cli-operator", help="who exports (recorded in the document and the access log)")
-    cmds.add_parser("adopt", help="chain a store written before the chain existed (once)")
+from infrastructure.verify import Checkpoint
 
 
 def _print_progress(position: int, end: int, checked: int) -> None:
@@ -56,8 +38,6 @@ def _print_progress(position: int, end: int, checked: int) -> None:
 
 
 def _load_checkpoint(path: Path, log: str) -> Any:
-    from infrastructure.verify import Checkpoint
-
     held = msgspec.json.decode(path.read_bytes(), type=list[Checkpoint] | Checkpoint)
     for cp in held if isinstance(held, list) else [held]:
         if cp.log == log:
@@ -65,12 +45,13 @@ def _load_checkpoint(path: Path, log: str) -> Any:
     raise SystemExit(f"guanai audit: {path} holds no checkpoint of the {log} log")
 
 
-def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
-    from application.audit import Audit, NoSuchStreamError
-    from application.care import CareApplication, event_store_env
-    from infrastructure.chain import ChainError, adopt
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    with services(settings, need_nats=False) as (database_url, _):
+        return run(settings, database_url, args)
 
-    app = CareApplication(event_store_env(database_url, pool_size=2))
+
+def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
+    app = bootstrap.care_application(settings, Process.CLI, database_url, pool_size=2)
     audit = Audit(app, database_url)
     try:
         command = args.audit_command
@@ -120,8 +101,6 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             if args.format == "json":
                 text = json.dumps(doc, ensure_ascii=False, indent=1)
             else:
-                from guanai.cli.audit_html import render
-
                 text = render(doc)
             if args.out:
                 args.out.write_text(text, encoding="utf-8")

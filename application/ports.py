@@ -1,0 +1,59 @@
+"""The event store port: what CareApplication needs from its store beyond the eventsourcing
+library's recorder (as in the library's searchable-timestamps example: an abstract recorder
+here, the PostgreSQL implementation in ``infrastructure/store.py``).
+
+The composition root (``guanai/bootstrap.py``) hands a store in, with its keys: the application
+reads no settings and no environment of its own. ``infrastructure.store`` has two: the
+PostgreSQL store (audit chain, sealed personal data, keys in the database) and an in-memory one
+over the library's POPO recorder, for unit tests without servers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, Mapper, StoredEvent, Transcoder
+
+
+class EventStore(ABC):
+    """Builds the application's mapper and recorder, and answers the few reads the library's
+    recorder has no method for. ``construct_*`` are called once, by the application's
+    constructor, mapper first; the other methods after that."""
+
+    recorder: ApplicationRecorder
+
+    @abstractmethod
+    def construct_mapper(self, factory: InfrastructureFactory[Any], transcoder: Transcoder) -> Mapper[UUID]:
+        """The mapper between domain events and stored events (personal fields sealed)."""
+
+    @abstractmethod
+    def construct_recorder(self, factory: InfrastructureFactory[Any]) -> ApplicationRecorder:
+        """The application recorder (every insert covered by the audit chain, where there is one)."""
+
+    def first_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The first stored event (the creation) of each of these aggregates that exists."""
+        return [e for i in ids for e in self.recorder.select_events(i, lte=1)]
+
+    def last_position(self, events: Sequence[tuple[UUID, int]]) -> int | None:
+        """The highest log position among these (aggregate id, version) events; None if none is stored."""
+        wanted = set(events)
+        positions = [
+            n.id
+            for n in self.recorder.select_notifications(start=None, limit=2**62)
+            if (n.originator_id, n.originator_version) in wanted
+        ]
+        return max(positions, default=None)
+
+    @abstractmethod
+    def is_erased(self, subject: str) -> bool:
+        """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
+
+    @abstractmethod
+    def erased(self, person_id: str) -> None:
+        """A person's erasure was committed: what this process holds of their keys goes."""
+
+    def check(self) -> None:  # a store without keys has nothing to check
+        """Refuse to start with keys that cannot open this store (a wrong master key)."""

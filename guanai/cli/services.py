@@ -1,0 +1,39 @@
+"""What every ``guanai`` command that touches the store shares: the servers (configured, or
+embedded under the data directory) and the migration."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from guanai import bootstrap
+from guanai.bootstrap import Process
+from infrastructure.embedded import EmbeddedServices
+from infrastructure.settings import Settings
+
+
+@contextmanager
+def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[str, str | None]]:
+    """(database_url, nats_url): the configured servers, or embedded ones under the data dir."""
+    embedded = EmbeddedServices(
+        settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats
+    )
+    if settings.embedded_database or (need_nats and settings.embedded_nats):
+        print(f"guanai: embedded servers under {settings.data_path}", file=sys.stderr)
+        embedded.start()
+    try:
+        database_url = settings.database_url or embedded.database_url
+        nats_url = settings.nats_url if not settings.embedded_nats else (embedded.nats_url if need_nats else None)
+        yield database_url, nats_url
+    finally:
+        embedded.stop()
+
+
+def migrate(settings: Settings, database_url: str) -> None:
+    """Create the event store's tables and every view's tables (idempotent)."""
+    # Creating the tables opens no personal data: no master key is needed here.
+    bootstrap.care_application(settings, Process.PROJECTOR, database_url, pool_size=2).close()
+    projector = bootstrap.projector(settings, database_url, pool_size=2)
+    projector.open()
+    projector.close()
