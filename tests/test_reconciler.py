@@ -133,6 +133,8 @@ async def _subjects(nats_url: str, stream: str) -> Counter[str]:
         except nats.js.errors.NotFoundError:
             return Counter()
         found: Counter[str] = Counter()
+        if not info.state.messages:
+            return found
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             try:
                 found[(await js.get_msg(stream, seq)).subject.rsplit(".", 1)[-1]] += 1
