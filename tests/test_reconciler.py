@@ -225,9 +225,16 @@ def test_reports_in_flight_when_the_stream_is_deleted_are_routed_and_escalated_o
         assert b"consumer_gone_recreating" in processes.log(kinds), f"the {kinds} made its consumer again"
     late = world.file(app)
     all_routed(app, [late], level=0, timeout=30)
-    lines = [line for line in processes.log("router").splitlines() if str(late).encode() in line]
-    assert any(b'"event": "routed"' in line for line in lines), "a later report comes by its message"
-    assert not any(b"reconciled_routing" in line for line in lines), "not by the reconciler"
+
+    def by_message() -> bool:
+        """The router's recreated consumer delivered a message of the late report: it handled
+        the report more often than the reconciler did (under load the reconciler may route it
+        first, and the message then finds it routed). The log's "level" is the log level."""
+        lines = [line for line in processes.log("router").splitlines() if str(late).encode() in line]
+        handled = sum(b'"event": "routed"' in line or b'"event": "already_routed"' in line for line in lines)
+        return handled > sum(b"reconciled_routing" in line for line in lines)
+
+    wait_until(by_message, 30, "the late report's message at the router")
 
 
 def test_a_report_nobody_acknowledges_at_the_top_is_alerted_again_until_acknowledged(
