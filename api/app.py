@@ -12,33 +12,40 @@ from typing import Any
 import nats
 import structlog
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
+from api.accounts import AccountController
 from api.audit import AuditController
-from api.auth import key_ring, revoke_token
+from api.auth import actor_of, key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
+from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
 from api.middleware import request_id_middleware
 from api.org_units import OrgUnitController
 from api.pairings import PairingController
 from api.persons import PersonController
-from api.problems import EXCEPTION_HANDLERS
+from api.problems import EXCEPTION_HANDLERS, ProblemError
+from api.proofs import ProofsController
 from api.revocations import start_revocations, stop_revocations
 from api.rosters import RosterController
 from api.security import configure as configure_security
 from api.security import security_headers, security_middleware
+from api.sessions import ROUTES as SESSION_ROUTES
+from api.sessions import start_accounts, stop_accounts
 from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
 from api.visits import VisitController, VisitLogController, helper_visits
 from application.care import CareApplication
+from domain.vocabulary import ActorRole
 from infrastructure.audit import Audit
 from infrastructure.progress import Watch, relay_progress, worker_progress
-from infrastructure.settings import Settings, nats_servers
+from infrastructure.settings import Settings, nats_servers, redacted_url
 
 log = structlog.get_logger("guanai.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -67,7 +74,9 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     except Exception as e:  # noqa: BLE001 - health reports, it does not raise
         database = {"ok": False, "error": type(e).__name__}
     nc = state.connections.nats
-    nats_status = {"ok": bool(nc and nc.is_connected), "url_configured": state.connections.nats_url is not None}
+    nats_status: dict[str, Any] = {"ok": bool(nc and nc.is_connected), "url_configured": state.connections.nats_url is not None}
+    if state.connections.nats_url is not None and _is_administrator(request):
+        nats_status["url"] = redacted_url(state.connections.nats_url)  # where devices subscribe to alerts
     try:
         views = await loop.run_in_executor(None, state.read_side.lag)
     except Exception as e:  # noqa: BLE001
@@ -94,6 +103,17 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 def _relay_progress(state: Any) -> dict[str, Any]:
     with state.read_side.runner.pool.connection() as conn:
         return relay_progress(state.care, conn, state.watch)
+
+
+def _is_administrator(request: Request[Any, Any, Any]) -> bool:
+    """Whether the caller of the public /health showed an administrator's token (anything else,
+    a bad token too, simply gets the public answer)."""
+    if not request.headers.get("authorization"):
+        return False
+    try:
+        return actor_of(request).role == ActorRole.ADMINISTRATOR
+    except (HTTPException, ProblemError):
+        return False
 
 
 async def _connect_nats(app: Litestar) -> None:
@@ -160,7 +180,7 @@ def create_app(
             "Errors are RFC 9457 problem details. Send `Authorization: Bearer <token>` (see `guanai token`)."
         ),
         path=DOCS_PATH,
-        render_plugins=[RedocRenderPlugin(), SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin()],
+        render_plugins=[SelfHostedRedoc(), SelfHostedSwagger(path="/swagger"), JsonRenderPlugin()],
         use_handler_docstrings=True,
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
@@ -171,14 +191,15 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController],
+                        AuditController, ProofsController, docs_assets_router(), AccountController,
+                        *SESSION_ROUTES],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],
         before_send=[security_headers],
-        on_startup=[_start, _connect_nats, start_revocations],
-        on_shutdown=[stop_revocations, _stop],
+        on_startup=[_start, _connect_nats, start_revocations, start_accounts],
+        on_shutdown=[stop_accounts, stop_revocations, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
         debug=debug,

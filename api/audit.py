@@ -113,13 +113,15 @@ class AuditController(Controller):
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if format == "json":
             return Response(doc, media_type="application/json", headers=headers)
-        return Response(render(doc), media_type="text/html; charset=utf-8", headers=headers)
+        return Response(render(doc), media_type="text/html", headers=headers)  # charset added by Litestar
 
     @get("/verify", sync_to_thread=True)
     def verify(
         self,
         request: Request[Any, Any, Any],
-        from_: Annotated[int, QueryParameter(name="from", ge=1, le=2**62)] = 1,
+        from_: Annotated[
+            int | None, QueryParameter(name="from", ge=-(2**62), le=2**62, description="first position (default: the lowest row, below 1 too)")
+        ] = None,
         to: Position = None,
         log: Annotated[str, QueryParameter(pattern="^(events|access)$")] = "events",
         checkpoint_position: Position = None,
@@ -135,7 +137,7 @@ class AuditController(Controller):
         if checkpoint_position is not None and checkpoint_digest is not None:
             held = Checkpoint(log, checkpoint_position, checkpoint_digest.lower(), datetime.now().astimezone(), audit.key.fingerprint)
         if log == "access":
-            return audit.verify_access_log(start=from_, end=to, checkpoint=held)
+            return audit.verify_access_log(start=1 if from_ is None else from_, end=to, checkpoint=held)
         return audit.verify(start=from_, end=to, checkpoint=held)
 
     @get("/checkpoint", sync_to_thread=True)

@@ -107,7 +107,7 @@ def wait_for_views(request: Request[Any, Any, Any], min_position: int | None) ->
         latest = app_of(request).recorder.max_notification_id() or 0
         if min_position > latest:
             raise ProblemError(
-                422,
+                400,  # a query error, like every other (README: API conventions)
                 "validation-error",
                 "Invalid request",
                 f"min_position {min_position} lies beyond the last recorded position {latest}",

@@ -109,7 +109,7 @@ def to_csv(rows: list[dict[str, Any]], columns: list[Column], zh: bool) -> bytes
 def _attachment(body: bytes, filename: str) -> Response[bytes]:
     return Response(
         body,
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds "; charset=utf-8" to text/* types
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 

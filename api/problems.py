@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import traceback
+from enum import Enum
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from litestar.exceptions import (
 
 from api.middleware import loggable_path
 from domain.base import DomainError
+from domain.vocabulary import label_codes
 from infrastructure.personal_data import MasterKeyError
 
 PROBLEM_JSON = "application/problem+json"
@@ -94,10 +96,32 @@ def _field_of(item: dict[str, Any]) -> str:
     return base or "body"
 
 
+def _source(source: Any) -> str:
+    """Where the bad value was: Litestar names query, path, header and cookie parameters with its
+    ``ParamType`` enum, whose ``str()`` is ``ParamType.QUERY``; clients read ``query``."""
+    return str(source.value if isinstance(source, Enum) else source)
+
+
+_ENUM_VALUE = re.compile(r"^Invalid enum value '(?P<value>.*)'")
+
+
+def _reason(message: str) -> str:
+    """The error's message, and for a Chinese label sent where its code belongs, the code to send."""
+    m = _ENUM_VALUE.match(message)
+    codes = label_codes(m["value"]) if m else []
+    if not codes:
+        return message
+    by_code: dict[str, list[str]] = {}
+    for vocabulary, code in codes:
+        by_code.setdefault(code, []).append(vocabulary)
+    named = " or ".join(f"`{code}` ({', '.join(vocabularies)})" for code, vocabularies in by_code.items())
+    return f"{message}: {m['value'] if m else ''} is the label of {named}; send the code"
+
+
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     items = exc.extra if isinstance(exc.extra, list) else []
     errors = [
-        {"field": _field_of(i), "reason": str(i.get("message", "invalid")), "in": str(i.get("source", "body"))}
+        {"field": _field_of(i), "reason": _reason(str(i.get("message", "invalid"))), "in": _source(i.get("source", "body"))}
         for i in items
         if isinstance(i, dict)
     ]

@@ -3,7 +3,7 @@
 - **Security headers** on every response (a ``before_send`` hook, so 404s and errors get them):
   ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY``,
   a Content-Security-Policy that allows nothing (the API serves data, never pages; the ``/schema``
-  docs pages load their scripts and are left alone), ``Cache-Control: no-store`` (responses carry
+  docs pages get ``api.docs.DOCS_CSP``: their self-hosted scripts and styles, nothing from elsewhere), ``Cache-Control: no-store`` (responses carry
   personal data; a handler may set its own), and ``Strict-Transport-Security`` when the request
   came over TLS (uvicorn takes ``X-Forwarded-Proto`` from trusted proxies).
 - **CORS**, closed unless ``GUANAI_CORS_ORIGINS`` names origins: a preflight from any other origin
@@ -11,7 +11,8 @@
 - **Body checks** before any decoding (middleware): JSON bodies only (415 otherwise), at most
   ``max_body_bytes`` (413), strict UTF-8, no duplicated keys (msgspec would silently keep the
   last), nesting at most ``MAX_DEPTH`` deep, and no NUL characters (PostgreSQL text cannot hold
-  them); a NUL in the query string is refused too.
+  them); a NUL in the query string is refused too. Then the values' JSON types, strictly
+  (``api/body_types.py``: a number is never taken for a time).
 - **Rate limits** (``RateLimiter``): failed authentications per client address (``api/auth.py``)
   and emergency report filing per actor (the ``limit_report_filing`` guard), answered 429 with
   ``Retry-After``. Buckets live in each process: with N API processes the limits are N times
@@ -32,6 +33,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import actor_of
+from api.body_types import check_types
+from api.docs import DOCS_CSP
 from api.problems import ProblemError, too_many_requests
 from infrastructure.settings import Settings
 
@@ -39,7 +42,7 @@ MAX_DEPTH = 32
 DOCS_PREFIX = "/schema"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID, X-CSRF-Token"
 CORS_EXPOSE_HEADERS = "ETag, Location, Retry-After, X-Request-ID"
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -154,6 +157,8 @@ async def security_headers(message: Message, scope: Scope) -> None:
         add.append((b"content-security-policy", API_CSP.encode()))
         if b"cache-control" not in present:
             add.append((b"cache-control", b"no-store"))
+    else:
+        add.append((b"content-security-policy", DOCS_CSP.encode()))  # the self-hosted assets only
     if scope.get("scheme") == "https":
         add.append((b"strict-transport-security", HSTS.encode()))
     origin = _header(scope, b"origin")
@@ -310,6 +315,7 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
                     f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
                 )
             check_json(body)
+            check_types(scope, body)
         replayed = False
 
         async def replay() -> Message:

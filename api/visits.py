@@ -331,7 +331,10 @@ class VisitController(Controller):
     @post("/{task_id:uuid}/claim", sync_to_thread=True, status_code=200)
     def claim(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ClaimIn]) -> Response[VisitOut]:
         """Take a visit: for myself (no body fields), for a helper (coordinators), or for the
-        pairing's group as a team (``group_id`` alone). 409 ``already-claimed`` names the holder."""
+        pairing's group as a team (``group_id`` alone), from the day its window opens until it
+        closes; the claim lapses ``GUANAI_VISIT_CLAIM_HOURS`` after it is made. 409
+        ``already-claimed`` names the holder; 409 ``not-open-yet`` (with ``opens_at``): the window
+        has not opened (next period's task)."""
         me, actor_helper = acting(request)
         helper_id = data.helper_id if data.helper_id or data.group_id else me
         result = app_of(request).claim_visit(

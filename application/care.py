@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
 
+from application.accounts import AccountCommands
 from application.asof import replay_as_of
 from application.command_group import Change
 from application.emergencies import EmergencyCommands
@@ -73,7 +74,7 @@ def _creation_fields(event: Any) -> dict[str, Any]:
     return {k: v for k, v in event.__dict__.items() if k not in ignored}
 
 
-class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
+class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Application[UUID]):
     """Registry, helpers, groups and pairings: every change a domain event in PostgreSQL."""
 
     name = "Guanai"

@@ -22,9 +22,10 @@ from uuid import UUID
 
 from domain.base import ERASED, CareAggregate, CommandMeta, InvariantError, Personal, derived_id
 from domain.org_unit import OrgUnit
-from domain.vocabulary import OrgLevel
+from domain.vocabulary import OrgLevel, labelled
 
 
+@labelled({"critical": "危急", "high": "紧急", "normal": "一般"})
 class Severity(StrEnum):
     CRITICAL = "critical"  # life in danger now
     HIGH = "high"

@@ -23,9 +23,10 @@ from typing import Any
 from uuid import UUID
 
 from domain.base import ERASED, CareAggregate, CommandMeta, InvariantError, Personal
-from domain.vocabulary import VisitMode
+from domain.vocabulary import VisitMode, labelled
 
 
+@labelled({"good": "良好", "adequate": "尚可", "poor": "较差", "unsafe": "不安全"})
 class LivingConditions(StrEnum):
     GOOD = "good"
     ADEQUATE = "adequate"
@@ -33,6 +34,7 @@ class LivingConditions(StrEnum):
     UNSAFE = "unsafe"
 
 
+@labelled({"well": "健康", "minor_illness": "小病", "chronic_stable": "慢性病稳定", "ill": "患病", "critical": "危重"})
 class Health(StrEnum):
     WELL = "well"
     MINOR_ILLNESS = "minor_illness"
@@ -41,6 +43,7 @@ class Health(StrEnum):
     CRITICAL = "critical"
 
 
+@labelled({"good": "良好", "calm": "平稳", "low": "低落", "anxious": "焦虑", "distressed": "痛苦"})
 class Mood(StrEnum):
     GOOD = "good"
     CALM = "calm"
@@ -49,6 +52,11 @@ class Mood(StrEnum):
     DISTRESSED = "distressed"
 
 
+@labelled({
+    "fall": "跌倒", "fire": "用火用电", "unsafe_housing": "危房", "no_heating": "无取暖", "food_shortage": "缺粮少食",
+    "medication": "用药不当", "drowning": "溺水", "traffic": "交通安全", "fraud": "电信诈骗", "neglect": "疏于照料",
+    "abuse_suspected": "疑似受虐", "wandering": "走失", "self_harm": "自伤",
+})
 class SafetyRisk(StrEnum):
     FALL = "fall"  # 跌倒
     FIRE = "fire"  # 用火用电
@@ -65,6 +73,11 @@ class SafetyRisk(StrEnum):
     SELF_HARM = "self_harm"
 
 
+@labelled({
+    "daily_care": "日常照料", "medical_care": "医疗护理", "psychological_support": "心理支持", "financial_aid": "经济救助",
+    "schooling": "就学", "legal_help": "法律帮助", "housing_repair": "房屋修缮", "supplies": "生活物资",
+    "family_contact": "亲情联系",
+})
 class Need(StrEnum):
     DAILY_CARE = "daily_care"
     MEDICAL_CARE = "medical_care"
@@ -77,6 +90,10 @@ class Need(StrEnum):
     FAMILY_CONTACT = "family_contact"
 
 
+@labelled({
+    "daily_life_care": "生活照料", "psychological_comfort": "心理抚慰", "health_care": "健康保健",
+    "emergency_help": "应急救助", "culture_recreation": "文体娱乐", "legal_aid": "法律援助",
+})
 class ServiceCategory(StrEnum):
     DAILY_LIFE_CARE = "daily_life_care"  # 生活照料
     PSYCHOLOGICAL_COMFORT = "psychological_comfort"  # 心理抚慰
@@ -86,6 +103,10 @@ class ServiceCategory(StrEnum):
     LEGAL_AID = "legal_aid"  # 法律援助
 
 
+@labelled({
+    "cleaning": "打扫卫生", "laundry": "洗衣", "cooking": "做饭", "haircut": "理发", "meal_delivery": "送餐",
+    "medicine_delivery": "送药", "shopping": "代购", "blood_pressure": "测血压", "blood_sugar": "测血糖",
+})
 class ServiceItem(StrEnum):
     CLEANING = "cleaning"
     LAUNDRY = "laundry"
@@ -109,6 +130,10 @@ ITEM_CATEGORY: dict[ServiceItem, ServiceCategory] = {
 }
 
 
+@labelled({
+    "wandering_or_begging": "流浪乞讨", "illegal_harm": "遭受不法侵害", "critical_illness": "危重病",
+    "mental_health_crisis": "严重精神障碍发作", "major_hardship": "重大困难", "other": "其他",
+})
 class EmergencyKind(StrEnum):
     """The situations of mandatory reporting (强制报告) in the county plans."""
 

@@ -76,6 +76,15 @@ class TaskClosedError(ClosedError):
     """The task is completed, missed, cancelled, or its window has closed."""
 
 
+class NotOpenYetError(DomainError):
+    """The task's window has not opened: it may be claimed from its first day, so that a claim
+    never lapses before the visit can even take place."""
+
+    status = 409
+    title = "Window not open yet"
+    slug = "not-open-yet"
+
+
 class OutsideWindowError(InvariantError):
     """The visit did not take place within the task's due window."""
 
@@ -228,6 +237,11 @@ class VisitTask(CareAggregate):
             raise TaskClosedError(f"the visit task is {self.status}", status_now=self.status)
         if now >= self.closes_at:
             raise TaskClosedError(f"the task's window closed at {self.closes_at.isoformat()}", status_now=self.status)
+        if now < self.opens_at:
+            raise NotOpenYetError(
+                f"the task's window opens at {self.opens_at.isoformat()}; claim it from then on",
+                opens_at=self.opens_at.isoformat(),
+            )
         if pairing.ended:
             raise TaskClosedError(f"pairing {pairing.id} has ended", status_now=self.status)
 

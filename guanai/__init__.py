@@ -1,5 +1,6 @@
 """Guanai (关爱): the program around the care domain.
 
-- ``guanai.cli``: the ``guanai`` command, the composition root of every process;
+- ``guanai.bootstrap``: the composition root, the one place that builds a process of each kind;
+- ``guanai.cli``: the ``guanai`` command, one module per command group;
 - ``guanai.demo``: the demo county behind ``guanai demo``.
 """

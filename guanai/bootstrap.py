@@ -58,6 +58,8 @@ OPENS_PERSONAL_DATA = COMMANDING
 USED_BY: dict[str, frozenset[Process]] = {
     "database_url": ALL,
     "nats_url": frozenset({Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER}),
+    # The embedded NATS's port: whichever process starts it (guanai/cli/services.py), and `guanai status`.
+    "nats_port": frozenset({Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER, Process.CLI}),
     "data_dir": ALL,
     "host": frozenset({Process.API}),
     "port": frozenset({Process.API}),
@@ -85,6 +87,8 @@ USED_BY: dict[str, frozenset[Process]] = {
     "master_key": OPENS_PERSONAL_DATA,
     "previous_master_keys": OPENS_PERSONAL_DATA,
     "key_cache_seconds": OPENS_PERSONAL_DATA,
+    "crypto_suite": ALL,
+    "signing_key": frozenset({Process.API, Process.CLI}),
 }
 
 
@@ -119,13 +123,17 @@ def care_application(
     pool_size: int | None = None,
     seal_personal_data: bool = True,
     library_env: dict[str, str] | None = None,
+    keep_tree: bool = True,
 ) -> CareApplication:
     """The application of one process kind over the PostgreSQL event store, with its keys.
     ``pool_size`` overrides GUANAI_DB_POOL_SIZE and ``library_env`` adds eventsourcing settings
     (tests, benchmarks); ``seal_personal_data`` false only to measure what sealing costs
-    (bench/protections.py: no setting reaches it)."""
+    (bench/protections.py: no setting reaches it); ``keep_tree`` false only to measure what the
+    Merkle tree costs (bench/proofs.py)."""
     config = process_config(settings, kind)
-    store = PostgresEventStore(store_keys(settings), seal=seal_personal_data, opens=config.opens_personal_data)
+    store = PostgresEventStore(
+        store_keys(settings), seal=seal_personal_data, opens=config.opens_personal_data, tree=keep_tree
+    )
     env = {**event_store_env(database_url, pool_size=pool_size or config.pool_size), **(library_env or {})}
     return _application(config, env, store)
 

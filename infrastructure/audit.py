@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -26,8 +28,9 @@ from psycopg.rows import tuple_row
 
 from application.asof import replay_as_of
 from domain.base import META_FIELDS
-from infrastructure import access_log, verify
+from infrastructure import access_log, merkle, verify
 from infrastructure.chain import ChainKey
+from infrastructure.suites import INTERNATIONAL, Suite, SuiteError
 
 EXPORT_FORMAT = "guanai-case-history/1"
 FOREVER = datetime.max.replace(tzinfo=UTC)
@@ -112,6 +115,14 @@ class Audit:
     def __init__(self, app: Any, database_url: str, events_table: str = "guanai_events") -> None:
         self.app, self.database_url, self.events_table = app, database_url, events_table
         self._key_checked = False
+        suite = getattr(app.recorder, "crypto_suite", INTERNATIONAL)
+        self.tree = merkle.Tree(suite, events_table)
+        # The store's keys bring the signing key (built by the composition root from the settings).
+        keys = getattr(getattr(app, "store", None), "keys", None)
+        loader = getattr(keys, "signing_key", None)
+        if loader is None:
+            raise SuiteError("this store has no checkpoint signing key")
+        self.checkpoints = merkle.Checkpoints(self.tree, getattr(app.recorder, "origin", ""), lambda: loader(suite))
 
     @property
     def key(self) -> ChainKey:
@@ -129,16 +140,16 @@ class Audit:
             raise NoSuchStreamError(f"no stream with id {aggregate_id}")
         return [(pos, StoredEvent(aggregate_id, version, topic, bytes(state))) for pos, version, topic, state in rows]
 
-    def events(self, aggregate_id: UUID) -> list[tuple[int, Any]]:
+    def events(self, aggregate_id: UUID, rows: list[tuple[int, StoredEvent]] | None = None) -> list[tuple[int, Any]]:
         """(position, domain event) of a stream, in version order."""
-        rows = self._rows(aggregate_id)
+        rows = rows if rows is not None else self._rows(aggregate_id)
         return list(zip((pos for pos, _ in rows), self.app.mapper.to_domain_events([s for _, s in rows]), strict=True))
 
     # ---- replay ------------------------------------------------------------------------------
 
-    def records(self, aggregate_id: UUID) -> tuple[str, list[EventRecord]]:
+    def records(self, aggregate_id: UUID, rows: list[tuple[int, StoredEvent]] | None = None) -> tuple[str, list[EventRecord]]:
         agg, out, kind = None, [], ""
-        for pos, event in self.events(aggregate_id):
+        for pos, event in self.events(aggregate_id, rows):
             topic_name = _type_name(type(event).__module__ + ":" + type(event).__qualname__)
             kind = kind or topic_name.split(".", 1)[0]
             when = getattr(event, "occurred_at", None)
@@ -210,7 +221,7 @@ class Audit:
 
     # ---- verification ------------------------------------------------------------------------
 
-    def verify(self, *, start: int = 1, end: int | None = None, checkpoint: verify.Checkpoint | None = None,
+    def verify(self, *, start: int | None = None, end: int | None = None, checkpoint: verify.Checkpoint | None = None,
                progress: verify.Progress | None = None) -> verify.Verification:
         return verify.verify_events(self.database_url, self.key, start=start, end=end, checkpoint=checkpoint, progress=progress)
 
@@ -221,12 +232,78 @@ class Audit:
         with self.app.recorder.datastore.get_connection() as conn:
             return verify.heads(conn, self.key, self.events_table)
 
+    # ---- signed checkpoints and proofs (RFC 9162) -------------------------------------------------
+
+    @property
+    def suite(self) -> Suite:
+        return self.tree.suite
+
+    def public_key(self) -> dict[str, Any]:
+        return self.checkpoints.key.public.document()
+
+    def latest_checkpoint(self) -> dict[str, Any]:
+        """The newest signed checkpoint; a new one is signed first when the log grew since."""
+        with self.app.recorder.datastore.get_connection() as conn:
+            latest = self.checkpoints.latest(conn)
+        assert latest is not None
+        return latest
+
+    def checkpoint_at(self, size: int) -> dict[str, Any]:
+        """The signed checkpoint of this size (signed now if none was, and the tree has reached it)."""
+        with self.app.recorder.datastore.get_connection() as conn:
+            found = self.checkpoints.at_size(conn, size)
+            if found is None:
+                self.tree.consistency(conn, 0, size)  # refuses a size beyond the tree
+                found = self.checkpoints.sign(conn, size)
+        return found
+
+    def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        """A consistency proof from the checkpoint of ``old`` leaves to that of ``new`` (default:
+        the latest), with both checkpoints (signed now where none was: the root of a past size
+        is fixed by the stored nodes)."""
+        newer = self.latest_checkpoint() if new is None else self.checkpoint_at(new)
+        size = int(newer["size"])
+        with self.app.recorder.datastore.get_connection() as conn:
+            proof = self.tree.consistency(conn, old, size)
+        older = self.checkpoint_at(old) if old else None
+        return {"from": old, "to": size, "proof": [p.hex() for p in proof], "old_checkpoint": older, "new_checkpoint": newer}
+
+    def collect_witnesses(self, folder: Path) -> int:
+        """Keep the witness co-signatures found on a published folder's checkpoints with the
+        store's checkpoints of the same size and root (who to trust is the verifier's choice)."""
+        added = 0
+        with self.app.recorder.datastore.get_connection() as conn:
+            for path in folder.glob("checkpoint-*.json"):
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                stored = self.checkpoints.at_size(conn, int(doc["size"]))
+                if stored is None or stored["root"] != doc.get("root"):
+                    continue
+                known = {w["key_id"] for w in stored.get("witnesses") or []}
+                for signature in doc.get("witnesses") or []:
+                    if signature.get("key_id") not in known:
+                        self.checkpoints.add_witness(conn, int(doc["size"]), signature)
+                        added += 1
+        return added
+
+    def stream_proofs(self, aggregate_id: UUID, *, size: int | None = None,
+                      rows: list[tuple[int, StoredEvent]] | None = None) -> dict[str, Any]:
+        """Each event of a stream with its leaf and inclusion proof against a checkpoint (the
+        latest, or the one of ``size``)."""
+        rows = rows if rows is not None else self._rows(aggregate_id)
+        checkpoint = self.latest_checkpoint() if size is None else self.checkpoint_at(size)
+        with self.app.recorder.datastore.get_connection() as conn:
+            return merkle.stream_proofs(conn, self.tree, checkpoint, aggregate_id,
+                                        [(pos, s.originator_version, s.topic, s.state) for pos, s in rows])
+
     # ---- export ------------------------------------------------------------------------------
 
     def export(self, aggregate_id: UUID, *, actor_id: str, actor_role: str, now: datetime | None = None) -> dict[str, Any]:
         """A case history as one JSON-ready document, with its digest and seal."""
-        kind, records = self.records(aggregate_id)
+        rows = self._rows(aggregate_id)
+        kind, records = self.records(aggregate_id, rows)
         now_state = self.state_as_of(aggregate_id, FOREVER, "recorded")
+        # Signed after the rows were read, so the checkpoint covers every event shown.
+        proofs = self.stream_proofs(aggregate_id, rows=rows)
         with self.app.recorder.datastore.get_connection() as conn:
             stream_check = verify.verify_stream(conn, self.key, aggregate_id, self.events_table)
             heads = verify.heads(conn, self.key, self.events_table)
@@ -244,6 +321,8 @@ class Audit:
                 "key": self.key.fingerprint,
                 "log_checkpoint": plain(next((h for h in heads if h.log == "events"), None)),
             },
+            # What an outside party checks with infrastructure/verifier.py and the log's public key.
+            "proofs": proofs,
         }
         digest = content_digest(body)
         return {**body, "digest": digest, "seal": self.seal(digest)}

@@ -118,6 +118,22 @@ def _event_row(e: dict[str, Any]) -> str:
     )
 
 
+SUITE_LABELS = {"international": "国际算法（SHA-256 / Ed25519）", "gm": "国密算法（SM3 / SM2）"}
+
+
+def _signed_checkpoint_rows(document: dict[str, Any]) -> str:
+    """The signed Merkle tree checkpoint the export's inclusion proofs lead to (issue 18)."""
+    cp = (document.get("proofs") or {}).get("checkpoint")
+    if not cp:
+        return ""
+    suite = SUITE_LABELS.get(cp.get("suite", ""), cp.get("suite", ""))
+    witnesses = len(cp.get("witnesses") or [])
+    return (f"<tr><th>签名检查点（默克尔树）</th><td>共 {cp['size']} 条事件，{china_time(cp['time'])}，{escape(suite)}，"
+            f"见证签名 {witnesses} 个</td></tr>"
+            f"<tr><th>树根哈希</th><td class=\"mono\">{escape(cp['root'])}</td></tr>"
+            f"<tr><th>签名公钥编号</th><td class=\"mono\">{escape(cp['key_id'])}</td></tr>")
+
+
 def render(document: dict[str, Any]) -> str:
     """The HTML page of an export made by ``infrastructure.audit.Audit.export``."""
     stream, check = document["stream"], document["verification"]
@@ -153,6 +169,7 @@ def render(document: dict[str, Any]) -> str:
 <tr><th>密钥指纹</th><td class="mono">{escape(check['key'])}</td></tr>
 <tr><th>文档摘要 (SHA-256)</th><td class="mono">{escape(document['digest'])}</td></tr>
 <tr><th>系统签章 (HMAC)</th><td class="mono">{escape(document['seal'])}</td></tr>
+{_signed_checkpoint_rows(document)}
 </table>
 <h2>事件记录（按记录顺序）</h2>
 <table>
@@ -161,6 +178,7 @@ def render(document: dict[str, Any]) -> str:
 </table>
 <h2>当前状态</h2>
 <pre class="mono">{state}</pre>
-<p class="sub">时间均为北京时间。文档摘要为导出内容（JSON，键排序）的 SHA-256；凭 JSON 文件可由本系统复核摘要与签章。</p>
+<p class="sub">时间均为北京时间。文档摘要为导出内容（JSON，键排序）的 SHA-256；凭 JSON 文件可由本系统复核摘要与签章。
+外部单位只需日志公钥即可用独立校验程序（verifier.py）核验 JSON 文件中每条记录的包含证明与签名检查点。</p>
 </body></html>
 """

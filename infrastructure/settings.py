@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -19,6 +21,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_DATABASE_URL: PostgreSQL URL (postgresql://user:pass@host:port/db). Unset: embedded."""
     nats_url: str | None = None
     """GUANAI_NATS_URL: NATS server URL with JetStream enabled (nats://host:4222). Unset: embedded."""
+    nats_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    """GUANAI_NATS_PORT: the port the embedded NATS listens on (127.0.0.1), for devices and scripts
+    that subscribe to alerts. Unset: a free port the system picks (``guanai status`` names it)."""
     data_dir: str = "guanai-data"
     """GUANAI_DATA_DIR: where the embedded servers and the generated signing key live."""
     host: str = "127.0.0.1"
@@ -72,6 +77,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chain_key: str | None = None
     """GUANAI_CHAIN_KEY: secret key of the audit chain (32+ chars), never stored in the database;
     every process that writes events must share it. Unset: generated once into the data directory."""
+    crypto_suite: str | None = None
+    """GUANAI_CRYPTO_SUITE: international (AES-256-GCM, SHA-256, Ed25519) | gm (SM4-GCM, SM3, SM2),
+    chosen when the store is created and recorded in it (unset: the store's, or international for
+    a new store); a process set to another suite than its store's refuses to start."""
+    signing_key: str | None = None
+    """GUANAI_SIGNING_KEY: the key that signs checkpoints, ``<suite>:<hex>`` (``guanai audit
+    keygen`` makes one), never stored in the database. Unset: generated once into the data
+    directory (``checkpoint-signing-key``); its public half is what outside parties verify with."""
     master_key: str | None = None
     """GUANAI_MASTER_KEY: the key that wraps every person's data key (32+ chars), never stored in the
     database; every process must share it, and losing it loses all personal data. Unset:
@@ -80,6 +93,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_PREVIOUS_MASTER_KEYS: comma-separated earlier master keys a process still opens, and
     wraps new keys with while the store is under one of them (rotation without a stop: move the
     old GUANAI_MASTER_KEY here, set a new one, run ``guanai keys rotate``, then remove it)."""
+    lookup_key: str | None = None
+    """GUANAI_LOOKUP_KEY: key of the keyed hashes that find an account by phone number (32+ chars),
+    never stored in the database; every API process must share it. Unset: generated once into the
+    data directory (``lookup-key``). Not touched by master key rotation."""
+    access_token_minutes: int = 15
+    """GUANAI_ACCESS_TOKEN_MINUTES: lifetime of the access tokens of signed-in accounts (1 to 60)."""
+    session_days: int = 30
+    """GUANAI_SESSION_DAYS: how long a signed-in session lasts at most (refresh tokens rotate within it)."""
+    sign_in_failures_free: int = 5
+    """GUANAI_SIGN_IN_FAILURES_FREE: failed sign-ins per account (four times as many per address)
+    before each further one doubles the wait (429 with Retry-After; 0: no throttle)."""
     key_cache_seconds: float = 2.0
     """GUANAI_KEY_CACHE_SECONDS: how often each process looks for keys erased by other processes
     (an erased person's data may still show in another process for up to this long)."""
@@ -123,3 +147,11 @@ def nats_servers(url: str) -> list[str]:
     (``nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222``): a client starts on any of
     them that answers, and reconnects to another when its server goes away."""
     return [part.strip() for part in url.split(",") if part.strip()]
+def redacted_url(url: str) -> str:
+    """``url`` without its password (fit for a log line or an answer: the host and port are what
+    a reader needs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

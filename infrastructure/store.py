@@ -29,6 +29,7 @@ from infrastructure.access_log import access_log_ddl
 from infrastructure.chain import ChainKey
 from infrastructure.personal_data import MasterKey
 from infrastructure.settings import Settings
+from infrastructure.suites import SigningKey, Suite, signing_key, suite
 
 
 @dataclass(frozen=True)
@@ -36,22 +37,26 @@ class StoreKeys:
     """The secrets a store needs, each loaded on first use (a process that never seals or
     chains never creates a key file)."""
 
-    master_key: Callable[[], MasterKey]
+    master_key: Callable[[Suite], MasterKey]  # under the store's crypto suite
     chain_key: Callable[[], ChainKey]
     audit_chain: bool = True
     key_cache_seconds: float = 2.0
+    crypto_suite: str | None = None  # GUANAI_CRYPTO_SUITE: recorded when a store is created
+    signing_key: Callable[[Suite], SigningKey] | None = None  # signs the Merkle tree's checkpoints
 
 
 def store_keys(settings: Settings) -> StoreKeys:
     """The keys of GUANAI_MASTER_KEY / GUANAI_PREVIOUS_MASTER_KEYS / GUANAI_CHAIN_KEY, or the ones
     generated once into GUANAI_DATA_DIR; GUANAI_AUDIT_CHAIN and GUANAI_KEY_CACHE_SECONDS."""
     return StoreKeys(
-        master_key=lambda: personal_data.load_or_create_master_key(
-            settings.master_key, settings.data_path, settings.previous_master_keys
+        master_key=lambda suite: personal_data.load_or_create_master_key(
+            settings.master_key, settings.data_path, settings.previous_master_keys, suite
         ),
         chain_key=lambda: chain.load_or_create_key(settings.chain_key, settings.data_path),
         audit_chain=settings.audit_chain,
         key_cache_seconds=settings.key_cache_seconds,
+        crypto_suite=settings.crypto_suite,
+        signing_key=lambda suite: signing_key(settings.signing_key, settings.data_path, suite),
     )
 
 
@@ -96,8 +101,9 @@ class _SealingStore(EventStore):
 
     key_store: personal_data.KeyStore
 
-    def __init__(self, keys: StoreKeys, *, seal: bool = True, opens: bool = True) -> None:
-        self.keys, self.seal, self.opens = keys, seal, opens
+    def __init__(self, keys: StoreKeys, *, seal: bool = True, opens: bool = True, tree: bool = True) -> None:
+        # tree false only to measure what keeping the Merkle tree costs (bench/proofs.py).
+        self.keys, self.seal, self.opens, self.tree = keys, seal, opens, tree
 
     def _mapper(self, transcoder: Transcoder) -> Mapper[UUID]:
         return personal_data.SealingMapper(transcoder, self.key_store, seal=self.seal, opens=self.opens)
@@ -116,8 +122,10 @@ class PostgresEventStore(_SealingStore):
     def construct_mapper(self, factory: InfrastructureFactory[Any], transcoder: Transcoder) -> Mapper[UUID]:
         if not isinstance(factory, PostgresFactory):
             raise TypeError(f"PostgresEventStore needs the library's PostgreSQL factory, not {type(factory).__name__}")
+        # The master key is loaded on first use, after the recorder has read the store's suite.
         self.key_store = personal_data.PostgresKeyStore(
-            factory.datastore, self.keys.master_key, refresh_seconds=self.keys.key_cache_seconds
+            factory.datastore, lambda: self.keys.master_key(self.recorder.crypto_suite),
+            refresh_seconds=self.keys.key_cache_seconds,
         )
         return self._mapper(transcoder)
 
@@ -131,6 +139,8 @@ class PostgresEventStore(_SealingStore):
             # The access log and the keys are created with the store.
             extra_ddl=[*access_log_ddl(schema), *personal_data.keys_ddl(schema)],
             insert_hooks=[self.key_store.erasure_hook],
+            suite_name=self.keys.crypto_suite,
+            tree=self.tree,
         )
         assert isinstance(recorder, chain.ChainedRecorder)
         self.recorder = recorder
@@ -171,7 +181,7 @@ class InMemoryEventStore(_SealingStore):
     key_store: personal_data.InMemoryKeyStore
 
     def construct_mapper(self, factory: InfrastructureFactory[Any], transcoder: Transcoder) -> Mapper[UUID]:
-        self.key_store = personal_data.InMemoryKeyStore(self.keys.master_key)
+        self.key_store = personal_data.InMemoryKeyStore(lambda: self.keys.master_key(suite(self.keys.crypto_suite or "international")))
         return self._mapper(transcoder)
 
     def construct_recorder(self, factory: InfrastructureFactory[Any]) -> ApplicationRecorder:

@@ -124,19 +124,24 @@ def verify_events(
     database_url: str,
     key: ChainKey,
     *,
-    start: int = 1,
+    start: int | None = None,
     end: int | None = None,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
     events: str = EVENTS,
 ) -> Verification:
-    """Walk the event chain over positions ``start``..``end`` (default: to the newest). With a
-    held ``checkpoint``, also check that the log still reaches it and matches it there."""
+    """Walk the event chain over positions ``start``..``end`` (default: every row, from the
+    lowest position in either table, below 1 too, to the newest). With a held ``checkpoint``,
+    also check that the log still reaches it and matches it there."""
     report = _Report("events", key)
     chain = Identifier(chain_table(events))
     table = Identifier(events)
     with _snapshot(database_url) as conn:
         cur = conn.cursor(row_factory=tuple_row)
+        if start is None:
+            # Reads apply a stream's rows whatever their positions: the walk must see them all.
+            cur.execute(SQL("SELECT least((SELECT min(notification_id) FROM {}), (SELECT min(notification_id) FROM {}), 1)").format(table, chain))
+            start = int(cur.fetchone()[0])
         if (other := _key_mismatch(cur, key)) is not None:
             report.fail(start, "wrong-key", f"the store is chained with key {other}, this process has {key.fingerprint}")
             return report.result(start, end or start, None, checkpoint)
@@ -166,6 +171,13 @@ def verify_events(
             report.checked += 1
             if progress is not None and report.checked % 100_000 == 0:
                 progress(min(pe, pc), end, report.checked)
+            if min(pe, pc) < 1:
+                # The application's positions start at 1: whatever lies below was put there by hand.
+                what = "an event" if pe <= pc else "a chain entry"
+                report.fail(min(pe, pc), "row-inserted", f"{what} at position {min(pe, pc)}, below 1, where the application never writes")
+                e = next(events_iter, None) if pe <= pc else e
+                c = next(chain_iter, None) if pc <= pe else c
+                continue
             if pe < pc:
                 report.fail(pe, "row-inserted", "an event with no chain entry: stored behind the application's back "
                             "(or written with GUANAI_AUDIT_CHAIN off)")

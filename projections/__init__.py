@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from projections.accounts import AccountsProjection
 from projections.emergency_queue import EmergencyQueueProjection
 from projections.registry import RegistryProjection
 from projections.supervision import SupervisionProjection
@@ -15,5 +16,5 @@ def all_projections() -> list[Any]:
     """Every read model kept by the projector."""
     return [
         RegistryProjection(), TimelineProjection(), SupervisionProjection(), EmergencyQueueProjection(),
-        VisitTaskProjection(),
+        VisitTaskProjection(), AccountsProjection(),
     ]

@@ -104,8 +104,12 @@ COLUMNS = (
     " status, holder_id, holder_group_id, claim_expires_at, log_id, visited_at, completed_by, late, version"
 )
 OPEN = "t.status IN ('scheduled', 'claimed')"
-# Open to a new claim now: unclaimed, or its claim lapsed; and its window not yet closed.
-FREE = "(t.status = 'scheduled' OR (t.status = 'claimed' AND t.claim_expires_at <= now())) AND t.closes_at > now()"
+# Open to a new claim now: unclaimed, or its claim lapsed; and its window open (a claim counts
+# its lapse from the moment it is made, so a task is claimed only once its window has opened).
+FREE = (
+    "(t.status = 'scheduled' OR (t.status = 'claimed' AND t.claim_expires_at <= now()))"
+    " AND t.opens_at <= now() AND t.closes_at > now()"
+)
 # The helper may claim it: a helper of its active pairing, or a member of the pairing's group.
 MINE = (
     "EXISTS (SELECT 1 FROM reg_pairings p WHERE p.id = t.pairing_id AND p.status = 'active' AND"

@@ -36,8 +36,10 @@ class ApiServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         # The shared server is hit by every test from one address and one account per test:
-        # rate limits are tested on servers of their own (tests/test_security.py).
-        self.settings = settings or Settings(read_wait_seconds=5.0, auth_failures_per_minute=0, reports_per_minute=0)
+        # rate limits are tested on servers of their own (tests/e2e/test_security.py).
+        self.settings = settings or Settings(
+            read_wait_seconds=5.0, auth_failures_per_minute=0, reports_per_minute=0, sign_in_failures_free=0
+        )
         app = bootstrap.api(self.settings, database_url=database_url, nats_url=nats_url, jwt_secret=SECRET)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -54,10 +54,12 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # The sync API refuses to start inside a running event loop; the session's asyncio loop is not
-    # running while a plain (sync) test runs, so sync tests are the place for browser flows.
+    # One Playwright per test module, stopped at the module's end: a sync Playwright keeps its
+    # event loop set on the thread while it lives, so a session-long one would break every later
+    # test that calls asyncio.run(), and a second one cannot start beside it. Sync tests only: the
+    # sync API refuses to start inside a running event loop.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         try:

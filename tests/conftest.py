@@ -20,6 +20,10 @@ Fixtures:
 - ``nats_url`` (session): a NATS server with JetStream.
 - ``care_app`` (session): a ``CareApplication`` on ``database_url``.
 - ``meta`` (function): a ``CommandMeta`` of an administrator, occurred now, unique correlation id.
+
+The API, projector and workers that tests run in this process log through structlog: their lines
+go to a file (its path is printed at the end of the run), not between pytest's dots.
+``structlog.testing.capture_logs`` still sees them.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
+import structlog
 from psycopg import sql
 
 from application.care import CareApplication
@@ -42,6 +49,16 @@ from infrastructure.embedded import jetstream_available, start_nats, start_postg
 from tests.app_support import make_care
 
 MACHINE_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOG_PATH = Path(tempfile.gettempdir()) / f"guanai-tests-{os.getpid()}.log"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=LOG_PATH.open("a", encoding="utf-8")))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LOG_PATH.exists() and LOG_PATH.stat().st_size:
+        terminalreporter.write_line(f"log lines of the servers run in this process: {LOG_PATH}")
 MACHINE_NATS_URL = "nats://127.0.0.1:4222"
 
 

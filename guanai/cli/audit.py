@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 
 from guanai import bootstrap
 from guanai.bootstrap import Process
+from guanai.cli.proofs import OFFLINE, run_offline
+from guanai.cli.proofs import run_online as run_proofs
 from guanai.cli.services import services
 from infrastructure.audit import Audit, NoSuchStreamError
 from infrastructure.audit_html import render
 from infrastructure.chain import ChainError, adopt
+from infrastructure.merkle import check_tree
 from infrastructure.settings import Settings
 from infrastructure.verify import Checkpoint
 
@@ -45,7 +49,22 @@ def _load_checkpoint(path: Path, log: str) -> Any:
     raise SystemExit(f"guanai audit: {path} holds no checkpoint of the {log} log")
 
 
+def _verify_tree(audit: Any, database_url: str) -> int:
+    started = time.monotonic()
+    checkpoint = audit.latest_checkpoint()
+    with psycopg.connect(database_url) as conn:
+        checked, failures = check_tree(conn, audit.tree, audit.events_table, checkpoint)
+    print(f"Merkle tree ({audit.suite.name}): {checked:,} leaves checked in {time.monotonic() - started:.1f}s")
+    for position, kind, detail in failures:
+        print(f"  FAIL at {position}: {kind}: {detail}")
+    print(f"OK: every event is its leaf; the root is the one signed at {checkpoint['size']:,} events" if not failures
+          else f"FAILED: {len(failures)} failures")
+    return 0 if not failures else 1
+
+
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.audit_command in OFFLINE:  # a witness's office has no database
+        return run_offline(args)
     with services(settings, need_nats=False) as (database_url, _):
         return run(settings, database_url, args)
 
@@ -55,12 +74,16 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
     audit = Audit(app, database_url)
     try:
         command = args.audit_command
+        if (done := run_proofs(audit, args)) is not None:
+            return done
+        if command == "verify" and args.tree:
+            return _verify_tree(audit, database_url)
         if command == "verify":
             log = "access" if args.access_log else "events"
             held = _load_checkpoint(args.checkpoint, log) if args.checkpoint else None
             started = time.monotonic()
             if log == "access":
-                result = audit.verify_access_log(start=args.start, end=args.end, checkpoint=held)
+                result = audit.verify_access_log(start=1 if args.start is None else args.start, end=args.end, checkpoint=held)
             else:
                 result = audit.verify(start=args.start, end=args.end, checkpoint=held, progress=_print_progress)
             if args.json:

@@ -10,7 +10,9 @@ import time
 
 from guanai import bootstrap
 from guanai.bootstrap import Process
+from guanai.cli.accounts import offline_service
 from guanai.cli.services import migrate, services
+from guanai.demo.accounts import open_demo_accounts, print_demo_accounts
 from guanai.demo.emergencies import print_emergency_summary, simulate_emergencies
 from guanai.demo.plan import plan_county
 from guanai.demo.report import print_supervision
@@ -45,7 +47,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         visits = simulate_visits(app, seed=args.seed, weeks=args.weeks, progress=progress)
         print(f"guanai: {visits}", file=sys.stderr)
         emergencies = io.StringIO()
-        print_emergency_summary(app, simulate_emergencies(app, plan_county(args.seed, args.scale), seed=args.seed), emergencies)
+        plan = plan_county(args.seed, args.scale)
+        reports = simulate_emergencies(app, plan, seed=args.seed, flagged=visits.flagged)
+        print_emergency_summary(app, reports, emergencies)
+        accounts_service = offline_service(app, database_url, settings)
+        demo_accounts = open_demo_accounts(accounts_service, plan)
+        accounts_service.credentials.close()  # type: ignore[attr-defined]
         app.close()
         print(f"guanai: seeded in {counts.elapsed:.1f}s: {counts}", file=sys.stderr)
         projector = bootstrap.projector(settings, database_url)
@@ -55,6 +62,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print_visit_summary(VisitTaskView(projector.pool), counts.county_id, sys.stdout)
         print_supervision(SupervisionView(projector.pool), counts.county_id, sys.stdout)
         sys.stdout.write(emergencies.getvalue())
+        print_demo_accounts(demo_accounts, f"http://{settings.host}:{settings.port}", sys.stdout)
         projector.close()
     print(f"\nDone in {time.monotonic() - started:.0f}s. Next: `./run serve`, then open http://127.0.0.1:{settings.port}/schema")
     print(

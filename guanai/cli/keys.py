@@ -13,6 +13,7 @@ import psycopg
 from guanai.cli.progress import ProgressBar
 from guanai.cli.services import migrate, services
 from infrastructure import personal_data as pd
+from infrastructure.merkle import store_suite
 from infrastructure.settings import Settings
 
 
@@ -25,9 +26,13 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with services(settings, need_nats=False) as (database_url, _):
             migrate(settings, database_url)
+            with psycopg.connect(database_url) as conn:  # the store's crypto suite wraps its keys
+                suite, _ = store_suite(conn, settings.crypto_suite)
             held = None
             if settings.master_key or data_key_file.exists():
-                held = pd.load_or_create_master_key(settings.master_key, settings.data_path, settings.previous_master_keys)
+                held = pd.load_or_create_master_key(
+                    settings.master_key, settings.data_path, settings.previous_master_keys, suite
+                )
             if args.action == "status":
                 return _keys_status(settings, database_url, held)
             bar = ProgressBar("keys", unit="keys")
@@ -37,7 +42,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
                 rotation = pd.rotate_to_configured_key(database_url, held, by=args.by, progress=bar.update)
             else:
                 rotation, retired = pd.rotate_data_dir_master_key(
-                    database_url, settings.data_path, by=args.by, progress=bar.update
+                    database_url, settings.data_path, by=args.by, progress=bar.update, suite=suite
                 )
     except (pd.MasterKeyError, pd.SealError) as e:
         print(f"guanai keys: {e}", file=sys.stderr)

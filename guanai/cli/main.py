@@ -13,10 +13,12 @@
     guanai escalator    the emergency escalator only: escalates reports nobody acknowledged in time
     guanai scheduler    the visit scheduler only: next tasks by cadence, missed visits, lapsed claims
     guanai dead-letters messages the workers could not handle, for a person to look at
+    guanai status       where the servers are (the NATS URL for alert subscribers), starting nothing
     guanai audit        verify the audit chain, checkpoints, replay and export case histories
     guanai projections rebuild [NAME]   rebuild a view (or all) from zero while the old one serves
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
     guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
+    guanai accounts create-admin   open the first administrator's account; prints its activation code
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ HANDLERS: dict[str, str] = {
     "projections": "guanai.cli.projections:cmd_projections",
     "access-table": "guanai.cli.access_table:cmd_access_table",
     "keys": "guanai.cli.keys:cmd_keys",
+    "accounts": "guanai.cli.accounts:cmd_accounts",
+    "status": "guanai.cli.status:cmd_status",
 }
 COMMANDS = tuple(HANDLERS)
 
@@ -112,13 +116,17 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="verify the audit chain, take checkpoints, replay and export case histories")
     cmds = a.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
     v = cmds.add_parser("verify", help="check the chain; exit 1 naming the first position that fails")
-    v.add_argument("--from", dest="start", type=int, default=1, help="first position (default 1)")
+    v.add_argument("--from", dest="start", type=int, help="first position (default: the lowest row, below 1 too)")
     v.add_argument("--to", dest="end", type=int, help="last position (default: the newest)")
     v.add_argument("--access-log", action="store_true", help="check the access log's chain instead of the events'")
     v.add_argument("--checkpoint", type=Path, help="a file from `guanai audit checkpoint`: also check the log still matches it")
     v.add_argument("--json", action="store_true", help="print the whole result as JSON")
     c = cmds.add_parser("checkpoint", help="print the newest entry of each chain, for an outside party to keep")
     c.add_argument("--out", type=Path, help="write to this file as well")
+    c.add_argument("--publish", type=Path, metavar="DIR", help="sign the newest Merkle tree checkpoint and publish it, its "
+                   "consistency proof and the log's public key into DIR (the folder outside parties mirror)")
+    v.add_argument("--tree", action="store_true", help="check the Merkle tree instead: every leaf against its event, "
+                   "the root against the newest signed checkpoint")
     r = cmds.add_parser("replay", help="a stream's events, or its state as of an instant")
     r.add_argument("id", type=UUID)
     r.add_argument("--as-of", type=datetime.fromisoformat, help="instant with UTC offset, e.g. 2026-03-01T09:30:00+08:00")
@@ -129,6 +137,26 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="file to write (default: standard output)")
     e.add_argument("--actor", default="cli-operator", help="who exports (recorded in the document and the access log)")
     cmds.add_parser("adopt", help="chain a store written before the chain existed (once)")
+    cmds.add_parser("public-key", help="the log's public key, for outside parties").add_argument(
+        "--out", type=Path, help="write to this file as well")
+    k = cmds.add_parser("keygen", help="make a signing key (for a witness) and its public key file")
+    k.add_argument("--suite", choices=("international", "gm"), default="international")
+    k.add_argument("--out", type=Path, required=True, help="the private key file (kept by its office; FILE.pub.json is public)")
+    k.add_argument("--name", default="witness", help="who holds it, e.g. 县纪委监委")
+    w = cmds.add_parser("witness", help="co-sign the newest published checkpoint after checking it extends the last one seen")
+    w.add_argument("folder", type=Path, help="the published folder (from `guanai audit checkpoint --publish`)")
+    w.add_argument("--key", type=Path, required=True, help="the witness's private key file (`guanai audit keygen`)")
+    w.add_argument("--state", type=Path, help="where the witness keeps the last checkpoint it saw (default: KEY.state.json)")
+    w.add_argument("--log-key", type=Path, help="the log's public key the witness trusts (default: pinned on first run "
+                   "from the folder's log-key.json)")
+    st = sub.add_parser("status", help="where the servers are: the NATS URL (embedded or configured), the database")
+    st.add_argument("--nats-url", action="store_true", help="print only the NATS URL (exit 1: not running)")
+    ac = sub.add_parser("accounts", help="accounts of the people who sign in: create the first administrator")
+    acs = ac.add_subparsers(dest="accounts_command", metavar="ACCOUNTS_COMMAND", required=True)
+    ca = acs.add_parser("create-admin", help="open an administrator's account and print its activation code")
+    ca.add_argument("--phone", required=True, help="the administrator's mobile number (11 digits, +86 may precede)")
+    ca.add_argument("--name", default="", help="how the account is shown (sealed like every name)")
+    ca.add_argument("--by", default="operator", help="who opens it (an id, not a name; kept in the event)")
     return p
 
 

@@ -10,21 +10,26 @@ from contextlib import contextmanager
 from guanai import bootstrap
 from guanai.bootstrap import Process
 from infrastructure.embedded import EmbeddedServices
-from infrastructure.settings import Settings
+from infrastructure.settings import Settings, redacted_url
 
 
 @contextmanager
 def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[str, str | None]]:
     """(database_url, nats_url): the configured servers, or embedded ones under the data dir."""
     embedded = EmbeddedServices(
-        settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats
-    )
+        settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats,
+        nats_port=settings.nats_port,
+    )  # fmt: skip
     if settings.embedded_database or (need_nats and settings.embedded_nats):
         print(f"guanai: embedded servers under {settings.data_path}", file=sys.stderr)
         embedded.start()
     try:
         database_url = settings.database_url or embedded.database_url
         nats_url = settings.nats_url if not settings.embedded_nats else (embedded.nats_url if need_nats else None)
+        if nats_url is not None:
+            # Devices and scripts subscribe to alerts here (README: Emergency reports).
+            where = "embedded" if settings.embedded_nats else "configured"
+            print(f"guanai: NATS on {redacted_url(nats_url)} ({where}; alerts on alerts.<county>.<township>)", file=sys.stderr)
         yield database_url, nats_url
     finally:
         embedded.stop()

@@ -2,8 +2,9 @@
 through the command side as the router and escalator would have handled them.
 
 ``simulate_emergencies`` sets up a roster per township (a responder always on duty) and the
-county's (its desk and a further contact), then files four reports about people of the county
-in the last hours: a fall that the township acknowledges, acts on and resolves; a suspected
+county's (its desk and a further contact), then files the report of every visit log the visits
+simulation flagged "raise an emergency" (as the router would; the township resolves each), and
+four reports about people of the county in the last hours: a fall that the township acknowledges, acts on and resolves; a suspected
 abuse of a child handed up by hand to the county; a wandering elder found by a villager; and a
 critical illness that nobody acknowledges in time, so that it escalates to the county, which
 takes it on. Routing and escalation use the workers' own commands, at the times they would have
@@ -13,7 +14,7 @@ run. Report ids derive from the seed: a second run finds its reports and writes 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import IO, Any
 from uuid import UUID
@@ -21,6 +22,7 @@ from uuid import UUID
 from domain.base import CommandMeta, derived_id
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity, Status
 from domain.roster import Tier, roster_id
+from domain.visit_log import VisitLog
 from domain.vocabulary import OrgLevel, PersonKind
 from guanai.demo.plan import CountyPlan
 
@@ -51,8 +53,12 @@ def set_up_rosters(app: Any, plan: CountyPlan, seed: int, at: datetime) -> None:
                                  phone="13908770000", tier=Tier.FURTHER, shifts=[], meta=m)  # fmt: skip
 
 
-def simulate_emergencies(app: Any, plan: CountyPlan, *, seed: int = 2026, now: datetime | None = None) -> list[UUID]:
-    """Write the demo's rosters and reports; returns the report ids."""
+def simulate_emergencies(
+    app: Any, plan: CountyPlan, *, seed: int = 2026, now: datetime | None = None, flagged: Sequence[tuple[UUID, datetime]] = ()
+) -> list[UUID]:
+    """Write the demo's rosters and reports, and the reports of the visit logs ``flagged`` (log
+    id, visit time) "raise an emergency", which the township takes on and resolves; returns the
+    report ids, the flagged logs' first."""
     now = now or datetime.now(UTC)
     rng = random.Random(seed)
     set_up_rosters(app, plan, seed, now - timedelta(days=30))
@@ -65,7 +71,7 @@ def simulate_emergencies(app: Any, plan: CountyPlan, *, seed: int = 2026, now: d
         (Category.CRITICAL_ILLNESS, Severity.CRITICAL, rng.choice(elders), "独居老人高烧昏睡，叫不醒", _escalated_on_deadline),
     ]  # fmt: skip
     desks = {u.id: f"desk-{u.code}" for u in plan.units if u.level == OrgLevel.TOWNSHIP}
-    ids = []
+    ids = [_from_visit(app, log_id, visited, desks, seed) for log_id, visited in sorted(flagged, key=lambda f: f[1])]
     for n, (category, severity, person, text, story) in enumerate(stories):
         report_id = derived_id("demo-emergency", f"{seed}:{n}")
         ids.append(report_id)
@@ -78,6 +84,20 @@ def simulate_emergencies(app: Any, plan: CountyPlan, *, seed: int = 2026, now: d
         _route(app, report_id, 0, filed + timedelta(seconds=2), seed)
         story(app, report_id, filed, desks[person.village.township_id], seed)
     return ids
+
+
+def _from_visit(app: Any, log_id: UUID, visited: datetime, desks: dict[UUID, str], seed: int) -> UUID:
+    """What the router does with ``VisitLog.EmergencyFlagged`` (the visitor reports, at the
+    visit's time), then the township acknowledges, acts and resolves."""
+    report_id = derived_id("emergency-from-visit", str(log_id))
+    if _exists(app, report_id):
+        return report_id
+    log = app.load(VisitLog, log_id)
+    reporter = _meta(str(log.helper_ids[0]), "volunteer", visited, seed)
+    app.file_emergency_from_visit(log_id, reporter)
+    _route(app, report_id, 0, visited + timedelta(seconds=2), seed)
+    _acknowledged_and_resolved(app, report_id, visited, desks[app.load(EmergencyReport, report_id).township_id], seed)
+    return report_id
 
 
 def _route(app: Any, report_id: UUID, level: int, at: datetime, seed: int) -> None:
@@ -124,7 +144,7 @@ def _escalated_on_deadline(app: Any, report_id: UUID, filed: datetime, desk: str
 
 
 def print_emergency_summary(app: Any, report_ids: list[UUID], file: IO[str]) -> None:
-    print("\nEmergency reports (应急救助): the demo's last hours (UTC+8)", file=file)
+    print("\nEmergency reports (应急救助): those visits raised, then the demo's last hours (UTC+8)", file=file)
     for report_id in report_ids:
         r: EmergencyReport = app.load(EmergencyReport, report_id)
         path = " -> ".join(
@@ -133,6 +153,7 @@ def print_emergency_summary(app: Any, report_ids: list[UUID], file: IO[str]) -> 
         )
         state = r.status.value if r.status != Status.RESOLVED else f"resolved: {r.resolution['outcome']}"
         print(
-            f"  {r.reported_at.astimezone(CHINA):%m-%d %H:%M} {r.category.value:<18} {r.severity.value:<8} {state:<22} {path or 'no escalation'}",
+            f"  {r.reported_at.astimezone(CHINA):%m-%d %H:%M} {r.category.value:<18} {r.severity.value:<8} {state:<22}"
+            f" {path or 'no escalation'}{' (raised on a visit)' if r.source == 'visit' else ''}",
             file=file,
         )

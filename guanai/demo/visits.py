@@ -17,7 +17,7 @@ import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from uuid import UUID
@@ -53,6 +53,9 @@ ELDER_NOTES = ["身体还可以，腿脚不便", "血压偏高，提醒按时吃
 CHILD_NOTES = ["学习成绩有进步", "和奶奶相处融洽", "想念爸爸妈妈，情绪低落", "作业完成情况一般", "暑假在家看电视时间长", "提醒注意防溺水"]
 
 
+EMERGENCY_RATE = 0.001  # of visits that find an emergency
+
+
 @dataclass
 class VisitCounts:
     weeks: int = 0
@@ -64,11 +67,15 @@ class VisitCounts:
     missed: int = 0
     emergencies: int = 0
     present: int = 0  # already done by an earlier run
+    # Logs flagged "raise an emergency" and when the visit was: the router files each as a report
+    # (guanai.demo.emergencies files them as it would, so the supervision summary counts them).
+    flagged: list[tuple[UUID, datetime]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"{self.weeks} weeks of visits: {self.pairings} pairings, {self.scheduled} tasks scheduled, {self.claimed} claimed, {self.completed}"
             f" completed, {self.released} released, {self.missed} missed, {self.emergencies} emergencies raised"
+            f"{' (each filed as an emergency report)' if self.emergencies else ''}"
         )
 
 
@@ -88,8 +95,12 @@ def _meta(actor: str, role: str, at: datetime, key: str) -> CommandMeta:
 class _Lane:
     """One pairing's weeks, in time order."""
 
-    def __init__(self, app: Any, pairing_id: UUID, seed: int, now: datetime, weeks: int, counts: VisitCounts, lock: threading.Lock) -> None:
+    def __init__(
+        self, app: Any, pairing_id: UUID, seed: int, now: datetime, weeks: int, counts: VisitCounts, lock: threading.Lock,
+        emergency_rate: float = 0.001,
+    ) -> None:
         self.app, self.pairing_id, self.seed, self.now, self.weeks = app, pairing_id, seed, now, weeks
+        self.emergency_rate = emergency_rate
         self.counts, self.lock = counts, lock
         self.kinds: dict[UUID, PersonKind] = {}
 
@@ -149,7 +160,7 @@ class _Lane:
         services, items = rng.choice(ELDER_SERVICES if kind == PersonKind.ELDER else CHILD_SERVICES)
         others = [h for h in pairing.helper_ids if h != helper]
         went = [helper, *([rng.choice(others)] if others and rng.random() < 0.25 else [])]
-        emergency = rng.random() < 0.001
+        emergency = rng.random() < self.emergency_rate
         findings: dict[str, Any] = {
             "living_conditions": rng.choices(["good", "adequate", "poor"], [5, 4, 1])[0],
             "health": rng.choices(["well", "minor_illness", "chronic_stable", "ill"], [4, 2, 3, 1])[0],
@@ -172,10 +183,14 @@ class _Lane:
         )  # fmt: skip
         self.count("completed" if result.created else "present")
         self.count("emergencies", int(emergency and result.created))
+        if emergency:
+            with self.lock:
+                self.counts.flagged.append((derived_id("demo-visit-log", str(task.id)), visit_at))
 
 
 def simulate_visits(
-    app: Any, *, seed: int = 2026, weeks: int = 3, now: datetime | None = None, workers: int = 8, progress: Progress | None = None
+    app: Any, *, seed: int = 2026, weeks: int = 3, now: datetime | None = None, workers: int = 8, progress: Progress | None = None,
+    emergency_rate: float = EMERGENCY_RATE,
 ) -> VisitCounts:
     """Live through the last ``weeks`` weeks of visits for every active pairing (see module doc)."""
     now = now or datetime.now(UTC)
@@ -193,7 +208,7 @@ def simulate_visits(
     done = [0]
 
     def run(pairing_id: UUID) -> None:
-        _Lane(app, pairing_id, seed, now, weeks, counts, lock).run(diligence)
+        _Lane(app, pairing_id, seed, now, weeks, counts, lock, emergency_rate).run(diligence)
         with lock:
             done[0] += 1
 

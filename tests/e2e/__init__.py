@@ -1,0 +1,1 @@
+"""End-to-end tests: through HTTP, with processes started and killed."""

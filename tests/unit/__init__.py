@@ -1,0 +1,1 @@
+"""Tests without servers: the domain, the application on the in-memory store, the layout."""
