@@ -38,11 +38,19 @@ from application.care import CareApplication
 from infrastructure.embedded import EmbeddedPostgres, _pid_alive, start_postgres
 from tests.app_support import make_care
 from tests.conftest import create_database
+from tests.e2e.test_emergency_crash import (
+    CHAIN_KEY,
+    MASTER_KEY,
+    OwnNats,
+    World,
+    all_routed,
+    assert_exactly_once,
+    counts,
+)
 from tests.emergency_support import wait_until
-from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, OwnNats, World, all_routed, assert_exactly_once, counts
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 RELAY = """
 import sys

@@ -25,13 +25,13 @@ from infrastructure.progress import CONSUMERS, RELAY, STREAM, Watch
 from infrastructure.settings import Settings
 from tests.api_support import SECRET
 from tests.app_support import make_care
+from tests.e2e.test_emergency_crash import OwnNats
 from tests.emergency_support import wait_until
-from tests.test_emergency_crash import OwnNats
-from tests.test_relay import seed
+from tests.integration.test_relay import seed
 from workers import escalator, relay, router, scheduler
 from workers.relay import Relay
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_watched_names_are_the_workers_own() -> None:

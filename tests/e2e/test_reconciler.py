@@ -26,11 +26,11 @@ import pytest
 
 from application.care import CareApplication
 from tests.app_support import make_care
+from tests.e2e.test_emergency_crash import CHAIN_KEY, MASTER_KEY, World, all_routed, assert_exactly_once, counts, meta
 from tests.emergency_support import Alerts, wait_until
-from tests.test_emergency_crash import CHAIN_KEY, MASTER_KEY, World, all_routed, assert_exactly_once, counts, meta
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECONCILE_AFTER = 1.0
 REALERT = 1.5
 
