@@ -101,6 +101,7 @@ class Kind(StrEnum):
     EMERGENCY = "emergency report"
     STREAM = "stream"  # any aggregate's events (the audit)
     ACCOUNT = "account"
+    IMPORT = "import"  # an import job (guanai_import_jobs): its unit's org path decides
 
 
 AGGREGATES: dict[Kind, type[Any]] = {
@@ -134,6 +135,7 @@ class Target:
     param: str
     kind: Kind
     by_code: bool = False  # an org unit may be named by its 12-digit division code too
+    in_query: bool = False  # a query parameter rather than a path parameter (absent: not checked)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,10 @@ ACCOUNT_READ = grants(all=[AD], subtree=[CS, TS, VC, AU])
 SIGN_INS = grants(all=[AD], subtree=[TS, AU])
 SELF = grants(any=HUMANS)  # one's own session and second factor
 ERASE = grants(all=[AD])  # crypto-shredding is final: administrators only
+# Onboarding a county's registry sheet writes thousands of people at once: the supervisors of the
+# county or township imported into (and administrators), not village cadres; the job, its report
+# and the marked-up workbook are theirs to read, within the same scope.
+IMPORT = grants(all=[AD], subtree=SUPERVISORS)
 
 UNIT = Target("unit_id", Kind.ORG_UNIT)
 PERSON = Target("person_id", Kind.PERSON)
@@ -230,6 +236,8 @@ ROSTER = Target("org_unit_id", Kind.ORG_UNIT)
 SUPERVISED = Target("org_unit", Kind.ORG_UNIT, by_code=True)
 STREAM = Target("stream_id", Kind.STREAM)
 ACCOUNT = Target("account_id", Kind.ACCOUNT)
+IMPORT_UNIT = Target("org_unit", Kind.ORG_UNIT, by_code=True, in_query=True)
+IMPORT_JOB = Target("import_id", Kind.IMPORT)
 
 
 UNIT_FILTER = Ref("org_unit_id", Kind.ORG_UNIT)
@@ -352,6 +360,16 @@ RULES: tuple[Rule, ...] = (
     _supervision("/uncovered.csv", "uncovered CSV", SUPERVISION_PEOPLE),
     _supervision("/overdue.csv", "overdue CSV", SUPERVISION_PEOPLE),
     _supervision("/emergencies-past-deadline.csv", "past deadline CSV"),
+    _supervision("/registry.xlsx", "registry XLSX", SUPERVISION_PEOPLE),
+    _supervision("/inspection.xlsx", "inspection XLSX", SUPERVISION_PEOPLE),
+    # registry imports (台账)
+    Rule("GET", "/imports/template.xlsx", "imports", "template", IMPORT),
+    Rule("POST", "/imports", "imports", "import", IMPORT, IMPORT_UNIT),
+    Rule("GET", "/imports/{import_id:uuid}", "imports", "progress", IMPORT, IMPORT_JOB),
+    Rule("GET", "/imports/{import_id:uuid}/report", "imports", "report", IMPORT, IMPORT_JOB),
+    Rule("GET", "/imports/{import_id:uuid}/report.xlsx", "imports", "report XLSX", IMPORT, IMPORT_JOB),
+    Rule("POST", "/imports/{import_id:uuid}/commit", "imports", "commit a dry run", IMPORT, IMPORT_JOB),
+    Rule("POST", "/imports/{import_id:uuid}/resume", "imports", "resume", IMPORT, IMPORT_JOB),
     # audit
     Rule("GET", "/audit/streams/{stream_id:uuid}", "audit", "replay", AUDIT_READ, STREAM),
     Rule("GET", "/audit/streams/{stream_id:uuid}/state", "audit", "state as of", AUDIT_READ, STREAM),
@@ -485,6 +503,7 @@ class Access:
         self.list_scope: ListScope | None = None
         self._first: dict[UUID, Any] = {}
         self._loaded: dict[UUID, Any] = {}
+        self._imports: dict[UUID, list[UUID] | None] = {}
         self._me: Any = ...
 
     # -- loading --
@@ -518,7 +537,17 @@ class Access:
         agg = self._loaded.get(report_id)
         return agg.reporter_id if agg is not None else self.first(report_id).actor_id
 
+    def import_path(self, job_id: UUID) -> list[UUID] | None:
+        """An import job's unit's org path (None: no such job)."""
+        if job_id not in self._imports:
+            with self.pool.connection() as conn:
+                row = conn.execute("SELECT org_path FROM guanai_import_jobs WHERE id = %s", (job_id,)).fetchone()
+            self._imports[job_id] = None if row is None else list(row[0])
+        return self._imports[job_id]
+
     def is_a(self, kind: Kind, aggregate_id: UUID) -> bool:
+        if kind is Kind.IMPORT:
+            return self.import_path(aggregate_id) is not None
         if kind is Kind.STREAM:
             return self.first(aggregate_id) is not None
         cls = AGGREGATES[kind]
@@ -528,6 +557,8 @@ class Access:
         return first is not None and type(first).__qualname__.partition(".")[0] == cls.__name__
 
     def org_path(self, kind: Kind, aggregate_id: UUID) -> list[UUID]:
+        if kind is Kind.IMPORT:
+            return self.import_path(aggregate_id) or []
         source = self.facts(aggregate_id)
         if source is None:
             return []
@@ -654,13 +685,15 @@ class Access:
         query: Mapping[str, Any] | None = None,
     ) -> None:
         if rule.target is not None:
-            raw = path_params.get(rule.target.param)
+            raw = (query or {}).get(rule.target.param) if rule.target.in_query else path_params.get(rule.target.param)
             target = unit_id_of(raw) if rule.target.by_code else raw
             if not isinstance(target, UUID):
                 return  # not an id at all: the handler's validation answers
-            if rule.method == "GET" and rule.target.kind in AGGREGATES:
+            if rule.method == "GET" and rule.target.kind in AGGREGATES and not rule.target.in_query:
                 self.aggregate(target)  # the read handler needs it whole: load it once, here
             if not self.allows(scopes, rule.target.kind, target):
+                if rule.target.in_query:  # named in the request, not its path: as an unknown id in a body
+                    raise unknown_reference(rule.target.kind, target, rule.target.param)
                 raise not_found(rule.target.kind, raw)
         for ref in rule.refs:
             self.check_ref(ref, scopes, data)
@@ -749,6 +782,8 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     access = Access(state.care, state.read_side.runner.pool, actor)
     connection.scope.setdefault("state", {})["access"] = access
     query = {f.field: connection.query_params.get(f.field) for f in rule.filters if f.field in connection.query_params}
+    if rule.target is not None and rule.target.in_query and rule.target.param in connection.query_params:
+        query[rule.target.param] = connection.query_params.get(rule.target.param)
     if not _needs_loading(rule, scopes, query):
         if rule.lists is not None:
             access.list_scope = access.scope_of_lists(scopes)
@@ -828,7 +863,7 @@ def _cell(scopes: frozenset[Scope] | None) -> str:
 def _objects(rule: Rule) -> str:
     parts = []
     if rule.target is not None:
-        parts.append(f"path `{rule.target.param}`: {rule.target.kind}")
+        parts.append(f"{'query' if rule.target.in_query else 'path'} `{rule.target.param}`: {rule.target.kind}")
     for ref in rule.refs:
         whose = "" if ref.scope is None else " (as readable)"
         parts.append(f"body `{ref.field}`: {ref.kind}{whose}")

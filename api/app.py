@@ -25,6 +25,7 @@ from api.csv_export import SupervisionCsvController
 from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
+from api.imports import ImportController, RegistryXlsxController, start_imports, stop_imports
 from api.middleware import request_id_middleware
 from api.org_units import OrgUnitController
 from api.pairings import PairingController
@@ -192,14 +193,14 @@ def create_app(
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
                         AuditController, ProofsController, docs_assets_router(), AccountController,
-                        *SESSION_ROUTES],
+                        *SESSION_ROUTES, ImportController, RegistryXlsxController],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],
         before_send=[security_headers],
-        on_startup=[_start, _connect_nats, start_revocations, start_accounts],
-        on_shutdown=[stop_accounts, stop_revocations, _stop],
+        on_startup=[_start, start_imports, _connect_nats, start_revocations, start_accounts],
+        on_shutdown=[stop_accounts, stop_revocations, stop_imports, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
         debug=debug,

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -109,13 +109,23 @@ class SecurityState:
     max_body_bytes: int
     cors_origins: frozenset[str]
     report_limiter: RateLimiter | None
+    # Routes that take a file (multipart/form-data) instead of JSON, with their own size limit:
+    # the registry import (POST /imports, api/imports.py).
+    uploads: dict[str, int] = field(default_factory=dict)
+
+
+UPLOAD_FRAMING_BYTES = 64 * 1024
 
 
 def configure(app: Any, settings: Settings, *, max_body_bytes: int) -> None:
     """Put the limiters and limits on the app's state (create_app calls this)."""
     origins = frozenset(o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip())
     reports = RateLimiter(settings.reports_per_minute) if settings.reports_per_minute > 0 else None
-    app.state.security = SecurityState(max_body_bytes=max_body_bytes, cors_origins=origins, report_limiter=reports)
+    # The upload's limit plus the multipart framing and its few form fields.
+    uploads = {"/imports": settings.import_max_bytes + UPLOAD_FRAMING_BYTES}
+    app.state.security = SecurityState(
+        max_body_bytes=max_body_bytes, cors_origins=origins, report_limiter=reports, uploads=uploads
+    )
     per_minute = settings.auth_failures_per_minute
     app.state.auth_limiter = RateLimiter(per_minute) if per_minute > 0 else None
 
@@ -301,13 +311,17 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
         if method not in BODY_METHODS:
             await app(scope, receive, send)
             return
+        upload_limit = state.uploads.get(scope.get("path", "")) if method == "POST" else None
+        limit = upload_limit or state.max_body_bytes
         declared = _header(scope, b"content-length")
-        if declared.isdigit() and int(declared) > state.max_body_bytes:
-            raise ProblemError(413, "body-too-large", "Body too large", f"the body may be at most {state.max_body_bytes} bytes")
-        body = await _read_body(receive, state.max_body_bytes)
+        if declared.isdigit() and int(declared) > limit:
+            raise ProblemError(413, "body-too-large", "Body too large", f"the body may be at most {limit} bytes")
+        body = await _read_body(receive, limit)
         if body is None:
             return
-        if body:
+        if body and upload_limit is not None:
+            pass  # a file, not JSON: its handler takes multipart/form-data only (415), after the access guard
+        elif body:
             content_type = _header(scope, b"content-type")
             if not _is_json(content_type):
                 raise ProblemError(

@@ -53,7 +53,6 @@ from application.accounts import (
 )
 from domain.account import Account
 from domain.base import CommandMeta
-from infrastructure import lookup_hash
 from infrastructure.credentials import KeyStoreSealer, PostgresCredentials
 from infrastructure.passwords import PasswordHasher, common_passwords
 
@@ -171,8 +170,6 @@ def build_service(app: Any) -> AccountService:
     keys and the revocation list (both set on the app's state)."""
     state = app.state
     settings = state.settings
-    if settings.lookup_key:
-        lookup_hash.configure(settings.lookup_key)
     ttl = timedelta(minutes=max(1, min(60, settings.access_token_minutes)))
 
     def issue(account: Account, session_id: UUID, *, csrf_hash: str | None, restricted: bool) -> IssuedToken:
@@ -200,7 +197,7 @@ def build_service(app: Any) -> AccountService:
         issue=issue,
         revoke=revoke,
         common_passwords=common_passwords(),
-        lookup=lookup_hash.lookup_hash,
+        lookup=state.care.lookup_hash,
         session_ttl=timedelta(days=max(1, settings.session_days)),
         account_throttle=FailureThrottle(free if free > 0 else 10**9),
         address_throttle=FailureThrottle(4 * free if free > 0 else 10**9),

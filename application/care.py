@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
 
@@ -36,7 +36,7 @@ from application.errors import (
 from application.ports import EventStore
 from application.results import CommandResult
 from application.visits import VisitCommands
-from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
+from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError, derived_id
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.org_unit import OrgUnit, org_unit_id
@@ -45,6 +45,8 @@ from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
 
 A = TypeVar("A", bound=Aggregate)
+
+ID_NUMBER = "id_number"  # the lookup kind of resident ID numbers (the store keeps their keyed hashes)
 
 class DateAsISO(Transcoding):
     type = date
@@ -111,6 +113,50 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
             return {}
         events = self.mapper.to_domain_events(self.store.first_events(wanted))  # type: ignore[attr-defined]
         return {e.originator_id: e.name for e in events if isinstance(e, Person.Registered | Helper.Registered)}
+
+    def load_many(self, cls: type[A], ids: Iterable[UUID]) -> dict[UUID, A]:
+        """Many aggregates now, from one read of all their events (and one for the keys not
+        cached): an export of a county's registry reads thousands of people."""
+        wanted = list(dict.fromkeys(ids))
+        by_id: dict[UUID, list[Any]] = {}
+        for event in self.mapper.to_domain_events(self.store.events_of(wanted)):  # type: ignore[attr-defined]
+            by_id.setdefault(event.originator_id, []).append(event)
+        loaded: dict[UUID, A] = {}
+        for i, events in by_id.items():
+            agg = project_aggregate(None, events)
+            if isinstance(agg, cls):
+                loaded[i] = agg
+        return loaded
+
+    # ---- finding people by a sealed number (imports) -------------------------------------------
+
+    def lookup_hash(self, kind: str, normalised: str) -> bytes:
+        """The keyed hash that finds a sealed number (an ID number, a phone) in the store's lookups."""
+        return self.store.lookup_hash(kind, normalised)
+
+    def person_id_for(self, id_number: str) -> UUID:
+        """The id a person registered by import gets: derived from the keyed hash of their ID
+        number, so importing them twice (two imports at once, a run resumed after a crash) names
+        one person."""
+        return derived_id("person-id-number", self.lookup_hash(ID_NUMBER, id_number).hex())
+
+    def find_by_lookup(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
+        """hash -> (subject id, digest of the row last imported) for the hashes known."""
+        return self.store.find_lookups(kind, hashes)
+
+    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Any:
+        """A context: saves of this thread inside it also write these lookup rows, in their own
+        transaction (a person and the hash that finds them commit together or not at all)."""
+        return self.store.recording_lookups(rows)
+
+    def rebuild_lookups(self) -> int:
+        """Index the ID numbers of people registered before the store kept lookups; rows written."""
+        return self.store.rebuild_lookups(self.mapper, ID_NUMBER)
+
+    def prepare_keys(self, subject_ids: Iterable[UUID]) -> None:
+        """Make the data keys of many new people in one transaction before they are saved (an
+        import's batch); otherwise each is made on its own as its first event is sealed."""
+        self.store.prepare_keys([str(i) for i in subject_ids])
 
     def saved(self, cls: type[A], result: CommandResult, aggregate_id: UUID | None = None) -> A:
         """The aggregate a command decided on and saved (``aggregate_id``: the one asked for), as
@@ -289,7 +335,14 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
             )
             return person, []
 
-        return self._create(Person, id, build)
+        if id_number is None:
+            return self._create(Person, id, build)
+        # The ID number's keyed hash finds the person on import (the number itself is sealed);
+        # an import sets its own rows (with the digest of its row) before it calls this.
+        known = self.store.pending_lookups()
+        rows = known if known is not None else [(ID_NUMBER, self.lookup_hash(ID_NUMBER, id_number.upper()), id, None)]
+        with self.recording_lookups(rows):
+            return self._create(Person, id, build)
 
     def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta))

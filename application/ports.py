@@ -11,7 +11,8 @@ over the library's POPO recorder, for unit tests without servers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +55,38 @@ class EventStore(ABC):
     @abstractmethod
     def erased(self, person_id: str) -> None:
         """A person's erasure was committed: what this process holds of their keys goes."""
+
+    def events_of(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every stored event of these aggregates, each aggregate's in version order."""
+        return [e for i in ids for e in self.recorder.select_events(i)]
+
+    # Lookups: keyed hashes of sealed numbers (an ID number, a phone) -> the subject they belong
+    # to, and the digest of the registry row last imported for them (imports find people by them).
+
+    @abstractmethod
+    def lookup_hash(self, kind: str, normalised: str) -> bytes:
+        """The keyed hash of a normalised number of a kind ("id_number", "phone")."""
+
+    @abstractmethod
+    def find_lookups(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
+        """hash -> (subject id, digest) for the hashes known."""
+
+    @abstractmethod
+    @contextmanager
+    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Iterator[None]:
+        """Saves of this thread inside the block also write these (kind, hash, subject, digest) rows,
+        in the same transaction; an erasure's save deletes its person's rows."""
+
+    @abstractmethod
+    def pending_lookups(self) -> list[tuple[str, bytes, UUID, bytes | None]] | None:
+        """The rows this thread's ``recording_lookups`` block holds, if it is in one."""
+
+    @abstractmethod
+    def rebuild_lookups(self, mapper: Mapper[UUID], kind: str) -> int:
+        """Add the ID-number rows missing for registered people (a store from before lookups)."""
+
+    def prepare_keys(self, subjects: Sequence[str]) -> None:
+        """Make the data keys of many new subjects at once (each its own owner); optional."""
 
     def check(self) -> None:  # a store without keys has nothing to check
         """Refuse to start with keys that cannot open this store (a wrong master key)."""

@@ -171,6 +171,29 @@ class Person(CareAggregate):
             p.active = True
             p.left_reason = None
 
+    class RegistrationCorrected(CareAggregate.Event):
+        """Details of the registration corrected (the county's 台账 imported again with changes):
+        ``changed`` names the fields that changed, which take the values given; the others are
+        None. Risk tags, guardian, agreement and leaving have events of their own."""
+
+        changed: list[str]
+        name: str | None
+        sex: str | None
+        birth_date: date | None
+        household: str | None
+
+        personal = Personal({"name": ERASED, "household": ERASED}, owner="originator_id")
+
+        def apply(self, p: Person) -> None:
+            if "name" in self.changed and self.name is not None:
+                p.name = self.name
+            if "sex" in self.changed and self.sex is not None:
+                p.sex = Sex(self.sex)
+            if "birth_date" in self.changed and self.birth_date is not None:
+                p.birth_date = self.birth_date
+            if "household" in self.changed and self.household is not None:
+                p.household = self.household
+
     class Erased(CareAggregate.Event):
         """The person's key was destroyed with this event: their personal data reads as erased
         everywhere. ``reason`` is the administrator's, not about the person; who and when are
@@ -248,6 +271,34 @@ class Person(CareAggregate):
             care_agreement_signed_on=care_agreement_signed_on,
             **meta.fields(),
         )
+
+    def correct_registration(
+        self, *, name: str, sex: Sex, birth_date: date, household: str, meta: CommandMeta
+    ) -> list[str]:
+        """Correct what was registered; nothing changed, nothing recorded. Returns the fields changed."""
+        self.check_not_erased()
+        if not name.strip():
+            raise PersonError("a name is required", field="name")
+        age = age_on(birth_date, meta.occurred_at.date())
+        if birth_date > meta.occurred_at.date() or age > MAX_AGE:
+            raise PersonError("the birth date is not plausible", field="birth_date")
+        if self.kind == PersonKind.ELDER and age < ELDER_MIN_AGE:
+            raise PersonError(f"a left-behind elder is aged {ELDER_MIN_AGE} or more (this one is {age})", field="birth_date")
+        if self.kind == PersonKind.CHILD and age >= ADULT_AGE and self.birth_date != birth_date:
+            raise PersonError(f"a left-behind child is a minor (this one is {age})", field="birth_date")
+        new = {"name": name.strip(), "sex": sex, "birth_date": birth_date, "household": household}
+        changed = [f for f, v in new.items() if getattr(self, f) != v]
+        if changed:
+            self._trigger(
+                self.RegistrationCorrected,
+                meta,
+                changed=changed,
+                name=new["name"] if "name" in changed else None,
+                sex=sex.value if "sex" in changed else None,
+                birth_date=birth_date if "birth_date" in changed else None,
+                household=household if "household" in changed else None,
+            )
+        return changed
 
     def check_not_erased(self, field: str | None = None) -> None:
         if getattr(self, "erased", False):

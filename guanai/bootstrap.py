@@ -89,6 +89,15 @@ USED_BY: dict[str, frozenset[Process]] = {
     "key_cache_seconds": OPENS_PERSONAL_DATA,
     "crypto_suite": ALL,
     "signing_key": frozenset({Process.API, Process.CLI}),
+    # Imports (API and CLI) and registrations find people by the keyed hashes of their ID numbers.
+    "lookup_key": COMMANDING,
+    # Accounts' sessions and sign-in throttles (api/sessions.py).
+    "access_token_minutes": frozenset({Process.API}),
+    "session_days": frozenset({Process.API}),
+    "sign_in_failures_free": frozenset({Process.API}),
+    "import_max_bytes": frozenset({Process.API, Process.CLI}),
+    "import_max_unpacked_bytes": frozenset({Process.API, Process.CLI}),
+    "import_keep_days": frozenset({Process.API, Process.CLI}),
 }
 
 

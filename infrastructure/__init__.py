@@ -9,8 +9,10 @@ logging and failpoints.
 - ``infrastructure.suites``: the crypto suites (international, gm) and signing keys;
 - ``infrastructure.access_log``: who read whose personal data;
 - ``infrastructure.personal_data``: per-person keys, sealing, erasure and key rotation;
-- ``infrastructure.lookup_hash``: keyed hashes that find a record by a phone or identity number;
+- ``infrastructure.lookup_hash``: keyed hashes that find a record by a sealed number (ID number, phone);
 - ``infrastructure.credentials`` / ``infrastructure.passwords``: accounts' secrets and sessions,
   Argon2id hashes and the common-password list;
+- ``infrastructure.spreadsheets`` / ``infrastructure.import_jobs``: uploads read safely, workbooks
+  written; import jobs with their sealed files;
 - ``infrastructure.embedded``: the embedded PostgreSQL and NATS of the no-configuration default.
 """

@@ -1,15 +1,18 @@
-"""Keyed hashes that find a record by a secret-ish value without storing it: a phone number at
-sign-in, an identity number (公民身份号码) on import, an activation or recovery code.
+"""Keyed hashes for finding people by a number that is sealed personal data.
 
-``lookup_hash(kind, normalised)`` is HMAC-SHA256 under the lookup key, over the kind and the
-value (so a phone and an identity number with the same digits hash apart). A dump of the
-database alone cannot be searched for a known phone number: that needs the key too.
+A resident ID number (公民身份号码) or a phone number is sealed with its owner's key, so the store
+cannot be searched for it. ``lookup_hash(kind, normalised)`` is an HMAC-SHA256 of the normalised
+number under the lookup key: the same number always gives the same bytes, and without the key
+the bytes say nothing (an ID number has too little entropy for an unkeyed hash: its region,
+birth date and check digit are guessable, leaving about a thousand candidates per birthday).
+``kind`` separates the namespaces ("id_number", "phone"), so one number never matches across kinds.
 
-The key: ``GUANAI_LOOKUP_KEY`` (32+ characters, every process that signs in or imports must
-share it), or generated once into the data directory (``lookup-key``, mode 0600). It is apart
-from the master key on purpose: rotating the master key (``guanai keys rotate``) re-wraps data
-keys and leaves this key, and so every stored lookup hash, as it is. Changing the lookup key
-itself would make every stored hash unfindable; it is not rotated (back it up with the master key).
+The key is ``GUANAI_LOOKUP_KEY`` (32+ characters), or ``lookup-key`` generated once into the data
+directory (mode 0600), like the chain key: never stored in the database and, unlike the master
+key, never rotated (a new key would orphan every stored hash). Every process that imports or
+registers people must share it. The composition root hands it to the event store
+(``infrastructure.store.StoreKeys.lookup_key``), which sets it here when it first needs it; the
+hashes live in ``guanai_lookup`` (kind, hash, subject id, digest of the row last imported).
 """
 
 from __future__ import annotations
@@ -17,40 +20,60 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
 
 from infrastructure.chain import read_or_create_secret
-from infrastructure.settings import load_settings
 
+LOOKUP_KEY_FILE = "lookup-key"
+LOOKUP_TABLE = "guanai_lookup"
 MIN_KEY_LENGTH = 32
-KEY_FILE = "lookup-key"
 
 _lock = threading.Lock()
 _key: bytes | None = None
 
 
 class LookupKeyError(RuntimeError):
-    """The configured lookup key cannot be used."""
+    """No lookup key, or one too short."""
 
 
-def configure(secret: str) -> None:
-    """Use this secret as the lookup key (from settings at startup, or a test's own)."""
-    global _key
+def load_lookup_key(configured: str | None, data_dir: Path) -> bytes:
+    """The configured key, or the one generated once into the data directory."""
+    secret = configured or read_or_create_secret(data_dir / LOOKUP_KEY_FILE)
     if len(secret) < MIN_KEY_LENGTH:
         raise LookupKeyError(f"GUANAI_LOOKUP_KEY must be at least {MIN_KEY_LENGTH} characters")
+    return secret.encode()
+
+
+def keyed_hash(key: bytes, kind: str, normalised: str) -> bytes:
+    """HMAC-SHA256 of ``kind`` and the normalised value under ``key`` (32 bytes)."""
+    return hmac.new(key, f"{kind}\0{normalised}".encode(), hashlib.sha256).digest()
+
+
+def set_lookup_key(key: bytes) -> None:
+    """The process's key (set by the event store when it first hashes)."""
+    global _key
     with _lock:
-        _key = hashlib.sha256(b"guanai lookup key v1\0" + secret.encode()).digest()
-
-
-def _loaded_key() -> bytes:
-    if _key is None:
-        settings = load_settings()
-        configured = settings.lookup_key
-        configure(configured or read_or_create_secret(settings.data_path / KEY_FILE))
-    assert _key is not None
-    return _key
+        _key = key
 
 
 def lookup_hash(kind: str, normalised: str) -> bytes:
-    """HMAC-SHA256 of ``kind`` and an already normalised value, under the lookup key."""
-    message = kind.encode() + b"\0" + normalised.encode()
-    return hmac.new(_loaded_key(), message, hashlib.sha256).digest()
+    """``keyed_hash`` under the process's lookup key (the event store's, once it has used it)."""
+    with _lock:
+        key = _key
+    if key is None:
+        raise LookupKeyError("no lookup key yet: the event store sets it (StoreKeys.lookup_key)")
+    return keyed_hash(key, kind, normalised)
+
+
+def lookup_ddl(schema: str) -> list[Any]:
+    table = sql.Identifier(schema, LOOKUP_TABLE)
+    return [
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (kind text NOT NULL, hash bytea NOT NULL, subject_id uuid NOT NULL,"
+            " digest bytea, PRIMARY KEY (kind, hash))"
+        ).format(table),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (subject_id)").format(sql.Identifier(f"{LOOKUP_TABLE}_subject"), table),
+    ]

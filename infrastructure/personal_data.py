@@ -76,6 +76,7 @@ NONCE_BYTES = 12
 ROTATION_WAIT_MS = 5_000  # how long a new key waits for a rotation in progress before giving up
 DEFAULT_CACHE_SIZE = 20_000
 ERASED_TOPIC = get_topic(Person.Erased)
+REGISTERED_TOPIC = get_topic(Person.Registered)
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 
@@ -440,6 +441,29 @@ class PostgresKeyStore(KeyStore):
         else:
             raise MasterKeyError(f"the key of {subject} could not be made: the master key kept changing")
         return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"], since)
+
+    def prepare_keys(self, subjects: Sequence[str]) -> None:
+        """Make the keys of many new subjects, each its own owner (people registered by an
+        import's batch), in one transaction instead of one each: the keys ``key_for_sealing``
+        then finds in the cache. As ``_create`` does for one key, under the master key row
+        shared; anything unusual (a rotation meanwhile) leaves the rest to ``key_for_sealing``."""
+        self.check_master_key()
+        since = self.generation
+        missing = [s for s in dict.fromkeys(subjects) if self._cached(s) is None]
+        wrapping = self.master.held(self._store_key_id)
+        if not missing or wrapping is None:
+            return
+        rows = [(s, s, wrapping.wrap(s, self.master.suite.new_data_key()), wrapping.key_id, wrapping.key_id) for s in missing]
+        try:
+            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.execute(self._settings, (f"{ROTATION_WAIT_MS}ms",))
+                cur.executemany(self._insert, rows)
+                found = cur.execute(self._select, (missing,)).fetchall()
+        except psycopg_errors.LockNotAvailable:
+            return
+        for row in found:
+            if row["wrapped"] is not None and self.master.held(row["master_key_id"]) is not None:
+                self._entry(row["subject"], row["wrapped"], row["master_key_id"], row["owner"], since)
 
     def _create(self, subject: str, owner: str | None, key_id: str, wrapped: bytes) -> tuple[Any, str]:
         """Insert the key (unless the subject has one); (its row, or None if the store is not

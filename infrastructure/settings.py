@@ -93,10 +93,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_PREVIOUS_MASTER_KEYS: comma-separated earlier master keys a process still opens, and
     wraps new keys with while the store is under one of them (rotation without a stop: move the
     old GUANAI_MASTER_KEY here, set a new one, run ``guanai keys rotate``, then remove it)."""
-    lookup_key: str | None = None
-    """GUANAI_LOOKUP_KEY: key of the keyed hashes that find an account by phone number (32+ chars),
-    never stored in the database; every API process must share it. Unset: generated once into the
-    data directory (``lookup-key``). Not touched by master key rotation."""
     access_token_minutes: int = 15
     """GUANAI_ACCESS_TOKEN_MINUTES: lifetime of the access tokens of signed-in accounts (1 to 60)."""
     session_days: int = 30
@@ -107,6 +103,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_cache_seconds: float = 2.0
     """GUANAI_KEY_CACHE_SECONDS: how often each process looks for keys erased by other processes
     (an erased person's data may still show in another process for up to this long)."""
+    lookup_key: str | None = None
+    """GUANAI_LOOKUP_KEY: key of the keyed hashes that find people by a sealed number (an ID
+    number on import, an account's phone at sign-in: infrastructure/lookup_hash.py), 32+ chars, never stored in the database and
+    never rotated; every process that imports or registers people must share it. Unset: generated
+    once into the data directory (``lookup-key``)."""
+    import_max_bytes: int = 20 * 1024 * 1024
+    """GUANAI_IMPORT_MAX_BYTES: largest spreadsheet an import accepts (bytes of the upload)."""
+    import_max_unpacked_bytes: int = 200 * 1024 * 1024
+    """GUANAI_IMPORT_MAX_UNPACKED_BYTES: largest uncompressed size of an XLSX's parts (a zip bomb
+    is refused before it is parsed)."""
+    import_keep_days: int = 7
+    """GUANAI_IMPORT_KEEP_DAYS: how long an uploaded file is kept, encrypted, for its report
+    workbook and for resuming its import; then it is deleted (the report's JSON stays)."""
 
     @property
     def data_path(self) -> Path:

@@ -13,7 +13,9 @@ reads the environment.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,6 +29,7 @@ from application.ports import EventStore
 from infrastructure import chain, personal_data
 from infrastructure.access_log import access_log_ddl
 from infrastructure.chain import ChainKey
+from infrastructure.lookup_hash import LOOKUP_TABLE, keyed_hash, load_lookup_key, lookup_ddl, set_lookup_key
 from infrastructure.personal_data import MasterKey
 from infrastructure.settings import Settings
 from infrastructure.suites import SigningKey, Suite, signing_key, suite
@@ -43,6 +46,7 @@ class StoreKeys:
     key_cache_seconds: float = 2.0
     crypto_suite: str | None = None  # GUANAI_CRYPTO_SUITE: recorded when a store is created
     signing_key: Callable[[Suite], SigningKey] | None = None  # signs the Merkle tree's checkpoints
+    lookup_key: Callable[[], bytes] | None = None  # the keyed hashes of sealed numbers (imports)
 
 
 def store_keys(settings: Settings) -> StoreKeys:
@@ -57,6 +61,7 @@ def store_keys(settings: Settings) -> StoreKeys:
         key_cache_seconds=settings.key_cache_seconds,
         crypto_suite=settings.crypto_suite,
         signing_key=lambda suite: signing_key(settings.signing_key, settings.data_path, suite),
+        lookup_key=lambda: load_lookup_key(settings.lookup_key, settings.data_path),
     )
 
 
@@ -104,12 +109,43 @@ class _SealingStore(EventStore):
     def __init__(self, keys: StoreKeys, *, seal: bool = True, opens: bool = True, tree: bool = True) -> None:
         # tree false only to measure what keeping the Merkle tree costs (bench/proofs.py).
         self.keys, self.seal, self.opens, self.tree = keys, seal, opens, tree
+        self._lookup_key: bytes | None = None
+        self._pending = threading.local()  # this thread's lookup rows for its next save
+        self._memory_lookups: dict[tuple[str, bytes], tuple[UUID, bytes | None]] = {}
 
     def _mapper(self, transcoder: Transcoder) -> Mapper[UUID]:
         return personal_data.SealingMapper(transcoder, self.key_store, seal=self.seal, opens=self.opens)
 
     def is_erased(self, subject: str) -> bool:
         return self.key_store.is_destroyed(subject)
+
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    def lookup_hash(self, kind: str, normalised: str) -> bytes:
+        if self._lookup_key is None:
+            if self.keys.lookup_key is None:
+                raise RuntimeError("this store was built without a lookup key (StoreKeys.lookup_key)")
+            self._lookup_key = self.keys.lookup_key()
+            set_lookup_key(self._lookup_key)  # infrastructure.lookup_hash.lookup_hash: the same key
+        return keyed_hash(self._lookup_key, kind, normalised)
+
+    @contextmanager
+    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Iterator[None]:
+        self._pending.rows = list(rows)
+        try:
+            yield
+        finally:
+            self._pending.rows = None
+
+    def pending_lookups(self) -> list[tuple[str, bytes, UUID, bytes | None]] | None:
+        rows: list[tuple[str, bytes, UUID, bytes | None]] | None = getattr(self._pending, "rows", None)
+        return rows
+
+    def find_lookups(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
+        return {h: self._memory_lookups[(kind, h)] for h in hashes if (kind, h) in self._memory_lookups}
+
+    def rebuild_lookups(self, mapper: Mapper[UUID], kind: str) -> int:
+        return 0  # the in-memory store has kept its lookups from its first event
 
 
 class PostgresEventStore(_SealingStore):
@@ -137,11 +173,12 @@ class PostgresEventStore(_SealingStore):
             key_loader=self.keys.chain_key,
             enabled=self.keys.audit_chain,
             # The access log and the keys are created with the store.
-            extra_ddl=[*access_log_ddl(schema), *personal_data.keys_ddl(schema)],
-            insert_hooks=[self.key_store.erasure_hook],
+            extra_ddl=[*access_log_ddl(schema), *personal_data.keys_ddl(schema), *lookup_ddl(schema)],
+            insert_hooks=[self.key_store.erasure_hook, self._lookup_hook],
             suite_name=self.keys.crypto_suite,
             tree=self.tree,
         )
+        self._lookups = sql.Identifier(schema, LOOKUP_TABLE)
         assert isinstance(recorder, chain.ChainedRecorder)
         self.recorder = recorder
         return recorder
@@ -170,6 +207,73 @@ class PostgresEventStore(_SealingStore):
     def erased(self, person_id: str) -> None:
         self.key_store.forget([person_id])  # the erasure's insert destroyed the keys
 
+    def events_of(self, ids: Sequence[UUID]) -> list[StoredEvent]:
+        if not ids:
+            return []
+        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
+            " ORDER BY originator_id, originator_version"
+        ).format(table)
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            rows = cur.execute(query, (list(ids),)).fetchall()
+        return [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
+
+    def prepare_keys(self, subjects: Sequence[str]) -> None:
+        if self.seal and self.opens:
+            self.key_store.prepare_keys(subjects)
+
+    def _lookup_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
+        """In every insert's transaction: this thread's pending lookup rows; an erasure deletes
+        its person's rows (they can no longer be found by their numbers)."""
+        rows = self.pending_lookups()
+        if rows:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {t} (kind, hash, subject_id, digest) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (kind, hash) DO UPDATE SET digest = EXCLUDED.digest"
+                    " WHERE {t}.subject_id = EXCLUDED.subject_id"
+                ).format(t=self._lookups),
+                rows,
+            )
+        erased = [e.originator_id for _, e in written if e.topic == personal_data.ERASED_TOPIC]
+        if erased:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE subject_id = ANY(%s)").format(self._lookups), (erased,))
+
+    def find_lookups(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
+        if not hashes:
+            return {}
+        query = sql.SQL("SELECT hash, subject_id, digest FROM {} WHERE kind = %s AND hash = ANY(%s)").format(self._lookups)
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            rows = cur.execute(query, (kind, list(hashes))).fetchall()
+        return {bytes(r["hash"]): (r["subject_id"], bytes(r["digest"]) if r["digest"] else None) for r in rows}
+
+    def rebuild_lookups(self, mapper: Mapper[UUID], kind: str, batch: int = 2000) -> int:
+        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_version = 1"
+            " AND topic = %s AND originator_id > %s ORDER BY originator_id LIMIT %s"
+        ).format(table)
+        insert = sql.SQL(
+            "INSERT INTO {} (kind, hash, subject_id) VALUES (%s, %s, %s) ON CONFLICT (kind, hash) DO NOTHING"
+        ).format(self._lookups)
+        after, written = UUID(int=0), 0
+        while True:
+            with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+                rows = cur.execute(query, (personal_data.REGISTERED_TOPIC, after, batch)).fetchall()
+            if not rows:
+                return written
+            after = rows[-1]["originator_id"]
+            stored = [StoredEvent(r["originator_id"], 1, r["topic"], bytes(r["state"])) for r in rows]
+            found = [
+                (kind, self.lookup_hash(kind, e.id_number), e.originator_id)
+                for e in mapper.to_domain_events(stored)  # type: ignore[attr-defined]
+                if getattr(e, "id_number", None) and not self.is_erased(str(e.originator_id))
+            ]
+            with self.recorder.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.executemany(insert, found)
+                written += max(cur.rowcount, 0)
+
     def check(self) -> None:
         self.key_store.check_master_key()
 
@@ -190,3 +294,13 @@ class InMemoryEventStore(_SealingStore):
 
     def erased(self, person_id: str) -> None:
         self.key_store.destroy(person_id)
+        gone = UUID(person_id)
+        self._memory_lookups = {k: v for k, v in self._memory_lookups.items() if v[0] != gone}
+
+    @contextmanager
+    def recording_lookups(self, rows: Sequence[tuple[str, bytes, UUID, bytes | None]]) -> Iterator[None]:
+        # No transaction to join: the rows count once the block's saves went through.
+        with super().recording_lookups(rows):
+            yield
+        for kind, h, subject, digest in rows:
+            self._memory_lookups.setdefault((kind, h), (subject, digest))

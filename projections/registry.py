@@ -100,6 +100,9 @@ STATEMENTS: dict[type, str] = {
     Person.LeftProgramme: _update("reg_persons", "status = 'left'"),
     Person.ReturnedToProgramme: _update("reg_persons", "status = 'active'"),
     Person.Erased: _update("reg_persons", "status = 'erased'"),
+    Person.RegistrationCorrected: _update(
+        "reg_persons", "sex = coalesce(%(sex)s, sex), birth_date = coalesce(%(birth_date)s, birth_date)"
+    ),
     Helper.Registered: "INSERT INTO reg_helpers (id, role, org_unit_id, org_path, capacity, status,"
     " registered_at, recorded_at, version, registered_position) VALUES (%(originator_id)s, %(role)s,"
     f" %(org_unit_id)s, %(org_path)s, %(capacity)s, 'active', {_TIMES})",

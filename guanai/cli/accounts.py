@@ -22,7 +22,6 @@ from domain.vocabulary import ActorRole
 from guanai import bootstrap
 from guanai.bootstrap import Process
 from guanai.cli.services import migrate, services
-from infrastructure import lookup_hash
 from infrastructure.credentials import KeyStoreSealer, PostgresCredentials
 from infrastructure.passwords import PasswordHasher, common_passwords
 from infrastructure.settings import Settings
@@ -38,12 +37,10 @@ def _no_revocations(jti: str, until: datetime, *, by: str, reason: str) -> None:
 
 def offline_service(app: Any, database_url: str, settings: Settings) -> AccountService:
     """An account service for the command line and the demo: opens and activates, signs nobody in."""
-    if settings.lookup_key:
-        lookup_hash.configure(settings.lookup_key)
     return AccountService(
         app=app, credentials=PostgresCredentials(database_url, pool_size=2), hasher=PasswordHasher(),
         sealer=KeyStoreSealer(app.store.key_store), issue=_no_tokens, revoke=_no_revocations,
-        common_passwords=common_passwords(), lookup=lookup_hash.lookup_hash,
+        common_passwords=common_passwords(), lookup=app.lookup_hash,
     )  # fmt: skip
 
 

@@ -19,6 +19,7 @@
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
     guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
     guanai accounts create-admin   open the first administrator's account; prints its activation code
+    guanai import FILE  the registry (台账) from XLSX or CSV; guanai export registry|template; guanai lookups rebuild
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import importlib
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from domain.vocabulary import ActorRole
@@ -61,8 +63,37 @@ HANDLERS: dict[str, str] = {
     "keys": "guanai.cli.keys:cmd_keys",
     "accounts": "guanai.cli.accounts:cmd_accounts",
     "status": "guanai.cli.status:cmd_status",
+    "import": "guanai.cli.imports:cmd_import",
+    "export": "guanai.cli.imports:cmd_export",
+    "lookups": "guanai.cli.imports:cmd_lookups",
 }
 COMMANDS = tuple(HANDLERS)
+
+
+def _registry_file_parsers(sub: Any) -> None:
+    """``guanai import``, ``guanai export`` and ``guanai lookups`` (guanai/cli/imports.py)."""
+    i = sub.add_parser("import", help="import the registry (台账) from an XLSX or CSV file")
+    i.add_argument("file", type=Path, help="an .xlsx or .csv file with Chinese headers (guanai export template)")
+    _unit_arguments(i)
+    i.add_argument("--dry-run", action="store_true", help="check every row and report; write nothing")
+    i.add_argument("--by", default="operator", help="who imports (an id, not a name; recorded on every event)")
+    i.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
+    i.add_argument("--report", type=Path, help="write the file back with the bad cells marked and commented")
+    i.add_argument("--json", action="store_true", help="print the job and its report as JSON")
+    lk = sub.add_parser("lookups", help="the keyed hashes that find people by ID number on import")
+    lk.add_argument("action", choices=["rebuild"], help="rebuild: add those missing (a store from before imports)")
+    e = sub.add_parser("export", help="export the registry (台账) as XLSX, or the import template")
+    e.add_argument("what", choices=["registry", "template"],
+                   help="registry: one sheet per township; template: the empty import workbook")
+    _unit_arguments(e, required=False)
+    e.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
+    e.add_argument("--by", default="operator", help="who exports (an id, not a name; recorded in the access log)")
+
+
+def _unit_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    scope = p.add_mutually_exclusive_group(required=required)
+    scope.add_argument("--org-unit", type=UUID, help="the org unit imported into (its subtree's villages)")
+    scope.add_argument("--org-code", help="12-digit division code of that unit")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     ks.add_parser("status", help="the master key the keys are wrapped by (exit 1: not this process's)")
     kr = ks.add_parser("rotate", help="re-wrap every key under GUANAI_MASTER_KEY (or a new data directory key)")
     kr.add_argument("--by", default="operator", help="who rotates (an id, not a name; kept in the store)")
+    _registry_file_parsers(sub)
     a = sub.add_parser("audit", help="verify the audit chain, take checkpoints, replay and export case histories")
     cmds = a.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
     v = cmds.add_parser("verify", help="check the chain; exit 1 naming the first position that fails")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pyotp
 import pytest
 
@@ -50,6 +51,7 @@ from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, child, elder, helper, own_server, token
 from tests.app_support import make_care
 from tests.emergency_support import wait_until
+from tests.imports_support import HEADERS, child_row, fresh_seq
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("AD", "CS", "TS", "VC", "CD", "TR", "CR", "AU", "V")
@@ -106,6 +108,7 @@ ACCOUNTS_READ = policy("AD:all CS,TS,VC,AU:subtree")
 ACCOUNTS_WRITE = policy("AD:all TS,VC:subtree")
 SIGN_INS = policy("AD:all TS,AU:subtree")
 SELF = ANYONE  # one's own session and second factor
+IMPORTS = policy("AD:all CS,TS:subtree")  # a county's or township's registry sheet: its supervisors
 
 
 # ---- the world -----------------------------------------------------------------------------------
@@ -163,6 +166,8 @@ class World:
         self.settle()  # a responder's people are read from the report queue view
         for role in ("CS", "TS", "VC", "CD", "TR", "CR", "V"):  # each files one report: theirs to read
             self.report_about(f"E_{role}", "P3" if role == "CR" else "P1", role)
+        self._keep("I1", "v1", self.import_job("tA"))  # dry runs of township A's and township B's sheets
+        self._keep("IB", "vB", self.import_job("tB"))
 
     # -- building --
 
@@ -298,6 +303,17 @@ class World:
     def position(self) -> int:
         return self.care.recorder.max_notification_id() or 0
 
+    def import_job(self, unit: str, *, failed: bool = False) -> str:
+        """A finished dry run of a one-row sheet for the unit (or one marked failed, to resume)."""
+        r = self.a.post("/imports", params={"org_unit": self.ids[unit]}, files={"file": ("台账.csv", import_sheet(), "text/csv")})
+        assert r.status_code == 202, r.text[:300]
+        job_id = r.json()["id"]
+        wait_until(lambda: self.a.get(f"/imports/{job_id}").json()["status"] == "done", what="the import's dry run")
+        if failed:
+            with psycopg.connect(self.server.database_url) as conn:
+                conn.execute("UPDATE guanai_import_jobs SET status = 'failed' WHERE id = %s", (job_id,))
+        return job_id
+
     def settle(self) -> None:
         """Wait until the views have every event written so far."""
         self.ok(self.a.get("/org-units", params={"min_position": self.position(), "limit": 1}))
@@ -319,7 +335,7 @@ class World:
             return {"person": (self.ids["P1"], self.ids["P2"]), "report": (self.ids["E1"], self.ids["EB"])}[kind] if role == "TR" else \
                 {"person": (self.ids["P3"], self.ids["P1"]), "report": (self.ids["E3"], self.ids["E1"])}[kind]  # fmt: skip
         letter = {"person": "P", "helper": "H", "group": "G", "pairing": "PA", "task": "T", "log": "L", "report": "E", "stream": "P",
-                  "account": "A"}[kind]  # fmt: skip
+                  "account": "A", "import": "I"}[kind]  # fmt: skip
         if "own" in scopes:
             return self.ids[f"{letter}1"], self.ids[f"{letter}2"]
         outside = f"{letter}3" if UNIT_OF[role] == "v1" else f"{letter}B"
@@ -363,7 +379,13 @@ class World:
 
 
 SAMPLE = {"person": "P1", "helper": "H1", "group": "G1", "pairing": "PA1", "task": "T1", "log": "L1", "report": "E1",
-          "unit": "tA", "village": "v1", "stream": "P1", "account": "A1"}  # fmt: skip
+          "unit": "tA", "village": "v1", "stream": "P1", "account": "A1", "import": "I1"}  # fmt: skip
+
+
+def import_sheet() -> bytes:
+    """A registry sheet of one child of village 1 (a fresh ID number each time)."""
+    row = child_row("1村", fresh_seq(), 出生日期="2015-03-08")
+    return (",".join(HEADERS) + "\r\n" + ",".join(str(v) for v in row) + "\r\n").encode("gb18030")
 
 
 # ---- recipes: how to send each route's request ---------------------------------------------------
@@ -388,6 +410,8 @@ class Recipe:
     stream: bool = False
     token_ok: tuple[int, ...] | None = None  # what a minted token gets in scope, when not ``ok`` (no account)
     spare_session: bool = False  # sent with a spare session of the role's account (the cell ends it)
+    files: Callable[[], bytes] | None = None  # a multipart upload (field ``file``) instead of a JSON body
+    query_target: str | None = None  # the target goes in this query parameter, not the path
 
 
 def _now() -> str:
@@ -605,6 +629,17 @@ RECIPES: dict[tuple[str, str], Recipe] = {
        for tail in ("", "/emergencies-past-deadline", "/emergencies-past-deadline.csv")},
     **{("GET", f"/supervision/{{org_unit:str}}{tail}"): Recipe(SUPERVISION_PEOPLE, target="unit")
        for tail in ("/uncovered", "/overdue", "/uncovered.csv", "/overdue.csv")},
+    **{("GET", f"/supervision/{{org_unit:str}}{tail}"): Recipe(SUPERVISION_PEOPLE, target="unit")
+       for tail in ("/registry.xlsx", "/inspection.xlsx")},
+    # registry imports
+    ("GET", "/imports/template.xlsx"): Recipe(IMPORTS),
+    ("POST", "/imports"): Recipe(IMPORTS, target="unit", query_target="org_unit", files=import_sheet, ok=(202,)),
+    ("GET", "/imports/{import_id:uuid}"): Recipe(IMPORTS, target="import"),
+    ("GET", "/imports/{import_id:uuid}/report"): Recipe(IMPORTS, target="import"),
+    ("GET", "/imports/{import_id:uuid}/report.xlsx"): Recipe(IMPORTS, target="import"),
+    ("POST", "/imports/{import_id:uuid}/commit"): Recipe(IMPORTS, target="import", ok=(202,)),
+    ("POST", "/imports/{import_id:uuid}/resume"): Recipe(IMPORTS, target="import", ok=(202,),
+                                                         fresh=lambda w, role: {"id": w.import_job("tA", failed=True)}),
     # audit
     ("GET", "/audit/streams/{stream_id:uuid}"): Recipe(AUDIT_READ, target="stream"),
     ("GET", "/audit/streams/{stream_id:uuid}/state"): Recipe(AUDIT_READ, target="stream", params=lambda w: {"as_of": _now()}),
@@ -737,13 +772,17 @@ class Cell:
 
     def send(self, target: str | None, body: Any = None, ctx: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> httpx.Response:
         values = {name: "x" for name in re.findall(r"\{(\w+):\w+\}", self.path)}
-        if target is not None:
+        if target is not None and self.recipe.query_target is not None:
+            params = {**(params or {}), self.recipe.query_target: target}
+        elif target is not None:
             values[_first_param(self.path)] = target  # type: ignore[index]
         if self.recipe.more is not None:
             values.update(self.recipe.more(self.w, self.role, ctx or {}))
         query = {**(self.recipe.params(self.w) if self.recipe.params else {}), **(params or {})}
         kwargs: dict[str, Any] = {"headers": self.headers, "params": query}
-        if self.method != "GET" and self.method != "DELETE":
+        if self.recipe.files is not None:
+            kwargs["files"] = {"file": ("台账.csv", self.recipe.files(), "text/csv")}
+        elif self.method != "GET" and self.method != "DELETE":
             kwargs["json"] = {} if body is None else body
         return self.w.a.request(self.method, _fill(self.path, values), **kwargs)
 
@@ -772,8 +811,12 @@ class Cell:
             return
         unknown = str(uuid.uuid4())
         theirs, nobodys = self.refused_writing_nothing(outside), self.refused_writing_nothing(unknown)
-        assert (theirs.status_code, nobodys.status_code) == (404, 404), (theirs.text[:300], nobodys.text[:300])
+        # Named in the query, not the path: answered as an unknown id in a body is.
+        status = 422 if self.recipe.query_target else 404
+        assert (theirs.status_code, nobodys.status_code) == (status, status), (theirs.text[:300], nobodys.text[:300])
         a, b = _problem(theirs), _problem(nobodys)
+        if self.recipe.query_target:
+            assert a["type"] == "/problems/unknown-reference" and a["errors"][0]["field"] == self.recipe.query_target, a
         assert {**a, "instance": ""} == {**_swap(b, unknown, outside), "instance": ""}, (a, b)
 
     def refs_outside(self) -> None:

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from infrastructure import lookup_hash as module
-from infrastructure.lookup_hash import LookupKeyError, configure, lookup_hash
+from infrastructure.lookup_hash import LookupKeyError, keyed_hash, load_lookup_key
 
 
-@pytest.fixture
-def own_key() -> Iterator[None]:
-    # The key is process-wide (the function takes none): give it back for the servers of other tests.
-    saved = module._key
-    try:
-        yield
-    finally:
-        module._key = saved
-
-
-def test_the_same_value_hashes_alike_and_kinds_and_keys_apart(own_key: None) -> None:
-    configure("k" * 40)
-    phone = lookup_hash("phone", "13912345678")
-    assert phone == lookup_hash("phone", "13912345678") and len(phone) == 32
-    assert phone != lookup_hash("id_number", "13912345678")
+def test_the_same_value_hashes_alike_and_kinds_and_keys_apart(tmp_path: Path) -> None:
+    key = load_lookup_key("k" * 40, tmp_path)
+    phone = keyed_hash(key, "phone", "13912345678")
+    assert phone == keyed_hash(key, "phone", "13912345678") and len(phone) == 32
+    assert phone != keyed_hash(key, "id_number", "13912345678")
     assert b"13912345678" not in phone
-    configure("another-key-" + "k" * 40)
-    assert lookup_hash("phone", "13912345678") != phone
+    assert keyed_hash(load_lookup_key("another-key-" + "k" * 40, tmp_path), "phone", "13912345678") != phone
 
 
-def test_a_short_key_is_refused(own_key: None) -> None:
+def test_without_a_setting_the_key_is_made_once_in_the_data_directory(tmp_path: Path) -> None:
+    first = load_lookup_key(None, tmp_path)
+    assert load_lookup_key(None, tmp_path) == first
+    assert (tmp_path / "lookup-key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_short_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LookupKeyError, match="GUANAI_LOOKUP_KEY"):
-        configure("short")
+        load_lookup_key("short", tmp_path)
