@@ -47,7 +47,8 @@ from api.visits import VisitController, VisitLogController, helper_visits
 from application.care import CareApplication
 from domain.vocabulary import ActorRole
 from infrastructure.audit import Audit
-from infrastructure.settings import Settings, redacted_url
+from infrastructure.progress import Watch, relay_progress, worker_progress
+from infrastructure.settings import Settings, nats_servers, redacted_url
 
 log = structlog.get_logger("guanai.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -65,7 +66,9 @@ class Connections:
 
 @get("/health", tags=["operations"], media_type=MediaType.JSON)
 async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Database, NATS and views: 200 when the event store answers, 503 when it does not."""
+    """Database, NATS, views, relay and workers: 200 when the event store answers, 503 when it
+    does not. ``status`` is ``degraded`` when NATS is away, or when the relay or a worker makes
+    no progress while work waits for it (``relay.stalled``, ``workers.<name>.stalled``)."""
     state = request.app.state
     loop = asyncio.get_running_loop()
     try:
@@ -81,9 +84,28 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         views = await loop.run_in_executor(None, state.read_side.lag)
     except Exception as e:  # noqa: BLE001
         views = {"ok": False, "error": type(e).__name__}
+    try:
+        relay = await loop.run_in_executor(None, _relay_progress, state)
+    except Exception as e:  # noqa: BLE001
+        relay = {"ok": False, "error": type(e).__name__}
+    workers: dict[str, Any] = {}
+    if nats_status["ok"]:
+        try:
+            workers = await asyncio.wait_for(worker_progress(nc.jetstream(), state.watch), timeout=3)
+        except Exception as e:  # noqa: BLE001
+            workers = {"error": type(e).__name__}
     ok = database["ok"]
-    status = "ok" if ok and nats_status["ok"] else ("degraded" if ok else "down")
-    return Response({"status": status, "database": database, "nats": nats_status, "views": views}, status_code=200 if ok else 503)
+    moving = relay.get("stalled") is not True and not any(
+        isinstance(w, dict) and w.get("stalled") for w in workers.values()
+    )
+    status = "ok" if ok and nats_status["ok"] and moving else ("degraded" if ok else "down")
+    body = {"status": status, "database": database, "nats": nats_status, "views": views, "relay": relay, "workers": workers}
+    return Response(body, status_code=200 if ok else 503)
+
+
+def _relay_progress(state: Any) -> dict[str, Any]:
+    with state.read_side.runner.pool.connection() as conn:
+        return relay_progress(state.care, conn, state.watch)
 
 
 def _is_administrator(request: Request[Any, Any, Any]) -> bool:
@@ -105,7 +127,7 @@ async def _connect_nats(app: Litestar) -> None:
     async def connect() -> None:
         try:
             conns.nats = await nats.connect(
-                conns.nats_url, name="guanai-api", max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=3
+                nats_servers(conns.nats_url), name="guanai-api", max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=3
             )
         except Exception as e:  # noqa: BLE001 - the API serves the registry without NATS; health says so
             log.warning("nats_unavailable", error=type(e).__name__)
@@ -148,13 +170,16 @@ def create_app(
     protections: bool = True,
     pages: Sequence[ControllerRouterHandler] = (),
     template_config: TemplateConfig[Any] | None = None,
+    watch: Watch | None = None,
 ) -> Litestar:
     """The API over the application ``make_care`` builds when the app starts (the composition
     root, guanai/bootstrap.py, passes it). ``protections=False`` checks tokens only (no access
     table; the bootstrap stores personal fields unsealed with it): it exists for
     ``bench/protections.py`` to measure what they cost, and no setting or command reaches it.
     ``pages`` (the web client, web/, one layer above) are served by the same app behind the same
-    guard, with their ``template_config``."""
+    guard, with their ``template_config``.
+
+    ``watch`` names the relay and consumers ``/health`` watches (default: the workers' own names)."""
     openapi = OpenAPIConfig(
         title="Guanai (关爱) API",
         version="0.1.0",
@@ -195,4 +220,5 @@ def create_app(
     app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
     configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)
     app.state.connections = Connections(database_url=database_url, nats_url=nats_url)
+    app.state.watch = watch or Watch()
     return app

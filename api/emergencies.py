@@ -16,9 +16,12 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import msgspec
+import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from nats.errors import Error as NatsError
+from nats.js.api import DeliverPolicy
 
 from api.access import Access, Kind, access_of, list_scope, loaded
 from api.audit import record_access
@@ -42,6 +45,7 @@ from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Sev
 from domain.org_unit import OrgUnit
 from domain.roster import LEVELS
 from domain.vocabulary import ActorRole, OrgLevel
+from infrastructure.alerts import ALERT_STREAM
 from infrastructure.failpoints import failpoint
 from projections.emergency_queue import OPEN, EmergencyQueueView
 
@@ -187,6 +191,8 @@ def queue_row(row: dict[str, Any], now: datetime) -> EmergencyRow:
     )  # fmt: skip
 
 
+log = structlog.get_logger("guanai.api.emergencies")
+
 AlertFilter = Callable[[dict[str, Any]], bool]
 
 
@@ -228,6 +234,37 @@ def alert_follow(request: Request[Any, Any, Any], access: Access) -> tuple[str, 
     if unit.level == OrgLevel.TOWNSHIP:
         return subject, lambda alert: alert.get("township_code") == unit.code
     return subject, lambda alert: unit.id in access.org_path(Kind.EMERGENCY, UUID(str(alert.get("report_id"))))
+
+
+async def _follow(nc: Any, subject: str, last_seen: str | None) -> tuple[Any, bool]:
+    """A live subscription to ``subject``; for a device coming back (``Last-Event-ID``) an ordered
+    consumer on the alert stream from the start of its retention, so what it missed comes first.
+    Without the alert stream (no router has run yet) it is live only, as before."""
+    if last_seen is not None:
+        try:
+            sub = await nc.jetstream().subscribe(
+                subject, stream=ALERT_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            )
+            return sub, True
+        except (NatsError, TimeoutError) as e:
+            log.warning("alert_replay_unavailable", error=type(e).__name__)
+    return await nc.subscribe(subject), False
+
+
+async def _missed(sub: Any, last_seen: str) -> list[Any]:
+    """The stored alerts after the one with id ``last_seen`` (all the stored ones when it is no
+    longer kept, or was never sent here): read until the consumer has caught up."""
+    stored: list[Any] = []
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=2)
+        except TimeoutError:
+            break  # nothing (more) stored
+        stored.append(msg)
+        if msg.metadata.num_pending == 0:
+            break
+    ids = [msgspec.json.decode(m.data).get("alert_id") for m in stored]
+    return stored[ids.index(last_seen) + 1 :] if last_seen in ids else stored
 
 
 class EmergencyController(Controller):
@@ -294,12 +331,20 @@ class EmergencyController(Controller):
             )
         loop = asyncio.get_running_loop()
         subject, shown = await loop.run_in_executor(None, alert_follow, request, access_of(request))
-        sub = await nc.subscribe(subject)
+        last_seen = request.headers.get("last-event-id")
+        sub, replaying = await _follow(nc, subject, last_seen)
         token_valid = token_still_valid(request)
 
         async def events() -> AsyncIterator[ServerSentEventMessage]:
             try:
                 yield ServerSentEventMessage(comment=f"following {subject}", retry=2000, data=None)
+                if last_seen is not None and replaying:
+                    # What came after the last alert this device saw, from the alert stream;
+                    # then the same subscription goes on live, so nothing falls in between.
+                    for msg in await _missed(sub, last_seen):
+                        alert = msgspec.json.decode(msg.data)
+                        if shown is None or await loop.run_in_executor(None, shown, alert):
+                            yield ServerSentEventMessage(data=msg.data.decode(), event="alert", id=alert.get("alert_id"))
                 while True:
                     try:
                         msg = await sub.next_msg(timeout=15)

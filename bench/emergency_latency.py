@@ -312,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         "--database-url", default=DEFAULT_SERVER_URL,
         help="PostgreSQL server (a scratch database is created); 'embedded': a server of the run's own",
     )  # fmt: skip
+    p.add_argument(
+        "--nats-sync", choices=["always", "default"], default="always",
+        help="JetStream sync_interval of the run's NATS: always (Guanai's) or the server's default (2 min)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     sigterm_as_interrupt()
     own_postgres = None
@@ -336,7 +340,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     api_env = {"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_REPORTS_PER_MINUTE": "0"}
     with tempfile.TemporaryDirectory(prefix="guanai-bench-emergency-") as tmp_dir:
         tmp = Path(tmp_dir)
-        own_nats = start_nats(tmp / "nats-data")
+        own_nats = start_nats(tmp / "nats-data", sync_always=args.nats_sync == "always")
         try:
             with (
                 scratch_database(args.database_url, prefix="guanai_bench_emergency") as database_url,

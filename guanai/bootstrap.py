@@ -83,6 +83,7 @@ USED_BY: dict[str, frozenset[Process]] = {
     "visit_claim_limit": frozenset({Process.API}),
     "visit_claim_hours": frozenset({Process.API}),
     "scheduler_interval_seconds": frozenset({Process.SCHEDULER}),
+    "stream_replicas": frozenset({Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER}),
     "audit_chain": ALL,
     "chain_key": ALL,
     "master_key": OPENS_PERSONAL_DATA,

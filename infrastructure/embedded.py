@@ -121,12 +121,24 @@ def jetstream_available(nats_url: str, timeout: float = 2.0) -> bool:
     return bool(info and info.get("jetstream"))
 
 
+def jetstream_config(store_dir: Path, *, sync_always: bool = True) -> str:
+    """JetStream on, writing every message to disk before acknowledging it (``sync_interval:
+    always``). With the default (a flush every two minutes) an acknowledged message can be lost
+    with a power failure (Jepsen, NATS 2.12, December 2025); the relay would then have moved past
+    a report the router never sees. The reconcilers would still route it (README), 30 s late."""
+    sync = "  sync_interval: always\n" if sync_always else ""  # off: only bench/emergency_latency.py, to compare
+    return "jetstream {\n" f"  store_dir: {json.dumps(str(store_dir))}\n" + sync + "}\n"
+
+
 class EmbeddedNats:
     """A handle on the data directory's nats-server; ``stop()`` releases it (the last one stops it)."""
 
-    def __init__(self, data_dir: str | Path, *, timeout: float = START_TIMEOUT, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, timeout: float = START_TIMEOUT, port: int | None = None, sync_always: bool = True
+    ) -> None:
         self.dir = Path(data_dir).expanduser().resolve() / "nats"
         self.wanted_port = port
+        self._sync_always = sync_always
         self._lock = self.dir / ".lock"
         self._state = self.dir / "server.json"
         self._handles = self.dir / "handles.json"
@@ -184,12 +196,14 @@ class EmbeddedNats:
         # Port -1: the server picks a free port itself and writes it to the ports file, so there is
         # no window in which another program could take a port chosen here. A new session keeps
         # Ctrl-C in the terminal from killing it before Guanai has drained its consumers.
+        config = self.dir / "nats.conf"
+        config.write_text(jetstream_config(self.dir / "jetstream", sync_always=self._sync_always))
         process = subprocess.Popen(
             [
                 str(binary),
+                "--config", str(config),
                 "--addr", "127.0.0.1", "--port", str(self.wanted_port or -1),
                 "--server_name", "guanai-embedded",
-                "--jetstream", "--store_dir", str(self.dir / "jetstream"),
                 "--ports_file_dir", str(ports_dir),
                 "--log", str(log),
             ],
@@ -249,10 +263,13 @@ def _terminate(pid: int, process: subprocess.Popen[bytes] | None) -> None:
             time.sleep(0.02)
 
 
-def start_nats(data_dir: str | Path, *, timeout: float = START_TIMEOUT, port: int | None = None) -> EmbeddedNats:
+def start_nats(
+    data_dir: str | Path, *, timeout: float = START_TIMEOUT, port: int | None = None, sync_always: bool = True
+) -> EmbeddedNats:
     """Start (or join) the embedded nats-server with JetStream under ``<data_dir>/nats`` (on
-    ``port``, or one the system picks)."""
-    return EmbeddedNats(data_dir, timeout=timeout, port=port)
+    ``port``, or one the system picks; ``sync_always=False`` only to measure what syncing every
+    write costs)."""
+    return EmbeddedNats(data_dir, timeout=timeout, port=port, sync_always=sync_always)
 
 
 def running_nats_url(data_dir: str | Path) -> str | None:

@@ -68,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_VISIT_CLAIM_HOURS: a claim not completed within this time goes back to the pool (at most 672)."""
     scheduler_interval_seconds: float = 300.0
     """GUANAI_SCHEDULER_INTERVAL_SECONDS: how often the scheduler sweeps (next tasks, missed, lapsed claims)."""
+    stream_replicas: int = 1
+    """GUANAI_STREAM_REPLICAS: copies JetStream keeps of the event stream when it creates it (1 on
+    one server; 3 on a three-node cluster, as compose.yaml runs). An existing stream keeps its own."""
     audit_chain: bool = True
     """GUANAI_AUDIT_CHAIN: cover every stored event by the tamper-evident HMAC chain (turn off
     only to measure its cost: events written without it fail ``guanai audit verify``)."""
@@ -148,6 +151,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"invalid setting: {message}") from None
 
 
+def nats_servers(url: str) -> list[str]:
+    """GUANAI_NATS_URL names one server, or the servers of a cluster separated by commas
+    (``nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222``): a client starts on any of
+    them that answers, and reconnects to another when its server goes away."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 def redacted_url(url: str) -> str:
     """``url`` without its password (fit for a log line or an answer: the host and port are what
     a reader needs)."""

@@ -8,6 +8,7 @@ queue holds ids, categories and times only. ``org_path`` (GIN indexed) scopes a 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -137,3 +138,27 @@ class EmergencyQueueView:
     def get(self, report_id: UUID) -> dict[str, Any] | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(f"SELECT {COLUMNS} FROM emergency_queue WHERE id = %s", (report_id,)).fetchone()
+
+    def unrouted(self, filed_before: datetime, limit: int = 200) -> list[tuple[UUID, int]]:
+        """(report, level) the router still owes a routing, oldest first: reports recorded
+        before ``filed_before`` and never routed (level 0), and escalated reports whose next
+        level is not routed yet (the router's reconciler; a routing is a command that happens
+        once per level, so a report listed here that was routed meanwhile costs one no-op)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, level FROM emergency_queue WHERE (status = 'reported' AND recorded_at < %s)"
+                " OR status = 'escalated' ORDER BY recorded_at, id LIMIT %s",
+                (filed_before, limit),
+            ).fetchall()
+        return [(row[0], int(row[1])) for row in rows]
+
+    def overdue(self, deadline_before: datetime, limit: int = 200) -> list[tuple[UUID, int]]:
+        """(report, level) routed and unacknowledged past a deadline before ``deadline_before``:
+        what the escalator's reconciler escalates (``escalate_overdue`` decides, once per level)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, level FROM emergency_queue WHERE status = 'routed' AND deadline < %s"
+                " ORDER BY deadline, id LIMIT %s",
+                (deadline_before, limit),
+            ).fetchall()
+        return [(row[0], int(row[1])) for row in rows]

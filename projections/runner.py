@@ -14,6 +14,7 @@ creates them anew and replays the projection from 0 (a view is derived, so nothi
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from typing import Any, Self
 
 import psycopg
 import structlog
+from eventsourcing import persistence
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
 );
 ALTER TABLE projection_tracking ADD COLUMN IF NOT EXISTS schema_version int NOT NULL DEFAULT 1;
 """
+# Errors that say the database is away, from psycopg itself or from the event store library.
+DATABASE_AWAY = (psycopg.OperationalError, psycopg.InterfaceError, persistence.OperationalError, persistence.InterfaceError)
 # Any constant works: it only serialises concurrent table creation between processes.
 SETUP_LOCK = 0x6775616E6169  # "guanai"
 
@@ -210,6 +214,15 @@ class ProjectionRunner:
                         self.catch_up(stop_event=stop_event)
                         backoff = 0.5
                         self._wait_for_news(listener, stop_event)
+            except DATABASE_AWAY as e:
+                # The database went away (a restart, a failover): dead connections may wait idle
+                # in the pool, so check them all now, and try again soon: the views should follow
+                # within seconds of the database's return.
+                log.warning("projection database unavailable; retrying", error=type(e).__name__, retry_in=backoff)
+                with contextlib.suppress(Exception):
+                    self.pool.check()
+                stop_event.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
             except Exception:
                 log.exception("projection batch failed; retrying", retry_in=backoff)
                 stop_event.wait(backoff)

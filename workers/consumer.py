@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+# Empty fetches between two looks at whether the consumer still exists.
+IDLE_CHECKS = 5
+
+
 class Ack:
     """The message was handled."""
 
@@ -127,6 +131,7 @@ class Consumer:
         batch: int = 16,
         fetch_timeout: float = 1.0,
         max_ack_pending: int = 1000,
+        ensure_stream: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.js = js
         self.nc = nc
@@ -143,6 +148,8 @@ class Consumer:
         # Messages held unanswered at once; a consumer that waits for deadlines by nak(delay)
         # (the escalator) holds one per open report and needs a larger figure.
         self.max_ack_pending = max_ack_pending
+        # Makes the stream again when it was deleted (see _recreate_if_gone).
+        self.ensure_stream = ensure_stream
         self._sub: Any = None
         self._advisories: Any = None
         self.handled = 0
@@ -214,15 +221,23 @@ class Consumer:
         """Fetch and handle until ``stop``; the batch in hand is always finished."""
         if self._sub is None:
             await self.setup()
+        idle = 0
         while not stop.is_set():
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
+                idle = 0
             except nats.errors.TimeoutError:
+                # A pull on a consumer deleted with its stream just times out, as on an idle
+                # one: look now and then whether it is still there.
+                idle += 1
+                if idle % IDLE_CHECKS == 0:
+                    await self._recreate_if_gone()
                 continue
             except (TimeoutError, nats.errors.Error) as e:
                 log.warning("fetch_failed", consumer=self.durable, error=type(e).__name__)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await self._recreate_if_gone()
                 continue
             for msg in msgs:
                 try:
@@ -231,6 +246,27 @@ class Consumer:
                     # The answer did not reach the server: the message comes back after ack_wait,
                     # and handlers are idempotent.
                     log.warning("answer_failed", consumer=self.durable, error=type(e).__name__)
+
+    async def _recreate_if_gone(self) -> None:
+        """The consumer, or its whole stream, was deleted (by an operator, or lost with a
+        JetStream failure): make both again and subscribe anew. What the stream lost is not
+        replayed from here; the workers' reconcilers find it in the event store."""
+        try:
+            await self.js.consumer_info(self.stream, self.durable)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        except (TimeoutError, nats.errors.Error):
+            return  # NATS itself is away: the fetch loop waits for it
+        log.warning("consumer_gone_recreating", consumer=self.durable, stream=self.stream)
+        try:
+            if self.ensure_stream is not None:
+                await self.ensure_stream()
+            await self.close()
+            self._sub = None
+            await self.setup()
+        except (TimeoutError, nats.errors.Error) as e:
+            log.warning("consumer_recreate_failed", consumer=self.durable, error=type(e).__name__)
 
     async def close(self) -> None:
         for sub in (self._sub, self._advisories):

@@ -13,23 +13,42 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import structlog
+from psycopg_pool import ConnectionPool
 
-from domain.base import DomainError
+from application.emergencies import ALERT_PREFIX
+from domain.base import CommandMeta, DomainError
+from domain.emergency import EmergencyReport, Status
+from domain.roster import LEVELS
 from infrastructure.failpoints import failpoint
+from projections.emergency_queue import EmergencyQueueView
 from workers.consumer import ACK, Consumer, DeadLetters, Nak, Outcome, Term
+from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.router import ACK_WAIT_SECONDS, KIND, connect_nats, keep_running, run_command, worker_meta
+from workers.router import (
+    ACK_WAIT_SECONDS,
+    KIND,
+    RECONCILE_AFTER_SECONDS,
+    RECONCILE_INTERVAL_SECONDS,
+    alert_of,
+    connect_nats,
+    keep_running,
+    run_command,
+    worker_meta,
+)
+from workers.runtime import every
 
 log = structlog.get_logger("guanai.escalator")
 
 DURABLE = "emergency-escalator"
 # How long one nak may wait; a longer deadline takes several naks (each uses up a delivery).
 MAX_NAK_SECONDS = 6 * 3600
+# A report nobody acknowledged at the top of the chain is alerted again this often.
+REALERT_SECONDS = 600.0
 
 
 def seconds_until(deadline: str | datetime, now: datetime) -> float:
@@ -38,9 +57,25 @@ def seconds_until(deadline: str | datetime, now: datetime) -> float:
 
 
 class Escalator:
-    def __init__(self, app: Any, stop: asyncio.Event) -> None:
+    """``nc`` (a NATS connection) turns on the reminders: a report unacknowledged at the top of
+    the chain is alerted again every ``realert_seconds`` until someone acknowledges it."""
+
+    def __init__(
+        self,
+        app: Any,
+        stop: asyncio.Event,
+        *,
+        nc: Any = None,
+        alert_prefix: str = ALERT_PREFIX,
+        realert_seconds: float = REALERT_SECONDS,
+    ) -> None:
         self.app = app
         self.stop = stop
+        self.nc = nc
+        self.alert_prefix = alert_prefix
+        self.realert_seconds = realert_seconds
+        self._settled: set[tuple[UUID, int]] = set()
+        self._reminded: dict[tuple[UUID, int], int] = {}
 
     async def handle(self, envelope: dict[str, Any], msg: Any) -> Outcome:
         if envelope.get("kind") != KIND or envelope.get("event") != "Routed":
@@ -61,6 +96,68 @@ class Escalator:
         log.info("escalated" if result.position else "not_escalated", report=str(report_id), level=level)
         return ACK
 
+    async def reconcile(self, view: EmergencyQueueView, after_seconds: float, limit: int = 200) -> int:
+        """Escalate what the stream did not bring to its deadline: reports routed, not
+        acknowledged, and past their deadline by ``after_seconds`` or more (a ``Routed`` message
+        lost, a stream deleted). The same idempotent command as on the message path: a report
+        acknowledged or escalated meanwhile is left as it is. Returns how many it escalated."""
+        now = datetime.now(UTC)
+        overdue = await asyncio.to_thread(view.overdue, now - timedelta(seconds=after_seconds), limit)
+        # A report at the top of the chain stays overdue until acknowledged, and the command
+        # then changes nothing: decided once, it is not decided again every sweep.
+        self._settled &= set(overdue)
+        escalated = 0
+        for report_id, level in overdue:
+            if (report_id, level) in self._settled:
+                continue
+            meta = CommandMeta(
+                actor_id="escalator",
+                actor_role="system",
+                correlation_id=f"reconcile-{report_id}:{level}",
+                occurred_at=now,
+            )
+            try:
+                result = await run_command(
+                    None, self.stop, lambda r=report_id, lv=level, m=meta: self.app.escalate_overdue(r, lv, m)
+                )
+            except DomainError as e:
+                log.error("reconcile_refused", report=str(report_id), level=level, error=type(e).__name__)
+                continue
+            if result.position:
+                escalated += 1
+                log.warning("reconciled_escalation", report=str(report_id), level=level)
+            else:
+                self._settled.add((report_id, level))
+        self._reminded = {k: n for k, n in self._reminded.items() if k in self._settled}
+        if self.nc is not None:
+            for report_id, level in sorted(self._settled):
+                await self._remind(report_id, level, now)
+        return escalated
+
+    async def _remind(self, report_id: UUID, level: int, now: datetime) -> None:
+        """Alert again (``alert_id`` ``<report>:<level>:r<n>``, the n-th reminder) a report still
+        waiting, unacknowledged, at the top of the chain, once per ``realert_seconds`` past its deadline."""
+        report = await asyncio.to_thread(self.app.load, EmergencyReport, report_id)
+        routing = report.routings.get(level)
+        if report.status != Status.ROUTED or report.level != level or routing is None:
+            return
+        due = int((now - routing["deadline"]).total_seconds() // self.realert_seconds)
+        if due < 1 or due <= self._reminded.get((report_id, level), 0):
+            return
+        fields = {
+            "level": level, "level_name": LEVELS[level], "category": report.category.value,
+            "severity": report.severity.value, "deadline": routing["deadline"].isoformat(),
+            "responder_ids": routing["responder_ids"], "county_code": report.county_code,
+            "township_code": report.township_code,
+        }  # fmt: skip
+        subject, alert = alert_of(report_id, None, routing["routed_at"].isoformat(), fields, self.alert_prefix)
+        alert["alert_id"] = f"{alert['alert_id']}:r{due}"
+        alert["reminder"] = due
+        await self.nc.publish(subject, encode(alert), headers={"Nats-Msg-Id": alert["alert_id"]})
+        await self.nc.flush(timeout=5)
+        self._reminded[(report_id, level)] = due
+        log.warning("realerted", report=str(report_id), level=level, reminder=due)
+
 
 async def run_escalator(
     make_app: Callable[[], Any],
@@ -73,21 +170,29 @@ async def run_escalator(
     durable: str = DURABLE,
     max_deliver: int = 50,
     ack_wait: float = ACK_WAIT_SECONDS,
+    reconcile_after: float = RECONCILE_AFTER_SECONDS,
+    reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
+    alert_prefix: str = ALERT_PREFIX,
+    realert_seconds: float = REALERT_SECONDS,
 ) -> None:
     app = make_app()
+    view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="escalator-view")
     nc = await connect_nats(nats_url, "guanai-escalator", stop)
     consumer = None
     try:
+        await asyncio.to_thread(view_pool.open, True)
         js = nc.jetstream()
         await ensure_stream(js, stream, subject_prefix)
+        escalator = Escalator(app, stop, nc=nc, alert_prefix=alert_prefix, realert_seconds=realert_seconds)
         consumer = Consumer(
             js,
             nc,
             stream=stream,
             durable=durable,
             filter_subjects=[f"{subject_prefix}.{KIND}.Routed"],
-            handler=Escalator(app, stop).handle,
+            handler=escalator.handle,
             dead_letters=DeadLetters(database_url),
+            ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
             max_deliver=max_deliver,
             batch=1,
             ack_wait=ack_wait,
@@ -95,11 +200,16 @@ async def run_escalator(
             max_ack_pending=100_000,
         )
         log.info("escalator_started", stream=stream, durable=durable)
-        await consumer.run(stop)
+        view = EmergencyQueueView(view_pool)
+        await asyncio.gather(
+            consumer.run(stop),
+            every("escalator-reconciler", stop, reconcile_interval, lambda: escalator.reconcile(view, reconcile_after)),
+        )
     finally:
         if consumer is not None:
             await consumer.close()
         await nc.close()
+        view_pool.close()
         app.close()
 
 

@@ -5,6 +5,13 @@ poll as fallback) and publishes each event with ``Nats-Msg-Id`` = its notificati
 position is saved only after JetStream acknowledged the publish, so a crash anywhere repeats
 events, never loses one; JetStream drops the repeats inside its duplicate window and consumers
 are idempotent beyond it. When NATS is away the relay waits and retries from the same position.
+
+When the database goes away (a restart, a crash, a failover) the relay drops both of its own
+connections, whatever it was doing, and opens new ones once the database answers again; its
+position is then read back from ``relay_tracking``, so a save that died with the connection is
+simply repeated. The event store's pool discards a broken connection when it is returned, and
+idle ones are checked after an outage. It never stops for good on an error: it waits, with a
+pause growing to 5 s, and tries again.
 """
 
 from __future__ import annotations
@@ -17,9 +24,12 @@ from typing import Any
 import nats
 import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from infrastructure.failpoints import failpoint
+from infrastructure.settings import load_settings, nats_servers
 from projections.batches import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
@@ -30,6 +40,14 @@ STREAM = "GUANAI_EVENTS"
 SUBJECT_PREFIX = "guanai.events"
 DUPLICATE_WINDOW_SECONDS = 15 * 60  # longer than any restart we expect; consumers dedupe beyond it
 
+# A connection to a database that vanished from the network (no RST) would otherwise wait for
+# the kernel's two-hour default before reporting the loss.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+CONNECT_TIMEOUT = 5
+
+# What a publish answers when no stream takes its subject.
+NO_STREAM = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError, nats.js.errors.NotFoundError)
+
 TRACKING_DDL = """
 CREATE TABLE IF NOT EXISTS relay_tracking (
     name text PRIMARY KEY,
@@ -39,16 +57,22 @@ CREATE TABLE IF NOT EXISTS relay_tracking (
 """
 
 
-async def ensure_stream(js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX) -> None:
+async def ensure_stream(js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX, replicas: int | None = None) -> None:
+    """Create the stream (with ``replicas`` copies, GUANAI_STREAM_REPLICAS by default), or bring
+    an existing one's subjects and duplicate window in line, keeping the replicas it has: every
+    worker calls this at start, and none of them should scale a stream an operator changed."""
     config = StreamConfig(
         name=stream,
         subjects=[f"{prefix}.>"],
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        num_replicas=replicas if replicas is not None else load_settings().stream_replicas,
     )
     try:
         await js.add_stream(config)
     except BadRequestError:
+        current = await js.stream_info(stream)
+        config.num_replicas = current.config.num_replicas
         await js.update_stream(config)
 
 
@@ -83,23 +107,35 @@ class Relay:
         self.published = 0
 
     async def open(self) -> None:
-        self._db = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        await self._connect_db()
+        self.nc = await nats.connect(nats_servers(self.nats_url), name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.js = self.nc.jetstream()
+        await ensure_stream(self.js, self.stream, self.prefix)
+
+    async def _connect_db(self) -> psycopg.AsyncConnection[Any]:
+        """(Re)open the tracking connection and read the saved position back from the store:
+        after a lost connection, what the database holds is what counts."""
+        self._db = await _connect(self.database_url)
         await self._db.execute(TRACKING_DDL)
         await self._db.execute(
             "INSERT INTO relay_tracking (name, position) VALUES (%s, 0) ON CONFLICT (name) DO NOTHING", (self.name,)
         )
         row = await (await self._db.execute("SELECT position FROM relay_tracking WHERE name = %s", (self.name,))).fetchone()
         self._position = int(row[0]) if row else 0
-        self.nc = await nats.connect(self.nats_url, name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
-        self.js = self.nc.jetstream()
-        await ensure_stream(self.js, self.stream, self.prefix)
+        self._acked = min(self._acked, self._position)
+        return self._db
+
+    async def _drop_db(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):
+                await db.close()
 
     async def close(self) -> None:
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
-        if self._db is not None:
-            await self._db.close()
+        await self._drop_db()
 
     @property
     def position(self) -> int:
@@ -115,6 +151,7 @@ class Relay:
             if not notifications:
                 return total
             events = await asyncio.to_thread(decode_all, self.app.mapper, notifications)
+            failpoint("relay.before_publish")
             try:
                 for notification, event in zip(notifications, events, strict=True):
                     # Sequential publishes keep the stream in notification order.
@@ -131,12 +168,13 @@ class Relay:
             finally:
                 # Saved once per batch, and only up to the last acknowledged publish: a crash
                 # repeats at most one batch, which JetStream drops as duplicates.
+                failpoint("relay.before_save")
                 if self._acked > self._position:
                     await self._save(self._acked)
 
     async def _save(self, position: int) -> None:
-        assert self._db is not None
-        await self._db.execute(
+        db = self._db if self._db is not None else await self._connect_db()
+        await db.execute(
             "UPDATE relay_tracking SET position = %s, updated_at = now() WHERE name = %s AND position < %s",
             (position, self.name, position),
         )
@@ -144,24 +182,66 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set; wakes on NOTIFY, polls as a fallback, retries on errors."""
-        listener = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        await listener.execute("LISTEN guanai_events")
+        listener: psycopg.AsyncConnection[Any] | None = None
         delay = 0.2
         try:
             while not stop.is_set():
                 try:
+                    if listener is None:
+                        # LISTEN before reading: nothing recorded in between goes unnoticed.
+                        listener = await _connect(self.database_url)
+                        await listener.execute("LISTEN guanai_events")
+                    if self._db is None:
+                        await self._connect_db()
+                    failpoint("relay.before_select")
                     await self.publish_available()
                     delay = 0.2
+                    failpoint("relay.idle")
+                    await _wait_for_notify(listener, stop, self.poll_interval)
                 except Exception as e:  # noqa: BLE001 - the relay must outlive any outage
-                    # NATS or the database is away: the position did not advance past anything
-                    # unacknowledged, so nothing is lost; retry from there.
-                    log.warning("relay_retry", error=type(e).__name__, position=self._position, delay=delay)
+                    # The position did not advance past anything unacknowledged, so nothing is
+                    # lost; retry from there. A database error drops both connections, whichever
+                    # failed: the other one is as likely dead and would fail next.
+                    database = _is_database_error(e)
+                    log.warning("relay_retry", error=type(e).__name__, position=self._position, delay=delay,
+                                database=database)  # fmt: skip
+                    if isinstance(e, NO_STREAM):
+                        # The stream was deleted (by hand, or lost): make it again and go on; the
+                        # workers' reconcilers route what it held from the event store.
+                        with contextlib.suppress(Exception):
+                            await ensure_stream(self.js, self.stream, self.prefix)
+                    if database:
+                        listener = await _close_quietly(listener)
+                        await self._drop_db()
+                        await asyncio.to_thread(_check_pool, self.app)
                     await _wait(stop, delay)
                     delay = min(delay * 2, 5.0)
-                    continue
-                await _wait_for_notify(listener, stop, self.poll_interval)
         finally:
-            await listener.close()
+            await _close_quietly(listener)
+
+
+async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **KEEPALIVES)
+
+
+async def _close_quietly(conn: psycopg.AsyncConnection[Any] | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+
+def _is_database_error(e: BaseException) -> bool:
+    """A psycopg error (a pool that timed out included) or the event store library's wrapping of one."""
+    return isinstance(e, psycopg.Error | PersistenceError)
+
+
+def _check_pool(app: Any) -> None:
+    """Replace the event store pool's idle connections that died with the server, so the next
+    read does not spend its retries finding them one by one."""
+    pool = getattr(getattr(getattr(app, "recorder", None), "datastore", None), "pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            pool.check()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -205,15 +285,3 @@ def relay_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, 
 
     return work
 
-
-def relay_lag(database_url: str, events_table: str = "guanai_events") -> dict[str, int]:
-    """How far the furthest relay is behind the event store (``guanai lag``, a health check)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {events_table}").fetchone()
-        last = row[0] if row else 0
-        has_relay = conn.execute("SELECT to_regclass('relay_tracking') IS NOT NULL").fetchone()
-        relayed = 0
-        if has_relay and has_relay[0]:
-            found = conn.execute("SELECT coalesce(max(position), 0) FROM relay_tracking").fetchone()
-            relayed = found[0] if found else 0
-    return {"position": relayed, "events_behind": max(0, last - relayed)}

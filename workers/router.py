@@ -27,31 +27,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 import nats
+import psycopg
 import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
+from psycopg_pool import ConnectionPool
 
 from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
+from infrastructure.alerts import ensure_alert_stream
 from infrastructure.failpoints import failpoint
 from infrastructure.personal_data import MasterKeyError
-from infrastructure.settings import load_settings
+from infrastructure.settings import load_settings, nats_servers
+from projections.emergency_queue import EmergencyQueueView
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.runtime import keep_running
+from workers.runtime import every, keep_running
 
 log = structlog.get_logger("guanai.router")
 T = TypeVar("T")
 
 DURABLE = "emergency-router"
 KIND = "EmergencyReport"
-# Outages of the event store are waited out, not counted against max_deliver.
-TRANSIENT = (OperationalError, InterfaceError)
+# Outages of the event store are waited out, not counted against max_deliver: the library's
+# errors, and psycopg's own from the views a command reads (a pool timing out is one of them).
+TRANSIENT = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# The reconciler routes what the stream did not bring: a report filed this long ago and never
+# routed (the message path takes milliseconds), looked for this often.
+RECONCILE_AFTER_SECONDS = 30.0
+RECONCILE_INTERVAL_SECONDS = 5.0
 # Handling a message takes milliseconds (longer waits say in_progress): redeliver soon after a crash.
 ACK_WAIT_SECONDS = 5.0
 
@@ -94,7 +103,7 @@ async def connect_nats(nats_url: str, name: str, stop: asyncio.Event) -> Any:
     while True:
         try:
             return await nats.connect(
-                nats_url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2
+                nats_servers(nats_url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2
             )
         except (TimeoutError, nats.errors.Error, OSError) as e:
             if stop.is_set():
@@ -194,7 +203,25 @@ class Router:
         )
         return ACK
 
-    async def _route(self, envelope: dict[str, Any], msg: Any, level: int) -> None:
+    async def reconcile(self, view: EmergencyQueueView, after_seconds: float, limit: int = 200) -> int:
+        """Route what the stream did not bring: reports filed ``after_seconds`` ago or more and
+        never routed, and escalated reports whose next level is not routed (a message lost with
+        a JetStream failure, a stream deleted). The event store decides: each is the same
+        idempotent command as on the message path. Returns how many it routed."""
+        now = datetime.now(UTC)
+        owed = await asyncio.to_thread(view.unrouted, now - timedelta(seconds=after_seconds), limit)
+        routed = 0
+        for report_id, level in owed:
+            envelope = {"id": str(report_id), "correlation_id": f"reconcile-{report_id}:{level}", "position": None}
+            try:
+                if await self._route(envelope, None, level):
+                    routed += 1
+                    log.warning("reconciled_routing", report=str(report_id), level=level)
+            except DomainError as e:
+                log.error("reconcile_refused", report=str(report_id), level=level, error=type(e).__name__)
+        return routed
+
+    async def _route(self, envelope: dict[str, Any], msg: Any, level: int) -> bool:
         report_id = UUID(envelope["id"])
         meta = worker_meta(envelope, "router")
         result, routed = await run_command(msg, self.stop, lambda: self.app.route_emergency(report_id, level, meta))
@@ -204,9 +231,11 @@ class Router:
             # The fast path: alert now, not one relay hop later. Should this process die before
             # it is done, the stored Routed event, when it arrives, alerts instead.
             await self._alert(*alert_of(report_id, result.position, routed["occurred_at"], routed, self.alert_prefix))
+        return routed is not None
 
     async def _alert(self, subject: str, alert: dict[str, Any]) -> None:
-        await self.nc.publish(subject, encode(alert))
+        # The alert stream keeps it for devices that were away; the id makes a repeat one copy.
+        await self.nc.publish(subject, encode(alert), headers={"Nats-Msg-Id": alert["alert_id"]})
         # The message is answered only once the server has the alert.
         await self.nc.flush(timeout=5)
         self.published.add(alert["alert_id"])
@@ -226,13 +255,21 @@ async def run_router(
     alert_prefix: str = ALERT_PREFIX,
     max_deliver: int = 20,
     ack_wait: float = ACK_WAIT_SECONDS,
+    reconcile_after: float = RECONCILE_AFTER_SECONDS,
+    reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
 ) -> None:
     app = make_app()
+    view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="router-view")
     nc = await connect_nats(nats_url, "guanai-router", stop)
     consumers: list[Consumer] = []
     try:
+        await asyncio.to_thread(view_pool.open, True)
         js = nc.jetstream()
         await ensure_stream(js, stream, subject_prefix)
+        try:
+            await ensure_alert_stream(js, alert_prefix, load_settings().stream_replicas)
+        except nats.errors.Error as e:  # alerts still go out live; only the replay for absent devices is missing
+            log.error("alert_stream_unavailable", error=type(e).__name__)
         router = Router(app, nc, stop, alert_prefix=alert_prefix)
         for name, subject, handler in (
             (durable, f"{subject_prefix}.{KIND}.>", router.handle),
@@ -246,6 +283,7 @@ async def run_router(
                 filter_subjects=[subject],
                 handler=handler,
                 dead_letters=DeadLetters(database_url),
+                ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
                 max_deliver=max_deliver,
                 # One message per pull: a pull for more waits out its whole timeout before returning.
                 batch=1,
@@ -255,11 +293,16 @@ async def run_router(
             await consumer.setup()
             consumers.append(consumer)
         log.info("router_started", stream=stream, durable=durable)
-        await asyncio.gather(*(c.run(stop) for c in consumers))
+        view = EmergencyQueueView(view_pool)
+        await asyncio.gather(
+            *(c.run(stop) for c in consumers),
+            every("router-reconciler", stop, reconcile_interval, lambda: router.reconcile(view, reconcile_after)),
+        )
     finally:
         for consumer in consumers:
             await consumer.close()
         await nc.close()
+        view_pool.close()
         app.close()
 
 
@@ -269,7 +312,7 @@ def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) 
     own process (compose.yaml's health checks): it reads the settings itself."""
 
     async def check() -> int:
-        nc = await nats.connect(load_settings().nats_url or "nats://127.0.0.1:4222", connect_timeout=3)
+        nc = await nats.connect(nats_servers(load_settings().nats_url or "nats://127.0.0.1:4222"), connect_timeout=3)
         try:
             info = await nc.jetstream().consumer_info(stream, durable)
         except nats.js.errors.NotFoundError:

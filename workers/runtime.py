@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
+import psycopg
 import structlog
 
 log = structlog.get_logger("guanai.workers")
@@ -82,4 +83,22 @@ async def keep_running(name: str, stop: asyncio.Event, run: Callable[[asyncio.Ev
                 delay = 0.5
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 30.0)
+            # At most 10 s: once the database or NATS is back, the worker is back soon after.
+            delay = min(delay * 2, 10.0)
+
+
+async def every(name: str, stop: asyncio.Event, interval: float, step: Callable[[], Awaitable[object]]) -> None:
+    """Run ``step`` every ``interval`` seconds until ``stop`` (a reconciler's sweep); a failed
+    step is logged and the next one tries again. A view not created yet (no projector has run
+    on this database) is not an error worth a log line every few seconds."""
+    while not stop.is_set():
+        try:
+            await step()
+        except psycopg.errors.UndefinedTable:
+            pass
+        except Exception as e:  # noqa: BLE001 - the next sweep tries again
+            if stop.is_set():
+                return
+            log.error("periodic_failed", worker=name, error=type(e).__name__)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -30,6 +30,7 @@ from projections.visit_tasks import VisitTaskView
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
 from workers.router import connect_nats, run_command, worker_meta
+from workers.runtime import keep_running
 
 log = structlog.get_logger("guanai.scheduler")
 
@@ -163,6 +164,7 @@ async def run_scheduler(
             filter_subjects=[f"{subject_prefix}.Pairing.>"],
             handler=Scheduler(app, view, stop).handle,
             dead_letters=DeadLetters(database_url),
+            ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
             max_deliver=max_deliver,
             batch=1,
         )
@@ -182,7 +184,8 @@ def scheduler_worker(make_app: Callable[[], Any], database_url: str, nats_url: s
     over the application ``make_app`` builds (guanai/bootstrap.py)."""
 
     async def work(stop: asyncio.Event) -> None:
-        await run_scheduler(make_app, database_url, nats_url, stop, **options)
+        # Like the router: a scheduler that failed to start (the database away) tries again.
+        await keep_running("scheduler", stop, lambda s: run_scheduler(make_app, database_url, nats_url, s, **options))
 
     return work
 

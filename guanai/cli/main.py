@@ -131,6 +131,9 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("lag", help="how far the views are behind; exit 1 past --max-seconds")
     g.add_argument("--max-seconds", type=float, default=60.0, help="views may be this far behind")
     g.add_argument("--max-relay-events", type=int, default=10_000, help="the relay may be this many events behind")
+    g.add_argument("--stall-seconds", type=float, default=30.0,
+                   help="the relay or a worker is stalled when work waited this long and nothing moved")  # fmt: skip
+    g.add_argument("--no-workers", action="store_true", help="leave the workers' consumers out (no NATS needed)")
     pj = sub.add_parser("projections", help="manage the views").add_subparsers(dest="action", required=True)
     rb = pj.add_parser("rebuild", help="rebuild a view from zero (new tables, swapped in when done)")
     rb.add_argument("name", nargs="?", help="registry, timeline, supervision, ... (default: every view)")

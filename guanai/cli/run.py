@@ -5,19 +5,23 @@ the composition root (guanai/bootstrap.py)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sys
+from typing import Any
 
+import nats
+import psycopg
 import uvicorn
 
 from api.auth import load_or_create_secret
 from guanai import bootstrap
 from guanai.cli.services import migrate, services
-from infrastructure.settings import Settings
+from infrastructure.progress import Watch, relay_progress, worker_progress
+from infrastructure.settings import Settings, nats_servers
 from workers import projector as projector_process
 from workers.consumer import list_dead_letters
-from workers.relay import relay_lag
 from workers.runtime import BackgroundWorkers, run_until_signalled
 
 
@@ -110,14 +114,35 @@ def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_lag(settings: Settings, args: argparse.Namespace) -> int:
-    """How far the views and the relay are behind the event store; exit 1 past the limits
-    (the health check of the projector and relay services)."""
-    with services(settings, need_nats=False) as (database_url, _):
+    """How far the views and the relay are behind the event store, and whether the relay or a
+    worker is stalled (work waits and nothing moved for --stall-seconds); exit 1 past the
+    limits or on a stall (the health check of the projector, relay and worker services)."""
+    watch = Watch(stall_seconds=args.stall_seconds)
+    with services(settings, need_nats=not args.no_workers) as (database_url, nats_url):
         projector = bootstrap.projector(settings, database_url, pool_size=1)
-        views = projector.lag()
-        projector.close()
-        relay = relay_lag(database_url)
-    print(json.dumps({"views": views, "relay": relay}, default=str))
+        try:
+            views = projector.lag()
+            with psycopg.connect(database_url) as conn:
+                relay = relay_progress(projector.runner.app, conn, watch)
+        finally:
+            projector.close()
+
+        async def consumers() -> dict[str, Any]:
+            nc = await nats.connect(nats_servers(nats_url or "nats://127.0.0.1:4222"), connect_timeout=3,
+                                    max_reconnect_attempts=0)  # fmt: skip
+            try:
+                return await worker_progress(nc.jetstream(), watch)
+            finally:
+                await nc.close()
+
+        workers: dict[str, Any] = {}
+        try:
+            if not args.no_workers:
+                workers = asyncio.run(consumers())
+        except Exception as e:  # noqa: BLE001 - reported, and counted as a failed check
+            workers = {"error": type(e).__name__}
+    print(json.dumps({"views": views, "relay": relay, "workers": workers}, default=str))
     late_views = float(views.get("seconds_behind") or 0) > args.max_seconds
-    late_relay = relay["events_behind"] > args.max_relay_events
-    return 1 if late_views or late_relay else 0
+    late_relay = relay["events_behind"] > args.max_relay_events or relay["stalled"]
+    stuck_workers = "error" in workers or any(w.get("stalled") for w in workers.values())
+    return 1 if late_views or late_relay or stuck_workers else 0

@@ -330,3 +330,46 @@ def test_a_visit_log_raising_an_emergency_files_a_report_once(client: httpx.Clie
         what="the report in the township's queue",
     )
     assert listed == [report_id]
+
+
+def _alerts_of(lines: Any, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The next ``count`` alerts of an SSE stream, as (id, data)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    event_id = None
+    for line in lines:
+        if line.startswith("id:"):
+            event_id = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            found.append((event_id or "", json.loads(line.split(":", 1)[1])))
+            if len(found) == count:
+                return found
+    raise AssertionError(f"the stream ended after {len(found)} of {count} alerts")
+
+
+def test_a_console_that_was_away_gets_every_alert_it_missed_once_on_reconnecting(
+    client: httpx.Client, api_server: ApiServer, county: County
+) -> None:
+    """Issue 17.4: alerts are kept in the alert stream; ``Last-Event-ID`` resumes after the last
+    alert the device saw, and the same connection then goes on live."""
+    me = county.responder()
+    with httpx.Client(base_url=api_server.base_url, timeout=30) as sse:
+        with sse.stream("GET", "/emergencies/stream", headers=me) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith(": following alerts.")
+            first = client.post("/emergencies", json=county.report(), headers=county.reporter()).json()
+            [(seen_id, seen)] = _alerts_of(lines, 1)
+            assert seen["report_id"] == first["id"] and seen_id == seen["alert_id"]
+        # Away: three reports are filed and routed (their alerts go out) while nobody listens.
+        missed = [client.post("/emergencies", json=county.report(), headers=county.reporter()).json()["id"] for _ in range(3)]
+        for report_id in missed:
+            routed_at(client, report_id, 0)
+        with sse.stream("GET", "/emergencies/stream", headers={**me, "Last-Event-ID": seen_id}) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith(": following alerts.")
+            replayed = _alerts_of(lines, 3)
+            assert [a["report_id"] for _, a in replayed] == missed, "every missed alert, in order, once"
+            assert [i for i, _ in replayed] == [a["alert_id"] for _, a in replayed]
+            # And live again on the same connection, with nothing replayed twice.
+            late = client.post("/emergencies", json=county.report(), headers=county.reporter()).json()
+            [(_, live)] = _alerts_of(lines, 1)
+            assert live["report_id"] == late["id"]

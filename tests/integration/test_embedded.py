@@ -22,7 +22,13 @@ import pytest
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel
-from infrastructure.embedded import EmbeddedServices, jetstream_available
+from infrastructure.embedded import (
+    EmbeddedServices,
+    jetstream_available,
+    jetstream_config,
+    nats_server_binary,
+    start_nats,
+)
 from tests.app_support import make_care
 
 
@@ -126,3 +132,23 @@ def test_a_second_process_shares_the_running_servers_and_leaves_them_running(dat
         nats_url = services.nats_url
 
     assert not jetstream_available(nats_url, timeout=1.0)
+
+
+def test_the_embedded_jetstream_syncs_every_write_to_disk(tmp_path: Path) -> None:
+    """Acknowledged means on disk (issue 17.2): the server is started from a configuration with
+    ``sync_interval: always``, which the real nats-server accepts."""
+    config = tmp_path / "nats.conf"
+    config.write_text(jetstream_config(tmp_path / "store dir"))
+    assert "sync_interval: always" in config.read_text()
+    checked = subprocess.run([str(nats_server_binary()), "-c", str(config), "-t"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    data_dir = tempfile.mkdtemp(prefix="guanai-test-sync-")
+    server = start_nats(data_dir)
+    try:
+        argv = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+        used = Path(argv[argv.index(b"--config") + 1].decode())
+        assert "sync_interval: always" in used.read_text(), "the running server was started from it"
+        assert jetstream_available(server.url)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

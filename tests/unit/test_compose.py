@@ -4,6 +4,7 @@ process kind has a service, and the servers have health checks and volumes."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from guanai.cli.main import COMMANDS, NO_PERSONAL_DATA, parser
-from infrastructure.settings import env_names, load_settings
+from infrastructure.embedded import nats_server_binary
+from infrastructure.settings import env_names, load_settings, nats_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 # Process kinds that run as long-lived services in production (one compose service each).
@@ -51,7 +53,8 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
         unknown = {k for k in env if k.startswith("GUANAI_")} - known
         assert not unknown, f"{name}: {unknown} are not settings (infrastructure/settings.py)"
         assert env["GUANAI_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["GUANAI_DATABASE_URL"]
-        assert env["GUANAI_NATS_URL"] == "nats://nats:4222"
+        assert nats_servers(env["GUANAI_NATS_URL"]) == [f"nats://nats-{i}:4222" for i in (1, 2, 3)]
+        assert env["GUANAI_STREAM_REPLICAS"] == "3", f"{name}: the stream is kept on all three nodes"
         assert "GUANAI_JWT_SECRET" in env, f"{name}: every process must share the token signing key"
         # Separate containers have separate data directories: a generated key would differ in each.
         assert "GUANAI_CHAIN_KEY" in env, f"{name}: the chain key every writer must share"
@@ -78,10 +81,33 @@ def test_api_port_and_health(compose: dict[str, Any]) -> None:
 
 def test_servers_have_jetstream_volumes_and_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert "--jetstream" in services["nats"]["command"] or "-js" in services["nats"]["command"]
-    for name in ("postgres", "nats"):
+    for name in ("postgres", "nats-1", "nats-2", "nats-3"):
         assert services[name].get("healthcheck"), f"{name} has no health check"
         assert services[name].get("volumes"), f"{name} keeps no data"
     for name, service in guanai_services(compose).items():
         if service["command"][1] in PROCESS_KINDS:
             assert service.get("healthcheck"), f"{name} has no health check"
+
+
+def test_nats_is_a_three_node_jetstream_cluster_that_syncs_every_write(compose: dict[str, Any], tmp_path: Path) -> None:
+    nodes = {n: s for n, s in compose["services"].items() if n.startswith("nats")}
+    assert sorted(nodes) == ["nats-1", "nats-2", "nats-3"]
+    names = {s["command"][s["command"].index("--server_name") + 1] for s in nodes.values()}
+    assert names == set(nodes), "each node names itself"
+    assert len({s["volumes"][0].split(":")[0] for s in nodes.values()}) == 3, "each node keeps its own store"
+    [config] = {c["source"] for s in nodes.values() for c in s["configs"]}
+    text = compose["configs"][config]["content"]
+    assert "sync_interval: always" in text
+    for node in nodes:
+        assert f"nats-route://{node}:6222" in text, f"{node} is a route of the cluster"
+    # The real nats-server accepts the file (-t: check the configuration and exit).
+    path = tmp_path / "nats.conf"
+    path.write_text(text.replace("/data", str(tmp_path / "js")))
+    checked = subprocess.run([str(nats_server_binary()), "-c", str(path), "-t"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    for name, service in guanai_services(compose).items():
+        needs = set(service.get("depends_on", {}))
+        assert not needs & {"nats"}, f"{name} depends on a NATS service that no longer exists"
+        if needs & set(nodes):
+            assert needs >= set(nodes), f"{name} waits for the whole cluster (the stream has three replicas)"
+    assert load_settings({"GUANAI_STREAM_REPLICAS": "3"}).stream_replicas == 3

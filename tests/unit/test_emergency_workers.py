@@ -40,7 +40,7 @@ class FakeNats:
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes]] = []
 
-    async def publish(self, subject: str, data: bytes) -> None:
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.published.append((subject, data))
 
     async def flush(self, timeout: float = 5) -> None:
