@@ -350,6 +350,23 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/audit/checkpoint", "audit", "checkpoint", AUDIT_CHECK),
     # tokens
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
+    Rule("GET", "/app/static/{file_path:path}", "pages", "static files", public=True),
+    # web pages of supervisors, auditors and administrators (web/): the grants of the API they show
+    Rule("GET", "/app/supervision", "pages", "supervision home", SUPERVISION),
+    Rule("GET", "/app/supervision/{org_unit:str}", "pages", "supervision", SUPERVISION, SUPERVISED),
+    Rule("GET", "/app/supervision/{org_unit:str}/uncovered", "pages", "uncovered", SUPERVISION_PEOPLE, SUPERVISED),
+    Rule("GET", "/app/supervision/{org_unit:str}/overdue", "pages", "overdue", SUPERVISION_PEOPLE, SUPERVISED),
+    Rule("GET", "/app/persons/{person_id:uuid}", "pages", "person", PERSON_READ, PERSON),
+    Rule("GET", "/app/audit", "pages", "audit persons", AUDIT_READ, lists=Kind.PERSON),
+    Rule("GET", "/app/audit/persons/{person_id:uuid}", "pages", "case history", AUDIT_READ, PERSON),
+    Rule("GET", "/app/audit/verify", "pages", "verify", AUDIT_CHECK),
+    Rule("GET", "/app/rosters", "pages", "rosters", ROSTER_READ),
+    Rule("GET", "/app/rosters/{org_unit_id:uuid}", "pages", "roster", ROSTER_READ, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}", "pages", "set up roster", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/deadlines", "pages", "change deadlines", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders", "pages", "add responder", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove", "pages", "remove responder",
+         ROSTER_WRITE, ROSTER),
 )  # fmt: skip
 
 BY_ROUTE: dict[tuple[str, str], Rule] = {rule.key: rule for rule in RULES}

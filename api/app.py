@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -14,6 +15,9 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
 from api.audit import AuditController
@@ -37,8 +41,11 @@ from api.visits import VisitController, VisitLogController, helper_visits
 from guanai.application import CareApplication, event_store_env
 from guanai.audit import Audit
 from guanai.settings import Settings
+from web.ops_routes import OPS_PAGES
 
 log = structlog.get_logger("guanai.api")
+WEB = Path(__file__).resolve().parent.parent / "web"
+static_files = create_static_files_router(path="/app/static", directories=[WEB / "static"], include_in_schema=False)
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -151,7 +158,7 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController],
+                        AuditController, *OPS_PAGES, static_files],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -161,6 +168,7 @@ def create_app(
         on_shutdown=[stop_revocations, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
+        template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         debug=debug,
     )
     app.state.settings = settings

@@ -1,0 +1,1 @@
+"""The web client: pages under /app served by the API's Litestar app."""

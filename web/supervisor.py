@@ -1,0 +1,189 @@
+"""The supervisor's pages (督导): the supervision view of a village, township or county with its
+charts, drill-down one level at a time down to a person, and the uncovered and overdue lists with
+their CSV export.
+
+Every figure comes from the same view and queries as ``GET /supervision/{org_unit}``
+(``SupervisionView.summary``), and the charts' series from ``SupervisionSeries`` over the same
+tables. The access guard checks each page against its rule in ``api/access.py`` (the same grants
+as the API route it shows), so a unit outside the reader's subtree is the not-found page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, get
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from api.access import SUPERVISION_PEOPLE, Kind, access_of, not_found
+from api.auth import actor_of
+from api.supervision import period_of, resolve_unit, view_of, with_person_names
+from domain.vocabulary import RISK_TAG_LABELS, RiskTag
+from projections.supervision import CHINA
+from projections.supervision_series import SupervisionSeries, weeks_up_to
+from web import charts
+from web.ops_i18n import Words, words_for
+
+PERIODS = ("week", "month", "half_year", "year")
+PeriodName = Annotated[str, QueryParameter(pattern="^(week|month|half_year|year)$")]
+PageNumber = Annotated[int, QueryParameter(ge=1, le=100_000)]
+PAGE_SIZE = 50
+CHILD_LEVEL = {"county": "township", "township": "village"}
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def minutes(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def china_time(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+
+
+def tag_labels(tags: list[str], w: Words) -> str:
+    if w.lang != "zh":
+        return ", ".join(t.replace("_", " ") for t in tags)
+    return "、".join(RISK_TAG_LABELS.get(RiskTag(t), t) if t in RiskTag.__members__.values() else t for t in tags)
+
+
+def breadcrumbs(request: Request[Any, Any, Any], unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The units from the reader's own unit (an administrator: the county) down to this one."""
+    actor = actor_of(request)
+    view = view_of(request)
+    path = list(unit["org_path"])
+    start = path.index(actor.org_unit_id) if actor.org_unit_id in path else 0
+    crumbs = []
+    for unit_id in path[start:]:
+        row = view.unit(unit_id)
+        if row is not None:
+            crumbs.append(row)
+    return crumbs
+
+
+def may_list_people(request: Request[Any, Any, Any]) -> bool:
+    """Whether the reader may open the lists that name people (responders may not)."""
+    return bool(SUPERVISION_PEOPLE.get(actor_of(request).role))
+
+
+def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str, w: Words) -> dict[str, Any]:
+    """What the supervision page shows of a unit: the API's summary, the charts, drill-down links."""
+    unit = resolve_unit(request, org_unit)
+    span = period_of(period, None, None)
+    figures = view_of(request).summary(unit["id"], span)
+    series = SupervisionSeries(request.app.state.read_side.runner.pool)
+    weeks = series.visits_by_week(unit["id"], weeks_up_to(datetime.now(CHINA).date(), 8))
+    week_labels = [f"{row['week']:%m-%d}" for row in weeks]
+    outcome_series = [
+        (w("sv.on_time"), charts.ON_TIME, "on_time"),
+        (w("sv.late"), charts.LATE, "late"),
+        (w("sv.missed"), charts.MISSED, "missed"),
+        (w("sv.open"), charts.OPEN, "open"),
+    ]
+    figure_list = [
+        charts.stacked_columns(
+            w("sv.chart.weeks"), w("sv.week_of"), week_labels,
+            [charts.Series(label, colour, [row[key] for row in weeks]) for label, colour, key in outcome_series],
+            data_label="visits-by-week",
+        )
+    ]  # fmt: skip
+    below = figures["units"]
+    if below:
+        names = [u["name"] for u in below]
+        by_unit = series.visits_by_unit(unit["id"], span)
+        response = series.response_by_unit(unit["id"], span)
+        figure_list += [
+            charts.stacked_rows(
+                w("sv.chart.coverage_by_unit"), w("sv.unit"), names,
+                [charts.Series(w("sv.covered"), charts.ON_TIME, [u["elders"] + u["children"] - u["uncovered"] for u in below]),
+                 charts.Series(w("sv.uncovered"), charts.MISSED, [u["uncovered"] for u in below])],
+                data_label="coverage-by-unit",
+            ),
+            charts.stacked_rows(
+                w("sv.chart.visits_by_unit"), w("sv.unit"), [r["name"] for r in by_unit],
+                [charts.Series(label, colour, [r[key] for r in by_unit]) for label, colour, key in outcome_series],
+                data_label="visits-by-unit",
+            ),
+            charts.stacked_rows(
+                w("sv.chart.response_by_unit"), w("sv.unit"), [r["name"] for r in response],
+                [charts.Series(w("sv.ack_median"), charts.BLUE,
+                               [round((r["acknowledge_median_s"] or 0) / 60, 1) for r in response])],
+                data_label="response-by-unit",
+            ),
+        ]  # fmt: skip
+    return {
+        "unit": unit,
+        "crumbs": breadcrumbs(request, unit),
+        "period": span.name,
+        "periods": PERIODS,
+        "span": span,
+        "f": figures,
+        "charts": figure_list,
+        "below_level": CHILD_LEVEL.get(unit["level"]),
+        "lists": may_list_people(request),
+        "percent": percent,
+        "minutes": minutes,
+        "china_time": china_time,
+    }
+
+
+def list_context(request: Request[Any, Any, Any], org_unit: str, which: str, page: int, w: Words) -> dict[str, Any]:
+    """One page of the uncovered or overdue list, with names (each read is in the access log)."""
+    unit = resolve_unit(request, org_unit)
+    view = view_of(request)
+    query = view.uncovered if which == "uncovered" else view.overdue
+    rows, total = query(unit["id"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    rows = with_person_names(request, rows)
+    for row in rows:
+        row["tags"] = tag_labels(row["risk_tags"], w)
+    return {
+        "unit": unit,
+        "crumbs": breadcrumbs(request, unit),
+        "which": which,
+        "rows": rows,
+        "total": total,
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+        "china_time": china_time,
+        "csv": f"/supervision/{unit['code']}/{which}.csv?lang={'zh' if w.lang == 'zh' else 'en'}",
+    }
+
+
+class SupervisionPages(Controller):
+    path = "/app/supervision"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=False)
+    def home(self, request: Request[Any, Any, Any]) -> Redirect:
+        """The reader's own unit (an administrator's: the first county)."""
+        actor = actor_of(request)
+        unit_id: UUID | None = actor.org_unit_id
+        if unit_id is None:
+            counties = SupervisionSeries(request.app.state.read_side.runner.pool).counties()
+            if not counties:
+                raise not_found(Kind.ORG_UNIT, "county")
+            unit_id = counties[0]["id"]
+        return Redirect(f"/app/supervision/{unit_id}")
+
+    @get("/{org_unit:str}", sync_to_thread=True)
+    def summary(
+        self, request: Request[Any, Any, Any], org_unit: FromPath[str], period: PeriodName = "month"
+    ) -> Template:
+        w = words_for(request)
+        access_of(request)  # the guard decided on this unit
+        return Template("supervisor/summary.html", context={**summary_context(request, org_unit, period, w), "w": w})
+
+    @get("/{org_unit:str}/uncovered", sync_to_thread=True)
+    def uncovered(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page: PageNumber = 1) -> Template:
+        w = words_for(request)
+        return Template("supervisor/list.html", context={**list_context(request, org_unit, "uncovered", page, w), "w": w})
+
+    @get("/{org_unit:str}/overdue", sync_to_thread=True)
+    def overdue(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page: PageNumber = 1) -> Template:
+        w = words_for(request)
+        return Template("supervisor/list.html", context={**list_context(request, org_unit, "overdue", page, w), "w": w})
