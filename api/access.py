@@ -351,6 +351,7 @@ RULES: tuple[Rule, ...] = (
     # tokens
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
     Rule("GET", "/app/static/{file_path:path}", "pages", "static files", public=True),
+    Rule("HEAD", "/app/static/{file_path:path}", "pages", "static files", public=True),
     # web pages of supervisors, auditors and administrators (web/): the grants of the API they show
     Rule("GET", "/app/supervision", "pages", "supervision home", SUPERVISION),
     Rule("GET", "/app/supervision/{org_unit:str}", "pages", "supervision", SUPERVISION, SUPERVISED),

@@ -311,6 +311,7 @@ class Recipe:
     more: Callable[[World, str, dict[str, Any]], dict[str, str]] | None = None  # other path parameters
     ok: tuple[int, ...] = (200,)
     stream: bool = False
+    form: bool = False  # a web page's form: the body goes URL-encoded
 
 
 def _now() -> str:
@@ -519,8 +520,31 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/audit/checkpoint"): Recipe(AUDIT_CHECK),
     # tokens
     ("POST", "/auth/revoke"): Recipe(REVOKE, body=lambda w, role, ctx: {"jti": uuid.uuid4().hex, "reason": "手机丢失"}),
+    # web pages of supervisors, auditors and administrators: the grants of the API routes they show
+    ("GET", "/app/supervision"): Recipe(SUPERVISION, ok=(302,)),
+    ("GET", "/app/supervision/{org_unit:str}"): Recipe(SUPERVISION, target="unit"),
+    ("GET", "/app/supervision/{org_unit:str}/uncovered"): Recipe(SUPERVISION_PEOPLE, target="unit"),
+    ("GET", "/app/supervision/{org_unit:str}/overdue"): Recipe(SUPERVISION_PEOPLE, target="unit"),
+    ("GET", "/app/persons/{person_id:uuid}"): Recipe(PERSONS_READ, target="person"),
+    ("GET", "/app/audit"): Recipe(AUDIT_READ),
+    ("GET", "/app/audit/persons/{person_id:uuid}"): Recipe(AUDIT_READ, target="person"),
+    ("GET", "/app/audit/verify"): Recipe(AUDIT_CHECK),
+    ("GET", "/app/rosters"): Recipe(ROSTERS_READ),
+    ("GET", "/app/rosters/{org_unit_id:uuid}"): Recipe(ROSTERS_READ, target="unit"),
+    # setting up a roster the unit keeps already, as it was set up, repeats it: nothing new is written
+    ("POST", "/app/rosters/{org_unit_id:uuid}"): Recipe(ROSTERS_WRITE, target="unit", form=True, ok=(303,),
+                                                        body=lambda w, role, ctx: {"critical": ""}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}/deadlines"): Recipe(ROSTERS_WRITE, target="unit", form=True, ok=(303,),
+                                                                  body=lambda w, role, ctx: {"critical": "600"}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}/responders"): Recipe(
+        ROSTERS_WRITE, target="unit", form=True, ok=(303,),
+        body=lambda w, role, ctx: {"responder_id": f"r-{uuid.uuid4().hex[:8]}", "name": "值班员", "phone": "13900000003", "tier": "primary"}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove"): Recipe(
+        ROSTERS_WRITE, target="unit", form=True, ok=(303,), fresh=_fresh_responder,
+        more=lambda w, role, ctx: {"responder_id": ctx.get("responder", "nobody")}, body=lambda w, role, ctx: {"csrf_token": ""}),
 }  # fmt: skip
-PUBLIC = {("GET", "/health")}  # and the /schema pages: no token at all
+PAGE_PUBLIC = {("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}")}  # the web client's static files
+PUBLIC = {("GET", "/health"), *PAGE_PUBLIC}  # and the /schema pages: no token at all
 
 
 def app_routes() -> list[tuple[str, str]]:
@@ -614,7 +638,7 @@ class Cell:
         query = {**(self.recipe.params(self.w) if self.recipe.params else {}), **(params or {})}
         kwargs: dict[str, Any] = {"headers": self.headers, "params": query}
         if self.method != "GET" and self.method != "DELETE":
-            kwargs["json"] = {} if body is None else body
+            kwargs["data" if self.recipe.form else "json"] = {} if body is None else body
         return self.w.a.request(self.method, _fill(self.path, values), **kwargs)
 
     def refused_writing_nothing(self, target: str | None, body: Any = None, params: dict[str, Any] | None = None) -> httpx.Response:
