@@ -75,6 +75,7 @@ AU, V = R.AUDITOR, R.VOLUNTEER
 ROLES = (AD, CS, TS, VC, CD, TR, CR, AU, V)
 ROLE_CODES = {AD: "AD", CS: "CS", TS: "TS", VC: "VC", CD: "CD", TR: "TR", CR: "CR", AU: "AU", V: "V"}
 DOCS_PATH = "/schema"  # the OpenAPI pages: public, like /health
+WEB_STATIC_PATH = "/app/static"  # the web client's scripts, styles and vendored files: public
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -239,6 +240,11 @@ def _respond(action: str, *refs: Ref, allowed: Grants = RESPOND) -> Rule:
     return Rule("POST", f"/emergencies/{{report_id:uuid}}/{action}", "emergencies", action, allowed, REPORT, refs)
 
 
+def _page(path: str, action: str, allowed: Grants | None = None, **how: Any) -> Rule:
+    """A page of the web client (web/): read like the data it shows, by the same guard."""
+    return Rule("GET", f"/app{path}", "web pages", action, allowed or {}, **how)
+
+
 def _supervision(tail: str, action: str, allowed: Grants = SUPERVISION) -> Rule:
     return Rule("GET", f"/supervision/{{org_unit:str}}{tail}", "supervision", action, allowed, SUPERVISED)
 
@@ -350,24 +356,29 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/audit/checkpoint", "audit", "checkpoint", AUDIT_CHECK),
     # tokens
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
-    Rule("GET", "/app/static/{file_path:path}", "pages", "static files", public=True),
-    Rule("HEAD", "/app/static/{file_path:path}", "pages", "static files", public=True),
-    # web pages of supervisors, auditors and administrators (web/): the grants of the API they show
-    Rule("GET", "/app/supervision", "pages", "supervision home", SUPERVISION),
-    Rule("GET", "/app/supervision/{org_unit:str}", "pages", "supervision", SUPERVISION, SUPERVISED),
-    Rule("GET", "/app/supervision/{org_unit:str}/uncovered", "pages", "uncovered", SUPERVISION_PEOPLE, SUPERVISED),
-    Rule("GET", "/app/supervision/{org_unit:str}/overdue", "pages", "overdue", SUPERVISION_PEOPLE, SUPERVISED),
-    Rule("GET", "/app/persons/{person_id:uuid}", "pages", "person", PERSON_READ, PERSON),
-    Rule("GET", "/app/audit", "pages", "audit persons", AUDIT_READ, lists=Kind.PERSON),
-    Rule("GET", "/app/audit/persons/{person_id:uuid}", "pages", "case history", AUDIT_READ, PERSON),
-    Rule("GET", "/app/audit/verify", "pages", "verify", AUDIT_CHECK),
-    Rule("GET", "/app/rosters", "pages", "rosters", ROSTER_READ),
-    Rule("GET", "/app/rosters/{org_unit_id:uuid}", "pages", "roster", ROSTER_READ, ROSTER),
-    Rule("POST", "/app/rosters/{org_unit_id:uuid}", "pages", "set up roster", ROSTER_WRITE, ROSTER),
-    Rule("POST", "/app/rosters/{org_unit_id:uuid}/deadlines", "pages", "change deadlines", ROSTER_WRITE, ROSTER),
-    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders", "pages", "add responder", ROSTER_WRITE, ROSTER),
-    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove", "pages", "remove responder",
-         ROSTER_WRITE, ROSTER),
+    # web pages (web/): each page is granted as the data it shows is
+    _page("", "start page", PUBLIC_DATA),
+    _page("/sign-in", "sign in", public=True),
+    _page("/sw.js", "service worker", public=True),
+    _page("/manifest.webmanifest", "app manifest", public=True),
+    Rule("GET", WEB_STATIC_PATH, "web pages", "static files", public=True),  # and every file beneath it
+    # supervisors', auditors' and administrators' pages (web/supervisor.py, auditor.py, person.py, admin.py)
+    _page("/supervision", "supervision home", SUPERVISION),
+    _page("/supervision/{org_unit:str}", "supervision", SUPERVISION, target=SUPERVISED),
+    _page("/supervision/{org_unit:str}/uncovered", "uncovered", SUPERVISION_PEOPLE, target=SUPERVISED),
+    _page("/supervision/{org_unit:str}/overdue", "overdue", SUPERVISION_PEOPLE, target=SUPERVISED),
+    _page("/persons/{person_id:uuid}", "person", PERSON_READ, target=PERSON),
+    _page("/audit", "audit persons", AUDIT_READ, lists=Kind.PERSON),
+    _page("/audit/persons/{person_id:uuid}", "case history", AUDIT_READ, target=PERSON),
+    _page("/audit/verify", "verify", AUDIT_CHECK),
+    _page("/rosters", "rosters", ROSTER_READ),
+    _page("/rosters/{org_unit_id:uuid}", "roster", ROSTER_READ, target=ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}", "web pages", "set up roster", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/deadlines", "web pages", "change deadlines", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders", "web pages", "add responder", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove", "web pages",
+         "remove responder", ROSTER_WRITE, ROSTER),
+    _page("/{rest:path}", "not found", public=True),  # any other address: the not-found page
 )  # fmt: skip
 
 BY_ROUTE: dict[tuple[str, str], Rule] = {rule.key: rule for rule in RULES}
@@ -385,6 +396,8 @@ READS: dict[Kind, Grants] = {
 def rule_for(method: str, path_template: str) -> Rule | None:
     if method == "GET" and (path_template == DOCS_PATH or path_template.startswith(DOCS_PATH + "/")):
         return BY_ROUTE[("GET", DOCS_PATH)]
+    if method in ("GET", "HEAD") and path_template.startswith(WEB_STATIC_PATH + "/"):
+        return BY_ROUTE[("GET", WEB_STATIC_PATH)]
     return BY_ROUTE.get((method, path_template))
 
 
@@ -818,7 +831,7 @@ def access_table() -> str:
     head = ["operation", "resource", "action", *(ROLE_CODES[r] for r in ROLES), "objects checked"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rule in RULES:
-        path = rule.path + ("/…" if rule.path == DOCS_PATH else "")
+        path = rule.path + ("/…" if rule.path in (DOCS_PATH, WEB_STATIC_PATH) else "")
         cells = ["public"] * len(ROLES) if rule.public else [_cell(rule.grants.get(r)) for r in ROLES]
         row = [f"`{rule.method} {path}`", rule.resource, rule.action, *cells, _objects(rule)]
         lines.append("| " + " | ".join(row) + " |")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -15,9 +14,6 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
 from api.audit import AuditController
@@ -41,11 +37,11 @@ from api.visits import VisitController, VisitLogController, helper_visits
 from guanai.application import CareApplication, event_store_env
 from guanai.audit import Audit
 from guanai.settings import Settings
-from web.ops_routes import OPS_PAGES
+from web.frame import template_config
+from web.routes import router as web_router
+from web.session import cookie_session_middleware
 
 log = structlog.get_logger("guanai.api")
-WEB = Path(__file__).resolve().parent.parent / "web"
-static_files = create_static_files_router(path="/app/static", directories=[WEB / "static"], include_in_schema=False)
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -158,17 +154,18 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController, *OPS_PAGES, static_files],
+                        AuditController, web_router()],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, security_middleware],
+        # The web client's cookie session feeds the same guard as a bearer token (web/session.py).
+        middleware=[request_id_middleware, security_middleware, cookie_session_middleware],
+        template_config=template_config(),
         before_send=[security_headers],
         on_startup=[_start, _connect_nats, start_revocations],
         on_shutdown=[stop_revocations, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
-        template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         debug=debug,
     )
     app.state.settings = settings

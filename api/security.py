@@ -40,6 +40,14 @@ MAX_DEPTH = 32
 DOCS_PREFIX = "/schema"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+# The web client's pages (web/, under /app): their own scripts, styles, images and calls to this
+# origin only; no inline script, no eval, no other origin (a county intranet may have no internet).
+WEB_PREFIX = "/app"
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "manifest-src 'self'; worker-src 'self'; media-src 'self'; font-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID"
 CORS_EXPOSE_HEADERS = "ETag, Location, Retry-After, X-Request-ID"
 HSTS = "max-age=31536000; includeSubDomains"
@@ -159,7 +167,12 @@ async def security_headers(message: Message, scope: Scope) -> None:
     headers = list(message.get("headers") or [])
     present = {k.lower() for k, _ in headers}
     add = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
-    if not scope.get("path", "").startswith(DOCS_PREFIX):
+    path = scope.get("path", "")
+    if path == WEB_PREFIX or path.startswith(WEB_PREFIX + "/"):
+        add.append((b"content-security-policy", PAGE_CSP.encode()))
+        if b"cache-control" not in present:
+            add.append((b"cache-control", b"no-store"))
+    elif not path.startswith(DOCS_PREFIX):
         add.append((b"content-security-policy", API_CSP.encode()))
         if b"cache-control" not in present:
             add.append((b"cache-control", b"no-store"))

@@ -520,8 +520,10 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/audit/checkpoint"): Recipe(AUDIT_CHECK),
     # tokens
     ("POST", "/auth/revoke"): Recipe(REVOKE, body=lambda w, role, ctx: {"jti": uuid.uuid4().hex, "reason": "手机丢失"}),
+    # web pages: a page answers a program (no Accept: text/html) with the API's problem details
+    ("GET", "/app"): Recipe(ANYONE, ok=(200, 303)),  # volunteers and responders go on to their screen
     # web pages of supervisors, auditors and administrators: the grants of the API routes they show
-    ("GET", "/app/supervision"): Recipe(SUPERVISION, ok=(302,)),
+    ("GET", "/app/supervision"): Recipe(SUPERVISION, ok=(303,)),
     ("GET", "/app/supervision/{org_unit:str}"): Recipe(SUPERVISION, target="unit"),
     ("GET", "/app/supervision/{org_unit:str}/uncovered"): Recipe(SUPERVISION_PEOPLE, target="unit"),
     ("GET", "/app/supervision/{org_unit:str}/overdue"): Recipe(SUPERVISION_PEOPLE, target="unit"),
@@ -543,8 +545,11 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         ROSTERS_WRITE, target="unit", form=True, ok=(303,), fresh=_fresh_responder,
         more=lambda w, role, ctx: {"responder_id": ctx.get("responder", "nobody")}, body=lambda w, role, ctx: {"csrf_token": ""}),
 }  # fmt: skip
-PAGE_PUBLIC = {("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}")}  # the web client's static files
-PUBLIC = {("GET", "/health"), *PAGE_PUBLIC}  # and the /schema pages: no token at all
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/app/sign-in"), ("GET", "/app/sw.js"), ("GET", "/app/manifest.webmanifest"), ("GET", "/app/{rest:path}"),
+    ("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}"),
+}  # and the /schema pages: no token at all
 
 
 def app_routes() -> list[tuple[str, str]]:
@@ -566,11 +571,11 @@ CELLS = [(m, p, role) for m, p in sorted(ROUTES, key=lambda k: (k[0] != "GET", k
 
 
 def test_every_route_has_a_rule_and_a_recipe() -> None:
-    from api.access import DOCS_PATH, RULES, rule_for, route_format
+    from api.access import DOCS_PATH, RULES, WEB_STATIC_PATH, route_format, rule_for
 
     no_rule = [(m, p) for m, p in ROUTES if rule_for(m, route_format(p)) is None]
     assert not no_rule, f"routes without an access rule (the guard refuses them): {no_rule}"
-    stale = [r.key for r in RULES if r.path != DOCS_PATH and (r.method, r.path) not in ROUTES]
+    stale = [r.key for r in RULES if r.path not in (DOCS_PATH, WEB_STATIC_PATH) and (r.method, r.path) not in ROUTES]
     assert not stale, f"rules for routes that do not exist: {stale}"
     no_recipe = sorted(set(ROUTES) - set(RECIPES) - PUBLIC)
     assert not no_recipe, f"routes without a recipe in the access matrix: {no_recipe}"

@@ -28,7 +28,7 @@ from domain.roster import ResponderRoster, Severity, Tier
 from guanai.application import NotFoundError
 from projections.supervision_series import SupervisionSeries
 from projections.supervision_view import SupervisionView
-from web.ops_i18n import Words, words_for
+from web.frame import page
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 SEVERITIES = [s.value for s in Severity]
@@ -91,7 +91,7 @@ def decode(form: dict[str, str], fields: dict[str, str], target: type[Any]) -> A
         raise FormError([{"field": field, "reason": text.partition(" - at")[0]}]) from None
 
 
-def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID, w: Words) -> dict[str, Any]:
+def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID) -> dict[str, Any]:
     unit = SupervisionView(request.app.state.read_side.runner.pool).unit(org_unit_id) or {"id": org_unit_id}
     roster = roster_or_none(request, org_unit_id)
     now = datetime.now(UTC)
@@ -109,13 +109,11 @@ def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID, w: Words)
 
 
 class RosterPages(Controller):
-    path = "/app/rosters"
-    include_in_schema = False
+    path = "/rosters"
 
     def _page(self, request: Request[Any, Any, Any], org_unit_id: UUID, errors: list[dict[str, str]] | None = None) -> Template:
-        w = words_for(request)
-        context = {**roster_context(request, org_unit_id, w), "w": w, "errors": errors or []}
-        return Template("admin/roster.html", context=context, status_code=422 if errors else 200)
+        context = {**roster_context(request, org_unit_id), "errors": errors or []}
+        return page(request, "admin/roster.html", status=422 if errors else 200, **context)
 
     def _run(self, request: Request[Any, Any, Any], org_unit_id: UUID, command: Any) -> Template | Redirect:
         try:
@@ -128,8 +126,7 @@ class RosterPages(Controller):
 
     @get("/", sync_to_thread=True)
     def units(self, request: Request[Any, Any, Any]) -> Template:
-        w = words_for(request)
-        return Template("admin/rosters.html", context={"units": roster_units(request), "w": w})
+        return page(request, "admin/rosters.html", units=roster_units(request))
 
     @get("/{org_unit_id:uuid}", sync_to_thread=True)
     def roster(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID]) -> Template:

@@ -31,12 +31,12 @@ from guanai import verify
 from guanai.audit import Audit
 from projections.supervision import CHINA
 from projections.timeline import TimelineView
-from web.ops_i18n import Words, words_for
+from web.frame import page
 from web.person import person_status
 from web.supervisor import china_time
 
 PAGE_SIZE = 50
-PageNumber = Annotated[int, QueryParameter(ge=1, le=100_000)]
+PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
 # A datetime-local field: minutes, no offset; read as China time, where the work happens.
 LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$")]
 Axis = Annotated[str, QueryParameter(pattern="^(occurred|recorded)$")]
@@ -87,9 +87,7 @@ def as_of_view(audit: Audit, person_id: UUID, streams: list[tuple[UUID, str]], a
     }
 
 
-def case_context(
-    request: Request[Any, Any, Any], person_id: UUID, as_of: str | None, axis: str, w: Words
-) -> dict[str, Any]:
+def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | None, axis: str) -> dict[str, Any]:
     app, audit = app_of(request), audit_of(request)
     person = loaded(request, Person, person_id) or app.repository.get(person_id)
     timeline = TimelineView(request.app.state.read_side.runner.pool).page(
@@ -110,7 +108,7 @@ def case_context(
     default_at = (datetime.now(CHINA) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     return {
         "person": person,
-        "status": person_status(person),
+        "person_state": person_status(person),
         "timeline": timeline.rows,
         "streams": streams,
         "chain": chain,
@@ -132,32 +130,30 @@ def late_hours(entry: dict[str, Any]) -> float | None:
 
 
 class AuditPages(Controller):
-    path = "/app/audit"
-    include_in_schema = False
+    path = "/audit"
 
     @get("/", sync_to_thread=True)
-    def people(self, request: Request[Any, Any, Any], page: PageNumber = 1) -> Template:
+    def people(self, request: Request[Any, Any, Any], page_no: PageNumber = 1) -> Template:
         """The people whose cases this auditor may open (their unit's subtree), by registration."""
-        w = words_for(request)
         rows, total = request.app.state.view.list_persons(
-            limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, scope=list_scope(request)
+            limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, scope=list_scope(request)
         )
         rows = with_names(request, rows)
         record_access(request, *(r["id"] for r in rows))
-        context = {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)), "w": w}
-        return Template("auditor/people.html", context=context)
+        pages = max(1, -(-total // PAGE_SIZE))
+        return page(request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages)
 
     @get("/persons/{person_id:uuid}", sync_to_thread=True)
     def case(
         self, request: Request[Any, Any, Any], person_id: FromPath[UUID], as_of: LocalInstant = None, axis: Axis = "occurred"
     ) -> Template:
-        w = words_for(request)
-        return Template("auditor/case.html", context={**case_context(request, person_id, as_of, axis, w), "w": w})
+        """A person's case history, its chain check, and the case as of an instant on one axis."""
+        return page(request, "auditor/case.html", **case_context(request, person_id, as_of, axis))
 
     @get("/verify", sync_to_thread=True)
     def verify_all(self, request: Request[Any, Any, Any]) -> Template:
         """The whole log's chain, walked once (an htmx request gets the result alone)."""
-        w = words_for(request)
         result = audit_of(request).verify()
-        partial = request.headers.get("HX-Request") == "true"
-        return Template("auditor/verify.html", context={"result": result, "partial": partial, "w": w})
+        if request.headers.get("HX-Request") == "true":
+            return page(request, "auditor/_verify.html", result=result)
+        return page(request, "auditor/verify.html", result=result)

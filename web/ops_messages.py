@@ -1,5 +1,5 @@
 """The words of the supervisor, auditor and administrator pages, Chinese first: key -> (zh, en).
-Merged into the client's catalogue (``web/i18n.py``); the domain's terms as the practice uses them."""
+Merged into the client's one catalogue (``web/i18n.py``); the domain's terms as the practice uses them."""
 
 from __future__ import annotations
 
@@ -195,17 +195,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ev.emergency_report.reopened": ("重新打开", "Reopened"),
     "ev.emergency_report.closed": ("结案", "Closed"),
     "ev.emergency_report.linked_as_duplicate": ("合并为重复报告", "Linked as duplicate"),
-    # roles
-    "role.administrator": ("管理员", "Administrator"),
-    "role.county_supervisor": ("县督导", "County supervisor"),
-    "role.township_supervisor": ("乡镇督导员", "Township supervisor"),
-    "role.village_cadre": ("村干部", "Village cadre"),
-    "role.child_director": ("儿童主任", "Child director"),
-    "role.township_responder": ("乡镇响应人", "Township responder"),
-    "role.county_responder": ("县级响应人", "County responder"),
-    "role.auditor": ("审计员", "Auditor"),
-    "role.volunteer": ("志愿者", "Volunteer"),
-    "role.system": ("系统", "System"),
     # errors on forms
     "form.errors": ("请更正以下内容：", "Please correct the following:"),
 }

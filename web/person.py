@@ -20,7 +20,7 @@ from api.common import app_of
 from domain.person import Person
 from projections.supervision_view import SupervisionView
 from projections.timeline import TimelineView
-from web.ops_i18n import words_for
+from web.frame import lang_of, page
 from web.supervisor import china_time, tag_labels
 
 
@@ -29,27 +29,24 @@ def person_status(person: Person) -> str:
 
 
 class PersonPage(Controller):
-    path = "/app/persons"
-    include_in_schema = False
+    path = "/persons"
 
     @get("/{person_id:uuid}", sync_to_thread=True)
     def person(self, request: Request[Any, Any, Any], person_id: FromPath[UUID]) -> Template:
-        w = words_for(request)
         person = loaded(request, Person, person_id) or app_of(request).repository.get(person_id)
         pool = request.app.state.read_side.runner.pool
         timeline = TimelineView(pool).page(person_id, hidden=timeline_hides(actor_of(request)), limit=50)
         record_access(request, person_id)
         view = SupervisionView(pool)
         village = view.unit(person.village_id)
-        context = {
-            "person": person,
-            "status": person_status(person),
-            "village": village,
-            "tags": tag_labels(list(person.risk_tags), w),
-            "timeline": timeline.rows,
-            "total": timeline.total,
-            "may_audit": bool(AUDIT_READ.get(actor_of(request).role)),
-            "china_time": china_time,
-            "w": w,
-        }
-        return Template("supervisor/person.html", context=context)
+        return page(
+            request, "supervisor/person.html",
+            person=person,
+            person_state=person_status(person),
+            village=village,
+            tags=tag_labels(list(person.risk_tags), lang_of(request)),
+            timeline=timeline.rows,
+            total=timeline.total,
+            may_audit=bool(AUDIT_READ.get(actor_of(request).role)),
+            china_time=china_time,
+        )  # fmt: skip

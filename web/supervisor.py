@@ -18,18 +18,19 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from api.access import SUPERVISION_PEOPLE, Kind, access_of, not_found
+from api.access import SUPERVISION_PEOPLE, Kind, not_found
 from api.auth import actor_of
 from api.supervision import period_of, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS, RiskTag
 from projections.supervision import CHINA
 from projections.supervision_series import SupervisionSeries, weeks_up_to
 from web import charts
-from web.ops_i18n import Words, words_for
+from web.frame import lang_of, page
+from web.i18n import translator
 
 PERIODS = ("week", "month", "half_year", "year")
 PeriodName = Annotated[str, QueryParameter(pattern="^(week|month|half_year|year)$")]
-PageNumber = Annotated[int, QueryParameter(ge=1, le=100_000)]
+PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
 PAGE_SIZE = 50
 CHILD_LEVEL = {"county": "township", "township": "village"}
 
@@ -46,8 +47,8 @@ def china_time(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
 
 
-def tag_labels(tags: list[str], w: Words) -> str:
-    if w.lang != "zh":
+def tag_labels(tags: list[str], lang: str) -> str:
+    if lang != "zh":
         return ", ".join(t.replace("_", " ") for t in tags)
     return "、".join(RISK_TAG_LABELS.get(RiskTag(t), t) if t in RiskTag.__members__.values() else t for t in tags)
 
@@ -71,8 +72,9 @@ def may_list_people(request: Request[Any, Any, Any]) -> bool:
     return bool(SUPERVISION_PEOPLE.get(actor_of(request).role))
 
 
-def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str, w: Words) -> dict[str, Any]:
+def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str) -> dict[str, Any]:
     """What the supervision page shows of a unit: the API's summary, the charts, drill-down links."""
+    w = translator(lang_of(request))
     unit = resolve_unit(request, org_unit)
     span = period_of(period, None, None)
     figures = view_of(request).summary(unit["id"], span)
@@ -132,58 +134,52 @@ def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str,
     }
 
 
-def list_context(request: Request[Any, Any, Any], org_unit: str, which: str, page: int, w: Words) -> dict[str, Any]:
+def list_context(request: Request[Any, Any, Any], org_unit: str, which: str, page_no: int) -> dict[str, Any]:
     """One page of the uncovered or overdue list, with names (each read is in the access log)."""
     unit = resolve_unit(request, org_unit)
     view = view_of(request)
     query = view.uncovered if which == "uncovered" else view.overdue
-    rows, total = query(unit["id"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    rows, total = query(unit["id"], limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
     rows = with_person_names(request, rows)
+    lang = lang_of(request)
     for row in rows:
-        row["tags"] = tag_labels(row["risk_tags"], w)
+        row["tags"] = tag_labels(row["risk_tags"], lang)
     return {
         "unit": unit,
         "crumbs": breadcrumbs(request, unit),
         "which": which,
         "rows": rows,
         "total": total,
-        "page": page,
+        "page_no": page_no,
         "pages": max(1, -(-total // PAGE_SIZE)),
         "china_time": china_time,
-        "csv": f"/supervision/{unit['code']}/{which}.csv?lang={'zh' if w.lang == 'zh' else 'en'}",
+        "csv": f"/supervision/{unit['code']}/{which}.csv?lang={lang}",
     }
 
 
 class SupervisionPages(Controller):
-    path = "/app/supervision"
-    include_in_schema = False
+    path = "/supervision"
 
-    @get("/", sync_to_thread=False)
+    @get("/", sync_to_thread=True)
     def home(self, request: Request[Any, Any, Any]) -> Redirect:
         """The reader's own unit (an administrator's: the first county)."""
-        actor = actor_of(request)
-        unit_id: UUID | None = actor.org_unit_id
+        unit_id: UUID | None = actor_of(request).org_unit_id
         if unit_id is None:
             counties = SupervisionSeries(request.app.state.read_side.runner.pool).counties()
             if not counties:
                 raise not_found(Kind.ORG_UNIT, "county")
             unit_id = counties[0]["id"]
-        return Redirect(f"/app/supervision/{unit_id}")
+        return Redirect(f"/app/supervision/{unit_id}", status_code=303)
 
     @get("/{org_unit:str}", sync_to_thread=True)
-    def summary(
-        self, request: Request[Any, Any, Any], org_unit: FromPath[str], period: PeriodName = "month"
-    ) -> Template:
-        w = words_for(request)
-        access_of(request)  # the guard decided on this unit
-        return Template("supervisor/summary.html", context={**summary_context(request, org_unit, period, w), "w": w})
+    def summary(self, request: Request[Any, Any, Any], org_unit: FromPath[str], period: PeriodName = "month") -> Template:
+        """A unit's figures and charts, with the units one level down to drill into."""
+        return page(request, "supervisor/summary.html", **summary_context(request, org_unit, period))
 
     @get("/{org_unit:str}/uncovered", sync_to_thread=True)
-    def uncovered(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page: PageNumber = 1) -> Template:
-        w = words_for(request)
-        return Template("supervisor/list.html", context={**list_context(request, org_unit, "uncovered", page, w), "w": w})
+    def uncovered(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page_no: PageNumber = 1) -> Template:
+        return page(request, "supervisor/list.html", **list_context(request, org_unit, "uncovered", page_no))
 
     @get("/{org_unit:str}/overdue", sync_to_thread=True)
-    def overdue(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page: PageNumber = 1) -> Template:
-        w = words_for(request)
-        return Template("supervisor/list.html", context={**list_context(request, org_unit, "overdue", page, w), "w": w})
+    def overdue(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page_no: PageNumber = 1) -> Template:
+        return page(request, "supervisor/list.html", **list_context(request, org_unit, "overdue", page_no))

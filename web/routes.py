@@ -1,0 +1,18 @@
+"""Every screen of the web client in one list: ``api/app.py`` registers ``router()`` under /app.
+A new screen's module adds its handlers here (and a rule per page in ``api/access.py``)."""
+
+from __future__ import annotations
+
+from litestar import Router
+
+from web.admin import RosterPages
+from web.auditor import AuditPages
+from web.pages import web_router
+from web.person import PersonPage
+from web.supervisor import SupervisionPages
+
+SCREENS: list[object] = [SupervisionPages, PersonPage, AuditPages, RosterPages]
+
+
+def router() -> Router:
+    return web_router(*SCREENS)

@@ -1,0 +1,57 @@
+// Guanai web client: what every page shares. No framework; the page works without it where it can.
+"use strict";
+(function () {
+  const messages = JSON.parse(document.getElementById("messages")?.textContent || "{}");
+
+  function msg(key, values) {
+    let text = messages[key] || key;
+    for (const [name, value] of Object.entries(values || {})) text = text.replaceAll("{" + name + "}", String(value));
+    return text;
+  }
+
+  function cookie(name) {
+    const found = document.cookie.split(";").map((c) => c.trim()).find((c) => c.startsWith(name + "="));
+    return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+  }
+
+  // A call to the JSON API with the session cookie; a change carries the CSRF cookie's value
+  // (double submit). Answers {status, body}; a network failure throws (the caller decides to queue).
+  async function api(method, path, body, headers) {
+    const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...(headers || {}) } };
+    if (method !== "GET" && method !== "HEAD") {
+      init.headers["Content-Type"] = "application/json";
+      init.headers["X-CSRF-Token"] = cookie("guanai_csrf");
+      init.body = JSON.stringify(body === undefined ? {} : body);
+    }
+    const response = await fetch(path, init);
+    let parsed = null;
+    const type = response.headers.get("content-type") || "";
+    if (type.includes("json")) parsed = await response.json();
+    return { status: response.status, body: parsed };
+  }
+
+  function showOffline() {
+    const banner = document.getElementById("offline-banner");
+    if (banner) banner.hidden = navigator.onLine;
+  }
+  window.addEventListener("online", showOffline);
+  window.addEventListener("offline", showOffline);
+  document.addEventListener("DOMContentLoaded", showOffline);
+
+  if ("serviceWorker" in navigator && document.body.dataset.page !== "sign-in") {
+    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
+  }
+
+  // Signing out forgets what this browser kept offline for the account, then ends the session.
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest("#sign-out");
+    if (!link) return;
+    event.preventDefault();
+    try { await api("POST", "/auth/sign-out", {}); } catch (e) { /* offline: the cookie expires anyway */ }
+    if (window.caches) for (const key of await caches.keys()) await caches.delete(key);
+    if (window.indexedDB && indexedDB.deleteDatabase) indexedDB.deleteDatabase("guanai");
+    window.location.assign(link.href);
+  });
+
+  window.Guanai = { msg, api, cookie };
+})();
