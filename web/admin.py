@@ -36,6 +36,13 @@ SEVERITIES = [s.value for s in Severity]
 SHIFT_CHOICES = {"always": [], "weekdays": [{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}]}
 
 
+# The catalogue key naming each form field in a refusal (the API's field names otherwise).
+FIELD_LABELS = {
+    "responder_id": "ro.responder_id", "name": "ro.name", "phone": "ro.phone", "tier": "ro.tier", "shifts": "ro.shifts",
+    **{s: f"ro.severity.{s}" for s in SEVERITIES},
+}  # fmt: skip
+
+
 class FormError(Exception):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
@@ -111,17 +118,27 @@ def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID) -> dict[s
 class RosterPages(Controller):
     path = "/rosters"
 
-    def _page(self, request: Request[Any, Any, Any], org_unit_id: UUID, errors: list[dict[str, str]] | None = None) -> Template:
-        context = {**roster_context(request, org_unit_id), "errors": errors or []}
+    def _page(
+        self,
+        request: Request[Any, Any, Any],
+        org_unit_id: UUID,
+        errors: list[dict[str, str]] | None = None,
+        sent: dict[str, str] | None = None,
+    ) -> Template:
+        """The roster page; after a refused form, with each field's reason and what was sent."""
+        labelled = [{**e, "label": FIELD_LABELS.get(e["field"])} for e in errors or []]
+        context = {**roster_context(request, org_unit_id), "errors": labelled, "sent": sent or {}}
         return page(request, "admin/roster.html", status=422 if errors else 200, **context)
 
-    def _run(self, request: Request[Any, Any, Any], org_unit_id: UUID, command: Any) -> Template | Redirect:
+    def _run(
+        self, request: Request[Any, Any, Any], org_unit_id: UUID, command: Any, sent: dict[str, str]
+    ) -> Template | Redirect:
         try:
             command()
         except FormError as e:
-            return self._page(request, org_unit_id, e.errors)
+            return self._page(request, org_unit_id, e.errors, sent)
         except DomainError as e:
-            return self._page(request, org_unit_id, [{"field": e.field or "form", "reason": e.detail}])
+            return self._page(request, org_unit_id, [{"field": e.field or "form", "reason": e.detail}], sent)
         return Redirect(f"/app/rosters/{org_unit_id}?saved=1", status_code=303)
 
     @get("/", sync_to_thread=True)
@@ -138,7 +155,7 @@ class RosterPages(Controller):
             deadlines = decode(data, dict.fromkeys(SEVERITIES, "int"), AckDeadlines)
             app_of(request).set_up_roster(org_unit_id, deadlines.given(), meta_for(request, None))
 
-        return self._run(request, org_unit_id, command)
+        return self._run(request, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/deadlines", sync_to_thread=True)
     def deadlines(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form) -> Template | Redirect:
@@ -148,7 +165,7 @@ class RosterPages(Controller):
                 raise FormError([{"field": "critical", "reason": "give at least one deadline"}])
             app_of(request).change_ack_deadlines(org_unit_id, deadlines.given(), meta_for(request, None))
 
-        return self._run(request, org_unit_id, command)
+        return self._run(request, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/responders", sync_to_thread=True)
     def add_responder(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form) -> Template | Redirect:
@@ -163,7 +180,7 @@ class RosterPages(Controller):
                 tier=responder.tier, shifts=SHIFT_CHOICES[shifts], meta=meta_for(request, None),
             )  # fmt: skip
 
-        return self._run(request, org_unit_id, command)
+        return self._run(request, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/responders/{responder_id:str}/remove", sync_to_thread=True)
     def remove_responder(
@@ -174,4 +191,4 @@ class RosterPages(Controller):
                 org_unit_id, responder_id, "removed from the roster", meta_for(request, None)
             )
 
-        return self._run(request, org_unit_id, command)
+        return self._run(request, org_unit_id, command, data)

@@ -35,8 +35,7 @@ def _number(value: float) -> str:
 
 def _legend(series: Sequence[Series]) -> str:
     items = "".join(
-        f'<li><svg width="12" height="12" aria-hidden="true" focusable="false"><rect width="12" height="12" fill="{s.colour}"/></svg>'
-        f" {escape(s.label)}</li>"
+        f'<li><span class="swatch s-{s.colour.lstrip("#")}" aria-hidden="true"></span>{escape(s.label)}</li>'
         for s in series
     )
     return f'<ul class="legend">{items}</ul>'
@@ -72,7 +71,7 @@ def stacked_columns(
     for tick in (0, peak / 2, peak):
         y = top + plot_h - plot_h * tick / peak
         parts.append(f'<line x1="{left}" x2="{width - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d5dc" stroke-width="0.5"/>')
-        parts.append(f'<text x="{left - 3}" y="{y + 3:.1f}" text-anchor="end" font-size="8" fill="#333">{tick:.0f}</text>')
+        parts.append(f'<text x="{left - 3}" y="{y + 3:.1f}" text-anchor="end" font-size="9" fill="#333">{tick:.0f}</text>')
     for i, category in enumerate(categories):
         x = left + i * step + (step - bar) / 2
         y = top + plot_h
@@ -85,12 +84,12 @@ def stacked_columns(
                     f"<title>{escape(category)} {escape(s.label)}: {_number(s.values[i])}</title></rect>"
                 )
         parts.append(
-            f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 12}" text-anchor="middle" font-size="8" fill="#333">'
+            f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 13}" text-anchor="middle" font-size="9" fill="#333">'
             f"{escape(category)}</text>"
         )
         if totals[i]:
             parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="7" fill="#333">'
+                f'<text x="{x + bar / 2:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="9" fill="#333">'
                 f"{_number(totals[i])}</text>"
             )
     return _figure(caption, head, categories, series, width, height, "".join(parts), data_label)
@@ -100,7 +99,7 @@ def stacked_rows(
     caption: str, head: str, categories: Sequence[str], series: Sequence[Series], *, data_label: str
 ) -> Markup:
     """Horizontal stacked bars, one row per category (townships, villages): long names fit."""
-    row_h, label_w, width = 18, 84, 320
+    row_h, label_w, width = 24, 100, 320
     height = max(len(categories), 1) * row_h + 6
     plot_w = width - label_w - 30
     totals = [sum(s.values[i] for s in series) for i in range(len(categories))]
@@ -110,18 +109,18 @@ def stacked_rows(
         y = 3 + i * row_h
         name = category if len(category) <= 7 else category[:6] + "…"
         parts.append(
-            f'<text x="{label_w - 4}" y="{y + 12}" text-anchor="end" font-size="9" fill="#222">{escape(name)}</text>'
+            f'<text x="{label_w - 4}" y="{y + 16}" text-anchor="end" font-size="12" fill="#222">{escape(name)}</text>'
         )
         x = float(label_w)
         for s in series:
             w = plot_w * s.values[i] / peak
             if w > 0:
                 parts.append(
-                    f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{s.colour}">'
+                    f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{s.colour}">'
                     f"<title>{escape(category)} {escape(s.label)}: {_number(s.values[i])}</title></rect>"
                 )
                 x += w
-        parts.append(f'<text x="{x + 3:.1f}" y="{y + 12}" font-size="8" fill="#333">{_number(totals[i])}</text>')
+        parts.append(f'<text x="{x + 3:.1f}" y="{y + 16}" font-size="11" fill="#333">{_number(totals[i])}</text>')
     return _figure(caption, head, categories, series, width, height, "".join(parts), data_label)
 
 
