@@ -111,6 +111,8 @@ def test_a_unit_or_person_outside_the_reader_is_not_found(county: tuple[Care, Ap
         theirs = next(p for p in w.elders if c.get(f"/persons/{p}").status_code == 404)
         assert c.get(f"/app/persons/{mine}").status_code == 200
         assert c.get(f"/app/persons/{theirs}").status_code == 404
+        village = c.get(f"/app/supervision/{w.v1}").text  # the drill-down's last step: the village's people
+        assert f'href="/app/persons/{mine}"' in village and str(theirs) not in village
     with client_for(server, "township_responder", w.t1) as c:  # responders: figures, not the lists
         assert c.get(f"/app/supervision/{w.t1}").status_code == 200
         assert c.get(f"/app/supervision/{w.t1}/uncovered").status_code == 403

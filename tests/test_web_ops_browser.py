@@ -102,6 +102,7 @@ def test_a_supervisor_sees_the_api_figures_drills_down_to_a_person_and_exports(b
         both_widths(page, "supervision-township")
         page.get_by_role("link", name=village["name"], exact=True).click()
         page.wait_for_url(f"**/app/supervision/{village['code']}*")
+        assert page.locator(f'section[aria-labelledby=h-people] tr[data-person="{uncovered["id"]}"]').count() == 1
         accessible(page)
         both_widths(page, "supervision-village")
 

@@ -68,10 +68,10 @@ def stacked_columns(
     step = plot_w / n
     bar = step * 0.62
     parts = []
-    for tick in (0, peak / 2, peak):
+    for tick in (0, peak / 2, peak) if peak >= 2 else (0, peak):
         y = top + plot_h - plot_h * tick / peak
         parts.append(f'<line x1="{left}" x2="{width - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d5dc" stroke-width="0.5"/>')
-        parts.append(f'<text x="{left - 3}" y="{y + 3:.1f}" text-anchor="end" font-size="9" fill="#333">{tick:.0f}</text>')
+        parts.append(f'<text x="{left - 3}" y="{y + 3:.1f}" text-anchor="end" font-size="9" fill="#333">{tick:g}</text>')
     for i, category in enumerate(categories):
         x = left + i * step + (step - bar) / 2
         y = top + plot_h

@@ -18,8 +18,10 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from api.access import SUPERVISION_PEOPLE, Kind, not_found
+from api.access import PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
+from api.audit import record_access
 from api.auth import actor_of
+from api.names import with_names
 from api.supervision import period_of, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS, RiskTag
 from projections.supervision import CHINA
@@ -72,6 +74,25 @@ def may_list_people(request: Request[Any, Any, Any]) -> bool:
     return bool(SUPERVISION_PEOPLE.get(actor_of(request).role))
 
 
+VILLAGE_PEOPLE_SHOWN = 200
+
+
+def village_people(request: Request[Any, Any, Any], unit: dict[str, Any]) -> dict[str, Any]:
+    """A village's people, the last step of the drill-down: the registry's list in the reader's
+    scope for reading persons (as ``GET /persons?org_unit_id=``), names recorded as read."""
+    access = access_of(request)
+    scope = access.scope_of_lists(PERSON_READ.get(access.actor.role, frozenset()))
+    rows, total = request.app.state.view.list_persons(
+        org_unit_id=unit["id"], status="active", limit=VILLAGE_PEOPLE_SHOWN, scope=scope
+    )
+    rows = with_names(request, rows)
+    record_access(request, *(r["id"] for r in rows))
+    lang = lang_of(request)
+    for row in rows:
+        row["tags"] = tag_labels(row["risk_tags"], lang)
+    return {"rows": rows, "total": total}
+
+
 def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str) -> dict[str, Any]:
     """What the supervision page shows of a unit: the API's summary, the charts, drill-down links."""
     w = translator(lang_of(request))
@@ -121,6 +142,7 @@ def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str)
     return {
         "unit": unit,
         "crumbs": breadcrumbs(request, unit),
+        "people": village_people(request, unit) if unit["level"] == "village" and may_list_people(request) else None,
         "period": span.name,
         "periods": PERIODS,
         "span": span,
