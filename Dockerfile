@@ -4,6 +4,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 GUANAI_DATA_DIR=/var/lib/guanai
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY domain ./domain
+COPY application ./application
+COPY infrastructure ./infrastructure
 COPY projections ./projections
 COPY api ./api
 COPY workers ./workers

@@ -55,6 +55,7 @@ from psycopg_pool import ConnectionPool
 
 from api.auth import Actor, actor_of
 from api.problems import ProblemError
+from application.care import AlreadyExistsError, CareApplication, NotFoundError, UnknownReferenceError
 from domain.emergency import EmergencyReport
 from domain.group import VolunteerGroup
 from domain.helper import Helper
@@ -64,7 +65,6 @@ from domain.person import Person
 from domain.visit_log import VisitLog
 from domain.visit_task import HelperClaims, VisitTask
 from domain.vocabulary import ActorRole
-from guanai.application import AlreadyExistsError, CareApplication, NotFoundError, UnknownReferenceError
 from projections.scope import EVERYTHING, NOTHING, Area, ListScope, Own
 
 R = ActorRole

@@ -34,9 +34,9 @@ from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
 from api.visits import VisitController, VisitLogController, helper_visits
-from guanai.application import CareApplication, event_store_env
-from guanai.audit import Audit
-from guanai.settings import Settings
+from application.audit import Audit
+from application.care import CareApplication, event_store_env
+from infrastructure.settings import Settings
 from web.frame import template_config
 from web.routes import router as web_router
 from web.session import cookie_session_middleware

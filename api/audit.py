@@ -20,9 +20,9 @@ from litestar.params import FromPath, QueryParameter
 from api.auth import actor_of
 from api.common import Limit
 from api.problems import ProblemError
-from guanai.audit import Audit, NoSuchStreamError, StateAsOf, StreamPage
-from guanai.audit_html import render
-from guanai.verify import Checkpoint, Verification
+from application.audit import Audit, NoSuchStreamError, StateAsOf, StreamPage
+from guanai.cli.audit_html import render
+from infrastructure.verify import Checkpoint, Verification
 
 Position = Annotated[int | None, QueryParameter(ge=1, le=2**62)]
 Digest = Annotated[str | None, QueryParameter(pattern="^[0-9a-fA-F]{64}$", description="a checkpoint's digest")]

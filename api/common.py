@@ -14,9 +14,9 @@ from litestar.params import QueryParameter
 from api.access import loaded
 from api.auth import actor_of
 from api.problems import ProblemError
+from application.care import CareApplication, CommandResult, check_occurred_at
 from domain.base import CommandMeta
-from guanai.application import CareApplication, CommandResult, check_occurred_at
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 
 T = TypeVar("T")
 A = TypeVar("A")

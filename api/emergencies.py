@@ -37,12 +37,12 @@ from api.common import (
 from api.problems import ProblemError
 from api.revocations import RevocationUnavailable
 from api.security import limit_report_filing, report_not_new
+from application.emergencies import ALERT_PREFIX, idempotent_report_id
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
 from domain.org_unit import OrgUnit
 from domain.roster import LEVELS
 from domain.vocabulary import ActorRole, OrgLevel
-from guanai.emergencies import ALERT_PREFIX, idempotent_report_id
-from guanai.failpoints import failpoint
+from infrastructure.failpoints import failpoint
 from projections.emergency_queue import OPEN, EmergencyQueueView
 
 R = ActorRole

@@ -30,10 +30,10 @@ from api.common import (
     wait_for_views,
 )
 from api.names import with_names
+from application.care import CommandResult
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.vocabulary import HelperRole
-from guanai.application import CommandResult
 
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=500, description="most people this helper may look after")]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]

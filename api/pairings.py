@@ -27,9 +27,9 @@ from api.common import (
     meta_for,
     wait_for_views,
 )
+from application.care import CommandResult
 from domain.pairing import Pairing
 from domain.vocabulary import Cadence, PairingShape, VisitMode
-from guanai.application import CommandResult
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Members = Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=50)]

@@ -24,7 +24,7 @@ from litestar.exceptions import (
 
 from api.middleware import loggable_path
 from domain.base import DomainError
-from guanai.personal_data import MasterKeyError
+from infrastructure.personal_data import MasterKeyError
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("guanai.api")

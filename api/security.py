@@ -34,7 +34,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import actor_of
 from api.problems import ProblemError
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 
 MAX_DEPTH = 32
 DOCS_PREFIX = "/schema"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from guanai.application import CareApplication
+from application.care import CareApplication
 from projections import all_projections
 from projections.registry import RegistryView
 from projections.runner import ProjectionRunner

@@ -41,6 +41,7 @@ from api.common import (
     wait_for_views,
 )
 from api.problems import ProblemError
+from application.care import CommandResult
 from domain.visit_log import (
     EmergencyKind,
     Health,
@@ -54,7 +55,6 @@ from domain.visit_log import (
 )
 from domain.visit_task import VisitTask
 from domain.vocabulary import ActorRole, Cadence, VisitMode
-from guanai.application import CommandResult
 from projections.visit_tasks import VisitTaskView
 
 R = ActorRole

@@ -352,10 +352,10 @@ def measure_floor(server: GuanaiServer, database_url: str, village: str, request
 
 def application_floor(server: GuanaiServer, database_url: str, village: str, requests: int) -> tuple[Summary, float]:
     """What the controller does for a child's registration (register, reload), without HTTP."""
+    from application.care import CareApplication, event_store_env
     from domain.base import CommandMeta
     from domain.person import Person
     from domain.vocabulary import PersonKind, RiskTag, Sex
-    from guanai.application import CareApplication, event_store_env
 
     # The same chain key and settings as the server's processes, so the events are stored alike.
     env = {

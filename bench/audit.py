@@ -10,7 +10,7 @@
    from the application's.
 2. Verify rate: ``--events`` genuine events (persons registered and changed through the domain
    aggregates, stored through the chained recorder in batches of 500) are walked by
-   ``guanai.verify.verify_events``; events/s of the walk, and of the bulk insert that made them.
+   ``infrastructure.verify.verify_events``; events/s of the walk, and of the bulk insert that made them.
 3. As-of replay of one stream of 1,000 events (a month and a half of changes, one an hour):
    ``Audit.state_as_of`` at random instants on both axes and the replay page, beside the
    library's plain load of the current state (the floor).
@@ -38,6 +38,8 @@ from typing import Any
 
 import psycopg
 
+from application.audit import Audit
+from application.care import CareApplication, event_store_env
 from bench.common import (
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
@@ -51,10 +53,8 @@ from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
-from guanai.application import CareApplication, event_store_env
-from guanai.audit import Audit
-from guanai.chain import ChainKey
-from guanai.verify import verify_events
+from infrastructure.chain import ChainKey
+from infrastructure.verify import verify_events
 
 KEY = "bench-audit-chain-key-" + "b" * 32
 SURNAMES = "王李张刘陈杨赵黄周吴"
@@ -337,7 +337,7 @@ def postgres(url: str | None, embedded: bool) -> Iterator[str]:
     if not embedded:
         yield server
         return
-    from guanai.embedded import start_postgres
+    from infrastructure.embedded import start_postgres
 
     data_dir = tempfile.mkdtemp(prefix="guanai-bench-pg-")
     pg = start_postgres(data_dir, database="postgres")

@@ -36,8 +36,8 @@ import nats
 import psycopg
 
 from bench.common import (
-    MASTER_KEY,
     DEFAULT_SERVER_URL,
+    MASTER_KEY,
     GuanaiServer,
     ManagedProcess,
     Summary,
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     sigterm_as_interrupt()
     own_postgres = None
     if args.database_url == "embedded":
-        from guanai.embedded import start_postgres
+        from infrastructure.embedded import start_postgres
 
         own_postgres = start_postgres(tempfile.mkdtemp(prefix="guanai-bench-pg-"), database="postgres")
         args.database_url = own_postgres.admin_url
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from guanai.embedded import start_nats
+    from infrastructure.embedded import start_nats
 
     setting = server_facts(args.database_url)
     rows: list[list[Any]] = []

@@ -5,7 +5,7 @@
 A scratch database with the event store's tables and ``--keys`` data keys wrapped under one
 master key (and one key in ten destroyed, as erasures leave them). Then, per round:
 
-- **rotation**: ``guanai.personal_data.rotate_master_key``, as ``guanai keys rotate`` runs it
+- **rotation**: ``infrastructure.personal_data.rotate_master_key``, as ``guanai keys rotate`` runs it
   (one transaction: read every live key, open it under the old master key, wrap it under the
   new one, write it back), to a new master key each round;
 - **baseline, SQL alone**: the same transaction with the same statements and batches (the
@@ -36,14 +36,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench.audit import postgres
 from bench.common import code_version, print_table, scratch_database, server_facts
-from guanai.personal_data import KEYS_TABLE, MASTER_TABLE, MasterKey, Rotation, rotate_master_key
+from infrastructure.personal_data import KEYS_TABLE, MASTER_TABLE, MasterKey, Rotation, rotate_master_key
 
 BATCH = 5_000
 
 
 def seed(url: str, master: MasterKey, keys: int) -> None:
     """``keys`` rows wrapped under ``master``, one in ten destroyed."""
-    from guanai.application import CareApplication, event_store_env
+    from application.care import CareApplication, event_store_env
 
     CareApplication(event_store_env(url, pool_size=1)).close()  # the event store's tables
     with psycopg.connect(url) as conn, conn.cursor() as cur:
@@ -105,7 +105,7 @@ def crypto_alone(old: MasterKey, new: MasterKey, count: int) -> None:
 
 def creations(url: str, secret: str, count: int, rounds: int) -> list[tuple[str, float]]:
     """(label, keys/s) of key creation through the key store and of the unguarded insert."""
-    from guanai.application import CareApplication, event_store_env
+    from application.care import CareApplication, event_store_env
 
     app = CareApplication({**event_store_env(url, pool_size=2), "GUANAI_MASTER_KEY": secret})
     store: Any = app.key_store

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from application.care import CareApplication, event_store_env
 from bench.common import (
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
@@ -41,7 +42,6 @@ from bench.common import (
     sigterm_as_interrupt,
 )
 from bench.projections_data import HEAVY_ENTRIES, Store, generate
-from guanai.application import CareApplication, event_store_env
 from projections import all_projections
 from projections.runner import ProjectionRunner
 from projections.supervision import CHINA

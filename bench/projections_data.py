@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.emergency import Category, EmergencyReport, Outcome
 from domain.helper import Helper
@@ -32,7 +33,6 @@ from domain.schedule import Period as Window
 from domain.visit_log import ServiceCategory, VisitLog
 from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from guanai.application import CareApplication
 
 TOWNSHIPS, VILLAGES, GROUP = 8, 8, 4  # per county, per township, people per pairing
 EVENTS_PER_VISIT = 3.9  # scheduled, claimed, completed, logged; a missed one is two

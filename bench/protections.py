@@ -74,7 +74,7 @@ def serve(protections: bool) -> None:
     import uvicorn
 
     from api.app import create_app
-    from guanai.settings import load_settings
+    from infrastructure.settings import load_settings
 
     settings = load_settings()
     assert settings.database_url and settings.jwt_secret, "started by bench.protections with a database and a key"

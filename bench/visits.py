@@ -73,10 +73,10 @@ class Seeded:
 
 def seed(database_url: str, people: int, contenders: int) -> Seeded:
     """Through the command side: org units, elders, helpers, one group, pairings, tasks."""
+    from application.care import CareApplication, event_store_env
     from domain.base import CommandMeta
     from domain.visit_task import VisitTask
     from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, Sex, VisitMode
-    from guanai.application import CareApplication, event_store_env
 
     app = CareApplication({**event_store_env(database_url, pool_size=8), "GUANAI_CHAIN_KEY": CHAIN_KEY})
     now = datetime.now(UTC)

@@ -1,7 +1,5 @@
-"""Guanai (关爱): the service layer and composition roots around the care domain.
+"""Guanai (关爱): the program around the care domain.
 
-- ``guanai.settings``: typed settings, read once from the environment;
-- ``guanai.application``: the command side (one eventsourcing Application);
-- ``guanai.embedded``: the embedded PostgreSQL and NATS of the no-configuration default;
-- ``guanai.cli``: the ``guanai`` command, the composition root of every process.
+- ``guanai.cli``: the ``guanai`` command, the composition root of every process;
+- ``guanai.demo``: the demo county behind ``guanai demo``.
 """

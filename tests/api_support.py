@@ -19,7 +19,7 @@ import uvicorn
 from api.app import create_app
 from api.auth import issue_token
 from domain.vocabulary import ActorRole
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 from workers.projector import Projector
 
 SECRET = "test-secret-" + "x" * 40

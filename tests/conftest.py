@@ -3,7 +3,7 @@
 Where the servers come from:
 - PostgreSQL: the machine's server at 127.0.0.1:5432 (user postgres) when it answers within
   about 2 s; otherwise an embedded pgserver in a temporary directory, started once per session
-  and stopped at its end (``guanai.embedded``).
+  and stopped at its end (``infrastructure.embedded``).
 - NATS: the machine's server at 127.0.0.1:4222 when it answers and has JetStream enabled;
   otherwise an embedded nats-server (JetStream on) in a temporary directory, on a free port.
 - ``GUANAI_TEST_EMBEDDED=1`` uses the embedded servers even when the machine's run, so the path
@@ -36,9 +36,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
-from guanai.application import CareApplication, event_store_env
-from guanai.embedded import jetstream_available, start_nats, start_postgres
+from infrastructure.embedded import jetstream_available, start_nats, start_postgres
 
 MACHINE_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_NATS_URL = "nats://127.0.0.1:4222"

@@ -36,10 +36,10 @@ import httpx
 import pytest
 
 from api.app import create_app
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.schedule import PROGRAMME_TZ
-from guanai.application import CareApplication, event_store_env
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, child, elder, helper, own_server, token
 from tests.emergency_support import wait_until
 
@@ -593,7 +593,7 @@ def test_no_rule_that_writes_names_the_auditor_or_the_workers() -> None:
 
 def test_the_access_document_is_the_table_in_the_code() -> None:
     from api.access import access_table
-    from guanai.cli import access_document
+    from guanai.cli.main import access_document
 
     text = (ROOT / "docs" / "access.md").read_text(encoding="utf-8")
     assert access_document(text, access_table()) == text, "run `guanai access-table --update docs/access.md`"

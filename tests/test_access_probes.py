@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.schedule import PROGRAMME_TZ
-from guanai.application import CareApplication
 from tests.api_support import Tree, api_server, client, elder, helper, token  # noqa: F401 - fixtures
 
 

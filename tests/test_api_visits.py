@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
+from application.care import CareApplication
 from domain.base import CommandMeta
 from domain.schedule import PROGRAMME_TZ
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
-from guanai.application import CareApplication
 from tests.api_support import Tree, api_server, client, elder, helper, token  # noqa: F401 - fixtures
 
 

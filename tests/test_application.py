@@ -15,13 +15,13 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from application.care import AlreadyExistsError, CareApplication, CommandResult, NotFoundError, VersionConflictError
 from domain.base import META_FIELDS, CommandMeta
 from domain.helper import Helper, HelperOverCapacityError
 from domain.org_unit import OrgUnit
 from domain.pairing import DuplicateMemberError, Pairing
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from guanai.application import AlreadyExistsError, CareApplication, CommandResult, NotFoundError, VersionConflictError
 
 
 def at(when: datetime, correlation: str = "") -> CommandMeta:

@@ -14,12 +14,12 @@ import httpx
 import psycopg
 import pytest
 
+from application.audit import content_digest
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.emergency import Category
 from domain.roster import Severity
 from domain.vocabulary import ActorRole
-from guanai.application import CareApplication, event_store_env
-from guanai.audit import content_digest
 from tests.api_support import ApiServer, Tree, auth, elder
 from tests.conftest import create_database, drop_database
 

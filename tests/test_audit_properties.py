@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from application.audit import Audit, aggregate_state
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta, DomainError
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
-from guanai.application import CareApplication, event_store_env
-from guanai.audit import Audit, aggregate_state
 
 KEY = "properties-key-" + "p" * 32
 US = timedelta(microseconds=1)

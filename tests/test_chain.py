@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
-from guanai import access_log
-from guanai.application import CareApplication, event_store_env
-from guanai.chain import ChainError, ChainKey, adopt
-from guanai.verify import heads, verify_access_log, verify_events, verify_stream
+from infrastructure import access_log
+from infrastructure.chain import ChainError, ChainKey, adopt
+from infrastructure.verify import heads, verify_access_log, verify_events, verify_stream
 
 KEY = "chain-test-key-" + "k" * 32
 

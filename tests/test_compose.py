@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from guanai.cli import COMMANDS, NO_PERSONAL_DATA, parser
-from guanai.settings import env_names, load_settings
+from guanai.cli.main import COMMANDS, NO_PERSONAL_DATA, parser
+from infrastructure.settings import env_names, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Process kinds that run as long-lived services in production (one compose service each).
@@ -49,7 +49,7 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
     for name, service in guanai_services(compose).items():
         env = service["environment"]
         unknown = {k for k in env if k.startswith("GUANAI_")} - known
-        assert not unknown, f"{name}: {unknown} are not settings (guanai/settings.py)"
+        assert not unknown, f"{name}: {unknown} are not settings (infrastructure/settings.py)"
         assert env["GUANAI_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["GUANAI_DATABASE_URL"]
         assert env["GUANAI_NATS_URL"] == "nats://nats:4222"
         assert "GUANAI_JWT_SECRET" in env, f"{name}: every process must share the token signing key"

@@ -14,15 +14,15 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person, age_on, id_number_problem
 from domain.vocabulary import HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag
-from guanai.application import CareApplication, event_store_env
-from guanai.demo import DemoCounts, print_summary, seed_county
-from guanai.demo_plan import census_dates, plan_county
+from guanai.demo.plan import census_dates, plan_county
+from guanai.demo.seed import DemoCounts, print_summary, seed_county
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 
+from application.care import CareApplication, event_store_env
 from domain.emergency import EmergencyReport, Status
 from domain.roster import roster_id
-from guanai.application import CareApplication, event_store_env
-from guanai.demo import seed_county
-from guanai.demo_emergencies import print_emergency_summary, simulate_emergencies
-from guanai.demo_plan import plan_county
+from guanai.demo.emergencies import print_emergency_summary, simulate_emergencies
+from guanai.demo.plan import plan_county
+from guanai.demo.seed import seed_county
 
 
 def test_the_demo_files_reports_and_one_escalates_on_its_deadline(fresh_database_url: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from domain.group import GroupDisbandedError, GroupError, VolunteerGroup
 from domain.helper import DEFAULT_CAPACITY, Helper, HelperError, HelperInactiveError, HelperOverCapacityError
 from domain.vocabulary import HelperRole
-from guanai.settings import Settings, load_settings
+from infrastructure.settings import Settings, load_settings
 from tests.scenario import OrgTree, group, helper, meta, names, nothing_emitted, refused, then
 
 

@@ -19,11 +19,11 @@ import nats
 import psycopg
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel
-from guanai.application import CareApplication, event_store_env
-from guanai.embedded import EmbeddedServices, jetstream_available
+from infrastructure.embedded import EmbeddedServices, jetstream_available
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ SECOND_PROCESS = textwrap.dedent(
     """
     import json, sys
     import psycopg
-    from guanai.embedded import EmbeddedServices
+    from infrastructure.embedded import EmbeddedServices
 
     with EmbeddedServices(sys.argv[1]) as services:
         with psycopg.connect(services.database_url, autocommit=True) as conn:

@@ -29,19 +29,19 @@ from typing import Any
 import httpx
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.emergency import Category, EmergencyReport, Severity
 from domain.roster import Tier
 from domain.vocabulary import ActorRole, OrgLevel, PersonKind, Sex
-from guanai.application import CareApplication, event_store_env
-from guanai.embedded import nats_info, nats_server_binary
+from infrastructure.embedded import nats_info, nats_server_binary
 from tests.api_support import free_port
 from tests.emergency_support import Alerts, wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 3
-# Every process that writes events shares the audit chain's key (guanai/chain.py).
+# Every process that writes events shares the audit chain's key (infrastructure/chain.py).
 CHAIN_KEY = secrets.token_urlsafe(48)
 MASTER_KEY = secrets.token_urlsafe(48)  # the processes and this test read each other's sealed data
 
@@ -490,7 +490,7 @@ def test_a_router_left_with_the_old_master_key_holds_reports_until_restarted_wit
     """The master key is rotated and the router is not restarted: it cannot open the new
     reports' keys. The reports wait in progress (not counted against max_deliver, never dead
     letters); the router, killed and started with the new key, routes each once."""
-    from guanai.personal_data import MasterKey, rotate_master_key
+    from infrastructure.personal_data import MasterKey, rotate_master_key
 
     world = World(app)
     system.start("relay")

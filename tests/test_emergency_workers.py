@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from application.care import CommandResult
 from domain.emergency import EmergencyError
-from guanai.application import CommandResult
-from guanai.personal_data import MasterKeyError
+from infrastructure.personal_data import MasterKeyError
 from workers.consumer import ACK, Nak, Term
 from workers.escalator import Escalator
 from workers.router import Router

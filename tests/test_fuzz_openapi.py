@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from api.app import create_app
 from domain.vocabulary import ActorRole
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, api_server, token  # noqa: F401 - fixtures
 
 MAX_EXAMPLES = int(os.environ.get("GUANAI_FUZZ_EXAMPLES", "10"))

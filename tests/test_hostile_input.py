@@ -21,7 +21,7 @@ from litestar.routes import HTTPRoute
 
 from api.app import create_app
 from api.security import MAX_DEPTH
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, Tree, api_server, child, client, elder, helper  # noqa: F401
 
 JSON = {"content-type": "application/json"}

@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import ERASED, CommandMeta
 from domain.person import Person
-from guanai.application import CareApplication, event_store_env
-from guanai.personal_data import (
+from infrastructure.personal_data import (
     KEYS_TABLE,
     MASTER_KEY_FILE,
     MASTER_TABLE,
@@ -383,7 +383,7 @@ def test_an_api_process_left_with_the_old_key_answers_503_and_writes_nothing(
 ) -> None:
     import httpx
 
-    from guanai.settings import Settings
+    from infrastructure.settings import Settings
     from tests.api_support import Tree, auth, elder, own_server
 
     with (
@@ -463,7 +463,7 @@ def test_a_key_owned_by_a_person_made_during_a_rotation_neither_deadlocks_nor_is
 def test_a_new_key_gives_up_on_a_long_rotation_instead_of_holding_a_connection(
     fresh_database_url: str, meta: CommandMeta, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from guanai import personal_data
+    from infrastructure import personal_data
 
     monkeypatch.setattr(personal_data, "ROTATION_WAIT_MS", 300)
     url = fresh_database_url
@@ -528,7 +528,7 @@ def test_an_erasure_holding_a_person_while_the_rotation_locks_their_keys_does_no
 def test_two_rotations_of_one_data_directory_at_once_refuse_the_second(
     fresh_database_url: str, meta: CommandMeta, tmp_path: Path
 ) -> None:
-    from guanai.personal_data import rotate_data_dir_master_key
+    from infrastructure.personal_data import rotate_data_dir_master_key
 
     url = fresh_database_url
     live, _ = seeded(url, meta, master=None, data_dir=tmp_path)

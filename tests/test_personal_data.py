@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, UUIDAsHex
 
+from application.care import CareApplication, DateAsISO, event_store_env
 from domain.base import ERASED, CommandMeta, ErasedError
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, Sex
-from guanai.application import CareApplication, DateAsISO, event_store_env
-from guanai.personal_data import (
+from infrastructure.personal_data import (
     KEYS_TABLE,
     SEALED_FIELD,
     InMemoryKeyStore,

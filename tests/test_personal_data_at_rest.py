@@ -24,9 +24,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from application.care import CareApplication, event_store_env
 from domain.person import id_number_problem
-from guanai.application import CareApplication, event_store_env
-from guanai.personal_data import KEYS_TABLE
+from infrastructure.personal_data import KEYS_TABLE
 from tests.api_support import ApiServer, Tree, auth, own_server
 from workers.relay import Relay
 

@@ -19,11 +19,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from application.care import CareApplication, event_store_env
 from domain.base import ERASED
 from domain.person import Person
 from domain.vocabulary import Cadence, PersonKind, RiskTag, Sex, VisitMode
-from guanai.application import CareApplication, event_store_env
-from guanai.personal_data import SealError
+from infrastructure.personal_data import SealError
 from projections import registry, supervision, timeline
 from projections.rebuild import REBUILD_LOCK, Progress, RebuildBusyError
 from tests.test_registry_view import AppliedLog, all_positions, applied_positions, new_meta, wait_until

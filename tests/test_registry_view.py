@@ -21,11 +21,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.org_unit import org_unit_id
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from guanai.application import CareApplication, event_store_env
 from projections.registry import TABLES, RegistryProjection
 from tests.scenario import valid_id_number
 from workers.projector import Projector

@@ -19,9 +19,9 @@ import nats
 import psycopg
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.vocabulary import OrgLevel, PersonKind, Sex
-from guanai.application import CareApplication, event_store_env
 from workers.consumer import Consumer, DeadLetters, Nak, Term, list_dead_letters
 from workers.envelope import decode
 from workers.relay import Relay
@@ -99,7 +99,7 @@ async def test_relay_publishes_every_event_once_in_order(
 
 KILLED_RELAY = """
 import asyncio, sys
-from guanai.application import CareApplication, event_store_env
+from application.care import CareApplication, event_store_env
 from workers.relay import Relay
 url, nats_url, stream, prefix = sys.argv[1:5]
 async def main():

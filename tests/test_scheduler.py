@@ -19,12 +19,12 @@ from uuid import UUID, uuid4
 import nats
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.schedule import PROGRAMME_TZ, day_start
 from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, Sex, VisitMode
-from guanai.application import CareApplication, event_store_env
-from guanai.demo_visits import print_visit_summary, simulate_visits
+from guanai.demo.visits import print_visit_summary, simulate_visits
 from projections.visit_tasks import VisitTaskView
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector

@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
+from application.care import CareApplication, event_store_env
 from domain.base import CommandMeta
 from domain.emergency import Category, EmergencyReport, Outcome
 from domain.pairing import Pairing
@@ -26,7 +27,6 @@ from domain.schedule import Period as Window
 from domain.visit_log import ServiceCategory, ServiceItem, VisitLog
 from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, RiskTag, VisitMode
-from guanai.application import CareApplication, event_store_env
 from projections.supervision_view import Period, SupervisionView
 from tests.api_support import ApiServer, auth
 from tests.test_registry_view import World, build_world, new_meta

@@ -22,7 +22,7 @@ import pytest
 from api.auth import MAX_TOKEN_TTL, KeyRing, TokenError, issue_token, key_id, key_ring, verify_token
 from api.revocations import RevocationList, RevocationUnavailable, revoke_in
 from domain.vocabulary import ActorRole
-from guanai.settings import load_settings
+from infrastructure.settings import load_settings
 from tests.api_support import SECRET, ApiServer, own_server
 
 OLD = "old-signing-key-" + "o" * 40

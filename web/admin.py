@@ -23,9 +23,9 @@ from litestar.response import Redirect, Template
 from api.auth import actor_of
 from api.common import app_of, meta_for
 from api.rosters import AckDeadlines, ResponderIn
+from application.care import NotFoundError
 from domain.base import DomainError
 from domain.roster import ResponderRoster, Severity, Tier
-from guanai.application import NotFoundError
 from projections.supervision_series import SupervisionSeries
 from projections.supervision_view import SupervisionView
 from web.frame import page

@@ -26,9 +26,9 @@ from api.auth import actor_of
 from api.common import app_of
 from api.names import with_names
 from api.problems import ProblemError
+from application.audit import Audit
 from domain.person import Person
-from guanai import verify
-from guanai.audit import Audit
+from infrastructure import verify
 from projections.supervision import CHINA
 from projections.timeline import TimelineView
 from web.frame import page

@@ -19,7 +19,7 @@ from uuid import UUID
 import structlog
 
 from domain.base import DomainError
-from guanai.failpoints import failpoint
+from infrastructure.failpoints import failpoint
 from workers.consumer import ACK, Consumer, DeadLetters, Nak, Outcome, Term
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
 from workers.router import ACK_WAIT_SECONDS, KIND, connect_nats, keep_running, run_command, worker_meta
@@ -73,7 +73,7 @@ async def run_escalator(
     pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
 ) -> None:
-    from guanai.application import CareApplication, event_store_env
+    from application.care import CareApplication, event_store_env
 
     app = CareApplication(event_store_env(database_url, pool_size=pool_size))
     nc = await connect_nats(nats_url, "guanai-escalator", stop)

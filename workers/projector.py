@@ -15,8 +15,8 @@ from typing import Any, Self
 import structlog
 from psycopg_pool import ConnectionPool
 
-from guanai.application import CareApplication, event_store_env
-from guanai.settings import Settings
+from application.care import CareApplication, event_store_env
+from infrastructure.settings import Settings
 from projections import all_projections
 from projections.registry import RegistryView
 from projections.runner import Projection, ProjectionRunner

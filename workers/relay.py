@@ -190,7 +190,7 @@ def relay_worker(database_url: str, nats_url: str, **options: Any) -> Any:
     """A worker for workers.runtime: the relay with its own CareApplication (only read)."""
 
     async def once(stop: asyncio.Event) -> None:
-        from guanai.application import CareApplication, event_store_env
+        from application.care import CareApplication, event_store_env
 
         # Messages carry no personal data, so the relay opens none: it holds no master key.
         app = await asyncio.to_thread(

@@ -35,10 +35,10 @@ import nats
 import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
-from guanai.emergencies import ALERT_PREFIX, alert_subject
-from guanai.failpoints import failpoint
-from guanai.personal_data import MasterKeyError
+from infrastructure.failpoints import failpoint
+from infrastructure.personal_data import MasterKeyError
 from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
 from workers.envelope import encode
 from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
@@ -226,7 +226,7 @@ async def run_router(
     pool_size: int = 2,
     ack_wait: float = ACK_WAIT_SECONDS,
 ) -> None:
-    from guanai.application import CareApplication, event_store_env
+    from application.care import CareApplication, event_store_env
 
     app = CareApplication(event_store_env(database_url, pool_size=pool_size))
     nc = await connect_nats(nats_url, "guanai-router", stop)
@@ -267,7 +267,7 @@ async def run_router(
 def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) -> int:
     """A service health check: 0 when the durable consumer exists and has fewer than
     ``max_pending`` messages not yet delivered (a dead or stuck worker lets them pile up)."""
-    from guanai.settings import load_settings
+    from infrastructure.settings import load_settings
 
     async def check() -> int:
         nc = await nats.connect(load_settings().nats_url or "nats://127.0.0.1:4222", connect_timeout=3)

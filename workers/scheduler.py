@@ -145,7 +145,7 @@ async def run_scheduler(
     max_deliver: int = 20,
     pool_size: int = 4,
 ) -> None:
-    from guanai.application import CareApplication, event_store_env
+    from application.care import CareApplication, event_store_env
 
     app = CareApplication(event_store_env(database_url, pool_size=pool_size))
     pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=2, open=False, name="scheduler")

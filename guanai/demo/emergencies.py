@@ -22,7 +22,7 @@ from domain.base import CommandMeta, derived_id
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity, Status
 from domain.roster import Tier, roster_id
 from domain.vocabulary import OrgLevel, PersonKind
-from guanai.demo_plan import CountyPlan
+from guanai.demo.plan import CountyPlan
 
 CHINA = timezone(timedelta(hours=8))
 

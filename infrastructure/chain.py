@@ -8,7 +8,7 @@ An entry's MAC covers the previous entry (its MAC and position), the event's pos
 (``GUANAI_CHAIN_KEY``, or a key generated once into the data directory), so someone who can
 change rows by SQL cannot make matching entries. A checkpoint (position and MAC of the newest
 entry) given to an outside party pins the log up to there; it also catches the deletion of the
-newest events, which no chain alone can. ``guanai.verify`` walks the chain.
+newest events, which no chain alone can. ``infrastructure.verify`` walks the chain.
 
 The library's DB-function insert path (``POSTGRES_ENABLE_DB_FUNCTIONS``) would need the key in
 the database, so a chained recorder refuses it.
@@ -32,7 +32,7 @@ from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from guanai.settings import env_names, load_settings
+from infrastructure.settings import env_names, load_settings
 
 MIN_KEY_LENGTH = 32
 CHAIN_SUFFIX = "_chain"
@@ -140,7 +140,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._key_lock = threading.Lock()
         self.insert_hooks: list[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = []
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
-        from guanai.access_log import access_log_ddl  # the access log is created with the store
+        from infrastructure.access_log import access_log_ddl  # the access log is created with the store
 
         self.sql_create_statements.extend(access_log_ddl(datastore.schema))
         table = Identifier(datastore.schema, chain_table(events_table_name))

@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.vocabulary import ActorRole
-from guanai.settings import Settings, SettingsError, load_settings
+from infrastructure.settings import Settings, SettingsError, load_settings
 
 # Commands whose process never opens personal data (workers/projector.py, workers/relay.py build
 # their application with opens_personal_data=False): they need no GUANAI_MASTER_KEY.
@@ -55,7 +55,7 @@ ACCESS_TABLE_END = "<!-- end of access-table -->"
 @contextmanager
 def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[str, str | None]]:
     """(database_url, nats_url): the configured servers, or embedded ones under the data dir."""
-    from guanai.embedded import EmbeddedServices
+    from infrastructure.embedded import EmbeddedServices
 
     embedded = EmbeddedServices(
         settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats
@@ -73,7 +73,7 @@ def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[st
 
 def migrate(settings: Settings, database_url: str) -> None:
     """Create the event store's tables and every view's tables (idempotent)."""
-    from guanai.application import CareApplication, event_store_env
+    from application.care import CareApplication, event_store_env
     from workers.projector import Projector
 
     CareApplication(event_store_env(database_url, pool_size=2)).close()
@@ -208,8 +208,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from guanai.application import CareApplication, event_store_env
-    from guanai.demo import print_summary, seed_county
+    from application.care import CareApplication, event_store_env
+    from guanai.demo.seed import print_summary, seed_county
     from projections.registry import RegistryView
     from workers.projector import Projector
 
@@ -232,14 +232,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                     print(line, file=sys.stderr, flush=True)
 
         counts = seed_county(app, seed=args.seed, scale=args.scale, progress=progress)
-        from guanai.demo_visits import print_visit_summary, simulate_visits
+        from guanai.demo.visits import print_visit_summary, simulate_visits
 
         visits = simulate_visits(app, seed=args.seed, weeks=args.weeks, progress=progress)
         print(f"guanai: {visits}", file=sys.stderr)
         import io
 
-        from guanai.demo_emergencies import print_emergency_summary, simulate_emergencies
-        from guanai.demo_plan import plan_county
+        from guanai.demo.emergencies import print_emergency_summary, simulate_emergencies
+        from guanai.demo.plan import plan_county
 
         emergencies = io.StringIO()
         print_emergency_summary(app, simulate_emergencies(app, plan_county(args.seed, args.scale), seed=args.seed), emergencies)
@@ -252,7 +252,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         from projections.visit_tasks import VisitTaskView
 
         print_visit_summary(VisitTaskView(projector.pool), counts.county_id, sys.stdout)
-        from guanai.demo_report import print_supervision
+        from guanai.demo.report import print_supervision
         from projections.supervision_view import SupervisionView
 
         print_supervision(SupervisionView(projector.pool), counts.county_id, sys.stdout)
@@ -335,7 +335,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
     """``projections rebuild [NAME]``: replay the log into new tables and swap them in, with a
     progress bar on stderr; the old view keeps serving until the swap."""
-    from guanai.progress import ProgressBar
+    from guanai.cli.progress import ProgressBar
     from projections import all_projections
     from workers.projector import Projector
 
@@ -355,7 +355,7 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    from guanai.audit_cli import run
+    from guanai.cli.audit import run
 
     with services(settings, need_nats=False) as (database_url, _):
         return run(settings, database_url, args)
@@ -395,8 +395,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     the key lives in the data directory, to one generated there."""
     import psycopg
 
-    from guanai import personal_data as pd
-    from guanai.progress import ProgressBar
+    from guanai.cli.progress import ProgressBar
+    from infrastructure import personal_data as pd
 
     data_key_file = settings.data_path / pd.MASTER_KEY_FILE
     try:
@@ -447,7 +447,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 def _keys_status(settings: Settings, database_url: str, held: Any) -> int:
     import psycopg
 
-    from guanai import personal_data as pd
+    from infrastructure import personal_data as pd
 
     with psycopg.connect(database_url) as conn:
         row = conn.execute(f"SELECT key_id, since, rotated_by FROM {pd.MASTER_TABLE}").fetchone()
@@ -538,7 +538,7 @@ def parser() -> argparse.ArgumentParser:
     ks.add_parser("status", help="the master key the keys are wrapped by (exit 1: not this process's)")
     kr = ks.add_parser("rotate", help="re-wrap every key under GUANAI_MASTER_KEY (or a new data directory key)")
     kr.add_argument("--by", default="operator", help="who rotates (an id, not a name; kept in the store)")
-    from guanai.audit_cli import add_parser as add_audit_parser
+    from guanai.cli.audit import add_parser as add_audit_parser
 
     add_audit_parser(sub)
     return p
@@ -571,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         print(f"guanai: {e}", file=sys.stderr)
         return 2
-    from guanai.logs import configure_logging
+    from infrastructure.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
     command = args.command or "serve"

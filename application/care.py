@@ -32,6 +32,9 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
+from application.asof import replay_as_of
+from application.emergencies import EmergencyCommands
+from application.visits import VisitCommands
 from domain.base import META_FIELDS, CareAggregate, CommandMeta, DomainError
 from domain.group import VolunteerGroup
 from domain.helper import Helper
@@ -39,10 +42,7 @@ from domain.org_unit import OrgUnit, org_unit_id
 from domain.pairing import Pairing, PairingError
 from domain.person import Person
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
-from guanai import chain, personal_data
-from guanai.asof import replay_as_of
-from guanai.emergencies import EmergencyCommands
-from guanai.visits import VisitCommands
+from infrastructure import chain, personal_data
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -187,7 +187,7 @@ class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
         self._unit_of_work = threading.local()
 
     def construct_mapper(self) -> Mapper[UUID]:
-        # Personal fields are sealed per data subject on the way into the store (guanai/personal_data.py).
+        # Personal fields are sealed per data subject on the way into the store (infrastructure/personal_data.py).
         master_key, cache_seconds = personal_data.key_store_settings(self.env)
         if isinstance(self.factory, PostgresFactory):
             self.key_store: personal_data.KeyStore = personal_data.PostgresKeyStore(

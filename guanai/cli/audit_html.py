@@ -119,7 +119,7 @@ def _event_row(e: dict[str, Any]) -> str:
 
 
 def render(document: dict[str, Any]) -> str:
-    """The HTML page of an export made by ``guanai.audit.Audit.export``."""
+    """The HTML page of an export made by ``application.audit.Audit.export``."""
     stream, check = document["stream"], document["verification"]
     kind = STREAM_LABELS.get(stream["type"], stream["type"])
     by = document["exported_by"]

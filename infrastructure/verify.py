@@ -1,4 +1,4 @@
-"""Checking the audit chains: the events' (``guanai.chain``) and the access log's.
+"""Checking the audit chains: the events' (``infrastructure.chain``) and the access log's.
 
 A walk reads the stored rows and their chain entries in position order from one snapshot and
 recomputes each MAC from the previous stored entry, so every failure is found where it is and a
@@ -30,10 +30,10 @@ from psycopg import Connection, IsolationLevel
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from guanai.access_log import TABLE as ACCESS_TABLE
-from guanai.access_log import Access, access_mac
-from guanai.access_log import genesis as access_genesis
-from guanai.chain import KEY_TABLE, ChainKey, chain_table
+from infrastructure.access_log import TABLE as ACCESS_TABLE
+from infrastructure.access_log import Access, access_mac
+from infrastructure.access_log import genesis as access_genesis
+from infrastructure.chain import KEY_TABLE, ChainKey, chain_table
 
 EVENTS = "guanai_events"
 MAX_LISTED = 20

@@ -2,7 +2,7 @@
 escalation, the responders' acknowledgements, actions and resolutions, and the rosters.
 
 A mixin: its methods use ``load``, ``_create``, ``_update`` and ``_run`` of CareApplication
-(guanai/application.py), which lists it among its bases. Filing with a client-chosen id (or
+(application/care.py), which lists it among its bases. Filing with a client-chosen id (or
 an id derived from an Idempotency-Key) is idempotent like every create. The workers' commands
 (``route_emergency``, ``escalate_overdue``) are idempotent in the aggregate itself: a second
 delivery, or a second worker racing the first, finds nothing left to do and saves nothing
@@ -24,7 +24,7 @@ from domain.visit_log import EmergencyKind, VisitLog
 from domain.vocabulary import OrgLevel
 
 if TYPE_CHECKING:
-    from guanai.application import CommandResult
+    from application.care import CommandResult
 
 
 ALERT_PREFIX = "alerts"
@@ -230,7 +230,7 @@ class EmergencyCommands:
     def load_roster(self, org_unit_id: UUID) -> ResponderRoster:
         roster = self._roster(org_unit_id)
         if roster is None:
-            from guanai.application import NotFoundError
+            from application.care import NotFoundError
 
             raise NotFoundError(f"org unit {org_unit_id} keeps no responder roster", id=str(org_unit_id))
         return roster

@@ -1,4 +1,4 @@
-"""The demo county's plan: drawn from a seed, without I/O (used by guanai/demo.py).
+"""The demo county's plan: drawn from a seed, without I/O (used by guanai/demo/seed.py).
 
 The org tree of one county, left-behind elders and children with their families, helpers of
 every role, volunteer groups, pairings of the three shapes, a few ended pairings and people who
@@ -27,7 +27,7 @@ from domain.vocabulary import (
     RiskTag,
     VisitMode,
 )
-from guanai import demo_names as names
+from guanai.demo import names
 
 CHINA = timezone(timedelta(hours=8))
 FULL = {"elders": 707, "children": 3596, "townships": 8, "villages": 70}  # Yuanjiang's pairing figures

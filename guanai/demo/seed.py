@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import IO, Any
 from uuid import UUID
 
+from application.care import CareApplication
 from domain.base import CommandMeta, DomainError
 from domain.pairing import Pairing
 from domain.person import Person
@@ -30,8 +31,7 @@ from domain.vocabulary import (
     OrgLevel,
     Sex,
 )
-from guanai.application import CareApplication
-from guanai.demo_plan import (
+from guanai.demo.plan import (
     CHINA,
     KINDS,
     CountyPlan,

@@ -25,7 +25,7 @@ from uuid import UUID
 
 import msgspec
 
-from guanai.settings import Settings
+from infrastructure.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
@@ -56,7 +56,7 @@ def _print_progress(position: int, end: int, checked: int) -> None:
 
 
 def _load_checkpoint(path: Path, log: str) -> Any:
-    from guanai.verify import Checkpoint
+    from infrastructure.verify import Checkpoint
 
     held = msgspec.json.decode(path.read_bytes(), type=list[Checkpoint] | Checkpoint)
     for cp in held if isinstance(held, list) else [held]:
@@ -66,9 +66,9 @@ def _load_checkpoint(path: Path, log: str) -> Any:
 
 
 def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
-    from guanai.application import CareApplication, event_store_env
-    from guanai.audit import Audit, NoSuchStreamError
-    from guanai.chain import ChainError, adopt
+    from application.audit import Audit, NoSuchStreamError
+    from application.care import CareApplication, event_store_env
+    from infrastructure.chain import ChainError, adopt
 
     app = CareApplication(event_store_env(database_url, pool_size=2))
     audit = Audit(app, database_url)
@@ -120,7 +120,7 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             if args.format == "json":
                 text = json.dumps(doc, ensure_ascii=False, indent=1)
             else:
-                from guanai.audit_html import render
+                from guanai.cli.audit_html import render
 
                 text = render(doc)
             if args.out:

@@ -61,8 +61,8 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from domain.base import ErasedError, Personal
 from domain.person import Person
-from guanai.failpoints import failpoint
-from guanai.settings import env_names, load_settings
+from infrastructure.failpoints import failpoint
+from infrastructure.settings import env_names, load_settings
 
 MIN_MASTER_KEY_LENGTH = 32
 MASTER_KEY_FILE = "master-key"
@@ -145,7 +145,7 @@ def load_or_create_master_key(configured: str | None, data_dir: Path, previous: 
     ]
     if configured:
         return MasterKey(configured, previous=earlier)
-    from guanai.chain import read_or_create_secret
+    from infrastructure.chain import read_or_create_secret
 
     hint = ""
     if (data_dir / NEXT_MASTER_KEY_FILE).exists():

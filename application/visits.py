@@ -50,7 +50,7 @@ class ScheduleOutcome:
 
 
 class VisitCommands:
-    """Mixed into CareApplication (guanai/application.py)."""
+    """Mixed into CareApplication (application/care.py)."""
 
     load: Any
     events: Any
@@ -145,7 +145,7 @@ class VisitCommands:
             task = VisitTask.schedule(id=tid, pairing=pairing, person_id=person_id, org_path=person.org_path, period=period, meta=meta)
             return task, []
 
-        from guanai.application import AlreadyExistsError
+        from application.care import AlreadyExistsError
 
         try:
             result = self._create(VisitTask, tid, build)
@@ -283,7 +283,7 @@ class VisitCommands:
         """Record a visit log under the client's id (``fields``: see domain.visit_log.log_content),
         against its task (``task_id``) or unplanned (``pairing_id`` and ``person_id``). The same
         log again returns the first result and writes nothing; another under the same id is refused."""
-        from guanai.application import AlreadyExistsError, CommandResult
+        from application.care import AlreadyExistsError, CommandResult
 
         content = log_content(visited_at=meta.occurred_at, **fields)
         existing = self._maybe(VisitLog, log_id)

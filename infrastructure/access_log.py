@@ -6,7 +6,7 @@ every projection and relay for nothing, and bury the care history under its own 
 Instead each read appends one row per person to ``guanai_access_log`` (who, role, when, which
 endpoint, which person, the request id), chained like the events: the rows are numbered
 densely under the table's own EXCLUSIVE lock, and each row's MAC covers the previous row's MAC,
-so a changed, deleted or forged row is found by ``guanai.verify``. The read is refused when its
+so a changed, deleted or forged row is found by ``infrastructure.verify``. The read is refused when its
 row cannot be written (no personal data leaves without a record).
 """
 
@@ -23,7 +23,7 @@ from psycopg import Connection
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from guanai.chain import ChainKey, check_key
+from infrastructure.chain import ChainKey, check_key
 
 TABLE = "guanai_access_log"
 

@@ -24,10 +24,10 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 from psycopg.rows import tuple_row
 
+from application.asof import replay_as_of
 from domain.base import META_FIELDS
-from guanai import access_log, verify
-from guanai.asof import replay_as_of
-from guanai.chain import ChainKey
+from infrastructure import access_log, verify
+from infrastructure.chain import ChainKey
 
 EXPORT_FORMAT = "guanai-case-history/1"
 FOREVER = datetime.max.replace(tzinfo=UTC)

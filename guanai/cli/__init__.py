@@ -1,0 +1,1 @@
+"""``guanai``: the command line (``guanai.cli.main``) and its command groups."""
