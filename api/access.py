@@ -358,16 +358,18 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
     # web pages (web/): each page is granted as the data it shows is
     _page("", "start page", PUBLIC_DATA),
+    _page("/visits", "my visits", VISIT_WRITE, lists=Kind.VISIT_TASK),
+    _page("/people", "my people", PERSON_READ, lists=Kind.PERSON),
+    _page("/people/{person_id:uuid}", "person and history", PERSON_READ, target=PERSON),
     _page("/sign-in", "sign in", public=True),
     _page("/sw.js", "service worker", public=True),
     _page("/manifest.webmanifest", "app manifest", public=True),
     Rule("GET", WEB_STATIC_PATH, "web pages", "static files", public=True),  # and every file beneath it
-    # supervisors', auditors' and administrators' pages (web/supervisor.py, auditor.py, person.py, admin.py)
+    # supervisors', auditors' and administrators' pages (web/supervisor.py, auditor.py, admin.py)
     _page("/supervision", "supervision home", SUPERVISION),
     _page("/supervision/{org_unit:str}", "supervision", SUPERVISION, target=SUPERVISED),
     _page("/supervision/{org_unit:str}/uncovered", "uncovered", SUPERVISION_PEOPLE, target=SUPERVISED),
     _page("/supervision/{org_unit:str}/overdue", "overdue", SUPERVISION_PEOPLE, target=SUPERVISED),
-    _page("/persons/{person_id:uuid}", "person", PERSON_READ, target=PERSON),
     _page("/audit", "audit persons", AUDIT_READ, lists=Kind.PERSON),
     _page("/audit/persons/{person_id:uuid}", "case history", AUDIT_READ, target=PERSON),
     _page("/audit/verify", "verify", AUDIT_CHECK),

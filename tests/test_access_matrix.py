@@ -527,7 +527,6 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/app/supervision/{org_unit:str}"): Recipe(SUPERVISION, target="unit"),
     ("GET", "/app/supervision/{org_unit:str}/uncovered"): Recipe(SUPERVISION_PEOPLE, target="unit"),
     ("GET", "/app/supervision/{org_unit:str}/overdue"): Recipe(SUPERVISION_PEOPLE, target="unit"),
-    ("GET", "/app/persons/{person_id:uuid}"): Recipe(PERSONS_READ, target="person"),
     ("GET", "/app/audit"): Recipe(AUDIT_READ),
     ("GET", "/app/audit/persons/{person_id:uuid}"): Recipe(AUDIT_READ, target="person"),
     ("GET", "/app/audit/verify"): Recipe(AUDIT_CHECK),

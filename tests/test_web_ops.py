@@ -96,7 +96,7 @@ def test_lists_name_people_and_link_to_them_and_their_csv(county: tuple[Care, Ap
         page = c.get(f"/app/supervision/{code}/uncovered")
         assert page.status_code == 200
         for row in uncovered["items"]:
-            assert f'href="/app/persons/{row["id"]}"' in page.text and row["name"] in page.text
+            assert f'href="/app/people/{row["id"]}"' in page.text and row["name"] in page.text
         assert f'href="/supervision/{code}/uncovered.csv?lang=zh"' in page.text
         assert c.get(f"/supervision/{code}/uncovered.csv", params={"lang": "zh"}).status_code == 200
 
@@ -109,10 +109,10 @@ def test_a_unit_or_person_outside_the_reader_is_not_found(county: tuple[Care, Ap
         assert c.get(f"/app/supervision/{w.v2}").status_code == 404
         mine = next(p for p in w.elders if c.get(f"/persons/{p}").status_code == 200)
         theirs = next(p for p in w.elders if c.get(f"/persons/{p}").status_code == 404)
-        assert c.get(f"/app/persons/{mine}").status_code == 200
-        assert c.get(f"/app/persons/{theirs}").status_code == 404
+        assert c.get(f"/app/people/{mine}").status_code == 200
+        assert c.get(f"/app/people/{theirs}").status_code == 404
         village = c.get(f"/app/supervision/{w.v1}").text  # the drill-down's last step: the village's people
-        assert f'href="/app/persons/{mine}"' in village and str(theirs) not in village
+        assert f'href="/app/people/{mine}"' in village and str(theirs) not in village
     with client_for(server, "township_responder", w.t1) as c:  # responders: figures, not the lists
         assert c.get(f"/app/supervision/{w.t1}").status_code == 200
         assert c.get(f"/app/supervision/{w.t1}/uncovered").status_code == 403

@@ -47,7 +47,7 @@ class Watched:
 @contextmanager
 def session(browser: Browser, server: ApiServer, role: ActorRole | str | None = None, org: Any = None,
             subject: str | None = None, width: str = "360", **options: Any) -> Iterator[tuple[BrowserContext, Watched]]:
-    context = browser.new_context(viewport=WIDTHS[width], locale="zh-CN", **options)
+    context = browser.new_context(viewport=WIDTHS[width], locale="zh-CN", timezone_id="Asia/Shanghai", **options)
     try:
         if role is not None:
             sign_in_with_cookie(context, server, role, org, subject or f"u-{uuid.uuid4().hex[:8]}")

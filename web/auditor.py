@@ -31,8 +31,8 @@ from domain.person import Person
 from infrastructure import verify
 from projections.supervision import CHINA
 from projections.timeline import TimelineView
-from web.frame import page
-from web.person import person_status
+from web.frame import lang_of, page
+from web.i18n import MESSAGES, translator
 from web.supervisor import china_time
 
 PAGE_SIZE = 50
@@ -41,6 +41,10 @@ PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
 LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$")]
 Axis = Annotated[str, QueryParameter(pattern="^(occurred|recorded)$")]
 STREAM_TYPES = {"pairing": "Pairing", "visit_task": "VisitTask", "visit_log": "VisitLog", "emergency_report": "EmergencyReport"}
+
+
+def person_status(person: Person) -> str:
+    return "erased" if person.erased else ("active" if person.active else "left")
 
 
 def instant(text: str) -> datetime:
@@ -117,7 +121,14 @@ def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | 
         "axis": axis,
         "china_time": china_time,
         "late_hours": late_hours,
+        "kind_label": kind_label(lang_of(request)),
     }
+
+
+def kind_label(lang: str) -> Any:
+    """A timeline entry's kind in words (the client's timeline labels)."""
+    t = translator(lang)
+    return lambda kind: t(f"tl.{kind}") if f"tl.{kind}" in MESSAGES else t("tl.other")
 
 
 def late_hours(entry: dict[str, Any]) -> float | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from litestar import Router
 
+from web import volunteer
 from web.admin import RosterPages
 from web.auditor import AuditPages
 from web.pages import web_router
-from web.person import PersonPage
 from web.supervisor import SupervisionPages
 
-SCREENS: list[object] = [SupervisionPages, PersonPage, AuditPages, RosterPages]
+SCREENS: list[object] = [*volunteer.HANDLERS, SupervisionPages, AuditPages, RosterPages]
 
 
 def router() -> Router:

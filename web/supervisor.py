@@ -18,7 +18,7 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from api.access import PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
+from api.access import AUDIT_READ, PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
 from api.audit import record_access
 from api.auth import actor_of
 from api.names import with_names
@@ -67,6 +67,11 @@ def breadcrumbs(request: Request[Any, Any, Any], unit: dict[str, Any]) -> list[d
         if row is not None:
             crumbs.append(row)
     return crumbs
+
+
+def person_href(request: Request[Any, Any, Any]) -> str:
+    """Where a person's name leads: an auditor's to the case history, everyone else's to the person."""
+    return "/app/audit/persons/" if AUDIT_READ.get(actor_of(request).role) else "/app/people/"
 
 
 def may_list_people(request: Request[Any, Any, Any]) -> bool:
@@ -142,6 +147,7 @@ def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str)
     return {
         "unit": unit,
         "crumbs": breadcrumbs(request, unit),
+        "person_href": person_href(request),
         "people": village_people(request, unit) if unit["level"] == "village" and may_list_people(request) else None,
         "period": span.name,
         "periods": PERIODS,
@@ -170,6 +176,7 @@ def list_context(request: Request[Any, Any, Any], org_unit: str, which: str, pag
         "unit": unit,
         "crumbs": breadcrumbs(request, unit),
         "which": which,
+        "person_href": person_href(request),
         "rows": rows,
         "total": total,
         "page_no": page_no,

@@ -38,8 +38,20 @@
   window.addEventListener("offline", showOffline);
   document.addEventListener("DOMContentLoaded", showOffline);
 
+  // Keep this page as it is now for use offline (the service worker answers with it when the
+  // network is gone). Called once the worker runs, and again after a change updated the page.
+  function keepPage() {
+    if (!window.caches || !navigator.onLine || document.body.dataset.page.startsWith("error")) return Promise.resolve();
+    return caches.open("guanai-pages-v1").then((cache) => cache.add(location.pathname)).catch(() => {});
+  }
+
+  let ready = Promise.resolve();
   if ("serviceWorker" in navigator && document.body.dataset.page !== "sign-in") {
-    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
+    ready = navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" })
+      .then(() => navigator.serviceWorker.ready)
+      .then(keepPage)
+      .then(() => { document.body.dataset.offlineReady = "1"; })
+      .catch(() => {});
   }
 
   // Signing out forgets what this browser kept offline for the account, then ends the session.
@@ -53,5 +65,5 @@
     window.location.assign(link.href);
   });
 
-  window.Guanai = { msg, api, cookie };
+  window.Guanai = { msg, api, cookie, keepPage, ready: () => ready };
 })();

@@ -8,6 +8,7 @@ const PAGES = "guanai-pages-v1";
 const SHELL_FILES = [
   "/app/static/css/app.css",
   "/app/static/js/app.js",
+  "/app/static/js/visits.js",
   "/app/static/vendor/htmx.org-2.0.11/htmx.min.js",
   "/app/static/icon.svg",
   "/app/manifest.webmanifest",
@@ -36,6 +37,8 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== self.location.origin || !url.pathname.startsWith("/app")) return;
   if (url.pathname === "/app/sign-in" || url.pathname === "/app/sw.js") return;
+  // htmx asks for fragments of a page: never keep one in the page's place.
+  if (request.headers.get("HX-Request")) return;
   if (url.pathname.startsWith("/app/static/")) {
     event.respondWith(
       caches.open(SHELL).then(async (cache) => {
