@@ -77,7 +77,7 @@ def chain_of(audit: Audit, stream_ids: list[UUID]) -> dict[str, Any]:
 def as_of_view(audit: Audit, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str) -> dict[str, Any]:
     """The case at an instant on one axis: the person's record and which related records count."""
     person = audit.state_as_of(person_id, at, axis)
-    rows = []
+    rows = [{"id": person_id, "type": "Person", "state": person}]
     for stream_id, kind in streams:
         state = audit.state_as_of(stream_id, at, axis)
         rows.append({"id": stream_id, "type": kind, "state": state})
@@ -87,7 +87,7 @@ def as_of_view(audit: Audit, person_id: UUID, streams: list[tuple[UUID, str]], a
         "person": person,
         "rows": rows,
         "visit_logs": sum(1 for r in rows if r["type"] == "VisitLog" and r["state"].exists),
-        "events": person.events_applied + sum(r["state"].events_applied for r in rows),
+        "events": sum(r["state"].events_applied for r in rows),
     }
 
 
