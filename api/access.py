@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 import msgspec
@@ -710,6 +711,23 @@ def _takes_object(handler: BaseRouteHandler) -> bool:
     return data is not None and isinstance(data.annotation, type) and issubclass(data.annotation, msgspec.Struct)
 
 
+def _is_form(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    content_type = connection.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def _form_object(body: bytes) -> dict[str, Any]:
+    """A URL-encoded form as an object: an empty field is absent (the page handlers take it so),
+    and a field sent more than once is a list, every value of which is checked."""
+    out: dict[str, Any] = {}
+    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=False):
+        if name not in out:
+            out[name] = value
+        else:
+            out[name] = [*out[name], value] if isinstance(out[name], list) else [out[name], value]
+    return out
+
+
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         data = msgspec.json.decode(body)
@@ -743,6 +761,10 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     data = None
     if rule.writes and isinstance(connection, Request) and (body := await connection.body()):
         data = _json_object(body)
+        if data is None and _is_form(connection):
+            # A page's HTML form (web/): its fields name objects as a JSON body's would, and are
+            # checked the same way, so a form is no way around the table.
+            data = _form_object(body)
         if data is None and _takes_object(handler):
             # Not a JSON object: the handler refuses it (400/422) before it reads or writes
             # anything, whichever ids it names, so no answer here could tell ids apart.
