@@ -13,4 +13,8 @@
       event.detail.isError = false;
     }
   });
+  // The activation slip's print button (no inline handlers: the page's CSP admits none).
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-print]")) window.print();
+  });
 })();
