@@ -95,6 +95,11 @@ def test_a_supervisor_sees_the_api_figures_drills_down_to_a_person_and_exports(b
         assert page.locator("h1").inner_text().startswith(summary["unit"]["name"])
         accessible(page)
         both_widths(page, "supervision-county")
+        page.goto(page.url.split("?")[0] + "?lang=en")  # every word from the catalogue, in English too
+        assert page.locator("#h-coverage").inner_text() == "Pairing coverage"
+        assert not page.locator("main").inner_text().count("sv."), "a key shown instead of its text"
+        both_widths(page, "supervision-county-en")
+        page.goto(page.url.split("?")[0] + "?lang=zh")
 
         page.get_by_role("link", name=township["name"], exact=True).click()
         page.wait_for_url(f"**/app/supervision/{township['code']}*")

@@ -15,20 +15,20 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import msgspec
+from api.accounts import AccountCreate, RoleChange, WithReason, mask
+from api.sessions import service_of
+from domain.account import GRANTS, Account
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Redirect, Template
+from projections.accounts import AccountsView
 
 from api.access import HELPER_READ, access_of, list_scope
-from api.accounts import AccountCreate, RoleChange, WithReason, mask
 from api.auth import actor_of
 from api.common import app_of, meta_for
 from api.names import with_names
-from api.sessions import service_of
-from domain.account import GRANTS, Account
 from domain.base import DomainError
-from projections.accounts import AccountsView
 from projections.supervision import CHINA
 from projections.supervision_series import SupervisionSeries
 from projections.supervision_view import SupervisionView

@@ -55,6 +55,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sv.ack_median": ("响应时间中位数", "Median time to acknowledge"),
     "sv.ack_p90": ("90% 响应时间", "90th percentile to acknowledge"),
     "sv.resolve_median": ("处置时间中位数", "Median time to resolve"),
+    "sv.ack_median_min": ("响应时间中位数（分钟）", "Median minutes to acknowledge"),
+    "sv.ack_p90_min": ("90% 响应时间（分钟）", "90th percentile, minutes to acknowledge"),
+    "sv.resolve_median_min": ("处置时间中位数（分钟）", "Median minutes to resolve"),
     "sv.chart.weeks": ("近 8 周探访情况（按应访截止周）", "Visits in the last 8 weeks (by the week they were due)"),
     "sv.chart.visits_by_unit": ("本期探访情况", "Visits in the period"),
     "sv.chart.coverage_by_unit": ("结对覆盖（人）", "Coverage (people)"),
@@ -191,8 +194,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ac.slip.where": ("登录地址", "Where to sign in"),
     "ac.slip.how": (
         "请用本人手机号和激活码激活账号并设置密码。激活码仅显示这一次，请当面交给本人，勿拍照外传。",
-        "Activate the account with your phone number and this code, and choose a password. The code is shown only "
-        "this once: hand it over in person; do not photograph or forward it.",
+        (
+            "Activate the account with your phone number and this code, and choose a password. The code is shown "
+            "only this once: hand it over in person; do not photograph or forward it."
+        ),
     ),
     "ac.slip.print": ("打印", "Print"),
     "ac.back": ("返回账号列表", "Back to the accounts"),
