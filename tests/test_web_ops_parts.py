@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from itertools import pairwise
 
 from api.access import _form_object
 from projections.supervision_series import weeks_up_to
@@ -33,7 +34,7 @@ def test_columns_scale_to_the_tallest_total() -> None:
 def test_the_weekly_chart_covers_whole_weeks_up_to_this_one() -> None:
     weeks = weeks_up_to(date(2026, 12, 3), 8)  # a Thursday
     assert len(weeks) == 8 and weeks[-1].first == date(2026, 11, 30) and weeks[-1].last == date(2026, 12, 6)
-    assert all((b.first - a.first).days == 7 for a, b in zip(weeks, weeks[1:], strict=False))
+    assert all((b.first - a.first).days == 7 for a, b in pairwise(weeks))
 
 
 def test_the_guard_reads_every_value_of_a_form_field() -> None:
