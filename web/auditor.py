@@ -77,7 +77,7 @@ def chain_of(audit: Audit, stream_ids: list[UUID]) -> dict[str, Any]:
 def as_of_view(audit: Audit, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str) -> dict[str, Any]:
     """The case at an instant on one axis: the person's record and which related records count."""
     person = audit.state_as_of(person_id, at, axis)
-    rows = [{"id": person_id, "type": "Person", "state": person}]
+    rows: list[dict[str, Any]] = [{"id": person_id, "type": "Person", "state": person}]
     for stream_id, kind in streams:
         state = audit.state_as_of(stream_id, at, axis)
         rows.append({"id": stream_id, "type": kind, "state": state})

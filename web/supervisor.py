@@ -104,6 +104,8 @@ def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str)
     unit = resolve_unit(request, org_unit)
     span = period_of(period, None, None)
     figures = view_of(request).summary(unit["id"], span)
+    if figures is None:  # the unit left the views between two reads: as if unknown
+        raise not_found(Kind.ORG_UNIT, org_unit)
     series = SupervisionSeries(request.app.state.read_side.runner.pool)
     weeks = series.visits_by_week(unit["id"], weeks_up_to(datetime.now(CHINA).date(), 8))
     week_labels = [f"{row['week']:%m-%d}" for row in weeks]
