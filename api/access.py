@@ -57,6 +57,7 @@ from psycopg_pool import ConnectionPool
 from api.auth import Actor, actor_of
 from api.problems import ProblemError
 from application.care import AlreadyExistsError, CareApplication, NotFoundError, UnknownReferenceError
+from domain.account import Account
 from domain.emergency import EmergencyReport
 from domain.group import VolunteerGroup
 from domain.helper import Helper
@@ -101,6 +102,7 @@ class Kind(StrEnum):
     VISIT_LOG = "visit log"
     EMERGENCY = "emergency report"
     STREAM = "stream"  # any aggregate's events (the audit)
+    ACCOUNT = "account"
 
 
 AGGREGATES: dict[Kind, type[Any]] = {
@@ -112,6 +114,7 @@ AGGREGATES: dict[Kind, type[Any]] = {
     Kind.VISIT_TASK: VisitTask,
     Kind.VISIT_LOG: VisitLog,
     Kind.EMERGENCY: EmergencyReport,
+    Kind.ACCOUNT: Account,
 }
 
 Grants = Mapping[ActorRole, frozenset[Scope]]
@@ -208,6 +211,13 @@ SUPERVISION_PEOPLE = grants(all=[AD], subtree=[*SUPERVISORS, *VILLAGE, AU])
 AUDIT_READ = grants(all=[AD], subtree=[AU])
 AUDIT_CHECK = grants(all=[AD], any=[AU])
 TOKENS = grants(all=[AD])
+# Accounts: a township supervisor opens and manages those of their township, a village cadre
+# those of their village (which roles each may grant is the domain's GRANTS); auditors and
+# county supervisors read them; sign-ins are for auditors.
+ACCOUNT_WRITE = grants(all=[AD], subtree=[TS, VC])
+ACCOUNT_READ = grants(all=[AD], subtree=[CS, TS, VC, AU])
+SIGN_INS = grants(all=[AD], subtree=[TS, AU])
+SELF = grants(any=HUMANS)  # one's own session and second factor
 ERASE = grants(all=[AD])  # crypto-shredding is final: administrators only
 
 UNIT = Target("unit_id", Kind.ORG_UNIT)
@@ -221,6 +231,7 @@ REPORT = Target("report_id", Kind.EMERGENCY)
 ROSTER = Target("org_unit_id", Kind.ORG_UNIT)
 SUPERVISED = Target("org_unit", Kind.ORG_UNIT, by_code=True)
 STREAM = Target("stream_id", Kind.STREAM)
+ACCOUNT = Target("account_id", Kind.ACCOUNT)
 
 
 UNIT_FILTER = Ref("org_unit_id", Kind.ORG_UNIT)
@@ -357,6 +368,29 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/audit/checkpoint", "audit", "checkpoint", AUDIT_CHECK),
     # tokens
     Rule("POST", "/auth/revoke", "tokens", "revoke", TOKENS),
+    # accounts
+    Rule("GET", "/accounts", "accounts", "list", ACCOUNT_READ, lists=Kind.ACCOUNT, filters=(UNIT_FILTER,)),
+    Rule("GET", "/accounts/{account_id:uuid}", "accounts", "read", ACCOUNT_READ, ACCOUNT),
+    Rule("POST", "/accounts", "accounts", "open", ACCOUNT_WRITE,
+         refs=(Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True)), creates=Kind.ACCOUNT),
+    Rule("POST", "/accounts/{account_id:uuid}/role", "accounts", "change role", ACCOUNT_WRITE, ACCOUNT,
+         (Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True))),
+    Rule("POST", "/accounts/{account_id:uuid}/lock", "accounts", "lock", ACCOUNT_WRITE, ACCOUNT),
+    Rule("POST", "/accounts/{account_id:uuid}/unlock", "accounts", "unlock", ACCOUNT_WRITE, ACCOUNT),
+    Rule("POST", "/accounts/{account_id:uuid}/reset", "accounts", "reset", ACCOUNT_WRITE, ACCOUNT),
+    Rule("POST", "/accounts/{account_id:uuid}/close", "accounts", "close", ACCOUNT_WRITE, ACCOUNT),
+    Rule("GET", "/accounts/{account_id:uuid}/sign-ins", "accounts", "sign-ins", SIGN_INS, ACCOUNT),
+    # signing in, and one's own sessions (the session's account is the token's: no object to check)
+    Rule("POST", "/auth/activate", "sessions", "activate", public=True),
+    Rule("POST", "/auth/sign-in", "sessions", "sign in", public=True),
+    Rule("POST", "/auth/refresh", "sessions", "refresh", public=True),
+    Rule("POST", "/auth/sign-out", "sessions", "sign out", SELF),
+    Rule("GET", "/auth/me", "sessions", "who am I", SELF),
+    Rule("GET", "/auth/sessions", "sessions", "list own", SELF),
+    Rule("DELETE", "/auth/sessions/{session_id:uuid}", "sessions", "end own", SELF),
+    Rule("POST", "/auth/totp", "sessions", "enrol TOTP", SELF),
+    Rule("POST", "/auth/totp/confirm", "sessions", "confirm TOTP", SELF),
+    Rule("POST", "/auth/recovery-codes", "sessions", "new recovery codes", SELF),
     # web pages (web/): each page is granted as the data it shows is
     _page("", "start page", PUBLIC_DATA),
     _page("/visits", "my visits", VISIT_WRITE, lists=Kind.VISIT_TASK),
@@ -381,6 +415,14 @@ RULES: tuple[Rule, ...] = (
     Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders", "web pages", "add responder", ROSTER_WRITE, ROSTER),
     Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove", "web pages",
          "remove responder", ROSTER_WRITE, ROSTER),
+    _page("/accounts", "accounts", ACCOUNT_READ, lists=Kind.ACCOUNT),
+    _page("/accounts/{account_id:uuid}", "account", ACCOUNT_READ, target=ACCOUNT),
+    Rule("POST", "/app/accounts", "web pages", "open account", ACCOUNT_WRITE,
+         refs=(Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True)), creates=Kind.ACCOUNT),
+    Rule("POST", "/app/accounts/{account_id:uuid}/role", "web pages", "change account role", ACCOUNT_WRITE, ACCOUNT,
+         (Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True))),
+    *(Rule("POST", f"/app/accounts/{{account_id:uuid}}/{action}", "web pages", f"{action} account", ACCOUNT_WRITE, ACCOUNT)
+      for action in ("lock", "unlock", "reset", "close")),
     _page("/{rest:path}", "not found", public=True),  # any other address: the not-found page
 )  # fmt: skip
 
@@ -393,6 +435,7 @@ READS: dict[Kind, Grants] = {
     Kind.PAIRING: PAIRING_READ,
     Kind.VISIT_LOG: VISIT_READ,
     Kind.EMERGENCY: REPORT_READ,
+    Kind.ACCOUNT: ACCOUNT_READ,
 }
 
 
@@ -528,6 +571,9 @@ class Access:
             return []
         if isinstance(source, (OrgUnit, OrgUnit.Registered)):
             return list(source.path)
+        if kind is Kind.ACCOUNT:
+            agg = self.aggregate(aggregate_id)  # a role change moves an account: never its first event's
+            return list(agg.org_path) if isinstance(agg, Account) else []
         if isinstance(source, (HelperClaims, HelperClaims.Opened)):
             return self.org_path(Kind.HELPER, source.helper_id)  # a claim book is its helper's
         return list(getattr(source, "org_path", None) or [])
@@ -747,6 +793,10 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if rule.public:
         return
     actor = actor_of(connection)
+    if actor.restricted and not rule.path.startswith("/auth/"):
+        raise PermissionDeniedException(
+            f"a {actor.role.value} signs in with a second factor: enrol one first (POST /auth/totp), then refresh"
+        )
     scopes = rule.grants.get(actor.role)
     if not scopes:
         raise PermissionDeniedException(f"a {actor.role.value} may not {rule.action} ({rule.resource})")

@@ -16,6 +16,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, Swagge
 from litestar.openapi.spec import Components, SecurityScheme
 
 from api.access import DOCS_PATH, access_guard, unchecked_guard
+from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
@@ -30,6 +31,8 @@ from api.revocations import start_revocations, stop_revocations
 from api.rosters import RosterController
 from api.security import configure as configure_security
 from api.security import security_headers, security_middleware
+from api.sessions import ROUTES as SESSION_ROUTES
+from api.sessions import start_accounts, stop_accounts
 from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
@@ -154,7 +157,7 @@ def create_app(
         route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
                         EmergencyController, RosterController, TimelineController, SupervisionController,
                         SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController, web_router()],
+                        AuditController, AccountController, *SESSION_ROUTES, web_router()],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -162,8 +165,8 @@ def create_app(
         middleware=[request_id_middleware, security_middleware, cookie_session_middleware],
         template_config=template_config(),
         before_send=[security_headers],
-        on_startup=[_start, _connect_nats, start_revocations],
-        on_shutdown=[stop_revocations, _stop],
+        on_startup=[_start, _connect_nats, start_revocations, start_accounts],
+        on_shutdown=[stop_accounts, stop_revocations, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
         debug=debug,

@@ -18,6 +18,7 @@ an actor may do, and to which objects, is decided by ``api/access.py``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,13 @@ from domain.vocabulary import ActorRole
 ISSUER = "guanai"
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
+# The browser session (api/sessions.py): an HttpOnly access cookie, the refresh cookie scoped to
+# the refresh route, and a CSRF token readable by the page's script, echoed in a header.
+ACCESS_COOKIE = "guanai_access"
+REFRESH_COOKIE = "guanai_refresh"
+CSRF_COOKIE = "guanai_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Bounds how long a revocation must be kept, and so how far back a jti-only revocation reaches.
 MAX_TOKEN_TTL = timedelta(days=31)
 
@@ -67,6 +75,14 @@ class Actor(msgspec.Struct, frozen=True):
     org_unit_id: uuid.UUID | None
     token_id: str
     expires_at: int = 0  # the token's exp (epoch seconds)
+    # A signed-in account's token (api/sessions.py) also names the account and its session;
+    # a cookie session's names the hash of its CSRF token; ``restricted``: the role needs a
+    # second factor the account has not enrolled yet, so only the /auth routes are open.
+    account_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    csrf_hash: str | None = None
+    restricted: bool = False
+    via_cookie: bool = False
 
 
 class TokenError(ValueError):
@@ -137,6 +153,7 @@ def issue_token(
     org_unit_id: uuid.UUID | None,
     ttl: timedelta,
     now: datetime | None = None,
+    claims: dict[str, Any] | None = None,
 ) -> str:
     if role != ActorRole.ADMINISTRATOR and org_unit_id is None and role != ActorRole.SYSTEM:
         raise TokenError(f"a {role} token must be scoped to an org unit")
@@ -144,7 +161,8 @@ def issue_token(
         raise TokenError(f"a token lives at most {MAX_TOKEN_TTL.days} days")
     ring = key_ring(secret)
     now = now or datetime.now(UTC)
-    claims: dict[str, Any] = {
+    body: dict[str, Any] = {
+        **(claims or {}),
         "iss": ISSUER,
         "sub": subject,
         "role": role.value,
@@ -153,8 +171,8 @@ def issue_token(
         "jti": uuid.uuid4().hex,
     }
     if org_unit_id is not None:
-        claims["org"] = str(org_unit_id)
-    return jwt.encode(claims, ring.current, algorithm=ALGORITHM, headers={"kid": ring.current_kid})
+        body["org"] = str(org_unit_id)
+    return jwt.encode(body, ring.current, algorithm=ALGORITHM, headers={"kid": ring.current_kid})
 
 
 def _decode(ring: KeyRing, token: str, *, verify_exp: bool = True) -> dict[str, Any]:
@@ -188,14 +206,18 @@ def verify_token(secret: str | KeyRing, token: str) -> Actor:
         issued, expires = int(claims["iat"]), int(claims["exp"])
         if expires - issued > MAX_TOKEN_TTL.total_seconds():
             raise ValueError("lives too long")
+        account = uuid.UUID(claims["acc"]) if claims.get("acc") else None
+        session = uuid.UUID(claims["sid"]) if claims.get("sid") else None
     except TokenError:
         raise
     except jwt.ExpiredSignatureError:
         raise TokenError("the token has expired; ask for a new one") from None
-    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError, OverflowError):
+    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError, OverflowError, AttributeError):
         raise TokenError("the token is not valid") from None
     return Actor(
-        subject=str(claims["sub"]), role=role, org_unit_id=org, token_id=str(claims["jti"]), expires_at=expires
+        subject=str(claims["sub"]), role=role, org_unit_id=org, token_id=str(claims["jti"]), expires_at=expires,
+        account_id=account, session_id=session, csrf_hash=claims.get("cth") if isinstance(claims.get("cth"), str) else None,
+        restricted=claims.get("rst") is True,
     )
 
 
@@ -219,8 +241,13 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
         return actor
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    via_cookie = False
+    if not header and (cookie := connection.cookies.get(ACCESS_COOKIE)):
+        token, scheme, via_cookie = cookie, "bearer", True
     if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthorizedException("send a bearer token: 'Authorization: Bearer <token>' (see `guanai token`)")
+        raise NotAuthorizedException(
+            "sign in (POST /auth/sign-in), or send a bearer token: 'Authorization: Bearer <token>'"
+        )
     state = connection.app.state
     limiter = getattr(state, "auth_limiter", None)
     if limiter is not None and (wait := limiter.wait_time(client_key(connection))) > 0:
@@ -245,9 +272,27 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
             ) from None
         if revoked:
             raise _refuse(connection, "the token has been revoked; ask for a new one")
+    if via_cookie:
+        actor = msgspec.structs.replace(actor, via_cookie=True)
+        if connection.scope.get("method", "GET") not in SAFE_METHODS:
+            check_csrf(connection, actor)
     connection.scope.setdefault("state", {})["actor"] = actor
     structlog_bind(actor)
     return actor
+
+
+def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], actor: Actor) -> None:
+    """A state-changing request authenticated by the session cookie must echo the session's
+    CSRF token: in the ``X-CSRF-Token`` header, or (a server-rendered form, parsed by the web
+    layer before the guard) as ``csrf_token`` put in the request's scope state. A cross-site page
+    can make the browser send the cookie, but cannot read the token."""
+    sent = connection.headers.get(CSRF_HEADER) or connection.scope.get("state", {}).get("csrf_token")
+    if not (sent and actor.csrf_hash and hmac.compare_digest(hashlib.sha256(sent.encode()).hexdigest(), actor.csrf_hash)):
+        raise ProblemError(
+            403, "csrf-refused", "CSRF token missing or wrong",
+            f"a request signed in by cookie that changes something sends the {CSRF_COOKIE} cookie's value"
+            f" in the {CSRF_HEADER} header (or a csrf_token form field)",
+        )
 
 
 def structlog_bind(actor: Actor) -> None:

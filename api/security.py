@@ -48,7 +48,7 @@ PAGE_CSP = (
     "manifest-src 'self'; worker-src 'self'; media-src 'self'; font-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-ID, Last-Event-ID, X-CSRF-Token"
 CORS_EXPOSE_HEADERS = "ETag, Location, Retry-After, X-Request-ID"
 HSTS = "max-age=31536000; includeSubDomains"
 

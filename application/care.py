@@ -32,6 +32,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
+from application.accounts import AccountCommands
 from application.asof import replay_as_of
 from application.emergencies import EmergencyCommands
 from application.visits import VisitCommands
@@ -160,7 +161,7 @@ def _creation_fields(event: Any) -> dict[str, Any]:
     return {k: v for k, v in event.__dict__.items() if k not in ignored}
 
 
-class CareApplication(EmergencyCommands, VisitCommands, Application[UUID]):
+class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Application[UUID]):
     """Registry, helpers, groups and pairings: every change a domain event in PostgreSQL."""
 
     name = "Guanai"

@@ -77,6 +77,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_PREVIOUS_MASTER_KEYS: comma-separated earlier master keys a process still opens, and
     wraps new keys with while the store is under one of them (rotation without a stop: move the
     old GUANAI_MASTER_KEY here, set a new one, run ``guanai keys rotate``, then remove it)."""
+    lookup_key: str | None = None
+    """GUANAI_LOOKUP_KEY: key of the keyed hashes that find an account by phone number (32+ chars),
+    never stored in the database; every API process must share it. Unset: generated once into the
+    data directory (``lookup-key``). Not touched by master key rotation."""
+    access_token_minutes: int = 15
+    """GUANAI_ACCESS_TOKEN_MINUTES: lifetime of the access tokens of signed-in accounts (1 to 60)."""
+    session_days: int = 30
+    """GUANAI_SESSION_DAYS: how long a signed-in session lasts at most (refresh tokens rotate within it)."""
+    sign_in_failures_free: int = 5
+    """GUANAI_SIGN_IN_FAILURES_FREE: failed sign-ins per account (four times as many per address)
+    before each further one doubles the wait (429 with Retry-After; 0: no throttle)."""
     key_cache_seconds: float = 2.0
     """GUANAI_KEY_CACHE_SECONDS: how often each process looks for keys erased by other processes
     (an erased person's data may still show in another process for up to this long)."""

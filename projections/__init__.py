@@ -7,6 +7,7 @@ from typing import Any
 
 def all_projections() -> list[Any]:
     """Every read model kept by the projector."""
+    from projections.accounts import AccountsProjection
     from projections.emergency_queue import EmergencyQueueProjection
     from projections.registry import RegistryProjection
     from projections.supervision import SupervisionProjection
@@ -15,5 +16,5 @@ def all_projections() -> list[Any]:
 
     return [
         RegistryProjection(), TimelineProjection(), SupervisionProjection(), EmergencyQueueProjection(),
-        VisitTaskProjection(),
+        VisitTaskProjection(), AccountsProjection(),
     ]

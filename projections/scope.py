@@ -15,7 +15,7 @@ from uuid import UUID
 
 # The list tables a scope knows how to narrow.
 TABLES = frozenset(
-    {"reg_persons", "reg_helpers", "reg_groups", "reg_pairings", "visit_tasks", "visit_logs", "emergency_queue"}
+    {"reg_persons", "reg_helpers", "reg_groups", "reg_pairings", "visit_tasks", "visit_logs", "emergency_queue", "accounts"}
 )
 
 

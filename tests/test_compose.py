@@ -60,6 +60,9 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
         assert ("GUANAI_MASTER_KEY" in env) == opens, f"{name}: master key {'missing' if opens else 'not needed'}"
         # A rotation without a stop gives every one of them the key the store was under.
         assert ("GUANAI_PREVIOUS_MASTER_KEYS" in env) == opens, f"{name}: previous master keys"
+        # Sign-in finds accounts by a keyed hash: every API process needs the same lookup key.
+        if service["command"][1] == "api":
+            assert "GUANAI_LOOKUP_KEY" in env, f"{name}: the lookup key of accounts' phone numbers"
         # The values must be acceptable to the settings loader (placeholders aside).
         concrete = {k: str(v) for k, v in env.items() if "${" not in str(v)}
         load_settings(concrete)

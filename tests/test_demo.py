@@ -15,14 +15,19 @@ import psycopg
 import pytest
 
 from application.care import CareApplication, event_store_env
+from domain.account import Account, AccountStatus
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person, age_on, id_number_problem
-from domain.vocabulary import HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag
+from domain.vocabulary import ActorRole, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag
+from guanai.cli.accounts import offline_service
+from guanai.demo.accounts import DEMO_PASSWORD, open_demo_accounts, print_demo_accounts
 from guanai.demo.plan import census_dates, plan_county
 from guanai.demo.seed import DemoCounts, print_summary, seed_county
+from infrastructure.lookup_hash import lookup_hash
+from infrastructure.settings import Settings
 from tests.conftest import create_database, drop_database
 from workers.projector import Projector
 
@@ -49,7 +54,7 @@ def everything(app: CareApplication) -> dict[type, list[Any]]:
     ids: dict[UUID, None] = {}
     for n in app.recorder.select_notifications(start=1, limit=1_000_000):
         ids.setdefault(n.originator_id, None)
-    found: dict[type, list[Any]] = {cls: [] for cls in (OrgUnit, Person, Helper, VolunteerGroup, Pairing)}
+    found: dict[type, list[Any]] = {cls: [] for cls in (OrgUnit, Person, Helper, VolunteerGroup, Pairing, Account)}
     for aggregate_id in ids:
         agg = app.repository.get(aggregate_id)
         found[type(agg)].append(agg)
@@ -207,3 +212,28 @@ def test_running_it_again_writes_nothing_new(seeded: Seeded) -> None:
     assert again.total_written == 0
     assert again.present == seeded.counts.written
     assert event_count(seeded.url) == seeded.events
+
+
+def test_the_demo_opens_an_activated_account_for_every_role_once(seeded: Seeded) -> None:
+    settings = Settings()
+    service = offline_service(seeded.app, seeded.url, settings)
+    try:
+        made = open_demo_accounts(service, plan_county(7, SCALE))
+        assert {a.role for a in made} == set(ActorRole) - {ActorRole.SYSTEM}
+        for demo in made:
+            account_id = service.credentials.account_by_phone(lookup_hash("phone", demo.phone))
+            assert account_id is not None
+            account = seeded.app.load(Account, account_id)
+            assert (account.role, account.status) == (demo.role, AccountStatus.ACTIVE)
+            login = service.credentials.login(account_id)
+            assert login is not None and service.hasher.verify(login.password_hash, DEMO_PASSWORD)
+        volunteer = next(a for a in made if a.role == ActorRole.VOLUNTEER)
+        assert seeded.app.load(Account, service.credentials.account_by_phone(lookup_hash("phone", volunteer.phone))).helper_id
+        before = event_count(seeded.url)
+        assert open_demo_accounts(service, plan_county(7, SCALE)) == made  # again: nothing new
+        assert event_count(seeded.url) == before
+        out = io.StringIO()
+        print_demo_accounts(made, "http://127.0.0.1:8000", out)
+        assert DEMO_PASSWORD in out.getvalue() and "DEMO ONLY" in out.getvalue() and made[0].phone in out.getvalue()
+    finally:
+        service.credentials.close()  # type: ignore[attr-defined]

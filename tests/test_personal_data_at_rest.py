@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import nats
 import psycopg
+import pyotp
 import pytest
 from psycopg import sql
 
@@ -52,11 +53,13 @@ FLAG_DESCRIPTION = "老人在院子里摔倒起不来"
 REPORT_DESCRIPTION, ADDRESS = "邻居说孩子常被锁在家里挨饿", "因远镇红安村后山小路"
 ACTION_NOTES, RESOLVE_NOTES = "已联系派出所民警上门", "孩子已由姑姑暂时照看"
 LEAVE_REASON = "搬到昆明和女儿一起住"
+ACCOUNT_NAME, ACCOUNT_PHONE, ACCOUNT_PASSWORD = "督导员慕容雪", "13566667777", "红安村的山茶花-开了2026"
 
 NEEDLES = [
     ELDER_NAME, CHILD_NAME, LEAVER_NAME, ELDER_ID, CHILD_ID, SON, SON_PHONE, GUARDIAN, GUARDIAN_PHONE, FATHER,
     FATHER_PHONE, HOUSEHOLD, HELPER_NAME, HELPER_PHONE, RESPONDER_NAME, RESPONDER_PHONE, FINDING_NOTE, FOLLOW_UP,
     FLAG_DESCRIPTION, REPORT_DESCRIPTION, ADDRESS, ACTION_NOTES, RESOLVE_NOTES, LEAVE_REASON,
+    ACCOUNT_NAME, ACCOUNT_PHONE, ACCOUNT_PASSWORD,
 ]  # fmt: skip
 
 
@@ -183,6 +186,25 @@ class County:
         self.left = ok(c.post(f"/persons/{self.leaver['id']}/leave", json={"reason": LEAVE_REASON}))
         self.position = self.left["position"]
 
+    def account(self, c: httpx.Client, town: str) -> list[str]:
+        """A township supervisor's account, activated, with TOTP enrolled, signed in twice."""
+        account = ok(c.post("/accounts", json={
+            "role": "township_supervisor", "org_unit_id": town, "phone": ACCOUNT_PHONE, "display_name": ACCOUNT_NAME,
+        }), 201)  # fmt: skip
+        anon = {"Authorization": ""}
+        code = account["activation_code"]
+        ok(c.post("/auth/activate", headers=anon,
+                  json={"phone": ACCOUNT_PHONE, "activation_code": code, "password": ACCOUNT_PASSWORD}))  # fmt: skip
+        first = ok(c.post("/auth/sign-in", headers=anon, json={"phone": ACCOUNT_PHONE, "password": ACCOUNT_PASSWORD}))
+        bearer = {"Authorization": f"Bearer {first['access_token']}"}
+        secret = ok(c.post("/auth/totp", headers=bearer))["secret"]
+        totp = pyotp.TOTP(secret)
+        recovery = ok(c.post("/auth/totp/confirm", headers=bearer, json={"totp_code": totp.now()}))["recovery_codes"]
+        later = ok(c.post("/auth/sign-in", headers=anon, json={
+            "phone": ACCOUNT_PHONE, "password": ACCOUNT_PASSWORD, "totp_code": totp.at(datetime.now(UTC).timestamp() + 30),
+        }))  # fmt: skip
+        return [code, code.replace("-", ""), secret, first["refresh_token"], later["refresh_token"], *recovery]
+
 
 @pytest.fixture(scope="module")
 def server(pg_base_url: str, nats_url: str) -> Iterator[ApiServer]:
@@ -200,7 +222,8 @@ def test_a_dump_of_the_database_and_the_stream_shows_no_personal_data(
     server: ApiServer, admin: httpx.Client, nats_url: str
 ) -> None:
     county = County(admin)
-    assert server.projector.wait_for(county.position, timeout=30)
+    secrets = county.account(admin, county.tree.township["id"])  # its code, TOTP secret, tokens
+    assert server.projector.wait_for(ok(admin.get("/health"))["database"]["position"], timeout=30)
     # The API shows it all to those allowed: the data is there, only sealed.
     assert ok(admin.get(f"/persons/{county.child['id']}"))["guardian"]["phone"] == GUARDIAN_PHONE
     names = {p["id"]: p["name"] for p in ok(admin.get("/persons", params={"org_unit_id": county.tree.village["id"]}))["items"]}
@@ -218,6 +241,8 @@ def test_a_dump_of_the_database_and_the_stream_shows_no_personal_data(
     assert stream_hits == []
 
     assert scan_database(server.database_url, NEEDLES) == []
+    # No password, activation code, TOTP secret, recovery code or refresh token either.
+    assert scan_database(server.database_url, secrets) == []
 
     # The scanner can fail: a needle planted as text, and one JSON-escaped inside bytes, are found.
     with psycopg.connect(server.database_url) as conn:

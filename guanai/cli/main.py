@@ -16,6 +16,7 @@
     guanai projections rebuild [NAME]   rebuild a view (or all) from zero while the old one serves
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
     guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
+    guanai accounts create-admin   open the first administrator's account; prints its activation code
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from infrastructure.settings import Settings, SettingsError, load_settings
 # Commands whose process never opens personal data (workers/projector.py, workers/relay.py build
 # their application with opens_personal_data=False): they need no GUANAI_MASTER_KEY.
 NO_PERSONAL_DATA = frozenset({"migrate", "projector", "relay", "lag"})
-COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys")
+COMMANDS = ("serve", "api", "projector", "relay", "migrate", "demo", "token", "lag", "dead-letters", "projections", "router", "escalator", "audit", "scheduler", "access-table", "keys", "accounts")
 # The org level a role's token is scoped to, where the role fixes it (read off a division code:
 # a county's ends in 000000, a township's in 000).
 ROLE_LEVELS = {
@@ -242,7 +243,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         from guanai.demo.plan import plan_county
 
         emergencies = io.StringIO()
-        print_emergency_summary(app, simulate_emergencies(app, plan_county(args.seed, args.scale), seed=args.seed), emergencies)
+        plan = plan_county(args.seed, args.scale)
+        print_emergency_summary(app, simulate_emergencies(app, plan, seed=args.seed), emergencies)
+        from guanai.cli.accounts import offline_service
+        from guanai.demo.accounts import open_demo_accounts, print_demo_accounts
+
+        accounts_service = offline_service(app, database_url, settings)
+        demo_accounts = open_demo_accounts(accounts_service, plan)
+        accounts_service.credentials.close()  # type: ignore[attr-defined]
         app.close()
         print(f"guanai: seeded in {counts.elapsed:.1f}s: {counts}", file=sys.stderr)
         projector = Projector(database_url)
@@ -257,6 +265,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
         print_supervision(SupervisionView(projector.pool), counts.county_id, sys.stdout)
         sys.stdout.write(emergencies.getvalue())
+        print_demo_accounts(demo_accounts, f"http://{settings.host}:{settings.port}", sys.stdout)
         projector.close()
     print(f"\nDone in {time.monotonic() - started:.0f}s. Next: `./run serve`, then open http://127.0.0.1:{settings.port}/schema")
     print(
@@ -330,6 +339,20 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     issued = verify_token(secret, token)
     print(f"guanai: token id (jti) {issued.token_id}; revoke with `guanai token revoke {issued.token_id}`", file=sys.stderr)
     return 0
+
+
+def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    """``accounts create-admin``: see guanai/cli/accounts.py."""
+    from application.care import CareApplication, event_store_env
+    from guanai.cli.accounts import cmd_accounts as run
+
+    with services(settings, need_nats=False) as (database_url, _):
+        migrate(settings, database_url)
+        app = CareApplication(event_store_env(database_url, pool_size=2))
+        try:
+            return run(settings, args, database_url, app)
+        finally:
+            app.close()
 
 
 def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
@@ -541,6 +564,9 @@ def parser() -> argparse.ArgumentParser:
     from guanai.cli.audit import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+    from guanai.cli.accounts import add_parser as add_accounts_parser
+
+    add_accounts_parser(sub)
     return p
 
 
@@ -561,6 +587,7 @@ HANDLERS: dict[str, Any] = {
     "scheduler": cmd_scheduler,
     "access-table": cmd_access_table,
     "keys": cmd_keys,
+    "accounts": cmd_accounts,
 }
 
 
