@@ -242,3 +242,71 @@ def test_a_village_user_who_edits_the_address_to_another_village_gets_not_found(
         assert answer is not None and answer.status == 404
         both_widths(page, "person-not-found")
         watched.no_errors("404")
+
+
+def test_an_administrator_opens_an_account_whose_holder_signs_in_and_stays_in_their_village(browser, county) -> None:  # noqa: F811
+    """The account pages end to end: an administrator opens a village cadre's account and prints
+    the slip; the cadre activates it with the slip's code and signs in (a real cookie session);
+    editing the address to another village's person shows the not-found page; the administrator
+    locks the account (the session stops working) and resets it (a new slip)."""
+    care, server = county
+    w = care.world
+    phone = "135" + f"{uuid.uuid4().int % 10**8:08d}"
+    with api(server, "administrator") as admin:
+        village = admin.get(f"/org-units/{w.v1}").json()
+        theirs = next(p for p in [*w.elders, *w.children] if admin.get(f"/persons/{p}").json()["village_id"] != str(w.v1))
+        mine = next(p for p in [*w.elders, *w.children] if admin.get(f"/persons/{p}").json()["village_id"] == str(w.v1))
+    with session(browser, server, ActorRole.ADMINISTRATOR, width="1280") as (_, watched):
+        page = watched.page
+        page.goto(server.base_url + "/app/accounts")
+        form = page.locator("#open-account")
+        form.locator("select[name=role]").select_option("village_cadre")
+        form.locator("select[name=org_unit_id]").select_option(str(w.v1))
+        form.locator("input[name=phone]").fill(phone)
+        form.locator("input[name=display_name]").fill("王村干")
+        accessible(page)
+        both_widths(page, "accounts")
+        form.get_by_role("button", name="开通账号").click()
+        page.wait_for_selector("[data-activation-code]")
+        code = page.locator("[data-activation-code]").inner_text()
+        assert village["name"] in page.locator(".slip").inner_text() and phone[-4:] in page.locator(".slip").inner_text()
+        accessible(page)
+        both_widths(page, "activation-slip")
+        account_url = page.get_by_role("link", name="返回账号列表").get_attribute("href")
+        watched.no_errors()
+
+    with session(browser, server, width="360") as (context, watched):  # the cadre, on their phone
+        page = watched.page
+        activated = context.request.post(server.base_url + "/auth/activate",
+                                         data={"phone": phone, "activation_code": code, "password": "青山绿水-lucky-2026"})
+        assert activated.status == 200, activated.text()
+        signed = context.request.post(server.base_url + "/auth/sign-in",
+                                      data={"phone": phone, "password": "青山绿水-lucky-2026", "session": "cookie"})
+        assert signed.status == 200, signed.text()
+        assert page.goto(f"{server.base_url}/app/supervision/{w.v1}").status == 200
+        assert page.locator(".who .role").inner_text() == "村干部"
+        assert page.goto(f"{server.base_url}/app/people/{mine}").status == 200
+        answer = page.goto(f"{server.base_url}/app/people/{theirs}")  # the address edited to village B's person
+        assert answer is not None and answer.status == 404 and page.locator("h1").inner_text() == "找不到该页面"
+        both_widths(page, "person-not-found")
+
+        with session(browser, server, ActorRole.ADMINISTRATOR, width="360") as (_, admin_watched):
+            admin_page = admin_watched.page
+            admin_page.goto(server.base_url + account_url)
+            assert admin_page.locator("[data-status]").get_attribute("data-status") == "active"
+            admin_page.locator("#lock-form input[name=reason]").fill("手机丢失")
+            admin_page.locator("#lock-form").get_by_role("button").click()
+            admin_page.wait_for_selector("[data-status=locked]")
+            accessible(admin_page)
+            both_widths(admin_page, "account")
+            admin_page.locator("#reset-form input[name=reason]").fill("换了手机")
+            admin_page.locator("#reset-form").get_by_role("button").click()
+            admin_page.wait_for_selector("[data-activation-code]")
+            assert admin_page.locator("[data-activation-code]").inner_text() != code
+            admin_watched.no_errors()
+        # Locked, then reset: the cadre's session ends (within the revocation interval everywhere).
+        deadline = time.monotonic() + 10
+        while page.goto(f"{server.base_url}/app/supervision/{w.v1}").status == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert page.url.startswith(f"{server.base_url}/app/sign-in")
+        watched.no_errors("404", "401")

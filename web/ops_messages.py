@@ -164,6 +164,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # accounts
     "ac.title": ("账号管理", "Accounts"),
     "ac.open": ("开通账号", "Open an account"),
+    "ac.total": ("共 {n} 个账号", "{n} accounts"),
     "ac.role": ("角色", "Role"),
     "ac.phone": ("手机号", "Phone"),
     "ac.unit": ("所属单位", "Unit"),
