@@ -42,7 +42,6 @@ from application.care import CareApplication, event_store_env
 from infrastructure.settings import Settings
 from web.frame import template_config
 from web.routes import router as web_router
-from web.session import cookie_session_middleware
 
 log = structlog.get_logger("guanai.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -161,8 +160,7 @@ def create_app(
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
-        # The web client's cookie session feeds the same guard as a bearer token (web/session.py).
-        middleware=[request_id_middleware, security_middleware, cookie_session_middleware],
+        middleware=[request_id_middleware, security_middleware],
         template_config=template_config(),
         before_send=[security_headers],
         on_startup=[_start, _connect_nats, start_revocations, start_accounts],

@@ -54,16 +54,24 @@ def chromium_path() -> str:
     return found
 
 
+_shared: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     # The sync API refuses to start inside a running event loop; the session's asyncio loop is not
     # running while a plain (sync) test runs, so sync tests are the place for browser flows.
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    # Every module importing this fixture gets a definition (and so a session-long instance) of
+    # its own, but a second sync Playwright in one process finds the first one's loop running and
+    # refuses to start: the modules share one, which the first finalizer closes.
+    if "browser" not in _shared:
+        playwright = sync_playwright().start()
+        _shared["playwright"] = playwright
+        _shared["browser"] = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+    yield _shared["browser"]
+    if "browser" in _shared:
+        _shared.pop("browser").close()
+        _shared.pop("playwright").stop()
 
 
 def screenshot(page: Page, name: str, **options: Any) -> Path:

@@ -386,6 +386,7 @@ class Recipe:
     ok: tuple[int, ...] = (200,)
     stream: bool = False
     form: bool = False  # a web page's form: the body goes URL-encoded
+    page_lists: str | None = None  # a web page listing these: each row links to /app/<page_lists>/<id>
     token_ok: tuple[int, ...] | None = None  # what a minted token gets in scope, when not ``ok`` (no account)
     spare_session: bool = False  # sent with a spare session of the role's account (the cell ends it)
 
@@ -614,8 +615,6 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/audit/checkpoint"): Recipe(AUDIT_CHECK),
     # tokens
     ("POST", "/auth/revoke"): Recipe(REVOKE, body=lambda w, role, ctx: {"jti": uuid.uuid4().hex, "reason": "手机丢失"}),
-    # web pages: a page answers a program (no Accept: text/html) with the API's problem details
-    ("GET", "/app"): Recipe(ANYONE, ok=(200, 303)),  # volunteers and responders go on to their screen
     # web pages of supervisors, auditors and administrators: the grants of the API routes they show
     ("GET", "/app/supervision"): Recipe(SUPERVISION, ok=(303,)),
     ("GET", "/app/supervision/{org_unit:str}"): Recipe(SUPERVISION, target="unit"),
@@ -681,12 +680,18 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/auth/totp/confirm"): Recipe(SELF, token_ok=(409,), fresh=_totp_started,
                                            body=lambda w, role, ctx: {"totp_code": ctx.get("code", "000000")}),
     ("POST", "/auth/recovery-codes"): Recipe(SELF, token_ok=(409,)),
+    # web pages: a page answers a program (no Accept: text/html) with the API's problem details
+    ("GET", "/app"): Recipe(ANYONE, ok=(200, 303)),  # volunteers and responders go on to their screen
+    ("GET", "/app/visits"): Recipe(VISITS_WRITE),  # the page lists what GET /visits lists (tests/test_web_volunteer.py)
+    ("GET", "/app/people"): Recipe(PERSONS_READ, page_lists="people"),
+    ("GET", "/app/people/{person_id:uuid}"): Recipe(PERSONS_READ, target="person"),
+    ("GET", "/app/console"): Recipe(QUEUE),
 }  # fmt: skip
 # No token at all (and the /schema pages); signing in is tried in tests/test_accounts_api.py.
 PUBLIC = {
     ("GET", "/health"), ("POST", "/auth/activate"), ("POST", "/auth/sign-in"), ("POST", "/auth/refresh"),
-    ("GET", "/app/sign-in"), ("GET", "/app/sw.js"), ("GET", "/app/manifest.webmanifest"), ("GET", "/app/{rest:path}"),
-    ("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}"),
+    ("GET", "/app/sign-in"), ("GET", "/app/second-factor"), ("GET", "/app/sw.js"), ("GET", "/app/manifest.webmanifest"),
+    ("GET", "/app/{rest:path}"), ("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}"),
 }
 
 
@@ -840,7 +845,20 @@ class Cell:
             return self.recipe.inside(self.w, self.role)
         return self.w.pick(self.recipe.target, self.role, self.scopes)[0]  # type: ignore[arg-type]
 
+    def page_listed(self) -> None:
+        """A web page shows exactly the rows of the list the API would answer."""
+        if self.recipe.page_lists is None:
+            return
+        r = self.w.a.get(self.path, headers={**self.headers, "Accept": "text/html"},
+                         params={"min_position": self.w.position()})  # fmt: skip
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text[:300]
+        shown = set(re.findall(rf'href="/app/{self.recipe.page_lists}/([0-9a-f-]{{36}})"', r.text))
+        expected = self.w.visible("person", self.role, self.scopes)  # type: ignore[arg-type]
+        assert expected, "every role that may read this page sees someone in the world"
+        assert shown == expected, (sorted(self._names(shown - expected)), sorted(self._names(expected - shown)))
+
     def listed(self) -> None:
+        self.page_listed()
         kind = self.recipe.lists
         if kind is None or kind == "unit":
             return

@@ -3,10 +3,14 @@ the not-found page, security headers and CSRF, at 360 and 1280 px."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
+
 import httpx
 
+from api.auth import issue_token
 from domain.vocabulary import ActorRole
-from tests.api_support import ApiServer, Tree, api_server, client, token  # noqa: F401 - fixtures
+from tests.api_support import SECRET, ApiServer, Tree, api_server, client  # noqa: F401 - fixtures
 from tests.browser import browser  # noqa: F401 - fixture
 from tests.web_support import both_widths, session
 
@@ -17,7 +21,7 @@ def test_a_visitor_without_a_session_is_sent_to_sign_in_and_sees_it_in_chinese(b
         page.goto(api_server.base_url + "/app/")
         assert page.url.startswith(api_server.base_url + "/app/sign-in?next=")
         assert page.locator("h1").inner_text() == "登录"
-        assert page.get_by_label("账号").is_visible() and page.get_by_label("密码").is_visible()
+        assert page.get_by_label("手机号").is_visible() and page.get_by_label("密码").is_visible()
         both_widths(page, "sign-in")
         page.get_by_role("link", name="切换语言").click()
         assert page.locator("h1").inner_text() == "Sign in"
@@ -67,11 +71,13 @@ def test_a_page_error_is_a_page_for_a_browser_and_problem_details_for_a_program(
 
 def test_a_change_sent_with_the_session_cookie_needs_the_csrf_token(api_server: ApiServer, client) -> None:  # noqa: F811
     tree = Tree(client)
-    cookies = {"guanai_access": token(ActorRole.ADMINISTRATOR), "guanai_csrf": "s3cret-value"}
+    csrf = "s3cret-value"
+    bound = issue_token(SECRET, subject="admin-web", role=ActorRole.ADMINISTRATOR, org_unit_id=None,
+                        ttl=timedelta(minutes=5), claims={"cth": hashlib.sha256(csrf.encode()).hexdigest()})  # fmt: skip
     body = {"code": tree.county["code"][:6] + "109000", "name": "新镇", "level": "township", "parent_id": tree.county["id"]}
-    with httpx.Client(base_url=api_server.base_url, cookies=cookies) as c:
+    with httpx.Client(base_url=api_server.base_url, cookies={"guanai_access": bound, "guanai_csrf": csrf}) as c:
         refused = c.post("/org-units", json=body)
-        assert refused.status_code == 403 and refused.json()["type"] == "/problems/csrf-failed"
+        assert refused.status_code == 403 and refused.json()["type"] == "/problems/csrf-refused"
         assert c.post("/org-units", json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
-        assert c.post("/org-units", json=body, headers={"X-CSRF-Token": "s3cret-value"}).status_code == 201
+        assert c.post("/org-units", json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
         assert c.get("/org-units/" + tree.county["id"]).status_code == 200  # a read needs no token

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from domain.vocabulary import ActorRole
 from tests.api_support import ApiServer, api_server, client, elder, token  # noqa: F401 - fixtures
@@ -16,11 +16,11 @@ from tests.test_api_visits import Scene
 from tests.web_support import both_widths, session
 
 
-def card(page: Page, task_id: str):  # noqa: ANN201 - a Playwright locator
+def card(page: Page, task_id: str) -> Locator:
     return page.locator(f"#task-{task_id}")
 
 
-def log_visit(page: Page, opener, notes: str, *, help_now: bool = False) -> None:  # noqa: ANN001
+def log_visit(page: Page, opener: Locator, notes: str, *, help_now: bool = False) -> None:
     opener.click()
     dialog = page.locator("#log-dialog")
     expect(dialog).to_be_visible()
@@ -142,6 +142,13 @@ def test_my_people_and_their_history_but_nobody_elses(browser, api_server: ApiSe
         expect(page.locator(".timeline")).to_contain_text("登记入档")
         expect(page.locator(".timeline")).to_contain_text("建立结对")
         both_widths(page, "volunteer-person")
+        page.get_by_role("link", name="English").click()
+        expect(page.locator("#tl-title")).to_have_text("History")
+        expect(page.locator(".timeline")).to_contain_text("Registered")
+        page.goto(api_server.base_url + "/app/visits")
+        expect(page.locator("h1")).to_have_text("My visits")
+        both_widths(page, "volunteer-visits-en")
+        page.goto(api_server.base_url + "/app/visits?lang=zh")
         answer = page.goto(f"{api_server.base_url}/app/people/{stranger}")
         assert answer is not None and answer.status == 404
         expect(page.locator("h1")).to_have_text("找不到该页面")

@@ -4,16 +4,20 @@ two widths every screen is checked at."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from api.auth import issue_token
 from domain.vocabulary import ActorRole
-from tests.api_support import ApiServer, token
+from tests.api_support import SECRET, ApiServer, token
 from tests.browser import screenshot
 
 WIDTHS = {"360": {"width": 360, "height": 780}, "1280": {"width": 1280, "height": 860}}
@@ -21,11 +25,22 @@ WIDTHS = {"360": {"width": 360, "height": 780}, "1280": {"width": 1280, "height"
 
 def sign_in_with_cookie(context: BrowserContext, server: ApiServer, role: ActorRole | str, org: Any = None,
                         subject: str | None = None) -> str:
-    """The cookies the accounts API's sign-in sets, made from a minted token; returns the token."""
-    minted = token(role, org, subject)
+    """The cookies the accounts API's cookie sign-in sets (``guanai_access``, ``guanai_csrf``),
+    made from a minted token; returns the token. Once the accounts issue is merged its
+    ``issue_token`` takes extra claims, and a cookie session's token names the hash of its CSRF
+    token (``cth``), which its guard checks on every change: the minted token carries it too."""
+    csrf = secrets.token_urlsafe(16)
+    if "claims" in inspect.signature(issue_token).parameters:
+        minted = issue_token(
+            SECRET, subject=subject or f"u-{uuid.uuid4().hex[:8]}", role=ActorRole(role),
+            org_unit_id=uuid.UUID(str(org)) if org else None, ttl=timedelta(hours=1),
+            claims={"cth": hashlib.sha256(csrf.encode()).hexdigest()},
+        )  # fmt: skip
+    else:
+        minted = token(role, org, subject)
     context.add_cookies([
-        {"name": "guanai_access", "value": minted, "url": server.base_url, "httpOnly": True, "sameSite": "Lax"},
-        {"name": "guanai_csrf", "value": secrets.token_urlsafe(16), "url": server.base_url, "sameSite": "Lax"},
+        {"name": "guanai_access", "value": minted, "url": server.base_url, "httpOnly": True, "sameSite": "Strict"},
+        {"name": "guanai_csrf", "value": csrf, "url": server.base_url, "sameSite": "Strict"},
     ])  # fmt: skip
     return minted
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from litestar.template.config import TemplateConfig
 from api.auth import Actor, actor_of
 from api.problems import EXCEPTION_HANDLERS
 from domain.org_unit import OrgUnit
+from domain.schedule import PROGRAMME_TZ
 from domain.vocabulary import ActorRole
 from web.i18n import LANG_COOKIE, catalogue_for_scripts, choose_lang, translator
 
@@ -70,6 +72,14 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=configure)
 
 
+def local(moment: datetime | None, with_time: bool = True) -> str:
+    """A moment as a person in the county reads it (China time)."""
+    if moment is None:
+        return ""
+    at = moment.astimezone(PROGRAMME_TZ)
+    return at.strftime("%m-%d %H:%M") if with_time else at.strftime("%m-%d")
+
+
 def lang_of(request: Request[Any, Any, Any]) -> str:
     return choose_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE))
 
@@ -78,7 +88,7 @@ def actor_or_none(request: Request[Any, Any, Any]) -> Actor | None:
     """Who is signed in: the guard's decision, or on a public page (sign-in, not found) the
     session's, if it has a valid one."""
     actor = request.scope.get("state", {}).get("actor")
-    if actor is None and request.headers.get("authorization"):
+    if actor is None and (request.headers.get("authorization") or request.cookies.get("guanai_access")):
         try:
             actor = actor_of(request)
         except Exception:  # noqa: BLE001 - an expired or revoked session: the page shows nobody

@@ -44,8 +44,18 @@ def home(request: Request[Any, Any, Any]) -> Template | Redirect:
 @get("/sign-in", sync_to_thread=True)
 def sign_in(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Template:
     """The sign-in form; it posts to the accounts API's ``POST /auth/sign-in``."""
-    target = next if next and next.startswith(PREFIX) and not next.startswith("//") else PREFIX
-    return page(request, "sign_in.html", next_url=target)
+    return page(request, "sign_in.html", next_url=_within_app(next))
+
+
+@get("/second-factor", sync_to_thread=True)
+def second_factor(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Template:
+    """Enrolling an authenticator app. Public: a session still without its second factor reaches
+    only the /auth routes, which this page's script calls."""
+    return page(request, "second_factor.html", next_url=_within_app(next))
+
+
+def _within_app(target: str | None) -> str:
+    return target if target and target.startswith(PREFIX) and not target.startswith("//") else PREFIX
 
 
 @get("/{rest:path}", sync_to_thread=True)
@@ -79,7 +89,7 @@ def manifest(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, media_type="application/manifest+json", headers={"Cache-Control": "no-cache"})
 
 
-FRAME_HANDLERS = [home, sign_in, nowhere, service_worker, manifest]
+FRAME_HANDLERS = [home, sign_in, second_factor, nowhere, service_worker, manifest]
 
 
 def web_router(*page_handlers: Any) -> Router:

@@ -39,19 +39,11 @@ from domain.visit_log import (
 )
 from domain.vocabulary import VisitMode
 from projections.timeline import TimelineView
-from web.frame import lang_of, page
+from web.frame import lang_of, local, page
 from web.i18n import MESSAGES, translator
 
 OPEN_STATUSES = ("scheduled", "claimed")
 TIMELINE_PAGE = 30
-
-
-def local(moment: datetime | None, with_time: bool = True) -> str:
-    """A moment as a person in the county reads it (China time)."""
-    if moment is None:
-        return ""
-    at = moment.astimezone(PROGRAMME_TZ)
-    return at.strftime("%m-%d %H:%M") if with_time else at.strftime("%m-%d")
 
 
 def _horizon() -> tuple[datetime, datetime]:

@@ -16,7 +16,7 @@
 
   // A call to the JSON API with the session cookie; a change carries the CSRF cookie's value
   // (double submit). Answers {status, body}; a network failure throws (the caller decides to queue).
-  async function api(method, path, body, headers) {
+  async function api(method, path, body, headers, retried) {
     const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...(headers || {}) } };
     if (method !== "GET" && method !== "HEAD") {
       init.headers["Content-Type"] = "application/json";
@@ -24,6 +24,16 @@
       init.body = JSON.stringify(body === undefined ? {} : body);
     }
     const response = await fetch(path, init);
+    // A browser session's access cookie lives minutes; its refresh cookie lives days. On a 401,
+    // renew once (the refresh cookie and the CSRF header) and try again.
+    if (response.status === 401 && !retried && path !== "/auth/refresh" && path !== "/auth/sign-in" && cookie("guanai_csrf")) {
+      const renewed = await fetch("/auth/refresh", {
+        method: "POST", credentials: "same-origin",
+        headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": cookie("guanai_csrf") },
+        body: "{}",
+      }).catch(() => null);
+      if (renewed && renewed.ok) return api(method, path, body, headers, true);
+    }
     let parsed = null;
     const type = response.headers.get("content-type") || "";
     if (type.includes("json")) parsed = await response.json();
@@ -54,11 +64,29 @@
       .catch(() => {});
   }
 
+  function outboxCount() {
+    if (!window.indexedDB) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const opening = indexedDB.open("guanai", 1);
+      opening.onupgradeneeded = () => opening.result.createObjectStore("outbox", { keyPath: "id" });
+      opening.onerror = () => resolve(0);
+      opening.onsuccess = () => {
+        const db = opening.result;
+        const counting = db.transaction("outbox", "readonly").objectStore("outbox").count();
+        counting.onsuccess = () => { db.close(); resolve(counting.result); };
+        counting.onerror = () => { db.close(); resolve(0); };
+      };
+    });
+  }
+
   // Signing out forgets what this browser kept offline for the account, then ends the session.
   document.addEventListener("click", async (event) => {
     const link = event.target.closest("#sign-out");
     if (!link) return;
     event.preventDefault();
+    // Visit logs still waiting on this phone would be lost: say so, and let the person stay.
+    const waiting = await outboxCount();
+    if (waiting > 0 && !window.confirm(msg("js.signout.waiting", { n: waiting }))) return;
     try { await api("POST", "/auth/sign-out", {}); } catch (e) { /* offline: the cookie expires anyway */ }
     if (window.caches) for (const key of await caches.keys()) await caches.delete(key);
     if (window.indexedDB && indexedDB.deleteDatabase) indexedDB.deleteDatabase("guanai");
