@@ -26,7 +26,6 @@ from api.auth import actor_of
 from api.common import app_of
 from api.names import with_names
 from api.problems import ProblemError
-from application.audit import Audit
 from domain.person import Person
 from infrastructure import verify
 from projections.supervision import CHINA
@@ -36,6 +35,8 @@ from web.i18n import MESSAGES, translator
 from web.supervisor import china_time
 
 PAGE_SIZE = 50
+# ``audit`` parameters are the app's ``Audit`` (api/audit.py ``audit_of``); typed loosely so that
+# this module does not name where the layout keeps that class.
 PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
 # A datetime-local field: minutes, no offset; read as China time, where the work happens.
 LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$")]
@@ -61,7 +62,7 @@ def related_streams(timeline: list[dict[str, Any]]) -> list[tuple[UUID, str]]:
     return list(seen.items())
 
 
-def chain_of(audit: Audit, stream_ids: list[UUID]) -> dict[str, Any]:
+def chain_of(audit: Any, stream_ids: list[UUID]) -> dict[str, Any]:
     """The chain check of each of the case's streams (as an export carries it), and the log's head."""
     checked, failures = 0, []
     with audit.app.recorder.datastore.get_connection() as conn:
@@ -74,7 +75,7 @@ def chain_of(audit: Audit, stream_ids: list[UUID]) -> dict[str, Any]:
     return {"ok": not failures, "checked": checked, "failures": failures, "head": head}
 
 
-def as_of_view(audit: Audit, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str) -> dict[str, Any]:
+def as_of_view(audit: Any, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str) -> dict[str, Any]:
     """The case at an instant on one axis: the person's record and which related records count."""
     person = audit.state_as_of(person_id, at, axis)
     rows: list[dict[str, Any]] = [{"id": person_id, "type": "Person", "state": person}]
