@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 import msgspec
@@ -423,6 +424,29 @@ RULES: tuple[Rule, ...] = (
     _page("/sw.js", "service worker", public=True),
     _page("/manifest.webmanifest", "app manifest", public=True),
     Rule("GET", WEB_STATIC_PATH, "web pages", "static files", public=True),  # and every file beneath it
+    # supervisors', auditors' and administrators' pages (web/supervisor.py, auditor.py, admin.py)
+    _page("/supervision", "supervision home", SUPERVISION),
+    _page("/supervision/{org_unit:str}", "supervision", SUPERVISION, target=SUPERVISED),
+    _page("/supervision/{org_unit:str}/uncovered", "uncovered", SUPERVISION_PEOPLE, target=SUPERVISED),
+    _page("/supervision/{org_unit:str}/overdue", "overdue", SUPERVISION_PEOPLE, target=SUPERVISED),
+    _page("/audit", "audit persons", AUDIT_READ, lists=Kind.PERSON),
+    _page("/audit/persons/{person_id:uuid}", "case history", AUDIT_READ, target=PERSON),
+    _page("/audit/verify", "verify", AUDIT_CHECK),
+    _page("/rosters", "rosters", ROSTER_READ),
+    _page("/rosters/{org_unit_id:uuid}", "roster", ROSTER_READ, target=ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}", "web pages", "set up roster", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/deadlines", "web pages", "change deadlines", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders", "web pages", "add responder", ROSTER_WRITE, ROSTER),
+    Rule("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove", "web pages",
+         "remove responder", ROSTER_WRITE, ROSTER),
+    _page("/accounts", "accounts", ACCOUNT_READ, lists=Kind.ACCOUNT),
+    _page("/accounts/{account_id:uuid}", "account", ACCOUNT_READ, target=ACCOUNT),
+    Rule("POST", "/app/accounts", "web pages", "open account", ACCOUNT_WRITE,
+         refs=(Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True)), creates=Kind.ACCOUNT),
+    Rule("POST", "/app/accounts/{account_id:uuid}/role", "web pages", "change account role", ACCOUNT_WRITE, ACCOUNT,
+         (Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True))),
+    *(Rule("POST", f"/app/accounts/{{account_id:uuid}}/{action}", "web pages", f"{action} account", ACCOUNT_WRITE, ACCOUNT)
+      for action in ("lock", "unlock", "reset", "close")),
     _page("/{rest:path}", "not found", public=True),  # any other address: the not-found page
 )  # fmt: skip
 
@@ -772,6 +796,23 @@ def _takes_object(handler: BaseRouteHandler) -> bool:
     return data is not None and isinstance(data.annotation, type) and issubclass(data.annotation, msgspec.Struct)
 
 
+def _is_form(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    content_type = connection.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def _form_object(body: bytes) -> dict[str, Any]:
+    """A URL-encoded form as an object: an empty field is absent (the page handlers take it so),
+    and a field sent more than once is a list, every value of which is checked."""
+    out: dict[str, Any] = {}
+    for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=False):
+        if name not in out:
+            out[name] = value
+        else:
+            out[name] = [*out[name], value] if isinstance(out[name], list) else [out[name], value]
+    return out
+
+
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         data = msgspec.json.decode(body)
@@ -811,6 +852,10 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     data = None
     if rule.writes and isinstance(connection, Request) and (body := await connection.body()):
         data = _json_object(body)
+        if data is None and _is_form(connection):
+            # A page's HTML form (web/): its fields name objects as a JSON body's would, and are
+            # checked the same way, so a form is no way around the table.
+            data = _form_object(body)
         if data is None and _takes_object(handler):
             # Not a JSON object: the handler refuses it (400/422) before it reads or writes
             # anything, whichever ids it names, so no answer here could tell ids apart.

@@ -305,6 +305,14 @@ def _preflight(scope: Scope, state: SecurityState) -> dict[str, str]:
     }
 
 
+def _is_page_form(scope: Scope, content_type: str) -> bool:
+    """An HTML form posted to a page of the web client (``/app/...``), which browsers send
+    URL-encoded; the API's own routes take JSON only."""
+    return scope.get("path", "").startswith("/app/") and content_type.split(";")[0].strip().lower() == (
+        "application/x-www-form-urlencoded"
+    )
+
+
 def security_middleware(app: ASGIApp) -> ASGIApp:
     """Preflights and body checks, before any handler decodes anything."""
 
@@ -336,13 +344,16 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
             pass  # a file, not JSON: its handler takes multipart/form-data only (415), after the access guard
         elif body:
             content_type = _header(scope, b"content-type")
-            if not _is_json(content_type):
+            if _is_page_form(scope, content_type):
+                pass  # a page's HTML form: its handler decodes and checks the fields (web/)
+            elif not _is_json(content_type):
                 raise ProblemError(
                     415, "unsupported-media-type", "Unsupported media type",
                     f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
                 )
-            check_json(body)
-            check_types(scope, body)
+            else:
+                check_json(body)
+                check_types(scope, body)
         replayed = False
 
         async def replay() -> Message:

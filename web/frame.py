@@ -40,6 +40,7 @@ HTMX = "vendor/htmx.org-2.0.11/htmx.min.js"
 R = ActorRole
 VOLUNTEERS = (R.VOLUNTEER, R.VILLAGE_CADRE, R.CHILD_DIRECTOR)
 RESPONDERS = (R.TOWNSHIP_RESPONDER, R.COUNTY_RESPONDER)
+SUPERVISORS = (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ NAV: list[NavItem] = [
     NavItem(f"{PREFIX}/visits", "nav.visits", (*VOLUNTEERS, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/people", "nav.people", (*VOLUNTEERS, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/console", "nav.console", (*RESPONDERS, R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/supervision", "nav.supervision", (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/audit", "nav.audit", (R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/accounts", "nav.accounts", (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.VILLAGE_CADRE, R.AUDITOR, R.ADMINISTRATOR)),
 ]
 
 

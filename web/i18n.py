@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from web.ops_messages import MESSAGES as OPS_MESSAGES
+
 LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
 LANG_COOKIE = "guanai_lang"
@@ -363,6 +365,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "role.administrator": ("管理员", "Administrator"),
     "role.system": ("系统", "System"),
 }
+
+
+MESSAGES.update(OPS_MESSAGES)  # the supervisor's, auditor's and administrator's pages
 
 
 def translate(key: str, lang: str, /, **values: Any) -> str:

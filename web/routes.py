@@ -6,9 +6,13 @@ from __future__ import annotations
 from litestar import Router
 
 from web import console, volunteer
+from web.accounts import AccountPages
+from web.admin import RosterPages
+from web.auditor import AuditPages
 from web.pages import web_router
+from web.supervisor import SupervisionPages
 
-SCREENS: list[object] = [*volunteer.HANDLERS, *console.HANDLERS]
+SCREENS: list[object] = [*volunteer.HANDLERS, *console.HANDLERS, SupervisionPages, AuditPages, RosterPages, AccountPages]
 
 
 def router() -> Router:

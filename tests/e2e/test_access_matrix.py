@@ -408,6 +408,7 @@ class Recipe:
     more: Callable[[World, str, dict[str, Any]], dict[str, str]] | None = None  # other path parameters
     ok: tuple[int, ...] = (200,)
     stream: bool = False
+    form: bool = False  # a web page's form: the body goes URL-encoded
     page_lists: str | None = None  # a web page listing these: each row links to /app/<page_lists>/<id>
     token_ok: tuple[int, ...] | None = None  # what a minted token gets in scope, when not ``ok`` (no account)
     spare_session: bool = False  # sent with a spare session of the role's account (the cell ends it)
@@ -654,6 +655,43 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/audit/streams/{stream_id:uuid}/proofs"): Recipe(AUDIT_READ, target="stream"),
     # tokens
     ("POST", "/auth/revoke"): Recipe(REVOKE, body=lambda w, role, ctx: {"jti": uuid.uuid4().hex, "reason": "手机丢失"}),
+    # web pages of supervisors, auditors and administrators: the grants of the API routes they show
+    ("GET", "/app/supervision"): Recipe(SUPERVISION, ok=(303,)),
+    ("GET", "/app/supervision/{org_unit:str}"): Recipe(SUPERVISION, target="unit"),
+    ("GET", "/app/supervision/{org_unit:str}/uncovered"): Recipe(SUPERVISION_PEOPLE, target="unit"),
+    ("GET", "/app/supervision/{org_unit:str}/overdue"): Recipe(SUPERVISION_PEOPLE, target="unit"),
+    ("GET", "/app/audit"): Recipe(AUDIT_READ),
+    ("GET", "/app/audit/persons/{person_id:uuid}"): Recipe(AUDIT_READ, target="person"),
+    ("GET", "/app/audit/verify"): Recipe(AUDIT_CHECK),
+    ("GET", "/app/rosters"): Recipe(ROSTERS_READ),
+    ("GET", "/app/rosters/{org_unit_id:uuid}"): Recipe(ROSTERS_READ, target="unit"),
+    # setting up a roster the unit keeps already, as it was set up, repeats it: nothing new is written
+    ("GET", "/app/accounts"): Recipe(ACCOUNTS_READ),
+    ("GET", "/app/accounts/{account_id:uuid}"): Recipe(ACCOUNTS_READ, target="account"),
+    ("POST", "/app/accounts"): Recipe(ACCOUNTS_WRITE, form=True, refs={"org_unit_id": "village", "helper_id": "helper"}, ok=(200,),
+                                      body=lambda w, role, ctx: {"role": "volunteer", "org_unit_id": w.ids["v1"], "helper_id": w.helper(),
+                                                                 "phone": "186" + f"{uuid.uuid4().int % 10**8:08d}"}),
+    ("POST", "/app/accounts/{account_id:uuid}/role"): Recipe(
+        ACCOUNTS_WRITE, form=True, target="account", refs={"org_unit_id": "village", "helper_id": "helper"}, fresh=_fresh_account, ok=(303,),
+        body=lambda w, role, ctx: {"role": "volunteer", "org_unit_id": w.ids["v1"], "helper_id": w.helper()}),
+    ("POST", "/app/accounts/{account_id:uuid}/lock"): Recipe(ACCOUNTS_WRITE, form=True, target="account", fresh=_fresh_account, ok=(303,),
+                                                             body=lambda w, role, ctx: {"reason": "手机丢失"}),
+    ("POST", "/app/accounts/{account_id:uuid}/unlock"): Recipe(ACCOUNTS_WRITE, form=True, target="account", fresh=_locked_account, ok=(303,),
+                                                               body=lambda w, role, ctx: {"csrf_token": ""}),
+    ("POST", "/app/accounts/{account_id:uuid}/reset"): Recipe(ACCOUNTS_WRITE, form=True, target="account", fresh=_fresh_account, ok=(200,),
+                                                              body=lambda w, role, ctx: {"reason": "忘记密码"}),
+    ("POST", "/app/accounts/{account_id:uuid}/close"): Recipe(ACCOUNTS_WRITE, form=True, target="account", fresh=_fresh_account, ok=(303,),
+                                                              body=lambda w, role, ctx: {"reason": "外出务工不再服务"}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}"): Recipe(ROSTERS_WRITE, target="unit", form=True, ok=(303,),
+                                                        body=lambda w, role, ctx: {"critical": ""}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}/deadlines"): Recipe(ROSTERS_WRITE, target="unit", form=True, ok=(303,),
+                                                                  body=lambda w, role, ctx: {"critical": "600"}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}/responders"): Recipe(
+        ROSTERS_WRITE, target="unit", form=True, ok=(303,),
+        body=lambda w, role, ctx: {"responder_id": f"r-{uuid.uuid4().hex[:8]}", "name": "值班员", "phone": "13900000003", "tier": "primary"}),
+    ("POST", "/app/rosters/{org_unit_id:uuid}/responders/{responder_id:str}/remove"): Recipe(
+        ROSTERS_WRITE, target="unit", form=True, ok=(303,), fresh=_fresh_responder,
+        more=lambda w, role, ctx: {"responder_id": ctx.get("responder", "nobody")}, body=lambda w, role, ctx: {"csrf_token": ""}),
     # accounts
     ("GET", "/accounts"): Recipe(ACCOUNTS_READ, lists="account", filters={"org_unit_id": "unit"}),
     ("GET", "/accounts/{account_id:uuid}"): Recipe(ACCOUNTS_READ, target="account"),
@@ -794,7 +832,7 @@ class Cell:
         if self.recipe.files is not None:
             kwargs["files"] = {"file": ("台账.csv", self.recipe.files(), "text/csv")}
         elif self.method != "GET" and self.method != "DELETE":
-            kwargs["json"] = {} if body is None else body
+            kwargs["data" if self.recipe.form else "json"] = {} if body is None else body
         return self.w.a.request(self.method, _fill(self.path, values), **kwargs)
 
     def refused_writing_nothing(self, target: str | None, body: Any = None, params: dict[str, Any] | None = None) -> httpx.Response:

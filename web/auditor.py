@@ -1,0 +1,171 @@
+"""The auditor's pages (审计): choose a person, read their case history, look at the case as of
+an instant on either time axis (what had happened by then; what the system knew then), see
+whether the chain holds for the case (and, on request, for the whole log), and open the
+printable export of ``GET /audit/streams/{id}/export``.
+
+A case is the person's own record and every stream their timeline names (pairings, visit tasks,
+visit logs, emergency reports). The as-of view replays each of them with ``Audit.state_as_of``,
+the reads behind ``GET /audit/streams/{id}/state``; a visit logged offline counts on the
+``occurred`` axis from when it happened and on the ``recorded`` axis only from when it arrived.
+Each page that shows a person's data is written to their access log, as the API's reads are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, get
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Template
+
+from api.access import list_scope, loaded, timeline_hides
+from api.audit import audit_of, record_access
+from api.auth import actor_of
+from api.common import app_of
+from api.names import with_names
+from api.problems import ProblemError
+from domain.person import Person
+from infrastructure import verify
+from projections.supervision import CHINA
+from projections.timeline import TimelineView
+from web.frame import lang_of, page
+from web.i18n import MESSAGES, translator
+from web.supervisor import china_time
+
+PAGE_SIZE = 50
+# ``audit`` parameters are the app's ``Audit`` (api/audit.py ``audit_of``); typed loosely so that
+# this module does not name where the layout keeps that class.
+PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
+# A datetime-local field: minutes, no offset; read as China time, where the work happens.
+LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$")]
+Axis = Annotated[str, QueryParameter(pattern="^(occurred|recorded)$")]
+STREAM_TYPES = {"pairing": "Pairing", "visit_task": "VisitTask", "visit_log": "VisitLog", "emergency_report": "EmergencyReport"}
+
+
+def person_status(person: Person) -> str:
+    return "erased" if person.erased else ("active" if person.active else "left")
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=CHINA)
+
+
+def related_streams(timeline: list[dict[str, Any]]) -> list[tuple[UUID, str]]:
+    """(id, type) of every other stream the timeline names, in the order they first appear."""
+    seen: dict[UUID, str] = {}
+    for entry in timeline:
+        aggregate = entry["kind"].split(".", 1)[0]
+        if aggregate in STREAM_TYPES and entry["aggregate_id"] not in seen:
+            seen[entry["aggregate_id"]] = STREAM_TYPES[aggregate]
+    return list(seen.items())
+
+
+def chain_of(audit: Any, stream_ids: list[UUID]) -> dict[str, Any]:
+    """The chain check of each of the case's streams (as an export carries it), and the log's head."""
+    checked, failures = 0, []
+    with audit.app.recorder.datastore.get_connection() as conn:
+        for stream_id in stream_ids:
+            result = verify.verify_stream(conn, audit.key, stream_id, audit.events_table)
+            checked += result.checked
+            failures += [(stream_id, f) for f in result.failures]
+        heads = verify.heads(conn, audit.key, audit.events_table)
+    head = next((h for h in heads if h.log == "events"), None)
+    return {"ok": not failures, "checked": checked, "failures": failures, "head": head}
+
+
+def as_of_view(audit: Any, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str) -> dict[str, Any]:
+    """The case at an instant on one axis: the person's record and which related records count."""
+    person = audit.state_as_of(person_id, at, axis)
+    rows: list[dict[str, Any]] = [{"id": person_id, "type": "Person", "state": person}]
+    for stream_id, kind in streams:
+        state = audit.state_as_of(stream_id, at, axis)
+        rows.append({"id": stream_id, "type": kind, "state": state})
+    return {
+        "at": at,
+        "axis": axis,
+        "person": person,
+        "rows": rows,
+        "visit_logs": sum(1 for r in rows if r["type"] == "VisitLog" and r["state"].exists),
+        "events": sum(r["state"].events_applied for r in rows),
+    }
+
+
+def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | None, axis: str) -> dict[str, Any]:
+    app, audit = app_of(request), audit_of(request)
+    person = loaded(request, Person, person_id) or app.repository.get(person_id)
+    timeline = TimelineView(request.app.state.read_side.runner.pool).page(
+        person_id, newest_first=False, hidden=timeline_hides(actor_of(request)), limit=500
+    )
+    record_access(request, person_id)
+    streams = related_streams(timeline.rows)
+    chain = chain_of(audit, [person_id, *(s for s, _ in streams)])
+    at = None
+    if as_of:
+        try:
+            at = instant(as_of)
+        except ValueError:
+            raise ProblemError(
+                400, "validation-error", "Invalid request", "as_of is not a date and time",
+                errors=[{"field": "as_of", "reason": "not a date and time", "in": "query"}],
+            ) from None  # fmt: skip
+    default_at = (datetime.now(CHINA) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    return {
+        "person": person,
+        "person_state": person_status(person),
+        "timeline": timeline.rows,
+        "streams": streams,
+        "chain": chain,
+        "asof": as_of_view(audit, person_id, streams, at, axis) if at is not None else None,
+        "as_of_value": as_of or default_at,
+        "axis": axis,
+        "china_time": china_time,
+        "late_hours": late_hours,
+        "kind_label": kind_label(lang_of(request)),
+    }
+
+
+def kind_label(lang: str) -> Any:
+    """A timeline entry's kind in words (the client's timeline labels)."""
+    t = translator(lang)
+    return lambda kind: t(f"tl.{kind}") if f"tl.{kind}" in MESSAGES else t("tl.other")
+
+
+def late_hours(entry: dict[str, Any]) -> float | None:
+    """Hours between occurring and being recorded, when a record came in an hour late or more."""
+    occurred, recorded = entry.get("occurred_at"), entry.get("recorded_at")
+    if occurred is None or recorded is None:
+        return None
+    hours = (recorded - occurred).total_seconds() / 3600
+    return round(hours, 1) if hours >= 1 else None
+
+
+class AuditPages(Controller):
+    path = "/audit"
+
+    @get("/", sync_to_thread=True)
+    def people(self, request: Request[Any, Any, Any], page_no: PageNumber = 1) -> Template:
+        """The people whose cases this auditor may open (their unit's subtree), by registration."""
+        rows, total = request.app.state.view.list_persons(
+            limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, scope=list_scope(request)
+        )
+        rows = with_names(request, rows)
+        record_access(request, *(r["id"] for r in rows))
+        pages = max(1, -(-total // PAGE_SIZE))
+        return page(request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages)
+
+    @get("/persons/{person_id:uuid}", sync_to_thread=True)
+    def case(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], as_of: LocalInstant = None, axis: Axis = "occurred"
+    ) -> Template:
+        """A person's case history, its chain check, and the case as of an instant on one axis."""
+        return page(request, "auditor/case.html", **case_context(request, person_id, as_of, axis))
+
+    @get("/verify", sync_to_thread=True)
+    def verify_all(self, request: Request[Any, Any, Any]) -> Template:
+        """The whole log's chain, walked once (an htmx request gets the result alone)."""
+        result = audit_of(request).verify()
+        if request.headers.get("HX-Request") == "true":
+            return page(request, "auditor/_verify.html", result=result)
+        return page(request, "auditor/verify.html", result=result)
