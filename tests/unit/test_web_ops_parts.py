@@ -7,9 +7,13 @@ import re
 from datetime import date
 from itertools import pairwise
 
+import pytest
+
 from api.access import _form_object
+from api.rosters import AckDeadlines, ResponderIn
 from projections.supervision_series import weeks_up_to
 from web import charts
+from web.admin import FormError, decode
 
 
 def test_a_stacked_chart_draws_each_value_and_escapes_names() -> None:
@@ -40,3 +44,15 @@ def test_the_weekly_chart_covers_whole_weeks_up_to_this_one() -> None:
 def test_the_guard_reads_every_value_of_a_form_field() -> None:
     body = b"org_unit_id=a&helper_id=&org_unit_id=b&name=%E5%BC%A0%E4%B8%89"
     assert _form_object(body) == {"org_unit_id": ["a", "b"], "name": "张三"}
+
+
+def test_a_page_form_sets_only_the_fields_it_names_and_the_api_struct_checks_them() -> None:
+    """Forms are URL-encoded dicts: only the named fields reach the API's own request Struct, so a
+    form can never set who acted, versions or positions (the JSON bodies refuse unknown fields)."""
+    sent = {"responder_id": "r-1", "name": "值班员", "phone": "13900000000", "tier": "primary",
+            "actor_id": "someone-else", "version": "7", "csrf_token": "x"}  # fmt: skip
+    responder = decode(sent, {"responder_id": "str", "name": "str", "phone": "str", "tier": "str"}, ResponderIn)
+    assert (responder.responder_id, responder.tier) == ("r-1", "primary")
+    assert not {"actor_id", "version"} & set(ResponderIn.__struct_fields__)
+    with pytest.raises(FormError):
+        decode({"critical": "soon"}, {"critical": "int"}, AckDeadlines)
