@@ -85,9 +85,12 @@ def test_a_supervisor_fixes_a_bad_row_commits_and_the_people_are_registered(brow
         shown = upload(page, fixed_sheet)
         assert (shown["errors"], shown["created"]) == (0, 3), shown
         assert page.locator("[data-clean]").count() == 1
+        dry_run_id = page.get_attribute("#job", "data-job")
         page.click("#commit-form button")
-        page.wait_for_selector('#job[data-status="done"]:has([data-clean])', timeout=60_000)
-        assert "正式导入" in page.inner_text("#job")
+        # The commit is a new job: its page (not the dry run's) polled until it is done.
+        page.wait_for_selector(f'#job[data-status="done"]:not([data-job="{dry_run_id}"])', timeout=60_000)
+        assert page.locator("[data-kind=import]").count() == 1 and page.locator("#commit-form").count() == 0
+        assert "已导入台账" in page.inner_text("[data-clean]")
         done = counts(page)
         assert (done["created"], done["errors"]) == (3, 0), done
         accessible(page)
@@ -111,3 +114,21 @@ def test_a_role_without_the_grant_gets_the_forbidden_page(browser, api_server: A
         assert page.locator("nav").get_by_text("台账导入").count() == 0
         r = page.goto(api_server.base_url + f"/app/imports?org_unit={tree.township['id']}")
         assert r is not None and r.status == 403
+
+
+def test_the_supervision_page_links_the_workbooks_to_those_allowed_them(browser, api_server: ApiServer, client: httpx.Client) -> None:
+    tree = Tree(client)
+    code = tree.township["code"]
+    with session(browser, api_server, ActorRole.TOWNSHIP_SUPERVISOR, tree.township["id"]) as (context, watched):
+        page = watched.page
+        r = page.goto(api_server.base_url + f"/app/supervision/{code}")
+        assert r is not None and r.status == 200
+        links = page.eval_on_selector_all("[data-export=xlsx] a", "els => els.map(e => e.getAttribute('href'))")
+        assert links == [f"/supervision/{code}/registry.xlsx", f"/supervision/{code}/inspection.xlsx?period=month"], links
+        for href in links:  # the session's cookie opens them: they are the API's own routes
+            got = context.request.get(api_server.base_url + href)
+            assert got.status == 200 and got.body()[:2] == b"PK", (href, got.status)
+    with session(browser, api_server, ActorRole.TOWNSHIP_RESPONDER, tree.township["id"]) as (_, watched):
+        r = watched.page.goto(api_server.base_url + f"/app/supervision/{code}")
+        assert r is not None and r.status == 200
+        assert watched.page.locator("[data-export=xlsx]").count() == 0
