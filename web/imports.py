@@ -28,9 +28,33 @@ from api.imports import jobs_of, run_in_background
 from domain.org_unit import OrgUnit
 from projections.supervision_series import SupervisionSeries
 from projections.supervision_view import SupervisionView
-from web.frame import page
+from web.frame import lang_of, page
 
 RUNNING = ("queued", "running")
+# The import's reasons (application/registry_import.py, domain/person.py) are English, as the API
+# answers them; the page shows the fixed ones in Chinese. A reason not listed here (one that
+# names a value, such as a birth date the ID number contradicts) is shown as the API gives it.
+REASONS_ZH = {
+    "required": "必填",
+    "longer than 50 characters": "超过 50 个字",
+    "write 男 or 女": "请填写“男”或“女”",
+    "write 留守老年人 or 留守儿童": "请填写“留守老年人”或“留守儿童”",
+    "a division code has 12 digits": "区划代码应为 12 位数字",
+    "required: the village or its code": "必填：所属村（居）委会或其区划代码",
+    "not a phone number": "不是有效的电话号码",
+    "an ID number has 17 digits and a check character": "公民身份号码应为 17 位数字加 1 位校验码",
+    "the ID number's check character does not match": "公民身份号码校验码不符",
+    "stored as a number, so Excel has lost its last digits: format the column as text and type it again":
+        "以数字格式保存，Excel 已丢失末几位：请将该列设为文本格式后重新录入",
+    "a helper's phone without their name": "填写了帮扶人电话却没有姓名",
+    "write 一对一, 一对N or N对一": "请填写“一对一”“一对N”或“N对一”",
+    "write 每周, 每两周, 每半月, 每月, 每半年 or 每年": "请填写“每周”“每两周”“每半月”“每月”“每半年”或“每年”",
+    "N对一 needs two or more helpers on the row": "“N对一”需在本行填写两名以上帮扶人",
+}
+
+
+def reason_in(lang: str, reason: str) -> str:
+    return REASONS_ZH.get(reason, reason) if lang == "zh" else reason
 
 
 def import_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
@@ -85,7 +109,7 @@ def job_page(request: Request[Any, Any, Any], import_id: UUID, errors: list[str]
         request, "imports/job.html", status=409 if errors else 200,
         job=job, report=report or {}, unit=unit, running=job["status"] in RUNNING, errors=errors or [],
         percent=round(100 * job["done"] / job["total"]) if job["total"] else (100 if job["status"] == "done" else 0),
-        csrf=request.cookies.get("guanai_csrf", ""),
+        csrf=request.cookies.get("guanai_csrf", ""), reason=lambda text: reason_in(lang_of(request), text),
     )  # fmt: skip
 
 

@@ -72,7 +72,7 @@ def test_a_supervisor_fixes_a_bad_row_commits_and_the_people_are_registered(brow
         assert shown == {"status": "done", "errors": 1, "created": 2, "corrected": 0, "unchanged": 0,
                          "left_programme": 0}, shown
         row = page.inner_text('[data-report] tr[data-row="4"]')
-        assert "性别" in row and "未知" in row, row
+        assert "性别" in row and "未知" in row and "请填写“男”或“女”" in row, row
         assert page.get_attribute("[data-marked]", "href", timeout=5_000).endswith("/report.xlsx")
         assert page.locator("#commit-form").count() == 0, "a dry run with errors is not committed"
         listed = client.get("/persons", params={"org_unit_id": township}).json()
