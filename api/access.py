@@ -447,6 +447,10 @@ RULES: tuple[Rule, ...] = (
          (Ref("helper_id", Kind.HELPER), Ref("org_unit_id", Kind.ORG_UNIT, required=True))),
     *(Rule("POST", f"/app/accounts/{{account_id:uuid}}/{action}", "web pages", f"{action} account", ACCOUNT_WRITE, ACCOUNT)
       for action in ("lock", "unlock", "reset", "close")),
+    _page("/imports", "import registry sheet", IMPORT, target=IMPORT_UNIT),
+    Rule("POST", "/app/imports", "web pages", "upload registry sheet", IMPORT, IMPORT_UNIT),
+    _page("/imports/{import_id:uuid}", "import job", IMPORT, target=IMPORT_JOB),
+    Rule("POST", "/app/imports/{import_id:uuid}/commit", "web pages", "commit import", IMPORT, IMPORT_JOB),
     _page("/{rest:path}", "not found", public=True),  # any other address: the not-found page
 )  # fmt: skip
 

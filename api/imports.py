@@ -124,7 +124,7 @@ def stop_imports(app: Any) -> None:
         runner.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_in_background(request: Request[Any, Any, Any], job_id: UUID, meta: CommandMeta) -> None:
+def run_in_background(request: Request[Any, Any, Any], job_id: UUID, meta: CommandMeta) -> None:
     jobs = jobs_of(request)
 
     def run() -> None:
@@ -190,7 +190,7 @@ class ImportController(Controller):
             status, slug = _refusal(job["detail"] or "")
             raise ProblemError(status, slug, "File refused", refused.reason,
                                errors=[{"field": "file", "reason": refused.reason}], import_id=str(job["id"]))
-        _run_in_background(request, job["id"], meta)
+        run_in_background(request, job["id"], meta)
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{job['id']}"})
 
     @get("/{import_id:uuid}", sync_to_thread=True)
@@ -234,7 +234,7 @@ class ImportController(Controller):
         actor = actor_of(request)
         unit = app_of(request).load(OrgUnit, job["org_unit_id"])
         new = jobs.submit(data, None, unit=unit, actor_id=actor.subject, actor_role=actor.role.value, dry_run=False)
-        _run_in_background(request, new["id"], meta_for(request, None))
+        run_in_background(request, new["id"], meta_for(request, None))
         return Response(_job(new), status_code=202, headers={"Location": f"/imports/{new['id']}"})
 
     @post("/{import_id:uuid}/resume", status_code=202, sync_to_thread=True)
@@ -243,7 +243,7 @@ class ImportController(Controller):
         job = _get(request, import_id)
         if job["status"] not in {"interrupted", "failed"}:
             raise ProblemError(409, "not-interrupted", "Not interrupted", f"the import is {job['status']}")
-        _run_in_background(request, import_id, meta_for(request, None))
+        run_in_background(request, import_id, meta_for(request, None))
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{import_id}"})
 
 

@@ -118,7 +118,7 @@ class SecurityState:
     cors_origins: frozenset[str]
     report_limiter: RateLimiter | None
     # Routes that take a file (multipart/form-data) instead of JSON, with their own size limit:
-    # the registry import (POST /imports, api/imports.py).
+    # the registry import (POST /imports, api/imports.py, and its page, POST /app/imports, web/imports.py).
     uploads: dict[str, int] = field(default_factory=dict)
 
 
@@ -130,7 +130,7 @@ def configure(app: Any, settings: Settings, *, max_body_bytes: int) -> None:
     origins = frozenset(o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip())
     reports = RateLimiter(settings.reports_per_minute) if settings.reports_per_minute > 0 else None
     # The upload's limit plus the multipart framing and its few form fields.
-    uploads = {"/imports": settings.import_max_bytes + UPLOAD_FRAMING_BYTES}
+    uploads = dict.fromkeys(("/imports", "/app/imports"), settings.import_max_bytes + UPLOAD_FRAMING_BYTES)
     app.state.security = SecurityState(
         max_body_bytes=max_body_bytes, cors_origins=origins, report_limiter=reports, uploads=uploads
     )

@@ -59,6 +59,7 @@ NAV: list[NavItem] = [
     NavItem(f"{PREFIX}/supervision", "nav.supervision", (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.AUDITOR, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/audit", "nav.audit", (R.AUDITOR, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/imports", "nav.imports", (*SUPERVISORS, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/accounts", "nav.accounts", (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.VILLAGE_CADRE, R.AUDITOR, R.ADMINISTRATOR)),
 ]
 

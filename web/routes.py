@@ -9,10 +9,12 @@ from web import console, volunteer
 from web.accounts import AccountPages
 from web.admin import RosterPages
 from web.auditor import AuditPages
+from web.imports import ImportPages
 from web.pages import web_router
 from web.supervisor import SupervisionPages
 
-SCREENS: list[object] = [*volunteer.HANDLERS, *console.HANDLERS, SupervisionPages, AuditPages, RosterPages, AccountPages]
+SCREENS: list[object] = [*volunteer.HANDLERS, *console.HANDLERS, SupervisionPages, AuditPages, RosterPages, AccountPages,
+                         ImportPages]
 
 
 def router() -> Router:

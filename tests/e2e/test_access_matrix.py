@@ -382,6 +382,13 @@ SAMPLE = {"person": "P1", "helper": "H1", "group": "G1", "pairing": "PA1", "task
           "unit": "tA", "village": "v1", "stream": "P1", "account": "A1", "import": "I1"}  # fmt: skip
 
 
+def _import_finished(w: World, r: httpx.Response) -> None:
+    """A committed import writes in the background: the next cell's "wrote nothing" needs it done."""
+    job_id = r.headers["location"].rstrip("/").rsplit("/", 1)[1]
+    wait_until(lambda: w.a.get(f"/imports/{job_id}").json()["status"] in {"done", "failed", "refused"},
+               what="the committed import")
+
+
 def import_sheet() -> bytes:
     """A registry sheet of one child of village 1 (a fresh ID number each time)."""
     row = child_row("1村", fresh_seq(), 出生日期="2015-03-08")
@@ -414,6 +421,7 @@ class Recipe:
     spare_session: bool = False  # sent with a spare session of the role's account (the cell ends it)
     files: Callable[[], bytes] | None = None  # a multipart upload (field ``file``) instead of a JSON body
     query_target: str | None = None  # the target goes in this query parameter, not the path
+    after: Callable[[World, httpx.Response], None] | None = None  # waits for what the request set going
 
 
 def _now() -> str:
@@ -639,7 +647,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/imports/{import_id:uuid}"): Recipe(IMPORTS, target="import"),
     ("GET", "/imports/{import_id:uuid}/report"): Recipe(IMPORTS, target="import"),
     ("GET", "/imports/{import_id:uuid}/report.xlsx"): Recipe(IMPORTS, target="import"),
-    ("POST", "/imports/{import_id:uuid}/commit"): Recipe(IMPORTS, target="import", ok=(202,)),
+    ("POST", "/imports/{import_id:uuid}/commit"): Recipe(IMPORTS, target="import", ok=(202,), after=_import_finished),
     ("POST", "/imports/{import_id:uuid}/resume"): Recipe(IMPORTS, target="import", ok=(202,),
                                                          fresh=lambda w, role: {"id": w.import_job("tA", failed=True)}),
     # audit
@@ -666,6 +674,11 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/app/rosters"): Recipe(ROSTERS_READ),
     ("GET", "/app/rosters/{org_unit_id:uuid}"): Recipe(ROSTERS_READ, target="unit"),
     # setting up a roster the unit keeps already, as it was set up, repeats it: nothing new is written
+    ("GET", "/app/imports"): Recipe(IMPORTS, target="unit", query_target="org_unit"),
+    ("POST", "/app/imports"): Recipe(IMPORTS, target="unit", query_target="org_unit", files=import_sheet, ok=(303,)),
+    ("GET", "/app/imports/{import_id:uuid}"): Recipe(IMPORTS, target="import"),
+    ("POST", "/app/imports/{import_id:uuid}/commit"): Recipe(IMPORTS, target="import", form=True, ok=(303,),
+                                                             after=_import_finished),
     ("GET", "/app/accounts"): Recipe(ACCOUNTS_READ),
     ("GET", "/app/accounts/{account_id:uuid}"): Recipe(ACCOUNTS_READ, target="account"),
     ("POST", "/app/accounts"): Recipe(ACCOUNTS_WRITE, form=True, refs={"org_unit_id": "village", "helper_id": "helper"}, ok=(200,),
@@ -944,6 +957,8 @@ class Cell:
         r = self.send(target, body, ctx, params={"min_position": self.w.position()} if self.method == "GET" else None)
         ok = self.recipe.token_ok if self.w.mode == "tokens" and self.recipe.token_ok else self.recipe.ok
         assert r.status_code in ok, (r.status_code, r.text[:500])
+        if self.recipe.after is not None:
+            self.recipe.after(self.w, r)
 
     def streams(self) -> None:
         cA, tA = self.w.codes["cA"], self.w.codes["tA"]
