@@ -150,7 +150,9 @@ class AccountController(Controller):
         return account_out(app_of(request).load(Account, account_id))
 
     @post("/{account_id:uuid}/role", sync_to_thread=True, status_code=200)
-    def change_role(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[RoleChange]) -> AccountOut:
+    def change_role(
+        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[RoleChange]
+    ) -> AccountOut:
         """Change the role or scope; the account's tokens with the old one stop within seconds
         everywhere, and its sessions' next refresh carries the new one."""
         result = service_of(request).grant_role(
@@ -160,25 +162,33 @@ class AccountController(Controller):
         return account_out(app_of(request).saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/lock", sync_to_thread=True, status_code=200)
-    def lock(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]) -> AccountOut:
+    def lock(
+        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]
+    ) -> AccountOut:
         """Lock the account: every session ends (within seconds everywhere); unlock to let it in again."""
         result = service_of(request).lock(account_id, data.reason, meta_for(request, None))
         return account_out(app_of(request).saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/unlock", sync_to_thread=True, status_code=200)
-    def unlock(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[Nothing]) -> AccountOut:
+    def unlock(
+        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[Nothing]
+    ) -> AccountOut:
         result = app_of(request).unlock_account(account_id, meta_for(request, None))
         return account_out(app_of(request).saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/reset", sync_to_thread=True, status_code=200)
-    def reset(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]) -> AccountOut:
+    def reset(
+        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]
+    ) -> AccountOut:
         """Reset a forgotten password or a lost phone: password and second factor are cleared,
         every session ends, and a new activation code is answered once."""
         opened = service_of(request).reset(account_id, data.reason, meta_for(request, None))
         return account_out(opened.account, opened.position, opened.activation_code)
 
     @post("/{account_id:uuid}/close", sync_to_thread=True, status_code=200)
-    def close(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]) -> AccountOut:
+    def close(
+        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]
+    ) -> AccountOut:
         """Close the account for good (the person left): sessions end, secrets are deleted."""
         result = service_of(request).close(account_id, data.reason, meta_for(request, None))
         return account_out(app_of(request).saved(Account, result), result.position)

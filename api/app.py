@@ -77,7 +77,10 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     except Exception as e:  # noqa: BLE001 - health reports, it does not raise
         database = {"ok": False, "error": type(e).__name__}
     nc = state.connections.nats
-    nats_status: dict[str, Any] = {"ok": bool(nc and nc.is_connected), "url_configured": state.connections.nats_url is not None}
+    nats_status: dict[str, Any] = {
+        "ok": bool(nc and nc.is_connected),
+        "url_configured": state.connections.nats_url is not None,
+    }
     if state.connections.nats_url is not None and _is_administrator(request):
         nats_status["url"] = redacted_url(state.connections.nats_url)  # where devices subscribe to alerts
     try:
@@ -99,7 +102,14 @@ async def health(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         isinstance(w, dict) and w.get("stalled") for w in workers.values()
     )
     status = "ok" if ok and nats_status["ok"] and moving else ("degraded" if ok else "down")
-    body = {"status": status, "database": database, "nats": nats_status, "views": views, "relay": relay, "workers": workers}
+    body = {
+        "status": status,
+        "database": database,
+        "nats": nats_status,
+        "views": views,
+        "relay": relay,
+        "workers": workers,
+    }
     return Response(body, status_code=200 if ok else 503)
 
 
@@ -127,7 +137,11 @@ async def _connect_nats(app: Litestar) -> None:
     async def connect() -> None:
         try:
             conns.nats = await nats.connect(
-                nats_servers(conns.nats_url), name="guanai-api", max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=3
+                nats_servers(conns.nats_url),
+                name="guanai-api",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                connect_timeout=3,
             )
         except Exception as e:  # noqa: BLE001 - the API serves the registry without NATS; health says so
             log.warning("nats_unavailable", error=type(e).__name__)
@@ -141,7 +155,9 @@ def _start(app: Litestar) -> None:
     app.state.care = app.state.make_care()
     # A wrong GUANAI_MASTER_KEY stops the API at start, not at the first person it reads.
     app.state.care.store.check()
-    app.state.read_side = ReadSide.open(app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2))
+    app.state.read_side = ReadSide.open(
+        app.state.care, conns.database_url, pool_size=max(2, settings.db_pool_size // 2)
+    )
     app.state.view = app.state.read_side.view
     app.state.projector = app.state.read_side
     app.state.audit = Audit(app.state.care, conns.database_url)
@@ -196,11 +212,31 @@ def create_app(
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, OrgUnitController, PersonController, HelperController, GroupController, PairingController,
-                        EmergencyController, RosterController, TimelineController, SupervisionController,
-                        SupervisionCsvController, VisitController, VisitLogController, helper_visits, revoke_token,
-                        AuditController, ProofsController, docs_assets_router(), AccountController,
-                        *SESSION_ROUTES, ImportController, RegistryXlsxController, *pages],
+        route_handlers=[
+            health,
+            OrgUnitController,
+            PersonController,
+            HelperController,
+            GroupController,
+            PairingController,
+            EmergencyController,
+            RosterController,
+            TimelineController,
+            SupervisionController,
+            SupervisionCsvController,
+            VisitController,
+            VisitLogController,
+            helper_visits,
+            revoke_token,
+            AuditController,
+            ProofsController,
+            docs_assets_router(),
+            AccountController,
+            *SESSION_ROUTES,
+            ImportController,
+            RegistryXlsxController,
+            *pages,
+        ],
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,

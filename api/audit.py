@@ -73,7 +73,11 @@ class AuditController(Controller):
 
     @get("/streams/{stream_id:uuid}", sync_to_thread=True)
     def stream(
-        self, request: Request[Any, Any, Any], stream_id: FromPath[UUID], after_version: Annotated[int, QueryParameter(ge=0)] = 0, limit: Limit = 100
+        self,
+        request: Request[Any, Any, Any],
+        stream_id: FromPath[UUID],
+        after_version: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Limit = 100,
     ) -> StreamPage:
         """A case history: the stream's events in order, each with its actor and role, when it
         occurred and was recorded, its position in the log, its fields, and lateness marks."""
@@ -93,8 +97,13 @@ class AuditController(Controller):
         """The stream's state as of an instant: ``time=recorded`` is what the system knew then;
         ``time=occurred`` is what had happened in the world by then (late records included)."""
         if as_of.tzinfo is None:
-            raise ProblemError(400, "validation-error", "Invalid request", "as_of needs a UTC offset",
-                               errors=[{"field": "as_of", "reason": "no UTC offset", "in": "query"}])
+            raise ProblemError(
+                400,
+                "validation-error",
+                "Invalid request",
+                "as_of needs a UTC offset",
+                errors=[{"field": "as_of", "reason": "no UTC offset", "in": "query"}],
+            )
         audit = audit_of(request)
         out = _stream_or_404(lambda: audit.state_as_of(stream_id, as_of, time))
         record_access(request, *audit.persons_in(stream_id, out.type))
@@ -102,7 +111,10 @@ class AuditController(Controller):
 
     @get("/streams/{stream_id:uuid}/export", sync_to_thread=True, media_type="text/html")
     def export(
-        self, request: Request[Any, Any, Any], stream_id: FromPath[UUID], format: Annotated[str, QueryParameter(pattern="^(json|html)$")] = "html"
+        self,
+        request: Request[Any, Any, Any],
+        stream_id: FromPath[UUID],
+        format: Annotated[str, QueryParameter(pattern="^(json|html)$")] = "html",
     ) -> Response[Any]:
         """The case history as a document: ``format=json`` (machine-checkable) or ``html``
         (printable, in Chinese), with the verification result, checkpoint, digest and seal."""
@@ -120,7 +132,10 @@ class AuditController(Controller):
         self,
         request: Request[Any, Any, Any],
         from_: Annotated[
-            int | None, QueryParameter(name="from", ge=-(2**62), le=2**62, description="first position (default: the lowest row, below 1 too)")
+            int | None,
+            QueryParameter(
+                name="from", ge=-(2**62), le=2**62, description="first position (default: the lowest row, below 1 too)"
+            ),
         ] = None,
         to: Position = None,
         log: Annotated[str, QueryParameter(pattern="^(events|access)$")] = "events",
@@ -132,10 +147,14 @@ class AuditController(Controller):
         reaches it and matches it."""
         held = None
         if (checkpoint_position is None) != (checkpoint_digest is None):
-            raise ProblemError(400, "validation-error", "Invalid request", "give checkpoint_position and checkpoint_digest together")
+            raise ProblemError(
+                400, "validation-error", "Invalid request", "give checkpoint_position and checkpoint_digest together"
+            )
         audit = audit_of(request)
         if checkpoint_position is not None and checkpoint_digest is not None:
-            held = Checkpoint(log, checkpoint_position, checkpoint_digest.lower(), datetime.now().astimezone(), audit.key.fingerprint)
+            held = Checkpoint(
+                log, checkpoint_position, checkpoint_digest.lower(), datetime.now().astimezone(), audit.key.fingerprint
+            )
         if log == "access":
             return audit.verify_access_log(start=1 if from_ is None else from_, end=to, checkpoint=held)
         return audit.verify(start=from_, end=to, checkpoint=held)

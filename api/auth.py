@@ -213,8 +213,14 @@ def verify_token(secret: str | KeyRing, token: str) -> Actor:
     except (jwt.InvalidTokenError, KeyError, ValueError, TypeError, OverflowError, AttributeError):
         raise TokenError("the token is not valid") from None
     return Actor(
-        subject=str(claims["sub"]), role=role, org_unit_id=org, token_id=str(claims["jti"]), expires_at=expires,
-        account_id=account, session_id=session, csrf_hash=claims.get("cth") if isinstance(claims.get("cth"), str) else None,
+        subject=str(claims["sub"]),
+        role=role,
+        org_unit_id=org,
+        token_id=str(claims["jti"]),
+        expires_at=expires,
+        account_id=account,
+        session_id=session,
+        csrf_hash=claims.get("cth") if isinstance(claims.get("cth"), str) else None,
         restricted=claims.get("rst") is True,
     )
 
@@ -283,9 +289,13 @@ def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], actor: Actor) -> 
     layer before the guard) as ``csrf_token`` put in the request's scope state. A cross-site page
     can make the browser send the cookie, but cannot read the token."""
     sent = connection.headers.get(CSRF_HEADER) or connection.scope.get("state", {}).get("csrf_token")
-    if not (sent and actor.csrf_hash and hmac.compare_digest(hashlib.sha256(sent.encode()).hexdigest(), actor.csrf_hash)):
+    if not (
+        sent and actor.csrf_hash and hmac.compare_digest(hashlib.sha256(sent.encode()).hexdigest(), actor.csrf_hash)
+    ):
         raise ProblemError(
-            403, "csrf-refused", "CSRF token missing or wrong",
+            403,
+            "csrf-refused",
+            "CSRF token missing or wrong",
             f"a request signed in by cookie that changes something sends the {CSRF_COOKIE} cookie's value"
             f" in the {CSRF_HEADER} header (or a csrf_token form field)",
         )

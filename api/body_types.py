@@ -61,7 +61,15 @@ def check_types(scope: Scope, body: bytes) -> None:
             return  # wrong in other ways too: Litestar answers as usual
         m = _PATH.match(str(refused))
         reason, field = (m["reason"], _field(m["path"] or "")) if m else (str(refused), "body")
-        errors = [{"field": field, "reason": f"{reason} (JSON values are read as the schema's types: times and dates are strings)", "in": "body"}]
-        raise ProblemError(422, "validation-error", "Invalid request", f"invalid value for {field}", errors=errors) from None
+        errors = [
+            {
+                "field": field,
+                "reason": f"{reason} (JSON values are read as the schema's types: times and dates are strings)",
+                "in": "body",
+            }
+        ]
+        raise ProblemError(
+            422, "validation-error", "Invalid request", f"invalid value for {field}", errors=errors
+        ) from None
     except msgspec.DecodeError:
         return  # not JSON: check_json has answered already

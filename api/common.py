@@ -69,8 +69,12 @@ def meta_for(request: Request[Any, Any, Any], occurred_at: datetime | None) -> C
     actor = actor_of(request)
     settings = settings_of(request)
     now = datetime.now(UTC)
-    when = now if occurred_at is None else check_occurred_at(
-        occurred_at, now, skew_seconds=settings.clock_skew_seconds, max_backdate_days=settings.max_backdate_days
+    when = (
+        now
+        if occurred_at is None
+        else check_occurred_at(
+            occurred_at, now, skew_seconds=settings.clock_skew_seconds, max_backdate_days=settings.max_backdate_days
+        )
     )
     return CommandMeta(
         actor_id=actor.subject,
@@ -137,7 +141,12 @@ Version = Annotated[int | None, QueryParameter(ge=1, le=2**31, description="stat
 
 
 def load_for_read(
-    request: Request[Any, Any, Any], cls: type[A], aggregate_id: UUID, version: int | None, as_of: datetime | None, time: str
+    request: Request[Any, Any, Any],
+    cls: type[A],
+    aggregate_id: UUID,
+    version: int | None,
+    as_of: datetime | None,
+    time: str,
 ) -> A:
     if as_of is not None and as_of.tzinfo is None:
         raise ProblemError(
@@ -162,6 +171,4 @@ def etag(version: int) -> dict[str, str]:
 
 def created_response(body: Any, result: CommandResult, version: int, location: str) -> Response[Any]:
     """The answer to a create: 201 with its Location, or 200 when the same create came again."""
-    return Response(
-        body, status_code=201 if result.created else 200, headers={**etag(version), "Location": location}
-    )
+    return Response(body, status_code=201 if result.created else 200, headers={**etag(version), "Location": location})

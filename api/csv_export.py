@@ -120,7 +120,11 @@ class SupervisionCsvController(Controller):
 
     @get("/{org_unit:str}/uncovered.csv", sync_to_thread=True, media_type="text/csv")
     def uncovered(
-        self, request: Request[Any, Any, Any], org_unit: FromPath[str], lang: Lang = "en", min_position: MinPosition = None
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        lang: Lang = "en",
+        min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every uncovered person under the unit, as CSV."""
         wait_for_views(request, min_position)
@@ -130,7 +134,11 @@ class SupervisionCsvController(Controller):
 
     @get("/{org_unit:str}/overdue.csv", sync_to_thread=True, media_type="text/csv")
     def overdue(
-        self, request: Request[Any, Any, Any], org_unit: FromPath[str], lang: Lang = "en", min_position: MinPosition = None
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        lang: Lang = "en",
+        min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every person overdue for a visit under the unit, most overdue first, as CSV."""
         wait_for_views(request, min_position)
@@ -140,7 +148,11 @@ class SupervisionCsvController(Controller):
 
     @get("/{org_unit:str}/emergencies-past-deadline.csv", sync_to_thread=True, media_type="text/csv")
     def past_deadline(
-        self, request: Request[Any, Any, Any], org_unit: FromPath[str], lang: Lang = "en", min_position: MinPosition = None
+        self,
+        request: Request[Any, Any, Any],
+        org_unit: FromPath[str],
+        lang: Lang = "en",
+        min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every emergency report waiting past its deadline under the unit, as CSV."""
         wait_for_views(request, min_position)

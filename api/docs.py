@@ -79,4 +79,6 @@ class SelfHostedSwagger(SwaggerRenderPlugin):
 
 def docs_assets_router() -> Router:
     """``GET /schema/assets/...``: the vendored files (public, like the pages; in the schema of nothing)."""
-    return create_static_files_router(path=ASSETS_PATH, directories=[ASSETS], include_in_schema=False, name="docs-assets")
+    return create_static_files_router(
+        path=ASSETS_PATH, directories=[ASSETS], include_in_schema=False, name="docs-assets"
+    )

@@ -289,7 +289,9 @@ class EmergencyController(Controller):
         if not result.created:
             report_not_new(request)
         report = app.saved(EmergencyReport, result)
-        return created_response(emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}")
+        return created_response(
+            emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}"
+        )
 
     @get("/", sync_to_thread=True)
     def queue(
@@ -344,7 +346,9 @@ class EmergencyController(Controller):
                     for msg in await _missed(sub, last_seen):
                         alert = msgspec.json.decode(msg.data)
                         if shown is None or await loop.run_in_executor(None, shown, alert):
-                            yield ServerSentEventMessage(data=msg.data.decode(), event="alert", id=alert.get("alert_id"))
+                            yield ServerSentEventMessage(
+                                data=msg.data.decode(), event="alert", id=alert.get("alert_id")
+                            )
                 while True:
                     try:
                         msg = await sub.next_msg(timeout=15)

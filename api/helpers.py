@@ -139,7 +139,11 @@ class HelperController(Controller):
     ) -> Page[HelperRow]:
         position = wait_for_views(request, min_position)
         rows, total = request.app.state.view.list_helpers(
-            org_unit_id=org_unit_id, role=role.value if role else None, status=status, limit=limit, offset=offset,
+            org_unit_id=org_unit_id,
+            role=role.value if role else None,
+            status=status,
+            limit=limit,
+            offset=offset,
             scope=list_scope(request),
         )
         items = msgspec.convert(with_names(request, rows), list[HelperRow])
@@ -147,23 +151,36 @@ class HelperController(Controller):
 
     @get("/{helper_id:uuid}", sync_to_thread=True)
     def read(
-        self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+        self,
+        request: Request[Any, Any, Any],
+        helper_id: FromPath[UUID],
+        version: Version = None,
+        as_of: AsOf = None,
+        time: TimeAxis = "recorded",
     ) -> Response[HelperOut]:
         helper = load_for_read(request, Helper, helper_id, version, as_of, time)
         return Response(helper_out(helper), headers=etag(helper.version))
 
     @post("/{helper_id:uuid}/capacity", sync_to_thread=True, status_code=200)
-    def change_capacity(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[CapacityChange]) -> Response[HelperOut]:
+    def change_capacity(
+        self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[CapacityChange]
+    ) -> Response[HelperOut]:
         app = app_of(request)
-        result = app.change_helper_capacity(helper_id, data.capacity, meta_for(request, data.occurred_at), expected_version(request))
+        result = app.change_helper_capacity(
+            helper_id, data.capacity, meta_for(request, data.occurred_at), expected_version(request)
+        )
         helper = app.saved(Helper, result, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
     @post("/{helper_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
-    def deactivate(self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[Deactivate]) -> Response[HelperOut]:
+    def deactivate(
+        self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[Deactivate]
+    ) -> Response[HelperOut]:
         """The helper stops serving; refused while they are still in active pairings."""
         app = app_of(request)
-        result = app.deactivate_helper(helper_id, data.reason, meta_for(request, data.occurred_at), expected_version(request))
+        result = app.deactivate_helper(
+            helper_id, data.reason, meta_for(request, data.occurred_at), expected_version(request)
+        )
         helper = app.saved(Helper, result, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
@@ -251,11 +268,18 @@ class GroupController(Controller):
         rows, total = request.app.state.view.list_groups(
             org_unit_id=org_unit_id, status=status, limit=limit, offset=offset, scope=list_scope(request)
         )
-        return Page(items=msgspec.convert(rows, list[GroupRow]), total=total, limit=limit, offset=offset, position=position)
+        return Page(
+            items=msgspec.convert(rows, list[GroupRow]), total=total, limit=limit, offset=offset, position=position
+        )
 
     @get("/{group_id:uuid}", sync_to_thread=True)
     def read(
-        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+        self,
+        request: Request[Any, Any, Any],
+        group_id: FromPath[UUID],
+        version: Version = None,
+        as_of: AsOf = None,
+        time: TimeAxis = "recorded",
     ) -> Response[GroupOut]:
         group = load_for_read(request, VolunteerGroup, group_id, version, as_of, time)
         return Response(group_out(group), headers=etag(group.version))
@@ -265,19 +289,25 @@ class GroupController(Controller):
         return Response(group_out(group, result.position), headers=etag(group.version))
 
     @post("/{group_id:uuid}/members", sync_to_thread=True, status_code=200)
-    def add_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
+    def add_member(
+        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]
+    ) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_group_member(group_id, data.helper_id, meta, expected_version(request))
         return self._after(request, group_id, result)
 
     @post("/{group_id:uuid}/members/remove", sync_to_thread=True, status_code=200)
-    def remove_member(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]) -> Response[GroupOut]:
+    def remove_member(
+        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]
+    ) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_group_member(group_id, data.helper_id, meta, expected_version(request))
         return self._after(request, group_id, result)
 
     @post("/{group_id:uuid}/disband", sync_to_thread=True, status_code=200)
-    def disband(self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[Disband]) -> Response[GroupOut]:
+    def disband(
+        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[Disband]
+    ) -> Response[GroupOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).disband_group(group_id, data.reason, meta, expected_version(request))
         return self._after(request, group_id, result)

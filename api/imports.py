@@ -110,7 +110,8 @@ def start_imports(app: Any) -> None:
     """On startup: the jobs table and the threads that run imports (two at a time per process)."""
     settings = app.state.settings
     app.state.imports = ImportJobs(
-        app.state.care, limits=Limits(settings.import_max_bytes, settings.import_max_unpacked_bytes),
+        app.state.care,
+        limits=Limits(settings.import_max_bytes, settings.import_max_unpacked_bytes),
         keep_days=settings.import_keep_days,
         views_ready=lambda position: app.state.read_side.wait_for(position, timeout=VIEWS_WAIT_SECONDS),
     )
@@ -156,7 +157,9 @@ class ImportController(Controller):
     async def submit(
         self,
         request: Request[Any, Any, Any],
-        org_unit: Annotated[str | None, QueryParameter(description="id or 12-digit code; default: your own unit")] = None,
+        org_unit: Annotated[
+            str | None, QueryParameter(description="id or 12-digit code; default: your own unit")
+        ] = None,
         dry_run: Annotated[bool, QueryParameter(description="true (default): check and report, write nothing")] = True,
     ) -> Response[ImportJob]:
         """Upload a registry sheet (XLSX or CSV, field ``file``) for a dry run (default) or an import."""
@@ -164,32 +167,59 @@ class ImportController(Controller):
         unit_id = unit_id_of(org_unit) if org_unit is not None else actor.org_unit_id
         if unit_id is None:
             reason = "an org unit id or 12-digit code" if org_unit is not None else "required: the unit imported into"
-            raise ProblemError(400, "validation-error", "Validation error", f"org_unit: {reason}",
-                               errors=[{"field": "org_unit", "reason": reason}])
+            raise ProblemError(
+                400,
+                "validation-error",
+                "Validation error",
+                f"org_unit: {reason}",
+                errors=[{"field": "org_unit", "reason": reason}],
+            )
         content_type = request.headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != "multipart/form-data":
-            raise ProblemError(415, "unsupported-media-type", "Unsupported media type",
-                               f"send the file as multipart/form-data (got {content_type[:80] or 'none'!r})")
+            raise ProblemError(
+                415,
+                "unsupported-media-type",
+                "Unsupported media type",
+                f"send the file as multipart/form-data (got {content_type[:80] or 'none'!r})",
+            )
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise ProblemError(422, "validation-error", "Validation error", "file: required (multipart field 'file')",
-                               errors=[{"field": "file", "reason": "required: the spreadsheet, as the multipart field 'file'"}])
+            raise ProblemError(
+                422,
+                "validation-error",
+                "Validation error",
+                "file: required (multipart field 'file')",
+                errors=[{"field": "file", "reason": "required: the spreadsheet, as the multipart field 'file'"}],
+            )
         data = await upload.read()
         meta = meta_for(request, None)
         loop = asyncio.get_running_loop()
 
         def submit() -> dict[str, Any]:
             unit = app_of(request).load(OrgUnit, unit_id, field="org_unit")
-            return jobs_of(request).submit(data, upload.filename, unit=unit, actor_id=actor.subject,
-                                           actor_role=actor.role.value, dry_run=dry_run, job_id=uuid4())
+            return jobs_of(request).submit(
+                data,
+                upload.filename,
+                unit=unit,
+                actor_id=actor.subject,
+                actor_role=actor.role.value,
+                dry_run=dry_run,
+                job_id=uuid4(),
+            )
 
         job = await loop.run_in_executor(None, submit)
         if job["status"] == "refused":
             refused = UploadRefused(job["detail"] or "refused")
             status, slug = _refusal(job["detail"] or "")
-            raise ProblemError(status, slug, "File refused", refused.reason,
-                               errors=[{"field": "file", "reason": refused.reason}], import_id=str(job["id"]))
+            raise ProblemError(
+                status,
+                slug,
+                "File refused",
+                refused.reason,
+                errors=[{"field": "file", "reason": refused.reason}],
+                import_id=str(job["id"]),
+            )
         run_in_background(request, job["id"], meta)
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{job['id']}"})
 
@@ -204,7 +234,9 @@ class ImportController(Controller):
         job = _get(request, import_id)
         report = jobs_of(request).report(import_id) or {}
         return ImportReport(
-            job=_job(job), sheets=report.get("sheets", []), ignored_columns=report.get("ignored_columns", []),
+            job=_job(job),
+            sheets=report.get("sheets", []),
+            ignored_columns=report.get("ignored_columns", []),
             missing_columns=report.get("missing_columns", []),
             problems=[msgspec.convert(p, ReportProblem) for p in report.get("problems", [])],
         )
@@ -214,7 +246,9 @@ class ImportController(Controller):
         """The uploaded workbook with every bad cell filled red and commented with its reasons."""
         job = _get(request, import_id)
         if job["status"] not in {"done", "refused"}:
-            raise ProblemError(409, "not-ready", "Not ready", f"the import is {job['status']}: its report comes when done")
+            raise ProblemError(
+                409, "not-ready", "Not ready", f"the import is {job['status']}: its report comes when done"
+            )
         marked = jobs_of(request).report_workbook(import_id)
         if marked is None:
             raise ProblemError(410, "gone", "Gone", "the uploaded file was deleted after its days were up")
@@ -225,8 +259,12 @@ class ImportController(Controller):
         """Import the file of a finished dry run for real, as a new job (202, ``Location``)."""
         job = _get(request, import_id)
         if not job["dry_run"] or job["status"] != "done":
-            raise ProblemError(409, "not-a-dry-run", "Not a finished dry run",
-                               "only a finished dry run is committed; upload the file again with dry_run=false")
+            raise ProblemError(
+                409,
+                "not-a-dry-run",
+                "Not a finished dry run",
+                "only a finished dry run is committed; upload the file again with dry_run=false",
+            )
         jobs = jobs_of(request)
         data = jobs.file(import_id)
         if data is None:
@@ -282,7 +320,11 @@ class RegistryXlsxController(Controller):
         wait_for_views(request, min_position)
         unit = app_of(request).load(OrgUnit, resolve_unit(request, org_unit)["id"])
         today = datetime.now(UTC).astimezone(CHINA).date()
-        data = export_inspection(app_of(request), view_of(request), unit, Period.named(period, today),
-                                 record_access=lambda ids: record_access(request, *ids))
+        data = export_inspection(
+            app_of(request),
+            view_of(request),
+            unit,
+            Period.named(period, today),
+            record_access=lambda ids: record_access(request, *ids),
+        )
         return _attachment(data, f"inspection-{unit.code}.xlsx")
-

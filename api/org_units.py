@@ -86,7 +86,11 @@ class OrgUnitController(Controller):
         another name or parent under the same code answers 409."""
         app = app_of(request)
         result = app.register_org_unit(
-            code=data.code, name=data.name, level=data.level, parent_id=data.parent_id, meta=meta_for(request, data.occurred_at)
+            code=data.code,
+            name=data.name,
+            level=data.level,
+            parent_id=data.parent_id,
+            meta=meta_for(request, data.occurred_at),
         )
         unit = app.saved(OrgUnit, result)
         return created_response(org_unit_out(unit, result.position), result, unit.version, f"/org-units/{unit.id}")
@@ -106,7 +110,9 @@ class OrgUnitController(Controller):
         rows, total = request.app.state.view.list_org_units(
             parent_id=parent_id, level=level.value if level else None, limit=limit, offset=offset
         )
-        return Page(items=msgspec.convert(rows, list[OrgUnitRow]), total=total, limit=limit, offset=offset, position=position)
+        return Page(
+            items=msgspec.convert(rows, list[OrgUnitRow]), total=total, limit=limit, offset=offset, position=position
+        )
 
     @get("/{unit_id:uuid}", sync_to_thread=True)
     def read(
@@ -119,7 +125,9 @@ class OrgUnitController(Controller):
         return Response(org_unit_out(unit), headers=etag(unit.version))
 
     @post("/{unit_id:uuid}/rename", sync_to_thread=True, status_code=200)
-    def rename(self, request: Request[Any, Any, Any], unit_id: FromPath[UUID], data: JSONBody[OrgUnitRename]) -> Response[OrgUnitOut]:
+    def rename(
+        self, request: Request[Any, Any, Any], unit_id: FromPath[UUID], data: JSONBody[OrgUnitRename]
+    ) -> Response[OrgUnitOut]:
         app = app_of(request)
         result = app.rename_org_unit(unit_id, data.name, meta_for(request, data.occurred_at), expected_version(request))
         unit = app.load(OrgUnit, unit_id)

@@ -145,7 +145,9 @@ class PairingController(Controller):
             meta=meta_for(request, data.occurred_at),
         )
         pairing = app.saved(Pairing, result)
-        return created_response(pairing_out(pairing, result.position), result, pairing.version, f"/pairings/{pairing.id}")
+        return created_response(
+            pairing_out(pairing, result.position), result, pairing.version, f"/pairings/{pairing.id}"
+        )
 
     @get("/", sync_to_thread=True)
     def list_pairings(
@@ -171,11 +173,18 @@ class PairingController(Controller):
             offset=offset,
             scope=list_scope(request),
         )
-        return Page(items=msgspec.convert(rows, list[PairingRow]), total=total, limit=limit, offset=offset, position=position)
+        return Page(
+            items=msgspec.convert(rows, list[PairingRow]), total=total, limit=limit, offset=offset, position=position
+        )
 
     @get("/{pairing_id:uuid}", sync_to_thread=True)
     def read(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+        self,
+        request: Request[Any, Any, Any],
+        pairing_id: FromPath[UUID],
+        version: Version = None,
+        as_of: AsOf = None,
+        time: TimeAxis = "recorded",
     ) -> Response[PairingOut]:
         pairing = load_for_read(request, Pairing, pairing_id, version, as_of, time)
         return Response(pairing_out(pairing), headers=etag(pairing.version))
@@ -185,37 +194,53 @@ class PairingController(Controller):
         return Response(pairing_out(pairing, result.position), headers=etag(pairing.version))
 
     @post("/{pairing_id:uuid}/add-person", sync_to_thread=True, status_code=200)
-    def add_person(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonChange]) -> Response[PairingOut]:
+    def add_person(
+        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonChange]
+    ) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_pairing_person(pairing_id, data.person_id, meta, expected_version(request))
         return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/remove-person", sync_to_thread=True, status_code=200)
-    def remove_person(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonRemoval]) -> Response[PairingOut]:
+    def remove_person(
+        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonRemoval]
+    ) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
-        result = app_of(request).remove_pairing_person(pairing_id, data.person_id, data.reason, meta, expected_version(request))
+        result = app_of(request).remove_pairing_person(
+            pairing_id, data.person_id, data.reason, meta, expected_version(request)
+        )
         return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/add-helper", sync_to_thread=True, status_code=200)
-    def add_helper(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]) -> Response[PairingOut]:
+    def add_helper(
+        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]
+    ) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).add_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
         return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/remove-helper", sync_to_thread=True, status_code=200)
-    def remove_helper(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]) -> Response[PairingOut]:
+    def remove_helper(
+        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]
+    ) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
         result = app_of(request).remove_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
         return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/cadence", sync_to_thread=True, status_code=200)
-    def change_cadence(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[CadenceChange]) -> Response[PairingOut]:
+    def change_cadence(
+        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[CadenceChange]
+    ) -> Response[PairingOut]:
         meta = meta_for(request, data.occurred_at)
-        result = app_of(request).change_pairing_cadence(pairing_id, data.cadence, data.visit_mode, meta, expected_version(request))
+        result = app_of(request).change_pairing_cadence(
+            pairing_id, data.cadence, data.visit_mode, meta, expected_version(request)
+        )
         return self._after(request, pairing_id, result)
 
     @post("/{pairing_id:uuid}/end", sync_to_thread=True, status_code=200)
-    def end(self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[End]) -> Response[PairingOut]:
+    def end(
+        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[End]
+    ) -> Response[PairingOut]:
         """End the pairing with a reason; its helpers' load and its persons' coverage are released."""
         meta = meta_for(request, data.occurred_at)
         ends_on = data.ends_on or meta.occurred_at.date()

@@ -100,7 +100,9 @@ class Return(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Erase(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="why (administrative, stored in the clear)")]
+    reason: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=500, description="why (administrative, stored in the clear)")
+    ]
     occurred_at: datetime | None = None
 
 
@@ -251,23 +253,31 @@ class PersonController(Controller):
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/risk-tags", sync_to_thread=True, status_code=200)
-    def add_risk_tag(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]) -> Response[PersonOut]:
+    def add_risk_tag(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]
+    ) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).add_risk_tag(person_id, data.tag, meta, v))
 
     @post("/{person_id:uuid}/risk-tags/remove", sync_to_thread=True, status_code=200)
-    def remove_risk_tag(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]) -> Response[PersonOut]:
+    def remove_risk_tag(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]
+    ) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).remove_risk_tag(person_id, data.tag, meta, v))
 
     @post("/{person_id:uuid}/guardian", sync_to_thread=True, status_code=200)
-    def assign_guardian(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[GuardianChange]) -> Response[PersonOut]:
+    def assign_guardian(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[GuardianChange]
+    ) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         guardian = _drop_none(data.guardian)
         return self._change(request, person_id, lambda v: app_of(request).assign_guardian(person_id, guardian, meta, v))
 
     @post("/{person_id:uuid}/care-agreement", sync_to_thread=True, status_code=200)
-    def sign_care_agreement(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[CareAgreement]) -> Response[PersonOut]:
+    def sign_care_agreement(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[CareAgreement]
+    ) -> Response[PersonOut]:
         """Record that the parents signed the entrusted-care responsibility agreement."""
         meta = meta_for(request, data.occurred_at)
         return self._change(
@@ -275,13 +285,19 @@ class PersonController(Controller):
         )
 
     @post("/{person_id:uuid}/leave", sync_to_thread=True, status_code=200)
-    def leave(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Leave]) -> Response[PersonOut]:
+    def leave(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Leave]
+    ) -> Response[PersonOut]:
         """The person leaves the programme; their pairings drop them or end."""
         meta = meta_for(request, data.occurred_at)
-        return self._change(request, person_id, lambda v: app_of(request).person_leaves_programme(person_id, data.reason, meta, v))
+        return self._change(
+            request, person_id, lambda v: app_of(request).person_leaves_programme(person_id, data.reason, meta, v)
+        )
 
     @post("/{person_id:uuid}/erase", sync_to_thread=True, status_code=200)
-    def erase(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Erase]) -> Response[PersonOut]:
+    def erase(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Erase]
+    ) -> Response[PersonOut]:
         """Erase the person's personal data (crypto-shredding): their key is destroyed with the
         ``Person.Erased`` event, so their name, ID number, family contacts, notes and reports'
         descriptions read as erased everywhere; ids, dates, categories and the verifiable history
@@ -292,7 +308,8 @@ class PersonController(Controller):
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/return", sync_to_thread=True, status_code=200)
-    def return_(self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Return]) -> Response[PersonOut]:
+    def return_(
+        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Return]
+    ) -> Response[PersonOut]:
         meta = meta_for(request, data.occurred_at)
         return self._change(request, person_id, lambda v: app_of(request).person_returns(person_id, meta, v))
-

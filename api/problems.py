@@ -121,7 +121,11 @@ def _reason(message: str) -> str:
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     items = exc.extra if isinstance(exc.extra, list) else []
     errors = [
-        {"field": _field_of(i), "reason": _reason(str(i.get("message", "invalid"))), "in": _source(i.get("source", "body"))}
+        {
+            "field": _field_of(i),
+            "reason": _reason(str(i.get("message", "invalid"))),
+            "in": _source(i.get("source", "body")),
+        }
         for i in items
         if isinstance(i, dict)
     ]
@@ -224,6 +228,10 @@ __all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "ProblemError", "p
 def too_many_requests(wait: float, detail: str) -> ProblemError:
     seconds = max(1, math.ceil(wait))
     return ProblemError(
-        429, "too-many-requests", "Too many requests", f"{detail}; retry in {seconds} s",
-        headers={"Retry-After": str(seconds)}, retry_after=seconds,
+        429,
+        "too-many-requests",
+        "Too many requests",
+        f"{detail}; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+        retry_after=seconds,
     )

@@ -15,7 +15,9 @@ from api.problems import ProblemError
 from infrastructure.audit import NoSuchStreamError
 from infrastructure.merkle import ProofError
 
-Size = Annotated[int | None, QueryParameter(ge=0, le=2**62, description="a checkpoint's tree size (default: the latest)")]
+Size = Annotated[
+    int | None, QueryParameter(ge=0, le=2**62, description="a checkpoint's tree size (default: the latest)")
+]
 
 
 def _proof_or_problem(call: Any, field: str) -> Any:
@@ -24,8 +26,13 @@ def _proof_or_problem(call: Any, field: str) -> Any:
     except NoSuchStreamError as e:
         raise ProblemError(404, "not-found", "Not found", str(e)) from None
     except ProofError as e:
-        raise ProblemError(422, "validation-error", "Invalid request", str(e),
-                           errors=[{"field": field, "reason": str(e), "in": "query"}]) from None
+        raise ProblemError(
+            422,
+            "validation-error",
+            "Invalid request",
+            str(e),
+            errors=[{"field": field, "reason": str(e), "in": "query"}],
+        ) from None
 
 
 class ProofsController(Controller):
@@ -55,7 +62,9 @@ class ProofsController(Controller):
         return _proof_or_problem(lambda: audit_of(request).consistency(from_, to), "from" if to is None else "to")
 
     @get("/streams/{stream_id:uuid}/proofs", sync_to_thread=True)
-    def stream_proofs(self, request: Request[Any, Any, Any], stream_id: FromPath[UUID], size: Size = None) -> dict[str, Any]:
+    def stream_proofs(
+        self, request: Request[Any, Any, Any], stream_id: FromPath[UUID], size: Size = None
+    ) -> dict[str, Any]:
         """Each event of a case history with its leaf (stored bytes, recorded time) and its
         inclusion proof against the checkpoint of ``size`` leaves (default: the latest)."""
         return _proof_or_problem(lambda: audit_of(request).stream_proofs(stream_id, size=size), "size")

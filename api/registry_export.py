@@ -108,9 +108,16 @@ def export_registry(
 
 def template() -> bytes:
     """The import template: every column with its header and a note, and two example rows."""
-    columns = [OutColumn(c.field, c.header, "date" if c.field.endswith(("date", "signed_on")) else "text", width=16,
-                         note=c.note + ("；也可写作：" + "、".join(c.synonyms[:4]) if c.synonyms else ""))
-               for c in COLUMNS]
+    columns = [
+        OutColumn(
+            c.field,
+            c.header,
+            "date" if c.field.endswith(("date", "signed_on")) else "text",
+            width=16,
+            note=c.note + ("；也可写作：" + "、".join(c.synonyms[:4]) if c.synonyms else ""),
+        )
+        for c in COLUMNS
+    ]
     book = new_workbook()
     write_sheet(book.create_sheet("台账"), columns, [])
     notes = book.create_sheet("填写说明")
@@ -138,30 +145,49 @@ def _sheet_name(name: str) -> str:
 # ---- inspection --------------------------------------------------------------------------------
 
 UNCOVERED = (
-    OutColumn("name", "姓名", width=10), OutColumn("kind", "类别", width=11),
-    OutColumn("village_name", "村（社区）", width=14), OutColumn("village_code", "区划代码", width=15),
-    OutColumn("risk_tags", "风险或困境类型", width=18), OutColumn("registered_at", "登记日期", "date", width=12),
+    OutColumn("name", "姓名", width=10),
+    OutColumn("kind", "类别", width=11),
+    OutColumn("village_name", "村（社区）", width=14),
+    OutColumn("village_code", "区划代码", width=15),
+    OutColumn("risk_tags", "风险或困境类型", width=18),
+    OutColumn("registered_at", "登记日期", "date", width=12),
 )
 OVERDUE = (
     *UNCOVERED[:5],
     OutColumn("cadence_days", "走访周期（天）", "number", width=10),
-    OutColumn("last_visit_at", "最近走访", "date", width=12), OutColumn("due_at", "应访日期", "date", width=12),
+    OutColumn("last_visit_at", "最近走访", "date", width=12),
+    OutColumn("due_at", "应访日期", "date", width=12),
     OutColumn("days_overdue", "逾期天数", "number", width=9),
 )
 COMPLIANCE = (
-    OutColumn("cadence", "走访周期", width=10), OutColumn("due", "应访", "number", width=8),
-    OutColumn("on_time", "按时", "number", width=8), OutColumn("late", "补访", "number", width=8),
-    OutColumn("missed", "未访", "number", width=8), OutColumn("open", "进行中", "number", width=8),
-    OutColumn("done_rate", "完成率", width=8), OutColumn("on_time_rate", "按时率", width=8),
+    OutColumn("cadence", "走访周期", width=10),
+    OutColumn("due", "应访", "number", width=8),
+    OutColumn("on_time", "按时", "number", width=8),
+    OutColumn("late", "补访", "number", width=8),
+    OutColumn("missed", "未访", "number", width=8),
+    OutColumn("open", "进行中", "number", width=8),
+    OutColumn("done_rate", "完成率", width=8),
+    OutColumn("on_time_rate", "按时率", width=8),
 )
 UNITS = (
-    OutColumn("name", "单位", width=14), OutColumn("code", "区划代码", width=15),
-    OutColumn("elders", "留守老年人", "number", width=10), OutColumn("children", "留守儿童", "number", width=10),
-    OutColumn("uncovered", "未结对", "number", width=8), OutColumn("overdue", "逾期未访", "number", width=9),
-    OutColumn("agreements_signed", "确认书已签", "number", width=10), OutColumn("helpers", "帮扶人", "number", width=8),
+    OutColumn("name", "单位", width=14),
+    OutColumn("code", "区划代码", width=15),
+    OutColumn("elders", "留守老年人", "number", width=10),
+    OutColumn("children", "留守儿童", "number", width=10),
+    OutColumn("uncovered", "未结对", "number", width=8),
+    OutColumn("overdue", "逾期未访", "number", width=9),
+    OutColumn("agreements_signed", "确认书已签", "number", width=10),
+    OutColumn("helpers", "帮扶人", "number", width=8),
 )
-CADENCE_ZH = {"weekly": "每周", "fortnightly": "每两周", "half_monthly": "每半月", "monthly": "每月",
-              "half_yearly": "每半年", "yearly": "每年", "unplanned": "计划外"}
+CADENCE_ZH = {
+    "weekly": "每周",
+    "fortnightly": "每两周",
+    "half_monthly": "每半月",
+    "monthly": "每月",
+    "half_yearly": "每半年",
+    "yearly": "每年",
+    "unplanned": "计划外",
+}
 
 
 def _people(rows: list[dict[str, Any]], names: dict[UUID, str]) -> list[dict[str, Any]]:
@@ -196,13 +222,24 @@ def export_inspection(
     write_sheet(book.create_sheet("逾期未访"), OVERDUE, _people(overdue, names))
     visits = summary.get("visits", {})
     compliance = [
-        {"cadence": CADENCE_ZH.get(c, c), **figures,
-         "done_rate": _rate(_ratio(figures["on_time"] + figures["late"], figures["on_time"] + figures["late"] + figures["missed"])),
-         "on_time_rate": _rate(_ratio(figures["on_time"], figures["on_time"] + figures["late"] + figures["missed"]))}
+        {
+            "cadence": CADENCE_ZH.get(c, c),
+            **figures,
+            "done_rate": _rate(
+                _ratio(figures["on_time"] + figures["late"], figures["on_time"] + figures["late"] + figures["missed"])
+            ),
+            "on_time_rate": _rate(_ratio(figures["on_time"], figures["on_time"] + figures["late"] + figures["missed"])),
+        }
         for c, figures in sorted(visits.get("by_cadence", {}).items())
     ]
-    compliance.append({"cadence": "合计", **{k: visits.get(k, 0) for k in ("due", "on_time", "late", "missed", "open")},
-                       "done_rate": _rate(visits.get("done_rate")), "on_time_rate": _rate(visits.get("on_time_rate"))})
+    compliance.append(
+        {
+            "cadence": "合计",
+            **{k: visits.get(k, 0) for k in ("due", "on_time", "late", "missed", "open")},
+            "done_rate": _rate(visits.get("done_rate")),
+            "on_time_rate": _rate(visits.get("on_time_rate")),
+        }
+    )
     ws = book.create_sheet("走访达标")
     write_sheet(ws, COMPLIANCE, compliance)
     write_sheet(book.create_sheet("各单位"), UNITS, summary.get("units", []))

@@ -51,9 +51,7 @@ def create_table(conn: psycopg.Connection[Any]) -> None:
         conn.execute(DDL)
 
 
-def revoke(
-    conn: psycopg.Connection[Any], jti: str, expires_at: datetime, *, revoked_by: str, reason: str
-) -> bool:
+def revoke(conn: psycopg.Connection[Any], jti: str, expires_at: datetime, *, revoked_by: str, reason: str) -> bool:
     """Record a revocation (True when it is new); purge rows whose tokens have expired anyway."""
     with conn.transaction():
         conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")

@@ -251,14 +251,20 @@ def check_json(body: bytes) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ProblemError(400, "malformed-request", "Malformed request", f"the body is not UTF-8 (byte {e.start})") from None
+        raise ProblemError(
+            400, "malformed-request", "Malformed request", f"the body is not UTF-8 (byte {e.start})"
+        ) from None
     try:
         _walk(json.loads(text, object_pairs_hook=_no_duplicates), 0)
     except _Refused as e:
         errors = [{"field": _field(e.path), "reason": e.reason, "in": "body"}]
-        raise ProblemError(400, "malformed-request", "Malformed request", f"{_field(e.path)}: {e.reason}", errors=errors) from None
+        raise ProblemError(
+            400, "malformed-request", "Malformed request", f"{_field(e.path)}: {e.reason}", errors=errors
+        ) from None
     except RecursionError:
-        raise ProblemError(400, "malformed-request", "Malformed request", f"nested more than {MAX_DEPTH} levels deep") from None
+        raise ProblemError(
+            400, "malformed-request", "Malformed request", f"nested more than {MAX_DEPTH} levels deep"
+        ) from None
     except ValueError as e:
         raise ProblemError(400, "malformed-request", "Malformed request", f"the body is not valid JSON: {e}") from None
 
@@ -268,7 +274,9 @@ def _is_json(content_type: str) -> bool:
     media = media.strip().lower()
     if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
         return False
-    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "charset=" in p.lower()), "utf-8")
+    charset = next(
+        (p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "charset=" in p.lower()), "utf-8"
+    )
     return charset in {"utf-8", "utf8"}
 
 
@@ -293,7 +301,9 @@ def _preflight(scope: Scope, state: SecurityState) -> dict[str, str]:
     origin = _header(scope, b"origin")
     if origin not in state.cors_origins:
         raise ProblemError(
-            403, "cors-refused", "Cross-origin request refused",
+            403,
+            "cors-refused",
+            "Cross-origin request refused",
             "this origin may not call the API from a browser (GUANAI_CORS_ORIGINS)",
         )
     return {
@@ -324,11 +334,19 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
         method = scope["method"]
         if method == "OPTIONS" and _header(scope, b"origin") and _header(scope, b"access-control-request-method"):
             headers = _preflight(scope, state)
-            await send({"type": "http.response.start", "status": 204, "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [(k.encode(), v.encode("latin-1")) for k, v in headers.items()],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         if b"%00" in scope.get("query_string", b""):
-            raise ProblemError(400, "malformed-request", "Malformed request", "the query string contains a NUL character")
+            raise ProblemError(
+                400, "malformed-request", "Malformed request", "the query string contains a NUL character"
+            )
         if method not in BODY_METHODS:
             await app(scope, receive, send)
             return
@@ -348,7 +366,9 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
                 pass  # a page's HTML form: its handler decodes and checks the fields (web/)
             elif not _is_json(content_type):
                 raise ProblemError(
-                    415, "unsupported-media-type", "Unsupported media type",
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported media type",
                     f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
                 )
             else:

@@ -58,7 +58,9 @@ from infrastructure.passwords import PasswordHasher, common_passwords
 
 REFRESH_PATH = "/auth/refresh"
 
-PhoneText = Annotated[str, msgspec.Meta(min_length=1, max_length=40, description="as typed: spaces, +86, full-width digits")]
+PhoneText = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=40, description="as typed: spaces, +86, full-width digits")
+]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # the policy's 1,024 is checked after NFKC
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 DeviceName = Annotated[str, msgspec.Meta(max_length=64)]
@@ -191,7 +193,9 @@ def build_service(app: Any) -> AccountService:
     free = settings.sign_in_failures_free
     return AccountService(
         app=state.care,
-        credentials=PostgresCredentials(state.connections.database_url, pool_size=max(2, min(4, settings.db_pool_size // 3))),
+        credentials=PostgresCredentials(
+            state.connections.database_url, pool_size=max(2, min(4, settings.db_pool_size // 3))
+        ),
         hasher=PasswordHasher(),
         sealer=KeyStoreSealer(state.care.store.key_store),
         issue=issue,
@@ -228,7 +232,9 @@ def _meta(request: Request[Any, Any, Any], actor_id: str, role: str) -> CommandM
 def _account_of(request: Request[Any, Any, Any]) -> tuple[Actor, UUID]:
     actor = actor_of(request)
     if actor.account_id is None or actor.session_id is None:
-        raise NoAccountError("this token was issued by an operator (`guanai token`), not by signing in: it has no account")
+        raise NoAccountError(
+            "this token was issued by an operator (`guanai token`), not by signing in: it has no account"
+        )
     return actor, actor.account_id
 
 
@@ -398,4 +404,15 @@ def recovery_codes(request: Request[Any, Any, Any]) -> RecoveryCodes:
     return RecoveryCodes(service_of(request).new_recovery_codes(account_id))
 
 
-ROUTES = [activate, sign_in, refresh, sign_out, me, list_sessions, end_session, start_totp, confirm_totp, recovery_codes]
+ROUTES = [
+    activate,
+    sign_in,
+    refresh,
+    sign_out,
+    me,
+    list_sessions,
+    end_session,
+    start_totp,
+    confirm_totp,
+    recovery_codes,
+]

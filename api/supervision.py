@@ -238,7 +238,11 @@ def period_of(name: str | None, first: date | None, last: date | None) -> Period
         return Period.between(first or last or today, last or today)
     except ValueError as e:
         raise ProblemError(
-            400, "validation-error", "Invalid request", str(e), errors=[{"field": "to", "reason": str(e), "in": "query"}]
+            400,
+            "validation-error",
+            "Invalid request",
+            str(e),
+            errors=[{"field": "to", "reason": str(e), "in": "query"}],
         ) from None
 
 

@@ -214,7 +214,9 @@ def visit_out(t: VisitTask, position: int | None = None) -> VisitOut:
 
 
 def log_out(log: VisitLog, position: int | None = None) -> VisitLogOut:
-    emergency = EmergencyOut(log.emergency_kind, log.description) if log.raise_emergency and log.emergency_kind else None
+    emergency = (
+        EmergencyOut(log.emergency_kind, log.description) if log.raise_emergency and log.emergency_kind else None
+    )
     return VisitLogOut(
         id=log.id, task_id=log.task_id, pairing_id=log.pairing_id, person_id=log.person_id, org_path=log.org_path,
         mode=log.mode, visited_at=log.visited_at, recorded_at=log.created_on, helper_ids=log.helper_ids,
@@ -273,7 +275,9 @@ def _log_fields(data: VisitLogIn, me: UUID | None, task_id: UUID | None) -> dict
     }
 
 
-def record_log(request: Request[Any, Any, Any], data: VisitLogIn, task_id: UUID | None, **link: UUID | None) -> Response[VisitLogOut]:
+def record_log(
+    request: Request[Any, Any, Any], data: VisitLogIn, task_id: UUID | None, **link: UUID | None
+) -> Response[VisitLogOut]:
     me, actor_helper = acting(request)
     app = app_of(request)
     result = app.record_visit(
@@ -315,11 +319,18 @@ class VisitController(Controller):
             org_unit_id=org_unit_id, status=status, due_before=due_before, claimable_by=me if claimable_by_me else None,
             pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset, scope=list_scope(request),
         )  # fmt: skip
-        return Page(items=msgspec.convert(rows, list[VisitRow]), total=total, limit=limit, offset=offset, position=position)
+        return Page(
+            items=msgspec.convert(rows, list[VisitRow]), total=total, limit=limit, offset=offset, position=position
+        )
 
     @get("/{task_id:uuid}", sync_to_thread=True)
     def read(
-        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+        self,
+        request: Request[Any, Any, Any],
+        task_id: FromPath[UUID],
+        version: Version = None,
+        as_of: AsOf = None,
+        time: TimeAxis = "recorded",
     ) -> Response[VisitOut]:
         task = load_for_read(request, VisitTask, task_id, version, as_of, time)
         return Response(visit_out(task), headers=etag(task.version))
@@ -329,7 +340,9 @@ class VisitController(Controller):
         return Response(visit_out(task, result.position), headers=etag(task.version))
 
     @post("/{task_id:uuid}/claim", sync_to_thread=True, status_code=200)
-    def claim(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ClaimIn]) -> Response[VisitOut]:
+    def claim(
+        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ClaimIn]
+    ) -> Response[VisitOut]:
         """Take a visit: for myself (no body fields), for a helper (coordinators), or for the
         pairing's group as a team (``group_id`` alone), from the day its window opens until it
         closes; the claim lapses ``GUANAI_VISIT_CLAIM_HOURS`` after it is made. 409
@@ -344,16 +357,24 @@ class VisitController(Controller):
         return self._after(request, task_id, result)
 
     @post("/{task_id:uuid}/assign", sync_to_thread=True, status_code=200)
-    def assign(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[AssignIn]) -> Response[VisitOut]:
+    def assign(
+        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[AssignIn]
+    ) -> Response[VisitOut]:
         """A visit the group holds as a team goes to one of its members."""
         _, actor_helper = acting(request)
         result = app_of(request).assign_visit(
-            task_id, data.helper_id, meta_for(request, data.occurred_at), acting_helper_id=actor_helper, **claim_settings(request)
+            task_id,
+            data.helper_id,
+            meta_for(request, data.occurred_at),
+            acting_helper_id=actor_helper,
+            **claim_settings(request),
         )
         return self._after(request, task_id, result)
 
     @post("/{task_id:uuid}/release", sync_to_thread=True, status_code=200)
-    def release(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ReleaseIn]) -> Response[VisitOut]:
+    def release(
+        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ReleaseIn]
+    ) -> Response[VisitOut]:
         """Give the visit back to the pool (the holder, a member of the holding group, or a coordinator)."""
         _, actor_helper = acting(request)
         result = app_of(request).release_visit(
@@ -363,7 +384,9 @@ class VisitController(Controller):
         return self._after(request, task_id, result)
 
     @post("/{task_id:uuid}/complete", sync_to_thread=True, status_code=201)
-    def complete(self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[VisitLogIn]) -> Response[VisitLogOut]:
+    def complete(
+        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[VisitLogIn]
+    ) -> Response[VisitLogOut]:
         """Log the visit (走访日志) that completes this task; safe to resend (same ``id``)."""
         return record_log(request, data, task_id)
 
@@ -390,14 +413,25 @@ class VisitLogController(Controller):
     ) -> Page[VisitLogRow]:
         position = wait_for_views(request, min_position)
         rows, total = task_view(request).list_logs(
-            helper_id=helper_id, pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset,
+            helper_id=helper_id,
+            pairing_id=pairing_id,
+            person_id=person_id,
+            limit=limit,
+            offset=offset,
             scope=list_scope(request),
         )
-        return Page(items=msgspec.convert(rows, list[VisitLogRow]), total=total, limit=limit, offset=offset, position=position)
+        return Page(
+            items=msgspec.convert(rows, list[VisitLogRow]), total=total, limit=limit, offset=offset, position=position
+        )
 
     @get("/{log_id:uuid}", sync_to_thread=True)
     def read(
-        self, request: Request[Any, Any, Any], log_id: FromPath[UUID], version: Version = None, as_of: AsOf = None, time: TimeAxis = "recorded"
+        self,
+        request: Request[Any, Any, Any],
+        log_id: FromPath[UUID],
+        version: Version = None,
+        as_of: AsOf = None,
+        time: TimeAxis = "recorded",
     ) -> Response[VisitLogOut]:
         log = load_for_read(request, VisitLog, log_id, version, as_of, time)
         record_access(request, log.person_id)  # findings are the person's health and circumstances

@@ -464,7 +464,9 @@ class AccountService:
         account_key = phone_hash.hex() or "invalid"
         wait = max(self.account_throttle.wait(account_key), self.address_throttle.wait(address))
         if wait > 0:
-            raise ThrottledError("too many failed sign-ins; wait before trying again (登录失败次数过多，请稍后再试)", wait)
+            raise ThrottledError(
+                "too many failed sign-ins; wait before trying again (登录失败次数过多，请稍后再试)", wait
+            )
         wrong = SignInError("the phone number or the password is wrong (手机号或密码不正确)")
         if len(password) > 1024:
             raise wrong  # before hashing: hashing megabytes is work an attacker chooses
@@ -500,7 +502,9 @@ class AccountService:
             )
         accepted = False
         if recovery_code:
-            accepted = self.credentials.use_recovery_code(account.id, self.lookup("recovery", normalise_code(recovery_code)))
+            accepted = self.credentials.use_recovery_code(
+                account.id, self.lookup("recovery", normalise_code(recovery_code))
+            )
         elif totp_code and login.totp_secret is not None:
             secret = self.sealer.open(account.id, login.totp_secret)
             step = totp_step_of(secret, totp_code, self.clock().timestamp())
@@ -523,7 +527,9 @@ class AccountService:
             access_expires_at=None,
         )  # fmt: skip
         restricted = account.needs_second_factor and not account.second_factor
-        access = self.issue(account, session.id, csrf_hash=csrf_hash.hex() if csrf_hash else None, restricted=restricted)
+        access = self.issue(
+            account, session.id, csrf_hash=csrf_hash.hex() if csrf_hash else None, restricted=restricted
+        )
         refresh = secrets.token_urlsafe(32)
         session = _with_access(session, access)
         self.credentials.open_session(session, token_hash(refresh))

@@ -48,6 +48,7 @@ A = TypeVar("A", bound=Aggregate)
 
 ID_NUMBER = "id_number"  # the lookup kind of resident ID numbers (the store keeps their keyed hashes)
 
+
 class DateAsISO(Transcoding):
     type = date
     name = "date_iso"
@@ -196,7 +197,13 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
         return agg
 
     def load_as_of(
-        self, cls: type[A], aggregate_id: UUID, *, version: int | None = None, at: datetime | None = None, axis: str = "recorded"
+        self,
+        cls: type[A],
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        axis: str = "recorded",
     ) -> A:
         """State as of a version, or as of an instant: ``axis='recorded'`` is what the system knew
         at ``at``; ``axis='occurred'`` is what had happened in the world by ``at``."""
@@ -256,7 +263,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
 
         return self._run(decide)
 
-    def _create(self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]) -> CommandResult:
+    def _create(
+        self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]
+    ) -> CommandResult:
         """Save a new aggregate; the same create again (a retry after a lost answer) answers the
         stored one, a different one under a taken id is refused. The save finds a taken id
         (its first event exists): only then is that event read, so a new create costs no read."""
@@ -292,7 +301,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
 
         return self._create(OrgUnit, org_unit_id(code), build)
 
-    def rename_org_unit(self, unit_id: UUID, name: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def rename_org_unit(
+        self, unit_id: UUID, name: str, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         return self._update(OrgUnit, unit_id, expected_version, lambda u: u.rename(name, meta))
 
     # ---- persons -----------------------------------------------------------------------------
@@ -344,10 +355,14 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
         with self.recording_lookups(rows):
             return self._create(Person, id, build)
 
-    def add_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def add_risk_tag(
+        self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.add_risk_tag(tag, meta))
 
-    def remove_risk_tag(self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def remove_risk_tag(
+        self, person_id: UUID, tag: RiskTag, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         return self._update(Person, person_id, expected_version, lambda p: p.remove_risk_tag(tag, meta))
 
     def assign_guardian(
@@ -373,8 +388,11 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
             except PairingError:
                 others = [self.load(Person, i) for i in pairing.person_ids if i != person.id]
                 pairing.end(
-                    reason=f"person {why}", ends_on=meta.occurred_at.date(), helpers=helpers,
-                    persons=[person, *others], meta=meta,
+                    reason=f"person {why}",
+                    ends_on=meta.occurred_at.date(),
+                    helpers=helpers,
+                    persons=[person, *others],
+                    meta=meta,
                 )
                 touched.extend(others)
             touched.extend([pairing, *helpers])
@@ -443,7 +461,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
     ) -> CommandResult:
         return self._update(Helper, helper_id, expected_version, lambda h: h.change_capacity(capacity, meta))
 
-    def deactivate_helper(self, helper_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def deactivate_helper(
+        self, helper_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         return self._update(Helper, helper_id, expected_version, lambda h: h.deactivate(reason, meta))
 
     def form_group(
@@ -463,7 +483,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
 
         return self._create(VolunteerGroup, id, build)
 
-    def add_group_member(self, group_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def add_group_member(
+        self, group_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         def change(group: VolunteerGroup) -> list[Aggregate]:
             helper = self.load(Helper, helper_id, field="helper_id")
             group.add_member(helper, meta)
@@ -481,7 +503,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
 
         return self._update(VolunteerGroup, group_id, expected_version, change)
 
-    def disband_group(self, group_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def disband_group(
+        self, group_id: UUID, reason: str, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         def change(group: VolunteerGroup) -> list[Aggregate]:
             members = [self.load(Helper, m) for m in group.member_ids]
             group.disband(reason, members, meta)
@@ -533,7 +557,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
 
         return self._update(Pairing, pairing_id, expected_version, wrapped)
 
-    def add_pairing_person(self, pairing_id: UUID, person_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def add_pairing_person(
+        self, pairing_id: UUID, person_id: UUID, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
             person = self.load(Person, person_id, field="person_id")
             pairing.add_person(person, helpers, meta)
@@ -551,7 +577,9 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
 
         return self._pairing_change(pairing_id, expected_version, change)
 
-    def add_pairing_helper(self, pairing_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None) -> CommandResult:
+    def add_pairing_helper(
+        self, pairing_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None
+    ) -> CommandResult:
         def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
             helper = self.load(Helper, helper_id, field="helper_id")
             pairing.add_helper(helper, meta)
@@ -563,16 +591,25 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
         self, pairing_id: UUID, helper_id: UUID, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
         def change(pairing: Pairing, helpers: list[Helper]) -> list[Aggregate]:
-            helper = next((h for h in helpers if h.id == helper_id), None) or self.load(Helper, helper_id, field="helper_id")
+            helper = next((h for h in helpers if h.id == helper_id), None) or self.load(
+                Helper, helper_id, field="helper_id"
+            )
             pairing.remove_helper(helper, meta)
             return [helper]
 
         return self._pairing_change(pairing_id, expected_version, change)
 
     def change_pairing_cadence(
-        self, pairing_id: UUID, cadence: Cadence, visit_mode: VisitMode, meta: CommandMeta, expected_version: int | None = None
+        self,
+        pairing_id: UUID,
+        cadence: Cadence,
+        visit_mode: VisitMode,
+        meta: CommandMeta,
+        expected_version: int | None = None,
     ) -> CommandResult:
-        return self._update(Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta))
+        return self._update(
+            Pairing, pairing_id, expected_version, lambda p: p.change_cadence(cadence, visit_mode, meta)
+        )
 
     def end_pairing(
         self, pairing_id: UUID, reason: str, ends_on: date, meta: CommandMeta, expected_version: int | None = None

@@ -32,8 +32,12 @@ class CommandGroup:
     def _run(self, decide: Callable[[], tuple[Aggregate, Iterable[Aggregate]]]) -> CommandResult:
         raise NotImplementedError
 
-    def _update(self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Change[A]) -> CommandResult:
+    def _update(
+        self, cls: type[A], aggregate_id: UUID, expected_version: int | None, change: Change[A]
+    ) -> CommandResult:
         raise NotImplementedError
 
-    def _create(self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]) -> CommandResult:
+    def _create(
+        self, cls: type[A], aggregate_id: UUID, build: Callable[[], tuple[A, Iterable[Aggregate]]]
+    ) -> CommandResult:
         raise NotImplementedError

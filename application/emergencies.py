@@ -185,9 +185,7 @@ class EmergencyCommands(CommandGroup):
     def resolve_emergency(
         self, report_id: UUID, outcome: Outcome, notes: str, meta: CommandMeta, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(
-            EmergencyReport, report_id, expected_version, lambda r: r.resolve(outcome, notes, meta)
-        )
+        return self._update(EmergencyReport, report_id, expected_version, lambda r: r.resolve(outcome, notes, meta))
 
     def reopen_emergency(
         self, report_id: UUID, notes: str, meta: CommandMeta, expected_version: int | None = None

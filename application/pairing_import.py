@@ -64,8 +64,16 @@ def pair_rows(
         key = f"{helper_ids[0]}:{person_id}" if shape == PairingShape.ONE_TO_ONE else str(person_id)
         _pairing(app, shape, pairing_id_for(shape, key), helper_ids, [(row, person_id)], meta, today, out)
     for helper_id, members in one_to_many.items():
-        _pairing(app, PairingShape.ONE_TO_MANY, pairing_id_for(PairingShape.ONE_TO_MANY, str(helper_id)), [helper_id],
-                 members, meta, today, out)
+        _pairing(
+            app,
+            PairingShape.ONE_TO_MANY,
+            pairing_id_for(PairingShape.ONE_TO_MANY, str(helper_id)),
+            [helper_id],
+            members,
+            meta,
+            today,
+            out,
+        )
 
 
 def _helpers(
@@ -87,8 +95,9 @@ def _helpers(
         try:
             village = app.load(Person, person_id).village_id
             with app.recording_lookups([(PHONE, hashes[phone], helper_id, None)]):
-                result = app.register_helper(id=helper_id, role=cell.role, name=cell.name, phone=phone,
-                                             org_unit_id=village, meta=meta)
+                result = app.register_helper(
+                    id=helper_id, role=cell.role, name=cell.name, phone=phone, org_unit_id=village, meta=meta
+                )
         except DomainError as e:
             out.problems.append(row.problem("helpers", e.detail))
             continue
@@ -99,8 +108,14 @@ def _helpers(
 
 
 def _pairing(
-    app: CareApplication, shape: PairingShape, pairing_id: UUID, helper_ids: list[UUID],
-    members: list[tuple[PersonRow, UUID]], meta: CommandMeta, today: date, out: Outcome,
+    app: CareApplication,
+    shape: PairingShape,
+    pairing_id: UUID,
+    helper_ids: list[UUID],
+    members: list[tuple[PersonRow, UUID]],
+    meta: CommandMeta,
+    today: date,
+    out: Outcome,
 ) -> None:
     first_row = members[0][0]
     try:
@@ -110,19 +125,29 @@ def _pairing(
     try:
         if existing is None:
             if shape == PairingShape.ONE_TO_MANY and len(members) < 2:
-                out.problems.append(first_row.problem(
-                    "pairing_shape", "一对N: no other row names this helper 一对N; write 一对一 for a pair"))
+                out.problems.append(
+                    first_row.problem(
+                        "pairing_shape", "一对N: no other row names this helper 一对N; write 一对一 for a pair"
+                    )
+                )
                 return
             result = app.form_pairing(
-                id=pairing_id, shape=shape, helper_ids=helper_ids, person_ids=[p for _, p in members],
-                cadence=first_row.cadence, visit_mode=VisitMode.HOME_VISIT,
-                starts_on=first_row.pairing_start or today, meta=meta,
+                id=pairing_id,
+                shape=shape,
+                helper_ids=helper_ids,
+                person_ids=[p for _, p in members],
+                cadence=first_row.cadence,
+                visit_mode=VisitMode.HOME_VISIT,
+                starts_on=first_row.pairing_start or today,
+                meta=meta,
             )
             out.pairings_formed += 1 if result.created else 0
             _note(out, result.position)
             return
         if existing.ended:
-            out.problems.append(first_row.problem("pairing_shape", "this pairing has ended: form a new one through the API"))
+            out.problems.append(
+                first_row.problem("pairing_shape", "this pairing has ended: form a new one through the API")
+            )
             return
         for row, person_id in members:
             if person_id not in existing.person_ids and shape == PairingShape.ONE_TO_MANY:
@@ -140,4 +165,3 @@ def _pairing(
 def _note(out: Outcome, position: int | None) -> None:
     if position is not None and (out.position is None or position > out.position):
         out.position = position
-

@@ -36,36 +36,97 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("name", "姓名", ("名字", "对象姓名", "留守人员姓名", "老人姓名", "儿童姓名", "留守儿童姓名", "留守老人姓名"),
-           personal=True, note="必填"),
-    Column("id_number", "公民身份号码", ("身份证号码", "身份证号", "身份证", "证件号码", "身份证件号码", "公民身份证号码"),
-           personal=True, note="必填；18位，末位可为X；请把本列设为文本格式"),
+    Column(
+        "name",
+        "姓名",
+        ("名字", "对象姓名", "留守人员姓名", "老人姓名", "儿童姓名", "留守儿童姓名", "留守老人姓名"),
+        personal=True,
+        note="必填",
+    ),
+    Column(
+        "id_number",
+        "公民身份号码",
+        ("身份证号码", "身份证号", "身份证", "证件号码", "身份证件号码", "公民身份证号码"),
+        personal=True,
+        note="必填；18位，末位可为X；请把本列设为文本格式",
+    ),
     Column("sex", "性别", note="男 / 女；空着时按身份证号码"),
     Column("birth_date", "出生日期", ("出生年月日", "出生年月", "生日"), note="如 2015-03-08；空着时按身份证号码"),
-    Column("village", "所属村(居)委会", ("所属村（居）委会", "村(居)委会", "村（社区）", "村(社区)", "所属村", "所在村",
-                                     "村委会", "村居", "村名", "村"), note="与行政区划代码填一个即可"),
+    Column(
+        "village",
+        "所属村(居)委会",
+        (
+            "所属村（居）委会",
+            "村(居)委会",
+            "村（社区）",
+            "村(社区)",
+            "所属村",
+            "所在村",
+            "村委会",
+            "村居",
+            "村名",
+            "村",
+        ),
+        note="与行政区划代码填一个即可",
+    ),
     Column("village_code", "行政区划代码", ("区划代码", "村级区划代码", "统计用区划代码", "村代码"), note="12位"),
     Column("kind", "类别", ("人员类别", "对象类别", "类型"), note="留守老年人 / 留守儿童；空着时按年龄"),
-    Column("risk_tags", "风险或困境类型", ("困境类型", "风险类型", "特殊情况", "风险等级及类型", "困难类型"),
-           note="可填多个，用顿号分隔：" + "、".join(RISK_TAG_LABELS.values())),
-    Column("guardian", "监护人 / 委托照护人", ("监护人/委托照护人", "监护人", "委托照护人", "监护人姓名", "委托照护人姓名",
-                                        "实际监护人"), personal=True, note="留守儿童填写"),
-    Column("guardian_relation", "与儿童关系", ("监护人关系", "与监护人关系", "关系", "监护人与儿童关系"),
-           personal=True, note="如 祖父、祖母；默认 监护人"),
-    Column("phone", "联系电话", ("电话", "手机", "手机号码", "监护人电话", "监护人联系电话", "联系方式"), personal=True,
-           note="留守儿童：监护人的电话"),
+    Column(
+        "risk_tags",
+        "风险或困境类型",
+        ("困境类型", "风险类型", "特殊情况", "风险等级及类型", "困难类型"),
+        note="可填多个，用顿号分隔：" + "、".join(RISK_TAG_LABELS.values()),
+    ),
+    Column(
+        "guardian",
+        "监护人 / 委托照护人",
+        ("监护人/委托照护人", "监护人", "委托照护人", "监护人姓名", "委托照护人姓名", "实际监护人"),
+        personal=True,
+        note="留守儿童填写",
+    ),
+    Column(
+        "guardian_relation",
+        "与儿童关系",
+        ("监护人关系", "与监护人关系", "关系", "监护人与儿童关系"),
+        personal=True,
+        note="如 祖父、祖母；默认 监护人",
+    ),
+    Column(
+        "phone",
+        "联系电话",
+        ("电话", "手机", "手机号码", "监护人电话", "监护人联系电话", "联系方式"),
+        personal=True,
+        note="留守儿童：监护人的电话",
+    ),
     Column("household", "家庭住址", ("住址", "户籍地址", "居住地址", "现住址", "家庭地址"), personal=True),
-    Column("care_agreement_signed_on", "委托照护确认书签订日期", ("确认书签订日期", "协议签订日期", "委托监护确认书签订日期"),
-           note="留守儿童"),
-    Column("left_reason", "退出原因", ("退出台账原因", "销号原因"), personal=True,
-           note="填写即表示此人已退出关爱对象名单"),
-    Column("helpers", "帮扶人", ("结对帮扶人", "帮扶责任人", "帮扶人姓名", "结对人"), personal=True,
-           note="可填多人，用顿号分隔；与帮扶人电话一一对应"),
-    Column("helper_phones", "帮扶人电话", ("帮扶人联系电话", "帮扶责任人电话", "帮扶人手机"), personal=True,
-           note="每位帮扶人一个，顺序与帮扶人相同；同一电话即同一帮扶人"),
+    Column(
+        "care_agreement_signed_on",
+        "委托照护确认书签订日期",
+        ("确认书签订日期", "协议签订日期", "委托监护确认书签订日期"),
+        note="留守儿童",
+    ),
+    Column(
+        "left_reason", "退出原因", ("退出台账原因", "销号原因"), personal=True, note="填写即表示此人已退出关爱对象名单"
+    ),
+    Column(
+        "helpers",
+        "帮扶人",
+        ("结对帮扶人", "帮扶责任人", "帮扶人姓名", "结对人"),
+        personal=True,
+        note="可填多人，用顿号分隔；与帮扶人电话一一对应",
+    ),
+    Column(
+        "helper_phones",
+        "帮扶人电话",
+        ("帮扶人联系电话", "帮扶责任人电话", "帮扶人手机"),
+        personal=True,
+        note="每位帮扶人一个，顺序与帮扶人相同；同一电话即同一帮扶人",
+    ),
     Column("helper_roles", "帮扶人身份", ("帮扶人类别", "帮扶人职务"), note="如 志愿者、村干部、儿童主任；默认 志愿者"),
     Column("pairing_shape", "结对方式", ("帮扶方式", "结对形式"), note="一对一 / 一对N / N对一；默认按帮扶人数"),
-    Column("cadence", "走访频次", ("探访频次", "走访周期"), note="每周 / 每两周 / 每半月 / 每月 / 每半年 / 每年；默认每周"),
+    Column(
+        "cadence", "走访频次", ("探访频次", "走访周期"), note="每周 / 每两周 / 每半月 / 每月 / 每半年 / 每年；默认每周"
+    ),
     Column("pairing_start", "结对日期", ("结对时间", "帮扶开始日期"), note="默认导入当天"),
 )
 BY_FIELD = {c.field: c for c in COLUMNS}
@@ -85,33 +146,86 @@ for _column in COLUMNS:
         HEADER_INDEX[header_key(_name)] = _column.field
 
 
-KIND_VALUES = {"留守老年人": PersonKind.ELDER, "留守老人": PersonKind.ELDER, "老年人": PersonKind.ELDER,
-               "老人": PersonKind.ELDER, "elder": PersonKind.ELDER, "留守儿童": PersonKind.CHILD,
-               "儿童": PersonKind.CHILD, "child": PersonKind.CHILD}
+KIND_VALUES = {
+    "留守老年人": PersonKind.ELDER,
+    "留守老人": PersonKind.ELDER,
+    "老年人": PersonKind.ELDER,
+    "老人": PersonKind.ELDER,
+    "elder": PersonKind.ELDER,
+    "留守儿童": PersonKind.CHILD,
+    "儿童": PersonKind.CHILD,
+    "child": PersonKind.CHILD,
+}
 KIND_LABELS = {PersonKind.ELDER: "留守老年人", PersonKind.CHILD: "留守儿童"}
-SEX_VALUES = {"男": Sex.MALE, "男性": Sex.MALE, "male": Sex.MALE, "m": Sex.MALE,
-              "女": Sex.FEMALE, "女性": Sex.FEMALE, "female": Sex.FEMALE, "f": Sex.FEMALE}
+SEX_VALUES = {
+    "男": Sex.MALE,
+    "男性": Sex.MALE,
+    "male": Sex.MALE,
+    "m": Sex.MALE,
+    "女": Sex.FEMALE,
+    "女性": Sex.FEMALE,
+    "female": Sex.FEMALE,
+    "f": Sex.FEMALE,
+}
 SEX_LABELS = {Sex.MALE: "男", Sex.FEMALE: "女"}
 TAG_VALUES: dict[str, RiskTag] = {label: tag for tag, label in RISK_TAG_LABELS.items()}
-TAG_VALUES.update({"低保户": RiskTag.DIBAO, "低保对象": RiskTag.DIBAO, "特困供养": RiskTag.TEKUN,
-                   "特困人员": RiskTag.TEKUN, "失能老人": RiskTag.DISABLED, "半失能老人": RiskTag.SEMI_DISABLED,
-                   "独居老人": RiskTag.LIVING_ALONE, "空巢老人": RiskTag.EMPTY_NEST, "高龄老人": RiskTag.ADVANCED_AGE,
-                   "事实无人抚养": RiskTag.DE_FACTO_UNSUPPORTED, "困境": RiskTag.CHILD_IN_DIFFICULTY})
+TAG_VALUES.update(
+    {
+        "低保户": RiskTag.DIBAO,
+        "低保对象": RiskTag.DIBAO,
+        "特困供养": RiskTag.TEKUN,
+        "特困人员": RiskTag.TEKUN,
+        "失能老人": RiskTag.DISABLED,
+        "半失能老人": RiskTag.SEMI_DISABLED,
+        "独居老人": RiskTag.LIVING_ALONE,
+        "空巢老人": RiskTag.EMPTY_NEST,
+        "高龄老人": RiskTag.ADVANCED_AGE,
+        "事实无人抚养": RiskTag.DE_FACTO_UNSUPPORTED,
+        "困境": RiskTag.CHILD_IN_DIFFICULTY,
+    }
+)
 TAG_VALUES.update({tag.value: tag for tag in RiskTag})
 NO_TAGS = {"无", "否", "/", "-", "—", "无风险"}
-ROLE_VALUES = {"志愿者": HelperRole.VOLUNTEER, "村干部": HelperRole.VILLAGE_CADRE, "儿童主任": HelperRole.CHILD_DIRECTOR,
-               "儿童督导员": HelperRole.CHILD_SUPERVISOR, "教师": HelperRole.TEACHER, "老师": HelperRole.TEACHER,
-               "家庭医生": HelperRole.FAMILY_DOCTOR, "村医": HelperRole.FAMILY_DOCTOR, "民警": HelperRole.POLICE,
-               "社工": HelperRole.SOCIAL_WORKER, "帮扶干部": HelperRole.ASSISTING_CADRE, "包村干部": HelperRole.ASSISTING_CADRE,
-               "爱心妈妈": HelperRole.CARING_MOTHER, "老老互助": HelperRole.PEER_ELDER}
+ROLE_VALUES = {
+    "志愿者": HelperRole.VOLUNTEER,
+    "村干部": HelperRole.VILLAGE_CADRE,
+    "儿童主任": HelperRole.CHILD_DIRECTOR,
+    "儿童督导员": HelperRole.CHILD_SUPERVISOR,
+    "教师": HelperRole.TEACHER,
+    "老师": HelperRole.TEACHER,
+    "家庭医生": HelperRole.FAMILY_DOCTOR,
+    "村医": HelperRole.FAMILY_DOCTOR,
+    "民警": HelperRole.POLICE,
+    "社工": HelperRole.SOCIAL_WORKER,
+    "帮扶干部": HelperRole.ASSISTING_CADRE,
+    "包村干部": HelperRole.ASSISTING_CADRE,
+    "爱心妈妈": HelperRole.CARING_MOTHER,
+    "老老互助": HelperRole.PEER_ELDER,
+}
 ROLE_VALUES.update({r.value: r for r in HelperRole})
-SHAPE_VALUES = {"一对一": PairingShape.ONE_TO_ONE, "1对1": PairingShape.ONE_TO_ONE, "一对n": PairingShape.ONE_TO_MANY,
-                "一对多": PairingShape.ONE_TO_MANY, "1对n": PairingShape.ONE_TO_MANY, "n对一": PairingShape.MANY_TO_ONE,
-                "多对一": PairingShape.MANY_TO_ONE, "n对1": PairingShape.MANY_TO_ONE, "四包一": PairingShape.MANY_TO_ONE}
+SHAPE_VALUES = {
+    "一对一": PairingShape.ONE_TO_ONE,
+    "1对1": PairingShape.ONE_TO_ONE,
+    "一对n": PairingShape.ONE_TO_MANY,
+    "一对多": PairingShape.ONE_TO_MANY,
+    "1对n": PairingShape.ONE_TO_MANY,
+    "n对一": PairingShape.MANY_TO_ONE,
+    "多对一": PairingShape.MANY_TO_ONE,
+    "n对1": PairingShape.MANY_TO_ONE,
+    "四包一": PairingShape.MANY_TO_ONE,
+}
 SHAPE_VALUES.update({s.value: s for s in PairingShape})
-CADENCE_VALUES = {"每周": Cadence.WEEKLY, "每周一次": Cadence.WEEKLY, "每两周": Cadence.FORTNIGHTLY,
-                  "每半月": Cadence.HALF_MONTHLY, "半月": Cadence.HALF_MONTHLY, "每月": Cadence.MONTHLY,
-                  "每月一次": Cadence.MONTHLY, "每半年": Cadence.HALF_YEARLY, "每年": Cadence.YEARLY}
+CADENCE_VALUES = {
+    "每周": Cadence.WEEKLY,
+    "每周一次": Cadence.WEEKLY,
+    "每两周": Cadence.FORTNIGHTLY,
+    "每半月": Cadence.HALF_MONTHLY,
+    "半月": Cadence.HALF_MONTHLY,
+    "每月": Cadence.MONTHLY,
+    "每月一次": Cadence.MONTHLY,
+    "每半年": Cadence.HALF_YEARLY,
+    "每年": Cadence.YEARLY,
+}
 CADENCE_VALUES.update({c.value: c for c in Cadence})
 
 
@@ -140,8 +254,14 @@ class Problem:
     sheet: str = ""  # the sheet's name ("" for a CSV)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sheet": self.sheet, "row": self.row, "column": self.column, "cell": self.cell, "value": self.value,
-                "reason": self.reason}
+        return {
+            "sheet": self.sheet,
+            "row": self.row,
+            "column": self.column,
+            "cell": self.cell,
+            "value": self.value,
+            "reason": self.reason,
+        }
 
 
 class SheetError(ValueError):
@@ -209,7 +329,11 @@ def column_letter(index: int) -> str:
 def find_header(rows: list[list[Any]], name: str = "") -> Sheet:
     best: tuple[int, dict[int, str]] | None = None
     for i, cells in enumerate(rows[:HEADER_SEARCH_ROWS]):
-        found = {j: HEADER_INDEX[k] for j, c in enumerate(cells) if isinstance(c, str) and (k := header_key(c)) in HEADER_INDEX}
+        found = {
+            j: HEADER_INDEX[k]
+            for j, c in enumerate(cells)
+            if isinstance(c, str) and (k := header_key(c)) in HEADER_INDEX
+        }
         if len(found) >= 2 and (best is None or len(found) > len(best[1])):
             best = (i, found)
     if best is None:
@@ -300,10 +424,14 @@ def parse_date(value: Any) -> date | None:
 
 def id_number_from_cell(value: Any) -> str:
     if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
-        raise CellError("stored as a number, so Excel has lost its last digits: format the column as text and type it again")
+        raise CellError(
+            "stored as a number, so Excel has lost its last digits: format the column as text and type it again"
+        )
     text = _compact(value).upper()
     if re.fullmatch(r"\d(\.\d+)?E\+?\d+", text):
-        raise CellError("in scientific notation, so its last digits are lost: format the column as text and type it again")
+        raise CellError(
+            "in scientific notation, so its last digits are lost: format the column as text and type it again"
+        )
     if not text:
         raise CellError("required")
     if problem := id_number_problem(text):
@@ -406,7 +534,9 @@ def read_row(sheet: Sheet, number: int, cells: list[Any], today: date) -> Person
     if village_code and not re.fullmatch(r"\d{12}", village_code):
         problem("village_code", "a division code has 12 digits")
     if not village and not village_code:
-        problem("village" if "village" in sheet.columns.values() else "village_code", "required: the village or its code")
+        problem(
+            "village" if "village" in sheet.columns.values() else "village_code", "required: the village or its code"
+        )
     tags = get("risk_tags", parse_tags) or []
     guardian_name = _compact(values.get("guardian"))
     relation = _compact(values.get("guardian_relation")) or "监护人"
@@ -424,13 +554,36 @@ def read_row(sheet: Sheet, number: int, cells: list[Any], today: date) -> Person
         return problems
     assert id_number is not None and birth is not None and sex is not None and kind is not None
     if kind == PersonKind.ELDER and guardian is not None:
-        return [Problem(number, sheet.headers["guardian"], "a guardian is recorded for children only", None,
-                        refs["guardian"], sheet.name)]
+        return [
+            Problem(
+                number,
+                sheet.headers["guardian"],
+                "a guardian is recorded for children only",
+                None,
+                refs["guardian"],
+                sheet.name,
+            )
+        ]
     return PersonRow(
-        row=number, id_number=id_number, name=name, sex=sex, birth_date=birth, kind=kind, village=village,
-        village_code=village_code, risk_tags=tags, guardian=guardian, household=household,
-        care_agreement_signed_on=agreement, left_reason=left_reason, helpers=helpers, pairing_shape=shape,
-        cadence=cadence, pairing_start=start, cells=refs, sheet=sheet.name,
+        row=number,
+        id_number=id_number,
+        name=name,
+        sex=sex,
+        birth_date=birth,
+        kind=kind,
+        village=village,
+        village_code=village_code,
+        risk_tags=tags,
+        guardian=guardian,
+        household=household,
+        care_agreement_signed_on=agreement,
+        left_reason=left_reason,
+        helpers=helpers,
+        pairing_shape=shape,
+        cadence=cadence,
+        pairing_start=start,
+        cells=refs,
+        sheet=sheet.name,
         headers=sheet.headers,
     )
 
@@ -465,10 +618,15 @@ def _pairing_cells(
     if len(roles) not in (1, len(names)):
         problem("helper_roles", "one role for every helper, or one per helper in the same order")
         return [], None, Cadence.WEEKLY, None
-    helpers = [HelperCell(n, p, roles[i] if len(roles) > 1 else roles[0]) for i, (n, p) in enumerate(zip(names, phones))]
+    helpers = [
+        HelperCell(n, p, roles[i] if len(roles) > 1 else roles[0]) for i, (n, p) in enumerate(zip(names, phones))
+    ]
     shape_text = _compact(values.get("pairing_shape")).lower()
-    shape = SHAPE_VALUES.get(shape_text) if shape_text else (
-        PairingShape.ONE_TO_ONE if len(helpers) == 1 else PairingShape.MANY_TO_ONE)
+    shape = (
+        SHAPE_VALUES.get(shape_text)
+        if shape_text
+        else (PairingShape.ONE_TO_ONE if len(helpers) == 1 else PairingShape.MANY_TO_ONE)
+    )
     if shape is None:
         problem("pairing_shape", "write 一对一, 一对N or N对一")
     elif shape == PairingShape.MANY_TO_ONE and len(helpers) < 2:
@@ -504,9 +662,7 @@ def read_rows(sheets: list[Sheet], today: date) -> tuple[list[PersonRow], list[P
             rows.append(row)
             continue
         # Which of the rows is right is for the county to say: neither is imported.
-        others = "、".join(
-            str(n) if s == row.sheet else f"{s}!{n}" for s, n in same if (s, n) != (row.sheet, row.row)
-        )
+        others = "、".join(str(n) if s == row.sheet else f"{s}!{n}" for s, n in same if (s, n) != (row.sheet, row.row))
         problems.append(row.problem("id_number", f"the same ID number as row {others}: one row per person"))
     problems.sort(key=lambda p: (p.sheet, p.row))
     return rows, problems

@@ -44,10 +44,20 @@ ROW_DIGEST = "registry_row"  # the lookup kind of a row's digest
 
 # Domain error fields -> the sheet's columns.
 FIELD_COLUMNS = {
-    "name": "name", "id_number": "id_number", "birth_date": "birth_date", "sex": "sex", "village_id": "village",
-    "risk_tags": "risk_tags", "tag": "risk_tags", "guardian": "guardian", "parents": "guardian",
-    "care_agreement_signed_on": "care_agreement_signed_on", "signed_on": "care_agreement_signed_on",
-    "reason": "left_reason", "household": "household", "absent_children": "kind",
+    "name": "name",
+    "id_number": "id_number",
+    "birth_date": "birth_date",
+    "sex": "sex",
+    "village_id": "village",
+    "risk_tags": "risk_tags",
+    "tag": "risk_tags",
+    "guardian": "guardian",
+    "parents": "guardian",
+    "care_agreement_signed_on": "care_agreement_signed_on",
+    "signed_on": "care_agreement_signed_on",
+    "reason": "left_reason",
+    "household": "household",
+    "absent_children": "kind",
 }
 
 
@@ -80,10 +90,18 @@ class Outcome:
         return len({(p.sheet, p.row) for p in self.problems})
 
     def counts(self) -> dict[str, int]:
-        return {"total": self.total, "done": self.done, "created": self.created, "corrected": self.corrected,
-                "unchanged": self.unchanged, "left": self.left, "errors": self.errors,
-                "helpers_registered": self.helpers_registered, "pairings_formed": self.pairings_formed,
-                "pairings_changed": self.pairings_changed}
+        return {
+            "total": self.total,
+            "done": self.done,
+            "created": self.created,
+            "corrected": self.corrected,
+            "unchanged": self.unchanged,
+            "left": self.left,
+            "errors": self.errors,
+            "helpers_registered": self.helpers_registered,
+            "pairings_formed": self.pairings_formed,
+            "pairings_changed": self.pairings_changed,
+        }
 
 
 Progress = Callable[[Outcome], None]
@@ -107,10 +125,16 @@ def sheets_of(tables: Sequence[tuple[str, list[list[Any]]]]) -> list[Sheet]:
 def row_digest(app: CareApplication, row: PersonRow, village_id: UUID) -> bytes:
     """Keyed digest of everything a row says: the same row again is known without reading the person."""
     content = {
-        "name": row.name, "sex": row.sex.value, "birth": row.birth_date.isoformat(), "kind": row.kind.value,
-        "village": str(village_id), "tags": sorted(t.value for t in row.risk_tags), "guardian": row.guardian,
-        "household": row.household, "agreement": row.care_agreement_signed_on.isoformat()
-        if row.care_agreement_signed_on else None, "left": row.left_reason,
+        "name": row.name,
+        "sex": row.sex.value,
+        "birth": row.birth_date.isoformat(),
+        "kind": row.kind.value,
+        "village": str(village_id),
+        "tags": sorted(t.value for t in row.risk_tags),
+        "guardian": row.guardian,
+        "household": row.household,
+        "agreement": row.care_agreement_signed_on.isoformat() if row.care_agreement_signed_on else None,
+        "left": row.left_reason,
     }  # helpers and pairings are looked at on every import (pairing_import.py): not in the digest
     text = json.dumps(content, ensure_ascii=False, sort_keys=True)
     return app.lookup_hash(ROW_DIGEST, hashlib.sha256(text.encode()).hexdigest())
@@ -136,8 +160,10 @@ class RegistryImporter:
     ) -> Outcome:
         rows, problems = read_rows(sheets, today)
         outcome = Outcome(
-            total=sum(len(s.rows) for s in sheets), problems=problems,
-            ignored_columns=sorted({c for s in sheets for c in s.ignored}), sheets=[s.name for s in sheets],
+            total=sum(len(s.rows) for s in sheets),
+            problems=problems,
+            ignored_columns=sorted({c for s in sheets for c in s.ignored}),
+            sheets=[s.name for s in sheets],
         )
         outcome.done = outcome.errors
         if progress:
@@ -147,8 +173,13 @@ class RegistryImporter:
             if progress:
                 progress(outcome)
         if not dry_run:
-            pair_rows(self.app, [(r, self.people[(r.sheet, r.row)]) for r in rows if (r.sheet, r.row) in self.people],
-                      meta, today, outcome)
+            pair_rows(
+                self.app,
+                [(r, self.people[(r.sheet, r.row)]) for r in rows if (r.sheet, r.row) in self.people],
+                meta,
+                today,
+                outcome,
+            )
             if progress:
                 progress(outcome)
         outcome.problems.sort(key=lambda p: (p.sheet, p.row))
@@ -210,14 +241,25 @@ class RegistryImporter:
 
     def _register(self, row: PersonRow, village: Village, meta: CommandMeta) -> Person:
         return Person.register(
-            id=self.app.person_id_for(row.id_number), kind=row.kind, name=row.name, sex=row.sex, birth_date=row.birth_date,
-            id_number=row.id_number, household=row.household, village=self._unit(village), risk_tags=row.risk_tags,
-            guardian=row.guardian, parents=[], absent_children=[],
-            care_agreement_signed_on=row.care_agreement_signed_on, meta=meta,
+            id=self.app.person_id_for(row.id_number),
+            kind=row.kind,
+            name=row.name,
+            sex=row.sex,
+            birth_date=row.birth_date,
+            id_number=row.id_number,
+            household=row.household,
+            village=self._unit(village),
+            risk_tags=row.risk_tags,
+            guardian=row.guardian,
+            parents=[],
+            absent_children=[],
+            care_agreement_signed_on=row.care_agreement_signed_on,
+            meta=meta,
         )
 
-    def _save_new(self, new: list[tuple[PersonRow, Person, bytes, bytes]], meta: CommandMeta, dry_run: bool,
-                  out: Outcome) -> None:
+    def _save_new(
+        self, new: list[tuple[PersonRow, Person, bytes, bytes]], meta: CommandMeta, dry_run: bool, out: Outcome
+    ) -> None:
         if not new:
             return
         leavers = [(row, person) for row, person, _, _ in new if row.left_reason]
@@ -249,21 +291,34 @@ class RegistryImporter:
             except DomainError as e:
                 out.problems.append(row.problem("left_reason", e.detail))
 
-    def _register_one(self, row: PersonRow, person: Person, h: bytes, digest: bytes, meta: CommandMeta,
-                      out: Outcome) -> None:
+    def _register_one(
+        self, row: PersonRow, person: Person, h: bytes, digest: bytes, meta: CommandMeta, out: Outcome
+    ) -> None:
         try:
             with self.app.recording_lookups([(ID_NUMBER, h, person.id, digest)]):
                 result = self.app.register_person(
-                    id=person.id, kind=row.kind, name=row.name, sex=row.sex, birth_date=row.birth_date,
-                    village_id=person.village_id, meta=meta, id_number=row.id_number, household=row.household,
-                    risk_tags=row.risk_tags, guardian=row.guardian,
+                    id=person.id,
+                    kind=row.kind,
+                    name=row.name,
+                    sex=row.sex,
+                    birth_date=row.birth_date,
+                    village_id=person.village_id,
+                    meta=meta,
+                    id_number=row.id_number,
+                    household=row.household,
+                    risk_tags=row.risk_tags,
+                    guardian=row.guardian,
                     care_agreement_signed_on=row.care_agreement_signed_on,
                 )
         except (AlreadyExistsError, ErasedError):
             # The id this ID number derives is taken, and no lookup row names it: the person was
             # erased (their lookup row went with their keys). Say so, naming no one.
-            out.problems.append(row.problem("id_number", "this ID number's person was erased from the registry: "
-                                            "register them again through the API"))
+            out.problems.append(
+                row.problem(
+                    "id_number",
+                    "this ID number's person was erased from the registry: register them again through the API",
+                )
+            )
             return
         except DomainError as e:
             out.problems.append(row.problem(_column(e.field), e.detail))
@@ -275,8 +330,9 @@ class RegistryImporter:
         self.people[(row.sheet, row.row)] = person.id
         self._note_position(out, result.position)
 
-    def _correct(self, row: PersonRow, person_id: UUID, h: bytes, digest: bytes, meta: CommandMeta, dry_run: bool,
-                 out: Outcome) -> None:
+    def _correct(
+        self, row: PersonRow, person_id: UUID, h: bytes, digest: bytes, meta: CommandMeta, dry_run: bool, out: Outcome
+    ) -> None:
         for _attempt in range(self.app.retries + 1):
             try:
                 person = self.app.load(Person, person_id)
@@ -289,8 +345,15 @@ class RegistryImporter:
                 self._refuse(out, [row.problem("id_number", "this person's data was erased from the registry")])
                 return
             if person.village_id != village.id:
-                self._refuse(out, [row.problem("village", "already registered in another village: move them there "
-                                               "first, or correct the village")])
+                self._refuse(
+                    out,
+                    [
+                        row.problem(
+                            "village",
+                            "already registered in another village: move them there first, or correct the village",
+                        )
+                    ],
+                )
                 return
             if person.kind != row.kind:
                 self._refuse(out, [row.problem("kind", "already registered as the other kind of person")])
@@ -315,7 +378,9 @@ class RegistryImporter:
             self._note_position(out, max((r.notification.id for r in recordings if r.notification.id), default=None))
             if leaves:
                 try:
-                    self._note_position(out, self.app.person_leaves_programme(person_id, row.left_reason or "", meta).position)
+                    self._note_position(
+                        out, self.app.person_leaves_programme(person_id, row.left_reason or "", meta).position
+                    )
                     out.left += 1
                 except DomainError as e:
                     out.problems.append(row.problem("left_reason", e.detail))

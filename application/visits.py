@@ -141,9 +141,10 @@ class VisitCommands(CommandGroup):
     ) -> None:
         def build() -> tuple[VisitTask, list[Aggregate]]:
             person = self.load(Person, person_id)
-            task = VisitTask.schedule(id=tid, pairing=pairing, person_id=person_id, org_path=person.org_path, period=period, meta=meta)
+            task = VisitTask.schedule(
+                id=tid, pairing=pairing, person_id=person_id, org_path=person.org_path, period=period, meta=meta
+            )
             return task, []
-
 
         try:
             result = self._create(VisitTask, tid, build)
@@ -163,10 +164,14 @@ class VisitCommands(CommandGroup):
 
     # ---- claims ----------------------------------------------------------------------------------
 
-    def _take(self, helper_id: UUID, task_id: UUID, now: datetime, expires_at: datetime, limit: int, meta: CommandMeta) -> HelperClaims:
+    def _take(
+        self, helper_id: UUID, task_id: UUID, now: datetime, expires_at: datetime, limit: int, meta: CommandMeta
+    ) -> HelperClaims:
         """Write the claim into the helper's book of this month, within the bound on open claims."""
         first = local_day(now).replace(day=1)
-        book = self._maybe(HelperClaims, claims_id(helper_id, f"{first:%Y-%m}")) or HelperClaims.open(helper_id, f"{first:%Y-%m}", meta)
+        book = self._maybe(HelperClaims, claims_id(helper_id, f"{first:%Y-%m}")) or HelperClaims.open(
+            helper_id, f"{first:%Y-%m}", meta
+        )
         # Last month's claims (as long as this one) may still be open only early in this month.
         earlier = None
         if now - (expires_at - now) < day_start(first):
@@ -191,11 +196,15 @@ class VisitCommands(CommandGroup):
         team. Exactly one of many concurrent claims wins; the others see who holds it."""
         if acting_helper_id is not None:
             if helper_id is not None and helper_id != acting_helper_id:
-                raise NotEligibleError("a helper claims visits for themselves; a coordinator may claim for others", field="helper_id")
+                raise NotEligibleError(
+                    "a helper claims visits for themselves; a coordinator may claim for others", field="helper_id"
+                )
             if group_id is None:
                 helper_id = acting_helper_id
         if helper_id is None and group_id is None:
-            raise VisitTaskError("name the helper (helper_id) or the group (group_id) who takes the visit", field="helper_id")
+            raise VisitTaskError(
+                "name the helper (helper_id) or the group (group_id) who takes the visit", field="helper_id"
+            )
         now, expires_at = meta.occurred_at, meta.occurred_at + min(ttl, MAX_CLAIM_TTL)
 
         def decide() -> tuple[Aggregate, list[Aggregate]]:
@@ -208,7 +217,9 @@ class VisitCommands(CommandGroup):
                     raise NotEligibleError(f"only members of group {group_id} may claim for it", field="group_id")
             elif pairing.group_id is not None and helper_id not in pairing.helper_ids:
                 group = self.load(VolunteerGroup, pairing.group_id)
-            taken = task.claim(pairing=pairing, helper_id=helper_id, group=group, now=now, expires_at=expires_at, meta=meta)
+            taken = task.claim(
+                pairing=pairing, helper_id=helper_id, group=group, now=now, expires_at=expires_at, meta=meta
+            )
             touched: list[Aggregate] = [task]
             if taken and helper_id is not None:
                 touched.append(self._take(helper_id, task.id, now, expires_at, limit, meta))
@@ -242,7 +253,13 @@ class VisitCommands(CommandGroup):
         return self._run(decide)
 
     def release_visit(
-        self, task_id: UUID, reason: str, meta: CommandMeta, *, acting_helper_id: UUID | None = None, expected_version: int | None = None
+        self,
+        task_id: UUID,
+        reason: str,
+        meta: CommandMeta,
+        *,
+        acting_helper_id: UUID | None = None,
+        expected_version: int | None = None,
     ) -> Any:
         def change(task: VisitTask) -> list[Aggregate]:
             by = acting_helper_id
@@ -285,12 +302,19 @@ class VisitCommands(CommandGroup):
         content = log_content(visited_at=meta.occurred_at, **fields)
         existing = self._maybe(VisitLog, log_id)
         if existing is not None:
-            same = existing.content() == content and pairing_id in (None, existing.pairing_id) and person_id in (
-                None,
-                existing.person_id,
+            same = (
+                existing.content() == content
+                and pairing_id in (None, existing.pairing_id)
+                and person_id
+                in (
+                    None,
+                    existing.person_id,
+                )
             )
             if not same:
-                raise AlreadyExistsError(f"a different visit log already exists with id {log_id}", field="id", id=str(log_id))
+                raise AlreadyExistsError(
+                    f"a different visit log already exists with id {log_id}", field="id", id=str(log_id)
+                )
             return CommandResult(existing.id, existing.version, self._log_position(existing), created=False)
         if acting_helper_id is not None and acting_helper_id not in content["helper_ids"]:
             raise NotEligibleError("a helper logs visits they went on: add yourself to helper_ids", field="helper_ids")
@@ -313,9 +337,17 @@ class VisitCommands(CommandGroup):
             # Nothing more is recorded about an erased person (a task may still be open for them).
             self.load(Person, who).check_not_erased(field="person_id")
             self._check_went(pairing, content["helper_ids"])
-            log = VisitLog.record(id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields)
+            log = VisitLog.record(
+                id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields
+            )
             if task is not None:
-                task.complete(log_id=log_id, helper_ids=content["helper_ids"], mode=log.mode, now=now or meta.occurred_at, meta=meta)
+                task.complete(
+                    log_id=log_id,
+                    helper_ids=content["helper_ids"],
+                    mode=log.mode,
+                    now=now or meta.occurred_at,
+                    meta=meta,
+                )
                 return log, [task]
             return log, []
 

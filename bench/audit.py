@@ -71,7 +71,9 @@ def meta(at: datetime | None = None) -> CommandMeta:
 
 
 def open_app(url: str, chain: bool, pool: int = 8) -> CareApplication:
-    return make_care(url, pool_size=pool, env={"GUANAI_CHAIN_KEY": KEY, "GUANAI_AUDIT_CHAIN": "true" if chain else "false"})
+    return make_care(
+        url, pool_size=pool, env={"GUANAI_CHAIN_KEY": KEY, "GUANAI_AUDIT_CHAIN": "true" if chain else "false"}
+    )
 
 
 def make_village(app: CareApplication) -> OrgUnit:

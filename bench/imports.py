@@ -55,8 +55,9 @@ SETTINGS = load_settings()
 
 
 def meta(who: str) -> CommandMeta:
-    return CommandMeta(actor_id=who, actor_role="administrator", correlation_id=f"bench-{uuid4()}",
-                       occurred_at=datetime.now(UTC))
+    return CommandMeta(
+        actor_id=who, actor_role="administrator", correlation_id=f"bench-{uuid4()}", occurred_at=datetime.now(UTC)
+    )
 
 
 def county(app: CareApplication) -> tuple[str, list[str]]:
@@ -66,12 +67,18 @@ def county(app: CareApplication) -> tuple[str, list[str]]:
     names = []
     for t in range(TOWNSHIPS):
         t_code = f"{prefix}{t + 1:03d}000"
-        app.register_org_unit(code=t_code, name=f"第{t + 1}镇", level=OrgLevel.TOWNSHIP,
-                              parent_id=org_unit_id(f"{prefix}000000"), meta=m)
+        app.register_org_unit(
+            code=t_code, name=f"第{t + 1}镇", level=OrgLevel.TOWNSHIP, parent_id=org_unit_id(f"{prefix}000000"), meta=m
+        )
         for v in range(VILLAGES):
             name = f"第{t + 1}镇{v + 1}村"
-            app.register_org_unit(code=f"{prefix}{t + 1:03d}{v + 1:03d}", name=name, level=OrgLevel.VILLAGE,
-                                  parent_id=org_unit_id(t_code), meta=m)
+            app.register_org_unit(
+                code=f"{prefix}{t + 1:03d}{v + 1:03d}",
+                name=name,
+                level=OrgLevel.VILLAGE,
+                parent_id=org_unit_id(t_code),
+                meta=m,
+            )
             names.append(name)
     return f"{prefix}000000", names
 
@@ -83,11 +90,23 @@ def sheet_rows(villages: list[str], n: int, first_seq: int) -> list[list[Any]]:
         seq = first_seq + i
         village = villages[i % len(villages)]
         if i % 5 == 0:
-            rows.append(elder_row(village, seq, birth=date(1940 + rng.randrange(20), 1 + rng.randrange(12), 1 + rng.randrange(28)),
-                                  风险或困境类型=rng.choice(["独居", "低保、空巢", "", "高龄"])))
+            rows.append(
+                elder_row(
+                    village,
+                    seq,
+                    birth=date(1940 + rng.randrange(20), 1 + rng.randrange(12), 1 + rng.randrange(28)),
+                    风险或困境类型=rng.choice(["独居", "低保、空巢", "", "高龄"]),
+                )
+            )
         else:
-            rows.append(child_row(village, seq, birth=date(2010 + rng.randrange(14), 1 + rng.randrange(12), 1 + rng.randrange(28)),
-                                  风险或困境类型=rng.choice(["", "", "困境儿童"])))
+            rows.append(
+                child_row(
+                    village,
+                    seq,
+                    birth=date(2010 + rng.randrange(14), 1 + rng.randrange(12), 1 + rng.randrange(28)),
+                    风险或困境类型=rng.choice(["", "", "困境儿童"]),
+                )
+            )
     return rows
 
 
@@ -120,11 +139,17 @@ def main() -> int:
             jobs = ImportJobs(app, limits=Limits(max_bytes=200 << 20, max_unpacked_bytes=2 << 30, max_rows=200_000))
             rows = sheet_rows(villages, args.rows, 10_000)
             data = xlsx(rows)
-            read_s, _ = timed("reading the sheet", lambda: read_rows(
-                [find_header(t.rows, t.name) for t in read_upload(data, "x.xlsx", jobs.limits)[1]], date.today()))
+            read_s, _ = timed(
+                "reading the sheet",
+                lambda: read_rows(
+                    [find_header(t.rows, t.name) for t in read_upload(data, "x.xlsx", jobs.limits)[1]], date.today()
+                ),
+            )
 
             def run_import() -> dict[str, Any]:
-                job = jobs.submit(data, "x.xlsx", unit=unit, actor_id="bench", actor_role="administrator", dry_run=False)
+                job = jobs.submit(
+                    data, "x.xlsx", unit=unit, actor_id="bench", actor_role="administrator", dry_run=False
+                )
                 return jobs.run(job["id"], meta=meta("bench"), batch=args.batch)
 
             import_s, job = timed(f"importing {args.rows:,} rows", run_import)
@@ -140,9 +165,17 @@ def main() -> int:
             def register_all() -> None:
                 for r in read:
                     app.register_person(
-                        id=uuid4(), kind=r.kind, name=r.name, sex=r.sex, birth_date=r.birth_date,
-                        village_id=by_name[r.village or ""], meta=meta("bench"), id_number=r.id_number,
-                        household=r.household, risk_tags=r.risk_tags, guardian=r.guardian,
+                        id=uuid4(),
+                        kind=r.kind,
+                        name=r.name,
+                        sex=r.sex,
+                        birth_date=r.birth_date,
+                        village_id=by_name[r.village or ""],
+                        meta=meta("bench"),
+                        id_number=r.id_number,
+                        household=r.household,
+                        risk_tags=r.risk_tags,
+                        guardian=r.guardian,
                     )
 
             command_s, _ = timed(f"registering {len(read):,} people one by one", register_all)
@@ -155,12 +188,16 @@ def main() -> int:
     with scratch_database(args.database_url, prefix="guanai_bench_export") as url:
         app = bootstrap.care_application(SETTINGS, Process.CLI, url, pool_size=6)
         try:
-            seed_s, counts = timed(f"seeding the demo county (scale {args.scale})", lambda: seed_county(app, scale=args.scale))
+            seed_s, counts = timed(
+                f"seeding the demo county (scale {args.scale})", lambda: seed_county(app, scale=args.scale)
+            )
             with Projector(url, app=app) as projector:
                 projector.catch_up()
                 demo = app.load(OrgUnit, counts.county_id)
-                export_s, (workbook, people) = timed("exporting its registry", lambda: export_registry(
-                    app, projector.pool, demo, record_access=lambda ids: None))
+                export_s, (workbook, people) = timed(
+                    "exporting its registry",
+                    lambda: export_registry(app, projector.pool, demo, record_access=lambda ids: None),
+                )
         finally:
             app.close()
 
@@ -169,20 +206,47 @@ def main() -> int:
         ["path", "rows", "seconds", "rows/s", "vs raw COPY"],
         [
             ["raw COPY (floor)", f"{args.rows:,}", f"{copy_s:.2f}", f"{args.rows / copy_s:,.0f}", "1"],
-            ["import (new people)", f"{args.rows:,}", f"{import_s:.2f}", f"{args.rows / import_s:,.0f}",
-             f"{(args.rows / import_s) / (args.rows / copy_s):.3f}"],
-            ["import again (unchanged)", f"{args.rows:,}", f"{again_s:.2f}", f"{args.rows / again_s:,.0f}",
-             f"{(args.rows / again_s) / (args.rows / copy_s):.3f}"],
-            ["command path, one by one", f"{args.command_rows:,}", f"{command_s:.2f}",
-             f"{args.command_rows / command_s:,.0f}", f"{(args.command_rows / command_s) / (args.rows / copy_s):.3f}"],
-            ["reading and checking the sheet alone", f"{args.rows:,}", f"{read_s:.2f}", f"{args.rows / read_s:,.0f}", ""],
+            [
+                "import (new people)",
+                f"{args.rows:,}",
+                f"{import_s:.2f}",
+                f"{args.rows / import_s:,.0f}",
+                f"{(args.rows / import_s) / (args.rows / copy_s):.3f}",
+            ],
+            [
+                "import again (unchanged)",
+                f"{args.rows:,}",
+                f"{again_s:.2f}",
+                f"{args.rows / again_s:,.0f}",
+                f"{(args.rows / again_s) / (args.rows / copy_s):.3f}",
+            ],
+            [
+                "command path, one by one",
+                f"{args.command_rows:,}",
+                f"{command_s:.2f}",
+                f"{args.command_rows / command_s:,.0f}",
+                f"{(args.command_rows / command_s) / (args.rows / copy_s):.3f}",
+            ],
+            [
+                "reading and checking the sheet alone",
+                f"{args.rows:,}",
+                f"{read_s:.2f}",
+                f"{args.rows / read_s:,.0f}",
+                "",
+            ],
         ],
     )
     print()
     print_table(
         ["export", "people", "sheets' bytes", "seconds"],
-        [[f"demo county registry.xlsx (scale {args.scale}; seeded in {seed_s:.0f} s)", f"{people:,}",
-          f"{len(workbook):,}", f"{export_s:.2f}"]],
+        [
+            [
+                f"demo county registry.xlsx (scale {args.scale}; seeded in {seed_s:.0f} s)",
+                f"{people:,}",
+                f"{len(workbook):,}",
+                f"{export_s:.2f}",
+            ]
+        ],
     )
     return 0
 
@@ -194,7 +258,11 @@ def copy_baseline(url: str, rows: list[list[Any]]) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE TABLE {} (id uuid PRIMARY KEY, payload jsonb NOT NULL)").format(table))
         started = time.perf_counter()
-        with conn.transaction(), conn.cursor() as cur, cur.copy(sql.SQL("COPY {} (id, payload) FROM STDIN").format(table)) as copy:
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(sql.SQL("COPY {} (id, payload) FROM STDIN").format(table)) as copy,
+        ):
             for payload in payloads:
                 copy.write_row((uuid4(), payload))
         elapsed = time.perf_counter() - started

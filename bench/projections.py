@@ -92,7 +92,9 @@ def rebuild_rates(app: CareApplication, url: str, events: int) -> None:
             rows.append([f"rebuild {projection.name}", f"{count:,}", f"{seconds:.1f}", f"{count / seconds:,.0f}"])
             print(f"  rebuilt {projection.name}: {count / seconds:,.0f} events/s", file=sys.stderr, flush=True)
         with psycopg.connect(url) as conn:
-            entries, tasks = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("tl_entries", "sv_visits"))
+            entries, tasks = (
+                conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("tl_entries", "sv_visits")
+            )
     finally:
         runner.close()
     print_table(["what", "events", "seconds", "events/s"], rows, title=f"Rebuild rate over {events:,} events")
@@ -140,7 +142,9 @@ def read_latencies(app: CareApplication, url: str, store: Store, reads: int) -> 
 
 def supervision_people(url: str, county: Any) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM sv_persons WHERE org_path @> ARRAY[%s]::uuid[]", (county,)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM sv_persons WHERE org_path @> ARRAY[%s]::uuid[]", (county,)
+        ).fetchone()[0]
 
 
 def http_latencies(url: str, store: Store, reads: int) -> None:
@@ -165,7 +169,11 @@ def http_latencies(url: str, store: Store, reads: int) -> None:
                 timed("GET /supervision/{county}", reads, get(f"/supervision/{code}?period=half_year")),
                 timed("GET /supervision/{county}/overdue", reads, get(f"/supervision/{code}/overdue")),
             ]
-    print_table(SUMMARY_HEADERS, [r.row() for r in results], title=f"The same through the API over HTTP ({reads} each, one client)")
+    print_table(
+        SUMMARY_HEADERS,
+        [r.row() for r in results],
+        title=f"The same through the API over HTTP ({reads} each, one client)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

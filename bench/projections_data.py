@@ -121,7 +121,9 @@ def _report(w: Writer, rng: random.Random, person: Person, codes: tuple[str, str
     report.route(0, ["resp"], at + timedelta(minutes=15), _meta(at, "router", "system"))
     if rng.random() < 0.9:
         report.acknowledge(_meta(at + timedelta(minutes=rng.randrange(1, 30)), "resp", "township_responder"))
-        report.resolve(Outcome.HELP_GIVEN, "", _meta(at + timedelta(hours=rng.randrange(1, 12)), "resp", "township_responder"))
+        report.resolve(
+            Outcome.HELP_GIVEN, "", _meta(at + timedelta(hours=rng.randrange(1, 12)), "resp", "township_responder")
+        )
     w.add(report)
 
 
@@ -169,11 +171,26 @@ def generate(app: CareApplication, target: int, *, counties: int = 5, seed: int 
                                        visit_mode=VisitMode.HOME_VISIT, starts_on=first_monday, group=None,
                                        meta=_meta(registered_at))  # fmt: skip
                 w.add(pairing, helper, *group)
-                _visits(w, rng, pairing, helper, group, [first_monday + timedelta(weeks=k) for k in range(weeks)], 0.08, store)
+                _visits(
+                    w,
+                    rng,
+                    pairing,
+                    helper,
+                    group,
+                    [first_monday + timedelta(weeks=k) for k in range(weeks)],
+                    0.08,
+                    store,
+                )
                 if progress:
                     progress(w.written)
             for person in rng.sample(people, k=max(1, len(people) // 100)):
-                _report(w, rng, person, (county.code, township_code), registered_at + timedelta(days=rng.randrange(7 * weeks)))
+                _report(
+                    w,
+                    rng,
+                    person,
+                    (county.code, township_code),
+                    registered_at + timedelta(days=rng.randrange(7 * weeks)),
+                )
                 store.reports += 1
         if c == 0:
             store.heavy_person = _heavy(w, rng, villages[0][0], registered_at)

@@ -70,8 +70,12 @@ def open_app(url: str, suite_name: str, tree: bool, pool: int = 8) -> CareApplic
 def make_village(app: CareApplication) -> OrgUnit:
     base = f"{random.randrange(10**6):06d}"
     county = app.register_org_unit(code=base + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta())
-    town = app.register_org_unit(code=base + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta())
-    village = app.register_org_unit(code=base + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta())
+    town = app.register_org_unit(
+        code=base + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
+    )
+    village = app.register_org_unit(
+        code=base + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
+    )
     return app.load(OrgUnit, village.id)
 
 
@@ -109,8 +113,10 @@ def recorder_writes(url: str, suite_name: str, tree: bool, writers: int, count: 
     try:
         village = make_village(app)
         rng = random.Random(1)
-        prepared = [[app.mapper.to_stored_event(register(village, meta(), rng).collect_events()[0]) for _ in range(count)]
-                    for _ in range(writers)]
+        prepared = [
+            [app.mapper.to_stored_event(register(village, meta(), rng).collect_events()[0]) for _ in range(count)]
+            for _ in range(writers)
+        ]
 
         def job(n: int, lat: list[float]) -> None:
             for stored in prepared[n]:
@@ -134,7 +140,11 @@ def bench_writes(server: str, suite_name: str, writers: int, commands: int, roun
                 s.name = f"{kind}{', 1 event/tx' if kind == 'recorder' else ''}, tree {'kept' if tree else 'not kept'} (round {r + 1})"
                 rows.append(s.row())
                 rates.setdefault((kind, tree), []).append(s.throughput)
-    print_table(SUMMARY_HEADERS, rows, title=f"{suite_name}: writes with the tree kept and not ({writers} threads, one event per command)")
+    print_table(
+        SUMMARY_HEADERS,
+        rows,
+        title=f"{suite_name}: writes with the tree kept and not ({writers} threads, one event per command)",
+    )
     summary = []
     for kind in ("commands", "recorder"):
         kept, without = statistics.median(rates[kind, True]), statistics.median(rates[kind, False])
@@ -178,9 +188,11 @@ def bench_proofs(server: str, suite_name: str, events: int, samples: int) -> Non
         rng = random.Random(11)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
-            sizes = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('guanai_events')), "
-                                 "pg_size_pretty(pg_total_relation_size('guanai_events_tree')), "
-                                 "(SELECT count(*) FROM guanai_events_tree)").fetchone()
+            sizes = conn.execute(
+                "SELECT pg_size_pretty(pg_total_relation_size('guanai_events')), "
+                "pg_size_pretty(pg_total_relation_size('guanai_events_tree')), "
+                "(SELECT count(*) FROM guanai_events_tree)"
+            ).fetchone()
             size = tree.size(conn)
             root = tree.root(conn, size)
             serve_inc, check_inc, inc_bytes = [], [], []
@@ -189,7 +201,9 @@ def bench_proofs(server: str, suite_name: str, events: int, samples: int) -> Non
                 t = time.perf_counter()
                 proof = tree.inclusion(conn, index, size)
                 serve_inc.append(time.perf_counter() - t)
-                leaf = conn.execute("SELECT hash FROM guanai_events_tree WHERE level = 0 AND idx = %s", (index,)).fetchone()[0]
+                leaf = conn.execute(
+                    "SELECT hash FROM guanai_events_tree WHERE level = 0 AND idx = %s", (index,)
+                ).fetchone()[0]
                 hexed = [p.hex() for p in proof]
                 t = time.perf_counter()
                 verifier.verify_inclusion(h, index, size, bytes(leaf), hexed, root)
@@ -216,8 +230,10 @@ def bench_proofs(server: str, suite_name: str, events: int, samples: int) -> Non
                 t = time.perf_counter()
                 verifier.verify_checkpoint(cp, key.public)
                 verifying.append(time.perf_counter() - t)
-    print(f"\n{suite_name}: {size:,} events stored with the tree in {took:.0f} s ({size / took:,.0f} events/s, "
-          f"batches of 1,000); events table {sizes[0]}, tree table {sizes[1]} ({sizes[2]:,} rows)")
+    print(
+        f"\n{suite_name}: {size:,} events stored with the tree in {took:.0f} s ({size / took:,.0f} events/s, "
+        f"batches of 1,000); events table {sizes[0]}, tree table {sizes[1]} ({sizes[2]:,} rows)"
+    )
     rows = [
         ["inclusion proof: serve (read nodes, fold)", samples, ms(serve_inc, 50), ms(serve_inc, 99), max(inc_bytes)],
         ["inclusion proof: check (verifier.py)", samples, ms(check_inc, 50), ms(check_inc, 99), ""],

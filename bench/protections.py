@@ -128,7 +128,9 @@ def seed(server: GuanaiServer, pairs: int) -> Field:
             village = villages[n % len(villages)]
             child = c.post("/persons", json=bodies.child(village)).raise_for_status().json()["id"]
             helper = c.post("/helpers", json=bodies.helper(village, "volunteer")).raise_for_status().json()["id"]
-            c.post("/pairings", json=bodies.pairing("one_to_one", [helper], [child], "weekly", "home_visit")).raise_for_status()
+            c.post(
+                "/pairings", json=bodies.pairing("one_to_one", [helper], [child], "weekly", "home_visit")
+            ).raise_for_status()
             f.pairs.append((village, helper, child))
     server.wait_for_views()
     return f
@@ -183,7 +185,9 @@ async def write_iteration(f: Field, client: httpx.AsyncClient, bodies: Bodies, p
     cadre = f.headers("village_cadre", village)
     supervisor = f.headers("township_supervisor", f.townships[village])
     child = await _call(client, phase, "POST", "/persons", json=bodies.child(village), headers=cadre)
-    helper = await _call(client, phase, "POST", "/helpers", json=bodies.helper(village, "volunteer"), headers=supervisor)
+    helper = await _call(
+        client, phase, "POST", "/helpers", json=bodies.helper(village, "volunteer"), headers=supervisor
+    )
     if not child or not helper:
         return
     pairing_body = bodies.pairing("one_to_one", [helper["id"]], [child["id"]], "weekly", "home_visit")
@@ -191,7 +195,9 @@ async def write_iteration(f: Field, client: httpx.AsyncClient, bodies: Bodies, p
     if not pairing:
         return
     volunteer = f.headers("volunteer", village, subject=helper["id"])
-    await _call(client, phase, "POST", "/visit-logs", json=_log_body(bodies, pairing["id"], child["id"]), headers=volunteer)
+    await _call(
+        client, phase, "POST", "/visit-logs", json=_log_body(bodies, pairing["id"], child["id"]), headers=volunteer
+    )
 
 
 async def read_iteration(f: Field, client: httpx.AsyncClient, bodies: Bodies, phase: Phase) -> None:
@@ -202,7 +208,9 @@ async def read_iteration(f: Field, client: httpx.AsyncClient, bodies: Bodies, ph
     await _call(client, phase, "GET", f"/persons/{child}", headers=volunteer)
     await _call(client, phase, "GET", "/persons", params={"limit": 1}, headers=volunteer)
     await _call(client, phase, "GET", f"/persons/{child}", headers=cadre)
-    await _call(client, phase, "GET", "/persons", params={"limit": 50, "offset": bodies.rng.randrange(20)}, headers=supervisor)
+    await _call(
+        client, phase, "GET", "/persons", params={"limit": 50, "offset": bodies.rng.randrange(20)}, headers=supervisor
+    )
     await _call(client, phase, "GET", f"/persons/{child}/timeline", params={"limit": 20}, headers=volunteer)
 
 
@@ -348,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase (default 20)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of both modes (default 2)")
     p.add_argument("--baseline-requests", type=int, default=5000, help="operations per baseline (default 5000)")
-    p.add_argument("--database-url", default=DEFAULT_SERVER_URL, help="PostgreSQL server (scratch databases are made on it)")
+    p.add_argument(
+        "--database-url", default=DEFAULT_SERVER_URL, help="PostgreSQL server (scratch databases are made on it)"
+    )
     p.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)  # the API child this benchmark starts
     args = p.parse_args(argv)
     if args.serve:

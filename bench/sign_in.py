@@ -131,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     stored = hasher.hash(PASSWORD)
     nats = args.nats_url if reachable(args.nats_url) else None
-    with scratch_database(args.database_url) as url, guanai_server(
-        url, nats_url=nats, extra_env={"GUANAI_SIGN_IN_FAILURES_FREE": "0"}
-    ) as server:
+    with (
+        scratch_database(args.database_url) as url,
+        guanai_server(url, nats_url=nats, extra_env={"GUANAI_SIGN_IN_FAILURES_FREE": "0"}) as server,
+    ):
         phones = accounts(server.base_url, server.token(), max(CLIENTS))
         sign_ins(server.base_url, phones, 1, 5)  # warm-up: connections, caches
         for clients in CLIENTS:
@@ -144,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             for s in (measured, baseline):
                 rows.append([s.name, s.count, f"{s.ms(50):.1f}", f"{s.ms(99):.1f}", f"{s.throughput:.1f}"])
             api_ms = meter.used["api"] / max(1, measured.count) * 1000
-            cpu_rows.append([f"{clients} client{'s' if clients > 1 else ''}", f"{api_ms:.1f}", f"{hash_cpu * 1000:.1f}"])
+            cpu_rows.append(
+                [f"{clients} client{'s' if clients > 1 else ''}", f"{api_ms:.1f}", f"{hash_cpu * 1000:.1f}"]
+            )
     print_table(["phase", "n", "p50 ms", "p99 ms", "per s"], rows, "Sign-in and the hash alone")
     print_table(["load", "API process CPU ms / sign-in", "hash alone CPU ms (median)"], cpu_rows, "CPU per sign-in")
     return 1 if failed else 0

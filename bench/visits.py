@@ -59,7 +59,13 @@ from bench.common import (
 
 CST = timezone(timedelta(hours=8))
 CHAIN_KEY = secrets.token_urlsafe(48)  # the API and this seeding process both write events
-NOTES = ["左腿疼，药快吃完了", "精神不错，和邻居打牌", "想念在外打工的儿子", "屋顶漏雨，需要修缮", "血压偏高，提醒按时吃药"]
+NOTES = [
+    "左腿疼，药快吃完了",
+    "精神不错，和邻居打牌",
+    "想念在外打工的儿子",
+    "屋顶漏雨，需要修缮",
+    "血压偏高，提醒按时吃药",
+]
 
 
 # ---- the township ------------------------------------------------------------------------------------
@@ -87,9 +93,15 @@ def seed(database_url: str, people: int, contenders: int) -> Seeded:
 
     try:
         code = f"53{uuid.uuid4().int % 10**4:04d}"
-        county = app.register_org_unit(code=code + "000000", name="基准县", level=OrgLevel.COUNTY, parent_id=None, meta=meta())
-        town = app.register_org_unit(code=code + "101000", name="城关镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta())
-        village = app.register_org_unit(code=code + "101001", name="红河村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()).id
+        county = app.register_org_unit(
+            code=code + "000000", name="基准县", level=OrgLevel.COUNTY, parent_id=None, meta=meta()
+        )
+        town = app.register_org_unit(
+            code=code + "101000", name="城关镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
+        )
+        village = app.register_org_unit(
+            code=code + "101001", name="红河村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
+        ).id
 
         def helper(_: int) -> UUID:
             return app.register_helper(id=uuid.uuid4(), role=HelperRole.VOLUNTEER, name="张志愿", phone="13900000000",
@@ -104,7 +116,9 @@ def seed(database_url: str, people: int, contenders: int) -> Seeded:
             members = list(pool.map(helper, range(contenders)))
             elders = list(pool.map(elder, range(people)))
             leads = list(pool.map(helper, range((people + 9) // 10)))
-        group = app.form_group(id=uuid.uuid4(), name="红河村志愿服务队", org_unit_id=village, member_ids=members, meta=meta()).id
+        group = app.form_group(
+            id=uuid.uuid4(), name="红河村志愿服务队", org_unit_id=village, member_ids=members, meta=meta()
+        ).id
         starts_on = datetime.now(CST).date() - timedelta(days=3)
 
         def pair(n: int) -> list[UUID]:
@@ -135,7 +149,9 @@ def tokens(server: GuanaiServer, helpers: list[UUID], village: UUID) -> list[str
     from domain.vocabulary import ActorRole
 
     return [
-        issue_token(server.jwt_secret, subject=str(h), role=ActorRole.VOLUNTEER, org_unit_id=village, ttl=timedelta(hours=6))
+        issue_token(
+            server.jwt_secret, subject=str(h), role=ActorRole.VOLUNTEER, org_unit_id=village, ttl=timedelta(hours=6)
+        )
         for h in helpers
     ]
 
@@ -180,7 +196,11 @@ async def claims_phase(server: GuanaiServer, seeded: Seeded, tasks: list[UUID]) 
         httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": f"Bearer {t}"}, timeout=60)
         for t in tokens(server, seeded.members, seeded.village)
     ]
-    won, lost, waves = Summary("claim won (200)", 0), Summary("claim lost (409)", 0), Summary("task settled (all answers)", 0)
+    won, lost, waves = (
+        Summary("claim won (200)", 0),
+        Summary("claim lost (409)", 0),
+        Summary("task settled (all answers)", 0),
+    )
     try:
         await asyncio.gather(*(c.get("/health") for c in clients))  # connections open before the clock
         meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid})
@@ -189,7 +209,9 @@ async def claims_phase(server: GuanaiServer, seeded: Seeded, tasks: list[UUID]) 
             for task in tasks:
                 t0 = time.perf_counter()
 
-                async def claim(c: httpx.AsyncClient, task: UUID = task, t0: float = t0) -> tuple[httpx.Response, float]:
+                async def claim(
+                    c: httpx.AsyncClient, task: UUID = task, t0: float = t0
+                ) -> tuple[httpx.Response, float]:
                     r = await c.post(f"/visits/{task}/claim", json={})
                     return r, time.perf_counter() - t0
 
@@ -258,7 +280,9 @@ async def logs_phase(server: GuanaiServer, seeded: Seeded, count: int, clients: 
                 again.latencies.append(time.perf_counter() - t0)
             else:
                 again.errors += 1
-                phase.failures.append(f"resend: HTTP {r.status_code}, same body: {r.status_code == 200 and r.json() == answer}")
+                phase.failures.append(
+                    f"resend: HTTP {r.status_code}, same body: {r.status_code == 200 and r.json() == answer}"
+                )
 
         for i in range(0, len(resends), clients):
             await asyncio.gather(*(resend_one(item) for item in resends[i : i + clients]))
@@ -278,9 +302,12 @@ def max_position(server: GuanaiServer) -> int:
 def log_payload(database_url: str) -> dict[str, Any]:
     """A JSONB payload as big as the average stored VisitLog.Recorded event."""
     with psycopg.connect(database_url) as conn:
-        size = conn.execute(
-            "SELECT avg(octet_length(state))::int FROM guanai_events WHERE topic LIKE %s", ("%VisitLog.Recorded",)
-        ).fetchone()[0] or 1500
+        size = (
+            conn.execute(
+                "SELECT avg(octet_length(state))::int FROM guanai_events WHERE topic LIKE %s", ("%VisitLog.Recorded",)
+            ).fetchone()[0]
+            or 1500
+        )
     return {"note": "x" * size, "target_bytes": size}
 
 
@@ -301,17 +328,41 @@ def report(claims: Phase, logs: Phase, baselines: dict[str, Summary], payload_by
         ["claims won (API)", w.count, f"{w.throughput:.1f}", "", "", ""],
         [c_base.name, c_base.count, f"{c_base.throughput:.1f}", f"{c_base.ms(50):.2f}", f"{c_base.ms(99):.2f}", ""],
         ["ratio attempts / baseline", "", f"{a.throughput / c_base.throughput:.3f}", "", "", ""],
-        ["visit logs (API)", f.count, f"{f.throughput:.1f}", f"{f.ms(50):.2f}", f"{f.ms(99):.2f}", f"{logs.events / f.elapsed:.1f}"],
+        [
+            "visit logs (API)",
+            f.count,
+            f"{f.throughput:.1f}",
+            f"{f.ms(50):.2f}",
+            f"{f.ms(99):.2f}",
+            f"{logs.events / f.elapsed:.1f}",
+        ],
         [l_base.name, l_base.count, f"{l_base.throughput:.1f}", f"{l_base.ms(50):.2f}", f"{l_base.ms(99):.2f}", ""],
-        [lock_base.name, lock_base.count, f"{lock_base.throughput:.1f}", f"{lock_base.ms(50):.2f}", f"{lock_base.ms(99):.2f}", ""],
+        [
+            lock_base.name,
+            lock_base.count,
+            f"{lock_base.throughput:.1f}",
+            f"{lock_base.ms(50):.2f}",
+            f"{lock_base.ms(99):.2f}",
+            "",
+        ],
         ["ratio logs / baseline", "", f"{f.throughput / l_base.throughput:.3f}", "", "", ""],
     ]
     print_table(["phase", "requests", "per second", "p50 ms", "p99 ms", "events/s"], rows, title="Against the baseline")
     cpu_rows = []
     for phase, n in ((claims, a.count), (logs, f.count)):
         u = phase.cpu
-        cpu_rows.append([phase.name, *(f"{u[k] / max(n, 1) * 1000:.2f}" for k in ("api", "projector", "postgres", "load_generator", "other"))])
-    print_table(["phase", "api", "projector", "postgres", "load gen", "other"], cpu_rows, title="CPU ms per request by process")
+        cpu_rows.append(
+            [
+                phase.name,
+                *(
+                    f"{u[k] / max(n, 1) * 1000:.2f}"
+                    for k in ("api", "projector", "postgres", "load_generator", "other")
+                ),
+            ]
+        )
+    print_table(
+        ["phase", "api", "projector", "postgres", "load gen", "other"], cpu_rows, title="CPU ms per request by process"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,10 +370,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=200, help="tasks claimed under contention (default 200)")
     p.add_argument("--contenders", type=int, default=20, help="members asking for each task at once (default 20)")
     p.add_argument("--logs", type=int, default=2000, help="visit logs posted (default 2000; also the elders seeded)")
-    p.add_argument("--clients", type=int, default=8, help="concurrent clients posting logs, and baseline connections (default 8)")
+    p.add_argument(
+        "--clients", type=int, default=8, help="concurrent clients posting logs, and baseline connections (default 8)"
+    )
     p.add_argument("--resend", type=float, default=0.1, help="share of logs sent again (default 0.1)")
-    p.add_argument("--baseline-requests", type=int, default=5000, help="INSERT transactions per baseline (default 5000)")
-    p.add_argument("--database-url", default=DEFAULT_SERVER_URL, help="PostgreSQL server (a scratch database is made on it)")
+    p.add_argument(
+        "--baseline-requests", type=int, default=5000, help="INSERT transactions per baseline (default 5000)"
+    )
+    p.add_argument(
+        "--database-url", default=DEFAULT_SERVER_URL, help="PostgreSQL server (a scratch database is made on it)"
+    )
     args = p.parse_args(argv)
     sigterm_as_interrupt()
     facts = server_facts(args.database_url)
@@ -337,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             # This week's tasks of as many more people are claimed: a task is claimed only in its window.
             seeded = seed(database_url, args.logs + args.tasks, args.contenders)
             server.wait_for_views()
-            print(f"seeded {len(seeded.due_now)} due, {len(seeded.ahead)} ahead in {time.monotonic() - t0:.0f}s", file=sys.stderr)
+            print(
+                f"seeded {len(seeded.due_now)} due, {len(seeded.ahead)} ahead in {time.monotonic() - t0:.0f}s",
+                file=sys.stderr,
+            )
             contended = [UUID(t["id"]) for t in seeded.due_now[args.logs : args.logs + args.tasks]]
             claims = asyncio.run(claims_phase(server, seeded, contended))
             print(f"{claims.name}: {claims.summaries[0].throughput:.1f} attempts/s", file=sys.stderr)

@@ -40,7 +40,9 @@ ROLE_LEVELS: dict[ActorRole, OrgLevel] = {
     R.COUNTY_SUPERVISOR: OrgLevel.COUNTY,
 }
 # Roles that read many people's data: their sign-in needs a second factor (TOTP).
-SECOND_FACTOR_ROLES = frozenset({R.COUNTY_SUPERVISOR, R.TOWNSHIP_SUPERVISOR, R.AUDITOR, R.ADMINISTRATOR, R.COUNTY_RESPONDER})
+SECOND_FACTOR_ROLES = frozenset(
+    {R.COUNTY_SUPERVISOR, R.TOWNSHIP_SUPERVISOR, R.AUDITOR, R.ADMINISTRATOR, R.COUNTY_RESPONDER}
+)
 HUMAN_ROLES = frozenset(r for r in ActorRole if r != R.SYSTEM)
 # Which roles' accounts each role may open and manage (within its own scope; see api/access.py).
 GRANTS: dict[ActorRole, frozenset[ActorRole]] = {
@@ -110,7 +112,9 @@ def normalise_password(password: str, common: frozenset[str] | set[str], *, fiel
     if len(value) > MAX_PASSWORD_LENGTH:
         raise PasswordError(f"at most {MAX_PASSWORD_LENGTH} characters", field=field)
     if len(value) < MIN_PASSWORD_LENGTH:
-        raise PasswordError(f"at least {MIN_PASSWORD_LENGTH} characters (密码至少 {MIN_PASSWORD_LENGTH} 位)", field=field)
+        raise PasswordError(
+            f"at least {MIN_PASSWORD_LENGTH} characters (密码至少 {MIN_PASSWORD_LENGTH} 位)", field=field
+        )
     if value.lower() in common:
         raise PasswordError("a commonly used password; choose another (常见密码，请另选)", field=field)
     return value
@@ -322,7 +326,12 @@ class Account(CareAggregate):
         self._trigger(self.Activated, meta)
 
     def grant_role(
-        self, role: ActorRole, org_unit: OrgUnit | None, helper: Helper | None, roster_entry: str | None, meta: CommandMeta
+        self,
+        role: ActorRole,
+        org_unit: OrgUnit | None,
+        helper: Helper | None,
+        roster_entry: str | None,
+        meta: CommandMeta,
     ) -> None:
         self._check_open()
         check_grant(meta.actor_role, self.role, field="id")
@@ -333,7 +342,12 @@ class Account(CareAggregate):
         if (role, unit_id, helper_id, roster_entry) == (self.role, self.org_unit_id, self.helper_id, self.roster_entry):
             return
         self._trigger(
-            self.RoleGranted, meta, role=role.value, org_unit_id=unit_id, org_path=path, helper_id=helper_id,
+            self.RoleGranted,
+            meta,
+            role=role.value,
+            org_unit_id=unit_id,
+            org_path=path,
+            helper_id=helper_id,
             roster_entry=roster_entry,
         )
 

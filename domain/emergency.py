@@ -27,10 +27,17 @@ from domain.vocabulary import labelled
 __all__ = ["EmergencyReport", "Severity"]
 
 
-@labelled({
-    "critical_illness": "危重病", "injury_accident": "意外伤害", "abuse_violence": "遭受侵害", "neglect": "监护缺失",
-    "wandering_missing": "流浪乞讨、走失", "mental_health_crisis": "严重精神障碍发作", "other": "其他",
-})
+@labelled(
+    {
+        "critical_illness": "危重病",
+        "injury_accident": "意外伤害",
+        "abuse_violence": "遭受侵害",
+        "neglect": "监护缺失",
+        "wandering_missing": "流浪乞讨、走失",
+        "mental_health_crisis": "严重精神障碍发作",
+        "other": "其他",
+    }
+)
 class Category(StrEnum):
     CRITICAL_ILLNESS = "critical_illness"  # 危重病
     INJURY_ACCIDENT = "injury_accident"  # 意外伤害
@@ -53,10 +60,16 @@ class Status(StrEnum):
 OPEN_STATUSES = frozenset({Status.REPORTED, Status.ROUTED, Status.ESCALATED, Status.ACKNOWLEDGED})
 
 
-@labelled({
-    "dispatched": "已派人前往", "on_scene": "已到现场", "guardian_notified": "已通知监护人",
-    "referred_hospital": "转送医院", "referred_police": "移交公安", "other": "其他",
-})
+@labelled(
+    {
+        "dispatched": "已派人前往",
+        "on_scene": "已到现场",
+        "guardian_notified": "已通知监护人",
+        "referred_hospital": "转送医院",
+        "referred_police": "移交公安",
+        "other": "其他",
+    }
+)
 class ActionKind(StrEnum):
     DISPATCHED = "dispatched"  # someone is on the way
     ON_SCENE = "on_scene"
@@ -66,10 +79,17 @@ class ActionKind(StrEnum):
     OTHER = "other"
 
 
-@labelled({
-    "help_given": "已救助", "hospitalised": "已住院", "placed_in_care": "临时监护", "referred": "已转介",
-    "false_alarm": "误报", "duplicate": "重复报告", "other": "其他",
-})
+@labelled(
+    {
+        "help_given": "已救助",
+        "hospitalised": "已住院",
+        "placed_in_care": "临时监护",
+        "referred": "已转介",
+        "false_alarm": "误报",
+        "duplicate": "重复报告",
+        "other": "其他",
+    }
+)
 class Outcome(StrEnum):
     HELP_GIVEN = "help_given"
     HOSPITALISED = "hospitalised"

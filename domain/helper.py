@@ -154,9 +154,7 @@ class Helper(CareAggregate):
         if capacity < 1:
             raise HelperError("capacity is at least one person", field="capacity")
         if capacity < self.load:
-            raise HelperError(
-                f"the helper already looks after {self.load} people", field="capacity", load=self.load
-            )
+            raise HelperError(f"the helper already looks after {self.load} people", field="capacity", load=self.load)
         if capacity != self.capacity:
             self._trigger(self.CapacityChanged, meta, capacity=capacity)
 

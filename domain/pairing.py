@@ -293,4 +293,3 @@ def _assign(helper: Helper, pairing_id: UUID, people: int, meta: CommandMeta, fi
     except InvariantError as e:
         e.field = field
         raise
-

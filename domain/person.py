@@ -240,7 +240,9 @@ class Person(CareAggregate):
         if age > MAX_AGE:
             raise PersonError(f"a birth date {age} years ago is not plausible (at most {MAX_AGE})", field="birth_date")
         if kind == PersonKind.ELDER and age < ELDER_MIN_AGE:
-            raise PersonError(f"a left-behind elder is aged {ELDER_MIN_AGE} or more (this one is {age})", field="birth_date")
+            raise PersonError(
+                f"a left-behind elder is aged {ELDER_MIN_AGE} or more (this one is {age})", field="birth_date"
+            )
         if kind == PersonKind.CHILD and age >= ADULT_AGE:
             raise PersonError(f"a left-behind child is a minor (this one is {age})", field="birth_date")
         if id_number is not None and (problem := id_number_problem(id_number)):
@@ -283,7 +285,9 @@ class Person(CareAggregate):
         if birth_date > meta.occurred_at.date() or age > MAX_AGE:
             raise PersonError("the birth date is not plausible", field="birth_date")
         if self.kind == PersonKind.ELDER and age < ELDER_MIN_AGE:
-            raise PersonError(f"a left-behind elder is aged {ELDER_MIN_AGE} or more (this one is {age})", field="birth_date")
+            raise PersonError(
+                f"a left-behind elder is aged {ELDER_MIN_AGE} or more (this one is {age})", field="birth_date"
+            )
         if self.kind == PersonKind.CHILD and age >= ADULT_AGE and self.birth_date != birth_date:
             raise PersonError(f"a left-behind child is a minor (this one is {age})", field="birth_date")
         new = {"name": name.strip(), "sex": sex, "birth_date": birth_date, "household": household}

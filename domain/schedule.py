@@ -196,9 +196,11 @@ def plan(timeline: Timeline, now: datetime, ahead: int = AHEAD) -> Plan:
     if timeline.ended_at is not None:
         for person in timeline.persons:
             cutoffs[person] = timeline.ended_at
-    wanted = [] if timeline.ended_at is not None else [
-        (person, period) for person in timeline.persons for period in due_periods(all_spans, today, ahead)
-    ]
+    wanted = (
+        []
+        if timeline.ended_at is not None
+        else [(person, period) for person in timeline.persons for period in due_periods(all_spans, today, ahead)]
+    )
     stale: list[tuple[UUID, Period, datetime]] = []
     for person, cutoff in cutoffs.items():
         first = min(local_day(cutoff), today)
@@ -207,6 +209,10 @@ def plan(timeline: Timeline, now: datetime, ahead: int = AHEAD) -> Plan:
         if span.until is None:
             continue
         superseded = [p for p in _reach(span, span.until, max(span.until, today), ahead) if p.start >= span.until]
-        stale += [(person, p, day_start(span.until)) for person in timeline.persons if person not in cutoffs
-                  for p in superseded]
+        stale += [
+            (person, p, day_start(span.until))
+            for person in timeline.persons
+            if person not in cutoffs
+            for p in superseded
+        ]
     return Plan(wanted, stale, cutoffs)

@@ -52,11 +52,23 @@ class Mood(StrEnum):
     DISTRESSED = "distressed"
 
 
-@labelled({
-    "fall": "跌倒", "fire": "用火用电", "unsafe_housing": "危房", "no_heating": "无取暖", "food_shortage": "缺粮少食",
-    "medication": "用药不当", "drowning": "溺水", "traffic": "交通安全", "fraud": "电信诈骗", "neglect": "疏于照料",
-    "abuse_suspected": "疑似受虐", "wandering": "走失", "self_harm": "自伤",
-})
+@labelled(
+    {
+        "fall": "跌倒",
+        "fire": "用火用电",
+        "unsafe_housing": "危房",
+        "no_heating": "无取暖",
+        "food_shortage": "缺粮少食",
+        "medication": "用药不当",
+        "drowning": "溺水",
+        "traffic": "交通安全",
+        "fraud": "电信诈骗",
+        "neglect": "疏于照料",
+        "abuse_suspected": "疑似受虐",
+        "wandering": "走失",
+        "self_harm": "自伤",
+    }
+)
 class SafetyRisk(StrEnum):
     FALL = "fall"  # 跌倒
     FIRE = "fire"  # 用火用电
@@ -73,11 +85,19 @@ class SafetyRisk(StrEnum):
     SELF_HARM = "self_harm"
 
 
-@labelled({
-    "daily_care": "日常照料", "medical_care": "医疗护理", "psychological_support": "心理支持", "financial_aid": "经济救助",
-    "schooling": "就学", "legal_help": "法律帮助", "housing_repair": "房屋修缮", "supplies": "生活物资",
-    "family_contact": "亲情联系",
-})
+@labelled(
+    {
+        "daily_care": "日常照料",
+        "medical_care": "医疗护理",
+        "psychological_support": "心理支持",
+        "financial_aid": "经济救助",
+        "schooling": "就学",
+        "legal_help": "法律帮助",
+        "housing_repair": "房屋修缮",
+        "supplies": "生活物资",
+        "family_contact": "亲情联系",
+    }
+)
 class Need(StrEnum):
     DAILY_CARE = "daily_care"
     MEDICAL_CARE = "medical_care"
@@ -90,10 +110,16 @@ class Need(StrEnum):
     FAMILY_CONTACT = "family_contact"
 
 
-@labelled({
-    "daily_life_care": "生活照料", "psychological_comfort": "心理抚慰", "health_care": "健康保健",
-    "emergency_help": "应急救助", "culture_recreation": "文体娱乐", "legal_aid": "法律援助",
-})
+@labelled(
+    {
+        "daily_life_care": "生活照料",
+        "psychological_comfort": "心理抚慰",
+        "health_care": "健康保健",
+        "emergency_help": "应急救助",
+        "culture_recreation": "文体娱乐",
+        "legal_aid": "法律援助",
+    }
+)
 class ServiceCategory(StrEnum):
     DAILY_LIFE_CARE = "daily_life_care"  # 生活照料
     PSYCHOLOGICAL_COMFORT = "psychological_comfort"  # 心理抚慰
@@ -103,10 +129,19 @@ class ServiceCategory(StrEnum):
     LEGAL_AID = "legal_aid"  # 法律援助
 
 
-@labelled({
-    "cleaning": "打扫卫生", "laundry": "洗衣", "cooking": "做饭", "haircut": "理发", "meal_delivery": "送餐",
-    "medicine_delivery": "送药", "shopping": "代购", "blood_pressure": "测血压", "blood_sugar": "测血糖",
-})
+@labelled(
+    {
+        "cleaning": "打扫卫生",
+        "laundry": "洗衣",
+        "cooking": "做饭",
+        "haircut": "理发",
+        "meal_delivery": "送餐",
+        "medicine_delivery": "送药",
+        "shopping": "代购",
+        "blood_pressure": "测血压",
+        "blood_sugar": "测血糖",
+    }
+)
 class ServiceItem(StrEnum):
     CLEANING = "cleaning"
     LAUNDRY = "laundry"
@@ -121,8 +156,15 @@ class ServiceItem(StrEnum):
 
 ITEM_CATEGORY: dict[ServiceItem, ServiceCategory] = {
     **dict.fromkeys(
-        (ServiceItem.CLEANING, ServiceItem.LAUNDRY, ServiceItem.COOKING, ServiceItem.HAIRCUT, ServiceItem.MEAL_DELIVERY,
-         ServiceItem.MEDICINE_DELIVERY, ServiceItem.SHOPPING),
+        (
+            ServiceItem.CLEANING,
+            ServiceItem.LAUNDRY,
+            ServiceItem.COOKING,
+            ServiceItem.HAIRCUT,
+            ServiceItem.MEAL_DELIVERY,
+            ServiceItem.MEDICINE_DELIVERY,
+            ServiceItem.SHOPPING,
+        ),
         ServiceCategory.DAILY_LIFE_CARE,
     ),
     ServiceItem.BLOOD_PRESSURE: ServiceCategory.HEALTH_CARE,
@@ -130,10 +172,16 @@ ITEM_CATEGORY: dict[ServiceItem, ServiceCategory] = {
 }
 
 
-@labelled({
-    "wandering_or_begging": "流浪乞讨", "illegal_harm": "遭受不法侵害", "critical_illness": "危重病",
-    "mental_health_crisis": "严重精神障碍发作", "major_hardship": "重大困难", "other": "其他",
-})
+@labelled(
+    {
+        "wandering_or_begging": "流浪乞讨",
+        "illegal_harm": "遭受不法侵害",
+        "critical_illness": "危重病",
+        "mental_health_crisis": "严重精神障碍发作",
+        "major_hardship": "重大困难",
+        "other": "其他",
+    }
+)
 class EmergencyKind(StrEnum):
     """The situations of mandatory reporting (强制报告) in the county plans."""
 
@@ -150,8 +198,18 @@ class VisitLogError(InvariantError):
 
 
 CONTENT_FIELDS = (
-    "task_id", "mode", "visited_at", "helper_ids", "findings", "services", "service_items",
-    "follow_up_needed", "outcome_notes", "raise_emergency", "emergency_kind", "description",
+    "task_id",
+    "mode",
+    "visited_at",
+    "helper_ids",
+    "findings",
+    "services",
+    "service_items",
+    "follow_up_needed",
+    "outcome_notes",
+    "raise_emergency",
+    "emergency_kind",
+    "description",
 )
 
 
@@ -187,7 +245,9 @@ def log_content(
     if bp and not 30 <= bp["diastolic"] < bp["systolic"] <= 300:
         raise VisitLogError("blood pressure is systolic over diastolic, in mmHg", field="findings.blood_pressure")
     if raise_emergency != (emergency_kind is not None):
-        raise VisitLogError("raising an emergency needs its kind, and a kind needs raise_emergency", field="emergency_kind")
+        raise VisitLogError(
+            "raising an emergency needs its kind, and a kind needs raise_emergency", field="emergency_kind"
+        )
     return {
         "task_id": task_id,
         "mode": mode.value,
@@ -282,7 +342,12 @@ class VisitLog(CareAggregate):
         ``log_content``'s (task_id, mode, helper_ids, findings, services, ...)."""
         content = log_content(visited_at=meta.occurred_at, **fields)
         log = cls._create(
-            cls.Recorded, id=id, pairing_id=pairing_id, person_id=person_id, org_path=list(org_path), **content,
+            cls.Recorded,
+            id=id,
+            pairing_id=pairing_id,
+            person_id=person_id,
+            org_path=list(org_path),
+            **content,
             **meta.fields(),
         )
         if content["raise_emergency"]:

@@ -295,7 +295,9 @@ class VisitTask(CareAggregate):
         self._trigger(self.Claimed, meta, helper_id=helper_id, group_id=group_id, expires_at=expires_at)
         return True
 
-    def assign(self, *, helper_id: UUID, group: VolunteerGroup, now: datetime, expires_at: datetime, meta: CommandMeta) -> None:
+    def assign(
+        self, *, helper_id: UUID, group: VolunteerGroup, now: datetime, expires_at: datetime, meta: CommandMeta
+    ) -> None:
         """A task its group claimed as a team goes to one member."""
         if self.status != "claimed" or self.holder_group_id != group.id or self.claim_lapsed(now):
             raise VisitTaskError(f"group {group.id} does not hold this visit", field="helper_id")
@@ -317,7 +319,9 @@ class VisitTask(CareAggregate):
 
     def _expire(self, meta: CommandMeta) -> None:
         assert self.claim_expires_at is not None
-        self._trigger(self.ClaimExpired, _at(meta, self.claim_expires_at), helper_id=self.holder_id, group_id=self.holder_group_id)
+        self._trigger(
+            self.ClaimExpired, _at(meta, self.claim_expires_at), helper_id=self.holder_id, group_id=self.holder_group_id
+        )
 
     def expire_claim(self, now: datetime, meta: CommandMeta) -> bool:
         if not self.claim_lapsed(now):
@@ -327,7 +331,9 @@ class VisitTask(CareAggregate):
 
     # ---- outcomes -------------------------------------------------------------------------------
 
-    def complete(self, *, log_id: UUID, helper_ids: list[UUID], mode: VisitMode, now: datetime, meta: CommandMeta) -> bool:
+    def complete(
+        self, *, log_id: UUID, helper_ids: list[UUID], mode: VisitMode, now: datetime, meta: CommandMeta
+    ) -> bool:
         """Record the visit of log ``log_id`` (which took place at ``meta.occurred_at``) against
         this task. False: this very log completed it already."""
         if self.status == "completed":
@@ -352,7 +358,12 @@ class VisitTask(CareAggregate):
                 holder_group_id=str(self.holder_group_id) if self.holder_group_id else None,
             )
         self._trigger(
-            self.Completed, meta, log_id=log_id, helper_ids=list(helper_ids), mode=mode.value, late=self.status == "missed"
+            self.Completed,
+            meta,
+            log_id=log_id,
+            helper_ids=list(helper_ids),
+            mode=mode.value,
+            late=self.status == "missed",
         )
         return True
 
@@ -415,7 +426,9 @@ class HelperClaims(CareAggregate):
 
     @classmethod
     def open(cls, helper_id: UUID, month: str, meta: CommandMeta) -> HelperClaims:
-        return cls._create(cls.Opened, id=claims_id(helper_id, month), helper_id=helper_id, month=month, **meta.fields())
+        return cls._create(
+            cls.Opened, id=claims_id(helper_id, month), helper_id=helper_id, month=month, **meta.fields()
+        )
 
     def unexpired(self, now: datetime) -> list[UUID]:
         """Tasks whose claim, as taken here, has not lapsed at ``now`` (they may be done since)."""

@@ -36,7 +36,9 @@ def labelled(labels: Mapping[str, str]) -> Callable[[type[E]], type[E]]:
 
 def label_codes(label: str) -> list[tuple[str, str]]:
     """(vocabulary, code) of every code whose label is ``label`` (a client sent the label)."""
-    return [(cls.__name__, code) for cls, labels in LABELS.items() for code, text in labels.items() if text == label.strip()]
+    return [
+        (cls.__name__, code) for cls, labels in LABELS.items() for code, text in labels.items() if text == label.strip()
+    ]
 
 
 @labelled({"county": "县", "township": "乡镇/街道", "village": "村/社区"})
@@ -99,11 +101,21 @@ CHILD_ONLY_TAGS = frozenset({RiskTag.CHILD_IN_DIFFICULTY, RiskTag.DE_FACTO_UNSUP
 ELDER_ONLY_TAGS = frozenset({RiskTag.ADVANCED_AGE, RiskTag.EMPTY_NEST})
 
 
-@labelled({
-    "volunteer": "志愿者", "village_cadre": "村干部", "child_director": "儿童主任", "child_supervisor": "儿童督导员",
-    "teacher": "教师", "family_doctor": "家庭医生", "police": "民警", "social_worker": "社工",
-    "assisting_cadre": "帮扶干部", "caring_mother": "爱心妈妈", "peer_elder": "老老互助",
-})
+@labelled(
+    {
+        "volunteer": "志愿者",
+        "village_cadre": "村干部",
+        "child_director": "儿童主任",
+        "child_supervisor": "儿童督导员",
+        "teacher": "教师",
+        "family_doctor": "家庭医生",
+        "police": "民警",
+        "social_worker": "社工",
+        "assisting_cadre": "帮扶干部",
+        "caring_mother": "爱心妈妈",
+        "peer_elder": "老老互助",
+    }
+)
 class HelperRole(StrEnum):
     VOLUNTEER = "volunteer"  # 志愿者
     VILLAGE_CADRE = "village_cadre"  # 村干部
@@ -125,10 +137,16 @@ class PairingShape(StrEnum):
     MANY_TO_ONE = "many_to_one"  # N对一
 
 
-@labelled({
-    "weekly": "每周", "fortnightly": "每两周", "half_monthly": "每半月", "monthly": "每月",
-    "half_yearly": "每半年", "yearly": "每年",
-})
+@labelled(
+    {
+        "weekly": "每周",
+        "fortnightly": "每两周",
+        "half_monthly": "每半月",
+        "monthly": "每月",
+        "half_yearly": "每半年",
+        "yearly": "每年",
+    }
+)
 class Cadence(StrEnum):
     """How often the pairing's helpers must look in on each person."""
 
@@ -158,11 +176,20 @@ class VisitMode(StrEnum):
     REMOTE_MONITORING = "remote_monitoring"  # 远程监测
 
 
-@labelled({
-    "volunteer": "志愿者", "village_cadre": "村干部", "child_director": "儿童主任",
-    "township_responder": "乡镇应急响应人", "township_supervisor": "乡镇督导", "county_responder": "县级应急响应人",
-    "county_supervisor": "县级督导", "auditor": "审计", "administrator": "管理员", "system": "系统",
-})
+@labelled(
+    {
+        "volunteer": "志愿者",
+        "village_cadre": "村干部",
+        "child_director": "儿童主任",
+        "township_responder": "乡镇应急响应人",
+        "township_supervisor": "乡镇督导",
+        "county_responder": "县级应急响应人",
+        "county_supervisor": "县级督导",
+        "auditor": "审计",
+        "administrator": "管理员",
+        "system": "系统",
+    }
+)
 class ActorRole(StrEnum):
     """Roles of people who use the system (carried in tokens and recorded on every event)."""
 

@@ -61,7 +61,9 @@ USED_BY: dict[str, frozenset[Process]] = {
     "database_url": ALL,
     "nats_url": frozenset({Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER}),
     # The embedded NATS's port: whichever process starts it (guanai/cli/services.py), and `guanai status`.
-    "nats_port": frozenset({Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER, Process.CLI}),
+    "nats_port": frozenset(
+        {Process.API, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER, Process.CLI}
+    ),
     "data_dir": ALL,
     "host": frozenset({Process.API}),
     "port": frozenset({Process.API}),
@@ -152,7 +154,9 @@ def care_application(
 def memory_application(settings: Settings | None = None) -> CareApplication:
     """The application on the library's in-memory store (keys in memory): no server, for unit tests."""
     settings = settings or Settings(master_key="in-memory-master-key-" + "x" * 32)
-    return _application(process_config(settings, Process.CLI), memory_store_env(), InMemoryEventStore(store_keys(settings)))
+    return _application(
+        process_config(settings, Process.CLI), memory_store_env(), InMemoryEventStore(store_keys(settings))
+    )
 
 
 def _application(config: ProcessConfig, env: dict[str, str], store: EventStore) -> CareApplication:

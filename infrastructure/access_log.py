@@ -102,7 +102,9 @@ def record(
     return [r[0] for r in rows]
 
 
-def for_person(conn: Connection[Any], person_id: UUID, *, limit: int, before_id: int | None = None) -> tuple[list[Access], int]:
+def for_person(
+    conn: Connection[Any], person_id: UUID, *, limit: int, before_id: int | None = None
+) -> tuple[list[Access], int]:
     """A person's access rows, newest first, and how many there are in all."""
     table = Identifier(TABLE)
     with conn.cursor(row_factory=tuple_row) as cur:

@@ -147,7 +147,9 @@ class Audit:
 
     # ---- replay ------------------------------------------------------------------------------
 
-    def records(self, aggregate_id: UUID, rows: list[tuple[int, StoredEvent]] | None = None) -> tuple[str, list[EventRecord]]:
+    def records(
+        self, aggregate_id: UUID, rows: list[tuple[int, StoredEvent]] | None = None
+    ) -> tuple[str, list[EventRecord]]:
         agg, out, kind = None, [], ""
         for pos, event in self.events(aggregate_id, rows):
             topic_name = _type_name(type(event).__module__ + ":" + type(event).__qualname__)
@@ -178,7 +180,9 @@ class Audit:
         kind, records = self.records(aggregate_id)
         page = [r for r in records if r.version > after_version][:limit]
         more = bool(page) and page[-1].version < records[-1].version
-        return StreamPage(aggregate_id, kind, records[-1].version, len(records), page, page[-1].version if more else None)
+        return StreamPage(
+            aggregate_id, kind, records[-1].version, len(records), page, page[-1].version if more else None
+        )
 
     def state_as_of(self, aggregate_id: UUID, at: datetime, axis: str = "recorded") -> StateAsOf:
         positioned = self.events(aggregate_id)
@@ -221,11 +225,21 @@ class Audit:
 
     # ---- verification ------------------------------------------------------------------------
 
-    def verify(self, *, start: int | None = None, end: int | None = None, checkpoint: verify.Checkpoint | None = None,
-               progress: verify.Progress | None = None) -> verify.Verification:
-        return verify.verify_events(self.database_url, self.key, start=start, end=end, checkpoint=checkpoint, progress=progress)
+    def verify(
+        self,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        checkpoint: verify.Checkpoint | None = None,
+        progress: verify.Progress | None = None,
+    ) -> verify.Verification:
+        return verify.verify_events(
+            self.database_url, self.key, start=start, end=end, checkpoint=checkpoint, progress=progress
+        )
 
-    def verify_access_log(self, *, start: int = 1, end: int | None = None, checkpoint: verify.Checkpoint | None = None) -> verify.Verification:
+    def verify_access_log(
+        self, *, start: int = 1, end: int | None = None, checkpoint: verify.Checkpoint | None = None
+    ) -> verify.Verification:
         return verify.verify_access_log(self.database_url, self.key, start=start, end=end, checkpoint=checkpoint)
 
     def checkpoint(self) -> list[verify.Checkpoint]:
@@ -266,7 +280,13 @@ class Audit:
         with self.app.recorder.datastore.get_connection() as conn:
             proof = self.tree.consistency(conn, old, size)
         older = self.checkpoint_at(old) if old else None
-        return {"from": old, "to": size, "proof": [p.hex() for p in proof], "old_checkpoint": older, "new_checkpoint": newer}
+        return {
+            "from": old,
+            "to": size,
+            "proof": [p.hex() for p in proof],
+            "old_checkpoint": older,
+            "new_checkpoint": newer,
+        }
 
     def collect_witnesses(self, folder: Path) -> int:
         """Keep the witness co-signatures found on a published folder's checkpoints with the
@@ -285,19 +305,27 @@ class Audit:
                         added += 1
         return added
 
-    def stream_proofs(self, aggregate_id: UUID, *, size: int | None = None,
-                      rows: list[tuple[int, StoredEvent]] | None = None) -> dict[str, Any]:
+    def stream_proofs(
+        self, aggregate_id: UUID, *, size: int | None = None, rows: list[tuple[int, StoredEvent]] | None = None
+    ) -> dict[str, Any]:
         """Each event of a stream with its leaf and inclusion proof against a checkpoint (the
         latest, or the one of ``size``)."""
         rows = rows if rows is not None else self._rows(aggregate_id)
         checkpoint = self.latest_checkpoint() if size is None else self.checkpoint_at(size)
         with self.app.recorder.datastore.get_connection() as conn:
-            return merkle.stream_proofs(conn, self.tree, checkpoint, aggregate_id,
-                                        [(pos, s.originator_version, s.topic, s.state) for pos, s in rows])
+            return merkle.stream_proofs(
+                conn,
+                self.tree,
+                checkpoint,
+                aggregate_id,
+                [(pos, s.originator_version, s.topic, s.state) for pos, s in rows],
+            )
 
     # ---- export ------------------------------------------------------------------------------
 
-    def export(self, aggregate_id: UUID, *, actor_id: str, actor_role: str, now: datetime | None = None) -> dict[str, Any]:
+    def export(
+        self, aggregate_id: UUID, *, actor_id: str, actor_role: str, now: datetime | None = None
+    ) -> dict[str, Any]:
         """A case history as one JSON-ready document, with its digest and seal."""
         rows = self._rows(aggregate_id)
         kind, records = self.records(aggregate_id, rows)
@@ -340,15 +368,25 @@ class Audit:
 
     # ---- access log --------------------------------------------------------------------------
 
-    def record_access(self, person_ids: Sequence[UUID], *, actor_id: str, actor_role: str, endpoint: str, request_id: str) -> None:
+    def record_access(
+        self, person_ids: Sequence[UUID], *, actor_id: str, actor_role: str, endpoint: str, request_id: str
+    ) -> None:
         with self.app.recorder.datastore.get_connection() as conn:
             access_log.record(
-                conn, self.key, person_ids=person_ids, actor_id=actor_id, actor_role=actor_role, endpoint=endpoint, request_id=request_id,
+                conn,
+                self.key,
+                person_ids=person_ids,
+                actor_id=actor_id,
+                actor_role=actor_role,
+                endpoint=endpoint,
+                request_id=request_id,
                 check=not self._key_checked,
             )
         self._key_checked = True
 
-    def access_log(self, person_id: UUID, *, limit: int = 100, before_id: int | None = None) -> tuple[list[access_log.Access], int]:
+    def access_log(
+        self, person_id: UUID, *, limit: int = 100, before_id: int | None = None
+    ) -> tuple[list[access_log.Access], int]:
         with self.app.recorder.datastore.get_connection() as conn:
             return access_log.for_person(conn, person_id, limit=limit, before_id=before_id)
 

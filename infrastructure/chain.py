@@ -70,7 +70,9 @@ class ChainKey:
         outer.update(inner.digest())
         return outer.digest()
 
-    def link(self, prev_mac: bytes, prev_id: int, position: int, originator_id: Any, version: int, topic: str, state: bytes) -> bytes:
+    def link(
+        self, prev_mac: bytes, prev_id: int, position: int, originator_id: Any, version: int, topic: str, state: bytes
+    ) -> bytes:
         """The MAC of one entry. Lengths are fixed or prefixed, so no two inputs read alike."""
         oid = str(originator_id).encode()
         top = topic.encode()
@@ -113,9 +115,9 @@ def chain_ddl(schema: str, events_table: str, originator_id_type: str) -> list[A
             "CREATE TABLE IF NOT EXISTS {} (notification_id bigint PRIMARY KEY, prev_id bigint NOT NULL, "
             "originator_id {} NOT NULL, originator_version bigint NOT NULL, mac bytea NOT NULL)"
         ).format(table, Identifier(originator_id_type)),
-        SQL("CREATE TABLE IF NOT EXISTS {} (fingerprint text NOT NULL, since timestamptz NOT NULL DEFAULT now())").format(
-            Identifier(schema, KEY_TABLE)
-        ),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (fingerprint text NOT NULL, since timestamptz NOT NULL DEFAULT now())"
+        ).format(Identifier(schema, KEY_TABLE)),
     ]
 
 
@@ -149,7 +151,9 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self.origin = ""
         self.sql_create_statements.extend(chain_ddl(datastore.schema, events_table_name, datastore.originator_id_type))
         table = Identifier(datastore.schema, chain_table(events_table_name))
-        self._select_prev = SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(table)
+        self._select_prev = SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(
+            table
+        )
         self._prev_cursors: weakref.WeakKeyDictionary[Any, Cursor[DictRow]] = weakref.WeakKeyDictionary()
         self._insert_chain = SQL(
             "INSERT INTO {} (notification_id, prev_id, originator_id, originator_version, mac) "
@@ -204,7 +208,9 @@ class ChainedRecorder(PostgresApplicationRecorder):
             columns: tuple[list[Any], ...] = ([], [], [], [], [])
             for position, e in written:
                 mac = key.link(prev_mac, prev_id, position, e.originator_id, e.originator_version, e.topic, e.state)
-                for column, value in zip(columns, (position, prev_id, e.originator_id, e.originator_version, mac), strict=True):
+                for column, value in zip(
+                    columns, (position, prev_id, e.originator_id, e.originator_version, mac), strict=True
+                ):
                     column.append(value)
                 prev_id, prev_mac = position, mac
             cur.execute(self._insert_chain, columns, prepare=True)
@@ -245,10 +251,13 @@ def construct_recorder(
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
     events_table = factory.env.name.lower() + "_events"
-    recorder = ChainedRecorder(factory.datastore, events_table_name=events_table, key_loader=key_loader, enabled=enabled)
+    recorder = ChainedRecorder(
+        factory.datastore, events_table_name=events_table, key_loader=key_loader, enabled=enabled
+    )
     schema = factory.datastore.schema
     recorder.sql_create_statements.extend(
-        merkle.tree_ddl(schema, events_table, suite_name or INTERNATIONAL.name, f"guanai/{uuid.uuid4()}"))
+        merkle.tree_ddl(schema, events_table, suite_name or INTERNATIONAL.name, f"guanai/{uuid.uuid4()}")
+    )
     recorder.sql_create_statements.extend(extra_ddl)
     recorder.insert_hooks.extend(insert_hooks)
     if factory.env_create_table():
@@ -299,8 +308,12 @@ def adopt(database_url: str, key: ChainKey, events_table: str = "guanai_events",
         prev_id, prev_mac, count = 0, key.genesis, 0
         with conn.cursor("adopt") as rows, conn.cursor() as out:
             rows.itersize = batch
-            rows.execute(SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-                             "ORDER BY notification_id").format(Identifier(events_table)))
+            rows.execute(
+                SQL(
+                    "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                    "ORDER BY notification_id"
+                ).format(Identifier(events_table))
+            )
             columns: tuple[list[Any], ...] = ([], [], [], [], [])
             for position, oid, version, topic, state in rows:
                 mac = key.link(prev_mac, prev_id, position, oid, version, topic, bytes(state))

@@ -194,17 +194,23 @@ class PostgresCredentials:
 
     def use_totp_step(self, account_id: UUID, step: int) -> bool:
         # One statement: two sign-ins racing with one code cannot both win.
-        return self._run(
-            "UPDATE account_logins SET totp_last_step = %s WHERE account_id = %s AND totp_last_step < %s",
-            (step, account_id, step),
-        ) == 1
+        return (
+            self._run(
+                "UPDATE account_logins SET totp_last_step = %s WHERE account_id = %s AND totp_last_step < %s",
+                (step, account_id, step),
+            )
+            == 1
+        )
 
     def use_recovery_code(self, account_id: UUID, code_hash: bytes) -> bool:
-        return self._run(
-            "UPDATE account_logins SET recovery_hashes = array_remove(recovery_hashes, %s::bytea)"
-            " WHERE account_id = %s AND %s::bytea = ANY(recovery_hashes)",
-            (code_hash, account_id, code_hash),
-        ) == 1
+        return (
+            self._run(
+                "UPDATE account_logins SET recovery_hashes = array_remove(recovery_hashes, %s::bytea)"
+                " WHERE account_id = %s AND %s::bytea = ANY(recovery_hashes)",
+                (code_hash, account_id, code_hash),
+            )
+            == 1
+        )
 
     def set_recovery_codes(self, account_id: UUID, hashes: list[bytes]) -> None:
         self._run("UPDATE account_logins SET recovery_hashes = %s WHERE account_id = %s", (hashes, account_id))
@@ -323,7 +329,9 @@ class KeyStoreSealer:
 
     def seal(self, account_id: UUID, secret: bytes) -> bytes:
         nonce = secrets.token_bytes(12)
-        return nonce + self._key(account_id).encrypt(nonce, secret, b"guanai-account-secret\0" + str(account_id).encode())
+        return nonce + self._key(account_id).encrypt(
+            nonce, secret, b"guanai-account-secret\0" + str(account_id).encode()
+        )
 
     def open(self, account_id: UUID, sealed: bytes) -> bytes:
         aad = b"guanai-account-secret\0" + str(account_id).encode()

@@ -127,7 +127,7 @@ def jetstream_config(store_dir: Path, *, sync_always: bool = True) -> str:
     with a power failure (Jepsen, NATS 2.12, December 2025); the relay would then have moved past
     a report the router never sees. The reconcilers would still route it (README), 30 s late."""
     sync = "  sync_interval: always\n" if sync_always else ""  # off: only bench/emergency_latency.py, to compare
-    return "jetstream {\n" f"  store_dir: {json.dumps(str(store_dir))}\n" + sync + "}\n"
+    return f"jetstream {{\n  store_dir: {json.dumps(str(store_dir))}\n" + sync + "}\n"
 
 
 class EmbeddedNats:
@@ -154,7 +154,9 @@ class EmbeddedNats:
         self.port: int = state["port"]
         self.url = f"nats://127.0.0.1:{self.port}"
         if port is not None and port != self.port:
-            _say(f"the embedded NATS already runs on port {self.port}; GUANAI_NATS_PORT={port} applies once it restarts")
+            _say(
+                f"the embedded NATS already runs on port {self.port}; GUANAI_NATS_PORT={port} applies once it restarts"
+            )
         atexit.register(self.stop)
 
     def _read_json(self, path: Path) -> Any:

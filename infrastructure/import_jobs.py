@@ -64,7 +64,11 @@ class ImportJobs:
     """The jobs table, over the application's connection pool."""
 
     def __init__(
-        self, app: CareApplication, *, limits: Limits | None = None, keep_days: int = 7,
+        self,
+        app: CareApplication,
+        *,
+        limits: Limits | None = None,
+        keep_days: int = 7,
         views_ready: Callable[[int], bool] | None = None,
     ) -> None:
         """``views_ready(position)`` waits for the registry view to reach a position (the villages
@@ -112,8 +116,17 @@ class ImportJobs:
 
     # ---- jobs -----------------------------------------------------------------------------------
 
-    def submit(self, data: bytes, filename: str | None, *, unit: OrgUnit, actor_id: str, actor_role: str,
-               dry_run: bool, job_id: UUID | None = None) -> dict[str, Any]:
+    def submit(
+        self,
+        data: bytes,
+        filename: str | None,
+        *,
+        unit: OrgUnit,
+        actor_id: str,
+        actor_role: str,
+        dry_run: bool,
+        job_id: UUID | None = None,
+    ) -> dict[str, Any]:
         """Check the file can be read at all (size, kind, zip bomb) and record the job; the
         rows are read by ``run``. A refused file is recorded too (status ``refused``), unsealed
         bytes never."""
@@ -131,8 +144,21 @@ class ImportJobs:
                 "INSERT INTO guanai_import_jobs (id, actor_id, actor_role, org_unit_id, org_path, dry_run, status,"
                 " file_kind, file_sha256, file_size, detail, file_sealed, purge_after)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(days => %s))",
-                (job_id, actor_id, actor_role, unit.id, list(unit.path), dry_run, status, kind,
-                 hashlib.sha256(data).digest(), len(data), detail, sealed, self.keep_days),
+                (
+                    job_id,
+                    actor_id,
+                    actor_role,
+                    unit.id,
+                    list(unit.path),
+                    dry_run,
+                    status,
+                    kind,
+                    hashlib.sha256(data).digest(),
+                    len(data),
+                    detail,
+                    sealed,
+                    self.keep_days,
+                ),
             )
         job = self.get(job_id)
         assert job is not None
@@ -173,10 +199,20 @@ class ImportJobs:
     def _progress(self, job_id: UUID) -> Callable[[Outcome], None]:
         def write(out: Outcome) -> None:
             c = out.counts()
-            self._update(job_id, total=c["total"], done=c["done"], created=c["created"], corrected=c["corrected"],
-                         unchanged=c["unchanged"], left_programme=c["left"], errors=c["errors"],
-                         helpers_registered=c["helpers_registered"], pairings_formed=c["pairings_formed"],
-                         pairings_changed=c["pairings_changed"], position=out.position)
+            self._update(
+                job_id,
+                total=c["total"],
+                done=c["done"],
+                created=c["created"],
+                corrected=c["corrected"],
+                unchanged=c["unchanged"],
+                left_programme=c["left"],
+                errors=c["errors"],
+                helpers_registered=c["helpers_registered"],
+                pairings_formed=c["pairings_formed"],
+                pairings_changed=c["pairings_changed"],
+                position=out.position,
+            )
             failpoint("import.after_batch")  # crash tests: killed with batches committed and batches to go
 
         return write
@@ -189,8 +225,15 @@ class ImportJobs:
             ).fetchall()
         return villages_of(rows)
 
-    def run(self, job_id: UUID, *, meta: CommandMeta, progress: Callable[[Outcome], None] | None = None,
-            today: date | None = None, batch: int | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        job_id: UUID,
+        *,
+        meta: CommandMeta,
+        progress: Callable[[Outcome], None] | None = None,
+        today: date | None = None,
+        batch: int | None = None,
+    ) -> dict[str, Any]:
         """Read the job's file and import it (or check it, for a dry run), writing progress to
         the job after every batch; a job run again after a crash does only what is left."""
         job = self.get(job_id)
@@ -211,8 +254,9 @@ class ImportJobs:
         except (UploadRefused, SheetError) as e:
             reason = e.reason
             missing = getattr(e, "missing", [])
-            self._update(job_id, status="refused", detail=reason, report=Jsonb({"missing_columns": missing,
-                                                                                "problems": []}))
+            self._update(
+                job_id, status="refused", detail=reason, report=Jsonb({"missing_columns": missing, "problems": []})
+            )
             return self.get(job_id) or job
         unit = self.app.load(OrgUnit, job["org_unit_id"])
         if self.views_ready is not None:
@@ -259,9 +303,7 @@ class ImportJobs:
         marks: dict[tuple[str, str], list[str]] = {}
         for p in (row["report"] or {}).get("problems", []):
             ref = p.get("cell") or f"A{p['row']}"
-            marks.setdefault((p.get("sheet") or "", ref), []).append(
-                f"{p['column'] or '本行'}: {p['reason']}"
-            )
+            marks.setdefault((p.get("sheet") or "", ref), []).append(f"{p['column'] or '本行'}: {p['reason']}")
         return mark_cells(data, marks)
 
     def purge(self) -> int:

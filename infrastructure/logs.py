@@ -30,6 +30,8 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     # Quieten libraries that log request lines or SQL on their own.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
     for noisy in ("pgserver", "httpx", "nats"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

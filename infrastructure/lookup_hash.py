@@ -75,5 +75,7 @@ def lookup_ddl(schema: str) -> list[Any]:
             "CREATE TABLE IF NOT EXISTS {} (kind text NOT NULL, hash bytea NOT NULL, subject_id uuid NOT NULL,"
             " digest bytea, PRIMARY KEY (kind, hash))"
         ).format(table),
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (subject_id)").format(sql.Identifier(f"{LOOKUP_TABLE}_subject"), table),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (subject_id)").format(
+            sql.Identifier(f"{LOOKUP_TABLE}_subject"), table
+        ),
     ]

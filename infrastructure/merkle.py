@@ -57,20 +57,32 @@ def tree_tables(events_table: str) -> tuple[str, str]:
 def tree_ddl(schema: str, events_table: str, suite_name: str, origin: str) -> list[Any]:
     tree, head = tree_tables(events_table)
     return [
-        SQL("CREATE TABLE IF NOT EXISTS {} (level smallint NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL, "
-            "notification_id bigint, recorded_us bigint, PRIMARY KEY (level, idx))").format(Identifier(schema, tree)),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (level smallint NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL, "
+            "notification_id bigint, recorded_us bigint, PRIMARY KEY (level, idx))"
+        ).format(Identifier(schema, tree)),
         SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (notification_id) WHERE level = 0").format(
-            Identifier(tree + "_position"), Identifier(schema, tree)),
-        SQL("CREATE TABLE IF NOT EXISTS {} (one boolean PRIMARY KEY DEFAULT true CHECK (one), size bigint NOT NULL, "
-            "frontier bytea[] NOT NULL)").format(Identifier(schema, head)),
-        SQL("INSERT INTO {} (size, frontier) VALUES (0, '{{}}') ON CONFLICT DO NOTHING").format(Identifier(schema, head)),
+            Identifier(tree + "_position"), Identifier(schema, tree)
+        ),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (one boolean PRIMARY KEY DEFAULT true CHECK (one), size bigint NOT NULL, "
+            "frontier bytea[] NOT NULL)"
+        ).format(Identifier(schema, head)),
+        SQL("INSERT INTO {} (size, frontier) VALUES (0, '{{}}') ON CONFLICT DO NOTHING").format(
+            Identifier(schema, head)
+        ),
         # The suite is chosen when the store is created; later processes take it from here.
-        SQL("CREATE TABLE IF NOT EXISTS {} (one boolean PRIMARY KEY DEFAULT true CHECK (one), suite text NOT NULL, "
-            "origin text NOT NULL, since timestamptz NOT NULL DEFAULT now())").format(Identifier(schema, SUITE_TABLE)),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (one boolean PRIMARY KEY DEFAULT true CHECK (one), suite text NOT NULL, "
+            "origin text NOT NULL, since timestamptz NOT NULL DEFAULT now())"
+        ).format(Identifier(schema, SUITE_TABLE)),
         SQL("INSERT INTO {} (suite, origin) VALUES ({}, {}) ON CONFLICT DO NOTHING").format(
-            Identifier(schema, SUITE_TABLE), Literal(suite_name), Literal(origin)),
-        SQL("CREATE TABLE IF NOT EXISTS {} (size bigint PRIMARY KEY, root bytea NOT NULL, at timestamptz NOT NULL, "
-            "key_id text NOT NULL, document jsonb NOT NULL)").format(Identifier(schema, CHECKPOINTS_TABLE)),
+            Identifier(schema, SUITE_TABLE), Literal(suite_name), Literal(origin)
+        ),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (size bigint PRIMARY KEY, root bytea NOT NULL, at timestamptz NOT NULL, "
+            "key_id text NOT NULL, document jsonb NOT NULL)"
+        ).format(Identifier(schema, CHECKPOINTS_TABLE)),
     ]
 
 
@@ -81,8 +93,10 @@ def store_suite(conn: Connection[Any], configured: str | None) -> tuple[Suite, s
         raise SuiteError("the store records no crypto suite: it was not created by this version")
     name, origin = (row["suite"], row["origin"]) if isinstance(row, dict) else row
     if configured and configured != name:
-        raise SuiteError(f"GUANAI_CRYPTO_SUITE is {configured}, but this store was created with the {name} suite "
-                         "(a store keeps the suite it was created with)")
+        raise SuiteError(
+            f"GUANAI_CRYPTO_SUITE is {configured}, but this store was created with the {name} suite "
+            "(a store keeps the suite it was created with)"
+        )
     return suite(name), origin
 
 
@@ -191,8 +205,16 @@ class TreeWriter:
             cur.execute(self._update_head, (size, frontier_nodes), prepare=True)
 
 
-def _add_leaf(columns: tuple[list[Any], ...], frontier: Frontier, position: int, recorded_us: int, version: int,
-              stream: Any, topic: str, state: bytes) -> None:
+def _add_leaf(
+    columns: tuple[list[Any], ...],
+    frontier: Frontier,
+    position: int,
+    recorded_us: int,
+    version: int,
+    stream: Any,
+    topic: str,
+    state: bytes,
+) -> None:
     """Append one event to ``frontier``; add the rows to store (its leaf, the subtrees it closes)."""
     h = frontier.h
     index = frontier.size
@@ -219,8 +241,10 @@ class Tree:
         if not wanted:
             return {}
         rows = conn.execute(
-            SQL("SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) "
-                "JOIN {} n ON n.level = w.level AND n.idx = w.idx").format(Identifier(self.tree)),
+            SQL(
+                "SELECT n.level, n.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) "
+                "JOIN {} n ON n.level = w.level AND n.idx = w.idx"
+            ).format(Identifier(self.tree)),
             ([w[0] for w in wanted], [w[1] for w in wanted]),
         ).fetchall()
         found = {(_get(r, 0, "level"), _get(r, 1, "idx")): bytes(_get(r, 2, "hash")) for r in rows}
@@ -256,8 +280,11 @@ class Tree:
     def leaves_of(self, conn: Connection[Any], positions: Sequence[int]) -> dict[int, tuple[int, int]]:
         """position -> (leaf index, recorded time in microseconds)."""
         rows = conn.execute(
-            SQL("SELECT notification_id, idx, recorded_us FROM {} WHERE level = 0 AND notification_id = ANY(%s)").format(
-                Identifier(self.tree)), (list(positions),)).fetchall()
+            SQL(
+                "SELECT notification_id, idx, recorded_us FROM {} WHERE level = 0 AND notification_id = ANY(%s)"
+            ).format(Identifier(self.tree)),
+            (list(positions),),
+        ).fetchall()
         return {_get(r, 0, "notification_id"): (_get(r, 1, "idx"), _get(r, 2, "recorded_us")) for r in rows}
 
 
@@ -275,8 +302,13 @@ def _get(row: Any, i: int, name: str) -> Any:
 def sign_checkpoint(key: Any, origin: str, size: int, root: bytes, at: datetime | None = None) -> dict[str, Any]:
     """A signed checkpoint document (``verifier.checkpoint_body`` is what is signed)."""
     cp: dict[str, Any] = {
-        "format": verifier.CHECKPOINT_FORMAT, "origin": origin, "suite": key.suite, "size": size, "root": root.hex(),
-        "time": (at or datetime.now(UTC)).isoformat(timespec="seconds"), "key_id": key.key_id,
+        "format": verifier.CHECKPOINT_FORMAT,
+        "origin": origin,
+        "suite": key.suite,
+        "size": size,
+        "root": root.hex(),
+        "time": (at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "key_id": key.key_id,
     }
     cp["signature"] = key.sign(verifier.checkpoint_body(cp)).hex()
     cp["witnesses"] = []
@@ -285,8 +317,12 @@ def sign_checkpoint(key: Any, origin: str, size: int, root: bytes, at: datetime 
 
 def cosign(key: Any, cp: dict[str, Any], at: datetime | None = None) -> dict[str, Any]:
     when = (at or datetime.now(UTC)).isoformat(timespec="seconds")
-    return {"key_id": key.key_id, "name": key.public.name, "time": when,
-            "signature": key.sign(verifier.witness_body(cp, when)).hex()}
+    return {
+        "key_id": key.key_id,
+        "name": key.public.name,
+        "time": when,
+        "signature": key.sign(verifier.witness_body(cp, when)).hex(),
+    }
 
 
 class Checkpoints:
@@ -304,7 +340,9 @@ class Checkpoints:
 
     def latest(self, conn: Connection[Any], *, sign_new: bool = True) -> dict[str, Any] | None:
         """The newest checkpoint; with ``sign_new``, a new one first if the tree grew since."""
-        row = conn.execute(SQL("SELECT document FROM {} ORDER BY size DESC LIMIT 1").format(Identifier(CHECKPOINTS_TABLE))).fetchone()
+        row = conn.execute(
+            SQL("SELECT document FROM {} ORDER BY size DESC LIMIT 1").format(Identifier(CHECKPOINTS_TABLE))
+        ).fetchone()
         newest = _first(row) if row else None
         if sign_new:
             size = self.tree.size(conn)
@@ -316,8 +354,10 @@ class Checkpoints:
         root = self.tree.root(conn, size)
         cp = sign_checkpoint(self.key, self.origin, size, root)
         row = conn.execute(
-            SQL("INSERT INTO {} (size, root, at, key_id, document) VALUES (%s, %s, %s, %s, %s::jsonb) "
-                "ON CONFLICT (size) DO UPDATE SET size = EXCLUDED.size RETURNING document").format(Identifier(CHECKPOINTS_TABLE)),
+            SQL(
+                "INSERT INTO {} (size, root, at, key_id, document) VALUES (%s, %s, %s, %s, %s::jsonb) "
+                "ON CONFLICT (size) DO UPDATE SET size = EXCLUDED.size RETURNING document"
+            ).format(Identifier(CHECKPOINTS_TABLE)),
             (size, root, datetime.fromisoformat(cp["time"]), cp["key_id"], _json(cp)),
         ).fetchone()
         if not conn.autocommit:
@@ -325,13 +365,17 @@ class Checkpoints:
         return dict(_first(row))
 
     def at_size(self, conn: Connection[Any], size: int) -> dict[str, Any] | None:
-        row = conn.execute(SQL("SELECT document FROM {} WHERE size = %s").format(Identifier(CHECKPOINTS_TABLE)), (size,)).fetchone()
+        row = conn.execute(
+            SQL("SELECT document FROM {} WHERE size = %s").format(Identifier(CHECKPOINTS_TABLE)), (size,)
+        ).fetchone()
         return dict(_first(row)) if row else None
 
     def add_witness(self, conn: Connection[Any], size: int, signature: dict[str, Any]) -> None:
         conn.execute(
-            SQL("UPDATE {} SET document = jsonb_set(document, '{{witnesses}}', (document->'witnesses') || %s::jsonb) "
-                "WHERE size = %s AND NOT (document->'witnesses') @> %s::jsonb").format(Identifier(CHECKPOINTS_TABLE)),
+            SQL(
+                "UPDATE {} SET document = jsonb_set(document, '{{witnesses}}', (document->'witnesses') || %s::jsonb) "
+                "WHERE size = %s AND NOT (document->'witnesses') @> %s::jsonb"
+            ).format(Identifier(CHECKPOINTS_TABLE)),
             (_json([signature]), size, _json([{"key_id": signature["key_id"]}])),
         )
         if not conn.autocommit:
@@ -342,8 +386,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def stream_proofs(conn: Connection[Any], tree: Tree, checkpoint: dict[str, Any], stream: UUID,
-                  rows: Sequence[tuple[int, int, str, bytes]]) -> dict[str, Any]:
+def stream_proofs(
+    conn: Connection[Any],
+    tree: Tree,
+    checkpoint: dict[str, Any],
+    stream: UUID,
+    rows: Sequence[tuple[int, int, str, bytes]],
+) -> dict[str, Any]:
     """What a case-history export carries: the checkpoint, and per event (position, version,
     topic, stored bytes) its leaf and inclusion proof against that checkpoint."""
     size = int(checkpoint["size"])
@@ -356,8 +405,18 @@ def stream_proofs(conn: Connection[Any], tree: Tree, checkpoint: dict[str, Any],
         if index >= size:
             raise ProofError(f"the event at position {position} is newer than the checkpoint")
         proof = tree.inclusion(conn, index, size)
-        out.append({"position": position, "version": version, "topic": topic, "recorded_us": recorded_us,
-                    "stored": _b64(state), "index": index, "tree_size": size, "proof": [p.hex() for p in proof]})
+        out.append(
+            {
+                "position": position,
+                "version": version,
+                "topic": topic,
+                "recorded_us": recorded_us,
+                "stored": _b64(state),
+                "index": index,
+                "tree_size": size,
+                "proof": [p.hex() for p in proof],
+            }
+        )
     return {"checkpoint": checkpoint, "leaves": out, "stream": str(stream)}
 
 
@@ -397,8 +456,9 @@ class Frontier:
         return fold(self.h, self.nodes)
 
 
-def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint: dict[str, Any] | None = None,
-               batch: int = 10_000) -> tuple[int, list[tuple[int, str, str]]]:
+def check_tree(
+    conn: Connection[Any], tree: Tree, events_table: str, checkpoint: dict[str, Any] | None = None, batch: int = 10_000
+) -> tuple[int, list[tuple[int, str, str]]]:
     """Recompute every leaf from the stored events and the root from the leaves; compare with
     the stored tree and with a signed checkpoint. Returns (leaves checked, [(position, kind,
     detail)]): ``event-changed``, ``event-deleted``, ``event-unlogged``, ``tree-changed``,
@@ -410,11 +470,16 @@ def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint:
     cp_size = int(checkpoint["size"]) if checkpoint else -1
     with conn.cursor(name="check_tree") as rows:
         rows.itersize = batch
-        rows.execute(SQL("SELECT t.idx, t.notification_id, t.recorded_us, t.hash, e.originator_id, e.originator_version, e.topic, "
-                         "e.state FROM {} t LEFT JOIN {} e USING (notification_id) WHERE t.level = 0 ORDER BY t.idx").format(
-                             Identifier(tree.tree), Identifier(events_table)))
+        rows.execute(
+            SQL(
+                "SELECT t.idx, t.notification_id, t.recorded_us, t.hash, e.originator_id, e.originator_version, e.topic, "
+                "e.state FROM {} t LEFT JOIN {} e USING (notification_id) WHERE t.level = 0 ORDER BY t.idx"
+            ).format(Identifier(tree.tree), Identifier(events_table))
+        )
         for row in rows:
-            idx, position, recorded_us, stored, oid, version, topic, state = tuple(row.values()) if isinstance(row, dict) else row
+            idx, position, recorded_us, stored, oid, version, topic, state = (
+                tuple(row.values()) if isinstance(row, dict) else row
+            )
             if frontier.size == cp_size:
                 checked_root = frontier.root()
             if idx != frontier.size:
@@ -424,17 +489,24 @@ def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint:
                 failures.append((position, "event-deleted", f"the event at position {position} (leaf {idx}) is gone"))
                 leaf = stored
             else:
-                leaf = verifier.leaf_hash(h, verifier.leaf_bytes(position, recorded_us, version, oid, topic, bytes(state)))
+                leaf = verifier.leaf_hash(
+                    h, verifier.leaf_bytes(position, recorded_us, version, oid, topic, bytes(state))
+                )
                 if leaf != stored:
                     why = f"the event at position {position} is not as stored (changed, or moved from another position)"
                     failures.append((position, "event-changed", why))
             frontier.append(leaf)
     if frontier.size == cp_size:
         checked_root = frontier.root()
-    unlogged = conn.execute(SQL("SELECT e.notification_id FROM {} e WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.level = 0 "
-                                "AND t.notification_id = e.notification_id) ORDER BY 1 LIMIT 100").format(
-                                    Identifier(events_table), Identifier(tree.tree))).fetchall()
-    failures += [(_first(r), "event-unlogged", "an event with no leaf: stored behind the application's back") for r in unlogged]
+    unlogged = conn.execute(
+        SQL(
+            "SELECT e.notification_id FROM {} e WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.level = 0 "
+            "AND t.notification_id = e.notification_id) ORDER BY 1 LIMIT 100"
+        ).format(Identifier(events_table), Identifier(tree.tree))
+    ).fetchall()
+    failures += [
+        (_first(r), "event-unlogged", "an event with no leaf: stored behind the application's back") for r in unlogged
+    ]
     size = tree.size(conn)
     if frontier.size != size:
         failures.append((0, "tree-changed", f"the tree's head says {size} leaves; {frontier.size} are stored"))
@@ -442,9 +514,13 @@ def check_tree(conn: Connection[Any], tree: Tree, events_table: str, checkpoint:
         failures.append((0, "tree-changed", "the stored nodes do not hash to the stored leaves"))
     if checkpoint is not None:
         if checked_root is None:
-            failures.append((0, "checkpoint-mismatch", f"the checkpoint signs {cp_size} leaves; the tree has {frontier.size}"))
+            failures.append(
+                (0, "checkpoint-mismatch", f"the checkpoint signs {cp_size} leaves; the tree has {frontier.size}")
+            )
         elif checked_root.hex() != str(checkpoint["root"]):
-            failures.append((0, "checkpoint-mismatch", f"the events do not hash to the root signed at {cp_size} leaves"))
+            failures.append(
+                (0, "checkpoint-mismatch", f"the events do not hash to the root signed at {cp_size} leaves")
+            )
     return frontier.size, failures
 
 
@@ -453,8 +529,11 @@ def adopt(conn: Connection[Any], schema: str, events_table: str, the_suite: Suit
     under the events table's lock (writers wait). Only while the tree is empty: once it has a
     leaf, an event without one is what ``check_tree`` must report. Returns the leaves added."""
     tree, head = tree_tables(events_table)
-    found = conn.execute(SQL("SELECT size = 0 AND EXISTS (SELECT 1 FROM {}) FROM {}").format(
-        Identifier(schema, events_table), Identifier(schema, head))).fetchone()
+    found = conn.execute(
+        SQL("SELECT size = 0 AND EXISTS (SELECT 1 FROM {}) FROM {}").format(
+            Identifier(schema, events_table), Identifier(schema, head)
+        )
+    ).fetchone()
     if not found or not _first(found):
         return 0
     with conn.transaction():
@@ -462,16 +541,21 @@ def adopt(conn: Connection[Any], schema: str, events_table: str, the_suite: Suit
         row = conn.execute(SQL("SELECT size FROM {} FOR UPDATE").format(Identifier(schema, head))).fetchone()
         if row is None or _first(row) != 0:
             return 0
-        insert = SQL("INSERT INTO {} (level, idx, hash, notification_id, recorded_us) "
-                     "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bigint[])").format(
-                         Identifier(schema, tree))
+        insert = SQL(
+            "INSERT INTO {} (level, idx, hash, notification_id, recorded_us) "
+            "SELECT * FROM unnest(%b::smallint[], %b::bigint[], %b::bytea[], %b::bigint[], %b::bigint[])"
+        ).format(Identifier(schema, tree))
         frontier = Frontier(the_suite.tree_hash)
         now_us = time.time_ns() // 1000  # when the tree recorded them: their own recording time is in their state
         columns: tuple[list[Any], ...] = ([], [], [], [], [])
         with conn.cursor(name="adopt_tree") as rows, conn.cursor() as out:
             rows.itersize = batch
-            rows.execute(SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-                             "ORDER BY notification_id").format(Identifier(schema, events_table)))
+            rows.execute(
+                SQL(
+                    "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                    "ORDER BY notification_id"
+                ).format(Identifier(schema, events_table))
+            )
             for r in rows:
                 position, oid, version, topic, state = tuple(r.values()) if isinstance(r, dict) else r
                 _add_leaf(columns, frontier, position, now_us, version, oid, topic, bytes(state))
@@ -480,6 +564,8 @@ def adopt(conn: Connection[Any], schema: str, events_table: str, the_suite: Suit
                     columns = ([], [], [], [], [])
             if columns[0]:
                 out.execute(insert, columns)
-        conn.execute(SQL("UPDATE {} SET size = %s, frontier = %s").format(Identifier(schema, head)),
-                     (frontier.size, frontier.nodes))
+        conn.execute(
+            SQL("UPDATE {} SET size = %s, frontier = %s").format(Identifier(schema, head)),
+            (frontier.size, frontier.nodes),
+        )
     return frontier.size

@@ -453,7 +453,10 @@ class PostgresKeyStore(KeyStore):
         wrapping = self.master.held(self._store_key_id)
         if not missing or wrapping is None:
             return
-        rows = [(s, s, wrapping.wrap(s, self.master.suite.new_data_key()), wrapping.key_id, wrapping.key_id) for s in missing]
+        rows = [
+            (s, s, wrapping.wrap(s, self.master.suite.new_data_key()), wrapping.key_id, wrapping.key_id)
+            for s in missing
+        ]
         try:
             with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute(self._settings, (f"{ROTATION_WAIT_MS}ms",))
@@ -609,7 +612,9 @@ class SealingMapper(Mapper[UUID]):
             else:
                 raw = base64.b64decode(blob)
                 if raw[0] != self.keys.master.suite.blob_format:
-                    raise SealError(f"sealed data of format {raw[0]} is not of this store's {self.keys.master.suite.name} suite")
+                    raise SealError(
+                        f"sealed data of format {raw[0]} is not of this store's {self.keys.master.suite.name} suite"
+                    )
                 try:
                     plain = aead.decrypt(
                         raw[1 : 1 + NONCE_BYTES],

@@ -156,6 +156,8 @@ def nats_servers(url: str) -> list[str]:
     (``nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222``): a client starts on any of
     them that answers, and reconnects to another when its server goes away."""
     return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def redacted_url(url: str) -> str:
     """``url`` without its password (fit for a log line or an answer: the host and port are what
     a reader needs)."""

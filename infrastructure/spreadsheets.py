@@ -64,15 +64,23 @@ def file_kind(data: bytes, filename: str | None) -> str:
     """'xlsx' or 'csv', or refused with the reason."""
     suffix = (filename or "").rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
     if suffix in {"xlsm", "xltm", "xlsb"}:
-        raise UploadRefused("macro-enabled workbooks are refused: save it as .xlsx (Excel 工作簿)", status=415,
-                            slug="unsupported-media-type")
+        raise UploadRefused(
+            "macro-enabled workbooks are refused: save it as .xlsx (Excel 工作簿)",
+            status=415,
+            slug="unsupported-media-type",
+        )
     if data.startswith(OLE_MAGIC) or suffix == "xls":
-        raise UploadRefused("old .xls workbooks are not read: save it as .xlsx (Excel 工作簿)", status=415,
-                            slug="unsupported-media-type")
+        raise UploadRefused(
+            "old .xls workbooks are not read: save it as .xlsx (Excel 工作簿)",
+            status=415,
+            slug="unsupported-media-type",
+        )
     if data.startswith(XLSX_MAGIC):
         return "xlsx"
     if suffix in {"xlsx", "zip"}:
-        raise UploadRefused("not an XLSX workbook (it does not start as one)", status=415, slug="unsupported-media-type")
+        raise UploadRefused(
+            "not an XLSX workbook (it does not start as one)", status=415, slug="unsupported-media-type"
+        )
     if b"\0" in data[:4096]:
         raise UploadRefused("neither an XLSX workbook nor a CSV text file", status=415, slug="unsupported-media-type")
     return "csv"
@@ -80,8 +88,11 @@ def file_kind(data: bytes, filename: str | None) -> str:
 
 def check_size(data: bytes, limits: Limits) -> None:
     if len(data) > limits.max_bytes:
-        raise UploadRefused(f"the file has {len(data):,} bytes; at most {limits.max_bytes:,} are accepted",
-                            status=413, slug="body-too-large")
+        raise UploadRefused(
+            f"the file has {len(data):,} bytes; at most {limits.max_bytes:,} are accepted",
+            status=413,
+            slug="body-too-large",
+        )
 
 
 def _check_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
@@ -92,19 +103,24 @@ def _check_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
         raise UploadRefused(f"not a readable XLSX workbook ({e})") from None
     names = {i.filename for i in infos}
     if names & set(MACRO_PARTS):
-        raise UploadRefused("the workbook carries macros (a VBA project): macro-enabled workbooks are refused",
-                            status=415, slug="unsupported-media-type")
+        raise UploadRefused(
+            "the workbook carries macros (a VBA project): macro-enabled workbooks are refused",
+            status=415,
+            slug="unsupported-media-type",
+        )
     total = sum(i.file_size for i in infos)
     if total > limits.max_unpacked_bytes:
         raise UploadRefused(
             f"the workbook unpacks to {total:,} bytes; at most {limits.max_unpacked_bytes:,} are accepted",
-            status=413, slug="body-too-large",
+            status=413,
+            slug="body-too-large",
         )
     if "[Content_Types].xml" in names:
         with archive.open("[Content_Types].xml") as f:
             if MACRO_CONTENT in f.read(1_000_000):
-                raise UploadRefused("macro-enabled workbooks are refused: save it as .xlsx", status=415,
-                                    slug="unsupported-media-type")
+                raise UploadRefused(
+                    "macro-enabled workbooks are refused: save it as .xlsx", status=415, slug="unsupported-media-type"
+                )
     return archive
 
 
@@ -120,7 +136,8 @@ def _check_parts_unpack_as_declared(archive: zipfile.ZipFile, limits: Limits) ->
                     budget -= len(chunk)
                     if budget < 0:
                         raise UploadRefused(
-                            f"the workbook unpacks to more than {limits.max_unpacked_bytes:,} bytes", status=413,
+                            f"the workbook unpacks to more than {limits.max_unpacked_bytes:,} bytes",
+                            status=413,
                             slug="body-too-large",
                         )
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
@@ -154,8 +171,11 @@ def read_xlsx(data: bytes, limits: Limits) -> list[Table]:
         rows = [[""] * start_col + r for r in [[]] * start_row + read] if (start_row or start_col) else read
         _fill_merged(rows, sheet.merged_cell_ranges or [])
         if len(rows) > limits.max_rows + 10:
-            raise UploadRefused(f"sheet {name} has more than {limits.max_rows:,} rows; split the file", status=413,
-                                slug="body-too-large")
+            raise UploadRefused(
+                f"sheet {name} has more than {limits.max_rows:,} rows; split the file",
+                status=413,
+                slug="body-too-large",
+            )
         tables.append(Table(name, rows))
     return tables
 
@@ -179,8 +199,9 @@ def read_csv(data: bytes, limits: Limits) -> list[Table]:
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
     rows = [list(r) for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
     if len(rows) > limits.max_rows + 10:
-        raise UploadRefused(f"the file has more than {limits.max_rows:,} rows; split it", status=413,
-                            slug="body-too-large")
+        raise UploadRefused(
+            f"the file has more than {limits.max_rows:,} rows; split it", status=413, slug="body-too-large"
+        )
     return [Table("", rows)]
 
 

@@ -160,7 +160,8 @@ class PostgresEventStore(_SealingStore):
             raise TypeError(f"PostgresEventStore needs the library's PostgreSQL factory, not {type(factory).__name__}")
         # The master key is loaded on first use, after the recorder has read the store's suite.
         self.key_store = personal_data.PostgresKeyStore(
-            factory.datastore, lambda: self.keys.master_key(self.recorder.crypto_suite),
+            factory.datastore,
+            lambda: self.keys.master_key(self.recorder.crypto_suite),
             refresh_seconds=self.keys.key_cache_seconds,
         )
         return self._mapper(transcoder)
@@ -243,7 +244,9 @@ class PostgresEventStore(_SealingStore):
     def find_lookups(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
         if not hashes:
             return {}
-        query = sql.SQL("SELECT hash, subject_id, digest FROM {} WHERE kind = %s AND hash = ANY(%s)").format(self._lookups)
+        query = sql.SQL("SELECT hash, subject_id, digest FROM {} WHERE kind = %s AND hash = ANY(%s)").format(
+            self._lookups
+        )
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, (kind, list(hashes))).fetchall()
         return {bytes(r["hash"]): (r["subject_id"], bytes(r["digest"]) if r["digest"] else None) for r in rows}
@@ -285,7 +288,9 @@ class InMemoryEventStore(_SealingStore):
     key_store: personal_data.InMemoryKeyStore
 
     def construct_mapper(self, factory: InfrastructureFactory[Any], transcoder: Transcoder) -> Mapper[UUID]:
-        self.key_store = personal_data.InMemoryKeyStore(lambda: self.keys.master_key(suite(self.keys.crypto_suite or "international")))
+        self.key_store = personal_data.InMemoryKeyStore(
+            lambda: self.keys.master_key(suite(self.keys.crypto_suite or "international"))
+        )
         return self._mapper(transcoder)
 
     def construct_recorder(self, factory: InfrastructureFactory[Any]) -> ApplicationRecorder:

@@ -200,7 +200,9 @@ def signing_key(configured: str | None, data_dir: Path, the_suite: Suite) -> Sig
         return load_or_create_signing_key(data_dir / SIGNING_KEY_FILE, the_suite, "log")
     suite_name, _, secret = configured.strip().partition(":")
     if suite_name != the_suite.name:
-        raise SuiteError(f"GUANAI_SIGNING_KEY is a {suite_name or 'malformed'} key; the store uses the {the_suite.name} suite")
+        raise SuiteError(
+            f"GUANAI_SIGNING_KEY is a {suite_name or 'malformed'} key; the store uses the {the_suite.name} suite"
+        )
     try:
         return SigningKey(suite_name, bytes.fromhex(secret), "log")
     except ValueError as e:

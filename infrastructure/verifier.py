@@ -81,15 +81,23 @@ def hash_function(suite: str) -> Callable[[bytes], bytes]:
     raise VerificationError(f"unknown suite {suite!r}: expected one of {', '.join(SUITES)}")
 
 
-def leaf_bytes(position: int, recorded_us: int, version: int, stream: str | uuid.UUID, topic: str, state: bytes) -> bytes:
+def leaf_bytes(
+    position: int, recorded_us: int, version: int, stream: str | uuid.UUID, topic: str, state: bytes
+) -> bytes:
     """The canonical bytes of one stored event: fixed-width integers, then length-prefixed
     fields, so no two events have the same bytes."""
     stream_bytes = (stream if isinstance(stream, uuid.UUID) else uuid.UUID(str(stream))).bytes
     top = topic.encode()
-    return b"".join((
-        struct.pack(">qqq", position, recorded_us, version), stream_bytes,
-        struct.pack(">I", len(top)), top, struct.pack(">I", len(state)), state,
-    ))
+    return b"".join(
+        (
+            struct.pack(">qqq", position, recorded_us, version),
+            stream_bytes,
+            struct.pack(">I", len(top)),
+            top,
+            struct.pack(">I", len(state)),
+            state,
+        )
+    )
 
 
 def leaf_hash(h: Callable[[bytes], bytes], data: bytes) -> bytes:
@@ -128,7 +136,9 @@ def _hashes(proof: Sequence[str]) -> list[bytes]:
     return out
 
 
-def verify_inclusion(h: Callable[[bytes], bytes], index: int, size: int, leaf: bytes, proof: Sequence[str], root: bytes) -> None:
+def verify_inclusion(
+    h: Callable[[bytes], bytes], index: int, size: int, leaf: bytes, proof: Sequence[str], root: bytes
+) -> None:
     """Raise unless ``leaf`` is leaf ``index`` of the tree of ``size`` leaves whose root is ``root``."""
     path = _hashes(proof)
     if not 0 <= index < size:
@@ -136,7 +146,9 @@ def verify_inclusion(h: Callable[[bytes], bytes], index: int, size: int, leaf: b
     fn, sn, r = index, size - 1, leaf
     for p in path:
         if sn == 0:
-            raise VerificationError(f"the inclusion proof has {len(path)} hashes, more than leaf {index} of {size} needs")
+            raise VerificationError(
+                f"the inclusion proof has {len(path)} hashes, more than leaf {index} of {size} needs"
+            )
         if fn & 1 or fn == sn:
             r = node_hash(h, p, r)
             while not fn & 1 and fn != 0:
@@ -145,17 +157,25 @@ def verify_inclusion(h: Callable[[bytes], bytes], index: int, size: int, leaf: b
             r = node_hash(h, r, p)
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:
-        raise VerificationError(f"the inclusion proof is truncated: {len(path)} hashes are too few for leaf {index} of a tree of {size}")
+        raise VerificationError(
+            f"the inclusion proof is truncated: {len(path)} hashes are too few for leaf {index} of a tree of {size}"
+        )
     if r != root:
-        raise VerificationError(f"the event is not leaf {index} of the tree of {size} leaves this checkpoint signs "
-                                "(changed, moved, or a proof for another tree)")
+        raise VerificationError(
+            f"the event is not leaf {index} of the tree of {size} leaves this checkpoint signs "
+            "(changed, moved, or a proof for another tree)"
+        )
 
 
-def verify_consistency(h: Callable[[bytes], bytes], size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[str]) -> None:
+def verify_consistency(
+    h: Callable[[bytes], bytes], size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[str]
+) -> None:
     """Raise unless the tree of ``size2`` leaves (``root2``) extends the tree of ``size1`` (``root1``)."""
     path = _hashes(proof)
     if size1 > size2:
-        raise VerificationError(f"the older checkpoint ({size1} leaves) is larger than the newer ({size2}): the log shrank")
+        raise VerificationError(
+            f"the older checkpoint ({size1} leaves) is larger than the newer ({size2}): the log shrank"
+        )
     if size1 == size2:
         if root1 != root2:
             raise VerificationError(f"forked log: two checkpoints of {size1} leaves with different roots, both signed")
@@ -174,7 +194,9 @@ def verify_consistency(h: Callable[[bytes], bytes], size1: int, size2: int, root
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            raise VerificationError(f"the consistency proof from {size1} to {size2} leaves has more hashes than it needs")
+            raise VerificationError(
+                f"the consistency proof from {size1} to {size2} leaves has more hashes than it needs"
+            )
         if fn & 1 or fn == sn:
             fr, sr = node_hash(h, c, fr), node_hash(h, c, sr)
             while not fn & 1 and fn != 0:
@@ -185,8 +207,10 @@ def verify_consistency(h: Callable[[bytes], bytes], size1: int, size2: int, root
     if sn != 0:
         raise VerificationError(f"the consistency proof from {size1} to {size2} leaves is truncated")
     if fr != root1:
-        raise VerificationError(f"the newer tree does not contain the older tree of {size1} leaves: "
-                                "events before the older checkpoint were changed, dropped or reordered (or the proof is for other checkpoints)")
+        raise VerificationError(
+            f"the newer tree does not contain the older tree of {size1} leaves: "
+            "events before the older checkpoint were changed, dropped or reordered (or the proof is for other checkpoints)"
+        )
     if sr != root2:
         raise VerificationError(f"the consistency proof does not lead to the newer checkpoint's root ({size2} leaves)")
 
@@ -210,7 +234,16 @@ def sm2_digest(public_key: bytes, message: bytes, user_id: bytes = SM2_DEFAULT_I
     """e = SM3(Z_A || M), Z_A = SM3(ENTL || ID || a || b || xG || yG || xA || yA) (GB/T 32918.2)."""
     gx = 0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7
     gy = 0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0
-    z = sm3(b"".join((struct.pack(">H", len(user_id) * 8), user_id, *(v.to_bytes(32) for v in (SM2_A, SM2_B, gx, gy)), public_key)))
+    z = sm3(
+        b"".join(
+            (
+                struct.pack(">H", len(user_id) * 8),
+                user_id,
+                *(v.to_bytes(32) for v in (SM2_A, SM2_B, gx, gy)),
+                public_key,
+            )
+        )
+    )
     return sm3(z + message)
 
 
@@ -258,8 +291,14 @@ class PublicKey:
 
     def document(self) -> dict[str, Any]:
         algorithm = "ed25519" if self.suite == "international" else "sm2"
-        return {"format": KEY_FORMAT, "suite": self.suite, "algorithm": algorithm, "public_key": self.key.hex(),
-                "key_id": self.key_id, "name": self.name}
+        return {
+            "format": KEY_FORMAT,
+            "suite": self.suite,
+            "algorithm": algorithm,
+            "public_key": self.key.hex(),
+            "key_id": self.key_id,
+            "name": self.name,
+        }
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
@@ -267,8 +306,10 @@ class PublicKey:
 
 def checkpoint_body(cp: dict[str, Any]) -> bytes:
     """The bytes the log signs: every field a checkpoint asserts, one per line."""
-    return (f"{CHECKPOINT_FORMAT}\norigin: {cp['origin']}\nsuite: {cp['suite']}\nsize: {int(cp['size'])}\n"
-            f"root: {str(cp['root']).lower()}\ntime: {cp['time']}\n").encode()
+    return (
+        f"{CHECKPOINT_FORMAT}\norigin: {cp['origin']}\nsuite: {cp['suite']}\nsize: {int(cp['size'])}\n"
+        f"root: {str(cp['root']).lower()}\ntime: {cp['time']}\n"
+    ).encode()
 
 
 def witness_body(cp: dict[str, Any], witnessed_at: str) -> bytes:
@@ -276,21 +317,26 @@ def witness_body(cp: dict[str, Any], witnessed_at: str) -> bytes:
     return f"{WITNESS_FORMAT}\nwitnessed: {witnessed_at}\n".encode() + checkpoint_body(cp)
 
 
-def verify_checkpoint(cp: dict[str, Any], log_key: PublicKey, witness_keys: Sequence[PublicKey] = (),
-                      require_witnesses: int = 0) -> None:
+def verify_checkpoint(
+    cp: dict[str, Any], log_key: PublicKey, witness_keys: Sequence[PublicKey] = (), require_witnesses: int = 0
+) -> None:
     """Raise unless the checkpoint is signed by the log's key (and by enough of the witnesses)."""
     if cp.get("format") != CHECKPOINT_FORMAT:
         raise VerificationError(f"not a checkpoint (format {cp.get('format')!r})")
     if cp.get("suite") != log_key.suite:
         raise VerificationError(f"the checkpoint says suite {cp.get('suite')!r}, the log's key is {log_key.suite!r}")
     if cp.get("key_id") != log_key.key_id:
-        raise VerificationError(f"the checkpoint is signed by key {cp.get('key_id')}, not by the log's key {log_key.key_id}")
+        raise VerificationError(
+            f"the checkpoint is signed by key {cp.get('key_id')}, not by the log's key {log_key.key_id}"
+        )
     root = _root(cp)
     if len(root) != HASH_BYTES or int(cp["size"]) < 0:
         raise VerificationError("the checkpoint's root or size is malformed")
     if not verify_signature(log_key.suite, log_key.key, checkpoint_body(cp), _unhex(cp.get("signature"))):
-        raise VerificationError(f"the checkpoint's signature does not verify under the log's key {log_key.key_id}: "
-                                "signed with another key, or changed after signing")
+        raise VerificationError(
+            f"the checkpoint's signature does not verify under the log's key {log_key.key_id}: "
+            "signed with another key, or changed after signing"
+        )
     good: set[str] = set()
     known = {k.key_id: k for k in witness_keys}
     for w in cp.get("witnesses") or []:
@@ -298,12 +344,15 @@ def verify_checkpoint(cp: dict[str, Any], log_key: PublicKey, witness_keys: Sequ
         if wkey is None:
             continue
         if not verify_signature(wkey.suite, wkey.key, witness_body(cp, str(w.get("time"))), _unhex(w.get("signature"))):
-            raise VerificationError(f"witness {wkey.name or wkey.key_id}'s signature is not over this checkpoint "
-                                    f"(size {cp['size']}, root {cp['root']}): it co-signed another tree")
+            raise VerificationError(
+                f"witness {wkey.name or wkey.key_id}'s signature is not over this checkpoint "
+                f"(size {cp['size']}, root {cp['root']}): it co-signed another tree"
+            )
         good.add(wkey.key_id)
     if len(good) < require_witnesses:
-        raise VerificationError(f"the checkpoint carries {len(good)} valid witness signatures of the "
-                                f"{require_witnesses} required")
+        raise VerificationError(
+            f"the checkpoint carries {len(good)} valid witness signatures of the {require_witnesses} required"
+        )
 
 
 def verify_extends(old: dict[str, Any], new: dict[str, Any], proof: Sequence[str], log_key: PublicKey) -> None:
@@ -327,8 +376,9 @@ def _unhex(value: Any) -> bytes:
 # ---- case-history exports ----------------------------------------------------------------------------
 
 
-def verify_export(doc: dict[str, Any], log_key: PublicKey, witness_keys: Sequence[PublicKey] = (),
-                  require_witnesses: int = 0) -> int:
+def verify_export(
+    doc: dict[str, Any], log_key: PublicKey, witness_keys: Sequence[PublicKey] = (), require_witnesses: int = 0
+) -> int:
     """Check a case-history export's proofs: its checkpoint, and that each of its events is in the
     tree that checkpoint signs, as stored. Returns the number of events checked."""
     proofs = doc.get("proofs")
@@ -345,17 +395,25 @@ def verify_export(doc: dict[str, Any], log_key: PublicKey, witness_keys: Sequenc
         raise VerificationError(f"the export shows {len(events)} events and carries proofs for {len(leaves)}")
     expected_total = int(doc.get("stream", {}).get("events", len(events)))
     if len(events) != expected_total:
-        raise VerificationError(f"the export says the stream has {expected_total} events and shows {len(events)}: one was dropped")
+        raise VerificationError(
+            f"the export says the stream has {expected_total} events and shows {len(events)}: one was dropped"
+        )
     for n, (event, leaf) in enumerate(zip(events, leaves, strict=True), start=1):
         where = f"event {n} (version {event.get('version')}, position {event.get('position')})"
         if int(event.get("version", -1)) != n:
-            raise VerificationError(f"{where}: the stream's versions are not 1..{len(events)} in order: an event is missing or moved")
+            raise VerificationError(
+                f"{where}: the stream's versions are not 1..{len(events)} in order: an event is missing or moved"
+            )
         if (int(leaf["position"]), int(leaf["version"])) != (int(event["position"]), int(event["version"])):
             raise VerificationError(f"{where}: its proof is for position {leaf['position']} version {leaf['version']}")
         if int(leaf["tree_size"]) != size:
-            raise VerificationError(f"{where}: its proof is for a tree of {leaf['tree_size']} leaves, the checkpoint signs {size}")
+            raise VerificationError(
+                f"{where}: its proof is for a tree of {leaf['tree_size']} leaves, the checkpoint signs {size}"
+            )
         state = base64.b64decode(leaf["stored"])
-        data = leaf_bytes(int(leaf["position"]), int(leaf["recorded_us"]), int(leaf["version"]), stream, str(leaf["topic"]), state)
+        data = leaf_bytes(
+            int(leaf["position"]), int(leaf["recorded_us"]), int(leaf["version"]), stream, str(leaf["topic"]), state
+        )
         if not str(leaf["topic"]).endswith(":" + str(event.get("type"))):
             raise VerificationError(f"{where}: shown as {event.get('type')}, stored as {leaf['topic']}")
         _check_shown_fields(where, event, state)
@@ -384,7 +442,9 @@ def _check_shown_fields(where: str, event: dict[str, Any], state: bytes) -> None
 # ---- published folders ----------------------------------------------------------------------------------
 
 
-def verify_folder(folder: Path, log_key: PublicKey, witness_keys: Sequence[PublicKey] = (), require_witnesses: int = 0) -> int:
+def verify_folder(
+    folder: Path, log_key: PublicKey, witness_keys: Sequence[PublicKey] = (), require_witnesses: int = 0
+) -> int:
     """Check every checkpoint in a published folder and that each extends the one before it
     (``checkpoint-<size>.json`` and ``consistency-<old>-<new>.json``). Returns how many."""
     checkpoints = sorted(folder.glob("checkpoint-*.json"), key=lambda p: int(p.stem.split("-")[1]))
@@ -395,7 +455,9 @@ def verify_folder(folder: Path, log_key: PublicKey, witness_keys: Sequence[Publi
         if previous is not None:
             proof_file = folder / f"consistency-{previous['size']}-{cp['size']}.json"
             if not proof_file.exists():
-                raise VerificationError(f"{proof_file.name} is missing: nothing shows {path.name} extends the checkpoint before it")
+                raise VerificationError(
+                    f"{proof_file.name} is missing: nothing shows {path.name} extends the checkpoint before it"
+                )
             verify_extends(previous, cp, json.loads(proof_file.read_text())["proof"], log_key)
         previous = cp
     return len(checkpoints)
@@ -409,8 +471,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="verifier.py", description="Check Guanai's signed checkpoints and proofs.")
     p.add_argument("--key", required=True, help="the log's public key file (guanai-public-key/1 JSON)")
     p.add_argument("--witness-key", action="append", default=[], help="a witness's public key file (repeatable)")
-    p.add_argument("--require-witnesses", type=int, default=None, help="how many witness signatures a checkpoint needs "
-                   "(default: every --witness-key given)")
+    p.add_argument(
+        "--require-witnesses",
+        type=int,
+        default=None,
+        help="how many witness signatures a checkpoint needs (default: every --witness-key given)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("checkpoint").add_argument("file")
     e = sub.add_parser("extends")

@@ -88,7 +88,9 @@ class _Report:
             return True
         return False
 
-    def result(self, start: int, end: int, head: tuple[int, bytes] | None, checkpoint: Checkpoint | None) -> Verification:
+    def result(
+        self, start: int, end: int, head: tuple[int, bytes] | None, checkpoint: Checkpoint | None
+    ) -> Verification:
         now = datetime.now(UTC)
         held = Checkpoint(self.log, head[0], head[1].hex(), now, self.key.fingerprint) if head else None
         return Verification(
@@ -140,27 +142,52 @@ def verify_events(
         cur = conn.cursor(row_factory=tuple_row)
         if start is None:
             # Reads apply a stream's rows whatever their positions: the walk must see them all.
-            cur.execute(SQL("SELECT least((SELECT min(notification_id) FROM {}), (SELECT min(notification_id) FROM {}), 1)").format(table, chain))
+            cur.execute(
+                SQL(
+                    "SELECT least((SELECT min(notification_id) FROM {}), (SELECT min(notification_id) FROM {}), 1)"
+                ).format(table, chain)
+            )
             start = int(cur.fetchone()[0])
         if (other := _key_mismatch(cur, key)) is not None:
-            report.fail(start, "wrong-key", f"the store is chained with key {other}, this process has {key.fingerprint}")
+            report.fail(
+                start, "wrong-key", f"the store is chained with key {other}, this process has {key.fingerprint}"
+            )
             return report.result(start, end or start, None, checkpoint)
         if end is None:
-            cur.execute(SQL("SELECT greatest((SELECT max(notification_id) FROM {}), (SELECT max(notification_id) FROM {}))").format(table, chain))
+            cur.execute(
+                SQL(
+                    "SELECT greatest((SELECT max(notification_id) FROM {}), (SELECT max(notification_id) FROM {}))"
+                ).format(table, chain)
+            )
             end = max(cur.fetchone()[0] or 0, checkpoint.position if checkpoint else 0)
-        cur.execute(SQL("SELECT notification_id, mac FROM {} WHERE notification_id < %s ORDER BY notification_id DESC LIMIT 1").format(chain), (start,))
+        cur.execute(
+            SQL(
+                "SELECT notification_id, mac FROM {} WHERE notification_id < %s ORDER BY notification_id DESC LIMIT 1"
+            ).format(chain),
+            (start,),
+        )
         row = cur.fetchone()
         last, prev_mac = (row[0], bytes(row[1])) if row else (0, key.genesis)
         head: tuple[int, bytes] | None = None
 
         ev = conn.cursor("verify_events", row_factory=tuple_row, binary=True)
         ev.itersize = BATCH
-        ev.execute(SQL("SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
-                       "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id").format(table), (start, end))
+        ev.execute(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+                "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id"
+            ).format(table),
+            (start, end),
+        )
         ch = conn.cursor("verify_chain", row_factory=tuple_row, binary=True)
         ch.itersize = BATCH
-        ch.execute(SQL("SELECT notification_id, prev_id, originator_id, originator_version, mac FROM {} "
-                       "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id").format(chain), (start, end))
+        ch.execute(
+            SQL(
+                "SELECT notification_id, prev_id, originator_id, originator_version, mac FROM {} "
+                "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id"
+            ).format(chain),
+            (start, end),
+        )
         events_iter, chain_iter = iter(ev), iter(ch)
         e, c = next(events_iter, None), next(chain_iter, None)
         never = end + 1
@@ -174,36 +201,57 @@ def verify_events(
             if min(pe, pc) < 1:
                 # The application's positions start at 1: whatever lies below was put there by hand.
                 what = "an event" if pe <= pc else "a chain entry"
-                report.fail(min(pe, pc), "row-inserted", f"{what} at position {min(pe, pc)}, below 1, where the application never writes")
+                report.fail(
+                    min(pe, pc),
+                    "row-inserted",
+                    f"{what} at position {min(pe, pc)}, below 1, where the application never writes",
+                )
                 e = next(events_iter, None) if pe <= pc else e
                 c = next(chain_iter, None) if pc <= pe else c
                 continue
             if pe < pc:
-                report.fail(pe, "row-inserted", "an event with no chain entry: stored behind the application's back "
-                            "(or written with GUANAI_AUDIT_CHAIN off)")
+                report.fail(
+                    pe,
+                    "row-inserted",
+                    "an event with no chain entry: stored behind the application's back "
+                    "(or written with GUANAI_AUDIT_CHAIN off)",
+                )
                 e = next(events_iter, None)
                 continue
             _, prev_id, oid, version, mac = c
             mac = bytes(mac)
             if prev_id != last:
                 if prev_id > last:
-                    report.fail(prev_id, "row-deleted", f"the chain entry at {pc} follows position {prev_id}, which is gone "
-                                f"(rows deleted after position {last})")
+                    report.fail(
+                        prev_id,
+                        "row-deleted",
+                        f"the chain entry at {pc} follows position {prev_id}, which is gone "
+                        f"(rows deleted after position {last})",
+                    )
                 else:
-                    report.fail(pc, "chain-broken", f"the chain entry at {pc} says it follows {prev_id}, but the entry "
-                                f"before it is at {last}: entries inserted or moved")
+                    report.fail(
+                        pc,
+                        "chain-broken",
+                        f"the chain entry at {pc} says it follows {prev_id}, but the entry "
+                        f"before it is at {last}: entries inserted or moved",
+                    )
             elif pe == pc and (e[1], e[2]) != (oid, version):
                 if report.fail(pc, "order-changed", ""):
                     written_at = _chain_position(cur, chain, e[1], e[2])
                     where = f"was written at position {written_at}" if written_at else "has no chain entry anywhere"
-                    report.failures[-1] = Failure(pc, "order-changed", f"position {pc} holds event {e[1]} v{e[2]}, which {where}")
+                    report.failures[-1] = Failure(
+                        pc, "order-changed", f"position {pc} holds event {e[1]} v{e[2]}, which {where}"
+                    )
             elif pe == pc:
                 if not compare(link(prev_mac, prev_id, pc, e[1], e[2], e[3], e[4]), mac):
                     report.fail(pc, "payload-changed", f"event {e[1]} v{e[2]} (or its chain entry) is not as written")
             elif report.fail(pc, "row-deleted", ""):
                 moved_to = _event_position(cur, table, oid, version)
-                detail = (f"the event written at {pc} ({oid} v{version}) now sits at position {moved_to}" if moved_to
-                          else f"the event written at {pc} ({oid} v{version}) is gone")
+                detail = (
+                    f"the event written at {pc} ({oid} v{version}) now sits at position {moved_to}"
+                    if moved_to
+                    else f"the event written at {pc} ({oid} v{version}) is gone"
+                )
                 report.failures[-1] = Failure(pc, "order-changed" if moved_to else "row-deleted", detail)
             last, prev_mac = pc, mac
             head = (pc, mac)
@@ -218,13 +266,19 @@ def verify_events(
 
 
 def _chain_position(cur: Any, chain: Identifier, oid: Any, version: int) -> int | None:
-    cur.execute(SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(chain), (oid, version))
+    cur.execute(
+        SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(chain),
+        (oid, version),
+    )
     row = cur.fetchone()
     return row[0] if row else None
 
 
 def _event_position(cur: Any, table: Identifier, oid: Any, version: int) -> int | None:
-    cur.execute(SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(table), (oid, version))
+    cur.execute(
+        SQL("SELECT notification_id FROM {} WHERE originator_id = %s AND originator_version = %s").format(table),
+        (oid, version),
+    )
     row = cur.fetchone()
     return row[0] if row else None
 
@@ -235,10 +289,16 @@ def _check_checkpoint(report: _Report, cur: Any, chain: Identifier, held: Checkp
     if row is None:
         cur.execute(SQL("SELECT max(notification_id) FROM {}").format(chain))
         newest = cur.fetchone()[0] or 0
-        report.fail(held.position, "checkpoint-mismatch", f"the checkpoint pinned position {held.position} but the chain "
-                    f"{'ends at ' + str(newest) if newest < held.position else 'has no entry there'}: events were deleted")
+        report.fail(
+            held.position,
+            "checkpoint-mismatch",
+            f"the checkpoint pinned position {held.position} but the chain "
+            f"{'ends at ' + str(newest) if newest < held.position else 'has no entry there'}: events were deleted",
+        )
     elif bytes(row[0]).hex() != held.digest.lower():
-        report.fail(held.position, "checkpoint-mismatch", f"the entry at {held.position} is not the one the checkpoint pinned")
+        report.fail(
+            held.position, "checkpoint-mismatch", f"the entry at {held.position} is not the one the checkpoint pinned"
+        )
 
 
 def verify_access_log(
@@ -250,7 +310,9 @@ def verify_access_log(
     with _snapshot(database_url) as conn:
         cur = conn.cursor(row_factory=tuple_row)
         if (other := _key_mismatch(cur, key)) is not None:
-            report.fail(start, "wrong-key", f"the store is chained with key {other}, this process has {key.fingerprint}")
+            report.fail(
+                start, "wrong-key", f"the store is chained with key {other}, this process has {key.fingerprint}"
+            )
             return report.result(start, end or start, None, checkpoint)
         if end is None:
             cur.execute(SQL("SELECT coalesce(max(id), 0) FROM {}").format(table))
@@ -261,8 +323,13 @@ def verify_access_log(
         head: tuple[int, bytes] | None = None
         rows = conn.cursor("verify_access", row_factory=tuple_row, binary=True)
         rows.itersize = BATCH
-        rows.execute(SQL("SELECT id, at, actor_id, actor_role, endpoint, person_id, request_id, mac FROM {} "
-                         "WHERE id BETWEEN %s AND %s ORDER BY id").format(table), (start, end))
+        rows.execute(
+            SQL(
+                "SELECT id, at, actor_id, actor_role, endpoint, person_id, request_id, mac FROM {} "
+                "WHERE id BETWEEN %s AND %s ORDER BY id"
+            ).format(table),
+            (start, end),
+        )
         for r in rows:
             report.checked += 1
             mac = bytes(r[7])
@@ -276,7 +343,11 @@ def verify_access_log(
             cur.execute(SQL("SELECT mac FROM {} WHERE id = %s").format(table), (checkpoint.position,))
             row = cur.fetchone()
             if row is None or bytes(row[0]).hex() != checkpoint.digest.lower():
-                report.fail(checkpoint.position, "checkpoint-mismatch", f"access row {checkpoint.position} is gone or not the one the checkpoint pinned")
+                report.fail(
+                    checkpoint.position,
+                    "checkpoint-mismatch",
+                    f"access row {checkpoint.position} is gone or not the one the checkpoint pinned",
+                )
     return report.result(start, end, head, checkpoint)
 
 
@@ -286,7 +357,12 @@ def heads(conn: Connection[Any], key: ChainKey, events: str = EVENTS) -> list[Ch
     out = []
     with conn.cursor(row_factory=tuple_row) as cur:
         for log, sql in (
-            ("events", SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(Identifier(chain_table(events)))),
+            (
+                "events",
+                SQL("SELECT notification_id, mac FROM {} ORDER BY notification_id DESC LIMIT 1").format(
+                    Identifier(chain_table(events))
+                ),
+            ),
             ("access", SQL("SELECT id, mac FROM {} ORDER BY id DESC LIMIT 1").format(Identifier(ACCESS_TABLE))),
         ):
             cur.execute(sql)
@@ -305,9 +381,11 @@ def verify_stream(conn: Connection[Any], key: ChainKey, originator_id: UUID, eve
     chain, table = Identifier(chain_table(events)), Identifier(events)
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(
-            SQL("SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, c.prev_id, "
+            SQL(
+                "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, c.prev_id, "
                 "c.originator_id, c.originator_version, c.mac, p.mac FROM {0} e LEFT JOIN {1} c USING (notification_id) "
-                "LEFT JOIN {1} p ON p.notification_id = c.prev_id WHERE e.originator_id = %s ORDER BY e.originator_version").format(table, chain),
+                "LEFT JOIN {1} p ON p.notification_id = c.prev_id WHERE e.originator_id = %s ORDER BY e.originator_version"
+            ).format(table, chain),
             (originator_id,),
         )
         expected_version, head = 1, None
@@ -319,17 +397,26 @@ def verify_stream(conn: Connection[Any], key: ChainKey, originator_id: UUID, eve
             if mac is None:
                 report.fail(pos, "row-inserted", "an event with no chain entry")
             elif (c_oid, c_version) != (oid, version):
-                report.fail(pos, "order-changed", f"position {pos} holds {oid} v{version}; the chain recorded {c_oid} v{c_version} there")
+                report.fail(
+                    pos,
+                    "order-changed",
+                    f"position {pos} holds {oid} v{version}; the chain recorded {c_oid} v{c_version} there",
+                )
             elif prev_mac is None and prev_id != 0:
                 report.fail(pos, "chain-broken", f"the entry it follows (position {prev_id}) is gone")
-            elif not hmac.compare_digest(key.link(bytes(prev_mac) if prev_mac else key.genesis, prev_id, pos, oid, version, topic, state), bytes(mac)):
+            elif not hmac.compare_digest(
+                key.link(bytes(prev_mac) if prev_mac else key.genesis, prev_id, pos, oid, version, topic, state),
+                bytes(mac),
+            ):
                 report.fail(pos, "payload-changed", f"event {oid} v{version} (or its chain entry) is not as written")
             else:
                 head = (pos, bytes(mac))
         cur.execute(
-            SQL("SELECT c.notification_id, c.originator_version FROM {} c LEFT JOIN {} e USING (notification_id) "
+            SQL(
+                "SELECT c.notification_id, c.originator_version FROM {} c LEFT JOIN {} e USING (notification_id) "
                 "WHERE c.originator_id = %s AND (e.originator_id IS DISTINCT FROM c.originator_id "
-                "OR e.originator_version IS DISTINCT FROM c.originator_version)").format(chain, table),
+                "OR e.originator_version IS DISTINCT FROM c.originator_version)"
+            ).format(chain, table),
             (originator_id,),
         )
         for pos, version in cur.fetchall():

@@ -15,6 +15,10 @@ from projections.visit_tasks import VisitTaskProjection
 def all_projections() -> list[Any]:
     """Every read model kept by the projector."""
     return [
-        RegistryProjection(), TimelineProjection(), SupervisionProjection(), EmergencyQueueProjection(),
-        VisitTaskProjection(), AccountsProjection(),
+        RegistryProjection(),
+        TimelineProjection(),
+        SupervisionProjection(),
+        EmergencyQueueProjection(),
+        VisitTaskProjection(),
+        AccountsProjection(),
     ]

@@ -77,7 +77,9 @@ def rebuild_view(
 
             def apply_batch(cur: psycopg.Cursor[Any]) -> int:
                 nonlocal position, done
-                notifications = recorder.select_notifications(start=position, limit=batch_size, inclusive_of_start=False)
+                notifications = recorder.select_notifications(
+                    start=position, limit=batch_size, inclusive_of_start=False
+                )
                 if not notifications:
                     return 0
                 events = decode_all(mapper, notifications)

@@ -41,7 +41,12 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
 ALTER TABLE projection_tracking ADD COLUMN IF NOT EXISTS schema_version int NOT NULL DEFAULT 1;
 """
 # Errors that say the database is away, from psycopg itself or from the event store library.
-DATABASE_AWAY = (psycopg.OperationalError, psycopg.InterfaceError, persistence.OperationalError, persistence.InterfaceError)
+DATABASE_AWAY = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+)
 # Any constant works: it only serialises concurrent table creation between processes.
 SETUP_LOCK = 0x6775616E6169  # "guanai"
 
@@ -94,8 +99,12 @@ class ProjectionRunner:
                     cur.execute("SELECT schema_version FROM projection_tracking WHERE name = %s", (projection.name,))
                     row = cur.fetchone()
                     if row is not None and row[0] != version:
-                        log.info("view changed shape: replaying it from 0", projection=projection.name,
-                                 old_version=row[0], new_version=version)
+                        log.info(
+                            "view changed shape: replaying it from 0",
+                            projection=projection.name,
+                            old_version=row[0],
+                            new_version=version,
+                        )
                         tables = sql.SQL(", ").join(map(sql.Identifier, projection.tables))
                         cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(tables))
                         cur.execute(

@@ -15,7 +15,16 @@ from uuid import UUID
 
 # The list tables a scope knows how to narrow.
 TABLES = frozenset(
-    {"reg_persons", "reg_helpers", "reg_groups", "reg_pairings", "visit_tasks", "visit_logs", "emergency_queue", "accounts"}
+    {
+        "reg_persons",
+        "reg_helpers",
+        "reg_groups",
+        "reg_pairings",
+        "visit_tasks",
+        "visit_logs",
+        "emergency_queue",
+        "accounts",
+    }
 )
 
 
@@ -92,8 +101,10 @@ def _area(table: str, area: Area) -> tuple[str, list[Any]] | None:
     if table == "reg_persons":
         # The persons a responder may see are the subjects of the reports they may see.
         return (
-            ("id IN (SELECT q.person_id FROM emergency_queue q WHERE q.person_id IS NOT NULL"
-            " AND q.org_path @> ARRAY[%s]::uuid[] AND q.level >= %s)"),
+            (
+                "id IN (SELECT q.person_id FROM emergency_queue q WHERE q.person_id IS NOT NULL"
+                " AND q.org_path @> ARRAY[%s]::uuid[] AND q.level >= %s)"
+            ),
             [area.unit, area.min_level],
         )
     return None

@@ -37,10 +37,18 @@ from projections.supervision_events import (
 # Days, weeks and periods are counted in China Standard Time, where the work happens.
 CHINA = timezone(timedelta(hours=8))
 TABLES = (
-    "sv_units", "sv_persons", "sv_pairings", "sv_coverage", "sv_helpers", "sv_visits", "sv_visit_counts", "sv_emergencies"
+    "sv_units",
+    "sv_persons",
+    "sv_pairings",
+    "sv_coverage",
+    "sv_helpers",
+    "sv_visits",
+    "sv_visit_counts",
+    "sv_emergencies",
 )
 
-DDL = """
+DDL = (
+    """
 CREATE TABLE IF NOT EXISTS sv_units (
     id uuid PRIMARY KEY, code text NOT NULL, name text NOT NULL, level text NOT NULL, parent_id uuid,
     org_path uuid[] NOT NULL
@@ -68,7 +76,10 @@ CREATE TABLE IF NOT EXISTS sv_helpers (
     load int NOT NULL DEFAULT 0, assignments jsonb NOT NULL DEFAULT '{}', status text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sv_helpers_path ON sv_helpers USING gin (org_path);
-""" + VISIT_DDL + EMERGENCY_DDL
+"""
+    + VISIT_DDL
+    + EMERGENCY_DDL
+)
 
 
 def china_midnight(day: date) -> datetime:
@@ -109,9 +120,11 @@ HANDLERS: dict[str, list[str]] = {
     ],
     "OrgUnit.Renamed": [_set("sv_units", "name = %(name)s")],
     "Person.Registered": [
-        ("INSERT INTO sv_persons VALUES (%(originator_id)s, %(kind)s, %(village_id)s, %(org_path)s,"
-        " %(risk_tags)s, %(has_guardian)s, %(care_agreement_signed_on)s, 'active', %(occurred_at)s, NULL,"
-        " NULL, %(position)s)")
+        (
+            "INSERT INTO sv_persons VALUES (%(originator_id)s, %(kind)s, %(village_id)s, %(org_path)s,"
+            " %(risk_tags)s, %(has_guardian)s, %(care_agreement_signed_on)s, 'active', %(occurred_at)s, NULL,"
+            " NULL, %(position)s)"
+        )
     ],
     "Person.RiskTagAdded": [
         _set(
@@ -123,15 +136,15 @@ HANDLERS: dict[str, list[str]] = {
     "Person.RiskTagRemoved": [_set("sv_persons", "risk_tags = array_remove(risk_tags, %(tag)s::text)")],
     "Person.GuardianAssigned": [_set("sv_persons", "has_guardian = true")],
     "Person.CareAgreementSigned": [_set("sv_persons", "agreement_signed_on = %(signed_on)s")],
-    "Person.LeftProgramme": [
-        _set("sv_persons", "status = 'left', left_at = %(occurred_at)s")
-    ],
+    "Person.LeftProgramme": [_set("sv_persons", "status = 'left', left_at = %(occurred_at)s")],
     "Person.ReturnedToProgramme": [_set("sv_persons", "status = 'active', left_at = NULL")],
     # Erased while still in the programme: they left it then, too.
     "Person.Erased": [_set("sv_persons", "status = 'erased', left_at = coalesce(left_at, %(occurred_at)s)")],
     "Helper.Registered": [
-        ("INSERT INTO sv_helpers (id, role, org_path, capacity, status) VALUES (%(originator_id)s,"
-        " %(role)s, %(org_path)s, %(capacity)s, 'active')")
+        (
+            "INSERT INTO sv_helpers (id, role, org_path, capacity, status) VALUES (%(originator_id)s,"
+            " %(role)s, %(org_path)s, %(capacity)s, 'active')"
+        )
     ],
     "Helper.CapacityChanged": [_set("sv_helpers", "capacity = %(capacity)s")],
     # Each event states how many people the helper looks after in one pairing: load moves by the difference.
@@ -151,8 +164,10 @@ HANDLERS: dict[str, list[str]] = {
     ],
     "Helper.Deactivated": [_set("sv_helpers", "status = 'inactive'")],
     "Pairing.Formed": [
-        ("INSERT INTO sv_pairings VALUES (%(originator_id)s, %(shape)s, %(cadence)s, %(days)s, %(starts_on)s, NULL,"
-        " 'active', %(org_path)s, %(person_ids)s)"),
+        (
+            "INSERT INTO sv_pairings VALUES (%(originator_id)s, %(shape)s, %(cadence)s, %(days)s, %(starts_on)s, NULL,"
+            " 'active', %(org_path)s, %(person_ids)s)"
+        ),
         _COVER_FORMED,
         _FORMED_PERSONS,
     ],

@@ -62,9 +62,11 @@ def _outcome(assignments: str) -> list[str]:
 VISIT_HANDLERS: dict[str, list[str]] = {
     # Claims come and go while a task stays open: compliance needs only the outcome.
     "VisitTask.Scheduled": [
-        ("INSERT INTO sv_visits (id, person_id, pairing_id, org_path, cadence, mode, due_from, due_by, status)"
-        " VALUES (%(originator_id)s, %(person_id)s, %(pairing_id)s, %(org_path)s, %(cadence)s, %(mode)s,"
-        " %(opens_at)s, %(closes_at)s, 'open')"),
+        (
+            "INSERT INTO sv_visits (id, person_id, pairing_id, org_path, cadence, mode, due_from, due_by, status)"
+            " VALUES (%(originator_id)s, %(person_id)s, %(pairing_id)s, %(org_path)s, %(cadence)s, %(mode)s,"
+            " %(opens_at)s, %(closes_at)s, 'open')"
+        ),
         _COUNT,
     ],
     # A visit always takes place inside the window; it is late when its log came after the task
@@ -74,17 +76,21 @@ VISIT_HANDLERS: dict[str, list[str]] = {
     "VisitTask.Cancelled": _outcome("status = 'cancelled'"),
     # Planned or not, a logged visit is the person's latest visit if none later is known.
     "VisitLog.Recorded": [
-        ("UPDATE sv_persons SET last_visit_at = greatest(last_visit_at, %(visited_at)s),"
-        " due_at = greatest(last_visit_at, %(visited_at)s) + make_interval(days => cadence_days)"
-        " WHERE id = %(person_id)s")
+        (
+            "UPDATE sv_persons SET last_visit_at = greatest(last_visit_at, %(visited_at)s),"
+            " due_at = greatest(last_visit_at, %(visited_at)s) + make_interval(days => cadence_days)"
+            " WHERE id = %(person_id)s"
+        )
     ],
 }
 VISIT_DERIVED: dict[str, Callable[[Any], dict[str, Any]]] = {}
 
 EMERGENCY_HANDLERS: dict[str, list[str]] = {
     "EmergencyReport.Reported": [
-        ("INSERT INTO sv_emergencies (id, person_id, org_path, category, severity, reported_at, status) VALUES"
-        " (%(originator_id)s, %(person_id)s, %(org_path)s, %(category)s, %(severity)s, %(occurred_at)s, 'reported')")
+        (
+            "INSERT INTO sv_emergencies (id, person_id, org_path, category, severity, reported_at, status) VALUES"
+            " (%(originator_id)s, %(person_id)s, %(org_path)s, %(category)s, %(severity)s, %(occurred_at)s, 'reported')"
+        )
     ],
     "EmergencyReport.Routed": [
         _set(

@@ -80,13 +80,18 @@ class SupervisionSeries:
 
     def children(self, unit_id: UUID) -> list[dict[str, Any]]:
         """The units one level below, in code order."""
-        return self._all("SELECT id, code, name, level FROM sv_units WHERE parent_id = %(root)s ORDER BY code", {"root": unit_id})
+        return self._all(
+            "SELECT id, code, name, level FROM sv_units WHERE parent_id = %(root)s ORDER BY code", {"root": unit_id}
+        )
 
     def visits_by_week(self, unit_id: UUID, weeks: list[Period]) -> list[dict[str, Any]]:
         """Visit outcomes of the tasks whose window closed in each week: on time, late, missed, open."""
         params = {"root": unit_id, "starts": [w.start for w in weeks], "ends": [w.end for w in weeks]}
         rows = self._all(VISITS_BY_WEEK, params)
-        return [{"week": week.first, **{k: v for k, v in row.items() if k != "i"}} for week, row in zip(weeks, rows, strict=True)]
+        return [
+            {"week": week.first, **{k: v for k, v in row.items() if k != "i"}}
+            for week, row in zip(weeks, rows, strict=True)
+        ]
 
     def visits_by_unit(self, unit_id: UUID, period: Period) -> list[dict[str, Any]]:
         """Visit outcomes in the period per unit one level down (in code order, zeros included)."""

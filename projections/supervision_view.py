@@ -83,7 +83,9 @@ class SupervisionView:
         return self._all(query, params)[0]
 
     def unit(self, unit_id: UUID) -> dict[str, Any] | None:
-        rows = self._all("SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(id)s", {"id": unit_id})
+        rows = self._all(
+            "SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(id)s", {"id": unit_id}
+        )
         return rows[0] if rows else None
 
     def summary(self, unit_id: UUID, period: Period, now: datetime | None = None) -> dict[str, Any] | None:
@@ -131,7 +133,9 @@ class SupervisionView:
             "helpers": {
                 "active": helpers["active"],
                 "with_people": helpers["with_people"],
-                "people_per_helper": round(helpers["load"] / helpers["with_people"], 2) if helpers["with_people"] else None,
+                "people_per_helper": round(helpers["load"] / helpers["with_people"], 2)
+                if helpers["with_people"]
+                else None,
                 "max_load": helpers["max_load"],
                 "at_capacity": helpers["at_capacity"],
                 "over_capacity": helpers["over_capacity"],

@@ -214,7 +214,9 @@ class TimelineView:
             "cursor": cursor, "limit": limit,
         }  # fmt: skip
         order = "DESC" if newest_first else "ASC"
-        after = "" if cursor is None else (" AND position < %(cursor)s" if newest_first else " AND position > %(cursor)s")
+        after = (
+            "" if cursor is None else (" AND position < %(cursor)s" if newest_first else " AND position > %(cursor)s")
+        )
         query = f"SELECT {COLUMNS} FROM tl_entries WHERE {where}{after} ORDER BY position {order} LIMIT %(limit)s"
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(query, params).fetchall()
@@ -224,4 +226,7 @@ class TimelineView:
 
     def exists(self, person_id: UUID) -> bool:
         with self.pool.connection() as conn:
-            return conn.execute("SELECT 1 FROM tl_entries WHERE person_id = %s LIMIT 1", (person_id,)).fetchone() is not None
+            return (
+                conn.execute("SELECT 1 FROM tl_entries WHERE person_id = %s LIMIT 1", (person_id,)).fetchone()
+                is not None
+            )

@@ -130,15 +130,19 @@ class VisitTaskView:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def _page(self, table: str, columns: str, where: list[tuple[str, list[Any]]], order: str, limit: int | None, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def _page(
+        self, table: str, columns: str, where: list[tuple[str, list[Any]]], order: str, limit: int | None, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
         clause = " AND ".join(c for c, _ in where) or "true"
         params = [p for _, ps in where for p in ps]
         query = f"SELECT {columns}, count(*) OVER () AS _total FROM {table} t WHERE {clause} ORDER BY {order} LIMIT %s OFFSET %s"
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(query, [*params, limit, offset]).fetchall()
-            total = rows[0]["_total"] if rows else cur.execute(
-                f"SELECT count(*) AS n FROM {table} t WHERE {clause}", params
-            ).fetchone()["n"]
+            total = (
+                rows[0]["_total"]
+                if rows
+                else cur.execute(f"SELECT count(*) AS n FROM {table} t WHERE {clause}", params).fetchone()["n"]
+            )
         for row in rows:
             del row["_total"]
         return rows, total
@@ -189,8 +193,14 @@ class VisitTaskView:
         return self._page("visit_tasks", COLUMNS, where, "t.closes_at DESC, t.id", limit, offset)
 
     def list_logs(
-        self, *, helper_id: UUID | None = None, pairing_id: UUID | None = None, person_id: UUID | None = None,
-        limit: int = 50, offset: int = 0, scope: ListScope | None = None,
+        self,
+        *,
+        helper_id: UUID | None = None,
+        pairing_id: UUID | None = None,
+        person_id: UUID | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        scope: ListScope | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         where = _scoped("visit_logs", scope)
         if helper_id is not None:
@@ -199,8 +209,10 @@ class VisitTaskView:
             where.append(("t.pairing_id = %s", [pairing_id]))
         if person_id is not None:
             where.append(("t.person_id = %s", [person_id]))
-        columns = "id, task_id, pairing_id, person_id, org_path, mode, visited_at, helper_ids, services," \
+        columns = (
+            "id, task_id, pairing_id, person_id, org_path, mode, visited_at, helper_ids, services,"
             " follow_up_needed, raise_emergency, emergency_kind, recorded_at"
+        )
         return self._page("visit_logs", columns, where, "t.visited_at DESC, t.id", limit, offset)
 
     # ---- what the scheduler's sweep looks at ------------------------------------------------------
@@ -211,7 +223,9 @@ class VisitTaskView:
 
     def closed_open_tasks(self, now: datetime, limit: int = 1000) -> list[UUID]:
         """Open tasks whose window closed by ``now``: to be marked missed."""
-        return self._ids(f"SELECT id FROM visit_tasks t WHERE {OPEN} AND closes_at <= %s ORDER BY closes_at LIMIT %s", [now, limit])
+        return self._ids(
+            f"SELECT id FROM visit_tasks t WHERE {OPEN} AND closes_at <= %s ORDER BY closes_at LIMIT %s", [now, limit]
+        )
 
     def lapsed_claims(self, now: datetime, limit: int = 1000) -> list[UUID]:
         return self._ids(
@@ -239,7 +253,9 @@ class VisitTaskView:
 
     # ---- rates ------------------------------------------------------------------------------------
 
-    def rates_by_unit(self, root_id: UUID, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+    def rates_by_unit(
+        self, root_id: UUID, since: datetime | None = None, until: datetime | None = None
+    ) -> list[dict[str, Any]]:
         """Per unit directly under ``root_id``: tasks whose window closed in [since, until) and how
         they ended (completed, missed, cancelled, still open), with the completion rate."""
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -64,7 +64,11 @@ class ApiServer:
 def token(role: ActorRole | str, org_unit_id: uuid.UUID | str | None = None, subject: str | None = None) -> str:
     org = uuid.UUID(str(org_unit_id)) if org_unit_id else None
     return issue_token(
-        SECRET, subject=subject or f"u-{uuid.uuid4().hex[:8]}", role=ActorRole(role), org_unit_id=org, ttl=timedelta(hours=1)
+        SECRET,
+        subject=subject or f"u-{uuid.uuid4().hex[:8]}",
+        role=ActorRole(role),
+        org_unit_id=org,
+        ttl=timedelta(hours=1),
     )
 
 

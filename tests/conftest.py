@@ -59,6 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if LOG_PATH.exists() and LOG_PATH.stat().st_size:
         terminalreporter.write_line(f"log lines of the servers run in this process: {LOG_PATH}")
+
+
 MACHINE_NATS_URL = "nats://127.0.0.1:4222"
 
 

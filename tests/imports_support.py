@@ -18,8 +18,17 @@ from domain.vocabulary import OrgLevel
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK = "10X98765432"
-HEADERS = ["姓名", "公民身份号码", "性别", "出生日期", "所属村(居)委会", "类别", "风险或困境类型", "监护人 / 委托照护人",
-           "联系电话"]
+HEADERS = [
+    "姓名",
+    "公民身份号码",
+    "性别",
+    "出生日期",
+    "所属村(居)委会",
+    "类别",
+    "风险或困境类型",
+    "监护人 / 委托照护人",
+    "联系电话",
+]
 
 
 def id_number(birth: date, seq: int, *, male: bool = True, region: str | None = None) -> str:
@@ -31,8 +40,9 @@ def id_number(birth: date, seq: int, *, male: bool = True, region: str | None = 
     return body + CHECK[sum(int(c) * w for c, w in zip(body, WEIGHTS, strict=True)) % 11]
 
 
-def xlsx(rows: Sequence[Sequence[Any]], *, title: str = "台账", merges: Sequence[str] = (),
-         text_columns: Sequence[int] = ()) -> bytes:
+def xlsx(
+    rows: Sequence[Sequence[Any]], *, title: str = "台账", merges: Sequence[str] = (), text_columns: Sequence[int] = ()
+) -> bytes:
     book = openpyxl.Workbook()
     ws = book.active
     ws.title = title
@@ -57,9 +67,15 @@ def fresh_seq() -> int:
 def child_row(village: str, seq: int, **over: Any) -> list[Any]:
     birth = over.pop("birth", date(2015, 3, 8))
     values = {
-        "姓名": f"王小{seq}", "公民身份号码": id_number(birth, seq, male=seq % 2 == 1), "性别": "男" if seq % 2 else "女",
-        "出生日期": birth, "所属村(居)委会": village, "类别": "留守儿童", "风险或困境类型": "",
-        "监护人 / 委托照护人": f"王奶奶{seq}", "联系电话": "13800001234",
+        "姓名": f"王小{seq}",
+        "公民身份号码": id_number(birth, seq, male=seq % 2 == 1),
+        "性别": "男" if seq % 2 else "女",
+        "出生日期": birth,
+        "所属村(居)委会": village,
+        "类别": "留守儿童",
+        "风险或困境类型": "",
+        "监护人 / 委托照护人": f"王奶奶{seq}",
+        "联系电话": "13800001234",
     }
     values.update(over)
     return [values[h] for h in HEADERS]
@@ -68,9 +84,15 @@ def child_row(village: str, seq: int, **over: Any) -> list[Any]:
 def elder_row(village: str, seq: int, **over: Any) -> list[Any]:
     birth = over.pop("birth", date(1950, 6, 1))
     values = {
-        "姓名": f"李老{seq}", "公民身份号码": id_number(birth, seq, male=seq % 2 == 1), "性别": "男" if seq % 2 else "女",
-        "出生日期": birth, "所属村(居)委会": village, "类别": "留守老年人", "风险或困境类型": "独居",
-        "监护人 / 委托照护人": "", "联系电话": "",
+        "姓名": f"李老{seq}",
+        "公民身份号码": id_number(birth, seq, male=seq % 2 == 1),
+        "性别": "男" if seq % 2 else "女",
+        "出生日期": birth,
+        "所属村(居)委会": village,
+        "类别": "留守老年人",
+        "风险或困境类型": "独居",
+        "监护人 / 委托照护人": "",
+        "联系电话": "",
     }
     values.update(over)
     return [values[h] for h in HEADERS]
@@ -95,7 +117,9 @@ def make_county(app: CareApplication, meta: CommandMeta, *, townships: int = 2, 
     digits = "一二三四五六七八九十"
     for t in range(townships):
         t_code = f"{prefix}{t + 1:03d}000"
-        app.register_org_unit(code=t_code, name=f"{digits[t]}镇", level=OrgLevel.TOWNSHIP, parent_id=county_id, meta=meta)
+        app.register_org_unit(
+            code=t_code, name=f"{digits[t]}镇", level=OrgLevel.TOWNSHIP, parent_id=county_id, meta=meta
+        )
         ts.append(org_unit_id(t_code))
         for v in range(villages):
             v_code = f"{prefix}{t + 1:03d}{v + 1:03d}"

@@ -23,8 +23,9 @@ from tests.browser import screenshot
 WIDTHS = {"360": {"width": 360, "height": 780}, "1280": {"width": 1280, "height": 860}}
 
 
-def sign_in_with_cookie(context: BrowserContext, server: ApiServer, role: ActorRole | str, org: Any = None,
-                        subject: str | None = None) -> str:
+def sign_in_with_cookie(
+    context: BrowserContext, server: ApiServer, role: ActorRole | str, org: Any = None, subject: str | None = None
+) -> str:
     """The cookies the accounts API's cookie sign-in sets (``guanai_access``, ``guanai_csrf``),
     made from a minted token; returns the token. Once the accounts issue is merged its
     ``issue_token`` takes extra claims, and a cookie session's token names the hash of its CSRF
@@ -60,8 +61,15 @@ class Watched:
 
 
 @contextmanager
-def session(browser: Browser, server: ApiServer, role: ActorRole | str | None = None, org: Any = None,
-            subject: str | None = None, width: str = "360", **options: Any) -> Iterator[tuple[BrowserContext, Watched]]:
+def session(
+    browser: Browser,
+    server: ApiServer,
+    role: ActorRole | str | None = None,
+    org: Any = None,
+    subject: str | None = None,
+    width: str = "360",
+    **options: Any,
+) -> Iterator[tuple[BrowserContext, Watched]]:
     context = browser.new_context(viewport=WIDTHS[width], locale="zh-CN", timezone_id="Asia/Shanghai", **options)
     try:
         if role is not None:

@@ -100,7 +100,11 @@ def form_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 def slip(request: Request[Any, Any, Any], account: Account, code: str, why: str) -> Template:
     """The activation slip: the code shown this once, with where and how to sign in."""
-    unit = SupervisionView(request.app.state.read_side.runner.pool).unit(account.org_unit_id) if account.org_unit_id else None
+    unit = (
+        SupervisionView(request.app.state.read_side.runner.pool).unit(account.org_unit_id)
+        if account.org_unit_id
+        else None
+    )
     base = f"{request.url.scheme}://{request.url.netloc}{PREFIX}/sign-in"
     return page(
         request, "admin/slip.html", account=account, phone=mask(account.phone), code=code, unit=unit, why=why,
@@ -113,7 +117,9 @@ class AccountPages(Controller):
 
     def _list(self, request: Request[Any, Any, Any], status: str | None, page_no: int, **extra: Any) -> Template:
         view = AccountsView(request.app.state.read_side.runner.pool)
-        rows, total = view.list(scope=list_scope(request), status=status, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
+        rows, total = view.list(
+            scope=list_scope(request), status=status, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
+        )
         names = {u["id"]: u["name"] for u in units_in_scope(request)}
         for row in rows:
             row["unit_name"] = names.get(row["org_unit_id"], "")
@@ -154,7 +160,11 @@ class AccountPages(Controller):
 
     def _account(self, request: Request[Any, Any, Any], account_id: UUID, **extra: Any) -> Template:
         account = app_of(request).load(Account, account_id)
-        unit = SupervisionView(request.app.state.read_side.runner.pool).unit(account.org_unit_id) if account.org_unit_id else None
+        unit = (
+            SupervisionView(request.app.state.read_side.runner.pool).unit(account.org_unit_id)
+            if account.org_unit_id
+            else None
+        )
         errors = [{**e, "label": FIELD_LABELS.get(e["field"])} for e in extra.pop("errors", [])]
         return page(
             request, "admin/account.html", status=422 if errors else 200, account=account, phone=mask(account.phone),
@@ -192,7 +202,9 @@ class AccountPages(Controller):
 
     @post("/{account_id:uuid}/unlock", sync_to_thread=True)
     def unlock(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: Form) -> Template | Redirect:
-        return self._change(request, account_id, lambda: app_of(request).unlock_account(account_id, meta_for(request, None)))
+        return self._change(
+            request, account_id, lambda: app_of(request).unlock_account(account_id, meta_for(request, None))
+        )
 
     @post("/{account_id:uuid}/reset", sync_to_thread=True)
     def reset(self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: Form) -> Template | Redirect:

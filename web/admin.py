@@ -158,7 +158,9 @@ class RosterPages(Controller):
         return self._run(request, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/deadlines", sync_to_thread=True)
-    def deadlines(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form) -> Template | Redirect:
+    def deadlines(
+        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form
+    ) -> Template | Redirect:
         def command() -> None:
             deadlines = decode(data, dict.fromkeys(SEVERITIES, "int"), AckDeadlines)
             if not deadlines.given():
@@ -168,7 +170,9 @@ class RosterPages(Controller):
         return self._run(request, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/responders", sync_to_thread=True)
-    def add_responder(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form) -> Template | Redirect:
+    def add_responder(
+        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form
+    ) -> Template | Redirect:
         def command() -> None:
             shifts = data.get("shifts", "always")
             if shifts not in SHIFT_CHOICES:

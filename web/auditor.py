@@ -41,7 +41,12 @@ PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
 # A datetime-local field: minutes, no offset; read as China time, where the work happens.
 LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$")]
 Axis = Annotated[str, QueryParameter(pattern="^(occurred|recorded)$")]
-STREAM_TYPES = {"pairing": "Pairing", "visit_task": "VisitTask", "visit_log": "VisitLog", "emergency_report": "EmergencyReport"}
+STREAM_TYPES = {
+    "pairing": "Pairing",
+    "visit_task": "VisitTask",
+    "visit_log": "VisitLog",
+    "emergency_report": "EmergencyReport",
+}
 
 
 def person_status(person: Person) -> str:
@@ -157,7 +162,11 @@ class AuditPages(Controller):
 
     @get("/persons/{person_id:uuid}", sync_to_thread=True)
     def case(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], as_of: LocalInstant = None, axis: Axis = "occurred"
+        self,
+        request: Request[Any, Any, Any],
+        person_id: FromPath[UUID],
+        as_of: LocalInstant = None,
+        axis: Axis = "occurred",
     ) -> Template:
         """A person's case history, its chain check, and the case as of an instant on one axis."""
         return page(request, "auditor/case.html", **case_context(request, person_id, as_of, axis))

@@ -44,9 +44,7 @@ def _legend(series: Sequence[Series]) -> str:
 def _table(caption: str, head: str, categories: Sequence[str], series: Sequence[Series]) -> str:
     header = "".join(f'<th scope="col">{escape(s.label)}</th>' for s in series)
     rows = "".join(
-        f'<tr><th scope="row">{escape(c)}</th>'
-        + "".join(f"<td>{_number(s.values[i])}</td>" for s in series)
-        + "</tr>"
+        f'<tr><th scope="row">{escape(c)}</th>' + "".join(f"<td>{_number(s.values[i])}</td>" for s in series) + "</tr>"
         for i, c in enumerate(categories)
     )
     return (
@@ -70,8 +68,12 @@ def stacked_columns(
     parts = []
     for tick in (0, peak / 2, peak) if peak >= 2 else (0, peak):
         y = top + plot_h - plot_h * tick / peak
-        parts.append(f'<line x1="{left}" x2="{width - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d5dc" stroke-width="0.5"/>')
-        parts.append(f'<text x="{left - 3}" y="{y + 3:.1f}" text-anchor="end" font-size="9" fill="#333">{tick:g}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{width - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d5dc" stroke-width="0.5"/>'
+        )
+        parts.append(
+            f'<text x="{left - 3}" y="{y + 3:.1f}" text-anchor="end" font-size="9" fill="#333">{tick:g}</text>'
+        )
     for i, category in enumerate(categories):
         x = left + i * step + (step - bar) / 2
         y = top + plot_h

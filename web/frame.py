@@ -55,12 +55,22 @@ class NavItem:
 NAV: list[NavItem] = [
     NavItem(f"{PREFIX}/visits", "nav.visits", (*VOLUNTEERS, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/people", "nav.people", (*VOLUNTEERS, R.ADMINISTRATOR)),
-    NavItem(f"{PREFIX}/console", "nav.console", (*RESPONDERS, R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)),
-    NavItem(f"{PREFIX}/supervision", "nav.supervision", (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(
+        f"{PREFIX}/console", "nav.console", (*RESPONDERS, R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)
+    ),
+    NavItem(
+        f"{PREFIX}/supervision",
+        "nav.supervision",
+        (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.AUDITOR, R.ADMINISTRATOR),
+    ),
     NavItem(f"{PREFIX}/audit", "nav.audit", (R.AUDITOR, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, R.AUDITOR, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/imports", "nav.imports", (*SUPERVISORS, R.ADMINISTRATOR)),
-    NavItem(f"{PREFIX}/accounts", "nav.accounts", (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.VILLAGE_CADRE, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(
+        f"{PREFIX}/accounts",
+        "nav.accounts",
+        (R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.VILLAGE_CADRE, R.AUDITOR, R.ADMINISTRATOR),
+    ),
 ]
 
 
@@ -116,7 +126,11 @@ def frame_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
     nav = []
     if actor is not None:
         nav = [
-            {"href": item.href, "label": t(item.label), "current": path == item.href or path.startswith(item.href + "/")}
+            {
+                "href": item.href,
+                "label": t(item.label),
+                "current": path == item.href or path.startswith(item.href + "/"),
+            }
             for item in NAV
             if actor.role in item.roles
         ]

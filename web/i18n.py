@@ -56,11 +56,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "js.signin.locked": ("账号已锁定，请联系管理员", "The account is locked; ask the administrator"),
     "js.signin.throttled": ("尝试次数过多，请稍后再试", "Too many tries; wait a moment and try again"),
     "js.signin.unavailable": ("暂时无法登录，请稍后再试", "Signing in is not possible just now; try again shortly"),
-    "signin.hint": ("账号由县民政局管理员开通，首次使用请按开通单激活", "Accounts are opened by the county civil-affairs administrator; activate yours with the slip you were given"),
+    "signin.hint": (
+        "账号由县民政局管理员开通，首次使用请按开通单激活",
+        "Accounts are opened by the county civil-affairs administrator; activate yours with the slip you were given",
+    ),
     "signin.expired": ("登录已过期，请重新登录", "Your session has ended; please sign in again"),
     # the second factor (supervisors, auditors, administrators, county responders)
     "totp.title": ("设置两步验证", "Set up two-step sign-in"),
-    "totp.why": ("您的岗位需要在密码之外再用手机上的身份验证器登录。", "Your role signs in with an authenticator app as well as the password."),
+    "totp.why": (
+        "您的岗位需要在密码之外再用手机上的身份验证器登录。",
+        "Your role signs in with an authenticator app as well as the password.",
+    ),
     "totp.step_app": ("在手机上安装身份验证器应用。", "Install an authenticator app on your phone."),
     "totp.step_scan": ("用它扫描下面的二维码，或手动输入密钥。", "Scan the QR code below with it, or type in the key."),
     "totp.qr_alt": ("两步验证二维码", "QR code for two-step sign-in"),
@@ -68,10 +74,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "totp.code": ("验证器上显示的 6 位数字", "The 6 digits the app shows"),
     "totp.confirm": ("确认", "Confirm"),
     "totp.codes_title": ("备用恢复码", "Recovery codes"),
-    "totp.codes_why": ("请抄下并妥善保管：手机丢失时，每个恢复码可代替验证码登录一次。只显示这一次。",
-                       "Write them down and keep them safe: each signs in once if the phone is lost. Shown only now."),
+    "totp.codes_why": (
+        "请抄下并妥善保管：手机丢失时，每个恢复码可代替验证码登录一次。只显示这一次。",
+        "Write them down and keep them safe: each signs in once if the phone is lost. Shown only now.",
+    ),
     "totp.continue": ("继续", "Continue"),
-    "js.totp.unavailable": ("暂时无法设置两步验证，请稍后再试。", "Two-step sign-in cannot be set up just now; try again shortly."),
+    "js.totp.unavailable": (
+        "暂时无法设置两步验证，请稍后再试。",
+        "Two-step sign-in cannot be set up just now; try again shortly.",
+    ),
     "js.totp.refused": ("验证码不正确，请再试一次。", "That code was not accepted; try again."),
     # error pages
     "error.not_found.title": ("找不到该页面", "Page not found"),
@@ -203,17 +214,37 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "emergency_kind.major_hardship": ("重大困难", "Major hardship"),
     "emergency_kind.other": ("其他", "Other"),
     # messages the visit scripts show
-    "js.offline.claim": ("认领需要网络，请在有信号时再试。", "Claiming needs the network; try again when you have signal."),
-    "js.claim.taken": ("已被其他志愿者认领（{holder}），有效期至 {until}。", "Already claimed by another volunteer ({holder}) until {until}."),
-    "js.claim.taken_by_group": ("已由志愿服务队认领，有效期至 {until}。", "Already claimed by a volunteer group until {until}."),
-    "js.claim.limit": ("您认领的任务已达上限，请先完成或放弃一些。", "You hold as many visits as you may; finish or release some first."),
+    "js.offline.claim": (
+        "认领需要网络，请在有信号时再试。",
+        "Claiming needs the network; try again when you have signal.",
+    ),
+    "js.claim.taken": (
+        "已被其他志愿者认领（{holder}），有效期至 {until}。",
+        "Already claimed by another volunteer ({holder}) until {until}.",
+    ),
+    "js.claim.taken_by_group": (
+        "已由志愿服务队认领，有效期至 {until}。",
+        "Already claimed by a volunteer group until {until}.",
+    ),
+    "js.claim.limit": (
+        "您认领的任务已达上限，请先完成或放弃一些。",
+        "You hold as many visits as you may; finish or release some first.",
+    ),
     "js.claim.done": ("认领成功。", "Claimed."),
     "js.release.done": ("已放弃认领。", "Released."),
-    "js.log.queued": ("已保存在本机，等有网络时自动发送。", "Saved on this phone; it is sent when the network returns."),
+    "js.log.queued": (
+        "已保存在本机，等有网络时自动发送。",
+        "Saved on this phone; it is sent when the network returns.",
+    ),
     "js.log.sent": ("走访记录已保存。", "Visit log saved."),
-    "js.log.help_filed": ("已上报险情，应急值守人员会收到通知。", "Emergency reported; the responders on duty are alerted."),
-    "js.signout.waiting": ("还有 {n} 条走访记录没有发送，退出会删除它们。确定退出吗？",
-                           "{n} visit logs have not been sent; signing out deletes them. Sign out anyway?"),
+    "js.log.help_filed": (
+        "已上报险情，应急值守人员会收到通知。",
+        "Emergency reported; the responders on duty are alerted.",
+    ),
+    "js.signout.waiting": (
+        "还有 {n} 条走访记录没有发送，退出会删除它们。确定退出吗？",
+        "{n} visit logs have not been sent; signing out deletes them. Sign out anyway?",
+    ),
     "js.log.for": ("服务对象：{name}", "For: {name}"),
     "js.log.bad_time": ("请填写走访时间。", "Give the time of the visit."),
     "js.outbox.waiting": ("等待发送", "Waiting"),
@@ -223,15 +254,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "js.outbox.retry": ("重新发送", "Send again"),
     "js.outbox.count": ("{n} 条记录等待发送", "{n} logs waiting to be sent"),
     "js.outbox.visited": ("走访于 {time}", "Visited {time}"),
-    "js.outbox.confirm_discard": ("确定放弃这条走访记录吗？放弃后无法恢复。", "Discard this visit log? It cannot be recovered."),
-    "js.problem.claimed-by-other": ("这次探访已被他人认领，不能用来记录您的走访。", "Someone else holds this visit, so your log cannot complete it."),
-    "js.problem.outside-window": ("走访时间不在这次探访的时间范围内。", "The visit time is outside this visit's window."),
+    "js.outbox.confirm_discard": (
+        "确定放弃这条走访记录吗？放弃后无法恢复。",
+        "Discard this visit log? It cannot be recovered.",
+    ),
+    "js.problem.claimed-by-other": (
+        "这次探访已被他人认领，不能用来记录您的走访。",
+        "Someone else holds this visit, so your log cannot complete it.",
+    ),
+    "js.problem.outside-window": (
+        "走访时间不在这次探访的时间范围内。",
+        "The visit time is outside this visit's window.",
+    ),
     "js.problem.closed": ("这次探访已结束（已完成或已取消）。", "This visit is closed (done or cancelled)."),
     "js.problem.already-exists": ("同一编号下已有不同的记录。", "A different log already exists under this id."),
     "js.problem.not-found": ("找不到这次探访，或您无权查看。", "The visit cannot be found, or is not yours."),
     "js.problem.forbidden": ("您不能执行此操作。", "You may not do this."),
     "js.problem.not-eligible": ("您不是这次探访的帮扶人。", "You are not a helper of this visit."),
-    "js.problem.unauthenticated": ("登录已过期，请重新登录后自动发送。", "Your session has ended; sign in again and it will be sent."),
+    "js.problem.unauthenticated": (
+        "登录已过期，请重新登录后自动发送。",
+        "Your session has ended; sign in again and it will be sent.",
+    ),
     "js.problem.other": ("服务器未接受：{detail}", "Not accepted: {detail}"),
     "js.error.network": ("网络不通，请稍后再试。", "No network; try again later."),
     # people and timelines
@@ -343,14 +386,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "js.console.left": ("剩余 {time}", "{time} left"),
     "js.console.overdue": ("已超时 {time}", "Overdue by {time}"),
     "js.console.offline": ("连接中断，正在重新连接…", "Connection lost; reconnecting…"),
-    "js.console.caught_up": ("已重新连接，离线期间的报告已更新。", "Reconnected; reports from while offline are shown."),
-    "js.console.notification": ("新的险情报告：{category}（{severity}）", "New emergency report: {category} ({severity})"),
+    "js.console.caught_up": (
+        "已重新连接，离线期间的报告已更新。",
+        "Reconnected; reports from while offline are shown.",
+    ),
+    "js.console.notification": (
+        "新的险情报告：{category}（{severity}）",
+        "New emergency report: {category} ({severity})",
+    ),
     "js.console.acknowledged": ("已接单。", "Acknowledged."),
     "js.console.escalated": ("已上报上级。", "Handed over."),
     "js.console.resolved": ("已处置完毕。", "Resolved."),
     "js.console.alerts_on": ("声音和通知提醒已开启。", "Sound and notifications are on."),
     "js.problem.already-acknowledged": ("其他值守人员已接单。", "Another responder has already acknowledged it."),
-    "js.problem.version-conflict": ("报告刚刚有了变化，已刷新，请再试一次。", "The report just changed; it was refreshed, try again."),
+    "js.problem.version-conflict": (
+        "报告刚刚有了变化，已刷新，请再试一次。",
+        "The report just changed; it was refreshed, try again.",
+    ),
     "js.problem.validation-error": ("请填写说明。", "Please fill in the notes."),
     "js.problem.rule-violated": ("这一步现在不能做。", "This step is not possible now."),
     # roles

@@ -44,8 +44,7 @@ REASONS_ZH = {
     "not a phone number": "不是有效的电话号码",
     "an ID number has 17 digits and a check character": "公民身份号码应为 17 位数字加 1 位校验码",
     "the ID number's check character does not match": "公民身份号码校验码不符",
-    "stored as a number, so Excel has lost its last digits: format the column as text and type it again":
-        "以数字格式保存，Excel 已丢失末几位：请将该列设为文本格式后重新录入",
+    "stored as a number, so Excel has lost its last digits: format the column as text and type it again": "以数字格式保存，Excel 已丢失末几位：请将该列设为文本格式后重新录入",
     "a helper's phone without their name": "填写了帮扶人电话却没有姓名",
     "write 一对一, 一对N or N对一": "请填写“一对一”“一对N”或“N对一”",
     "write 每周, 每两周, 每半月, 每月, 每半年 or 每年": "请填写“每周”“每两周”“每半月”“每月”“每半年”或“每年”",
@@ -138,8 +137,15 @@ class ImportPages(Controller):
 
         def submit() -> dict[str, Any]:
             unit = app_of(request).load(OrgUnit, unit_id, field="org_unit")
-            return jobs_of(request).submit(data, upload.filename, unit=unit, actor_id=actor.subject,
-                                           actor_role=actor.role.value, dry_run=dry_run, job_id=uuid4())
+            return jobs_of(request).submit(
+                data,
+                upload.filename,
+                unit=unit,
+                actor_id=actor.subject,
+                actor_role=actor.role.value,
+                dry_run=dry_run,
+                job_id=uuid4(),
+            )
 
         job = await asyncio.to_thread(submit)
         if job["status"] != "refused":

@@ -254,7 +254,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "im.error.unit": ("请选择导入到哪个单位。", "Choose the unit to import into."),
     "im.error.file": ("请选择要上传的文件。", "Choose the file to upload."),
     "im.error.not_clean": ("只有无误的试导入才能正式导入。", "Only a clean, finished dry run can be imported."),
-    "im.error.gone": ("上传的文件已过保存期限，请重新上传。", "The uploaded file was deleted after its days: upload it again."),
+    "im.error.gone": (
+        "上传的文件已过保存期限，请重新上传。",
+        "The uploaded file was deleted after its days: upload it again.",
+    ),
     # errors on forms
     "form.errors": ("请更正以下内容：", "Please correct the following:"),
 }

@@ -105,4 +105,3 @@ def web_router(*page_handlers: Any) -> Router:
         middleware=[COMPRESSION],
         include_in_schema=False,
     )
-

@@ -13,8 +13,15 @@ from web.imports import ImportPages
 from web.pages import web_router
 from web.supervisor import SupervisionPages
 
-SCREENS: list[object] = [*volunteer.HANDLERS, *console.HANDLERS, SupervisionPages, AuditPages, RosterPages, AccountPages,
-                         ImportPages]
+SCREENS: list[object] = [
+    *volunteer.HANDLERS,
+    *console.HANDLERS,
+    SupervisionPages,
+    AuditPages,
+    RosterPages,
+    AccountPages,
+    ImportPages,
+]
 
 
 def router() -> Router:

@@ -203,7 +203,9 @@ class SupervisionPages(Controller):
         return Redirect(f"/app/supervision/{unit_id}", status_code=303)
 
     @get("/{org_unit:str}", sync_to_thread=True)
-    def summary(self, request: Request[Any, Any, Any], org_unit: FromPath[str], period: PeriodName = "month") -> Template:
+    def summary(
+        self, request: Request[Any, Any, Any], org_unit: FromPath[str], period: PeriodName = "month"
+    ) -> Template:
         """A unit's figures and charts, with the units one level down to drill into."""
         return page(request, "supervisor/summary.html", **summary_context(request, org_unit, period))
 

@@ -67,7 +67,11 @@ def _card(row: dict[str, Any], me: UUID | None, t: Any) -> dict[str, Any]:
         "claimable": claimable and row["closes_at"] > datetime.now(UTC),
         "status_label": t(label) if not (status == "completed" and row.get("late")) else t("visits.status.late"),
         "tone": "ok" if mine else tone,
-        "window": t("visits.window", start=local(row["opens_at"], False), end=local(row["closes_at"] - timedelta(seconds=1), False)),
+        "window": t(
+            "visits.window",
+            start=local(row["opens_at"], False),
+            end=local(row["closes_at"] - timedelta(seconds=1), False),
+        ),
         "held_until": t("visits.held_until", time=local(row["claim_expires_at"])) if status == "claimed" else "",
         "visited": t("visits.completed_at", time=local(row["visited_at"])) if row.get("visited_at") else "",
         "cadence_label": t(f"cadence.{row['cadence']}"),
@@ -90,7 +94,9 @@ def form_choices(t: Any) -> dict[str, list[dict[str, str]]]:
         "needs": _choices(t, "need", Need),
         "services": _choices(t, "service", ServiceCategory),
         # Each item names its category, which the form ticks with it (the domain requires both).
-        "service_items": [{**c, "category": ITEM_CATEGORY[ServiceItem(c["value"])].value} for c in _choices(t, "item", ServiceItem)],
+        "service_items": [
+            {**c, "category": ITEM_CATEGORY[ServiceItem(c["value"])].value} for c in _choices(t, "item", ServiceItem)
+        ],
         "emergency_kinds": _choices(t, "emergency_kind", EmergencyKind),
     }
 

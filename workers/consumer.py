@@ -85,7 +85,15 @@ class DeadLetters:
             await conn.execute(DEAD_LETTERS_DDL)
 
     async def record(
-        self, *, stream: str, consumer: str, stream_seq: int, subject: str, data: bytes | None, deliveries: int, reason: str
+        self,
+        *,
+        stream: str,
+        consumer: str,
+        stream_seq: int,
+        subject: str,
+        data: bytes | None,
+        deliveries: int,
+        reason: str,
     ) -> None:
         try:
             body = json.dumps(decode(data)) if data else None
@@ -97,7 +105,9 @@ class DeadLetters:
                 " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (stream, consumer, stream_seq) DO NOTHING",
                 (stream, consumer, stream_seq, subject, body, deliveries, reason),
             )
-        log.error("dead_letter", stream=stream, consumer=consumer, stream_seq=stream_seq, subject=subject, reason=reason)
+        log.error(
+            "dead_letter", stream=stream, consumer=consumer, stream_seq=stream_seq, subject=subject, reason=reason
+        )
 
 
 def list_dead_letters(database_url: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -197,7 +207,13 @@ class Consumer:
         try:
             outcome = await self.handler(decode(msg.data), msg)
         except Exception as e:  # noqa: BLE001 - every failure becomes an explicit nak, never a loss
-            log.warning("handler_failed", consumer=self.durable, error=type(e).__name__, delivered=delivered, subject=msg.subject)
+            log.warning(
+                "handler_failed",
+                consumer=self.durable,
+                error=type(e).__name__,
+                delivered=delivered,
+                subject=msg.subject,
+            )
             await msg.nak(delay=self._delay(delivered))
             return
         if outcome is None or isinstance(outcome, Ack):

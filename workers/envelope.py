@@ -39,7 +39,16 @@ PERSONAL_FIELDS = frozenset(
         "outcome_notes",
     }
 )
-_HEADER = {"originator_id", "originator_version", "timestamp", "originator_topic", "occurred_at", "actor_id", "actor_role", "correlation_id"}
+_HEADER = {
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "originator_topic",
+    "occurred_at",
+    "actor_id",
+    "actor_role",
+    "correlation_id",
+}
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(dict[str, Any])

@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS relay_tracking (
 """
 
 
-async def ensure_stream(js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX, replicas: int | None = None) -> None:
+async def ensure_stream(
+    js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX, replicas: int | None = None
+) -> None:
     """Create the stream (with ``replicas`` copies, GUANAI_STREAM_REPLICAS by default), or bring
     an existing one's subjects and duplicate window in line, keeping the replicas it has: every
     worker calls this at start, and none of them should scale a stream an operator changed."""
@@ -108,7 +110,9 @@ class Relay:
 
     async def open(self) -> None:
         await self._connect_db()
-        self.nc = await nats.connect(nats_servers(self.nats_url), name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.nc = await nats.connect(
+            nats_servers(self.nats_url), name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        )
         self.js = self.nc.jetstream()
         await ensure_stream(self.js, self.stream, self.prefix)
 
@@ -120,7 +124,9 @@ class Relay:
         await self._db.execute(
             "INSERT INTO relay_tracking (name, position) VALUES (%s, 0) ON CONFLICT (name) DO NOTHING", (self.name,)
         )
-        row = await (await self._db.execute("SELECT position FROM relay_tracking WHERE name = %s", (self.name,))).fetchone()
+        row = await (
+            await self._db.execute("SELECT position FROM relay_tracking WHERE name = %s", (self.name,))
+        ).fetchone()
         self._position = int(row[0]) if row else 0
         self._acked = min(self._acked, self._position)
         return self._db
@@ -146,7 +152,10 @@ class Relay:
         total = 0
         while True:
             notifications = await asyncio.to_thread(
-                self.app.recorder.select_notifications, start=self._position, limit=self.batch_size, inclusive_of_start=False
+                self.app.recorder.select_notifications,
+                start=self._position,
+                limit=self.batch_size,
+                inclusive_of_start=False,
             )
             if not notifications:
                 return total
@@ -284,4 +293,3 @@ def relay_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, 
         await keep_running("relay", stop, once)
 
     return work
-

@@ -111,7 +111,9 @@ class Scheduler:
         meta = worker_meta(envelope, ACTOR)
         try:
             result = await run_command(
-                msg, self.stop, lambda: self.app.schedule_visits(pairing_id, meta, known_open=self.view.open_task_ids(pairing_id))
+                msg,
+                self.stop,
+                lambda: self.app.schedule_visits(pairing_id, meta, known_open=self.view.open_task_ids(pairing_id)),
             )
         except DomainError as e:
             return Term(f"{type(e).__name__}: {e.detail}")
@@ -188,4 +190,3 @@ def scheduler_worker(make_app: Callable[[], Any], database_url: str, nats_url: s
         await keep_running("scheduler", stop, lambda s: run_scheduler(make_app, database_url, nats_url, s, **options))
 
     return work
-

@@ -57,8 +57,11 @@ def _verify_tree(audit: Any, database_url: str) -> int:
     print(f"Merkle tree ({audit.suite.name}): {checked:,} leaves checked in {time.monotonic() - started:.1f}s")
     for position, kind, detail in failures:
         print(f"  FAIL at {position}: {kind}: {detail}")
-    print(f"OK: every event is its leaf; the root is the one signed at {checkpoint['size']:,} events" if not failures
-          else f"FAILED: {len(failures)} failures")
+    print(
+        f"OK: every event is its leaf; the root is the one signed at {checkpoint['size']:,} events"
+        if not failures
+        else f"FAILED: {len(failures)} failures"
+    )
     return 0 if not failures else 1
 
 
@@ -83,23 +86,32 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             held = _load_checkpoint(args.checkpoint, log) if args.checkpoint else None
             started = time.monotonic()
             if log == "access":
-                result = audit.verify_access_log(start=1 if args.start is None else args.start, end=args.end, checkpoint=held)
+                result = audit.verify_access_log(
+                    start=1 if args.start is None else args.start, end=args.end, checkpoint=held
+                )
             else:
                 result = audit.verify(start=args.start, end=args.end, checkpoint=held, progress=_print_progress)
             if args.json:
                 print(msgspec.json.encode(result).decode())
             else:
                 rate = result.checked / max(time.monotonic() - started, 1e-9)
-                print(f"{log} log, positions {result.start}..{result.end}: {result.checked:,} rows checked ({rate:,.0f}/s)")
+                print(
+                    f"{log} log, positions {result.start}..{result.end}: {result.checked:,} rows checked ({rate:,.0f}/s)"
+                )
                 for f in result.failures:
                     print(f"  FAIL at {f.position}: {f.kind}: {f.detail}")
                 if result.failure_count > len(result.failures):
                     print(f"  ... {result.failure_count - len(result.failures)} more")
                 if held is not None:
-                    print(f"checkpoint at {held.position} ({held.at.isoformat()}): {'matches' if result.ok else 'see above'}")
+                    print(
+                        f"checkpoint at {held.position} ({held.at.isoformat()}): {'matches' if result.ok else 'see above'}"
+                    )
                 head = result.head
-                print("OK: the chain verifies" + (f" up to {head.position}, digest {head.digest}" if head else "") if result.ok
-                      else f"FAILED: first failure at position {result.failures[0].position}")
+                print(
+                    "OK: the chain verifies" + (f" up to {head.position}, digest {head.digest}" if head else "")
+                    if result.ok
+                    else f"FAILED: first failure at position {result.failures[0].position}"
+                )
             return 0 if result.ok else 1
         if command == "checkpoint":
             text = msgspec.json.encode(audit.checkpoint()).decode()
@@ -119,8 +131,13 @@ def run(settings: Settings, database_url: str, args: argparse.Namespace) -> int:
             return 0
         if command == "export":
             doc = audit.export(args.id, actor_id=args.actor, actor_role="administrator")
-            audit.record_access(audit.persons_in(args.id, doc["stream"]["type"]), actor_id=args.actor,
-                                actor_role="administrator", endpoint="cli audit export", request_id="")
+            audit.record_access(
+                audit.persons_in(args.id, doc["stream"]["type"]),
+                actor_id=args.actor,
+                actor_role="administrator",
+                endpoint="cli audit export",
+                request_id="",
+            )
             if args.format == "json":
                 text = json.dumps(doc, ensure_ascii=False, indent=1)
             else:

@@ -64,7 +64,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(emergencies.getvalue())
         print_demo_accounts(demo_accounts, f"http://{settings.host}:{settings.port}", sys.stdout)
         projector.close()
-    print(f"\nDone in {time.monotonic() - started:.0f}s. Next: `./run serve`, then open http://127.0.0.1:{settings.port}/schema")
+    print(
+        f"\nDone in {time.monotonic() - started:.0f}s. Next: `./run serve`, then open http://127.0.0.1:{settings.port}/schema"
+    )
     print(
         "A token for the county supervisor: "
         f"./run token --role county_supervisor --org-unit {counts.county_id} --subject <their id>"

@@ -85,10 +85,21 @@ def _import(settings: Settings, args: argparse.Namespace, app: CareApplication) 
             print(f"guanai import: {e.detail}", file=sys.stderr)
             return 2
         job_id = uuid4()
-        meta = CommandMeta(actor_id=args.by, actor_role=ActorRole.ADMINISTRATOR.value,
-                           correlation_id=f"import:{job_id}", occurred_at=datetime.now(UTC))
-        job = jobs.submit(data, args.file.name, unit=unit, actor_id=args.by, actor_role=meta.actor_role,
-                          dry_run=args.dry_run, job_id=job_id)
+        meta = CommandMeta(
+            actor_id=args.by,
+            actor_role=ActorRole.ADMINISTRATOR.value,
+            correlation_id=f"import:{job_id}",
+            occurred_at=datetime.now(UTC),
+        )
+        job = jobs.submit(
+            data,
+            args.file.name,
+            unit=unit,
+            actor_id=args.by,
+            actor_role=meta.actor_role,
+            dry_run=args.dry_run,
+            job_id=job_id,
+        )
         bar = ProgressBar("import" if not args.dry_run else "dry run", unit="rows")
 
         def progress(out: Outcome) -> None:
@@ -166,8 +177,13 @@ def _export(args: argparse.Namespace, database_url: str, app: CareApplication) -
         audit = Audit(app, database_url)
 
         def record(ids: Any) -> None:
-            audit.record_access(ids, actor_id=args.by, actor_role=ActorRole.ADMINISTRATOR.value,
-                                endpoint="guanai export registry", request_id=f"cli:{uuid4()}")
+            audit.record_access(
+                ids,
+                actor_id=args.by,
+                actor_role=ActorRole.ADMINISTRATOR.value,
+                endpoint="guanai export registry",
+                request_id=f"cli:{uuid4()}",
+            )
 
         data, people = export_registry(app, pool, unit, record_access=record)
         args.out.write_bytes(data)

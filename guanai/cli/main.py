@@ -83,8 +83,11 @@ def _registry_file_parsers(sub: Any) -> None:
     lk = sub.add_parser("lookups", help="the keyed hashes that find people by ID number on import")
     lk.add_argument("action", choices=["rebuild"], help="rebuild: add those missing (a store from before imports)")
     e = sub.add_parser("export", help="export the registry (台账) as XLSX, or the import template")
-    e.add_argument("what", choices=["registry", "template"],
-                   help="registry: one sheet per township; template: the empty import workbook")
+    e.add_argument(
+        "what",
+        choices=["registry", "template"],
+        help="registry: one sheet per township; template: the empty import workbook",
+    )
     _unit_arguments(e, required=False)
     e.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
     e.add_argument("--by", default="operator", help="who exports (an id, not a name; recorded in the access log)")
@@ -124,7 +127,9 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("--org-unit", type=UUID, help="org unit id the role is scoped to")
     scope.add_argument("--org-code", help="12-digit division code of the org unit")
     t.add_argument("--ttl-hours", type=int, help="lifetime (default GUANAI_TOKEN_TTL_HOURS; at most 744)")
-    tr = t.add_subparsers(dest="token_action", metavar="ACTION").add_parser("revoke", help="revoke a token before it expires")
+    tr = t.add_subparsers(dest="token_action", metavar="ACTION").add_parser(
+        "revoke", help="revoke a token before it expires"
+    )
     tr.add_argument("jti", help="the token's id (printed when it was issued), or the token itself")
     tr.add_argument("--reason", default="revoked by an operator", help="why (kept with the revocation)")
     tr.add_argument("--by", default="operator", help="who revokes (an id, not a name)")
@@ -151,17 +156,30 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--from", dest="start", type=int, help="first position (default: the lowest row, below 1 too)")
     v.add_argument("--to", dest="end", type=int, help="last position (default: the newest)")
     v.add_argument("--access-log", action="store_true", help="check the access log's chain instead of the events'")
-    v.add_argument("--checkpoint", type=Path, help="a file from `guanai audit checkpoint`: also check the log still matches it")
+    v.add_argument(
+        "--checkpoint", type=Path, help="a file from `guanai audit checkpoint`: also check the log still matches it"
+    )
     v.add_argument("--json", action="store_true", help="print the whole result as JSON")
     c = cmds.add_parser("checkpoint", help="print the newest entry of each chain, for an outside party to keep")
     c.add_argument("--out", type=Path, help="write to this file as well")
-    c.add_argument("--publish", type=Path, metavar="DIR", help="sign the newest Merkle tree checkpoint and publish it, its "
-                   "consistency proof and the log's public key into DIR (the folder outside parties mirror)")
-    v.add_argument("--tree", action="store_true", help="check the Merkle tree instead: every leaf against its event, "
-                   "the root against the newest signed checkpoint")
+    c.add_argument(
+        "--publish",
+        type=Path,
+        metavar="DIR",
+        help="sign the newest Merkle tree checkpoint and publish it, its "
+        "consistency proof and the log's public key into DIR (the folder outside parties mirror)",
+    )
+    v.add_argument(
+        "--tree",
+        action="store_true",
+        help="check the Merkle tree instead: every leaf against its event, "
+        "the root against the newest signed checkpoint",
+    )
     r = cmds.add_parser("replay", help="a stream's events, or its state as of an instant")
     r.add_argument("id", type=UUID)
-    r.add_argument("--as-of", type=datetime.fromisoformat, help="instant with UTC offset, e.g. 2026-03-01T09:30:00+08:00")
+    r.add_argument(
+        "--as-of", type=datetime.fromisoformat, help="instant with UTC offset, e.g. 2026-03-01T09:30:00+08:00"
+    )
     r.add_argument("--time", choices=("recorded", "occurred"), default="recorded")
     e = cmds.add_parser("export", help="a case history as a printable HTML document (Chinese) or JSON")
     e.add_argument("id", type=UUID)
@@ -170,17 +188,27 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--actor", default="cli-operator", help="who exports (recorded in the document and the access log)")
     cmds.add_parser("adopt", help="chain a store written before the chain existed (once)")
     cmds.add_parser("public-key", help="the log's public key, for outside parties").add_argument(
-        "--out", type=Path, help="write to this file as well")
+        "--out", type=Path, help="write to this file as well"
+    )
     k = cmds.add_parser("keygen", help="make a signing key (for a witness) and its public key file")
     k.add_argument("--suite", choices=("international", "gm"), default="international")
-    k.add_argument("--out", type=Path, required=True, help="the private key file (kept by its office; FILE.pub.json is public)")
+    k.add_argument(
+        "--out", type=Path, required=True, help="the private key file (kept by its office; FILE.pub.json is public)"
+    )
     k.add_argument("--name", default="witness", help="who holds it, e.g. 县纪委监委")
-    w = cmds.add_parser("witness", help="co-sign the newest published checkpoint after checking it extends the last one seen")
+    w = cmds.add_parser(
+        "witness", help="co-sign the newest published checkpoint after checking it extends the last one seen"
+    )
     w.add_argument("folder", type=Path, help="the published folder (from `guanai audit checkpoint --publish`)")
     w.add_argument("--key", type=Path, required=True, help="the witness's private key file (`guanai audit keygen`)")
-    w.add_argument("--state", type=Path, help="where the witness keeps the last checkpoint it saw (default: KEY.state.json)")
-    w.add_argument("--log-key", type=Path, help="the log's public key the witness trusts (default: pinned on first run "
-                   "from the folder's log-key.json)")
+    w.add_argument(
+        "--state", type=Path, help="where the witness keeps the last checkpoint it saw (default: KEY.state.json)"
+    )
+    w.add_argument(
+        "--log-key",
+        type=Path,
+        help="the log's public key the witness trusts (default: pinned on first run from the folder's log-key.json)",
+    )
     st = sub.add_parser("status", help="where the servers are: the NATS URL (embedded or configured), the database")
     st.add_argument("--nats-url", action="store_true", help="print only the NATS URL (exit 1: not running)")
     ac = sub.add_parser("accounts", help="accounts of the people who sign in: create the first administrator")

@@ -41,7 +41,10 @@ def publish(audit: Any, folder: Path) -> dict[str, Any]:
     previous = sizes[-1] if sizes else None
     if previous is not None and previous != int(cp["size"]):
         proof = audit.consistency(previous, int(cp["size"]))
-        _write(folder / f"consistency-{previous}-{cp['size']}.json", {"from": previous, "to": cp["size"], "proof": proof["proof"]})
+        _write(
+            folder / f"consistency-{previous}-{cp['size']}.json",
+            {"from": previous, "to": cp["size"], "proof": proof["proof"]},
+        )
     target = folder / f"checkpoint-{cp['size']}.json"
     if not target.exists():
         _write(target, cp)
@@ -64,8 +67,10 @@ def run_online(audit: Any, args: argparse.Namespace) -> int | None:
         return 0
     if args.audit_command == "checkpoint" and getattr(args, "publish", None):
         cp = publish(audit, args.publish)
-        print(f"guanai audit: published the checkpoint of {cp['size']:,} events (root {cp['root']}) to {args.publish}",
-              file=sys.stderr)
+        print(
+            f"guanai audit: published the checkpoint of {cp['size']:,} events (root {cp['root']}) to {args.publish}",
+            file=sys.stderr,
+        )
         return 0
     return None
 
@@ -78,7 +83,9 @@ def run_offline(args: argparse.Namespace) -> int:
             pub.write_text(json.dumps(key.public.document(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             print(f"guanai audit: key {key.key_id} in {args.out}; its public key in {pub}")
             return 0
-        return witness(args.folder, args.key, args.state or args.key.with_name(args.key.name + ".state.json"), args.log_key)
+        return witness(
+            args.folder, args.key, args.state or args.key.with_name(args.key.name + ".state.json"), args.log_key
+        )
     except (verifier.VerificationError, SuiteError) as e:
         print(f"guanai audit: REFUSED: {e}", file=sys.stderr)
         return 1
@@ -107,7 +114,8 @@ def witness(folder: Path, key_file: Path, state_file: Path, log_key_file: Path |
             if int(cp["size"]) == int(last["size"]) and cp["root"] != last["root"]:
                 verifier.verify_checkpoint(cp, log_key)
                 raise verifier.VerificationError(
-                    f"forked log: {cp['size']} events with root {cp['root']}, but this witness saw root {last['root']}")
+                    f"forked log: {cp['size']} events with root {cp['root']}, but this witness saw root {last['root']}"
+                )
         chain = [last, *(cp for cp in chain if int(cp["size"]) > int(last["size"]))]
     for cp in chain:
         verifier.verify_checkpoint(cp, log_key)
@@ -116,7 +124,9 @@ def witness(folder: Path, key_file: Path, state_file: Path, log_key_file: Path |
         if int(older["size"]) != int(newer["size"]):
             proof_file = folder / f"consistency-{older['size']}-{newer['size']}.json"
             if not proof_file.exists():
-                raise verifier.VerificationError(f"{proof_file.name} is missing: cannot check the log was only appended to")
+                raise verifier.VerificationError(
+                    f"{proof_file.name} is missing: cannot check the log was only appended to"
+                )
             proof = json.loads(proof_file.read_text())["proof"]
         verifier.verify_extends(older, newer, proof, log_key)
     newest = chain[-1]
@@ -130,7 +140,10 @@ def witness(folder: Path, key_file: Path, state_file: Path, log_key_file: Path |
         _write(state_file, write_state)
     else:
         write_private(state_file, json.dumps(write_state))
-    print(f"guanai audit: witness {key.key_id} co-signed the checkpoint of {newest['size']:,} events "
-          f"(it extends the {chain[0]['size']:,} seen before)" if len(chain) > 1 else
-          f"guanai audit: witness {key.key_id} co-signed the checkpoint of {newest['size']:,} events (the first it saw)")
+    print(
+        f"guanai audit: witness {key.key_id} co-signed the checkpoint of {newest['size']:,} events "
+        f"(it extends the {chain[0]['size']:,} seen before)"
+        if len(chain) > 1
+        else f"guanai audit: witness {key.key_id} co-signed the checkpoint of {newest['size']:,} events (the first it saw)"
+    )
     return 0

@@ -29,7 +29,10 @@ def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[st
         if nats_url is not None:
             # Devices and scripts subscribe to alerts here (README: Emergency reports).
             where = "embedded" if settings.embedded_nats else "configured"
-            print(f"guanai: NATS on {redacted_url(nats_url)} ({where}; alerts on alerts.<county>.<township>)", file=sys.stderr)
+            print(
+                f"guanai: NATS on {redacted_url(nats_url)} ({where}; alerts on alerts.<county>.<township>)",
+                file=sys.stderr,
+            )
         yield database_url, nats_url
     finally:
         embedded.stop()

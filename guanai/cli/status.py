@@ -32,12 +32,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if up else 1
     where = "configured (GUANAI_NATS_URL)" if settings.nats_url else "embedded"
     if url is None:
-        fixed = f"port {settings.nats_port}" if settings.nats_port else "a port the system picks (GUANAI_NATS_PORT fixes one)"
+        fixed = (
+            f"port {settings.nats_port}"
+            if settings.nats_port
+            else "a port the system picks (GUANAI_NATS_PORT fixes one)"
+        )
         print(f"NATS:      embedded, not running (`guanai serve` starts it on {fixed})")
     else:
         print(f"NATS:      {redacted_url(url)}  {where}, {'running' if up else 'not answering'}")
         print("           alerts on alerts.<county code>.<township code | county>, JetStream stream GUANAI_EVENTS")
-    database = redacted_url(settings.database_url) if settings.database_url else f"embedded, under {settings.data_path / 'postgres'}"
+    database = (
+        redacted_url(settings.database_url)
+        if settings.database_url
+        else f"embedded, under {settings.data_path / 'postgres'}"
+    )
     print(f"database:  {database}")
     print(f"data dir:  {settings.data_path}")
     return 0 if up else 1

@@ -28,6 +28,7 @@ ROLE_LEVELS = {
     ActorRole.COUNTY_SUPERVISOR: "county",
 }
 
+
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     """``token revoke JTI|TOKEN``: every API process refuses it within GUANAI_REVOCATION_CACHE_SECONDS."""
     jti, expires_at = args.jti, None
@@ -53,8 +54,10 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     if not args.subject:
         # The subject is the account: tokens sharing one would read each other's reports and
         # share one name in the audit trail and the access log.
-        print("guanai token: --subject is required: the id of the one person the token is for"
-              " (a volunteer's helper id)", file=sys.stderr)
+        print(
+            "guanai token: --subject is required: the id of the one person the token is for (a volunteer's helper id)",
+            file=sys.stderr,
+        )
         return 2
     org: UUID | None = None
     if args.org_code:
@@ -81,5 +84,8 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(token)
     issued = verify_token(secret, token)
-    print(f"guanai: token id (jti) {issued.token_id}; revoke with `guanai token revoke {issued.token_id}`", file=sys.stderr)
+    print(
+        f"guanai: token id (jti) {issued.token_id}; revoke with `guanai token revoke {issued.token_id}`",
+        file=sys.stderr,
+    )
     return 0

@@ -70,7 +70,7 @@ def open_demo_accounts(service: AccountService, plan: Any) -> list[DemoAccount]:
 
 def print_demo_accounts(accounts: list[DemoAccount], base_url: str, out: TextIO) -> None:
     out.write("\n演示账号 Demo accounts (DEMO ONLY: one printed password for all; real accounts choose their own)\n")
-    out.write(f"  sign in: POST {base_url}/auth/sign-in {{\"phone\": ..., \"password\": \"{DEMO_PASSWORD}\"}}\n")
+    out.write(f'  sign in: POST {base_url}/auth/sign-in {{"phone": ..., "password": "{DEMO_PASSWORD}"}}\n')
     out.write(f"  web client 网页版: {base_url}/app/ (the same phone numbers and password)\n")
     for a in accounts:
         note = "  (enrol TOTP at first sign-in: POST /auth/totp)" if a.second_factor else ""

@@ -54,7 +54,12 @@ def set_up_rosters(app: Any, plan: CountyPlan, seed: int, at: datetime) -> None:
 
 
 def simulate_emergencies(
-    app: Any, plan: CountyPlan, *, seed: int = 2026, now: datetime | None = None, flagged: Sequence[tuple[UUID, datetime]] = ()
+    app: Any,
+    plan: CountyPlan,
+    *,
+    seed: int = 2026,
+    now: datetime | None = None,
+    flagged: Sequence[tuple[UUID, datetime]] = (),
 ) -> list[UUID]:
     """Write the demo's rosters and reports, and the reports of the visit logs ``flagged`` (log
     id, visit time) "raise an emergency", which the township takes on and resolves; returns the

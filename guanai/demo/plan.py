@@ -36,8 +36,17 @@ R, K, S = HelperRole, PersonKind, PairingShape
 
 # People one helper may look after: cadres, doctors and police cover a whole village or township.
 CAPACITY = {
-    R.VOLUNTEER: 10, R.VILLAGE_CADRE: 20, R.CHILD_DIRECTOR: 30, R.CHILD_SUPERVISOR: 40, R.TEACHER: 15,
-    R.FAMILY_DOCTOR: 60, R.POLICE: 40, R.SOCIAL_WORKER: 15, R.ASSISTING_CADRE: 5, R.CARING_MOTHER: 1, R.PEER_ELDER: 10,
+    R.VOLUNTEER: 10,
+    R.VILLAGE_CADRE: 20,
+    R.CHILD_DIRECTOR: 30,
+    R.CHILD_SUPERVISOR: 40,
+    R.TEACHER: 15,
+    R.FAMILY_DOCTOR: 60,
+    R.POLICE: 40,
+    R.SOCIAL_WORKER: 15,
+    R.ASSISTING_CADRE: 5,
+    R.CARING_MOTHER: 1,
+    R.PEER_ELDER: 10,
 }
 
 
@@ -73,9 +82,9 @@ class PlannedPerson:
     def key(self) -> bool:
         """A key person (重点对象) gets the 四包一 team."""
         t = set(self.risk_tags)
-        return bool(t & {RiskTag.DISABLED, RiskTag.TEKUN, RiskTag.CHILD_IN_DIFFICULTY, RiskTag.DE_FACTO_UNSUPPORTED}) or (
-            {RiskTag.ADVANCED_AGE, RiskTag.LIVING_ALONE, RiskTag.SEMI_DISABLED} <= t
-        )
+        return bool(
+            t & {RiskTag.DISABLED, RiskTag.TEKUN, RiskTag.CHILD_IN_DIFFICULTY, RiskTag.DE_FACTO_UNSUPPORTED}
+        ) or ({RiskTag.ADVANCED_AGE, RiskTag.LIVING_ALONE, RiskTag.SEMI_DISABLED} <= t)
 
 
 @dataclass
@@ -205,11 +214,34 @@ class _Planner:
                 villages.append(self.unit(code, label, OrgLevel.VILLAGE, township))
         return county, villages
 
-    def person(self, vr: random.Random, village: Unit, kind: PersonKind, household: str, name: str, sex: str,
-               age: int, tags: set[RiskTag], reg: datetime, **extra: Any) -> PlannedPerson:
+    def person(
+        self,
+        vr: random.Random,
+        village: Unit,
+        kind: PersonKind,
+        household: str,
+        name: str,
+        sex: str,
+        age: int,
+        tags: set[RiskTag],
+        reg: datetime,
+        **extra: Any,
+    ) -> PlannedPerson:
         birth = _birth(vr, reg.date(), age)
         number = names.id_number(vr, names.COUNTY_CODE, birth, sex, self.id_numbers) if vr.random() < 0.8 else None
-        p = PlannedPerson(self.next_id("person", village), kind, name, sex, birth, number, household, village, sorted(tags), reg, **extra)
+        p = PlannedPerson(
+            self.next_id("person", village),
+            kind,
+            name,
+            sex,
+            birth,
+            number,
+            household,
+            village,
+            sorted(tags),
+            reg,
+            **extra,
+        )
         self.persons.append(p)
         return p
 
@@ -219,21 +251,42 @@ class _Planner:
             household = f"{village.name}{vr.randint(1, 9)}组{made + 1:02d}号"
             reg = _at(self.spring + timedelta(days=vr.randint(0, 12)), vr)
             family = names.surname(vr)
-            away = [{"relation": rel, "name": names.full_name(vr, "mid", "male" if rel == "son" else "female", family),
-                     "phone": names.mobile(vr), "whereabouts": names.work_place(vr),
-                     "away_since": reg.year - vr.randint(1, 15)}
-                    for rel in vr.choices(["son", "daughter"], k=vr.choices([1, 2, 3, 4], [25, 38, 25, 12])[0])]
+            away = [
+                {
+                    "relation": rel,
+                    "name": names.full_name(vr, "mid", "male" if rel == "son" else "female", family),
+                    "phone": names.mobile(vr),
+                    "whereabouts": names.work_place(vr),
+                    "away_since": reg.year - vr.randint(1, 15),
+                }
+                for rel in vr.choices(["son", "daughter"], k=vr.choices([1, 2, 3, 4], [25, 38, 25, 12])[0])
+            ]
             couple = n - made >= 2 and vr.random() < 0.5
-            members = [("male", family), ("female", None)] if couple else [
-                ("female", None) if vr.random() < 0.62 else ("male", family)]
+            members = (
+                [("male", family), ("female", None)]
+                if couple
+                else [("female", None) if vr.random() < 0.62 else ("male", family)]
+            )
             base = {RiskTag.EMPTY_NEST} if couple else {RiskTag.LIVING_ALONE} if vr.random() < 0.8 else set()
-            age0 = vr.choices(range(60, 96), [22] * 5 + [25] * 5 + [20] * 5 + [14] * 5 + [10] * 5 + [6] * 5 + [3] * 6)[0]
+            age0 = vr.choices(range(60, 96), [22] * 5 + [25] * 5 + [20] * 5 + [14] * 5 + [10] * 5 + [6] * 5 + [3] * 6)[
+                0
+            ]
             for i, (sex, own) in enumerate(members):
                 age = age0 if i == 0 else min(95, max(60, age0 - vr.randint(-2, 6)))
                 tags = set(base) | self.elder_tags(vr, age, alone=RiskTag.LIVING_ALONE in base)
                 gen = names.generation_of(reg.year - age)
-                self.person(vr, village, K.ELDER, household, names.full_name(vr, gen, sex, own), sex, age, tags, reg,
-                            absent_children=away)
+                self.person(
+                    vr,
+                    village,
+                    K.ELDER,
+                    household,
+                    names.full_name(vr, gen, sex, own),
+                    sex,
+                    age,
+                    tags,
+                    reg,
+                    absent_children=away,
+                )
                 made += 1
 
     @staticmethod
@@ -259,20 +312,44 @@ class _Planner:
             unsupported = vr.random() < 0.008
             place = names.work_place(vr)
             parents = [
-                {"relation": "father", "name": names.full_name(vr, "mid", "male", family), "phone": names.mobile(vr),
-                 "work_place": place},
-                {"relation": "mother", "name": names.full_name(vr, "mid", "female"), "phone": names.mobile(vr),
-                 "work_place": place if vr.random() < 0.7 else names.work_place(vr)},
+                {
+                    "relation": "father",
+                    "name": names.full_name(vr, "mid", "male", family),
+                    "phone": names.mobile(vr),
+                    "work_place": place,
+                },
+                {
+                    "relation": "mother",
+                    "name": names.full_name(vr, "mid", "female"),
+                    "phone": names.mobile(vr),
+                    "work_place": place if vr.random() < 0.7 else names.work_place(vr),
+                },
             ]
             if unsupported:  # both parents unreachable: 事实无人抚养
                 parents = [{**p, "phone": None, "work_place": None, "note": "失联"} for p in parents]
-            relation = vr.choices(["paternal_grandmother", "paternal_grandfather", "maternal_grandmother",
-                                   "maternal_grandfather", "uncle", "aunt"], [34, 26, 16, 10, 6, 8])[0]
+            relation = vr.choices(
+                [
+                    "paternal_grandmother",
+                    "paternal_grandfather",
+                    "maternal_grandmother",
+                    "maternal_grandfather",
+                    "uncle",
+                    "aunt",
+                ],
+                [34, 26, 16, 10, 6, 8],
+            )[0]
             g_sex = "male" if relation.endswith(("father", "uncle")) else "female"
-            g_family = {"paternal_grandfather": family, "uncle": family, "aunt": family,
-                        "maternal_grandfather": parents[1]["name"][0]}.get(relation)
-            guardian = {"relation": relation, "phone": names.mobile(vr),
-                        "name": names.full_name(vr, "old" if "grand" in relation else "mid", g_sex, g_family)}
+            g_family = {
+                "paternal_grandfather": family,
+                "uncle": family,
+                "aunt": family,
+                "maternal_grandfather": parents[1]["name"][0],
+            }.get(relation)
+            guardian = {
+                "relation": relation,
+                "phone": names.mobile(vr),
+                "name": names.full_name(vr, "old" if "grand" in relation else "mid", g_sex, g_family),
+            }
             signed = None if vr.random() < 0.02 else self.spring - timedelta(days=vr.randint(20, 400))
             family_tags = {t for t, p in ((RiskTag.DIBAO, 0.07), (RiskTag.ECONOMIC_HARDSHIP, 0.1)) if vr.random() < p}
             age = vr.choices(range(3, 18), [5, 5, 5] + [8] * 9 + [5, 4, 3])[0]
@@ -283,8 +360,20 @@ class _Planner:
                     tags.add(RiskTag.CHILD_IN_DIFFICULTY)
                 if vr.random() < 0.006:
                     tags.add(RiskTag.DISABLED)
-                self.person(vr, village, K.CHILD, household, names.full_name(vr, "young", sex, family), sex, age, tags,
-                            reg, guardian=guardian, parents=parents, signed_on=signed)
+                self.person(
+                    vr,
+                    village,
+                    K.CHILD,
+                    household,
+                    names.full_name(vr, "young", sex, family),
+                    sex,
+                    age,
+                    tags,
+                    reg,
+                    guardian=guardian,
+                    parents=parents,
+                    signed_on=signed,
+                )
                 made += 1
                 age = min(17, max(3, age + vr.choice([-5, -4, -3, -2, -1, 1, 2, 3])))
 
@@ -299,7 +388,9 @@ class _Planner:
         self.helpers.append(h)
         return h
 
-    def take(self, vr: random.Random, role: HelperRole, unit: Unit, people: int, limit: int = 99) -> PlannedHelper | None:
+    def take(
+        self, vr: random.Random, role: HelperRole, unit: Unit, people: int, limit: int = 99
+    ) -> PlannedHelper | None:
         """The least-loaded helper of ``role`` in ``unit`` with room for ``people``; a new one if
         none has room and fewer than ``limit`` serve there."""
         fits = [h for h in self.pools[(unit.id, role)] if h.load + people <= h.capacity]
@@ -318,28 +409,54 @@ class _Planner:
             raise ValueError(f"{people} people do not fit any {role}")
         return h
 
-    def pair(self, vr: random.Random, village: Unit, shape: PairingShape, helpers: list[PlannedHelper],
-             persons: list[PlannedPerson], cadence: Cadence, mode: VisitMode, group: bool = False) -> None:
+    def pair(
+        self,
+        vr: random.Random,
+        village: Unit,
+        shape: PairingShape,
+        helpers: list[PlannedHelper],
+        persons: list[PlannedPerson],
+        cadence: Cadence,
+        mode: VisitMode,
+        group: bool = False,
+    ) -> None:
         if shape != S.MANY_TO_ONE:
             shape = S.ONE_TO_ONE if len(persons) == 1 else S.ONE_TO_MANY
         pid = self.next_id("pairing", village)
         group_id = derived_id("demo-group", f"{self.seed}:{village.township_id}") if group else None
         starts = self.spring + timedelta(days=vr.randint(20, 50))
         assert village.township_id is not None
-        self.pairings.append(PlannedPairing(pid, shape, helpers, persons, cadence, mode, starts, group_id, village.township_id))
+        self.pairings.append(
+            PlannedPairing(pid, shape, helpers, persons, cadence, mode, starts, group_id, village.township_id)
+        )
 
     def pair_village(self, village: Unit, township: Unit) -> None:
         vr = random.Random(f"{self.seed}:{village.code}:pairings")
         people = [p for p in self.persons if p.village is village and not p.unpaired]
         for p in (p for p in people if p.key):  # 四包一
-            team = [self.need(vr, R.ASSISTING_CADRE, township, 1), self.need(vr, R.VILLAGE_CADRE, village, 1),
-                    self.need(vr, R.FAMILY_DOCTOR, village, 1), self.need(vr, R.POLICE, township, 1)]
+            team = [
+                self.need(vr, R.ASSISTING_CADRE, township, 1),
+                self.need(vr, R.VILLAGE_CADRE, village, 1),
+                self.need(vr, R.FAMILY_DOCTOR, village, 1),
+                self.need(vr, R.POLICE, township, 1),
+            ]
             self.pair(vr, village, S.MANY_TO_ONE, team, [p], Cadence.WEEKLY, VisitMode.HOME_VISIT)
-        girls = [p for p in people if p.kind == K.CHILD and p.sex == "female" and not p.key
-                 and 5 <= age_on(p.birth_date, self.spring) <= 14]
+        girls = [
+            p
+            for p in people
+            if p.kind == K.CHILD and p.sex == "female" and not p.key and 5 <= age_on(p.birth_date, self.spring) <= 14
+        ]
         mothered = vr.sample(girls, min(len(girls), 1 if vr.random() < 0.6 else 2))
         for girl in mothered:
-            self.pair(vr, village, S.ONE_TO_ONE, [self.need(vr, R.CARING_MOTHER, village, 1)], [girl], Cadence.HALF_MONTHLY, VisitMode.HOME_VISIT)
+            self.pair(
+                vr,
+                village,
+                S.ONE_TO_ONE,
+                [self.need(vr, R.CARING_MOTHER, village, 1)],
+                [girl],
+                Cadence.HALF_MONTHLY,
+                VisitMode.HOME_VISIT,
+            )
         rest = [p for p in people if not p.key and p not in mothered]
         for chunk in _chunks(vr, [p for p in rest if p.kind == K.CHILD]):
             r, school = vr.random(), all(age_on(p.birth_date, self.spring) >= 6 for p in chunk)
@@ -369,8 +486,16 @@ class _Planner:
     def volunteers(self, vr: random.Random, village: Unit, chunk: list[PlannedPerson]) -> None:
         h = self.need(vr, R.VOLUNTEER, village, len(chunk))
         phone = chunk[0].kind == K.ELDER and vr.random() < 0.15  # far-off hamlets: a weekly call
-        self.pair(vr, village, S.ONE_TO_MANY, [h], chunk, Cadence.WEEKLY,
-                  VisitMode.PHONE_VIDEO if phone else VisitMode.HOME_VISIT, group=True)
+        self.pair(
+            vr,
+            village,
+            S.ONE_TO_MANY,
+            [h],
+            chunk,
+            Cadence.WEEKLY,
+            VisitMode.PHONE_VIDEO if phone else VisitMode.HOME_VISIT,
+            group=True,
+        )
 
 
 def plan_county(seed: int = 2026, scale: float = 1.0, *, today: date | None = None) -> CountyPlan:
@@ -397,7 +522,15 @@ def plan_county(seed: int = 2026, scale: float = 1.0, *, today: date | None = No
             pl.helper(tr, role, township)
     for village in villages:
         vr = random.Random(f"{seed}:{village.code}:staff")
-        for role in (R.CHILD_DIRECTOR, R.VILLAGE_CADRE, R.VILLAGE_CADRE, R.FAMILY_DOCTOR, R.TEACHER, R.VOLUNTEER, R.PEER_ELDER):
+        for role in (
+            R.CHILD_DIRECTOR,
+            R.VILLAGE_CADRE,
+            R.VILLAGE_CADRE,
+            R.FAMILY_DOCTOR,
+            R.TEACHER,
+            R.VOLUNTEER,
+            R.PEER_ELDER,
+        ):
             pl.helper(vr, role, village)
         assert village.township_id is not None
         pl.pair_village(village, townships[village.township_id])
@@ -406,8 +539,9 @@ def plan_county(seed: int = 2026, scale: float = 1.0, *, today: date | None = No
         members = [h.id for h in pl.helpers if h.role == R.VOLUNTEER and h.unit.township_id == township.id]
         gid = derived_id("demo-group", f"{seed}:{township.id}")
         groups.append((gid, f"{township.name}关爱留守人员志愿服务队", township, members))
-    return CountyPlan(county, pl.units, pl.persons, pl.helpers, groups, pl.pairings,
-                      _endings(pl), _departures(pl, autumn), spring)
+    return CountyPlan(
+        county, pl.units, pl.persons, pl.helpers, groups, pl.pairings, _endings(pl), _departures(pl, autumn), spring
+    )
 
 
 def _endings(pl: _Planner) -> list[tuple[PlannedPairing, str, date]]:

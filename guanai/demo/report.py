@@ -45,12 +45,21 @@ def print_supervision(view: SupervisionView, county_id: UUID, file: IO[str], *, 
     unit, base, cov, g, h = s["unit"], s["base"], s["coverage"], s["guardianship"], s["helpers"]
     v, e, period = s["visits"], s["emergencies"], s["period"]
     print(f"\n{unit['name']} ({unit['code']}): supervision, {period['from']} to {period['to']}", file=file)
-    print(f"  People on the registry      {base['people']:>6}  ({base['elders']} elders, {base['children']} children)", file=file)
+    print(
+        f"  People on the registry      {base['people']:>6}  ({base['elders']} elders, {base['children']} children)",
+        file=file,
+    )
     tags = [f"{RISK_TAG_LABELS[RiskTag(t)]} {n}" for t, n in base["by_risk_tag"].items() if n]
     print(f"  By risk tag                 {', '.join(tags) or '-'}", file=file)
-    print(f"  Covered by a pairing        {cov['covered']:>6}  ({_pct(cov['covered_rate'])}); uncovered {cov['uncovered']}", file=file)
+    print(
+        f"  Covered by a pairing        {cov['covered']:>6}  ({_pct(cov['covered_rate'])}); uncovered {cov['uncovered']}",
+        file=file,
+    )
     print(f"  Overdue for a visit         {cov['overdue']:>6}  of {cov['with_cadence']} with a cadence", file=file)
-    print(f"  Care agreements signed      {g['agreements_signed']:>6}  of {g['children']} children ({_pct(g['signed_rate'])})", file=file)
+    print(
+        f"  Care agreements signed      {g['agreements_signed']:>6}  of {g['children']} children ({_pct(g['signed_rate'])})",
+        file=file,
+    )
     print(
         f"  Helpers active              {h['active']:>6}  ({h['people_per_helper'] or '-'} people each on average;"
         f" {h['at_capacity']} at capacity, {h['over_capacity']} over)",
@@ -71,8 +80,15 @@ def print_supervision(view: SupervisionView, county_id: UUID, file: IO[str], *, 
         f" to resolve median {_duration(e['resolve_median_s'])}, p90 {_duration(e['resolve_p90_s'])}",
         file=file,
     )
-    cols = [("Township", 14, False), ("Elders", 7, True), ("Children", 9, True), ("Uncovered", 10, True),
-            ("Overdue", 8, True), ("Signed", 7, True), ("Helpers", 8, True)]
+    cols = [
+        ("Township", 14, False),
+        ("Elders", 7, True),
+        ("Children", 9, True),
+        ("Uncovered", 10, True),
+        ("Overdue", 8, True),
+        ("Signed", 7, True),
+        ("Helpers", 8, True),
+    ]
 
     def line(values: Sequence[Any]) -> str:
         return "  ".join(_cell(x, w, r) for x, (_, w, r) in zip(values, cols, strict=True)).rstrip()
@@ -80,5 +96,17 @@ def print_supervision(view: SupervisionView, county_id: UUID, file: IO[str], *, 
     print("\n" + line([c[0] for c in cols]), file=file)
     print(line(["-" * c[1] for c in cols]), file=file)
     for u in s["units"]:
-        print(line([u["name"], u["elders"], u["children"], u["uncovered"], u["overdue"], _pct(u["signed_rate"]),
-                    u["helpers"]]), file=file)
+        print(
+            line(
+                [
+                    u["name"],
+                    u["elders"],
+                    u["children"],
+                    u["uncovered"],
+                    u["overdue"],
+                    _pct(u["signed_rate"]),
+                    u["helpers"],
+                ]
+            ),
+            file=file,
+        )

@@ -70,8 +70,9 @@ Progress = Callable[[str, int, int], None]
 
 
 def _meta(seed: int, at: datetime) -> CommandMeta:
-    return CommandMeta(actor_id="demo-seeder", actor_role=ActorRole.SYSTEM.value, correlation_id=f"demo-seed-{seed}",
-                       occurred_at=at)
+    return CommandMeta(
+        actor_id="demo-seeder", actor_role=ActorRole.SYSTEM.value, correlation_id=f"demo-seed-{seed}", occurred_at=at
+    )
 
 
 def _exists(app: CareApplication, aggregate_id: UUID) -> bool:
@@ -85,39 +86,76 @@ def _tasks(app: CareApplication, plan: CountyPlan, seed: int) -> list[tuple[str,
     setup = _at(plan.census - timedelta(days=25), random.Random(seed))
 
     def unit(u: Unit) -> Task:
-        return lambda: ("org_units", app.register_org_unit(
-            code=u.code, name=u.name, level=u.level, parent_id=u.parent_id, meta=_meta(seed, setup)).created)
+        return lambda: (
+            "org_units",
+            app.register_org_unit(
+                code=u.code, name=u.name, level=u.level, parent_id=u.parent_id, meta=_meta(seed, setup)
+            ).created,
+        )
 
     def person(p: PlannedPerson) -> Task:
-        return lambda: ("persons", app.register_person(
-            id=p.id, kind=p.kind, name=p.name, sex=Sex(p.sex), birth_date=p.birth_date, village_id=p.village.id,
-            meta=_meta(seed, p.registered_at), id_number=p.id_number, household=p.household, risk_tags=p.risk_tags,
-            guardian=p.guardian, parents=p.parents, absent_children=p.absent_children,
-            care_agreement_signed_on=p.signed_on).created)
+        return lambda: (
+            "persons",
+            app.register_person(
+                id=p.id,
+                kind=p.kind,
+                name=p.name,
+                sex=Sex(p.sex),
+                birth_date=p.birth_date,
+                village_id=p.village.id,
+                meta=_meta(seed, p.registered_at),
+                id_number=p.id_number,
+                household=p.household,
+                risk_tags=p.risk_tags,
+                guardian=p.guardian,
+                parents=p.parents,
+                absent_children=p.absent_children,
+                care_agreement_signed_on=p.signed_on,
+            ).created,
+        )
 
     def helper(h: PlannedHelper) -> Task:
-        return lambda: ("helpers", app.register_helper(
-            id=h.id, role=h.role, name=h.name, phone=h.phone, org_unit_id=h.unit.id, capacity=h.capacity,
-            meta=_meta(seed, h.registered_at)).created)
+        return lambda: (
+            "helpers",
+            app.register_helper(
+                id=h.id,
+                role=h.role,
+                name=h.name,
+                phone=h.phone,
+                org_unit_id=h.unit.id,
+                capacity=h.capacity,
+                meta=_meta(seed, h.registered_at),
+            ).created,
+        )
 
     def group(gid: UUID, name: str, unit: Unit, members: list[UUID]) -> Task:
         at = datetime.combine(plan.census + timedelta(days=15), datetime.min.time(), CHINA).replace(hour=10)
-        return lambda: ("groups", app.form_group(id=gid, name=name, org_unit_id=unit.id, member_ids=members,
-                                                 meta=_meta(seed, at)).created)
+        return lambda: (
+            "groups",
+            app.form_group(id=gid, name=name, org_unit_id=unit.id, member_ids=members, meta=_meta(seed, at)).created,
+        )
 
     def pairing(p: PlannedPairing) -> Task:
         def run() -> tuple[str, bool]:
             at = datetime.combine(p.starts_on, datetime.min.time(), CHINA).replace(hour=10)
             try:
                 return "pairings", app.form_pairing(
-                    id=p.id, shape=p.shape, helper_ids=[h.id for h in p.helpers], person_ids=[x.id for x in p.persons],
-                    cadence=p.cadence, visit_mode=p.mode, starts_on=p.starts_on, group_id=p.group_id,
-                    meta=_meta(seed, at)).created
+                    id=p.id,
+                    shape=p.shape,
+                    helper_ids=[h.id for h in p.helpers],
+                    person_ids=[x.id for x in p.persons],
+                    cadence=p.cadence,
+                    visit_mode=p.mode,
+                    starts_on=p.starts_on,
+                    group_id=p.group_id,
+                    meta=_meta(seed, at),
+                ).created
             except DomainError:
                 # On a second run a member may have left since; the pairing itself is there.
                 if _exists(app, p.id):
                     return "pairings", False
                 raise
+
         return run
 
     def ending(p: PlannedPairing, reason: str, on: date) -> Task:
@@ -127,6 +165,7 @@ def _tasks(app: CareApplication, plan: CountyPlan, seed: int) -> list[tuple[str,
             at = datetime.combine(on, datetime.min.time(), CHINA).replace(hour=16)
             app.end_pairing(p.id, reason, on, _meta(seed, at))
             return "pairing_endings", True
+
         return run
 
     def departure(p: PlannedPerson, reason: str, at: datetime) -> Task:
@@ -135,6 +174,7 @@ def _tasks(app: CareApplication, plan: CountyPlan, seed: int) -> list[tuple[str,
                 return "departures", False
             app.person_leaves_programme(p.id, reason, _meta(seed, at))
             return "departures", True
+
         return run
 
     lanes: dict[UUID, list[Task]] = defaultdict(list)
@@ -158,8 +198,9 @@ def _tasks(app: CareApplication, plan: CountyPlan, seed: int) -> list[tuple[str,
     ]
 
 
-def _run_stage(pool: ThreadPoolExecutor, stage: str, lanes: list[list[Task]], counts: DemoCounts,
-               progress: Progress | None) -> None:
+def _run_stage(
+    pool: ThreadPoolExecutor, stage: str, lanes: list[list[Task]], counts: DemoCounts, progress: Progress | None
+) -> None:
     total = sum(len(lane) for lane in lanes)
     done = [0]
     lock = threading.Lock()
@@ -230,8 +271,14 @@ def print_summary(view: Any, county_id: UUID, file: IO[str]) -> None:
     rows = view.counts_by_org_unit(county_id)
     shapes = view.pairings_by_shape(county_id)
     title = f"{county['name']} ({county['code']})" if county else str(county_id)
-    cols = [("Township", 14, False), ("Code", 12, False), ("Elders", 7, True), ("Children", 9, True),
-            ("Helpers", 8, True), ("Active pairings", 16, True)]
+    cols = [
+        ("Township", 14, False),
+        ("Code", 12, False),
+        ("Elders", 7, True),
+        ("Children", 9, True),
+        ("Helpers", 8, True),
+        ("Active pairings", 16, True),
+    ]
     keys = ("elders", "children", "helpers", "active_pairings")
 
     def line(values: Sequence[Any]) -> str:

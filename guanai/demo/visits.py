@@ -49,8 +49,22 @@ CHILD_SERVICES = [
     ([SC.DAILY_LIFE_CARE], [SI.LAUNDRY, SI.COOKING]),
     ([SC.LEGAL_AID, SC.PSYCHOLOGICAL_COMFORT], []),
 ]
-ELDER_NOTES = ["身体还可以，腿脚不便", "血压偏高，提醒按时吃药", "想念在外打工的儿子", "屋顶漏雨，需要修缮", "精神不错，和邻居打牌", "药快吃完了"]
-CHILD_NOTES = ["学习成绩有进步", "和奶奶相处融洽", "想念爸爸妈妈，情绪低落", "作业完成情况一般", "暑假在家看电视时间长", "提醒注意防溺水"]
+ELDER_NOTES = [
+    "身体还可以，腿脚不便",
+    "血压偏高，提醒按时吃药",
+    "想念在外打工的儿子",
+    "屋顶漏雨，需要修缮",
+    "精神不错，和邻居打牌",
+    "药快吃完了",
+]
+CHILD_NOTES = [
+    "学习成绩有进步",
+    "和奶奶相处融洽",
+    "想念爸爸妈妈，情绪低落",
+    "作业完成情况一般",
+    "暑假在家看电视时间长",
+    "提醒注意防溺水",
+]
 
 
 EMERGENCY_RATE = 0.001  # of visits that find an emergency
@@ -96,7 +110,14 @@ class _Lane:
     """One pairing's weeks, in time order."""
 
     def __init__(
-        self, app: Any, pairing_id: UUID, seed: int, now: datetime, weeks: int, counts: VisitCounts, lock: threading.Lock,
+        self,
+        app: Any,
+        pairing_id: UUID,
+        seed: int,
+        now: datetime,
+        weeks: int,
+        counts: VisitCounts,
+        lock: threading.Lock,
         emergency_rate: float = 0.001,
     ) -> None:
         self.app, self.pairing_id, self.seed, self.now, self.weeks = app, pairing_id, seed, now, weeks
@@ -112,7 +133,9 @@ class _Lane:
         tasks: dict[UUID, None] = {}
         for w in range(self.weeks, -1, -1):
             step = self.now - timedelta(days=7 * w)
-            outcome = self.app.schedule_visits(self.pairing_id, _meta("scheduler", "system", step, f"schedule-{step:%Y%m%d}"))
+            outcome = self.app.schedule_visits(
+                self.pairing_id, _meta("scheduler", "system", step, f"schedule-{step:%Y%m%d}")
+            )
             self.count("scheduled", len(outcome.created))
             tasks.update(dict.fromkeys(outcome.created))
         pairing = self.app.load(Pairing, self.pairing_id)
@@ -133,7 +156,9 @@ class _Lane:
         claims = rng.random() < 0.6
         if claims:
             try:
-                self.app.claim_visit(task.id, _meta(str(helper), "volunteer", claim_at, f"claim-{task.id}"), helper_id=helper)
+                self.app.claim_visit(
+                    task.id, _meta(str(helper), "volunteer", claim_at, f"claim-{task.id}"), helper_id=helper
+                )
             except DomainError:
                 return self.miss(task)
             self.count("claimed")
@@ -189,7 +214,13 @@ class _Lane:
 
 
 def simulate_visits(
-    app: Any, *, seed: int = 2026, weeks: int = 3, now: datetime | None = None, workers: int = 8, progress: Progress | None = None,
+    app: Any,
+    *,
+    seed: int = 2026,
+    weeks: int = 3,
+    now: datetime | None = None,
+    workers: int = 8,
+    progress: Progress | None = None,
     emergency_rate: float = EMERGENCY_RATE,
 ) -> VisitCounts:
     """Live through the last ``weeks`` weeks of visits for every active pairing (see module doc)."""
@@ -237,7 +268,7 @@ def print_visit_summary(view: Any, county_id: UUID, file: IO[str], since: dateti
 
 def _line(name: str, r: dict[str, Any]) -> str:
     due = r["due"] or 0
-    pct = (lambda n: f"{100 * n / due:.1f}" if due else "-")
+    pct = lambda n: f"{100 * n / due:.1f}" if due else "-"
     wide = sum(1 for c in name if ord(c) > 0x2E80)  # CJK characters take two columns
     return (
         f"  {name:<{14 - wide}}{due:>7}{r['completed']:>7}{r['completed_late']:>7}{r['missed']:>8}"

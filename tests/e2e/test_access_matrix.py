@@ -26,7 +26,6 @@ The expected answers come from ``POLICY`` below, the agreed table restated (docs
 never from api/access.py: the test would prove nothing if it asked the code what to expect.
 """
 
-
 from __future__ import annotations
 
 import re
@@ -176,8 +175,14 @@ class World:
             return self.minted(role)
         session = self.sessions[role]
         if session["expires"] - time.monotonic() < 120:  # a long run outlives an access token: refresh
-            fresh = self.ok(self.a.post("/auth/refresh", json={"refresh_token": session["refresh"]}, headers={"Authorization": ""}))
-            session.update(access=fresh["access_token"], refresh=fresh["refresh_token"], expires=time.monotonic() + fresh["expires_in"])
+            fresh = self.ok(
+                self.a.post("/auth/refresh", json={"refresh_token": session["refresh"]}, headers={"Authorization": ""})
+            )
+            session.update(
+                access=fresh["access_token"],
+                refresh=fresh["refresh_token"],
+                expires=time.monotonic() + fresh["expires_in"],
+            )
         return {"Authorization": f"Bearer {session['access']}"}
 
     def spare_auth(self, role: str) -> dict[str, str]:
@@ -208,7 +213,9 @@ class World:
             first = self.ok(self.a.post("/auth/sign-in", headers=anon, json={"phone": phone, "password": PASSWORD}))
             bearer = {"Authorization": f"Bearer {first['access_token']}"}
             secret = self.ok(self.a.post("/auth/totp", headers=bearer))["secret"]
-            codes = self.ok(self.a.post("/auth/totp/confirm", headers=bearer, json={"totp_code": pyotp.TOTP(secret).now()}))
+            codes = self.ok(
+                self.a.post("/auth/totp/confirm", headers=bearer, json={"totp_code": pyotp.TOTP(secret).now()})
+            )
             main = self.ok(self.a.post("/auth/refresh", headers=anon, json={"refresh_token": first["refresh_token"]}))
             assert not main["second_factor_enrolment_required"]
             spare = [self.ok(self.a.post("/auth/sign-in", headers=anon,
@@ -240,7 +247,9 @@ class World:
     def _units(self) -> None:
         for county, township, villages in (("cA", "tA", ("v1", "v2")), ("cB", "tB", ("vB",))):
             base = f"{uuid.uuid4().int % 10**6:06d}"
-            self.ids[county] = self.ok(self.a.post("/org-units", json={"code": base + "000000", "name": "县", "level": "county"}))["id"]
+            self.ids[county] = self.ok(
+                self.a.post("/org-units", json={"code": base + "000000", "name": "县", "level": "county"})
+            )["id"]
             self.ids[township] = self.ok(self.a.post("/org-units", json={
                 "code": base + "101000", "name": "镇", "level": "township", "parent_id": self.ids[county]}))["id"]  # fmt: skip
             for n, village in enumerate(villages, 1):
@@ -267,7 +276,9 @@ class World:
 
     def schedule(self, pairing: str) -> list[dict[str, Any]]:
         """The pairing's tasks (this period's first), scheduled by the scheduler's own command."""
-        meta = CommandMeta(actor_id="scheduler", actor_role="system", correlation_id=uuid.uuid4().hex, occurred_at=datetime.now(UTC))
+        meta = CommandMeta(
+            actor_id="scheduler", actor_role="system", correlation_id=uuid.uuid4().hex, occurred_at=datetime.now(UTC)
+        )
         position = self.care.schedule_visits(uuid.UUID(pairing), meta).position
         return self.ok(self.a.get("/visits", params={"pairing_id": pairing, "min_position": position}))["items"]
 
@@ -286,7 +297,11 @@ class World:
 
     def report(self, *, escalate: bool = False, resolve: bool = False) -> str:
         """A fresh report at a place in village 1 (about no registered person)."""
-        body = {"category": "wandering_missing", "severity": "high", "location": {"org_unit_id": self.ids["v1"], "address": "桥头"}}
+        body = {
+            "category": "wandering_missing",
+            "severity": "high",
+            "location": {"org_unit_id": self.ids["v1"], "address": "桥头"},
+        }
         report_id = self.ok(self.a.post("/emergencies", json=body))["id"]
         if escalate:
             self.ok(self.a.post(f"/emergencies/{report_id}/escalate", json={"notes": "县里协调"}))
@@ -305,7 +320,9 @@ class World:
 
     def import_job(self, unit: str, *, failed: bool = False) -> str:
         """A finished dry run of a one-row sheet for the unit (or one marked failed, to resume)."""
-        r = self.a.post("/imports", params={"org_unit": self.ids[unit]}, files={"file": ("台账.csv", import_sheet(), "text/csv")})
+        r = self.a.post(
+            "/imports", params={"org_unit": self.ids[unit]}, files={"file": ("台账.csv", import_sheet(), "text/csv")}
+        )
         assert r.status_code == 202, r.text[:300]
         job_id = r.json()["id"]
         wait_until(lambda: self.a.get(f"/imports/{job_id}").json()["status"] == "done", what="the import's dry run")
@@ -354,7 +371,11 @@ class World:
         seen = set()
         for name in names[kind]:
             own = name in ("P1", "H1", "G1", "PA1", "L1")
-            area = "area" in scopes and kind == "person" and any(r.subject == name and self.in_area(r, role) for r in self.reports.values())
+            area = (
+                "area" in scopes
+                and kind == "person"
+                and any(r.subject == name and self.in_area(r, role) for r in self.reports.values())
+            )
             if self.sees(name, role, scopes, own=own) or area:
                 seen.add(self.ids[name])
         return seen
@@ -385,8 +406,10 @@ SAMPLE = {"person": "P1", "helper": "H1", "group": "G1", "pairing": "PA1", "task
 def _import_finished(w: World, r: httpx.Response) -> None:
     """A committed import writes in the background: the next cell's "wrote nothing" needs it done."""
     job_id = r.headers["location"].rstrip("/").rsplit("/", 1)[1]
-    wait_until(lambda: w.a.get(f"/imports/{job_id}").json()["status"] in {"done", "failed", "refused"},
-               what="the committed import")
+    wait_until(
+        lambda: w.a.get(f"/imports/{job_id}").json()["status"] in {"done", "failed", "refused"},
+        what="the committed import",
+    )
 
 
 def import_sheet() -> bytes:
@@ -485,7 +508,9 @@ def _roster_unit(w: World, role: str) -> str:
 
 
 def _fresh_report(**how: bool) -> Callable[[World, str], dict[str, Any]]:
-    return lambda w, role: {"id": w.report(escalate=role == "CR" or how.get("escalate", False), resolve=how.get("resolve", False))}
+    return lambda w, role: {
+        "id": w.report(escalate=role == "CR" or how.get("escalate", False), resolve=how.get("resolve", False))
+    }
 
 
 def _fresh_person(w: World, role: str) -> dict[str, Any]:
@@ -522,6 +547,7 @@ def _totp_started(w: World, role: str) -> dict[str, Any]:
         return {}
     secret = w.ok(w.a.post("/auth/totp", headers=w.auth(role)))["secret"]
     return {"code": pyotp.TOTP(secret).now()}
+
 
 RECIPES: dict[tuple[str, str], Recipe] = {
     # org units
@@ -742,14 +768,24 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 }  # fmt: skip
 # No token at all (and the /schema pages); signing in is tried in tests/e2e/test_accounts_api.py.
 PUBLIC = {
-    ("GET", "/health"), ("POST", "/auth/activate"), ("POST", "/auth/sign-in"), ("POST", "/auth/refresh"),
-    ("GET", "/app/sign-in"), ("GET", "/app/second-factor"), ("GET", "/app/sw.js"), ("GET", "/app/manifest.webmanifest"),
-    ("GET", "/app/{rest:path}"), ("GET", "/app/static/{file_path:path}"), ("HEAD", "/app/static/{file_path:path}"),
+    ("GET", "/health"),
+    ("POST", "/auth/activate"),
+    ("POST", "/auth/sign-in"),
+    ("POST", "/auth/refresh"),
+    ("GET", "/app/sign-in"),
+    ("GET", "/app/second-factor"),
+    ("GET", "/app/sw.js"),
+    ("GET", "/app/manifest.webmanifest"),
+    ("GET", "/app/{rest:path}"),
+    ("GET", "/app/static/{file_path:path}"),
+    ("HEAD", "/app/static/{file_path:path}"),
 }
 
 
 def app_routes() -> list[tuple[str, str]]:
-    app = bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
+    app = bootstrap.api(
+        Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET
+    )
     return sorted(
         (method, route.path)
         for route in app.routes
@@ -760,7 +796,9 @@ def app_routes() -> list[tuple[str, str]]:
 
 ROUTES = app_routes()
 # Reads first: every write below happens after them, on objects made for its cell.
-CELLS = [(m, p, role) for m, p in sorted(ROUTES, key=lambda k: (k[0] != "GET", k)) if (m, p) not in PUBLIC for role in ROLES]
+CELLS = [
+    (m, p, role) for m, p in sorted(ROUTES, key=lambda k: (k[0] != "GET", k)) if (m, p) not in PUBLIC for role in ROLES
+]
 
 
 # ---- the tests ---------------------------------------------------------------------------------
@@ -799,7 +837,12 @@ def test_the_access_document_is_the_table_in_the_code() -> None:
 
 @pytest.fixture(scope="module", params=MODES)
 def world(pg_base_url: str, nats_url: str, request: pytest.FixtureRequest) -> Iterator[World]:
-    settings = {"reports_per_minute": 0, "auth_failures_per_minute": 0, "visit_claim_limit": 50, "access_token_minutes": 60}
+    settings = {
+        "reports_per_minute": 0,
+        "auth_failures_per_minute": 0,
+        "visit_claim_limit": 50,
+        "access_token_minutes": 60,
+    }
     with own_server(pg_base_url, nats_url, **settings) as server:
         care = make_care(server.database_url)
         try:
@@ -832,7 +875,13 @@ class Cell:
         self.scopes = self.recipe.grants.get(role)
         self.headers = w.auth(role)
 
-    def send(self, target: str | None, body: Any = None, ctx: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> httpx.Response:
+    def send(
+        self,
+        target: str | None,
+        body: Any = None,
+        ctx: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
         values = {name: "x" for name in re.findall(r"\{(\w+):\w+\}", self.path)}
         if target is not None and self.recipe.query_target is not None:
             params = {**(params or {}), self.recipe.query_target: target}
@@ -848,7 +897,9 @@ class Cell:
             kwargs["data" if self.recipe.form else "json"] = {} if body is None else body
         return self.w.a.request(self.method, _fill(self.path, values), **kwargs)
 
-    def refused_writing_nothing(self, target: str | None, body: Any = None, params: dict[str, Any] | None = None) -> httpx.Response:
+    def refused_writing_nothing(
+        self, target: str | None, body: Any = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
         before = self.w.position()
         r = self.send(target, body, params=params)
         assert self.w.position() == before, f"a refused request wrote something: {r.status_code}"
@@ -894,7 +945,11 @@ class Cell:
             field_name = f"{name}[0]" if listed else name
             theirs = self.refused_writing_nothing(target, {name: [outside] if listed else outside})
             nobodys = self.refused_writing_nothing(target, {name: [unknown] if listed else unknown})
-            assert (theirs.status_code, nobodys.status_code) == (422, 422), (name, theirs.text[:300], nobodys.text[:300])
+            assert (theirs.status_code, nobodys.status_code) == (422, 422), (
+                name,
+                theirs.text[:300],
+                nobodys.text[:300],
+            )
             a, b = _problem(theirs), _problem(nobodys)
             assert a["type"] == "/problems/unknown-reference" and a["errors"][0]["field"] == field_name, a
             assert {**a, "instance": ""} == {**_swap(b, unknown, outside), "instance": ""}, (a, b)
@@ -940,7 +995,10 @@ class Cell:
                 continue
             theirs = self.send(None, params={**params, param: outside}).json()
             nobodys = self.send(None, params={**params, param: str(uuid.uuid4())}).json()
-            assert (theirs["items"], theirs["total"]) == (nobodys["items"], nobodys["total"]) == ([], 0), (param, theirs)
+            assert (theirs["items"], theirs["total"]) == (nobodys["items"], nobodys["total"]) == ([], 0), (
+                param,
+                theirs,
+            )
 
     def _names(self, ids: set[str]) -> list[str]:
         by_id = {v: k for k, v in self.w.ids.items()}
@@ -962,8 +1020,13 @@ class Cell:
 
     def streams(self) -> None:
         cA, tA = self.w.codes["cA"], self.w.codes["tA"]
-        subject = {"AD": "alerts.>", "TR": f"alerts.{cA}.{tA}", "CR": f"alerts.{cA}.county"}.get(self.role, f"alerts.{cA}.>")
-        with httpx.Client(base_url=self.w.server.base_url, timeout=20) as c, c.stream("GET", "/emergencies/stream", headers=self.headers) as s:
+        subject = {"AD": "alerts.>", "TR": f"alerts.{cA}.{tA}", "CR": f"alerts.{cA}.county"}.get(
+            self.role, f"alerts.{cA}.>"
+        )
+        with (
+            httpx.Client(base_url=self.w.server.base_url, timeout=20) as c,
+            c.stream("GET", "/emergencies/stream", headers=self.headers) as s,
+        ):
             assert s.status_code == 200
             assert next(s.iter_lines()) == f": following {subject}"
 
@@ -1035,7 +1098,10 @@ def test_a_console_shows_only_the_alerts_of_reports_in_scope(world: World, nats_
     if unit == "v1":  # the same township, another village
         elsewhere = {**elsewhere, "township_code": world.codes["tA"]}
     mine = {"alert_id": "y:1", "report_id": world.ids["E1"], "township_code": world.codes["tA"], "level": 1}
-    with httpx.Client(base_url=world.server.base_url, timeout=20) as c, c.stream("GET", "/emergencies/stream", headers=headers) as s:
+    with (
+        httpx.Client(base_url=world.server.base_url, timeout=20) as c,
+        c.stream("GET", "/emergencies/stream", headers=headers) as s,
+    ):
         lines = s.iter_lines()
         assert next(lines) == f": following alerts.{world.codes['cA']}.>"
         _publish(nats_url, f"alerts.{world.codes['cA']}.county", elsewhere, mine)

@@ -72,7 +72,11 @@ def test_filing_again_under_someone_elses_report_id_answers_as_a_different_repor
     w = Village(client)
     body = {"category": "abuse_violence", "severity": "high", "person_id": w.elder}
     report = ok(client.post("/emergencies", json=body))
-    ok(client.post(f"/emergencies/{report['id']}/actions", json={"action": "referred_police", "notes": "孩子说叔叔打他"}))
+    ok(
+        client.post(
+            f"/emergencies/{report['id']}/actions", json={"action": "referred_police", "notes": "孩子说叔叔打他"}
+        )
+    )
     with as_role(client, "village_cadre", w.v1) as cadre:
         assert cadre.get(f"/emergencies/{report['id']}").status_code == 404  # a cadre reads only the reports they filed
         again = cadre.post("/emergencies", json={**body, "id": report["id"]})
@@ -136,7 +140,9 @@ def test_claiming_for_a_group_outside_scope_answers_as_for_a_group_that_does_not
     w = Village(client)
     task = tasks_of(client, care_app, w.pairing["id"])[0]
     team = ok(client.post("/helpers", json=helper(w.v2)))["id"]
-    theirs = ok(client.post("/groups", json={"name": "二村志愿服务队", "org_unit_id": w.v2, "member_ids": [team]}))["id"]
+    theirs = ok(client.post("/groups", json={"name": "二村志愿服务队", "org_unit_id": w.v2, "member_ids": [team]}))[
+        "id"
+    ]
     unknown = str(uuid.uuid4())
     with as_role(client, "village_cadre", w.v1) as cadre:
         before = position(care_app)
@@ -240,7 +246,9 @@ def test_a_refusal_never_repeats_a_sealed_reason(client: httpx.Client) -> None:
         ]
     for r in refusals:
         assert r.status_code == 409 and r.json()["type"] in ("/problems/not-active", "/problems/closed"), r.text[:300]
-        assert "确诊肺癌晚期住院" not in r.text and "抑郁症复发休养" not in r.text and "reason" not in r.json(), r.text[:300]
+        assert "确诊肺癌晚期住院" not in r.text and "抑郁症复发休养" not in r.text and "reason" not in r.json(), r.text[
+            :300
+        ]
 
 
 # ---- every answer with a person's data leaves a row in their access log -----------------------------
@@ -279,7 +287,9 @@ def test_every_answer_carrying_a_persons_data_is_in_their_access_log(
         assert "钱奶奶" in cadre.get(f"/supervision/{w.v1}/uncovered.csv", params={"min_position": at}).text
         assert ok(cadre.get(f"/supervision/{w.v1}/uncovered", params={"min_position": at}))["total"] >= 1
     with as_role(client, "township_responder", w.township) as responder:
-        assert ok(responder.post(f"/emergencies/{report['id']}/acknowledge", json={}))["description"] == "老人三天没吃饭"
+        assert (
+            ok(responder.post(f"/emergencies/{report['id']}/acknowledge", json={}))["description"] == "老人三天没吃饭"
+        )
     with as_role(client, "auditor", w.township) as auditor:
         assert "搬去女儿家住" in ok(auditor.get(f"/audit/streams/{team['id']}")).__repr__()
     assert readers(client, w.elder) == [
@@ -323,9 +333,10 @@ def test_a_revoked_tokens_alert_stream_ends_before_the_next_alert(client: httpx.
         await nc.flush()
         await nc.close()
 
-    with httpx.Client(base_url=str(client.base_url), timeout=30) as c, c.stream(
-        "GET", "/emergencies/stream", headers={"Authorization": f"Bearer {lost}"}
-    ) as s:
+    with (
+        httpx.Client(base_url=str(client.base_url), timeout=30) as c,
+        c.stream("GET", "/emergencies/stream", headers={"Authorization": f"Bearer {lost}"}) as s,
+    ):
         lines = s.iter_lines()
         assert next(lines) == f": following alerts.{county}.>"
         ok(client.post("/auth/revoke", json={"jti": verify_token(SECRET, lost).token_id, "reason": "手机丢失"}))

@@ -39,11 +39,15 @@ def open_account(client: httpx.Client, **body: Any) -> dict[str, Any]:
     return r.json()
 
 
-def activated(client: httpx.Client, anon: httpx.Client, tree: Tree, role: str = "village_cadre", **extra: Any) -> tuple[str, dict[str, Any]]:
+def activated(
+    client: httpx.Client, anon: httpx.Client, tree: Tree, role: str = "village_cadre", **extra: Any
+) -> tuple[str, dict[str, Any]]:
     phone = new_phone()
     unit = {"village_cadre": tree.village, "township_supervisor": tree.township}.get(role, tree.village)
     account = open_account(client, role=role, org_unit_id=unit["id"], phone=phone, display_name="王村干", **extra)
-    r = anon.post("/auth/activate", json={"phone": phone, "activation_code": account["activation_code"], "password": PASSWORD})
+    r = anon.post(
+        "/auth/activate", json={"phone": phone, "activation_code": account["activation_code"], "password": PASSWORD}
+    )
     assert r.status_code == 200, r.text
     return phone, account
 
@@ -159,7 +163,9 @@ def test_totp_enrolment_and_sign_in_with_a_code_once(client: httpx.Client, anon:
     assert refused.status_code == 403 and "second factor" in refused.json()["detail"]
     assert anon.get("/auth/me", headers=bearer).json()["restricted"] is True
     started = anon.post("/auth/totp", headers=bearer).json()
-    assert started["otpauth_uri"].startswith("otpauth://totp/") and started["qr_svg"].startswith("data:image/svg+xml;base64,")
+    assert started["otpauth_uri"].startswith("otpauth://totp/") and started["qr_svg"].startswith(
+        "data:image/svg+xml;base64,"
+    )
     totp = pyotp.TOTP(started["secret"])
     confirmed = anon.post("/auth/totp/confirm", headers=bearer, json={"totp_code": totp.now()})
     assert confirmed.status_code == 200, confirmed.text
@@ -167,7 +173,12 @@ def test_totp_enrolment_and_sign_in_with_a_code_once(client: httpx.Client, anon:
     assert len(recovery) == 10 and confirmed.json()["account"]["second_factor_enrolled"]
     full = anon.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}).json()
     assert full["second_factor_enrolment_required"] is False
-    assert anon.get("/persons", headers={"Authorization": f"Bearer {full['access_token']}"}, params={"limit": 1}).status_code == 200
+    assert (
+        anon.get(
+            "/persons", headers={"Authorization": f"Bearer {full['access_token']}"}, params={"limit": 1}
+        ).status_code
+        == 200
+    )
 
     missing = sign_in(anon, phone)
     assert missing.status_code == 401 and missing.json()["type"] == "/problems/second-factor-required"
@@ -183,7 +194,9 @@ def test_totp_enrolment_and_sign_in_with_a_code_once(client: httpx.Client, anon:
 def test_bad_input_is_a_clear_problem(client: httpx.Client, anon: httpx.Client, tree: Tree) -> None:
     r = client.post("/accounts", json={"role": "village_cadre", "org_unit_id": tree.village["id"], "phone": "12345"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "phone"
-    r = client.post("/accounts", json={"role": "village_cadre", "org_unit_id": tree.township["id"], "phone": new_phone()})
+    r = client.post(
+        "/accounts", json={"role": "village_cadre", "org_unit_id": tree.township["id"], "phone": new_phone()}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "org_unit_id"
     phone = new_phone()
     account = open_account(client, role="village_cadre", org_unit_id=tree.village["id"], phone=phone)
@@ -194,10 +207,15 @@ def test_bad_input_is_a_clear_problem(client: httpx.Client, anon: httpx.Client, 
         r = anon.post("/auth/activate", json={"phone": phone, "activation_code": code, "password": password})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "password", r.text
         assert reason in r.json()["detail"]
-    wrong = anon.post("/auth/activate", json={"phone": phone, "activation_code": "0000-0000-0000", "password": PASSWORD})
+    wrong = anon.post(
+        "/auth/activate", json={"phone": phone, "activation_code": "0000-0000-0000", "password": PASSWORD}
+    )
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "activation_code"
     # the real code still works after one wrong try
-    assert anon.post("/auth/activate", json={"phone": phone, "activation_code": code, "password": PASSWORD}).status_code == 200
+    assert (
+        anon.post("/auth/activate", json={"phone": phone, "activation_code": code, "password": PASSWORD}).status_code
+        == 200
+    )
 
 
 def test_unknown_phone_and_wrong_password_answer_alike(client: httpx.Client, anon: httpx.Client, tree: Tree) -> None:

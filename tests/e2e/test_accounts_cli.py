@@ -33,7 +33,9 @@ def guanai(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_create_admin_prints_a_code_the_administrator_activates(api_server: ApiServer) -> None:
     phone = "186" + f"{uuid.uuid4().int % 10**8:08d}"
-    done = guanai(api_server.database_url, "accounts", "create-admin", "--phone", f"+86 {phone}", "--name", "县民政局管理员")
+    done = guanai(
+        api_server.database_url, "accounts", "create-admin", "--phone", f"+86 {phone}", "--name", "县民政局管理员"
+    )
     assert done.returncode == 0, done.stderr
     code = re.search(r"activation code: (\d{4}-\d{4}-\d{4})", done.stdout)
     assert code, done.stdout
@@ -46,7 +48,10 @@ def test_create_admin_prints_a_code_the_administrator_activates(api_server: ApiS
         assert tokens["second_factor_enrolment_required"] is True  # administrators enrol TOTP first
         bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
         secret = c.post("/auth/totp", headers=bearer).json()["secret"]
-        assert c.post("/auth/totp/confirm", headers=bearer, json={"totp_code": pyotp.TOTP(secret).now()}).status_code == 200
+        assert (
+            c.post("/auth/totp/confirm", headers=bearer, json={"totp_code": pyotp.TOTP(secret).now()}).status_code
+            == 200
+        )
         full = c.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).json()
         r = c.get("/org-units", headers={"Authorization": f"Bearer {full['access_token']}"}, params={"limit": 1})
         assert r.status_code == 200

@@ -60,11 +60,15 @@ def tree(admin: httpx.Client) -> Tree:
     return Tree(admin)
 
 
-def activated(admin: httpx.Client, server: ApiServer, tree: Tree, role: str = "village_cadre") -> tuple[str, dict[str, Any]]:
+def activated(
+    admin: httpx.Client, server: ApiServer, tree: Tree, role: str = "village_cadre"
+) -> tuple[str, dict[str, Any]]:
     phone = new_phone()
     account = admin.post("/accounts", json={"role": role, "org_unit_id": tree.village["id"], "phone": phone}).json()
     with from_new_address(server) as c:
-        r = c.post("/auth/activate", json={"phone": phone, "activation_code": account["activation_code"], "password": PASSWORD})
+        r = c.post(
+            "/auth/activate", json={"phone": phone, "activation_code": account["activation_code"], "password": PASSWORD}
+        )
     assert r.status_code == 200, r.text
     return phone, account
 
@@ -73,7 +77,9 @@ def sign_in(c: httpx.Client, phone: str, password: str = PASSWORD) -> httpx.Resp
     return c.post("/auth/sign-in", json={"phone": phone, "password": password})
 
 
-def test_failed_sign_ins_of_one_account_wait_longer_and_longer(admin: httpx.Client, server: ApiServer, tree: Tree) -> None:
+def test_failed_sign_ins_of_one_account_wait_longer_and_longer(
+    admin: httpx.Client, server: ApiServer, tree: Tree
+) -> None:
     phone, account = activated(admin, server, tree)
     answers = []
     for _ in range(3):  # each from another address: the account's own count
@@ -110,7 +116,10 @@ def test_the_waits_double_after_the_free_failures() -> None:
 
 
 def test_an_unknown_phone_and_a_wrong_password_take_about_the_same_time(pg_base_url: str, nats_url: str) -> None:
-    with own_server(pg_base_url, nats_url, sign_in_failures_free=0) as s, httpx.Client(base_url=s.base_url, headers=auth(), timeout=30) as a:
+    with (
+        own_server(pg_base_url, nats_url, sign_in_failures_free=0) as s,
+        httpx.Client(base_url=s.base_url, headers=auth(), timeout=30) as a,
+    ):
         t = Tree(a)
         phone, _ = activated(a, s, t)
         known, unknown = [], []
@@ -135,10 +144,16 @@ def test_a_role_change_reaches_another_process_within_the_revocation_interval(
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     with httpx.Client(base_url=other_process.base_url, timeout=30) as elsewhere:
         assert elsewhere.get("/auth/me", headers=bearer).json()["role"] == "village_cadre"
-        r = admin.post(f"/accounts/{account['id']}/role", json={"role": "child_director", "org_unit_id": tree.village["id"]})
+        r = admin.post(
+            f"/accounts/{account['id']}/role", json={"role": "child_director", "org_unit_id": tree.village["id"]}
+        )
         assert r.status_code == 200 and r.json()["role"] == "child_director", r.text
         changed = time.monotonic()
-        wait_until(lambda: elsewhere.get("/auth/me", headers=bearer).status_code == 401, timeout=10, what="the old token refused")
+        wait_until(
+            lambda: elsewhere.get("/auth/me", headers=bearer).status_code == 401,
+            timeout=10,
+            what="the old token refused",
+        )
         # the background reload runs every interval; allow one more for a loaded machine
         assert time.monotonic() - changed <= 3 * REVOCATION_SECONDS + 1.0
         refreshed = elsewhere.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -157,7 +172,11 @@ def test_a_lock_ends_every_session_and_a_reset_needs_a_new_activation(
         assert admin.post(f"/accounts/{account['id']}/lock", json={"reason": "手机丢失"}).json()["status"] == "locked"
         assert c.get("/auth/me", headers=bearer).status_code == 401  # at once in the process that locked it
         with httpx.Client(base_url=other_process.base_url, timeout=30) as elsewhere:
-            wait_until(lambda: elsewhere.get("/auth/me", headers=bearer).status_code == 401, timeout=10, what="refused elsewhere")
+            wait_until(
+                lambda: elsewhere.get("/auth/me", headers=bearer).status_code == 401,
+                timeout=10,
+                what="refused elsewhere",
+            )
         assert c.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
         locked = sign_in(c, phone)
         assert locked.status_code == 403 and locked.json()["type"] == "/problems/account-locked"

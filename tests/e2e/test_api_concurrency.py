@@ -9,7 +9,9 @@ import httpx
 from tests.api_support import Tree, api_server, client, elder, helper  # noqa: F401 - fixtures
 
 
-def race(api_base: str, headers: dict[str, str], requests: list[tuple[str, dict]], extra: dict[str, str]) -> list[httpx.Response]:
+def race(
+    api_base: str, headers: dict[str, str], requests: list[tuple[str, dict]], extra: dict[str, str]
+) -> list[httpx.Response]:
     barrier = threading.Barrier(len(requests))
     results: list[httpx.Response | None] = [None] * len(requests)
 
@@ -54,11 +56,23 @@ def test_same_person_added_twice_at_once_is_added_once(client: httpx.Client, api
     v = tree.village["id"]
     people = [client.post("/persons", json=elder(v)).json()["id"] for _ in range(3)]
     h = client.post("/helpers", json=helper(v)).json()["id"]
-    pairing = client.post("/pairings", json={
-        "shape": "one_to_many", "helper_ids": [h], "person_ids": people[:2],
-        "cadence": "weekly", "visit_mode": "home_visit", "starts_on": "2026-03-01"}).json()
-    rs = race(api_server.base_url, dict(client.headers),
-              [(f"/pairings/{pairing['id']}/add-person", {"person_id": people[2]})] * 2, {})
+    pairing = client.post(
+        "/pairings",
+        json={
+            "shape": "one_to_many",
+            "helper_ids": [h],
+            "person_ids": people[:2],
+            "cadence": "weekly",
+            "visit_mode": "home_visit",
+            "starts_on": "2026-03-01",
+        },
+    ).json()
+    rs = race(
+        api_server.base_url,
+        dict(client.headers),
+        [(f"/pairings/{pairing['id']}/add-person", {"person_id": people[2]})] * 2,
+        {},
+    )
     assert sorted(r.status_code for r in rs) == [200, 409], [r.text for r in rs]
     assert next(r for r in rs if r.status_code == 409).json()["type"] == "/problems/duplicate-member"
     final = client.get(f"/pairings/{pairing['id']}").json()
@@ -71,10 +85,25 @@ def test_capacity_holds_under_concurrent_pairings(client: httpx.Client, api_serv
     v = tree.village["id"]
     h = client.post("/helpers", json=helper(v, capacity=3)).json()["id"]
     people = [client.post("/persons", json=elder(v)).json()["id"] for _ in range(6)]
-    rs = race(api_server.base_url, dict(client.headers), [
-        ("/pairings", {"shape": "one_to_one", "helper_ids": [h], "person_ids": [p],
-                       "cadence": "weekly", "visit_mode": "home_visit", "starts_on": "2026-03-01"}) for p in people
-    ], {})
+    rs = race(
+        api_server.base_url,
+        dict(client.headers),
+        [
+            (
+                "/pairings",
+                {
+                    "shape": "one_to_one",
+                    "helper_ids": [h],
+                    "person_ids": [p],
+                    "cadence": "weekly",
+                    "visit_mode": "home_visit",
+                    "starts_on": "2026-03-01",
+                },
+            )
+            for p in people
+        ],
+        {},
+    )
     codes = sorted(r.status_code for r in rs)
     assert codes == [201, 201, 201, 409, 409, 409], [r.text for r in rs]
     assert client.get(f"/helpers/{h}").json()["load"] == 3

@@ -85,7 +85,14 @@ def test_the_docs_pages_allow_their_own_assets_only(api_server: ApiServer) -> No
         assert "http" not in page.text.replace('content="width=device-width', "")  # no outside URL at all
         assert "<script>" not in page.text  # no inline script: CSP allows 'self' only
     assert "script-src 'self';" in DOCS_CSP and "unsafe-eval" not in DOCS_CSP and "https:" not in DOCS_CSP
-    for asset in ("redoc/redoc.standalone.js", "swagger-ui/swagger-ui-bundle.js", "swagger-ui/swagger-ui.css",
-                  "swagger-ui/swagger-ui-standalone-preset.js", "swagger-init.js", "redoc/LICENSE", "swagger-ui/LICENSE"):
+    for asset in (
+        "redoc/redoc.standalone.js",
+        "swagger-ui/swagger-ui-bundle.js",
+        "swagger-ui/swagger-ui.css",
+        "swagger-ui/swagger-ui-standalone-preset.js",
+        "swagger-init.js",
+        "redoc/LICENSE",
+        "swagger-ui/LICENSE",
+    ):
         r = httpx.get(f"{api_server.base_url}/schema/assets/{asset}", timeout=30)
         assert r.status_code == 200 and len(r.content) > 100, asset

@@ -244,7 +244,11 @@ def test_who_may_do_what(client: httpx.Client, county: County) -> None:
     # A volunteer reads the reports they filed, not others'; and files only about people of their own.
     assert client.get(f"/emergencies/{report['id']}", headers=volunteer(county.tree.village["id"])).status_code == 404
     r = client.post("/emergencies", json=county.report(), headers=volunteer(county.tree.village["id"]))
-    assert (r.status_code, r.json()["type"], r.json()["errors"][0]["field"]) == (422, "/problems/unknown-reference", "person_id")
+    assert (r.status_code, r.json()["type"], r.json()["errors"][0]["field"]) == (
+        422,
+        "/problems/unknown-reference",
+        "person_id",
+    )
     assert client.get(f"/rosters/{county.township_id}", headers=volunteer(county.tree.village["id"])).status_code == 403
 
 
@@ -360,7 +364,9 @@ def test_a_console_that_was_away_gets_every_alert_it_missed_once_on_reconnecting
             [(seen_id, seen)] = _alerts_of(lines, 1)
             assert seen["report_id"] == first["id"] and seen_id == seen["alert_id"]
         # Away: three reports are filed and routed (their alerts go out) while nobody listens.
-        missed = [client.post("/emergencies", json=county.report(), headers=county.reporter()).json()["id"] for _ in range(3)]
+        missed = [
+            client.post("/emergencies", json=county.report(), headers=county.reporter()).json()["id"] for _ in range(3)
+        ]
         for report_id in missed:
             routed_at(client, report_id, 0)
         with sse.stream("GET", "/emergencies/stream", headers={**me, "Last-Event-ID": seen_id}) as stream:

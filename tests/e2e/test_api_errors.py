@@ -49,7 +49,11 @@ def tree(client: httpx.Client) -> Tree:
         ({"occurred_at": "1990-01-01T00:00:00Z"}, 422, "occurred_at"),
         ({"occurred_at": "2026-01-01T00:00:00"}, 422, "occurred_at"),  # no offset
         ({"actor_id": "someone-else"}, 422, "actor_id"),  # mass assignment of the actor
-        ({"absent_children": [{"name": "李强", "relation": "son", "phone": "call me"}]}, 422, "absent_children[0].phone"),
+        (
+            {"absent_children": [{"name": "李强", "relation": "son", "phone": "call me"}]},
+            422,
+            "absent_children[0].phone",
+        ),
     ],
 )
 def test_bad_person_is_refused_with_the_field(
@@ -114,7 +118,9 @@ def test_helper_capacity_is_enforced(client: httpx.Client, tree: Tree) -> None:
     people = [client.post("/persons", json=elder(v)).json()["id"] for _ in range(3)]
     base = {"cadence": "weekly", "visit_mode": "home_visit", "starts_on": "2026-03-01", "helper_ids": [h]}
     assert client.post("/pairings", json={**base, "shape": "one_to_many", "person_ids": people[:2]}).status_code == 201
-    body = assert_problem(client.post("/pairings", json={**base, "shape": "one_to_one", "person_ids": people[2:]}), 409, "helper_ids[0]")
+    body = assert_problem(
+        client.post("/pairings", json={**base, "shape": "one_to_one", "person_ids": people[2:]}), 409, "helper_ids[0]"
+    )
     assert body["type"] == "/problems/over-capacity" and body["capacity"] == 2
 
 
@@ -122,9 +128,17 @@ def test_ended_pairing_accepts_no_changes(client: httpx.Client, tree: Tree) -> N
     v = tree.village["id"]
     p = client.post("/persons", json=elder(v)).json()["id"]
     h = client.post("/helpers", json=helper(v)).json()["id"]
-    pairing = client.post("/pairings", json={
-        "shape": "one_to_one", "helper_ids": [h], "person_ids": [p],
-        "cadence": "weekly", "visit_mode": "home_visit", "starts_on": "2026-03-01"}).json()
+    pairing = client.post(
+        "/pairings",
+        json={
+            "shape": "one_to_one",
+            "helper_ids": [h],
+            "person_ids": [p],
+            "cadence": "weekly",
+            "visit_mode": "home_visit",
+            "starts_on": "2026-03-01",
+        },
+    ).json()
     assert client.post(f"/pairings/{pairing['id']}/end", json={"reason": "结束"}).status_code == 200
     r = client.post(f"/pairings/{pairing['id']}/cadence", json={"cadence": "monthly", "visit_mode": "phone_video"})
     assert_problem(r, 409)
@@ -137,8 +151,11 @@ def test_authentication_and_roles(client: httpx.Client, tree: Tree) -> None:
     assert_problem(client.get("/persons", headers={"Authorization": "Bearer not.a.token"}), 401)
     r = client.post("/persons", json=elder(tree.village["id"]), headers=auth("auditor", tree.county["id"]))
     assert_problem(r, 403)
-    r = client.post("/org-units", json={"code": "530000000001", "name": "x", "level": "county"},
-                    headers=auth("volunteer", tree.village["id"]))
+    r = client.post(
+        "/org-units",
+        json={"code": "530000000001", "name": "x", "level": "county"},
+        headers=auth("volunteer", tree.village["id"]),
+    )
     assert_problem(r, 403)
 
 
@@ -155,5 +172,7 @@ def test_paging_limits_are_checked(client: httpx.Client) -> None:
 
 
 def test_oversized_body_is_refused(client: httpx.Client) -> None:
-    r = client.post("/persons", content=b'{"name": "' + b"x" * 400_000 + b'"}', headers={"content-type": "application/json"})
+    r = client.post(
+        "/persons", content=b'{"name": "' + b"x" * 400_000 + b'"}', headers={"content-type": "application/json"}
+    )
     assert_problem(r, 413)

@@ -66,8 +66,9 @@ def test_a_dry_run_by_default_then_committed(client: httpx.Client) -> None:
     assert listed["total"] == 0, "a dry run writes nothing"
 
     report = client.get(f"/imports/{job['id']}/report").json()
-    assert report["problems"] == [{"sheet": "台账", "row": 4, "column": "性别", "cell": "C4", "value": "未知",
-                                   "reason": "write 男 or 女"}]
+    assert report["problems"] == [
+        {"sheet": "台账", "row": 4, "column": "性别", "cell": "C4", "value": "未知", "reason": "write 男 or 女"}
+    ]
     marked = client.get(f"/imports/{job['id']}/report.xlsx")
     ws = openpyxl.load_workbook(io.BytesIO(marked.content))["台账"]
     assert "write 男 or 女" in ws["C4"].comment.text and ws["C2"].comment is None
@@ -78,7 +79,9 @@ def test_a_dry_run_by_default_then_committed(client: httpx.Client) -> None:
     assert (real["created"], real["errors"]) == (2, 1) and real["position"]
     listed = client.get("/persons", params={"org_unit_id": tree.township["id"], "min_position": real["position"]})
     assert listed.json()["total"] == 2
-    again = finished(client, upload(client, sheet_of(tree, bad), org_unit=tree.township["id"], dry_run="false").json()["id"])
+    again = finished(
+        client, upload(client, sheet_of(tree, bad), org_unit=tree.township["id"], dry_run="false").json()["id"]
+    )
     assert (again["created"], again["unchanged"]) == (0, 2)
 
 
@@ -117,11 +120,13 @@ def test_supervisors_import_within_their_unit_only(client: httpx.Client, api_ser
         assert job["created"] == 2
         r = upload(c, sheet_of(tree), org_unit=other.township["id"])
         assert r.status_code == 422 and r.json()["type"].endswith("unknown-reference")
-    with httpx.Client(base_url=api_server.base_url, headers=auth(ActorRole.TOWNSHIP_SUPERVISOR, other.township["id"]),
-                      timeout=30) as c:
+    with httpx.Client(
+        base_url=api_server.base_url, headers=auth(ActorRole.TOWNSHIP_SUPERVISOR, other.township["id"]), timeout=30
+    ) as c:
         assert c.get(f"/imports/{job['id']}").status_code == 404, "another township's job is not theirs"
-    with httpx.Client(base_url=api_server.base_url, headers=auth(ActorRole.VILLAGE_CADRE, tree.village["id"]),
-                      timeout=30) as c:
+    with httpx.Client(
+        base_url=api_server.base_url, headers=auth(ActorRole.VILLAGE_CADRE, tree.village["id"]), timeout=30
+    ) as c:
         assert upload(c, sheet_of(tree)).status_code == 403
 
 

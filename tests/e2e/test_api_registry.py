@@ -14,12 +14,12 @@ def test_org_tree_registers_and_lists_children(client: httpx.Client) -> None:
     tree = Tree(client)
     assert tree.village["level"] == "village"
     assert tree.village["path"] == [tree.county["id"], tree.township["id"], tree.village["id"]]
-    again = client.post(
-        "/org-units", json={"code": tree.county["code"], "name": "测试县", "level": "county"}
-    )
+    again = client.post("/org-units", json={"code": tree.county["code"], "name": "测试县", "level": "county"})
     assert again.status_code == 200, "registering the same unit again is idempotent"
     assert again.json()["id"] == tree.county["id"]
-    page = client.get("/org-units", params={"parent_id": tree.township["id"], "min_position": tree.village2["position"]})
+    page = client.get(
+        "/org-units", params={"parent_id": tree.township["id"], "min_position": tree.village2["position"]}
+    )
     assert page.status_code == 200
     assert {u["name"] for u in page.json()["items"]} == {"一村", "二村"}
 
@@ -67,18 +67,44 @@ def test_pairings_of_all_three_shapes(client: httpx.Client) -> None:
     tree = Tree(client)
     v = tree.village["id"]
     people = [client.post("/persons", json=elder(v)).json()["id"] for _ in range(4)]
-    helpers = [client.post("/helpers", json=helper(v, role=r)).json()["id"] for r in
-               ("caring_mother", "volunteer", "assisting_cadre", "village_cadre", "family_doctor")]
+    helpers = [
+        client.post("/helpers", json=helper(v, role=r)).json()["id"]
+        for r in ("caring_mother", "volunteer", "assisting_cadre", "village_cadre", "family_doctor")
+    ]
 
-    one = client.post("/pairings", json={
-        "shape": "one_to_one", "helper_ids": [helpers[0]], "person_ids": [people[0]],
-        "cadence": "weekly", "visit_mode": "home_visit", "starts_on": "2026-03-01"})
-    many = client.post("/pairings", json={
-        "shape": "one_to_many", "helper_ids": [helpers[1]], "person_ids": people[1:3],
-        "cadence": "weekly", "visit_mode": "home_visit", "starts_on": "2026-03-01"})
-    four = client.post("/pairings", json={
-        "shape": "many_to_one", "helper_ids": helpers[2:5], "person_ids": [people[3]],
-        "cadence": "monthly", "visit_mode": "phone_video", "starts_on": "2026-03-01"})
+    one = client.post(
+        "/pairings",
+        json={
+            "shape": "one_to_one",
+            "helper_ids": [helpers[0]],
+            "person_ids": [people[0]],
+            "cadence": "weekly",
+            "visit_mode": "home_visit",
+            "starts_on": "2026-03-01",
+        },
+    )
+    many = client.post(
+        "/pairings",
+        json={
+            "shape": "one_to_many",
+            "helper_ids": [helpers[1]],
+            "person_ids": people[1:3],
+            "cadence": "weekly",
+            "visit_mode": "home_visit",
+            "starts_on": "2026-03-01",
+        },
+    )
+    four = client.post(
+        "/pairings",
+        json={
+            "shape": "many_to_one",
+            "helper_ids": helpers[2:5],
+            "person_ids": [people[3]],
+            "cadence": "monthly",
+            "visit_mode": "phone_video",
+            "starts_on": "2026-03-01",
+        },
+    )
     assert [x.status_code for x in (one, many, four)] == [201, 201, 201], [x.text for x in (one, many, four)]
 
     h = client.get(f"/helpers/{helpers[1]}").json()
@@ -92,10 +118,14 @@ def test_pairings_of_all_three_shapes(client: httpx.Client) -> None:
     assert ended.status_code == 200 and ended.json()["status"] == "ended"
     assert client.get(f"/helpers/{helpers[0]}").json()["load"] == 0
 
-    listed = client.get("/pairings", params={
-        "org_unit_id": tree.county["id"], "status": "active", "min_position": ended.json()["position"]}).json()
+    listed = client.get(
+        "/pairings",
+        params={"org_unit_id": tree.county["id"], "status": "active", "min_position": ended.json()["position"]},
+    ).json()
     assert {p["shape"] for p in listed["items"]} == {"one_to_many", "many_to_one"}
-    by_person = client.get("/pairings", params={"person_id": people[3], "min_position": ended.json()["position"]}).json()
+    by_person = client.get(
+        "/pairings", params={"person_id": people[3], "min_position": ended.json()["position"]}
+    ).json()
     assert [p["id"] for p in by_person["items"]] == [four.json()["id"]]
 
 
@@ -111,7 +141,9 @@ def test_groups_hold_members(client: httpx.Client) -> None:
     assert client.get(f"/helpers/{b}").json()["group_ids"] == [gid]
     dup = client.post(f"/groups/{gid}/members", json={"helper_id": b})
     assert dup.status_code == 422 and dup.json()["errors"][0]["field"] == "helper_id"
-    listed = client.get("/groups", params={"org_unit_id": tree.county["id"], "min_position": r.json()["position"]}).json()
+    listed = client.get(
+        "/groups", params={"org_unit_id": tree.county["id"], "min_position": r.json()["position"]}
+    ).json()
     assert [x["id"] for x in listed["items"]] == [gid]
 
 

@@ -20,24 +20,34 @@ from tests.api_support import Tree, api_server, client, elder, helper, token  # 
 
 def as_helper(base_url: str, helper_id: str, role: str = "volunteer", org: str | None = None) -> httpx.Client:
     return httpx.Client(
-        base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {token(role, org or str(uuid.uuid4()), helper_id)}"}
+        base_url=base_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {token(role, org or str(uuid.uuid4()), helper_id)}"},
     )
 
 
 def system_meta() -> CommandMeta:
-    return CommandMeta(actor_id="scheduler", actor_role="system", correlation_id=f"t-{uuid.uuid4()}", occurred_at=datetime.now(UTC))
+    return CommandMeta(
+        actor_id="scheduler", actor_role="system", correlation_id=f"t-{uuid.uuid4()}", occurred_at=datetime.now(UTC)
+    )
 
 
 class Scene:
     """A village with ``people`` elders paired with ``helpers`` volunteers, tasks scheduled now."""
 
-    def __init__(self, c: httpx.Client, care: CareApplication, *, helpers: int = 2, people: int = 1, group: bool = False) -> None:
+    def __init__(
+        self, c: httpx.Client, care: CareApplication, *, helpers: int = 2, people: int = 1, group: bool = False
+    ) -> None:
         self.tree = Tree(c)
         v = self.tree.village["id"]
         self.people = [c.post("/persons", json=elder(v)).json()["id"] for _ in range(people)]
         self.helpers = [c.post("/helpers", json=helper(v)).json()["id"] for _ in range(helpers)]
         self.members = [c.post("/helpers", json=helper(v)).json()["id"] for _ in range(2 if group else 0)]
-        self.group = c.post("/groups", json={"name": "红河村志愿服务队", "org_unit_id": v, "member_ids": self.members}).json() if group else None
+        self.group = (
+            c.post("/groups", json={"name": "红河村志愿服务队", "org_unit_id": v, "member_ids": self.members}).json()
+            if group
+            else None
+        )
         shape = "many_to_one" if helpers > 1 else ("one_to_many" if people > 1 else "one_to_one")
         body = {
             "shape": shape, "helper_ids": self.helpers, "person_ids": self.people, "cadence": "weekly",
@@ -78,7 +88,9 @@ def log_body(task: dict[str, Any], helpers: list[str] | None = None, **overrides
     return body
 
 
-def test_twenty_concurrent_claims_of_one_task_give_exactly_one_winner(client: httpx.Client, api_server, care_app) -> None:
+def test_twenty_concurrent_claims_of_one_task_give_exactly_one_winner(
+    client: httpx.Client, api_server, care_app
+) -> None:
     scene = Scene(client, care_app, helpers=20)
     task = scene.current()
     barrier = threading.Barrier(20)
@@ -102,7 +114,9 @@ def test_twenty_concurrent_claims_of_one_task_give_exactly_one_winner(client: ht
     assert len(winners) == 1, [r.text for r in answers]
     winner = winners[0].json()["holder_id"]
     assert {r.status_code for r in losers} == {409} and len(losers) == 19
-    assert all(r.json()["type"] == "/problems/already-claimed" and r.json()["holder_helper_id"] == winner for r in losers)
+    assert all(
+        r.json()["type"] == "/problems/already-claimed" and r.json()["holder_helper_id"] == winner for r in losers
+    )
     stored = care_app.load(VisitTask, uuid.UUID(task["id"]))
     assert (stored.status, str(stored.holder_id)) == ("claimed", winner)
     claims = [e for e in care_app.history(stored.id) if isinstance(e, VisitTask.Claimed)]
@@ -116,8 +130,12 @@ def test_who_may_claim_and_release(client: httpx.Client, api_server, care_app) -
     with as_helper(base, outsider) as c:  # not in the pairing: the task is not theirs to see
         r = c.post(f"/visits/{task['id']}/claim", json={})
         assert (r.status_code, r.json()["detail"]) == (404, f"no visit task with id {task['id']}")
-        assert c.get("/visits", params={"claimable_by_me": True, "pairing_id": scene.pairing["id"]}).json()["total"] == 0
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token('volunteer', uuid.uuid4(), 'not-a-helper-id')}"}) as c:
+        assert (
+            c.get("/visits", params={"claimable_by_me": True, "pairing_id": scene.pairing["id"]}).json()["total"] == 0
+        )
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {token('volunteer', uuid.uuid4(), 'not-a-helper-id')}"}
+    ) as c:
         assert c.post(f"/visits/{task['id']}/claim", json={}).status_code == 404  # owns nothing
     first, second = scene.helpers
     with as_helper(base, first) as c:
@@ -165,7 +183,10 @@ def test_a_group_claims_as_a_team_and_assigns_a_member(client: httpx.Client, api
     lead, member = scene.members
     with as_helper(base, lead) as c:
         r = c.post(f"/visits/{task['id']}/claim", json={"group_id": scene.group["id"]})
-        assert r.status_code == 200 and (r.json()["holder_group_id"], r.json()["holder_id"]) == (scene.group["id"], None)
+        assert r.status_code == 200 and (r.json()["holder_group_id"], r.json()["holder_id"]) == (
+            scene.group["id"],
+            None,
+        )
         r = c.post(f"/visits/{task['id']}/assign", json={"helper_id": member})
         assert r.status_code == 200 and r.json()["holder_id"] == member
     with as_helper(base, scene.helpers[0]) as c:  # a pairing helper outside the group
@@ -204,7 +225,10 @@ def test_a_visit_log_sent_twice_is_recorded_once(client: httpx.Client, api_serve
     assert client.get(f"/visit-logs/{body['id']}").json()["follow_up_notes"] == "请家庭医生下周上门"
     listed = client.get("/visit-logs", params={"helper_id": went[1], "min_position": log["position"]}).json()
     assert [row["id"] for row in listed["items"]] == [body["id"]] and "findings" not in listed["items"][0]
-    done = client.get("/visits", params={"org_unit_id": scene.tree.village["id"], "status": "completed", "min_position": log["position"]}).json()
+    done = client.get(
+        "/visits",
+        params={"org_unit_id": scene.tree.village["id"], "status": "completed", "min_position": log["position"]},
+    ).json()
     assert [row["id"] for row in done["items"]] == [task["id"]]
 
 
@@ -214,7 +238,11 @@ def test_a_log_is_refused_outside_its_window_or_in_the_future(client: httpx.Clie
     with as_helper(api_server.base_url, scene.helpers[0]) as c:
         early = (datetime.fromisoformat(task["opens_at"]) - timedelta(hours=1)).isoformat()
         r = c.post(f"/visits/{task['id']}/complete", json=log_body(task, occurred_at=early))
-        assert (r.status_code, r.json()["type"], r.json()["errors"][0]["field"]) == (422, "/problems/outside-window", "occurred_at")
+        assert (r.status_code, r.json()["type"], r.json()["errors"][0]["field"]) == (
+            422,
+            "/problems/outside-window",
+            "occurred_at",
+        )
         future = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
         r = c.post(f"/visits/{task['id']}/complete", json=log_body(task, occurred_at=future))
         assert (r.status_code, r.json()["type"]) == (422, "/problems/invalid-time")
@@ -222,7 +250,9 @@ def test_a_log_is_refused_outside_its_window_or_in_the_future(client: httpx.Clie
         assert (r.status_code, r.json()["type"]) == (403, "/problems/not-eligible")  # I must be among who went
 
 
-def test_an_unplanned_visit_is_linked_to_the_pairing_and_may_raise_an_emergency(client: httpx.Client, api_server, care_app) -> None:
+def test_an_unplanned_visit_is_linked_to_the_pairing_and_may_raise_an_emergency(
+    client: httpx.Client, api_server, care_app
+) -> None:
     scene = Scene(client, care_app, helpers=2)
     body = log_body(
         scene.current(), pairing_id=scene.pairing["id"], person_id=scene.people[0], mode="phone_video",
@@ -231,15 +261,23 @@ def test_an_unplanned_visit_is_linked_to_the_pairing_and_may_raise_an_emergency(
     with as_helper(api_server.base_url, scene.helpers[1]) as c:
         r = c.post("/visit-logs", json=body)
         assert r.status_code == 201, r.text
-        assert (r.json()["task_id"], r.json()["pairing_id"], r.json()["emergency"]["kind"]) == (None, scene.pairing["id"], "critical_illness")
+        assert (r.json()["task_id"], r.json()["pairing_id"], r.json()["emergency"]["kind"]) == (
+            None,
+            scene.pairing["id"],
+            "critical_illness",
+        )
         assert c.post("/visit-logs", json=body).status_code == 200
     history = care_app.history(uuid.UUID(body["id"]))
     assert [type(e).__qualname__ for e in history] == ["VisitLog.Recorded", "VisitLog.EmergencyFlagged"]
     assert care_app.load(VisitLog, uuid.UUID(body["id"])).raise_emergency is True
     stranger = client.post("/persons", json=elder(scene.tree.village["id"])).json()["id"]
-    r = client.post("/visit-logs", json={**body, "id": str(uuid.uuid4()), "person_id": stranger, "helper_ids": scene.helpers})
+    r = client.post(
+        "/visit-logs", json={**body, "id": str(uuid.uuid4()), "person_id": stranger, "helper_ids": scene.helpers}
+    )
     assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "person_id")
-    r = client.post("/visit-logs", json={**body, "id": str(uuid.uuid4()), "raise_emergency": False, "helper_ids": scene.helpers})
+    r = client.post(
+        "/visit-logs", json={**body, "id": str(uuid.uuid4()), "raise_emergency": False, "helper_ids": scene.helpers}
+    )
     assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "emergency_kind")
 
 
@@ -249,16 +287,21 @@ def test_visit_lists_filter_by_unit_status_and_due_date(client: httpx.Client, ap
     this_week, next_week = scene.tasks
     page = client.get("/visits", params={"org_unit_id": tree.township["id"], "status": "scheduled"}).json()
     assert {row["id"] for row in page["items"]} == {this_week["id"], next_week["id"]}
-    soon = client.get("/visits", params={"org_unit_id": tree.township["id"], "due_before": next_week["period_start"]}).json()
+    soon = client.get(
+        "/visits", params={"org_unit_id": tree.township["id"], "due_before": next_week["period_start"]}
+    ).json()
     assert [row["id"] for row in soon["items"]] == [this_week["id"]]
     assert client.get("/visits", params={"org_unit_id": tree.village2["id"]}).json()["total"] == 0
     assert client.get(f"/visits/{uuid.uuid4()}").status_code == 404
     r = client.get("/visits", params={"status": "lost"})
-    assert r.status_code == 400 and date.fromisoformat(this_week["due_until"]) < date.fromisoformat(next_week["due_until"])
-    with httpx.Client(base_url=api_server.base_url, headers={"Authorization": f"Bearer {token('auditor', tree.county['id'])}"}) as c:
+    assert r.status_code == 400 and date.fromisoformat(this_week["due_until"]) < date.fromisoformat(
+        next_week["due_until"]
+    )
+    with httpx.Client(
+        base_url=api_server.base_url, headers={"Authorization": f"Bearer {token('auditor', tree.county['id'])}"}
+    ) as c:
         assert c.post(f"/visits/{this_week['id']}/claim", json={"helper_id": scene.helpers[0]}).status_code == 403
         assert c.get(f"/visits/{this_week['id']}").status_code == 200
-
 
 
 def test_a_task_is_claimed_only_once_its_window_has_opened(client: httpx.Client, api_server, care_app) -> None:

@@ -46,10 +46,15 @@ def case(server: ApiServer) -> dict[str, Any]:
     """A county tree and an elder with two changes, written by an administrator."""
     with client_for(server, ActorRole.ADMINISTRATOR) as admin:
         tree = Tree(admin)
-        created = admin.post("/persons", json=elder(tree.village["id"], occurred_at=(datetime.now(UTC) - timedelta(days=3)).isoformat()))
+        created = admin.post(
+            "/persons", json=elder(tree.village["id"], occurred_at=(datetime.now(UTC) - timedelta(days=3)).isoformat())
+        )
         assert created.status_code == 201, created.text
         pid = created.json()["id"]
-        tagged = admin.post(f"/persons/{pid}/risk-tags", json={"tag": "advanced_age", "occurred_at": (datetime.now(UTC) - timedelta(days=2)).isoformat()})
+        tagged = admin.post(
+            f"/persons/{pid}/risk-tags",
+            json={"tag": "advanced_age", "occurred_at": (datetime.now(UTC) - timedelta(days=2)).isoformat()},
+        )
         assert tagged.status_code == 200, tagged.text
         admin.post(f"/persons/{pid}/risk-tags/remove", json={"tag": "living_alone"}).raise_for_status()
     return {"tree": tree, "person": pid}
@@ -66,7 +71,11 @@ def test_a_case_history_is_replayed_with_actor_times_and_positions(server: ApiSe
         page = auditor.get(f"/audit/streams/{case['person']}", params={"limit": 2}).json()
         assert page["type"] == "Person" and page["total"] == 3 and page["next_after_version"] == 2
         first, second = page["events"]
-        assert first["type"] == "Person.Registered" and first["actor_role"] == "administrator" and first["fields"]["name"] == "李秀英"
+        assert (
+            first["type"] == "Person.Registered"
+            and first["actor_role"] == "administrator"
+            and first["fields"]["name"] == "李秀英"
+        )
         assert first["position"] < second["position"] and second["fields"] == {"tag": "advanced_age"}
         assert first["recorded_after_seconds"] > 2 * 86400  # registered three days after it happened
         rest = auditor.get(f"/audit/streams/{case['person']}", params={"after_version": 2}).json()
@@ -79,12 +88,20 @@ def test_state_as_of_on_both_axes(server: ApiServer, case: dict[str, Any]) -> No
     with client_for(server, ActorRole.AUDITOR, case["tree"].county["id"]) as auditor:
         events = auditor.get(f"/audit/streams/{pid}").json()["events"]
         happened = datetime.fromisoformat(events[1]["occurred_at"]) + timedelta(hours=1)
-        by_then = auditor.get(f"/audit/streams/{pid}/state", params={"as_of": happened.isoformat(), "time": "occurred"}).json()
+        by_then = auditor.get(
+            f"/audit/streams/{pid}/state", params={"as_of": happened.isoformat(), "time": "occurred"}
+        ).json()
         assert by_then["version"] == 2 and sorted(by_then["state"]["risk_tags"]) == ["advanced_age", "living_alone"]
-        known = auditor.get(f"/audit/streams/{pid}/state", params={"as_of": happened.isoformat(), "time": "recorded"}).json()
+        known = auditor.get(
+            f"/audit/streams/{pid}/state", params={"as_of": happened.isoformat(), "time": "recorded"}
+        ).json()
         assert known["exists"] is False  # everything was recorded today
         now = auditor.get(f"/audit/streams/{pid}/state", params={"as_of": datetime.now(UTC).isoformat()}).json()
-        assert now["version"] == 3 and now["state"]["risk_tags"] == ["advanced_age"] and now["position"] == events[2]["position"]
+        assert (
+            now["version"] == 3
+            and now["state"]["risk_tags"] == ["advanced_age"]
+            and now["position"] == events[2]["position"]
+        )
         assert auditor.get(f"/audit/streams/{pid}/state", params={"as_of": "2026-01-01T00:00:00"}).status_code == 400
 
 
@@ -93,19 +110,33 @@ def test_verify_and_checkpoints_then_tampering_is_named(server: ApiServer, case:
         result = auditor.get("/audit/verify").json()
         assert result["ok"] and result["checked"] > 0 and result["failures"] == []
         held = next(c for c in auditor.get("/audit/checkpoint").json() if c["log"] == "events")
-        again = auditor.get("/audit/verify", params={"checkpoint_position": held["position"], "checkpoint_digest": held["digest"]}).json()
+        again = auditor.get(
+            "/audit/verify", params={"checkpoint_position": held["position"], "checkpoint_digest": held["digest"]}
+        ).json()
         assert again["ok"]
         access = auditor.get("/audit/verify", params={"log": "access"}).json()
         assert access["ok"] and access["checked"] > 0
-        target = sql(server, "SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 2", (uuid.UUID(case["person"]),))[0][0]
+        target = sql(
+            server,
+            "SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 2",
+            (uuid.UUID(case["person"]),),
+        )[0][0]
         sql(server, "UPDATE guanai_events SET state = state || ' '::bytea WHERE notification_id = %s", (target,))
         try:
             broken = auditor.get("/audit/verify").json()
-            assert not broken["ok"] and broken["failures"][0]["position"] == target and broken["failures"][0]["kind"] == "payload-changed"
+            assert (
+                not broken["ok"]
+                and broken["failures"][0]["position"] == target
+                and broken["failures"][0]["kind"] == "payload-changed"
+            )
             assert auditor.get("/audit/verify", params={"to": target - 1}).json()["ok"]
             assert auditor.get("/audit/verify", params={"from": target + 1}).json()["ok"]
         finally:
-            sql(server, "UPDATE guanai_events SET state = substring(state from 1 for length(state) - 1) WHERE notification_id = %s", (target,))
+            sql(
+                server,
+                "UPDATE guanai_events SET state = substring(state from 1 for length(state) - 1) WHERE notification_id = %s",
+                (target,),
+            )
         assert auditor.get("/audit/verify").json()["ok"]
 
 
@@ -118,7 +149,14 @@ def test_exports_carry_the_verification_digest_and_seal(server: ApiServer, case:
         page = auditor.get(f"/audit/streams/{case['person']}/export")
         assert page.headers["content-type"].startswith("text/html")
         html = page.text
-        for text in ("服务对象档案案卷", "登记入档", "增加风险标签", "管理员", "通过", doc["verification"]["log_checkpoint"]["digest"]):
+        for text in (
+            "服务对象档案案卷",
+            "登记入档",
+            "增加风险标签",
+            "管理员",
+            "通过",
+            doc["verification"]["log_checkpoint"]["digest"],
+        ):
             assert text in html
         assert "年" in html and "北京时间" in html
 
@@ -143,7 +181,10 @@ def test_every_read_of_a_persons_data_is_in_their_access_log(server: ApiServer, 
         # The auditor's own replays of the person are recorded too.
         auditor.get(f"/audit/streams/{pid}")
         newest = auditor.get(f"/audit/persons/{pid}/access-log", params={"limit": 1}).json()
-        assert newest["items"][0]["actor_role"] == "auditor" and newest["items"][0]["endpoint"] == "GET /audit/streams/{stream_id}"
+        assert (
+            newest["items"][0]["actor_role"] == "auditor"
+            and newest["items"][0]["endpoint"] == "GET /audit/streams/{stream_id}"
+        )
         assert newest["next_before_id"] == newest["items"][0]["id"]
 
 
@@ -156,8 +197,14 @@ def test_an_emergency_escalated_late_is_visibly_late(server: ApiServer, case: di
 
     rid = uuid.uuid4()
     try:
-        app.file_emergency(id=rid, category=Category.CRITICAL_ILLNESS, severity=Severity.CRITICAL, description="老人晕倒",
-                           person_id=uuid.UUID(case["person"]), meta=meta(t0, "village_cadre"))
+        app.file_emergency(
+            id=rid,
+            category=Category.CRITICAL_ILLNESS,
+            severity=Severity.CRITICAL,
+            description="老人晕倒",
+            person_id=uuid.UUID(case["person"]),
+            meta=meta(t0, "village_cadre"),
+        )
         app.route_emergency(rid, 0, meta(t0 + timedelta(minutes=1)))
         assert app.escalate_overdue(rid, 0, meta(t0 + timedelta(hours=1))).position is not None
     finally:
@@ -168,7 +215,10 @@ def test_an_emergency_escalated_late_is_visibly_late(server: ApiServer, case: di
         routed = next(e for e in events if e["type"] == "EmergencyReport.Routed")
         assert escalated["late"]["deadline"] == routed["fields"]["deadline"]
         assert 50 * 60 < escalated["late"]["by_seconds"] < 60 * 60
-        waiting = auditor.get(f"/audit/streams/{rid}/state", params={"as_of": (t0 + timedelta(minutes=30)).isoformat(), "time": "occurred"}).json()
+        waiting = auditor.get(
+            f"/audit/streams/{rid}/state",
+            params={"as_of": (t0 + timedelta(minutes=30)).isoformat(), "time": "occurred"},
+        ).json()
         assert waiting["state"]["status"] == "routed" and waiting["past_deadline"]["by_seconds"] > 20 * 60
         html = auditor.get(f"/audit/streams/{rid}/export").text
         assert "应急救助报告案卷" in html and "逐级上报" in html and "超时" in html
@@ -177,7 +227,9 @@ def test_an_emergency_escalated_late_is_visibly_late(server: ApiServer, case: di
         assert any(e["endpoint"].startswith("GET /audit/streams/{stream_id}") for e in log["items"])
 
 
-def test_only_auditors_and_administrators_read_the_audit_and_auditors_write_nothing(server: ApiServer, case: dict[str, Any]) -> None:
+def test_only_auditors_and_administrators_read_the_audit_and_auditors_write_nothing(
+    server: ApiServer, case: dict[str, Any]
+) -> None:
     with client_for(server, ActorRole.COUNTY_SUPERVISOR, case["tree"].county["id"]) as supervisor:
         assert supervisor.get(f"/audit/streams/{case['person']}").status_code == 403
         assert supervisor.get("/audit/verify").status_code == 403
@@ -185,7 +237,12 @@ def test_only_auditors_and_administrators_read_the_audit_and_auditors_write_noth
         assert admin.get("/audit/checkpoint").status_code == 200
     # Every route that could change something refuses an auditor's token, whatever it is.
     app = server.server.config.app
-    writes = [(m, route.path) for route in app.routes for m in getattr(route, "methods", ()) if m not in {"GET", "HEAD", "OPTIONS"}]
+    writes = [
+        (m, route.path)
+        for route in app.routes
+        for m in getattr(route, "methods", ())
+        if m not in {"GET", "HEAD", "OPTIONS"}
+    ]
     # Signing in (public) and an auditor's own session and second factor change no care data.
     own = {r.key for r in RULES if r.public or r.resource == "sessions"}
     writes = [(m, p) for m, p in writes if (m, route_format(p)) not in own]

@@ -299,7 +299,9 @@ def system(tmp_path: Path, fresh_database_url: str) -> Iterator[System]:
 
 @pytest.fixture
 def app(fresh_database_url: str) -> Iterator[CareApplication]:
-    care = make_care(fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY})
+    care = make_care(
+        fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY}
+    )
     yield care
     care.close()
 
@@ -496,7 +498,9 @@ def test_a_router_left_with_the_old_master_key_holds_reports_until_restarted_wit
     system.start("router", max_deliver=2)  # JetStream would give up after 2 deliveries
     new_key = secrets.token_urlsafe(48)
     rotate_master_key(fresh_database_url, MasterKey(MASTER_KEY), MasterKey(new_key), by="ops")
-    rotated = make_care(fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": new_key})
+    rotated = make_care(
+        fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": new_key}
+    )
     try:
         ids = [world.file(rotated) for _ in range(3)]
         time.sleep(2.0 * 2 + 4)  # past max_deliver deliveries with their ack waits and naks

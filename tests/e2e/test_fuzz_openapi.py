@@ -7,7 +7,6 @@ Bounded so the file stays well under two minutes: ``MAX_EXAMPLES`` generated cas
 beyond what Hypothesis does, no stateful sequences. ``GUANAI_FUZZ_EXAMPLES`` raises the bound for
 a longer hunt (e.g. nightly)."""
 
-
 from __future__ import annotations
 
 import os
@@ -28,7 +27,9 @@ STREAMS = "/emergencies/stream"  # server-sent events never end; covered by thei
 def load_schema() -> Any:
     """The spec the server serves, built from the app without connecting to anything, so the
     operations are known when the tests are collected; the cases are sent to a running server."""
-    app = bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
+    app = bootstrap.api(
+        Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET
+    )
     config = schemathesis.Config.from_dict(
         {
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "database": "none"},
@@ -52,4 +53,6 @@ def test_no_input_makes_the_server_fail(case: Any, api_server: ApiServer) -> Non
     assert response.status_code < 500, f"{where} answered {response.status_code}: {response.text[:500]}"
     if response.status_code >= 400:
         content_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type", [""])[0]
-        assert content_type.startswith("application/problem+json"), f"{where} answered {response.status_code} as {content_type}"
+        assert content_type.startswith("application/problem+json"), (
+            f"{where} answered {response.status_code} as {content_type}"
+        )

@@ -5,7 +5,6 @@ hostile strings that are legal stored and returned literally.
 The endpoints come from the running server's OpenAPI document, so a new endpoint is covered the
 day it is added; the mass-assignment rule is checked on every request body type in the code."""
 
-
 from __future__ import annotations
 
 import json
@@ -98,7 +97,13 @@ HOSTILE_BODIES: list[tuple[str, bytes, dict[str, str], int]] = [
 
 @pytest.mark.parametrize(("name", "body", "headers", "status"), HOSTILE_BODIES, ids=[c[0] for c in HOSTILE_BODIES])
 def test_hostile_bodies_are_refused_everywhere(
-    client: httpx.Client, spec: dict[str, Any], unmoved: None, name: str, body: bytes, headers: dict[str, str], status: int
+    client: httpx.Client,
+    spec: dict[str, Any],
+    unmoved: None,
+    name: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
 ) -> None:
     for method, path, _ in operations(spec, with_body=True):
         r = client.request(method, fill(path), content=body, headers=headers)
@@ -110,8 +115,19 @@ def test_hostile_bodies_are_refused_everywhere(
 def test_mass_assignment_is_impossible_in_every_body_type() -> None:
     """Every request body refuses unknown fields, and none lets a client set what the server
     decides: who acted, when it was recorded, versions and positions."""
-    server_decides = {"actor_id", "actor_role", "actor", "correlation_id", "recorded_at", "position", "version", "org_path"}
-    app = bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET)
+    server_decides = {
+        "actor_id",
+        "actor_role",
+        "actor",
+        "correlation_id",
+        "recorded_at",
+        "position",
+        "version",
+        "org_path",
+    }
+    app = bootstrap.api(
+        Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret=SECRET
+    )
     checked = 0
 
     def check(t: Any, where: str) -> None:
@@ -176,15 +192,26 @@ def test_mass_assignment_on_a_live_create_names_the_field(client: httpx.Client, 
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"kind": "ELDER"}, "kind"), ({"kind": " elder"}, "kind"), ({"kind": "adult"}, "kind"), ({"sex": "x"}, "sex"),
-        ({"risk_tags": ["living_alone", "vip"]}, "risk_tags[1]"), ({"kind": None}, "kind"), ({"kind": 1}, "kind"),
-        ({"birth_date": "9999-12-31"}, "birth_date"), ({"birth_date": "0000-01-01"}, "birth_date"),
-        ({"birth_date": "+10000-01-01"}, "birth_date"), ({"birth_date": "1941-02-30"}, "birth_date"),
+        ({"kind": "ELDER"}, "kind"),
+        ({"kind": " elder"}, "kind"),
+        ({"kind": "adult"}, "kind"),
+        ({"sex": "x"}, "sex"),
+        ({"risk_tags": ["living_alone", "vip"]}, "risk_tags[1]"),
+        ({"kind": None}, "kind"),
+        ({"kind": 1}, "kind"),
+        ({"birth_date": "9999-12-31"}, "birth_date"),
+        ({"birth_date": "0000-01-01"}, "birth_date"),
+        ({"birth_date": "+10000-01-01"}, "birth_date"),
+        ({"birth_date": "1941-02-30"}, "birth_date"),
         ({"occurred_at": "0001-01-01T00:00:00Z"}, "occurred_at"),
         ({"occurred_at": "9999-12-31T23:59:59+14:00"}, "occurred_at"),
-        ({"occurred_at": "10000-01-01T00:00:00Z"}, "occurred_at"), ({"occurred_at": "yesterday"}, "occurred_at"),
-        ({"village_id": "../../etc/passwd"}, "village_id"), ({"village_id": "' OR '1'='1"}, "village_id"),
-        ({"name": "x" * 65}, "name"), ({"name": ["x"]}, "name"), ({"name": {"$ne": None}}, "name"),
+        ({"occurred_at": "10000-01-01T00:00:00Z"}, "occurred_at"),
+        ({"occurred_at": "yesterday"}, "occurred_at"),
+        ({"village_id": "../../etc/passwd"}, "village_id"),
+        ({"village_id": "' OR '1'='1"}, "village_id"),
+        ({"name": "x" * 65}, "name"),
+        ({"name": ["x"]}, "name"),
+        ({"name": {"$ne": None}}, "name"),
         ({"id": "00000000-0000-0000-0000-00000000000g"}, "id"),
     ],
 )
@@ -211,7 +238,15 @@ def test_negative_and_huge_numbers(client: httpx.Client, tree: Tree, unmoved: No
 
 
 def test_path_traversal_and_junk_in_ids(client: httpx.Client, spec: dict[str, Any], unmoved: None) -> None:
-    junk = ["..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e%2f", "..%5C..%5Cwindows", "%00", "' OR 1=1 --", "%7B%7D", "1" * 300]
+    junk = [
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e%2f%2e%2e%2f",
+        "..%5C..%5Cwindows",
+        "%00",
+        "' OR 1=1 --",
+        "%7B%7D",
+        "1" * 300,
+    ]
     for method, path, _ in operations(spec, with_body=False) + operations(spec, with_body=True):
         if "{" not in path:
             continue
@@ -257,7 +292,9 @@ def test_injection_strings_are_stored_and_returned_literally(client: httpx.Clien
         created = r.json()
         assert created["name"] == text[:64] and created["household"] == text
         assert client.get(f"/persons/{created['id']}").json()["name"] == text[:64]
-        listed = client.get("/persons", params={"org_unit_id": tree.village["id"], "min_position": created["position"], "limit": 500})
+        listed = client.get(
+            "/persons", params={"org_unit_id": tree.village["id"], "min_position": created["position"], "limit": 500}
+        )
         assert text[:64] in [p["name"] for p in listed.json()["items"]]
     raw = json.dumps({"name": LITERALS[0]}).encode()
     assert client.post("/org-units", content=raw, headers=JSON).status_code == 422  # still checked as a whole

@@ -12,8 +12,12 @@ def test_registering_and_failing_logs_no_personal_data(client: httpx.Client) -> 
     tree = Tree(client)
     secret_name, secret_id, secret_phone = "欧阳秘密", "530428201609010026", "13912345678"
     with structlog.testing.capture_logs() as logs:
-        body = child(tree.village["id"], name=secret_name, id_number=secret_id,
-                     guardian={"name": "欧阳奶奶", "relation": "grandmother", "phone": secret_phone})
+        body = child(
+            tree.village["id"],
+            name=secret_name,
+            id_number=secret_id,
+            guardian={"name": "欧阳奶奶", "relation": "grandmother", "phone": secret_phone},
+        )
         r = client.post("/persons", json=body)
         assert r.status_code == 201, r.text
         client.post("/persons", json={**body, "birth_date": "1900-01-01"})  # refused: an error path too

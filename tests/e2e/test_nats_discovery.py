@@ -90,16 +90,26 @@ def test_the_embedded_nats_on_a_fixed_port_is_named_at_start_by_status_and_to_ad
     assert (status.returncode, status.stdout.strip()) == (0, url), status.stderr
     status = guanai(env, "status")
     assert status.returncode == 0 and url in status.stdout and "running" in status.stdout
-    admin = issue_token(SECRET, subject="admin-1", role=ActorRole.ADMINISTRATOR, org_unit_id=None, ttl=timedelta(minutes=5))
+    admin = issue_token(
+        SECRET, subject="admin-1", role=ActorRole.ADMINISTRATOR, org_unit_id=None, ttl=timedelta(minutes=5)
+    )
     health = httpx.get(base + "/health", headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
     assert health["nats"]["url"] == url
     assert "url" not in httpx.get(base + "/health", timeout=10).json()["nats"]  # not to anyone else
-    volunteer = issue_token(SECRET, subject="v-1", role=ActorRole.VOLUNTEER, org_unit_id=uuid.uuid4(), ttl=timedelta(minutes=5))
-    assert "url" not in httpx.get(base + "/health", headers={"Authorization": f"Bearer {volunteer}"}, timeout=10).json()["nats"]
+    volunteer = issue_token(
+        SECRET, subject="v-1", role=ActorRole.VOLUNTEER, org_unit_id=uuid.uuid4(), ttl=timedelta(minutes=5)
+    )
+    assert (
+        "url"
+        not in httpx.get(base + "/health", headers={"Authorization": f"Bearer {volunteer}"}, timeout=10).json()["nats"]
+    )
 
 
 def test_status_says_when_the_embedded_nats_is_not_running(env: dict[str, str]) -> None:
     status = guanai(env, "status", "--nats-url")
     assert (status.returncode, status.stdout) == (1, "")
     status = guanai(env, "status")
-    assert status.returncode == 1 and f"not running (`guanai serve` starts it on port {env['GUANAI_NATS_PORT']})" in status.stdout
+    assert (
+        status.returncode == 1
+        and f"not running (`guanai serve` starts it on port {env['GUANAI_NATS_PORT']})" in status.stdout
+    )

@@ -56,7 +56,9 @@ def test_a_number_is_not_taken_for_a_time(client: httpx.Client) -> None:
     assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "occurred_at")
     r = client.post("/persons", json=elder(tree.village["id"], birth_date=19410506))
     assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "birth_date")
-    after = client.get("/persons", params={"org_unit_id": tree.village["id"], "min_position": person["position"]}).json()
+    after = client.get(
+        "/persons", params={"org_unit_id": tree.village["id"], "min_position": person["position"]}
+    ).json()
     assert after["total"] == before + 1  # only the good one was written
 
 
@@ -74,7 +76,9 @@ def test_the_vocabularies_list_each_code_with_its_chinese_label(api_server) -> N
 
 def test_a_label_sent_for_a_code_is_answered_with_the_code(client: httpx.Client) -> None:
     tree = Tree(client)
-    r = client.post("/helpers", json={"role": "村干部", "name": "张村长", "phone": "13600136000", "org_unit_id": tree.village["id"]})
+    r = client.post(
+        "/helpers", json={"role": "村干部", "name": "张村长", "phone": "13600136000", "org_unit_id": tree.village["id"]}
+    )
     assert r.status_code == 422, r.text
     [error] = r.json()["errors"]
     assert error["field"] == "role" and "村干部 is the label of `village_cadre`" in error["reason"]

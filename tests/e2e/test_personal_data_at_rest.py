@@ -86,7 +86,9 @@ def scan_database(url: str, needles: list[str]) -> list[tuple[str, str, str]]:
         ).fetchall()
         assert len({(s, t) for s, t, _, _ in columns}) >= 10, "the scan must see the whole database"
         for schema, table, column, data_type in columns:
-            value = sql.Identifier(column) if data_type == "bytea" else sql.SQL("{}::text").format(sql.Identifier(column))
+            value = (
+                sql.Identifier(column) if data_type == "bytea" else sql.SQL("{}::text").format(sql.Identifier(column))
+            )
             query = sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL").format(
                 value, sql.Identifier(schema, table), sql.Identifier(column)
             )
@@ -227,7 +229,10 @@ def test_a_dump_of_the_database_and_the_stream_shows_no_personal_data(
     assert server.projector.wait_for(ok(admin.get("/health"))["database"]["position"], timeout=30)
     # The API shows it all to those allowed: the data is there, only sealed.
     assert ok(admin.get(f"/persons/{county.child['id']}"))["guardian"]["phone"] == GUARDIAN_PHONE
-    names = {p["id"]: p["name"] for p in ok(admin.get("/persons", params={"org_unit_id": county.tree.village["id"]}))["items"]}
+    names = {
+        p["id"]: p["name"]
+        for p in ok(admin.get("/persons", params={"org_unit_id": county.tree.village["id"]}))["items"]
+    }
     assert names[county.elder["id"]] == ELDER_NAME
 
     stream = f"DUMP_{uuid.uuid4().hex[:8]}"
@@ -289,7 +294,11 @@ def test_erasing_a_person_leaves_no_trace_of_their_data_and_a_verifiable_history
     report = ok(admin.post("/emergencies", json={
         "category": "critical_illness", "severity": "critical", "person_id": elder, "description": ELDER_REPORT,
     }), 201)  # fmt: skip
-    ok(admin.post(f"/emergencies/{report['id']}/actions", json={"action": "referred_hospital", "notes": ELDER_REPORT_NOTES}))
+    ok(
+        admin.post(
+            f"/emergencies/{report['id']}/actions", json={"action": "referred_hospital", "notes": ELDER_REPORT_NOTES}
+        )
+    )
     assert ok(admin.get(f"/persons/{elder}"))["name"] == ELDER_NAME  # read: in the access log
     events_before = events_of(server.database_url, elder)
 

@@ -40,7 +40,9 @@ def person(server: ApiServer) -> dict[str, Any]:
 
 
 def test_an_auditor_downloads_a_checkpoint_and_proofs_that_verify(server: ApiServer, person: dict[str, Any]) -> None:
-    with httpx.Client(base_url=server.base_url, headers=auth(ActorRole.AUDITOR, person["county"]), timeout=60) as auditor:
+    with httpx.Client(
+        base_url=server.base_url, headers=auth(ActorRole.AUDITOR, person["county"]), timeout=60
+    ) as auditor:
         key = PublicKey.from_document(auditor.get("/audit/public-key").raise_for_status().json())
         first = auditor.get("/audit/checkpoints/latest").raise_for_status().json()
         verifier.verify_checkpoint(first, key)
@@ -49,21 +51,35 @@ def test_an_auditor_downloads_a_checkpoint_and_proofs_that_verify(server: ApiSer
         h = verifier.hash_function(key.suite)
         root = bytes.fromhex(proofs["checkpoint"]["root"])
         for leaf in proofs["leaves"]:
-            data = verifier.leaf_bytes(leaf["position"], leaf["recorded_us"], leaf["version"], person["id"], leaf["topic"],
-                                       base64.b64decode(leaf["stored"]))
-            verifier.verify_inclusion(h, leaf["index"], leaf["tree_size"], verifier.leaf_hash(h, data), leaf["proof"], root)
-        export = auditor.get(f"/audit/streams/{person['id']}/export", params={"format": "json"}).raise_for_status().json()
+            data = verifier.leaf_bytes(
+                leaf["position"],
+                leaf["recorded_us"],
+                leaf["version"],
+                person["id"],
+                leaf["topic"],
+                base64.b64decode(leaf["stored"]),
+            )
+            verifier.verify_inclusion(
+                h, leaf["index"], leaf["tree_size"], verifier.leaf_hash(h, data), leaf["proof"], root
+            )
+        export = (
+            auditor.get(f"/audit/streams/{person['id']}/export", params={"format": "json"}).raise_for_status().json()
+        )
         assert verifier.verify_export(export, key) == 2
         consistency = auditor.get("/audit/proofs/consistency", params={"from": 1}).raise_for_status().json()
         verifier.verify_extends(consistency["old_checkpoint"], consistency["new_checkpoint"], consistency["proof"], key)
 
 
 def test_a_size_beyond_the_tree_is_a_422_naming_the_field(server: ApiServer, person: dict[str, Any]) -> None:
-    with httpx.Client(base_url=server.base_url, headers=auth(ActorRole.AUDITOR, person["county"]), timeout=60) as auditor:
+    with httpx.Client(
+        base_url=server.base_url, headers=auth(ActorRole.AUDITOR, person["county"]), timeout=60
+    ) as auditor:
         size = auditor.get("/audit/checkpoints/latest").raise_for_status().json()["size"]
-        for path, params, field in ((f"/audit/streams/{person['id']}/proofs", {"size": size + 1000}, "size"),
-                                    ("/audit/proofs/consistency", {"from": size + 1000}, "from"),
-                                    ("/audit/proofs/consistency", {"from": 1, "to": size + 1000}, "to")):
+        for path, params, field in (
+            (f"/audit/streams/{person['id']}/proofs", {"size": size + 1000}, "size"),
+            ("/audit/proofs/consistency", {"from": size + 1000}, "from"),
+            ("/audit/proofs/consistency", {"from": 1, "to": size + 1000}, "to"),
+        ):
             answer = auditor.get(path, params=params)
             assert answer.status_code == 422, answer.text
             problem = answer.json()

@@ -147,7 +147,9 @@ async def _subjects(nats_url: str, stream: str) -> Counter[str]:
 
 @pytest.fixture
 def app(fresh_database_url: str) -> Iterator[CareApplication]:
-    care = make_care(fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY})
+    care = make_care(
+        fresh_database_url, pool_size=2, env={"GUANAI_CHAIN_KEY": CHAIN_KEY, "GUANAI_MASTER_KEY": MASTER_KEY}
+    )
     yield care
     care.close()
 

@@ -1,7 +1,6 @@
 """Security headers on every response, CORS closed by default (and open only to configured
 origins), the rate limiter, and the limit on filing emergency reports."""
 
-
 from __future__ import annotations
 
 import uuid
@@ -70,7 +69,11 @@ def test_the_limiter_keeps_its_memory_bounded() -> None:
 
 
 def test_api_responses_carry_the_security_headers(client: httpx.Client) -> None:
-    for r in (client.get("/persons"), client.get("/no-such-thing"), client.get("/persons", headers={"Authorization": ""})):
+    for r in (
+        client.get("/persons"),
+        client.get("/no-such-thing"),
+        client.get("/persons", headers={"Authorization": ""}),
+    ):
         assert r.status_code in (200, 401, 404)
         assert r.headers["x-content-type-options"] == "nosniff"
         assert r.headers["referrer-policy"] == "no-referrer"
@@ -100,7 +103,11 @@ def test_hsts_when_the_request_came_over_tls(client: httpx.Client) -> None:
 def preflight(c: httpx.Client, origin: str, method: str = "POST") -> httpx.Response:
     return c.options(
         "/persons",
-        headers={"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": "authorization"},
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization",
+        },
     )
 
 
@@ -116,7 +123,9 @@ def test_cors_is_closed_by_default(client: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def limited(pg_base_url: str, nats_url: str) -> Iterator[ApiServer]:
-    with own_server(pg_base_url, nats_url, cors_origins=f"{ALLOWED}, https://other.example.cn/", reports_per_minute=2) as s:
+    with own_server(
+        pg_base_url, nats_url, cors_origins=f"{ALLOWED}, https://other.example.cn/", reports_per_minute=2
+    ) as s:
         yield s
 
 
@@ -129,7 +138,9 @@ def test_configured_origins_and_only_they_may_call_from_a_browser(limited: ApiSe
         assert preflight(c, "https://other.example.cn").status_code == 204  # a trailing slash in the setting is fine
         assert_problem(preflight(c, EVIL), 403)
         r = c.get("/persons", headers={"Origin": ALLOWED})
-        assert r.headers["access-control-allow-origin"] == ALLOWED and "ETag" in r.headers["access-control-expose-headers"]
+        assert (
+            r.headers["access-control-allow-origin"] == ALLOWED and "ETag" in r.headers["access-control-expose-headers"]
+        )
         assert "access-control-allow-origin" not in c.get("/persons", headers={"Origin": EVIL}).headers
 
 
@@ -156,7 +167,12 @@ def test_retries_of_a_stored_report_do_not_count_toward_the_limit(limited: ApiSe
     with httpx.Client(base_url=limited.base_url, headers=auth(), timeout=30) as c:
         village = Tree(c).village["id"]
         reporter = auth("volunteer", village)
-        first = {"id": str(uuid.uuid4()), "category": "neglect", "severity": "normal", "location": {"org_unit_id": village}}
+        first = {
+            "id": str(uuid.uuid4()),
+            "category": "neglect",
+            "severity": "normal",
+            "location": {"org_unit_id": village},
+        }
         assert c.post("/emergencies", json=first, headers=reporter).status_code == 201
         assert [c.post("/emergencies", json=first, headers=reporter).status_code for _ in range(4)] == [200] * 4
         second = {**first, "id": str(uuid.uuid4())}

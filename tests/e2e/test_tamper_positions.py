@@ -49,9 +49,13 @@ def a_person_at_version_3(admin: httpx.Client) -> str:
 
 def forge(url: str, person: str, position: int) -> None:
     """A copy of the person's latest event as the next version, stored at ``position``."""
-    sql(url, "INSERT INTO guanai_events (notification_id, originator_id, originator_version, topic, state) "
+    sql(
+        url,
+        "INSERT INTO guanai_events (notification_id, originator_id, originator_version, topic, state) "
         "SELECT %s, originator_id, originator_version + 1, topic, state FROM guanai_events WHERE originator_id = %s "
-        "ORDER BY originator_version DESC LIMIT 1", (position, uuid.UUID(person)))
+        "ORDER BY originator_version DESC LIMIT 1",
+        (position, uuid.UUID(person)),
+    )
 
 
 def cli_verify(url: str) -> subprocess.CompletedProcess[str]:

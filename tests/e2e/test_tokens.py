@@ -32,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    body = {"iss": "guanai", "sub": "u-1", "role": "administrator", "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex}
+    body = {
+        "iss": "guanai",
+        "sub": "u-1",
+        "role": "administrator",
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -53,12 +60,18 @@ def raw_token(header: dict[str, Any], payload: dict[str, Any], secret: str) -> s
 
 
 def admin_token(secret: str | KeyRing = SECRET, **kw: Any) -> str:
-    return issue_token(secret, subject="admin-1", role=ActorRole.ADMINISTRATOR, org_unit_id=None, ttl=timedelta(hours=1), **kw)
+    return issue_token(
+        secret, subject="admin-1", role=ActorRole.ADMINISTRATOR, org_unit_id=None, ttl=timedelta(hours=1), **kw
+    )
 
 
 def volunteer_token(secret: str | KeyRing = SECRET) -> str:
     return issue_token(
-        secret, subject=f"v-{uuid.uuid4().hex[:6]}", role=ActorRole.VOLUNTEER, org_unit_id=uuid.uuid4(), ttl=timedelta(hours=1)
+        secret,
+        subject=f"v-{uuid.uuid4().hex[:6]}",
+        role=ActorRole.VOLUNTEER,
+        org_unit_id=uuid.uuid4(),
+        ttl=timedelta(hours=1),
     )
 
 
@@ -97,14 +110,21 @@ def test_tokens_from_before_key_ids_are_tried_against_every_accepted_key() -> No
     [
         pytest.param(lambda: jwt.encode(claims(), None, algorithm="none"), id="alg-none"),
         pytest.param(lambda: raw_token({"alg": "HS512", "typ": "JWT"}, claims(), SECRET), id="another-algorithm"),
-        pytest.param(lambda: jwt.encode(claims(), STRANGER, algorithm="HS256", headers={"kid": key_id(SECRET)}), id="borrowed-kid"),
+        pytest.param(
+            lambda: jwt.encode(claims(), STRANGER, algorithm="HS256", headers={"kid": key_id(SECRET)}),
+            id="borrowed-kid",
+        ),
         pytest.param(lambda: raw_token({"alg": "HS256", "kid": 7}, claims(), SECRET), id="kid-not-a-string"),
         pytest.param(lambda: raw_token({"alg": "HS256", "kid": ["a"]}, claims(), SECRET), id="kid-a-list"),
         pytest.param(lambda: jwt.encode(claims(jti=None), SECRET, algorithm="HS256"), id="no-jti"),
         pytest.param(lambda: jwt.encode(claims(role="root"), SECRET, algorithm="HS256"), id="unknown-role"),
         pytest.param(lambda: jwt.encode(claims(iss="elsewhere"), SECRET, algorithm="HS256"), id="other-issuer"),
-        pytest.param(lambda: jwt.encode(claims(exp=int(time.time()) + 40 * 86400), SECRET, algorithm="HS256"), id="too-long"),
-        pytest.param(lambda: jwt.encode(claims(iat=int(time.time()) + 3600), SECRET, algorithm="HS256"), id="issued-later"),
+        pytest.param(
+            lambda: jwt.encode(claims(exp=int(time.time()) + 40 * 86400), SECRET, algorithm="HS256"), id="too-long"
+        ),
+        pytest.param(
+            lambda: jwt.encode(claims(iat=int(time.time()) + 3600), SECRET, algorithm="HS256"), id="issued-later"
+        ),
         pytest.param(lambda: admin_token()[:-2] + "xx", id="tampered"),
     ],
 )
@@ -118,7 +138,9 @@ def test_expired_tokens_are_refused_and_lifetimes_are_bounded() -> None:
     with pytest.raises(TokenError, match="expired"):
         verify_token(SECRET, expired)
     with pytest.raises(TokenError, match="at most 31 days"):
-        issue_token(SECRET, subject="a", role=ActorRole.ADMINISTRATOR, org_unit_id=None, ttl=MAX_TOKEN_TTL + timedelta(hours=1))
+        issue_token(
+            SECRET, subject="a", role=ActorRole.ADMINISTRATOR, org_unit_id=None, ttl=MAX_TOKEN_TTL + timedelta(hours=1)
+        )
 
 
 def test_previous_keys_come_from_the_settings() -> None:
@@ -186,7 +208,9 @@ def test_an_administrator_revokes_a_token_by_id(server: ApiServer) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["jti"] == jti and r.json()["newly_revoked"] is True
         kept_until = datetime.fromisoformat(r.json()["expires_at"])
-        assert kept_until > datetime.now(UTC) + MAX_TOKEN_TTL - timedelta(minutes=1)  # a jti alone: the longest lifetime
+        assert kept_until > datetime.now(UTC) + MAX_TOKEN_TTL - timedelta(
+            minutes=1
+        )  # a jti alone: the longest lifetime
         body = assert_problem(c.get("/persons", headers=bearer(victim)), 401)  # at once in this process
         assert "revoked" in body["detail"]
         again = c.post("/auth/revoke", json={"jti": jti, "reason": "again"}, headers=bearer(admin_token()))
@@ -197,7 +221,9 @@ def test_revoking_by_token_and_who_may_revoke(server: ApiServer) -> None:
     victim = volunteer_token(OLD)
     actor = verify_token(KeyRing(SECRET, [OLD]), victim)
     with client_from_new_address(server) as c:
-        r = c.post("/auth/revoke", json={"token": victim, "reason": "left the programme"}, headers=bearer(admin_token()))
+        r = c.post(
+            "/auth/revoke", json={"token": victim, "reason": "left the programme"}, headers=bearer(admin_token())
+        )
         assert r.status_code == 200, r.text
         assert r.json()["jti"] == actor.token_id
         assert datetime.fromisoformat(r.json()["expires_at"]).timestamp() == actor.expires_at
@@ -230,7 +256,13 @@ def test_a_revocation_from_the_command_line_reaches_the_server(server: ApiServer
 
     def guanai(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "guanai.cli", *args], check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "guanai.cli", *args],
+            check=False,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     # A token names the one person it is for: tokens sharing a default subject would be one
@@ -274,7 +306,9 @@ def test_expired_revocations_are_purged_and_not_reported(server: ApiServer) -> N
 
 def test_a_stale_revocation_list_fails_closed(server: ApiServer) -> None:
     now = [1000.0]
-    revocations = RevocationList(server.database_url, refresh_seconds=1, max_stale_seconds=30, clock=lambda: now[0]).open()
+    revocations = RevocationList(
+        server.database_url, refresh_seconds=1, max_stale_seconds=30, clock=lambda: now[0]
+    ).open()
     try:
         assert revocations.is_revoked("nobody") is False
         now[0] += 31  # no successful refresh for longer than allowed

@@ -34,13 +34,17 @@ Object.defineProperty(window.Notification, "permission", { get: () => Original.p
 def workers(database_url: str, nats_url: str, api_server: ApiServer) -> Iterator[Names]:
     names = Names()
     running = emergency_workers(database_url, nats_url, names).start()
-    wait_until(lambda: httpx.get(api_server.base_url + "/health").json()["nats"]["ok"], what="the API's NATS connection")
+    wait_until(
+        lambda: httpx.get(api_server.base_url + "/health").json()["nats"]["ok"], what="the API's NATS connection"
+    )
     # The 2 s promise is about a running system: one report routed end to end first (the relay's
     # stream and the router's consumer made, the connections up), then the tests.
     with httpx.Client(base_url=api_server.base_url, headers=auth(), timeout=30) as admin:
         county = County(admin)
         warm = admin.post("/emergencies", json=county.report(), headers=county.reporter()).json()
-        wait_until(lambda: admin.get(f"/emergencies/{warm['id']}").json()["routings"], timeout=30, what="a first report routed")
+        wait_until(
+            lambda: admin.get(f"/emergencies/{warm['id']}").json()["routings"], timeout=30, what="a first report routed"
+        )
     yield names
     running.stop()
     # The session's event loop may be running in this thread: clean up on a loop of its own.

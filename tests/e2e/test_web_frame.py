@@ -56,8 +56,12 @@ def test_pages_carry_their_own_csp_and_the_api_keeps_its_own(api_server: ApiServ
     page = httpx.get(api_server.base_url + "/app/sign-in", headers={"Accept": "text/html"})
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe" not in csp and page.headers["x-frame-options"] == "DENY"
-    assert httpx.get(api_server.base_url + "/health").headers["content-security-policy"].startswith("default-src 'none'")
-    asset = httpx.get(api_server.base_url + "/app/static/vendor/htmx.org-2.0.11/htmx.min.js", headers={"Accept-Encoding": "gzip"})
+    assert (
+        httpx.get(api_server.base_url + "/health").headers["content-security-policy"].startswith("default-src 'none'")
+    )
+    asset = httpx.get(
+        api_server.base_url + "/app/static/vendor/htmx.org-2.0.11/htmx.min.js", headers={"Accept-Encoding": "gzip"}
+    )
     assert asset.status_code == 200 and asset.headers["content-encoding"] == "gzip"
     assert "max-age=86400" in asset.headers["cache-control"]
 
@@ -74,7 +78,12 @@ def test_a_change_sent_with_the_session_cookie_needs_the_csrf_token(api_server: 
     csrf = "s3cret-value"
     bound = issue_token(SECRET, subject="admin-web", role=ActorRole.ADMINISTRATOR, org_unit_id=None,
                         ttl=timedelta(minutes=5), claims={"cth": hashlib.sha256(csrf.encode()).hexdigest()})  # fmt: skip
-    body = {"code": tree.county["code"][:6] + "109000", "name": "新镇", "level": "township", "parent_id": tree.county["id"]}
+    body = {
+        "code": tree.county["code"][:6] + "109000",
+        "name": "新镇",
+        "level": "township",
+        "parent_id": tree.county["id"],
+    }
     with httpx.Client(base_url=api_server.base_url, cookies={"guanai_access": bound, "guanai_csrf": csrf}) as c:
         refused = c.post("/org-units", json=body)
         assert refused.status_code == 403 and refused.json()["type"] == "/problems/csrf-refused"

@@ -43,11 +43,15 @@ def upload(page: Page, data: bytes) -> dict[str, Any]:
 
 
 def counts(page: Page) -> dict[str, Any]:
-    shown = page.eval_on_selector_all("[data-count]", "els => Object.fromEntries(els.map(e => [e.dataset.count, +e.textContent]))")
+    shown = page.eval_on_selector_all(
+        "[data-count]", "els => Object.fromEntries(els.map(e => [e.dataset.count, +e.textContent]))"
+    )
     return {"status": page.get_attribute("#job", "data-status"), **shown}
 
 
-def test_a_supervisor_fixes_a_bad_row_commits_and_the_people_are_registered(browser, api_server: ApiServer, client: httpx.Client) -> None:
+def test_a_supervisor_fixes_a_bad_row_commits_and_the_people_are_registered(
+    browser, api_server: ApiServer, client: httpx.Client
+) -> None:
     tree = Tree(client)
     seq = fresh_seq()
     good = [child_row("一村", seq + 1), elder_row("二村", seq + 2)]
@@ -69,8 +73,14 @@ def test_a_supervisor_fixes_a_bad_row_commits_and_the_people_are_registered(brow
         page.goto(api_server.base_url + "/app/imports?lang=zh")
 
         shown = upload(page, bad_sheet)
-        assert shown == {"status": "done", "errors": 1, "created": 2, "corrected": 0, "unchanged": 0,
-                         "left_programme": 0}, shown
+        assert shown == {
+            "status": "done",
+            "errors": 1,
+            "created": 2,
+            "corrected": 0,
+            "unchanged": 0,
+            "left_programme": 0,
+        }, shown
         row = page.inner_text('[data-report] tr[data-row="4"]')
         assert "性别" in row and "未知" in row and "请填写“男”或“女”" in row, row
         assert page.get_attribute("[data-marked]", "href", timeout=5_000).endswith("/report.xlsx")
@@ -116,7 +126,9 @@ def test_a_role_without_the_grant_gets_the_forbidden_page(browser, api_server: A
         assert r is not None and r.status == 403
 
 
-def test_the_supervision_page_links_the_workbooks_to_those_allowed_them(browser, api_server: ApiServer, client: httpx.Client) -> None:
+def test_the_supervision_page_links_the_workbooks_to_those_allowed_them(
+    browser, api_server: ApiServer, client: httpx.Client
+) -> None:
     tree = Tree(client)
     code = tree.township["code"]
     with session(browser, api_server, ActorRole.TOWNSHIP_SUPERVISOR, tree.township["id"]) as (context, watched):
@@ -124,7 +136,9 @@ def test_the_supervision_page_links_the_workbooks_to_those_allowed_them(browser,
         r = page.goto(api_server.base_url + f"/app/supervision/{code}")
         assert r is not None and r.status == 200
         links = page.eval_on_selector_all("[data-export=xlsx] a", "els => els.map(e => e.getAttribute('href'))")
-        assert links == [f"/supervision/{code}/registry.xlsx", f"/supervision/{code}/inspection.xlsx?period=month"], links
+        assert links == [f"/supervision/{code}/registry.xlsx", f"/supervision/{code}/inspection.xlsx?period=month"], (
+            links
+        )
         for href in links:  # the session's cookie opens them: they are the API's own routes
             got = context.request.get(api_server.base_url + href)
             assert got.status == 200 and got.body()[:2] == b"PK", (href, got.status)

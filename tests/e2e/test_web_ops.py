@@ -79,8 +79,13 @@ def test_the_chart_series_add_up_to_the_summary(county: tuple[Care, ApiServer]) 
     by_unit = series.visits_by_unit(care.world.county, period)
     for outcome in ("on_time", "late", "missed", "open"):
         assert sum(r[outcome] for r in by_unit) == api["visits"][outcome], outcome
-    weeks = series.visits_by_week(care.world.county, [Period("week", care.last_week.start, care.last_week.last_day),
-                                                        Period("week", care.this_week.start, care.this_week.last_day)])
+    weeks = series.visits_by_week(
+        care.world.county,
+        [
+            Period("week", care.last_week.start, care.last_week.last_day),
+            Period("week", care.this_week.start, care.this_week.last_day),
+        ],
+    )
     for outcome in ("on_time", "late", "missed", "open"):
         assert sum(r[outcome] for r in weeks) == api["visits"][outcome], outcome
     response = series.response_by_unit(care.world.county, period)
@@ -152,8 +157,16 @@ def test_roster_forms_set_up_change_and_refuse_with_reasons(county: tuple[Care, 
         bad = c.post(f"/app/rosters/{t2}/deadlines", data={"critical": "0"})
         assert bad.status_code == 422 and 'data-field="critical"' in bad.text
         assert c.get(f"/rosters/{t2}").json()["ack_deadlines"]["critical"] == 120
-        r = c.post(f"/app/rosters/{t2}/responders", data={"responder_id": "r-1", "name": "值班员", "phone": "13900000002",
-                                                           "tier": "primary", "shifts": "weekdays"})
+        r = c.post(
+            f"/app/rosters/{t2}/responders",
+            data={
+                "responder_id": "r-1",
+                "name": "值班员",
+                "phone": "13900000002",
+                "tier": "primary",
+                "shifts": "weekdays",
+            },
+        )
         assert r.status_code == 303, r.text
         roster = c.get(f"/rosters/{t2}").json()
         assert [x["responder_id"] for x in roster["responders"]] == ["r-1"] and roster["responders"][0]["shifts"]

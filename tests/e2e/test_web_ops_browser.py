@@ -81,7 +81,10 @@ def test_a_supervisor_sees_the_api_figures_drills_down_to_a_person_and_exports(b
         uncovered = c.get(f"/supervision/{w.county}/uncovered").json()["items"][0]
         township = next(u for u in summary["units"] if u["uncovered"])
         village = next(u for u in c.get(f"/supervision/{township['id']}").json()["units"] if u["uncovered"])
-    with session(browser, server, ActorRole.COUNTY_SUPERVISOR, w.county, width="1280", accept_downloads=True) as (_, watched):
+    with session(browser, server, ActorRole.COUNTY_SUPERVISOR, w.county, width="1280", accept_downloads=True) as (
+        _,
+        watched,
+    ):
         page = watched.page
         page.goto(server.base_url + "/app/supervision")
         assert page.url.startswith(f"{server.base_url}/app/supervision/{w.county}")
@@ -254,7 +257,9 @@ def test_an_administrator_opens_an_account_whose_holder_signs_in_and_stays_in_th
     phone = "135" + f"{uuid.uuid4().int % 10**8:08d}"
     with api(server, "administrator") as admin:
         village = admin.get(f"/org-units/{w.v1}").json()
-        theirs = next(p for p in [*w.elders, *w.children] if admin.get(f"/persons/{p}").json()["village_id"] != str(w.v1))
+        theirs = next(
+            p for p in [*w.elders, *w.children] if admin.get(f"/persons/{p}").json()["village_id"] != str(w.v1)
+        )
         mine = next(p for p in [*w.elders, *w.children] if admin.get(f"/persons/{p}").json()["village_id"] == str(w.v1))
     with session(browser, server, ActorRole.ADMINISTRATOR, width="1280") as (_, watched):
         page = watched.page
@@ -269,7 +274,9 @@ def test_an_administrator_opens_an_account_whose_holder_signs_in_and_stays_in_th
         form.get_by_role("button", name="开通账号").click()
         page.wait_for_selector("[data-activation-code]")
         code = page.locator("[data-activation-code]").inner_text()
-        assert village["name"] in page.locator(".slip").inner_text() and phone[-4:] in page.locator(".slip").inner_text()
+        assert (
+            village["name"] in page.locator(".slip").inner_text() and phone[-4:] in page.locator(".slip").inner_text()
+        )
         accessible(page)
         both_widths(page, "activation-slip")
         account_url = page.get_by_role("link", name="返回账号列表").get_attribute("href")
@@ -277,11 +284,15 @@ def test_an_administrator_opens_an_account_whose_holder_signs_in_and_stays_in_th
 
     with session(browser, server, width="360") as (context, watched):  # the cadre, on their phone
         page = watched.page
-        activated = context.request.post(server.base_url + "/auth/activate",
-                                         data={"phone": phone, "activation_code": code, "password": "青山绿水-lucky-2026"})
+        activated = context.request.post(
+            server.base_url + "/auth/activate",
+            data={"phone": phone, "activation_code": code, "password": "青山绿水-lucky-2026"},
+        )
         assert activated.status == 200, activated.text()
-        signed = context.request.post(server.base_url + "/auth/sign-in",
-                                      data={"phone": phone, "password": "青山绿水-lucky-2026", "session": "cookie"})
+        signed = context.request.post(
+            server.base_url + "/auth/sign-in",
+            data={"phone": phone, "password": "青山绿水-lucky-2026", "session": "cookie"},
+        )
         assert signed.status == 200, signed.text()
         assert page.goto(f"{server.base_url}/app/supervision/{w.v1}").status == 200
         assert page.locator(".who .role").inner_text() == "村干部"

@@ -31,9 +31,14 @@ def test_a_volunteers_first_load_is_within_150_kb_and_a_later_one_needs_no_netwo
         sizes = request.sizes()
         # Encoded (as sent: compressed) body and headers, of the page, its assets and what the
         # service worker fetches to keep the app shell: all of it is the first load's cost.
-        transferred[f"{request.method} {request.url} {id(request)}"] = sizes["responseBodySize"] + sizes["responseHeadersSize"]
+        transferred[f"{request.method} {request.url} {id(request)}"] = (
+            sizes["responseBodySize"] + sizes["responseHeadersSize"]
+        )
 
-    with session(browser, api_server, ActorRole.VOLUNTEER, scene.tree.village["id"], subject=scene.helpers[0]) as (context, watched):
+    with session(browser, api_server, ActorRole.VOLUNTEER, scene.tree.village["id"], subject=scene.helpers[0]) as (
+        context,
+        watched,
+    ):
         context.on("requestfinished", count)
         page = watched.page
         page.goto(api_server.base_url + "/app/visits")
@@ -54,7 +59,9 @@ def test_a_volunteers_first_load_is_within_150_kb_and_a_later_one_needs_no_netwo
 def axe(page: Page) -> list[dict[str, Any]]:
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async (tags) => await axe.run(document, { runOnly: { type: 'tag', values: tags } })", AA)
-    return [{"id": v["id"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:3]} for v in result["violations"]]
+    return [
+        {"id": v["id"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:3]} for v in result["violations"]
+    ]
 
 
 def check(page: Page, name: str) -> None:
@@ -92,6 +99,9 @@ def test_every_screen_of_volunteers_and_responders_meets_wcag_21_aa(
         page.goto(base + "/app/console")  # a volunteer may not: the forbidden page
         expect(page.locator("h1")).to_have_text("无权访问")
         check(page, "forbidden")
-    with session(browser, api_server, ActorRole.TOWNSHIP_RESPONDER, scene.tree.township["id"], bypass_csp=True) as (_, watched):
+    with session(browser, api_server, ActorRole.TOWNSHIP_RESPONDER, scene.tree.township["id"], bypass_csp=True) as (
+        _,
+        watched,
+    ):
         watched.page.goto(base + "/app/console")
         check(watched.page, "console")

@@ -42,7 +42,9 @@ def sign_in(page: Page, phone: str, password: str = PASSWORD) -> None:
 def test_a_volunteer_signs_in_on_the_page_and_claims_a_visit(browser, api_server: ApiServer, client, care_app) -> None:
     scene = Scene(client, care_app, helpers=1, people=1)
     task = scene.current(0)
-    phone = activated(client, api_server, role="volunteer", org_unit_id=scene.tree.village["id"], helper_id=scene.helpers[0])
+    phone = activated(
+        client, api_server, role="volunteer", org_unit_id=scene.tree.village["id"], helper_id=scene.helpers[0]
+    )
     with session(browser, api_server) as (context, watched):
         page = watched.page
         page.goto(api_server.base_url + "/app/visits")

@@ -44,7 +44,9 @@ def api_as(server: ApiServer, role: ActorRole, org: str, subject: str | None = N
                         headers={"Authorization": f"Bearer {token(role, org, subject)}"})  # fmt: skip
 
 
-def test_a_volunteer_claims_logs_two_visits_offline_and_each_is_stored_once(browser, api_server: ApiServer, client, care_app) -> None:
+def test_a_volunteer_claims_logs_two_visits_offline_and_each_is_stored_once(
+    browser, api_server: ApiServer, client, care_app
+) -> None:
     scene = Scene(client, care_app, helpers=1, people=2)
     me, village = scene.helpers[0], scene.tree.village["id"]
     task = scene.current(0)
@@ -82,7 +84,9 @@ def test_a_volunteer_claims_logs_two_visits_offline_and_each_is_stored_once(brow
     with api_as(api_server, ActorRole.VOLUNTEER, village, me) as api:
         done = api.get(f"/visits/{task['id']}").json()
         assert done["status"] == "completed" and done["log_id"]
-        logs = {p: api.get("/visit-logs", params={"person_id": p, "min_position": 0}).json()["items"] for p in scene.people}
+        logs = {
+            p: api.get("/visit-logs", params={"person_id": p, "min_position": 0}).json()["items"] for p in scene.people
+        }
         assert [len(logs[p]) for p in scene.people] == [1, 1], logs
         first = api.get(f"/visit-logs/{logs[scene.people[0]][0]['id']}").json()
         assert first["task_id"] == task["id"] and first["findings"]["notes"] == "降压药快吃完了"
@@ -93,7 +97,9 @@ def test_a_volunteer_claims_logs_two_visits_offline_and_each_is_stored_once(brow
         assert second["task_id"] is None and second["findings"]["notes"] == "家里很冷，需要取暖"
 
 
-def test_two_volunteers_claim_the_same_visit_at_once_and_the_other_is_told_who_holds_it(browser, api_server: ApiServer, client, care_app) -> None:
+def test_two_volunteers_claim_the_same_visit_at_once_and_the_other_is_told_who_holds_it(
+    browser, api_server: ApiServer, client, care_app
+) -> None:
     scene = Scene(client, care_app, helpers=2, people=1)
     village, task = scene.tree.village["id"], scene.current(0)
     with session(browser, api_server, ActorRole.VOLUNTEER, village, subject=scene.helpers[0]) as (_, a), \
@@ -129,7 +135,10 @@ def _settled(task_id: str) -> str:
 def test_my_people_and_their_history_but_nobody_elses(browser, api_server: ApiServer, client, care_app) -> None:
     scene = Scene(client, care_app, helpers=1, people=1)
     stranger = client.post("/persons", json=elder(scene.tree.village["id"], name="赵某")).json()["id"]
-    with session(browser, api_server, ActorRole.VOLUNTEER, scene.tree.village["id"], subject=scene.helpers[0]) as (_, watched):
+    with session(browser, api_server, ActorRole.VOLUNTEER, scene.tree.village["id"], subject=scene.helpers[0]) as (
+        _,
+        watched,
+    ):
         page = watched.page
         page.goto(api_server.base_url + "/app/people")
         rows = page.locator(".list > li")
@@ -159,7 +168,10 @@ def test_my_people_and_their_history_but_nobody_elses(browser, api_server: ApiSe
 def test_needs_help_now_files_an_emergency_report(browser, api_server: ApiServer, client, care_app) -> None:
     scene = Scene(client, care_app, helpers=1, people=1)
     task = scene.current(0)
-    with session(browser, api_server, ActorRole.VOLUNTEER, scene.tree.village["id"], subject=scene.helpers[0]) as (_, watched):
+    with session(browser, api_server, ActorRole.VOLUNTEER, scene.tree.village["id"], subject=scene.helpers[0]) as (
+        _,
+        watched,
+    ):
         page = watched.page
         page.goto(api_server.base_url + "/app/visits")
         card(page, task["id"]).get_by_role("button", name="认领").click()
@@ -167,7 +179,9 @@ def test_needs_help_now_files_an_emergency_report(browser, api_server: ApiServer
         card(page, task["id"]).get_by_role("button", name="记录走访").click()
         both_widths(page, "volunteer-log-form")
         page.locator("#log-dialog").get_by_role("button", name="取消").click()
-        log_visit(page, card(page, task["id"]).get_by_role("button", name="记录走访"), "老人摔倒，起不来", help_now=True)
+        log_visit(
+            page, card(page, task["id"]).get_by_role("button", name="记录走访"), "老人摔倒，起不来", help_now=True
+        )
         expect(page.locator("#flash")).to_have_text("已上报险情，应急值守人员会收到通知。")
     log_id = client.get(f"/visits/{task['id']}").json()["log_id"]
     log = client.get(f"/visit-logs/{log_id}").json()

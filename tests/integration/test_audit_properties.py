@@ -52,7 +52,9 @@ def world(pg_base_url: str) -> Iterator[World]:
 
 
 def meta(occurred_at: datetime) -> CommandMeta:
-    return CommandMeta(actor_id="v1", actor_role="village_cadre", correlation_id=str(uuid.uuid4()), occurred_at=occurred_at)
+    return CommandMeta(
+        actor_id="v1", actor_role="village_cadre", correlation_id=str(uuid.uuid4()), occurred_at=occurred_at
+    )
 
 
 COMMANDS = st.one_of(
@@ -87,17 +89,28 @@ def run(app: CareApplication, pid: uuid.UUID, command: tuple[str, Any], m: Comma
 
 def register(world: World, occurred: datetime) -> uuid.UUID:
     pid = uuid.uuid4()
-    world.app.register_person(id=pid, kind=PersonKind.CHILD, name="李小花", sex=Sex.FEMALE, birth_date=date(2015, 3, 1),
-                              village_id=world.village.id, meta=meta(occurred))
+    world.app.register_person(
+        id=pid,
+        kind=PersonKind.CHILD,
+        name="李小花",
+        sex=Sex.FEMALE,
+        birth_date=date(2015, 3, 1),
+        village_id=world.village.id,
+        meta=meta(occurred),
+    )
     return pid
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     commands=st.lists(st.tuples(COMMANDS, st.integers(min_value=0, max_value=3 * 24 * 60)), min_size=1, max_size=12),
     probes=st.lists(st.floats(min_value=0, max_value=1), max_size=6),
 )
-def test_as_of_replays_match_the_states_the_aggregate_had_then(world: World, commands: list, probes: list[float]) -> None:
+def test_as_of_replays_match_the_states_the_aggregate_had_then(
+    world: World, commands: list, probes: list[float]
+) -> None:
     occurred = datetime.now(UTC) - timedelta(days=60)
     pid = register(world, occurred)
     # (recorded at, occurred at, state) after each change, in the order it happened and was recorded.
@@ -105,7 +118,9 @@ def test_as_of_replays_match_the_states_the_aggregate_had_then(world: World, com
     for command, minutes_later in commands:
         occurred += timedelta(minutes=minutes_later)  # the world's order is the recording order here
         if run(world.app, pid, command, meta(occurred)):
-            history.append((world.app.history(pid)[-1].timestamp, occurred, aggregate_state(world.app.load(Person, pid))))
+            history.append(
+                (world.app.history(pid)[-1].timestamp, occurred, aggregate_state(world.app.load(Person, pid)))
+            )
 
     def expected(at: datetime, axis: int) -> dict[str, Any] | None:
         states = [h[2] for h in history if h[axis] <= at]

@@ -27,7 +27,9 @@ KEY = "chain-test-key-" + "k" * 32
 
 
 def meta() -> CommandMeta:
-    return CommandMeta(actor_id="t", actor_role="administrator", correlation_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC))
+    return CommandMeta(
+        actor_id="t", actor_role="administrator", correlation_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC)
+    )
 
 
 def make_app(url: str, **env: str) -> CareApplication:
@@ -38,13 +40,25 @@ def seed(app: CareApplication, persons: int = 3, prefix: str | None = None) -> l
     """A county, a township, a village and some elders with a few changes each."""
     base = prefix or f"{uuid.uuid4().int % 10**6:06d}"
     county = app.register_org_unit(code=base + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta())
-    town = app.register_org_unit(code=base + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta())
-    village = app.register_org_unit(code=base + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta())
+    town = app.register_org_unit(
+        code=base + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
+    )
+    village = app.register_org_unit(
+        code=base + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
+    )
     ids = []
     for _ in range(persons):
         pid = uuid.uuid4()
-        app.register_person(id=pid, kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE, birth_date=date(1941, 5, 6),
-                            village_id=village.id, risk_tags=[RiskTag.LIVING_ALONE], meta=meta())
+        app.register_person(
+            id=pid,
+            kind=PersonKind.ELDER,
+            name="李秀英",
+            sex=Sex.FEMALE,
+            birth_date=date(1941, 5, 6),
+            village_id=village.id,
+            risk_tags=[RiskTag.LIVING_ALONE],
+            meta=meta(),
+        )
         app.add_risk_tag(pid, RiskTag.ADVANCED_AGE, meta())
         app.remove_risk_tag(pid, RiskTag.LIVING_ALONE, meta())
         ids.append(pid)
@@ -64,7 +78,13 @@ class Store:
             return cur.fetchall() if cur.description else []
 
     def positions(self, person: uuid.UUID) -> list[int]:
-        return [r[0] for r in self.sql("SELECT notification_id FROM guanai_events WHERE originator_id = %s ORDER BY originator_version", (person,))]
+        return [
+            r[0]
+            for r in self.sql(
+                "SELECT notification_id FROM guanai_events WHERE originator_id = %s ORDER BY originator_version",
+                (person,),
+            )
+        ]
 
     def verify(self, **kw):
         return verify_events(self.url, self.key, **kw)
@@ -84,13 +104,19 @@ def test_an_untouched_store_verifies_and_every_event_is_chained(store: Store) ->
     count = store.sql("SELECT count(*) FROM guanai_events")[0][0]
     assert result.ok, result.failures
     assert result.checked == count == store.sql("SELECT count(*) FROM guanai_events_chain")[0][0]
-    assert result.head is not None and result.head.position == store.sql("SELECT max(notification_id) FROM guanai_events")[0][0]
+    assert (
+        result.head is not None
+        and result.head.position == store.sql("SELECT max(notification_id) FROM guanai_events")[0][0]
+    )
 
 
 def test_a_changed_payload_is_found_at_its_position(store: Store) -> None:
     target = store.positions(store.persons[1])[1]  # the risk tag added
-    store.sql("UPDATE guanai_events SET state = convert_to(replace(convert_from(state, 'UTF8'), 'advanced_age', 'empty_nest'), 'UTF8') "
-              "WHERE notification_id = %s", (target,))
+    store.sql(
+        "UPDATE guanai_events SET state = convert_to(replace(convert_from(state, 'UTF8'), 'advanced_age', 'empty_nest'), 'UTF8') "
+        "WHERE notification_id = %s",
+        (target,),
+    )
     result = store.verify()
     assert not result.ok
     assert (result.first_failure.position, result.first_failure.kind) == (target, "payload-changed")
@@ -107,13 +133,21 @@ def test_a_deleted_row_is_found_whether_or_not_its_chain_entry_went_too(store: S
 
 
 def test_a_forged_row_is_found_with_or_without_a_forged_chain_entry(store: Store) -> None:
-    topic, state = store.sql("SELECT topic, state FROM guanai_events WHERE originator_id = %s AND originator_version = 1", (store.persons[0],))[0]
-    forged = store.sql("INSERT INTO guanai_events (originator_id, originator_version, topic, state) VALUES (%s, 1, %s, %s) "
-                       "RETURNING notification_id", (uuid.uuid4(), topic, state))[0][0]
+    topic, state = store.sql(
+        "SELECT topic, state FROM guanai_events WHERE originator_id = %s AND originator_version = 1",
+        (store.persons[0],),
+    )[0]
+    forged = store.sql(
+        "INSERT INTO guanai_events (originator_id, originator_version, topic, state) VALUES (%s, 1, %s, %s) "
+        "RETURNING notification_id",
+        (uuid.uuid4(), topic, state),
+    )[0][0]
     result = store.verify()
     assert (result.first_failure.position, result.first_failure.kind) == (forged, "row-inserted")
-    store.sql("INSERT INTO guanai_events_chain SELECT %s, %s, originator_id, 1, %s FROM guanai_events WHERE notification_id = %s",
-              (forged, forged - 1, b"\x00" * 32, forged))
+    store.sql(
+        "INSERT INTO guanai_events_chain SELECT %s, %s, originator_id, 1, %s FROM guanai_events WHERE notification_id = %s",
+        (forged, forged - 1, b"\x00" * 32, forged),
+    )
     result = store.verify()
     assert (result.first_failure.position, result.first_failure.kind) == (forged, "payload-changed")
 
@@ -177,7 +211,9 @@ def test_the_db_function_insert_path_is_refused(fresh_database_url: str) -> None
         make_app(fresh_database_url, POSTGRES_ENABLE_DB_FUNCTIONS="y")
 
 
-def test_events_written_with_the_chain_off_are_reported_and_a_legacy_store_can_be_adopted(fresh_database_url: str) -> None:
+def test_events_written_with_the_chain_off_are_reported_and_a_legacy_store_can_be_adopted(
+    fresh_database_url: str,
+) -> None:
     off = make_app(fresh_database_url, GUANAI_AUDIT_CHAIN="false")
     try:
         seed(off, persons=2)
@@ -209,7 +245,10 @@ def _write_in_process(url: str, prefix: str) -> None:
 def test_concurrent_writers_in_threads_and_processes_still_verify(fresh_database_url: str) -> None:
     app = make_app(fresh_database_url)
     spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=_write_in_process, args=(fresh_database_url, f"9{n}{uuid.uuid4().int % 10**4:04d}")) for n in range(3)]
+    processes = [
+        spawn.Process(target=_write_in_process, args=(fresh_database_url, f"9{n}{uuid.uuid4().int % 10**4:04d}"))
+        for n in range(3)
+    ]
     errors: list[BaseException] = []
 
     def write() -> None:
@@ -241,8 +280,15 @@ def test_concurrent_writers_in_threads_and_processes_still_verify(fresh_database
 def test_the_access_log_is_chained(store: Store) -> None:
     with psycopg.connect(store.url, autocommit=True) as conn:
         for n in range(5):
-            access_log.record(conn, store.key, person_ids=store.persons[:2], actor_id=f"a{n}", actor_role="auditor",
-                              endpoint="GET /persons/{person_id:uuid}", request_id=f"r{n}")
+            access_log.record(
+                conn,
+                store.key,
+                person_ids=store.persons[:2],
+                actor_id=f"a{n}",
+                actor_role="auditor",
+                endpoint="GET /persons/{person_id:uuid}",
+                request_id=f"r{n}",
+            )
         rows, total = access_log.for_person(conn, store.persons[0], limit=3)
     assert total == 5 and [r.actor_id for r in rows] == ["a4", "a3", "a2"]
     held = verify_access_log(store.url, store.key)

@@ -113,7 +113,9 @@ def test_the_tree_has_three_levels_with_real_looking_division_codes(seeded: Seed
     by_level = {level: [u for u in units if u.level == level] for level in OrgLevel}
     (county,) = by_level[OrgLevel.COUNTY]
     assert county.code.endswith("000000") and county.id == seeded.counts.county_id
-    assert len(by_level[OrgLevel.TOWNSHIP]) >= 2 and len(by_level[OrgLevel.VILLAGE]) >= 2 * len(by_level[OrgLevel.TOWNSHIP])
+    assert len(by_level[OrgLevel.TOWNSHIP]) >= 2 and len(by_level[OrgLevel.VILLAGE]) >= 2 * len(
+        by_level[OrgLevel.TOWNSHIP]
+    )
     townships = {u.id: u for u in by_level[OrgLevel.TOWNSHIP]}
     for t in townships.values():
         assert t.parent_id == county.id and t.code.startswith(county.code[:6]) and t.code.endswith("000")
@@ -205,8 +207,10 @@ def test_the_summary_lists_each_township_with_totals_from_the_views(seeded: Seed
         assert t.name in text and t.code in text
     total = next(line for line in text.splitlines() if line.startswith("Total")).split()
     active = [p for p in seeded.by_kind[Person] if p.active]
-    assert total[1:3] == [str(sum(p.kind == PersonKind.ELDER for p in active)),
-                          str(sum(p.kind == PersonKind.CHILD for p in active))]
+    assert total[1:3] == [
+        str(sum(p.kind == PersonKind.ELDER for p in active)),
+        str(sum(p.kind == PersonKind.CHILD for p in active)),
+    ]
     assert total[4] == str(sum(not p.ended for p in seeded.by_kind[Pairing]))
     assert "N对一" in text and "一对N" in text and "一对一" in text
 
@@ -243,7 +247,9 @@ def test_the_demo_opens_an_activated_account_for_every_role_once(seeded: Seeded)
             login = service.credentials.login(account_id)
             assert login is not None and service.hasher.verify(login.password_hash, DEMO_PASSWORD)
         volunteer = next(a for a in made if a.role == ActorRole.VOLUNTEER)
-        assert seeded.app.load(Account, service.credentials.account_by_phone(lookup_hash("phone", volunteer.phone))).helper_id
+        assert seeded.app.load(
+            Account, service.credentials.account_by_phone(lookup_hash("phone", volunteer.phone))
+        ).helper_id
         before = event_count(seeded.url)
         assert open_demo_accounts(service, plan_county(7, SCALE)) == made  # again: nothing new
         assert event_count(seeded.url) == before

@@ -140,7 +140,9 @@ def test_the_embedded_jetstream_syncs_every_write_to_disk(tmp_path: Path) -> Non
     config = tmp_path / "nats.conf"
     config.write_text(jetstream_config(tmp_path / "store dir"))
     assert "sync_interval: always" in config.read_text()
-    checked = subprocess.run([str(nats_server_binary()), "-c", str(config), "-t"], capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        [str(nats_server_binary()), "-c", str(config), "-t"], capture_output=True, text=True, check=False
+    )
     assert checked.returncode == 0, checked.stderr + checked.stdout
     data_dir = tempfile.mkdtemp(prefix="guanai-test-sync-")
     server = start_nats(data_dir)

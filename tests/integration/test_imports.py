@@ -43,10 +43,22 @@ def jobs(care_app: CareApplication) -> ImportJobs:
     return ImportJobs(care_app)
 
 
-def run_import(jobs: ImportJobs, county: County, data: bytes, *, dry_run: bool = False, unit: Any = None,
-               filename: str = "台账.xlsx", batch: int | None = None) -> dict[str, Any]:
-    meta = CommandMeta(actor_id="cs-1", actor_role="county_supervisor", correlation_id=f"import-{uuid4()}",
-                       occurred_at=datetime.now(UTC))
+def run_import(
+    jobs: ImportJobs,
+    county: County,
+    data: bytes,
+    *,
+    dry_run: bool = False,
+    unit: Any = None,
+    filename: str = "台账.xlsx",
+    batch: int | None = None,
+) -> dict[str, Any]:
+    meta = CommandMeta(
+        actor_id="cs-1",
+        actor_role="county_supervisor",
+        correlation_id=f"import-{uuid4()}",
+        occurred_at=datetime.now(UTC),
+    )
     org = jobs.app.load(OrgUnit, unit or county.county)
     job = jobs.submit(data, filename, unit=org, actor_id="cs-1", actor_role="county_supervisor", dry_run=dry_run)
     if job["status"] == "refused":
@@ -68,9 +80,17 @@ def test_a_sheet_registers_its_people_and_the_same_file_again_writes_nothing(
     job = run_import(jobs, county, data)
     assert (job["status"], job["total"], job["done"], job["created"], job["errors"]) == ("done", 3, 3, 3, 0)
     first = jobs.app.load(Person, jobs.app.person_id_for(rows[1][1]))
-    assert (first.name, first.kind, first.sex, first.village_id) == ("王小1", PersonKind.CHILD, Sex.MALE, county.villages[0])
-    assert first.risk_tags == ["child_in_difficulty"] and first.guardian == {"name": "王奶奶1", "relation": "监护人",
-                                                                             "phone": "13800001234"}
+    assert (first.name, first.kind, first.sex, first.village_id) == (
+        "王小1",
+        PersonKind.CHILD,
+        Sex.MALE,
+        county.villages[0],
+    )
+    assert first.risk_tags == ["child_in_difficulty"] and first.guardian == {
+        "name": "王奶奶1",
+        "relation": "监护人",
+        "phone": "13800001234",
+    }
     assert jobs.app.load(Person, jobs.app.person_id_for(rows[3][1])).village_id == county.villages[1]
 
     before = last_position(database_url)
@@ -98,8 +118,10 @@ def test_a_changed_row_corrects_the_person_and_never_makes_a_second(
     corrected = jobs.app.history(person_id)[1]
     assert corrected.changed == ["name"] and corrected.name == "王晓十一"
     with psycopg.connect(database_url) as conn:
-        hits = conn.execute("SELECT count(*) FROM guanai_lookup WHERE kind = %s AND hash = %s",
-                            (ID_NUMBER, jobs.app.lookup_hash(ID_NUMBER, row[1]))).fetchone()[0]
+        hits = conn.execute(
+            "SELECT count(*) FROM guanai_lookup WHERE kind = %s AND hash = %s",
+            (ID_NUMBER, jobs.app.lookup_hash(ID_NUMBER, row[1])),
+        ).fetchone()[0]
     assert hits == 1
 
 
@@ -109,8 +131,14 @@ def test_a_person_registered_through_the_api_is_found_by_their_id_number(
     v1 = county.village_names[0]
     row = child_row(v1, 21)
     registered = jobs.app.register_person(
-        id=uuid4(), kind=PersonKind.CHILD, name="王小21", sex=Sex.FEMALE if row[2] == "女" else Sex.MALE,
-        birth_date=date(2015, 3, 8), village_id=county.villages[0], meta=meta, id_number=row[1],
+        id=uuid4(),
+        kind=PersonKind.CHILD,
+        name="王小21",
+        sex=Sex.FEMALE if row[2] == "女" else Sex.MALE,
+        birth_date=date(2015, 3, 8),
+        village_id=county.villages[0],
+        meta=meta,
+        id_number=row[1],
         guardian={"name": "王奶奶21", "relation": "监护人", "phone": "13800001234"},
     )
     job = run_import(jobs, county, xlsx([HEADERS, row]))
@@ -182,12 +210,16 @@ def test_a_refused_file_is_recorded_without_its_bytes(jobs: ImportJobs, county: 
     assert job["status"] == "refused" and "macro" in job["detail"] and job["file_kept"] is False
 
 
-def test_the_uploaded_file_is_kept_sealed_never_in_plaintext(jobs: ImportJobs, county: County, database_url: str) -> None:
+def test_the_uploaded_file_is_kept_sealed_never_in_plaintext(
+    jobs: ImportJobs, county: County, database_url: str
+) -> None:
     row = child_row(county.village_names[0], 95, 姓名="独一无二的名字")
     data = xlsx([HEADERS, row])
     job = run_import(jobs, county, data, dry_run=True)
     with psycopg.connect(database_url) as conn:
-        sealed = bytes(conn.execute("SELECT file_sealed FROM guanai_import_jobs WHERE id = %s", (job["id"],)).fetchone()[0])
+        sealed = bytes(
+            conn.execute("SELECT file_sealed FROM guanai_import_jobs WHERE id = %s", (job["id"],)).fetchone()[0]
+        )
         dump = conn.execute("SELECT report::text FROM guanai_import_jobs WHERE id = %s", (job["id"],)).fetchone()[0]
     assert data not in sealed and b"xl/worksheets" not in sealed and len(sealed) >= len(data)
     assert row[1] not in dump and "独一无二" not in dump
@@ -198,11 +230,13 @@ def test_the_uploaded_file_is_kept_sealed_never_in_plaintext(jobs: ImportJobs, c
 
 
 def test_many_rows_go_in_batches_with_progress(jobs: ImportJobs, county: County) -> None:
-    rows = [HEADERS] + [child_row(county.village_names[n % 4], 1000 + n, birth=date(2012, 1, 1 + n % 28))
-                        for n in range(120)]
+    rows = [HEADERS] + [
+        child_row(county.village_names[n % 4], 1000 + n, birth=date(2012, 1, 1 + n % 28)) for n in range(120)
+    ]
     seen: list[int] = []
-    meta = CommandMeta(actor_id="cs-1", actor_role="county_supervisor", correlation_id="batches",
-                       occurred_at=datetime.now(UTC))
+    meta = CommandMeta(
+        actor_id="cs-1", actor_role="county_supervisor", correlation_id="batches", occurred_at=datetime.now(UTC)
+    )
     org = jobs.app.load(OrgUnit, county.county)
     job = jobs.submit(xlsx(rows), "x.xlsx", unit=org, actor_id="cs-1", actor_role="county_supervisor", dry_run=False)
     done = jobs.run(job["id"], meta=meta, batch=25, progress=lambda out: seen.append(out.done))
@@ -215,8 +249,12 @@ def test_many_rows_go_in_batches_with_progress(jobs: ImportJobs, county: County)
 
 @pytest.fixture
 def cli_env(database_url: str) -> Iterator[dict[str, str]]:
-    env = {**os.environ, "GUANAI_DATABASE_URL": database_url, "GUANAI_NATS_URL": "nats://127.0.0.1:1",
-           "GUANAI_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "GUANAI_DATABASE_URL": database_url,
+        "GUANAI_NATS_URL": "nats://127.0.0.1:1",
+        "GUANAI_LOG_FORMAT": "json",
+    }
     yield env
 
 
@@ -224,20 +262,42 @@ def cli_env(database_url: str) -> Iterator[dict[str, str]]:
 def test_an_import_killed_midway_finishes_when_run_again_without_duplicates(
     care_app: CareApplication, county: County, cli_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
-    rows = [HEADERS] + [child_row(county.village_names[n % 4], 5000 + n, birth=date(2013, 1 + n % 12, 1 + n % 28))
-                        for n in range(400)]
+    rows = [HEADERS] + [
+        child_row(county.village_names[n % 4], 5000 + n, birth=date(2013, 1 + n % 12, 1 + n % 28)) for n in range(400)
+    ]
     path = tmp_path / "台账.xlsx"
     path.write_bytes(xlsx(rows))
-    command = [sys.executable, "-m", "guanai.cli", "import", str(path), "--org-code", county.code, "--batch", "50",
-               "--by", "crash-test"]
-    killed = subprocess.run(command, check=False, env={**cli_env, "GUANAI_FAILPOINTS": "import.after_batch=3"}, cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "guanai.cli",
+        "import",
+        str(path),
+        "--org-code",
+        county.code,
+        "--batch",
+        "50",
+        "--by",
+        "crash-test",
+    ]
+    killed = subprocess.run(
+        command,
+        check=False,
+        env={**cli_env, "GUANAI_FAILPOINTS": "import.after_batch=3"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     ids = [care_app.person_id_for(r[1]) for r in rows[1:]]
     with psycopg.connect(database_url) as conn:
+
         def stored() -> int:
-            return conn.execute("SELECT count(DISTINCT originator_id) FROM guanai_events WHERE originator_id = ANY(%s)",
-                                (ids,)).fetchone()[0]
+            return conn.execute(
+                "SELECT count(DISTINCT originator_id) FROM guanai_events WHERE originator_id = ANY(%s)", (ids,)
+            ).fetchone()[0]
+
         partial = stored()
         job = conn.execute("SELECT status, done FROM guanai_import_jobs WHERE actor_id = 'crash-test'").fetchone()
     assert 0 < partial < 400, "killed with some batches in and some to go"
@@ -247,11 +307,16 @@ def test_an_import_killed_midway_finishes_when_run_again_without_duplicates(
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert f"{400 - partial} were registered" in again.stdout and f"{partial} unchanged" in again.stdout
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(DISTINCT originator_id) FROM guanai_events WHERE originator_id = ANY(%s)",
-                            (ids,)).fetchone()[0] == 400
+        assert (
+            conn.execute(
+                "SELECT count(DISTINCT originator_id) FROM guanai_events WHERE originator_id = ANY(%s)", (ids,)
+            ).fetchone()[0]
+            == 400
+        )
         # No second person for any ID number: one lookup row each, pointing at the derived id.
-        lookups = conn.execute("SELECT subject_id FROM guanai_lookup WHERE kind = %s AND subject_id = ANY(%s)",
-                               (ID_NUMBER, ids)).fetchall()
+        lookups = conn.execute(
+            "SELECT subject_id FROM guanai_lookup WHERE kind = %s AND subject_id = ANY(%s)", (ID_NUMBER, ids)
+        ).fetchall()
     assert sorted(r[0] for r in lookups) == sorted(ids)
     versions = {p.version for p in care_app.load_many(Person, ids).values()}
     assert versions == {1}
@@ -274,18 +339,29 @@ def test_helpers_and_pairings_in_all_three_shapes_and_the_same_file_again_forms_
         [*elder_row(v, 302), "李干部", "13900000302", "村干部", "一对N", "每月"],
         [*elder_row(v, 303), "李干部", "139-0000-0302", "村干部", "一对多", "每月"],
         [*elder_row(v, 304), "李干部", "13900000302", "村干部", "一对N", "每月"],
-        [*child_row(v, 305), "赵老师、钱医生、孙民警、周干部", "13900000311、13900000312、13900000313、13900000314",
-         "教师、家庭医生、民警、帮扶干部", "四包一", "每两周"],
+        [
+            *child_row(v, 305),
+            "赵老师、钱医生、孙民警、周干部",
+            "13900000311、13900000312、13900000313、13900000314",
+            "教师、家庭医生、民警、帮扶干部",
+            "四包一",
+            "每两周",
+        ],
     ]
     job = run_import(jobs, county, xlsx(rows))
-    assert (job["created"], job["errors"], job["helpers_registered"], job["pairings_formed"]) == (5, 0, 6, 3), \
+    assert (job["created"], job["errors"], job["helpers_registered"], job["pairings_formed"]) == (5, 0, 6, 3), (
         jobs.report(job["id"])
+    )
     girl = jobs.app.load(Person, jobs.app.person_id_for(rows[1][1]))
     [pairing] = [jobs.app.load(Pairing, p) for p in girl.pairing_ids]
     assert pairing.shape == PairingShape.ONE_TO_ONE
     mother = jobs.app.load(Helper, pairing.helper_ids[0])
     assert (mother.name, mother.phone, mother.role.value, mother.org_unit_id) == (
-        "张妈妈", "13900000301", "caring_mother", county.villages[0])
+        "张妈妈",
+        "13900000301",
+        "caring_mother",
+        county.villages[0],
+    )
     elder = jobs.app.load(Person, jobs.app.person_id_for(rows[2][1]))
     [many] = [jobs.app.load(Pairing, p) for p in elder.pairing_ids]
     assert many.shape == PairingShape.ONE_TO_MANY and len(many.person_ids) == 3 and many.cadence.value == "monthly"
@@ -343,8 +419,14 @@ def test_a_store_from_before_imports_gets_its_lookups_rebuilt(
 ) -> None:
     row = child_row(county.village_names[1], 601)
     registered = jobs.app.register_person(
-        id=uuid4(), kind=PersonKind.CHILD, name="王小601", sex=Sex.MALE, birth_date=date(2015, 3, 8),
-        village_id=county.villages[1], meta=meta, id_number=row[1],
+        id=uuid4(),
+        kind=PersonKind.CHILD,
+        name="王小601",
+        sex=Sex.MALE,
+        birth_date=date(2015, 3, 8),
+        village_id=county.villages[1],
+        meta=meta,
+        id_number=row[1],
     )
     with psycopg.connect(database_url) as conn:  # as a store written before this table existed
         conn.execute("DELETE FROM guanai_lookup WHERE subject_id = %s", (registered.id,))

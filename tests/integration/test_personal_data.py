@@ -41,8 +41,12 @@ def app_on(url: str, master: str = MASTER, **env: str) -> CareApplication:
 def village(app: CareApplication, meta: CommandMeta) -> uuid.UUID:
     code = f"{uuid.uuid4().int % 10**6:06d}"
     county = app.register_org_unit(code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta)
-    town = app.register_org_unit(code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta)
-    return app.register_org_unit(code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta).id
+    town = app.register_org_unit(
+        code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta
+    )
+    return app.register_org_unit(
+        code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta
+    ).id
 
 
 def register(app: CareApplication, meta: CommandMeta, village_id: uuid.UUID, **extra: Any) -> uuid.UUID:
@@ -62,7 +66,9 @@ def stored_state(url: str, pid: uuid.UUID, version: int = 1) -> dict[str, Any]:
     return json.loads(bytes(row[0]))
 
 
-def test_personal_fields_are_stored_sealed_and_read_back_in_the_clear(fresh_database_url: str, meta: CommandMeta) -> None:
+def test_personal_fields_are_stored_sealed_and_read_back_in_the_clear(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
     app = app_on(fresh_database_url)
     pid = register(app, meta, village(app, meta))
 
@@ -123,7 +129,9 @@ def test_a_wrapped_key_copied_to_another_subject_does_not_unwrap(fresh_database_
     app.close()
 
 
-def test_erasure_substitutes_the_declared_values_and_refuses_new_data(fresh_database_url: str, meta: CommandMeta) -> None:
+def test_erasure_substitutes_the_declared_values_and_refuses_new_data(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
     app = app_on(fresh_database_url)
     unit = village(app, meta)
     pid = register(app, meta, unit)
@@ -151,7 +159,9 @@ def test_erasure_substitutes_the_declared_values_and_refuses_new_data(fresh_data
     fresh.close()
 
 
-def test_a_process_notices_an_erasure_elsewhere_within_the_cache_interval(fresh_database_url: str, meta: CommandMeta) -> None:
+def test_a_process_notices_an_erasure_elsewhere_within_the_cache_interval(
+    fresh_database_url: str, meta: CommandMeta
+) -> None:
     here = app_on(fresh_database_url, GUANAI_KEY_CACHE_SECONDS="0")
     pid = register(here, meta, village(here, meta))
     assert here.load(Person, pid).name == NAME  # its key is cached here now

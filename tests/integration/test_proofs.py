@@ -67,9 +67,14 @@ class Log:
 
 
 def env(url: str, data_dir: Path, suite_name: str) -> dict[str, str]:
-    return {"GUANAI_DATABASE_URL": url, "GUANAI_DB_POOL_SIZE": "4", "GUANAI_CHAIN_KEY": "proofs-test-key-" + "k" * 32,
-            "GUANAI_MASTER_KEY": "proofs-master-key-" + "m" * 32, "GUANAI_DATA_DIR": str(data_dir),
-            "GUANAI_CRYPTO_SUITE": suite_name}
+    return {
+        "GUANAI_DATABASE_URL": url,
+        "GUANAI_DB_POOL_SIZE": "4",
+        "GUANAI_CHAIN_KEY": "proofs-test-key-" + "k" * 32,
+        "GUANAI_MASTER_KEY": "proofs-master-key-" + "m" * 32,
+        "GUANAI_DATA_DIR": str(data_dir),
+        "GUANAI_CRYPTO_SUITE": suite_name,
+    }
 
 
 def app_for(variables: dict[str, str], *, keep_tree: bool = True) -> CareApplication:
@@ -109,7 +114,9 @@ def test_the_store_keeps_the_suite_it_was_created_with(log: Log) -> None:
 
 def test_personal_data_is_sealed_with_the_suites_aead_and_reads_back(log: Log) -> None:
     person = log.persons[0]
-    state = json.loads(log.sql("SELECT state FROM guanai_events WHERE originator_id = %s AND originator_version = 1", (person,))[0][0])
+    state = json.loads(
+        log.sql("SELECT state FROM guanai_events WHERE originator_id = %s AND originator_version = 1", (person,))[0][0]
+    )
     assert "李秀英" not in json.dumps(state, ensure_ascii=False)
     blob = base64.b64decode(state["_sealed"][1])
     assert blob[0] == suite(log.suite).blob_format
@@ -127,8 +134,14 @@ def test_an_export_verifies_with_the_standalone_verifier_and_only_the_public_key
     (tmp_path / "key.json").write_text(json.dumps(log.audit.public_key()))
     (tmp_path / "case.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     # Run as an outside party would: the file alone, outside the project's packages.
-    outside = subprocess.run([sys.executable, str(VERIFIER), "--key", "key.json", "export", "case.json"],
-                             cwd=tmp_path, check=False, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    outside = subprocess.run(
+        [sys.executable, str(VERIFIER), "--key", "key.json", "export", "case.json"],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert outside.returncode == 0, outside.stderr
     assert "OK: the 3 events" in outside.stdout
     page = render(doc)  # the printed copy names the signed checkpoint the proofs lead to
@@ -152,8 +165,27 @@ def test_a_published_folder_is_witnessed_and_verified(log: Log, tmp_path: Path) 
     folder = tmp_path / "published"
     publish(log.audit, folder)
     key_file = tmp_path / "witness-key"
-    assert subprocess.run([sys.executable, "-m", "guanai.cli", "audit", "keygen", "--suite", log.suite, "--out", str(key_file),
-                           "--name", "县纪委监委"], check=False, capture_output=True, text=True).returncode == 0
+    assert (
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "guanai.cli",
+                "audit",
+                "keygen",
+                "--suite",
+                log.suite,
+                "--out",
+                str(key_file),
+                "--name",
+                "县纪委监委",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).returncode
+        == 0
+    )
     state = tmp_path / "witness-state.json"
     assert witness(folder, key_file, state, None) == 0
     seed(log.app, persons=1)
@@ -166,8 +198,21 @@ def test_a_published_folder_is_witnessed_and_verified(log: Log, tmp_path: Path) 
     publish(log.audit, folder)  # the witnesses' co-signatures go into the store: the API serves them
     served = log.audit.checkpoint_at(int(newest.stem.split("-")[1]))
     verifier.verify_checkpoint(served, log.key, [wkey], require_witnesses=1)
-    ran = subprocess.run([sys.executable, str(VERIFIER), "--key", str(folder / "log-key.json"), "--witness-key",
-                          str(tmp_path / "witness-key.pub.json"), "checkpoint", str(newest)], check=False, capture_output=True, text=True)
+    ran = subprocess.run(
+        [
+            sys.executable,
+            str(VERIFIER),
+            "--key",
+            str(folder / "log-key.json"),
+            "--witness-key",
+            str(tmp_path / "witness-key.pub.json"),
+            "checkpoint",
+            str(newest),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert ran.returncode == 0, ran.stderr
 
 
@@ -176,7 +221,9 @@ def test_a_published_folder_is_witnessed_and_verified(log: Log, tmp_path: Path) 
 
 def test_a_changed_event_is_refused(log: Log) -> None:
     person = log.persons[1]
-    position = log.sql("SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 2", (person,))[0][0]
+    position = log.sql(
+        "SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 2", (person,)
+    )[0][0]
     log.audit.latest_checkpoint()
     log.sql("UPDATE guanai_events SET state = state || ' '::bytea WHERE notification_id = %s", (position,))
     try:
@@ -185,14 +232,19 @@ def test_a_changed_event_is_refused(log: Log) -> None:
             _, failures = check_tree(conn, log.audit.tree, "guanai_events", log.audit.latest_checkpoint())
         assert (position, "event-changed") in [(p, k) for p, k, _ in failures]
     finally:
-        log.sql("UPDATE guanai_events SET state = substring(state from 1 for length(state) - 1) WHERE notification_id = %s", (position,))
+        log.sql(
+            "UPDATE guanai_events SET state = substring(state from 1 for length(state) - 1) WHERE notification_id = %s",
+            (position,),
+        )
     assert log.check(log.export(person)) == 3
 
 
 def test_a_changed_field_in_the_export_itself_is_refused(log: Log) -> None:
     doc = log.export(log.persons[0])
     forged = copy.deepcopy(doc)
-    forged["proofs"]["leaves"][1]["stored"] = base64.b64encode(base64.b64decode(forged["proofs"]["leaves"][1]["stored"]) + b" ").decode()
+    forged["proofs"]["leaves"][1]["stored"] = base64.b64encode(
+        base64.b64decode(forged["proofs"]["leaves"][1]["stored"]) + b" "
+    ).decode()
     refused(lambda: log.check(forged), "not leaf")
     shown = copy.deepcopy(doc)
     field = next(k for k, v in shown["events"][1]["fields"].items() if isinstance(v, str))
@@ -210,8 +262,13 @@ def test_a_dropped_event_is_refused(log: Log) -> None:
             _, failures = check_tree(conn, log.audit.tree, "guanai_events", log.audit.latest_checkpoint())
         assert "event-deleted" in {k for _, k, _ in failures}
     finally:
-        columns = log.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'guanai_events' ORDER BY ordinal_position")
-        log.sql(f"INSERT INTO guanai_events ({', '.join(c[0] for c in columns)}) VALUES ({', '.join(['%s'] * len(row))})", row)
+        columns = log.sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'guanai_events' ORDER BY ordinal_position"
+        )
+        log.sql(
+            f"INSERT INTO guanai_events ({', '.join(c[0] for c in columns)}) VALUES ({', '.join(['%s'] * len(row))})",
+            row,
+        )
     middle = copy.deepcopy(doc)  # an export with an event left out
     del middle["events"][1], middle["proofs"]["leaves"][1]
     middle["stream"]["events"] = 2
@@ -224,8 +281,12 @@ def test_a_dropped_event_is_refused(log: Log) -> None:
 
 def test_two_swapped_events_are_refused(log: Log) -> None:
     a, b = log.persons[0], log.persons[1]
-    pa = log.sql("SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 3", (a,))[0][0]
-    pb = log.sql("SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 3", (b,))[0][0]
+    pa = log.sql("SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 3", (a,))[
+        0
+    ][0]
+    pb = log.sql("SELECT notification_id FROM guanai_events WHERE originator_id = %s AND originator_version = 3", (b,))[
+        0
+    ][0]
 
     def swap() -> None:
         with psycopg.connect(log.url) as conn:  # the positions' index is unique row by row: through a free one
@@ -291,10 +352,15 @@ def test_a_witness_signature_over_another_root_is_refused(log: Log) -> None:
     refused(lambda: verifier.verify_checkpoint(cp, log.key, [wkey.public], 1), "signature is not over this checkpoint")
     cp["witnesses"] = [merkle.cosign(wkey, cp)]
     verifier.verify_checkpoint(cp, log.key, [wkey.public], 1)
-    refused(lambda: verifier.verify_checkpoint({**cp, "witnesses": []}, log.key, [wkey.public], 1), "0 valid witness signatures of the 1")
+    refused(
+        lambda: verifier.verify_checkpoint({**cp, "witnesses": []}, log.key, [wkey.public], 1),
+        "0 valid witness signatures of the 1",
+    )
 
 
-def test_a_store_written_before_the_tree_existed_gets_its_events_as_the_first_leaves(pg_base_url: str, tmp_path: Path) -> None:
+def test_a_store_written_before_the_tree_existed_gets_its_events_as_the_first_leaves(
+    pg_base_url: str, tmp_path: Path
+) -> None:
     url = create_database(pg_base_url, prefix="guanai_test_proofs_adopt")
     try:
         without = app_for(env(url, tmp_path, "international"), keep_tree=False)
@@ -372,7 +438,9 @@ def test_a_gm_store_rotates_its_master_key_under_its_suite(pg_base_url: str, tmp
         new = "rotated-master-key-" + "n" * 32
         with pytest.raises(MasterKeyError, match="keeps the store's crypto suite"):
             rotate_master_key(url, MasterKey(settings["GUANAI_MASTER_KEY"], suite=GM), MasterKey(new), by="op")
-        rotation = rotate_master_key(url, MasterKey(settings["GUANAI_MASTER_KEY"], suite=GM), MasterKey(new, suite=GM), by="op")
+        rotation = rotate_master_key(
+            url, MasterKey(settings["GUANAI_MASTER_KEY"], suite=GM), MasterKey(new, suite=GM), by="op"
+        )
         assert rotation.rewrapped >= 1
         after = app_for({**settings, "GUANAI_MASTER_KEY": new})
         try:

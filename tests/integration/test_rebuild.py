@@ -253,9 +253,7 @@ def test_views_built_without_personal_data_equal_views_built_with_it(care: Care,
         for projection in all_projections():
             opening.runner.reset(projection.name)
     # No master key configured and an empty data directory: one would be generated there if used.
-    closed_app = make_care(
-        care.world.url, pool_size=2, env={"GUANAI_DATA_DIR": str(tmp_path)}, kind=Process.PROJECTOR
-    )
+    closed_app = make_care(care.world.url, pool_size=2, env={"GUANAI_DATA_DIR": str(tmp_path)}, kind=Process.PROJECTOR)
     try:
         with Projector(care.world.url, app=closed_app) as closed:
             assert closed.catch_up() > 0

@@ -55,12 +55,21 @@ async def js(nats_url: str, names: Names) -> AsyncIterator[Any]:
 def seed(app: CareApplication, meta: CommandMeta, people: int) -> None:
     code = f"{uuid.uuid4().int % 10**6:06d}"
     county = app.register_org_unit(code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta)
-    town = app.register_org_unit(code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta)
-    village = app.register_org_unit(code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta)
+    town = app.register_org_unit(
+        code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta
+    )
+    village = app.register_org_unit(
+        code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta
+    )
     for _ in range(people):
         app.register_person(
-            id=uuid.uuid4(), kind=PersonKind.ELDER, name="隐私名字", sex=Sex.FEMALE,
-            birth_date=date(1940, 1, 1), village_id=village.id, meta=meta,
+            id=uuid.uuid4(),
+            kind=PersonKind.ELDER,
+            name="隐私名字",
+            sex=Sex.FEMALE,
+            birth_date=date(1940, 1, 1),
+            village_id=village.id,
+            meta=meta,
         )
 
 
@@ -185,12 +194,21 @@ async def test_consumer_outcomes_and_dead_letters(
 
     nc = relay.nc
     consumer = Consumer(
-        js, nc, stream=names.stream, durable=f"c_{uuid.uuid4().hex[:8]}", filter_subjects=[f"{names.prefix}.>"],
-        handler=handler, dead_letters=DeadLetters(fresh_database_url), max_deliver=3, backoff=[0.05], ack_wait=5,
+        js,
+        nc,
+        stream=names.stream,
+        durable=f"c_{uuid.uuid4().hex[:8]}",
+        filter_subjects=[f"{names.prefix}.>"],
+        handler=handler,
+        dead_letters=DeadLetters(fresh_database_url),
+        max_deliver=3,
+        backoff=[0.05],
+        ack_wait=5,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
+
         async def dead() -> int:
             return len(await asyncio.to_thread(list_dead_letters, fresh_database_url))
 

@@ -88,9 +88,13 @@ class County:
             for _ in range(n)
         ]  # fmt: skip
 
-    def pair(self, persons: int = 1, cadence: Cadence = Cadence.WEEKLY, starts_on: date = MONDAY, helpers: int = 1) -> UUID:
-        shape = PairingShape.ONE_TO_ONE if persons == helpers == 1 else (
-            PairingShape.ONE_TO_MANY if helpers == 1 else PairingShape.MANY_TO_ONE
+    def pair(
+        self, persons: int = 1, cadence: Cadence = Cadence.WEEKLY, starts_on: date = MONDAY, helpers: int = 1
+    ) -> UUID:
+        shape = (
+            PairingShape.ONE_TO_ONE
+            if persons == helpers == 1
+            else (PairingShape.ONE_TO_MANY if helpers == 1 else PairingShape.MANY_TO_ONE)
         )
         return self.app.form_pairing(
             id=uuid4(), shape=shape, helper_ids=self.helpers(helpers), person_ids=self.elders(persons), cadence=cadence,
@@ -132,7 +136,8 @@ def test_tasks_appear_for_each_person_per_cadence_and_never_twice(app: CareAppli
     ]
     assert {t.period_start for t in tasks_of(app, monthly)} == {MONDAY, date(2026, 4, 2)}
     assert {(t.period_start, t.due_until) for t in tasks_of(app, yearly)} == {
-        (MONDAY, date(2027, 3, 1)), (date(2027, 3, 2), date(2028, 3, 1))
+        (MONDAY, date(2027, 3, 1)),
+        (date(2027, 3, 2), date(2028, 3, 1)),
     }
     for pairing_id in (weekly, monthly, yearly):  # the scheduler runs again, later the same day
         again = app.schedule_visits(pairing_id, at(now + timedelta(hours=3), "scheduler", "system"))
@@ -215,7 +220,9 @@ def test_the_sweep_marks_missed_windows_returns_lapsed_claims_and_reconciles_end
     assert outcome.failed == []
     old_tasks = tasks_of(app, old)
     assert [(t.period_start, t.status) for t in old_tasks] == [
-        (MONDAY, "missed"), (MONDAY + timedelta(days=7), "scheduled"), (MONDAY + timedelta(days=14), "scheduled")
+        (MONDAY, "missed"),
+        (MONDAY + timedelta(days=7), "scheduled"),
+        (MONDAY + timedelta(days=14), "scheduled"),
     ]
     missed = app.history(old_tasks[0].id)[-1]
     assert isinstance(missed, VisitTask.Missed) and missed.occurred_at == day_start(MONDAY + timedelta(days=7))
@@ -266,7 +273,9 @@ def test_the_worker_schedules_from_pairing_events_and_its_sweep_covers_lost_ones
     # While nothing relays, a pairing is formed: only the scheduler's sweep can see it.
     unseen = county.pair(1, starts_on=today)
     projector.catch_up()
-    workers = BackgroundWorkers(bootstrap.scheduler(settings, db, nats_url, interval=3600, durable=f"sched2-{tag}", **names)).start()
+    workers = BackgroundWorkers(
+        bootstrap.scheduler(settings, db, nats_url, interval=3600, durable=f"sched2-{tag}", **names)
+    ).start()
     try:
         assert wait_until(lambda: len(tasks_of(app, unseen)) == 2), "the start-up sweep did not schedule it"
     finally:
@@ -280,7 +289,9 @@ def test_the_demo_lives_through_weeks_of_visits_and_a_second_run_writes_nothing(
         code = f"{uuid.uuid4().int % 10**6:06d}"
         m = at(noon(MONDAY - timedelta(days=90)), role="administrator")
         c = app.register_org_unit(code=code + "000000", name="元江县", level=OrgLevel.COUNTY, parent_id=None, meta=m)
-        t = app.register_org_unit(code=code + "101000", name="澧江街道", level=OrgLevel.TOWNSHIP, parent_id=c.id, meta=m)
+        t = app.register_org_unit(
+            code=code + "101000", name="澧江街道", level=OrgLevel.TOWNSHIP, parent_id=c.id, meta=m
+        )
         v = app.register_org_unit(code=code + "101201", name="红河村", level=OrgLevel.VILLAGE, parent_id=t.id, meta=m)
         county = County(app, v.id)
         now = noon(MONDAY + timedelta(days=60))

@@ -156,7 +156,9 @@ def view(care: Care) -> Iterator[SupervisionView]:
 # ---- figures -----------------------------------------------------------------------------------
 
 
-def test_the_county_sees_base_numbers_coverage_agreements_helpers_and_pairings(care: Care, view: SupervisionView) -> None:
+def test_the_county_sees_base_numbers_coverage_agreements_helpers_and_pairings(
+    care: Care, view: SupervisionView
+) -> None:
     s = view.summary(care.world.county, care.period, now=care.now)
     assert s["unit"]["name"] == "元江县" and s["unit"]["level"] == "county"
     assert s["base"] == {
@@ -360,7 +362,11 @@ def test_supervision_over_http_with_lists_csv_exports_and_area_scoping(care: Car
         assert httpx.get(f"{server.base_url}/supervision/{w.county}", headers=township).status_code == 404
         outside = httpx.get(f"{server.base_url}/supervision/{w.t2}/uncovered.csv", headers=township)
         unknown = httpx.get(f"{server.base_url}/supervision/{uuid4()}/uncovered.csv", headers=township)
-        assert (outside.status_code, outside.json()["type"]) == (unknown.status_code, unknown.json()["type"]) == (404, "/problems/not-found")
+        assert (
+            (outside.status_code, outside.json()["type"])
+            == (unknown.status_code, unknown.json()["type"])
+            == (404, "/problems/not-found")
+        )
         assert httpx.get(f"{server.base_url}/supervision/{w.t1}", headers=auth("volunteer", w.v1)).status_code == 403
     finally:
         server.stop()

@@ -62,14 +62,22 @@ def test_a_childs_timeline_shows_what_happened_in_order_with_actors_and_both_tim
     ]
     assert [r["position"] for r in rows] == sorted(r["position"] for r in rows)
     registered, signed = rows[0], rows[1]
-    assert (registered["actor_id"], registered["actor_role"], registered["aggregate_id"]) == ("cadre-1", "administrator", child)
+    assert (registered["actor_id"], registered["actor_role"], registered["aggregate_id"]) == (
+        "cadre-1",
+        "administrator",
+        child,
+    )
     assert registered["summary"]["kind"] == "child" and registered["summary"]["has_guardian"] is True
     assert signed["summary"] == {"signed_on": "2024-03-01"}
     assert rows[2]["summary"]["shape"] == "one_to_one" and rows[3]["summary"]["person_ids"] == [
         str(p) for p in care.world.children[:2]
     ]
     report = rows[4]
-    assert (report["actor_id"], report["actor_role"], report["aggregate_id"]) == ("cadre-9", "village_cadre", care.reports["R2"])
+    assert (report["actor_id"], report["actor_role"], report["aggregate_id"]) == (
+        "cadre-9",
+        "village_cadre",
+        care.reports["R2"],
+    )
     assert report["summary"]["category"] == "abuse_violence" and report["summary"]["severity"] == "high"
     # Reported as happening ten minutes after t0, recorded hours later.
     assert report["occurred_at"] == care.t0 + timedelta(minutes=10)
@@ -112,8 +120,13 @@ def test_pairing_changes_appear_on_the_timeline_of_every_person_in_the_pairing(c
     supervisor = w.pairings["supervisor"]
     newcomer = uuid4()  # a child of the supervisor's township
     app.register_person(
-        id=newcomer, kind=PersonKind.CHILD, name="白小兰", sex=Sex.FEMALE, birth_date=date(2017, 4, 2),
-        village_id=w.v2, meta=m(),
+        id=newcomer,
+        kind=PersonKind.CHILD,
+        name="白小兰",
+        sex=Sex.FEMALE,
+        birth_date=date(2017, 4, 2),
+        village_id=w.v2,
+        meta=m(),
     )
     with Projector(w.url, app=app, batch_size=4) as projector:
         projector.start()
@@ -182,7 +195,11 @@ def test_the_timeline_over_http(care: Care) -> None:
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["total"] == 8 and body["position"] >= w.last_position and body["order"] == "oldest"
-            assert [e["kind"] for e in body["items"]] == ["person.registered", "person.care_agreement_signed", "pairing.formed"]
+            assert [e["kind"] for e in body["items"]] == [
+                "person.registered",
+                "person.care_agreement_signed",
+                "pairing.formed",
+            ]
             assert body["items"][0]["actor_role"] == "administrator" and "recorded_at" in body["items"][0]
             rest = client.get(url, params={"order": "oldest", "cursor": body["next_cursor"], "limit": 50}).json()
             assert len(rest["items"]) == 5 and rest["next_cursor"] is None

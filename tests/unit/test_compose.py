@@ -52,7 +52,9 @@ def test_environment_names_real_settings_and_points_at_the_servers(compose: dict
         env = service["environment"]
         unknown = {k for k in env if k.startswith("GUANAI_")} - known
         assert not unknown, f"{name}: {unknown} are not settings (infrastructure/settings.py)"
-        assert env["GUANAI_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["GUANAI_DATABASE_URL"]
+        assert (
+            env["GUANAI_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["GUANAI_DATABASE_URL"]
+        )
         assert nats_servers(env["GUANAI_NATS_URL"]) == [f"nats://nats-{i}:4222" for i in (1, 2, 3)]
         assert env["GUANAI_STREAM_REPLICAS"] == "3", f"{name}: the stream is kept on all three nodes"
         assert "GUANAI_JWT_SECRET" in env, f"{name}: every process must share the token signing key"
@@ -103,7 +105,9 @@ def test_nats_is_a_three_node_jetstream_cluster_that_syncs_every_write(compose: 
     # The real nats-server accepts the file (-t: check the configuration and exit).
     path = tmp_path / "nats.conf"
     path.write_text(text.replace("/data", str(tmp_path / "js")))
-    checked = subprocess.run([str(nats_server_binary()), "-c", str(path), "-t"], capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        [str(nats_server_binary()), "-c", str(path), "-t"], capture_output=True, text=True, check=False
+    )
     assert checked.returncode == 0, checked.stderr + checked.stdout
     for name, service in guanai_services(compose).items():
         needs = set(service.get("depends_on", {}))

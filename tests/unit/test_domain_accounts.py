@@ -45,7 +45,11 @@ def test_an_account_opens_pending_with_an_activation_that_lives_72_hours(tree: O
                      helper=None, roster_entry=None, meta=m)  # fmt: skip
     assert names(then(m, a)) == ["Account.Opened", "Account.ActivationIssued"]
     assert (a.status, a.phone, a.org_path, a.activation_expires_at) == (
-        AccountStatus.PENDING, "13912345678", tree.village.path, NOW + ACTIVATION_TTL)
+        AccountStatus.PENDING,
+        "13912345678",
+        tree.village.path,
+        NOW + ACTIVATION_TTL,
+    )
     assert a.subject == str(a.id) and not a.needs_second_factor
 
 

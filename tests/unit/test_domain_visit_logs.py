@@ -23,8 +23,12 @@ def fields(**overrides: Any) -> dict[str, Any]:
         "mode": VisitMode.HOME_VISIT,
         "helper_ids": HELPERS,
         "findings": {
-            "living_conditions": "adequate", "health": "chronic_stable", "mood": "low",
-            "safety_risks": ["fall"], "needs": ["medical_care"], "blood_pressure": {"systolic": 152, "diastolic": 94},
+            "living_conditions": "adequate",
+            "health": "chronic_stable",
+            "mood": "low",
+            "safety_risks": ["fall"],
+            "needs": ["medical_care"],
+            "blood_pressure": {"systolic": 152, "diastolic": 94},
             "notes": "左腿疼，药快吃完了",
         },
         "services": [ServiceCategory.DAILY_LIFE_CARE, ServiceCategory.HEALTH_CARE],
@@ -37,7 +41,9 @@ def fields(**overrides: Any) -> dict[str, Any]:
 
 
 def record(at: datetime = NOW, **overrides: Any) -> VisitLog:
-    return VisitLog.record(id=uuid4(), pairing_id=uuid4(), person_id=uuid4(), org_path=PATH, meta=meta(at=at), **fields(**overrides))
+    return VisitLog.record(
+        id=uuid4(), pairing_id=uuid4(), person_id=uuid4(), org_path=PATH, meta=meta(at=at), **fields(**overrides)
+    )
 
 
 def test_a_log_records_findings_services_and_when_the_visit_took_place() -> None:
@@ -47,7 +53,10 @@ def test_a_log_records_findings_services_and_when_the_visit_took_place() -> None
     [recorded] = then(m, log)
     assert names([recorded]) == ["VisitLog.Recorded"]
     assert recorded.visited_at == recorded.occurred_at == visited
-    assert recorded.services == ["daily_life_care", "health_care"] and recorded.service_items == ["medicine_delivery", "blood_pressure"]
+    assert recorded.services == ["daily_life_care", "health_care"] and recorded.service_items == [
+        "medicine_delivery",
+        "blood_pressure",
+    ]
     assert recorded.findings["blood_pressure"] == {"systolic": 152, "diastolic": 94}
     assert (recorded.follow_up_needed, recorded.outcome_notes) == (True, "下周请家庭医生上门")
     assert (recorded.raise_emergency, recorded.emergency_kind, log.mode) == (False, None, VisitMode.HOME_VISIT)
@@ -56,13 +65,22 @@ def test_a_log_records_findings_services_and_when_the_visit_took_place() -> None
 def test_raising_an_emergency_emits_the_flag_the_emergency_workers_follow() -> None:
     m = meta()
     log = VisitLog.record(
-        id=uuid4(), pairing_id=(pairing := uuid4()), person_id=(person := uuid4()), org_path=PATH, meta=m,
+        id=uuid4(),
+        pairing_id=(pairing := uuid4()),
+        person_id=(person := uuid4()),
+        org_path=PATH,
+        meta=m,
         **fields(raise_emergency=True, emergency_kind=EmergencyKind.CRITICAL_ILLNESS, description="老人昏迷，已叫120"),
     )
     recorded, flagged = then(m, log)
     assert names([recorded, flagged]) == ["VisitLog.Recorded", "VisitLog.EmergencyFlagged"]
     assert (flagged.kind, flagged.description) == ("critical_illness", "老人昏迷，已叫120")
-    assert (flagged.person_id, flagged.pairing_id, flagged.org_path, flagged.originator_id) == (person, pairing, PATH, log.id)
+    assert (flagged.person_id, flagged.pairing_id, flagged.org_path, flagged.originator_id) == (
+        person,
+        pairing,
+        PATH,
+        log.id,
+    )
 
 
 @pytest.mark.parametrize(

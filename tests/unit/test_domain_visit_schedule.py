@@ -45,7 +45,11 @@ def test_day_cadences_tile_time_from_the_start_without_gaps(cadence: Cadence) ->
 def test_month_cadences_follow_the_calendar_and_clamp_to_short_months(cadence: Cadence, months: int) -> None:
     span = Span(cadence, date(2024, 1, 31))
     periods = [span.period(k) for k in range(12)]
-    assert [p.start for p in periods[:3]] == [date(2024, 1, 31), add_months(date(2024, 1, 31), months), add_months(date(2024, 1, 31), 2 * months)]
+    assert [p.start for p in periods[:3]] == [
+        date(2024, 1, 31),
+        add_months(date(2024, 1, 31), months),
+        add_months(date(2024, 1, 31), 2 * months),
+    ]
     assert all(a.end == b.start for a, b in pairwise(periods))
     for k, p in enumerate(periods):
         assert span.index_at(p.start) == span.index_at(p.last_day) == k
@@ -65,7 +69,10 @@ def test_window_opens_and_closes_at_midnight_china_time() -> None:
 def test_the_period_in_progress_and_the_next_are_due() -> None:
     s = spans(date(2026, 3, 2), W)
     due = due_periods(s, date(2026, 3, 11))
-    assert [(p.start, p.end) for p in due] == [(date(2026, 3, 9), date(2026, 3, 16)), (date(2026, 3, 16), date(2026, 3, 23))]
+    assert [(p.start, p.end) for p in due] == [
+        (date(2026, 3, 9), date(2026, 3, 16)),
+        (date(2026, 3, 16), date(2026, 3, 23)),
+    ]
 
 
 def test_before_the_pairing_starts_only_its_first_period_is_due() -> None:
@@ -77,7 +84,10 @@ def test_a_cadence_change_takes_effect_when_the_period_in_progress_ends() -> Non
     s = spans(date(2026, 3, 2), W, [(date(2026, 3, 11), M)])
     assert s == [Span(W, date(2026, 3, 2), date(2026, 3, 16)), Span(M, date(2026, 3, 16))]
     due = due_periods(s, date(2026, 3, 11))
-    assert [(p.cadence, p.start, p.end) for p in due] == [(W, date(2026, 3, 9), date(2026, 3, 16)), (M, date(2026, 3, 16), date(2026, 4, 16))]
+    assert [(p.cadence, p.start, p.end) for p in due] == [
+        (W, date(2026, 3, 9), date(2026, 3, 16)),
+        (M, date(2026, 3, 16), date(2026, 4, 16)),
+    ]
 
 
 def test_a_change_before_the_start_replaces_the_cadence() -> None:
@@ -89,7 +99,16 @@ def test_task_ids_are_stable_and_distinct_per_person_period_and_cadence() -> Non
     pairing, a, b = uuid4(), uuid4(), uuid4()
     week = Period(W, date(2026, 3, 2), date(2026, 3, 9))
     assert task_id(pairing, a, week) == task_id(pairing, a, Period(W, date(2026, 3, 2), date(2026, 3, 9)))
-    assert len({task_id(pairing, a, week), task_id(pairing, b, week), task_id(pairing, a, Period(M, week.start, date(2026, 4, 2)))}) == 3
+    assert (
+        len(
+            {
+                task_id(pairing, a, week),
+                task_id(pairing, b, week),
+                task_id(pairing, a, Period(M, week.start, date(2026, 4, 2))),
+            }
+        )
+        == 3
+    )
 
 
 def test_plan_wants_two_tasks_per_person_and_nothing_stale_for_a_steady_pairing() -> None:
@@ -113,7 +132,8 @@ def test_plan_after_a_person_left_stales_their_tasks_only() -> None:
     stays, left = uuid4(), uuid4()
     gone_at = at(date(2026, 3, 10))
     p = plan(
-        Timeline(starts_on=date(2026, 3, 2), cadence=W, persons=(stays,), departed={left: gone_at}), at(date(2026, 3, 11))
+        Timeline(starts_on=date(2026, 3, 2), cadence=W, persons=(stays,), departed={left: gone_at}),
+        at(date(2026, 3, 11)),
     )
     assert {person for person, _ in p.wanted} == {stays}
     assert {person for person, _, _ in p.stale} == {left}

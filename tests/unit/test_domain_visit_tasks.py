@@ -42,15 +42,23 @@ class World:
         )
         self.task = given(
             VisitTask.schedule(
-                id=uuid4(), pairing=self.pairing, person_id=self.person.id, org_path=self.person.org_path, period=WEEK,
+                id=uuid4(),
+                pairing=self.pairing,
+                person_id=self.person.id,
+                org_path=self.person.org_path,
+                period=WEEK,
                 meta=meta(role="system"),
             )
         )
 
     def claim(self, helper_id: UUID | None, at: datetime = NOW, *, via_group: bool = False) -> bool:
         return self.task.claim(
-            pairing=self.pairing, helper_id=helper_id, group=self.team if via_group else None, now=at,
-            expires_at=at + TTL, meta=meta(at=at),
+            pairing=self.pairing,
+            helper_id=helper_id,
+            group=self.team if via_group else None,
+            now=at,
+            expires_at=at + TTL,
+            meta=meta(at=at),
         )
 
 
@@ -62,7 +70,12 @@ def w() -> World:
 def test_scheduled_task_carries_its_window_mode_and_the_persons_place(w: World) -> None:
     t = w.task
     assert (t.status, t.mode, t.cadence) == ("scheduled", VisitMode.HOME_VISIT, Cadence.WEEKLY)
-    assert (t.period_start, t.due_until, t.opens_at, t.closes_at) == (WEEK.start, WEEK.last_day, WEEK.opens_at, WEEK.closes_at)
+    assert (t.period_start, t.due_until, t.opens_at, t.closes_at) == (
+        WEEK.start,
+        WEEK.last_day,
+        WEEK.opens_at,
+        WEEK.closes_at,
+    )
     assert t.org_path == w.person.org_path and t.group_id == w.team.id
 
 
@@ -120,7 +133,9 @@ def test_a_lapsed_claim_expires_when_someone_else_claims(w: World) -> None:
     w.claim(w.cadre.id, OPENED)
     given(w.task)
     m = meta(at=LAPSED)
-    assert w.task.claim(pairing=w.pairing, helper_id=w.doctor.id, group=None, now=LAPSED, expires_at=LAPSED + TTL, meta=m)
+    assert w.task.claim(
+        pairing=w.pairing, helper_id=w.doctor.id, group=None, now=LAPSED, expires_at=LAPSED + TTL, meta=m
+    )
     expired, claimed = w.task.collect_events()
     assert names([expired, claimed]) == ["VisitTask.ClaimExpired", "VisitTask.Claimed"]
     assert expired.occurred_at == OPENED + TTL  # it lapsed then, not when noticed
@@ -169,7 +184,9 @@ def test_no_claims_after_the_window_closed_or_the_pairing_ended(w: World) -> Non
 
 
 def complete(w: World, visited: datetime, helpers: list[UUID], now: datetime = NOW, log_id: UUID | None = None) -> bool:
-    return w.task.complete(log_id=log_id or uuid4(), helper_ids=helpers, mode=VisitMode.HOME_VISIT, now=now, meta=meta(at=visited))
+    return w.task.complete(
+        log_id=log_id or uuid4(), helper_ids=helpers, mode=VisitMode.HOME_VISIT, now=now, meta=meta(at=visited)
+    )
 
 
 def test_a_visit_inside_the_window_completes_the_task(w: World) -> None:

@@ -28,14 +28,27 @@ def test_a_messy_county_sheet_reads_as_a_person_reads_it() -> None:
     """Title rows above the header, headers with spaces and full-width brackets, a village merged
     down its rows, full-width digits, stray spaces, dates as text, as serials and as date cells,
     an ID number typed with a lower-case x, a formula (its value only: never evaluated)."""
-    idn = [id_number(date(2015, 3, 8), 1), id_number(date(2014, 11, 30), 2, male=False),
-           id_number(date(1948, 2, 29), 3), id_number(date(1950, 1, 1), 4)]
+    idn = [
+        id_number(date(2015, 3, 8), 1),
+        id_number(date(2014, 11, 30), 2, male=False),
+        id_number(date(1948, 2, 29), 3),
+        id_number(date(1950, 1, 1), 4),
+    ]
     rows = [
         ["一镇留守儿童和农村留守老年人信息台账（2026年9月）", None, None, None, None, None, None, None],
         ["填报单位：一镇民政办", None, None, None, None, None, None, None],
         ["序号", " 姓  名 ", "身份证号码", "性别", "出生年月", "所属村（居）委会", "人员类别", "困境类型", "备注"],
-        [1, "王  小一", " " + idn[0].translate(str.maketrans("0123456789", "０１２３４５６７８９")) + " ", "男",
-         "2015年3月8日", "一镇一村", "留守儿童", "困境儿童", "=1+1"],
+        [
+            1,
+            "王  小一",
+            " " + idn[0].translate(str.maketrans("0123456789", "０１２３４５６７８９")) + " ",
+            "男",
+            "2015年3月8日",
+            "一镇一村",
+            "留守儿童",
+            "困境儿童",
+            "=1+1",
+        ],
         [2, "王小二 ", idn[1].lower(), "女", 41973, None, "留守儿童", "无", ""],
         [3, "李老三", idn[2], " 男 ", date(1948, 2, 29), "一镇二村", "留守老人", "低保户、独居，高龄", ""],
         [4, "李老四", idn[3], "", "", "一镇二村", "", "", ""],
@@ -47,12 +60,23 @@ def test_a_messy_county_sheet_reads_as_a_person_reads_it() -> None:
     assert problems == []
     one, two, three, four = got
     assert (one.name, one.id_number, one.birth_date, one.village, one.risk_tags) == (
-        "王小一", idn[0], date(2015, 3, 8), "一镇一村", [RiskTag.CHILD_IN_DIFFICULTY])
+        "王小一",
+        idn[0],
+        date(2015, 3, 8),
+        "一镇一村",
+        [RiskTag.CHILD_IN_DIFFICULTY],
+    )
     assert two.village == "一镇一村", "a village merged down its rows belongs to each of them"
-    assert (two.id_number, two.birth_date, two.sex, two.risk_tags) == (idn[1].upper(), date(2014, 11, 30), Sex.FEMALE, [])
+    assert (two.id_number, two.birth_date, two.sex, two.risk_tags) == (
+        idn[1].upper(),
+        date(2014, 11, 30),
+        Sex.FEMALE,
+        [],
+    )
     assert three.risk_tags == [RiskTag.DIBAO, RiskTag.LIVING_ALONE, RiskTag.ADVANCED_AGE]
     assert (four.birth_date, four.sex, four.kind) == (date(1950, 1, 1), Sex.MALE, PersonKind.ELDER), (
-        "birth date, sex and kind come from the ID number and the age when their cells are empty")
+        "birth date, sex and kind come from the ID number and the age when their cells are empty"
+    )
 
 
 def test_a_formula_is_never_evaluated() -> None:
@@ -111,8 +135,17 @@ def test_the_same_id_number_twice_in_one_file_refuses_both_rows() -> None:
 
 
 def test_dates_as_text_serials_and_cells() -> None:
-    for value in ("2015-03-08", "2015/3/8", "2015.3.8", "20150308", "2015年3月8日", " ２０１５－０３－０８ ", 42071,
-                  42071.0, "42071"):
+    for value in (
+        "2015-03-08",
+        "2015/3/8",
+        "2015.3.8",
+        "20150308",
+        "2015年3月8日",
+        " ２０１５－０３－０８ ",
+        42071,
+        42071.0,
+        "42071",
+    ):
         assert parse_date(value) == date(2015, 3, 8), value
 
 
@@ -177,7 +210,7 @@ def test_a_zip_whose_directory_lies_about_sizes_is_cut_off_while_reading() -> No
     raw = bytearray(buf.getvalue())
     # Rewrite the central directory's uncompressed size of the padding to 1 byte.
     name = b"xl/media/padding.bin"
-    at = raw.rfind(b"PK\x01\x02" , 0, raw.rfind(name))
+    at = raw.rfind(b"PK\x01\x02", 0, raw.rfind(name))
     raw[at + 24 : at + 28] = (1).to_bytes(4, "little")
     with pytest.raises(UploadRefused):
         read_upload(bytes(raw), "台账.xlsx", Limits(max_unpacked_bytes=2 << 20))
@@ -202,6 +235,8 @@ def test_the_report_workbook_marks_and_comments_the_bad_cells() -> None:
 
 def test_a_bad_cell_inside_merged_cells_is_marked_on_the_merged_range() -> None:
     data = xlsx([HEADERS, child_row("不存在村", 1), child_row(None, 2)], merges=["E2:E3"])
-    marked = mark_cells(data, {("台账", "E2"): ["所属村(居)委会: no village"], ("台账", "E3"): ["所属村(居)委会: no village"]})
+    marked = mark_cells(
+        data, {("台账", "E2"): ["所属村(居)委会: no village"], ("台账", "E3"): ["所属村(居)委会: no village"]}
+    )
     ws = openpyxl.load_workbook(io.BytesIO(marked))["台账"]
     assert ws["E2"].comment.text == "所属村(居)委会: no village"

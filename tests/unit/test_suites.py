@@ -43,12 +43,16 @@ def test_sm4_gb_t_32907_examples_once_and_a_million_times() -> None:
 def test_sm4_gcm_rfc_8998_example_and_a_changed_byte_refused() -> None:
     aead = SM4GCM(bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"))
     nonce, aad = bytes.fromhex("00001234567800000000ABCD"), bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
-    plain = bytes.fromhex("AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
-                          "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA")
+    plain = bytes.fromhex(
+        "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
+        "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA"
+    )
     sealed = aead.encrypt(nonce, plain, aad)
-    assert sealed.hex() == ("17f399f08c67d5ee19d0dc9969c4bb7d5fd46fd3756489069157b282bb200735"
-                            "d82710ca5c22f0ccfa7cbf93d496ac15a56834cbcf98c397b4024a2691233b8d"
-                            "83de3541e4c2b58177e065a9bf7b62ec")
+    assert sealed.hex() == (
+        "17f399f08c67d5ee19d0dc9969c4bb7d5fd46fd3756489069157b282bb200735"
+        "d82710ca5c22f0ccfa7cbf93d496ac15a56834cbcf98c397b4024a2691233b8d"
+        "83de3541e4c2b58177e065a9bf7b62ec"
+    )
     assert aead.decrypt(nonce, sealed, aad) == plain
     for changed in (sealed[:5] + bytes([sealed[5] ^ 1]) + sealed[6:], sealed[:-1] + bytes([sealed[-1] ^ 1])):
         with pytest.raises(InvalidTag):
@@ -62,12 +66,16 @@ def test_sm2_gb_t_32918_signature_example() -> None:
     "message digest", the standard's private key and random k."""
     d = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8
     key = SigningKey("gm", d.to_bytes(32))
-    assert key.public.key.hex() == ("09f9df311e5421a150dd7d161e4bc5c672179fad1833fc076bb08ff356f35020"
-                                    "ccea490ce26775a52dc6ea718cc1aa600aed05fbf35e084a6632f6072da9ad13")
+    assert key.public.key.hex() == (
+        "09f9df311e5421a150dd7d161e4bc5c672179fad1833fc076bb08ff356f35020"
+        "ccea490ce26775a52dc6ea718cc1aa600aed05fbf35e084a6632f6072da9ad13"
+    )
     k = 0x59276E27D506861A16680F3AD9C02DCCEF3CC1FA3CDBE4CE6D54B80DEAC1BC21
     signature = sm2_sign(d, key.public.key, b"message digest", k)
-    assert signature.hex() == ("f5a03b0648d2c4630eeac513e1bb81a15944da3827d5b74143ac7eaceee720b3"
-                               "b1b6aa29df212fd8763182bc0d421ca1bb9038fd1f7f42d4840b69c485bbc1aa")
+    assert signature.hex() == (
+        "f5a03b0648d2c4630eeac513e1bb81a15944da3827d5b74143ac7eaceee720b3"
+        "b1b6aa29df212fd8763182bc0d421ca1bb9038fd1f7f42d4840b69c485bbc1aa"
+    )
     assert verifier.sm2_verify(key.public.key, b"message digest", signature)
     assert not verifier.sm2_verify(key.public.key, b"message digesT", signature)
     # Out-of-range r or s, and a public key off the curve, are refused before any arithmetic.
@@ -88,8 +96,10 @@ def test_sm2_signatures_use_a_fresh_k_each_time() -> None:
 def test_ed25519_rfc_8032_test_1() -> None:
     key = SigningKey("international", bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
     assert key.public.key.hex() == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-    assert key.sign(b"").hex() == ("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555"
-                                   "fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+    assert key.sign(b"").hex() == (
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555"
+        "fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+    )
 
 
 @pytest.mark.parametrize("the_suite", [INTERNATIONAL, GM], ids=lambda s: s.name)
@@ -110,7 +120,12 @@ def test_the_verifier_is_one_file_that_imports_only_the_standard_library_and_the
     source = Path(verifier.__file__)
     allowed = set(sys.stdlib_module_names) | {"__future__", "cryptography", "gmssl"}
     for node in ast.walk(ast.parse(source.read_text())):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
         for name in names:
             assert name.split(".")[0] in allowed, f"verifier.py imports {name}"
