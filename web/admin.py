@@ -56,9 +56,9 @@ def roster_or_none(request: Request[Any, Any, Any], org_unit_id: UUID) -> Respon
         return None
 
 
-def roster_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    """The townships and counties in the reader's unit (an administrator: every county and its
-    townships), each with whether it keeps a roster."""
+def managed_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    """The counties and townships in the reader's unit (an administrator: every county and its
+    townships): the units rosters are kept for and registries imported into."""
     pool = request.app.state.read_side.runner.pool
     series, view = SupervisionSeries(pool), SupervisionView(pool)
     actor = actor_of(request)
@@ -70,7 +70,13 @@ def roster_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
             continue
         units.append({k: unit[k] for k in ("id", "code", "name", "level")})
         if unit["level"] == "county":
-            units += series.children(unit["id"])
+            units += [{k: c[k] for k in ("id", "code", "name", "level")} for c in series.children(unit["id"])]
+    return units
+
+
+def roster_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    """The managed units, each with whether it keeps a roster."""
+    units = managed_units(request)
     for unit in units:
         unit["roster"] = roster_or_none(request, unit["id"])
     return units

@@ -26,8 +26,8 @@ from api.auth import actor_of
 from api.common import app_of, meta_for
 from api.imports import jobs_of, run_in_background
 from domain.org_unit import OrgUnit
-from projections.supervision_series import SupervisionSeries
 from projections.supervision_view import SupervisionView
+from web.admin import managed_units
 from web.frame import lang_of, page
 
 RUNNING = ("queued", "running")
@@ -56,24 +56,6 @@ def reason_in(lang: str, reason: str) -> str:
     return REASONS_ZH.get(reason, reason) if lang == "zh" else reason
 
 
-def import_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    """The units a reader imports into: their county or township (and a county's townships); an
-    administrator's: every county and its townships."""
-    pool = request.app.state.read_side.runner.pool
-    series, view = SupervisionSeries(pool), SupervisionView(pool)
-    actor = actor_of(request)
-    roots = [actor.org_unit_id] if actor.org_unit_id else [c["id"] for c in series.counties()]
-    units: list[dict[str, Any]] = []
-    for root in roots:
-        unit = view.unit(root)
-        if unit is None or unit["level"] == "village":
-            continue
-        units.append({k: unit[k] for k in ("id", "code", "name", "level")})
-        if unit["level"] == "county":
-            units += [{k: c[k] for k in ("id", "code", "name", "level")} for c in series.children(unit["id"])]
-    return units
-
-
 def chosen_unit(request: Request[Any, Any, Any], units: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The unit named in ``org_unit`` (id or code; the guard has checked it is the reader's), else
     the reader's own, else the first offered."""
@@ -90,7 +72,7 @@ def chosen_unit(request: Request[Any, Any, Any], units: list[dict[str, Any]]) ->
 
 
 def upload_page(request: Request[Any, Any, Any], errors: list[str] | None = None) -> Template:
-    units = import_units(request)
+    units = managed_units(request)
     return page(
         request, "imports/upload.html", status=422 if errors else 200,
         units=units, unit=chosen_unit(request, units), errors=errors or [],
