@@ -419,7 +419,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-MESSAGES.update(OPS_MESSAGES)  # the supervisor's, auditor's and administrator's pages
+# The supervisor's, auditor's and administrator's pages keep their words apart: one key in both
+# catalogues would silently give one screen the other's word (tests/unit/test_web_i18n.py).
+SHARED_KEYS = MESSAGES.keys() & OPS_MESSAGES.keys()
+MESSAGES.update(OPS_MESSAGES)
 
 
 def translate(key: str, lang: str, /, **values: Any) -> str:

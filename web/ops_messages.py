@@ -11,11 +11,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.rosters": ("值班与时限", "Rosters and deadlines"),
     "nav.accounts": ("账号", "Accounts"),
     # levels and kinds
-    "level.county": ("县", "County"),
-    "level.township": ("乡镇（街道）", "Township"),
-    "level.village": ("村（社区）", "Village"),
-    "kind.elder": ("留守老人", "Elder"),
-    "kind.child": ("留守儿童", "Child"),
+    "org_level.county": ("县", "County"),
+    "org_level.township": ("乡镇（街道）", "Township"),
+    "org_level.village": ("村（社区）", "Village"),
     # periods
     "period": ("统计期", "Period"),
     "period.week": ("本周", "This week"),

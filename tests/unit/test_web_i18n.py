@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from web.i18n import MESSAGES, translate
+from web.i18n import MESSAGES, SHARED_KEYS, translate
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -51,3 +51,9 @@ def test_the_web_client_imports_no_workers_and_only_the_app_imports_it() -> None
     outside = [(p.name, m) for pkg in ("api", "domain", "projections", "workers") for p, m in imported(pkg)
                if m.split(".")[0] == "web" and p.name != "app.py"]  # fmt: skip
     assert not outside, outside
+
+
+def test_no_key_is_in_both_catalogues() -> None:
+    """The ops pages' catalogue is merged into the main one: a key defined in both would give one
+    screen the other's word (an escalation level "县级" read as the org level "县")."""
+    assert not SHARED_KEYS
