@@ -200,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     keys = {"GUANAI_CHAIN_KEY": CHAIN_KEY, **({"GUANAI_MASTER_KEY": KEPT_MASTER_KEY} if args.keep else {})}
     sigterm_as_interrupt()
     print(f"bench.projections at {code_version()}; {server_facts(args.database_url)}")
-    with kept_database(args.database_url, args.keep) if args.keep else scratch_database(
-        args.database_url, prefix="guanai_bench_proj"
-    ) as url:
+    with (
+        kept_database(args.database_url, args.keep)
+        if args.keep
+        else scratch_database(args.database_url, prefix="guanai_bench_proj") as url
+    ):
         app = make_care(url, pool_size=4, env=keys)
         try:
             store = load_store(url)
