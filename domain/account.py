@@ -72,10 +72,6 @@ class AccountClosedError(ClosedError):
 class NotYoursToGrantError(DomainError):
     """The actor may not open or manage an account of this role."""
 
-    status = 403
-    title = "Forbidden"
-    slug = "forbidden"
-
 
 class PhoneError(DomainError):
     """Not a phone number this service can send to or find an account by."""
