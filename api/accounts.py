@@ -1,6 +1,6 @@
 """/accounts: opening accounts for the people of a county, and managing them (lock, reset, role).
 
-Who may do this to whom is two rules: the access table (``api/access.py``: administrators
+Who may do this to whom is two rules: the access table (``api/access/rules.py``: administrators
 everywhere, township supervisors in their township, village cadres in their village) and the
 domain's ``GRANTS`` (which roles each may open: a village cadre only volunteers). A new or reset
 account answers its activation code once (``activation_code``); print it on the slip with the

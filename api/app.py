@@ -237,7 +237,7 @@ def create_app(
             RegistryXlsxController,
             *pages,
         ],
-        # One guard for every route: the access table (api/access.py) says who may do what.
+        # One guard for every route: the access table (api/access/rules.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, security_middleware],

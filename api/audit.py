@@ -1,6 +1,6 @@
 """/audit: replay, as-of state, chain verification, checkpoints, exports and access logs, for
 auditors (their org unit's cases; verification and checkpoints whole) and administrators.
-Auditors read and never write: no write rule of the access table (``api/access.py``) names them.
+Auditors read and never write: no write rule of the access table (``api/access/rules.py``) names them.
 
 ``record_access(request, *person_ids)`` is what every endpoint that reads a person's personal
 data or timeline calls before answering; it appends to the chained access log and fails the

@@ -2,7 +2,7 @@
 behind its figures (uncovered people, people overdue for a visit, emergencies past deadline).
 
 ``org_unit`` is an org unit id or its 12-digit division code. A reader sees their own unit and
-the units beneath it; an administrator sees every unit (``api/access.py``). Figures for rates
+the units beneath it; an administrator sees every unit (``api/access/rules.py``). Figures for rates
 cover a period: ``period=week|month|half_year|year`` (the current one, China time) or
 ``from``/``to`` dates.
 """

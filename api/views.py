@@ -10,6 +10,7 @@ from typing import Any
 
 from application.care import CareApplication
 from projections import all_projections
+from projections.emergency_queue import EmergencyQueueView
 from projections.registry import RegistryView
 from projections.runner import ProjectionRunner
 
@@ -18,6 +19,7 @@ class ReadSide:
     def __init__(self, runner: ProjectionRunner) -> None:
         self.runner = runner
         self.view = RegistryView(runner.pool)
+        self.reports = EmergencyQueueView(runner.pool)
 
     @classmethod
     def open(cls, app: CareApplication, database_url: str, *, pool_size: int = 4) -> ReadSide:

@@ -4,7 +4,7 @@ their CSV export.
 
 Every figure comes from the same view and queries as ``GET /supervision/{org_unit}``
 (``SupervisionView.summary``), and the charts' series from ``SupervisionSeries`` over the same
-tables. The access guard checks each page against its rule in ``api/access.py`` (the same grants
+tables. The access guard checks each page against its rule in ``api/access/rules.py`` (the same grants
 as the API route it shows), so a unit outside the reader's subtree is the not-found page.
 """
 
