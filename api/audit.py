@@ -2,9 +2,9 @@
 auditors (their org unit's cases; verification and checkpoints whole) and administrators.
 Auditors read and never write: no write rule of the access table (``api/access/rules.py``) names them.
 
-``record_access(request, *person_ids)`` is what every endpoint that reads a person's personal
-data or timeline calls before answering; it appends to the chained access log and fails the
-request when it cannot (no personal data leaves without a record).
+``record_access`` (api/common.py; handlers are given it) is what every endpoint that reads a
+person's personal data or timeline calls before answering; it appends to the chained access log
+and fails the request when it cannot (no personal data leaves without a record).
 """
 
 from __future__ import annotations
@@ -18,30 +18,14 @@ from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
 from api.auth import actor_of
-from api.common import Limit
+from api.common import Limit, audit_of, record_access
 from api.problems import ProblemError
-from infrastructure.audit import Audit, NoSuchStreamError, StateAsOf, StreamPage
+from infrastructure.audit import NoSuchStreamError, StateAsOf, StreamPage
 from infrastructure.audit_html import render
 from infrastructure.verify import Checkpoint, Verification
 
 Position = Annotated[int | None, QueryParameter(ge=1, le=2**62)]
 Digest = Annotated[str | None, QueryParameter(pattern="^[0-9a-fA-F]{64}$", description="a checkpoint's digest")]
-
-
-def audit_of(request: Request[Any, Any, Any]) -> Audit:
-    return request.app.state.audit
-
-
-def record_access(request: Request[Any, Any, Any], *person_ids: UUID) -> None:
-    """Record that this request's actor reads these persons' personal data (or timeline)."""
-    actor = actor_of(request)
-    audit_of(request).record_access(
-        person_ids,
-        actor_id=actor.subject,
-        actor_role=actor.role.value,
-        endpoint=f"{request.method} {request.scope.get('path_template') or request.url.path}",
-        request_id=str(request.scope.get("state", {}).get("request_id", "")),
-    )
 
 
 class AccessEntry(msgspec.Struct):

@@ -24,7 +24,6 @@ from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy
 
 from api.access import Access, Kind, access_of, list_scope, loaded
-from api.audit import record_access
 from api.auth import actor_of
 from api.common import (
     LongText,
@@ -35,6 +34,7 @@ from api.common import (
     etag,
     expected_version,
     meta_for,
+    record_access,
     wait_for_views,
 )
 from api.problems import ProblemError

@@ -32,9 +32,8 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath, QueryParameter
 
 from api.access import unit_id_of
-from api.audit import record_access
 from api.auth import actor_of
-from api.common import MinPosition, app_of, meta_for, wait_for_views
+from api.common import MinPosition, app_of, meta_for, record_access, wait_for_views
 from api.problems import ProblemError
 from api.registry_export import export_inspection, export_registry, template
 from api.supervision import resolve_unit, view_of

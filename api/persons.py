@@ -11,7 +11,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.access import list_scope
-from api.audit import record_access
 from api.common import (
     AsOf,
     Limit,
@@ -29,6 +28,7 @@ from api.common import (
     expected_version,
     load_for_read,
     meta_for,
+    record_access,
     wait_for_views,
 )
 from api.names import with_names

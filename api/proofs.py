@@ -10,7 +10,7 @@ from uuid import UUID
 from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
-from api.audit import audit_of
+from api.common import audit_of
 from api.problems import ProblemError
 from infrastructure.audit import NoSuchStreamError
 from infrastructure.merkle import ProofError

@@ -18,8 +18,7 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
 from api.access import Kind, access_of, not_found, unit_id_of
-from api.audit import record_access
-from api.common import Limit, MinPosition, Offset, Page, wait_for_views
+from api.common import Limit, MinPosition, Offset, Page, record_access, wait_for_views
 from api.names import with_names
 from api.problems import ProblemError
 from domain.vocabulary import ActorRole

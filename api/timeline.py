@@ -16,9 +16,8 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
 from api.access import timeline_hides
-from api.audit import record_access
 from api.auth import actor_of
-from api.common import Limit, MinPosition, app_of, wait_for_views
+from api.common import Limit, MinPosition, app_of, record_access, wait_for_views
 from api.problems import ProblemError
 from domain.person import Person
 from projections.timeline import TimelineView

@@ -20,7 +20,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.access import list_scope
-from api.audit import record_access
 from api.auth import Actor, actor_of
 from api.common import (
     AsOf,
@@ -37,6 +36,7 @@ from api.common import (
     expected_version,
     load_for_read,
     meta_for,
+    record_access,
     settings_of,
     wait_for_views,
 )

@@ -21,9 +21,8 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from api.access import list_scope, loaded, timeline_hides
-from api.audit import audit_of, record_access
 from api.auth import actor_of
-from api.common import app_of
+from api.common import app_of, audit_of, record_access
 from api.names import with_names
 from api.problems import ProblemError
 from domain.person import Person

@@ -19,8 +19,8 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from api.access import AUDIT_READ, PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
-from api.audit import record_access
 from api.auth import actor_of
+from api.common import record_access
 from api.names import with_names
 from api.supervision import period_of, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS, RiskTag

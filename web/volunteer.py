@@ -18,9 +18,8 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from api.access import list_scope, loaded, timeline_hides
-from api.audit import record_access
 from api.auth import actor_of
-from api.common import MinPosition, app_of, wait_for_views
+from api.common import MinPosition, app_of, record_access, wait_for_views
 from api.names import with_names
 from api.timeline import about_this_person
 from api.visits import helper_id_of, task_view
