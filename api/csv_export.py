@@ -19,7 +19,8 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from api.common import MinPosition, wait_for_views
+from api.common import MinPosition
+from api.dependencies import WaitForViews
 from api.supervision import reports_from_level, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS
 from projections.supervision import CHINA
@@ -122,12 +123,13 @@ class SupervisionCsvController(Controller):
     def uncovered(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         lang: Lang = "en",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every uncovered person under the unit, as CSV."""
-        wait_for_views(request, min_position)
+        wait_for_views(min_position)
         unit = resolve_unit(request, org_unit)
         rows = with_person_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, UNCOVERED, lang == "zh"), f"uncovered-{unit['code']}.csv")
@@ -136,12 +138,13 @@ class SupervisionCsvController(Controller):
     def overdue(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         lang: Lang = "en",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every person overdue for a visit under the unit, most overdue first, as CSV."""
-        wait_for_views(request, min_position)
+        wait_for_views(min_position)
         unit = resolve_unit(request, org_unit)
         rows = with_person_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, OVERDUE, lang == "zh"), f"overdue-{unit['code']}.csv")
@@ -150,12 +153,13 @@ class SupervisionCsvController(Controller):
     def past_deadline(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         lang: Lang = "en",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every emergency report waiting past its deadline under the unit, as CSV."""
-        wait_for_views(request, min_position)
+        wait_for_views(min_position)
         unit = resolve_unit(request, org_unit)
         rows = view_of(request).emergencies_past_deadline(
             unit["id"], limit=None, min_level=reports_from_level(request)

@@ -18,7 +18,8 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
 from api.access import Kind, access_of, not_found, unit_id_of
-from api.common import Limit, MinPosition, Offset, Page, record_access, wait_for_views
+from api.common import Limit, MinPosition, Offset, Page, app_of, record_access
+from api.dependencies import WaitForViews
 from api.names import with_names
 from api.problems import ProblemError
 from domain.vocabulary import ActorRole
@@ -191,7 +192,7 @@ def with_person_names(
 ) -> list[dict[str, Any]]:
     """The rows with the names of the persons they list: a name is personal data, so each person
     named gets a row in their access log, as a read of ``GET /persons`` does."""
-    rows = with_names(request, rows, id_key, name_key)
+    rows = with_names(app_of(request), rows, id_key, name_key)
     record_access(request, *(row[id_key] for row in rows if row.get(id_key) is not None))
     return rows
 
@@ -253,6 +254,7 @@ class SupervisionController(Controller):
     def summary(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         period: PeriodName = None,
         from_: From = None,
@@ -261,7 +263,7 @@ class SupervisionController(Controller):
     ) -> SupervisionOut:
         """The unit's figures, rolled up from everything beneath it; ``units`` breaks the basic
         figures down one level (the townships of a county, the villages of a township)."""
-        position = wait_for_views(request, min_position)
+        position = wait_for_views(min_position)
         unit = resolve_unit(request, org_unit)
         figures = view_of(request).summary(unit["id"], period_of(period, from_, to))
         return msgspec.convert({**figures, "position": position}, SupervisionOut)
@@ -270,13 +272,14 @@ class SupervisionController(Controller):
     def uncovered(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         limit: Limit = 50,
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[UncoveredRow]:
         """Active people under the unit whom no active pairing covers, longest registered first."""
-        position = wait_for_views(request, min_position)
+        position = wait_for_views(min_position)
         rows, total = view_of(request).uncovered(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
         items = msgspec.convert(with_person_names(request, rows), list[UncoveredRow])
         return Page(items, total, limit, offset, position)
@@ -285,6 +288,7 @@ class SupervisionController(Controller):
     def overdue(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         limit: Limit = 50,
         offset: Offset = 0,
@@ -292,7 +296,7 @@ class SupervisionController(Controller):
     ) -> Page[OverdueRow]:
         """Covered people not visited within their cadence (the strictest of their pairings),
         most overdue first."""
-        position = wait_for_views(request, min_position)
+        position = wait_for_views(min_position)
         rows, total = view_of(request).overdue(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
         items = msgspec.convert(with_person_names(request, rows), list[OverdueRow])
         return Page(items, total, limit, offset, position)
@@ -301,13 +305,14 @@ class SupervisionController(Controller):
     def past_deadline(
         self,
         request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         limit: Limit = 50,
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[PastDeadlineRow]:
         """Emergency reports waiting for an acknowledgement past their deadline, longest first."""
-        position = wait_for_views(request, min_position)
+        position = wait_for_views(min_position)
         unit_id = resolve_unit(request, org_unit)["id"]
         rows, total = view_of(request).emergencies_past_deadline(
             unit_id, limit=limit, offset=offset, min_level=reports_from_level(request)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg_pool import ConnectionPool
+
 from application.care import CareApplication
 from projections import all_projections
 from projections.emergency_queue import EmergencyQueueView
@@ -26,6 +28,11 @@ class ReadSide:
         runner = ProjectionRunner(app, database_url, all_projections(), pool_size=pool_size)
         runner.open()
         return cls(runner)
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The views' connection pool, for a view class of one query (``VisitTaskView(views.pool)``)."""
+        return self.runner.pool
 
     def wait_for(self, position: int | None, timeout: float) -> bool:
         return self.runner.wait_for(position, timeout)

@@ -86,7 +86,7 @@ def helpers_in_scope(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
     access = access_of(request)
     scope = access.scope_of_lists(HELPER_READ.get(access.actor.role, frozenset()))
     rows, _ = request.app.state.view.list_helpers(status="active", limit=500, scope=scope)
-    return with_names(request, rows)
+    return with_names(app_of(request), rows)
 
 
 def form_context(request: Request[Any, Any, Any]) -> dict[str, Any]:

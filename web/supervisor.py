@@ -20,7 +20,7 @@ from litestar.response import Redirect, Template
 
 from api.access import AUDIT_READ, PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
 from api.auth import actor_of
-from api.common import record_access
+from api.common import app_of, record_access
 from api.names import with_names
 from api.supervision import period_of, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS, RiskTag
@@ -90,7 +90,7 @@ def village_people(request: Request[Any, Any, Any], unit: dict[str, Any]) -> dic
     rows, total = request.app.state.view.list_persons(
         org_unit_id=unit["id"], status="active", limit=VILLAGE_PEOPLE_SHOWN, scope=scope
     )
-    rows = with_names(request, rows)
+    rows = with_names(app_of(request), rows)
     record_access(request, *(r["id"] for r in rows))
     lang = lang_of(request)
     for row in rows:

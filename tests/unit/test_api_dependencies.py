@@ -36,3 +36,14 @@ def test_no_injected_value_shows_as_a_parameter_of_any_operation(app: Litestar) 
     leaks = [(name, p["name"]) for name, op in found for p in op.get("parameters", []) if p["name"] in injected]
     assert leaks == []
 
+
+def test_handlers_are_given_the_application_by_name(app: Litestar) -> None:
+    """The handlers ask for what they use; a route that names ``care`` gets the app's provider."""
+    givers = {
+        route.path: handler.resolve_dependencies()
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if "care" in handler.parsed_fn_signature.parameters
+    }
+    assert givers, "no handler is given the application"
+    assert all(deps["care"] is DEPENDENCIES["care"] for deps in givers.values())
