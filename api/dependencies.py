@@ -36,6 +36,7 @@ from infrastructure.import_jobs import ImportJobs
 from infrastructure.settings import Settings
 from projections.registry import RegistryView
 from projections.scope import ListScope
+from projections.supervision_view import SupervisionView
 
 A = TypeVar("A")
 
@@ -44,6 +45,7 @@ Care = NamedDependency[SkipValidation[CareApplication]]
 AppSettings = NamedDependency[SkipValidation[Settings]]
 Views = NamedDependency[SkipValidation[ReadSide]]  # the views' pool and position
 Registry = NamedDependency[SkipValidation[RegistryView]]
+Supervision = NamedDependency[SkipValidation[SupervisionView]]
 AuditTrail = NamedDependency[SkipValidation[Audit]]
 Accounts = NamedDependency[SkipValidation[AccountService]]
 Jobs = NamedDependency[SkipValidation[ImportJobs]]
@@ -73,6 +75,10 @@ def _views(state: State) -> ReadSide:
 
 def _registry(state: State) -> RegistryView:
     return state.view  # type: ignore[no-any-return]
+
+
+def _supervision(state: State) -> SupervisionView:
+    return SupervisionView(state.read_side.pool)
 
 
 def _audit(state: State) -> Audit:
@@ -132,6 +138,7 @@ DEPENDENCIES: dict[str, Provide] = {
     "settings": _given(_settings),
     "views": _given(_views),
     "registry": _given(_registry),
+    "supervision": _given(_supervision),
     "audit": _given(_audit),
     "accounts": _given(_accounts),
     "jobs": _given(_jobs),

@@ -33,10 +33,10 @@ from litestar.params import FromPath, QueryParameter
 
 from api.access import unit_id_of
 from api.common import MinPosition
-from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Views, WaitForViews
+from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Supervision, Views, WaitForViews
 from api.problems import ProblemError
 from api.registry_export import export_inspection, export_registry, template
-from api.supervision import resolve_unit, view_of
+from api.supervision import resolve_unit
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from infrastructure.import_jobs import ImportJobs
@@ -136,8 +136,8 @@ def run_in_background(request: Request[Any, Any, Any], job_id: UUID, meta: Comma
     request.app.state.import_runner.submit(run)
 
 
-def _get(request: Request[Any, Any, Any], import_id: UUID) -> dict[str, Any]:
-    job = jobs_of(request).get(import_id)
+def _get(jobs: ImportJobs, import_id: UUID) -> dict[str, Any]:
+    job = jobs.get(import_id)
     if job is None:  # the guard found it: only a race with nothing could get here
         raise ProblemError(404, "not-found", "Not found", f"no import with id {import_id}")
     return job
@@ -226,14 +226,14 @@ class ImportController(Controller):
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{job['id']}"})
 
     @get("/{import_id:uuid}", sync_to_thread=True)
-    def progress(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> ImportJob:
+    def progress(self, jobs: Jobs, import_id: FromPath[UUID]) -> ImportJob:
         """The job: status and counts (done of total, errors), updated after every batch."""
-        return _job(_get(request, import_id))
+        return _job(_get(jobs, import_id))
 
     @get("/{import_id:uuid}/report", sync_to_thread=True)
-    def report(self, request: Request[Any, Any, Any], jobs: Jobs, import_id: FromPath[UUID]) -> ImportReport:
+    def report(self, jobs: Jobs, import_id: FromPath[UUID]) -> ImportReport:
         """Every problem by sheet, row and column, with the reason (never a personal value)."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         report = jobs.report(import_id) or {}
         return ImportReport(
             job=_job(job),
@@ -244,11 +244,9 @@ class ImportController(Controller):
         )
 
     @get("/{import_id:uuid}/report.xlsx", sync_to_thread=True, media_type=XLSX)
-    def report_workbook(
-        self, request: Request[Any, Any, Any], jobs: Jobs, import_id: FromPath[UUID]
-    ) -> Response[bytes]:
+    def report_workbook(self, jobs: Jobs, import_id: FromPath[UUID]) -> Response[bytes]:
         """The uploaded workbook with every bad cell filled red and commented with its reasons."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         if job["status"] not in {"done", "refused"}:
             raise ProblemError(
                 409, "not-ready", "Not ready", f"the import is {job['status']}: its report comes when done"
@@ -269,7 +267,7 @@ class ImportController(Controller):
         import_id: FromPath[UUID],
     ) -> Response[ImportJob]:
         """Import the file of a finished dry run for real, as a new job (202, ``Location``)."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         if not job["dry_run"] or job["status"] != "done":
             raise ProblemError(
                 409,
@@ -287,10 +285,10 @@ class ImportController(Controller):
 
     @post("/{import_id:uuid}/resume", status_code=202, sync_to_thread=True)
     def resume(
-        self, request: Request[Any, Any, Any], meta_for: MetaFor, import_id: FromPath[UUID]
+        self, request: Request[Any, Any, Any], jobs: Jobs, meta_for: MetaFor, import_id: FromPath[UUID]
     ) -> Response[ImportJob]:
         """Run an interrupted (or failed) job again: rows already in are found and left as they are."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         if job["status"] not in {"interrupted", "failed"}:
             raise ProblemError(409, "not-interrupted", "Not interrupted", f"the import is {job['status']}")
         run_in_background(request, import_id, meta_for(None))
@@ -312,7 +310,7 @@ class RegistryXlsxController(Controller):
     @get("/{org_unit:str}/registry.xlsx", sync_to_thread=True, media_type=XLSX)
     def registry(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
         care: Care,
         wait_for_views: WaitForViews,
         record_access: RecordAccess,
@@ -322,7 +320,7 @@ class RegistryXlsxController(Controller):
     ) -> Response[bytes]:
         """The registry (台账) under the unit: one sheet per township, ID numbers as text, dates as dates."""
         wait_for_views(min_position)
-        unit = care.load(OrgUnit, resolve_unit(request, org_unit)["id"])
+        unit = care.load(OrgUnit, resolve_unit(supervision, org_unit)["id"])
         pool = views.pool
         data, _ = export_registry(care, pool, unit, record_access=lambda ids: record_access(*ids))
         return _attachment(data, f"registry-{unit.code}.xlsx")
@@ -330,7 +328,7 @@ class RegistryXlsxController(Controller):
     @get("/{org_unit:str}/inspection.xlsx", sync_to_thread=True, media_type=XLSX)
     def inspection(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
         care: Care,
         wait_for_views: WaitForViews,
         record_access: RecordAccess,
@@ -340,11 +338,11 @@ class RegistryXlsxController(Controller):
     ) -> Response[bytes]:
         """The inspection lists as sheets: uncovered, overdue, visit compliance, units one level down."""
         wait_for_views(min_position)
-        unit = care.load(OrgUnit, resolve_unit(request, org_unit)["id"])
+        unit = care.load(OrgUnit, resolve_unit(supervision, org_unit)["id"])
         today = datetime.now(UTC).astimezone(CHINA).date()
         data = export_inspection(
             care,
-            view_of(request),
+            supervision,
             unit,
             Period.named(period, today),
             record_access=lambda ids: record_access(*ids),

@@ -36,7 +36,6 @@ from api.auth import (
     CSRF_HEADER,
     REFRESH_COOKIE,
     Actor,
-    actor_of,
     client_key,
     issue_token,
     verify_token,
@@ -229,8 +228,7 @@ def _meta(request: Request[Any, Any, Any], actor_id: str, role: str) -> CommandM
     )  # fmt: skip
 
 
-def _account_of(request: Request[Any, Any, Any]) -> tuple[Actor, UUID]:
-    actor = actor_of(request)
+def _account_of(actor: Actor) -> tuple[Actor, UUID]:
     if actor.account_id is None or actor.session_id is None:
         raise NoAccountError(
             "this token was issued by an operator (`guanai token`), not by signing in: it has no account"
@@ -332,9 +330,9 @@ def refresh(
 
 
 @post("/auth/sign-out", sync_to_thread=True, status_code=204, tags=["auth"])
-def sign_out(request: Request[Any, Any, Any], accounts: Accounts) -> Response[None]:
+def sign_out(actor: Caller, accounts: Accounts) -> Response[None]:
     """End this session: its refresh token stops at once, its access token within seconds everywhere."""
-    actor, _ = _account_of(request)
+    actor, _ = _account_of(actor)
     assert actor.session_id is not None
     accounts.sign_out(actor.session_id, actor.subject)
     return Response(None, status_code=204, cookies=_cleared() if actor.via_cookie else [])
@@ -352,9 +350,9 @@ def me(care: Care, actor: Caller) -> Me:
 
 
 @get("/auth/sessions", sync_to_thread=True, tags=["auth"])
-def list_sessions(request: Request[Any, Any, Any], accounts: Accounts) -> SessionList:
+def list_sessions(actor: Caller, accounts: Accounts) -> SessionList:
     """This account's live sessions, one per signed-in device."""
-    actor, account_id = _account_of(request)
+    actor, account_id = _account_of(actor)
     sessions = accounts.credentials.sessions(account_id)
     items = [
         SessionOut(id=s.id, device_name=s.device_name, cookie=s.cookie, created_at=s.created_at,
@@ -365,18 +363,18 @@ def list_sessions(request: Request[Any, Any, Any], accounts: Accounts) -> Sessio
 
 
 @delete("/auth/sessions/{session_id:uuid}", sync_to_thread=True, status_code=204, tags=["auth"])
-def end_session(request: Request[Any, Any, Any], accounts: Accounts, session_id: FromPath[UUID]) -> None:
+def end_session(actor: Caller, accounts: Accounts, session_id: FromPath[UUID]) -> None:
     """End one of this account's sessions (a lost phone): it stops within seconds everywhere."""
-    actor, account_id = _account_of(request)
+    actor, account_id = _account_of(actor)
     if not accounts.end_session(account_id, session_id, actor.subject):
         raise ProblemError(404, "not-found", "Not found", f"no session with id {session_id}", kind="session")
 
 
 @post("/auth/totp", sync_to_thread=True, status_code=200, tags=["auth"])
-def start_totp(request: Request[Any, Any, Any], accounts: Accounts) -> TotpStart:
+def start_totp(actor: Caller, accounts: Accounts) -> TotpStart:
     """Start enrolling an authenticator app: scan the QR code (or type the secret), then confirm
     with a code it shows (POST /auth/totp/confirm)."""
-    _, account_id = _account_of(request)
+    _, account_id = _account_of(actor)
     enrolment = accounts.start_totp(account_id)
     svg = io.BytesIO()
     segno.make(enrolment.uri, error="m").save(svg, kind="svg", scale=4, xmldecl=False)
@@ -385,18 +383,20 @@ def start_totp(request: Request[Any, Any, Any], accounts: Accounts) -> TotpStart
 
 
 @post("/auth/totp/confirm", sync_to_thread=True, status_code=200, tags=["auth"])
-def confirm_totp(request: Request[Any, Any, Any], accounts: Accounts, data: JSONBody[TotpConfirm]) -> RecoveryCodes:
+def confirm_totp(
+    request: Request[Any, Any, Any], actor: Caller, accounts: Accounts, data: JSONBody[TotpConfirm]
+) -> RecoveryCodes:
     """Confirm the authenticator app with a code it shows; answers ten recovery codes, once.
     A restricted session (a role that needs the second factor) refreshes to full access."""
-    actor, account_id = _account_of(request)
+    actor, account_id = _account_of(actor)
     account, codes = accounts.confirm_totp(account_id, data.totp_code, _meta(request, actor.subject, actor.role.value))
     return RecoveryCodes(codes, brief(account))
 
 
 @post("/auth/recovery-codes", sync_to_thread=True, status_code=200, tags=["auth"])
-def recovery_codes(request: Request[Any, Any, Any], accounts: Accounts) -> RecoveryCodes:
+def recovery_codes(actor: Caller, accounts: Accounts) -> RecoveryCodes:
     """Ten new recovery codes (the old ones stop working), shown once."""
-    _, account_id = _account_of(request)
+    _, account_id = _account_of(actor)
     return RecoveryCodes(accounts.new_recovery_codes(account_id))
 
 
