@@ -141,7 +141,7 @@ class AccountController(Controller):
     ) -> Page[AccountRow]:
         """The accounts in the caller's scope (no phone numbers or names: read one account for those)."""
         position = wait_for_views(min_position)
-        view = AccountsView(views.runner.pool)
+        view = AccountsView(views.pool)
         rows, total = view.list(
             scope=visible, org_unit_id=org_unit_id, role=role.value if role else None, status=status,
             limit=limit, offset=offset,

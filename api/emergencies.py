@@ -312,7 +312,7 @@ class EmergencyController(Controller):
         acknowledgement deadline it waits on (``overdue`` once passed)."""
         position = wait_for_views(min_position)
         statuses = {"open": OPEN, "resolved": ("resolved",), "closed": ("closed",), "all": None}[status]
-        view = EmergencyQueueView(views.runner.pool)
+        view = EmergencyQueueView(views.pool)
         rows, total = view.list(
             statuses=statuses, severity=severity.value if severity else None, limit=limit, offset=offset,
             scope=visible,

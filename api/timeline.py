@@ -92,7 +92,7 @@ class TimelineController(Controller):
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
         position = wait_for_views(min_position)
-        view = TimelineView(views.runner.pool)
+        view = TimelineView(views.pool)
         page = view.page(
             person_id, newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor),
             cursor=cursor, limit=limit,
