@@ -68,11 +68,11 @@ class SecondFactorRequiredError(DomainError):
 
 
 class SecondFactorError(DomainError):
-    """The second factor (TOTP code or recovery code) was wrong or already used."""
+    """The second factor (TOTP or recovery code) is wrong, expired or used, or was never enrolled."""
 
 
 class AccountLockedError(DomainError):
-    """The account is locked: it signs in again once an administrator unlocks it."""
+    """The account is not active (locked, or not yet activated): it cannot sign in."""
 
 
 class ActivationError(DomainError):
