@@ -16,7 +16,9 @@ from infrastructure.settings import Settings
 @pytest.fixture(scope="module")
 def app() -> Litestar:
     # Nothing connects until the app starts: building it needs no server.
-    return bootstrap.api(Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret="x" * 48)
+    return bootstrap.api(
+        Settings(), database_url="postgresql://nobody@127.0.0.1:1/none", nats_url=None, jwt_secret="x" * 48
+    )
 
 
 def operations(app: Litestar) -> list[tuple[str, dict[str, Any]]]:
