@@ -24,6 +24,7 @@ from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import actor_of, key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
+from api.dependencies import DEPENDENCIES
 from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
@@ -239,8 +240,10 @@ def create_app(
             RegistryXlsxController,
             *pages,
         ],
-        # One guard for every route: the access table (api/access.py) says who may do what.
+        # One guard for every route: the access table (api/access/rules.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
+        # What handlers are given by name (api/dependencies.py): the application, views, settings, caller.
+        dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, metrics_middleware, security_middleware],
         template_config=template_config,
