@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from application.ports import EventStore
 from application.results import CommandResult
@@ -33,6 +33,7 @@ class CommandGroup:
     _unit_of_work: Any  # per thread: ``loaded``, the aggregates of the command attempt in progress
     # The library's Application.save; an annotation only: a method here would come before it.
     save: Callable[..., Any]
+    mapper: Mapper[UUID]
 
     def _fresh_unit_of_work(self) -> AbstractContextManager[None]:
         raise NotImplementedError

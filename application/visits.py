@@ -303,19 +303,7 @@ class VisitCommands(CommandGroup):
         content = log_content(visited_at=meta.occurred_at, **fields)
         existing = self._maybe(VisitLog, log_id)
         if existing is not None:
-            same = (
-                existing.content() == content
-                and pairing_id in (None, existing.pairing_id)
-                and person_id
-                in (
-                    None,
-                    existing.person_id,
-                )
-            )
-            if not same:
-                raise AlreadyExistsError(
-                    f"a different visit log already exists with id {log_id}", field="id", id=str(log_id)
-                )
+            self._check_same_log(existing, content, pairing_id, person_id)
             return CommandResult(existing.id, existing.version, self._log_position(existing), created=False)
         self._check_helper_went(content, acting_helper_id)
 
@@ -323,6 +311,21 @@ class VisitCommands(CommandGroup):
             return self._decide_log(log_id, meta, content, fields, pairing_id, person_id, now)
 
         return self._create(VisitLog, log_id, build)
+
+    @staticmethod
+    def _check_same_log(
+        existing: VisitLog, content: dict[str, Any], pairing_id: UUID | None, person_id: UUID | None
+    ) -> None:
+        """A log sent again must be the same log: else the id is taken."""
+        same = (
+            existing.content() == content
+            and pairing_id in (None, existing.pairing_id)
+            and person_id in (None, existing.person_id)
+        )
+        if not same:
+            raise AlreadyExistsError(
+                f"a different visit log already exists with id {existing.id}", field="id", id=str(existing.id)
+            )
 
     @staticmethod
     def _check_helper_went(content: dict[str, Any], acting_helper_id: UUID | None) -> None:
@@ -398,7 +401,7 @@ class VisitCommands(CommandGroup):
         kind, and the new logs (each with the task it completes) are saved in one transaction;
         when that save loses a race with a concurrent write, each item is recorded on its own.
         The same id twice in one batch: the later item is refused."""
-        answers: list[CommandResult | DomainError | None] = [None] * len(items)
+        answers: dict[int, CommandResult | DomainError] = {}
         contents: dict[int, dict[str, Any]] = {}
         seen: dict[UUID, int] = {}
         for n, item in enumerate(items):
@@ -414,9 +417,9 @@ class VisitCommands(CommandGroup):
             except DomainError as e:
                 answers[n] = e
         stored = {e.originator_id for e in self.store.first_events([items[n].log_id for n in contents])}
-        for n in [n for n in contents if items[n].log_id in stored]:
-            answers[n] = self._one_log(items[n], acting_helper_id, now)  # a resend: compared as one
-            del contents[n]
+        again = {n: contents.pop(n) for n in list(contents) if items[n].log_id in stored}
+        if again:
+            answers.update(self._logs_again(items, again))
         decided: dict[int, tuple[VisitLog, list[Aggregate]]] = {}
         with self._fresh_unit_of_work():
             self._preload(items[n] for n in contents)
@@ -441,7 +444,38 @@ class VisitCommands(CommandGroup):
                 for n, (log, others) in decided.items():
                     last = max(position.get(a.id) or 0 for a in (log, *others)) or None
                     answers[n] = CommandResult(log.id, log.version, last, created=True, aggregate=log)
-        return [a for a in answers if a is not None]
+        return [answers[n] for n in range(len(items))]
+
+    def _logs_again(
+        self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]]
+    ) -> dict[int, CommandResult | DomainError]:
+        """Logs sent before: each the same log again (its first answer's result), or refused."""
+        logs = self.load_many(VisitLog, [items[n].log_id for n in contents])
+        task_ids = [log.task_id for log in logs.values() if log.task_id is not None]
+        completed: dict[UUID, int] = {}  # log id -> version of the task's event it completed
+        for event in self.mapper.to_domain_events(self.store.events_of(task_ids)):  # type: ignore[attr-defined]
+            if isinstance(event, VisitTask.Completed):
+                completed[event.log_id] = event.originator_version
+        keys: dict[UUID, list[tuple[UUID, int]]] = {log.id: [(log.id, log.version)] for log in logs.values()}
+        for log in logs.values():
+            if log.task_id is not None and log.id in completed:
+                keys[log.id].append((log.task_id, completed[log.id]))
+        positions = self.store.positions([k for ks in keys.values() for k in ks])
+        out: dict[int, CommandResult | DomainError] = {}
+        for n, content in contents.items():
+            item, found = items[n], logs.get(items[n].log_id)
+            try:
+                if found is None:  # another kind of thing under this id
+                    raise AlreadyExistsError(
+                        f"a different visit log already exists with id {item.log_id}", field="id", id=str(item.log_id)
+                    )
+                self._check_same_log(found, content, item.pairing_id, item.person_id)
+            except DomainError as e:
+                out[n] = e
+                continue
+            position = max((positions[k] for k in keys[found.id] if k in positions), default=None)
+            out[n] = CommandResult(found.id, found.version, position, created=False, aggregate=found)
+        return out
 
     def _one_log(
         self, item: LogItem, acting_helper_id: UUID | None, now: datetime | None
