@@ -45,6 +45,7 @@ from api.sessions import start_accounts, stop_accounts
 from api.supervision import SupervisionController
 from api.timeline import TimelineController
 from api.views import ReadSide
+from api.visit_batches import MAX_BATCH_BYTES, VisitLogBatchController
 from api.visits import VisitController, VisitLogController, helper_visits
 from application.care import CareApplication
 from domain.vocabulary import ActorRole
@@ -229,6 +230,7 @@ def create_app(
             SupervisionCsvController,
             VisitController,
             VisitLogController,
+            VisitLogBatchController,
             helper_visits,
             revoke_token,
             AuditController,
@@ -259,7 +261,7 @@ def create_app(
     app.state.make_care = make_care
     app.state.jwt_secret = jwt_secret
     app.state.jwt_keys = key_ring(jwt_secret, settings.jwt_previous_secrets)
-    configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES)
+    configure_security(app, settings, max_body_bytes=MAX_BODY_BYTES, json_limits={"/visit-logs/batch": MAX_BATCH_BYTES})
     app.state.connections = Connections(database_url=database_url, nats_url=nats_url)
     app.state.watch = watch or Watch()
     return app

@@ -120,19 +120,26 @@ class SecurityState:
     # Routes that take a file (multipart/form-data) instead of JSON, with their own size limit:
     # the registry import (POST /imports, api/imports.py, and its page, POST /app/imports, web/imports.py).
     uploads: dict[str, int] = field(default_factory=dict)
+    # JSON routes allowed a larger body than ``max_body_bytes``: a device's backlog of visit logs
+    # (POST /visit-logs/batch, api/visit_batches.py).
+    json_limits: dict[str, int] = field(default_factory=dict)
 
 
 UPLOAD_FRAMING_BYTES = 64 * 1024
 
 
-def configure(app: Any, settings: Settings, *, max_body_bytes: int) -> None:
+def configure(app: Any, settings: Settings, *, max_body_bytes: int, json_limits: dict[str, int] | None = None) -> None:
     """Put the limiters and limits on the app's state (create_app calls this)."""
     origins = frozenset(o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip())
     reports = RateLimiter(settings.reports_per_minute) if settings.reports_per_minute > 0 else None
     # The upload's limit plus the multipart framing and its few form fields.
     uploads = dict.fromkeys(("/imports", "/app/imports"), settings.import_max_bytes + UPLOAD_FRAMING_BYTES)
     app.state.security = SecurityState(
-        max_body_bytes=max_body_bytes, cors_origins=origins, report_limiter=reports, uploads=uploads
+        max_body_bytes=max_body_bytes,
+        cors_origins=origins,
+        report_limiter=reports,
+        uploads=uploads,
+        json_limits=dict(json_limits or {}),
     )
     per_minute = settings.auth_failures_per_minute
     app.state.auth_limiter = RateLimiter(per_minute) if per_minute > 0 else None
@@ -351,7 +358,7 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         upload_limit = state.uploads.get(scope.get("path", "")) if method == "POST" else None
-        limit = upload_limit or state.max_body_bytes
+        limit = upload_limit or state.json_limits.get(scope.get("path", "")) or state.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:
             raise ProblemError(413, "body-too-large", "Body too large", f"the body may be at most {limit} bytes")

@@ -48,6 +48,16 @@ class EventStore(ABC):
         ]
         return max(positions, default=None)
 
+    def positions(self, events: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        """The log position of each of these (aggregate id, version) events that is stored."""
+        wanted = set(events)
+        found: dict[tuple[UUID, int], int] = {}
+        for n in self.recorder.select_notifications(start=None, limit=2**62):
+            key = (UUID(str(n.originator_id)), n.originator_version)
+            if key in wanted:
+                found[key] = n.id
+        return found
+
     @abstractmethod
     def is_erased(self, subject: str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""

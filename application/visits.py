@@ -10,18 +10,19 @@ when a coordinator acts for others; helpers act only for themselves and their ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
 from application.command_group import CommandGroup
 from application.errors import AlreadyExistsError, NotFoundError
 from application.results import CommandResult
-from domain.base import CommandMeta
+from domain.base import CommandMeta, DomainError
 from domain.group import VolunteerGroup
 from domain.pairing import Pairing
 from domain.person import Person
@@ -300,56 +301,70 @@ class VisitCommands(CommandGroup):
         content = log_content(visited_at=meta.occurred_at, **fields)
         existing = self._maybe(VisitLog, log_id)
         if existing is not None:
-            same = (
-                existing.content() == content
-                and pairing_id in (None, existing.pairing_id)
-                and person_id
-                in (
-                    None,
-                    existing.person_id,
-                )
-            )
-            if not same:
-                raise AlreadyExistsError(
-                    f"a different visit log already exists with id {log_id}", field="id", id=str(log_id)
-                )
+            self._check_same_log(existing, content, pairing_id, person_id)
             return CommandResult(existing.id, existing.version, self._log_position(existing), created=False)
+        self._check_helper_went(content, acting_helper_id)
+
+        def build() -> tuple[VisitLog, list[Aggregate]]:
+            return self._decide_log(log_id, meta, content, fields, pairing_id, person_id, now)
+
+        return self._create(VisitLog, log_id, build)
+
+    @staticmethod
+    def _check_same_log(
+        existing: VisitLog, content: dict[str, Any], pairing_id: UUID | None, person_id: UUID | None
+    ) -> None:
+        """A log sent again must be the same log: else the id is taken."""
+        same = (
+            existing.content() == content
+            and pairing_id in (None, existing.pairing_id)
+            and person_id in (None, existing.person_id)
+        )
+        if not same:
+            raise AlreadyExistsError(
+                f"a different visit log already exists with id {existing.id}", field="id", id=str(existing.id)
+            )
+
+    @staticmethod
+    def _check_helper_went(content: dict[str, Any], acting_helper_id: UUID | None) -> None:
         if acting_helper_id is not None and acting_helper_id not in content["helper_ids"]:
             raise NotEligibleError("a helper logs visits they went on: add yourself to helper_ids", field="helper_ids")
 
-        def build() -> tuple[VisitLog, list[Aggregate]]:
-            task = None
-            if content["task_id"] is not None:
-                task = self.load(VisitTask, content["task_id"], field="task_id")
-                if person_id not in (None, task.person_id):
-                    raise VisitLogError(f"the task is a visit to person {task.person_id}", field="person_id")
-                pairing = self.load(Pairing, task.pairing_id)
-                who, org_path = task.person_id, task.org_path
-            else:
-                if pairing_id is None or person_id is None:
-                    raise VisitLogError("an unplanned visit names its pairing_id and person_id", field="pairing_id")
-                pairing = self.load(Pairing, pairing_id, field="pairing_id")
-                if person_id not in pairing.person_ids:
-                    raise VisitLogError(f"person {person_id} is not in pairing {pairing_id}", field="person_id")
-                who, org_path = person_id, self.load(Person, person_id).org_path
-            # Nothing more is recorded about an erased person (a task may still be open for them).
-            self.load(Person, who).check_not_erased(field="person_id")
-            self._check_went(pairing, content["helper_ids"])
-            log = VisitLog.record(
-                id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields
+    def _decide_log(
+        self,
+        log_id: UUID,
+        meta: CommandMeta,
+        content: dict[str, Any],
+        fields: dict[str, Any],
+        pairing_id: UUID | None,
+        person_id: UUID | None,
+        now: datetime | None,
+    ) -> tuple[VisitLog, list[Aggregate]]:
+        """The new log and the task it completes (if any), decided on what ``load`` gives."""
+        task = None
+        if content["task_id"] is not None:
+            task = self.load(VisitTask, content["task_id"], field="task_id")
+            if person_id not in (None, task.person_id):
+                raise VisitLogError(f"the task is a visit to person {task.person_id}", field="person_id")
+            pairing = self.load(Pairing, task.pairing_id)
+            who, org_path = task.person_id, task.org_path
+        else:
+            if pairing_id is None or person_id is None:
+                raise VisitLogError("an unplanned visit names its pairing_id and person_id", field="pairing_id")
+            pairing = self.load(Pairing, pairing_id, field="pairing_id")
+            if person_id not in pairing.person_ids:
+                raise VisitLogError(f"person {person_id} is not in pairing {pairing_id}", field="person_id")
+            who, org_path = person_id, self.load(Person, person_id).org_path
+        # Nothing more is recorded about an erased person (a task may still be open for them).
+        self.load(Person, who).check_not_erased(field="person_id")
+        self._check_went(pairing, content["helper_ids"])
+        log = VisitLog.record(id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields)
+        if task is not None:
+            task.complete(
+                log_id=log_id, helper_ids=content["helper_ids"], mode=log.mode, now=now or meta.occurred_at, meta=meta
             )
-            if task is not None:
-                task.complete(
-                    log_id=log_id,
-                    helper_ids=content["helper_ids"],
-                    mode=log.mode,
-                    now=now or meta.occurred_at,
-                    meta=meta,
-                )
-                return log, [task]
-            return log, []
-
-        return self._create(VisitLog, log_id, build)
+            return log, [task]
+        return log, []
 
     def _check_went(self, pairing: Pairing, helper_ids: list[UUID]) -> None:
         group = None
@@ -372,3 +387,135 @@ class VisitCommands(CommandGroup):
                 if isinstance(event, VisitTask.Completed) and event.log_id == log.id:
                     keys.append((log.task_id, event.originator_version))
         return self.store.last_position(keys)
+
+    # ---- a device's backlog of visit logs at once -------------------------------------------------
+
+    def record_visits(
+        self, items: Sequence[LogItem], *, acting_helper_id: UUID | None = None, now: datetime | None = None
+    ) -> list[CommandResult | DomainError]:
+        """Record many visit logs (an offline device's backlog) with the guarantees of
+        ``record_visit`` for each: each item's answer is its own result or the error that refused
+        it, and a refused item leaves no trace. What the items read is loaded in one query per
+        kind, and the new logs (each with the task it completes) are saved in one transaction;
+        when that save loses a race with a concurrent write, each item is recorded on its own.
+        The same id twice in one batch: the later item is refused."""
+        answers: dict[int, CommandResult | DomainError] = {}
+        contents: dict[int, dict[str, Any]] = {}
+        seen: dict[UUID, int] = {}
+        for n, item in enumerate(items):
+            try:
+                if item.log_id in seen:
+                    raise AlreadyExistsError(
+                        f"visit log {item.log_id} is item {seen[item.log_id]} of this batch too",
+                        field="id",
+                        id=str(item.log_id),
+                    )
+                seen[item.log_id] = n
+                contents[n] = log_content(visited_at=item.meta.occurred_at, **item.fields)
+            except DomainError as e:
+                answers[n] = e
+        stored = {e.originator_id for e in self.store.first_events([items[n].log_id for n in contents])}
+        again = {n: contents.pop(n) for n in list(contents) if items[n].log_id in stored}
+        if again:
+            answers.update(self._logs_again(items, again))
+        decided: dict[int, tuple[VisitLog, list[Aggregate]]] = {}
+        with self._fresh_unit_of_work():
+            self._preload(items[n] for n in contents)
+            for n, content in contents.items():
+                item = items[n]
+                try:
+                    self._check_helper_went(content, acting_helper_id)
+                    decided[n] = self._decide_log(
+                        item.log_id, item.meta, content, item.fields, item.pairing_id, item.person_id, now
+                    )
+                except DomainError as e:
+                    answers[n] = e
+        if decided:
+            touched = {id(a): a for log, others in decided.values() for a in (log, *others)}
+            try:
+                recordings = self.save(*touched.values())
+            except IntegrityError:
+                for n in decided:  # someone else wrote one of them meanwhile: each on its own
+                    answers[n] = self._one_log(items[n], acting_helper_id, now)
+            else:
+                position = {r.domain_event.originator_id: r.notification.id for r in recordings}
+                for n, (log, others) in decided.items():
+                    last = max(position.get(a.id) or 0 for a in (log, *others)) or None
+                    answers[n] = CommandResult(log.id, log.version, last, created=True, aggregate=log)
+        return [answers[n] for n in range(len(items))]
+
+    def _logs_again(
+        self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]]
+    ) -> dict[int, CommandResult | DomainError]:
+        """Logs sent before: each the same log again (its first answer's result), or refused."""
+        logs = self.load_many(VisitLog, [items[n].log_id for n in contents])
+        task_ids = [log.task_id for log in logs.values() if log.task_id is not None]
+        completed: dict[UUID, int] = {}  # log id -> version of the task's event it completed
+        for event in self.mapper.to_domain_events(self.store.events_of(task_ids)):  # type: ignore[attr-defined]
+            if isinstance(event, VisitTask.Completed):
+                completed[event.log_id] = event.originator_version
+        keys: dict[UUID, list[tuple[UUID, int]]] = {log.id: [(log.id, log.version)] for log in logs.values()}
+        for log in logs.values():
+            if log.task_id is not None and log.id in completed:
+                keys[log.id].append((log.task_id, completed[log.id]))
+        positions = self.store.positions([k for ks in keys.values() for k in ks])
+        out: dict[int, CommandResult | DomainError] = {}
+        for n, content in contents.items():
+            item, found = items[n], logs.get(items[n].log_id)
+            try:
+                if found is None:  # another kind of thing under this id
+                    raise AlreadyExistsError(
+                        f"a different visit log already exists with id {item.log_id}", field="id", id=str(item.log_id)
+                    )
+                self._check_same_log(found, content, item.pairing_id, item.person_id)
+            except DomainError as e:
+                out[n] = e
+                continue
+            position = max((positions[k] for k in keys[found.id] if k in positions), default=None)
+            out[n] = CommandResult(found.id, found.version, position, created=False, aggregate=found)
+        return out
+
+    def _one_log(
+        self, item: LogItem, acting_helper_id: UUID | None, now: datetime | None
+    ) -> CommandResult | DomainError:
+        try:
+            result: CommandResult = self.record_visit(
+                item.log_id,
+                item.meta,
+                pairing_id=item.pairing_id,
+                person_id=item.person_id,
+                acting_helper_id=acting_helper_id,
+                now=now,
+                **item.fields,
+            )
+        except DomainError as e:
+            return e
+        return result
+
+    def _preload(self, items: Iterable[LogItem]) -> None:
+        """Load what deciding these logs reads (tasks, pairings, persons, groups) into the unit
+        of work, one query per kind, so ``load`` finds it there."""
+        items = list(items)
+        tasks = self.load_many(VisitTask, {i.fields["task_id"] for i in items if i.fields.get("task_id")})
+        pairings = self.load_many(
+            Pairing,
+            {t.pairing_id for t in tasks.values()} | {i.pairing_id for i in items if i.pairing_id is not None},
+        )
+        persons = self.load_many(
+            Person, {t.person_id for t in tasks.values()} | {i.person_id for i in items if i.person_id is not None}
+        )
+        groups = self.load_many(VolunteerGroup, {p.group_id for p in pairings.values() if p.group_id is not None})
+        self._unit_of_work.loaded.update({**tasks, **pairings, **persons, **groups})
+
+
+@dataclass(frozen=True)
+class LogItem:
+    """One visit log of a batch: its client-chosen id, its command's meta, the log's fields (as
+    ``record_visit`` takes them, ``task_id`` among them), and for an unplanned visit its pairing
+    and person."""
+
+    log_id: UUID
+    meta: CommandMeta
+    fields: dict[str, Any]
+    pairing_id: UUID | None = None
+    person_id: UUID | None = None

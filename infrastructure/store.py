@@ -205,6 +205,18 @@ class PostgresEventStore(_SealingStore):
             row = cur.fetchone()
         return row["max"] if row else None
 
+    def positions(self, events: Sequence[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        if not events:
+            return {}
+        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, notification_id FROM {} WHERE (originator_id,"
+            " originator_version) IN (SELECT * FROM unnest(%s::uuid[], %s::bigint[]))"
+        ).format(table)
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            rows = cur.execute(query, ([e[0] for e in events], [e[1] for e in events])).fetchall()
+        return {(r["originator_id"], r["originator_version"]): r["notification_id"] for r in rows}
+
     def erased(self, person_id: str) -> None:
         self.key_store.forget([person_id])  # the erasure's insert destroyed the keys
 

@@ -5,7 +5,7 @@ persons of a responder's area, an import job's unit) the views say."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -139,6 +139,15 @@ class Access:
         if aggregate_id not in self._first:
             self._first[aggregate_id] = next(iter(self.app.events.get(aggregate_id, limit=1)), None)
         return self._first[aggregate_id]
+
+    def prime(self, ids: Iterable[UUID]) -> None:
+        """Read the first events of many streams in one query (a batch names hundreds)."""
+        wanted = [i for i in dict.fromkeys(ids) if i not in self._first]
+        if not wanted:
+            return
+        events = self.app.mapper.to_domain_events(self.app.store.first_events(wanted))  # type: ignore[attr-defined]
+        self._first.update(dict.fromkeys(wanted))
+        self._first.update({e.originator_id: e for e in events})
 
     def aggregate(self, aggregate_id: UUID) -> Any:
         """The aggregate now (None: no such stream)."""

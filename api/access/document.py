@@ -34,6 +34,8 @@ def _objects(rule: Rule) -> str:
         parts.append(f"lists {rule.lists}s in scope")
     if rule.filters:
         parts.append("filters " + ", ".join(f"`{f.field}`" for f in rule.filters))
+    if rule.checked_as:
+        parts.append(f"each item checked as {rule.checked_as}")
     return "; ".join(parts)
 
 

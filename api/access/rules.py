@@ -94,6 +94,7 @@ class Rule:
     filters: tuple[Ref, ...] = ()  # query parameters of a list naming objects
     public: bool = False  # no token needed
     creates: Kind | None = None  # a create whose body may choose the new object's ``id``
+    checked_as: str = ""  # its items are checked by the handler under the rules of these routes
 
     @property
     def key(self) -> tuple[str, str]:
@@ -266,6 +267,10 @@ RULES: tuple[Rule, ...] = (
          creates=Kind.VISIT_LOG),
     Rule("POST", "/visit-logs", "visit logs", "record", VISIT_WRITE,
          refs=(Ref("pairing_id", Kind.PAIRING), Ref("person_id", Kind.PERSON)), creates=Kind.VISIT_LOG),
+    # A device's backlog: the guard checks the role; each item is checked as the one-log route
+    # would check it (api/visit_batches.py), and a refused item gets that route's answer.
+    Rule("POST", "/visit-logs/batch", "visit logs", "record many", VISIT_WRITE,
+         checked_as="`POST /visits/{task_id}/complete` (items with `task_id`) or `POST /visit-logs`"),
     Rule("GET", "/visit-logs", "visit logs", "list", VISIT_READ, lists=Kind.VISIT_LOG,
          filters=(HELPER_FILTER, PAIRING_FILTER, PERSON_FILTER)),
     Rule("GET", "/visit-logs/{log_id:uuid}", "visit logs", "read", VISIT_READ, LOG),

@@ -486,6 +486,10 @@ def _log_body(w: World, role: str, ctx: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _all_recorded(w: World, r: httpx.Response) -> None:
+    assert [item["status"] for item in r.json()["items"]] == [201], r.text
+
+
 def _pairing_with(helpers: int, persons: int) -> Callable[[World, str], dict[str, Any]]:
     def make(w: World, role: str) -> dict[str, Any]:
         hs, ps = [w.helper() for _ in range(helpers)], [w.person() for _ in range(persons)]
@@ -628,6 +632,9 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("POST", "/visits/{task_id:uuid}/complete"): Recipe(VISITS_WRITE, target="task", fresh=_fresh_task(), body=_log_body, ok=(201,)),
     ("POST", "/visit-logs"): Recipe(VISITS_WRITE, refs={"pairing_id": "pairing", "person_id": "person"}, ok=(201,),
                                     body=lambda w, role, ctx: {**_log_body(w, role, ctx), "pairing_id": w.ids["PA1"], "person_id": w.ids["P1"]}),
+    # Each item is checked as its one-log route (tests/e2e/test_api_visit_batches.py): here the roles.
+    ("POST", "/visit-logs/batch"): Recipe(VISITS_WRITE, after=_all_recorded,
+                                          body=lambda w, role, ctx: {"items": [{**_log_body(w, role, ctx), "pairing_id": w.ids["PA1"], "person_id": w.ids["P1"]}]}),
     ("GET", "/visit-logs"): Recipe(VISITS_READ, lists="log", filters={"helper_id": "helper", "pairing_id": "pairing", "person_id": "person"}),
     ("GET", "/visit-logs/{log_id:uuid}"): Recipe(VISITS_READ, target="log"),
     # emergencies

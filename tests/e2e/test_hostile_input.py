@@ -19,6 +19,7 @@ import pytest
 from litestar.routes import HTTPRoute
 
 from api.security import MAX_DEPTH
+from api.visit_batches import MAX_BATCH_BYTES
 from guanai import bootstrap
 from infrastructure.settings import Settings
 from tests.api_support import SECRET, ApiServer, Tree, api_server, child, client, elder, helper  # noqa: F401
@@ -95,6 +96,10 @@ HOSTILE_BODIES: list[tuple[str, bytes, dict[str, str], int]] = [
 ]
 
 
+# JSON routes whose bodies may be larger than the API's 256 KiB: a device's backlog of visit logs.
+LARGER_BODIES = {"/visit-logs/batch": MAX_BATCH_BYTES}
+
+
 @pytest.mark.parametrize(("name", "body", "headers", "status"), HOSTILE_BODIES, ids=[c[0] for c in HOSTILE_BODIES])
 def test_hostile_bodies_are_refused_everywhere(
     client: httpx.Client,
@@ -106,7 +111,10 @@ def test_hostile_bodies_are_refused_everywhere(
     status: int,
 ) -> None:
     for method, path, _ in operations(spec, with_body=True):
-        r = client.request(method, fill(path), content=body, headers=headers)
+        sent = body
+        if name == "oversized" and path in LARGER_BODIES:  # a route with a limit of its own: past it
+            sent = b'{"name": "' + b"x" * LARGER_BODIES[path] + b'"}'
+        r = client.request(method, fill(path), content=sent, headers=headers)
         # Shape errors (an array for an object) are the decoder's: 400 or 422 both say "not this".
         allowed = (status, 422) if name.endswith("not-object") else (status,)
         assert_problem(r, *allowed)

@@ -16,11 +16,13 @@ from uuid import UUID, uuid4
 import pytest
 
 from application.care import AlreadyExistsError, CareApplication, CommandResult, NotFoundError, VersionConflictError
+from application.visits import LogItem
 from domain.base import META_FIELDS, CommandMeta
 from domain.helper import Helper, HelperOverCapacityError
 from domain.org_unit import OrgUnit
 from domain.pairing import DuplicateMemberError, Pairing
 from domain.person import Person
+from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, RiskTag, Sex, VisitMode
 
 
@@ -325,3 +327,88 @@ def test_a_person_can_leave_when_two_of_their_pairings_share_a_helper(
     assert care_app.load(Pairing, many).person_ids == [f, g]
     assert care_app.load(Helper, cadre).assignments == {many: 2}
     assert care_app.load(Helper, doctor).assignments == {}
+
+
+# ---- a device's backlog of visit logs ----------------------------------------------------------
+
+
+def _log(log_id: UUID, helper: UUID, when: datetime, **links: Any) -> LogItem:
+    meta = CommandMeta(actor_id=str(helper), actor_role="volunteer", correlation_id=f"b-{uuid4()}", occurred_at=when)
+    fields = {"task_id": links.pop("task_id", None), "mode": VisitMode.HOME_VISIT, "helper_ids": [helper],
+              "findings": {"mood": "good", "notes": "腿脚好多了"}, "services": [], "service_items": []}  # fmt: skip
+    return LogItem(log_id, meta, fields, **links)
+
+
+def test_a_backlog_of_logs_is_decided_item_by_item_and_saved_once(
+    care_app: CareApplication, org: Org, meta: CommandMeta
+) -> None:
+    helper = new_helper(care_app, org, meta)
+    elders = [new_elder(care_app, org, meta) for _ in range(3)]
+    pairing = form(care_app, PairingShape.ONE_TO_MANY, [helper], elders, meta).id
+    now = datetime.now(UTC)
+    created = care_app.schedule_visits(pairing, meta).created
+    tasks = sorted(
+        (t for t in care_app.load_many(VisitTask, created).values() if t.opens_at <= now),
+        key=lambda t: str(t.person_id),
+    )
+    assert len(tasks) == 3
+    when = now - timedelta(minutes=5)
+    ids = [uuid4() for _ in range(6)]
+    items = [
+        _log(ids[0], helper, when, task_id=tasks[0].id),
+        _log(ids[1], helper, when, pairing_id=pairing, person_id=elders[1]),
+        _log(ids[2], helper, when, pairing_id=pairing, person_id=uuid4()),  # not in the pairing
+        _log(ids[3], helper, when, task_id=tasks[0].id),  # the task item 0 completes
+        _log(ids[0], helper, when, pairing_id=pairing, person_id=elders[2]),  # item 0's id again
+        _log(ids[5], helper, when, task_id=tasks[2].id),
+    ]
+    answers = care_app.record_visits(items, acting_helper_id=helper)
+    assert [type(a).__name__ for a in answers] == [
+        "CommandResult", "CommandResult", "VisitLogError", "TaskClosedError", "AlreadyExistsError", "CommandResult",
+    ]  # fmt: skip
+    assert answers[2].field == "person_id" and answers[4].field == "id"
+    created = [answers[n] for n in (0, 1, 5)]
+    assert all(isinstance(a, CommandResult) and a.created for a in created)
+    assert len({a.position for a in created}) == 3  # each its own events' position, in one transaction
+    assert care_app.load(VisitTask, tasks[0].id).log_id == ids[0]
+    assert care_app.load(VisitTask, tasks[1].id).status == "scheduled"
+    assert not list(care_app.events.get(ids[2])) and not list(care_app.events.get(ids[3]))
+    # Sent again: the same answers, nothing written.
+    before = care_app.recorder.max_notification_id()
+    again = care_app.record_visits([items[n] for n in (0, 1, 5)], acting_helper_id=helper)
+    assert [(a.id, a.version, a.position, a.created) for a in again] == [  # type: ignore[union-attr]
+        (a.id, a.version, a.position, False) for a in created
+    ]
+    assert care_app.recorder.max_notification_id() == before
+
+
+def test_a_backlog_that_loses_a_race_is_recorded_item_by_item(
+    care_app: CareApplication, org: Org, meta: CommandMeta
+) -> None:
+    helper = new_helper(care_app, org, meta)
+    elders = [new_elder(care_app, org, meta) for _ in range(2)]
+    pairing = form(care_app, PairingShape.ONE_TO_MANY, [helper], elders, meta).id
+    now = datetime.now(UTC)
+    created = care_app.schedule_visits(pairing, meta).created
+    tasks = sorted(
+        (t for t in care_app.load_many(VisitTask, created).values() if t.opens_at <= now),
+        key=lambda t: str(t.person_id),
+    )
+    when = now - timedelta(minutes=5)
+    items = [_log(uuid4(), helper, when, task_id=t.id) for t in tasks]
+    other = _log(uuid4(), helper, when, task_id=tasks[0].id)
+    preload = care_app._preload
+
+    def meanwhile(batch: Any) -> None:
+        preload(batch)  # the batch has read the tasks; another device completes one of them now
+        del care_app._preload  # that device's batch reads as usual
+        done = threading.Thread(target=care_app.record_visits, args=([other],), kwargs={"acting_helper_id": helper})
+        done.start()
+        done.join()
+
+    care_app._preload = meanwhile  # type: ignore[method-assign]
+    answers = care_app.record_visits(items, acting_helper_id=helper)
+    assert type(answers[0]).__name__ == "TaskClosedError" and answers[0].extra["log_id"] == str(other.log_id)
+    assert isinstance(answers[1], CommandResult) and answers[1].created
+    assert care_app.load(VisitTask, tasks[0].id).log_id == other.log_id
+    assert not list(care_app.events.get(items[0].log_id))
