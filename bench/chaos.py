@@ -77,9 +77,9 @@ class County:
     log_tasks: list[dict[str, Any]]  # id, opens_at, member (a helper of the task's pairing group)
 
 
-def seed(cluster: Cluster, tasks: int) -> County:
+def seed(cluster: Cluster, tasks: int, ack_seconds: int = ACK_SECONDS) -> County:
     """Through the command side, in this process: a county, a township and a village with
-    rosters (responders always on duty, ``ACK_SECONDS`` to acknowledge), elders in one-to-N
+    rosters (responders always on duty, ``ack_seconds`` to acknowledge a critical report), elders in one-to-N
     pairings held with a volunteer group, and this week's visit tasks."""
     from domain.base import CommandMeta
     from domain.roster import Tier
@@ -103,7 +103,7 @@ def seed(cluster: Cluster, tasks: int) -> County:
         village = app.register_org_unit(code=code + "101001", name="红河村", level=OrgLevel.VILLAGE, parent_id=town,
                                         meta=meta()).id  # fmt: skip
         for unit, responder in ((town, "t-desk"), (county, "c-desk")):
-            app.set_up_roster(unit, {"critical": ACK_SECONDS}, meta())
+            app.set_up_roster(unit, {"critical": ack_seconds}, meta())
             app.add_roster_responder(unit, responder_id=responder, name="值班", phone="13900000000",
                                      tier=Tier.PRIMARY, shifts=[], meta=meta())  # fmt: skip
 
