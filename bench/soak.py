@@ -119,6 +119,7 @@ class SteadyLoad:
 
     def claim(self, c: httpx.Client) -> None:
         if not self.claim_tasks:
+            self.tally.errors["claim: no task left (seed more)"] += 1
             return
         task = self.claim_tasks.pop()
         who = self.rng.sample(self.members, 3)
@@ -141,6 +142,7 @@ class SteadyLoad:
 
     def log(self, c: httpx.Client) -> None:
         if not self.log_tasks:
+            self.tally.errors["visit log: no task left (seed more)"] += 1
             return
         task = self.log_tasks.pop()
         m = self.rng.randrange(len(self.members))
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     sigterm_as_interrupt()
     rng = random.Random(args.seed)
     facts = f"code {code_version()}, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8), load average {os.getloadavg()[0]:.2f} at start"
-    tasks = int(args.minutes * 60 / 3 * 1.1) + 10
+    tasks = 2 * int(args.minutes * 60 / 3 * 1.1) + 10  # a claim race and a log every 3 s, each its own task
     with own_cluster(
         {"GUANAI_REPORTS_PER_MINUTE": "0", "GUANAI_VISIT_CLAIM_LIMIT": "100000"}, keep=args.keep
     ) as cluster:
