@@ -217,34 +217,45 @@ class Load:
         self.reader = {"Authorization": f"Bearer {token(cluster, 'county_supervisor', county.county, 'chaos-cs')}"}
         self.claim_tasks = list(county.claim_tasks)
         self.log_tasks = list(county.log_tasks)
-
-    def run(self, stop: threading.Event, load: TrialLoad) -> list[threading.Thread]:
-        threads = [
-            threading.Thread(target=self._reports, args=(stop, load), daemon=True),
-            threading.Thread(target=self._claims, args=(stop, load), daemon=True),
-            threading.Thread(target=self._logs, args=(stop, load), daemon=True),
-            threading.Thread(target=self._reads, args=(stop, load), daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        return threads
+        # Made once (a client takes a while to make on a busy machine), used across trials.
+        self.reports_client, self.logs_client, self.reads_client = (self._client() for _ in range(3))
+        self.claims_clients = [self._client() for _ in range(CLAIMERS)]
 
     def _client(self) -> httpx.Client:
         return httpx.Client(base_url=self.cluster.base_url, timeout=8)
 
-    def _reports(self, stop: threading.Event, load: TrialLoad) -> None:
-        with self._client() as c:
-            while not stop.is_set():
-                rid = str(uuid.uuid4())
-                body = {"id": rid, "category": "critical_illness", "severity": "critical",
-                        "person_id": str(self.rng.choice(self.people)), "description": "老人在家中跌倒，无法起身"}  # fmt: skip
-                r = Request("report", "/emergencies", body, self.reporter, rid)
-                load.add(r)
-                send(c, r)
-                stop.wait(0.25)
+    def run(self, stop: threading.Event, load: TrialLoad) -> list[threading.Thread]:
+        """The load's threads, each of which has sent (or is sending) its first request on return:
+        a kill is never earlier than the load."""
+        steps = (self._reports, self._claims, self._logs, self._reads)
+        going = [threading.Event() for _ in steps]
+        threads = [
+            threading.Thread(target=f, args=(stop, load, e), daemon=True) for f, e in zip(steps, going, strict=True)
+        ]
+        for t in threads:
+            t.start()
+        for e in going:
+            e.wait(30)
+        return threads
 
-    def _claims(self, stop: threading.Event, load: TrialLoad) -> None:
-        clients = [self._client() for _ in range(CLAIMERS)]
+    def close(self) -> None:
+        for c in [self.reports_client, self.logs_client, self.reads_client, *self.claims_clients]:
+            c.close()
+
+    def _reports(self, stop: threading.Event, load: TrialLoad, going: threading.Event) -> None:
+        c = self.reports_client
+        while not stop.is_set():
+            rid = str(uuid.uuid4())
+            body = {"id": rid, "category": "critical_illness", "severity": "critical",
+                    "person_id": str(self.rng.choice(self.people)), "description": "老人在家中跌倒，无法起身"}  # fmt: skip
+            r = Request("report", "/emergencies", body, self.reporter, rid)
+            load.add(r)
+            going.set()
+            send(c, r)
+            stop.wait(0.25)
+
+    def _claims(self, stop: threading.Event, load: TrialLoad, going: threading.Event) -> None:
+        clients = self.claims_clients
         try:
             with ThreadPoolExecutor(CLAIMERS) as pool:
                 for _ in range(PER_TRIAL):
@@ -257,14 +268,15 @@ class Load:
                     ]
                     for r in race:
                         load.add(r)
+                    going.set()
                     list(pool.map(send, clients, race))
                     stop.wait(0.6)
         finally:
-            for c in clients:
-                c.close()
+            going.set()
 
-    def _logs(self, stop: threading.Event, load: TrialLoad) -> None:
-        with self._client() as c:
+    def _logs(self, stop: threading.Event, load: TrialLoad, going: threading.Event) -> None:
+        c = self.logs_client
+        try:
             for _ in range(PER_TRIAL):
                 if stop.is_set() or not self.log_tasks:
                     break
@@ -280,23 +292,27 @@ class Load:
                 r = Request("log", f"/visits/{task['id']}/complete", body, self.member_headers[m], body["id"])
                 r.who = task["id"]
                 load.add(r)
+                going.set()
                 send(c, r)
                 stop.wait(0.6)
+        finally:
+            going.set()
 
-    def _reads(self, stop: threading.Event, load: TrialLoad) -> None:
+    def _reads(self, stop: threading.Event, load: TrialLoad, going: threading.Event) -> None:
         paths = ["/emergencies?limit=5", "/visits?limit=5", "/visit-logs?limit=5", "/health"]
-        with self._client() as c:
-            while not stop.is_set():
-                try:
-                    answer = c.get(self.rng.choice(paths), headers=self.reader, timeout=8)
-                    ok = answer.status_code < 400
-                    if not ok and answer.status_code < 500:
-                        load.read_refusals.append(f"{answer.status_code} {answer.text[:200]}")
-                except httpx.HTTPError:
-                    ok = False
-                load.reads += 1
-                load.read_errors += 0 if ok else 1
-                stop.wait(0.3)
+        c = self.reads_client
+        while not stop.is_set():
+            going.set()
+            try:
+                answer = c.get(self.rng.choice(paths), headers=self.reader, timeout=8)
+                ok = answer.status_code < 400
+                if not ok and answer.status_code < 500:
+                    load.read_refusals.append(f"{answer.status_code} {answer.text[:200]}")
+            except httpx.HTTPError:
+                ok = False
+            load.reads += 1
+            load.read_errors += 0 if ok else 1
+            stop.wait(0.3)
 
 
 # ---- what the event store says ----------------------------------------------------------------------
@@ -395,6 +411,7 @@ class Trial:
     logs_duplicated: int = 0
     logs_lost: int = 0
     retried: int = 0
+    requests_before_kill: int = 0
     never_answered: int = 0
     reads: int = 0
     read_errors: int = 0
@@ -410,11 +427,12 @@ def run_trial(
     trial = Trial(n, target)
     work = TrialLoad()
     stop = threading.Event()
-    started = time.monotonic()
     threads = load.run(stop, work)
+    started = time.monotonic()
     trial.kill_at = rng.uniform(0.3, max(0.4, args.load_seconds - 0.3))
     time.sleep(trial.kill_at)
     killed = time.monotonic()
+    trial.requests_before_kill = len(work.requests)
     try:
         if target != CONTROL:
             cluster.kill(target)
@@ -623,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             final = {i: f.verdict() for i, f in store.reports(every).items()}
         finally:
             store.close()
+            load.close()
     elapsed = time.monotonic() - began
     rows = table(trials, final)
     print(f"\n## Fault campaign, {len(trials)} trials, {facts}; {elapsed / 60:.1f} min\n")
@@ -631,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     extra = {
         "trials not settled in time": sum(1 for t in trials if not t.settled),
         "trials that failed (a restart that timed out)": sum(1 for t in trials if t.error),
+        "trials in which no request had been sent before the kill": sum(
+            1 for t in trials if not t.error and t.requests_before_kill == 0
+        ),
         "requests never answered after retries": sum(t.never_answered for t in trials),
         "requests retried after no answer or a 5xx": sum(t.retried for t in trials),
         "parts that exited on their own and were restarted": sum(len(t.revived) for t in trials),

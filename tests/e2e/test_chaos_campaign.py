@@ -34,6 +34,7 @@ def test_a_campaign_of_one_kill_per_part_loses_and_doubles_nothing(tmp_path: Pat
     trials = result["trials"]
     assert sorted(t["target"] for t in trials) == sorted([*TARGETS, CONTROL]), "every part killed once"
     assert all(t["settled"] and not t["error"] for t in trials), [t for t in trials if not t["settled"] or t["error"]]
+    assert all(t["requests_before_kill"] > 0 for t in trials), "every kill came while requests flowed"
     totals = dict(zip(result["headers"], result["rows"][-1], strict=True))
     assert totals["reports accepted"] > 0 and totals["routed once"] == totals["reports accepted"]
     for column in ("lost", "routed twice", "escalated twice", "unsettled", "claim winners > 1", "duplicated logs",
