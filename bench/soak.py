@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     sigterm_as_interrupt()
     rng = random.Random(args.seed)
     facts = f"code {code_version()}, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8), load average {os.getloadavg()[0]:.2f} at start"
-    tasks = 2 * int(args.minutes * 60 / 3 * 1.1) + 10  # a claim race and a log every 3 s, each its own task
+    # A claim race and a log every 3 s, each its own task of this week (about two in three seeded are open).
+    tasks = 3 * int(args.minutes * 60 / 3 * 1.1) + 10
     with own_cluster(
         {"GUANAI_REPORTS_PER_MINUTE": "0", "GUANAI_VISIT_CLAIM_LIMIT": "100000"}, keep=args.keep
     ) as cluster:
