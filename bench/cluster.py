@@ -68,9 +68,10 @@ class OwnPostgres:
     """PostgreSQL (the binaries of the ``pgserver`` package) on 127.0.0.1:<free port> over a data
     directory of its own. As root it runs as the ``pgserver`` user, as pgserver itself does."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, settings: dict[str, str] | None = None) -> None:
         from pgserver._commands import POSTGRES_BIN_PATH
 
+        self.settings = {"max_connections": "200", "shared_buffers": "64MB", **(settings or {})}
         self.bin = Path(POSTGRES_BIN_PATH)
         self.pgdata = base / "pgdata"
         self.port = free_port()
@@ -98,7 +99,7 @@ class OwnPostgres:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", str(self.pgdata), "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+             "-k", str(self.pgdata), *(a for k, v in self.settings.items() for a in ("-c", f"{k}={v}"))],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, user=self.user, start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - before any thread of the caller's
         )  # fmt: skip
