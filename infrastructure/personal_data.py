@@ -358,9 +358,11 @@ class PostgresKeyStore(KeyStore):
         # A key is inserted only while the store's master key is the one it was wrapped with,
         # sharing that row until the insert commits: a rotation (which holds the row for update)
         # waits for the insert, or the insert for the rotation and then finds another master key.
-        self._settings = SQL(
-            "SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', %s, true)"
-        )
+        # Committed durably (synchronous_commit as the server has it): the key is cached in this
+        # process and events are sealed with it at once; the event store's insert, retried after
+        # a lost connection, may commit them on a server that crashed in between, and a key row
+        # committed without its flush would be gone with the crash (tests/e2e/test_key_durability.py).
+        self._settings = SQL("SELECT set_config('lock_timeout', %s, true)")
         self._insert = SQL(
             "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT %s, %s, %s, %s FROM {} "
             "WHERE key_id = %s FOR KEY SHARE ON CONFLICT (subject) DO NOTHING"
@@ -478,10 +480,10 @@ class PostgresKeyStore(KeyStore):
         """Insert the key (unless the subject has one); (its row, or None if the store is not
         under ``key_id`` now; the store's master key id)."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cur:
-            # No flush of its own: the WAL is one sequence, so the commit of the first event
-            # sealed with this key (synchronous, later) makes this row durable too; a crash before
-            # that loses at most a key that nothing was stored with. Saves a disk flush per new
-            # person, helper and report (most of a new key's cost). And no long wait for a lock:
+            # Its own flush: not left to the commit of the first event sealed with this key, since
+            # that commit may be a retry on a server that crashed after this one and lost this row
+            # (found by bench/chaos.py: a report stored sealed with a key no process could load,
+            # never routed). Costs a disk flush per new person, helper and report. No long wait for a lock:
             # a rotation of a large store holds the master key row for seconds, and requests
             # waiting here would hold every pooled connection meanwhile. Both in one round trip.
             cur.execute(self._settings, (f"{ROTATION_WAIT_MS}ms",))
