@@ -25,14 +25,14 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, post
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 
-from api.access import Rule, access_of, rule_for
-from api.auth import actor_of
-from api.common import app_of, meta_for
-from api.problems import ProblemError
+from api.access import Access, Rule, rule_for
+from api.auth import Actor
+from api.dependencies import Caller, Care, Checked, MetaFor
+from api.problems import ProblemError, problem_of
 from api.visits import VisitLogIn, VisitLogOut, _log_fields, acting, log_out
 from application.visits import LogItem
 from domain.base import DomainError
@@ -70,7 +70,7 @@ class VisitLogBatchOut(msgspec.Struct):
 def _problem(n: int, e: Exception) -> dict[str, Any]:
     """An item's refusal as the one-log route answers it, its fields named within the batch."""
     if isinstance(e, DomainError):
-        status, slug, title, detail = e.status, e.slug, e.title, e.detail
+        (status, slug, title), detail = problem_of(e), e.detail
         errors = [{"field": f"items[{n}].{e.field}", "reason": e.detail}] if e.field else []
         extra = e.extra
     elif isinstance(e, ProblemError):
@@ -86,14 +86,13 @@ def _problem(n: int, e: Exception) -> dict[str, Any]:
     return body
 
 
-def _checked(request: Request[Any, Any, Any], items: list[BatchItemIn]) -> list[Exception | None]:
+def _checked(access: Access, actor: Actor, items: list[BatchItemIn]) -> list[Exception | None]:
     """Each item through the access table as its one-log route (with the route's rule and the
     caller's scopes there), reading the first events of everything named in one query."""
-    access = access_of(request)
     access.prime(i for item in items for i in (item.id, item.task_id, item.pairing_id, item.person_id) if i)
     complete, unplanned = rule_for("POST", "/visits/{task_id}/complete"), rule_for("POST", "/visit-logs")
     assert isinstance(complete, Rule) and isinstance(unplanned, Rule)
-    role = actor_of(request).role
+    role = actor.role
     out: list[Exception | None] = []
     for item in items:
         body = {
@@ -116,7 +115,9 @@ class VisitLogBatchController(Controller):
     tags = ["visits"]
 
     @post("/", sync_to_thread=True, status_code=200, request_max_body_size=MAX_BATCH_BYTES)
-    def record_many(self, request: Request[Any, Any, Any], data: JSONBody[VisitLogBatchIn]) -> VisitLogBatchOut:
+    def record_many(
+        self, actor: Caller, access: Checked, care: Care, meta_for: MetaFor, data: JSONBody[VisitLogBatchIn]
+    ) -> VisitLogBatchOut:
         """Record up to 1,000 visit logs at once (an offline device's backlog). Each item is a
         visit log with the client's ``id`` and the visit's ``occurred_at``, and either the
         ``task_id`` it completes or the ``pairing_id`` and ``person_id`` of an unplanned visit.
@@ -126,9 +127,8 @@ class VisitLogBatchController(Controller):
         ``items[n].<field>``) while the others are recorded. A body that does not validate is
         refused as a whole (422 naming ``items[n].<field>``) and nothing is written. Safe to
         resend whole."""
-        me, actor_helper = acting(request)
-        app = app_of(request)
-        refused = _checked(request, data.items)
+        me, actor_helper = acting(actor)
+        refused = _checked(access, actor, data.items)
         answers: list[BatchItemOut | None] = [None] * len(data.items)
         wanted: list[int] = []
         commands: list[LogItem] = []
@@ -142,7 +142,7 @@ class VisitLogBatchController(Controller):
                         " pairing_id and person_id: not both",
                         field="pairing_id",
                     )
-                meta = meta_for(request, item.occurred_at)
+                meta = meta_for(item.occurred_at)
             except (DomainError, ProblemError, HTTPException) as e:
                 problem = _problem(n, e)
                 answers[n] = BatchItemOut(index=n, id=item.id, status=problem["status"], problem=problem)
@@ -151,14 +151,14 @@ class VisitLogBatchController(Controller):
             link = {"pairing_id": item.pairing_id, "person_id": item.person_id}
             wanted.append(n)
             commands.append(LogItem(item.id, meta, _log_fields(item, me, item.task_id), **link))
-        results = app.record_visits(commands, acting_helper_id=actor_helper, now=datetime.now(UTC))
+        results = care.record_visits(commands, acting_helper_id=actor_helper, now=datetime.now(UTC))
         for n, result in zip(wanted, results, strict=True):
             item = data.items[n]
             if isinstance(result, DomainError):
                 problem = _problem(n, result)
                 answers[n] = BatchItemOut(index=n, id=item.id, status=problem["status"], problem=problem)
             else:
-                log = app.saved(VisitLog, result)
+                log = care.saved(VisitLog, result)
                 body = log_out(log, result.position)
                 answers[n] = BatchItemOut(index=n, id=item.id, status=201 if result.created else 200, body=body)
         items = [a for a in answers if a is not None]
