@@ -628,6 +628,21 @@ def replay_erasures(app: CareApplication, entries: list[Erasure], backup_id: str
     return out
 
 
+def store_position(conn: psycopg.Connection[Any]) -> tuple[str, int]:
+    """(the store's origin, the position of its newest event): where a replay of the erasure
+    log starts for a store recovered to a point in time."""
+    try:
+        row = conn.execute(sql.SQL("SELECT origin FROM {}").format(sql.Identifier(SUITE_TABLE))).fetchone()
+        newest = conn.execute(
+            sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(sql.Identifier(EVENTS))
+        ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        raise BackupError("this database holds no Guanai store") from None
+    if row is None or newest is None:
+        raise BackupError("this database's store records no origin: it was not created by this version")
+    return str(row[0]), int(newest[0])
+
+
 def erasures_since(log: ErasureLog, opened: OpenedBackup) -> list[Erasure]:
     """The erasure log's entries of the backup's store newer than its last event."""
     return log.since(opened.origin, opened.last_position)

@@ -268,3 +268,36 @@ def _undo(settings: Settings, data_dir: Path, before: set[Path] | None, dumped: 
         remove(entry)
     if before is None and data_dir.exists() and not any(data_dir.iterdir()):
         data_dir.rmdir()
+
+
+def cmd_erasures(settings: Settings, args: argparse.Namespace) -> int:
+    """``erasures replay``: erase again, in this store, every person the erasure log says was
+    erased after the store's newest event (after a point-in-time recovery of the database, before
+    anything serves it); ``erasures list``: the log's entries of this store."""
+    log = ErasureLog(_erasure_log_path(settings))
+    try:
+        with services(settings, need_nats=False) as (database_url, _):
+            with psycopg.connect(database_url) as conn:
+                origin, position = bk.store_position(conn)
+            if args.action == "list":
+                for e in log.entries():
+                    if e.store == origin:
+                        print(f"{e.at.isoformat()}  position {e.position:>10,}  person {e.person}  by {e.by}")
+                return 0
+            entries = log.since(origin, position)
+            app = bootstrap.care_application(settings, Process.CLI, database_url, pool_size=2)
+            try:
+                replay = bk.replay_erasures(app, entries, f"replay-{position}")
+            finally:
+                app.close()
+    except (bk.BackupError, ErasureLogError) as e:
+        print(f"guanai erasures: {e}", file=sys.stderr)
+        return 1
+    for person in replay.erased:
+        print(f"  erased again: person {person}", file=sys.stderr)
+    print(
+        f"guanai erasures: {len(entries)} entries after position {position:,} in {log.path}: {len(replay.erased)} "
+        f"erased again, {len(replay.already)} erased already, {len(replay.absent)} not in this store",
+        file=sys.stderr,
+    )
+    return 0

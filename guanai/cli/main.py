@@ -21,6 +21,7 @@
     guanai accounts create-admin   open the first administrator's account; prints its activation code
     guanai backup --out FILE|DIR   a consistent dump of the store with its keys sealed under a passphrase
     guanai restore FILE            into an empty data directory / database; erasures since the backup applied again
+    guanai erasures list|replay    the erasure log; erase again whoever it names after the store's newest event
     guanai import FILE  the registry (台账) from XLSX or CSV; guanai export registry|template; guanai lookups rebuild
 """
 
@@ -70,6 +71,7 @@ HANDLERS: dict[str, str] = {
     "lookups": "guanai.cli.imports:cmd_lookups",
     "backup": "guanai.cli.backup:cmd_backup",
     "restore": "guanai.cli.backup:cmd_restore",
+    "erasures": "guanai.cli.backup:cmd_erasures",
 }
 COMMANDS = tuple(HANDLERS)
 
@@ -114,6 +116,9 @@ def _backup_parsers(sub: Any) -> None:
     )
     r.add_argument("--no-erasure-log", action="store_true",
                    help="restore without an erasure log: only when no one was erased since the backup")  # fmt: skip
+    e = sub.add_parser("erasures", help="the erasure log: list this store's entries; replay those newer than the store")
+    e.add_argument("action", choices=["list", "replay"],
+                   help="replay: erase again whoever was erased after the store's newest event (after a PITR)")  # fmt: skip
 
 
 def _unit_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:

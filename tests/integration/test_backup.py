@@ -148,7 +148,11 @@ def test_a_restore_brings_the_store_back_and_erases_again_whoever_was_erased_aft
         erased, kept = app.load(Person, source.erased), app.load(Person, source.people[1])
         assert (erased.erased, erased.name, erased.id_number) == (True, ERASED, ERASED)
         assert (kept.erased, kept.name, kept.household) == (False, NAMES[1], "红安村1组")
-        assert app.names(source.people) == {source.erased: ERASED, source.people[1]: NAMES[1], source.people[2]: NAMES[2]}
+        assert app.names(source.people) == {
+            source.erased: ERASED,
+            source.people[1]: NAMES[1],
+            source.people[2]: NAMES[2],
+        }
     finally:
         app.close()
     with psycopg.connect(url) as conn:
@@ -226,6 +230,28 @@ def test_a_restore_without_the_erasure_log_is_refused_unless_told_no_one_was_era
     assert restore(source, url, data_dir, *args, GUANAI_ERASURE_LOG=str(tmp_path / "elsewhere.jsonl")) == 1
     assert "there is no erasure log at" in capsys.readouterr().err
     assert not data_dir.exists() and database_is_empty(url)[0]
+
+
+def test_a_store_recovered_to_an_earlier_point_is_caught_up_by_replaying_the_erasure_log(
+    source: Source, target: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As after a point-in-time recovery: a store from before the erasure, with its keys."""
+    url, data_dir = target
+    no_log = str(tmp_path / "not-here.jsonl")
+    args = ("--passphrase-file", str(source.passphrase_file), "--no-erasure-log")
+    assert restore(source, url, data_dir, *args, GUANAI_ERASURE_LOG=no_log) == 0
+    env = {"GUANAI_DATABASE_URL": url, "GUANAI_DATA_DIR": str(data_dir), "GUANAI_ERASURE_LOG": str(source.log)}
+    app = make_care(url, pool_size=2, env=env)
+    assert app.load(Person, source.erased).name == NAMES[0]  # what the recovery point holds
+    app.close()
+    capsys.readouterr()
+    assert cli(env, "erasures", "replay") == 0
+    assert "1 erased again" in capsys.readouterr().err
+    app = make_care(url, pool_size=2, env=env)
+    assert app.load(Person, source.erased).name == ERASED and app.load(Person, source.people[1]).name == NAMES[1]
+    app.close()
+    assert cli(env, "erasures", "replay") == 0  # again: nothing newer than the store now
+    assert "0 erased again" in capsys.readouterr().err
 
 
 def test_a_backup_without_keys_restores_only_with_the_keys_given(
@@ -307,4 +333,3 @@ def test_a_passphrase_too_short_is_refused_before_anything_is_written(
     assert cli(source.env(), "backup", "--out", str(tmp_path), "--passphrase-file", str(short)) == 1
     assert "at least 16 characters" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [short]
-
