@@ -374,6 +374,8 @@ def create_backup(
     target_dir = out if out.is_dir() else out.parent
     if not target_dir.exists():
         raise BackupError(f"{target_dir} does not exist")
+    if out.exists() and not out.is_dir():
+        raise BackupError(f"{out} exists already: a backup never overwrites another; name a new file or a directory")
     with tempfile.TemporaryDirectory(prefix=".guanai-backup-", dir=target_dir) as tmp:
         dump = Path(tmp) / DUMP
         with store_snapshot(database_url) as (conn, snapshot):

@@ -333,3 +333,11 @@ def test_a_passphrase_too_short_is_refused_before_anything_is_written(
     assert cli(source.env(), "backup", "--out", str(tmp_path), "--passphrase-file", str(short)) == 1
     assert "at least 16 characters" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [short]
+
+
+def test_a_backup_never_overwrites_another(source: Source, capsys: pytest.CaptureFixture[str]) -> None:
+    before = source.backup.read_bytes()
+    args = ("--passphrase-file", str(source.passphrase_file))
+    assert cli(source.env(), "backup", "--out", str(source.backup), *args) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert source.backup.read_bytes() == before
