@@ -238,7 +238,15 @@ def _verify(settings: Settings, database_url: str, head: dict[str, Any] | None) 
         if head is not None:
             held = Checkpoint(head["log"], head["position"], head["digest"], datetime.fromisoformat(head["at"]),
                               head["key"])  # fmt: skip
-        result = Audit(app, database_url).verify(checkpoint=held)
+        bar = ProgressBar("audit chain", unit="rows")
+        started = time.monotonic()
+
+        def progress(position: int, end: int, checked: int) -> None:
+            rate = checked / max(time.monotonic() - started, 1e-9)
+            bar.update(bk.Progress(position, end, rate, (end - position) / rate if rate else None))
+
+        result = Audit(app, database_url).verify(checkpoint=held, progress=progress)
+        bar.finish()
     finally:
         app.close()
     if not result.ok:
