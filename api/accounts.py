@@ -1,6 +1,6 @@
 """/accounts: opening accounts for the people of a county, and managing them (lock, reset, role).
 
-Who may do this to whom is two rules: the access table (``api/access.py``: administrators
+Who may do this to whom is two rules: the access table (``api/access/rules.py``: administrators
 everywhere, township supervisors in their township, village cadres in their village) and the
 domain's ``GRANTS`` (which roles each may open: a village cadre only volunteers). A new or reset
 account answers its activation code once (``activation_code``); print it on the slip with the
@@ -10,16 +10,15 @@ sign-in address. Phone numbers are answered masked (``138****8000``): the full n
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.access import list_scope
-from api.common import Limit, MinPosition, Offset, Page, app_of, created_response, meta_for, wait_for_views
-from api.sessions import service_of
+from api.common import Limit, MinPosition, Offset, Page, created_response
+from api.dependencies import Accounts, Care, MetaFor, Views, Visible, WaitForViews
 from application.care import CommandResult
 from domain.account import Account, AccountStatus
 from domain.base import ERASED
@@ -112,13 +111,15 @@ class AccountController(Controller):
     tags = ["accounts"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def open_account(self, request: Request[Any, Any, Any], data: JSONBody[AccountCreate]) -> Response[AccountOut]:
+    def open_account(
+        self, meta_for: MetaFor, accounts: Accounts, data: JSONBody[AccountCreate]
+    ) -> Response[AccountOut]:
         """Open an account; its activation code is answered once (the same create again answers
         the account without it: reset it for a new code)."""
-        opened = service_of(request).open(
+        opened = accounts.open(
             id=data.id or uuid4(), role=data.role, org_unit_id=data.org_unit_id, phone=data.phone,
             display_name=data.display_name, helper_id=data.helper_id, roster_entry=data.roster_entry,
-            meta=meta_for(request, None),
+            meta=meta_for(None),
         )  # fmt: skip
         a = opened.account
         result = CommandResult(a.id, a.version, opened.position, created=opened.created)
@@ -128,7 +129,9 @@ class AccountController(Controller):
     @get("/", sync_to_thread=True)
     def list_accounts(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        visible: Visible,
+        views: Views,
         org_unit_id: FromQuery[UUID | None] = None,
         role: FromQuery[ActorRole | None] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(pending|active|locked|closed)$")] = None,
@@ -137,66 +140,62 @@ class AccountController(Controller):
         min_position: MinPosition = None,
     ) -> Page[AccountRow]:
         """The accounts in the caller's scope (no phone numbers or names: read one account for those)."""
-        position = wait_for_views(request, min_position)
-        view = AccountsView(request.app.state.read_side.runner.pool)
+        position = wait_for_views(min_position)
+        view = AccountsView(views.pool)
         rows, total = view.list(
-            scope=list_scope(request), org_unit_id=org_unit_id, role=role.value if role else None, status=status,
+            scope=visible, org_unit_id=org_unit_id, role=role.value if role else None, status=status,
             limit=limit, offset=offset,
         )  # fmt: skip
         return Page([msgspec.convert(r, AccountRow) for r in rows], total, limit, offset, position)
 
     @get("/{account_id:uuid}", sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], account_id: FromPath[UUID]) -> AccountOut:
-        return account_out(app_of(request).load(Account, account_id))
+    def read(self, care: Care, account_id: FromPath[UUID]) -> AccountOut:
+        return account_out(care.load(Account, account_id))
 
     @post("/{account_id:uuid}/role", sync_to_thread=True, status_code=200)
     def change_role(
-        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[RoleChange]
+        self, care: Care, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[RoleChange]
     ) -> AccountOut:
         """Change the role or scope; the account's tokens with the old one stop within seconds
         everywhere, and its sessions' next refresh carries the new one."""
-        result = service_of(request).grant_role(
+        result = accounts.grant_role(
             account_id, role=data.role, org_unit_id=data.org_unit_id, helper_id=data.helper_id,
-            roster_entry=data.roster_entry, meta=meta_for(request, None),
+            roster_entry=data.roster_entry, meta=meta_for(None),
         )  # fmt: skip
-        return account_out(app_of(request).saved(Account, result), result.position)
+        return account_out(care.saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/lock", sync_to_thread=True, status_code=200)
     def lock(
-        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]
+        self, care: Care, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[WithReason]
     ) -> AccountOut:
         """Lock the account: every session ends (within seconds everywhere); unlock to let it in again."""
-        result = service_of(request).lock(account_id, data.reason, meta_for(request, None))
-        return account_out(app_of(request).saved(Account, result), result.position)
+        result = accounts.lock(account_id, data.reason, meta_for(None))
+        return account_out(care.saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/unlock", sync_to_thread=True, status_code=200)
-    def unlock(
-        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[Nothing]
-    ) -> AccountOut:
-        result = app_of(request).unlock_account(account_id, meta_for(request, None))
-        return account_out(app_of(request).saved(Account, result), result.position)
+    def unlock(self, care: Care, meta_for: MetaFor, account_id: FromPath[UUID], data: JSONBody[Nothing]) -> AccountOut:
+        result = care.unlock_account(account_id, meta_for(None))
+        return account_out(care.saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/reset", sync_to_thread=True, status_code=200)
     def reset(
-        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]
+        self, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[WithReason]
     ) -> AccountOut:
         """Reset a forgotten password or a lost phone: password and second factor are cleared,
         every session ends, and a new activation code is answered once."""
-        opened = service_of(request).reset(account_id, data.reason, meta_for(request, None))
+        opened = accounts.reset(account_id, data.reason, meta_for(None))
         return account_out(opened.account, opened.position, opened.activation_code)
 
     @post("/{account_id:uuid}/close", sync_to_thread=True, status_code=200)
     def close(
-        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], data: JSONBody[WithReason]
+        self, care: Care, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[WithReason]
     ) -> AccountOut:
         """Close the account for good (the person left): sessions end, secrets are deleted."""
-        result = service_of(request).close(account_id, data.reason, meta_for(request, None))
-        return account_out(app_of(request).saved(Account, result), result.position)
+        result = accounts.close(account_id, data.reason, meta_for(None))
+        return account_out(care.saved(Account, result), result.position)
 
     @get("/{account_id:uuid}/sign-ins", sync_to_thread=True)
-    def sign_ins(
-        self, request: Request[Any, Any, Any], account_id: FromPath[UUID], limit: Limit = 50
-    ) -> list[SignInRecord]:
+    def sign_ins(self, accounts: Accounts, account_id: FromPath[UUID], limit: Limit = 50) -> list[SignInRecord]:
         """Sign-ins, failures, lockouts and session ends of the account, newest first (for auditors)."""
-        rows = service_of(request).credentials.sign_ins(account_id, limit)
+        rows = accounts.credentials.sign_ins(account_id, limit)
         return [SignInRecord(r["at"], r["outcome"], r["session_id"]) for r in rows]

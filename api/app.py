@@ -24,10 +24,12 @@ from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import actor_of, key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
+from api.dependencies import DEPENDENCIES
 from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
 from api.imports import ImportController, RegistryXlsxController, start_imports, stop_imports
+from api.metrics import metrics_middleware, metrics_page
 from api.middleware import request_id_middleware
 from api.org_units import OrgUnitController
 from api.pairings import PairingController
@@ -214,6 +216,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             health,
+            metrics_page,
             OrgUnitController,
             PersonController,
             HelperController,
@@ -237,10 +240,12 @@ def create_app(
             RegistryXlsxController,
             *pages,
         ],
-        # One guard for every route: the access table (api/access.py) says who may do what.
+        # One guard for every route: the access table (api/access/rules.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
+        # What handlers are given by name (api/dependencies.py): the application, views, settings, caller.
+        dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, security_middleware],
+        middleware=[request_id_middleware, metrics_middleware, security_middleware],
         template_config=template_config,
         before_send=[security_headers],
         on_startup=[_start, start_imports, _connect_nats, start_revocations, start_accounts],

@@ -1,10 +1,10 @@
 """/audit: replay, as-of state, chain verification, checkpoints, exports and access logs, for
 auditors (their org unit's cases; verification and checkpoints whole) and administrators.
-Auditors read and never write: no write rule of the access table (``api/access.py``) names them.
+Auditors read and never write: no write rule of the access table (``api/access/rules.py``) names them.
 
-``record_access(request, *person_ids)`` is what every endpoint that reads a person's personal
-data or timeline calls before answering; it appends to the chained access log and fails the
-request when it cannot (no personal data leaves without a record).
+``record_access`` (api/common.py; handlers are given it) is what every endpoint that reads a
+person's personal data or timeline calls before answering; it appends to the chained access log
+and fails the request when it cannot (no personal data leaves without a record).
 """
 
 from __future__ import annotations
@@ -14,34 +14,18 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from api.auth import actor_of
 from api.common import Limit
+from api.dependencies import AuditTrail, Caller, RecordAccess
 from api.problems import ProblemError
-from infrastructure.audit import Audit, NoSuchStreamError, StateAsOf, StreamPage
+from infrastructure.audit import NoSuchStreamError, StateAsOf, StreamPage
 from infrastructure.audit_html import render
 from infrastructure.verify import Checkpoint, Verification
 
 Position = Annotated[int | None, QueryParameter(ge=1, le=2**62)]
 Digest = Annotated[str | None, QueryParameter(pattern="^[0-9a-fA-F]{64}$", description="a checkpoint's digest")]
-
-
-def audit_of(request: Request[Any, Any, Any]) -> Audit:
-    return request.app.state.audit
-
-
-def record_access(request: Request[Any, Any, Any], *person_ids: UUID) -> None:
-    """Record that this request's actor reads these persons' personal data (or timeline)."""
-    actor = actor_of(request)
-    audit_of(request).record_access(
-        person_ids,
-        actor_id=actor.subject,
-        actor_role=actor.role.value,
-        endpoint=f"{request.method} {request.scope.get('path_template') or request.url.path}",
-        request_id=str(request.scope.get("state", {}).get("request_id", "")),
-    )
 
 
 class AccessEntry(msgspec.Struct):
@@ -74,22 +58,23 @@ class AuditController(Controller):
     @get("/streams/{stream_id:uuid}", sync_to_thread=True)
     def stream(
         self,
-        request: Request[Any, Any, Any],
+        record_access: RecordAccess,
+        audit: AuditTrail,
         stream_id: FromPath[UUID],
         after_version: Annotated[int, QueryParameter(ge=0)] = 0,
         limit: Limit = 100,
     ) -> StreamPage:
         """A case history: the stream's events in order, each with its actor and role, when it
         occurred and was recorded, its position in the log, its fields, and lateness marks."""
-        audit = audit_of(request)
         page = _stream_or_404(lambda: audit.stream(stream_id, after_version=after_version, limit=limit))
-        record_access(request, *audit.persons_in(stream_id, page.type))
+        record_access(*audit.persons_in(stream_id, page.type))
         return page
 
     @get("/streams/{stream_id:uuid}/state", sync_to_thread=True)
     def state(
         self,
-        request: Request[Any, Any, Any],
+        record_access: RecordAccess,
+        audit: AuditTrail,
         stream_id: FromPath[UUID],
         as_of: Annotated[datetime, QueryParameter(description="the instant (RFC 3339 with offset)")],
         time: Annotated[str, QueryParameter(pattern="^(recorded|occurred)$")] = "recorded",
@@ -104,23 +89,23 @@ class AuditController(Controller):
                 "as_of needs a UTC offset",
                 errors=[{"field": "as_of", "reason": "no UTC offset", "in": "query"}],
             )
-        audit = audit_of(request)
         out = _stream_or_404(lambda: audit.state_as_of(stream_id, as_of, time))
-        record_access(request, *audit.persons_in(stream_id, out.type))
+        record_access(*audit.persons_in(stream_id, out.type))
         return out
 
     @get("/streams/{stream_id:uuid}/export", sync_to_thread=True, media_type="text/html")
     def export(
         self,
-        request: Request[Any, Any, Any],
+        record_access: RecordAccess,
+        actor: Caller,
+        audit: AuditTrail,
         stream_id: FromPath[UUID],
         format: Annotated[str, QueryParameter(pattern="^(json|html)$")] = "html",
     ) -> Response[Any]:
         """The case history as a document: ``format=json`` (machine-checkable) or ``html``
         (printable, in Chinese), with the verification result, checkpoint, digest and seal."""
-        audit, actor = audit_of(request), actor_of(request)
         doc = _stream_or_404(lambda: audit.export(stream_id, actor_id=actor.subject, actor_role=actor.role.value))
-        record_access(request, *audit.persons_in(stream_id, doc["stream"]["type"]))
+        record_access(*audit.persons_in(stream_id, doc["stream"]["type"]))
         name = f"case-{stream_id}.{format}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if format == "json":
@@ -130,7 +115,7 @@ class AuditController(Controller):
     @get("/verify", sync_to_thread=True)
     def verify(
         self,
-        request: Request[Any, Any, Any],
+        audit: AuditTrail,
         from_: Annotated[
             int | None,
             QueryParameter(
@@ -150,7 +135,6 @@ class AuditController(Controller):
             raise ProblemError(
                 400, "validation-error", "Invalid request", "give checkpoint_position and checkpoint_digest together"
             )
-        audit = audit_of(request)
         if checkpoint_position is not None and checkpoint_digest is not None:
             held = Checkpoint(
                 log, checkpoint_position, checkpoint_digest.lower(), datetime.now().astimezone(), audit.key.fingerprint
@@ -160,20 +144,20 @@ class AuditController(Controller):
         return audit.verify(start=from_, end=to, checkpoint=held)
 
     @get("/checkpoint", sync_to_thread=True)
-    def checkpoint(self, request: Request[Any, Any, Any]) -> list[Checkpoint]:
+    def checkpoint(self, audit: AuditTrail) -> list[Checkpoint]:
         """The newest entry of each chain (events, access log): keep it outside the system and
         hand it back to ``/audit/verify`` later."""
-        return audit_of(request).checkpoint()
+        return audit.checkpoint()
 
     @get("/persons/{person_id:uuid}/access-log", sync_to_thread=True)
     def access_log(
         self,
-        request: Request[Any, Any, Any],
+        audit: AuditTrail,
         person_id: FromPath[UUID],
         limit: Limit = 100,
         before_id: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
     ) -> AccessLogPage:
         """Who read this person's personal data or timeline: when, with which role, through which endpoint."""
-        rows, total = audit_of(request).access_log(person_id, limit=limit, before_id=before_id)
+        rows, total = audit.access_log(person_id, limit=limit, before_id=before_id)
         items = [AccessEntry(r.id, r.at, r.actor_id, r.actor_role, r.endpoint, r.request_id) for r in rows]
         return AccessLogPage(person_id, items, total, rows[-1].id if len(rows) == limit else None)

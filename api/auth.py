@@ -12,7 +12,7 @@ with the signing key's id as ``kid`` in the header. Any API process can check th
   (the limiter is ``api/security.py``'s, found on the app's state).
 
 ``guanai token`` issues a token for an operator and ``guanai token revoke`` revokes one. What
-an actor may do, and to which objects, is decided by ``api/access.py``.
+an actor may do, and to which objects, is decided by ``api/access/``.
 """
 
 from __future__ import annotations

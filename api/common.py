@@ -16,6 +16,7 @@ from api.auth import actor_of
 from api.problems import ProblemError
 from application.care import CareApplication, CommandResult, check_occurred_at
 from domain.base import CommandMeta
+from infrastructure.audit import Audit
 from infrastructure.settings import Settings
 
 T = TypeVar("T")
@@ -62,6 +63,22 @@ def app_of(request: Request[Any, Any, Any]) -> CareApplication:
 
 def settings_of(request: Request[Any, Any, Any]) -> Settings:
     return request.app.state.settings
+
+
+def audit_of(request: Request[Any, Any, Any]) -> Audit:
+    return request.app.state.audit
+
+
+def record_access(request: Request[Any, Any, Any], *person_ids: UUID) -> None:
+    """Record that this request's actor reads these persons' personal data (or timeline)."""
+    actor = actor_of(request)
+    audit_of(request).record_access(
+        person_ids,
+        actor_id=actor.subject,
+        actor_role=actor.role.value,
+        endpoint=f"{request.method} {request.scope.get('path_template') or request.url.path}",
+        request_id=str(request.scope.get("state", {}).get("request_id", "")),
+    )
 
 
 def meta_for(request: Request[Any, Any, Any], occurred_at: datetime | None) -> CommandMeta:

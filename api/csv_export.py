@@ -16,11 +16,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from api.common import MinPosition, wait_for_views
-from api.supervision import reports_from_level, resolve_unit, view_of, with_person_names
+from api.common import MinPosition
+from api.dependencies import Care, Checked, RecordAccess, Supervision, WaitForViews
+from api.supervision import reports_from_level, resolve_unit, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS
 from projections.supervision import CHINA
 
@@ -121,44 +122,52 @@ class SupervisionCsvController(Controller):
     @get("/{org_unit:str}/uncovered.csv", sync_to_thread=True, media_type="text/csv")
     def uncovered(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        record_access: RecordAccess,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         lang: Lang = "en",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every uncovered person under the unit, as CSV."""
-        wait_for_views(request, min_position)
-        unit = resolve_unit(request, org_unit)
-        rows = with_person_names(request, view_of(request).uncovered(unit["id"], limit=None)[0])
+        wait_for_views(min_position)
+        unit = resolve_unit(supervision, org_unit)
+        rows = with_person_names(care, record_access, supervision.uncovered(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, UNCOVERED, lang == "zh"), f"uncovered-{unit['code']}.csv")
 
     @get("/{org_unit:str}/overdue.csv", sync_to_thread=True, media_type="text/csv")
     def overdue(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        record_access: RecordAccess,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         lang: Lang = "en",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every person overdue for a visit under the unit, most overdue first, as CSV."""
-        wait_for_views(request, min_position)
-        unit = resolve_unit(request, org_unit)
-        rows = with_person_names(request, view_of(request).overdue(unit["id"], limit=None)[0])
+        wait_for_views(min_position)
+        unit = resolve_unit(supervision, org_unit)
+        rows = with_person_names(care, record_access, supervision.overdue(unit["id"], limit=None)[0])
         return _attachment(to_csv(rows, OVERDUE, lang == "zh"), f"overdue-{unit['code']}.csv")
 
     @get("/{org_unit:str}/emergencies-past-deadline.csv", sync_to_thread=True, media_type="text/csv")
     def past_deadline(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        record_access: RecordAccess,
+        access: Checked,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         lang: Lang = "en",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """Every emergency report waiting past its deadline under the unit, as CSV."""
-        wait_for_views(request, min_position)
-        unit = resolve_unit(request, org_unit)
-        rows = view_of(request).emergencies_past_deadline(
-            unit["id"], limit=None, min_level=reports_from_level(request)
-        )[0]
-        rows = with_person_names(request, rows, id_key="person_id", name_key="person_name")
+        wait_for_views(min_position)
+        unit = resolve_unit(supervision, org_unit)
+        rows = supervision.emergencies_past_deadline(unit["id"], limit=None, min_level=reports_from_level(access))[0]
+        rows = with_person_names(care, record_access, rows, id_key="person_id", name_key="person_name")
         return _attachment(to_csv(rows, PAST_DEADLINE, lang == "zh"), f"emergencies-past-deadline-{unit['code']}.csv")

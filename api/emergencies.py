@@ -23,8 +23,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy
 
-from api.access import Access, Kind, access_of, list_scope, loaded
-from api.audit import record_access
+from api.access import Access, Kind
 from api.auth import actor_of
 from api.common import (
     LongText,
@@ -33,14 +32,14 @@ from api.common import (
     app_of,
     created_response,
     etag,
-    expected_version,
-    meta_for,
-    wait_for_views,
 )
+from api.dependencies import Care, Checked, ExpectedVersion, MetaFor, RecordAccess, Views, Visible, WaitForViews
 from api.problems import ProblemError
 from api.revocations import RevocationUnavailable
 from api.security import limit_report_filing, report_not_new
+from application.care import CareApplication
 from application.emergencies import ALERT_PREFIX, idempotent_report_id
+from domain.base import CommandMeta
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
 from domain.org_unit import OrgUnit
 from domain.roster import LEVELS
@@ -273,22 +272,26 @@ class EmergencyController(Controller):
 
     @post("/", guards=[limit_report_filing], sync_to_thread=True, status_code=201)
     def file(
-        self, request: Request[Any, Any, Any], data: JSONBody[EmergencyCreate], idempotency_key: IdempotencyKey = None
+        self,
+        request: Request[Any, Any, Any],
+        care: Care,
+        meta_for: MetaFor,
+        data: JSONBody[EmergencyCreate],
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[EmergencyOut]:
         """File a report about a registered person (``person_id``) or someone found at a
         ``location`` (a village or township, and an address). 201 once it is stored; the
         township's on-duty responders are alerted within a second."""
-        meta = meta_for(request, data.occurred_at)
+        meta = meta_for(data.occurred_at)
         report_id = data.id or (idempotent_report_id(meta.actor_id, idempotency_key) if idempotency_key else uuid4())
-        app = app_of(request)
-        result = app.file_emergency(
+        result = care.file_emergency(
             id=report_id, category=data.category, severity=data.severity, description=data.description,
             person_id=data.person_id, location=msgspec.to_builtins(data.location) if data.location else None, meta=meta,
         )  # fmt: skip
         failpoint("api.after_file")
         if not result.created:
             report_not_new(request)
-        report = app.saved(EmergencyReport, result)
+        report = care.saved(EmergencyReport, result)
         return created_response(
             emergency_out(report, result.position), result, report.version, f"/emergencies/{report.id}"
         )
@@ -296,7 +299,9 @@ class EmergencyController(Controller):
     @get("/", sync_to_thread=True)
     def queue(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        visible: Visible,
+        views: Views,
         status: Annotated[str, QueryParameter(pattern="^(open|resolved|closed|all)$")] = "open",
         severity: FromQuery[Severity | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
@@ -305,12 +310,12 @@ class EmergencyController(Controller):
     ) -> Queue:
         """My area's reports, oldest first, with the time since each was reported and the
         acknowledgement deadline it waits on (``overdue`` once passed)."""
-        position = wait_for_views(request, min_position)
+        position = wait_for_views(min_position)
         statuses = {"open": OPEN, "resolved": ("resolved",), "closed": ("closed",), "all": None}[status]
-        view = EmergencyQueueView(request.app.state.read_side.runner.pool)
+        view = EmergencyQueueView(views.pool)
         rows, total = view.list(
             statuses=statuses, severity=severity.value if severity else None, limit=limit, offset=offset,
-            scope=list_scope(request),
+            scope=visible,
         )  # fmt: skip
         now = datetime.now(UTC)
         return Queue(
@@ -318,7 +323,7 @@ class EmergencyController(Controller):
         )
 
     @get("/stream")
-    async def stream(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
+    async def stream(self, request: Request[Any, Any, Any], access: Checked) -> ServerSentEvent:
         """Alerts as they are routed to my area (event ``alert``, JSON data with ids, category,
         severity, level and deadline: no names, no free text). The queue stays the truth: a
         console that reconnects reads ``GET /emergencies`` again."""
@@ -332,7 +337,7 @@ class EmergencyController(Controller):
                 headers={"Retry-After": "2"},
             )
         loop = asyncio.get_running_loop()
-        subject, shown = await loop.run_in_executor(None, alert_follow, request, access_of(request))
+        subject, shown = await loop.run_in_executor(None, alert_follow, request, access)
         last_seen = request.headers.get("last-event-id")
         sub, replaying = await _follow(nc, subject, last_seen)
         token_valid = token_still_valid(request)
@@ -369,42 +374,71 @@ class EmergencyController(Controller):
         return ServerSentEvent(events(), headers={"Cache-Control": "no-store"})
 
     @get("/{report_id:uuid}", sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], report_id: FromPath[UUID]) -> Response[EmergencyOut]:
+    def read(
+        self, access: Checked, care: Care, record_access: RecordAccess, report_id: FromPath[UUID]
+    ) -> Response[EmergencyOut]:
         """The whole report, always current. Reporters see their own reports; responders their area's."""
-        report = loaded(request, EmergencyReport, report_id) or app_of(request).load(EmergencyReport, report_id)
+        report = access.loaded(EmergencyReport, report_id) or care.load(EmergencyReport, report_id)
         if report.person_id is not None:
-            record_access(request, report.person_id)  # a report tells of the person's situation
-        erased = app_of(request).personal_data_erased(report.id)
+            record_access(report.person_id)  # a report tells of the person's situation
+        erased = care.personal_data_erased(report.id)
         return Response(emergency_out(report, erased=erased), headers=etag(report.version))
 
     def _change(
-        self, request: Request[Any, Any, Any], report_id: UUID, occurred_at: datetime | None, command: Any
+        self,
+        app: CareApplication,
+        meta_for: Callable[[datetime | None], CommandMeta],
+        expected_version: Callable[[], int | None],
+        record_access: Callable[..., None],
+        report_id: UUID,
+        occurred_at: datetime | None,
+        command: Any,
     ) -> Response[EmergencyOut]:
-        meta = meta_for(request, occurred_at)
-        app = app_of(request)
-        result = command(app, meta, expected_version(request))
+        meta = meta_for(occurred_at)
+        result = command(app, meta, expected_version())
         report = app.saved(EmergencyReport, result, report_id)
         if report.person_id is not None:
-            record_access(request, report.person_id)  # the answer is the whole report, as a read is
+            record_access(report.person_id)  # the answer is the whole report, as a read is
         out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))
         return Response(out, headers=etag(report.version))
 
     @post("/{report_id:uuid}/acknowledge", sync_to_thread=True, status_code=200)
     def acknowledge(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[When]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[When],
     ) -> Response[EmergencyOut]:
         """Take the report on (stops the escalation clock at this level)."""
         return self._change(
-            request, report_id, data.occurred_at, lambda a, m, v: a.acknowledge_emergency(report_id, m, v)
+            care,
+            meta_for,
+            expected_version,
+            record_access,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.acknowledge_emergency(report_id, m, v),
         )
 
     @post("/{report_id:uuid}/actions", sync_to_thread=True, status_code=200)
     def action(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[ActionIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[ActionIn],
     ) -> Response[EmergencyOut]:
         """Record what was done; acting first acknowledges the report if nobody had (help first, paperwork after)."""
         return self._change(
-            request,
+            care,
+            meta_for,
+            expected_version,
+            record_access,
             report_id,
             data.occurred_at,
             lambda a, m, v: a.record_emergency_action(report_id, data.action, data.notes, m, v),
@@ -412,19 +446,40 @@ class EmergencyController(Controller):
 
     @post("/{report_id:uuid}/escalate", sync_to_thread=True, status_code=200)
     def escalate(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[NotesIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[NotesIn],
     ) -> Response[EmergencyOut]:
         """Hand the report up a level now (e.g. the township needs the county)."""
         return self._change(
-            request, report_id, data.occurred_at, lambda a, m, v: a.escalate_emergency(report_id, data.notes, m, v)
+            care,
+            meta_for,
+            expected_version,
+            record_access,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.escalate_emergency(report_id, data.notes, m, v),
         )
 
     @post("/{report_id:uuid}/resolve", sync_to_thread=True, status_code=200)
     def resolve(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[ResolveIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[ResolveIn],
     ) -> Response[EmergencyOut]:
         return self._change(
-            request,
+            care,
+            meta_for,
+            expected_version,
+            record_access,
             report_id,
             data.occurred_at,
             lambda a, m, v: a.resolve_emergency(report_id, data.outcome, data.notes, m, v),
@@ -432,28 +487,61 @@ class EmergencyController(Controller):
 
     @post("/{report_id:uuid}/reopen", sync_to_thread=True, status_code=200)
     def reopen(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[NotesIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[NotesIn],
     ) -> Response[EmergencyOut]:
         return self._change(
-            request, report_id, data.occurred_at, lambda a, m, v: a.reopen_emergency(report_id, data.notes, m, v)
+            care,
+            meta_for,
+            expected_version,
+            record_access,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.reopen_emergency(report_id, data.notes, m, v),
         )
 
     @post("/{report_id:uuid}/close", sync_to_thread=True, status_code=200)
     def close(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[CloseIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[CloseIn],
     ) -> Response[EmergencyOut]:
         """A supervisor closes a resolved report after review; it cannot be reopened."""
         return self._change(
-            request, report_id, data.occurred_at, lambda a, m, v: a.close_emergency(report_id, data.notes, m, v)
+            care,
+            meta_for,
+            expected_version,
+            record_access,
+            report_id,
+            data.occurred_at,
+            lambda a, m, v: a.close_emergency(report_id, data.notes, m, v),
         )
 
     @post("/{report_id:uuid}/link", sync_to_thread=True, status_code=200)
     def link(
-        self, request: Request[Any, Any, Any], report_id: FromPath[UUID], data: JSONBody[LinkIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        report_id: FromPath[UUID],
+        data: JSONBody[LinkIn],
     ) -> Response[EmergencyOut]:
         """This report is about the same incident as ``duplicate_of``: linked and resolved as a duplicate."""
         return self._change(
-            request,
+            care,
+            meta_for,
+            expected_version,
+            record_access,
             report_id,
             data.occurred_at,
             lambda a, m, v: a.link_duplicate_emergency(report_id, data.duplicate_of, m, v),

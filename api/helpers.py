@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.access import list_scope
 from api.common import (
     AsOf,
     Limit,
@@ -21,16 +20,12 @@ from api.common import (
     Phone,
     TimeAxis,
     Version,
-    app_of,
     created_response,
     etag,
-    expected_version,
-    load_for_read,
-    meta_for,
-    wait_for_views,
 )
+from api.dependencies import Care, ExpectedVersion, LoadForRead, MetaFor, Registry, Visible, WaitForViews
 from api.names import with_names
-from application.care import CommandResult
+from application.care import CareApplication, CommandResult
 from domain.group import VolunteerGroup
 from domain.helper import Helper
 from domain.vocabulary import HelperRole
@@ -111,25 +106,27 @@ class HelperController(Controller):
     tags = ["helpers"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def register(self, request: Request[Any, Any, Any], data: JSONBody[HelperCreate]) -> Response[HelperOut]:
+    def register(self, care: Care, meta_for: MetaFor, data: JSONBody[HelperCreate]) -> Response[HelperOut]:
         """Register a helper in an org unit; capacity defaults to GUANAI_HELPER_CAPACITY."""
-        app = app_of(request)
-        result = app.register_helper(
+        result = care.register_helper(
             id=data.id or uuid4(),
             role=data.role,
             name=data.name,
             phone=data.phone,
             org_unit_id=data.org_unit_id,
             capacity=data.capacity,
-            meta=meta_for(request, data.occurred_at),
+            meta=meta_for(data.occurred_at),
         )
-        helper = app.saved(Helper, result)
+        helper = care.saved(Helper, result)
         return created_response(helper_out(helper, result.position), result, helper.version, f"/helpers/{helper.id}")
 
     @get("/", sync_to_thread=True)
     def list_helpers(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        visible: Visible,
+        registry: Registry,
+        care: Care,
         org_unit_id: FromQuery[UUID | None] = None,
         role: FromQuery[HelperRole | None] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(active|inactive)$")] = None,
@@ -137,51 +134,55 @@ class HelperController(Controller):
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[HelperRow]:
-        position = wait_for_views(request, min_position)
-        rows, total = request.app.state.view.list_helpers(
+        position = wait_for_views(min_position)
+        rows, total = registry.list_helpers(
             org_unit_id=org_unit_id,
             role=role.value if role else None,
             status=status,
             limit=limit,
             offset=offset,
-            scope=list_scope(request),
+            scope=visible,
         )
-        items = msgspec.convert(with_names(request, rows), list[HelperRow])
+        items = msgspec.convert(with_names(care, rows), list[HelperRow])
         return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
     @get("/{helper_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        load_for_read: LoadForRead,
         helper_id: FromPath[UUID],
         version: Version = None,
         as_of: AsOf = None,
         time: TimeAxis = "recorded",
     ) -> Response[HelperOut]:
-        helper = load_for_read(request, Helper, helper_id, version, as_of, time)
+        helper = load_for_read(Helper, helper_id, version, as_of, time)
         return Response(helper_out(helper), headers=etag(helper.version))
 
     @post("/{helper_id:uuid}/capacity", sync_to_thread=True, status_code=200)
     def change_capacity(
-        self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[CapacityChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        helper_id: FromPath[UUID],
+        data: JSONBody[CapacityChange],
     ) -> Response[HelperOut]:
-        app = app_of(request)
-        result = app.change_helper_capacity(
-            helper_id, data.capacity, meta_for(request, data.occurred_at), expected_version(request)
-        )
-        helper = app.saved(Helper, result, helper_id)
+        result = care.change_helper_capacity(helper_id, data.capacity, meta_for(data.occurred_at), expected_version())
+        helper = care.saved(Helper, result, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
     @post("/{helper_id:uuid}/deactivate", sync_to_thread=True, status_code=200)
     def deactivate(
-        self, request: Request[Any, Any, Any], helper_id: FromPath[UUID], data: JSONBody[Deactivate]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        helper_id: FromPath[UUID],
+        data: JSONBody[Deactivate],
     ) -> Response[HelperOut]:
         """The helper stops serving; refused while they are still in active pairings."""
-        app = app_of(request)
-        result = app.deactivate_helper(
-            helper_id, data.reason, meta_for(request, data.occurred_at), expected_version(request)
-        )
-        helper = app.saved(Helper, result, helper_id)
+        result = care.deactivate_helper(helper_id, data.reason, meta_for(data.occurred_at), expected_version())
+        helper = care.saved(Helper, result, helper_id)
         return Response(helper_out(helper, result.position), headers=etag(helper.version))
 
 
@@ -241,32 +242,33 @@ class GroupController(Controller):
     tags = ["groups"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def form(self, request: Request[Any, Any, Any], data: JSONBody[GroupCreate]) -> Response[GroupOut]:
+    def form(self, care: Care, meta_for: MetaFor, data: JSONBody[GroupCreate]) -> Response[GroupOut]:
         """Form a volunteer service team (志愿服务队) with its first members."""
-        app = app_of(request)
-        result = app.form_group(
+        result = care.form_group(
             id=data.id or uuid4(),
             name=data.name,
             org_unit_id=data.org_unit_id,
             member_ids=data.member_ids,
-            meta=meta_for(request, data.occurred_at),
+            meta=meta_for(data.occurred_at),
         )
-        group = app.saved(VolunteerGroup, result)
+        group = care.saved(VolunteerGroup, result)
         return created_response(group_out(group, result.position), result, group.version, f"/groups/{group.id}")
 
     @get("/", sync_to_thread=True)
     def list_groups(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        visible: Visible,
+        registry: Registry,
         org_unit_id: FromQuery[UUID | None] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(active|disbanded)$")] = None,
         limit: Limit = 50,
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[GroupRow]:
-        position = wait_for_views(request, min_position)
-        rows, total = request.app.state.view.list_groups(
-            org_unit_id=org_unit_id, status=status, limit=limit, offset=offset, scope=list_scope(request)
+        position = wait_for_views(min_position)
+        rows, total = registry.list_groups(
+            org_unit_id=org_unit_id, status=status, limit=limit, offset=offset, scope=visible
         )
         return Page(
             items=msgspec.convert(rows, list[GroupRow]), total=total, limit=limit, offset=offset, position=position
@@ -275,39 +277,54 @@ class GroupController(Controller):
     @get("/{group_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        load_for_read: LoadForRead,
         group_id: FromPath[UUID],
         version: Version = None,
         as_of: AsOf = None,
         time: TimeAxis = "recorded",
     ) -> Response[GroupOut]:
-        group = load_for_read(request, VolunteerGroup, group_id, version, as_of, time)
+        group = load_for_read(VolunteerGroup, group_id, version, as_of, time)
         return Response(group_out(group), headers=etag(group.version))
 
-    def _after(self, request: Request[Any, Any, Any], group_id: UUID, result: CommandResult) -> Response[GroupOut]:
-        group = app_of(request).saved(VolunteerGroup, result, group_id)
+    def _after(self, care: CareApplication, group_id: UUID, result: CommandResult) -> Response[GroupOut]:
+        group = care.saved(VolunteerGroup, result, group_id)
         return Response(group_out(group, result.position), headers=etag(group.version))
 
     @post("/{group_id:uuid}/members", sync_to_thread=True, status_code=200)
     def add_member(
-        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        group_id: FromPath[UUID],
+        data: JSONBody[MemberChange],
     ) -> Response[GroupOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).add_group_member(group_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, group_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.add_group_member(group_id, data.helper_id, meta, expected_version())
+        return self._after(care, group_id, result)
 
     @post("/{group_id:uuid}/members/remove", sync_to_thread=True, status_code=200)
     def remove_member(
-        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[MemberChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        group_id: FromPath[UUID],
+        data: JSONBody[MemberChange],
     ) -> Response[GroupOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).remove_group_member(group_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, group_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.remove_group_member(group_id, data.helper_id, meta, expected_version())
+        return self._after(care, group_id, result)
 
     @post("/{group_id:uuid}/disband", sync_to_thread=True, status_code=200)
     def disband(
-        self, request: Request[Any, Any, Any], group_id: FromPath[UUID], data: JSONBody[Disband]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        group_id: FromPath[UUID],
+        data: JSONBody[Disband],
     ) -> Response[GroupOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).disband_group(group_id, data.reason, meta, expected_version(request))
-        return self._after(request, group_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.disband_group(group_id, data.reason, meta, expected_version())
+        return self._after(care, group_id, result)

@@ -32,12 +32,11 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath, QueryParameter
 
 from api.access import unit_id_of
-from api.audit import record_access
-from api.auth import actor_of
-from api.common import MinPosition, app_of, meta_for, wait_for_views
+from api.common import MinPosition
+from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Supervision, Views, WaitForViews
 from api.problems import ProblemError
 from api.registry_export import export_inspection, export_registry, template
-from api.supervision import resolve_unit, view_of
+from api.supervision import resolve_unit
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from infrastructure.import_jobs import ImportJobs
@@ -137,8 +136,8 @@ def run_in_background(request: Request[Any, Any, Any], job_id: UUID, meta: Comma
     request.app.state.import_runner.submit(run)
 
 
-def _get(request: Request[Any, Any, Any], import_id: UUID) -> dict[str, Any]:
-    job = jobs_of(request).get(import_id)
+def _get(jobs: ImportJobs, import_id: UUID) -> dict[str, Any]:
+    job = jobs.get(import_id)
     if job is None:  # the guard found it: only a race with nothing could get here
         raise ProblemError(404, "not-found", "Not found", f"no import with id {import_id}")
     return job
@@ -157,13 +156,16 @@ class ImportController(Controller):
     async def submit(
         self,
         request: Request[Any, Any, Any],
+        care: Care,
+        meta_for: MetaFor,
+        actor: Caller,
+        jobs: Jobs,
         org_unit: Annotated[
             str | None, QueryParameter(description="id or 12-digit code; default: your own unit")
         ] = None,
         dry_run: Annotated[bool, QueryParameter(description="true (default): check and report, write nothing")] = True,
     ) -> Response[ImportJob]:
         """Upload a registry sheet (XLSX or CSV, field ``file``) for a dry run (default) or an import."""
-        actor = actor_of(request)
         unit_id = unit_id_of(org_unit) if org_unit is not None else actor.org_unit_id
         if unit_id is None:
             reason = "an org unit id or 12-digit code" if org_unit is not None else "required: the unit imported into"
@@ -193,12 +195,12 @@ class ImportController(Controller):
                 errors=[{"field": "file", "reason": "required: the spreadsheet, as the multipart field 'file'"}],
             )
         data = await upload.read()
-        meta = meta_for(request, None)
+        meta = meta_for(None)
         loop = asyncio.get_running_loop()
 
         def submit() -> dict[str, Any]:
-            unit = app_of(request).load(OrgUnit, unit_id, field="org_unit")
-            return jobs_of(request).submit(
+            unit = care.load(OrgUnit, unit_id, field="org_unit")
+            return jobs.submit(
                 data,
                 upload.filename,
                 unit=unit,
@@ -224,15 +226,15 @@ class ImportController(Controller):
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{job['id']}"})
 
     @get("/{import_id:uuid}", sync_to_thread=True)
-    def progress(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> ImportJob:
+    def progress(self, jobs: Jobs, import_id: FromPath[UUID]) -> ImportJob:
         """The job: status and counts (done of total, errors), updated after every batch."""
-        return _job(_get(request, import_id))
+        return _job(_get(jobs, import_id))
 
     @get("/{import_id:uuid}/report", sync_to_thread=True)
-    def report(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> ImportReport:
+    def report(self, jobs: Jobs, import_id: FromPath[UUID]) -> ImportReport:
         """Every problem by sheet, row and column, with the reason (never a personal value)."""
-        job = _get(request, import_id)
-        report = jobs_of(request).report(import_id) or {}
+        job = _get(jobs, import_id)
+        report = jobs.report(import_id) or {}
         return ImportReport(
             job=_job(job),
             sheets=report.get("sheets", []),
@@ -242,22 +244,30 @@ class ImportController(Controller):
         )
 
     @get("/{import_id:uuid}/report.xlsx", sync_to_thread=True, media_type=XLSX)
-    def report_workbook(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> Response[bytes]:
+    def report_workbook(self, jobs: Jobs, import_id: FromPath[UUID]) -> Response[bytes]:
         """The uploaded workbook with every bad cell filled red and commented with its reasons."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         if job["status"] not in {"done", "refused"}:
             raise ProblemError(
                 409, "not-ready", "Not ready", f"the import is {job['status']}: its report comes when done"
             )
-        marked = jobs_of(request).report_workbook(import_id)
+        marked = jobs.report_workbook(import_id)
         if marked is None:
             raise ProblemError(410, "gone", "Gone", "the uploaded file was deleted after its days were up")
         return _attachment(marked, f"import-{import_id}-report.xlsx")
 
     @post("/{import_id:uuid}/commit", status_code=202, sync_to_thread=True)
-    def commit(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> Response[ImportJob]:
+    def commit(
+        self,
+        request: Request[Any, Any, Any],
+        care: Care,
+        meta_for: MetaFor,
+        actor: Caller,
+        jobs: Jobs,
+        import_id: FromPath[UUID],
+    ) -> Response[ImportJob]:
         """Import the file of a finished dry run for real, as a new job (202, ``Location``)."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         if not job["dry_run"] or job["status"] != "done":
             raise ProblemError(
                 409,
@@ -265,23 +275,23 @@ class ImportController(Controller):
                 "Not a finished dry run",
                 "only a finished dry run is committed; upload the file again with dry_run=false",
             )
-        jobs = jobs_of(request)
         data = jobs.file(import_id)
         if data is None:
             raise ProblemError(410, "gone", "Gone", "the uploaded file was deleted after its days were up")
-        actor = actor_of(request)
-        unit = app_of(request).load(OrgUnit, job["org_unit_id"])
+        unit = care.load(OrgUnit, job["org_unit_id"])
         new = jobs.submit(data, None, unit=unit, actor_id=actor.subject, actor_role=actor.role.value, dry_run=False)
-        run_in_background(request, new["id"], meta_for(request, None))
+        run_in_background(request, new["id"], meta_for(None))
         return Response(_job(new), status_code=202, headers={"Location": f"/imports/{new['id']}"})
 
     @post("/{import_id:uuid}/resume", status_code=202, sync_to_thread=True)
-    def resume(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> Response[ImportJob]:
+    def resume(
+        self, request: Request[Any, Any, Any], jobs: Jobs, meta_for: MetaFor, import_id: FromPath[UUID]
+    ) -> Response[ImportJob]:
         """Run an interrupted (or failed) job again: rows already in are found and left as they are."""
-        job = _get(request, import_id)
+        job = _get(jobs, import_id)
         if job["status"] not in {"interrupted", "failed"}:
             raise ProblemError(409, "not-interrupted", "Not interrupted", f"the import is {job['status']}")
-        run_in_background(request, import_id, meta_for(request, None))
+        run_in_background(request, import_id, meta_for(None))
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{import_id}"})
 
 
@@ -299,32 +309,42 @@ class RegistryXlsxController(Controller):
 
     @get("/{org_unit:str}/registry.xlsx", sync_to_thread=True, media_type=XLSX)
     def registry(
-        self, request: Request[Any, Any, Any], org_unit: FromPath[str], min_position: MinPosition = None
+        self,
+        supervision: Supervision,
+        care: Care,
+        wait_for_views: WaitForViews,
+        record_access: RecordAccess,
+        views: Views,
+        org_unit: FromPath[str],
+        min_position: MinPosition = None,
     ) -> Response[bytes]:
         """The registry (台账) under the unit: one sheet per township, ID numbers as text, dates as dates."""
-        wait_for_views(request, min_position)
-        unit = app_of(request).load(OrgUnit, resolve_unit(request, org_unit)["id"])
-        pool = request.app.state.read_side.runner.pool
-        data, _ = export_registry(app_of(request), pool, unit, record_access=lambda ids: record_access(request, *ids))
+        wait_for_views(min_position)
+        unit = care.load(OrgUnit, resolve_unit(supervision, org_unit)["id"])
+        pool = views.pool
+        data, _ = export_registry(care, pool, unit, record_access=lambda ids: record_access(*ids))
         return _attachment(data, f"registry-{unit.code}.xlsx")
 
     @get("/{org_unit:str}/inspection.xlsx", sync_to_thread=True, media_type=XLSX)
     def inspection(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        wait_for_views: WaitForViews,
+        record_access: RecordAccess,
         org_unit: FromPath[str],
         period: Annotated[str, QueryParameter(pattern="^(week|month|half_year|year)$")] = "half_year",
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """The inspection lists as sheets: uncovered, overdue, visit compliance, units one level down."""
-        wait_for_views(request, min_position)
-        unit = app_of(request).load(OrgUnit, resolve_unit(request, org_unit)["id"])
+        wait_for_views(min_position)
+        unit = care.load(OrgUnit, resolve_unit(supervision, org_unit)["id"])
         today = datetime.now(UTC).astimezone(CHINA).date()
         data = export_inspection(
-            app_of(request),
-            view_of(request),
+            care,
+            supervision,
             unit,
             Period.named(period, today),
-            record_access=lambda ids: record_access(request, *ids),
+            record_access=lambda ids: record_access(*ids),
         )
         return _attachment(data, f"inspection-{unit.code}.xlsx")

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
-
-from api.common import app_of
+from application.care import CareApplication
 
 
 def with_names(
-    request: Request[Any, Any, Any], rows: list[dict[str, Any]], id_key: str = "id", name_key: str = "name"
+    app: CareApplication, rows: list[dict[str, Any]], id_key: str = "id", name_key: str = "name"
 ) -> list[dict[str, Any]]:
-    names = app_of(request).names(row[id_key] for row in rows if row.get(id_key) is not None)
+    names = app.names(row[id_key] for row in rows if row.get(id_key) is not None)
     for row in rows:
         row[name_key] = names.get(row[id_key]) if row.get(id_key) is not None else None
     return rows

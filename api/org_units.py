@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.common import (
@@ -17,13 +17,10 @@ from api.common import (
     Name,
     Offset,
     Page,
-    app_of,
     created_response,
     etag,
-    expected_version,
-    meta_for,
-    wait_for_views,
 )
+from api.dependencies import Care, ExpectedVersion, MetaFor, Registry, WaitForViews
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel
 
@@ -79,26 +76,26 @@ class OrgUnitController(Controller):
     tags = ["org units"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def register(self, request: Request[Any, Any, Any], data: JSONBody[OrgUnitCreate]) -> Response[OrgUnitOut]:
+    def register(self, care: Care, meta_for: MetaFor, data: JSONBody[OrgUnitCreate]) -> Response[OrgUnitOut]:
         """Register a county, township or village by its 12-digit division code.
 
         The id is derived from the code: registering the same unit again answers 200 with it;
         another name or parent under the same code answers 409."""
-        app = app_of(request)
-        result = app.register_org_unit(
+        result = care.register_org_unit(
             code=data.code,
             name=data.name,
             level=data.level,
             parent_id=data.parent_id,
-            meta=meta_for(request, data.occurred_at),
+            meta=meta_for(data.occurred_at),
         )
-        unit = app.saved(OrgUnit, result)
+        unit = care.saved(OrgUnit, result)
         return created_response(org_unit_out(unit, result.position), result, unit.version, f"/org-units/{unit.id}")
 
     @get("/", sync_to_thread=True)
     def list_units(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        registry: Registry,
         parent_id: FromQuery[UUID | None] = None,
         level: FromQuery[OrgLevel | None] = None,
         limit: Limit = 200,
@@ -106,8 +103,8 @@ class OrgUnitController(Controller):
         min_position: MinPosition = None,
     ) -> Page[OrgUnitRow]:
         """List org units, optionally the children of one unit or one level."""
-        position = wait_for_views(request, min_position)
-        rows, total = request.app.state.view.list_org_units(
+        position = wait_for_views(min_position)
+        rows, total = registry.list_org_units(
             parent_id=parent_id, level=level.value if level else None, limit=limit, offset=offset
         )
         return Page(
@@ -117,18 +114,22 @@ class OrgUnitController(Controller):
     @get("/{unit_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        care: Care,
         unit_id: FromPath[UUID],
         version: Annotated[int | None, QueryParameter(ge=1, le=2**31)] = None,
     ) -> Response[OrgUnitOut]:
-        unit = app_of(request).load(OrgUnit, unit_id, version=version)
+        unit = care.load(OrgUnit, unit_id, version=version)
         return Response(org_unit_out(unit), headers=etag(unit.version))
 
     @post("/{unit_id:uuid}/rename", sync_to_thread=True, status_code=200)
     def rename(
-        self, request: Request[Any, Any, Any], unit_id: FromPath[UUID], data: JSONBody[OrgUnitRename]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        unit_id: FromPath[UUID],
+        data: JSONBody[OrgUnitRename],
     ) -> Response[OrgUnitOut]:
-        app = app_of(request)
-        result = app.rename_org_unit(unit_id, data.name, meta_for(request, data.occurred_at), expected_version(request))
-        unit = app.load(OrgUnit, unit_id)
+        result = care.rename_org_unit(unit_id, data.name, meta_for(data.occurred_at), expected_version())
+        unit = care.load(OrgUnit, unit_id)
         return Response(org_unit_out(unit, result.position), headers=etag(unit.version))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID, uuid4
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.access import list_scope
 from api.common import (
     AsOf,
     Limit,
@@ -19,15 +18,11 @@ from api.common import (
     Page,
     TimeAxis,
     Version,
-    app_of,
     created_response,
     etag,
-    expected_version,
-    load_for_read,
-    meta_for,
-    wait_for_views,
 )
-from application.care import CommandResult
+from api.dependencies import Care, ExpectedVersion, LoadForRead, MetaFor, Registry, Visible, WaitForViews
+from application.care import CareApplication, CommandResult
 from domain.pairing import Pairing
 from domain.vocabulary import Cadence, PairingShape, VisitMode
 
@@ -129,11 +124,10 @@ class PairingController(Controller):
     tags = ["pairings"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def form(self, request: Request[Any, Any, Any], data: JSONBody[PairingCreate]) -> Response[PairingOut]:
+    def form(self, care: Care, meta_for: MetaFor, data: JSONBody[PairingCreate]) -> Response[PairingOut]:
         """Pair helpers with people. The shape fixes the counts: one_to_one 1+1, one_to_many
         1 helper + 2 or more persons, many_to_one 2 or more helpers + 1 person."""
-        app = app_of(request)
-        result = app.form_pairing(
+        result = care.form_pairing(
             id=data.id or uuid4(),
             shape=data.shape,
             helper_ids=data.helper_ids,
@@ -142,9 +136,9 @@ class PairingController(Controller):
             visit_mode=data.visit_mode,
             starts_on=data.starts_on,
             group_id=data.group_id,
-            meta=meta_for(request, data.occurred_at),
+            meta=meta_for(data.occurred_at),
         )
-        pairing = app.saved(Pairing, result)
+        pairing = care.saved(Pairing, result)
         return created_response(
             pairing_out(pairing, result.position), result, pairing.version, f"/pairings/{pairing.id}"
         )
@@ -152,7 +146,9 @@ class PairingController(Controller):
     @get("/", sync_to_thread=True)
     def list_pairings(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        visible: Visible,
+        registry: Registry,
         org_unit_id: FromQuery[UUID | None] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(active|ended)$")] = None,
         shape: FromQuery[PairingShape | None] = None,
@@ -162,8 +158,8 @@ class PairingController(Controller):
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[PairingRow]:
-        position = wait_for_views(request, min_position)
-        rows, total = request.app.state.view.list_pairings(
+        position = wait_for_views(min_position)
+        rows, total = registry.list_pairings(
             org_unit_id=org_unit_id,
             status=status,
             shape=shape.value if shape else None,
@@ -171,7 +167,7 @@ class PairingController(Controller):
             person_id=person_id,
             limit=limit,
             offset=offset,
-            scope=list_scope(request),
+            scope=visible,
         )
         return Page(
             items=msgspec.convert(rows, list[PairingRow]), total=total, limit=limit, offset=offset, position=position
@@ -180,69 +176,95 @@ class PairingController(Controller):
     @get("/{pairing_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        load_for_read: LoadForRead,
         pairing_id: FromPath[UUID],
         version: Version = None,
         as_of: AsOf = None,
         time: TimeAxis = "recorded",
     ) -> Response[PairingOut]:
-        pairing = load_for_read(request, Pairing, pairing_id, version, as_of, time)
+        pairing = load_for_read(Pairing, pairing_id, version, as_of, time)
         return Response(pairing_out(pairing), headers=etag(pairing.version))
 
-    def _after(self, request: Request[Any, Any, Any], pairing_id: UUID, result: CommandResult) -> Response[PairingOut]:
-        pairing = app_of(request).saved(Pairing, result, pairing_id)
+    def _after(self, care: CareApplication, pairing_id: UUID, result: CommandResult) -> Response[PairingOut]:
+        pairing = care.saved(Pairing, result, pairing_id)
         return Response(pairing_out(pairing, result.position), headers=etag(pairing.version))
 
     @post("/{pairing_id:uuid}/add-person", sync_to_thread=True, status_code=200)
     def add_person(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[PersonChange],
     ) -> Response[PairingOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).add_pairing_person(pairing_id, data.person_id, meta, expected_version(request))
-        return self._after(request, pairing_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.add_pairing_person(pairing_id, data.person_id, meta, expected_version())
+        return self._after(care, pairing_id, result)
 
     @post("/{pairing_id:uuid}/remove-person", sync_to_thread=True, status_code=200)
     def remove_person(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[PersonRemoval]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[PersonRemoval],
     ) -> Response[PairingOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).remove_pairing_person(
-            pairing_id, data.person_id, data.reason, meta, expected_version(request)
-        )
-        return self._after(request, pairing_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.remove_pairing_person(pairing_id, data.person_id, data.reason, meta, expected_version())
+        return self._after(care, pairing_id, result)
 
     @post("/{pairing_id:uuid}/add-helper", sync_to_thread=True, status_code=200)
     def add_helper(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[HelperChange],
     ) -> Response[PairingOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).add_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, pairing_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.add_pairing_helper(pairing_id, data.helper_id, meta, expected_version())
+        return self._after(care, pairing_id, result)
 
     @post("/{pairing_id:uuid}/remove-helper", sync_to_thread=True, status_code=200)
     def remove_helper(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[HelperChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[HelperChange],
     ) -> Response[PairingOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).remove_pairing_helper(pairing_id, data.helper_id, meta, expected_version(request))
-        return self._after(request, pairing_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.remove_pairing_helper(pairing_id, data.helper_id, meta, expected_version())
+        return self._after(care, pairing_id, result)
 
     @post("/{pairing_id:uuid}/cadence", sync_to_thread=True, status_code=200)
     def change_cadence(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[CadenceChange]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[CadenceChange],
     ) -> Response[PairingOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).change_pairing_cadence(
-            pairing_id, data.cadence, data.visit_mode, meta, expected_version(request)
-        )
-        return self._after(request, pairing_id, result)
+        meta = meta_for(data.occurred_at)
+        result = care.change_pairing_cadence(pairing_id, data.cadence, data.visit_mode, meta, expected_version())
+        return self._after(care, pairing_id, result)
 
     @post("/{pairing_id:uuid}/end", sync_to_thread=True, status_code=200)
     def end(
-        self, request: Request[Any, Any, Any], pairing_id: FromPath[UUID], data: JSONBody[End]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        pairing_id: FromPath[UUID],
+        data: JSONBody[End],
     ) -> Response[PairingOut]:
         """End the pairing with a reason; its helpers' load and its persons' coverage are released."""
-        meta = meta_for(request, data.occurred_at)
+        meta = meta_for(data.occurred_at)
         ends_on = data.ends_on or meta.occurred_at.date()
-        result = app_of(request).end_pairing(pairing_id, data.reason, ends_on, meta, expected_version(request))
-        return self._after(request, pairing_id, result)
+        result = care.end_pairing(pairing_id, data.reason, ends_on, meta, expected_version())
+        return self._after(care, pairing_id, result)

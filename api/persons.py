@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.access import list_scope
-from api.audit import record_access
 from api.common import (
     AsOf,
     Limit,
@@ -23,15 +22,12 @@ from api.common import (
     ShortText,
     TimeAxis,
     Version,
-    app_of,
     created_response,
     etag,
-    expected_version,
-    load_for_read,
-    meta_for,
-    wait_for_views,
 )
+from api.dependencies import Care, ExpectedVersion, LoadForRead, MetaFor, RecordAccess, Registry, Visible, WaitForViews
 from api.names import with_names
+from application.care import CareApplication
 from domain.person import Person
 from domain.vocabulary import PersonKind, RiskTag, Sex
 
@@ -176,13 +172,12 @@ class PersonController(Controller):
     tags = ["persons"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def register(self, request: Request[Any, Any, Any], data: JSONBody[PersonCreate]) -> Response[PersonOut]:
+    def register(self, care: Care, meta_for: MetaFor, data: JSONBody[PersonCreate]) -> Response[PersonOut]:
         """Register an elder or a child in a village.
 
         Send your own ``id`` to make the call safe to repeat (offline devices): the same body
         again answers 200 with the first result; a different body under that id answers 409."""
-        app = app_of(request)
-        result = app.register_person(
+        result = care.register_person(
             id=data.id or uuid4(),
             kind=data.kind,
             name=data.name,
@@ -196,15 +191,19 @@ class PersonController(Controller):
             parents=[_drop_none(p) for p in data.parents],
             absent_children=[_drop_none(c) for c in data.absent_children],
             care_agreement_signed_on=data.care_agreement_signed_on,
-            meta=meta_for(request, data.occurred_at),
+            meta=meta_for(data.occurred_at),
         )
-        person = app.saved(Person, result)
+        person = care.saved(Person, result)
         return created_response(person_out(person, result.position), result, person.version, f"/persons/{person.id}")
 
     @get("/", sync_to_thread=True)
     def list_persons(
         self,
-        request: Request[Any, Any, Any],
+        wait_for_views: WaitForViews,
+        record_access: RecordAccess,
+        visible: Visible,
+        registry: Registry,
+        care: Care,
         org_unit_id: FromQuery[UUID | None] = None,
         kind: FromQuery[PersonKind | None] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(active|left|erased)$")] = None,
@@ -214,102 +213,171 @@ class PersonController(Controller):
         min_position: MinPosition = None,
     ) -> Page[PersonRow]:
         """List persons under an org unit (any level), by kind, status and risk tag."""
-        position = wait_for_views(request, min_position)
-        rows, total = request.app.state.view.list_persons(
+        position = wait_for_views(min_position)
+        rows, total = registry.list_persons(
             org_unit_id=org_unit_id,
             kind=kind.value if kind else None,
             status=status,
             risk_tag=risk_tag.value if risk_tag else None,
             limit=limit,
             offset=offset,
-            scope=list_scope(request),
+            scope=visible,
         )
-        items = msgspec.convert(with_names(request, rows), list[PersonRow])
-        record_access(request, *(p.id for p in items))
+        items = msgspec.convert(with_names(care, rows), list[PersonRow])
+        record_access(*(p.id for p in items))
         return Page(items=items, total=total, limit=limit, offset=offset, position=position)
 
     @get("/{person_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        care: Care,
+        record_access: RecordAccess,
+        load_for_read: LoadForRead,
         person_id: FromPath[UUID],
         version: Version = None,
         as_of: AsOf = None,
         time: TimeAxis = "recorded",
     ) -> Response[PersonOut]:
         """A person's record, now or as of a version or an instant."""
-        person = load_for_read(request, Person, person_id, version, as_of, time)
-        record_access(request, person_id)
+        person = load_for_read(Person, person_id, version, as_of, time)
+        record_access(person_id)
         out = person_out(person)
         # As of a time before the erasure the record had not been erased, but its data is gone.
-        out.erased = out.erased or app_of(request).personal_data_erased(person_id)
+        out.erased = out.erased or care.personal_data_erased(person_id)
         return Response(out, headers=etag(person.version))
 
-    def _change(self, request: Request[Any, Any, Any], person_id: UUID, command: Any) -> Response[PersonOut]:
-        result = command(expected_version(request))
-        person = app_of(request).saved(Person, result, person_id)
+    def _change(
+        self,
+        care: CareApplication,
+        expected_version: Callable[[], int | None],
+        record_access: Callable[..., None],
+        person_id: UUID,
+        command: Any,
+    ) -> Response[PersonOut]:
+        result = command(expected_version())
+        person = care.saved(Person, result, person_id)
         # The answer is the whole record, more than the change sent (and sent even when nothing changed).
-        record_access(request, person_id)
+        record_access(person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/risk-tags", sync_to_thread=True, status_code=200)
     def add_risk_tag(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]
+        self,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        care: Care,
+        meta_for: MetaFor,
+        person_id: FromPath[UUID],
+        data: JSONBody[RiskTagChange],
     ) -> Response[PersonOut]:
-        meta = meta_for(request, data.occurred_at)
-        return self._change(request, person_id, lambda v: app_of(request).add_risk_tag(person_id, data.tag, meta, v))
+        meta = meta_for(data.occurred_at)
+        return self._change(
+            care, expected_version, record_access, person_id, lambda v: care.add_risk_tag(person_id, data.tag, meta, v)
+        )
 
     @post("/{person_id:uuid}/risk-tags/remove", sync_to_thread=True, status_code=200)
     def remove_risk_tag(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[RiskTagChange]
+        self,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        care: Care,
+        meta_for: MetaFor,
+        person_id: FromPath[UUID],
+        data: JSONBody[RiskTagChange],
     ) -> Response[PersonOut]:
-        meta = meta_for(request, data.occurred_at)
-        return self._change(request, person_id, lambda v: app_of(request).remove_risk_tag(person_id, data.tag, meta, v))
+        meta = meta_for(data.occurred_at)
+        return self._change(
+            care,
+            expected_version,
+            record_access,
+            person_id,
+            lambda v: care.remove_risk_tag(person_id, data.tag, meta, v),
+        )
 
     @post("/{person_id:uuid}/guardian", sync_to_thread=True, status_code=200)
     def assign_guardian(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[GuardianChange]
+        self,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        care: Care,
+        meta_for: MetaFor,
+        person_id: FromPath[UUID],
+        data: JSONBody[GuardianChange],
     ) -> Response[PersonOut]:
-        meta = meta_for(request, data.occurred_at)
+        meta = meta_for(data.occurred_at)
         guardian = _drop_none(data.guardian)
-        return self._change(request, person_id, lambda v: app_of(request).assign_guardian(person_id, guardian, meta, v))
+        return self._change(
+            care,
+            expected_version,
+            record_access,
+            person_id,
+            lambda v: care.assign_guardian(person_id, guardian, meta, v),
+        )
 
     @post("/{person_id:uuid}/care-agreement", sync_to_thread=True, status_code=200)
     def sign_care_agreement(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[CareAgreement]
+        self,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        care: Care,
+        meta_for: MetaFor,
+        person_id: FromPath[UUID],
+        data: JSONBody[CareAgreement],
     ) -> Response[PersonOut]:
         """Record that the parents signed the entrusted-care responsibility agreement."""
-        meta = meta_for(request, data.occurred_at)
+        meta = meta_for(data.occurred_at)
         return self._change(
-            request, person_id, lambda v: app_of(request).sign_care_agreement(person_id, data.signed_on, meta, v)
+            care,
+            expected_version,
+            record_access,
+            person_id,
+            lambda v: care.sign_care_agreement(person_id, data.signed_on, meta, v),
         )
 
     @post("/{person_id:uuid}/leave", sync_to_thread=True, status_code=200)
     def leave(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Leave]
+        self,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        care: Care,
+        meta_for: MetaFor,
+        person_id: FromPath[UUID],
+        data: JSONBody[Leave],
     ) -> Response[PersonOut]:
         """The person leaves the programme; their pairings drop them or end."""
-        meta = meta_for(request, data.occurred_at)
+        meta = meta_for(data.occurred_at)
         return self._change(
-            request, person_id, lambda v: app_of(request).person_leaves_programme(person_id, data.reason, meta, v)
+            care,
+            expected_version,
+            record_access,
+            person_id,
+            lambda v: care.person_leaves_programme(person_id, data.reason, meta, v),
         )
 
     @post("/{person_id:uuid}/erase", sync_to_thread=True, status_code=200)
     def erase(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Erase]
+        self, care: Care, meta_for: MetaFor, person_id: FromPath[UUID], data: JSONBody[Erase]
     ) -> Response[PersonOut]:
         """Erase the person's personal data (crypto-shredding): their key is destroyed with the
         ``Person.Erased`` event, so their name, ID number, family contacts, notes and reports'
         descriptions read as erased everywhere; ids, dates, categories and the verifiable history
         remain. Still in the programme: they leave their pairings first. Again: 200, nothing written."""
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).erase_person(person_id, data.reason, meta)
-        person = app_of(request).saved(Person, result, person_id)
+        meta = meta_for(data.occurred_at)
+        result = care.erase_person(person_id, data.reason, meta)
+        person = care.saved(Person, result, person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/return", sync_to_thread=True, status_code=200)
     def return_(
-        self, request: Request[Any, Any, Any], person_id: FromPath[UUID], data: JSONBody[Return]
+        self,
+        expected_version: ExpectedVersion,
+        record_access: RecordAccess,
+        care: Care,
+        meta_for: MetaFor,
+        person_id: FromPath[UUID],
+        data: JSONBody[Return],
     ) -> Response[PersonOut]:
-        meta = meta_for(request, data.occurred_at)
-        return self._change(request, person_id, lambda v: app_of(request).person_returns(person_id, meta, v))
+        meta = meta_for(data.occurred_at)
+        return self._change(
+            care, expected_version, record_access, person_id, lambda v: care.person_returns(person_id, meta, v)
+        )

@@ -11,7 +11,7 @@ import math
 import re
 import traceback
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from eventsourcing.persistence import OperationalError, PersistenceError
@@ -25,12 +25,98 @@ from litestar.exceptions import (
 )
 
 from api.middleware import loggable_path
-from domain.base import DomainError
+from application.accounts import (
+    AccountLockedError,
+    ActivationError,
+    CsrfError,
+    NoAccountError,
+    PhoneTakenError,
+    SecondFactorError,
+    SecondFactorRequiredError,
+    SessionError,
+    SignInError,
+    ThrottledError,
+)
+from application.errors import (
+    AlreadyExistsError,
+    InvalidTimeError,
+    NotFoundError,
+    UnknownReferenceError,
+    VersionConflictError,
+)
+from domain.account import NotYoursToGrantError
+from domain.base import ClosedError, DomainError, ErasedError, InactiveError
+from domain.emergency import AlreadyAcknowledgedError
+from domain.helper import HelperOverCapacityError
+from domain.pairing import DuplicateMemberError
+from domain.visit_task import (
+    AlreadyClaimedError,
+    ClaimedByOtherError,
+    ClaimLimitError,
+    NotEligibleError,
+    NotHolderError,
+    NotOpenYetError,
+    OutsideWindowError,
+)
 from domain.vocabulary import label_codes
 from infrastructure.personal_data import MasterKeyError
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("guanai.api")
+
+
+class Problem(NamedTuple):
+    """How a kind of refusal is answered: its status, its ``type`` under /problems/ and its title."""
+
+    status: int
+    slug: str
+    title: str
+
+
+# Domain and application errors carry no HTTP: this map says how each is answered. An error class
+# not named here is answered as its nearest named base class (``problem_of``).
+DOMAIN_PROBLEMS: dict[type[DomainError], Problem] = {
+    DomainError: Problem(422, "rule-violated", "Rule violated"),
+    InactiveError: Problem(409, "not-active", "Not active"),
+    ClosedError: Problem(409, "closed", "Closed"),
+    ErasedError: Problem(409, "erased", "Erased"),
+    # the application's refusals
+    NotFoundError: Problem(404, "not-found", "Not found"),
+    UnknownReferenceError: Problem(422, "unknown-reference", "Unknown reference"),
+    VersionConflictError: Problem(409, "version-conflict", "Version conflict"),
+    AlreadyExistsError: Problem(409, "already-exists", "Already exists"),
+    InvalidTimeError: Problem(422, "invalid-time", "Invalid time"),
+    # visits
+    AlreadyClaimedError: Problem(409, "already-claimed", "Already claimed"),
+    NotEligibleError: Problem(403, "not-eligible", "Not eligible"),
+    NotHolderError: Problem(403, "not-holder", "Not the holder"),
+    ClaimLimitError: Problem(409, "claim-limit", "Too many open claims"),
+    ClaimedByOtherError: Problem(409, "claimed-by-other", "Claimed by someone else"),
+    NotOpenYetError: Problem(409, "not-open-yet", "Window not open yet"),
+    OutsideWindowError: Problem(422, "outside-window", "Outside the due window"),
+    # helpers, pairings, emergencies
+    HelperOverCapacityError: Problem(409, "over-capacity", "Over capacity"),
+    DuplicateMemberError: Problem(409, "duplicate-member", "Already a member"),
+    AlreadyAcknowledgedError: Problem(409, "already-acknowledged", "Already acknowledged"),
+    # accounts and sign-in
+    NotYoursToGrantError: Problem(403, "forbidden", "Forbidden"),
+    SignInError: Problem(401, "sign-in-failed", "Sign-in failed"),
+    SecondFactorRequiredError: Problem(401, "second-factor-required", "Second factor required"),
+    SecondFactorError: Problem(401, "second-factor-refused", "Second factor refused"),
+    AccountLockedError: Problem(403, "account-locked", "Account locked"),
+    ActivationError: Problem(422, "activation-refused", "Activation refused"),
+    SessionError: Problem(401, "session-ended", "Session ended"),
+    PhoneTakenError: Problem(409, "already-exists", "Already exists"),
+    ThrottledError: Problem(429, "too-many-requests", "Too many requests"),
+    NoAccountError: Problem(409, "not-an-account", "Not an account"),
+    CsrfError: Problem(403, "csrf-refused", "CSRF token missing or wrong"),
+}
+
+
+def problem_of(error: DomainError | type[DomainError]) -> Problem:
+    """How a domain or application error is answered: its class's entry, or its nearest base's."""
+    cls = error if isinstance(error, type) else type(error)
+    return next(DOMAIN_PROBLEMS[c] for c in cls.__mro__ if c in DOMAIN_PROBLEMS)
 
 
 class ProblemError(Exception):
@@ -143,7 +229,8 @@ def _domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[
     headers = {}
     if "current_version" in exc.extra:
         headers["ETag"] = f'"{exc.extra["current_version"]}"'
-    return problem(request, exc.status, exc.slug, exc.title, exc.detail, errors=errors, headers=headers, **exc.extra)
+    status, slug, title = problem_of(exc)
+    return problem(request, status, slug, title, exc.detail, errors=errors, headers=headers, **exc.extra)
 
 
 def _api(request: Request[Any, Any, Any], exc: ProblemError) -> Response[dict[str, Any]]:
@@ -222,7 +309,16 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     Exception: _unexpected,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "ProblemError", "problem"]
+__all__ = [
+    "DOMAIN_PROBLEMS",
+    "EXCEPTION_HANDLERS",
+    "PROBLEM_JSON",
+    "MediaType",
+    "Problem",
+    "ProblemError",
+    "problem",
+    "problem_of",
+]
 
 
 def too_many_requests(wait: float, detail: str) -> ProblemError:

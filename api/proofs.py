@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import FromPath, QueryParameter
 
-from api.audit import audit_of
+from api.dependencies import AuditTrail
 from api.problems import ProblemError
 from infrastructure.audit import NoSuchStreamError
 from infrastructure.merkle import ProofError
@@ -40,31 +40,29 @@ class ProofsController(Controller):
     tags = ["audit"]
 
     @get("/checkpoints/latest", sync_to_thread=True)
-    def latest(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def latest(self, audit: AuditTrail) -> dict[str, Any]:
         """The newest signed checkpoint (origin, suite, tree size, root, time, signature,
         witnesses); one is signed first when the log grew since the last."""
-        return audit_of(request).latest_checkpoint()
+        return audit.latest_checkpoint()
 
     @get("/public-key", sync_to_thread=True)
-    def public_key(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def public_key(self, audit: AuditTrail) -> dict[str, Any]:
         """The key checkpoints are signed with (Ed25519 or SM2, per the store's suite)."""
-        return audit_of(request).public_key()
+        return audit.public_key()
 
     @get("/proofs/consistency", sync_to_thread=True)
     def consistency(
         self,
-        request: Request[Any, Any, Any],
+        audit: AuditTrail,
         from_: Annotated[int, QueryParameter(name="from", ge=0, le=2**62, description="the older checkpoint's size")],
         to: Size = None,
     ) -> dict[str, Any]:
         """Proof that the tree of ``to`` leaves (default: the latest checkpoint) extends the tree
         of ``from`` leaves, with both signed checkpoints."""
-        return _proof_or_problem(lambda: audit_of(request).consistency(from_, to), "from" if to is None else "to")
+        return _proof_or_problem(lambda: audit.consistency(from_, to), "from" if to is None else "to")
 
     @get("/streams/{stream_id:uuid}/proofs", sync_to_thread=True)
-    def stream_proofs(
-        self, request: Request[Any, Any, Any], stream_id: FromPath[UUID], size: Size = None
-    ) -> dict[str, Any]:
+    def stream_proofs(self, audit: AuditTrail, stream_id: FromPath[UUID], size: Size = None) -> dict[str, Any]:
         """Each event of a case history with its leaf (stored bytes, recorded time) and its
         inclusion proof against the checkpoint of ``size`` leaves (default: the latest)."""
-        return _proof_or_problem(lambda: audit_of(request).stream_proofs(stream_id, size=size), "size")
+        return _proof_or_problem(lambda: audit.stream_proofs(stream_id, size=size), "size")

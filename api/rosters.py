@@ -8,10 +8,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.common import Phone, app_of, etag, expected_version, meta_for
+from api.common import Phone, etag
+from api.dependencies import Care, ExpectedVersion, MetaFor
+from application.care import CareApplication
 from domain.roster import ResponderRoster, Tier
 
 Seconds = Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)]
@@ -82,43 +84,50 @@ class RosterController(Controller):
     tags = ["emergencies"]
 
     def _answer(
-        self, request: Request[Any, Any, Any], org_unit_id: UUID, position: int | None, status: int = 200
+        self, care: CareApplication, org_unit_id: UUID, position: int | None, status: int = 200
     ) -> Response[RosterOut]:
-        roster = app_of(request).load_roster(org_unit_id)
+        roster = care.load_roster(org_unit_id)
         return Response(roster_out(roster, position), status_code=status, headers=etag(roster.version))
 
     @post("/", sync_to_thread=True, status_code=201)
     def set_up(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: JSONBody[RosterCreate]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        org_unit_id: FromPath[UUID],
+        data: JSONBody[RosterCreate],
     ) -> Response[RosterOut]:
         """Start the roster of a township or county (deadlines default to 300/900/3600 s)."""
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).set_up_roster(org_unit_id, data.ack_deadlines.given(), meta, data.utc_offset_minutes)
-        return self._answer(request, org_unit_id, result.position, 201 if result.created else 200)
+        meta = meta_for(data.occurred_at)
+        result = care.set_up_roster(org_unit_id, data.ack_deadlines.given(), meta, data.utc_offset_minutes)
+        return self._answer(care, org_unit_id, result.position, 201 if result.created else 200)
 
     @get("/", sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID]) -> Response[RosterOut]:
-        return self._answer(request, org_unit_id, None)
+    def read(self, care: Care, org_unit_id: FromPath[UUID]) -> Response[RosterOut]:
+        return self._answer(care, org_unit_id, None)
 
     @get("/on-duty", sync_to_thread=True)
-    def on_duty(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], at: FromQuery[datetime | None] = None
-    ) -> OnDuty:
+    def on_duty(self, care: Care, org_unit_id: FromPath[UUID], at: FromQuery[datetime | None] = None) -> OnDuty:
         """Who would be alerted at ``at`` (default now)."""
-        roster = app_of(request).load_roster(org_unit_id)
+        roster = care.load_roster(org_unit_id)
         when = at if at is not None and at.tzinfo is not None else datetime.now(UTC)
         return OnDuty(at=when, primary=roster.on_duty(when, Tier.PRIMARY), further=roster.on_duty(when, Tier.FURTHER))
 
     @post("/responders", sync_to_thread=True, status_code=200)
     def add(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: JSONBody[ResponderIn]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        org_unit_id: FromPath[UUID],
+        data: JSONBody[ResponderIn],
     ) -> Response[RosterOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).add_roster_responder(
+        meta = meta_for(data.occurred_at)
+        result = care.add_roster_responder(
             org_unit_id, responder_id=data.responder_id, name=data.name, phone=data.phone, tier=data.tier,
-            shifts=msgspec.to_builtins(data.shifts), meta=meta, expected_version=expected_version(request),
+            shifts=msgspec.to_builtins(data.shifts), meta=meta, expected_version=expected_version(),
         )  # fmt: skip
-        return self._answer(request, org_unit_id, result.position)
+        return self._answer(care, org_unit_id, result.position)
 
     @post(
         "/responders/{responder_id:str}/shifts",
@@ -127,32 +136,44 @@ class RosterController(Controller):
     )
     def shifts(
         self,
-        request: Request[Any, Any, Any],
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
         org_unit_id: FromPath[UUID],
         responder_id: FromPath[str],
         data: JSONBody[ShiftsIn],
     ) -> Response[RosterOut]:
-        meta = meta_for(request, data.occurred_at)
-        result = app_of(request).change_roster_shifts(
-            org_unit_id, responder_id, msgspec.to_builtins(data.shifts), meta, expected_version(request)
+        meta = meta_for(data.occurred_at)
+        result = care.change_roster_shifts(
+            org_unit_id, responder_id, msgspec.to_builtins(data.shifts), meta, expected_version()
         )
-        return self._answer(request, org_unit_id, result.position)
+        return self._answer(care, org_unit_id, result.position)
 
     @delete("/responders/{responder_id:str}", sync_to_thread=True, status_code=200)
     def remove(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], responder_id: FromPath[str]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        org_unit_id: FromPath[UUID],
+        responder_id: FromPath[str],
     ) -> Response[RosterOut]:
-        meta = meta_for(request, None)
-        result = app_of(request).remove_roster_responder(
-            org_unit_id, responder_id, "removed from the roster", meta, expected_version(request)
+        meta = meta_for(None)
+        result = care.remove_roster_responder(
+            org_unit_id, responder_id, "removed from the roster", meta, expected_version()
         )
-        return self._answer(request, org_unit_id, result.position)
+        return self._answer(care, org_unit_id, result.position)
 
     @post("/deadlines", sync_to_thread=True, status_code=200)
     def deadlines(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: JSONBody[AckDeadlines]
+        self,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        org_unit_id: FromPath[UUID],
+        data: JSONBody[AckDeadlines],
     ) -> Response[RosterOut]:
         """Change the acknowledgement deadline (seconds) of one or more severities."""
-        meta = meta_for(request, None)
-        result = app_of(request).change_ack_deadlines(org_unit_id, data.given(), meta, expected_version(request))
-        return self._answer(request, org_unit_id, result.position)
+        meta = meta_for(None)
+        result = care.change_ack_deadlines(org_unit_id, data.given(), meta, expected_version())
+        return self._answer(care, org_unit_id, result.position)

@@ -36,12 +36,11 @@ from api.auth import (
     CSRF_HEADER,
     REFRESH_COOKIE,
     Actor,
-    actor_of,
     client_key,
     issue_token,
     verify_token,
 )
-from api.common import app_of
+from api.dependencies import Accounts, Caller, Care
 from api.problems import ProblemError
 from application.accounts import (
     AccountService,
@@ -229,8 +228,7 @@ def _meta(request: Request[Any, Any, Any], actor_id: str, role: str) -> CommandM
     )  # fmt: skip
 
 
-def _account_of(request: Request[Any, Any, Any]) -> tuple[Actor, UUID]:
-    actor = actor_of(request)
+def _account_of(actor: Actor) -> tuple[Actor, UUID]:
     if actor.account_id is None or actor.session_id is None:
         raise NoAccountError(
             "this token was issued by an operator (`guanai token`), not by signing in: it has no account"
@@ -284,25 +282,23 @@ def _tokens(signed: SignedIn, cookie: bool, csrf: str | None) -> Tokens:
 
 
 @post("/auth/activate", sync_to_thread=True, status_code=200, tags=["auth"], security=[])
-def activate(request: Request[Any, Any, Any], data: JSONBody[Activate]) -> Activated:
+def activate(request: Request[Any, Any, Any], accounts: Accounts, data: JSONBody[Activate]) -> Activated:
     """Activate a new (or reset) account with the code from its slip, choosing a password: at
     least 10 characters, not a common one. Wrong, expired or used codes answer 422 alike."""
-    service = service_of(request)
-    account = service.activate(
+    account = accounts.activate(
         data.phone, data.activation_code, data.password, lambda a: _meta(request, a.subject, a.role.value)
     )
     return Activated(brief(account))
 
 
 @post("/auth/sign-in", sync_to_thread=True, status_code=200, tags=["auth"], security=[])
-def sign_in(request: Request[Any, Any, Any], data: JSONBody[SignIn]) -> Response[Tokens]:
+def sign_in(request: Request[Any, Any, Any], accounts: Accounts, data: JSONBody[SignIn]) -> Response[Tokens]:
     """Sign in with phone number and password (and a TOTP or recovery code when the account
     enrolled one). ``"session": "cookie"`` for browsers: the tokens come as cookies. A wrong
     number and a wrong password answer alike (401); repeated failures wait (429)."""
-    service = service_of(request)
     cookie = data.session == "cookie"
     try:
-        signed = service.sign_in(
+        signed = accounts.sign_in(
             phone=data.phone, password=data.password, address=client_key(request), device_name=data.device_name,
             cookie=cookie, totp_code=data.totp_code, recovery_code=data.recovery_code,
         )  # fmt: skip
@@ -313,10 +309,11 @@ def sign_in(request: Request[Any, Any, Any], data: JSONBody[SignIn]) -> Response
 
 
 @post(REFRESH_PATH, sync_to_thread=True, status_code=200, tags=["auth"], security=[])
-def refresh(request: Request[Any, Any, Any], data: JSONBody[Refresh | None] = None) -> Response[Tokens]:
+def refresh(
+    request: Request[Any, Any, Any], accounts: Accounts, data: JSONBody[Refresh | None] = None
+) -> Response[Tokens]:
     """A new access and refresh token for the session (send the refresh token, or for a
     browser the refresh cookie with the X-CSRF-Token header). Each refresh token works once."""
-    service = service_of(request)
     token = data.refresh_token if data is not None else None
     cookie = token is None
     if cookie:
@@ -326,26 +323,25 @@ def refresh(request: Request[Any, Any, Any], data: JSONBody[Refresh | None] = No
             422, "validation-error", "Invalid request", "send refresh_token (or the refresh cookie)",
             errors=[{"field": "refresh_token", "reason": "missing", "in": "body"}],
         )  # fmt: skip
-    signed = service.refresh(token, csrf_token=request.headers.get(CSRF_HEADER) if cookie else None)
+    signed = accounts.refresh(token, csrf_token=request.headers.get(CSRF_HEADER) if cookie else None)
     csrf = request.cookies.get(CSRF_COOKIE) if signed.session.cookie else None
     body = _tokens(signed, signed.session.cookie, csrf)
     return Response(body, cookies=_cookies(signed, request) if signed.session.cookie else [])
 
 
 @post("/auth/sign-out", sync_to_thread=True, status_code=204, tags=["auth"])
-def sign_out(request: Request[Any, Any, Any]) -> Response[None]:
+def sign_out(actor: Caller, accounts: Accounts) -> Response[None]:
     """End this session: its refresh token stops at once, its access token within seconds everywhere."""
-    actor, _ = _account_of(request)
+    actor, _ = _account_of(actor)
     assert actor.session_id is not None
-    service_of(request).sign_out(actor.session_id, actor.subject)
+    accounts.sign_out(actor.session_id, actor.subject)
     return Response(None, status_code=204, cookies=_cleared() if actor.via_cookie else [])
 
 
 @get("/auth/me", sync_to_thread=True, tags=["auth"])
-def me(request: Request[Any, Any, Any]) -> Me:
+def me(care: Care, actor: Caller) -> Me:
     """Who this token speaks for: the role and scope, and the account behind a signed-in session."""
-    actor = actor_of(request)
-    account = app_of(request).load(Account, actor.account_id) if actor.account_id else None
+    account = care.load(Account, actor.account_id) if actor.account_id else None
     return Me(
         subject=actor.subject, role=actor.role.value, org_unit_id=actor.org_unit_id, token_id=actor.token_id,
         expires_at=actor.expires_at, account=brief(account) if account else None, session_id=actor.session_id,
@@ -354,10 +350,10 @@ def me(request: Request[Any, Any, Any]) -> Me:
 
 
 @get("/auth/sessions", sync_to_thread=True, tags=["auth"])
-def list_sessions(request: Request[Any, Any, Any]) -> SessionList:
+def list_sessions(actor: Caller, accounts: Accounts) -> SessionList:
     """This account's live sessions, one per signed-in device."""
-    actor, account_id = _account_of(request)
-    sessions = service_of(request).credentials.sessions(account_id)
+    actor, account_id = _account_of(actor)
+    sessions = accounts.credentials.sessions(account_id)
     items = [
         SessionOut(id=s.id, device_name=s.device_name, cookie=s.cookie, created_at=s.created_at,
                    last_used_at=s.last_used_at, expires_at=s.expires_at, current=s.id == actor.session_id)
@@ -367,19 +363,19 @@ def list_sessions(request: Request[Any, Any, Any]) -> SessionList:
 
 
 @delete("/auth/sessions/{session_id:uuid}", sync_to_thread=True, status_code=204, tags=["auth"])
-def end_session(request: Request[Any, Any, Any], session_id: FromPath[UUID]) -> None:
+def end_session(actor: Caller, accounts: Accounts, session_id: FromPath[UUID]) -> None:
     """End one of this account's sessions (a lost phone): it stops within seconds everywhere."""
-    actor, account_id = _account_of(request)
-    if not service_of(request).end_session(account_id, session_id, actor.subject):
+    actor, account_id = _account_of(actor)
+    if not accounts.end_session(account_id, session_id, actor.subject):
         raise ProblemError(404, "not-found", "Not found", f"no session with id {session_id}", kind="session")
 
 
 @post("/auth/totp", sync_to_thread=True, status_code=200, tags=["auth"])
-def start_totp(request: Request[Any, Any, Any]) -> TotpStart:
+def start_totp(actor: Caller, accounts: Accounts) -> TotpStart:
     """Start enrolling an authenticator app: scan the QR code (or type the secret), then confirm
     with a code it shows (POST /auth/totp/confirm)."""
-    _, account_id = _account_of(request)
-    enrolment = service_of(request).start_totp(account_id)
+    _, account_id = _account_of(actor)
+    enrolment = accounts.start_totp(account_id)
     svg = io.BytesIO()
     segno.make(enrolment.uri, error="m").save(svg, kind="svg", scale=4, xmldecl=False)
     data_uri = "data:image/svg+xml;base64," + base64.b64encode(svg.getvalue()).decode()
@@ -387,21 +383,21 @@ def start_totp(request: Request[Any, Any, Any]) -> TotpStart:
 
 
 @post("/auth/totp/confirm", sync_to_thread=True, status_code=200, tags=["auth"])
-def confirm_totp(request: Request[Any, Any, Any], data: JSONBody[TotpConfirm]) -> RecoveryCodes:
+def confirm_totp(
+    request: Request[Any, Any, Any], actor: Caller, accounts: Accounts, data: JSONBody[TotpConfirm]
+) -> RecoveryCodes:
     """Confirm the authenticator app with a code it shows; answers ten recovery codes, once.
     A restricted session (a role that needs the second factor) refreshes to full access."""
-    actor, account_id = _account_of(request)
-    account, codes = service_of(request).confirm_totp(
-        account_id, data.totp_code, _meta(request, actor.subject, actor.role.value)
-    )
+    actor, account_id = _account_of(actor)
+    account, codes = accounts.confirm_totp(account_id, data.totp_code, _meta(request, actor.subject, actor.role.value))
     return RecoveryCodes(codes, brief(account))
 
 
 @post("/auth/recovery-codes", sync_to_thread=True, status_code=200, tags=["auth"])
-def recovery_codes(request: Request[Any, Any, Any]) -> RecoveryCodes:
+def recovery_codes(actor: Caller, accounts: Accounts) -> RecoveryCodes:
     """Ten new recovery codes (the old ones stop working), shown once."""
-    _, account_id = _account_of(request)
-    return RecoveryCodes(service_of(request).new_recovery_codes(account_id))
+    _, account_id = _account_of(actor)
+    return RecoveryCodes(accounts.new_recovery_codes(account_id))
 
 
 ROUTES = [

@@ -2,13 +2,14 @@
 behind its figures (uncovered people, people overdue for a visit, emergencies past deadline).
 
 ``org_unit`` is an org unit id or its 12-digit division code. A reader sees their own unit and
-the units beneath it; an administrator sees every unit (``api/access.py``). Figures for rates
+the units beneath it; an administrator sees every unit (``api/access/rules.py``). Figures for rates
 cover a period: ``period=week|month|half_year|year`` (the current one, China time) or
 ``from``/``to`` dates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -17,11 +18,12 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
-from api.access import Kind, access_of, not_found, unit_id_of
-from api.audit import record_access
-from api.common import Limit, MinPosition, Offset, Page, wait_for_views
+from api.access import Access, Kind, not_found, unit_id_of
+from api.common import Limit, MinPosition, Offset, Page
+from api.dependencies import Care, Checked, RecordAccess, Supervision, WaitForViews
 from api.names import with_names
 from api.problems import ProblemError
+from application.care import CareApplication
 from domain.vocabulary import ActorRole
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView
@@ -188,24 +190,27 @@ def view_of(request: Request[Any, Any, Any]) -> SupervisionView:
 
 
 def with_person_names(
-    request: Request[Any, Any, Any], rows: list[dict[str, Any]], id_key: str = "id", name_key: str = "name"
+    app: CareApplication,
+    record_access: Callable[..., None],
+    rows: list[dict[str, Any]],
+    id_key: str = "id",
+    name_key: str = "name",
 ) -> list[dict[str, Any]]:
     """The rows with the names of the persons they list: a name is personal data, so each person
     named gets a row in their access log, as a read of ``GET /persons`` does."""
-    rows = with_names(request, rows, id_key, name_key)
-    record_access(request, *(row[id_key] for row in rows if row.get(id_key) is not None))
+    rows = with_names(app, rows, id_key, name_key)
+    record_access(*(row[id_key] for row in rows if row.get(id_key) is not None))
     return rows
 
 
-def reports_from_level(request: Request[Any, Any, Any]) -> int:
+def reports_from_level(access: Access) -> int:
     """The lowest level of the reports a reader sees beneath a unit: a county responder's are
     those handed up to the county (their area); everyone else's, every level."""
-    access = access_of(request)
     area = access.area() if access.actor.role in (ActorRole.TOWNSHIP_RESPONDER, ActorRole.COUNTY_RESPONDER) else None
     return area.min_level if area is not None else 0
 
 
-def resolve_unit(request: Request[Any, Any, Any], org_unit: str) -> dict[str, Any]:
+def resolve_unit(view: SupervisionView, org_unit: str) -> dict[str, Any]:
     """The unit named by id or code (the access guard has checked the caller may see it)."""
     unit_id = unit_id_of(org_unit)
     if unit_id is None:
@@ -216,7 +221,7 @@ def resolve_unit(request: Request[Any, Any, Any], org_unit: str) -> dict[str, An
             "name the org unit by its id or its 12-digit division code",
             errors=[{"field": "org_unit", "reason": "neither an id nor a division code", "in": "path"}],
         )
-    unit = view_of(request).unit(unit_id)
+    unit = view.unit(unit_id)
     if unit is None:  # registered a moment ago and not yet in the views: as if unknown
         raise not_found(Kind.ORG_UNIT, org_unit)
     return unit
@@ -253,7 +258,8 @@ class SupervisionController(Controller):
     @get("/{org_unit:str}", sync_to_thread=True)
     def summary(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         period: PeriodName = None,
         from_: From = None,
@@ -262,30 +268,36 @@ class SupervisionController(Controller):
     ) -> SupervisionOut:
         """The unit's figures, rolled up from everything beneath it; ``units`` breaks the basic
         figures down one level (the townships of a county, the villages of a township)."""
-        position = wait_for_views(request, min_position)
-        unit = resolve_unit(request, org_unit)
-        figures = view_of(request).summary(unit["id"], period_of(period, from_, to))
+        position = wait_for_views(min_position)
+        unit = resolve_unit(supervision, org_unit)
+        figures = supervision.summary(unit["id"], period_of(period, from_, to), unit=unit)
         return msgspec.convert({**figures, "position": position}, SupervisionOut)
 
     @get("/{org_unit:str}/uncovered", sync_to_thread=True)
     def uncovered(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        record_access: RecordAccess,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         limit: Limit = 50,
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[UncoveredRow]:
         """Active people under the unit whom no active pairing covers, longest registered first."""
-        position = wait_for_views(request, min_position)
-        rows, total = view_of(request).uncovered(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        items = msgspec.convert(with_person_names(request, rows), list[UncoveredRow])
+        position = wait_for_views(min_position)
+        rows, total = supervision.uncovered(resolve_unit(supervision, org_unit)["id"], limit=limit, offset=offset)
+        items = msgspec.convert(with_person_names(care, record_access, rows), list[UncoveredRow])
         return Page(items, total, limit, offset, position)
 
     @get("/{org_unit:str}/overdue", sync_to_thread=True)
     def overdue(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        record_access: RecordAccess,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         limit: Limit = 50,
         offset: Offset = 0,
@@ -293,25 +305,29 @@ class SupervisionController(Controller):
     ) -> Page[OverdueRow]:
         """Covered people not visited within their cadence (the strictest of their pairings),
         most overdue first."""
-        position = wait_for_views(request, min_position)
-        rows, total = view_of(request).overdue(resolve_unit(request, org_unit)["id"], limit=limit, offset=offset)
-        items = msgspec.convert(with_person_names(request, rows), list[OverdueRow])
+        position = wait_for_views(min_position)
+        rows, total = supervision.overdue(resolve_unit(supervision, org_unit)["id"], limit=limit, offset=offset)
+        items = msgspec.convert(with_person_names(care, record_access, rows), list[OverdueRow])
         return Page(items, total, limit, offset, position)
 
     @get("/{org_unit:str}/emergencies-past-deadline", sync_to_thread=True)
     def past_deadline(
         self,
-        request: Request[Any, Any, Any],
+        supervision: Supervision,
+        care: Care,
+        record_access: RecordAccess,
+        access: Checked,
+        wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         limit: Limit = 50,
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[PastDeadlineRow]:
         """Emergency reports waiting for an acknowledgement past their deadline, longest first."""
-        position = wait_for_views(request, min_position)
-        unit_id = resolve_unit(request, org_unit)["id"]
-        rows, total = view_of(request).emergencies_past_deadline(
-            unit_id, limit=limit, offset=offset, min_level=reports_from_level(request)
+        position = wait_for_views(min_position)
+        unit_id = resolve_unit(supervision, org_unit)["id"]
+        rows, total = supervision.emergencies_past_deadline(
+            unit_id, limit=limit, offset=offset, min_level=reports_from_level(access)
         )
-        rows = with_person_names(request, rows, id_key="person_id", name_key="person_name")
+        rows = with_person_names(care, record_access, rows, id_key="person_id", name_key="person_name")
         return Page(msgspec.convert(rows, list[PastDeadlineRow]), total, limit, offset, position)

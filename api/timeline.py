@@ -12,13 +12,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import FromPath, QueryParameter
 
 from api.access import timeline_hides
-from api.audit import record_access
-from api.auth import actor_of
-from api.common import Limit, MinPosition, app_of, wait_for_views
+from api.common import Limit, MinPosition
+from api.dependencies import Caller, Care, RecordAccess, Views, WaitForViews
 from api.problems import ProblemError
 from domain.person import Person
 from projections.timeline import TimelineView
@@ -78,7 +77,11 @@ class TimelineController(Controller):
     @get("/{person_id:uuid}/timeline", sync_to_thread=True)
     def timeline(
         self,
-        request: Request[Any, Any, Any],
+        care: Care,
+        wait_for_views: WaitForViews,
+        record_access: RecordAccess,
+        actor: Caller,
+        views: Views,
         person_id: FromPath[UUID],
         order: Order = "newest",
         kind: Kinds = None,
@@ -88,17 +91,17 @@ class TimelineController(Controller):
     ) -> TimelineOut:
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
-        position = wait_for_views(request, min_position)
-        view = TimelineView(request.app.state.read_side.runner.pool)
+        position = wait_for_views(min_position)
+        view = TimelineView(views.pool)
         page = view.page(
-            person_id, newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor_of(request)),
+            person_id, newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor),
             cursor=cursor, limit=limit,
         )  # fmt: skip
         if page.total == 0 and not view.exists(person_id):
-            first = next(iter(app_of(request).events.get(person_id, limit=1)), None)
+            first = next(iter(care.events.get(person_id, limit=1)), None)
             if not isinstance(first, Person.Registered):
                 raise ProblemError(404, "not-found", "Not found", f"no person with id {person_id}", kind="person")
-        record_access(request, person_id)
+        record_access(person_id)
         rows = [{**row, "summary": about_this_person(row["summary"], person_id)} for row in page.rows]
         return TimelineOut(
             person_id=person_id,

@@ -11,6 +11,7 @@ the same log again answers 200 with the first answer's body; another log under t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -19,9 +20,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.access import list_scope
-from api.audit import record_access
-from api.auth import Actor, actor_of
+from api.auth import Actor
 from api.common import (
     AsOf,
     Limit,
@@ -31,17 +30,24 @@ from api.common import (
     Page,
     TimeAxis,
     Version,
-    app_of,
     created_response,
     etag,
-    expected_version,
-    load_for_read,
-    meta_for,
-    settings_of,
-    wait_for_views,
+)
+from api.dependencies import (
+    AppSettings,
+    Caller,
+    Care,
+    ExpectedVersion,
+    LoadForRead,
+    MetaFor,
+    RecordAccess,
+    Views,
+    Visible,
+    WaitForViews,
 )
 from api.problems import ProblemError
-from application.care import CommandResult
+from application.care import CareApplication, CommandResult
+from domain.base import CommandMeta
 from domain.visit_log import (
     EmergencyKind,
     Health,
@@ -55,6 +61,7 @@ from domain.visit_log import (
 )
 from domain.visit_task import VisitTask
 from domain.vocabulary import ActorRole, Cadence, VisitMode
+from infrastructure.settings import Settings
 from projections.visit_tasks import VisitTaskView
 
 R = ActorRole
@@ -234,9 +241,8 @@ def helper_id_of(actor: Actor) -> UUID | None:
         return None
 
 
-def acting(request: Request[Any, Any, Any]) -> tuple[UUID | None, UUID | None]:
+def acting(actor: Actor) -> tuple[UUID | None, UUID | None]:
     """(me, acting helper): acting is None for a coordinator, who may act for others."""
-    actor = actor_of(request)
     me = helper_id_of(actor)
     if actor.role in COORDINATORS:
         return me, None
@@ -249,9 +255,8 @@ def acting(request: Request[Any, Any, Any]) -> tuple[UUID | None, UUID | None]:
     return me, me
 
 
-def claim_settings(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    s = settings_of(request)
-    return {"limit": s.visit_claim_limit, "ttl": timedelta(hours=s.visit_claim_hours)}
+def claim_settings(settings: Settings) -> dict[str, Any]:
+    return {"limit": settings.visit_claim_limit, "ttl": timedelta(hours=settings.visit_claim_hours)}
 
 
 def task_view(request: Request[Any, Any, Any]) -> VisitTaskView:
@@ -276,12 +281,16 @@ def _log_fields(data: VisitLogIn, me: UUID | None, task_id: UUID | None) -> dict
 
 
 def record_log(
-    request: Request[Any, Any, Any], data: VisitLogIn, task_id: UUID | None, **link: UUID | None
+    app: CareApplication,
+    actor: Actor,
+    meta_for: Callable[[datetime | None], CommandMeta],
+    data: VisitLogIn,
+    task_id: UUID | None,
+    **link: UUID | None,
 ) -> Response[VisitLogOut]:
-    me, actor_helper = acting(request)
-    app = app_of(request)
+    me, actor_helper = acting(actor)
     result = app.record_visit(
-        data.id, meta_for(request, data.occurred_at), acting_helper_id=actor_helper, now=datetime.now(UTC),
+        data.id, meta_for(data.occurred_at), acting_helper_id=actor_helper, now=datetime.now(UTC),
         **link, **_log_fields(data, me, task_id),
     )  # fmt: skip
     log = app.saved(VisitLog, result)
@@ -295,7 +304,10 @@ class VisitController(Controller):
     @get("/", sync_to_thread=True)
     def list_visits(
         self,
-        request: Request[Any, Any, Any],
+        views: Views,
+        wait_for_views: WaitForViews,
+        visible: Visible,
+        actor: Caller,
         org_unit_id: FromQuery[UUID | None] = None,
         status: Status = None,
         due_before: FromQuery[date | None] = None,
@@ -308,16 +320,16 @@ class VisitController(Controller):
     ) -> Page[VisitRow]:
         """Visit tasks in due order. ``claimable_by_me``: those I may claim now (unclaimed or
         lapsed, window open, and I am a helper of the pairing or in its group)."""
-        me = helper_id_of(actor_of(request))
+        me = helper_id_of(actor)
         if claimable_by_me and me is None:
             raise ProblemError(
                 400, "validation-error", "Invalid request", "claimable_by_me needs a helper's token (sub = helper id)",
                 errors=[{"field": "claimable_by_me", "reason": "the token's subject is not a helper id", "in": "query"}],
             )  # fmt: skip
-        position = wait_for_views(request, min_position)
-        rows, total = task_view(request).list_tasks(
+        position = wait_for_views(min_position)
+        rows, total = VisitTaskView(views.pool).list_tasks(
             org_unit_id=org_unit_id, status=status, due_before=due_before, claimable_by=me if claimable_by_me else None,
-            pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset, scope=list_scope(request),
+            pairing_id=pairing_id, person_id=person_id, limit=limit, offset=offset, scope=visible,
         )  # fmt: skip
         return Page(
             items=msgspec.convert(rows, list[VisitRow]), total=total, limit=limit, offset=offset, position=position
@@ -326,69 +338,87 @@ class VisitController(Controller):
     @get("/{task_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        load_for_read: LoadForRead,
         task_id: FromPath[UUID],
         version: Version = None,
         as_of: AsOf = None,
         time: TimeAxis = "recorded",
     ) -> Response[VisitOut]:
-        task = load_for_read(request, VisitTask, task_id, version, as_of, time)
+        task = load_for_read(VisitTask, task_id, version, as_of, time)
         return Response(visit_out(task), headers=etag(task.version))
 
-    def _after(self, request: Request[Any, Any, Any], task_id: UUID, result: CommandResult) -> Response[VisitOut]:
-        task = app_of(request).saved(VisitTask, result, task_id)
+    def _after(self, care: CareApplication, task_id: UUID, result: CommandResult) -> Response[VisitOut]:
+        task = care.saved(VisitTask, result, task_id)
         return Response(visit_out(task, result.position), headers=etag(task.version))
 
     @post("/{task_id:uuid}/claim", sync_to_thread=True, status_code=200)
     def claim(
-        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ClaimIn]
+        self,
+        actor: Caller,
+        settings: AppSettings,
+        care: Care,
+        meta_for: MetaFor,
+        task_id: FromPath[UUID],
+        data: JSONBody[ClaimIn],
     ) -> Response[VisitOut]:
         """Take a visit: for myself (no body fields), for a helper (coordinators), or for the
         pairing's group as a team (``group_id`` alone), from the day its window opens until it
         closes; the claim lapses ``GUANAI_VISIT_CLAIM_HOURS`` after it is made. 409
         ``already-claimed`` names the holder; 409 ``not-open-yet`` (with ``opens_at``): the window
         has not opened (next period's task)."""
-        me, actor_helper = acting(request)
+        me, actor_helper = acting(actor)
         helper_id = data.helper_id if data.helper_id or data.group_id else me
-        result = app_of(request).claim_visit(
-            task_id, meta_for(request, data.occurred_at), helper_id=helper_id, group_id=data.group_id,
-            acting_helper_id=actor_helper, **claim_settings(request),
+        result = care.claim_visit(
+            task_id, meta_for(data.occurred_at), helper_id=helper_id, group_id=data.group_id,
+            acting_helper_id=actor_helper, **claim_settings(settings),
         )  # fmt: skip
-        return self._after(request, task_id, result)
+        return self._after(care, task_id, result)
 
     @post("/{task_id:uuid}/assign", sync_to_thread=True, status_code=200)
     def assign(
-        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[AssignIn]
+        self,
+        actor: Caller,
+        settings: AppSettings,
+        care: Care,
+        meta_for: MetaFor,
+        task_id: FromPath[UUID],
+        data: JSONBody[AssignIn],
     ) -> Response[VisitOut]:
         """A visit the group holds as a team goes to one of its members."""
-        _, actor_helper = acting(request)
-        result = app_of(request).assign_visit(
+        _, actor_helper = acting(actor)
+        result = care.assign_visit(
             task_id,
             data.helper_id,
-            meta_for(request, data.occurred_at),
+            meta_for(data.occurred_at),
             acting_helper_id=actor_helper,
-            **claim_settings(request),
+            **claim_settings(settings),
         )
-        return self._after(request, task_id, result)
+        return self._after(care, task_id, result)
 
     @post("/{task_id:uuid}/release", sync_to_thread=True, status_code=200)
     def release(
-        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[ReleaseIn]
+        self,
+        actor: Caller,
+        care: Care,
+        meta_for: MetaFor,
+        expected_version: ExpectedVersion,
+        task_id: FromPath[UUID],
+        data: JSONBody[ReleaseIn],
     ) -> Response[VisitOut]:
         """Give the visit back to the pool (the holder, a member of the holding group, or a coordinator)."""
-        _, actor_helper = acting(request)
-        result = app_of(request).release_visit(
-            task_id, data.reason, meta_for(request, data.occurred_at), acting_helper_id=actor_helper,
-            expected_version=expected_version(request),
+        _, actor_helper = acting(actor)
+        result = care.release_visit(
+            task_id, data.reason, meta_for(data.occurred_at), acting_helper_id=actor_helper,
+            expected_version=expected_version(),
         )  # fmt: skip
-        return self._after(request, task_id, result)
+        return self._after(care, task_id, result)
 
     @post("/{task_id:uuid}/complete", sync_to_thread=True, status_code=201)
     def complete(
-        self, request: Request[Any, Any, Any], task_id: FromPath[UUID], data: JSONBody[VisitLogIn]
+        self, care: Care, actor: Caller, meta_for: MetaFor, task_id: FromPath[UUID], data: JSONBody[VisitLogIn]
     ) -> Response[VisitLogOut]:
         """Log the visit (走访日志) that completes this task; safe to resend (same ``id``)."""
-        return record_log(request, data, task_id)
+        return record_log(care, actor, meta_for, data, task_id)
 
 
 class VisitLogController(Controller):
@@ -396,14 +426,18 @@ class VisitLogController(Controller):
     tags = ["visits"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def record(self, request: Request[Any, Any, Any], data: JSONBody[UnplannedVisitLogIn]) -> Response[VisitLogOut]:
+    def record(
+        self, care: Care, actor: Caller, meta_for: MetaFor, data: JSONBody[UnplannedVisitLogIn]
+    ) -> Response[VisitLogOut]:
         """Log an unplanned visit (no task), linked to the pairing; safe to resend (same ``id``)."""
-        return record_log(request, data, None, pairing_id=data.pairing_id, person_id=data.person_id)
+        return record_log(care, actor, meta_for, data, None, pairing_id=data.pairing_id, person_id=data.person_id)
 
     @get("/", sync_to_thread=True)
     def list_logs(
         self,
-        request: Request[Any, Any, Any],
+        views: Views,
+        wait_for_views: WaitForViews,
+        visible: Visible,
         helper_id: FromQuery[UUID | None] = None,
         pairing_id: FromQuery[UUID | None] = None,
         person_id: FromQuery[UUID | None] = None,
@@ -411,14 +445,14 @@ class VisitLogController(Controller):
         offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Page[VisitLogRow]:
-        position = wait_for_views(request, min_position)
-        rows, total = task_view(request).list_logs(
+        position = wait_for_views(min_position)
+        rows, total = VisitTaskView(views.pool).list_logs(
             helper_id=helper_id,
             pairing_id=pairing_id,
             person_id=person_id,
             limit=limit,
             offset=offset,
-            scope=list_scope(request),
+            scope=visible,
         )
         return Page(
             items=msgspec.convert(rows, list[VisitLogRow]), total=total, limit=limit, offset=offset, position=position
@@ -427,22 +461,26 @@ class VisitLogController(Controller):
     @get("/{log_id:uuid}", sync_to_thread=True)
     def read(
         self,
-        request: Request[Any, Any, Any],
+        care: Care,
+        record_access: RecordAccess,
+        load_for_read: LoadForRead,
         log_id: FromPath[UUID],
         version: Version = None,
         as_of: AsOf = None,
         time: TimeAxis = "recorded",
     ) -> Response[VisitLogOut]:
-        log = load_for_read(request, VisitLog, log_id, version, as_of, time)
-        record_access(request, log.person_id)  # findings are the person's health and circumstances
+        log = load_for_read(VisitLog, log_id, version, as_of, time)
+        record_access(log.person_id)  # findings are the person's health and circumstances
         out = log_out(log)
-        out.erased = app_of(request).personal_data_erased(log.person_id)
+        out.erased = care.personal_data_erased(log.person_id)
         return Response(out, headers=etag(log.version))
 
 
 @get("/helpers/{helper_id:uuid}/visits", sync_to_thread=True, tags=["visits"])
 def helper_visits(
-    request: Request[Any, Any, Any],
+    views: Views,
+    wait_for_views: WaitForViews,
+    visible: Visible,
     helper_id: FromPath[UUID],
     status: Status = None,
     limit: Limit = 50,
@@ -450,8 +488,8 @@ def helper_visits(
     min_position: MinPosition = None,
 ) -> Page[VisitRow]:
     """The visits a helper holds or completed, latest window first. A volunteer sees only their own."""
-    position = wait_for_views(request, min_position)
-    rows, total = task_view(request).helper_tasks(
-        helper_id, status=status, limit=limit, offset=offset, scope=list_scope(request)
+    position = wait_for_views(min_position)
+    rows, total = VisitTaskView(views.pool).helper_tasks(
+        helper_id, status=status, limit=limit, offset=offset, scope=visible
     )
     return Page(items=msgspec.convert(rows, list[VisitRow]), total=total, limit=limit, offset=offset, position=position)

@@ -62,55 +62,33 @@ TOTP_WINDOW = 1  # steps either side accepted: phones' clocks drift
 class SignInError(DomainError):
     """Phone number or password wrong, or no such account: one answer for all three."""
 
-    status = 401
-    title = "Sign-in failed"
-    slug = "sign-in-failed"
-
 
 class SecondFactorRequiredError(DomainError):
-    status = 401
-    title = "Second factor required"
-    slug = "second-factor-required"
+    """The password was right; the account signs in with a second factor, which was not sent."""
 
 
 class SecondFactorError(DomainError):
-    status = 401
-    title = "Second factor refused"
-    slug = "second-factor-refused"
+    """The second factor (TOTP or recovery code) is wrong, expired or used, or was never enrolled."""
 
 
 class AccountLockedError(DomainError):
-    status = 403
-    title = "Account locked"
-    slug = "account-locked"
+    """The account is not active (locked, or not yet activated): it cannot sign in."""
 
 
 class ActivationError(DomainError):
     """Wrong, expired or used activation code (or no account with that phone: the same answer)."""
 
-    status = 422
-    title = "Activation refused"
-    slug = "activation-refused"
-
 
 class SessionError(DomainError):
     """The refresh token is unknown, used, expired, or its session ended."""
 
-    status = 401
-    title = "Session ended"
-    slug = "session-ended"
-
 
 class PhoneTakenError(DomainError):
-    status = 409
-    title = "Already exists"
-    slug = "already-exists"
+    """Another account already has this phone number."""
 
 
 class ThrottledError(DomainError):
-    status = 429
-    title = "Too many requests"
-    slug = "too-many-requests"
+    """Too many attempts from this address or for this account; ``wait`` seconds until the next."""
 
     def __init__(self, detail: str, wait: float) -> None:
         super().__init__(detail)
@@ -119,10 +97,6 @@ class ThrottledError(DomainError):
 
 class NoAccountError(DomainError):
     """The token is an operator's or a machine's (``guanai token``), not an account session."""
-
-    status = 409
-    title = "Not an account"
-    slug = "not-an-account"
 
 
 # ---- ports -------------------------------------------------------------------------------------
@@ -627,9 +601,7 @@ class AccountService:
 
 
 class CsrfError(DomainError):
-    status = 403
-    title = "CSRF token missing or wrong"
-    slug = "csrf-refused"
+    """A browser's unsafe request without the CSRF token of its session, or with another one."""
 
 
 def _with_access(session: Session, access: IssuedToken) -> Session:

@@ -23,37 +23,18 @@ def kind_name(cls: type[Any]) -> str:
 class NotFoundError(DomainError):
     """The thing named in the path does not exist (or did not exist at the asked time)."""
 
-    status = 404
-    title = "Not found"
-    slug = "not-found"
-
 
 class UnknownReferenceError(DomainError):
     """A field of the request names something that does not exist."""
-
-    status = 422
-    title = "Unknown reference"
-    slug = "unknown-reference"
 
 
 class VersionConflictError(DomainError):
     """The aggregate changed since the version the client based its command on."""
 
-    status = 409
-    title = "Version conflict"
-    slug = "version-conflict"
-
 
 class AlreadyExistsError(DomainError):
     """A different thing was already created under this id (or code)."""
 
-    status = 409
-    title = "Already exists"
-    slug = "already-exists"
-
 
 class InvalidTimeError(DomainError):
     """occurred_at lies too far in the future or the past."""
-
-    title = "Invalid time"
-    slug = "invalid-time"

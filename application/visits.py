@@ -19,9 +19,9 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from application.command_group import CommandGroup
-from application.errors import AlreadyExistsError
+from application.errors import AlreadyExistsError, NotFoundError
 from application.results import CommandResult
-from domain.base import CommandMeta, DomainError
+from domain.base import CommandMeta
 from domain.group import VolunteerGroup
 from domain.pairing import Pairing
 from domain.person import Person
@@ -94,10 +94,8 @@ class VisitCommands(CommandGroup):
         """The aggregate, or None when there is none (one read either way)."""
         try:
             return self.load(cls, aggregate_id)
-        except DomainError as e:
-            if e.status == 404:
-                return None
-            raise
+        except NotFoundError:
+            return None
 
     def schedule_visits(self, pairing_id: UUID, meta: CommandMeta, known_open: Iterable[UUID] = ()) -> ScheduleOutcome:
         """Bring one pairing's tasks in line with its cadence at ``meta.occurred_at``: create the

@@ -44,7 +44,7 @@ SECOND_FACTOR_ROLES = frozenset(
     {R.COUNTY_SUPERVISOR, R.TOWNSHIP_SUPERVISOR, R.AUDITOR, R.ADMINISTRATOR, R.COUNTY_RESPONDER}
 )
 HUMAN_ROLES = frozenset(r for r in ActorRole if r != R.SYSTEM)
-# Which roles' accounts each role may open and manage (within its own scope; see api/access.py).
+# Which roles' accounts each role may open and manage (within its own scope; see api/access/rules.py).
 GRANTS: dict[ActorRole, frozenset[ActorRole]] = {
     R.ADMINISTRATOR: HUMAN_ROLES,
     R.TOWNSHIP_SUPERVISOR: frozenset({R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.VOLUNTEER, R.TOWNSHIP_RESPONDER}),
@@ -71,10 +71,6 @@ class AccountClosedError(ClosedError):
 
 class NotYoursToGrantError(DomainError):
     """The actor may not open or manage an account of this role."""
-
-    status = 403
-    title = "Forbidden"
-    slug = "forbidden"
 
 
 class PhoneError(DomainError):

@@ -9,7 +9,7 @@ the actor (id and role) and the request's correlation id, besides the library's 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 from uuid import UUID, uuid5
 
 import msgspec
@@ -45,11 +45,10 @@ META_FIELDS = ("actor_id", "actor_role", "correlation_id", "occurred_at")
 
 
 class DomainError(Exception):
-    """A command was refused by a rule of the domain. ``field`` names the offending input."""
+    """A command was refused by a rule of the domain. ``field`` names the offending input.
 
-    status: ClassVar[int] = 422
-    title: ClassVar[str] = "Rule violated"
-    slug: ClassVar[str] = "rule-violated"
+    The domain says what was refused and why; how an edge answers it (an HTTP status, a
+    problem type) is the edge's to decide (api/problems.py)."""
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -65,25 +64,13 @@ class InvariantError(DomainError):
 class InactiveError(DomainError):
     """The command involves someone who is no longer active in the programme."""
 
-    status = 409
-    title = "Not active"
-    slug = "not-active"
-
 
 class ClosedError(DomainError):
     """The aggregate is in a final state and accepts no more changes."""
 
-    status = 409
-    title = "Closed"
-    slug = "closed"
-
 
 class ErasedError(DomainError):
     """The person this command concerns was erased: their record accepts nothing more."""
-
-    status = 409
-    title = "Erased"
-    slug = "erased"
 
 
 # What an erased text field reads as.

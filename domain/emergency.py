@@ -112,10 +112,6 @@ class EmergencyError(InvariantError):
 class AlreadyAcknowledgedError(DomainError):
     """Another responder has already taken the report on at this level."""
 
-    status = 409
-    title = "Already acknowledged"
-    slug = "already-acknowledged"
-
 
 class ReportClosedError(ClosedError):
     """The report is resolved or closed: reopen it first (a closed one stays closed)."""

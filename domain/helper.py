@@ -27,10 +27,6 @@ class HelperInactiveError(ClosedError):
 class HelperOverCapacityError(InvariantError):
     """The helper would look after more people than allowed."""
 
-    status = 409
-    title = "Over capacity"
-    slug = "over-capacity"
-
 
 class Helper(CareAggregate):
     role: HelperRole

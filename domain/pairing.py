@@ -29,10 +29,6 @@ class PairingError(InvariantError):
 class DuplicateMemberError(PairingError):
     """Someone would appear twice in the same pairing."""
 
-    status = 409
-    title = "Already a member"
-    slug = "duplicate-member"
-
 
 class PairingEndedError(ClosedError):
     """The pairing has ended and accepts no changes."""

@@ -35,41 +35,21 @@ class VisitTaskError(InvariantError):
 class AlreadyClaimedError(DomainError):
     """Someone else holds the claim (the body names who, and until when)."""
 
-    status = 409
-    title = "Already claimed"
-    slug = "already-claimed"
-
 
 class NotEligibleError(DomainError):
     """Only the pairing's helpers, or members of its volunteer group, may take this visit."""
-
-    status = 403
-    title = "Not eligible"
-    slug = "not-eligible"
 
 
 class NotHolderError(DomainError):
     """Only the holder of a claim (or a coordinator) may release or reassign it."""
 
-    status = 403
-    title = "Not the holder"
-    slug = "not-holder"
-
 
 class ClaimLimitError(DomainError):
     """The helper already holds as many open claims as allowed (GUANAI_VISIT_CLAIM_LIMIT)."""
 
-    status = 409
-    title = "Too many open claims"
-    slug = "claim-limit"
-
 
 class ClaimedByOtherError(DomainError):
     """A visit log for a task that someone else holds."""
-
-    status = 409
-    title = "Claimed by someone else"
-    slug = "claimed-by-other"
 
 
 class TaskClosedError(ClosedError):
@@ -80,16 +60,9 @@ class NotOpenYetError(DomainError):
     """The task's window has not opened: it may be claimed from its first day, so that a claim
     never lapses before the visit can even take place."""
 
-    status = 409
-    title = "Window not open yet"
-    slug = "not-open-yet"
-
 
 class OutsideWindowError(InvariantError):
     """The visit did not take place within the task's due window."""
-
-    title = "Outside the due window"
-    slug = "outside-window"
 
 
 def _at(meta: CommandMeta, when: datetime) -> CommandMeta:

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.emergency import EmergencyReport
-from projections.scope import ListScope
+from projections.scope import Area, ListScope
 
 TABLES = ("emergency_queue",)
 DDL = """
@@ -86,6 +86,9 @@ class EmergencyQueueProjection:
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
 
+    def handles(self, event_class: type) -> bool:
+        return event_class in STATEMENTS
+
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))
         if statement is not None:
@@ -138,6 +141,17 @@ class EmergencyQueueView:
     def get(self, report_id: UUID) -> dict[str, Any] | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(f"SELECT {COLUMNS} FROM emergency_queue WHERE id = %s", (report_id,)).fetchone()
+
+    def reported_in_area(self, person_id: UUID, area: Area) -> bool:
+        """Whether a report about this person lies in a responder's area (under its unit, at its
+        level or above): the persons a responder may read (the access checks' ``area``)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM emergency_queue WHERE person_id = %s AND org_path @> ARRAY[%s]::uuid[]"
+                " AND level >= %s LIMIT 1",
+                (person_id, area.unit, area.min_level),
+            ).fetchone()
+        return row is not None
 
     def unrouted(self, filed_before: datetime, limit: int = 200) -> list[tuple[UUID, int]]:
         """(report, level) the router still owes a routing, oldest first: reports recorded

@@ -12,7 +12,7 @@ by (a child has a guardian or not; a person is active, left or erased).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -155,6 +155,9 @@ class RegistryProjection:
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
+
+    def handles(self, event_class: type) -> bool:
+        return event_class in STATEMENTS
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))
@@ -299,6 +302,17 @@ class RegistryView:
             "person_ids @> ARRAY[%s]::uuid[]": person_id,
         }
         return self._list("reg_pairings", filters, limit, offset, scope)
+
+    def own_pairings(self, helper_id: UUID, group_ids: Iterable[UUID]) -> list[tuple[UUID, list[UUID]]]:
+        """(pairing, its persons) of the active pairings a helper is in, as a helper or through
+        one of their volunteer groups: what a volunteer owns (the access checks' ``own``)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, person_ids FROM reg_pairings WHERE status = 'active'"
+                " AND (helper_ids @> ARRAY[%s]::uuid[] OR group_id = ANY(%s::uuid[]))",
+                (helper_id, list(group_ids)),
+            ).fetchall()
+        return [(row[0], list(row[1])) for row in rows]
 
     def get_org_unit(self, unit_id: UUID) -> dict[str, Any] | None:
         return self._get("reg_org_units", unit_id)

@@ -1,6 +1,6 @@
 """Which rows of a list an actor may see, as SQL over the views.
 
-The API works out a ``ListScope`` from the caller's token (``api/access.py``) and passes it to
+The API works out a ``ListScope`` from the caller's token (``api/access/rules.py``) and passes it to
 the view query methods, which AND its ``clause`` into their WHERE. A scope is the union of its
 parts: everything (administrators), a subtree (rows whose ``org_path`` holds a unit), a
 volunteer's own pairings, their people, groups and record, and a responder's area (emergency

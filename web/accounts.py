@@ -3,7 +3,7 @@ the activation slip to print), and on an account's page its role and unit, lock 
 reset (a new slip) and close.
 
 Everything goes through the accounts API's service (``api/sessions.py service_of``) with the
-API's request Structs, under rules in ``api/access.py`` with the grants of the ``/accounts``
+API's request Structs, under rules in ``api/access/rules.py`` with the grants of the ``/accounts``
 routes; the guard checks a form's ``org_unit_id`` and ``helper_id`` as it checks a JSON body's.
 Which roles a reader may grant is the domain's ``GRANTS``. An activation code is shown once, on
 the slip answered to the form that opened or reset the account; the page is never cached.
@@ -86,7 +86,7 @@ def helpers_in_scope(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
     access = access_of(request)
     scope = access.scope_of_lists(HELPER_READ.get(access.actor.role, frozenset()))
     rows, _ = request.app.state.view.list_helpers(status="active", limit=500, scope=scope)
-    return with_names(request, rows)
+    return with_names(app_of(request), rows)
 
 
 def form_context(request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 counties keep a responder roster, who is on it and on duty now, and the acknowledgement deadline
 per severity; forms to set a roster up, change its deadlines, add and remove responders.
 
-Forms post to ``/app/rosters/...``, whose rules in ``api/access.py`` are those of the API's
+Forms post to ``/app/rosters/...``, whose rules in ``api/access/rules.py`` are those of the API's
 ``/rosters`` routes, and run the same commands with the same validation (the API's request
 Structs): a refused form is shown again with each field and reason (422), nothing written; a
 saved one redirects back to the page (303, post/redirect/get).

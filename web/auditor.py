@@ -21,9 +21,8 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from api.access import list_scope, loaded, timeline_hides
-from api.audit import audit_of, record_access
 from api.auth import actor_of
-from api.common import app_of
+from api.common import app_of, audit_of, record_access
 from api.names import with_names
 from api.problems import ProblemError
 from domain.person import Person
@@ -155,7 +154,7 @@ class AuditPages(Controller):
         rows, total = request.app.state.view.list_persons(
             limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, scope=list_scope(request)
         )
-        rows = with_names(request, rows)
+        rows = with_names(app_of(request), rows)
         record_access(request, *(r["id"] for r in rows))
         pages = max(1, -(-total // PAGE_SIZE))
         return page(request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages)

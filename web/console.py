@@ -16,9 +16,8 @@ from litestar import Request, get
 from litestar.response import Template
 
 from api.access import list_scope
-from api.audit import record_access
 from api.auth import actor_of
-from api.common import MinPosition, app_of, wait_for_views
+from api.common import MinPosition, app_of, record_access, wait_for_views
 from api.emergencies import queue_row
 from domain.emergency import EmergencyReport, Outcome, Severity
 from domain.vocabulary import ActorRole

@@ -3,7 +3,7 @@ download the template, upload a county's or township's sheet (a dry run unless a
 follow the job's progress, read its report row by row, download the marked workbook, and commit a
 clean dry run.
 
-The pages' rules in ``api/access.py`` are those of the API's ``/imports`` routes (the unit in the
+The pages' rules in ``api/access/rules.py`` are those of the API's ``/imports`` routes (the unit in the
 ``org_unit`` query parameter, the job by its id), and the handlers run what the API's handlers run
 (``ImportJobs`` on the app's state, the same background runner): one guard, one way in. The upload
 is multipart, so its CSRF value travels in the ``X-CSRF-Token`` header that ``ops.js`` adds to the

@@ -1,7 +1,7 @@
 """The web client's frame pages and assembly: the start page, sign-in, the service worker and
 manifest, static files, and ``web_router()``, which ``api/app.py`` registers under ``/app``.
 
-Each page route has its rule in ``api/access.py`` (resource ``web pages``) and goes through the
+Each page route has its rule in ``api/access/rules.py`` (resource ``web pages``) and goes through the
 app's one guard like any API route.
 """
 

@@ -1,5 +1,5 @@
 """Every screen of the web client in one list: ``api/app.py`` registers ``router()`` under /app.
-A new screen's module adds its handlers here (and a rule per page in ``api/access.py``)."""
+A new screen's module adds its handlers here (and a rule per page in ``api/access/rules.py``)."""
 
 from __future__ import annotations
 

@@ -4,13 +4,14 @@ their CSV export.
 
 Every figure comes from the same view and queries as ``GET /supervision/{org_unit}``
 (``SupervisionView.summary``), and the charts' series from ``SupervisionSeries`` over the same
-tables. The access guard checks each page against its rule in ``api/access.py`` (the same grants
+tables. The access guard checks each page against its rule in ``api/access/rules.py`` (the same grants
 as the API route it shows), so a unit outside the reader's subtree is the not-found page.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,8 +20,8 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from api.access import AUDIT_READ, PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
-from api.audit import record_access
 from api.auth import actor_of
+from api.common import app_of, record_access
 from api.names import with_names
 from api.supervision import period_of, resolve_unit, view_of, with_person_names
 from domain.vocabulary import RISK_TAG_LABELS, RiskTag
@@ -90,7 +91,7 @@ def village_people(request: Request[Any, Any, Any], unit: dict[str, Any]) -> dic
     rows, total = request.app.state.view.list_persons(
         org_unit_id=unit["id"], status="active", limit=VILLAGE_PEOPLE_SHOWN, scope=scope
     )
-    rows = with_names(request, rows)
+    rows = with_names(app_of(request), rows)
     record_access(request, *(r["id"] for r in rows))
     lang = lang_of(request)
     for row in rows:
@@ -101,7 +102,7 @@ def village_people(request: Request[Any, Any, Any], unit: dict[str, Any]) -> dic
 def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str) -> dict[str, Any]:
     """What the supervision page shows of a unit: the API's summary, the charts, drill-down links."""
     w = translator(lang_of(request))
-    unit = resolve_unit(request, org_unit)
+    unit = resolve_unit(view_of(request), org_unit)
     span = period_of(period, None, None)
     figures = view_of(request).summary(unit["id"], span)
     if figures is None:  # the unit left the views between two reads: as if unknown
@@ -166,11 +167,11 @@ def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str)
 
 def list_context(request: Request[Any, Any, Any], org_unit: str, which: str, page_no: int) -> dict[str, Any]:
     """One page of the uncovered or overdue list, with names (each read is in the access log)."""
-    unit = resolve_unit(request, org_unit)
     view = view_of(request)
+    unit = resolve_unit(view, org_unit)
     query = view.uncovered if which == "uncovered" else view.overdue
     rows, total = query(unit["id"], limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
-    rows = with_person_names(request, rows)
+    rows = with_person_names(app_of(request), partial(record_access, request), rows)
     lang = lang_of(request)
     for row in rows:
         row["tags"] = tag_labels(row["risk_tags"], lang)

@@ -18,9 +18,8 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from api.access import list_scope, loaded, timeline_hides
-from api.audit import record_access
 from api.auth import actor_of
-from api.common import MinPosition, app_of, wait_for_views
+from api.common import MinPosition, app_of, record_access, wait_for_views
 from api.names import with_names
 from api.timeline import about_this_person
 from api.visits import helper_id_of, task_view
@@ -121,7 +120,7 @@ def visits_page(request: Request[Any, Any, Any], min_position: MinPosition = Non
         done_rows, _ = view.helper_tasks(me, status="completed", limit=10, scope=scope)
         done_rows = [r for r in done_rows if r["closes_at"] >= start - timedelta(days=7)]
     rows = open_rows + done_rows
-    with_names(request, rows, "person_id", "person_name")
+    with_names(app_of(request), rows, "person_id", "person_name")
     record_access(request, *{r["person_id"] for r in rows})
     people: dict[tuple[UUID, UUID], dict[str, Any]] = {}
     for r in rows:
@@ -149,7 +148,7 @@ def people_page(request: Request[Any, Any, Any], min_position: MinPosition = Non
     t = translator(lang_of(request))
     wait_for_views(request, min_position)
     rows, total = request.app.state.view.list_persons(status="active", limit=200, scope=list_scope(request))
-    with_names(request, rows)
+    with_names(app_of(request), rows)
     record_access(request, *(r["id"] for r in rows))
     people = [
         {**r, "kind_label": t(f"kind.{r['kind']}"), "born": _age_line(t, r["birth_date"]),

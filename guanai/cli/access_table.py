@@ -1,4 +1,4 @@
-"""``guanai access-table [--update FILE]``: the authorization table (api/access.py) as Markdown,
+"""``guanai access-table [--update FILE]``: the authorization table (api/access/rules.py) as Markdown,
 printed or written between its markers in a document (docs/access.md)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def access_document(text: str, table: str) -> str:
 
 
 def cmd_access_table(settings: Settings, args: argparse.Namespace) -> int:
-    """``access-table [--update FILE]``: the access rules of api/access.py as a Markdown table."""
+    """``access-table [--update FILE]``: the access rules of api/access/rules.py as a Markdown table."""
     table = access_table()
     if args.update is None:
         print(table, end="")

@@ -23,7 +23,7 @@ activated, signed in with its second factor enrolled; the answers must be the sa
 only an account has (its sessions, its second factor) answer a minted token 409 ``not-an-account``.
 
 The expected answers come from ``POLICY`` below, the agreed table restated (docs/access.md),
-never from api/access.py: the test would prove nothing if it asked the code what to expect.
+never from api/access/: the test would prove nothing if it asked the code what to expect.
 """
 
 from __future__ import annotations
@@ -769,6 +769,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 # No token at all (and the /schema pages); signing in is tried in tests/e2e/test_accounts_api.py.
 PUBLIC = {
     ("GET", "/health"),
+    ("GET", "/metrics"),  # GUANAI_METRICS_TOKEN, not an account, guards it (tests/e2e/test_metrics.py)
     ("POST", "/auth/activate"),
     ("POST", "/auth/sign-in"),
     ("POST", "/auth/refresh"),

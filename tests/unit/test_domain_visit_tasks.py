@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from api.problems import problem_of
 from domain.pairing import Pairing
 from domain.schedule import Period, day_start
 from domain.visit_task import (
@@ -107,7 +108,7 @@ def test_the_second_claim_is_refused_naming_the_holder(w: World) -> None:
     with refused(AlreadyClaimedError, None) as info:
         w.claim(w.doctor.id, NOW + timedelta(hours=1))
     assert info.value.extra["holder_helper_id"] == str(w.cadre.id)
-    assert info.value.status == 409
+    assert problem_of(info.value).status == 409
     nothing_emitted(w.task)
 
 
@@ -213,7 +214,7 @@ def test_a_log_for_a_task_someone_else_holds_is_refused(w: World) -> None:
     given(w.task)
     with refused(ClaimedByOtherError, "helper_ids") as info:
         complete(w, NOW + timedelta(hours=1), [w.doctor.id], now=NOW + timedelta(hours=2))
-    assert info.value.status == 409 and info.value.extra["holder_helper_id"] == str(w.cadre.id)
+    assert problem_of(info.value).status == 409 and info.value.extra["holder_helper_id"] == str(w.cadre.id)
     assert complete(w, NOW + timedelta(hours=1), [w.doctor.id, w.cadre.id], now=NOW + timedelta(hours=2))
 
 

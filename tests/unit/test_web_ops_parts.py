@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import pytest
 
-from api.access import _form_object
+from api.access.guard import _form_object
 from api.rosters import AckDeadlines, ResponderIn
 from projections.supervision_series import weeks_up_to
 from web import charts
