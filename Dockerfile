@@ -10,7 +10,7 @@ COPY projections ./projections
 COPY api ./api
 COPY workers ./workers
 COPY guanai ./guanai
-RUN pip install --no-cache-dir . && useradd --system --home /var/lib/guanai guanai && mkdir -p /var/lib/guanai && chown guanai /var/lib/guanai
+RUN pip install --no-cache-dir . && useradd --system --home /var/lib/guanai guanai && mkdir -p /var/lib/guanai /var/lib/guanai-erasures && chown guanai /var/lib/guanai /var/lib/guanai-erasures
 USER guanai
 EXPOSE 8000
 CMD ["guanai", "api", "--host", "0.0.0.0"]

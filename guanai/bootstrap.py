@@ -103,6 +103,9 @@ USED_BY: dict[str, frozenset[Process]] = {
     "access_token_minutes": frozenset({Process.API}),
     "session_days": frozenset({Process.API}),
     "sign_in_failures_free": frozenset({Process.API}),
+    # Any process that may store an erasure logs it (infrastructure/erasure_log.py); restores read it.
+    "erasure_log": COMMANDING,
+    "backup_passphrase": frozenset({Process.CLI}),
     "import_max_bytes": frozenset({Process.API, Process.CLI}),
     "import_max_unpacked_bytes": frozenset({Process.API, Process.CLI}),
     "import_keep_days": frozenset({Process.API, Process.CLI}),

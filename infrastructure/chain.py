@@ -121,6 +121,17 @@ def chain_ddl(schema: str, events_table: str, originator_id_type: str) -> list[A
     ]
 
 
+class _HookFailed(BaseException):
+    """The chain or an insert hook failed. Not an ``Exception``: the library's insert catches
+    those inside its transaction and re-raises them after the transaction has COMMITTED (it
+    expects only database errors there, which abort the transaction anyway); this one leaves
+    the transaction block, which rolls back, and ``insert_events`` raises the error itself."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ChainedRecorder(PostgresApplicationRecorder):
     """The library's PostgreSQL application recorder, extending the chain in each insert's
     transaction. With ``enabled`` false it stores events unchained (to measure the chain's cost).
@@ -187,11 +198,20 @@ class ChainedRecorder(PostgresApplicationRecorder):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if ids:
             written = list(zip(ids, stored_events, strict=True))
-            if self.enabled:
-                self._extend_chain(curs.connection, written)
-            for hook in self.insert_hooks:
-                hook(curs, written)
+            try:
+                if self.enabled:
+                    self._extend_chain(curs.connection, written)
+                for hook in self.insert_hooks:
+                    hook(curs, written)
+            except Exception as e:
+                raise _HookFailed(e) from e
         return ids
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        try:
+            return super().insert_events(stored_events, **kwargs)
+        except _HookFailed as failed:
+            raise failed.error from None
 
     def _extend_chain(self, conn: Connection[DictRow], written: list[tuple[int, StoredEvent]]) -> None:
         # Runs inside the insert's transaction, after the table lock: no other insert can

@@ -108,6 +108,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     number on import, an account's phone at sign-in: infrastructure/lookup_hash.py), 32+ chars, never stored in the database and
     never rotated; every process that imports or registers people must share it. Unset: generated
     once into the data directory (``lookup-key``)."""
+    erasure_log: str | None = None
+    """GUANAI_ERASURE_LOG: the file every erasure is appended to (person id, position, time) before
+    it commits, kept apart from the database and its backups: ``guanai restore`` erases again
+    whoever was erased after the backup. Unset: ``<data dir>-erasures.jsonl`` beside the data
+    directory. Every process that erases (the API, the command line) must share it."""
+    backup_passphrase: str | None = None
+    """GUANAI_BACKUP_PASSPHRASE: the passphrase ``guanai backup`` seals the keys in a backup with
+    and ``guanai restore`` opens them with (16+ chars); or ``--passphrase-file``."""
     import_max_bytes: int = 20 * 1024 * 1024
     """GUANAI_IMPORT_MAX_BYTES: largest spreadsheet an import accepts (bytes of the upload)."""
     import_max_unpacked_bytes: int = 200 * 1024 * 1024

@@ -13,10 +13,12 @@ reads the environment.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -26,7 +28,7 @@ from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
 from application.ports import EventStore
-from infrastructure import chain, personal_data
+from infrastructure import chain, erasure_log, personal_data
 from infrastructure.access_log import access_log_ddl
 from infrastructure.chain import ChainKey
 from infrastructure.lookup_hash import LOOKUP_TABLE, keyed_hash, load_lookup_key, lookup_ddl, set_lookup_key
@@ -47,6 +49,7 @@ class StoreKeys:
     crypto_suite: str | None = None  # GUANAI_CRYPTO_SUITE: recorded when a store is created
     signing_key: Callable[[Suite], SigningKey] | None = None  # signs the Merkle tree's checkpoints
     lookup_key: Callable[[], bytes] | None = None  # the keyed hashes of sealed numbers (imports)
+    erasure_log: Path | None = None  # where erasures are logged for restores (None: not logged)
 
 
 def store_keys(settings: Settings) -> StoreKeys:
@@ -62,6 +65,9 @@ def store_keys(settings: Settings) -> StoreKeys:
         crypto_suite=settings.crypto_suite,
         signing_key=lambda suite: signing_key(settings.signing_key, settings.data_path, suite),
         lookup_key=lambda: load_lookup_key(settings.lookup_key, settings.data_path),
+        erasure_log=Path(settings.erasure_log).expanduser().resolve()
+        if settings.erasure_log
+        else erasure_log.default_path(settings.data_path),
     )
 
 
@@ -175,7 +181,7 @@ class PostgresEventStore(_SealingStore):
             enabled=self.keys.audit_chain,
             # The access log and the keys are created with the store.
             extra_ddl=[*access_log_ddl(schema), *personal_data.keys_ddl(schema), *lookup_ddl(schema)],
-            insert_hooks=[self.key_store.erasure_hook, self._lookup_hook],
+            insert_hooks=[self.key_store.erasure_hook, self._erasure_log_hook, self._lookup_hook],
             suite_name=self.keys.crypto_suite,
             tree=self.tree,
         )
@@ -235,6 +241,33 @@ class PostgresEventStore(_SealingStore):
     def prepare_keys(self, subjects: Sequence[str]) -> None:
         if self.seal and self.opens:
             self.key_store.prepare_keys(subjects)
+
+    def _erasure_log_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
+        """In an erasure's transaction, before it commits: a line in the erasure log, so that a
+        restore of an earlier backup erases the person again (infrastructure/erasure_log.py)."""
+        if self.keys.erasure_log is None:
+            return
+        entries = []
+        for position, event in written:
+            if event.topic != personal_data.ERASED_TOPIC:
+                continue
+            state = json.loads(event.state)
+            occurred = state.get("occurred_at")
+            if isinstance(occurred, dict):  # the library's transcoding of a datetime
+                occurred = occurred.get("_data_")
+            entries.append(
+                erasure_log.Erasure(
+                    store=self.recorder.origin,
+                    person=str(event.originator_id),
+                    position=position,
+                    at=erasure_log.now(),
+                    by=state.get("actor_id"),
+                    role=state.get("actor_role"),
+                    reason=state.get("reason"),
+                    occurred_at=occurred if isinstance(occurred, str) else None,
+                )
+            )
+        erasure_log.ErasureLog(self.keys.erasure_log).append(entries)
 
     def _lookup_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
         """In every insert's transaction: this thread's pending lookup rows; an erasure deletes

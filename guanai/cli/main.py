@@ -19,6 +19,9 @@
     guanai access-table the authorization table (who may do what, on which objects) as Markdown
     guanai keys status|rotate   the personal data keys: which master key wraps them; re-wrap under a new one
     guanai accounts create-admin   open the first administrator's account; prints its activation code
+    guanai backup --out FILE|DIR   a consistent dump of the store with its keys sealed under a passphrase
+    guanai restore FILE            into an empty data directory / database; erasures since the backup applied again
+    guanai erasures list|replay    the erasure log; erase again whoever it names after the store's newest event
     guanai import FILE  the registry (台账) from XLSX or CSV; guanai export registry|template; guanai lookups rebuild
 """
 
@@ -66,6 +69,9 @@ HANDLERS: dict[str, str] = {
     "import": "guanai.cli.imports:cmd_import",
     "export": "guanai.cli.imports:cmd_export",
     "lookups": "guanai.cli.imports:cmd_lookups",
+    "backup": "guanai.cli.backup:cmd_backup",
+    "restore": "guanai.cli.backup:cmd_restore",
+    "erasures": "guanai.cli.backup:cmd_erasures",
 }
 COMMANDS = tuple(HANDLERS)
 
@@ -91,6 +97,28 @@ def _registry_file_parsers(sub: Any) -> None:
     _unit_arguments(e, required=False)
     e.add_argument("--out", type=Path, required=True, help="the .xlsx file to write")
     e.add_argument("--by", default="operator", help="who exports (an id, not a name; recorded in the access log)")
+
+
+def _backup_parsers(sub: Any) -> None:
+    """``guanai backup`` and ``guanai restore`` (guanai/cli/backup.py)."""
+    b = sub.add_parser("backup", help="a consistent dump of the store, its keys sealed under a passphrase, a manifest")
+    b.add_argument("--out", type=Path, required=True, help="the archive to write, or a directory to name one in")
+    b.add_argument(
+        "--no-keys", action="store_true", help="leave the keys out (a restore then takes them from the settings)"
+    )
+    b.add_argument(
+        "--passphrase-file", type=Path, help="read the passphrase from this file (else GUANAI_BACKUP_PASSPHRASE)"
+    )
+    r = sub.add_parser("restore", help="restore a backup into an empty data directory / database")
+    r.add_argument("file", type=Path, help="an archive made by `guanai backup`")
+    r.add_argument(
+        "--passphrase-file", type=Path, help="read the passphrase from this file (else GUANAI_BACKUP_PASSPHRASE)"
+    )
+    r.add_argument("--no-erasure-log", action="store_true",
+                   help="restore without an erasure log: only when no one was erased since the backup")  # fmt: skip
+    e = sub.add_parser("erasures", help="the erasure log: list this store's entries; replay those newer than the store")
+    e.add_argument("action", choices=["list", "replay"],
+                   help="replay: erase again whoever was erased after the store's newest event (after a PITR)")  # fmt: skip
 
 
 def _unit_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -150,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     kr = ks.add_parser("rotate", help="re-wrap every key under GUANAI_MASTER_KEY (or a new data directory key)")
     kr.add_argument("--by", default="operator", help="who rotates (an id, not a name; kept in the store)")
     _registry_file_parsers(sub)
+    _backup_parsers(sub)
     a = sub.add_parser("audit", help="verify the audit chain, take checkpoints, replay and export case histories")
     cmds = a.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
     v = cmds.add_parser("verify", help="check the chain; exit 1 naming the first position that fails")

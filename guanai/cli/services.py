@@ -12,10 +12,21 @@ from guanai.bootstrap import Process
 from infrastructure.embedded import EmbeddedServices
 from infrastructure.settings import Settings, redacted_url
 
+# Left in the data directory while `guanai restore` runs (guanai/cli/backup.py): a restore that
+# did not finish may hold the keys of people erased since the backup; nothing serves it.
+RESTORE_MARKER = "restore-in-progress"
+
 
 @contextmanager
-def services(settings: Settings, *, need_nats: bool = True) -> Iterator[tuple[str, str | None]]:
+def services(
+    settings: Settings, *, need_nats: bool = True, restoring: bool = False
+) -> Iterator[tuple[str, str | None]]:
     """(database_url, nats_url): the configured servers, or embedded ones under the data dir."""
+    if not restoring and (settings.data_path / RESTORE_MARKER).exists():
+        raise SystemExit(
+            f"guanai: a restore into {settings.data_path} did not finish ({RESTORE_MARKER} is there): nothing may use "
+            f"it; remove the directory (and empty the database) and run `guanai restore` again"
+        )
     embedded = EmbeddedServices(
         settings.data_path, postgres=settings.embedded_database, nats=need_nats and settings.embedded_nats,
         nats_port=settings.nats_port,

@@ -22,6 +22,7 @@ MASTER = "bootstrap-test-master-key-" + "m" * 32
 PREVIOUS = "bootstrap-test-previous-key-" + "p" * 32
 CHAIN = "bootstrap-test-chain-key-" + "c" * 32
 SIGNING = "international:" + "11" * 32
+ERASURE_LOG = "/tmp/bootstrap-test-erasures.jsonl"  # never written: no test here erases
 
 # Every setting the bootstrap builds into an application, a value other than its default, and
 # how to read it back off the application a process kind gets.
@@ -41,6 +42,7 @@ CHANGED: dict[str, tuple[Any, Callable[[CareApplication], Any]]] = {
     ),
     "key_cache_seconds": (0.25, lambda app: app.store.key_store.refresh_seconds),  # type: ignore[attr-defined]
     "signing_key": (SIGNING, lambda app: app.store.keys.signing_key(INTERNATIONAL).key_id),  # type: ignore[attr-defined]
+    "erasure_log": (ERASURE_LOG, lambda app: app.store.keys.erasure_log),  # type: ignore[attr-defined]
 }
 EXPECTED = {
     "command_retries": 9,
@@ -52,6 +54,7 @@ EXPECTED = {
     "previous_master_keys": [MasterKey(PREVIOUS).key_id],
     "key_cache_seconds": 0.25,
     "signing_key": SigningKey("international", bytes.fromhex("11" * 32)).key_id,
+    "erasure_log": Path(ERASURE_LOG),
 }
 
 
