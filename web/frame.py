@@ -84,11 +84,12 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 
 def local(moment: datetime | None, with_time: bool = True) -> str:
-    """A moment as a person in the county reads it (China time)."""
+    """A moment as a person in the county reads it: China time, year first (2026-12-03 14:05),
+    the one way every page writes a date."""
     if moment is None:
         return ""
     at = moment.astimezone(PROGRAMME_TZ)
-    return at.strftime("%m-%d %H:%M") if with_time else at.strftime("%m-%d")
+    return at.strftime("%Y-%m-%d %H:%M") if with_time else at.strftime("%Y-%m-%d")
 
 
 def lang_of(request: Request[Any, Any, Any]) -> str:

@@ -114,6 +114,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "au.export.json": ("JSON 导出", "JSON export"),
     "au.asof": ("按时点回看", "As of an instant"),
     "au.asof.at": ("时点（北京时间）", "Instant (China time)"),
+    "au.asof.format": ("格式：年-月-日 时:分:秒，如 2026-12-03 18:04:10", "Year first: 2026-12-03 18:04:10"),
     "au.asof.axis": ("时间轴", "Time axis"),
     "au.asof.occurred": ("按发生时间：当时实际已发生的", "Occurred: what had happened by then"),
     "au.asof.recorded": ("按记录时间：系统当时已知的", "Recorded: what the system knew then"),

@@ -38,11 +38,7 @@
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
 
-  const lang = document.body.dataset.lang === "en" ? "en-GB" : "zh-CN";
-  function when(iso) {
-    if (!iso) return "";
-    return new Date(iso).toLocaleString(lang, { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
-  }
+  const when = G.when;
   function slug(type) { return (type || "").replace("/problems/", ""); }
   function problemText(problem) {
     const key = "js.problem." + (problem.type || "other");

@@ -1,0 +1,261 @@
+"""Every screen of the web client, for every role, at 360 and 1280 px: what each one sees, walked
+in a real browser (tests/browser.py), measured and photographed.
+
+``walk(browser, server, visitor)`` signs in as the visitor (the cookie session of
+tests/web_support.py), opens the start page, every page of the visitor's menu and the first few
+pages each one links to under its own address (a person, a unit one level down, an account, a
+roster), and at each width records whether the page scrolls sideways (``scrollWidth``), which
+English words a Chinese page still shows, and what the console said. Screenshots are written
+when ``shots`` names a folder.
+
+``tests/e2e/test_web_screens.py`` walks a small demo county with it; the screenshots in
+``docs/screens/`` come from the full demo county (``./run demo``)::
+
+    GUANAI_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/<demo db> \\
+        .venv/bin/python -m tests.screens --out docs/screens
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from domain.base import derived_id
+from domain.helper import Helper
+from domain.vocabulary import ActorRole, HelperRole, OrgLevel
+from guanai.demo.plan import plan_county
+from tests.api_support import ApiServer
+from tests.app_support import make_care
+from tests.browser import CHROMIUM_ARGS, chromium_path
+from tests.web_support import WIDTHS, session
+
+R = ActorRole
+# Words a Chinese page may show in Latin letters: names of formats, standards and the language link.
+LATIN_ALLOWED = {
+    "English",
+    "JSON",
+    "CSV",
+    "XLSX",
+    "Excel",
+    "SVG",
+    "TOTP",
+    "HMAC",
+    "SM2",
+    "SM3",
+    "SM4",
+    "QR",
+    "App",
+    "app",
+}
+LATIN_WORD = re.compile(r"(?<![A-Za-z0-9_./:-])[A-Za-z]{2,}(?![A-Za-z0-9_/:-])")
+# How many pages under each menu item to follow (a chain: the first new link of each).
+FOLLOW = 3
+
+
+@dataclass(frozen=True)
+class Visitor:
+    name: str  # file names: <name>-<screen>-<width>.png
+    role: ActorRole | None
+    org: uuid.UUID | None = None
+    subject: str | None = None
+
+
+@dataclass
+class Screen:
+    visitor: str
+    name: str
+    path: str
+    scroll_width: dict[str, int] = field(default_factory=dict)
+    latin: list[str] = field(default_factory=list)
+
+    def too_wide(self) -> list[str]:
+        return [f"{w} px: {sw}" for w, sw in self.scroll_width.items() if sw > int(w)]
+
+
+def _slug(path: str) -> str:
+    parts = [p for p in path.removeprefix("/app").split("?")[0].split("/") if p]
+    words = ["id" if re.fullmatch(r"[0-9a-f-]{32,36}", p) else p for p in parts]
+    return "-".join(words) or "home"
+
+
+def _latin(page: Page) -> list[str]:
+    text = page.evaluate("() => document.body.innerText")
+    return sorted({w for w in LATIN_WORD.findall(text) if w not in LATIN_ALLOWED})
+
+
+def measure(page: Page, visitor: str, name: str, shots: Path | None) -> Screen:
+    """The page as it is now, at each width: sideways scroll, English words, a screenshot."""
+    screen = Screen(visitor, name, page.url.split("://", 1)[1].split("/", 1)[1])
+    before = page.viewport_size
+    for width, size in WIDTHS.items():
+        page.set_viewport_size(size)
+        page.wait_for_timeout(50)
+        screen.scroll_width[width] = page.evaluate(
+            "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        )
+        if shots is not None:
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / f"{visitor}-{name}-{width}.png"), full_page=True)
+    if before:
+        page.set_viewport_size(before)
+    if page.evaluate("() => document.documentElement.lang") == "zh-CN":
+        screen.latin = _latin(page)
+    return screen
+
+
+def _links_under(page: Page, prefix: str) -> list[str]:
+    hrefs = page.eval_on_selector_all("main a[href]", "els => els.map(e => e.getAttribute('href'))")
+    return [h for h in hrefs if h.startswith(prefix + "/") and "?" not in h and not h.endswith((".csv", ".xlsx"))]
+
+
+def walk(
+    browser: Browser, server: ApiServer, visitor: Visitor, shots: Path | None = None
+) -> tuple[list[Screen], list[str]]:
+    """Every page of the visitor's menu and a few it leads to; (screens, console errors)."""
+    screens: list[Screen] = []
+    with session(browser, server, visitor.role, visitor.org, visitor.subject) as (_, watched):
+        page = watched.page
+        page.goto(server.base_url + "/app/")
+        page.wait_for_load_state("networkidle")
+        screens.append(measure(page, visitor.name, _slug(page.url.split(server.base_url, 1)[1]), shots))
+        menu = page.eval_on_selector_all(
+            "header nav a[href^='/app/']:not(#sign-out)", "els => els.map(e => e.getAttribute('href'))"
+        )
+        seen = {screens[0].path.split("?")[0]}
+        for href in menu:
+            page.goto(server.base_url + href)
+            page.wait_for_load_state("networkidle")
+            path = "/" + page.url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
+            seen.add(path)
+            screens.append(measure(page, visitor.name, _slug(path), shots))
+            for _ in range(FOLLOW):
+                follow = next((h for h in _links_under(page, href) if h not in seen), None)
+                if follow is None:
+                    break
+                seen.add(follow)
+                page.goto(server.base_url + follow)
+                page.wait_for_load_state("networkidle")
+                screens.append(measure(page, visitor.name, _slug(follow), shots))
+        errors = list(watched.errors)
+    return screens, errors
+
+
+def walk_volunteer_actions(
+    browser: Browser, server: ApiServer, visitor: Visitor, shots: Path | None = None
+) -> list[Screen]:
+    """A volunteer's visits after claiming the first open visit, and the visit log form open."""
+    with session(browser, server, visitor.role, visitor.org, visitor.subject) as (_, watched):
+        page = watched.page
+        page.goto(server.base_url + "/app/visits")
+        page.wait_for_load_state("networkidle")
+        claim = page.locator("[data-section='claimable'] button[data-action='claim']").first
+        if claim.count():
+            claim.click()
+            page.locator("[data-count='mine']").filter(has_not_text="0").wait_for()
+        screens = [measure(page, visitor.name, "visits-claimed", shots)]
+        more = page.locator("button[data-more='claimable']")
+        if more.count():
+            more.click()
+            page.wait_for_load_state("networkidle")
+        page.locator("button[data-action='log']").first.click()
+        page.locator("#log-dialog[open]").wait_for()
+        screens.append(measure(page, visitor.name, "visit-log-form", shots))
+        return screens
+
+
+def walk_public(browser: Browser, server: ApiServer, shots: Path | None = None) -> list[Screen]:
+    """The pages anyone sees: sign in, and an address that is nothing."""
+    with session(browser, server) as (_, watched):
+        page = watched.page
+        page.goto(server.base_url + "/app/sign-in")
+        screens = [measure(page, "public", "sign-in", shots)]
+        page.goto(server.base_url + "/app/no-such-page")
+        screens.append(measure(page, "public", "not-found", shots))
+        return screens
+
+
+# ---- the demo county's people ------------------------------------------------------------------
+
+
+def demo_visitors(app: Any, plan: Any) -> list[Visitor]:
+    """One visitor per role of the demo accounts (guanai/demo/accounts.py: the county, its first
+    township and village, the first active village volunteer)."""
+    township = next(u for u in plan.units if u.level == OrgLevel.TOWNSHIP)
+    village = next(u for u in plan.units if u.level == OrgLevel.VILLAGE and u.parent_id == township.id)
+    volunteer = next(
+        h for h in plan.helpers
+        if h.role == HelperRole.VOLUNTEER and h.unit.level == OrgLevel.VILLAGE and app.load(Helper, h.id).active
+    )  # fmt: skip
+
+    def account(role: ActorRole) -> str:
+        return str(derived_id("demo-account", role.value))
+
+    return [
+        Visitor("volunteer", R.VOLUNTEER, volunteer.unit.id, str(volunteer.id)),
+        Visitor("township-responder", R.TOWNSHIP_RESPONDER, township.id, account(R.TOWNSHIP_RESPONDER)),
+        Visitor("county-responder", R.COUNTY_RESPONDER, plan.county.id, account(R.COUNTY_RESPONDER)),
+        Visitor("village-cadre", R.VILLAGE_CADRE, village.id, account(R.VILLAGE_CADRE)),
+        Visitor("township-supervisor", R.TOWNSHIP_SUPERVISOR, township.id, account(R.TOWNSHIP_SUPERVISOR)),
+        Visitor("county-supervisor", R.COUNTY_SUPERVISOR, plan.county.id, account(R.COUNTY_SUPERVISOR)),
+        Visitor("administrator", R.ADMINISTRATOR, None, account(R.ADMINISTRATOR)),
+        Visitor("auditor", R.AUDITOR, plan.county.id, account(R.AUDITOR)),
+    ]
+
+
+@contextmanager
+def _browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("GUANAI_DATABASE_URL"))
+    parser.add_argument("--out", type=Path, default=Path("test-artifacts/screens/demo"))
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--only", nargs="*", help="visitor names")
+    args = parser.parse_args(argv)
+    app = make_care(args.database_url, pool_size=2)
+    visitors = demo_visitors(app, plan_county(args.seed, args.scale))
+    app.close()
+    server = ApiServer(args.database_url, None).start()
+    problems = 0
+    try:
+        with _browser() as browser:
+            screens = walk_public(browser, server, args.out)
+            for visitor in visitors:
+                if args.only and visitor.name not in args.only:
+                    continue
+                found, errors = walk(browser, server, visitor, args.out)
+                if visitor.role == R.VOLUNTEER:
+                    found += walk_volunteer_actions(browser, server, visitor, args.out)
+                screens += found
+                for error in errors:
+                    print(f"{visitor.name}: console: {error}")
+        for s in screens:
+            flags = s.too_wide() + [f"English: {', '.join(s.latin)}"] * bool(s.latin)
+            problems += bool(flags)
+            print(f"{s.visitor:<20} {s.name:<36} {s.path:<60} {'; '.join(flags) or 'ok'}")
+    finally:
+        server.stop()
+    print(f"{len(screens)} screens, {problems} with problems; screenshots in {args.out}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
