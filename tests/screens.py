@@ -60,6 +60,8 @@ LATIN_ALLOWED = {
 LATIN_WORD = re.compile(r"(?<![A-Za-z0-9_./:-])[A-Za-z]{2,}(?![A-Za-z0-9_/:-])")
 # How many pages under each menu item to follow (a chain: the first new link of each).
 FOLLOW = 3
+# Screenshots stop here: the top of a long page is what a person sees first, and what a review reads.
+MAX_HEIGHT = 2000
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ def measure(page: Page, visitor: str, name: str, shots: Path | None) -> Screen:
         )
         if shots is not None:
             shots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shots / f"{visitor}-{name}-{width}.png"), full_page=True)
+            height = min(page.evaluate("() => document.documentElement.scrollHeight"), MAX_HEIGHT)
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": height}
+            page.screenshot(path=str(shots / f"{visitor}-{name}-{width}.png"), full_page=True, clip=clip)
     if before:
         page.set_viewport_size(before)
     if page.evaluate("() => document.documentElement.lang") == "zh-CN":
@@ -123,6 +127,7 @@ def walk(
 ) -> tuple[list[Screen], list[str]]:
     """Every page of the visitor's menu and a few it leads to; (screens, console errors)."""
     screens: list[Screen] = []
+    errors: list[str] = []
     with session(browser, server, visitor.role, visitor.org, visitor.subject) as (_, watched):
         page = watched.page
         page.goto(server.base_url + "/app/")
@@ -135,6 +140,9 @@ def walk(
         for href in menu:
             page.goto(server.base_url + href)
             page.wait_for_load_state("networkidle")
+            if watched.errors:
+                errors += [f"by {href}: {e}" for e in watched.errors]
+                watched.errors.clear()
             path = "/" + page.url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
             seen.add(path)
             screens.append(measure(page, visitor.name, _slug(path), shots))
@@ -146,7 +154,7 @@ def walk(
                 page.goto(server.base_url + follow)
                 page.wait_for_load_state("networkidle")
                 screens.append(measure(page, visitor.name, _slug(follow), shots))
-        errors = list(watched.errors)
+        errors += watched.errors
     return screens, errors
 
 
@@ -160,8 +168,9 @@ def walk_volunteer_actions(
         page.wait_for_load_state("networkidle")
         claim = page.locator("[data-section='claimable'] button[data-action='claim']").first
         if claim.count():
+            task = claim.locator("xpath=ancestor::li[@data-task]").get_attribute("data-task")
             claim.click()
-            page.locator("[data-count='mine']").filter(has_not_text="0").wait_for()
+            page.locator(f"[data-section='mine'] [data-task='{task}']").wait_for()
         screens = [measure(page, visitor.name, "visits-claimed", shots)]
         more = page.locator("button[data-more='claimable']")
         if more.count():
@@ -171,6 +180,26 @@ def walk_volunteer_actions(
         page.locator("#log-dialog[open]").wait_for()
         screens.append(measure(page, visitor.name, "visit-log-form", shots))
         return screens
+
+
+def walk_admin_actions(
+    browser: Browser, server: ApiServer, visitor: Visitor, shots: Path | None = None
+) -> list[Screen]:
+    """An administrator opens an account for a village cadre: the activation slip to print."""
+    with session(browser, server, visitor.role, visitor.org, visitor.subject) as (_, watched):
+        page = watched.page
+        page.goto(server.base_url + "/app/accounts")
+        form = page.locator("#open-account")
+        form.locator("select[name=role]").select_option("village_cadre")
+        units = form.locator("select[name=org_unit_id] option").evaluate_all(
+            "os => os.map(o => o.value).filter(Boolean)"
+        )
+        form.locator("select[name=org_unit_id]").select_option(units[-1])
+        form.locator("input[name=phone]").fill("135" + f"{uuid.uuid4().int % 10**8:08d}")
+        form.locator("input[name=display_name]").fill("王村干")
+        form.get_by_role("button", name="开通账号").click()
+        page.wait_for_selector("[data-activation-code]")
+        return [measure(page, visitor.name, "activation-slip", shots)]
 
 
 def walk_public(browser: Browser, server: ApiServer, shots: Path | None = None) -> list[Screen]:
@@ -244,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                 found, errors = walk(browser, server, visitor, args.out)
                 if visitor.role == R.VOLUNTEER:
                     found += walk_volunteer_actions(browser, server, visitor, args.out)
+                if visitor.role == R.ADMINISTRATOR:
+                    found += walk_admin_actions(browser, server, visitor, args.out)
                 screens += found
                 for error in errors:
                     print(f"{visitor.name}: console: {error}")

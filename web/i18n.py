@@ -171,6 +171,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "log.title": ("走访记录", "Visit log"),
     "log.for": ("服务对象：{name}", "For: {name}"),
     "log.occurred_at": ("走访时间", "When the visit took place"),
+    "log.occurred_at.format": (
+        "北京时间，年-月-日 时:分，如 2026-12-03 09:30",
+        "China time, year first: 2026-12-03 09:30",
+    ),
     "log.mode": ("走访方式", "How"),
     "log.living_conditions": ("居住条件", "Living conditions"),
     "log.health": ("身体状况", "Health"),
@@ -281,7 +285,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{n} visit logs have not been sent; signing out deletes them. Sign out anyway?",
     ),
     "js.log.for": ("服务对象：{name}", "For: {name}"),
-    "js.log.bad_time": ("请填写走访时间。", "Give the time of the visit."),
+    "js.log.bad_time": (
+        "请按“年-月-日 时:分”填写走访时间，如 2026-12-03 09:30。",
+        "Give the time of the visit, year first: 2026-12-03 09:30.",
+    ),
     "js.outbox.waiting": ("等待发送", "Waiting"),
     "js.outbox.refused": ("未被接受", "Not accepted"),
     "js.outbox.discard": ("放弃这条记录", "Discard this log"),

@@ -128,6 +128,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "au.stream": ("记录", "Record"),
     "au.type": ("类型", "Type"),
     "au.late_by": ("晚录 {h} 小时", "recorded {h} h late"),
+    "au.late_by_days": ("晚录 {d} 天", "recorded {d} days late"),
     "au.person_state": ("对象档案状态", "The person's record"),
     "au.related": ("相关记录", "Related records"),
     "type.Person": ("对象档案", "Person"),

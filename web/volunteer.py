@@ -55,8 +55,9 @@ def _horizon() -> tuple[datetime, datetime]:
 
 def _card(row: dict[str, Any], me: UUID | None, t: Any) -> dict[str, Any]:
     status = row["status"]
-    mine = status == "claimed" and me is not None and row["holder_id"] == me
     claim_open = row["claim_expires_at"] is None or row["claim_expires_at"] <= datetime.now(UTC)
+    # A claim of mine that lapsed is no longer held (the sweep frees it): it is claimable again.
+    mine = status == "claimed" and me is not None and row["holder_id"] == me and not claim_open
     claimable = status == "scheduled" or (status == "claimed" and claim_open and not mine)
     now = datetime.now(UTC)
     opens_later = status == "scheduled" and row["opens_at"] > now
@@ -108,7 +109,7 @@ def form_choices(t: Any) -> dict[str, list[dict[str, str]]]:
 # and claimed tasks instead. Each long section is shown a page at a time ("load more").
 HELPER_SECTIONS = ("claimable", "upcoming")
 AREA_SECTIONS = ("unclaimed", "claimed")
-SECTION_PAGE = 20
+SECTION_PAGE = 10
 Section = Annotated[str | None, QueryParameter(pattern="^(claimable|upcoming|unclaimed|claimed)$")]
 
 
@@ -139,6 +140,7 @@ def _section(request: Request[Any, Any, Any], name: str, me: UUID | None, offset
         "total": total,
         "next_offset": shown if shown < total else None,
         "left": total - shown,
+        "page_size": SECTION_PAGE,
     }
 
 
@@ -176,8 +178,12 @@ def visits_page(
     done_rows: list[dict[str, Any]] = []
     people: list[dict[str, Any]] = []
     if me is not None:
-        mine, _ = view.helper_tasks(me, status="claimed", limit=50, scope=scope)
-        mine.sort(key=lambda r: (r["closes_at"], str(r["id"])))
+        held, _ = view.helper_tasks(me, status="claimed", limit=50, scope=scope)
+        now = datetime.now(UTC)
+        mine = sorted(
+            (r for r in held if r["holder_id"] == me and r["claim_expires_at"] and r["claim_expires_at"] > now),
+            key=lambda r: (r["closes_at"], str(r["id"])),
+        )
         done_rows, _ = view.helper_tasks(me, status="completed", limit=10, scope=scope)
         done_rows = [r for r in done_rows if r["closes_at"] >= start - timedelta(days=7)]
         with_names(request, mine + done_rows, "person_id", "person_name")

@@ -21,6 +21,7 @@ from domain.schedule import PROGRAMME_TZ
 from domain.vocabulary import ActorRole
 from guanai.cli.accounts import offline_service
 from guanai.demo.accounts import open_demo_accounts
+from guanai.demo.emergencies import simulate_emergencies
 from guanai.demo.plan import plan_county
 from guanai.demo.seed import seed_county
 from guanai.demo.visits import simulate_visits
@@ -30,7 +31,7 @@ from tests.app_support import make_care
 from tests.browser import ARTIFACTS, browser  # noqa: F401 - fixture
 from tests.conftest import create_database, drop_database
 from tests.e2e.test_api_visits import system_meta
-from tests.screens import Visitor, demo_visitors, walk, walk_public, walk_volunteer_actions
+from tests.screens import Visitor, demo_visitors, walk, walk_admin_actions, walk_public, walk_volunteer_actions
 from tests.web_support import session
 
 SEED, SCALE = 7, 0.03
@@ -38,19 +39,21 @@ SHOTS = ARTIFACTS / "walk"
 
 
 @pytest.fixture(scope="module")
-def demo(pg_base_url: str) -> Iterator[tuple[ApiServer, list[Visitor]]]:
-    """A small demo county (registry, a week of visits, the demo accounts) with an API of its own."""
+def demo(pg_base_url: str, nats_url: str) -> Iterator[tuple[ApiServer, list[Visitor]]]:
+    """A small demo county (registry, a week of visits, rosters and emergencies, the demo accounts)
+    with an API of its own."""
     url = create_database(pg_base_url, prefix="guanai_test_web_screens")
     app = make_care(url, pool_size=4)
     try:
         seed_county(app, seed=SEED, scale=SCALE, workers=3)
-        simulate_visits(app, seed=SEED, weeks=1, workers=3)
+        visits = simulate_visits(app, seed=SEED, weeks=1, workers=3)
         plan = plan_county(SEED, SCALE)
+        simulate_emergencies(app, plan, seed=SEED, flagged=visits.flagged)
         accounts = offline_service(app, url, Settings())
         open_demo_accounts(accounts, plan)
         accounts.credentials.close()  # type: ignore[attr-defined]
         visitors = demo_visitors(app, plan)
-        server = ApiServer(url, None).start()
+        server = ApiServer(url, nats_url).start()
         try:
             yield server, visitors
         finally:
@@ -94,7 +97,7 @@ def test_every_screen_of_a_role_fits_360_px_speaks_chinese_and_logs_no_error(bro
     if visitor.role == ActorRole.VOLUNTEER:
         screens += walk_volunteer_actions(browser, server, visitor, SHOTS)
     if who == "administrator":
-        screens += walk_public(browser, server, SHOTS)
+        screens += walk_admin_actions(browser, server, visitor, SHOTS) + walk_public(browser, server, SHOTS)
     names = {s.name for s in screens}
     # The walk reached the role's menu (a role with a menu has more than its start page).
     assert len(screens) >= 3, names
@@ -119,7 +122,7 @@ def test_a_volunteer_in_a_big_group_sees_their_tasks_first_then_claimable_ones_a
         expect(page.locator("[data-count='claimable']")).to_have_text("25")
         expect(page.locator("[data-count='upcoming']")).to_have_text("25")
         claimable = page.locator("[data-section='claimable'] .task[data-task]")
-        expect(claimable).to_have_count(20)
+        expect(claimable).to_have_count(10)
         closes = claimable.evaluate_all("els => els.map(e => e.dataset.closes)")
         assert closes == sorted(closes)  # nearest window first
         upcoming = page.locator("[data-section='upcoming'] .task[data-task]")
@@ -127,6 +130,9 @@ def test_a_volunteer_in_a_big_group_sees_their_tasks_first_then_claimable_ones_a
         expect(upcoming.first.locator(".meta").nth(1)).to_contain_text("起可认领")
 
         more = page.locator("button[data-more='claimable']")
+        expect(more).to_have_text("再显示 10 项（还有 15 项）")
+        more.click()
+        expect(claimable).to_have_count(20)
         expect(more).to_have_text("再显示 5 项（还有 5 项）")
         more.click()
         expect(claimable).to_have_count(25)
