@@ -11,7 +11,7 @@ when ``shots`` names a folder.
 ``tests/e2e/test_web_screens.py`` walks a small demo county with it; the screenshots in
 ``docs/screens/`` come from the full demo county (``./run demo``)::
 
-    GUANAI_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/<demo db> \\
+    GUANAI_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/<demo db> GUANAI_DATA_DIR=<the demo's> \\
         .venv/bin/python -m tests.screens --out docs/screens
 """
 
@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from domain.base import derived_id
 from domain.helper import Helper
 from domain.vocabulary import ActorRole, HelperRole, OrgLevel
 from guanai.demo.plan import plan_county
+from infrastructure.settings import load_settings
 from tests.api_support import ApiServer
 from tests.app_support import make_care
 from tests.browser import CHROMIUM_ARGS, chromium_path
@@ -262,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     app = make_care(args.database_url, pool_size=2)
     visitors = demo_visitors(app, plan_county(args.seed, args.scale))
     app.close()
-    server = ApiServer(args.database_url, None).start()
+    # The demo's own keys (GUANAI_DATA_DIR): its personal data and its chain were written with them.
+    settings = msgspec.structs.replace(
+        load_settings(dict(os.environ)), read_wait_seconds=5.0, auth_failures_per_minute=0, sign_in_failures_free=0
+    )
+    server = ApiServer(args.database_url, None, settings).start()
     problems = 0
     try:
         with _browser() as browser:

@@ -61,10 +61,10 @@ NAV: list[NavItem] = [
     NavItem(
         f"{PREFIX}/supervision",
         "nav.supervision",
-        (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.AUDITOR, R.ADMINISTRATOR),
+        (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, *RESPONDERS, R.AUDITOR, R.ADMINISTRATOR),
     ),
     NavItem(f"{PREFIX}/audit", "nav.audit", (R.AUDITOR, R.ADMINISTRATOR)),
-    NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, *RESPONDERS, R.AUDITOR, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/imports", "nav.imports", (*SUPERVISORS, R.ADMINISTRATOR)),
     NavItem(
         f"{PREFIX}/accounts",

@@ -61,21 +61,24 @@ def _card(row: dict[str, Any], me: UUID | None, t: Any) -> dict[str, Any]:
     claimable = status == "scheduled" or (status == "claimed" and claim_open and not mine)
     now = datetime.now(UTC)
     opens_later = status == "scheduled" and row["opens_at"] > now
-    label = "visits.status.mine" if mine else f"visits.status.{status}"
+    lapsed = status == "claimed" and not mine and row["claim_expires_at"] is not None and claim_open
+    label = "visits.status.mine" if mine else ("visits.status.lapsed" if lapsed else f"visits.status.{status}")
     tone = {"scheduled": "info", "claimed": "warn", "completed": "ok", "missed": "bad"}.get(status, "info")
     return {
         **row,
         "mine": mine,
-        "claimable": claimable and row["opens_at"] <= now < row["closes_at"],
+        "claimable": me is not None and claimable and row["opens_at"] <= now < row["closes_at"],
         "opens_later": t("visits.opens_at", time=local(row["opens_at"])) if opens_later else "",
         "status_label": t(label) if not (status == "completed" and row.get("late")) else t("visits.status.late"),
-        "tone": "ok" if mine else tone,
+        "tone": "ok" if mine else ("info" if lapsed else tone),
         "window": t(
             "visits.window",
             start=local(row["opens_at"], False),
             end=local(row["closes_at"] - timedelta(seconds=1), False),
         ),
-        "held_until": t("visits.held_until", time=local(row["claim_expires_at"])) if status == "claimed" else "",
+        "held_until": ""
+        if status != "claimed"
+        else t("visits.claim_lapsed" if claim_open else "visits.held_until", time=local(row["claim_expires_at"])),
         "visited": t("visits.completed_at", time=local(row["visited_at"])) if row.get("visited_at") else "",
         "cadence_label": t(f"cadence.{row['cadence']}"),
         "mode_label": t(f"mode.{row['mode']}"),
@@ -168,7 +171,11 @@ def visits_page(
     change, and for the next page of one section (``?section=claimable&offset=20``)."""
     t = translator(lang_of(request))
     actor = actor_of(request)
-    me = helper_id_of(actor) if actor.role == ActorRole.VOLUNTEER else None
+    # My own tasks and claims if I am a helper (a volunteer; a cadre or child director who is one
+    # too), else the area's tasks.
+    me = helper_id_of(actor)
+    if me is not None and actor.role != ActorRole.VOLUNTEER and request.app.state.view.get_helper(me) is None:
+        me = None
     wait_for_views(request, min_position)
     if section is not None and request.headers.get("hx-request"):
         return page(request, "visits_more.html", section=_section(request, section, me, offset, t))
@@ -208,12 +215,18 @@ def _age_line(t: Any, birth: date) -> str:
     return t("people.born", year=birth.year)
 
 
+PEOPLE_PAGE = 30
+
+
 @get("/people", sync_to_thread=True)
-def people_page(request: Request[Any, Any, Any], min_position: MinPosition = None) -> Template:
-    """The people I may see (a volunteer: those of my pairings), from the registry view."""
+def people_page(request: Request[Any, Any, Any], min_position: MinPosition = None, offset: Offset = 0) -> Template:
+    """The people I may see (a volunteer: those of my pairings), from the registry view, a page at
+    a time (htmx asks for the next page alone: ``?offset=30``)."""
     t = translator(lang_of(request))
     wait_for_views(request, min_position)
-    rows, total = request.app.state.view.list_persons(status="active", limit=200, scope=list_scope(request))
+    rows, total = request.app.state.view.list_persons(
+        status="active", limit=PEOPLE_PAGE, offset=offset, scope=list_scope(request)
+    )
     with_names(request, rows)
     record_access(request, *(r["id"] for r in rows))
     people = [
@@ -221,7 +234,10 @@ def people_page(request: Request[Any, Any, Any], min_position: MinPosition = Non
          "tags": [t(f"risk_tag.{tag}") for tag in r["risk_tags"]]}
         for r in rows
     ]  # fmt: skip
-    return page(request, "people.html", people=people, total=total)
+    shown = offset + len(rows)
+    more = {"next_offset": shown if shown < total else None, "left": total - shown, "page_size": PEOPLE_PAGE}
+    name = "people_more.html" if offset and request.headers.get("hx-request") else "people.html"
+    return page(request, name, people=people, total=total, more=more)
 
 
 @get("/people/{person_id:uuid}", sync_to_thread=True)
