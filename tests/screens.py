@@ -138,24 +138,33 @@ def walk(
         menu = page.eval_on_selector_all(
             "header nav a[href^='/app/']:not(#sign-out)", "els => els.map(e => e.getAttribute('href'))"
         )
-        seen = {screens[0].path.split("?")[0]}
-        for href in menu:
-            page.goto(server.base_url + href)
+        seen = {"/" + screens[0].path.split("?")[0]}
+
+        def visit(address: str) -> None:
+            page.goto(server.base_url + address)
             page.wait_for_load_state("networkidle")
             if watched.errors:
-                errors += [f"by {href}: {e}" for e in watched.errors]
+                errors.extend(f"on {address}: {e}" for e in watched.errors)
                 watched.errors.clear()
             path = "/" + page.url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
-            seen.add(path)
+            seen.update((address, path))
             screens.append(measure(page, visitor.name, _slug(path), shots))
+
+        for href in menu:
+            if href in seen:  # the start page is this item's page
+                continue
+            visit(href)
+            # One level down and on (the last link of a list: a township, then a village, ...),
+            # and a unit's lists of names once.
+            lists = [h for h in _links_under(page, href) if h.endswith(("/uncovered", "/overdue"))]
             for _ in range(FOLLOW):
-                follow = next((h for h in _links_under(page, href) if h not in seen), None)
-                if follow is None:
+                ahead = [h for h in _links_under(page, href) if h not in seen and h not in lists]
+                if not ahead:
                     break
-                seen.add(follow)
-                page.goto(server.base_url + follow)
-                page.wait_for_load_state("networkidle")
-                screens.append(measure(page, visitor.name, _slug(follow), shots))
+                visit(ahead[-1])
+            for address in lists:
+                if address not in seen:
+                    visit(address)
         errors += watched.errors
     return screens, errors
 
@@ -256,11 +265,15 @@ def _browser() -> Iterator[Browser]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("GUANAI_DATABASE_URL"))
+    parser.add_argument("--nats-url", default=os.environ.get("GUANAI_NATS_URL"), help="for the console's live alerts")
     parser.add_argument("--out", type=Path, default=Path("test-artifacts/screens/demo"))
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", nargs="*", help="visitor names")
+    parser.add_argument("--max-height", type=int, default=2000, help="screenshots stop at this many px")
     args = parser.parse_args(argv)
+    global MAX_HEIGHT
+    MAX_HEIGHT = args.max_height
     app = make_care(args.database_url, pool_size=2)
     visitors = demo_visitors(app, plan_county(args.seed, args.scale))
     app.close()
@@ -268,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = msgspec.structs.replace(
         load_settings(dict(os.environ)), read_wait_seconds=5.0, auth_failures_per_minute=0, sign_in_failures_free=0
     )
-    server = ApiServer(args.database_url, None, settings).start()
+    server = ApiServer(args.database_url, args.nats_url, settings).start()
     problems = 0
     try:
         with _browser() as browser:

@@ -174,7 +174,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "log.for": ("服务对象：{name}", "For: {name}"),
     "log.occurred_at": ("走访时间", "When the visit took place"),
     "log.occurred_at.format": (
-        "北京时间，年-月-日 时:分，如 2026-12-03 09:30",
+        "北京时间，按“年-月-日 时:分”填写",
         "China time, year first: 2026-12-03 09:30",
     ),
     "log.mode": ("走访方式", "How"),
