@@ -121,7 +121,17 @@ def measure(page: Page, visitor: str, name: str, shots: Path | None) -> Screen:
 
 def _links_under(page: Page, prefix: str) -> list[str]:
     hrefs = page.eval_on_selector_all("main a[href]", "els => els.map(e => e.getAttribute('href'))")
-    return [h for h in hrefs if h.startswith(prefix + "/") and "?" not in h and not h.endswith((".csv", ".xlsx"))]
+    found = []
+    for href in hrefs:
+        base, _, query = href.partition("?")
+        # A unit one level down keeps the period chosen (?period=); a next page (?page=) is the same screen.
+        if (
+            base.startswith(prefix + "/")
+            and not base.endswith((".csv", ".xlsx"))
+            and (not query or query.startswith("period="))
+        ):
+            found.append(base)
+    return list(dict.fromkeys(found))
 
 
 def walk(
