@@ -135,7 +135,6 @@ def _section_rows(
 def _section(request: Request[Any, Any, Any], name: str, me: UUID | None, offset: int, t: Any) -> dict[str, Any]:
     rows, total = _section_rows(request, name, me, offset)
     with_names(request, rows, "person_id", "person_name")
-    record_access(request, *{r["person_id"] for r in rows})
     shown = offset + len(rows)
     return {
         "name": name,
@@ -154,7 +153,6 @@ def _my_people(request: Request[Any, Any, Any], me: UUID) -> list[dict[str, Any]
     )
     people = [{"pairing_id": p["id"], "person_id": pid} for p in pairings for pid in p["person_ids"]]
     with_names(request, people, "person_id", "person_name")
-    record_access(request, *{p["person_id"] for p in people})
     return sorted(people, key=lambda p: p["person_name"] or "")
 
 
@@ -178,7 +176,9 @@ def visits_page(
         me = None
     wait_for_views(request, min_position)
     if section is not None and request.headers.get("hx-request"):
-        return page(request, "visits_more.html", section=_section(request, section, me, offset, t))
+        more = _section(request, section, me, offset, t)
+        record_access(request, *{task["person_id"] for task in more["tasks"]})
+        return page(request, "visits_more.html", section=more)
     view, scope = task_view(request), list_scope(request)
     start, _ = _horizon()
     mine: list[dict[str, Any]] = []
@@ -194,13 +194,16 @@ def visits_page(
         done_rows, _ = view.helper_tasks(me, status="completed", limit=10, scope=scope)
         done_rows = [r for r in done_rows if r["closes_at"] >= start - timedelta(days=7)]
         with_names(request, mine + done_rows, "person_id", "person_name")
-        record_access(request, *{r["person_id"] for r in mine + done_rows})
         people = _my_people(request, me)
     names = HELPER_SECTIONS if me is not None else AREA_SECTIONS
-    context = {
+    sections = [_section(request, name, me, 0, t) for name in names]
+    # One entry in the access log for everyone this page names.
+    shown = [*mine, *done_rows, *people, *(task for s in sections for task in s["tasks"])]
+    record_access(request, *{r["person_id"] for r in shown})
+    context: dict[str, Any] = {
         "helper": me is not None,
         "mine": [_card(r, me, t) for r in mine],
-        "sections": [_section(request, name, me, 0, t) for name in names],
+        "sections": sections,
         "done_tasks": [_card(r, me, t) for r in done_rows],
         "people": people,
         "choices": form_choices(t),
