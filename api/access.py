@@ -271,6 +271,8 @@ def _supervision(tail: str, action: str, allowed: Grants = SUPERVISION) -> Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("GET", "/health", "health", "read", public=True),
+    # Figures for the monitoring host, no personal data; GUANAI_METRICS_TOKEN guards it (api/metrics.py).
+    Rule("GET", "/metrics", "metrics", "read", public=True),
     Rule("GET", DOCS_PATH, "API docs", "read", public=True),  # and every page beneath it
     # org units: the tree is reference data everyone reads
     Rule("GET", "/org-units", "org units", "list", PUBLIC_DATA),

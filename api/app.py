@@ -28,6 +28,7 @@ from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
 from api.imports import ImportController, RegistryXlsxController, start_imports, stop_imports
+from api.metrics import metrics_middleware, metrics_page
 from api.middleware import request_id_middleware
 from api.org_units import OrgUnitController
 from api.pairings import PairingController
@@ -214,6 +215,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             health,
+            metrics_page,
             OrgUnitController,
             PersonController,
             HelperController,
@@ -240,7 +242,7 @@ def create_app(
         # One guard for every route: the access table (api/access.py) says who may do what.
         guards=[access_guard if protections else unchecked_guard],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, security_middleware],
+        middleware=[request_id_middleware, metrics_middleware, security_middleware],
         template_config=template_config,
         before_send=[security_headers],
         on_startup=[_start, start_imports, _connect_nats, start_revocations, start_accounts],

@@ -264,7 +264,7 @@ class SupervisionController(Controller):
         figures down one level (the townships of a county, the villages of a township)."""
         position = wait_for_views(request, min_position)
         unit = resolve_unit(request, org_unit)
-        figures = view_of(request).summary(unit["id"], period_of(period, from_, to))
+        figures = view_of(request).summary(unit["id"], period_of(period, from_, to), unit=unit)
         return msgspec.convert({**figures, "position": position}, SupervisionOut)
 
     @get("/{org_unit:str}/uncovered", sync_to_thread=True)

@@ -14,20 +14,29 @@
    overdue list, each beside a plain 50-row read of the event store by primary key; then the
    same timeline and summary through ``guanai api`` over HTTP.
 
-Every database made here is dropped at the end. Prints Markdown tables.
+Every database made here is dropped at the end, unless ``--keep NAME`` names one: then the store
+is written there once, its description kept in a table ``bench_store``, and later runs with the
+same name reuse it (so that before and after measure the same million events; drop it yourself
+with ``DROP DATABASE NAME WITH (FORCE)``). ``--phases`` picks what to measure. Prints Markdown
+tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from application.care import CareApplication
 from bench.common import (
@@ -41,6 +50,7 @@ from bench.common import (
     scratch_database,
     server_facts,
     sigterm_as_interrupt,
+    with_database,
 )
 from bench.projections_data import HEAVY_ENTRIES, Store, generate
 from projections import all_projections
@@ -52,6 +62,8 @@ from projections.timeline import TimelineView
 BATCH = 5000
 # Writers must share the audit chain's key: the bench's writes and the API's (access logs) alike.
 CHAIN_KEY = "bench-projections-chain-key-" + "p" * 32
+# A kept store is opened again by later runs: its personal data keys are wrapped by this one.
+KEPT_MASTER_KEY = "bench-projections-master-key-" + "k" * 32
 
 
 def timed(name: str, n: int, fn: Callable[[], Any]) -> Summary:
@@ -147,8 +159,8 @@ def supervision_people(url: str, county: Any) -> int:
         ).fetchone()[0]
 
 
-def http_latencies(url: str, store: Store, reads: int) -> None:
-    with guanai_server(url, extra_env={"GUANAI_CHAIN_KEY": CHAIN_KEY}) as server:
+def http_latencies(url: str, store: Store, reads: int, keys: dict[str, str]) -> None:
+    with guanai_server(url, extra_env=keys) as server:
         server.wait_for_views(timeout=600)
         headers = {"Authorization": f"Bearer {server.token()}"}
         code = store.counties[0][1]
@@ -181,35 +193,76 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--reads", type=int, default=500)
     p.add_argument("--database-url", default=DEFAULT_SERVER_URL, help="a server URL; a scratch database is made on it")
+    p.add_argument("--keep", metavar="NAME", help="write the store into database NAME once, reuse it, never drop it")
+    p.add_argument("--phases", default="rebuild,reads,http", help="comma-separated: rebuild, reads, http")
     args = p.parse_args(argv)
+    phases = set(args.phases.split(","))
+    keys = {"GUANAI_CHAIN_KEY": CHAIN_KEY, **({"GUANAI_MASTER_KEY": KEPT_MASTER_KEY} if args.keep else {})}
     sigterm_as_interrupt()
     print(f"bench.projections at {code_version()}; {server_facts(args.database_url)}")
-    with scratch_database(args.database_url, prefix="guanai_bench_proj") as url:
-        app = make_care(url, pool_size=4, env={"GUANAI_CHAIN_KEY": CHAIN_KEY})
+    with (
+        kept_database(args.database_url, args.keep)
+        if args.keep
+        else scratch_database(args.database_url, prefix="guanai_bench_proj") as url
+    ):
+        app = make_care(url, pool_size=4, env=keys)
         try:
-            last = {"t": 0.0}
-
-            def progress(done: int) -> None:
-                if time.monotonic() - last["t"] > 5:
-                    last["t"] = time.monotonic()
-                    print(f"  writing: {done:,} events", file=sys.stderr, flush=True)
-
-            store = generate(app, args.events, progress=progress)
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE guanai_events")
-            print(
-                f"\nStore: {store.events:,} events written in {store.seconds:.0f}s ({store.events / store.seconds:,.0f}/s):"
-                f" {len(store.counties)} counties, {store.people:,} people, {store.visits:,} visits logged,"
-                f" {store.reports:,} emergency reports"
-            )
-            rebuild_rates(app, url, store.events)
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE")
-            read_latencies(app, url, store, args.reads)
+            store = load_store(url)
+            if store is None:
+                store = write_store(app, url, args.events)
+                print(
+                    f"\nStore: {store.events:,} events written in {store.seconds:.0f}s"
+                    f" ({store.events / store.seconds:,.0f}/s):"
+                    f" {len(store.counties)} counties, {store.people:,} people, {store.visits:,} visits logged,"
+                    f" {store.reports:,} emergency reports"
+                )
+            else:
+                print(f"\nStore: {store.events:,} events kept from an earlier run ({args.keep})")
+            if "rebuild" in phases:
+                rebuild_rates(app, url, store.events)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+            if "reads" in phases:
+                read_latencies(app, url, store, args.reads)
         finally:
             app.close()
-        http_latencies(url, store, args.reads)
+        if "http" in phases:
+            http_latencies(url, store, args.reads, keys)
     return 0
+
+
+@contextlib.contextmanager
+def kept_database(server_url: str, name: str) -> Iterator[str]:
+    """Database ``name`` on the server, made if missing; never dropped here."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_database(server_url, name)
+
+
+def write_store(app: CareApplication, url: str, events: int) -> Store:
+    last = {"t": 0.0}
+
+    def progress(done: int) -> None:
+        if time.monotonic() - last["t"] > 5:
+            last["t"] = time.monotonic()
+            print(f"  writing: {done:,} events", file=sys.stderr, flush=True)
+
+    store = generate(app, events, progress=progress)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE guanai_events")
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_store (store jsonb NOT NULL)")
+        conn.execute("INSERT INTO bench_store VALUES (%s)", (Jsonb(msgspec.to_builtins(dataclasses.asdict(store))),))
+    return store
+
+
+def load_store(url: str) -> Store | None:
+    """The store a kept database holds (None when it holds none yet)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('bench_store')").fetchone()[0] is None:
+            return None
+        row = conn.execute("SELECT store FROM bench_store").fetchone()
+    return msgspec.convert(row[0], Store) if row else None
 
 
 if __name__ == "__main__":

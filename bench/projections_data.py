@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from application.care import CareApplication
-from domain.base import CommandMeta
+from domain.base import CommandMeta, Personal
 from domain.emergency import Category, EmergencyReport, Outcome
 from domain.helper import Helper
 from domain.org_unit import OrgUnit
@@ -51,22 +51,37 @@ class Store:
 
 
 class Writer:
-    """Collects aggregates' pending events, encodes them and inserts them in batches."""
+    """Collects aggregates' pending events, encodes them and inserts them in batches. The keys of
+    the people and helpers a batch registers are made in one transaction (``prepare_keys``, as an
+    import does), not one each."""
 
     def __init__(self, app: CareApplication, batch: int = 5000) -> None:
         self.app, self.batch, self.pending, self.written = app, batch, [], 0
 
     def add(self, *aggregates: Any) -> None:
         for agg in aggregates:
-            self.pending.extend(self.app.mapper.to_stored_event(e) for e in agg.collect_events())
+            self.pending.extend(agg.collect_events())
         if len(self.pending) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            self.app.recorder.insert_events(self.pending)
+            mapper = self.app.mapper
+            mapper.keys.prepare_keys([str(e.originator_id) for e in self.pending if _own_key(type(e))])
+            self.app.recorder.insert_events([mapper.to_stored_event(e) for e in self.pending])
             self.written += len(self.pending)
             self.pending = []
+
+
+def _own_key(event_class: type) -> bool:
+    """Whether the event seals personal data under a key of its own aggregate, owned by it."""
+    declared = getattr(event_class, "personal", None)
+    return (
+        isinstance(declared, Personal)
+        and declared.subject == "originator_id"
+        and declared.owner == "originator_id"
+        and not declared.prefix
+    )
 
 
 def _meta(at: datetime, actor: str = "bench", role: str = "village_cadre") -> CommandMeta:

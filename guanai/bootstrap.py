@@ -13,7 +13,8 @@ Nothing connects when this module is imported: every builder is a function.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -23,6 +24,7 @@ from litestar import Litestar
 from api.app import create_app
 from application.care import CareApplication
 from application.ports import EventStore
+from infrastructure import metrics
 from infrastructure.settings import Settings
 from infrastructure.store import InMemoryEventStore, PostgresEventStore, event_store_env, memory_store_env, store_keys
 from web.frame import template_config
@@ -50,6 +52,8 @@ class Process(StrEnum):
 
 
 ALL = frozenset(Process)
+# The kinds that run apart from the API in production, each with its own metrics endpoint.
+WORKERS = frozenset({Process.PROJECTOR, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER})
 COMMANDING = frozenset({Process.API, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER, Process.CLI})
 # The views and the relay's messages hold no personal data: those processes never load the
 # master key, read sealed fields as erased, and cannot record personal data.
@@ -102,6 +106,12 @@ USED_BY: dict[str, frozenset[Process]] = {
     "import_max_bytes": frozenset({Process.API, Process.CLI}),
     "import_max_unpacked_bytes": frozenset({Process.API, Process.CLI}),
     "import_keep_days": frozenset({Process.API, Process.CLI}),
+    # Metrics: the API serves its own on /metrics; the other long-running kinds on their own port.
+    "metrics_token": frozenset(
+        {Process.API, Process.PROJECTOR, Process.RELAY, Process.ROUTER, Process.ESCALATOR, Process.SCHEDULER}
+    ),
+    "metrics_port": WORKERS,
+    "metrics_host": WORKERS,
 }
 
 
@@ -148,7 +158,7 @@ def care_application(
         store_keys(settings), seal=seal_personal_data, opens=config.opens_personal_data, tree=keep_tree
     )
     env = {**event_store_env(database_url, pool_size=pool_size or config.pool_size), **(library_env or {})}
-    return _application(config, env, store)
+    return metrics.time_commands(_application(config, env, store))
 
 
 def memory_application(settings: Settings | None = None) -> CareApplication:
@@ -190,6 +200,23 @@ def escalator(settings: Settings, database_url: str, nats_url: str, **options: A
 def scheduler(settings: Settings, database_url: str, nats_url: str, **options: Any) -> Worker:
     options.setdefault("interval", process_config(settings, Process.SCHEDULER).scheduler_interval)
     return scheduler_worker(app_factory(settings, Process.SCHEDULER, database_url), database_url, nats_url, **options)
+
+
+@contextmanager
+def metrics_endpoint(settings: Settings) -> Iterator[metrics.MetricsServer | None]:
+    """A worker process's own ``/metrics`` (GUANAI_METRICS_PORT, _HOST, _TOKEN) while it runs;
+    none when no port is set. The API serves its own on its port."""
+    server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, settings.metrics_token)
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def watch_projector(projector: Projector) -> Callable[[], None]:
+    """Show the projector's lag on this process's metrics; returns the function that stops it."""
+    return metrics.watch_projector("projector", projector.lag)
 
 
 def background_workers(settings: Settings, database_url: str, nats_url: str) -> list[Worker]:

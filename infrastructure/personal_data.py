@@ -62,6 +62,7 @@ from domain.base import ErasedError, Personal
 from domain.person import Person
 from infrastructure.chain import read_or_create_secret
 from infrastructure.failpoints import failpoint
+from infrastructure.metrics import KEY_CACHE
 from infrastructure.suites import INTERNATIONAL, Aead, Suite
 
 MIN_MASTER_KEY_LENGTH = 32
@@ -75,6 +76,10 @@ BLOB_FORMAT = INTERNATIONAL.blob_format  # first byte of a blob: the suite's AEA
 NONCE_BYTES = 12
 ROTATION_WAIT_MS = 5_000  # how long a new key waits for a rotation in progress before giving up
 DEFAULT_CACHE_SIZE = 20_000
+# Counted on every look into the cache (infrastructure/metrics.py): a low hit rate says the
+# cache is too small for the people a process opens, or GUANAI_KEY_CACHE_SECONDS too short.
+_KEY_HIT = KEY_CACHE.labels("hit")
+_KEY_MISS = KEY_CACHE.labels("miss")
 ERASED_TOPIC = get_topic(Person.Erased)
 REGISTERED_TOPIC = get_topic(Person.Registered)
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
@@ -216,7 +221,8 @@ class KeyStore:
             entry = self._cache.get(subject)
             if entry is not None:
                 self._cache.move_to_end(subject)
-            return entry
+        (_KEY_HIT if entry is not None else _KEY_MISS).inc()
+        return entry
 
     def _remember(self, subject: str, aead: Aead | None, owner: str | None, since: int | None = None) -> None:
         with self._lock:

@@ -116,6 +116,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     import_keep_days: int = 7
     """GUANAI_IMPORT_KEEP_DAYS: how long an uploaded file is kept, encrypted, for its report
     workbook and for resuming its import; then it is deleted (the report's JSON stays)."""
+    metrics_token: str | None = None
+    """GUANAI_METRICS_TOKEN: when set, ``/metrics`` (the API's, and each worker's endpoint) answers
+    only ``Authorization: Bearer <token>``; unset, whoever reaches the port may scrape."""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    """GUANAI_METRICS_PORT: where a projector, relay, router, escalator or scheduler run as its own
+    process serves ``/metrics`` (0: a free port). Unset: none (``guanai serve`` shows all on the API's)."""
+    metrics_host: str = "127.0.0.1"
+    """GUANAI_METRICS_HOST: the address a worker's metrics endpoint listens on (0.0.0.0 in a container)."""
 
     @property
     def data_path(self) -> Path:

@@ -61,6 +61,9 @@ class AccountsProjection:
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
 
+    def handles(self, event_class: type) -> bool:
+        return event_class in STATEMENTS
+
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))
         if statement is not None:

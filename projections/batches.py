@@ -1,13 +1,15 @@
-"""What a projection is (``Projection``), and how a batch of the log reaches one: decoded with
-one key look-up for the batch, applied inside the caller's transaction. Shared by the runner,
-the rebuild and the relay."""
+"""What a projection is (``Projection``), and how a batch of the log reaches one: only the events
+some projection handles are decoded (``EventFilter``: by the stored topic, resolved once per
+topic), with one key look-up for the batch, and applied inside the caller's transaction. Shared
+by the runner, the rebuild and the relay."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import psycopg
+from eventsourcing.utils import TopicError, resolve_topic
 
 
 class Projection(Protocol):
@@ -25,6 +27,43 @@ class Projection(Protocol):
 
     # Optional: ``apply_batch(cur, events)`` with ``events`` a list of (position, event), to apply
     # a whole batch at once; the runner then calls it instead of ``apply`` (see apply_events).
+    # Optional: ``handles(event_class) -> bool``, false for the classes ``apply`` would skip: events
+    # of those classes are then not decoded for it (decoding costs more than reading the log).
+
+
+def handles(projection: Any, event_class: type) -> bool:
+    """Whether ``projection`` may change on an event of ``event_class`` (true when it does not say)."""
+    says = getattr(projection, "handles", None)
+    return True if says is None else bool(says(event_class))
+
+
+class EventFilter:
+    """Which stored events a group of projections needs, by topic: a topic is resolved to its
+    class once (so a renamed class registered with the library still resolves), and kept when
+    any of the projections handles that class. A topic that does not resolve is kept: decoding
+    it raises, as it did before there was a filter."""
+
+    def __init__(self, projections: Iterable[Any]) -> None:
+        self.projections = list(projections)
+        self._topics: dict[str, bool] = {}
+
+    def __call__(self, topic: str) -> bool:
+        wanted = self._topics.get(topic)
+        if wanted is None:
+            try:
+                event_class = resolve_topic(topic)
+            except TopicError:
+                wanted = True
+            else:
+                wanted = any(handles(p, event_class) for p in self.projections)
+            self._topics[topic] = wanted
+        return wanted
+
+
+def decode_wanted(mapper: Any, stored: Sequence[Any], wanted: Callable[[str], bool]) -> list[tuple[int, Any]]:
+    """``(notification id, domain event)`` for the notifications whose topic is ``wanted``, in order."""
+    keep = [n for n in stored if wanted(n.topic)]
+    return list(zip((n.id for n in keep), decode_all(mapper, keep), strict=True))
 
 
 def decode_all(mapper: Any, stored: Sequence[Any]) -> list[Any]:

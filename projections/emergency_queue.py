@@ -86,6 +86,9 @@ class EmergencyQueueProjection:
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
 
+    def handles(self, event_class: type) -> bool:
+        return event_class in STATEMENTS
+
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))
         if statement is not None:

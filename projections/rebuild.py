@@ -15,15 +15,17 @@ one view from running at once.
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from projections.batches import apply_events, decode_all
+from projections.batches import EventFilter, apply_events, decode_wanted
 
 # Any constant works: with the view's name it identifies "a rebuild of this view is running".
 REBUILD_LOCK = 0x72626C64  # "rbld"
@@ -61,6 +63,7 @@ def rebuild_view(
     name = projection.name
     schema = sql.Identifier(f"rebuild_{name}")
     recorder, mapper = runner.app.recorder, runner.app.mapper
+    wanted = EventFilter([projection])
     events_table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
     with psycopg.connect(runner.database_url, autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (REBUILD_LOCK, name)).fetchone()[0]:
@@ -75,29 +78,27 @@ def rebuild_view(
             started = time.monotonic()
             position = done = 0
 
-            def apply_batch(cur: psycopg.Cursor[Any]) -> int:
+            def read(start: int) -> Batch:
+                notifications = recorder.select_notifications(start=start, limit=batch_size, inclusive_of_start=False)
+                last = notifications[-1].id if notifications else start
+                return Batch(last, len(notifications), decode_wanted(mapper, notifications, wanted))
+
+            def apply(cur: psycopg.Cursor[Any], batch: Batch) -> None:
                 nonlocal position, done
-                notifications = recorder.select_notifications(
-                    start=position, limit=batch_size, inclusive_of_start=False
-                )
-                if not notifications:
-                    return 0
-                events = decode_all(mapper, notifications)
-                apply_events(conn, cur, projection, list(zip((n.id for n in notifications), events, strict=True)))
-                position = notifications[-1].id
-                done += len(notifications)
+                apply_events(conn, cur, projection, batch.events)
+                position, done = batch.last, done + batch.read
                 if progress is not None:
                     progress(Progress(name, done, max(total, done), time.monotonic() - started))
-                return len(notifications)
 
-            while True:
+            # The log is read and decoded a batch ahead, in a thread, while PostgreSQL applies the
+            # batch before: the two share the time instead of taking turns.
+            for batch in _read_ahead(read, batch_size):
                 with conn.transaction(), conn.cursor() as cur:
-                    if apply_batch(cur) < batch_size:
-                        break
+                    apply(cur, batch)
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT position FROM public.projection_tracking WHERE name = %s FOR UPDATE", (name,))
-                while apply_batch(cur):  # what was recorded since the last batch
-                    pass
+                while (batch := read(position)).read:  # what was recorded since the last batch
+                    apply(cur, batch)
                 _swap(cur, f"rebuild_{name}")
                 cur.execute(
                     "UPDATE public.projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
@@ -109,6 +110,54 @@ def rebuild_view(
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (REBUILD_LOCK, name))
+
+
+@dataclass(frozen=True)
+class Batch:
+    last: int  # notification id of the last event read (the position once applied)
+    read: int  # events read
+    events: list[tuple[int, Any]]  # (notification id, event) of those the projection handles
+
+
+def _read_ahead(read: Callable[[int], Batch], batch_size: int) -> Iterator[Batch]:
+    """The batches from the start of the log to the first short one, each read (by ``read(start)``)
+    in a thread while the caller applies the one before. At most two wait in hand; an error in
+    the thread is raised here; leaving the loop early stops the thread."""
+    ready: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def reader() -> None:
+        start = 0
+        try:
+            while not stop.is_set():
+                batch = read(start)
+                _put(ready, batch, stop)
+                if batch.read < batch_size:
+                    break
+                start = batch.last
+            _put(ready, None, stop)
+        except Exception as e:  # noqa: BLE001 - handed to the caller, who raises it
+            _put(ready, e, stop)
+
+    thread = threading.Thread(target=reader, name="rebuild-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _put(ready: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            ready.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def _swap(cur: psycopg.Cursor[Any], schema: str) -> None:

@@ -27,7 +27,7 @@ from eventsourcing import persistence
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from projections.batches import Projection, apply_events, decode_all
+from projections.batches import EventFilter, Projection, apply_events, decode_wanted
 from projections.rebuild import rebuild_view
 
 log = structlog.get_logger(__name__)
@@ -82,6 +82,7 @@ class ProjectionRunner:
         self._open_lock = threading.Lock()
         self._advanced = threading.Condition()
         self._batches = 0  # batches applied by this runner; waiters compare it to see progress
+        self._wanted = EventFilter(self.projections)  # events no projection handles are not decoded
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ class ProjectionRunner:
         )
         if not notifications:
             return 0
-        events = list(zip((n.id for n in notifications), decode_all(self.app.mapper, notifications), strict=True))
+        events = decode_wanted(self.app.mapper, notifications, self._wanted)
         last = notifications[-1].id
         for projection in self.projections:
             if positions[projection.name] >= last:

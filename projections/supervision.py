@@ -9,9 +9,10 @@ The figures (base numbers, coverage, overdue people, agreement rate, helper load
 compliance, response times) are summed from these facts at read time by ``SupervisionView``
 (``projections/supervision_view.py``), for any unit and period.
 
-Handlers are keyed by event class name (``"Pairing.Formed"``), so events of aggregates that
-arrive later (visit tasks, emergency reports) join by adding entries here; unknown events are
-skipped. Every statement is plain SQL over the event's fields: a batch runs in one pipeline.
+Handlers are keyed by event class (``Pairing.Formed``), as in the other projections: a renamed
+or removed event class fails at import, not by a view that silently stops changing; events of
+the same aggregates that do not change the view are listed in ``IGNORED``, so a test can insist
+that every event of these aggregates is one or the other. Other events are skipped. Every statement is plain SQL over the event's fields: a batch runs in one pipeline.
 No names or free text are kept: lists that show names resolve them per page from the event store.
 """
 
@@ -24,14 +25,20 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from domain.helper import Helper
+from domain.org_unit import OrgUnit
+from domain.pairing import Pairing
+from domain.person import Person
 from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections.supervision_events import (
     EMERGENCY_DDL,
     EMERGENCY_DERIVED,
     EMERGENCY_HANDLERS,
+    EMERGENCY_IGNORED,
     VISIT_DDL,
     VISIT_DERIVED,
     VISIT_HANDLERS,
+    VISIT_IGNORED,
 )
 
 # Days, weeks and periods are counted in China Standard Time, where the work happens.
@@ -114,56 +121,56 @@ _COVER_ADDED = (
     "INSERT INTO sv_coverage SELECT %(person_id)s, id, cadence, cadence_days, %(occurred_at)s"
     " FROM sv_pairings WHERE id = %(originator_id)s"
 )
-HANDLERS: dict[str, list[str]] = {
-    "OrgUnit.Registered": [
+HANDLERS: dict[type, list[str]] = {
+    OrgUnit.Registered: [
         "INSERT INTO sv_units VALUES (%(originator_id)s, %(code)s, %(name)s, %(level)s, %(parent_id)s, %(path)s)"
     ],
-    "OrgUnit.Renamed": [_set("sv_units", "name = %(name)s")],
-    "Person.Registered": [
+    OrgUnit.Renamed: [_set("sv_units", "name = %(name)s")],
+    Person.Registered: [
         (
             "INSERT INTO sv_persons VALUES (%(originator_id)s, %(kind)s, %(village_id)s, %(org_path)s,"
             " %(risk_tags)s, %(has_guardian)s, %(care_agreement_signed_on)s, 'active', %(occurred_at)s, NULL,"
             " NULL, %(position)s)"
         )
     ],
-    "Person.RiskTagAdded": [
+    Person.RiskTagAdded: [
         _set(
             "sv_persons",
             "risk_tags = CASE WHEN %(tag)s = ANY(risk_tags) THEN risk_tags"
             " ELSE array_append(risk_tags, %(tag)s::text) END",
         )
     ],
-    "Person.RiskTagRemoved": [_set("sv_persons", "risk_tags = array_remove(risk_tags, %(tag)s::text)")],
-    "Person.GuardianAssigned": [_set("sv_persons", "has_guardian = true")],
-    "Person.CareAgreementSigned": [_set("sv_persons", "agreement_signed_on = %(signed_on)s")],
-    "Person.LeftProgramme": [_set("sv_persons", "status = 'left', left_at = %(occurred_at)s")],
-    "Person.ReturnedToProgramme": [_set("sv_persons", "status = 'active', left_at = NULL")],
+    Person.RiskTagRemoved: [_set("sv_persons", "risk_tags = array_remove(risk_tags, %(tag)s::text)")],
+    Person.GuardianAssigned: [_set("sv_persons", "has_guardian = true")],
+    Person.CareAgreementSigned: [_set("sv_persons", "agreement_signed_on = %(signed_on)s")],
+    Person.LeftProgramme: [_set("sv_persons", "status = 'left', left_at = %(occurred_at)s")],
+    Person.ReturnedToProgramme: [_set("sv_persons", "status = 'active', left_at = NULL")],
     # Erased while still in the programme: they left it then, too.
-    "Person.Erased": [_set("sv_persons", "status = 'erased', left_at = coalesce(left_at, %(occurred_at)s)")],
-    "Helper.Registered": [
+    Person.Erased: [_set("sv_persons", "status = 'erased', left_at = coalesce(left_at, %(occurred_at)s)")],
+    Helper.Registered: [
         (
             "INSERT INTO sv_helpers (id, role, org_path, capacity, status) VALUES (%(originator_id)s,"
             " %(role)s, %(org_path)s, %(capacity)s, 'active')"
         )
     ],
-    "Helper.CapacityChanged": [_set("sv_helpers", "capacity = %(capacity)s")],
+    Helper.CapacityChanged: [_set("sv_helpers", "capacity = %(capacity)s")],
     # Each event states how many people the helper looks after in one pairing: load moves by the difference.
-    "Helper.PairingAssigned": [
+    Helper.PairingAssigned: [
         _set(
             "sv_helpers",
             "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0) + %(people)s,"
             " assignments = assignments || jsonb_build_object(%(pairing_key)s::text, %(people)s::int)",
         )
     ],
-    "Helper.PairingReleased": [
+    Helper.PairingReleased: [
         _set(
             "sv_helpers",
             "load = load - coalesce((assignments ->> %(pairing_key)s)::int, 0),"
             " assignments = assignments - %(pairing_key)s::text",
         )
     ],
-    "Helper.Deactivated": [_set("sv_helpers", "status = 'inactive'")],
-    "Pairing.Formed": [
+    Helper.Deactivated: [_set("sv_helpers", "status = 'inactive'")],
+    Pairing.Formed: [
         (
             "INSERT INTO sv_pairings VALUES (%(originator_id)s, %(shape)s, %(cadence)s, %(days)s, %(starts_on)s, NULL,"
             " 'active', %(org_path)s, %(person_ids)s)"
@@ -171,22 +178,22 @@ HANDLERS: dict[str, list[str]] = {
         _COVER_FORMED,
         _FORMED_PERSONS,
     ],
-    "Pairing.PersonAdded": [
+    Pairing.PersonAdded: [
         _set("sv_pairings", "person_ids = array_append(person_ids, %(person_id)s::uuid)"),
         _COVER_ADDED,
         _ONE_PERSON,
     ],
-    "Pairing.PersonRemoved": [
+    Pairing.PersonRemoved: [
         _set("sv_pairings", "person_ids = array_remove(person_ids, %(person_id)s::uuid)"),
         "DELETE FROM sv_coverage WHERE pairing_id = %(originator_id)s AND person_id = %(person_id)s",
         _ONE_PERSON,
     ],
-    "Pairing.CadenceChanged": [
+    Pairing.CadenceChanged: [
         _set("sv_pairings", "cadence = %(cadence)s, cadence_days = %(days)s"),
         "UPDATE sv_coverage SET cadence = %(cadence)s, cadence_days = %(days)s WHERE pairing_id = %(originator_id)s",
         _PAIRING_PERSONS,
     ],
-    "Pairing.Ended": [
+    Pairing.Ended: [
         _set("sv_pairings", "status = 'ended', ends_on = %(ends_on)s"),
         "DELETE FROM sv_coverage WHERE pairing_id = %(originator_id)s",
         _PAIRING_PERSONS,
@@ -196,15 +203,22 @@ HANDLERS: dict[str, list[str]] = {
 }
 # Values kept in another form than the event's: whether a guardian is named (not who), pairing
 # ids as jsonb keys, cadences in days, a pairing's start as an instant in China time.
-DERIVED: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "Person.Registered": lambda e: {"has_guardian": bool(e.guardian)},
-    "Helper.PairingAssigned": lambda e: {"pairing_key": str(e.pairing_id)},
-    "Helper.PairingReleased": lambda e: {"pairing_key": str(e.pairing_id)},
-    "Pairing.Formed": lambda e: {"days": cadence_days(e.cadence), "since": china_midnight(e.starts_on)},
-    "Pairing.CadenceChanged": lambda e: {"days": cadence_days(e.cadence)},
+DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Person.Registered: lambda e: {"has_guardian": bool(e.guardian)},
+    Helper.PairingAssigned: lambda e: {"pairing_key": str(e.pairing_id)},
+    Helper.PairingReleased: lambda e: {"pairing_key": str(e.pairing_id)},
+    Pairing.Formed: lambda e: {"days": cadence_days(e.cadence), "since": china_midnight(e.starts_on)},
+    Pairing.CadenceChanged: lambda e: {"days": cadence_days(e.cadence)},
     **VISIT_DERIVED,
     **EMERGENCY_DERIVED,
 }
+
+# Events of the same aggregates that change nothing the view holds (names and household are
+# personal and never kept; group membership and a pairing's helpers are not supervision figures).
+IGNORED: frozenset[type] = frozenset({
+    Person.RegistrationCorrected, Person.PairingJoined, Person.PairingLeft, Helper.JoinedGroup, Helper.LeftGroup,
+    Pairing.HelperAdded, Pairing.HelperRemoved, *VISIT_IGNORED, *EMERGENCY_IGNORED,
+})  # fmt: skip
 
 
 class SupervisionProjection:
@@ -220,13 +234,15 @@ class SupervisionProjection:
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
 
+    def handles(self, event_class: type) -> bool:
+        return event_class in HANDLERS
+
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
-        qualname = type(event).__qualname__
-        statements = HANDLERS.get(qualname)
+        statements = HANDLERS.get(type(event))
         if statements is None:
             return
         params = {**vars(event), "position": position}
-        if derive := DERIVED.get(qualname):
+        if derive := DERIVED.get(type(event)):
             params.update(derive(event))
         # Only the placeholders in a statement are sent: the event's personal fields are not.
         for statement in statements:

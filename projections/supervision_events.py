@@ -4,14 +4,18 @@
 visit took place and whether it was logged only after being marked missed); visit logs move a person's last visit;
 ``sv_emergencies`` holds one row per emergency report (category, severity, when reported, first
 acknowledged and resolved, escalations, the deadline it waits on, duplicates). Handlers
-are keyed by event class name so that they bind to the visit and emergency aggregates without
-importing them; an event class that does not exist yet simply never arrives.
+are keyed by event class; the events of these aggregates that do not change the view are
+listed in ``VISIT_IGNORED`` and ``EMERGENCY_IGNORED``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from domain.emergency import EmergencyReport
+from domain.visit_log import VisitLog
+from domain.visit_task import VisitTask
 
 VISIT_DDL = """
 CREATE TABLE IF NOT EXISTS sv_visits (
@@ -59,9 +63,9 @@ def _outcome(assignments: str) -> list[str]:
     return [_UNCOUNT, _set("sv_visits", assignments), _COUNT]
 
 
-VISIT_HANDLERS: dict[str, list[str]] = {
+VISIT_HANDLERS: dict[type, list[str]] = {
     # Claims come and go while a task stays open: compliance needs only the outcome.
-    "VisitTask.Scheduled": [
+    VisitTask.Scheduled: [
         (
             "INSERT INTO sv_visits (id, person_id, pairing_id, org_path, cadence, mode, due_from, due_by, status)"
             " VALUES (%(originator_id)s, %(person_id)s, %(pairing_id)s, %(org_path)s, %(cadence)s, %(mode)s,"
@@ -71,11 +75,11 @@ VISIT_HANDLERS: dict[str, list[str]] = {
     ],
     # A visit always takes place inside the window; it is late when its log came after the task
     # had been marked missed (logged later, from a village without signal), as the domain says.
-    "VisitTask.Completed": _outcome("status = 'completed', visited_at = %(occurred_at)s, late = %(late)s"),
-    "VisitTask.Missed": _outcome("status = 'missed'"),
-    "VisitTask.Cancelled": _outcome("status = 'cancelled'"),
+    VisitTask.Completed: _outcome("status = 'completed', visited_at = %(occurred_at)s, late = %(late)s"),
+    VisitTask.Missed: _outcome("status = 'missed'"),
+    VisitTask.Cancelled: _outcome("status = 'cancelled'"),
     # Planned or not, a logged visit is the person's latest visit if none later is known.
-    "VisitLog.Recorded": [
+    VisitLog.Recorded: [
         (
             "UPDATE sv_persons SET last_visit_at = greatest(last_visit_at, %(visited_at)s),"
             " due_at = greatest(last_visit_at, %(visited_at)s) + make_interval(days => cadence_days)"
@@ -83,16 +87,20 @@ VISIT_HANDLERS: dict[str, list[str]] = {
         )
     ],
 }
-VISIT_DERIVED: dict[str, Callable[[Any], dict[str, Any]]] = {}
+VISIT_DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {}
+# Claims come and go while a task stays open; an emergency flagged on a log is its own report.
+VISIT_IGNORED: frozenset[type] = frozenset({
+    VisitTask.Claimed, VisitTask.Assigned, VisitTask.ClaimReleased, VisitTask.ClaimExpired, VisitLog.EmergencyFlagged,
+})  # fmt: skip
 
-EMERGENCY_HANDLERS: dict[str, list[str]] = {
-    "EmergencyReport.Reported": [
+EMERGENCY_HANDLERS: dict[type, list[str]] = {
+    EmergencyReport.Reported: [
         (
             "INSERT INTO sv_emergencies (id, person_id, org_path, category, severity, reported_at, status) VALUES"
             " (%(originator_id)s, %(person_id)s, %(org_path)s, %(category)s, %(severity)s, %(occurred_at)s, 'reported')"
         )
     ],
-    "EmergencyReport.Routed": [
+    EmergencyReport.Routed: [
         _set(
             "sv_emergencies",
             "status = CASE WHEN status IN ('reported', 'escalated') THEN 'routed' ELSE status END,"
@@ -100,15 +108,17 @@ EMERGENCY_HANDLERS: dict[str, list[str]] = {
         )
     ],
     # Time to acknowledge is to the first acknowledgement, at whatever level.
-    "EmergencyReport.Acknowledged": [
+    EmergencyReport.Acknowledged: [
         _set("sv_emergencies", "status = 'acknowledged', acknowledged_at = coalesce(acknowledged_at, %(occurred_at)s)")
     ],
-    "EmergencyReport.Escalated": [
+    EmergencyReport.Escalated: [
         _set("sv_emergencies", "status = 'escalated', level = %(to_level)s, escalations = escalations + 1")
     ],
-    "EmergencyReport.Resolved": [_set("sv_emergencies", "status = 'resolved', resolved_at = %(occurred_at)s")],
-    "EmergencyReport.Reopened": [_set("sv_emergencies", "status = 'acknowledged', resolved_at = NULL")],
-    "EmergencyReport.Closed": [_set("sv_emergencies", "status = 'closed'")],
-    "EmergencyReport.LinkedAsDuplicate": [_set("sv_emergencies", "duplicate_of = %(duplicate_of)s")],
+    EmergencyReport.Resolved: [_set("sv_emergencies", "status = 'resolved', resolved_at = %(occurred_at)s")],
+    EmergencyReport.Reopened: [_set("sv_emergencies", "status = 'acknowledged', resolved_at = NULL")],
+    EmergencyReport.Closed: [_set("sv_emergencies", "status = 'closed'")],
+    EmergencyReport.LinkedAsDuplicate: [_set("sv_emergencies", "duplicate_of = %(duplicate_of)s")],
 }
-EMERGENCY_DERIVED: dict[str, Callable[[Any], dict[str, Any]]] = {}
+EMERGENCY_DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {}
+# What responders did on the way is the report's own record, not a supervision figure.
+EMERGENCY_IGNORED: frozenset[type] = frozenset({EmergencyReport.ActionRecorded})

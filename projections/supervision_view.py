@@ -79,29 +79,39 @@ class SupervisionView:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, params).fetchall()
 
-    def _one(self, query: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self._all(query, params)[0]
-
     def unit(self, unit_id: UUID) -> dict[str, Any] | None:
         rows = self._all(
             "SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(id)s", {"id": unit_id}
         )
         return rows[0] if rows else None
 
-    def summary(self, unit_id: UUID, period: Period, now: datetime | None = None) -> dict[str, Any] | None:
-        unit = self.unit(unit_id)
+    def _many(self, queries: list[str], params: dict[str, Any]) -> list[list[dict[str, Any]]]:
+        """The rows of several queries, sent together in one round trip (a pipeline)."""
+        with self.pool.connection() as conn:
+            cursors = [conn.cursor(row_factory=dict_row) for _ in queries]
+            with conn.pipeline():
+                for cur, query in zip(cursors, queries, strict=True):
+                    cur.execute(query, params)
+            return [cur.fetchall() for cur in cursors]
+
+    def summary(
+        self, unit_id: UUID, period: Period, now: datetime | None = None, *, unit: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """``unit``: the unit's row as ``unit()`` gives it, when the caller has read it already."""
+        unit = unit or self.unit(unit_id)
         if unit is None:
             return None
         now = now or datetime.now(CHINA)
         p = {"root": unit_id, "at": len(unit["org_path"]) + 1, "start": period.start, "end": period.end, "now": now}
-        people_rows = self._all(q.PEOPLE, p)
+        people_rows, helper_rows, tag_rows, shape_rows, visit_rows, child_units, totals, by = self._many(
+            [q.PEOPLE, q.HELPERS, q.TAGS, q.SHAPES, q.VISITS, q.CHILD_UNITS, q.EMERGENCY_TOTALS, q.EMERGENCY_COUNTS], p
+        )
         people = _total(people_rows)
-        helper_rows = self._all(q.HELPERS, p)
         helpers = _total(helper_rows)
         tags = {t.value: 0 for t in RiskTag}
-        tags.update({r["tag"]: r["n"] for r in self._all(q.TAGS, p)})
+        tags.update({r["tag"]: r["n"] for r in tag_rows})
         shapes = {s.value: 0 for s in PairingShape}
-        shapes.update({r["shape"]: r["n"] for r in self._all(q.SHAPES, p)})
+        shapes.update({r["shape"]: r["n"] for r in shape_rows})
         active = people["elders"] + people["children"]
         return {
             "unit": {k: unit[k] for k in ("id", "code", "name", "level")},
@@ -141,40 +151,9 @@ class SupervisionView:
                 "over_capacity": helpers["over_capacity"],
             },
             "pairings": {"active": sum(shapes.values()), "by_shape": shapes},
-            "visits": _visit_figures(self._all(q.VISITS, p)),
-            "emergencies": self._emergencies(p),
-            "units": self._units(p, people_rows, helper_rows),
-        }
-
-    def _units(
-        self, p: dict[str, Any], people_rows: list[dict[str, Any]], helper_rows: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """The basics per unit one level down, in code order (units with nobody show zeros)."""
-        people = {r["unit"]: r for r in people_rows if not r["total"]}
-        helpers = {r["unit"]: r["active"] for r in helper_rows if not r["total"]}
-        units = []
-        for u in self._all(q.CHILD_UNITS, p):
-            row = people.get(u["id"], {})
-            elders, children, signed = row.get("elders", 0), row.get("children", 0), row.get("agreements_signed", 0)
-            units.append({
-                **u, "elders": elders, "children": children, "uncovered": row.get("uncovered", 0),
-                "overdue": row.get("overdue", 0), "agreements_signed": signed, "signed_rate": rate(signed, children),
-                "helpers": helpers.get(u["id"], 0),
-            })  # fmt: skip
-        return units
-
-    def _emergencies(self, p: dict[str, Any]) -> dict[str, Any]:
-        totals = self._one(q.EMERGENCY_TOTALS, p)
-        by = self._all(q.EMERGENCY_COUNTS, p)
-        seconds = {k: (round(v, 1) if v is not None else None) for k, v in totals.items() if k.endswith("_s")}
-        return {
-            "reported": totals["reported"],
-            "by_category": _tally(by, "category"),
-            "by_severity": _tally(by, "severity"),
-            "escalated": totals["escalated"],
-            "resolved": totals["resolved"],
-            "open_past_deadline": totals["open_past_deadline"],
-            **seconds,
+            "visits": _visit_figures(visit_rows),
+            "emergencies": _emergencies(totals[0], by),
+            "units": _units(child_units, people_rows, helper_rows),
         }
 
     def uncovered(self, unit_id: UUID, *, limit: int | None = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -209,6 +188,37 @@ class SupervisionView:
         for row in rows:
             del row["_total"]
         return rows, total
+
+
+def _units(
+    child_units: list[dict[str, Any]], people_rows: list[dict[str, Any]], helper_rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The basics per unit one level down, in code order (units with nobody show zeros)."""
+    people = {r["unit"]: r for r in people_rows if not r["total"]}
+    helpers = {r["unit"]: r["active"] for r in helper_rows if not r["total"]}
+    units = []
+    for u in child_units:
+        row = people.get(u["id"], {})
+        elders, children, signed = row.get("elders", 0), row.get("children", 0), row.get("agreements_signed", 0)
+        units.append({
+            **u, "elders": elders, "children": children, "uncovered": row.get("uncovered", 0),
+            "overdue": row.get("overdue", 0), "agreements_signed": signed, "signed_rate": rate(signed, children),
+            "helpers": helpers.get(u["id"], 0),
+        })  # fmt: skip
+    return units
+
+
+def _emergencies(totals: dict[str, Any], by: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = {k: (round(v, 1) if v is not None else None) for k, v in totals.items() if k.endswith("_s")}
+    return {
+        "reported": totals["reported"],
+        "by_category": _tally(by, "category"),
+        "by_severity": _tally(by, "severity"),
+        "escalated": totals["escalated"],
+        "resolved": totals["resolved"],
+        "open_past_deadline": totals["open_past_deadline"],
+        **seconds,
+    }
 
 
 def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:

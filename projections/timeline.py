@@ -19,6 +19,7 @@ person's timeline holds nothing to erase. ``TimelineView`` reads pages.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from domain.base import META_FIELDS, CareAggregate, personal_fields
@@ -78,17 +80,27 @@ def snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+@functools.cache
+def _kind(event_class: type) -> str:
+    aggregate, _, name = event_class.__qualname__.rpartition(".")
+    return f"{snake(aggregate)}.{snake(name)}"
+
+
 def kind_of(event: Any) -> str:
     """``Pairing.PersonAdded`` -> ``pairing.person_added``."""
-    aggregate, _, name = type(event).__qualname__.rpartition(".")
-    return f"{snake(aggregate)}.{snake(name)}"
+    return _kind(type(event))
+
+
+@functools.cache
+def _left_out(event_class: type) -> frozenset[str]:
+    return _OWN_FIELDS | PRIVATE_FIELDS | personal_fields(event_class)
 
 
 def summary_of(event: Any) -> dict[str, Any]:
     special = SUMMARIES.get(type(event).__qualname__)
     if special is not None:
         return special(event)
-    left_out = _OWN_FIELDS | PRIVATE_FIELDS | personal_fields(type(event))
+    left_out = _left_out(type(event))
     return {k: v for k, v in vars(event).items() if k not in left_out}
 
 
@@ -104,12 +116,14 @@ def _aggregate(event: Any) -> str:
     return type(event).__qualname__.rpartition(".")[0]
 
 
+@functools.cache
+def _may_be_about_people(event_class: type) -> bool:
+    aggregate = event_class.__qualname__.rpartition(".")[0]
+    return aggregate not in NOT_ABOUT_A_PERSON and event_class.__qualname__ not in SKIPPED
+
+
 def _about_people(event: Any) -> bool:
-    return (
-        _aggregate(event) not in NOT_ABOUT_A_PERSON
-        and type(event).__qualname__ not in SKIPPED
-        and hasattr(event, "actor_id")
-    )
+    return _may_be_about_people(type(event)) and hasattr(event, "actor_id")
 
 
 def _persons_of(event: Any, subjects: dict[UUID, list[UUID]], changed: set[UUID]) -> list[UUID]:
@@ -150,6 +164,9 @@ class TimelineProjection:
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute("TRUNCATE tl_entries, tl_subjects")
+
+    def handles(self, event_class: type) -> bool:
+        return _may_be_about_people(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         self.apply_batch(cur, [(position, event)])
@@ -217,10 +234,18 @@ class TimelineView:
         after = (
             "" if cursor is None else (" AND position < %(cursor)s" if newest_first else " AND position > %(cursor)s")
         )
-        query = f"SELECT {COLUMNS} FROM tl_entries WHERE {where}{after} ORDER BY position {order} LIMIT %(limit)s"
+        count = f"SELECT count(*) FROM tl_entries WHERE {where}"
+        # The page and the total in one round trip (the total read apart only past the end).
+        query = (
+            f"SELECT {COLUMNS}, ({count}) AS _total FROM tl_entries WHERE {where}{after}"
+            f" ORDER BY position {order} LIMIT %(limit)s"
+        )
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            set_json_loads(msgspec.json.decode, cur)
             rows = cur.execute(query, params).fetchall()
-            total = cur.execute(f"SELECT count(*) AS n FROM tl_entries WHERE {where}", params).fetchone()["n"]
+            total = rows[0]["_total"] if rows else cur.execute(count, params).fetchone()["count"]
+        for row in rows:
+            del row["_total"]
         next_cursor = rows[-1]["position"] if len(rows) == limit and rows else None
         return TimelinePage(rows=rows, total=total, next_cursor=next_cursor)
 

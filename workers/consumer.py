@@ -1,6 +1,14 @@
-"""Durable JetStream pull consumers with every outcome explicit, and a dead-letter path.
+"""Durable JetStream pull consumers with every outcome explicit, a dead-letter path, and the
+one runner every worker is (router, escalator, scheduler).
 
-A handler receives the decoded envelope (see workers/envelope.py) and the NATS message and
+A worker is a ``WorkerSpec``: its name, its stream, and a ``plan`` that, given the resources
+the runner made (the application, a pool for its views, the NATS connection), says which
+durable consumers it runs (``ConsumerSpec``: durable name, subjects, handler, max deliveries,
+ack wait, ...) and which sweeps (a reconciler every few seconds). ``run_worker`` makes those
+resources, runs all of it until ``stop`` and closes it all again; ``worker`` wraps it so that
+a failure restarts it (workers/runtime.py ``keep_running``).
+
+A handler receives the decoded ``Envelope`` (see workers/envelope.py) and the NATS message and
 returns what happens to the message:
 
 - ``ACK`` (or ``None``): done;
@@ -10,24 +18,33 @@ returns what happens to the message:
 A handler that raises is nak'ed with a growing delay. After ``max_deliver`` deliveries JetStream
 gives up and says so in an advisory; the consumer records the message as a dead letter
 (``dead_letters`` table, listed by ``guanai dead-letters``) so that a person sees it. Long work
-calls ``msg.in_progress()``. ``stop`` drains: the batch in hand is finished and answered.
+calls ``msg.in_progress()``. ``stop`` drains: the batch in hand is finished and answered. A
+message that is no envelope at all is terminated into the dead letters at once.
+
+Each answer is counted (infrastructure/metrics.py): outcomes, redeliveries, dead letters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import nats
 import psycopg
 import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from psycopg_pool import ConnectionPool
 
-from workers.envelope import decode
+from infrastructure import metrics
+from workers.envelope import Envelope, decode, decode_raw
+from workers.runtime import connect_nats, every, keep_running
+from workers.stream import STREAM, SUBJECT_PREFIX, ensure_stream
 
 log = structlog.get_logger("guanai.consumer")
 
@@ -69,7 +86,8 @@ class Term:
 
 
 Outcome = Ack | Nak | Term | None
-Handler = Callable[[dict[str, Any], Any], Awaitable[Outcome]]
+Handler = Callable[[Envelope, Any], Awaitable[Outcome]]
+BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class DeadLetters:
@@ -94,9 +112,10 @@ class DeadLetters:
         data: bytes | None,
         deliveries: int,
         reason: str,
+        cause: str = "refused",
     ) -> None:
         try:
-            body = json.dumps(decode(data)) if data else None
+            body = json.dumps(decode_raw(data)) if data else None
         except Exception:  # noqa: BLE001 - an undecodable message is exactly what we must keep
             body = json.dumps({"undecodable": True})
         async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
@@ -105,6 +124,7 @@ class DeadLetters:
                 " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (stream, consumer, stream_seq) DO NOTHING",
                 (stream, consumer, stream_seq, subject, body, deliveries, reason),
             )
+        metrics.DEAD_LETTERS.labels(consumer, cause).inc()
         log.error(
             "dead_letter", stream=stream, consumer=consumer, stream_seq=stream_seq, subject=subject, reason=reason
         )
@@ -137,7 +157,7 @@ class Consumer:
         dead_letters: DeadLetters,
         max_deliver: int = 8,
         ack_wait: float = 30.0,
-        backoff: Sequence[float] = (0.5, 1, 2, 5, 10, 30),
+        backoff: Sequence[float] = BACKOFF,
         batch: int = 16,
         fetch_timeout: float = 1.0,
         max_ack_pending: int = 1000,
@@ -197,6 +217,7 @@ class Consumer:
             data=data,
             deliveries=int(info.get("deliveries", self.max_deliver)),
             reason="max deliveries exceeded",
+            cause="max_deliveries",
         )
 
     def _delay(self, delivered: int) -> float:
@@ -204,23 +225,36 @@ class Consumer:
 
     async def handle(self, msg: Any) -> None:
         delivered = msg.metadata.num_delivered
+        if delivered > 1:
+            metrics.REDELIVERIES.labels(self.durable).inc()
+        cause = "refused"
         try:
-            outcome = await self.handler(decode(msg.data), msg)
-        except Exception as e:  # noqa: BLE001 - every failure becomes an explicit nak, never a loss
-            log.warning(
-                "handler_failed",
-                consumer=self.durable,
-                error=type(e).__name__,
-                delivered=delivered,
-                subject=msg.subject,
-            )
-            await msg.nak(delay=self._delay(delivered))
-            return
+            envelope = decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            # Not an envelope: no delivery will make it one.
+            outcome: Outcome = Term(f"undecodable: {e}")
+            cause = "undecodable"
+        else:
+            try:
+                outcome = await self.handler(envelope, msg)
+            except Exception as e:  # noqa: BLE001 - every failure becomes an explicit nak, never a loss
+                log.warning(
+                    "handler_failed",
+                    consumer=self.durable,
+                    error=type(e).__name__,
+                    delivered=delivered,
+                    subject=msg.subject,
+                )
+                metrics.CONSUMER_MESSAGES.labels(self.durable, "error").inc()
+                await msg.nak(delay=self._delay(delivered))
+                return
         if outcome is None or isinstance(outcome, Ack):
             await msg.ack()
             self.handled += 1
+            metrics.CONSUMER_MESSAGES.labels(self.durable, "ack").inc()
         elif isinstance(outcome, Nak):
             await msg.nak(delay=outcome.delay)
+            metrics.CONSUMER_MESSAGES.labels(self.durable, "nak").inc()
         else:
             await self.dead_letters.record(
                 stream=self.stream,
@@ -230,8 +264,10 @@ class Consumer:
                 data=msg.data,
                 deliveries=delivered,
                 reason=outcome.reason,
+                cause=cause,
             )
             await msg.term()
+            metrics.CONSUMER_MESSAGES.labels(self.durable, "term").inc()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until ``stop``; the batch in hand is always finished."""
@@ -289,3 +325,134 @@ class Consumer:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+
+# ---- the one runner of every worker ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One durable consumer of a worker: what it reads, who handles it, how patiently."""
+
+    durable: str
+    subjects: Sequence[str]
+    handler: Handler
+    max_deliver: int = 8
+    # A worker that died holding a message hands it on after this long.
+    ack_wait: float = 30.0
+    backoff: Sequence[float] = BACKOFF
+    # One message per pull suits the workers: a pull for more waits out its whole timeout
+    # before returning when fewer are there.
+    batch: int = 1
+    # Messages held unanswered at once; a consumer that waits for deadlines by nak(delay)
+    # (the escalator) holds one per open report and needs a larger figure.
+    max_ack_pending: int = 1000
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Work done every ``interval`` seconds besides the messages (a reconciler, a schedule sweep)."""
+
+    name: str
+    interval: float
+    step: Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a worker runs once its resources are there."""
+
+    consumers: Sequence[ConsumerSpec]
+    sweeps: Sequence[Sweep] = ()
+    # Long-running tasks of the worker's own (the scheduler's sweep loop).
+    tasks: Sequence[Callable[[asyncio.Event], Awaitable[object]]] = ()
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the runner made for a worker: its application, a small pool for its views, NATS."""
+
+    app: Any
+    pool: ConnectionPool
+    nc: Any
+    js: Any
+    stop: asyncio.Event
+    spec: WorkerSpec
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A worker, whole: ``plan`` builds its handlers over the resources ``run_worker`` makes."""
+
+    name: str  # "router": its logs, its NATS client name, its pool
+    make_app: Callable[[], Any]
+    database_url: str
+    nats_url: str
+    plan: Callable[[Resources], Awaitable[Plan]]
+    stream: str = STREAM
+    subject_prefix: str = SUBJECT_PREFIX
+    pool_size: int = 1
+    log_fields: dict[str, Any] = field(default_factory=dict)
+
+
+async def run_worker(spec: WorkerSpec, stop: asyncio.Event) -> None:
+    """Make the worker's resources, set up its consumers, run them and its sweeps until
+    ``stop`` (each consumer finishes the batch in hand), and close everything."""
+    app = spec.make_app()
+    pool: ConnectionPool = ConnectionPool(
+        spec.database_url, min_size=1, max_size=spec.pool_size, open=False, name=spec.name
+    )
+    nc = None
+    consumers: list[Consumer] = []
+    try:
+        await asyncio.to_thread(pool.open, True)
+        nc = await connect_nats(spec.nats_url, f"guanai-{spec.name}", stop)
+        js = nc.jetstream()
+        await ensure_stream(js, spec.stream, spec.subject_prefix)
+        plan = await spec.plan(Resources(app=app, pool=pool, nc=nc, js=js, stop=stop, spec=spec))
+        for c in plan.consumers:
+            consumer = Consumer(
+                js,
+                nc,
+                stream=spec.stream,
+                durable=c.durable,
+                filter_subjects=c.subjects,
+                handler=c.handler,
+                dead_letters=DeadLetters(spec.database_url),
+                ensure_stream=functools.partial(ensure_stream, js, spec.stream, spec.subject_prefix),
+                max_deliver=c.max_deliver,
+                ack_wait=c.ack_wait,
+                backoff=c.backoff,
+                batch=c.batch,
+                max_ack_pending=c.max_ack_pending,
+            )
+            consumers.append(consumer)
+            await consumer.setup()
+        log.info(
+            f"{spec.name}_started",
+            stream=spec.stream,
+            consumers=[c.durable for c in plan.consumers],
+            **spec.log_fields,
+        )
+        await asyncio.gather(
+            *(c.run(stop) for c in consumers),
+            *(every(s.name, stop, s.interval, s.step) for s in plan.sweeps),
+            *(task(stop) for task in plan.tasks),
+        )
+    finally:
+        for consumer in consumers:
+            await consumer.close()
+        if nc is not None:
+            await nc.close()
+        pool.close()
+        app.close()
+
+
+def worker(spec: WorkerSpec) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """The worker for workers.runtime (its own process, or inside ``guanai serve``): run, and
+    when it fails (the database or NATS away at start, a bug), start again after a pause."""
+
+    async def work(stop: asyncio.Event) -> None:
+        await keep_running(spec.name, stop, lambda s: run_worker(spec, s))
+
+    return work

@@ -18,29 +18,19 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from psycopg_pool import ConnectionPool
 
 from application.emergencies import ALERT_PREFIX
 from domain.base import CommandMeta, DomainError
 from domain.emergency import EmergencyReport, Status
 from domain.roster import LEVELS
+from infrastructure import metrics
 from infrastructure.failpoints import failpoint
 from projections.emergency_queue import EmergencyQueueView
-from workers.consumer import ACK, Consumer, DeadLetters, Nak, Outcome, Term
-from workers.envelope import encode
-from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.router import (
-    ACK_WAIT_SECONDS,
-    KIND,
-    RECONCILE_AFTER_SECONDS,
-    RECONCILE_INTERVAL_SECONDS,
-    alert_of,
-    connect_nats,
-    keep_running,
-    run_command,
-    worker_meta,
-)
-from workers.runtime import every
+from workers.consumer import ACK, ConsumerSpec, Nak, Outcome, Plan, Resources, Sweep, Term, WorkerSpec, worker
+from workers.envelope import Envelope, encode
+from workers.router import ACK_WAIT_SECONDS, KIND, RECONCILE_AFTER_SECONDS, RECONCILE_INTERVAL_SECONDS, alert_of
+from workers.runtime import run_command, worker_meta
+from workers.stream import STREAM, SUBJECT_PREFIX
 
 log = structlog.get_logger("guanai.escalator")
 
@@ -77,17 +67,17 @@ class Escalator:
         self._settled: set[tuple[UUID, int]] = set()
         self._reminded: dict[tuple[UUID, int], int] = {}
 
-    async def handle(self, envelope: dict[str, Any], msg: Any) -> Outcome:
-        if envelope.get("kind") != KIND or envelope.get("event") != "Routed":
+    async def handle(self, envelope: Envelope, msg: Any) -> Outcome:
+        if not envelope.is_(KIND, "Routed"):
             return ACK
-        data = envelope["data"]
+        data = envelope.data
         # The command's own time decides: the aggregate compares the deadline with it too, so a
         # message is never acknowledged while its deadline is still ahead.
-        meta = worker_meta(envelope, "escalator")
+        meta = worker_meta(envelope.correlation, "escalator")
         wait = seconds_until(data["deadline"], meta.occurred_at)
         if wait > 0:
             return Nak(delay=min(wait, MAX_NAK_SECONDS))
-        report_id, level = UUID(envelope["id"]), int(data["level"])
+        report_id, level = envelope.id, int(data["level"])
         try:
             result = await run_command(msg, self.stop, lambda: self.app.escalate_overdue(report_id, level, meta))
         except DomainError as e:
@@ -125,6 +115,7 @@ class Escalator:
                 continue
             if result.position:
                 escalated += 1
+                metrics.RECONCILED.labels("escalator").inc()
                 log.warning("reconciled_escalation", report=str(report_id), level=level)
             else:
                 self._settled.add((report_id, level))
@@ -159,11 +150,10 @@ class Escalator:
         log.warning("realerted", report=str(report_id), level=level, reminder=due)
 
 
-async def run_escalator(
+def escalator_spec(
     make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
-    stop: asyncio.Event,
     *,
     stream: str = STREAM,
     subject_prefix: str = SUBJECT_PREFIX,
@@ -174,50 +164,30 @@ async def run_escalator(
     reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
     alert_prefix: str = ALERT_PREFIX,
     realert_seconds: float = REALERT_SECONDS,
-) -> None:
-    app = make_app()
-    view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="escalator-view")
-    nc = await connect_nats(nats_url, "guanai-escalator", stop)
-    consumer = None
-    try:
-        await asyncio.to_thread(view_pool.open, True)
-        js = nc.jetstream()
-        await ensure_stream(js, stream, subject_prefix)
-        escalator = Escalator(app, stop, nc=nc, alert_prefix=alert_prefix, realert_seconds=realert_seconds)
-        consumer = Consumer(
-            js,
-            nc,
-            stream=stream,
-            durable=durable,
-            filter_subjects=[f"{subject_prefix}.{KIND}.Routed"],
-            handler=escalator.handle,
-            dead_letters=DeadLetters(database_url),
-            ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
+) -> WorkerSpec:
+    """The escalator: routings waiting for their deadline, and its reconciler (which also re-alerts)."""
+
+    async def plan(r: Resources) -> Plan:
+        escalator = Escalator(r.app, r.stop, nc=r.nc, alert_prefix=alert_prefix, realert_seconds=realert_seconds)
+        view = EmergencyQueueView(r.pool)
+        consumer = ConsumerSpec(
+            durable,
+            [f"{subject_prefix}.{KIND}.Routed"],
+            escalator.handle,
             max_deliver=max_deliver,
-            batch=1,
             ack_wait=ack_wait,
             # One message per open routing waits here for its deadline: hold many at once.
             max_ack_pending=100_000,
         )
-        log.info("escalator_started", stream=stream, durable=durable)
-        view = EmergencyQueueView(view_pool)
-        await asyncio.gather(
-            consumer.run(stop),
-            every("escalator-reconciler", stop, reconcile_interval, lambda: escalator.reconcile(view, reconcile_after)),
+        reconciler = Sweep(
+            "escalator-reconciler", reconcile_interval, lambda: escalator.reconcile(view, reconcile_after)
         )
-    finally:
-        if consumer is not None:
-            await consumer.close()
-        await nc.close()
-        view_pool.close()
-        app.close()
+        return Plan(consumers=[consumer], sweeps=[reconciler])
+
+    return WorkerSpec("escalator", make_app, database_url, nats_url, plan, stream=stream, subject_prefix=subject_prefix)
 
 
 def escalator_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
     """The escalator as a worker for workers.runtime (``guanai escalator``, and inside ``guanai serve``),
     over the application ``make_app`` builds (guanai/bootstrap.py)."""
-
-    async def work(stop: asyncio.Event) -> None:
-        await keep_running("escalator", stop, lambda s: run_escalator(make_app, database_url, nats_url, s, **options))
-
-    return work
+    return worker(escalator_spec(make_app, database_url, nats_url, **options))

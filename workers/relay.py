@@ -25,20 +25,26 @@ import nats
 import psycopg
 import structlog
 from eventsourcing.persistence import PersistenceError
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 
+from infrastructure import metrics
 from infrastructure.failpoints import failpoint
-from infrastructure.settings import load_settings, nats_servers
+from infrastructure.settings import nats_servers
 from projections.batches import decode_all
 from workers.envelope import encode, envelope, subject_for
 from workers.runtime import keep_running
+from workers.stream import DUPLICATE_WINDOW_SECONDS, STREAM, SUBJECT_PREFIX, ensure_stream
+
+__all__ = [
+    "DUPLICATE_WINDOW_SECONDS",
+    "STREAM",
+    "SUBJECT_PREFIX",
+    "Relay",
+    "ensure_stream",
+    "relay_worker",
+    "run_relay",
+]
 
 log = structlog.get_logger("guanai.relay")
-
-STREAM = "GUANAI_EVENTS"
-SUBJECT_PREFIX = "guanai.events"
-DUPLICATE_WINDOW_SECONDS = 15 * 60  # longer than any restart we expect; consumers dedupe beyond it
 
 # A connection to a database that vanished from the network (no RST) would otherwise wait for
 # the kernel's two-hour default before reporting the loss.
@@ -55,27 +61,6 @@ CREATE TABLE IF NOT EXISTS relay_tracking (
     updated_at timestamptz NOT NULL DEFAULT now()
 )
 """
-
-
-async def ensure_stream(
-    js: Any, stream: str = STREAM, prefix: str = SUBJECT_PREFIX, replicas: int | None = None
-) -> None:
-    """Create the stream (with ``replicas`` copies, GUANAI_STREAM_REPLICAS by default), or bring
-    an existing one's subjects and duplicate window in line, keeping the replicas it has: every
-    worker calls this at start, and none of them should scale a stream an operator changed."""
-    config = StreamConfig(
-        name=stream,
-        subjects=[f"{prefix}.>"],
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        num_replicas=replicas if replicas is not None else load_settings().stream_replicas,
-    )
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        current = await js.stream_info(stream)
-        config.num_replicas = current.config.num_replicas
-        await js.update_stream(config)
 
 
 class Relay:
@@ -107,8 +92,16 @@ class Relay:
         self._position = 0
         self._acked = 0
         self.published = 0
+        self._published = metrics.RELAY_PUBLISHED.labels(name)
+        self._unwatch: Callable[[], None] | None = None
+
+    def events_behind(self) -> int:
+        """Events stored past the saved position (what ``guanai_relay_events_behind`` shows)."""
+        return max(0, int(self.app.recorder.max_notification_id() or 0) - self._position)
 
     async def open(self) -> None:
+        if self._unwatch is None:
+            self._unwatch = metrics.RELAY_BEHIND.watch(lambda: [(self.name, float(self.events_behind()))])
         await self._connect_db()
         self.nc = await nats.connect(
             nats_servers(self.nats_url), name=f"guanai-{self.name}", max_reconnect_attempts=-1, reconnect_time_wait=0.5
@@ -138,6 +131,9 @@ class Relay:
                 await db.close()
 
     async def close(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
@@ -174,6 +170,7 @@ class Relay:
                     self._acked = notification.id
                     total += 1
                     self.published += 1
+                    self._published.inc()
             finally:
                 # Saved once per batch, and only up to the last acknowledged publish: a crash
                 # repeats at most one batch, which JetStream drops as duplicates.

@@ -28,89 +28,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import nats
-import psycopg
 import structlog
-from eventsourcing.persistence import InterfaceError, OperationalError
-from psycopg_pool import ConnectionPool
 
 from application.emergencies import ALERT_PREFIX, alert_subject
 from domain.base import CommandMeta, DomainError
+from infrastructure import metrics
 from infrastructure.alerts import ensure_alert_stream
 from infrastructure.failpoints import failpoint
-from infrastructure.personal_data import MasterKeyError
 from infrastructure.settings import load_settings, nats_servers
 from projections.emergency_queue import EmergencyQueueView
-from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
-from workers.envelope import encode
-from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.runtime import every, keep_running
+from workers.consumer import ACK, ConsumerSpec, Outcome, Plan, Resources, Sweep, Term, WorkerSpec, worker
+from workers.envelope import Envelope, encode
+from workers.runtime import TRANSIENT, connect_nats, keep_running, run_command, worker_meta
+from workers.stream import STREAM, SUBJECT_PREFIX
+
+__all__ = ["TRANSIENT", "Router", "check_consumer", "connect_nats", "keep_running", "router_spec", "router_worker"]
 
 log = structlog.get_logger("guanai.router")
-T = TypeVar("T")
 
 DURABLE = "emergency-router"
 KIND = "EmergencyReport"
-# Outages of the event store are waited out, not counted against max_deliver: the library's
-# errors, and psycopg's own from the views a command reads (a pool timing out is one of them).
-TRANSIENT = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 # The reconciler routes what the stream did not bring: a report filed this long ago and never
 # routed (the message path takes milliseconds), looked for this often.
 RECONCILE_AFTER_SECONDS = 30.0
 RECONCILE_INTERVAL_SECONDS = 5.0
 # Handling a message takes milliseconds (longer waits say in_progress): redeliver soon after a crash.
 ACK_WAIT_SECONDS = 5.0
-
-
-def worker_meta(envelope: dict[str, Any], actor: str) -> CommandMeta:
-    """A worker's command carries the causing event's correlation id, and now as its time."""
-    return CommandMeta(
-        actor_id=actor,
-        actor_role="system",
-        correlation_id=envelope.get("correlation_id") or f"event-{envelope.get('position')}",
-        occurred_at=datetime.now(UTC),
-    )
-
-
-async def run_command(msg: Any, stop: asyncio.Event, command: Callable[[], T]) -> T:
-    """Run a blocking command in a thread; while the store is away, keep the message in
-    progress and try again (the command is idempotent, so a repeat is harmless). So too while
-    this process holds another master key than the store's keys (not restarted after a
-    rotation): the message waits for a process that can open them, never for the dead letters."""
-    delay = 0.2
-    while True:
-        try:
-            return await asyncio.to_thread(command)
-        except (*TRANSIENT, MasterKeyError) as e:
-            if stop.is_set():
-                raise
-            if isinstance(e, MasterKeyError):
-                log.error("master_key_mismatch_waiting", detail=str(e), retry_in=delay)
-            else:
-                log.warning("store_unavailable_retrying", error=type(e).__name__, retry_in=delay)
-            if msg is not None:
-                await msg.in_progress()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-async def connect_nats(nats_url: str, name: str, stop: asyncio.Event) -> Any:
-    """Connect, waiting for the server if it is not up yet; reconnect forever afterwards."""
-    delay = 0.2
-    while True:
-        try:
-            return await nats.connect(
-                nats_servers(nats_url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2
-            )
-        except (TimeoutError, nats.errors.Error, OSError) as e:
-            if stop.is_set():
-                raise
-            log.warning("nats_unavailable", worker=name, error=type(e).__name__, retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def alert_of(
@@ -161,36 +108,38 @@ class Router:
         self.alert_prefix = alert_prefix
         self.published = RecentAlerts()
 
-    async def handle(self, envelope: dict[str, Any], msg: Any) -> Outcome:
-        if envelope.get("kind") != KIND:
+    async def handle(self, envelope: Envelope, msg: Any) -> Outcome:
+        if envelope.kind != KIND:
             return ACK
-        event = envelope.get("event")
         try:
-            if event == "Reported":
-                await self._route(envelope, msg, 0)
-            elif event == "Escalated":
-                await self._route(envelope, msg, int(envelope["data"]["to_level"]))
-            elif event == "Routed":
-                d = envelope["data"]
-                if f"{envelope['id']}:{d['level']}" not in self.published:
+            if envelope.event == "Reported":
+                await self._route(envelope.id, envelope.correlation, msg, 0, asked_at=envelope.recorded_at)
+            elif envelope.event == "Escalated":
+                level = int(envelope.data["to_level"])
+                await self._route(envelope.id, envelope.correlation, msg, level, asked_at=envelope.recorded_at)
+            elif envelope.event == "Routed":
+                d = envelope.data
+                if f"{envelope.id}:{d['level']}" not in self.published:
                     await self._alert(
-                        *alert_of(envelope["id"], envelope["position"], envelope["occurred_at"], d, self.alert_prefix)
+                        *alert_of(envelope.id, envelope.position, envelope.occurred_at, d, self.alert_prefix)
                     )
         except DomainError as e:
             # A refusal will not change on redelivery: a person must look at it.
             return Term(f"{type(e).__name__}: {e.detail}")
         return ACK
 
-    async def handle_visit(self, envelope: dict[str, Any], msg: Any) -> Outcome:
+    async def handle_visit(self, envelope: Envelope, msg: Any) -> Outcome:
         """A visit log flagged "raise an emergency": file its report (once, whatever the deliveries)."""
-        if envelope.get("kind") != "VisitLog" or envelope.get("event") != "EmergencyFlagged":
+        if not envelope.is_("VisitLog", "EmergencyFlagged"):
             return ACK
-        log_id = UUID(envelope["id"])
+        log_id = envelope.id
+        if envelope.actor_id is None or envelope.actor_role is None or envelope.occurred_at is None:
+            return Term("an EmergencyFlagged event without its actor or time")
         meta = CommandMeta(
-            actor_id=envelope["actor_id"],
-            actor_role=envelope["actor_role"],
-            correlation_id=envelope.get("correlation_id") or f"event-{envelope.get('position')}",
-            occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
+            actor_id=envelope.actor_id,
+            actor_role=envelope.actor_role,
+            correlation_id=envelope.correlation,
+            occurred_at=envelope.occurred_at,
         )
         try:
             result = await run_command(msg, self.stop, lambda: self.app.file_emergency_from_visit(log_id, meta))
@@ -212,42 +161,48 @@ class Router:
         owed = await asyncio.to_thread(view.unrouted, now - timedelta(seconds=after_seconds), limit)
         routed = 0
         for report_id, level in owed:
-            envelope = {"id": str(report_id), "correlation_id": f"reconcile-{report_id}:{level}", "position": None}
             try:
-                if await self._route(envelope, None, level):
+                if await self._route(report_id, f"reconcile-{report_id}:{level}", None, level):
                     routed += 1
+                    metrics.RECONCILED.labels("router").inc()
                     log.warning("reconciled_routing", report=str(report_id), level=level)
             except DomainError as e:
                 log.error("reconcile_refused", report=str(report_id), level=level, error=type(e).__name__)
         return routed
 
-    async def _route(self, envelope: dict[str, Any], msg: Any, level: int) -> bool:
-        report_id = UUID(envelope["id"])
-        meta = worker_meta(envelope, "router")
+    async def _route(
+        self, report_id: UUID, correlation_id: str, msg: Any, level: int, asked_at: datetime | None = None
+    ) -> bool:
+        """Route the report to ``level``; ``asked_at``: when the event asking for it was recorded
+        (the report filed, the escalation), from which the alert's latency is measured."""
+        meta = worker_meta(correlation_id, "router")
         result, routed = await run_command(msg, self.stop, lambda: self.app.route_emergency(report_id, level, meta))
         failpoint("router.after_route")
         log.info("routed" if routed else "already_routed", report=str(report_id), level=level)
         if routed:
             # The fast path: alert now, not one relay hop later. Should this process die before
             # it is done, the stored Routed event, when it arrives, alerts instead.
-            await self._alert(*alert_of(report_id, result.position, routed["occurred_at"], routed, self.alert_prefix))
+            subject, alert = alert_of(report_id, result.position, routed["occurred_at"], routed, self.alert_prefix)
+            await self._alert(subject, alert, asked_at)
         return routed is not None
 
-    async def _alert(self, subject: str, alert: dict[str, Any]) -> None:
+    async def _alert(self, subject: str, alert: dict[str, Any], asked_at: datetime | None = None) -> None:
         # The alert stream keeps it for devices that were away; the id makes a repeat one copy.
         await self.nc.publish(subject, encode(alert), headers={"Nats-Msg-Id": alert["alert_id"]})
         # The message is answered only once the server has the alert.
         await self.nc.flush(timeout=5)
         self.published.add(alert["alert_id"])
+        if asked_at is not None:
+            seconds = (datetime.now(UTC) - asked_at).total_seconds()
+            metrics.ALERT_SECONDS.labels(str(alert["level"])).observe(max(0.0, seconds))
         failpoint("router.after_alert")
         log.info("alerted", report=alert["report_id"], level=alert["level"], subject=subject)
 
 
-async def run_router(
+def router_spec(
     make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
-    stop: asyncio.Event,
     *,
     stream: str = STREAM,
     subject_prefix: str = SUBJECT_PREFIX,
@@ -257,53 +212,32 @@ async def run_router(
     ack_wait: float = ACK_WAIT_SECONDS,
     reconcile_after: float = RECONCILE_AFTER_SECONDS,
     reconcile_interval: float = RECONCILE_INTERVAL_SECONDS,
-) -> None:
-    app = make_app()
-    view_pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=1, open=False, name="router-view")
-    nc = await connect_nats(nats_url, "guanai-router", stop)
-    consumers: list[Consumer] = []
-    try:
-        await asyncio.to_thread(view_pool.open, True)
-        js = nc.jetstream()
-        await ensure_stream(js, stream, subject_prefix)
+) -> WorkerSpec:
+    """The router: reports (and escalations) to route, flagged visit logs to file, and its reconciler."""
+
+    async def plan(r: Resources) -> Plan:
         try:
-            await ensure_alert_stream(js, alert_prefix, load_settings().stream_replicas)
+            await ensure_alert_stream(r.js, alert_prefix, load_settings().stream_replicas)
         except nats.errors.Error as e:  # alerts still go out live; only the replay for absent devices is missing
             log.error("alert_stream_unavailable", error=type(e).__name__)
-        router = Router(app, nc, stop, alert_prefix=alert_prefix)
-        for name, subject, handler in (
-            (durable, f"{subject_prefix}.{KIND}.>", router.handle),
-            (f"{durable}-visits", f"{subject_prefix}.VisitLog.EmergencyFlagged", router.handle_visit),
-        ):
-            consumer = Consumer(
-                js,
-                nc,
-                stream=stream,
-                durable=name,
-                filter_subjects=[subject],
-                handler=handler,
-                dead_letters=DeadLetters(database_url),
-                ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
-                max_deliver=max_deliver,
-                # One message per pull: a pull for more waits out its whole timeout before returning.
-                batch=1,
-                # A router that died holding a message hands it on after this long.
-                ack_wait=ack_wait,
-            )
-            await consumer.setup()
-            consumers.append(consumer)
-        log.info("router_started", stream=stream, durable=durable)
-        view = EmergencyQueueView(view_pool)
-        await asyncio.gather(
-            *(c.run(stop) for c in consumers),
-            every("router-reconciler", stop, reconcile_interval, lambda: router.reconcile(view, reconcile_after)),
+        router = Router(r.app, r.nc, r.stop, alert_prefix=alert_prefix)
+        view = EmergencyQueueView(r.pool)
+        reports = ConsumerSpec(
+            durable, [f"{subject_prefix}.{KIND}.>"], router.handle, max_deliver=max_deliver, ack_wait=ack_wait
         )
-    finally:
-        for consumer in consumers:
-            await consumer.close()
-        await nc.close()
-        view_pool.close()
-        app.close()
+        visits = ConsumerSpec(
+            f"{durable}-visits",
+            [f"{subject_prefix}.VisitLog.EmergencyFlagged"],
+            router.handle_visit,
+            max_deliver=max_deliver,
+            ack_wait=ack_wait,
+        )
+        return Plan(
+            consumers=[reports, visits],
+            sweeps=[Sweep("router-reconciler", reconcile_interval, lambda: router.reconcile(view, reconcile_after))],
+        )
+
+    return WorkerSpec("router", make_app, database_url, nats_url, plan, stream=stream, subject_prefix=subject_prefix)
 
 
 def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) -> int:
@@ -327,8 +261,4 @@ def check_consumer(durable: str, max_pending: int = 1000, stream: str = STREAM) 
 def router_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
     """The router as a worker for workers.runtime (``guanai router``, and inside ``guanai serve``),
     over the application ``make_app`` builds (guanai/bootstrap.py)."""
-
-    async def work(stop: asyncio.Event) -> None:
-        await keep_running("router", stop, lambda s: run_router(make_app, database_url, nats_url, s, **options))
-
-    return work
+    return worker(router_spec(make_app, database_url, nats_url, **options))

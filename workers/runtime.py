@@ -1,5 +1,7 @@
 """Running async workers: as a standalone process that drains on SIGTERM/SIGINT, or in a
-background thread of another process (``guanai serve`` runs everything in one process)."""
+background thread of another process (``guanai serve`` runs everything in one process); and
+what every worker does the same way: connect to NATS, run a command while the store is away,
+restart after a failure, sweep every few seconds."""
 
 from __future__ import annotations
 
@@ -9,13 +11,71 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+import nats
 import psycopg
 import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
+
+from domain.base import CommandMeta
+from infrastructure.personal_data import MasterKeyError
+from infrastructure.settings import nats_servers
 
 log = structlog.get_logger("guanai.workers")
+T = TypeVar("T")
 
 Worker = Callable[[asyncio.Event], Awaitable[object]]
+
+# Outages of the event store are waited out, not counted against max_deliver: the library's
+# errors, and psycopg's own from the views a command reads (a pool timing out is one of them).
+TRANSIENT = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def worker_meta(correlation_id: str, actor: str) -> CommandMeta:
+    """A worker's command carries the causing event's correlation id, and now as its time."""
+    return CommandMeta(
+        actor_id=actor, actor_role="system", correlation_id=correlation_id, occurred_at=datetime.now(UTC)
+    )
+
+
+async def run_command(msg: Any, stop: asyncio.Event, command: Callable[[], T]) -> T:
+    """Run a blocking command in a thread; while the store is away, keep the message in
+    progress and try again (the command is idempotent, so a repeat is harmless). So too while
+    this process holds another master key than the store's keys (not restarted after a
+    rotation): the message waits for a process that can open them, never for the dead letters."""
+    delay = 0.2
+    while True:
+        try:
+            return await asyncio.to_thread(command)
+        except (*TRANSIENT, MasterKeyError) as e:
+            if stop.is_set():
+                raise
+            if isinstance(e, MasterKeyError):
+                log.error("master_key_mismatch_waiting", detail=str(e), retry_in=delay)
+            else:
+                log.warning("store_unavailable_retrying", error=type(e).__name__, retry_in=delay)
+            if msg is not None:
+                await msg.in_progress()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def connect_nats(nats_url: str, name: str, stop: asyncio.Event) -> Any:
+    """Connect, waiting for the server if it is not up yet; reconnect forever afterwards."""
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                nats_servers(nats_url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2
+            )
+        except (TimeoutError, nats.errors.Error, OSError) as e:
+            if stop.is_set():
+                raise
+            log.warning("nats_unavailable", worker=name, error=type(e).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def run_until_signalled(*workers: Worker) -> int:

@@ -23,14 +23,13 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from psycopg_pool import ConnectionPool
 
 from domain.base import CommandMeta, DomainError
 from projections.visit_tasks import VisitTaskView
-from workers.consumer import ACK, Consumer, DeadLetters, Outcome, Term
-from workers.relay import STREAM, SUBJECT_PREFIX, ensure_stream
-from workers.router import connect_nats, run_command, worker_meta
-from workers.runtime import keep_running
+from workers.consumer import ACK, ConsumerSpec, Outcome, Plan, Resources, Term, WorkerSpec, worker
+from workers.envelope import Envelope
+from workers.runtime import run_command, worker_meta
+from workers.stream import STREAM, SUBJECT_PREFIX
 
 log = structlog.get_logger("guanai.scheduler")
 
@@ -104,11 +103,11 @@ class Scheduler:
         self.view = view
         self.stop = stop
 
-    async def handle(self, envelope: dict[str, Any], msg: Any) -> Outcome:
-        if envelope.get("kind") != "Pairing" or envelope.get("event") not in PAIRING_EVENTS:
+    async def handle(self, envelope: Envelope, msg: Any) -> Outcome:
+        if not envelope.is_("Pairing", *PAIRING_EVENTS):
             return ACK
-        pairing_id = UUID(envelope["id"])
-        meta = worker_meta(envelope, ACTOR)
+        pairing_id = envelope.id
+        meta = worker_meta(envelope.correlation, ACTOR)
         try:
             result = await run_command(
                 msg,
@@ -136,57 +135,41 @@ async def sweep_loop(app: Any, view: VisitTaskView, stop: asyncio.Event, interva
             pass
 
 
-async def run_scheduler(
+def scheduler_spec(
     make_app: Callable[[], Any],
     database_url: str,
     nats_url: str,
-    stop: asyncio.Event,
     *,
     interval: float = 300.0,
     stream: str = STREAM,
     subject_prefix: str = SUBJECT_PREFIX,
     durable: str = DURABLE,
     max_deliver: int = 20,
-) -> None:
-    app = make_app()
-    pool: ConnectionPool = ConnectionPool(database_url, min_size=1, max_size=2, open=False, name="scheduler")
-    nc = None
-    consumer = None
-    try:
-        await asyncio.to_thread(pool.open, True)
-        view = VisitTaskView(pool)
-        nc = await connect_nats(nats_url, "guanai-scheduler", stop)
-        js = nc.jetstream()
-        await ensure_stream(js, stream, subject_prefix)
-        consumer = Consumer(
-            js,
-            nc,
-            stream=stream,
-            durable=durable,
-            filter_subjects=[f"{subject_prefix}.Pairing.>"],
-            handler=Scheduler(app, view, stop).handle,
-            dead_letters=DeadLetters(database_url),
-            ensure_stream=lambda: ensure_stream(js, stream, subject_prefix),
-            max_deliver=max_deliver,
-            batch=1,
+) -> WorkerSpec:
+    """The scheduler: pairing events, and the sweep every ``interval`` seconds (and at start)."""
+
+    async def plan(r: Resources) -> Plan:
+        view = VisitTaskView(r.pool)
+        consumer = ConsumerSpec(
+            durable, [f"{subject_prefix}.Pairing.>"], Scheduler(r.app, view, r.stop).handle, max_deliver=max_deliver
         )
-        log.info("scheduler_started", stream=stream, durable=durable, interval=interval)
-        await asyncio.gather(consumer.run(stop), sweep_loop(app, view, stop, interval))
-    finally:
-        if consumer is not None:
-            await consumer.close()
-        if nc is not None:
-            await nc.close()
-        pool.close()
-        app.close()
+        return Plan(consumers=[consumer], tasks=[lambda stop: sweep_loop(r.app, view, stop, interval)])
+
+    return WorkerSpec(
+        "scheduler",
+        make_app,
+        database_url,
+        nats_url,
+        plan,
+        stream=stream,
+        subject_prefix=subject_prefix,
+        pool_size=2,
+        log_fields={"interval": interval},
+    )
 
 
 def scheduler_worker(make_app: Callable[[], Any], database_url: str, nats_url: str, **options: Any) -> Any:
     """The scheduler as a worker for workers.runtime (``guanai scheduler``, and in ``guanai serve``),
-    over the application ``make_app`` builds (guanai/bootstrap.py)."""
-
-    async def work(stop: asyncio.Event) -> None:
-        # Like the router: a scheduler that failed to start (the database away) tries again.
-        await keep_running("scheduler", stop, lambda s: run_scheduler(make_app, database_url, nats_url, s, **options))
-
-    return work
+    over the application ``make_app`` builds (guanai/bootstrap.py). Like the router, a scheduler
+    that failed to start (the database away) tries again."""
+    return worker(scheduler_spec(make_app, database_url, nats_url, **options))

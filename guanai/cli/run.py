@@ -41,12 +41,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         migrate(settings, database_url)
         projector = bootstrap.projector(settings, database_url)
         workers = BackgroundWorkers(*bootstrap.background_workers(settings, database_url, nats_url))
+        # One process: the API's /metrics shows the projector's and the workers' figures too.
+        unwatch = bootstrap.watch_projector(projector)
         if not args.no_workers:
             projector.start()
             workers.start()
         try:
             _serve_api(settings, database_url, nats_url, args.host or settings.host, args.port or settings.port)
         finally:
+            unwatch()
             workers.stop()
             projector.stop()
     return 0
@@ -62,7 +65,13 @@ def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
     with services(settings, need_nats=False) as (database_url, _):
         migrate(settings, database_url)
         print("guanai: projector running (Ctrl-C to stop)", file=sys.stderr)
-        return projector_process.main(bootstrap.projector(settings, database_url))
+        projector = bootstrap.projector(settings, database_url)
+        unwatch = bootstrap.watch_projector(projector)
+        try:
+            with bootstrap.metrics_endpoint(settings):
+                return projector_process.main(projector)
+        finally:
+            unwatch()
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
@@ -70,7 +79,8 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
         assert nats_url is not None
         migrate(settings, database_url)
         print("guanai: relay running (Ctrl-C to stop)", file=sys.stderr)
-        return run_until_signalled(bootstrap.relay(settings, database_url, nats_url))
+        with bootstrap.metrics_endpoint(settings):
+            return run_until_signalled(bootstrap.relay(settings, database_url, nats_url))
 
 
 def cmd_router(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,7 +88,8 @@ def cmd_router(settings: Settings, args: argparse.Namespace) -> int:
         assert nats_url is not None
         # No migrate here: the worker creates what it needs itself and retries a failed start.
         print("guanai: emergency router running (Ctrl-C to stop)", file=sys.stderr)
-        return run_until_signalled(bootstrap.router(settings, database_url, nats_url))
+        with bootstrap.metrics_endpoint(settings):
+            return run_until_signalled(bootstrap.router(settings, database_url, nats_url))
 
 
 def cmd_escalator(settings: Settings, args: argparse.Namespace) -> int:
@@ -86,7 +97,8 @@ def cmd_escalator(settings: Settings, args: argparse.Namespace) -> int:
         assert nats_url is not None
         # No migrate here: the worker creates what it needs itself and retries a failed start.
         print("guanai: emergency escalator running (Ctrl-C to stop)", file=sys.stderr)
-        return run_until_signalled(bootstrap.escalator(settings, database_url, nats_url))
+        with bootstrap.metrics_endpoint(settings):
+            return run_until_signalled(bootstrap.escalator(settings, database_url, nats_url))
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
@@ -94,7 +106,8 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
         assert nats_url is not None
         migrate(settings, database_url)
         print("guanai: visit scheduler running (Ctrl-C to stop)", file=sys.stderr)
-        return run_until_signalled(bootstrap.scheduler(settings, database_url, nats_url))
+        with bootstrap.metrics_endpoint(settings):
+            return run_until_signalled(bootstrap.scheduler(settings, database_url, nats_url))
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

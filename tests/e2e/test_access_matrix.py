@@ -769,6 +769,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 # No token at all (and the /schema pages); signing in is tried in tests/e2e/test_accounts_api.py.
 PUBLIC = {
     ("GET", "/health"),
+    ("GET", "/metrics"),  # GUANAI_METRICS_TOKEN, not an account, guards it (tests/e2e/test_metrics.py)
     ("POST", "/auth/activate"),
     ("POST", "/auth/sign-in"),
     ("POST", "/auth/refresh"),

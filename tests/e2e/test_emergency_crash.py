@@ -460,6 +460,7 @@ def test_a_message_the_router_cannot_handle_ends_in_the_dead_letters_a_person_se
             except Exception:  # noqa: BLE001 - not created yet
                 assert time.monotonic() < wait, "the stream was never created"
                 await asyncio.sleep(0.1)
+        # No envelope at all (an id that is no UUID, no recording time): refused at once.
         bogus = {
             "position": 0,
             "id": "not-a-report-id",
@@ -469,19 +470,28 @@ def test_a_message_the_router_cannot_handle_ends_in_the_dead_letters_a_person_se
             "data": {},
         }
         await js.publish(f"{system.prefix}.EmergencyReport.Reported", json.dumps(bogus).encode(), stream=system.stream)
+        # An envelope the handler fails on every time (an escalation without its level).
+        failing = {**bogus, "id": str(uuid.uuid4()), "event": "Escalated", "recorded_at": "2026-01-01T00:00:00Z"}
+        await js.publish(
+            f"{system.prefix}.EmergencyReport.Escalated", json.dumps(failing).encode(), stream=system.stream
+        )
         await nc.close()
+        return failing["id"]
 
-    asyncio.run(publish_garbage())
+    failing_id = asyncio.run(publish_garbage())
     # Handler failures are nak'ed with a growing delay until max_deliver; then JetStream gives up.
     env = system.env()
     listed = wait_until(
         lambda: "not-a-report-id" in (out := subprocess.run(
             [sys.executable, "-m", "guanai.cli", "dead-letters"], check=False, env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
-        ).stdout) and out,
+        ).stdout) and failing_id in out and out,
         timeout=30,
-        what="the dead letter",
+        what="the dead letters",
     )  # fmt: skip
     letter = next(json.loads(line) for line in listed.splitlines() if "not-a-report-id" in line)
+    assert letter["consumer"] == "router" and letter["reason"].startswith("undecodable: ")
+    assert letter["deliveries"] == 1 and letter["envelope"]["id"] == "not-a-report-id", "kept as it came"
+    letter = next(json.loads(line) for line in listed.splitlines() if failing_id in line)
     assert letter["consumer"] == "router" and letter["reason"] == "max deliveries exceeded"
 
 

@@ -25,7 +25,7 @@ from domain.base import CommandMeta
 from domain.vocabulary import OrgLevel, PersonKind, Sex
 from tests.app_support import make_care
 from workers.consumer import Consumer, DeadLetters, Nak, Term, list_dead_letters
-from workers.envelope import decode
+from workers.envelope import Envelope, decode
 from workers.relay import Relay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,9 +99,9 @@ async def test_relay_publishes_every_event_once_in_order(
     msgs = await stream_messages(js, names.stream)
     assert [m.headers["Nats-Msg-Id"] for m in msgs] == [str(i) for i in range(1, 24)]
     bodies = [decode(m.data) for m in msgs]
-    assert [b["position"] for b in bodies] == list(range(1, 24))
+    assert [b.position for b in bodies] == list(range(1, 24))
     assert msgs[3].subject == f"{names.prefix}.Person.Registered"
-    assert bodies[3]["kind"] == "Person" and bodies[3]["data"]["kind"] == "elder"
+    assert bodies[3].kind == "Person" and bodies[3].data["kind"] == "elder"
     assert all("隐私名字" not in m.data.decode() for m in msgs), "personal data stays out of the broker"
     app.close()
 
@@ -181,8 +181,8 @@ async def test_consumer_outcomes_and_dead_letters(
     await relay.publish_available()
     seen: dict[int, int] = {}
 
-    async def handler(env: dict[str, Any], msg: Any) -> Any:
-        position = env["position"]
+    async def handler(env: Envelope, msg: Any) -> Any:
+        position = env.position
         seen[position] = seen.get(position, 0) + 1
         if position == 4 and seen[position] == 1:
             return Nak(0.05)  # not yet: comes back

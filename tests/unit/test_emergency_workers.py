@@ -12,6 +12,7 @@ from application.care import CommandResult
 from domain.emergency import EmergencyError
 from infrastructure.personal_data import MasterKeyError
 from workers.consumer import ACK, Nak, Term
+from workers.envelope import Envelope, decode, encode
 from workers.escalator import Escalator
 from workers.router import Router
 
@@ -53,9 +54,12 @@ def routed_fields(level: int = 0) -> dict[str, Any]:
             "occurred_at": datetime.now(UTC)}  # fmt: skip
 
 
-def envelope(event: str, report_id: UUID, **data: Any) -> dict[str, Any]:
-    return {"position": 7, "id": str(report_id), "version": 2, "kind": "EmergencyReport", "event": event,
-            "occurred_at": datetime.now(UTC).isoformat(), "correlation_id": "req-1", "data": data}  # fmt: skip
+def envelope(event: str, report_id: UUID, **data: Any) -> Envelope:
+    """The message as the relay sends it, decoded as a worker's consumer decodes it."""
+    now = datetime.now(UTC)
+    sent = Envelope(position=7, id=report_id, version=2, kind="EmergencyReport", event=event, recorded_at=now,
+                    occurred_at=now, correlation_id="req-1", data=data)  # fmt: skip
+    return decode(encode(sent))
 
 
 def run(coro: Any) -> Any:

@@ -1,0 +1,101 @@
+"""The supervision view's handlers are keyed by event class, and account for every event of the
+aggregates it reads: a renamed, added or removed event class fails here, instead of a view that
+silently stops counting it."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import date
+
+import pytest
+
+from domain.base import CareAggregate
+from domain.emergency import EmergencyReport
+from domain.helper import Helper
+from domain.org_unit import OrgUnit
+from domain.pairing import Pairing
+from domain.person import Person
+from domain.visit_log import VisitLog
+from domain.visit_task import VisitTask
+from projections.supervision import DERIVED, HANDLERS, IGNORED, SupervisionProjection
+
+READ = (OrgUnit, Person, Helper, Pairing, VisitTask, VisitLog, EmergencyReport)
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def events_of(aggregate: type) -> set[type]:
+    """The event classes an aggregate declares (not the bases ``Event`` and ``Created`` that the
+    library gives every aggregate)."""
+    return {
+        value
+        for name, value in vars(aggregate).items()
+        if isinstance(value, type)
+        and issubclass(value, CareAggregate.Event | CareAggregate.Created)
+        and name not in ("Event", "Created")
+    }
+
+
+def unaccounted(aggregates: tuple[type, ...]) -> list[str]:
+    return sorted(e.__qualname__ for a in aggregates for e in events_of(a) if e not in HANDLERS and e not in IGNORED)
+
+
+def test_every_event_of_the_aggregates_it_reads_is_handled_or_ignored_on_purpose() -> None:
+    assert unaccounted(READ) == []
+
+
+def test_an_event_class_it_does_not_know_is_named() -> None:
+    """What a rename looks like to the view: the old class is gone (the key's import fails) and a
+    new one appears, which nobody has said the view handles or ignores."""
+
+    class MarkedMissed(CareAggregate.Event):
+        helper_id: str | None
+
+    MarkedMissed.__qualname__ = "VisitTask.MarkedMissed"
+    renamed = {e.__name__: e for e in events_of(VisitTask) if e is not VisitTask.Missed}
+    task = type("VisitTask", (), {**renamed, "MarkedMissed": MarkedMissed})
+    assert unaccounted((task,)) == ["VisitTask.MarkedMissed"]
+
+
+def test_handlers_are_keyed_by_the_event_classes_of_the_domain_not_by_names() -> None:
+    for key in [*HANDLERS, *DERIVED, *IGNORED]:
+        assert isinstance(key, type), f"{key!r} is not an event class"
+        aggregate = next((a for a in READ if key in events_of(a)), None)
+        assert aggregate is not None, f"{key.__qualname__} is not an event of {[a.__name__ for a in READ]}"
+    assert not set(HANDLERS) & IGNORED
+
+
+@pytest.mark.parametrize("event_class", list(HANDLERS), ids=lambda c: c.__qualname__)
+def test_every_placeholder_is_a_field_of_the_event_or_derived_from_it(event_class: type) -> None:
+    fields = {f.name for f in dataclasses.fields(event_class)} | {"originator_id", "originator_version", "position"}
+    derived = set(DERIVED[event_class](_Anything())) if event_class in DERIVED else set()
+    for statement in HANDLERS[event_class]:
+        missing = set(PLACEHOLDER.findall(statement)) - fields - derived
+        assert not missing, f"{event_class.__qualname__}: {sorted(missing)} in {statement}"
+
+
+def test_an_event_of_another_class_with_the_same_name_changes_nothing() -> None:
+    """The look-up is by class: a look-alike (same qualified name, other class) is not the event."""
+
+    class Missed:
+        __qualname__ = "VisitTask.Missed"  # what a name-keyed look-up would have matched
+
+    look_alike = Missed()
+    assert type(look_alike).__qualname__ == VisitTask.Missed.__qualname__
+    SupervisionProjection().apply(_NoCursor(), look_alike, 1)  # a cursor that refuses every statement
+
+
+class _Anything:
+    """Answers any attribute, so that a DERIVED function can be called to learn its keys."""
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("cadence",):
+            return "weekly"
+        if name == "starts_on":
+            return date(2026, 1, 5)
+        return object()
+
+
+class _NoCursor:
+    def execute(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError(f"no statement expected, got {args!r}")
