@@ -195,6 +195,24 @@ class VisitTaskView:
             where.append(("t.status = %s", [status]))
         return self._page("visit_tasks", COLUMNS, where, "t.closes_at DESC, t.id", limit, offset)
 
+    def upcoming_for(
+        self,
+        helper_id: UUID,
+        opens_before: datetime,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        scope: ListScope | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Unclaimed tasks the helper may claim once their window opens (before ``opens_before``):
+        the claimable list of later, soonest first."""
+        where = _scoped("visit_tasks", scope)
+        where += [
+            ("t.status = 'scheduled' AND t.opens_at > now() AND t.opens_at < %s", [opens_before]),
+            (MINE, [helper_id, helper_id]),
+        ]
+        return self._page("visit_tasks", COLUMNS, where, "t.opens_at, t.closes_at, t.id", limit, offset)
+
     def list_logs(
         self,
         *,

@@ -37,8 +37,9 @@ PAGE_SIZE = 50
 # ``audit`` parameters are the app's ``Audit`` (api/audit.py ``audit_of``); typed loosely so that
 # this module does not name where the layout keeps that class.
 PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
-# A datetime-local field: minutes, no offset; read as China time, where the work happens.
-LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$")]
+# A date and time written year first (2026-12-03 18:04[:10], or with a T as a datetime-local field
+# sends it), no offset; read as China time, where the work happens.
+LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?$")]
 Axis = Annotated[str, QueryParameter(pattern="^(occurred|recorded)$")]
 STREAM_TYPES = {
     "pairing": "Pairing",
@@ -114,7 +115,7 @@ def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | 
                 400, "validation-error", "Invalid request", "as_of is not a date and time",
                 errors=[{"field": "as_of", "reason": "not a date and time", "in": "query"}],
             ) from None  # fmt: skip
-    default_at = (datetime.now(CHINA) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    default_at = (datetime.now(CHINA) - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
     return {
         "person": person,
         "person_state": person_status(person),
@@ -122,7 +123,8 @@ def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | 
         "streams": streams,
         "chain": chain,
         "asof": as_of_view(audit, person_id, streams, at, axis) if at is not None else None,
-        "as_of_value": as_of or default_at,
+        "as_of_value": (as_of or default_at).replace("T", " "),
+        "as_of_example": default_at,
         "axis": axis,
         "china_time": china_time,
         "late_hours": late_hours,

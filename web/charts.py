@@ -66,7 +66,7 @@ def stacked_columns(
     step = plot_w / n
     bar = step * 0.62
     parts = []
-    for tick in (0, peak / 2, peak) if peak >= 2 else (0, peak):
+    for tick in (0, round(peak / 2), peak) if peak >= 2 else (0, peak):  # counts: whole numbers
         y = top + plot_h - plot_h * tick / peak
         parts.append(
             f'<line x1="{left}" x2="{width - 4}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d5dc" stroke-width="0.5"/>'

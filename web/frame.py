@@ -61,10 +61,10 @@ NAV: list[NavItem] = [
     NavItem(
         f"{PREFIX}/supervision",
         "nav.supervision",
-        (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.AUDITOR, R.ADMINISTRATOR),
+        (*SUPERVISORS, R.VILLAGE_CADRE, R.CHILD_DIRECTOR, *RESPONDERS, R.AUDITOR, R.ADMINISTRATOR),
     ),
     NavItem(f"{PREFIX}/audit", "nav.audit", (R.AUDITOR, R.ADMINISTRATOR)),
-    NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, R.AUDITOR, R.ADMINISTRATOR)),
+    NavItem(f"{PREFIX}/rosters", "nav.rosters", (*SUPERVISORS, *RESPONDERS, R.AUDITOR, R.ADMINISTRATOR)),
     NavItem(f"{PREFIX}/imports", "nav.imports", (*SUPERVISORS, R.ADMINISTRATOR)),
     NavItem(
         f"{PREFIX}/accounts",
@@ -84,11 +84,12 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 
 def local(moment: datetime | None, with_time: bool = True) -> str:
-    """A moment as a person in the county reads it (China time)."""
+    """A moment as a person in the county reads it: China time, year first (2026-12-03 14:05),
+    the one way every page writes a date."""
     if moment is None:
         return ""
     at = moment.astimezone(PROGRAMME_TZ)
-    return at.strftime("%m-%d %H:%M") if with_time else at.strftime("%m-%d")
+    return at.strftime("%Y-%m-%d %H:%M") if with_time else at.strftime("%Y-%m-%d")
 
 
 def lang_of(request: Request[Any, Any, Any]) -> str:

@@ -10,16 +10,16 @@ by ``static/js/visits.js`` to the JSON API itself, so the same rules decide them
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Request, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
 from api.access import list_scope, loaded, timeline_hides
 from api.auth import actor_of
-from api.common import MinPosition, app_of, record_access, wait_for_views
+from api.common import MinPosition, Offset, app_of, record_access, wait_for_views
 from api.names import with_names
 from api.timeline import about_this_person
 from api.visits import helper_id_of, task_view
@@ -36,12 +36,11 @@ from domain.visit_log import (
     ServiceCategory,
     ServiceItem,
 )
-from domain.vocabulary import VisitMode
+from domain.vocabulary import ActorRole, VisitMode
 from projections.timeline import TimelineView
 from web.frame import lang_of, local, page
 from web.i18n import MESSAGES, translator
 
-OPEN_STATUSES = ("scheduled", "claimed")
 TIMELINE_PAGE = 30
 
 
@@ -55,23 +54,30 @@ def _horizon() -> tuple[datetime, datetime]:
 
 def _card(row: dict[str, Any], me: UUID | None, t: Any) -> dict[str, Any]:
     status = row["status"]
-    mine = status == "claimed" and me is not None and row["holder_id"] == me
     claim_open = row["claim_expires_at"] is None or row["claim_expires_at"] <= datetime.now(UTC)
+    # A claim of mine that lapsed is no longer held (the sweep frees it): it is claimable again.
+    mine = status == "claimed" and me is not None and row["holder_id"] == me and not claim_open
     claimable = status == "scheduled" or (status == "claimed" and claim_open and not mine)
-    label = "visits.status.mine" if mine else f"visits.status.{status}"
+    now = datetime.now(UTC)
+    opens_later = status == "scheduled" and row["opens_at"] > now
+    lapsed = status == "claimed" and not mine and row["claim_expires_at"] is not None and claim_open
+    label = "visits.status.mine" if mine else ("visits.status.lapsed" if lapsed else f"visits.status.{status}")
     tone = {"scheduled": "info", "claimed": "warn", "completed": "ok", "missed": "bad"}.get(status, "info")
     return {
         **row,
         "mine": mine,
-        "claimable": claimable and row["closes_at"] > datetime.now(UTC),
+        "claimable": me is not None and claimable and row["opens_at"] <= now < row["closes_at"],
+        "opens_later": t("visits.opens_at", time=local(row["opens_at"])) if opens_later else "",
         "status_label": t(label) if not (status == "completed" and row.get("late")) else t("visits.status.late"),
-        "tone": "ok" if mine else tone,
+        "tone": "ok" if mine else ("info" if lapsed else tone),
         "window": t(
             "visits.window",
             start=local(row["opens_at"], False),
             end=local(row["closes_at"] - timedelta(seconds=1), False),
         ),
-        "held_until": t("visits.held_until", time=local(row["claim_expires_at"])) if status == "claimed" else "",
+        "held_until": ""
+        if status != "claimed"
+        else t("visits.claim_lapsed" if claim_open else "visits.held_until", time=local(row["claim_expires_at"])),
         "visited": t("visits.completed_at", time=local(row["visited_at"])) if row.get("visited_at") else "",
         "cadence_label": t(f"cadence.{row['cadence']}"),
         "mode_label": t(f"mode.{row['mode']}"),
@@ -100,36 +106,105 @@ def form_choices(t: Any) -> dict[str, list[dict[str, str]]]:
     }
 
 
+# The sections of my visits: what I hold, what I may claim now, what I may claim once its window
+# opens; a coordinator (village cadre, child director, administrator) sees the area's unclaimed
+# and claimed tasks instead. Each long section is shown a page at a time ("load more").
+HELPER_SECTIONS = ("claimable", "upcoming")
+AREA_SECTIONS = ("unclaimed", "claimed")
+SECTION_PAGE = 10
+Section = Annotated[str | None, QueryParameter(pattern="^(claimable|upcoming|unclaimed|claimed)$")]
+
+
+def _section_rows(
+    request: Request[Any, Any, Any], name: str, me: UUID | None, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of a section of my visits, nearest window first, and the section's total."""
+    view, scope = task_view(request), list_scope(request)
+    _, horizon = _horizon()
+    if name == "claimable" and me is not None:
+        return view.list_tasks(claimable_by=me, limit=SECTION_PAGE, offset=offset, scope=scope)
+    if name == "upcoming" and me is not None:
+        return view.upcoming_for(me, horizon, limit=SECTION_PAGE, offset=offset, scope=scope)
+    if name in AREA_SECTIONS:
+        status = "scheduled" if name == "unclaimed" else "claimed"
+        return view.list_tasks(status=status, due_before=horizon.date(), limit=SECTION_PAGE, offset=offset, scope=scope)
+    return [], 0
+
+
+def _section(request: Request[Any, Any, Any], name: str, me: UUID | None, offset: int, t: Any) -> dict[str, Any]:
+    rows, total = _section_rows(request, name, me, offset)
+    with_names(app_of(request), rows, "person_id", "person_name")
+    shown = offset + len(rows)
+    return {
+        "name": name,
+        "tasks": [_card(r, me, t) for r in rows],
+        "total": total,
+        "next_offset": shown if shown < total else None,
+        "left": total - shown,
+        "page_size": SECTION_PAGE,
+    }
+
+
+def _my_people(request: Request[Any, Any, Any], me: UUID) -> list[dict[str, Any]]:
+    """The people of my active pairings (for an unplanned visit), by name."""
+    pairings, _ = request.app.state.view.list_pairings(
+        helper_id=me, status="active", limit=200, scope=list_scope(request)
+    )
+    people = [{"pairing_id": p["id"], "person_id": pid} for p in pairings for pid in p["person_ids"]]
+    with_names(app_of(request), people, "person_id", "person_name")
+    return sorted(people, key=lambda p: p["person_name"] or "")
+
+
 @get("/visits", sync_to_thread=True)
-def visits_page(request: Request[Any, Any, Any], min_position: MinPosition = None) -> Template:
-    """My visits this week and next: open ones first (in due order), then those I did lately.
-    htmx asks for the list alone (``HX-Request``) to refresh it after a change."""
+def visits_page(
+    request: Request[Any, Any, Any],
+    min_position: MinPosition = None,
+    section: Section = None,
+    offset: Offset = 0,
+) -> Template:
+    """My visits: the ones I claimed first, then those I may claim now (nearest window first), then
+    those I may claim once their window opens this week or next, each a page at a time; then what
+    I did lately and my people. htmx asks for the list alone (``HX-Request``) to refresh it after a
+    change, and for the next page of one section (``?section=claimable&offset=20``)."""
     t = translator(lang_of(request))
-    me = helper_id_of(actor_of(request))
+    actor = actor_of(request)
+    # My own tasks and claims if I am a helper (a volunteer; a cadre or child director who is one
+    # too), else the area's tasks.
+    me = helper_id_of(actor)
+    if me is not None and actor.role != ActorRole.VOLUNTEER and request.app.state.view.get_helper(me) is None:
+        me = None
     wait_for_views(request, min_position)
-    scope = list_scope(request)
-    view = task_view(request)
-    start, horizon = _horizon()
-    open_rows: list[dict[str, Any]] = []
-    for status in OPEN_STATUSES:
-        rows, _ = view.list_tasks(status=status, scope=scope, limit=200)
-        open_rows += [r for r in rows if r["opens_at"] < horizon]
-    open_rows.sort(key=lambda r: (r["closes_at"], str(r["id"])))
+    if section is not None and request.headers.get("hx-request"):
+        more = _section(request, section, me, offset, t)
+        record_access(request, *{task["person_id"] for task in more["tasks"]})
+        return page(request, "visits_more.html", section=more)
+    view, scope = task_view(request), list_scope(request)
+    start, _ = _horizon()
+    mine: list[dict[str, Any]] = []
     done_rows: list[dict[str, Any]] = []
+    people: list[dict[str, Any]] = []
     if me is not None:
+        held, _ = view.helper_tasks(me, status="claimed", limit=50, scope=scope)
+        now = datetime.now(UTC)
+        mine = sorted(
+            (r for r in held if r["holder_id"] == me and r["claim_expires_at"] and r["claim_expires_at"] > now),
+            key=lambda r: (r["closes_at"], str(r["id"])),
+        )
         done_rows, _ = view.helper_tasks(me, status="completed", limit=10, scope=scope)
         done_rows = [r for r in done_rows if r["closes_at"] >= start - timedelta(days=7)]
-    rows = open_rows + done_rows
-    with_names(app_of(request), rows, "person_id", "person_name")
-    record_access(request, *{r["person_id"] for r in rows})
-    people: dict[tuple[UUID, UUID], dict[str, Any]] = {}
-    for r in rows:
-        people.setdefault((r["pairing_id"], r["person_id"]), {"pairing_id": r["pairing_id"], "person_id": r["person_id"],
-                                                              "person_name": r["person_name"]})  # fmt: skip
-    context = {
-        "open_tasks": [_card(r, me, t) for r in open_rows],
+        with_names(app_of(request), mine + done_rows, "person_id", "person_name")
+        people = _my_people(request, me)
+    names = HELPER_SECTIONS if me is not None else AREA_SECTIONS
+    sections = [_section(request, name, me, 0, t) for name in names]
+    # One entry in the access log for everyone this page names.
+    shown = [*mine, *done_rows, *people, *(task for s in sections for task in s["tasks"])]
+    record_access(request, *{r["person_id"] for r in shown})
+    context: dict[str, Any] = {
+        "helper": me is not None,
+        "mine": [_card(r, me, t) for r in mine],
+        "sections": sections,
         "done_tasks": [_card(r, me, t) for r in done_rows],
-        "people": list(people.values()),
+        "people": people,
         "choices": form_choices(t),
         "me": str(me) if me else "",
     }
@@ -142,12 +217,18 @@ def _age_line(t: Any, birth: date) -> str:
     return t("people.born", year=birth.year)
 
 
+PEOPLE_PAGE = 30
+
+
 @get("/people", sync_to_thread=True)
-def people_page(request: Request[Any, Any, Any], min_position: MinPosition = None) -> Template:
-    """The people I may see (a volunteer: those of my pairings), from the registry view."""
+def people_page(request: Request[Any, Any, Any], min_position: MinPosition = None, offset: Offset = 0) -> Template:
+    """The people I may see (a volunteer: those of my pairings), from the registry view, a page at
+    a time (htmx asks for the next page alone: ``?offset=30``)."""
     t = translator(lang_of(request))
     wait_for_views(request, min_position)
-    rows, total = request.app.state.view.list_persons(status="active", limit=200, scope=list_scope(request))
+    rows, total = request.app.state.view.list_persons(
+        status="active", limit=PEOPLE_PAGE, offset=offset, scope=list_scope(request)
+    )
     with_names(app_of(request), rows)
     record_access(request, *(r["id"] for r in rows))
     people = [
@@ -155,7 +236,10 @@ def people_page(request: Request[Any, Any, Any], min_position: MinPosition = Non
          "tags": [t(f"risk_tag.{tag}") for tag in r["risk_tags"]]}
         for r in rows
     ]  # fmt: skip
-    return page(request, "people.html", people=people, total=total)
+    shown = offset + len(rows)
+    more = {"next_offset": shown if shown < total else None, "left": total - shown, "page_size": PEOPLE_PAGE}
+    name = "people_more.html" if offset and request.headers.get("hx-request") else "people.html"
+    return page(request, name, people=people, total=total, more=more)
 
 
 @get("/people/{person_id:uuid}", sync_to_thread=True)

@@ -64,6 +64,27 @@
       .catch(() => {});
   }
 
+  // A menu wider than the screen scrolls: bring the current page's item into view, and mark the
+  // edges beyond which more items lie (the stylesheet fades them and shows an arrow).
+  function menuEdges(nav, strip) {
+    const more = [];
+    if (strip.scrollLeft > 2) more.push("left");
+    if (strip.scrollLeft + strip.clientWidth < strip.scrollWidth - 2) more.push("right");
+    nav.dataset.more = more.join(" ");
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const nav = document.querySelector("header.top nav");
+    const strip = nav && nav.querySelector("ul");
+    if (!strip) return;
+    const current = strip.querySelector("[aria-current='page']");
+    if (current && strip.scrollWidth > strip.clientWidth) {
+      strip.scrollLeft = Math.max(0, current.parentElement.offsetLeft - (strip.clientWidth - current.offsetWidth) / 2);
+    }
+    menuEdges(nav, strip);
+    strip.addEventListener("scroll", () => menuEdges(nav, strip), { passive: true });
+    window.addEventListener("resize", () => menuEdges(nav, strip));
+  });
+
   function outboxCount() {
     if (!window.indexedDB) return Promise.resolve(0);
     return new Promise((resolve) => {
@@ -93,5 +114,18 @@
     window.location.assign(link.href);
   });
 
-  window.Guanai = { msg, api, cookie, keepPage, ready: () => ready };
+  // A moment as the server's pages write it: China time, year first ("2026-12-03 14:05"), in
+  // either language, whatever the browser's own locale would make of it.
+  const chinaParts = new Intl.DateTimeFormat("en-GB", {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
+  function when(iso) {
+    if (!iso) return "";
+    const at = new Date(iso);
+    if (Number.isNaN(at.getTime())) return "";
+    const p = Object.fromEntries(chinaParts.formatToParts(at).map((part) => [part.type, part.value]));
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+  }
+
+  window.Guanai = { msg, api, cookie, keepPage, when, ready: () => ready };
 })();

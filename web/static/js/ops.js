@@ -13,6 +13,18 @@
       event.detail.isError = false;
     }
   });
+  // A table that a narrow screen shows as one card per row (ops.css, "table.stack") labels each
+  // cell with its column's heading.
+  function labelCells(root) {
+    for (const table of (root || document).querySelectorAll("table.stack")) {
+      const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+      for (const row of table.querySelectorAll("tbody tr")) {
+        [...row.children].forEach((cell, i) => { if (headings[i]) cell.dataset.label = headings[i]; });
+      }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => labelCells(document));
+  document.addEventListener("htmx:afterSettle", (event) => labelCells(event.detail.elt.parentElement || document));
   // The activation slip's print button (no inline handlers: the page's CSP admits none).
   document.addEventListener("click", (event) => {
     if (event.target.closest("[data-print]")) window.print();

@@ -38,11 +38,7 @@
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
 
-  const lang = document.body.dataset.lang === "en" ? "en-GB" : "zh-CN";
-  function when(iso) {
-    if (!iso) return "";
-    return new Date(iso).toLocaleString(lang, { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
-  }
+  const when = G.when;
   function slug(type) { return (type || "").replace("/problems/", ""); }
   function problemText(problem) {
     const key = "js.problem." + (problem.type || "other");
@@ -104,9 +100,14 @@
   const dialog = () => document.getElementById("log-dialog");
   const form = () => document.getElementById("log-form");
 
-  function localInput(date) {
-    const d = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
-    return d.toISOString().slice(0, 16);
+  // The visit's time is typed year first in China time ("2026-12-03 09:30"), as every page writes
+  // it, whatever language the phone's own date picker would use; an unreadable one is null.
+  function chinaTime(text) {
+    const m = /^\s*(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})\s*$/.exec(text || "");
+    if (!m) return null;
+    const two = (n) => String(n).padStart(2, "0");
+    const at = new Date(`${m[1]}-${two(m[2])}-${two(m[3])}T${two(m[4])}:${m[5]}:00+08:00`);
+    return Number.isNaN(at.getTime()) ? null : at;
   }
 
   function openLog(source, unplanned) {
@@ -115,7 +116,7 @@
     f.task_id.value = unplanned ? "" : source.dataset.task;
     f.pairing_id.value = source.dataset.pairing;
     f.person_id.value = source.dataset.person;
-    f.occurred_at.value = localInput(new Date());
+    f.occurred_at.value = when(new Date().toISOString());
     document.getElementById("log-for").textContent = msg("js.log.for", { name: source.dataset.name });
     document.getElementById("log-error").hidden = true;
     dialog().showModal();
@@ -135,7 +136,7 @@
     if (data.get("notes").trim()) findings.notes = data.get("notes").trim();
     const body = {
       id: uuid4(),
-      occurred_at: new Date(data.get("occurred_at")).toISOString(),
+      occurred_at: chinaTime(data.get("occurred_at")).toISOString(),
       mode: data.get("mode"),
       findings,
       services: data.getAll("services"),
@@ -153,7 +154,7 @@
   async function saveLog(event) {
     event.preventDefault();
     const f = form();
-    if (!f.occurred_at.value || Number.isNaN(new Date(f.occurred_at.value).getTime())) {
+    if (!chinaTime(f.occurred_at.value)) {
       const error = document.getElementById("log-error");
       error.textContent = msg("js.log.bad_time");
       error.hidden = false;
