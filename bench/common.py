@@ -41,8 +41,9 @@ from infrastructure.settings import load_settings
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # One master key for the bench process and every server it starts: they read each other's sealed
-# personal data (set here, so the bench's own CareApplications pick it up from the environment).
-MASTER_KEY = os.environ.setdefault("GUANAI_MASTER_KEY", "bench-master-key-" + secrets.token_urlsafe(32))
+# personal data. Not written into os.environ: a test that imports a bench module must not change
+# the key of every application the rest of the test run builds.
+MASTER_KEY = os.environ.get("GUANAI_MASTER_KEY") or "bench-master-key-" + secrets.token_urlsafe(32)
 
 
 def make_care(
@@ -51,7 +52,7 @@ def make_care(
     """The application over ``database_url`` as a process of ``kind`` builds it (guanai/bootstrap.py),
     with the settings of the environment and ``env`` (GUANAI_* names) over them."""
     env = env or {}
-    settings = load_settings({**os.environ, **env})
+    settings = load_settings({"GUANAI_MASTER_KEY": MASTER_KEY, **os.environ, **env})
     library = {k: v for k, v in env.items() if not k.startswith("GUANAI_")}  # the eventsourcing library's own
     return bootstrap.care_application(settings, kind, database_url, pool_size=pool_size, library_env=library)
 
