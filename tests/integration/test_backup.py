@@ -57,9 +57,14 @@ def meta() -> CommandMeta:
 
 
 def cli(env: dict[str, str], *argv: str) -> int:
-    """``guanai ARGV`` in this process with ``env`` as the only GUANAI_* settings."""
+    """``guanai ARGV`` in this process with ``env`` as the only GUANAI_* settings. The test run's
+    log set-up stays (tests/conftest.py): the command's own would point every later log line of
+    the run at this test's captured stderr, closed once the test ends."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GUANAI_") or k == "GUANAI_TEST_EMBEDDED"}
-    with mock.patch.dict(os.environ, {**clean, **env}, clear=True):
+    with (
+        mock.patch.dict(os.environ, {**clean, **env}, clear=True),
+        mock.patch("guanai.cli.main.configure_logging", lambda *_args, **_kwargs: None),
+    ):
         return main(list(argv))
 
 
