@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import secrets
 import struct
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from eventsourcing import persistence
 from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from psycopg import Connection, Cursor
@@ -35,11 +38,15 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from infrastructure import merkle
+from infrastructure.group_commit import GroupCommitter, Save
 from infrastructure.suites import INTERNATIONAL, Suite
 
 MIN_KEY_LENGTH = 32
 CHAIN_SUFFIX = "_chain"
 KEY_TABLE = "guanai_chain_key"
+# A group's transaction lost its connection or waited too long for the lock: written again, as
+# the library retries a single insert (``eventsourcing.postgres``: 10 attempts, 0.2 s apart).
+RETRY_ATTEMPTS, RETRY_WAIT = 10, 0.2
 
 
 class ChainError(RuntimeError):
@@ -132,11 +139,50 @@ class _HookFailed(BaseException):
         self.error = error
 
 
+class _Unsorted(Exception):
+    """The group's one-statement transaction failed in a way no single save can be blamed for
+    from here (a hook raised, the insert refused a row): it was rolled back, and the group is
+    written again one save at a time."""
+
+
+def persistence_error(e: psycopg.Error) -> persistence.PersistenceError:
+    """The library's error for a psycopg one, as ``PostgresDatastore.get_connection`` maps them
+    (the application answers by the library's classes: IntegrityError is a conflict)."""
+    for theirs, ours in (
+        (psycopg.InterfaceError, persistence.InterfaceError),
+        (psycopg.OperationalError, persistence.OperationalError),
+        (psycopg.DataError, persistence.DataError),
+        (psycopg.IntegrityError, persistence.IntegrityError),
+        (psycopg.InternalError, persistence.InternalError),
+        (psycopg.ProgrammingError, persistence.ProgrammingError),
+        (psycopg.NotSupportedError, persistence.NotSupportedError),
+        (psycopg.DatabaseError, persistence.DatabaseError),
+    ):
+        if isinstance(e, theirs):
+            error: persistence.PersistenceError = ours(str(e))
+            break
+    else:
+        error = persistence.PersistenceError(str(e))
+    error.__cause__ = e
+    return error
+
+
 class ChainedRecorder(PostgresApplicationRecorder):
     """The library's PostgreSQL application recorder, extending the chain in each insert's
     transaction. With ``enabled`` false it stores events unchained (to measure the chain's cost).
     ``insert_hooks`` run in every insert's transaction too, after the chain, with the cursor and
-    the ``(position, stored event)`` pairs written (erasure destroys keys there)."""
+    the ``(position, stored event)`` pairs written (erasure destroys keys there).
+
+    Saves from many threads at once are written by group commit (``infrastructure.group_commit``):
+    one transaction, one lock, one flush for all the saves waiting while the previous group was
+    written, each decided on its own. Under the table lock one query finds the (originator id,
+    version) pairs already stored; a save with one of them, or with one an earlier save of the
+    group writes, fails alone with the library's IntegrityError (as its own insert would have),
+    and the others are inserted in one statement, chained and hooked together. Should that
+    statement or a hook fail anyway, the transaction is rolled back and the group written again
+    with a savepoint per save: the failing save fails alone with its error, nothing of it
+    written, and the others commit. ``group_commit`` false: each save its own transaction, as
+    the library does it (to measure what grouping saves)."""
 
     def __init__(
         self,
@@ -146,6 +192,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
         key: ChainKey | None = None,
         key_loader: Any = None,
         enabled: bool = True,
+        group_commit: bool = True,
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         if enabled and datastore.enable_db_functions:
@@ -157,6 +204,11 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self.insert_hooks: list[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = []
         # Run right after the table lock, before the insert (the Merkle tree reads its head there).
         self.lock_hooks: list[Callable[[Cursor[DictRow]], None]] = []
+        # Taken in the caller's thread when a save is made (the store's pending lookup rows), and
+        # handed to the insert hooks through ``hook_contexts`` while that save's events are written,
+        # whichever thread writes them.
+        self.context_of: Callable[[], Any] = lambda: None
+        self._contexts = threading.local()
         # The store's crypto suite and log origin (infrastructure/merkle.py), once its tables exist.
         self.crypto_suite: Suite = INTERNATIONAL
         self.origin = ""
@@ -170,6 +222,12 @@ class ChainedRecorder(PostgresApplicationRecorder):
             "INSERT INTO {} (notification_id, prev_id, originator_id, originator_version, mac) "
             "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::{}[], %s::bigint[], %s::bytea[])"
         ).format(table, Identifier(datastore.originator_id_type))
+        events = Identifier(datastore.schema, events_table_name)
+        self._select_taken = SQL(
+            "SELECT originator_id, originator_version FROM {} WHERE (originator_id, originator_version) IN "
+            "(SELECT * FROM unnest(%s::{}[], %s::bigint[]))"
+        ).format(events, Identifier(datastore.originator_id_type))
+        self.group_committer: GroupCommitter | None = GroupCommitter(self._commit_group) if group_commit else None
 
     @property
     def key(self) -> ChainKey:
@@ -180,6 +238,11 @@ class ChainedRecorder(PostgresApplicationRecorder):
                     self._key = self._key_loader()
         assert self._key is not None
         return self._key
+
+    def hook_contexts(self) -> list[Any]:
+        """The ``context_of`` of every save whose events the insert hooks are given now."""
+        contexts: list[Any] = getattr(self._contexts, "now", None) or []
+        return contexts
 
     def _lock_table(self, curs: Cursor[DictRow]) -> None:
         super()._lock_table(curs)
@@ -208,10 +271,148 @@ class ChainedRecorder(PostgresApplicationRecorder):
         return ids
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        # The application passes ``tracking=None``; a process application's tracking record (none
+        # here) goes the library's way, in a transaction of its own.
+        if self.group_committer is not None and stored_events and all(v is None for v in kwargs.values()):
+            return self.group_committer.submit(Save(stored_events, self.context_of()))
+        self._contexts.now = [self.context_of()]
         try:
             return super().insert_events(stored_events, **kwargs)
         except _HookFailed as failed:
             raise failed.error from None
+        finally:
+            self._contexts.now = None
+
+    # ---- group commit ----------------------------------------------------------------------------
+
+    def _commit_group(self, saves: list[Save]) -> None:
+        """Write ``saves`` in one transaction and answer each; a lost connection or a lock
+        timeout writes the whole group again, as the library retries one insert."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                with self.datastore.get_connection() as conn:
+                    try:
+                        answers = self._write_together(conn, saves)
+                    except _Unsorted:
+                        answers = self._write_one_by_one(conn, saves)
+            except (persistence.InterfaceError, persistence.OperationalError) as e:
+                if attempt == RETRY_ATTEMPTS:
+                    for save in saves:
+                        save.error = e
+                    return
+                time.sleep(RETRY_WAIT * (1 + 0.1 * (random.random() - 0.5)))
+                continue
+            for save, answer in zip(saves, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    save.error = answer
+                else:
+                    save.ids = answer
+            return
+
+    def _write_together(self, conn: Connection[DictRow], saves: list[Save]) -> list[list[int] | BaseException]:
+        """The group in one transaction: the conflicts found first, the rest in one insert."""
+        answers: list[list[int] | BaseException] = [[] for _ in saves]
+        failed: Exception | None = None
+        with conn.pipeline() as pipeline:
+            try:
+                with conn.transaction(), conn.cursor() as curs:
+                    self._together(conn, pipeline, curs, saves, answers)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception as e:  # noqa: BLE001 (any failure: the group is written one by one)
+                # Rolled back by the transaction block; caught before leaving the pipeline, as the
+                # library's insert does (psycopg warns of a pipeline left by an exception).
+                failed = e
+            finally:
+                stale = self._prev_cursors.pop(conn, None)  # not read when nothing was inserted
+                if stale is not None:
+                    stale.close()
+        if failed is not None:
+            raise _Unsorted from failed
+        return answers
+
+    def _together(
+        self,
+        conn: Connection[DictRow],
+        pipeline: Any,
+        curs: Cursor[DictRow],
+        saves: list[Save],
+        answers: list[list[int] | BaseException],
+    ) -> None:
+        self._lock_table(curs)
+        keys = [(e.originator_id, e.originator_version) for s in saves for e in s.events]
+        curs.execute(self._select_taken, ([k[0] for k in keys], [k[1] for k in keys]), prepare=True)
+        pipeline.sync()
+        # Under the lock: no other transaction can store one of these pairs before this commits.
+        taken = {(str(r["originator_id"]), r["originator_version"]) for r in curs.fetchall()}
+        chosen: list[int] = []
+        for n, save in enumerate(saves):
+            mine = [(str(e.originator_id), e.originator_version) for e in save.events]
+            clash = next((k for k in mine if k in taken), None)
+            if clash is None and len(set(mine)) == len(mine):
+                taken.update(mine)
+                chosen.append(n)
+            else:
+                answers[n] = persistence.IntegrityError(
+                    "duplicate key value violates unique constraint: (originator_id, originator_version)="
+                    f"{clash or mine} already exists"
+                )
+        if not chosen:
+            return
+        events = [e for n in chosen for e in saves[n].events]
+        self._notify_channel(curs)
+        rows = [self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state) for e in events]
+        curs.execute(self.insert_events_statement, (rows,), prepare=True)
+        pipeline.sync()
+        ids = [row["notification_id"] for row in curs.fetchall()]
+        written = list(zip(ids, events, strict=True))
+        start = 0
+        for n in chosen:
+            answers[n] = ids[start : start + len(saves[n].events)]
+            start += len(saves[n].events)
+        self._contexts.now = [saves[n].context for n in chosen]
+        try:
+            if self.enabled:
+                self._extend_chain(conn, written)
+            for hook in self.insert_hooks:
+                hook(curs, written)
+        finally:
+            self._contexts.now = None
+        pipeline.sync()  # a hook's statement that fails is found here, before the COMMIT
+
+    def _write_one_by_one(self, conn: Connection[DictRow], saves: list[Save]) -> list[list[int] | BaseException]:
+        """The group in one transaction, each save under its own savepoint: one that fails (a
+        conflict, a hook's error) is rolled back alone and answered with its error."""
+        answers: list[list[int] | BaseException] = [[] for _ in saves]
+        with conn.transaction(), conn.cursor() as curs:
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            for n, save in enumerate(saves):
+                try:
+                    with conn.transaction():
+                        rows = [
+                            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+                            for e in save.events
+                        ]
+                        curs.execute(self.insert_events_statement, (rows,), prepare=True)
+                        ids = [row["notification_id"] for row in curs.fetchall()]
+                        written = list(zip(ids, save.events, strict=True))
+                        self._contexts.now = [save.context]
+                        try:
+                            if self.enabled:
+                                self._extend_chain(conn, written)
+                            for hook in self.insert_hooks:
+                                hook(curs, written)
+                        finally:
+                            self._contexts.now = None
+                    answers[n] = ids
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise
+                except psycopg.Error as e:
+                    answers[n] = persistence_error(e)
+                except Exception as e:  # noqa: BLE001 (a hook's error is this save's answer)
+                    answers[n] = e
+        return answers
 
     def _extend_chain(self, conn: Connection[DictRow], written: list[tuple[int, StoredEvent]]) -> None:
         # Runs inside the insert's transaction, after the table lock: no other insert can
@@ -221,7 +422,11 @@ class ChainedRecorder(PostgresApplicationRecorder):
             check_key(conn, key)
             self._key_checked = True
         written.sort(key=lambda w: w[0])
-        with self._prev_cursors.pop(conn) as prev:
+        prev = self._prev_cursors.pop(conn, None)
+        if prev is None:  # a later save of a group written one by one: the entry its savepoint sees
+            prev = conn.cursor()
+            prev.execute(self._select_prev, prepare=True)
+        with prev:
             row = prev.fetchone()
         prev_id, prev_mac = (row["notification_id"], bytes(row["mac"])) if row else (0, key.genesis)
         with conn.cursor() as cur:
@@ -262,17 +467,23 @@ def construct_recorder(
     insert_hooks: Sequence[Callable[[Cursor[DictRow], Sequence[tuple[int, StoredEvent]]], None]] = (),
     suite_name: str | None = None,
     tree: bool = True,
+    group_commit: bool = True,
 ) -> ApplicationRecorder:
     """The application's recorder: chained when the store is PostgreSQL (with the key
     ``key_loader`` gives on first use, unless not ``enabled``), creating ``extra_ddl`` with the
     store and running ``insert_hooks`` in each insert's transaction. The store records the crypto
     suite ``suite_name`` when it is created; with ``tree``, each insert also extends the Merkle tree
-    (false only to measure what the tree costs)."""
+    (false only to measure what the tree costs); with ``group_commit``, saves arriving together
+    share a transaction (false only to measure what that saves)."""
     if not isinstance(factory, PostgresFactory):
         return factory.application_recorder()
     events_table = factory.env.name.lower() + "_events"
     recorder = ChainedRecorder(
-        factory.datastore, events_table_name=events_table, key_loader=key_loader, enabled=enabled
+        factory.datastore,
+        events_table_name=events_table,
+        key_loader=key_loader,
+        enabled=enabled,
+        group_commit=group_commit,
     )
     schema = factory.datastore.schema
     recorder.sql_create_statements.extend(

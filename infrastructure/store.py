@@ -187,6 +187,8 @@ class PostgresEventStore(_SealingStore):
         )
         self._lookups = sql.Identifier(schema, LOOKUP_TABLE)
         assert isinstance(recorder, chain.ChainedRecorder)
+        # A save carries its thread's lookup rows to whichever thread writes it (group commit).
+        recorder.context_of = self.pending_lookups
         self.recorder = recorder
         return recorder
 
@@ -270,9 +272,10 @@ class PostgresEventStore(_SealingStore):
         erasure_log.ErasureLog(self.keys.erasure_log).append(entries)
 
     def _lookup_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
-        """In every insert's transaction: this thread's pending lookup rows; an erasure deletes
-        its person's rows (they can no longer be found by their numbers)."""
-        rows = self.pending_lookups()
+        """In every insert's transaction: the pending lookup rows of the saves being written (each
+        taken in its own thread's ``recording_lookups`` block); an erasure deletes its person's rows
+        (they can no longer be found by their numbers)."""
+        rows = [row for pending in self.recorder.hook_contexts() if pending for row in pending]
         if rows:
             cur.executemany(
                 sql.SQL(

@@ -1,0 +1,278 @@
+"""Group commit against a real PostgreSQL (``infrastructure/group_commit.py``, ``ChainedRecorder``).
+
+Saves from many threads that arrive while another transaction holds the event store's lock are
+written together in one transaction, each decided on its own. To make a group for certain, a test
+holds the table's EXCLUSIVE lock from a connection of its own until every thread has handed in
+its save, then lets go: the first save's transaction (a group of whatever had arrived) commits,
+and the next leader takes everything else in one.
+
+Checked: each caller gets its own result (its events' notification ids, its command's position),
+the lookup rows and an erasure's key destruction of each save are written with it; a conflict
+(a version stored already, or written by an earlier save of the same group) fails that save only;
+a hook raising for one save fails it alone, with nothing of it written; notification ids are
+gap-free and a reader polling meanwhile never sees a hole that fills later (commit order); the
+chain and the Merkle tree verify as ``guanai audit verify`` checks them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from application.care import CareApplication
+from domain.base import CommandMeta
+from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
+from infrastructure.audit import Audit
+from infrastructure.chain import ChainedRecorder
+from infrastructure.lookup_hash import LOOKUP_TABLE
+from infrastructure.merkle import check_tree
+from infrastructure.personal_data import KEYS_TABLE
+from tests.app_support import make_care
+
+THREADS = 24
+
+
+def meta() -> CommandMeta:
+    return CommandMeta(
+        actor_id="t", actor_role="administrator", correlation_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC)
+    )
+
+
+@pytest.fixture
+def app(fresh_database_url: str) -> Iterator[CareApplication]:
+    care = make_care(fresh_database_url, pool_size=THREADS + 4)
+    try:
+        yield care
+    finally:
+        care.close()
+
+
+def recorder(app: CareApplication) -> ChainedRecorder:
+    assert isinstance(app.recorder, ChainedRecorder)
+    return app.recorder
+
+
+def in_one_group(app: CareApplication, url: str, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` each in its own thread while the event table is locked, let go once all
+    have queued their save; each call's return value or exception, in order."""
+    committer = recorder(app).group_committer
+    assert committer is not None
+    before = committer.submitted
+    results: list[Any] = [None] * len(calls)
+
+    def run(n: int) -> None:
+        try:
+            results[n] = calls[n]()
+        except Exception as e:  # noqa: BLE001 - the answer under test
+            results[n] = e
+
+    with psycopg.connect(url) as blocker:
+        blocker.execute("LOCK TABLE guanai_events IN EXCLUSIVE MODE")
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while committer.submitted - before < len(calls):
+            assert time.monotonic() < deadline, "the saves never all queued"
+            assert all(t.is_alive() for t in threads), f"a call ended before the lock was let go: {results}"
+            time.sleep(0.01)
+        groups = committer.groups
+        blocker.commit()
+    for t in threads:
+        t.join(60)
+    # The first leader's group (what had arrived when it started), then one for all the rest.
+    assert committer.groups - groups <= 2
+    return results
+
+
+def positions(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT notification_id FROM guanai_events ORDER BY 1").fetchall()]
+
+
+def assert_audit_verifies(app: CareApplication, url: str) -> None:
+    audit = Audit(app, url)
+    result = audit.verify()
+    assert result.ok, result.failures
+    with psycopg.connect(url) as conn:
+        count = conn.execute("SELECT count(*) FROM guanai_events").fetchone()[0]
+        assert result.checked == count
+        checked, failures = check_tree(conn, audit.tree, "guanai_events")
+    assert failures == [] and checked == count
+
+
+def village(app: CareApplication) -> uuid.UUID:
+    code = f"{uuid.uuid4().int % 10**6:06d}"
+    county = app.register_org_unit(code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta())
+    town = app.register_org_unit(
+        code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
+    )
+    return app.register_org_unit(
+        code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
+    ).id
+
+
+def id_number(n: int) -> str:
+    first17 = f"53252419410506{n:03d}"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
+
+
+def test_commands_from_many_threads_share_a_transaction_and_each_gets_its_own_answer(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    url = fresh_database_url
+    where = village(app)
+    tagged = uuid.uuid4()
+    erased = uuid.uuid4()
+    for pid in (tagged, erased):
+        app.register_person(
+            id=pid, kind=PersonKind.ELDER, name="王桂兰", sex=Sex.FEMALE, birth_date=date(1940, 1, 2),
+            village_id=where, meta=meta(),
+        )  # fmt: skip
+    new = [uuid.uuid4() for _ in range(THREADS - 2)]
+
+    def register(n: int) -> Callable[[], Any]:
+        return lambda: app.register_person(
+            id=new[n], kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE, birth_date=date(1941, 5, 6),
+            village_id=where, id_number=id_number(n), risk_tags=[RiskTag.LIVING_ALONE], meta=meta(),
+        )  # fmt: skip
+
+    calls = [register(n) for n in range(len(new))]
+    calls.append(lambda: app.add_risk_tag(tagged, RiskTag.DIBAO, meta()))
+    calls.append(lambda: app.erase_person(erased, "asked to be forgotten", meta()))
+
+    seen_holes: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def reader() -> None:  # commit order: a reader never sees a position missing below the newest
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                count, newest = conn.execute(
+                    "SELECT count(*), coalesce(max(notification_id), 0) FROM guanai_events"
+                ).fetchone()
+                if count != newest:
+                    seen_holes.append((count, newest))
+
+    watching = threading.Thread(target=reader)
+    watching.start()
+    try:
+        results = in_one_group(app, url, calls)
+    finally:
+        stop.set()
+        watching.join()
+
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    stored = {}
+    with psycopg.connect(url) as conn:
+        for oid, version, position in conn.execute(
+            "SELECT originator_id, originator_version, notification_id FROM guanai_events"
+        ).fetchall():
+            stored[(oid, version)] = position
+        lookups = dict(conn.execute(f"SELECT subject_id, hash FROM {LOOKUP_TABLE}").fetchall())
+        destroyed = conn.execute(
+            f"SELECT wrapped IS NULL FROM {KEYS_TABLE} WHERE subject = %s", (str(erased),)
+        ).fetchone()
+    for n, result in enumerate(results[: len(new)]):
+        assert (result.id, result.version, result.created) == (new[n], 1, True)
+        assert result.position == stored[(new[n], 1)]  # its own position, not another's of the group
+        assert lookups[new[n]] == app.lookup_hash("id_number", id_number(n))  # its thread's lookup rows
+    assert results[-2].position == stored[(tagged, 2)] and results[-2].version == 2
+    assert results[-1].position == stored[(erased, 2)]
+    assert destroyed == (True,)  # the erasure's hook ran in the group's transaction
+    assert app.personal_data_erased(erased)
+    assert positions(url) == list(range(1, len(stored) + 1))  # gap-free
+    assert seen_holes == []
+    assert_audit_verifies(app, url)
+
+
+def event(oid: uuid.UUID, version: int) -> StoredEvent:
+    return StoredEvent(oid, version, "tests.integration.test_group_commit:Probe", b'{"n": %d}' % version)
+
+
+def test_a_conflict_fails_only_its_own_save(app: CareApplication, fresh_database_url: str) -> None:
+    url = fresh_database_url
+    rec = recorder(app)
+    stored_already = uuid.uuid4()
+    rec.insert_events([event(stored_already, 1)])
+    twice = uuid.uuid4()
+    others = [uuid.uuid4() for _ in range(THREADS - 3)]
+    calls: list[Callable[[], Any]] = [lambda: rec.insert_events([event(stored_already, 1), event(stored_already, 2)])]
+    calls += [lambda: rec.insert_events([event(twice, 1)]), lambda: rec.insert_events([event(twice, 1)])]
+    calls += [lambda o=o: rec.insert_events([event(o, 1), event(o, 2)]) for o in others]  # type: ignore[misc]
+
+    results = in_one_group(app, url, calls)
+
+    assert isinstance(results[0], IntegrityError)  # its version 1 was stored before
+    assert sorted(isinstance(r, IntegrityError) for r in results[1:3]) == [False, True]  # one of the two wins
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert len(answered) == 1 + len(others)
+    assert all(len(r) == 2 for r in answered[1:]) and all(b == a + 1 for a, b in (r for r in answered[1:]))
+    assert sorted(p for r in answered for p in r) == positions(url)[1:]  # each its own ids, all of them stored
+    assert positions(url) == list(range(1, 2 + 1 + 2 * len(others)))  # no id spent on the refused saves
+    with psycopg.connect(url) as conn:
+        versions = conn.execute(
+            "SELECT max(originator_version) FROM guanai_events WHERE originator_id = %s", (stored_already,)
+        ).fetchone()
+    assert versions == (1,)  # nothing of the refused save
+    assert_audit_verifies(app, url)
+
+
+def test_a_hook_failing_for_one_save_leaves_the_others_committed_and_nothing_of_it(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    url = fresh_database_url
+    rec = recorder(app)
+    doomed = uuid.uuid4()
+
+    class Refused(RuntimeError):
+        pass
+
+    def refuse(cur: Any, written: Any) -> None:
+        if any(e.originator_id == doomed for _, e in written):
+            raise Refused("refused by the test's hook")
+
+    rec.insert_hooks.append(refuse)
+    try:
+        others = [uuid.uuid4() for _ in range(THREADS - 1)]
+        calls: list[Callable[[], Any]] = [lambda o=o: rec.insert_events([event(o, 1)]) for o in others[:5]]  # type: ignore[misc]
+        calls.append(lambda: rec.insert_events([event(doomed, 1), event(doomed, 2)]))
+        calls += [lambda o=o: rec.insert_events([event(o, 1)]) for o in others[5:]]  # type: ignore[misc]
+        results = in_one_group(app, url, calls)
+    finally:
+        rec.insert_hooks.remove(refuse)
+
+    assert isinstance(results[5], Refused)
+    answered = [r for n, r in enumerate(results) if n != 5]
+    assert not [r for r in answered if isinstance(r, BaseException)], answered
+    with psycopg.connect(url) as conn:
+        rows = dict(conn.execute("SELECT originator_id, notification_id FROM guanai_events").fetchall())
+        chained = conn.execute(
+            "SELECT count(*) FROM guanai_events_chain WHERE originator_id = %s", (doomed,)
+        ).fetchone()
+        leaves = conn.execute("SELECT count(*) FROM guanai_events_tree WHERE level = 0").fetchone()
+    assert doomed not in rows and chained == (0,)
+    assert leaves == (len(others),)
+    assert {o: rows[o] for o in others} == {o: r[0] for o, r in zip(others, answered, strict=True)}
+    assert_audit_verifies(app, url)
+    # The next save writes on as before.
+    assert rec.insert_events([event(doomed, 1)])
+    assert_audit_verifies(app, url)
+
+
+def test_a_lone_save_is_its_own_group_and_waits_for_nobody(app: CareApplication, fresh_database_url: str) -> None:
+    rec = recorder(app)
+    committer = rec.group_committer
+    assert committer is not None
+    groups = committer.groups
+    ids = [rec.insert_events([event(uuid.uuid4(), 1)]) for _ in range(5)]
+    assert committer.groups - groups == 5
+    assert [i[0] for i in ids] == positions(fresh_database_url)
