@@ -209,6 +209,10 @@ class ChainedRecorder(PostgresApplicationRecorder):
         # whichever thread writes them.
         self.context_of: Callable[[], Any] = lambda: None
         self._contexts = threading.local()
+        # In the caller's thread with its save's context: once it committed; and when it failed,
+        # whether to try it once more (the store makes a new key durable on its own first).
+        self.after_save: Callable[[Any], None] = lambda context: None
+        self.retry_save: Callable[[Any, Exception], bool] = lambda context, error: False
         # The store's crypto suite and log origin (infrastructure/merkle.py), once its tables exist.
         self.crypto_suite: Suite = INTERNATIONAL
         self.origin = ""
@@ -271,11 +275,24 @@ class ChainedRecorder(PostgresApplicationRecorder):
         return ids
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        context = self.context_of()
+        for attempt in (1, 2):
+            try:
+                ids = self._insert(stored_events, context, **kwargs)
+            except Exception as e:
+                if attempt == 1 and self.retry_save(context, e):
+                    continue
+                raise
+            self.after_save(context)
+            return ids
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert(self, stored_events: Sequence[StoredEvent], context: Any, **kwargs: Any) -> Sequence[int] | None:
         # The application passes ``tracking=None``; a process application's tracking record (none
         # here) goes the library's way, in a transaction of its own.
         if self.group_committer is not None and stored_events and all(v is None for v in kwargs.values()):
-            return self.group_committer.submit(Save(stored_events, self.context_of()))
-        self._contexts.now = [self.context_of()]
+            return self.group_committer.submit(Save(stored_events, context))
+        self._contexts.now = [context]
         try:
             return super().insert_events(stored_events, **kwargs)
         except _HookFailed as failed:

@@ -51,7 +51,7 @@ import psycopg
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
+from eventsourcing.persistence import IntegrityError, Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import Cursor
 from psycopg import errors as psycopg_errors
@@ -87,6 +87,11 @@ _EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 class MasterKeyError(RuntimeError):
     """The master key is missing, too short, or not the one the keys were wrapped with."""
+
+
+class KeysBusy(MasterKeyError):
+    """A new key could not be written with its save: a master key rotation holds the store's
+    master key row (``PostgresKeyStore.key_hook``)."""
 
 
 class SealError(RuntimeError):
@@ -266,6 +271,12 @@ class KeyStore:
             raise ErasedError(f"the personal data of {subject} was erased; nothing more can be recorded about it")
         return entry[0]
 
+    def key_for_saving(self, subject: str, owner: str | None, *, new: bool = False) -> Aead:
+        """The key the mapper seals a save's events with (``new``: the save creates the subject,
+        so no stored key is looked for first). Here as ``key_for_sealing``; the PostgreSQL store
+        makes a new key in the save's own transaction instead."""
+        return self.key_for_sealing(subject, owner)
+
     def keys_for_opening(self, subjects: Iterable[str]) -> dict[str, Aead | None]:
         """Live keys (None: destroyed) of every subject named; unknown subjects raise."""
         self.refresh()
@@ -371,6 +382,21 @@ class PostgresKeyStore(KeyStore):
             "SELECT subject, destroyed_seq FROM {} WHERE destroyed_seq > %s ORDER BY destroyed_seq"
         ).format(table)
         self._last_destroyed = SQL("SELECT coalesce(max(destroyed_seq), 0) AS seq FROM {}").format(table)
+        # Keys made for a save and written in the save's own transaction (``key_for_saving``): not
+        # stored until a save carrying them commits. Every save sealed with one carries its row
+        # until then (subject -> (owner, data key, wrapped, master key id)).
+        self._unconfirmed: dict[str, tuple[str | None, bytes, bytes, str]] = {}
+        self._carried = threading.local()
+        self._insert_carried = SQL(
+            "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT r.subject, r.owner, r.wrapped, r.key_id "
+            "FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) AS r(subject, owner, wrapped, key_id), {} m "
+            "WHERE m.key_id = r.key_id FOR KEY SHARE OF m SKIP LOCKED ON CONFLICT (subject) DO NOTHING"
+        ).format(table, master_table)
+        self._select_carried = SQL(
+            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, o.destroyed_at AS owner_destroyed FROM {t} k "
+            "LEFT JOIN {t} o "
+            "ON o.subject = k.owner AND k.owner <> k.subject WHERE k.subject = ANY(%s)"
+        ).format(t=table)
         sequence = Literal(f"{datastore.schema}.{DESTROYED_SEQUENCE}")
         # A person without a key row (nothing of theirs was ever sealed) gets a destroyed one.
         self._destroy_own = SQL(
@@ -449,6 +475,130 @@ class PostgresKeyStore(KeyStore):
         else:
             raise MasterKeyError(f"the key of {subject} could not be made: the master key kept changing")
         return self._entry(subject, row["wrapped"], row["master_key_id"], row["owner"], since)
+
+    def key_for_sealing(self, subject: str, owner: str | None) -> Aead:
+        """As the base class does; a key made for a save that has not committed yet is stored
+        first (callers of this method count on the key being on disk)."""
+        aead = super().key_for_sealing(subject, owner)
+        with self._lock:
+            pending = self._unconfirmed.get(subject)
+        if pending is not None:
+            self.store_carried([(subject, pending[0], pending[2], pending[3])])
+        return aead
+
+    # ---- keys written with the save that first uses them ------------------------------------------
+
+    def key_for_saving(self, subject: str, owner: str | None, *, new: bool = False) -> Aead:
+        """A stored key, or a new one that this thread's next save carries into its own
+        transaction (``carried_keys``, ``key_hook``): the key row and the events sealed with it
+        commit together or not at all, with one flush instead of the key's own (the events'
+        insert, retried on a reconnected server after a crash, writes the key again with them)."""
+        self.refresh()
+        entry = self._cached(subject)
+        if entry is None and not new:
+            try:
+                self._load([subject])
+            except SealError:
+                pass  # none stored: made below
+            entry = self._cached(subject)
+        if entry is None:
+            self.check_master_key()
+            wrapping = self.master.held(self._store_key_id)
+            if wrapping is None:
+                raise self.master.mismatch(self._store_key_id)
+            data_key = self.master.suite.new_data_key()
+            made = (owner, data_key, wrapping.wrap(subject, data_key), wrapping.key_id)
+            aead = self.master.suite.aead(data_key)
+            with self._lock:
+                if subject not in self._unconfirmed and subject not in self._cache:
+                    self._unconfirmed[subject] = made
+                    self._cache[subject] = (aead, owner)
+            entry = self._cached(subject)
+            if entry is None:  # evicted at once by a full cache: made again on the next try
+                raise MasterKeyError("the key cache is full; try again")
+        if entry[0] is None:
+            raise ErasedError(f"the personal data of {subject} was erased; nothing more can be recorded about it")
+        with self._lock:
+            pending = self._unconfirmed.get(subject)
+        if pending is not None:
+            rows: list[tuple[str, str | None, bytes, str]] | None = getattr(self._carried, "rows", None)
+            if rows is None:
+                rows = self._carried.rows = []
+            rows.append((subject, pending[0], pending[2], pending[3]))
+        return entry[0]
+
+    def carried_keys(self) -> list[tuple[str, str | None, bytes, str]]:
+        """The new keys this thread's events were sealed with since its last save (taken)."""
+        rows: list[tuple[str, str | None, bytes, str]] = getattr(self._carried, "rows", None) or []
+        self._carried.rows = None
+        return rows
+
+    def confirmed(self, rows: Sequence[tuple[str, str | None, bytes, str]]) -> None:
+        """A save carrying these keys committed: they are stored."""
+        with self._lock:
+            for subject, _, wrapped, _ in rows:
+                pending = self._unconfirmed.get(subject)
+                if pending is not None and pending[2] == wrapped:
+                    del self._unconfirmed[subject]
+
+    def _drop_unconfirmed(self, subject: str) -> None:
+        with self._lock:
+            self._unconfirmed.pop(subject, None)
+            self._cache.pop(subject, None)
+
+    def store_carried(self, rows: Sequence[tuple[str, str | None, bytes, str]]) -> None:
+        """Store carried keys in their own transaction, waiting for a master key rotation as
+        ``key_for_sealing`` does (the key's transaction before the save's, as before)."""
+        for subject, owner, wrapped, key_id in rows:
+            with self._lock:
+                pending = self._unconfirmed.get(subject)
+            if pending is None or pending[2] != wrapped:
+                continue
+            row, store_key_id = self._create(subject, owner, key_id, wrapped)
+            if row is None:  # rotated meanwhile: the same data key under the store's master key now
+                self._store_key_id = store_key_id
+                wrapping = self.master.held(store_key_id)
+                if wrapping is None:
+                    raise self.master.mismatch(store_key_id)
+                row, _ = self._create(subject, owner, wrapping.key_id, wrapping.wrap(subject, pending[1]))
+            if (
+                row is None
+                or row["wrapped"] is None
+                or self.master.unwrap(subject, bytes(row["wrapped"]), row["master_key_id"]) != pending[1]
+            ):
+                self._drop_unconfirmed(subject)
+                raise IntegrityError(f"another key was stored for {subject} meanwhile: the save is decided again")
+            self.confirmed([(subject, owner, wrapped, key_id)])
+
+    def key_hook(self, cur: Cursor[Any], written: Sequence[tuple[int, StoredEvent]], carried: Sequence[Any]) -> None:
+        """In the save's transaction, under the event store's lock: the new keys its events were
+        sealed with. A key stored meanwhile by another process fails the save (IntegrityError:
+        the application decides and seals again, with the stored key); an owner erased fails it
+        (ErasedError); a master key rotation holding its row fails it with ``KeysBusy`` (the
+        save is tried again after ``store_carried``)."""
+        rows = list({r[0]: r for r in carried}.values())
+        if not rows:
+            return
+        with cur.connection.cursor() as c:
+            c.execute(self._insert_carried, [list(col) for col in zip(*rows, strict=True)], prepare=True)
+            c.execute(self._select_carried, ([r[0] for r in rows],), prepare=True)
+            found = {r["subject"]: r for r in c.fetchall()}
+        for subject, _, wrapped, _ in rows:
+            stored = found.get(subject)
+            if stored is None:
+                raise KeysBusy(f"the key of {subject} waits for a master key rotation")
+            if stored["wrapped"] is None or bytes(stored["wrapped"]) != wrapped:
+                # The stored key (or its destruction) replaces this process's: the next try seals with it.
+                with self._lock:
+                    self._unconfirmed.pop(subject, None)
+                self._entry(subject, stored["wrapped"], stored["master_key_id"], stored["owner"])
+                if stored["wrapped"] is None:
+                    raise ErasedError(
+                        f"the personal data of {subject} was erased; nothing more can be recorded about it"
+                    )
+                raise IntegrityError(f"another key was stored for {subject} meanwhile: the save is decided again")
+            if stored["owner_destroyed"] is not None:
+                raise ErasedError(f"the owner of {subject} was erased", field="person_id")
 
     def prepare_keys(self, subjects: Sequence[str]) -> None:
         """Make the keys of many new subjects, each its own owner (people registered by an
@@ -567,9 +717,11 @@ class SealingMapper(Mapper[UUID]):
         if not secret and owner not in (None, subject):
             # Nothing to seal now, but later events of this subject (a report's notes) will be:
             # their key must already name whose erasure destroys it.
-            self.keys.key_for_sealing(subject, owner)
+            self.keys.key_for_saving(subject, owner, new=originator_version == 1 and subject == str(originator_id))
         if secret:
-            aead = self.keys.key_for_sealing(subject, owner)
+            aead = self.keys.key_for_saving(
+                subject, owner, new=originator_version == 1 and subject == str(originator_id)
+            )
             nonce = secrets.token_bytes(NONCE_BYTES)
             aad = _aad(originator_id, originator_version, topic, subject)
             sealed = aead.encrypt(nonce, self.transcoder.encode(secret), aad)

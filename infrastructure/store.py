@@ -181,14 +181,17 @@ class PostgresEventStore(_SealingStore):
             enabled=self.keys.audit_chain,
             # The access log and the keys are created with the store.
             extra_ddl=[*access_log_ddl(schema), *personal_data.keys_ddl(schema), *lookup_ddl(schema)],
-            insert_hooks=[self.key_store.erasure_hook, self._erasure_log_hook, self._lookup_hook],
+            insert_hooks=[self.key_store.erasure_hook, self._erasure_log_hook, self._lookup_hook, self._key_hook],
             suite_name=self.keys.crypto_suite,
             tree=self.tree,
         )
         self._lookups = sql.Identifier(schema, LOOKUP_TABLE)
         assert isinstance(recorder, chain.ChainedRecorder)
-        # A save carries its thread's lookup rows to whichever thread writes it (group commit).
-        recorder.context_of = self.pending_lookups
+        # A save carries its thread's lookup rows and the new keys its events were sealed with to
+        # whichever thread writes it (group commit).
+        recorder.context_of = self._save_context
+        recorder.after_save = self._after_save
+        recorder.retry_save = self._retry_save
         self.recorder = recorder
         return recorder
 
@@ -275,7 +278,7 @@ class PostgresEventStore(_SealingStore):
         """In every insert's transaction: the pending lookup rows of the saves being written (each
         taken in its own thread's ``recording_lookups`` block); an erasure deletes its person's rows
         (they can no longer be found by their numbers)."""
-        rows = [row for pending in self.recorder.hook_contexts() if pending for row in pending]
+        rows = [row for context in self.recorder.hook_contexts() if context[0] for row in context[0]]
         if rows:
             cur.executemany(
                 sql.SQL(
@@ -288,6 +291,29 @@ class PostgresEventStore(_SealingStore):
         erased = [e.originator_id for _, e in written if e.topic == personal_data.ERASED_TOPIC]
         if erased:
             cur.execute(sql.SQL("DELETE FROM {} WHERE subject_id = ANY(%s)").format(self._lookups), (erased,))
+
+    # ---- new data keys, written with the save that first uses them -------------------------------
+
+    def _save_context(self) -> tuple[Any, Any]:
+        return self.pending_lookups(), self.key_store.carried_keys()
+
+    def _key_hook(self, cur: Any, written: Sequence[tuple[int, StoredEvent]]) -> None:
+        """In every insert's transaction, after the erasures: the new keys of the saves written
+        (``PostgresKeyStore.key_hook``)."""
+        carried = [row for context in self.recorder.hook_contexts() for row in context[1]]
+        self.key_store.key_hook(cur, written, carried)
+
+    def _after_save(self, context: tuple[Any, Any]) -> None:
+        if context[1]:
+            self.key_store.confirmed(context[1])
+
+    def _retry_save(self, context: tuple[Any, Any], error: Exception) -> bool:
+        """A rotation held the master key row: the keys are stored on their own, waiting for it
+        as a key's own transaction did, and the save tried once more."""
+        if isinstance(error, personal_data.KeysBusy) and context[1]:
+            self.key_store.store_carried(context[1])
+            return True
+        return False
 
     def find_lookups(self, kind: str, hashes: Sequence[bytes]) -> dict[bytes, tuple[UUID, bytes | None]]:
         if not hashes:

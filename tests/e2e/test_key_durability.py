@@ -59,3 +59,49 @@ def test_a_new_key_survives_a_crash_right_after_it_was_made(slow_wal_postgres: O
         assert found == (len(subjects),), "a key this process holds, and may seal events with, was lost in the crash"
     finally:
         app.close()
+
+
+def test_a_key_written_with_its_events_survives_a_crash_right_after_the_save(slow_wal_postgres: OwnPostgres) -> None:
+    """A new person's key is written in the transaction that stores the person (the key's own
+    transaction is folded into it): acknowledged, both are on disk; the events open after the crash."""
+    from datetime import UTC, date, datetime
+
+    from domain.base import CommandMeta
+    from domain.person import Person
+    from domain.vocabulary import OrgLevel, PersonKind, Sex
+
+    def meta() -> CommandMeta:
+        return CommandMeta(actor_id="t", actor_role="administrator", correlation_id="c", occurred_at=datetime.now(UTC))
+
+    app = make_care(slow_wal_postgres.url, pool_size=2)
+    people = [uuid.uuid4() for _ in range(3)]
+    try:
+        county = app.register_org_unit(
+            code="530000000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta()
+        )
+        town = app.register_org_unit(
+            code="530000101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
+        )
+        village = app.register_org_unit(
+            code="530000101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
+        )
+        for pid in people:
+            app.register_person(
+                id=pid, kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE, birth_date=date(1941, 5, 6),
+                village_id=village.id, meta=meta(),
+            )  # fmt: skip
+        slow_wal_postgres.kill()
+        slow_wal_postgres.start()
+    finally:
+        app.close()
+    with psycopg.connect(slow_wal_postgres.url) as conn:
+        found = conn.execute(
+            f"SELECT count(*) FROM {KEYS_TABLE} WHERE subject = ANY(%s) AND wrapped IS NOT NULL",
+            ([str(p) for p in people],),
+        ).fetchone()
+    assert found == (len(people),), "a person was acknowledged and its key lost in the crash"
+    fresh = make_care(slow_wal_postgres.url, pool_size=2)
+    try:
+        assert [fresh.load(Person, pid).name for pid in people] == ["李秀英"] * len(people)
+    finally:
+        fresh.close()

@@ -29,6 +29,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.care import CareApplication
 from domain.base import CommandMeta
+from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
 from infrastructure.audit import Audit
 from infrastructure.chain import ChainedRecorder
@@ -276,3 +277,82 @@ def test_a_lone_save_is_its_own_group_and_waits_for_nobody(app: CareApplication,
     ids = [rec.insert_events([event(uuid.uuid4(), 1)]) for _ in range(5)]
     assert committer.groups - groups == 5
     assert [i[0] for i in ids] == positions(fresh_database_url)
+
+
+# ---- a new data key, written in the transaction of the save that first uses it ------------------
+
+
+def key_rows(url: str, subject: uuid.UUID) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            f"SELECT wrapped IS NOT NULL FROM {KEYS_TABLE} WHERE subject = %s", (str(subject),)
+        ).fetchall()
+
+
+def register(app: CareApplication, where: uuid.UUID, pid: uuid.UUID) -> Any:
+    return app.register_person(
+        id=pid, kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE, birth_date=date(1941, 5, 6),
+        village_id=where, meta=meta(),
+    )  # fmt: skip
+
+
+def test_a_new_key_commits_with_its_events_or_not_at_all(app: CareApplication, fresh_database_url: str) -> None:
+    url = fresh_database_url
+    where = village(app)
+    pid = uuid.uuid4()
+
+    class Refused(RuntimeError):
+        pass
+
+    def refuse(cur: Any, written: Any) -> None:
+        if any(e.originator_id == pid for _, e in written):
+            raise Refused("refused by the test's hook")
+
+    rec = recorder(app)
+    rec.insert_hooks.append(refuse)
+    try:
+        with pytest.raises(Refused):
+            register(app, where, pid)
+    finally:
+        rec.insert_hooks.remove(refuse)
+    assert key_rows(url, pid) == []  # the key is not stored without its events
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM guanai_events WHERE originator_id = %s", (pid,)).fetchone() == (0,)
+    register(app, where, pid)
+    assert key_rows(url, pid) == [(True,)]
+    assert not app.store.key_store._unconfirmed  # type: ignore[attr-defined]
+    other = make_care(url, pool_size=2)  # another process opens the events with the stored key
+    try:
+        assert other.load(Person, pid).name == "李秀英"
+    finally:
+        other.close()
+
+
+def test_a_key_stored_meanwhile_by_another_process_is_used_on_the_second_try(
+    app: CareApplication, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_database_url
+    where = village(app)
+    pid = uuid.uuid4()
+    other = make_care(url, pool_size=2)
+    keys = app.store.key_store
+    made = keys.key_for_saving
+    calls: list[str] = []
+
+    def racing(subject: str, owner: str | None, *, new: bool = False) -> Any:
+        aead = made(subject, owner, new=new)
+        if subject == str(pid) and not calls:
+            other.store.key_store.key_for_sealing(subject, owner)  # its own key, stored first
+        calls.append(subject)
+        return aead
+
+    monkeypatch.setattr(keys, "key_for_saving", racing)
+    try:
+        result = register(app, where, pid)
+        assert result.created and result.version == 1
+        assert calls.count(str(pid)) == 2  # sealed twice: the second time with the stored key
+        assert other.load(Person, pid).name == "李秀英"  # the other process opens it with its key
+        assert key_rows(url, pid) == [(True,)]
+    finally:
+        other.close()
+    assert_audit_verifies(app, url)
