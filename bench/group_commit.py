@@ -6,11 +6,12 @@ and with each save its own transaction, against single-row INSERTs, in one run.
 A scratch database on the PostgreSQL at 127.0.0.1:5432 (``--database-url``), dropped at the end.
 A village is seeded; then N threads register elders through the application (sealed name, ID
 number lookup row, a new data key each: what a registration drive does), ``--commands`` per
-phase, in alternating phases of the two modes (``--rounds`` each, so that the machine's load
-falls on both alike): ``grouped`` (``infrastructure/group_commit.py``) and ``single`` (the
-library's insert, one transaction per save: the store before group commit). Then the same with
-``--new-keys 0``-like phases where the person's key is made beforehand (``prepare_keys``): what
-the key's own durable transaction costs a registration. The baseline is N connections committing
+phase, in alternating phases of the modes (``--rounds`` each, so that the machine's load falls
+on all alike): ``grouped`` (``infrastructure/group_commit.py``) or ``single`` (the library's
+insert, one transaction per save), each with the person's new data key written in the save's
+transaction (``key in the save``) or in its own durable transaction first (``key's own
+transaction``; ``single, key's own transaction`` is the store before issue 19's work); and
+``keys made before`` (``prepare_keys``, outside the measured time): no key written at all. The baseline is N connections committing
 single-row INSERT transactions (``bench.common.insert_baseline``). CPU seconds per command of this
 process and of PostgreSQL (all its processes: other users of the server count too) are read from
 /proc for each phase. Prints Markdown tables.
@@ -107,6 +108,13 @@ def phase(app: Any, village: uuid.UUID, clients: int, commands: int, start: int,
 
 
 _URLS: dict[int, str] = {}
+MODES = (
+    "grouped, key in the save",
+    "grouped, key's own transaction",
+    "single, key's own transaction",
+    "single, key in the save",
+    "grouped, keys made before",
+)
 
 
 def app_url(app: Any) -> str:
@@ -140,9 +148,10 @@ def main() -> None:
             results: dict[str, list[dict[str, Any]]] = {}
             start = 1000
             for _ in range(args.rounds):
-                for mode in ("grouped", "single", "grouped, keys made before", "single, keys made before"):
+                for mode in MODES:
                     app.recorder.group_committer = committer if mode.startswith("grouped") else None
-                    r = phase(app, village, args.clients, args.commands, start, keys_first="keys" in mode)
+                    app.store.key_store.fold = "key in the save" in mode
+                    r = phase(app, village, args.clients, args.commands, start, keys_first="made before" in mode)
                     start += args.commands
                     results.setdefault(mode, []).append(r)
             app.recorder.group_committer = committer

@@ -386,6 +386,7 @@ class PostgresKeyStore(KeyStore):
         # stored until a save carrying them commits. Every save sealed with one carries its row
         # until then (subject -> (owner, data key, wrapped, master key id)).
         self._unconfirmed: dict[str, tuple[str | None, bytes, bytes, str]] = {}
+        self.fold = True  # false: each new key in its own transaction first (to measure what folding saves)
         self._carried = threading.local()
         self._insert_carried = SQL(
             "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT r.subject, r.owner, r.wrapped, r.key_id "
@@ -493,6 +494,8 @@ class PostgresKeyStore(KeyStore):
         transaction (``carried_keys``, ``key_hook``): the key row and the events sealed with it
         commit together or not at all, with one flush instead of the key's own (the events'
         insert, retried on a reconnected server after a crash, writes the key again with them)."""
+        if not self.fold:
+            return self.key_for_sealing(subject, owner)
         self.refresh()
         entry = self._cached(subject)
         if entry is None and not new:
