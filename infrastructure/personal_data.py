@@ -511,14 +511,17 @@ class PostgresKeyStore(KeyStore):
                 raise self.master.mismatch(self._store_key_id)
             data_key = self.master.suite.new_data_key()
             made = (owner, data_key, wrapping.wrap(subject, data_key), wrapping.key_id)
-            aead = self.master.suite.aead(data_key)
             with self._lock:
-                if subject not in self._unconfirmed and subject not in self._cache:
-                    self._unconfirmed[subject] = made
-                    self._cache[subject] = (aead, owner)
-            entry = self._cached(subject)
-            if entry is None:  # evicted at once by a full cache: made again on the next try
-                raise MasterKeyError("the key cache is full; try again")
+                cached = self._cache.get(subject)
+                pending = self._unconfirmed.get(subject)
+                if cached is not None and pending is None:
+                    entry = cached  # stored meanwhile, by another thread of this process
+                else:
+                    # This one, or the one another thread made for the subject first (kept in
+                    # ``_unconfirmed`` even when the cache has let it go).
+                    pending = pending or made
+                    self._unconfirmed[subject] = pending
+                    entry = self._cache[subject] = (self.master.suite.aead(pending[1]), pending[0])
         if entry[0] is None:
             raise ErasedError(f"the personal data of {subject} was erased; nothing more can be recorded about it")
         with self._lock:
