@@ -13,8 +13,8 @@ transaction (``key in the save``) or in its own durable transaction first (``key
 transaction``; ``single, key's own transaction`` is the store before issue 19's work); and
 ``keys made before`` (``prepare_keys``, outside the measured time): no key written at all. The baseline is N connections committing
 single-row INSERT transactions (``bench.common.insert_baseline``). CPU seconds per command of this
-process and of PostgreSQL (all its processes: other users of the server count too) are read from
-/proc for each phase. Prints Markdown tables.
+process and of the PostgreSQL backends connected to the scratch database (the application's
+pool) are read from /proc for each phase. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ import threading
 import time
 import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.common import (
     DEFAULT_SERVER_URL,
@@ -87,12 +90,15 @@ def phase(app: Any, village: uuid.UUID, clients: int, commands: int, start: int,
         t.start()
     committer = app.recorder.group_committer
     before = (committer.groups, committer.saves) if committer else (0, 0)
+    backends_before = backend_cpu(app_url(app))
     with CpuMeter({}, postmaster_pid(app_url(app))) as cpu:
         barrier.wait()
         began = time.perf_counter()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - began
+    backends_after = backend_cpu(app_url(app))
+    own_backends = sum(v - backends_before.get(pid, 0.0) for pid, v in backends_after.items())
     if errors:
         raise RuntimeError(f"{len(errors)} commands failed: {errors[0]!r}")
     latencies.sort()
@@ -102,12 +108,32 @@ def phase(app: Any, village: uuid.UUID, clients: int, commands: int, start: int,
         "p50": latencies[len(latencies) // 2] * 1000,
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "cpu_self": cpu.used["load_generator"] / commands * 1000,
-        "cpu_pg": cpu.used["postgres"] / commands * 1000,
+        "cpu_pg": own_backends / commands * 1000,
         "group": groups[1] / max(groups[0], 1),
     }
 
 
 _URLS: dict[int, str] = {}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to this run's scratch database (the
+    server is shared: its other processes' CPU is not this run's). A backend that ended during a
+    phase is missed; the pool keeps its connections, so none should."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+    found = {}
+    for pid in pids:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        found[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return found
+
+
 MODES = (
     "grouped, key in the save",
     "grouped, key's own transaction",
