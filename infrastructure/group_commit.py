@@ -60,11 +60,6 @@ class GroupCommitter:
         self.groups = 0  # transactions written,
         self.saves = 0  # and the saves they wrote
 
-    def waiting(self) -> int:
-        """Saves queued for the next group (tests hold the table lock to gather one)."""
-        with self._lock:
-            return len(self._queue)
-
     def submit(self, save: Save) -> list[int]:
         with self._lock:
             self._queue.append(save)
