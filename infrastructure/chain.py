@@ -209,9 +209,10 @@ class ChainedRecorder(PostgresApplicationRecorder):
         # whichever thread writes them.
         self.context_of: Callable[[], Any] = lambda: None
         self._contexts = threading.local()
-        # In the caller's thread with its save's context: once it committed; and when it failed,
-        # whether to try it once more (the store makes a new key durable on its own first).
+        # In the caller's thread with its save's context: once it committed, or failed; and when it
+        # failed, whether to try it once more (the store makes a new key durable on its own first).
         self.after_save: Callable[[Any], None] = lambda context: None
+        self.after_failure: Callable[[Any], None] = lambda context: None
         self.retry_save: Callable[[Any, Exception], bool] = lambda context, error: False
         # The store's crypto suite and log origin (infrastructure/merkle.py), once its tables exist.
         self.crypto_suite: Suite = INTERNATIONAL
@@ -282,6 +283,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
             except Exception as e:
                 if attempt == 1 and self.retry_save(context, e):
                     continue
+                self.after_failure(context)
                 raise
             self.after_save(context)
             return ids

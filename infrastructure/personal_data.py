@@ -547,6 +547,16 @@ class PostgresKeyStore(KeyStore):
                 if pending is not None and pending[2] == wrapped:
                     del self._unconfirmed[subject]
 
+    def abandon(self, rows: Sequence[tuple[str, str | None, bytes, str]]) -> None:
+        """A save carrying these keys failed: those still not stored are forgotten (the next
+        save of the subject looks for a stored key, or makes another)."""
+        with self._lock:
+            for subject, _, wrapped, _ in rows:
+                pending = self._unconfirmed.get(subject)
+                if pending is not None and pending[2] == wrapped:
+                    del self._unconfirmed[subject]
+                    self._cache.pop(subject, None)
+
     def _drop_unconfirmed(self, subject: str) -> None:
         with self._lock:
             self._unconfirmed.pop(subject, None)

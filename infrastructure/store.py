@@ -191,6 +191,7 @@ class PostgresEventStore(_SealingStore):
         # whichever thread writes it (group commit).
         recorder.context_of = self._save_context
         recorder.after_save = self._after_save
+        recorder.after_failure = self._after_failure
         recorder.retry_save = self._retry_save
         self.recorder = recorder
         return recorder
@@ -306,6 +307,12 @@ class PostgresEventStore(_SealingStore):
     def _after_save(self, context: tuple[Any, Any]) -> None:
         if context[1]:
             self.key_store.confirmed(context[1])
+
+    def _after_failure(self, context: tuple[Any, Any]) -> None:
+        """Keys made for a save that failed are let go: a repeated create (its id taken) made one
+        for a subject that has a stored key already, which must not be cached in its place."""
+        if context[1]:
+            self.key_store.abandon(context[1])
 
     def _retry_save(self, context: tuple[Any, Any], error: Exception) -> bool:
         """A rotation held the master key row: the keys are stored on their own, waiting for it

@@ -356,3 +356,21 @@ def test_a_key_stored_meanwhile_by_another_process_is_used_on_the_second_try(
     finally:
         other.close()
     assert_audit_verifies(app, url)
+
+
+def test_the_same_create_again_from_another_process_answers_the_first_and_keeps_its_key(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    url = fresh_database_url
+    where = village(app)
+    pid = uuid.uuid4()
+    register(app, where, pid)
+    other = make_care(url, pool_size=2)  # no key cached: it makes one for the create, which fails
+    try:
+        again = register(other, where, pid)
+        assert again.created is False and again.id == pid
+        assert other.load(Person, pid).name == "李秀英"  # opened with the stored key, not the one made
+        assert not other.store.key_store._unconfirmed  # type: ignore[attr-defined]
+    finally:
+        other.close()
+    assert key_rows(url, pid) == [(True,)]
