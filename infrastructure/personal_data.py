@@ -17,6 +17,11 @@ the database, only its id: beside each wrapped key, and in ``guanai_master_key``
 names the master key every live key is wrapped by now. A process holding another master key stops
 with a clear error instead of garbling data. Losing the master key loses every person's data.
 
+A new subject's key is written in the event store's transaction that stores the first events
+sealed with it (``PostgresKeyStore.key_for_saving``, ``key_hook``): the key and those events
+commit together or not at all, with one flush. Keys asked for outside a save (``key_for_sealing``:
+accounts, import jobs) are stored in a durable transaction of their own first.
+
 Rotating the master key (``rotate_master_key``, ``guanai keys rotate``) re-wraps every live key
 under a new master key in one transaction; the data keys, and so every sealed event and the audit
 chain, stay as they are. The rotation holds the ``guanai_master_key`` row, which every key
