@@ -319,6 +319,7 @@ class PostgresEventStore(_SealingStore):
         as a key's own transaction did, and the save tried once more."""
         if isinstance(error, personal_data.KeysBusy) and context[1]:
             self.key_store.store_carried(context[1])
+            context[1].clear()  # stored now (perhaps wrapped anew after a rotation): not carried again
             return True
         return False
 

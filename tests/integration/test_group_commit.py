@@ -374,3 +374,33 @@ def test_the_same_create_again_from_another_process_answers_the_first_and_keeps_
     finally:
         other.close()
     assert key_rows(url, pid) == [(True,)]
+
+
+def test_a_new_key_during_a_rotation_waits_for_it_in_its_own_transaction(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    """A rotation holds the master key row: the save's key cannot be written with it (the
+    group's transaction never waits for the row, other saves go on); the key is then stored on
+    its own, waiting for the row as before, and the save goes through once the row is let go."""
+    url = fresh_database_url
+    where = village(app)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    register(app, where, first)  # the store's master key row exists
+    answers: list[Any] = []
+    with psycopg.connect(url) as rotation:
+        rotation.execute("SELECT key_id FROM guanai_master_key FOR UPDATE")
+        waiting = threading.Thread(target=lambda: answers.append(register(app, where, second)))
+        waiting.start()
+        time.sleep(1.0)
+        assert waiting.is_alive() and key_rows(url, second) == []
+        app.add_risk_tag(first, RiskTag.DIBAO, meta())  # a save with no new key is not held up
+        rotation.rollback()
+    waiting.join(30)
+    assert answers and answers[0].created
+    assert key_rows(url, second) == [(True,)]
+    fresh = make_care(url, pool_size=2)
+    try:
+        assert fresh.load(Person, second).name == "李秀英"
+    finally:
+        fresh.close()
+    assert_audit_verifies(app, url)
