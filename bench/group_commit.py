@@ -11,7 +11,9 @@ on all alike): ``grouped`` (``infrastructure/group_commit.py``) or ``single`` (t
 insert, one transaction per save), each with the person's new data key written in the save's
 transaction (``key in the save``) or in its own durable transaction first (``key's own
 transaction``; ``single, key's own transaction`` is the store before issue 19's work); and
-``keys made before`` (``prepare_keys``, outside the measured time): no key written at all. The baseline is N connections committing
+``keys made before`` (``prepare_keys``, outside the measured time): no key written at all; and
+``savepoint per save``: the group written with a savepoint per save instead of the conflict
+check before one insert. The baseline is N connections committing
 single-row INSERT transactions (``bench.common.insert_baseline``). CPU seconds per command of this
 process and of the PostgreSQL backends connected to the scratch database (the application's
 pool) are read from /proc for each phase. Prints Markdown tables.
@@ -140,6 +142,7 @@ MODES = (
     "single, key's own transaction",
     "single, key in the save",
     "grouped, keys made before",
+    "grouped, savepoint per save, key in the save",
 )
 
 
@@ -153,6 +156,7 @@ def main() -> None:
     p.add_argument("--commands", type=int, default=1000, help="registrations per phase (default 1000)")
     p.add_argument("--rounds", type=int, default=2, help="phases of each mode, alternating (default 2)")
     p.add_argument("--database-url", default=DEFAULT_SERVER_URL)
+    p.add_argument("--modes", help="only these modes, separated by ';' (default: all)")
     args = p.parse_args()
     print(f"code {code_version()}, load average at start {os.getloadavg()[0]:.2f}, clients {args.clients}")
     with scratch_database(args.database_url) as url:
@@ -174,9 +178,10 @@ def main() -> None:
             results: dict[str, list[dict[str, Any]]] = {}
             start = 1000
             for _ in range(args.rounds):
-                for mode in MODES:
+                for mode in [m for m in MODES if not args.modes or m in args.modes.split(";")]:
                     app.recorder.group_committer = committer if mode.startswith("grouped") else None
                     app.store.key_store.fold = "key in the save" in mode
+                    app.recorder.savepoints = "savepoint" in mode
                     r = phase(app, village, args.clients, args.commands, start, keys_first="made before" in mode)
                     start += args.commands
                     results.setdefault(mode, []).append(r)

@@ -233,6 +233,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
             "(SELECT * FROM unnest(%s::{}[], %s::bigint[]))"
         ).format(events, Identifier(datastore.originator_id_type))
         self.group_committer: GroupCommitter | None = GroupCommitter(self._commit_group) if group_commit else None
+        self.savepoints = False  # true: every group written a savepoint per save (to compare the two ways)
 
     @property
     def key(self) -> ChainKey:
@@ -311,6 +312,8 @@ class ChainedRecorder(PostgresApplicationRecorder):
             try:
                 with self.datastore.get_connection() as conn:
                     try:
+                        if self.savepoints:
+                            raise _Unsorted
                         answers = self._write_together(conn, saves)
                     except _Unsorted:
                         answers = self._write_one_by_one(conn, saves)
