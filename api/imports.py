@@ -211,17 +211,9 @@ class ImportController(Controller):
             )
 
         job = await loop.run_in_executor(None, submit)
-        if job["status"] == "refused":
-            refused = UploadRefused(job["detail"] or "refused")
-            status, slug = _refusal(job["detail"] or "")
-            raise ProblemError(
-                status,
-                slug,
-                "File refused",
-                refused.reason,
-                errors=[{"field": "file", "reason": refused.reason}],
-                import_id=str(job["id"]),
-            )
+        if job["status"] == "refused":  # answered as its kind is (api/problems.py), naming the job
+            refusal: UploadRefused = job["refusal"]
+            raise type(refusal)(refusal.reason, import_id=str(job["id"]))
         run_in_background(request, job["id"], meta)
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{job['id']}"})
 
@@ -293,14 +285,6 @@ class ImportController(Controller):
             raise ProblemError(409, "not-interrupted", "Not interrupted", f"the import is {job['status']}")
         run_in_background(request, import_id, meta_for(None))
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{import_id}"})
-
-
-def _refusal(detail: str) -> tuple[int, str]:
-    if "at most" in detail or "unpacks to" in detail or "more than" in detail:
-        return 413, "body-too-large"
-    if "macro" in detail or ".xls" in detail or "not an XLSX" in detail or "neither" in detail:
-        return 415, "unsupported-media-type"
-    return 422, "file-refused"
 
 
 class RegistryXlsxController(Controller):
