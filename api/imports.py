@@ -33,7 +33,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.access import unit_id_of
 from api.common import MinPosition
-from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Supervision, Views, WaitForViews
+from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Registry, Supervision, WaitForViews
 from api.problems import ProblemError
 from api.registry_export import export_inspection, export_registry, template
 from api.supervision import resolve_unit
@@ -298,15 +298,14 @@ class RegistryXlsxController(Controller):
         care: Care,
         wait_for_views: WaitForViews,
         record_access: RecordAccess,
-        views: Views,
+        registry: Registry,
         org_unit: FromPath[str],
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """The registry (台账) under the unit: one sheet per township, ID numbers as text, dates as dates."""
         wait_for_views(min_position)
         unit = care.load(OrgUnit, resolve_unit(supervision, org_unit)["id"])
-        pool = views.pool
-        data, _ = export_registry(care, pool, unit, record_access=lambda ids: record_access(*ids))
+        data, _ = export_registry(care, registry, unit, record_access=lambda ids: record_access(*ids))
         return _attachment(data, f"registry-{unit.code}.xlsx")
 
     @get("/{org_unit:str}/inspection.xlsx", sync_to_thread=True, media_type=XLSX)

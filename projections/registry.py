@@ -314,6 +314,20 @@ class RegistryView:
             ).fetchall()
         return [(row[0], list(row[1])) for row in rows]
 
+    def people_with_places(self, unit_id: UUID) -> list[dict[str, Any]]:
+        """The active persons under a unit with their village and township (id, code, name) and
+        active pairings, in township, village and registration order: the registry export's rows."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT p.id, p.village_id, p.active_pairings, v.code AS village_code, v.name AS village_name,"
+                " t.id AS township_id, t.code AS township_code, t.name AS township_name"
+                " FROM reg_persons p JOIN reg_org_units v ON v.id = p.village_id"
+                " LEFT JOIN reg_org_units t ON t.id = v.parent_id"
+                " WHERE p.org_path @> ARRAY[%s]::uuid[] AND p.status = 'active'"
+                " ORDER BY t.code, v.code, p.registered_position",
+                (unit_id,),
+            ).fetchall()
+
     def get_org_unit(self, unit_id: UUID) -> dict[str, Any] | None:
         return self._get("reg_org_units", unit_id)
 
