@@ -12,7 +12,7 @@ by (a child has a guardian or not; a person is active, left or erased).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -207,7 +207,7 @@ class RegistryView:
     ) -> tuple[list[dict[str, Any]], int]:
         conditions = [sql.SQL(clause) for clause, value in filters.items() if value is not None]
         params = [
-            str(value) if not isinstance(value, UUID) else value for value in filters.values() if value is not None
+            value if isinstance(value, UUID | list) else str(value) for value in filters.values() if value is not None
         ]
         if scope is not None:
             clause, scope_params = scope.clause(table)
@@ -247,15 +247,18 @@ class RegistryView:
         kind: str | None = None,
         status: str | None = None,
         risk_tag: str | None = None,
-        limit: int = 50,
+        limit: int | None = 50,
         offset: int = 0,
         scope: ListScope | None = None,
+        ids: Sequence[UUID] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """Persons by unit, kind, status and risk tag, and (``ids``) among these persons only."""
         filters = {
             "org_path @> ARRAY[%s]::uuid[]": org_unit_id,
             "kind = %s": kind,
             "status = %s": status,
             "risk_tags @> ARRAY[%s]::text[]": risk_tag,
+            "id = ANY(%s::uuid[])": None if ids is None else list(ids),
         }
         return self._list("reg_persons", filters, limit, offset, scope)
 

@@ -18,6 +18,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
 from api.access import loaded, timeline_hides
+from api.auth import Actor
 from api.common import MinPosition, Offset
 from api.dependencies import Caller, Care, RecordAccess, Registry, Views, Visible, WaitForViews
 from api.names import with_names
@@ -229,22 +230,35 @@ def _age_line(t: Any, birth: date) -> str:
 PEOPLE_PAGE = 30
 
 
+def my_people_ids(registry: RegistryView, actor: Actor) -> list[UUID] | None:
+    """The people of my active pairings, as a helper or through one of my volunteer teams, if I
+    am a helper (a volunteer; a cadre or child director who is one too); else None."""
+    me = helper_id_of(actor)
+    helper = registry.get_helper(me) if me is not None else None
+    if helper is None:
+        return [] if actor.role == ActorRole.VOLUNTEER else None
+    return sorted({p for _, people in registry.own_pairings(helper["id"], helper["group_ids"]) for p in people})
+
+
 @get("/people", sync_to_thread=True)
 def people_page(
     request: Request[Any, Any, Any],
     care: Care,
     registry: Registry,
+    actor: Caller,
     visible: Visible,
     wait_for_views: WaitForViews,
     record_access: RecordAccess,
     min_position: MinPosition = None,
     offset: Offset = 0,
 ) -> Template:
-    """The people I may see (a volunteer: those of my pairings), from the registry view, a page at
-    a time (htmx asks for the next page alone: ``?offset=30``)."""
+    """My people: a helper's are those of their own active pairings, even where they may read more
+    (a village cadre may read the whole village); anyone else's, the people of their area they may
+    read. From the registry view, a page at a time (htmx asks for the next page alone: ``?offset=30``)."""
     t = translator(lang_of(request))
     wait_for_views(min_position)
-    rows, total = registry.list_persons(status="active", limit=PEOPLE_PAGE, offset=offset, scope=visible)
+    mine = my_people_ids(registry, actor)
+    rows, total = registry.list_persons(status="active", ids=mine, limit=PEOPLE_PAGE, offset=offset, scope=visible)
     with_names(care, rows)
     record_access(*(r["id"] for r in rows))
     people = [
@@ -255,7 +269,7 @@ def people_page(
     shown = offset + len(rows)
     more = {"next_offset": shown if shown < total else None, "left": total - shown, "page_size": PEOPLE_PAGE}
     name = "people_more.html" if offset and request.headers.get("hx-request") else "people.html"
-    return page(request, name, people=people, total=total, more=more)
+    return page(request, name, people=people, total=total, more=more, area=mine is None)
 
 
 @get("/people/{person_id:uuid}", sync_to_thread=True)
