@@ -27,9 +27,12 @@ from api.dependencies import AuditTrail, Caller, Care, RecordAccess, Registry, V
 from api.names import with_names
 from api.problems import ProblemError
 from application.care import CareApplication
+from domain.base import ERASED
 from domain.person import Person
 from infrastructure import verify
 from infrastructure.audit import Audit
+from projections.registry import RegistryView
+from projections.scope import ListScope
 from projections.supervision import CHINA
 from projections.timeline import TimelineView
 from web.frame import lang_of, page
@@ -38,6 +41,11 @@ from web.supervisor import china_time
 
 PAGE_SIZE = 50
 PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
+NameQuery = Annotated[str | None, QueryParameter(max_length=32, description="part of a name")]
+# A name search compares the names of the people in scope in batches, up to a county's registry
+# several times over; a wider scope is asked to narrow by unit instead.
+SEARCH_BATCH = 2000
+SEARCH_LIMIT = 20_000
 # A date and time written year first (2026-12-03 18:04[:10], or with a T as a datetime-local field
 # sends it), no offset; read as China time, where the work happens.
 LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?$")]
@@ -48,6 +56,29 @@ STREAM_TYPES = {
     "visit_log": "VisitLog",
     "emergency_report": "EmergencyReport",
 }
+
+
+def search_by_name(
+    care: CareApplication, registry: RegistryView, visible: ListScope, wanted: str, offset: int
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """(one page of the people in scope whose name contains ``wanted``, how many match, whether
+    everyone in scope was compared). The views keep no names (they are sealed personal data), so
+    the names of the people in scope are read from the store a batch at a time and compared here,
+    up to ``SEARCH_LIMIT`` people."""
+    needle = wanted.casefold()
+    matches: list[dict[str, Any]] = []
+    scanned = 0
+    while scanned < SEARCH_LIMIT:
+        batch, total = registry.list_persons(limit=SEARCH_BATCH, offset=scanned, scope=visible)
+        names = care.names(r["id"] for r in batch)
+        for row in batch:
+            name = names.get(row["id"])
+            if name and name != ERASED and needle in name.casefold():
+                matches.append({**row, "name": name})
+        scanned += len(batch)
+        if scanned >= total or not batch:
+            return matches[offset : offset + PAGE_SIZE], len(matches), True
+    return matches[offset : offset + PAGE_SIZE], len(matches), False
 
 
 def person_status(person: Person) -> str:
@@ -171,13 +202,24 @@ class AuditPages(Controller):
         visible: Visible,
         record_access: RecordAccess,
         page_no: PageNumber = 1,
+        q: NameQuery = None,
     ) -> Template:
-        """The people whose cases this auditor may open (their unit's subtree), by registration."""
-        rows, total = registry.list_persons(limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, scope=visible)
-        rows = with_names(care, rows)
+        """The people whose cases this auditor may open (their unit's subtree), by registration;
+        with ``q``, those whose name contains it. Only the people a page shows are in the access
+        log, as for ``GET /persons``: the names compared to find them are not shown."""
+        wanted = (q or "").strip()
+        offset = (page_no - 1) * PAGE_SIZE
+        if wanted:
+            rows, total, scanned_all = search_by_name(care, registry, visible, wanted, offset)
+        else:
+            rows, total = registry.list_persons(limit=PAGE_SIZE, offset=offset, scope=visible)
+            rows, scanned_all = with_names(care, rows), True
         record_access(*(r["id"] for r in rows))
         pages = max(1, -(-total // PAGE_SIZE))
-        return page(request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages)
+        return page(
+            request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages, q=wanted,
+            scanned_all=scanned_all, search_limit=SEARCH_LIMIT,
+        )  # fmt: skip
 
     @get("/persons/{person_id:uuid}", sync_to_thread=True)
     def case(
