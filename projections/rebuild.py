@@ -3,7 +3,8 @@
 The projection's tables are created in a schema of their own (``rebuild_<name>``: the rebuild
 connection's ``search_path`` puts it before ``public``, so the projection's unqualified DDL and
 statements land there unchanged) and the whole notification log is replayed into them in large
-batches. Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
+batches; indexes that back no constraint are dropped first and built once from the finished
+rows, before the swap, instead of being kept up to date through the replay. Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
 one transaction: lock the projection's tracking row (the live runner waits), apply the events
 recorded since the last batch, drop the old tables, move the new ones (with their indexes) into
 ``public`` and set the tracking position to the last event applied. A reader sees either the
