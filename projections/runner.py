@@ -298,6 +298,11 @@ class ProjectionRunner:
             start=start, limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
+            if self._start is not None:
+                # Nothing new past the position we knew: make sure no view was reset meanwhile
+                # (by another process) before saying so; it costs a look at idle wake-ups only.
+                self._start = None
+                return self._process_batch()
             self._start = start
             return 0, True
         events = decode_wanted(self.app.mapper, notifications, self._wanted)

@@ -196,3 +196,20 @@ def test_a_batch_failing_half_way_leaves_the_views_and_their_tracking_rows_as_th
                     assert snapshot(conn, "public", tables) == written(
                         url, f"all_{name}", projection(), tables, one_at_a_time(projection(), events)
                     ), f"{name}: nothing applied twice, nothing lost"
+
+
+def test_a_runner_that_knew_a_later_position_replays_a_view_another_process_reset(care: Care) -> None:
+    url, app, events = care.world.url, care.world.app, logged(care)
+    with (
+        ProjectionRunner(app, url, [RegistryProjection()]) as running,
+        ProjectionRunner(app, url, [RegistryProjection()]) as other,
+    ):
+        running.catch_up()
+        assert running.positions() == {"registry": events[-1][0]}
+        with psycopg.connect(url) as conn:
+            full = snapshot(conn, "public", registry.TABLES)
+        other.reset("registry")
+        running.catch_up()  # nothing new in the log past what it knew: it looks again
+        assert running.positions() == {"registry": events[-1][0]}
+        with psycopg.connect(url) as conn:
+            assert snapshot(conn, "public", registry.TABLES) == full
