@@ -19,7 +19,14 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    Transcoder,
+    Transcoding,
+)
 
 from application.accounts import AccountCommands
 from application.asof import replay_as_of
@@ -170,6 +177,13 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
     def personal_data_erased(self, subject_id: UUID | str) -> bool:
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
         return self.store.is_erased(str(subject_id))
+
+    def construct_transcoder(self) -> Transcoder:
+        # The store's transcoder (infrastructure/transcoding.py: the library's JSON, byte for
+        # byte, in C), with this application's types registered on it.
+        transcoder = self.store.transcoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

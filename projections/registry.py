@@ -27,6 +27,7 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
+from projections.batches import set_statements, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -137,6 +138,8 @@ STATEMENTS: dict[type, str] = {
     Pairing.CadenceChanged: _update("reg_pairings", "cadence = %(cadence)s, visit_mode = %(visit_mode)s"),
     Pairing.Ended: _update("reg_pairings", "status = 'ended', ends_on = %(ends_on)s, end_reason = %(reason)s"),
 }
+# The same statements, each taking a whole batch's rows at once (apply_batch).
+BATCHED = set_statements(STATEMENTS)
 # Values the view keeps in another form than the event: only whether a guardian is named (not
 # who, nor their phone); pairing ids as jsonb keys.
 DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {
@@ -168,6 +171,10 @@ class RegistryProjection:
             params.update(derive(event))
         # Only the placeholders in the statement are sent: personal fields of the event are not.
         cur.execute(statement, params)
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        # Each statement touches only its event's row: one executemany per statement and round.
+        write_batched(cur, statement_writes(events, BATCHED, DERIVED))
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
