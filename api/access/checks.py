@@ -149,6 +149,11 @@ class Access:
         self._first.update(dict.fromkeys(wanted))
         self._first.update({e.originator_id: e for e in events})
 
+    def hold(self, aggregates: Mapping[UUID, Any]) -> None:
+        """Aggregates the request has read already (a batch's tasks and pairings), used as the
+        ones ``aggregate`` would load."""
+        self._loaded.update(aggregates)
+
     def aggregate(self, aggregate_id: UUID) -> Any:
         """The aggregate now (None: no such stream)."""
         if aggregate_id not in self._loaded:

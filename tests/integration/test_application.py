@@ -397,16 +397,17 @@ def test_a_backlog_that_loses_a_race_is_recorded_item_by_item(
     when = now - timedelta(minutes=5)
     items = [_log(uuid4(), helper, when, task_id=t.id) for t in tasks]
     other = _log(uuid4(), helper, when, task_id=tasks[0].id)
-    preload = care_app._preload
+    read = care_app.read_for_logs
 
-    def meanwhile(batch: Any) -> None:
-        preload(batch)  # the batch has read the tasks; another device completes one of them now
-        del care_app._preload  # that device's batch reads as usual
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        got = read(*args, **kwargs)  # the batch has read the tasks; another device completes one of them now
+        del care_app.read_for_logs  # that device's batch reads as usual
         done = threading.Thread(target=care_app.record_visits, args=([other],), kwargs={"acting_helper_id": helper})
         done.start()
         done.join()
+        return got
 
-    care_app._preload = meanwhile  # type: ignore[method-assign]
+    care_app.read_for_logs = meanwhile  # type: ignore[method-assign]
     answers = care_app.record_visits(items, acting_helper_id=helper)
     assert type(answers[0]).__name__ == "TaskClosedError" and answers[0].extra["log_id"] == str(other.log_id)
     assert isinstance(answers[1], CommandResult) and answers[1].created
