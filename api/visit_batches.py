@@ -34,6 +34,7 @@ from api.auth import Actor
 from api.dependencies import Caller, Care, Checked, MetaFor
 from api.problems import ProblemError, problem_of
 from api.visits import VisitLogIn, VisitLogOut, _log_fields, acting, log_out
+from application.care import CareApplication
 from application.visits import LogItem
 from domain.base import DomainError
 from domain.visit_log import VisitLog, VisitLogError
@@ -86,20 +87,23 @@ def _problem(n: int, e: Exception) -> dict[str, Any]:
     return body
 
 
-def _checked(access: Access, actor: Actor, care: Any, items: list[BatchItemIn]) -> tuple[list[Exception | None], Any]:
+def _checked(
+    access: Access, actor: Actor, care: CareApplication, items: list[BatchItemIn]
+) -> tuple[list[Exception | None], dict[UUID, Any]]:
     """Each item through the access table as its one-log route (with the route's rule and the
-    caller's scopes there). What the checks and the command read is read once, here: the tasks,
-    pairings, persons and groups named (``read_for_logs``, three queries), handed to the checks
-    and returned for the command; the first events of the rest named (the logs' ids) in one."""
+    caller's scopes there). What the checks and the command read is read once, here: the first
+    events of the logs' ids (one query: which are stored already), then for the new logs the
+    tasks, pairings, persons and groups named (``read_for_logs``, three queries), handed to the
+    checks and returned for the command; the first events of anything else named in one more
+    (a batch sent again: its tasks', which is all the checks of logs stored already need)."""
+    access.prime(item.id for item in items)
+    new = [item for item in items if access.first(item.id) is None]
     loaded = care.read_for_logs(
-        {i.task_id for i in items if i.task_id}, {i.pairing_id for i in items if i.pairing_id},
-        {i.person_id for i in items if i.person_id},
+        {i.task_id for i in new if i.task_id}, {i.pairing_id for i in new if i.pairing_id},
+        {i.person_id for i in new if i.person_id},
     )  # fmt: skip
     access.hold(loaded)
-    access.prime(
-        i for item in items for i in (item.id, item.task_id, item.pairing_id, item.person_id)
-        if i and (i == item.id or i not in loaded)
-    )  # fmt: skip
+    access.prime(i for item in items for i in (item.task_id, item.pairing_id, item.person_id) if i and i not in loaded)
     complete, unplanned = rule_for("POST", "/visits/{task_id}/complete"), rule_for("POST", "/visit-logs")
     assert isinstance(complete, Rule) and isinstance(unplanned, Rule)
     role = actor.role
