@@ -478,6 +478,7 @@ class VisitCommands(CommandGroup):
         named), the pairings' groups; in three queries (tasks; pairings and persons; groups),
         each of a kind where the id names one. ``known``: already read, not read again."""
         known = known or {}
+        task_ids, pairing_ids, person_ids = list(task_ids), list(pairing_ids), list(person_ids)
         got: dict[UUID, Aggregate] = {}
 
         def read(ids: Iterable[UUID]) -> None:
