@@ -239,8 +239,22 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
     # ---- the command loop ----------------------------------------------------------------
 
     @contextmanager
+    def given(self, aggregates: Iterable[Aggregate]) -> Iterator[None]:
+        """Commands of this thread inside it start from these aggregates instead of loading them
+        again: what the API's access guard read for this request a moment before. Only a
+        command's first attempt does: one re-decided after a concurrent write loads fresh state
+        (an aggregate saved meanwhile fails the save, as one loaded by the command would)."""
+        self._unit_of_work.given = {a.id: a for a in aggregates}
+        try:
+            yield
+        finally:
+            self._unit_of_work.given = None
+
+    @contextmanager
     def _fresh_unit_of_work(self) -> Iterator[None]:
-        self._unit_of_work.loaded = {}
+        given: dict[UUID, Any] | None = getattr(self._unit_of_work, "given", None)
+        self._unit_of_work.given = None  # the first attempt only
+        self._unit_of_work.loaded = dict(given) if given else {}
         try:
             yield
         finally:
