@@ -150,6 +150,11 @@ class Access:
         self._first.update(dict.fromkeys(wanted))
         self._first.update({e.originator_id: e for e in events})
 
+    def hold(self, aggregates: Mapping[UUID, Any]) -> None:
+        """Aggregates the request has read already (a batch's tasks and pairings), used as the
+        ones ``aggregate`` would load."""
+        self._loaded.update(aggregates)
+
     def preload(self, ids: Iterable[UUID]) -> None:
         """Load many aggregates now, from one read of all their events: what a write names (its
         target, the objects of its body, the id it creates). The checks read them instead of
