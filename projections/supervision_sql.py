@@ -44,6 +44,10 @@ FROM sv_helpers WHERE {ACTIVE_P} AND {UNDER} {BY_UNIT}
 
 SHAPES = f"SELECT shape, count(*) AS n FROM sv_pairings WHERE {ACTIVE_P} AND {UNDER} GROUP BY shape"
 
+UNIT = "SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(root)s"
+# The views' position (the lowest of ``views``, projection names) in the same round trip as a read.
+VIEWS_POSITION = "SELECT min(position) AS position FROM projection_tracking WHERE name = ANY(%(views)s)"
+
 CHILD_UNITS = "SELECT id, code, name, level FROM sv_units WHERE parent_id = %(root)s ORDER BY code"
 
 OVERDUE = f"""

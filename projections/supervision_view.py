@@ -10,6 +10,7 @@ reports behind the figures, worst first. Periods are calendar periods in China t
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -80,9 +81,7 @@ class SupervisionView:
             return cur.execute(query, params).fetchall()
 
     def unit(self, unit_id: UUID) -> dict[str, Any] | None:
-        rows = self._all(
-            "SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(id)s", {"id": unit_id}
-        )
+        rows = self._all(q.UNIT, {"root": unit_id})
         return rows[0] if rows else None
 
     def _many(self, queries: list[str], params: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -95,23 +94,37 @@ class SupervisionView:
             return [cur.fetchall() for cur in cursors]
 
     def summary(
-        self, unit_id: UUID, period: Period, now: datetime | None = None, *, unit: dict[str, Any] | None = None
+        self,
+        unit_id: UUID,
+        period: Period,
+        now: datetime | None = None,
+        *,
+        unit: dict[str, Any] | None = None,
+        views: Sequence[str] = (),
     ) -> dict[str, Any] | None:
-        """``unit``: the unit's row as ``unit()`` gives it, when the caller has read it already.
-        The figures come from the counts kept per unit (``sv_rollup``), in one round trip."""
-        unit = unit or self.unit(unit_id)
-        if unit is None:
-            return None
+        """``unit``: the unit's row as ``unit()`` gives it, when the caller has read it already
+        (otherwise it is read with the figures). ``views``: projection names whose lowest position
+        the answer carries as ``position``. The figures come from the counts kept per unit
+        (``sv_rollup``): everything in one round trip."""
         now = now or datetime.now(CHINA)
         today = now.astimezone(CHINA).date()
         p = {
             "root": unit_id, "start": period.start, "end": period.end, "now": now, "first": period.first,
-            "last": period.last, "today": today, "today_start": china_midnight(today),
+            "last": period.last, "today": today, "today_start": china_midnight(today), "views": list(views),
         }  # fmt: skip
-        facts, child_units, totals, by = self._many(
-            [q.ROLLUP, q.CHILD_UNITS, q.EMERGENCY_TOTALS, q.EMERGENCY_COUNTS], p
-        )
-        return self._assemble(unit, period, now, *_from_rollup(unit_id, facts), child_units, totals, by)
+        queries = [q.ROLLUP, q.CHILD_UNITS, q.EMERGENCY_TOTALS, q.EMERGENCY_COUNTS]
+        queries += [q.UNIT] if unit is None else []
+        queries += [q.VIEWS_POSITION] if views else []
+        facts, child_units, totals, by, *rest = self._many(queries, p)
+        if unit is None:
+            found = rest.pop(0)
+            if not found:
+                return None
+            unit = found[0]
+        figures = self._assemble(unit, period, now, *_from_rollup(unit_id, facts), child_units, totals, by)
+        if views:
+            figures["position"] = rest[0][0]["position"] or 0
+        return figures
 
     def summary_from_rows(self, unit_id: UUID, period: Period, now: datetime | None = None) -> dict[str, Any] | None:
         """The same figures aggregated from the view's rows (every person, helper, pairing and
