@@ -245,6 +245,9 @@ class SupervisionProjection:
         self.apply_batch(cur, [(position, event)])
 
     def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        events = [(position, event) for position, event in events if type(event) in HANDLERS]
+        if not events:
+            return
         touched = rollup.Touched.of(event for _, event in events)
         with cur.connection.pipeline():
             touched.uncount(cur)
