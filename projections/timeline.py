@@ -253,10 +253,11 @@ class TimelineView:
             set_json_loads(msgspec.json.decode, cur)
             rows = cur.execute(query, params).fetchall()
             head = rows[0] if rows else cur.execute(count, params).fetchone()
+        total, views_at = head["_total"], head["_views"]
         for row in rows:
             del row["_total"], row["_views"]
         next_cursor = rows[-1]["position"] if len(rows) == limit and rows else None
-        return TimelinePage(rows=rows, total=head["_total"], next_cursor=next_cursor, views_position=head["_views"])
+        return TimelinePage(rows=rows, total=total, next_cursor=next_cursor, views_position=views_at)
 
     def exists(self, person_id: UUID) -> bool:
         with self.pool.connection() as conn:
