@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
@@ -99,6 +100,36 @@ def meta_for(request: Request[Any, Any, Any], occurred_at: datetime | None) -> C
         correlation_id=request.scope.get("state", {}).get("request_id", ""),
         occurred_at=when,
     )
+
+
+class CommandContext:
+    """What a command's handler takes from its request, in one: the application, the command's
+    meta (actor, correlation id, checked ``occurred_at``), the version ``If-Match`` names, the
+    access log, and the aggregates the access guard read for this request, which ``run`` hands
+    to the command so that it does not read them again."""
+
+    __slots__ = ("care", "request")
+
+    def __init__(self, request: Request[Any, Any, Any]) -> None:
+        self.request = request
+        self.care = app_of(request)
+
+    def meta(self, occurred_at: datetime | None) -> CommandMeta:
+        return meta_for(self.request, occurred_at)
+
+    def expected_version(self) -> int | None:
+        return expected_version(self.request)
+
+    def record_access(self, *person_ids: UUID) -> None:
+        record_access(self.request, *person_ids)
+
+    def run(self, command: Callable[[], T]) -> T:
+        """Run a command (in the handler's thread) with what the guard loaded handed to it."""
+        access = self.request.scope.get("state", {}).get("access")
+        if access is None:
+            return command()
+        with self.care.given(access.aggregates()):
+            return command()
 
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,12})"?\s*$')

@@ -8,7 +8,9 @@ The app's resources are made on startup (api/app.py) and kept on ``app.state``; 
 only hand them over. The request-bound helpers (``meta_for``, ``record_access``,
 ``wait_for_views``, ``expected_version``, ``load_for_read``) are api/common.py's functions with the
 request already given: a handler calls them where it did before, so a refusal they raise comes
-at the same point of the request (after the body was validated).
+at the same point of the request (after the body was validated). ``command`` holds a command
+handler's four in one (api/common.py ``CommandContext``), and hands the command what the access
+guard read for the request.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from litestar.params import SkipValidation
 
 from api.access import Access, access_of, list_scope
 from api.auth import Actor, actor_of
-from api.common import expected_version, load_for_read, meta_for, record_access, wait_for_views
+from api.common import CommandContext, expected_version, load_for_read, meta_for, record_access, wait_for_views
 from api.views import ReadSide
 from application.accounts import AccountService
 from application.care import CareApplication
@@ -59,6 +61,8 @@ RecordAccess = NamedDependency[SkipValidation[Callable[..., None]]]
 WaitForViews = NamedDependency[SkipValidation[Callable[[int | None], int]]]
 ExpectedVersion = NamedDependency[SkipValidation[Callable[[], int | None]]]
 LoadForRead = NamedDependency[SkipValidation[Callable[..., Any]]]
+# A command handler's four in one: the application, meta_for, expected_version, record_access.
+Command = NamedDependency[SkipValidation[CommandContext]]
 
 
 def _care(state: State) -> CareApplication:
@@ -128,6 +132,10 @@ def _load_for_read(request: Request[Any, Any, Any]) -> Callable[..., Any]:
     return load
 
 
+def _command(request: Request[Any, Any, Any]) -> CommandContext:
+    return CommandContext(request)
+
+
 def _given(provider: Callable[..., Any]) -> Provide:
     # Each provider reads what the app or the guard already holds: nothing to run in a thread.
     return Provide(provider, sync_to_thread=False)
@@ -150,4 +158,5 @@ DEPENDENCIES: dict[str, Provide] = {
     "wait_for_views": _given(_wait_for_views),
     "expected_version": _given(_expected_version),
     "load_for_read": _given(_load_for_read),
+    "command": _given(_command),
 }

@@ -26,6 +26,7 @@ from nats.js.api import DeliverPolicy
 from api.access import Access, Kind
 from api.auth import actor_of
 from api.common import (
+    CommandContext,
     LongText,
     MinPosition,
     Offset,
@@ -33,11 +34,11 @@ from api.common import (
     created_response,
     etag,
 )
-from api.dependencies import Care, Checked, ExpectedVersion, MetaFor, RecordAccess, Views, Visible, WaitForViews
+from api.dependencies import Care, Checked, Command, RecordAccess, Views, Visible, WaitForViews
 from api.problems import ProblemError
 from api.revocations import RevocationUnavailable
 from api.security import limit_report_filing, report_not_new
-from application.care import CareApplication
+from application.care import CareApplication, CommandResult
 from application.emergencies import ALERT_PREFIX, idempotent_report_id
 from domain.base import CommandMeta
 from domain.emergency import ActionKind, Category, EmergencyReport, Outcome, Severity
@@ -274,20 +275,28 @@ class EmergencyController(Controller):
     def file(
         self,
         request: Request[Any, Any, Any],
-        care: Care,
-        meta_for: MetaFor,
+        command: Command,
         data: JSONBody[EmergencyCreate],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[EmergencyOut]:
         """File a report about a registered person (``person_id``) or someone found at a
         ``location`` (a village or township, and an address). 201 once it is stored; the
         township's on-duty responders are alerted within a second."""
-        meta = meta_for(data.occurred_at)
+        care = command.care
+        meta = command.meta(data.occurred_at)
         report_id = data.id or (idempotent_report_id(meta.actor_id, idempotency_key) if idempotency_key else uuid4())
-        result = care.file_emergency(
-            id=report_id, category=data.category, severity=data.severity, description=data.description,
-            person_id=data.person_id, location=msgspec.to_builtins(data.location) if data.location else None, meta=meta,
-        )  # fmt: skip
+        location = msgspec.to_builtins(data.location) if data.location else None
+        result = command.run(
+            lambda: care.file_emergency(
+                id=report_id,
+                category=data.category,
+                severity=data.severity,
+                description=data.description,
+                person_id=data.person_id,
+                location=location,
+                meta=meta,
+            )
+        )
         failpoint("api.after_file")
         if not result.created:
             report_not_new(request)
@@ -386,162 +395,72 @@ class EmergencyController(Controller):
 
     def _change(
         self,
-        app: CareApplication,
-        meta_for: Callable[[datetime | None], CommandMeta],
-        expected_version: Callable[[], int | None],
-        record_access: Callable[..., None],
+        command: CommandContext,
         report_id: UUID,
         occurred_at: datetime | None,
-        command: Any,
+        change: Callable[[CareApplication, CommandMeta, int | None], CommandResult],
     ) -> Response[EmergencyOut]:
-        meta = meta_for(occurred_at)
-        result = command(app, meta, expected_version())
+        app = command.care
+        meta = command.meta(occurred_at)
+        version = command.expected_version()
+        result = command.run(lambda: change(app, meta, version))
         report = app.saved(EmergencyReport, result, report_id)
         if report.person_id is not None:
-            record_access(report.person_id)  # the answer is the whole report, as a read is
+            command.record_access(report.person_id)  # the answer is the whole report, as a read is
         out = emergency_out(report, result.position, erased=app.personal_data_erased(report.id))
         return Response(out, headers=etag(report.version))
 
     @post("/{report_id:uuid}/acknowledge", sync_to_thread=True, status_code=200)
-    def acknowledge(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[When],
-    ) -> Response[EmergencyOut]:
+    def acknowledge(self, command: Command, report_id: FromPath[UUID], data: JSONBody[When]) -> Response[EmergencyOut]:
         """Take the report on (stops the escalation clock at this level)."""
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
-            report_id,
-            data.occurred_at,
-            lambda a, m, v: a.acknowledge_emergency(report_id, m, v),
+            command, report_id, data.occurred_at, lambda a, m, v: a.acknowledge_emergency(report_id, m, v)
         )
 
     @post("/{report_id:uuid}/actions", sync_to_thread=True, status_code=200)
-    def action(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[ActionIn],
-    ) -> Response[EmergencyOut]:
+    def action(self, command: Command, report_id: FromPath[UUID], data: JSONBody[ActionIn]) -> Response[EmergencyOut]:
         """Record what was done; acting first acknowledges the report if nobody had (help first, paperwork after)."""
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
+            command,
             report_id,
             data.occurred_at,
             lambda a, m, v: a.record_emergency_action(report_id, data.action, data.notes, m, v),
         )
 
     @post("/{report_id:uuid}/escalate", sync_to_thread=True, status_code=200)
-    def escalate(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[NotesIn],
-    ) -> Response[EmergencyOut]:
+    def escalate(self, command: Command, report_id: FromPath[UUID], data: JSONBody[NotesIn]) -> Response[EmergencyOut]:
         """Hand the report up a level now (e.g. the township needs the county)."""
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
-            report_id,
-            data.occurred_at,
-            lambda a, m, v: a.escalate_emergency(report_id, data.notes, m, v),
+            command, report_id, data.occurred_at, lambda a, m, v: a.escalate_emergency(report_id, data.notes, m, v)
         )
 
     @post("/{report_id:uuid}/resolve", sync_to_thread=True, status_code=200)
-    def resolve(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[ResolveIn],
-    ) -> Response[EmergencyOut]:
+    def resolve(self, command: Command, report_id: FromPath[UUID], data: JSONBody[ResolveIn]) -> Response[EmergencyOut]:
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
+            command,
             report_id,
             data.occurred_at,
             lambda a, m, v: a.resolve_emergency(report_id, data.outcome, data.notes, m, v),
         )
 
     @post("/{report_id:uuid}/reopen", sync_to_thread=True, status_code=200)
-    def reopen(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[NotesIn],
-    ) -> Response[EmergencyOut]:
+    def reopen(self, command: Command, report_id: FromPath[UUID], data: JSONBody[NotesIn]) -> Response[EmergencyOut]:
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
-            report_id,
-            data.occurred_at,
-            lambda a, m, v: a.reopen_emergency(report_id, data.notes, m, v),
+            command, report_id, data.occurred_at, lambda a, m, v: a.reopen_emergency(report_id, data.notes, m, v)
         )
 
     @post("/{report_id:uuid}/close", sync_to_thread=True, status_code=200)
-    def close(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[CloseIn],
-    ) -> Response[EmergencyOut]:
+    def close(self, command: Command, report_id: FromPath[UUID], data: JSONBody[CloseIn]) -> Response[EmergencyOut]:
         """A supervisor closes a resolved report after review; it cannot be reopened."""
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
-            report_id,
-            data.occurred_at,
-            lambda a, m, v: a.close_emergency(report_id, data.notes, m, v),
+            command, report_id, data.occurred_at, lambda a, m, v: a.close_emergency(report_id, data.notes, m, v)
         )
 
     @post("/{report_id:uuid}/link", sync_to_thread=True, status_code=200)
-    def link(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        report_id: FromPath[UUID],
-        data: JSONBody[LinkIn],
-    ) -> Response[EmergencyOut]:
+    def link(self, command: Command, report_id: FromPath[UUID], data: JSONBody[LinkIn]) -> Response[EmergencyOut]:
         """This report is about the same incident as ``duplicate_of``: linked and resolved as a duplicate."""
         return self._change(
-            care,
-            meta_for,
-            expected_version,
-            record_access,
+            command,
             report_id,
             data.occurred_at,
             lambda a, m, v: a.link_duplicate_emergency(report_id, data.duplicate_of, m, v),

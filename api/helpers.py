@@ -23,7 +23,7 @@ from api.common import (
     created_response,
     etag,
 )
-from api.dependencies import Care, ExpectedVersion, LoadForRead, MetaFor, Registry, Visible, WaitForViews
+from api.dependencies import Care, Command, ExpectedVersion, LoadForRead, MetaFor, Registry, Visible, WaitForViews
 from api.names import with_names
 from application.care import CareApplication, CommandResult
 from domain.group import VolunteerGroup
@@ -106,16 +106,19 @@ class HelperController(Controller):
     tags = ["helpers"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def register(self, care: Care, meta_for: MetaFor, data: JSONBody[HelperCreate]) -> Response[HelperOut]:
+    def register(self, command: Command, data: JSONBody[HelperCreate]) -> Response[HelperOut]:
         """Register a helper in an org unit; capacity defaults to GUANAI_HELPER_CAPACITY."""
-        result = care.register_helper(
-            id=data.id or uuid4(),
-            role=data.role,
-            name=data.name,
-            phone=data.phone,
-            org_unit_id=data.org_unit_id,
-            capacity=data.capacity,
-            meta=meta_for(data.occurred_at),
+        care, meta = command.care, command.meta(data.occurred_at)
+        result = command.run(
+            lambda: care.register_helper(
+                id=data.id or uuid4(),
+                role=data.role,
+                name=data.name,
+                phone=data.phone,
+                org_unit_id=data.org_unit_id,
+                capacity=data.capacity,
+                meta=meta,
+            )
         )
         helper = care.saved(Helper, result)
         return created_response(helper_out(helper, result.position), result, helper.version, f"/helpers/{helper.id}")

@@ -33,7 +33,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.access import unit_id_of
 from api.common import MinPosition
-from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Supervision, Views, WaitForViews
+from api.dependencies import Caller, Care, Jobs, MetaFor, RecordAccess, Registry, Supervision, WaitForViews
 from api.problems import ProblemError
 from api.registry_export import export_inspection, export_registry, template
 from api.supervision import resolve_unit
@@ -211,17 +211,9 @@ class ImportController(Controller):
             )
 
         job = await loop.run_in_executor(None, submit)
-        if job["status"] == "refused":
-            refused = UploadRefused(job["detail"] or "refused")
-            status, slug = _refusal(job["detail"] or "")
-            raise ProblemError(
-                status,
-                slug,
-                "File refused",
-                refused.reason,
-                errors=[{"field": "file", "reason": refused.reason}],
-                import_id=str(job["id"]),
-            )
+        if job["status"] == "refused":  # answered as its kind is (api/problems.py), naming the job
+            refusal: UploadRefused = job["refusal"]
+            raise type(refusal)(refusal.reason, import_id=str(job["id"]))
         run_in_background(request, job["id"], meta)
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{job['id']}"})
 
@@ -295,14 +287,6 @@ class ImportController(Controller):
         return Response(_job(job), status_code=202, headers={"Location": f"/imports/{import_id}"})
 
 
-def _refusal(detail: str) -> tuple[int, str]:
-    if "at most" in detail or "unpacks to" in detail or "more than" in detail:
-        return 413, "body-too-large"
-    if "macro" in detail or ".xls" in detail or "not an XLSX" in detail or "neither" in detail:
-        return 415, "unsupported-media-type"
-    return 422, "file-refused"
-
-
 class RegistryXlsxController(Controller):
     path = "/supervision"
     tags = ["supervision"]
@@ -314,15 +298,14 @@ class RegistryXlsxController(Controller):
         care: Care,
         wait_for_views: WaitForViews,
         record_access: RecordAccess,
-        views: Views,
+        registry: Registry,
         org_unit: FromPath[str],
         min_position: MinPosition = None,
     ) -> Response[bytes]:
         """The registry (台账) under the unit: one sheet per township, ID numbers as text, dates as dates."""
         wait_for_views(min_position)
         unit = care.load(OrgUnit, resolve_unit(supervision, org_unit)["id"])
-        pool = views.pool
-        data, _ = export_registry(care, pool, unit, record_access=lambda ids: record_access(*ids))
+        data, _ = export_registry(care, registry, unit, record_access=lambda ids: record_access(*ids))
         return _attachment(data, f"registry-{unit.code}.xlsx")
 
     @get("/{org_unit:str}/inspection.xlsx", sync_to_thread=True, media_type=XLSX)

@@ -21,7 +21,7 @@ from api.common import (
     created_response,
     etag,
 )
-from api.dependencies import Care, ExpectedVersion, LoadForRead, MetaFor, Registry, Visible, WaitForViews
+from api.dependencies import Care, Command, ExpectedVersion, LoadForRead, MetaFor, Registry, Visible, WaitForViews
 from application.care import CareApplication, CommandResult
 from domain.pairing import Pairing
 from domain.vocabulary import Cadence, PairingShape, VisitMode
@@ -124,19 +124,22 @@ class PairingController(Controller):
     tags = ["pairings"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def form(self, care: Care, meta_for: MetaFor, data: JSONBody[PairingCreate]) -> Response[PairingOut]:
+    def form(self, command: Command, data: JSONBody[PairingCreate]) -> Response[PairingOut]:
         """Pair helpers with people. The shape fixes the counts: one_to_one 1+1, one_to_many
         1 helper + 2 or more persons, many_to_one 2 or more helpers + 1 person."""
-        result = care.form_pairing(
-            id=data.id or uuid4(),
-            shape=data.shape,
-            helper_ids=data.helper_ids,
-            person_ids=data.person_ids,
-            cadence=data.cadence,
-            visit_mode=data.visit_mode,
-            starts_on=data.starts_on,
-            group_id=data.group_id,
-            meta=meta_for(data.occurred_at),
+        care, meta = command.care, command.meta(data.occurred_at)
+        result = command.run(
+            lambda: care.form_pairing(
+                id=data.id or uuid4(),
+                shape=data.shape,
+                helper_ids=data.helper_ids,
+                person_ids=data.person_ids,
+                cadence=data.cadence,
+                visit_mode=data.visit_mode,
+                starts_on=data.starts_on,
+                group_id=data.group_id,
+                meta=meta,
+            )
         )
         pairing = care.saved(Pairing, result)
         return created_response(

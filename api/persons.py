@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.common import (
     AsOf,
+    CommandContext,
     Limit,
     MinPosition,
     Name,
@@ -25,9 +26,9 @@ from api.common import (
     created_response,
     etag,
 )
-from api.dependencies import Care, ExpectedVersion, LoadForRead, MetaFor, RecordAccess, Registry, Visible, WaitForViews
+from api.dependencies import Care, Command, LoadForRead, RecordAccess, Registry, Visible, WaitForViews
 from api.names import with_names
-from application.care import CareApplication
+from application.care import CommandResult
 from domain.person import Person
 from domain.vocabulary import PersonKind, RiskTag, Sex
 
@@ -172,26 +173,30 @@ class PersonController(Controller):
     tags = ["persons"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def register(self, care: Care, meta_for: MetaFor, data: JSONBody[PersonCreate]) -> Response[PersonOut]:
+    def register(self, command: Command, data: JSONBody[PersonCreate]) -> Response[PersonOut]:
         """Register an elder or a child in a village.
 
         Send your own ``id`` to make the call safe to repeat (offline devices): the same body
         again answers 200 with the first result; a different body under that id answers 409."""
-        result = care.register_person(
-            id=data.id or uuid4(),
-            kind=data.kind,
-            name=data.name,
-            sex=data.sex,
-            birth_date=data.birth_date,
-            village_id=data.village_id,
-            id_number=data.id_number,
-            household=data.household,
-            risk_tags=data.risk_tags,
-            guardian=_drop_none(data.guardian) if data.guardian else None,
-            parents=[_drop_none(p) for p in data.parents],
-            absent_children=[_drop_none(c) for c in data.absent_children],
-            care_agreement_signed_on=data.care_agreement_signed_on,
-            meta=meta_for(data.occurred_at),
+        care = command.care
+        meta = command.meta(data.occurred_at)
+        result = command.run(
+            lambda: care.register_person(
+                id=data.id or uuid4(),
+                kind=data.kind,
+                name=data.name,
+                sex=data.sex,
+                birth_date=data.birth_date,
+                village_id=data.village_id,
+                id_number=data.id_number,
+                household=data.household,
+                risk_tags=data.risk_tags,
+                guardian=_drop_none(data.guardian) if data.guardian else None,
+                parents=[_drop_none(p) for p in data.parents],
+                absent_children=[_drop_none(c) for c in data.absent_children],
+                care_agreement_signed_on=data.care_agreement_signed_on,
+                meta=meta,
+            )
         )
         person = care.saved(Person, result)
         return created_response(person_out(person, result.position), result, person.version, f"/persons/{person.id}")
@@ -247,137 +252,68 @@ class PersonController(Controller):
         return Response(out, headers=etag(person.version))
 
     def _change(
-        self,
-        care: CareApplication,
-        expected_version: Callable[[], int | None],
-        record_access: Callable[..., None],
-        person_id: UUID,
-        command: Any,
+        self, command: CommandContext, person_id: UUID, change: Callable[[int | None], CommandResult]
     ) -> Response[PersonOut]:
-        result = command(expected_version())
-        person = care.saved(Person, result, person_id)
+        version = command.expected_version()
+        result = command.run(lambda: change(version))
+        person = command.care.saved(Person, result, person_id)
         # The answer is the whole record, more than the change sent (and sent even when nothing changed).
-        record_access(person_id)
+        command.record_access(person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/risk-tags", sync_to_thread=True, status_code=200)
     def add_risk_tag(
-        self,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        care: Care,
-        meta_for: MetaFor,
-        person_id: FromPath[UUID],
-        data: JSONBody[RiskTagChange],
+        self, command: Command, person_id: FromPath[UUID], data: JSONBody[RiskTagChange]
     ) -> Response[PersonOut]:
-        meta = meta_for(data.occurred_at)
-        return self._change(
-            care, expected_version, record_access, person_id, lambda v: care.add_risk_tag(person_id, data.tag, meta, v)
-        )
+        meta = command.meta(data.occurred_at)
+        return self._change(command, person_id, lambda v: command.care.add_risk_tag(person_id, data.tag, meta, v))
 
     @post("/{person_id:uuid}/risk-tags/remove", sync_to_thread=True, status_code=200)
     def remove_risk_tag(
-        self,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        care: Care,
-        meta_for: MetaFor,
-        person_id: FromPath[UUID],
-        data: JSONBody[RiskTagChange],
+        self, command: Command, person_id: FromPath[UUID], data: JSONBody[RiskTagChange]
     ) -> Response[PersonOut]:
-        meta = meta_for(data.occurred_at)
-        return self._change(
-            care,
-            expected_version,
-            record_access,
-            person_id,
-            lambda v: care.remove_risk_tag(person_id, data.tag, meta, v),
-        )
+        meta = command.meta(data.occurred_at)
+        return self._change(command, person_id, lambda v: command.care.remove_risk_tag(person_id, data.tag, meta, v))
 
     @post("/{person_id:uuid}/guardian", sync_to_thread=True, status_code=200)
     def assign_guardian(
-        self,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        care: Care,
-        meta_for: MetaFor,
-        person_id: FromPath[UUID],
-        data: JSONBody[GuardianChange],
+        self, command: Command, person_id: FromPath[UUID], data: JSONBody[GuardianChange]
     ) -> Response[PersonOut]:
-        meta = meta_for(data.occurred_at)
+        meta = command.meta(data.occurred_at)
         guardian = _drop_none(data.guardian)
-        return self._change(
-            care,
-            expected_version,
-            record_access,
-            person_id,
-            lambda v: care.assign_guardian(person_id, guardian, meta, v),
-        )
+        return self._change(command, person_id, lambda v: command.care.assign_guardian(person_id, guardian, meta, v))
 
     @post("/{person_id:uuid}/care-agreement", sync_to_thread=True, status_code=200)
     def sign_care_agreement(
-        self,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        care: Care,
-        meta_for: MetaFor,
-        person_id: FromPath[UUID],
-        data: JSONBody[CareAgreement],
+        self, command: Command, person_id: FromPath[UUID], data: JSONBody[CareAgreement]
     ) -> Response[PersonOut]:
         """Record that the parents signed the entrusted-care responsibility agreement."""
-        meta = meta_for(data.occurred_at)
+        meta = command.meta(data.occurred_at)
         return self._change(
-            care,
-            expected_version,
-            record_access,
-            person_id,
-            lambda v: care.sign_care_agreement(person_id, data.signed_on, meta, v),
+            command, person_id, lambda v: command.care.sign_care_agreement(person_id, data.signed_on, meta, v)
         )
 
     @post("/{person_id:uuid}/leave", sync_to_thread=True, status_code=200)
-    def leave(
-        self,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        care: Care,
-        meta_for: MetaFor,
-        person_id: FromPath[UUID],
-        data: JSONBody[Leave],
-    ) -> Response[PersonOut]:
+    def leave(self, command: Command, person_id: FromPath[UUID], data: JSONBody[Leave]) -> Response[PersonOut]:
         """The person leaves the programme; their pairings drop them or end."""
-        meta = meta_for(data.occurred_at)
+        meta = command.meta(data.occurred_at)
         return self._change(
-            care,
-            expected_version,
-            record_access,
-            person_id,
-            lambda v: care.person_leaves_programme(person_id, data.reason, meta, v),
+            command, person_id, lambda v: command.care.person_leaves_programme(person_id, data.reason, meta, v)
         )
 
     @post("/{person_id:uuid}/erase", sync_to_thread=True, status_code=200)
-    def erase(
-        self, care: Care, meta_for: MetaFor, person_id: FromPath[UUID], data: JSONBody[Erase]
-    ) -> Response[PersonOut]:
+    def erase(self, command: Command, person_id: FromPath[UUID], data: JSONBody[Erase]) -> Response[PersonOut]:
         """Erase the person's personal data (crypto-shredding): their key is destroyed with the
         ``Person.Erased`` event, so their name, ID number, family contacts, notes and reports'
         descriptions read as erased everywhere; ids, dates, categories and the verifiable history
         remain. Still in the programme: they leave their pairings first. Again: 200, nothing written."""
-        meta = meta_for(data.occurred_at)
-        result = care.erase_person(person_id, data.reason, meta)
+        meta = command.meta(data.occurred_at)
+        care = command.care
+        result = command.run(lambda: care.erase_person(person_id, data.reason, meta))
         person = care.saved(Person, result, person_id)
         return Response(person_out(person, result.position), headers=etag(person.version))
 
     @post("/{person_id:uuid}/return", sync_to_thread=True, status_code=200)
-    def return_(
-        self,
-        expected_version: ExpectedVersion,
-        record_access: RecordAccess,
-        care: Care,
-        meta_for: MetaFor,
-        person_id: FromPath[UUID],
-        data: JSONBody[Return],
-    ) -> Response[PersonOut]:
-        meta = meta_for(data.occurred_at)
-        return self._change(
-            care, expected_version, record_access, person_id, lambda v: care.person_returns(person_id, meta, v)
-        )
+    def return_(self, command: Command, person_id: FromPath[UUID], data: JSONBody[Return]) -> Response[PersonOut]:
+        meta = command.meta(data.occurred_at)
+        return self._change(command, person_id, lambda v: command.care.person_returns(person_id, meta, v))

@@ -60,6 +60,7 @@ from domain.visit_task import (
 )
 from domain.vocabulary import label_codes
 from infrastructure.personal_data import MasterKeyError
+from infrastructure.spreadsheets import UploadGone, UploadNotReadable, UploadRefused, UploadTooLarge
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("guanai.api")
@@ -110,6 +111,11 @@ DOMAIN_PROBLEMS: dict[type[DomainError], Problem] = {
     ThrottledError: Problem(429, "too-many-requests", "Too many requests"),
     NoAccountError: Problem(409, "not-an-account", "Not an account"),
     CsrfError: Problem(403, "csrf-refused", "CSRF token missing or wrong"),
+    # uploaded spreadsheets (imports)
+    UploadRefused: Problem(422, "file-refused", "File refused"),
+    UploadTooLarge: Problem(413, "body-too-large", "File refused"),
+    UploadNotReadable: Problem(415, "unsupported-media-type", "File refused"),
+    UploadGone: Problem(410, "gone", "Gone"),
 }
 
 

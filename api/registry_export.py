@@ -18,15 +18,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
-
 from application.care import CareApplication
 from application.registry_import import BY_FIELD, COLUMNS, KIND_LABELS, SEX_LABELS
 from domain.org_unit import OrgUnit
 from domain.person import Person
 from domain.vocabulary import RISK_TAG_LABELS, OrgLevel, RiskTag
 from infrastructure.spreadsheets import OutColumn, new_workbook, to_bytes, write_sheet
+from projections.registry import RegistryView
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView
 
@@ -53,13 +51,6 @@ REGISTRY_COLUMNS = (
     OutColumn("care_agreement_signed_on", _h("care_agreement_signed_on"), "date", width=14),
     OutColumn("pairings", "结对数", "number", width=8),
 )
-PERSON_SQL = """
-SELECT p.id, p.village_id, p.active_pairings, v.code AS village_code, v.name AS village_name, t.id AS township_id,
-       t.code AS township_code, t.name AS township_name
-FROM reg_persons p JOIN reg_org_units v ON v.id = p.village_id LEFT JOIN reg_org_units t ON t.id = v.parent_id
-WHERE p.org_path @> ARRAY[%s]::uuid[] AND p.status = 'active'
-ORDER BY t.code, v.code, p.registered_position
-"""
 
 
 def _registry_row(person: Person, view: dict[str, Any]) -> dict[str, Any]:
@@ -83,12 +74,11 @@ def _registry_row(person: Person, view: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_registry(
-    app: CareApplication, pool: ConnectionPool, unit: OrgUnit, *, record_access: RecordAccess
+    app: CareApplication, registry: RegistryView, unit: OrgUnit, *, record_access: RecordAccess
 ) -> tuple[bytes, int]:
     """(workbook, people written). ``record_access`` is called with every person's id before
     their data is put in the workbook."""
-    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(PERSON_SQL, (unit.id,)).fetchall()
+    rows = registry.people_with_places(unit.id)
     record_access([r["id"] for r in rows])
     persons = app.load_many(Person, [r["id"] for r in rows])
     book = new_workbook()

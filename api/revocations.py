@@ -1,4 +1,5 @@
-"""Revoked bearer tokens: the ``revoked_tokens`` table and each API process's copy of it.
+"""Revoked bearer tokens: each API process's copy of the ``revoked_tokens`` table
+(infrastructure/revoked_tokens.py).
 
 A token is refused from the moment its id (``jti``) is in the table until it would have expired
 anyway; then the row is of no use and is purged. Every request is checked against an in-process
@@ -20,48 +21,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import structlog
-from psycopg_pool import ConnectionPool
+
+from infrastructure import revoked_tokens
+from infrastructure.revoked_tokens import RevokedTokens
 
 # Bounds how long a revocation must be kept, and so how far back a jti-only revocation reaches.
 MAX_TOKEN_TTL = timedelta(days=31)
 
 log = structlog.get_logger("guanai.api")
 
-DDL = """
-CREATE TABLE IF NOT EXISTS revoked_tokens (
-    jti text PRIMARY KEY,
-    expires_at timestamptz NOT NULL,
-    revoked_at timestamptz NOT NULL DEFAULT now(),
-    revoked_by text NOT NULL,
-    reason text NOT NULL
-)
-"""
-
 
 class RevocationUnavailable(RuntimeError):
     """The revoked-token list has not been read for too long to trust the copy."""
-
-
-def create_table(conn: psycopg.Connection[Any]) -> None:
-    with conn.transaction():
-        # Several processes start at once; CREATE ... IF NOT EXISTS alone can still collide.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('guanai_revoked_tokens'))")
-        conn.execute(DDL)
-
-
-def revoke(conn: psycopg.Connection[Any], jti: str, expires_at: datetime, *, revoked_by: str, reason: str) -> bool:
-    """Record a revocation (True when it is new); purge rows whose tokens have expired anyway."""
-    with conn.transaction():
-        conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")
-        row = conn.execute(
-            "INSERT INTO revoked_tokens (jti, expires_at, revoked_by, reason) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(revoked_tokens.expires_at, excluded.expires_at)"
-            " RETURNING (xmax = 0)",
-            (jti, expires_at, revoked_by, reason),
-        ).fetchone()
-    return bool(row and row[0])
 
 
 class RevocationList:
@@ -82,31 +54,21 @@ class RevocationList:
         self._revoked: dict[str, float] = {}  # jti -> expiry (epoch seconds)
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
-        self._pool: ConnectionPool[Any] | None = None
+        self._table = RevokedTokens(database_url)
         self._task: asyncio.Task[None] | None = None
 
     def open(self) -> RevocationList:
-        self._pool = ConnectionPool(
-            self.database_url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=True, name="revocations"
-        )
-        with self._pool.connection() as conn:
-            create_table(conn)
+        self._table.open()
         self.refresh()
         return self
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._table.close()
 
     def refresh(self) -> None:
-        assert self._pool is not None, "open() first"
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT jti, extract(epoch FROM expires_at) FROM revoked_tokens WHERE expires_at > now()"
-            ).fetchall()
+        live = self._table.live()
         with self._lock:
-            self._revoked = {jti: float(exp) for jti, exp in rows}
+            self._revoked = live
             self._loaded_at = self.clock()
 
     def is_revoked(self, jti: str) -> bool:
@@ -116,9 +78,7 @@ class RevocationList:
         return expires is not None and expires > time.time()
 
     def revoke(self, jti: str, expires_at: datetime, *, revoked_by: str, reason: str) -> bool:
-        assert self._pool is not None, "open() first"
-        with self._pool.connection() as conn:
-            new = revoke(conn, jti, expires_at, revoked_by=revoked_by, reason=reason)
+        new = self._table.revoke(jti, expires_at, revoked_by=revoked_by, reason=reason)
         with self._lock:
             self._revoked[jti] = max(self._revoked.get(jti, 0.0), expires_at.timestamp())
         return new
@@ -159,9 +119,7 @@ def revoke_until(expires_at: datetime | None) -> datetime:
 def revoke_in(database_url: str, jti: str, expires_at: datetime | None, *, revoked_by: str, reason: str) -> datetime:
     """Revoke from outside an API process (``guanai token revoke``); returns the row's expiry."""
     until = revoke_until(expires_at)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        create_table(conn)
-        revoke(conn, jti, until, revoked_by=revoked_by, reason=reason)
+    revoked_tokens.revoke_in(database_url, jti, until, revoked_by=revoked_by, reason=reason)
     return until
 
 

@@ -34,6 +34,7 @@ from api.auth import Actor
 from api.dependencies import Caller, Care, Checked, MetaFor
 from api.problems import ProblemError, problem_of
 from api.visits import VisitLogIn, VisitLogOut, _log_fields, acting, log_out
+from application.care import CareApplication
 from application.visits import LogItem
 from domain.base import DomainError
 from domain.visit_log import VisitLog, VisitLogError
@@ -86,10 +87,23 @@ def _problem(n: int, e: Exception) -> dict[str, Any]:
     return body
 
 
-def _checked(access: Access, actor: Actor, items: list[BatchItemIn]) -> list[Exception | None]:
+def _checked(
+    access: Access, actor: Actor, care: CareApplication, items: list[BatchItemIn]
+) -> tuple[list[Exception | None], dict[UUID, Any]]:
     """Each item through the access table as its one-log route (with the route's rule and the
-    caller's scopes there), reading the first events of everything named in one query."""
-    access.prime(i for item in items for i in (item.id, item.task_id, item.pairing_id, item.person_id) if i)
+    caller's scopes there). What the checks and the command read is read once, here: the first
+    events of the logs' ids (one query: which are stored already), then for the new logs the
+    tasks, pairings, persons and groups named (``read_for_logs``, three queries), handed to the
+    checks and returned for the command; the first events of anything else named in one more
+    (a batch sent again: its tasks', which is all the checks of logs stored already need)."""
+    access.prime(item.id for item in items)
+    new = [item for item in items if access.first(item.id) is None]
+    loaded = care.read_for_logs(
+        {i.task_id for i in new if i.task_id}, {i.pairing_id for i in new if i.pairing_id},
+        {i.person_id for i in new if i.person_id},
+    )  # fmt: skip
+    access.hold(loaded)
+    access.prime(i for item in items for i in (item.task_id, item.pairing_id, item.person_id) if i and i not in loaded)
     complete, unplanned = rule_for("POST", "/visits/{task_id}/complete"), rule_for("POST", "/visit-logs")
     assert isinstance(complete, Rule) and isinstance(unplanned, Rule)
     role = actor.role
@@ -107,7 +121,7 @@ def _checked(access: Access, actor: Actor, items: list[BatchItemIn]) -> list[Exc
             out.append(e)
         else:
             out.append(None)
-    return out
+    return out, loaded
 
 
 class VisitLogBatchController(Controller):
@@ -128,7 +142,7 @@ class VisitLogBatchController(Controller):
         refused as a whole (422 naming ``items[n].<field>``) and nothing is written. Safe to
         resend whole."""
         me, actor_helper = acting(actor)
-        refused = _checked(access, actor, data.items)
+        refused, loaded = _checked(access, actor, care, data.items)
         answers: list[BatchItemOut | None] = [None] * len(data.items)
         wanted: list[int] = []
         commands: list[LogItem] = []
@@ -151,7 +165,11 @@ class VisitLogBatchController(Controller):
             link = {"pairing_id": item.pairing_id, "person_id": item.person_id}
             wanted.append(n)
             commands.append(LogItem(item.id, meta, _log_fields(item, me, item.task_id), **link))
-        results = care.record_visits(commands, acting_helper_id=actor_helper, now=datetime.now(UTC))
+        # The logs' ids stored already, as the checks read them (a log stored since is caught by the save).
+        taken = [c.log_id for c in commands if access.first(c.log_id) is not None]
+        results = care.record_visits(
+            commands, acting_helper_id=actor_helper, now=datetime.now(UTC), loaded=loaded, taken=taken
+        )
         for n, result in zip(wanted, results, strict=True):
             item = data.items[n]
             if isinstance(result, DomainError):

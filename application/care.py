@@ -19,7 +19,14 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, JSONTranscoder, Mapper, Transcoding
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    Transcoder,
+    Transcoding,
+)
 
 from application.accounts import AccountCommands
 from application.asof import replay_as_of
@@ -171,6 +178,13 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
         """Whether the personal data sealed for a subject (a person, an emergency report) was erased."""
         return self.store.is_erased(str(subject_id))
 
+    def construct_transcoder(self) -> Transcoder:
+        # The store's transcoder (infrastructure/transcoding.py: the library's JSON, byte for
+        # byte, in C), with this application's types registered on it.
+        transcoder = self.store.transcoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
@@ -225,8 +239,22 @@ class CareApplication(AccountCommands, EmergencyCommands, VisitCommands, Applica
     # ---- the command loop ----------------------------------------------------------------
 
     @contextmanager
+    def given(self, aggregates: Iterable[Aggregate]) -> Iterator[None]:
+        """Commands of this thread inside it start from these aggregates instead of loading them
+        again: what the API's access guard read for this request a moment before. Only a
+        command's first attempt does: one re-decided after a concurrent write loads fresh state
+        (an aggregate saved meanwhile fails the save, as one loaded by the command would)."""
+        self._unit_of_work.given = {a.id: a for a in aggregates}
+        try:
+            yield
+        finally:
+            self._unit_of_work.given = None
+
+    @contextmanager
     def _fresh_unit_of_work(self) -> Iterator[None]:
-        self._unit_of_work.loaded = {}
+        given: dict[UUID, Any] | None = getattr(self._unit_of_work, "given", None)
+        self._unit_of_work.given = None  # the first attempt only
+        self._unit_of_work.loaded = dict(given) if given else {}
         try:
             yield
         finally:

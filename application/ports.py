@@ -16,7 +16,14 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    Transcoder,
+)
 
 
 class EventStore(ABC):
@@ -25,6 +32,11 @@ class EventStore(ABC):
     constructor, mapper first; the other methods after that."""
 
     recorder: ApplicationRecorder
+
+    def transcoder(self) -> JSONTranscoder:
+        """The transcoder of event states (the application registers its types on it): the
+        library's JSON, or one that writes the same bytes faster."""
+        return JSONTranscoder()
 
     @abstractmethod
     def construct_mapper(self, factory: InfrastructureFactory[Any], transcoder: Transcoder) -> Mapper[UUID]:

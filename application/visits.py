@@ -10,14 +10,15 @@ when a coordinator acts for others; helpers act only for themselves and their ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
+from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from application.command_group import CommandGroup
 from application.errors import AlreadyExistsError, NotFoundError
@@ -391,14 +392,23 @@ class VisitCommands(CommandGroup):
     # ---- a device's backlog of visit logs at once -------------------------------------------------
 
     def record_visits(
-        self, items: Sequence[LogItem], *, acting_helper_id: UUID | None = None, now: datetime | None = None
+        self,
+        items: Sequence[LogItem],
+        *,
+        acting_helper_id: UUID | None = None,
+        now: datetime | None = None,
+        loaded: Mapping[UUID, Aggregate] | None = None,
+        taken: Iterable[UUID] | None = None,
     ) -> list[CommandResult | DomainError]:
         """Record many visit logs (an offline device's backlog) with the guarantees of
         ``record_visit`` for each: each item's answer is its own result or the error that refused
         it, and a refused item leaves no trace. What the items read is loaded in one query per
-        kind, and the new logs (each with the task it completes) are saved in one transaction;
-        when that save loses a race with a concurrent write, each item is recorded on its own.
-        The same id twice in one batch: the later item is refused."""
+        kind (``loaded``: what the caller read for them already, ``read_for_logs``), and the new
+        logs (each with the task it completes) are saved in one transaction; when that save loses
+        a race with a concurrent write, each item is recorded on its own. ``taken``: the items'
+        ids that name something stored already, as the caller read them (None: read here); a log
+        stored since is caught by the save. The same id twice in one batch: the later item is
+        refused."""
         answers: dict[int, CommandResult | DomainError] = {}
         contents: dict[int, dict[str, Any]] = {}
         seen: dict[UUID, int] = {}
@@ -414,13 +424,25 @@ class VisitCommands(CommandGroup):
                 contents[n] = log_content(visited_at=item.meta.occurred_at, **item.fields)
             except DomainError as e:
                 answers[n] = e
-        stored = {e.originator_id for e in self.store.first_events([items[n].log_id for n in contents])}
+        if taken is None:
+            taken = [cast(UUID, e.originator_id) for e in self.store.first_events([items[n].log_id for n in contents])]
+        stored = set(taken)
         again = {n: contents.pop(n) for n in list(contents) if items[n].log_id in stored}
         if again:
             answers.update(self._logs_again(items, again))
         decided: dict[int, tuple[VisitLog, list[Aggregate]]] = {}
         with self._fresh_unit_of_work():
-            self._preload(items[n] for n in contents)
+            new = [items[n] for n in contents]
+            held = dict(loaded or {})
+            held.update(
+                self.read_for_logs(
+                    {i.fields["task_id"] for i in new if i.fields.get("task_id")},
+                    {i.pairing_id for i in new if i.pairing_id is not None},
+                    {i.person_id for i in new if i.person_id is not None},
+                    known=held,
+                )
+            )
+            self._unit_of_work.loaded.update(held)
             for n, content in contents.items():
                 item = items[n]
                 try:
@@ -433,7 +455,7 @@ class VisitCommands(CommandGroup):
         if decided:
             touched = {id(a): a for log, others in decided.values() for a in (log, *others)}
             try:
-                recordings = self.save(*touched.values())
+                recordings = self._save_all(touched.values())
             except IntegrityError:
                 for n in decided:  # someone else wrote one of them meanwhile: each on its own
                     answers[n] = self._one_log(items[n], acting_helper_id, now)
@@ -443,6 +465,65 @@ class VisitCommands(CommandGroup):
                     last = max(position.get(a.id) or 0 for a in (log, *others)) or None
                     answers[n] = CommandResult(log.id, log.version, last, created=True, aggregate=log)
         return [answers[n] for n in range(len(items))]
+
+    def read_for_logs(
+        self,
+        task_ids: Iterable[UUID],
+        pairing_ids: Iterable[UUID] = (),
+        person_ids: Iterable[UUID] = (),
+        *,
+        known: Mapping[UUID, Aggregate] | None = None,
+    ) -> dict[UUID, Aggregate]:
+        """What deciding visit logs reads, now: the tasks, their pairings and persons (and those
+        named), the pairings' groups; in three queries (tasks; pairings and persons; groups),
+        each of a kind where the id names one. ``known``: already read, not read again."""
+        known = known or {}
+        task_ids, pairing_ids, person_ids = list(task_ids), list(pairing_ids), list(person_ids)
+        got: dict[UUID, Aggregate] = {}
+
+        def read(ids: Iterable[UUID]) -> None:
+            got.update(self._replay_many([i for i in dict.fromkeys(ids) if i not in known and i not in got]))
+
+        def held(i: UUID) -> Any:
+            return known.get(i) or got.get(i)
+
+        read(task_ids)
+        tasks = [t for t in map(held, task_ids) if isinstance(t, VisitTask)]
+        read([*pairing_ids, *person_ids, *(t.pairing_id for t in tasks), *(t.person_id for t in tasks)])
+        pairings = [p for p in map(held, [*pairing_ids, *(t.pairing_id for t in tasks)]) if isinstance(p, Pairing)]
+        read(p.group_id for p in pairings if p.group_id is not None)
+        return got
+
+    def _replay_many(self, ids: Sequence[UUID]) -> dict[UUID, Aggregate]:
+        """Aggregates from one read of all their events: the library's replay without its
+        runtime protocol checks per event (isinstance against a Protocol, uncached on 3.11)."""
+        if not ids:
+            return {}
+        by_id: dict[UUID, list[Any]] = {}
+        for event in self.mapper.to_domain_events(self.store.events_of(ids)):  # type: ignore[attr-defined]
+            by_id.setdefault(event.originator_id, []).append(event)
+        out: dict[UUID, Aggregate] = {}
+        for i, events in by_id.items():
+            agg = None
+            for event in events:
+                agg = event.mutate(agg)
+            if agg is not None:
+                out[i] = agg
+        return out
+
+    def _save_all(self, aggregates: Iterable[Aggregate]) -> list[Recording[UUID]]:
+        """``save`` of the library for aggregates only, without its runtime protocol checks per
+        object: the same events recorded in one transaction, then the same notifications."""
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        app: Any = self  # the library's Application (CareApplication's base), as its save() goes on
+        recordings: list[Recording[UUID]] = app._record(processing)
+        app._take_snapshots(processing)
+        app._notify(recordings)
+        app.notify(processing.events)
+        return recordings
 
     def _logs_again(
         self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]]
@@ -491,21 +572,6 @@ class VisitCommands(CommandGroup):
         except DomainError as e:
             return e
         return result
-
-    def _preload(self, items: Iterable[LogItem]) -> None:
-        """Load what deciding these logs reads (tasks, pairings, persons, groups) into the unit
-        of work, one query per kind, so ``load`` finds it there."""
-        items = list(items)
-        tasks = self.load_many(VisitTask, {i.fields["task_id"] for i in items if i.fields.get("task_id")})
-        pairings = self.load_many(
-            Pairing,
-            {t.pairing_id for t in tasks.values()} | {i.pairing_id for i in items if i.pairing_id is not None},
-        )
-        persons = self.load_many(
-            Person, {t.person_id for t in tasks.values()} | {i.person_id for i in items if i.person_id is not None}
-        )
-        groups = self.load_many(VolunteerGroup, {p.group_id for p in pairings.values() if p.group_id is not None})
-        self._unit_of_work.loaded.update({**tasks, **pairings, **persons, **groups})
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -53,9 +52,9 @@ import httpx
 import psycopg
 
 from bench.cluster import PARTS, Cluster, own_cluster
-from bench.common import code_version, make_care, percentile, print_table, sigterm_as_interrupt
+from bench.common import make_care, percentile, print_table, run_facts, sigterm_as_interrupt
+from bench.county import bearer, plain_log_body, report_body, seed_county
 
-CST = timezone(timedelta(hours=8))
 TARGETS = (*PARTS, "nats", "postgres")
 CONTROL = "none"
 ACK_SECONDS = 1  # the rosters' deadline for a critical report: every report escalates once
@@ -78,82 +77,26 @@ class County:
 
 
 def seed(cluster: Cluster, tasks: int, ack_seconds: int = ACK_SECONDS) -> County:
-    """Through the command side, in this process: a county, a township and a village with
-    rosters (responders always on duty, ``ack_seconds`` to acknowledge a critical report), elders in one-to-N
-    pairings held with a volunteer group, and this week's visit tasks."""
-    from domain.base import CommandMeta
-    from domain.roster import Tier
-    from domain.visit_task import VisitTask
-    from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, Sex, VisitMode
-
+    """Through the command side, in this process (``bench/county.py``): a county, a township and
+    a village with rosters (responders always on duty, ``ack_seconds`` to acknowledge a critical
+    report), elders in one-to-N pairings held with a volunteer group, and this week's visit
+    tasks: half of those open now to claim, half to log."""
     app = make_care(
         cluster.postgres.url, pool_size=4, env={**cluster.keys, "GUANAI_DATABASE_URL": cluster.postgres.url}
     )
-    now = datetime.now(UTC)
-
-    def meta(role: str = "administrator") -> CommandMeta:
-        return CommandMeta(actor_id="chaos", actor_role=role, correlation_id=f"chaos-{uuid.uuid4()}", occurred_at=now)
-
     try:
-        code = f"53{uuid.uuid4().int % 10**4:04d}"
-        county = app.register_org_unit(code=code + "000000", name="演练县", level=OrgLevel.COUNTY, parent_id=None,
-                                       meta=meta()).id  # fmt: skip
-        town = app.register_org_unit(code=code + "101000", name="城关镇", level=OrgLevel.TOWNSHIP, parent_id=county,
-                                     meta=meta()).id  # fmt: skip
-        village = app.register_org_unit(code=code + "101001", name="红河村", level=OrgLevel.VILLAGE, parent_id=town,
-                                        meta=meta()).id  # fmt: skip
-        for unit, responder in ((town, "t-desk"), (county, "c-desk")):
-            app.set_up_roster(unit, {"critical": ack_seconds}, meta())
-            app.add_roster_responder(unit, responder_id=responder, name="值班", phone="13900000000",
-                                     tier=Tier.PRIMARY, shifts=[], meta=meta())  # fmt: skip
-
-        def helper(_: int) -> UUID:
-            return app.register_helper(id=uuid.uuid4(), role=HelperRole.VOLUNTEER, name="张志愿", phone="13900000000",
-                                       org_unit_id=village, meta=meta()).id  # fmt: skip
-
-        def elder(n: int) -> UUID:
-            return app.register_person(id=uuid.uuid4(), kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE,
-                                       birth_date=date(1940 + n % 25, 1 + n % 12, 1 + n % 28), village_id=village,
-                                       meta=meta()).id  # fmt: skip
-
-        people = tasks + tasks // 5 + 10  # some of this week's tasks may not be open yet
-        with ThreadPoolExecutor(4) as pool:
-            members = list(pool.map(helper, range(12)))
-            elders = list(pool.map(elder, range(people)))
-            leads = list(pool.map(helper, range((people + 9) // 10)))
-        group = app.form_group(id=uuid.uuid4(), name="红河村志愿服务队", org_unit_id=village, member_ids=members,
-                               meta=meta()).id  # fmt: skip
-        starts_on = datetime.now(CST).date() - timedelta(days=3)
-
-        def pair(n: int) -> list[UUID]:
-            persons = elders[10 * n : 10 * n + 10]
-            pairing = app.form_pairing(
-                id=uuid.uuid4(), shape=PairingShape.ONE_TO_MANY if len(persons) > 1 else PairingShape.ONE_TO_ONE,
-                helper_ids=[leads[n]], person_ids=persons, cadence=Cadence.WEEKLY, visit_mode=VisitMode.HOME_VISIT,
-                starts_on=starts_on, group_id=group, meta=meta(),
-            ).id  # fmt: skip
-            return app.schedule_visits(pairing, meta("system")).created
-
-        with ThreadPoolExecutor(4) as pool:
-            task_ids = [t for created in pool.map(pair, range(len(leads))) for t in created]
-        open_now = []
-        for tid in task_ids:
-            task = app.load(VisitTask, tid)
-            if task.opens_at <= now:
-                open_now.append({"id": str(tid), "opens_at": task.opens_at})
-        half = len(open_now) // 2
-        return County(county, town, village, elders, members, [t["id"] for t in open_now[:half]], open_now[half:])
+        # Some of this week's tasks may not be open yet: more people than tasks.
+        s = seed_county(app, people=tasks + tasks // 5 + 10, members=12, actor="chaos", county_name="演练县",
+                        ack_seconds=ack_seconds)  # fmt: skip
     finally:
         app.close()
+    half = len(s.due_now) // 2
+    return County(s.county, s.township, s.village, s.elders, s.members, [t["id"] for t in s.due_now[:half]],
+                  s.due_now[half:])  # fmt: skip
 
 
-def token(cluster: Cluster, role: str, org_unit: UUID, subject: str) -> str:
-    from api.auth import issue_token
-    from domain.vocabulary import ActorRole
-
-    return issue_token(
-        cluster.jwt_secret, subject=subject, role=ActorRole(role), org_unit_id=org_unit, ttl=timedelta(hours=12)
-    )
+def auth(cluster: Cluster, role: str, org_unit: UUID, subject: str) -> dict[str, str]:
+    return bearer(cluster.jwt_secret, role, org_unit, subject)
 
 
 # ---- the load -----------------------------------------------------------------------------------------
@@ -208,13 +151,9 @@ class Load:
         self.county = county
         self.rng = rng
         self.people = list(people)
-        self.reporter = {
-            "Authorization": f"Bearer {token(cluster, 'township_supervisor', county.township, 'chaos-ts')}"
-        }
-        self.member_headers = [
-            {"Authorization": f"Bearer {token(cluster, 'volunteer', county.village, str(m))}"} for m in county.members
-        ]
-        self.reader = {"Authorization": f"Bearer {token(cluster, 'county_supervisor', county.county, 'chaos-cs')}"}
+        self.reporter = auth(cluster, "township_supervisor", county.township, "chaos-ts")
+        self.member_headers = [auth(cluster, "volunteer", county.village, str(m)) for m in county.members]
+        self.reader = auth(cluster, "county_supervisor", county.county, "chaos-cs")
         self.claim_tasks = list(county.claim_tasks)
         self.log_tasks = list(county.log_tasks)
         # Made once (a client takes a while to make on a busy machine), used across trials.
@@ -246,9 +185,7 @@ class Load:
         c = self.reports_client
         while not stop.is_set():
             rid = str(uuid.uuid4())
-            body = {"id": rid, "category": "critical_illness", "severity": "critical",
-                    "person_id": str(self.rng.choice(self.people)), "description": "老人在家中跌倒，无法起身"}  # fmt: skip
-            r = Request("report", "/emergencies", body, self.reporter, rid)
+            r = Request("report", "/emergencies", report_body(rid, self.rng.choice(self.people)), self.reporter, rid)
             load.add(r)
             going.set()
             send(c, r)
@@ -282,13 +219,7 @@ class Load:
                     break
                 task = self.log_tasks.pop()
                 m = self.rng.randrange(len(self.member_headers))
-                visited = max(task["opens_at"] + timedelta(seconds=1), datetime.now(UTC) - timedelta(minutes=30))
-                body = {"id": str(uuid.uuid4()), "occurred_at": visited.astimezone(CST).isoformat(),
-                        "mode": "home_visit", "helper_ids": [str(self.county.members[m])],
-                        "findings": {"living_conditions": "adequate", "health": "chronic_stable", "mood": "calm",
-                                     "safety_risks": [], "needs": [], "notes": "血压偏高，提醒按时吃药"},
-                        "services": ["daily_life_care", "health_care"], "service_items": ["blood_pressure"],
-                        "follow_up_needed": False, "follow_up_notes": ""}  # fmt: skip
+                body = plain_log_body(task, self.county.members[m])
                 r = Request("log", f"/visits/{task['id']}/complete", body, self.member_headers[m], body["id"])
                 r.who = task["id"]
                 load.add(r)
@@ -596,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown targets: {sorted(unknown)}; choose from {[*TARGETS, CONTROL]}")
     order = schedule(args.trials, rng, wanted)
     began = time.monotonic()
-    facts = f"code {code_version()}, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8), load average {__import__('os').getloadavg()[0]:.2f} at start"
+    facts = run_facts()
     env = {
         "GUANAI_REPORTS_PER_MINUTE": "0",
         "GUANAI_VISIT_CLAIM_LIMIT": "100000",

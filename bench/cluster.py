@@ -48,7 +48,8 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         time.sleep(interval)
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The pids of a process's children (every thread's), from /proc."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         with contextlib.suppress(OSError, ValueError):
@@ -122,7 +123,7 @@ class OwnPostgres:
         PostgreSQL recovers from its WAL when started again."""
         assert self.proc is not None
         pid = self.proc.pid
-        children = _children(pid)
+        children = child_pids(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         for child in children:
@@ -142,7 +143,8 @@ class OwnPostgres:
 
 class OwnNats:
     """A nats-server with JetStream (``sync_interval: always``, as the embedded one runs) on a
-    free port and a store of its own, restarted on the same port and store after a kill."""
+    free port and a store of its own, restarted on the same port and store after a kill (the
+    cluster's, and tests/e2e/test_emergency_crash.py's)."""
 
     def __init__(self, base: Path) -> None:
         self.port = free_port()
@@ -382,7 +384,7 @@ def rss_kib(pid: int) -> int | None:
             if p == pid:
                 return None
             continue
-        todo += _children(p)
+        todo += child_pids(p)
     return total
 
 

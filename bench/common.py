@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Self, TextIO
 from urllib.parse import quote, urlsplit
@@ -164,6 +164,12 @@ def code_version() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def run_facts() -> str:
+    """The commit, the time in China and the machine's load when a run starts, for a report."""
+    china = datetime.now(timezone(timedelta(hours=8)))
+    return f"code {code_version()}, {china:%Y-%m-%d %H:%M} (UTC+8), load average {os.getloadavg()[0]:.2f} at start"
 
 
 def server_facts(server_url: str) -> str:

@@ -47,6 +47,7 @@ from guanai.demo.seed import seed_county
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.settings import load_settings
 from infrastructure.spreadsheets import Limits, read_upload
+from projections.registry import RegistryView
 from tests.imports_support import HEADERS, child_row, elder_row, xlsx  # the tests' sheet builders
 from workers.projector import Projector
 
@@ -196,7 +197,7 @@ def main() -> int:
                 demo = app.load(OrgUnit, counts.county_id)
                 export_s, (workbook, people) = timed(
                     "exporting its registry",
-                    lambda: export_registry(app, projector.pool, demo, record_access=lambda ids: None),
+                    lambda: export_registry(app, RegistryView(projector.pool), demo, record_access=lambda ids: None),
                 )
         finally:
             app.close()

@@ -57,7 +57,9 @@ from bench.common import (
     with_database,
 )
 from bench.projections_data import HEAVY_ENTRIES, Store, generate
+from guanai.bootstrap import Process
 from projections import all_projections
+from projections.batches import decode_all
 from projections.runner import ProjectionRunner
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView
@@ -80,32 +82,50 @@ def timed(name: str, n: int, fn: Callable[[], Any]) -> Summary:
     return Summary(name, time.perf_counter() - started, latencies)
 
 
-def read_log(app: CareApplication, decode: bool) -> tuple[int, float]:
-    started, position, count = time.perf_counter(), 0, 0
+def read_log(app: CareApplication, decode: bool) -> tuple[int, float, float]:
+    """Every notification in batches of BATCH (decoded in batches when ``decode``, as a rebuild
+    does): (count, wall seconds, CPU seconds of this process)."""
+    started, cpu, position, count = time.perf_counter(), time.process_time(), 0, 0
     while True:
         notifications = app.recorder.select_notifications(start=position, limit=BATCH, inclusive_of_start=False)
         if not notifications:
-            return count, time.perf_counter() - started
+            return count, time.perf_counter() - started, time.process_time() - cpu
         if decode:
-            for n in notifications:
-                app.mapper.to_domain_event(n)
+            decode_all(app.mapper, notifications)
         count += len(notifications)
         position = notifications[-1].id
 
 
-def rebuild_rates(app: CareApplication, url: str, events: int) -> None:
+def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] | None = None) -> None:
+    """Each view's rebuild beside a raw read of the log made just before it (the load moves
+    between phases), with the CPU time of this process per event (the reading thread counted
+    too). The application is a projector's, as ``guanai projections rebuild`` builds it: it
+    opens no personal data."""
+    app = make_care(url, pool_size=4, env=keys, kind=Process.PROJECTOR)
     rows = []
-    for label, decode in (("baseline: read the log raw", False), ("baseline: read and decode", True)):
-        count, seconds = read_log(app, decode)
-        rows.append([label, f"{count:,}", f"{seconds:.1f}", f"{count / seconds:,.0f}"])
+
+    def row(label: str, count: int, seconds: float, cpu: float, raw: float) -> list[str]:
+        rate = count / seconds
+        return [label, f"{count:,}", f"{seconds:.1f}", f"{rate:,.0f}", f"{rate / raw:.2f}", f"{cpu / count * 1e6:.1f}"]
+
+    count, seconds, cpu = read_log(app, decode=False)
+    raw = count / seconds
+    rows.append(row("baseline: read the log raw", count, seconds, cpu, raw))
+    count, seconds, cpu = read_log(app, decode=True)
+    rows.append(row("baseline: read and decode", count, seconds, cpu, raw))
     runner = ProjectionRunner(app, url, all_projections(), pool_size=2)
     runner.open()
     try:
         for projection in runner.projections:
-            started = time.perf_counter()
+            if views and projection.name not in views:
+                continue
+            count, seconds, cpu = read_log(app, decode=False)
+            raw = count / seconds
+            rows.append(row(f"raw read before {projection.name}", count, seconds, cpu, raw))
+            started, cpu = time.perf_counter(), time.process_time()
             count = runner.rebuild(projection.name, batch_size=BATCH)
-            seconds = time.perf_counter() - started
-            rows.append([f"rebuild {projection.name}", f"{count:,}", f"{seconds:.1f}", f"{count / seconds:,.0f}"])
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            rows.append(row(f"rebuild {projection.name}", count, seconds, cpu, raw))
             print(f"  rebuilt {projection.name}: {count / seconds:,.0f} events/s", file=sys.stderr, flush=True)
         with psycopg.connect(url) as conn:
             entries, tasks = (
@@ -113,8 +133,17 @@ def rebuild_rates(app: CareApplication, url: str, events: int) -> None:
             )
     finally:
         runner.close()
-    print_table(["what", "events", "seconds", "events/s"], rows, title=f"Rebuild rate over {events:,} events")
+        app.close()
+    print_table(
+        ["what", "events", "seconds", "events/s", "ratio to raw read", "CPU µs/event"],
+        rows,
+        title=f"Rebuild rate over {events:,} events (ratio: to the raw read just before; load average {load()})",
+    )
     print(f"\nView sizes: {entries:,} timeline entries, {tasks:,} visit tasks in the supervision view")
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def read_latencies(app: CareApplication, url: str, store: Store, reads: int) -> None:
@@ -250,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", default=DEFAULT_SERVER_URL, help="a server URL; a scratch database is made on it")
     p.add_argument("--keep", metavar="NAME", help="write the store into database NAME once, reuse it, never drop it")
     p.add_argument("--phases", default="rebuild,reads,http", help="comma-separated: rebuild, reads, http")
+    p.add_argument("--views", help="comma-separated: the views to rebuild (default: all)")
     args = p.parse_args(argv)
     phases = set(args.phases.split(","))
     keys = {"GUANAI_CHAIN_KEY": CHAIN_KEY, **({"GUANAI_MASTER_KEY": KEPT_MASTER_KEY} if args.keep else {})}
@@ -274,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"\nStore: {store.events:,} events kept from an earlier run ({args.keep})")
             if "rebuild" in phases:
-                rebuild_rates(app, url, store.events)
+                rebuild_rates(url, store.events, keys, args.views.split(",") if args.views else None)
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
             if "reads" in phases:

@@ -27,7 +27,6 @@ from the end of the warm-up to the end, the lag of the views and of the relay st
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import threading
@@ -35,14 +34,14 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from bench.chaos import CST, County, seed, token
+from bench.chaos import County, auth, seed
 from bench.cluster import PARTS, Cluster, own_cluster, rss_kib
-from bench.common import code_version, percentile, print_table, sigterm_as_interrupt
+from bench.common import percentile, print_table, run_facts, sigterm_as_interrupt
+from bench.county import plain_log_body, report_body
 
 PROCESSES = (*PARTS, "postgres", "nats")
 GUANAI = set(PARTS)
@@ -74,12 +73,10 @@ class SteadyLoad:
         self.county = county
         self.rng = rng
         self.tally = Tally()
-        self.reporter = {"Authorization": f"Bearer {token(cluster, 'township_supervisor', county.township, 'soak-ts')}"}
-        self.responder = {"Authorization": f"Bearer {token(cluster, 'township_responder', county.township, 't-desk')}"}
-        self.reader = {"Authorization": f"Bearer {token(cluster, 'county_supervisor', county.county, 'soak-cs')}"}
-        self.members = [
-            {"Authorization": f"Bearer {token(cluster, 'volunteer', county.village, str(m))}"} for m in county.members
-        ]
+        self.reporter = auth(cluster, "township_supervisor", county.township, "soak-ts")
+        self.responder = auth(cluster, "township_responder", county.township, "t-desk")
+        self.reader = auth(cluster, "county_supervisor", county.county, "soak-cs")
+        self.members = [auth(cluster, "volunteer", county.village, str(m)) for m in county.members]
         self.reports: list[str] = []
         self.claim_tasks = list(county.claim_tasks)
         self.log_tasks = list(county.log_tasks)
@@ -105,8 +102,7 @@ class SteadyLoad:
 
     def report(self, c: httpx.Client) -> None:
         rid = str(uuid.uuid4())
-        body = {"id": rid, "category": "critical_illness", "severity": "critical",
-                "person_id": str(self.rng.choice(self.county.elders[:50])), "description": "老人在家中跌倒，无法起身"}  # fmt: skip
+        body = report_body(rid, self.rng.choice(self.county.elders[:50]))
         answer = self._call(c, "report", "POST", "/emergencies", json=body, headers=self.reporter)
         if answer is not None and answer.status_code == 201:
             self.reports.append(rid)
@@ -146,13 +142,7 @@ class SteadyLoad:
             return
         task = self.log_tasks.pop()
         m = self.rng.randrange(len(self.members))
-        visited = max(task["opens_at"] + timedelta(seconds=1), datetime.now(UTC) - timedelta(minutes=30))
-        body = {"id": str(uuid.uuid4()), "occurred_at": visited.astimezone(CST).isoformat(), "mode": "home_visit",
-                "helper_ids": [str(self.county.members[m])],
-                "findings": {"living_conditions": "adequate", "health": "chronic_stable", "mood": "calm",
-                             "safety_risks": [], "needs": [], "notes": "血压偏高，提醒按时吃药"},
-                "services": ["daily_life_care", "health_care"], "service_items": ["blood_pressure"],
-                "follow_up_needed": False, "follow_up_notes": ""}  # fmt: skip
+        body = plain_log_body(task, self.county.members[m])
         self._call(c, "visit log", "POST", f"/visits/{task['id']}/complete", json=body, headers=self.members[m])
 
     def read(self, c: httpx.Client) -> None:
@@ -207,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sigterm_as_interrupt()
     rng = random.Random(args.seed)
-    facts = f"code {code_version()}, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8), load average {os.getloadavg()[0]:.2f} at start"
+    facts = run_facts()
     # A claim race and a log every 3 s, each its own task of this week (about two in three seeded are open).
     tasks = 3 * int(args.minutes * 60 / 3 * 1.1) + 10
     with own_cluster(

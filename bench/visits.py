@@ -32,9 +32,8 @@ import secrets
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -56,8 +55,8 @@ from bench.common import (
     server_facts,
     sigterm_as_interrupt,
 )
+from bench.county import CST, SeededCounty, bearer, seed_county
 
-CST = timezone(timedelta(hours=8))
 CHAIN_KEY = secrets.token_urlsafe(48)  # the API and this seeding process both write events
 NOTES = [
     "左腿疼，药快吃完了",
@@ -71,89 +70,18 @@ NOTES = [
 # ---- the township ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Seeded:
-    village: UUID
-    members: list[UUID]
-    due_now: list[dict[str, Any]] = field(default_factory=list)  # this week's tasks: id, opens_at
-    ahead: list[UUID] = field(default_factory=list)  # next week's tasks
-
-
-def seed(database_url: str, people: int, contenders: int) -> Seeded:
-    """Through the command side: org units, elders, helpers, one group, pairings, tasks."""
-    from domain.base import CommandMeta
-    from domain.visit_task import VisitTask
-    from domain.vocabulary import Cadence, HelperRole, OrgLevel, PairingShape, PersonKind, Sex, VisitMode
-
+def seed(database_url: str, people: int, contenders: int) -> SeededCounty:
+    """Through the command side (``bench/county.py``): org units, elders, helpers, one group of
+    ``contenders`` members, pairings, tasks."""
     app = make_care(database_url, pool_size=8, env={"GUANAI_CHAIN_KEY": CHAIN_KEY})
-    now = datetime.now(UTC)
-
-    def meta(role: str = "administrator") -> CommandMeta:
-        return CommandMeta(actor_id="bench", actor_role=role, correlation_id=f"bench-{uuid.uuid4()}", occurred_at=now)
-
     try:
-        code = f"53{uuid.uuid4().int % 10**4:04d}"
-        county = app.register_org_unit(
-            code=code + "000000", name="基准县", level=OrgLevel.COUNTY, parent_id=None, meta=meta()
-        )
-        town = app.register_org_unit(
-            code=code + "101000", name="城关镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
-        )
-        village = app.register_org_unit(
-            code=code + "101001", name="红河村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
-        ).id
-
-        def helper(_: int) -> UUID:
-            return app.register_helper(id=uuid.uuid4(), role=HelperRole.VOLUNTEER, name="张志愿", phone="13900000000",
-                                       org_unit_id=village, meta=meta()).id  # fmt: skip
-
-        def elder(n: int) -> UUID:
-            return app.register_person(id=uuid.uuid4(), kind=PersonKind.ELDER, name="李秀英", sex=Sex.FEMALE,
-                                       birth_date=date(1940 + n % 25, 1 + n % 12, 1 + n % 28), village_id=village,
-                                       meta=meta()).id  # fmt: skip
-
-        with ThreadPoolExecutor(8) as pool:
-            members = list(pool.map(helper, range(contenders)))
-            elders = list(pool.map(elder, range(people)))
-            leads = list(pool.map(helper, range((people + 9) // 10)))
-        group = app.form_group(
-            id=uuid.uuid4(), name="红河村志愿服务队", org_unit_id=village, member_ids=members, meta=meta()
-        ).id
-        starts_on = datetime.now(CST).date() - timedelta(days=3)
-
-        def pair(n: int) -> list[UUID]:
-            persons = elders[10 * n : 10 * n + 10]
-            pairing = app.form_pairing(
-                id=uuid.uuid4(), shape=PairingShape.ONE_TO_MANY if len(persons) > 1 else PairingShape.ONE_TO_ONE,
-                helper_ids=[leads[n]], person_ids=persons, cadence=Cadence.WEEKLY, visit_mode=VisitMode.HOME_VISIT,
-                starts_on=starts_on, group_id=group, meta=meta(),
-            ).id  # fmt: skip
-            return app.schedule_visits(pairing, meta("system")).created
-
-        with ThreadPoolExecutor(8) as pool:
-            task_ids = [t for created in pool.map(pair, range(len(leads))) for t in created]
-        seeded = Seeded(village, members)
-        for tid in task_ids:
-            task = app.load(VisitTask, tid)
-            if task.opens_at <= now:
-                seeded.due_now.append({"id": str(tid), "opens_at": task.opens_at})
-            else:
-                seeded.ahead.append(tid)
-        return seeded
+        return seed_county(app, people=people, members=contenders, threads=8)
     finally:
         app.close()
 
 
-def tokens(server: GuanaiServer, helpers: list[UUID], village: UUID) -> list[str]:
-    from api.auth import issue_token
-    from domain.vocabulary import ActorRole
-
-    return [
-        issue_token(
-            server.jwt_secret, subject=str(h), role=ActorRole.VOLUNTEER, org_unit_id=village, ttl=timedelta(hours=6)
-        )
-        for h in helpers
-    ]
+def tokens(server: GuanaiServer, helpers: list[UUID], village: UUID) -> list[dict[str, str]]:
+    return [bearer(server.jwt_secret, "volunteer", village, str(h), hours=6) for h in helpers]
 
 
 def log_body(task: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -189,12 +117,12 @@ class Phase:
     events: int = 0
 
 
-async def claims_phase(server: GuanaiServer, seeded: Seeded, tasks: list[UUID]) -> Phase:
+async def claims_phase(server: GuanaiServer, seeded: SeededCounty, tasks: list[UUID]) -> Phase:
     """Each task asked for by every member at the same instant; one must win."""
     phase = Phase(f"claims, {len(seeded.members)} at once per task", len(seeded.members))
     clients = [
-        httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": f"Bearer {t}"}, timeout=60)
-        for t in tokens(server, seeded.members, seeded.village)
+        httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=60)
+        for headers in tokens(server, seeded.members, seeded.village)
     ]
     won, lost, waves = (
         Summary("claim won (200)", 0),
@@ -234,7 +162,7 @@ async def claims_phase(server: GuanaiServer, seeded: Seeded, tasks: list[UUID]) 
     return phase
 
 
-async def logs_phase(server: GuanaiServer, seeded: Seeded, count: int, clients: int, resend: float) -> Phase:
+async def logs_phase(server: GuanaiServer, seeded: SeededCounty, count: int, clients: int, resend: float) -> Phase:
     """Members log this week's visits back to back; then some logs are sent again."""
     phase = Phase(f"visit logs, {clients} clients", clients)
     queue = list(seeded.due_now[:count])
@@ -242,8 +170,8 @@ async def logs_phase(server: GuanaiServer, seeded: Seeded, count: int, clients: 
     sent: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
     first, again = Summary("visit log (201)", 0), Summary("same log again (200)", 0)
     http = [
-        httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": f"Bearer {t}"}, timeout=60)
-        for t in tokens(server, members, seeded.village)
+        httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=60)
+        for headers in tokens(server, members, seeded.village)
     ]
 
     async def worker(n: int, rng: random.Random) -> None:

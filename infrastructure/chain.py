@@ -148,6 +148,18 @@ class ChainedRecorder(PostgresApplicationRecorder):
         enabled: bool = True,
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        # The library's insert, with the events' array sent in binary (%b): in text, psycopg
+        # escapes every state's bytea hex with a regular expression, about 85 µs of CPU an event
+        # of 1.5 kB against 6 in binary, and the server parses the hex (issue 19).
+        self.insert_events_statement = SQL(
+            "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version, topic, state FROM unnest(%b::{schema}.{type}[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(datastore.schema),
+            table=Identifier(events_table_name),
+            type=Identifier(self.stored_event_type_name),
+        )
         if enabled and datastore.enable_db_functions:
             raise ChainError("the audit chain is computed outside the database: unset POSTGRES_ENABLE_DB_FUNCTIONS")
         self.enabled = enabled

@@ -27,7 +27,7 @@ from application.registry_importer import Outcome, RegistryImporter, sheets_of, 
 from domain.base import CommandMeta
 from domain.org_unit import OrgUnit
 from infrastructure.failpoints import failpoint
-from infrastructure.spreadsheets import Limits, UploadRefused, check_upload, mark_cells, read_upload
+from infrastructure.spreadsheets import Limits, UploadGone, UploadRefused, check_upload, mark_cells, read_upload
 
 CHINA_OFFSET = timedelta(hours=8)
 STALE_SECONDS = 120  # a running job whose row was not touched for this long was cut off (its process died)
@@ -111,7 +111,7 @@ class ImportJobs:
     def _open(self, job_id: UUID, sealed: bytes) -> bytes:
         key = self._keys().keys_for_opening([self._subject(job_id)])[self._subject(job_id)]
         if key is None:
-            raise UploadRefused("the uploaded file was deleted", status=410, slug="gone")
+            raise UploadGone("the uploaded file was deleted")
         return key.decrypt(sealed[:NONCE], sealed[NONCE:], str(job_id).encode())
 
     # ---- jobs -----------------------------------------------------------------------------------
@@ -129,16 +129,17 @@ class ImportJobs:
     ) -> dict[str, Any]:
         """Check the file can be read at all (size, kind, zip bomb) and record the job; the
         rows are read by ``run``. A refused file is recorded too (status ``refused``), unsealed
-        bytes never."""
+        bytes never; the answer then carries the refusal itself under ``refusal`` (which kind of
+        ``UploadRefused``, for the edge to answer as it answers that kind)."""
         self.create_tables()
         self.purge()
         job_id = job_id or uuid4()
-        kind, status, detail, sealed = None, "queued", None, None
+        kind, status, detail, sealed, refusal = None, "queued", None, None, None
         try:
             kind = check_upload(data, filename, self.limits)
             sealed = self._seal(job_id, data)
         except UploadRefused as e:
-            status, detail = "refused", e.reason
+            status, detail, refusal = "refused", e.reason, e
         with self._connection() as conn:
             conn.execute(
                 "INSERT INTO guanai_import_jobs (id, actor_id, actor_role, org_unit_id, org_path, dry_run, status,"
@@ -162,7 +163,7 @@ class ImportJobs:
             )
         job = self.get(job_id)
         assert job is not None
-        return job
+        return job if refusal is None else {**job, "refusal": refusal}
 
     def get(self, job_id: UUID) -> dict[str, Any] | None:
         self.create_tables()

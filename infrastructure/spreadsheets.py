@@ -31,20 +31,34 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from python_calamine import CalamineWorkbook
 
+from domain.base import DomainError
+
 XLSX_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # .xls (and password-protected .xlsx)
 MACRO_PARTS = ("xl/vbaProject.bin",)
 MACRO_CONTENT = b"macroEnabled"
 
 
-class UploadRefused(ValueError):
-    """The file cannot be read at all; ``status`` is the HTTP status to answer with."""
+class UploadRefused(DomainError, ValueError):
+    """The file cannot be read at all (a damaged workbook, an empty file). Like every refusal
+    it carries no HTTP: api/problems.py says how each kind below is answered."""
 
-    def __init__(self, reason: str, *, status: int = 422, slug: str = "file-refused") -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, **extra: Any) -> None:
+        super().__init__(reason, field="file", **extra)
         self.reason = reason
-        self.status = status
-        self.slug = slug
+
+
+class UploadTooLarge(UploadRefused):
+    """The file, its unpacked parts or its rows exceed the limits."""
+
+
+class UploadNotReadable(UploadRefused):
+    """Not a kind of file the import reads: an old .xls, a macro-enabled workbook, binary data, a
+    CSV in neither UTF-8 nor GB18030."""
+
+
+class UploadGone(UploadRefused):
+    """The uploaded file was deleted after its days were up."""
 
 
 @dataclass(frozen=True)
@@ -64,35 +78,21 @@ def file_kind(data: bytes, filename: str | None) -> str:
     """'xlsx' or 'csv', or refused with the reason."""
     suffix = (filename or "").rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
     if suffix in {"xlsm", "xltm", "xlsb"}:
-        raise UploadRefused(
-            "macro-enabled workbooks are refused: save it as .xlsx (Excel 工作簿)",
-            status=415,
-            slug="unsupported-media-type",
-        )
+        raise UploadNotReadable("macro-enabled workbooks are refused: save it as .xlsx (Excel 工作簿)")
     if data.startswith(OLE_MAGIC) or suffix == "xls":
-        raise UploadRefused(
-            "old .xls workbooks are not read: save it as .xlsx (Excel 工作簿)",
-            status=415,
-            slug="unsupported-media-type",
-        )
+        raise UploadNotReadable("old .xls workbooks are not read: save it as .xlsx (Excel 工作簿)")
     if data.startswith(XLSX_MAGIC):
         return "xlsx"
     if suffix in {"xlsx", "zip"}:
-        raise UploadRefused(
-            "not an XLSX workbook (it does not start as one)", status=415, slug="unsupported-media-type"
-        )
+        raise UploadNotReadable("not an XLSX workbook (it does not start as one)")
     if b"\0" in data[:4096]:
-        raise UploadRefused("neither an XLSX workbook nor a CSV text file", status=415, slug="unsupported-media-type")
+        raise UploadNotReadable("neither an XLSX workbook nor a CSV text file")
     return "csv"
 
 
 def check_size(data: bytes, limits: Limits) -> None:
     if len(data) > limits.max_bytes:
-        raise UploadRefused(
-            f"the file has {len(data):,} bytes; at most {limits.max_bytes:,} are accepted",
-            status=413,
-            slug="body-too-large",
-        )
+        raise UploadTooLarge(f"the file has {len(data):,} bytes; at most {limits.max_bytes:,} are accepted")
 
 
 def _check_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
@@ -103,24 +103,16 @@ def _check_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
         raise UploadRefused(f"not a readable XLSX workbook ({e})") from None
     names = {i.filename for i in infos}
     if names & set(MACRO_PARTS):
-        raise UploadRefused(
-            "the workbook carries macros (a VBA project): macro-enabled workbooks are refused",
-            status=415,
-            slug="unsupported-media-type",
-        )
+        raise UploadNotReadable("the workbook carries macros (a VBA project): macro-enabled workbooks are refused")
     total = sum(i.file_size for i in infos)
     if total > limits.max_unpacked_bytes:
-        raise UploadRefused(
-            f"the workbook unpacks to {total:,} bytes; at most {limits.max_unpacked_bytes:,} are accepted",
-            status=413,
-            slug="body-too-large",
+        raise UploadTooLarge(
+            f"the workbook unpacks to {total:,} bytes; at most {limits.max_unpacked_bytes:,} are accepted"
         )
     if "[Content_Types].xml" in names:
         with archive.open("[Content_Types].xml") as f:
             if MACRO_CONTENT in f.read(1_000_000):
-                raise UploadRefused(
-                    "macro-enabled workbooks are refused: save it as .xlsx", status=415, slug="unsupported-media-type"
-                )
+                raise UploadNotReadable("macro-enabled workbooks are refused: save it as .xlsx")
     return archive
 
 
@@ -135,11 +127,7 @@ def _check_parts_unpack_as_declared(archive: zipfile.ZipFile, limits: Limits) ->
                 while chunk := part.read(1 << 20):
                     budget -= len(chunk)
                     if budget < 0:
-                        raise UploadRefused(
-                            f"the workbook unpacks to more than {limits.max_unpacked_bytes:,} bytes",
-                            status=413,
-                            slug="body-too-large",
-                        )
+                        raise UploadTooLarge(f"the workbook unpacks to more than {limits.max_unpacked_bytes:,} bytes")
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
         raise UploadRefused(f"the workbook is damaged ({e})") from None
 
@@ -171,11 +159,7 @@ def read_xlsx(data: bytes, limits: Limits) -> list[Table]:
         rows = [[""] * start_col + r for r in [[]] * start_row + read] if (start_row or start_col) else read
         _fill_merged(rows, sheet.merged_cell_ranges or [])
         if len(rows) > limits.max_rows + 10:
-            raise UploadRefused(
-                f"sheet {name} has more than {limits.max_rows:,} rows; split the file",
-                status=413,
-                slug="body-too-large",
-            )
+            raise UploadTooLarge(f"sheet {name} has more than {limits.max_rows:,} rows; split the file")
         tables.append(Table(name, rows))
     return tables
 
@@ -190,7 +174,7 @@ def decode_csv(data: bytes) -> str:
     try:
         return data.decode("gb18030")
     except UnicodeDecodeError:
-        raise UploadRefused("the CSV is neither UTF-8 nor GBK/GB18030 text: save it as CSV UTF-8") from None
+        raise UploadNotReadable("the CSV is neither UTF-8 nor GBK/GB18030 text: save it as CSV UTF-8") from None
 
 
 def read_csv(data: bytes, limits: Limits) -> list[Table]:
@@ -199,9 +183,7 @@ def read_csv(data: bytes, limits: Limits) -> list[Table]:
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
     rows = [list(r) for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
     if len(rows) > limits.max_rows + 10:
-        raise UploadRefused(
-            f"the file has more than {limits.max_rows:,} rows; split it", status=413, slug="body-too-large"
-        )
+        raise UploadTooLarge(f"the file has more than {limits.max_rows:,} rows; split it")
     return [Table("", rows)]
 
 

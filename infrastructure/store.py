@@ -23,7 +23,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    Transcoder,
+)
 from eventsourcing.postgres import PostgresFactory
 from psycopg import sql
 
@@ -35,6 +42,7 @@ from infrastructure.lookup_hash import LOOKUP_TABLE, keyed_hash, load_lookup_key
 from infrastructure.personal_data import MasterKey
 from infrastructure.settings import Settings
 from infrastructure.suites import SigningKey, Suite, signing_key, suite
+from infrastructure.transcoding import EventTranscoder
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,9 @@ class _SealingStore(EventStore):
         self._lookup_key: bytes | None = None
         self._pending = threading.local()  # this thread's lookup rows for its next save
         self._memory_lookups: dict[tuple[str, bytes], tuple[UUID, bytes | None]] = {}
+
+    def transcoder(self) -> JSONTranscoder:
+        return EventTranscoder()  # the library's bytes, written and read in C (issue 19)
 
     def _mapper(self, transcoder: Transcoder) -> Mapper[UUID]:
         return personal_data.SealingMapper(transcoder, self.key_store, seal=self.seal, opens=self.opens)

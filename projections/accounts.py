@@ -5,6 +5,7 @@ read per account from there), and secrets are never events at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.account import Account
+from projections.batches import set_statements, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("accounts",)
@@ -49,6 +51,8 @@ STATEMENTS: dict[type, str] = {
     A.SecondFactorEnrolled: _update("second_factor = true"),
     A.Closed: _update("status = 'closed'"),
 }
+# The same statements, each taking a whole batch's rows at once (apply_batch).
+BATCHED = set_statements(STATEMENTS)
 
 COLUMNS = "id, role, org_unit_id, status, helper_id, roster_entry, second_factor, opened_at, version"
 
@@ -69,6 +73,10 @@ class AccountsProjection:
         if statement is not None:
             # Only the statement's placeholders are sent: the phone number and name are not.
             cur.execute(statement, {**vars(event), "position": position})
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        # Each statement touches only its event's row: one executemany per statement and round.
+        write_batched(cur, statement_writes(events, BATCHED))
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute("TRUNCATE accounts")

@@ -5,9 +5,11 @@ by the runner, the rebuild and the relay."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+import msgspec
 import psycopg
 from eventsourcing.utils import TopicError, resolve_topic
 
@@ -86,3 +88,119 @@ def apply_events(
     with conn.pipeline():
         for position, event in events:
             projection.apply(cur, event, position)
+
+
+# ---- batched writes ---------------------------------------------------------------------------------
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# The SQL type of each event field or derived value the views' statements take, by name.
+FIELD_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        ("originator_id", "pairing_id", "person_id", "group_id", "helper_id", "log_id", "task_id", "parent_id",
+         "village_id", "org_unit_id", "township_id", "county_id", "duplicate_of"),
+        "uuid",
+    ),
+    **dict.fromkeys(("org_path", "path", "helper_ids", "person_ids"), "uuid[]"),
+    **dict.fromkeys(("risk_tags", "services", "responder_ids"), "text[]"),
+    **dict.fromkeys(
+        ("timestamp", "occurred_at", "opens_at", "closes_at", "expires_at", "visited_at", "deadline"), "timestamptz"
+    ),
+    **dict.fromkeys(("birth_date", "care_agreement_signed_on", "signed_on", "starts_on", "ends_on", "period_start",
+                     "due_until"), "date"),
+    **dict.fromkeys(("originator_version", "capacity", "people", "to_level"), "int"),
+    "position": "bigint",
+    **dict.fromkeys(("has_guardian", "late", "follow_up_needed", "raise_emergency"), "boolean"),
+    **dict.fromkeys(
+        ("cadence", "mode", "visit_mode", "code", "name", "level", "kind", "sex", "tag", "role", "shape", "reason",
+         "pairing_key", "emergency_kind", "category", "severity", "source", "actor_id", "outcome", "roster_entry"),
+        "text",
+    ),
+}  # fmt: skip
+
+
+class SetStatement:
+    """A one-row statement (``INSERT ... VALUES (...)`` or ``UPDATE ... WHERE ...``, with
+    ``%(name)s`` placeholders) rewritten to take many rows at once, as one JSON array
+    (``json_to_recordset``): one statement per batch for PostgreSQL to plan and run, instead of
+    one per event. Only the placeholders' values are sent, as before."""
+
+    def __init__(self, statement: str, types: Mapping[str, str] = FIELD_TYPES) -> None:
+        self.one = statement
+        self.names = tuple(dict.fromkeys(PLACEHOLDER.findall(statement)))
+        # Prefixed, so that no field can be taken for a column of the table written.
+        self._keys = tuple((f"_{n}", n) for n in self.names)
+        rows = "json_to_recordset(%s::json) AS u(" + ", ".join(f"_{n} {types[n]}" for n in self.names) + ")"
+        body = PLACEHOLDER.sub(lambda m: f"u._{m.group(1)}", statement)
+        if body.startswith("INSERT"):
+            head, _, rest = body.partition(" VALUES (")
+            end = _closing(rest)
+            self.many = f"{head} SELECT {rest[:end]} FROM {rows}{rest[end + 1 :]}"
+        elif body.startswith("UPDATE") and " WHERE " in body:
+            head, _, where = body.rpartition(" WHERE ")
+            self.many = f"{head} FROM {rows} WHERE {where}"
+        else:
+            raise ValueError(f"not a one-row INSERT ... VALUES or UPDATE ... WHERE: {statement}")
+
+    def rows(self, params_seq: Iterable[Mapping[str, Any]]) -> str:
+        keys = self._keys
+        return msgspec.json.encode([{k: p[n] for k, n in keys} for p in params_seq]).decode()
+
+
+def _closing(text: str) -> int:
+    """Index of the parenthesis closing the one opened just before ``text``."""
+    depth = 1
+    for i, c in enumerate(text):
+        depth += (c == "(") - (c == ")")
+        if depth == 0:
+            return i
+    raise ValueError(f"unbalanced parentheses: {text}")
+
+
+def set_statements(statements: Mapping[type, str]) -> dict[type, SetStatement]:
+    return {cls: SetStatement(statement) for cls, statement in statements.items()}
+
+
+def statement_writes(
+    events: Iterable[tuple[int, Any]],
+    statements: Mapping[type, SetStatement],
+    derived: Mapping[type, Callable[[Any], dict[str, Any]]] | None = None,
+) -> Iterator[tuple[Hashable, SetStatement, dict[str, Any]]]:
+    """``(row, statement, parameters)`` for each event that has a statement: the parameters are
+    the event's fields, its ``position`` and what ``derived`` computes for its class. ``row`` is
+    the event's aggregate id: the only row a statement of these projections touches."""
+    for position, event in events:
+        statement = statements.get(type(event))
+        if statement is None:
+            continue
+        params = {**vars(event), "position": position}
+        if derived is not None and (derive := derived.get(type(event))) is not None:
+            params.update(derive(event))
+        yield event.originator_id, statement, params
+
+
+def write_batched(cur: psycopg.Cursor[Any], writes: Iterable[tuple[Hashable, SetStatement, Mapping[str, Any]]]) -> int:
+    """Run ``(row, statement, parameters)`` writes as one statement per statement kind and round
+    instead of one per write; returns the number of writes.
+
+    Equivalent to running them one by one in the order given when each statement touches only
+    its ``row`` (and reads no other row the batch writes): the n-th write of a row goes in round
+    n, so the writes of one row keep their order (its insert before its updates), while the
+    writes within a round touch distinct rows (an UPDATE ... FROM meets each row once) and may
+    run in any order. All of it is one pipeline inside the caller's transaction: an error
+    anywhere leaves nothing of the batch."""
+    rounds: list[dict[SetStatement, list[Mapping[str, Any]]]] = []
+    seen: dict[Hashable, int] = {}
+    count = 0
+    for row, statement, params in writes:
+        n = seen.get(row, 0)
+        seen[row] = n + 1
+        if n == len(rounds):
+            rounds.append({})
+        rounds[n].setdefault(statement, []).append(params)
+        count += 1
+    if count:
+        with cur.connection.pipeline():
+            for by_statement in rounds:
+                for statement, params_seq in by_statement.items():
+                    cur.execute(statement.many, (statement.rows(params_seq),))
+    return count

@@ -8,6 +8,7 @@ queue holds ids, categories and times only. ``org_path`` (GIN indexed) scopes a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.emergency import EmergencyReport
+from projections.batches import set_statements, statement_writes, write_batched
 from projections.scope import Area, ListScope
 
 TABLES = ("emergency_queue",)
@@ -70,6 +72,8 @@ STATEMENTS: dict[type, str] = {
     E.Closed: _update("status = 'closed'"),
     E.LinkedAsDuplicate: _update("duplicate_of = %(duplicate_of)s"),
 }
+# The same statements, each taking a whole batch's rows at once (apply_batch).
+BATCHED = set_statements(STATEMENTS)
 
 COLUMNS = (
     "id, category, severity, status, level, person_id, village_id, township_id, county_id, reporter_id, source,"
@@ -94,6 +98,10 @@ class EmergencyQueueProjection:
         if statement is not None:
             # Only the statement's placeholders are sent: descriptions and notes are not.
             cur.execute(statement, {**vars(event), "position": position})
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        # Each statement touches only its event's row: one executemany per statement and round.
+        write_batched(cur, statement_writes(events, BATCHED))
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute("TRUNCATE emergency_queue")

@@ -3,7 +3,8 @@
 The projection's tables are created in a schema of their own (``rebuild_<name>``: the rebuild
 connection's ``search_path`` puts it before ``public``, so the projection's unqualified DDL and
 statements land there unchanged) and the whole notification log is replayed into them in large
-batches. Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
+batches; indexes that back no constraint are dropped first and built once from the finished
+rows, before the swap, instead of being kept up to date through the replay. Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
 one transaction: lock the projection's tracking row (the live runner waits), apply the events
 recorded since the last batch, drop the old tables, move the new ones (with their indexes) into
 ``public`` and set the tracking position to the last event applied. A reader sees either the
@@ -74,6 +75,9 @@ def rebuild_view(
             conn.execute(sql.SQL("SET search_path TO {}, public").format(schema))
             with conn.transaction(), conn.cursor() as cur:
                 projection.create_tables(cur)
+                # Indexes that only serve reads are built once at the end, from the finished rows,
+                # instead of kept up to date through every insert and update of the replay.
+                deferred = _drop_read_indexes(cur, f"rebuild_{name}")
             total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(events_table)).fetchone()[0]
             started = time.monotonic()
             position = done = 0
@@ -95,6 +99,9 @@ def rebuild_view(
             for batch in _read_ahead(read, batch_size):
                 with conn.transaction(), conn.cursor() as cur:
                     apply(cur, batch)
+            with conn.transaction(), conn.cursor() as cur:
+                for definition in deferred:
+                    cur.execute(definition)
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT position FROM public.projection_tracking WHERE name = %s FOR UPDATE", (name,))
                 while (batch := read(position)).read:  # what was recorded since the last batch
@@ -158,6 +165,20 @@ def _put(ready: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
             return
         except queue.Full:
             continue
+
+
+def _drop_read_indexes(cur: psycopg.Cursor[Any], schema: str) -> list[str]:
+    """Drop the indexes of ``schema``'s tables that back no constraint (primary keys and unique
+    constraints stay: statements rely on them); returns the statements that create them again."""
+    rows = cur.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
+        " WHERE n.nspname = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+        (schema,),
+    ).fetchall()
+    for index, _definition in rows:
+        cur.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(index)))
+    return [definition for _index, definition in rows]
 
 
 def _swap(cur: psycopg.Cursor[Any], schema: str) -> None:

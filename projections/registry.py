@@ -12,7 +12,7 @@ by (a child has a guardian or not; a person is active, left or erased).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -27,6 +27,7 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
+from projections.batches import set_statements, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -137,6 +138,8 @@ STATEMENTS: dict[type, str] = {
     Pairing.CadenceChanged: _update("reg_pairings", "cadence = %(cadence)s, visit_mode = %(visit_mode)s"),
     Pairing.Ended: _update("reg_pairings", "status = 'ended', ends_on = %(ends_on)s, end_reason = %(reason)s"),
 }
+# The same statements, each taking a whole batch's rows at once (apply_batch).
+BATCHED = set_statements(STATEMENTS)
 # Values the view keeps in another form than the event: only whether a guardian is named (not
 # who, nor their phone); pairing ids as jsonb keys.
 DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {
@@ -168,6 +171,10 @@ class RegistryProjection:
             params.update(derive(event))
         # Only the placeholders in the statement are sent: personal fields of the event are not.
         cur.execute(statement, params)
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        # Each statement touches only its event's row: one executemany per statement and round.
+        write_batched(cur, statement_writes(events, BATCHED, DERIVED))
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
@@ -207,7 +214,7 @@ class RegistryView:
     ) -> tuple[list[dict[str, Any]], int]:
         conditions = [sql.SQL(clause) for clause, value in filters.items() if value is not None]
         params = [
-            str(value) if not isinstance(value, UUID) else value for value in filters.values() if value is not None
+            value if isinstance(value, UUID | list) else str(value) for value in filters.values() if value is not None
         ]
         if scope is not None:
             clause, scope_params = scope.clause(table)
@@ -247,15 +254,18 @@ class RegistryView:
         kind: str | None = None,
         status: str | None = None,
         risk_tag: str | None = None,
-        limit: int = 50,
+        limit: int | None = 50,
         offset: int = 0,
         scope: ListScope | None = None,
+        ids: Sequence[UUID] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """Persons by unit, kind, status and risk tag, and (``ids``) among these persons only."""
         filters = {
             "org_path @> ARRAY[%s]::uuid[]": org_unit_id,
             "kind = %s": kind,
             "status = %s": status,
             "risk_tags @> ARRAY[%s]::text[]": risk_tag,
+            "id = ANY(%s::uuid[])": None if ids is None else list(ids),
         }
         return self._list("reg_persons", filters, limit, offset, scope)
 
@@ -313,6 +323,20 @@ class RegistryView:
                 (helper_id, list(group_ids)),
             ).fetchall()
         return [(row[0], list(row[1])) for row in rows]
+
+    def people_with_places(self, unit_id: UUID) -> list[dict[str, Any]]:
+        """The active persons under a unit with their village and township (id, code, name) and
+        active pairings, in township, village and registration order: the registry export's rows."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT p.id, p.village_id, p.active_pairings, v.code AS village_code, v.name AS village_name,"
+                " t.id AS township_id, t.code AS township_code, t.name AS township_name"
+                " FROM reg_persons p JOIN reg_org_units v ON v.id = p.village_id"
+                " LEFT JOIN reg_org_units t ON t.id = v.parent_id"
+                " WHERE p.org_path @> ARRAY[%s]::uuid[] AND p.status = 'active'"
+                " ORDER BY t.code, v.code, p.registered_position",
+                (unit_id,),
+            ).fetchall()
 
     def get_org_unit(self, unit_id: UUID) -> dict[str, Any] | None:
         return self._get("reg_org_units", unit_id)

@@ -1,11 +1,13 @@
 """The projection runner: applies the event store's notification log to read tables, exactly once.
 
 Each projection keeps its position in ``projection_tracking``. A batch of notifications is read
-once through the application's recorder, decoded once, and applied to each projection in a
-transaction that also advances that projection's tracking row; a crash therefore loses or
-repeats nothing. The tracking row is locked (``FOR UPDATE``) while a batch is applied, so two
+once through the application's recorder, decoded once, and applied to every projection in one
+transaction that also advances their tracking rows; a crash therefore loses or repeats nothing.
+The tracking rows are locked (``FOR UPDATE``, in name order) while a batch is applied, so two
 runners over the same database, or a ``catch_up`` racing a running loop, never apply an event
-twice. New events are noticed by LISTEN on the library's channel, with a bounded poll as fallback.
+twice. New events are noticed by LISTEN on the library's channel, with a bounded poll as fallback;
+under load (NOTIFYs piling up while a batch is applied) the runner lingers a few milliseconds
+after a wake-up, so that one batch carries the events of many commands.
 
 A projection whose tables change shape says so with a new ``schema_version``; the version is
 kept with its tracking row, and opening a runner over tables of another version drops them,
@@ -68,6 +70,7 @@ class ProjectionRunner:
         batch_size: int = 500,
         poll_interval: float = 2.0,
         pool_size: int = 4,
+        linger: float = 0.005,
     ) -> None:
         names = [p.name for p in projections]
         if not names or len(set(names)) != len(names):
@@ -77,6 +80,9 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.linger = linger  # seconds to gather more NOTIFYs after a wake-up, when under load
+        self._busy = False  # NOTIFYs piled up during the last batch: more are likely on the way
+        self._start: int | None = None  # lowest position of the projections, as last known
         self.pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, name="projections")
         self._opened = False
         self._open_lock = threading.Lock()
@@ -201,11 +207,12 @@ class ProjectionRunner:
         while max_batches is None or batches < max_batches:
             if stop_event is not None and stop_event.is_set():
                 break
-            read = self._process_batch()
-            if read == 0:
-                break
+            read, complete = self._process_batch()
             total += read
             batches += 1
+            # A short batch reached the end of the log: what is recorded next will be NOTIFYed.
+            if read < self.batch_size and complete:
+                break
         return total
 
     def run(self, stop_event: threading.Event) -> None:
@@ -247,6 +254,7 @@ class ProjectionRunner:
             cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (name,))
             projection.reset(cur)
             cur.execute("UPDATE projection_tracking SET position = 0, updated_at = now() WHERE name = %s", (name,))
+        self._start = None
 
     def rebuild(self, name: str, *, batch_size: int = 5000, progress: Callable[[Any], None] | None = None) -> int:
         """Replay the whole log into new tables for one projection while its current tables keep
@@ -269,41 +277,62 @@ class ProjectionRunner:
             if remaining <= 0:
                 return
             if any(True for _ in listener.notifies(timeout=min(remaining, 0.25), stop_after=1)):
-                # Drain the NOTIFYs that piled up during the last batch: one catch-up covers them all.
-                for _ in listener.notifies(timeout=0, stop_after=10_000):
-                    pass
+                if self._busy and self.linger > 0:
+                    # Commands are arriving faster than batches: let a few more commit, so one
+                    # batch (one read, one transaction) carries them all.
+                    stop_event.wait(self.linger)
+                # Drain the NOTIFYs that piled up: one catch-up covers them all.
+                piled = sum(1 for _ in listener.notifies(timeout=0, stop_after=10_000))
+                self._busy = piled > 0
                 return
 
-    def _process_batch(self) -> int:
-        positions = self.positions()
-        start = min(positions.values())
+    def _process_batch(self) -> tuple[int, bool]:
+        """Read one batch from the lowest position and apply it to every projection that has not
+        applied it, in one transaction; returns how many notifications were read and whether
+        every projection has now applied all of them (false when one was found reset, or
+        moved back by another process, behind the batch: the next batch re-reads from there)."""
+        start = self._start
+        if start is None:
+            start = min(self.positions().values())
         notifications = self.app.recorder.select_notifications(
             start=start, limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
-            return 0
+            if self._start is not None:
+                # Nothing new past the position we knew: make sure no view was reset meanwhile
+                # (by another process) before saying so; it costs a look at idle wake-ups only.
+                self._start = None
+                return self._process_batch()
+            self._start = start
+            return 0, True
         events = decode_wanted(self.app.mapper, notifications, self._wanted)
         last = notifications[-1].id
-        for projection in self.projections:
-            if positions[projection.name] >= last:
-                continue
-            self._apply(projection, events, start, last)
+        names = [p.name for p in self.projections]
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # Every tracking row locked in one statement, in name order: runners cannot deadlock.
+            cur.execute(
+                "SELECT name, position FROM projection_tracking WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
+                (names,),
+            )
+            positions: dict[str, int] = dict(cur.fetchall())
+            advanced = []
+            for projection in self.projections:
+                position = positions.get(projection.name)
+                if position is None or position < start or position >= last:
+                    continue  # reset meanwhile (re-read below), or ahead of this batch
+                todo = [(i, e) for i, e in events if i > position]
+                if todo:
+                    apply_events(conn, cur, projection, todo)
+                advanced.append(projection.name)
+            if advanced:
+                cur.execute(
+                    "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = ANY(%s)",
+                    (last, advanced),
+                )
+        positions.update(dict.fromkeys(advanced, last))
+        self._start = min(positions.values(), default=last)
+        log.debug("projections advanced", projections=advanced, position=last)
         with self._advanced:
             self._batches += 1
             self._advanced.notify_all()
-        return len(notifications)
-
-    def _apply(self, projection: Projection, events: list[tuple[int, Any]], start: int, last: int) -> None:
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (projection.name,))
-            row = cur.fetchone()
-            position = row[0] if row else None
-            if position is None or position < start or position >= last:
-                # Reset, or moved by another runner since we looked: the next batch re-reads from there.
-                return
-            apply_events(conn, cur, projection, [(i, e) for i, e in events if i > position])
-            cur.execute(
-                "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
-                (last, projection.name),
-            )
-        log.debug("projection advanced", projection=projection.name, position=last)
+        return len(notifications), self._start >= last

@@ -7,7 +7,7 @@ of each person in it; visit tasks and emergency reports on their subject's). Whi
 aggregate concerns is kept in ``tl_subjects``, learnt from its creation event (``person_ids`` or
 ``person_id``) and from membership events, so an event of any aggregate with such fields lands
 on the right timelines without a handler of its own. A batch reads the subjects it needs once,
-works out every entry in memory, then COPYs the entries in and writes the changed subjects,
+works out every entry in memory, then writes the entries and the changed subjects, one statement each,
 all in the runner's transaction.
 
 An entry's ``kind`` is ``<aggregate>.<event>`` in snake case (``person.risk_tag_added``,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS tl_subjects (aggregate_id uuid PRIMARY KEY, person_id
 """
 
 COLUMNS = "person_id, position, kind, summary, actor_id, actor_role, occurred_at, recorded_at, aggregate_id, aggregate_version"
-COPY_ENTRIES = f"COPY tl_entries ({COLUMNS}) FROM STDIN"
 SUBJECTS_SET = (
     "INSERT INTO tl_subjects VALUES (%s, %s) ON CONFLICT (aggregate_id) DO UPDATE SET person_ids = EXCLUDED.person_ids"
 )
@@ -108,12 +107,28 @@ def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _created(event: Any) -> bool:
-    return isinstance(event, CareAggregate.Created)
+class _Class(NamedTuple):
+    """What the projection needs to know of an event class, worked out once per class."""
+
+    wanted: bool  # may be about people (its aggregate and kind are not left out)
+    person: bool  # an event of a Person: on their own timeline
+    created: bool  # an aggregate's creation: names its persons
+    added: bool  # a membership event adding ``person_id`` (a name ending in Added)
+    removed: bool  # one removing ``person_id``
+    kind: str
 
 
-def _aggregate(event: Any) -> str:
-    return type(event).__qualname__.rpartition(".")[0]
+@functools.cache
+def _class(event_class: type) -> _Class:
+    name = event_class.__name__
+    return _Class(
+        wanted=_may_be_about_people(event_class),
+        person=event_class.__qualname__.rpartition(".")[0] == "Person",
+        created=issubclass(event_class, CareAggregate.Created),
+        added=name.endswith("Added"),
+        removed=name.endswith("Removed"),
+        kind=_kind(event_class),
+    )
 
 
 @functools.cache
@@ -122,17 +137,14 @@ def _may_be_about_people(event_class: type) -> bool:
     return aggregate not in NOT_ABOUT_A_PERSON and event_class.__qualname__ not in SKIPPED
 
 
-def _about_people(event: Any) -> bool:
-    return _may_be_about_people(type(event)) and hasattr(event, "actor_id")
-
-
 def _persons_of(event: Any, subjects: dict[UUID, list[UUID]], changed: set[UUID]) -> list[UUID]:
     """Whose timelines ``event`` goes on; keeps ``subjects`` (aggregate -> persons) up to date:
     a member added sees the event that adds them, a member removed the one that removes them."""
-    if _aggregate(event) == "Person":
+    about = _class(type(event))
+    if about.person:
         return [event.originator_id]
     fields, aggregate_id = vars(event), event.originator_id
-    if _created(event):
+    if about.created:
         persons = list(fields.get("person_ids") or ([fields["person_id"]] if fields.get("person_id") else []))
         if persons:
             subjects[aggregate_id] = persons
@@ -141,19 +153,34 @@ def _persons_of(event: Any, subjects: dict[UUID, list[UUID]], changed: set[UUID]
     persons = subjects.get(aggregate_id)
     if persons is None:
         return []
-    person_id, name = fields.get("person_id"), type(event).__name__
-    if person_id is not None and name.endswith("Added") and person_id not in persons:
+    person_id = fields.get("person_id")
+    if person_id is not None and about.added and person_id not in persons:
         subjects[aggregate_id] = persons = [*persons, person_id]
         changed.add(aggregate_id)
-    elif person_id is not None and name.endswith("Removed"):
+    elif person_id is not None and about.removed:
         subjects[aggregate_id] = [p for p in persons if p != person_id]
         changed.add(aggregate_id)
     return persons
 
 
+# A batch's entries and subjects as one JSON array each, one statement each (apply_batch): an
+# entry goes on the timeline of each of its ``persons``.
+INSERT_ENTRIES = (
+    f"INSERT INTO tl_entries ({COLUMNS}) SELECT p, u.position, u.kind, u.summary, u.actor_id, u.actor_role,"
+    " u.occurred_at, u.recorded_at, u.aggregate_id, u.aggregate_version FROM json_to_recordset(%s::json) AS"
+    " u(persons uuid[], position bigint, kind text, summary jsonb, actor_id text, actor_role text,"
+    " occurred_at timestamptz, recorded_at timestamptz, aggregate_id uuid, aggregate_version int),"
+    " unnest(u.persons) AS p"
+)
+SET_SUBJECTS = (
+    "INSERT INTO tl_subjects SELECT * FROM json_to_recordset(%s::json) AS u(aggregate_id uuid, person_ids uuid[])"
+    " ON CONFLICT (aggregate_id) DO UPDATE SET person_ids = EXCLUDED.person_ids"
+)
+
+
 class TimelineProjection:
     """Writes ``tl_entries`` (and the subjects of each aggregate) from the event log, a batch at
-    a time: the subjects the batch needs are read once, the entries are COPYed in."""
+    a time: the subjects the batch needs are read once, the entries written in one statement."""
 
     name = "timeline"
     tables = TABLES
@@ -169,29 +196,50 @@ class TimelineProjection:
         return _may_be_about_people(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
-        self.apply_batch(cur, [(position, event)])
+        """One event by plain statements, a row per person (what ``apply_batch`` must equal)."""
+        entries, subjects = self._entries(cur, [(position, event)])
+        for persons, e in entries:
+            values = (e["position"], e["kind"], _json(e["summary"]), e["actor_id"], e["actor_role"], e["occurred_at"])
+            values += (e["recorded_at"], e["aggregate_id"], e["aggregate_version"])
+            cur.executemany(f"INSERT INTO tl_entries ({COLUMNS}) VALUES ({', '.join(['%s'] * 10)})",
+                            [(person, *values) for person in persons])  # fmt: skip
+        if subjects:
+            cur.executemany(SUBJECTS_SET, subjects)
 
     def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        relevant = [(position, event) for position, event in events if _about_people(event)]
-        wanted = [e.originator_id for _, e in relevant if _aggregate(e) != "Person" and not _created(e)]
+        entries, subjects = self._entries(cur, events)
+        if entries:
+            cur.execute(INSERT_ENTRIES, (msgspec.json.encode([{"persons": p, **e} for p, e in entries]).decode(),))
+        if subjects:
+            cur.execute(
+                SET_SUBJECTS,
+                (msgspec.json.encode([{"aggregate_id": a, "person_ids": p} for a, p in subjects]).decode(),),
+            )
+
+    def _entries(
+        self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
+    ) -> tuple[list[tuple[list[UUID], dict[str, Any]]], list[tuple[UUID, list[UUID]]]]:
+        """The entries of ``events`` (with the persons whose timelines each goes on), and the
+        aggregates whose persons changed: the subjects the batch needs are read once."""
+        relevant = [(position, e) for position, e in events if _class(type(e)).wanted and hasattr(e, "actor_id")]
+        wanted = [e.originator_id for _, e in relevant if not (_class(type(e)).person or _class(type(e)).created)]
         subjects: dict[UUID, list[UUID]] = {}
         if wanted:
             cur.execute("SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%s)", (wanted,))
             subjects = {aggregate_id: list(persons) for aggregate_id, persons in cur.fetchall()}
         changed: set[UUID] = set()
-        rows = []
+        entries = []
         for position, e in relevant:
             persons = _persons_of(e, subjects, changed)
-            if not persons:
-                continue
-            entry = (kind_of(e), _json(summary_of(e)), e.actor_id, e.actor_role, e.occurred_at, e.timestamp)
-            rows.extend((person, position, *entry, e.originator_id, e.originator_version) for person in persons)
-        if rows:
-            with cur.copy(COPY_ENTRIES) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        if changed:
-            cur.executemany(SUBJECTS_SET, [(aggregate_id, subjects[aggregate_id]) for aggregate_id in changed])
+            if persons:
+                entry = {
+                    "position": position, "kind": _class(type(e)).kind, "summary": summary_of(e),
+                    "actor_id": e.actor_id, "actor_role": e.actor_role, "occurred_at": e.occurred_at,
+                    "recorded_at": e.timestamp, "aggregate_id": e.originator_id,
+                    "aggregate_version": e.originator_version,
+                }  # fmt: skip
+                entries.append((persons, entry))
+        return entries, [(aggregate_id, subjects[aggregate_id]) for aggregate_id in changed]
 
 
 class TimelinePage(msgspec.Struct):

@@ -9,6 +9,7 @@ claims lapsed, pairings ended with tasks still open) and completion rates per or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
+from projections.batches import set_statements, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("visit_tasks", "visit_logs")
@@ -77,6 +79,8 @@ STATEMENTS: dict[type, str] = {
     " %(org_path)s, %(mode)s, %(visited_at)s, %(helper_ids)s, %(services)s, %(follow_up_needed)s,"
     " %(raise_emergency)s, %(emergency_kind)s, %(timestamp)s, %(position)s)",
 }
+# The same statements, each taking a whole batch's rows at once (apply_batch).
+BATCHED = set_statements(STATEMENTS)
 
 
 class VisitTaskProjection:
@@ -97,6 +101,10 @@ class VisitTaskProjection:
         if statement is not None:
             # Only the statement's placeholders are sent: findings and notes never reach the view.
             cur.execute(statement, {**vars(event), "position": position})
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        # Each statement touches only its event's row: one executemany per statement and round.
+        write_batched(cur, statement_writes(events, BATCHED))
 
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))

@@ -20,15 +20,15 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Redirect, Template
 
-from api.auth import actor_of
-from api.common import app_of, meta_for
+from api.auth import Actor
 from api.rosters import AckDeadlines, ResponderIn
-from application.care import NotFoundError
+from application.care import CareApplication, NotFoundError
 from domain.base import DomainError
 from domain.roster import ResponderRoster, Severity, Tier
 from projections.supervision_series import SupervisionSeries
 from projections.supervision_view import SupervisionView
 from web.frame import page
+from web.ops import OPS, Ops
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 SEVERITIES = [s.value for s in Severity]
@@ -49,19 +49,17 @@ class FormError(Exception):
         self.errors = errors
 
 
-def roster_or_none(request: Request[Any, Any, Any], org_unit_id: UUID) -> ResponderRoster | None:
+def roster_or_none(care: CareApplication, org_unit_id: UUID) -> ResponderRoster | None:
     try:
-        return app_of(request).load_roster(org_unit_id)
+        return care.load_roster(org_unit_id)
     except NotFoundError:
         return None
 
 
-def managed_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+def managed_units(view: SupervisionView, actor: Actor) -> list[dict[str, Any]]:
     """The counties and townships in the reader's unit (an administrator: every county and its
     townships): the units rosters are kept for and registries imported into."""
-    pool = request.app.state.read_side.runner.pool
-    series, view = SupervisionSeries(pool), SupervisionView(pool)
-    actor = actor_of(request)
+    series = SupervisionSeries(view.pool)
     roots = [actor.org_unit_id] if actor.org_unit_id else [c["id"] for c in series.counties()]
     units: list[dict[str, Any]] = []
     for root in roots:
@@ -74,11 +72,11 @@ def managed_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
     return units
 
 
-def roster_units(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+def roster_units(ops: Ops) -> list[dict[str, Any]]:
     """The managed units, each with whether it keeps a roster."""
-    units = managed_units(request)
+    units = managed_units(ops.supervision, ops.actor)
     for unit in units:
-        unit["roster"] = roster_or_none(request, unit["id"])
+        unit["roster"] = roster_or_none(ops.care, unit["id"])
     return units
 
 
@@ -104,9 +102,9 @@ def decode(form: dict[str, str], fields: dict[str, str], target: type[Any]) -> A
         raise FormError([{"field": field, "reason": text.partition(" - at")[0]}]) from None
 
 
-def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID) -> dict[str, Any]:
-    unit = SupervisionView(request.app.state.read_side.runner.pool).unit(org_unit_id) or {"id": org_unit_id}
-    roster = roster_or_none(request, org_unit_id)
+def roster_context(request: Request[Any, Any, Any], ops: Ops, org_unit_id: UUID) -> dict[str, Any]:
+    unit = ops.supervision.unit(org_unit_id) or {"id": org_unit_id}
+    roster = roster_or_none(ops.care, org_unit_id)
     now = datetime.now(UTC)
     return {
         "unit": unit,
@@ -114,7 +112,7 @@ def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID) -> dict[s
         "on_duty": roster.on_duty(now, Tier.PRIMARY) if roster else [],
         "severities": SEVERITIES,
         "tiers": [t.value for t in Tier],
-        "may_edit": actor_of(request).role.value in ("administrator", "county_supervisor", "township_supervisor"),
+        "may_edit": ops.actor.role.value in ("administrator", "county_supervisor", "township_supervisor"),
         "csrf": request.cookies.get("guanai_csrf", ""),
         "saved": request.query_params.get("saved") == "1",
         "errors": [],
@@ -123,61 +121,66 @@ def roster_context(request: Request[Any, Any, Any], org_unit_id: UUID) -> dict[s
 
 class RosterPages(Controller):
     path = "/rosters"
+    dependencies = OPS
 
     def _page(
         self,
         request: Request[Any, Any, Any],
+        ops: Ops,
         org_unit_id: UUID,
         errors: list[dict[str, str]] | None = None,
         sent: dict[str, str] | None = None,
     ) -> Template:
         """The roster page; after a refused form, with each field's reason and what was sent."""
         labelled = [{**e, "label": FIELD_LABELS.get(e["field"])} for e in errors or []]
-        context = {**roster_context(request, org_unit_id), "errors": labelled, "sent": sent or {}}
+        context = {**roster_context(request, ops, org_unit_id), "errors": labelled, "sent": sent or {}}
         return page(request, "admin/roster.html", status=422 if errors else 200, **context)
 
     def _run(
-        self, request: Request[Any, Any, Any], org_unit_id: UUID, command: Any, sent: dict[str, str]
+        self, request: Request[Any, Any, Any], ops: Ops, org_unit_id: UUID, command: Any, sent: dict[str, str]
     ) -> Template | Redirect:
         try:
             command()
         except FormError as e:
-            return self._page(request, org_unit_id, e.errors, sent)
+            return self._page(request, ops, org_unit_id, e.errors, sent)
         except DomainError as e:
-            return self._page(request, org_unit_id, [{"field": e.field or "form", "reason": e.detail}], sent)
+            errors = [{"field": e.field or "form", "reason": e.detail}]
+            return self._page(request, ops, org_unit_id, errors, sent)
         return Redirect(f"/app/rosters/{org_unit_id}?saved=1", status_code=303)
 
     @get("/", sync_to_thread=True)
-    def units(self, request: Request[Any, Any, Any]) -> Template:
-        return page(request, "admin/rosters.html", units=roster_units(request))
+    def units(self, request: Request[Any, Any, Any], ops: Ops) -> Template:
+        return page(request, "admin/rosters.html", units=roster_units(ops))
 
     @get("/{org_unit_id:uuid}", sync_to_thread=True)
-    def roster(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID]) -> Template:
-        return self._page(request, org_unit_id)
+    def roster(self, request: Request[Any, Any, Any], ops: Ops, org_unit_id: FromPath[UUID]) -> Template:
+        return self._page(request, ops, org_unit_id)
 
     @post("/{org_unit_id:uuid}", sync_to_thread=True)
-    def set_up(self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form) -> Template | Redirect:
+    def set_up(
+        self, request: Request[Any, Any, Any], ops: Ops, org_unit_id: FromPath[UUID], data: Form
+    ) -> Template | Redirect:
         def command() -> None:
             deadlines = decode(data, dict.fromkeys(SEVERITIES, "int"), AckDeadlines)
-            app_of(request).set_up_roster(org_unit_id, deadlines.given(), meta_for(request, None))
+            ops.care.set_up_roster(org_unit_id, deadlines.given(), ops.meta_for(None))
 
-        return self._run(request, org_unit_id, command, data)
+        return self._run(request, ops, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/deadlines", sync_to_thread=True)
     def deadlines(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form
+        self, request: Request[Any, Any, Any], ops: Ops, org_unit_id: FromPath[UUID], data: Form
     ) -> Template | Redirect:
         def command() -> None:
             deadlines = decode(data, dict.fromkeys(SEVERITIES, "int"), AckDeadlines)
             if not deadlines.given():
                 raise FormError([{"field": "critical", "reason": "give at least one deadline"}])
-            app_of(request).change_ack_deadlines(org_unit_id, deadlines.given(), meta_for(request, None))
+            ops.care.change_ack_deadlines(org_unit_id, deadlines.given(), ops.meta_for(None))
 
-        return self._run(request, org_unit_id, command, data)
+        return self._run(request, ops, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/responders", sync_to_thread=True)
     def add_responder(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], data: Form
+        self, request: Request[Any, Any, Any], ops: Ops, org_unit_id: FromPath[UUID], data: Form
     ) -> Template | Redirect:
         def command() -> None:
             shifts = data.get("shifts", "always")
@@ -185,20 +188,23 @@ class RosterPages(Controller):
                 raise FormError([{"field": "shifts", "reason": "choose one of the offered shifts"}])
             fields = {"responder_id": "str", "name": "str", "phone": "str", "tier": "str"}
             responder = decode(data, fields, ResponderIn)
-            app_of(request).add_roster_responder(
+            ops.care.add_roster_responder(
                 org_unit_id, responder_id=responder.responder_id, name=responder.name, phone=responder.phone,
-                tier=responder.tier, shifts=SHIFT_CHOICES[shifts], meta=meta_for(request, None),
+                tier=responder.tier, shifts=SHIFT_CHOICES[shifts], meta=ops.meta_for(None),
             )  # fmt: skip
 
-        return self._run(request, org_unit_id, command, data)
+        return self._run(request, ops, org_unit_id, command, data)
 
     @post("/{org_unit_id:uuid}/responders/{responder_id:str}/remove", sync_to_thread=True)
     def remove_responder(
-        self, request: Request[Any, Any, Any], org_unit_id: FromPath[UUID], responder_id: FromPath[str], data: Form
+        self,
+        request: Request[Any, Any, Any],
+        ops: Ops,
+        org_unit_id: FromPath[UUID],
+        responder_id: FromPath[str],
+        data: Form,
     ) -> Template | Redirect:
         def command() -> None:
-            app_of(request).remove_roster_responder(
-                org_unit_id, responder_id, "removed from the roster", meta_for(request, None)
-            )
+            ops.care.remove_roster_responder(org_unit_id, responder_id, "removed from the roster", ops.meta_for(None))
 
-        return self._run(request, org_unit_id, command, data)
+        return self._run(request, ops, org_unit_id, command, data)

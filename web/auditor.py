@@ -12,6 +12,7 @@ Each page that shows a person's data is written to their access log, as the API'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -20,13 +21,18 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from api.access import list_scope, loaded, timeline_hides
-from api.auth import actor_of
-from api.common import app_of, audit_of, record_access
+from api.access import loaded, timeline_hides
+from api.auth import Actor
+from api.dependencies import AuditTrail, Caller, Care, RecordAccess, Registry, Views, Visible
 from api.names import with_names
 from api.problems import ProblemError
+from application.care import CareApplication
+from domain.base import ERASED
 from domain.person import Person
 from infrastructure import verify
+from infrastructure.audit import Audit
+from projections.registry import RegistryView
+from projections.scope import ListScope
 from projections.supervision import CHINA
 from projections.timeline import TimelineView
 from web.frame import lang_of, page
@@ -34,9 +40,12 @@ from web.i18n import MESSAGES, translator
 from web.supervisor import china_time
 
 PAGE_SIZE = 50
-# ``audit`` parameters are the app's ``Audit`` (api/audit.py ``audit_of``); typed loosely so that
-# this module does not name where the layout keeps that class.
 PageNumber = Annotated[int, QueryParameter(name="page", ge=1, le=100_000)]
+NameQuery = Annotated[str | None, QueryParameter(max_length=32, description="part of a name")]
+# A name search compares the names of the people in scope in batches, up to a county's registry
+# several times over; a wider scope is asked to narrow by unit instead.
+SEARCH_BATCH = 2000
+SEARCH_LIMIT = 20_000
 # A date and time written year first (2026-12-03 18:04[:10], or with a T as a datetime-local field
 # sends it), no offset; read as China time, where the work happens.
 LocalInstant = Annotated[str | None, QueryParameter(pattern=r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?$")]
@@ -47,6 +56,29 @@ STREAM_TYPES = {
     "visit_log": "VisitLog",
     "emergency_report": "EmergencyReport",
 }
+
+
+def search_by_name(
+    care: CareApplication, registry: RegistryView, visible: ListScope, wanted: str, offset: int
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """(one page of the people in scope whose name contains ``wanted``, how many match, whether
+    everyone in scope was compared). The views keep no names (they are sealed personal data), so
+    the names of the people in scope are read from the store a batch at a time and compared here,
+    up to ``SEARCH_LIMIT`` people."""
+    needle = wanted.casefold()
+    matches: list[dict[str, Any]] = []
+    scanned = 0
+    while scanned < SEARCH_LIMIT:
+        batch, total = registry.list_persons(limit=SEARCH_BATCH, offset=scanned, scope=visible)
+        names = care.names(r["id"] for r in batch)
+        for row in batch:
+            name = names.get(row["id"])
+            if name and name != ERASED and needle in name.casefold():
+                matches.append({**row, "name": name})
+        scanned += len(batch)
+        if scanned >= total or not batch:
+            return matches[offset : offset + PAGE_SIZE], len(matches), True
+    return matches[offset : offset + PAGE_SIZE], len(matches), False
 
 
 def person_status(person: Person) -> str:
@@ -67,7 +99,7 @@ def related_streams(timeline: list[dict[str, Any]]) -> list[tuple[UUID, str]]:
     return list(seen.items())
 
 
-def chain_of(audit: Any, stream_ids: list[UUID]) -> dict[str, Any]:
+def chain_of(audit: Audit, stream_ids: list[UUID]) -> dict[str, Any]:
     """The chain check of each of the case's streams (as an export carries it), and the log's head."""
     checked, failures = 0, []
     with audit.app.recorder.datastore.get_connection() as conn:
@@ -80,7 +112,9 @@ def chain_of(audit: Any, stream_ids: list[UUID]) -> dict[str, Any]:
     return {"ok": not failures, "checked": checked, "failures": failures, "head": head}
 
 
-def as_of_view(audit: Any, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str) -> dict[str, Any]:
+def as_of_view(
+    audit: Audit, person_id: UUID, streams: list[tuple[UUID, str]], at: datetime, axis: str
+) -> dict[str, Any]:
     """The case at an instant on one axis: the person's record and which related records count."""
     person = audit.state_as_of(person_id, at, axis)
     rows: list[dict[str, Any]] = [{"id": person_id, "type": "Person", "state": person}]
@@ -97,13 +131,22 @@ def as_of_view(audit: Any, person_id: UUID, streams: list[tuple[UUID, str]], at:
     }
 
 
-def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | None, axis: str) -> dict[str, Any]:
-    app, audit = app_of(request), audit_of(request)
-    person = loaded(request, Person, person_id) or app.repository.get(person_id)
-    timeline = TimelineView(request.app.state.read_side.runner.pool).page(
-        person_id, newest_first=False, hidden=timeline_hides(actor_of(request)), limit=500
-    )
-    record_access(request, person_id)
+def case_context(
+    care: CareApplication,
+    audit: Audit,
+    timelines: TimelineView,
+    actor: Actor,
+    record_access: Callable[..., None],
+    person: Person | None,
+    person_id: UUID,
+    as_of: str | None,
+    axis: str,
+    lang: str,
+) -> dict[str, Any]:
+    """``person`` is the record the access guard loaded for this request, if it did."""
+    person = person or care.repository.get(person_id)
+    timeline = timelines.page(person_id, newest_first=False, hidden=timeline_hides(actor), limit=500)
+    record_access(person_id)
     streams = related_streams(timeline.rows)
     chain = chain_of(audit, [person_id, *(s for s, _ in streams)])
     at = None
@@ -128,7 +171,7 @@ def case_context(request: Request[Any, Any, Any], person_id: UUID, as_of: str | 
         "axis": axis,
         "china_time": china_time,
         "late_hours": late_hours,
-        "kind_label": kind_label(lang_of(request)),
+        "kind_label": kind_label(lang),
     }
 
 
@@ -151,31 +194,57 @@ class AuditPages(Controller):
     path = "/audit"
 
     @get("/", sync_to_thread=True)
-    def people(self, request: Request[Any, Any, Any], page_no: PageNumber = 1) -> Template:
-        """The people whose cases this auditor may open (their unit's subtree), by registration."""
-        rows, total = request.app.state.view.list_persons(
-            limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE, scope=list_scope(request)
-        )
-        rows = with_names(app_of(request), rows)
-        record_access(request, *(r["id"] for r in rows))
+    def people(
+        self,
+        request: Request[Any, Any, Any],
+        care: Care,
+        registry: Registry,
+        visible: Visible,
+        record_access: RecordAccess,
+        page_no: PageNumber = 1,
+        q: NameQuery = None,
+    ) -> Template:
+        """The people whose cases this auditor may open (their unit's subtree), by registration;
+        with ``q``, those whose name contains it. Only the people a page shows are in the access
+        log, as for ``GET /persons``: the names compared to find them are not shown."""
+        wanted = (q or "").strip()
+        offset = (page_no - 1) * PAGE_SIZE
+        if wanted:
+            rows, total, scanned_all = search_by_name(care, registry, visible, wanted, offset)
+        else:
+            rows, total = registry.list_persons(limit=PAGE_SIZE, offset=offset, scope=visible)
+            rows, scanned_all = with_names(care, rows), True
+        record_access(*(r["id"] for r in rows))
         pages = max(1, -(-total // PAGE_SIZE))
-        return page(request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages)
+        return page(
+            request, "auditor/people.html", rows=rows, total=total, page_no=page_no, pages=pages, q=wanted,
+            scanned_all=scanned_all, search_limit=SEARCH_LIMIT,
+        )  # fmt: skip
 
     @get("/persons/{person_id:uuid}", sync_to_thread=True)
     def case(
         self,
         request: Request[Any, Any, Any],
+        care: Care,
+        audit: AuditTrail,
+        views: Views,
+        actor: Caller,
+        record_access: RecordAccess,
         person_id: FromPath[UUID],
         as_of: LocalInstant = None,
         axis: Axis = "occurred",
     ) -> Template:
         """A person's case history, its chain check, and the case as of an instant on one axis."""
-        return page(request, "auditor/case.html", **case_context(request, person_id, as_of, axis))
+        context = case_context(
+            care, audit, TimelineView(views.pool), actor, record_access, loaded(request, Person, person_id),
+            person_id, as_of, axis, lang_of(request),
+        )  # fmt: skip
+        return page(request, "auditor/case.html", **context)
 
     @get("/verify", sync_to_thread=True)
-    def verify_all(self, request: Request[Any, Any, Any]) -> Template:
+    def verify_all(self, request: Request[Any, Any, Any], audit: AuditTrail) -> Template:
         """The whole log's chain, walked once (an htmx request gets the result alone)."""
-        result = audit_of(request).verify()
+        result = audit.verify()
         if request.headers.get("HX-Request") == "true":
             return page(request, "auditor/_verify.html", result=result)
         return page(request, "auditor/verify.html", result=result)

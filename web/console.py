@@ -15,10 +15,10 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import Template
 
-from api.access import list_scope
-from api.auth import actor_of
-from api.common import MinPosition, app_of, record_access, wait_for_views
+from api.common import MinPosition
+from api.dependencies import Caller, Care, RecordAccess, Views, Visible, WaitForViews
 from api.emergencies import queue_row
+from application.care import CareApplication
 from domain.emergency import EmergencyReport, Outcome, Severity
 from domain.vocabulary import ActorRole
 from projections.emergency_queue import OPEN, EmergencyQueueView
@@ -32,10 +32,10 @@ SEVERITY_TONE = {Severity.CRITICAL.value: "bad", Severity.HIGH.value: "warn", Se
 QUEUE_LIMIT = 100
 
 
-def _card(request: Request[Any, Any, Any], row: dict[str, Any], now: datetime, t: Any) -> dict[str, Any]:
+def _card(care: CareApplication, row: dict[str, Any], now: datetime, t: Any) -> dict[str, Any]:
     out = queue_row(row, now)
-    report = app_of(request).load(EmergencyReport, out.id)  # description and place: sealed, so read from the store
-    erased = app_of(request).personal_data_erased(out.id)
+    report = care.load(EmergencyReport, out.id)  # description and place: sealed, so read from the store
+    erased = care.personal_data_erased(out.id)
     place = (report.location or {}).get("address", "") if report.location else ""
     return {
         "id": str(out.id),
@@ -59,20 +59,27 @@ def _card(request: Request[Any, Any, Any], row: dict[str, Any], now: datetime, t
 
 
 @get("/console", sync_to_thread=True)
-def console_page(request: Request[Any, Any, Any], min_position: MinPosition = None) -> Template:
+def console_page(
+    request: Request[Any, Any, Any],
+    care: Care,
+    views: Views,
+    actor: Caller,
+    visible: Visible,
+    wait_for_views: WaitForViews,
+    record_access: RecordAccess,
+    min_position: MinPosition = None,
+) -> Template:
     """The open reports of my area; htmx asks for the list alone (``HX-Request``)."""
     t = translator(lang_of(request))
-    actor = actor_of(request)
-    position = wait_for_views(request, min_position)
-    view = EmergencyQueueView(request.app.state.read_side.runner.pool)
-    rows, total = view.list(statuses=OPEN, limit=QUEUE_LIMIT, scope=list_scope(request))
+    position = wait_for_views(min_position)
+    rows, total = EmergencyQueueView(views.pool).list(statuses=OPEN, limit=QUEUE_LIMIT, scope=visible)
     now = datetime.now(UTC)
     person_ids = [r["person_id"] for r in rows if r["person_id"] is not None]
-    names = app_of(request).names(person_ids)
-    record_access(request, *person_ids)  # the list names them and tells of their situation
+    names = care.names(person_ids)
+    record_access(*person_ids)  # the list names them and tells of their situation
     cards = []
     for row in rows:
-        card = _card(request, row, now, t)
+        card = _card(care, row, now, t)
         card["person_name"] = names.get(row["person_id"]) if row["person_id"] else ""
         cards.append(card)
     context = {

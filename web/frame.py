@@ -109,7 +109,8 @@ def actor_or_none(request: Request[Any, Any, Any]) -> Actor | None:
 
 
 def unit_name(request: Request[Any, Any, Any], unit_id: UUID | None) -> str | None:
-    """The name of a unit (the tree is public reference data)."""
+    """The name of a unit (the tree is public reference data). Read from the app's state, not an
+    injected parameter: the frame is drawn for error pages too, whose handlers get no injection."""
     if unit_id is None:
         return None
     try:

@@ -323,6 +323,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "js.error.network": ("网络不通，请稍后再试。", "No network; try again later."),
     # people and timelines
     "people.title": ("我的服务对象", "My people"),
+    "people.area_title": ("辖区服务对象", "People in my area"),
     "people.none": ("目前没有可查看的服务对象。", "No one to show."),
     "people.timeline": ("服务记录", "History"),
     "people.risk_tags": ("风险标签", "Risk tags"),

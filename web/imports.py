@@ -5,7 +5,7 @@ clean dry run.
 
 The pages' rules in ``api/access/rules.py`` are those of the API's ``/imports`` routes (the unit in the
 ``org_unit`` query parameter, the job by its id), and the handlers run what the API's handlers run
-(``ImportJobs`` on the app's state, the same background runner): one guard, one way in. The upload
+(the injected ``ImportJobs``, ``Ops.jobs``, and the same background runner): one guard, one way in. The upload
 is multipart, so its CSRF value travels in the ``X-CSRF-Token`` header that ``ops.js`` adds to the
 form's htmx post.
 """
@@ -22,13 +22,11 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from api.access import unit_id_of
-from api.auth import actor_of
-from api.common import app_of, meta_for
-from api.imports import jobs_of, run_in_background
+from api.imports import run_in_background
 from domain.org_unit import OrgUnit
-from projections.supervision_view import SupervisionView
 from web.admin import managed_units
 from web.frame import lang_of, page
+from web.ops import OPS, Ops
 
 RUNNING = ("queued", "running")
 # The import's reasons (application/registry_import.py, domain/person.py) are English, as the API
@@ -56,36 +54,36 @@ def reason_in(lang: str, reason: str) -> str:
     return REASONS_ZH.get(reason, reason) if lang == "zh" else reason
 
 
-def chosen_unit(request: Request[Any, Any, Any], units: list[dict[str, Any]]) -> dict[str, Any] | None:
+def chosen_unit(request: Request[Any, Any, Any], ops: Ops, units: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The unit named in ``org_unit`` (id or code; the guard has checked it is the reader's), else
     the reader's own, else the first offered."""
     raw = request.query_params.get("org_unit")
-    wanted = unit_id_of(raw) if raw else actor_of(request).org_unit_id
+    wanted = unit_id_of(raw) if raw else ops.actor.org_unit_id
     for unit in units:
         if wanted is not None and unit["id"] == wanted:
             return unit
     if wanted is not None:  # a unit beneath the reader's not offered in the list (a village): as named
-        unit = SupervisionView(request.app.state.read_side.runner.pool).unit(wanted)
+        unit = ops.supervision.unit(wanted)
         if unit is not None:
             return {k: unit[k] for k in ("id", "code", "name", "level")}
     return units[0] if units else None
 
 
-def upload_page(request: Request[Any, Any, Any], errors: list[str] | None = None) -> Template:
-    units = managed_units(request)
+def upload_page(request: Request[Any, Any, Any], ops: Ops, errors: list[str] | None = None) -> Template:
+    units = managed_units(ops.supervision, ops.actor)
     return page(
         request, "imports/upload.html", status=422 if errors else 200,
-        units=units, unit=chosen_unit(request, units), errors=errors or [],
+        units=units, unit=chosen_unit(request, ops, units), errors=errors or [],
     )  # fmt: skip
 
 
-def job_page(request: Request[Any, Any, Any], import_id: UUID, errors: list[str] | None = None) -> Template:
-    jobs = jobs_of(request)
+def job_page(request: Request[Any, Any, Any], ops: Ops, import_id: UUID, errors: list[str] | None = None) -> Template:
+    jobs = ops.jobs
     job = jobs.get(import_id)
     if job is None:  # the guard found it: only a race with nothing could get here
         return page(request, "error.html", status=404, kind="not_found")
     report = jobs.report(import_id) if job["status"] not in RUNNING else None
-    unit = SupervisionView(request.app.state.read_side.runner.pool).unit(job["org_unit_id"])
+    unit = ops.supervision.unit(job["org_unit_id"])
     return page(
         request, "imports/job.html", status=409 if errors else 200,
         job=job, report=report or {}, unit=unit, running=job["status"] in RUNNING, errors=errors or [],
@@ -96,30 +94,31 @@ def job_page(request: Request[Any, Any, Any], import_id: UUID, errors: list[str]
 
 class ImportPages(Controller):
     path = "/imports"
+    dependencies = OPS
 
     @get("/", sync_to_thread=True)
-    def upload_form(self, request: Request[Any, Any, Any]) -> Template:
-        return upload_page(request)
+    def upload_form(self, request: Request[Any, Any, Any], ops: Ops) -> Template:
+        return upload_page(request, ops)
 
     @post("/", status_code=303)
-    async def upload(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+    async def upload(self, request: Request[Any, Any, Any], ops: Ops) -> Template | Redirect:
         """The sheet uploaded: a job like ``POST /imports``'s; the page goes on to the job's."""
-        actor = actor_of(request)
+        actor = ops.actor
         raw = request.query_params.get("org_unit")
         unit_id = unit_id_of(raw) if raw else actor.org_unit_id
         if unit_id is None:
-            return await asyncio.to_thread(upload_page, request, ["im.error.unit"])
+            return await asyncio.to_thread(upload_page, request, ops, ["im.error.unit"])
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
-            return await asyncio.to_thread(upload_page, request, ["im.error.file"])
+            return await asyncio.to_thread(upload_page, request, ops, ["im.error.file"])
         data = await upload.read()
         dry_run = form.get("dry_run", "true") != "false"
-        meta = meta_for(request, None)
+        meta = ops.meta_for(None)
 
         def submit() -> dict[str, Any]:
-            unit = app_of(request).load(OrgUnit, unit_id, field="org_unit")
-            return jobs_of(request).submit(
+            unit = ops.care.load(OrgUnit, unit_id, field="org_unit")
+            return ops.jobs.submit(
                 data,
                 upload.filename,
                 unit=unit,
@@ -135,21 +134,21 @@ class ImportPages(Controller):
         return Redirect(f"/app/imports/{job['id']}", status_code=303)
 
     @get("/{import_id:uuid}", sync_to_thread=True)
-    def job(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> Template:
-        return job_page(request, import_id)
+    def job(self, request: Request[Any, Any, Any], ops: Ops, import_id: FromPath[UUID]) -> Template:
+        return job_page(request, ops, import_id)
 
     @post("/{import_id:uuid}/commit", sync_to_thread=True, status_code=303)
-    def commit(self, request: Request[Any, Any, Any], import_id: FromPath[UUID]) -> Template | Redirect:
+    def commit(self, request: Request[Any, Any, Any], ops: Ops, import_id: FromPath[UUID]) -> Template | Redirect:
         """A clean dry run imported for real, as a new job (like ``POST /imports/{id}/commit``)."""
-        jobs = jobs_of(request)
+        jobs = ops.jobs
         job = jobs.get(import_id)
         if job is None or not job["dry_run"] or job["status"] != "done" or job["errors"]:
-            return job_page(request, import_id, ["im.error.not_clean"])
+            return job_page(request, ops, import_id, ["im.error.not_clean"])
         data = jobs.file(import_id)
         if data is None:
-            return job_page(request, import_id, ["im.error.gone"])
-        actor = actor_of(request)
-        unit = app_of(request).load(OrgUnit, job["org_unit_id"])
+            return job_page(request, ops, import_id, ["im.error.gone"])
+        actor = ops.actor
+        unit = ops.care.load(OrgUnit, job["org_unit_id"])
         new = jobs.submit(data, None, unit=unit, actor_id=actor.subject, actor_role=actor.role.value, dry_run=False)
-        run_in_background(request, new["id"], meta_for(request, None))
+        run_in_background(request, new["id"], ops.meta_for(None))
         return Redirect(f"/app/imports/{new['id']}", status_code=303)

@@ -101,6 +101,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # audit
     "au.title": ("审计", "Audit"),
     "au.people": ("选择对象", "Choose a person"),
+    "au.search": ("按姓名查找", "Find by name"),
+    "au.search.hint": ("姓名或其中的字", "A name or part of one"),
+    "au.search.go": ("查找", "Find"),
+    "au.search.clear": ("显示全部", "Show everyone"),
+    "au.search.found": ("姓名含“{q}”的共 {n} 人", "{n} whose name contains “{q}”"),
+    "au.search.partial": (
+        "只比对了前 {n} 人：请从督导页面按单位缩小范围",
+        "Only the first {n} people were compared: narrow by unit from the supervision pages",
+    ),
     "au.case": ("个案历史", "Case history"),
     "au.chain": ("审计链校验", "Audit chain"),
     "au.chain.ok": ("本个案记录完整，未被篡改", "This case's records are intact"),

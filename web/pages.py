@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from api.auth import actor_of
+from api.dependencies import Caller
 from web.frame import PAGE_EXCEPTION_HANDLERS, PREFIX, RESPONDERS, STATIC, VOLUNTEERS, lang_of, page
 from web.i18n import translator
 
@@ -31,9 +31,8 @@ STATIC_CACHE = CacheControlHeader(max_age=86400, public=True)
 
 
 @get("/", sync_to_thread=True)
-def home(request: Request[Any, Any, Any]) -> Template | Redirect:
+def home(request: Request[Any, Any, Any], actor: Caller) -> Template | Redirect:
     """The start page: a volunteer's visits, a responder's console, else the menu."""
-    actor = actor_of(request)
     if actor.role in VOLUNTEERS:
         return Redirect(f"{PREFIX}/visits", status_code=303)
     if actor.role in RESPONDERS:

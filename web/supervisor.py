@@ -10,8 +10,8 @@ as the API route it shows), so a unit outside the reader's subtree is the not-fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,14 +19,17 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from api.access import AUDIT_READ, PERSON_READ, SUPERVISION_PEOPLE, Kind, access_of, not_found
-from api.auth import actor_of
-from api.common import app_of, record_access
+from api.access import AUDIT_READ, PERSON_READ, SUPERVISION_PEOPLE, Access, Kind, not_found
+from api.auth import Actor
+from api.dependencies import Caller, Care, Checked, RecordAccess, Registry, Supervision, Views
 from api.names import with_names
-from api.supervision import period_of, resolve_unit, view_of, with_person_names
+from api.supervision import period_of, resolve_unit, with_person_names
+from application.care import CareApplication
 from domain.vocabulary import RISK_TAG_LABELS, RiskTag
+from projections.registry import RegistryView
 from projections.supervision import CHINA
 from projections.supervision_series import SupervisionSeries, weeks_up_to
+from projections.supervision_view import SupervisionView
 from web import charts
 from web.frame import lang_of, page
 from web.i18n import translator
@@ -56,10 +59,8 @@ def tag_labels(tags: list[str], lang: str) -> str:
     return "、".join(RISK_TAG_LABELS.get(RiskTag(t), t) if t in RiskTag.__members__.values() else t for t in tags)
 
 
-def breadcrumbs(request: Request[Any, Any, Any], unit: dict[str, Any]) -> list[dict[str, Any]]:
+def breadcrumbs(actor: Actor, view: SupervisionView, unit: dict[str, Any]) -> list[dict[str, Any]]:
     """The units from the reader's own unit (an administrator: the county) down to this one."""
-    actor = actor_of(request)
-    view = view_of(request)
     path = list(unit["org_path"])
     start = path.index(actor.org_unit_id) if actor.org_unit_id in path else 0
     crumbs = []
@@ -70,44 +71,59 @@ def breadcrumbs(request: Request[Any, Any, Any], unit: dict[str, Any]) -> list[d
     return crumbs
 
 
-def person_href(request: Request[Any, Any, Any]) -> str:
+def person_href(actor: Actor) -> str:
     """Where a person's name leads: an auditor's to the case history, everyone else's to the person."""
-    return "/app/audit/persons/" if AUDIT_READ.get(actor_of(request).role) else "/app/people/"
+    return "/app/audit/persons/" if AUDIT_READ.get(actor.role) else "/app/people/"
 
 
-def may_list_people(request: Request[Any, Any, Any]) -> bool:
+def may_list_people(actor: Actor) -> bool:
     """Whether the reader may open the lists that name people (responders may not)."""
-    return bool(SUPERVISION_PEOPLE.get(actor_of(request).role))
+    return bool(SUPERVISION_PEOPLE.get(actor.role))
 
 
 VILLAGE_PEOPLE_SHOWN = 200
 
 
-def village_people(request: Request[Any, Any, Any], unit: dict[str, Any]) -> dict[str, Any]:
+def village_people(
+    care: CareApplication,
+    registry: RegistryView,
+    access: Access,
+    record_access: Callable[..., None],
+    unit: dict[str, Any],
+    lang: str,
+) -> dict[str, Any]:
     """A village's people, the last step of the drill-down: the registry's list in the reader's
     scope for reading persons (as ``GET /persons?org_unit_id=``), names recorded as read."""
-    access = access_of(request)
     scope = access.scope_of_lists(PERSON_READ.get(access.actor.role, frozenset()))
-    rows, total = request.app.state.view.list_persons(
+    rows, total = registry.list_persons(
         org_unit_id=unit["id"], status="active", limit=VILLAGE_PEOPLE_SHOWN, scope=scope
     )
-    rows = with_names(app_of(request), rows)
-    record_access(request, *(r["id"] for r in rows))
-    lang = lang_of(request)
+    rows = with_names(care, rows)
+    record_access(*(r["id"] for r in rows))
     for row in rows:
         row["tags"] = tag_labels(row["risk_tags"], lang)
     return {"rows": rows, "total": total}
 
 
-def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str) -> dict[str, Any]:
+def summary_context(
+    care: CareApplication,
+    registry: RegistryView,
+    supervision: SupervisionView,
+    access: Access,
+    record_access: Callable[..., None],
+    lang: str,
+    org_unit: str,
+    period: str,
+) -> dict[str, Any]:
     """What the supervision page shows of a unit: the API's summary, the charts, drill-down links."""
-    w = translator(lang_of(request))
-    unit = resolve_unit(view_of(request), org_unit)
+    w = translator(lang)
+    actor = access.actor
+    unit = resolve_unit(supervision, org_unit)
     span = period_of(period, None, None)
-    figures = view_of(request).summary(unit["id"], span)
+    figures = supervision.summary(unit["id"], span)
     if figures is None:  # the unit left the views between two reads: as if unknown
         raise not_found(Kind.ORG_UNIT, org_unit)
-    series = SupervisionSeries(request.app.state.read_side.runner.pool)
+    series = SupervisionSeries(supervision.pool)
     weeks = series.visits_by_week(unit["id"], weeks_up_to(datetime.now(CHINA).date(), 8))
     week_labels = [f"{row['week']:%m-%d}" for row in weeks]
     outcome_series = [
@@ -149,37 +165,46 @@ def summary_context(request: Request[Any, Any, Any], org_unit: str, period: str)
         ]  # fmt: skip
     return {
         "unit": unit,
-        "crumbs": breadcrumbs(request, unit),
-        "person_href": person_href(request),
-        "people": village_people(request, unit) if unit["level"] == "village" and may_list_people(request) else None,
+        "crumbs": breadcrumbs(actor, supervision, unit),
+        "person_href": person_href(actor),
+        "people": village_people(care, registry, access, record_access, unit, lang)
+        if unit["level"] == "village" and may_list_people(actor)
+        else None,
         "period": span.name,
         "periods": PERIODS,
         "span": span,
         "f": figures,
         "charts": figure_list,
         "below_level": CHILD_LEVEL.get(unit["level"]),
-        "lists": may_list_people(request),
+        "lists": may_list_people(actor),
         "percent": percent,
         "minutes": minutes,
         "china_time": china_time,
     }
 
 
-def list_context(request: Request[Any, Any, Any], org_unit: str, which: str, page_no: int) -> dict[str, Any]:
+def list_context(
+    care: CareApplication,
+    view: SupervisionView,
+    actor: Actor,
+    record_access: Callable[..., None],
+    lang: str,
+    org_unit: str,
+    which: str,
+    page_no: int,
+) -> dict[str, Any]:
     """One page of the uncovered or overdue list, with names (each read is in the access log)."""
-    view = view_of(request)
     unit = resolve_unit(view, org_unit)
     query = view.uncovered if which == "uncovered" else view.overdue
     rows, total = query(unit["id"], limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
-    rows = with_person_names(app_of(request), partial(record_access, request), rows)
-    lang = lang_of(request)
+    rows = with_person_names(care, record_access, rows)
     for row in rows:
         row["tags"] = tag_labels(row["risk_tags"], lang)
     return {
         "unit": unit,
-        "crumbs": breadcrumbs(request, unit),
+        "crumbs": breadcrumbs(actor, view, unit),
         "which": which,
-        "person_href": person_href(request),
+        "person_href": person_href(actor),
         "rows": rows,
         "total": total,
         "page_no": page_no,
@@ -193,11 +218,11 @@ class SupervisionPages(Controller):
     path = "/supervision"
 
     @get("/", sync_to_thread=True)
-    def home(self, request: Request[Any, Any, Any]) -> Redirect:
+    def home(self, actor: Caller, views: Views) -> Redirect:
         """The reader's own unit (an administrator's: the first county)."""
-        unit_id: UUID | None = actor_of(request).org_unit_id
+        unit_id: UUID | None = actor.org_unit_id
         if unit_id is None:
-            counties = SupervisionSeries(request.app.state.read_side.runner.pool).counties()
+            counties = SupervisionSeries(views.pool).counties()
             if not counties:
                 raise not_found(Kind.ORG_UNIT, "county")
             unit_id = counties[0]["id"]
@@ -205,15 +230,48 @@ class SupervisionPages(Controller):
 
     @get("/{org_unit:str}", sync_to_thread=True)
     def summary(
-        self, request: Request[Any, Any, Any], org_unit: FromPath[str], period: PeriodName = "month"
+        self,
+        request: Request[Any, Any, Any],
+        care: Care,
+        registry: Registry,
+        supervision: Supervision,
+        access: Checked,
+        record_access: RecordAccess,
+        org_unit: FromPath[str],
+        period: PeriodName = "month",
     ) -> Template:
         """A unit's figures and charts, with the units one level down to drill into."""
-        return page(request, "supervisor/summary.html", **summary_context(request, org_unit, period))
+        context = summary_context(
+            care, registry, supervision, access, record_access, lang_of(request), org_unit, period
+        )
+        return page(request, "supervisor/summary.html", **context)
 
     @get("/{org_unit:str}/uncovered", sync_to_thread=True)
-    def uncovered(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page_no: PageNumber = 1) -> Template:
-        return page(request, "supervisor/list.html", **list_context(request, org_unit, "uncovered", page_no))
+    def uncovered(
+        self,
+        request: Request[Any, Any, Any],
+        care: Care,
+        supervision: Supervision,
+        actor: Caller,
+        record_access: RecordAccess,
+        org_unit: FromPath[str],
+        page_no: PageNumber = 1,
+    ) -> Template:
+        context = list_context(
+            care, supervision, actor, record_access, lang_of(request), org_unit, "uncovered", page_no
+        )
+        return page(request, "supervisor/list.html", **context)
 
     @get("/{org_unit:str}/overdue", sync_to_thread=True)
-    def overdue(self, request: Request[Any, Any, Any], org_unit: FromPath[str], page_no: PageNumber = 1) -> Template:
-        return page(request, "supervisor/list.html", **list_context(request, org_unit, "overdue", page_no))
+    def overdue(
+        self,
+        request: Request[Any, Any, Any],
+        care: Care,
+        supervision: Supervision,
+        actor: Caller,
+        record_access: RecordAccess,
+        org_unit: FromPath[str],
+        page_no: PageNumber = 1,
+    ) -> Template:
+        context = list_context(care, supervision, actor, record_access, lang_of(request), org_unit, "overdue", page_no)
+        return page(request, "supervisor/list.html", **context)

@@ -17,12 +17,14 @@ from litestar import Request, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 
-from api.access import list_scope, loaded, timeline_hides
-from api.auth import actor_of
-from api.common import MinPosition, Offset, app_of, record_access, wait_for_views
+from api.access import loaded, timeline_hides
+from api.auth import Actor
+from api.common import MinPosition, Offset
+from api.dependencies import Caller, Care, RecordAccess, Registry, Views, Visible, WaitForViews
 from api.names import with_names
 from api.timeline import about_this_person
-from api.visits import helper_id_of, task_view
+from api.visits import helper_id_of
+from application.care import CareApplication
 from domain.person import Person
 from domain.schedule import PROGRAMME_TZ
 from domain.visit_log import (
@@ -37,7 +39,10 @@ from domain.visit_log import (
     ServiceItem,
 )
 from domain.vocabulary import ActorRole, VisitMode
+from projections.registry import RegistryView
+from projections.scope import ListScope
 from projections.timeline import TimelineView
+from projections.visit_tasks import VisitTaskView
 from web.frame import lang_of, local, page
 from web.i18n import MESSAGES, translator
 
@@ -116,10 +121,9 @@ Section = Annotated[str | None, QueryParameter(pattern="^(claimable|upcoming|unc
 
 
 def _section_rows(
-    request: Request[Any, Any, Any], name: str, me: UUID | None, offset: int
+    view: VisitTaskView, scope: ListScope, name: str, me: UUID | None, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of a section of my visits, nearest window first, and the section's total."""
-    view, scope = task_view(request), list_scope(request)
     _, horizon = _horizon()
     if name == "claimable" and me is not None:
         return view.list_tasks(claimable_by=me, limit=SECTION_PAGE, offset=offset, scope=scope)
@@ -131,9 +135,11 @@ def _section_rows(
     return [], 0
 
 
-def _section(request: Request[Any, Any, Any], name: str, me: UUID | None, offset: int, t: Any) -> dict[str, Any]:
-    rows, total = _section_rows(request, name, me, offset)
-    with_names(app_of(request), rows, "person_id", "person_name")
+def _section(
+    care: CareApplication, view: VisitTaskView, scope: ListScope, name: str, me: UUID | None, offset: int, t: Any
+) -> dict[str, Any]:
+    rows, total = _section_rows(view, scope, name, me, offset)
+    with_names(care, rows, "person_id", "person_name")
     shown = offset + len(rows)
     return {
         "name": name,
@@ -145,19 +151,24 @@ def _section(request: Request[Any, Any, Any], name: str, me: UUID | None, offset
     }
 
 
-def _my_people(request: Request[Any, Any, Any], me: UUID) -> list[dict[str, Any]]:
+def _my_people(care: CareApplication, registry: RegistryView, scope: ListScope, me: UUID) -> list[dict[str, Any]]:
     """The people of my active pairings (for an unplanned visit), by name."""
-    pairings, _ = request.app.state.view.list_pairings(
-        helper_id=me, status="active", limit=200, scope=list_scope(request)
-    )
+    pairings, _ = registry.list_pairings(helper_id=me, status="active", limit=200, scope=scope)
     people = [{"pairing_id": p["id"], "person_id": pid} for p in pairings for pid in p["person_ids"]]
-    with_names(app_of(request), people, "person_id", "person_name")
+    with_names(care, people, "person_id", "person_name")
     return sorted(people, key=lambda p: p["person_name"] or "")
 
 
 @get("/visits", sync_to_thread=True)
 def visits_page(
     request: Request[Any, Any, Any],
+    care: Care,
+    registry: Registry,
+    views: Views,
+    actor: Caller,
+    visible: Visible,
+    wait_for_views: WaitForViews,
+    record_access: RecordAccess,
     min_position: MinPosition = None,
     section: Section = None,
     offset: Offset = 0,
@@ -167,18 +178,17 @@ def visits_page(
     I did lately and my people. htmx asks for the list alone (``HX-Request``) to refresh it after a
     change, and for the next page of one section (``?section=claimable&offset=20``)."""
     t = translator(lang_of(request))
-    actor = actor_of(request)
     # My own tasks and claims if I am a helper (a volunteer; a cadre or child director who is one
     # too), else the area's tasks.
     me = helper_id_of(actor)
-    if me is not None and actor.role != ActorRole.VOLUNTEER and request.app.state.view.get_helper(me) is None:
+    if me is not None and actor.role != ActorRole.VOLUNTEER and registry.get_helper(me) is None:
         me = None
-    wait_for_views(request, min_position)
+    wait_for_views(min_position)
+    view, scope = VisitTaskView(views.pool), visible
     if section is not None and request.headers.get("hx-request"):
-        more = _section(request, section, me, offset, t)
-        record_access(request, *{task["person_id"] for task in more["tasks"]})
+        more = _section(care, view, scope, section, me, offset, t)
+        record_access(*{task["person_id"] for task in more["tasks"]})
         return page(request, "visits_more.html", section=more)
-    view, scope = task_view(request), list_scope(request)
     start, _ = _horizon()
     mine: list[dict[str, Any]] = []
     done_rows: list[dict[str, Any]] = []
@@ -192,13 +202,13 @@ def visits_page(
         )
         done_rows, _ = view.helper_tasks(me, status="completed", limit=10, scope=scope)
         done_rows = [r for r in done_rows if r["closes_at"] >= start - timedelta(days=7)]
-        with_names(app_of(request), mine + done_rows, "person_id", "person_name")
-        people = _my_people(request, me)
+        with_names(care, mine + done_rows, "person_id", "person_name")
+        people = _my_people(care, registry, scope, me)
     names = HELPER_SECTIONS if me is not None else AREA_SECTIONS
-    sections = [_section(request, name, me, 0, t) for name in names]
+    sections = [_section(care, view, scope, name, me, 0, t) for name in names]
     # One entry in the access log for everyone this page names.
     shown = [*mine, *done_rows, *people, *(task for s in sections for task in s["tasks"])]
-    record_access(request, *{r["person_id"] for r in shown})
+    record_access(*{r["person_id"] for r in shown})
     context: dict[str, Any] = {
         "helper": me is not None,
         "mine": [_card(r, me, t) for r in mine],
@@ -220,17 +230,37 @@ def _age_line(t: Any, birth: date) -> str:
 PEOPLE_PAGE = 30
 
 
+def my_people_ids(registry: RegistryView, actor: Actor) -> list[UUID] | None:
+    """The people of my active pairings, as a helper or through one of my volunteer teams, if I
+    am a helper (a volunteer; a cadre or child director who is one too); else None."""
+    me = helper_id_of(actor)
+    helper = registry.get_helper(me) if me is not None else None
+    if helper is None:
+        return [] if actor.role == ActorRole.VOLUNTEER else None
+    return sorted({p for _, people in registry.own_pairings(helper["id"], helper["group_ids"]) for p in people})
+
+
 @get("/people", sync_to_thread=True)
-def people_page(request: Request[Any, Any, Any], min_position: MinPosition = None, offset: Offset = 0) -> Template:
-    """The people I may see (a volunteer: those of my pairings), from the registry view, a page at
-    a time (htmx asks for the next page alone: ``?offset=30``)."""
+def people_page(
+    request: Request[Any, Any, Any],
+    care: Care,
+    registry: Registry,
+    actor: Caller,
+    visible: Visible,
+    wait_for_views: WaitForViews,
+    record_access: RecordAccess,
+    min_position: MinPosition = None,
+    offset: Offset = 0,
+) -> Template:
+    """My people: a helper's are those of their own active pairings, even where they may read more
+    (a village cadre may read the whole village); anyone else's, the people of their area they may
+    read. From the registry view, a page at a time (htmx asks for the next page alone: ``?offset=30``)."""
     t = translator(lang_of(request))
-    wait_for_views(request, min_position)
-    rows, total = request.app.state.view.list_persons(
-        status="active", limit=PEOPLE_PAGE, offset=offset, scope=list_scope(request)
-    )
-    with_names(app_of(request), rows)
-    record_access(request, *(r["id"] for r in rows))
+    wait_for_views(min_position)
+    mine = my_people_ids(registry, actor)
+    rows, total = registry.list_persons(status="active", ids=mine, limit=PEOPLE_PAGE, offset=offset, scope=visible)
+    with_names(care, rows)
+    record_access(*(r["id"] for r in rows))
     people = [
         {**r, "kind_label": t(f"kind.{r['kind']}"), "born": _age_line(t, r["birth_date"]),
          "tags": [t(f"risk_tag.{tag}") for tag in r["risk_tags"]]}
@@ -239,23 +269,28 @@ def people_page(request: Request[Any, Any, Any], min_position: MinPosition = Non
     shown = offset + len(rows)
     more = {"next_offset": shown if shown < total else None, "left": total - shown, "page_size": PEOPLE_PAGE}
     name = "people_more.html" if offset and request.headers.get("hx-request") else "people.html"
-    return page(request, name, people=people, total=total, more=more)
+    return page(request, name, people=people, total=total, more=more, area=mine is None)
 
 
 @get("/people/{person_id:uuid}", sync_to_thread=True)
 def person_page(
-    request: Request[Any, Any, Any], person_id: FromPath[UUID], cursor: FromQuery[int | None] = None
+    request: Request[Any, Any, Any],
+    care: Care,
+    views: Views,
+    actor: Caller,
+    record_access: RecordAccess,
+    person_id: FromPath[UUID],
+    cursor: FromQuery[int | None] = None,
 ) -> Template:
     """One person and their history as far as I may see it (the timeline's own rules: no other
     cared-for person named, emergency reports only to those who handle them)."""
     t = translator(lang_of(request))
-    person = loaded(request, Person, person_id) or app_of(request).repository.get(person_id)
-    view = TimelineView(request.app.state.read_side.runner.pool)
-    timeline = view.page(
-        person_id, newest_first=True, hidden=timeline_hides(actor_of(request)), cursor=cursor, limit=TIMELINE_PAGE
+    person = loaded(request, Person, person_id) or care.repository.get(person_id)
+    timeline = TimelineView(views.pool).page(
+        person_id, newest_first=True, hidden=timeline_hides(actor), cursor=cursor, limit=TIMELINE_PAGE
     )
-    record_access(request, person_id)
-    erased = person.erased or app_of(request).personal_data_erased(person_id)
+    record_access(person_id)
+    erased = person.erased or care.personal_data_erased(person_id)
     entries = []
     for row in timeline.rows:
         summary = about_this_person(row["summary"], person_id)

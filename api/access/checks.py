@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
 from litestar.exceptions import PermissionDeniedException
 
 from api.access.rules import CR, READS, REPORT_READ, Kind, Ref, Rule, Scope, V
@@ -148,6 +149,31 @@ class Access:
         events = self.app.mapper.to_domain_events(self.app.store.first_events(wanted))  # type: ignore[attr-defined]
         self._first.update(dict.fromkeys(wanted))
         self._first.update({e.originator_id: e for e in events})
+
+    def hold(self, aggregates: Mapping[UUID, Any]) -> None:
+        """Aggregates the request has read already (a batch's tasks and pairings), used as the
+        ones ``aggregate`` would load."""
+        self._loaded.update(aggregates)
+
+    def preload(self, ids: Iterable[UUID]) -> None:
+        """Load many aggregates now, from one read of all their events: what a write names (its
+        target, the objects of its body, the id it creates). The checks read them instead of
+        their first events, and the command is handed them (``aggregates``) instead of loading
+        them again."""
+        wanted = [i for i in dict.fromkeys(ids) if i not in self._loaded]
+        if not wanted:
+            return
+        found = self.app.load_many(Aggregate, wanted)
+        self._loaded.update({i: found.get(i) for i in wanted})
+
+    def aggregates(self) -> list[Any]:
+        """Every aggregate this request loaded (for the command: what it need not read again)."""
+        return [a for a in self._loaded.values() if a is not None]
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        if aggregate_id in self._loaded:
+            return self._loaded[aggregate_id] is not None
+        return self.first(aggregate_id) is not None
 
     def aggregate(self, aggregate_id: UUID) -> Any:
         """The aggregate now (None: no such stream)."""
@@ -307,11 +333,15 @@ class Access:
         data: Any,
         query: Mapping[str, Any] | None = None,
     ) -> None:
+        target: Any = None
         if rule.target is not None:
             raw = (query or {}).get(rule.target.param) if rule.target.in_query else path_params.get(rule.target.param)
             target = unit_id_of(raw) if rule.target.by_code else raw
             if not isinstance(target, UUID):
                 return  # not an id at all: the handler's validation answers
+        if rule.writes:
+            self.preload(self.named(rule, target, data))  # one read for all, handed to the command
+        if rule.target is not None:
             if rule.method == "GET" and rule.target.kind in AGGREGATES and not rule.target.in_query:
                 self.aggregate(target)  # the read handler needs it whole: load it once, here
             if not self.allows(scopes, rule.target.kind, target):
@@ -326,6 +356,19 @@ class Access:
             self.list_scope = self.scope_of_lists(scopes)
             if any(not self.filter_allows(f, scopes, (query or {}).get(f.field)) for f in rule.filters):
                 self.list_scope = NOTHING  # as for an unknown id: no row matches
+
+    def named(self, rule: Rule, target: Any, data: Any) -> list[UUID]:
+        """The aggregates a write names: its target, the objects of its body, the id it creates,
+        and a volunteer's own helper record (whose pairings decide what they own)."""
+        ids = [target] if isinstance(target, UUID) and rule.target and rule.target.kind in AGGREGATES else []
+        for ref in rule.refs:
+            if ref.kind in AGGREGATES:
+                ids += [i for _, v in _values(data, ref.field) if (i := _uuid(v)) is not None]
+        if rule.creates is not None and isinstance(data, dict) and (new_id := _uuid(data.get("id"))) is not None:
+            ids.append(new_id)
+        if self.actor.role == V and self._me is ...:
+            ids += [i for i in (_uuid(self.actor.subject),) if i is not None]
+        return ids
 
     def filter_allows(self, ref: Ref, scopes: frozenset[Scope], value: Any) -> bool:
         """Whether a list filter names something in scope (absent or not an id: the handler's)."""
@@ -343,7 +386,7 @@ class Access:
         same again (an offline device's retry): only to a caller who may read that object. Anyone
         else gets what a different body gets, so the answer cannot confirm what the object holds."""
         new_id = _uuid(data.get("id")) if isinstance(data, dict) else None
-        if new_id is None or self.first(new_id) is None:
+        if new_id is None or not self.exists(new_id):
             return
         if not self.allows(READS[kind].get(self.actor.role, frozenset()), kind, new_id):
             raise already_exists(kind, new_id)

@@ -35,6 +35,7 @@ from infrastructure.audit import Audit
 from infrastructure.import_jobs import ImportJobs
 from infrastructure.settings import Settings
 from infrastructure.spreadsheets import Limits
+from projections.registry import RegistryView
 
 
 def _unit(app: CareApplication, args: argparse.Namespace) -> OrgUnit:
@@ -185,7 +186,7 @@ def _export(args: argparse.Namespace, database_url: str, app: CareApplication) -
                 request_id=f"cli:{uuid4()}",
             )
 
-        data, people = export_registry(app, pool, unit, record_access=record)
+        data, people = export_registry(app, RegistryView(pool), unit, record_access=record)
         args.out.write_bytes(data)
         print(f"guanai export: {people} people under {unit.name} ({unit.code}) written to {args.out}")
         return 0

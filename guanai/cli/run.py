@@ -32,6 +32,8 @@ def _serve_api(settings: Settings, database_url: str, nats_url: str | None, host
     # uvicorn shuts down gracefully on SIGTERM and then raises the signal again with the handler
     # it found: a Python handler here lets the callers' cleanup (workers, embedded servers) run.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    # loop and http "auto": uvloop and httptools (dependencies; docs/benchmarks.md "Issue 19: the
+    # HTTP edge and round trips" measured them against asyncio with h11, and granian).
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
 
 

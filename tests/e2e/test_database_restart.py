@@ -35,6 +35,7 @@ import psycopg
 import pytest
 
 from application.care import CareApplication
+from bench.cluster import child_pids
 from infrastructure.embedded import EmbeddedPostgres, _pid_alive, start_postgres
 from tests.app_support import make_care
 from tests.conftest import create_database
@@ -103,7 +104,7 @@ class OwnPostgres:
         # The postmaster leads its own process group, and each of its children (backends,
         # checkpointer, WAL writer) runs in a session of its own: every one is killed at once, as
         # a crash of the machine or of the container would, not left to notice the postmaster died.
-        children = _children(pid)
+        children = child_pids(pid)
         assert os.getpgid(pid) != os.getpgid(0), "never this test's own process group"
         os.killpg(os.getpgid(pid), signal.SIGKILL)
         for child in children:
@@ -127,14 +128,6 @@ class OwnPostgres:
 
     def stop(self) -> None:
         self.server.stop()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def _answers(url: str) -> bool:

@@ -30,11 +30,11 @@ import httpx
 import pytest
 
 from application.care import CareApplication
+from bench.cluster import OwnNats
 from domain.base import CommandMeta
 from domain.emergency import Category, EmergencyReport, Severity
 from domain.roster import Tier
 from domain.vocabulary import ActorRole, OrgLevel, PersonKind, Sex
-from infrastructure.embedded import nats_info, nats_server_binary
 from tests.api_support import free_port
 from tests.app_support import make_care
 from tests.emergency_support import Alerts, wait_until
@@ -68,33 +68,6 @@ else:
     worker = bootstrap.escalator(settings, database_url, nats_url, durable=name, **common, **options)
 sys.exit(run_until_signalled(worker))
 """
-
-
-class OwnNats:
-    """A nats-server with JetStream on a fixed port and store, so that it can be SIGKILLed and
-    restarted where its clients will find it again."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.store = tmp / "jetstream"
-        self.log = tmp / "nats.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(nats_server_binary()), "--addr", "127.0.0.1", "--port", str(self.port), "--jetstream",
-             "--store_dir", str(self.store), "--log", str(self.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        wait_until(
-            lambda: (info := nats_info("127.0.0.1", self.port, 0.5)) and info.get("jetstream"), 20, "NATS to start"
-        )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
 
 
 class System:
@@ -204,9 +177,7 @@ class System:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if self.nats.proc is not None and self.nats.proc.poll() is None:
-            self.nats.proc.terminate()
-            self.nats.proc.wait(10)
+        self.nats.stop()
 
     def token(self, role: ActorRole, org_unit_id: uuid.UUID) -> str:
         from api.auth import issue_token

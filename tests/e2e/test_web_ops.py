@@ -17,6 +17,7 @@ from projections.supervision import CHINA
 from projections.supervision_series import SupervisionSeries, weeks_up_to
 from projections.supervision_view import Period
 from tests.api_support import ApiServer, token
+from tests.emergency_support import wait_until
 from tests.integration.test_supervision import Care, care_in
 
 
@@ -177,3 +178,22 @@ def test_roster_forms_set_up_change_and_refuse_with_reasons(county: tuple[Care, 
     with client_for(server, "auditor", care.world.county) as c:
         assert c.get(f"/app/rosters/{t2}").status_code == 200
         assert c.post(f"/app/rosters/{t2}/deadlines", data={"critical": "60"}).status_code == 403
+
+
+def test_a_refused_account_form_is_shown_again_over_the_accounts_list(county: tuple[Care, ApiServer]) -> None:
+    """The form posts to a rule that lists nothing; the page it answers still lists the accounts
+    in the reader's scope, with the refused field."""
+    care, server = county
+    with client_for(server, "administrator", None) as c:
+        opened = c.post(
+            "/app/accounts",
+            data={"role": "township_supervisor", "org_unit_id": str(care.world.t2), "phone": "13900000011"},
+        )
+        assert opened.status_code == 200 and "data-activation-code" in opened.text, opened.text[:300]
+        listed = wait_until(lambda: c.get("/accounts").json()["items"], what="the account in the accounts view")
+        bad = c.post(
+            "/app/accounts", data={"role": "township_supervisor", "org_unit_id": str(care.world.t2), "phone": "x"}
+        )
+        assert bad.status_code == 422, bad.text[:300]
+        assert 'data-field="phone"' in bad.text
+        assert all(f'data-account="{a["id"]}"' in bad.text for a in listed[:50])

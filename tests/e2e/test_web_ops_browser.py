@@ -187,6 +187,42 @@ def test_an_auditor_sees_a_visit_logged_offline_on_one_axis_and_not_the_other(br
         watched.no_errors()
 
 
+def test_an_auditor_finds_people_by_name_and_only_those_shown_are_in_their_access_log(browser, county) -> None:
+    care, server = county
+    w = care.world
+    with api(server, "administrator") as admin:
+        made = [
+            admin.post("/persons", json=elder(str(w.v1), name=name)).json()
+            for name in ("欧阳春花", "欧阳秋月", "钱某某")
+        ]
+        ids = {p["name"]: p["id"] for p in made}
+        admin.get("/persons", params={"min_position": made[-1]["position"], "limit": 1}).raise_for_status()
+    with session(browser, server, ActorRole.AUDITOR, w.county) as (_, watched):
+        page = watched.page
+        page.goto(server.base_url + "/app/audit/?q=欧阳")
+        rows = page.locator("tr[data-person]")
+        assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.person)")) == sorted(
+            [ids["欧阳春花"], ids["欧阳秋月"]]
+        )
+        page.fill("#q", "秋月")
+        page.get_by_role("button", name="查找").click()
+        page.wait_for_url("**q=*")
+        assert rows.evaluate_all("rs => rs.map(r => r.dataset.person)") == [ids["欧阳秋月"]]
+        assert "姓名含“秋月”的共 1 人" in page.locator("main").inner_text()
+        accessible(page)
+        both_widths(page, "audit-people-search")
+        page.get_by_role("link", name="欧阳秋月").click()
+        page.wait_for_url(f"**/app/audit/persons/{ids['欧阳秋月']}")
+        watched.no_errors()
+    with api(server, "auditor", w.county) as auditor:
+
+        def searched(name: str) -> bool:
+            log = auditor.get(f"/audit/persons/{ids[name]}/access-log").json()["items"]
+            return any(e["endpoint"].startswith("GET /app/audit") and "persons" not in e["endpoint"] for e in log)
+
+        assert (searched("欧阳春花"), searched("欧阳秋月"), searched("钱某某")) == (True, True, False)
+
+
 def test_an_administrator_keeps_a_roster_and_its_deadlines(browser, county) -> None:
     care, server = county
     w = care.world

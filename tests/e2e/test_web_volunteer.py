@@ -186,3 +186,27 @@ def test_needs_help_now_files_an_emergency_report(browser, api_server: ApiServer
     log_id = client.get(f"/visits/{task['id']}").json()["log_id"]
     log = client.get(f"/visit-logs/{log_id}").json()
     assert log["raise_emergency"] is True and log["emergency"]["kind"] == "wandering_or_begging"
+
+
+def test_my_people_are_the_people_of_my_pairings_not_everyone_i_may_see(
+    browser, api_server: ApiServer, client, care_app
+) -> None:
+    """A village cadre who is also a helper may read everyone in the village, but "我的服务对象"
+    lists the people of their own active pairings (direct, or through their volunteer team); a
+    cadre who helps no one sees the village's people under the area's heading."""
+    scene = Scene(client, care_app, helpers=1, people=1, group=True)
+    village = scene.tree.village["id"]
+    stranger = client.post("/persons", json=elder(village, name="赵某")).json()["id"]
+    readers = [
+        (ActorRole.VILLAGE_CADRE, scene.helpers[0], "我的服务对象", [scene.people[0]]),
+        (ActorRole.VOLUNTEER, scene.members[0], "我的服务对象", [scene.people[0]]),  # through the team
+        (ActorRole.VILLAGE_CADRE, None, "辖区服务对象", [scene.people[0], stranger]),
+    ]
+    for role, subject, heading, expected in readers:
+        with session(browser, api_server, role, village, subject=subject) as (_, watched):
+            page = watched.page
+            page.goto(api_server.base_url + "/app/people")
+            expect(page.locator("h1")).to_contain_text(heading)
+            rows = page.locator(".list > li")
+            expect(rows).to_have_count(len(expected))
+            assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.person)")) == sorted(expected), (role, subject)

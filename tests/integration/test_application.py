@@ -382,6 +382,34 @@ def test_a_backlog_of_logs_is_decided_item_by_item_and_saved_once(
     assert care_app.recorder.max_notification_id() == before
 
 
+def test_a_backlog_decides_on_what_its_caller_read_and_a_log_stored_since_is_answered_as_sent_before(
+    care_app: CareApplication, org: Org, meta: CommandMeta
+) -> None:
+    helper = new_helper(care_app, org, meta)
+    elders = [new_elder(care_app, org, meta) for _ in range(2)]
+    pairing = form(care_app, PairingShape.ONE_TO_MANY, [helper], elders, meta).id
+    now = datetime.now(UTC)
+    created = care_app.schedule_visits(pairing, meta).created
+    tasks = sorted(
+        (t for t in care_app.load_many(VisitTask, created).values() if t.opens_at <= now),
+        key=lambda t: str(t.person_id),
+    )
+    # What a route reads for its checks: the tasks, their pairing, persons and group, three queries.
+    loaded = care_app.read_for_logs([t.id for t in tasks])
+    assert {t.id for t in tasks} | {pairing, *elders} <= set(loaded)
+    when = now - timedelta(minutes=5)
+    items = [_log(uuid4(), helper, when, task_id=t.id) for t in tasks]
+    # Item 0 is stored by another request after the caller read that its id was free.
+    first = care_app.record_visits([items[0]], acting_helper_id=helper)[0]
+    assert isinstance(first, CommandResult) and first.created
+    answers = care_app.record_visits(items, acting_helper_id=helper, loaded=loaded, taken=[])
+    assert isinstance(answers[0], CommandResult) and not answers[0].created and answers[0].id == items[0].log_id
+    assert answers[0].position == first.position
+    assert isinstance(answers[1], CommandResult) and answers[1].created
+    assert care_app.load(VisitTask, tasks[1].id).log_id == items[1].log_id
+    assert len(list(care_app.events.get(items[0].log_id))) == 1
+
+
 def test_a_backlog_that_loses_a_race_is_recorded_item_by_item(
     care_app: CareApplication, org: Org, meta: CommandMeta
 ) -> None:
@@ -397,16 +425,17 @@ def test_a_backlog_that_loses_a_race_is_recorded_item_by_item(
     when = now - timedelta(minutes=5)
     items = [_log(uuid4(), helper, when, task_id=t.id) for t in tasks]
     other = _log(uuid4(), helper, when, task_id=tasks[0].id)
-    preload = care_app._preload
+    read = care_app.read_for_logs
 
-    def meanwhile(batch: Any) -> None:
-        preload(batch)  # the batch has read the tasks; another device completes one of them now
-        del care_app._preload  # that device's batch reads as usual
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        got = read(*args, **kwargs)  # the batch has read the tasks; another device completes one of them now
+        del care_app.read_for_logs  # that device's batch reads as usual
         done = threading.Thread(target=care_app.record_visits, args=([other],), kwargs={"acting_helper_id": helper})
         done.start()
         done.join()
+        return got
 
-    care_app._preload = meanwhile  # type: ignore[method-assign]
+    care_app.read_for_logs = meanwhile  # type: ignore[method-assign]
     answers = care_app.record_visits(items, acting_helper_id=helper)
     assert type(answers[0]).__name__ == "TaskClosedError" and answers[0].extra["log_id"] == str(other.log_id)
     assert isinstance(answers[1], CommandResult) and answers[1].created

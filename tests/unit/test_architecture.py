@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -205,3 +206,48 @@ def test_nothing_connects_at_import_time() -> None:
             if isinstance(node, (ast.Assign, ast.Expr, ast.AnnAssign)) and node.end_lineno is not None:
                 segment = "\n".join(lines[node.lineno - 1 : node.end_lineno])
                 assert not any(s in segment for s in suspicious), f"{path.name}: {segment[:80]}"
+
+
+# A statement as the code writes one: a keyword opening a string (a fragment such as a WHERE
+# clause handed to a view is the view's to write, so it counts too).
+SQL_TEXT = re.compile(
+    r"^\s*(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (TABLE|INDEX|UNIQUE INDEX)|ALTER TABLE|DROP TABLE|"
+    r"TRUNCATE|WITH \w+ AS|LOCK TABLE)\b|\b(WHERE|ORDER BY|ON CONFLICT)\b.*%s"
+)
+
+
+def sql_in(source: str) -> list[str]:
+    """Where a module writes SQL: a string that is a statement, a call of ``execute``, an import of
+    psycopg (its ``sql`` composes statements; the pool, a handle the views are opened with, is not)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL_TEXT.search(node.value):
+            found.append(f"{node.lineno}: {node.value.strip()[:40]!r}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"execute", "executemany", "copy"}
+        ):
+            found.append(f"{node.lineno}: .{node.func.attr}()")
+        found += [f"{node.lineno}: imports {m}" for m in imported(node) if top(m) == "psycopg"]  # type: ignore[attr-defined]
+    return found
+
+
+@pytest.mark.parametrize("package", ["api", "web"])
+def test_the_http_layer_holds_no_sql(package: str) -> None:
+    """Handlers and the pages read through the views and the application: SQL lives in
+    projections/ and infrastructure/."""
+    bad = [
+        f"{p.relative_to(ROOT)}:{where}"
+        for p in sorted((ROOT / package).rglob("*.py"))
+        for where in sql_in(p.read_text())
+    ]
+    assert not bad, "SQL in the HTTP layer:\n" + "\n".join(bad)
+
+
+def test_the_sql_check_finds_sql() -> None:
+    assert sql_in('Q = """\nSELECT id FROM reg_persons"""') == ["1: 'SELECT id FROM reg_persons'"]
+    assert sql_in("conn.execute(q)") == ["1: .execute()"]
+    assert sql_in("from psycopg import sql") == ["1: imports psycopg"]
+    assert sql_in('f = {"status = %s": s}; g = "WHERE org_path @> %s"') == ["1: 'WHERE org_path @> %s'"]
+    assert sql_in('"""Select the rows a caller may see, ordered by name."""') == []

@@ -14,6 +14,14 @@ from application.errors import NotFoundError
 from domain.base import ClosedError, DomainError
 from domain.pairing import PairingEndedError
 from domain.visit_task import OutsideWindowError
+from infrastructure.spreadsheets import (
+    Limits,
+    UploadGone,
+    UploadNotReadable,
+    UploadRefused,
+    UploadTooLarge,
+    check_upload,
+)
 
 
 def domain_errors() -> list[type[DomainError]]:
@@ -43,6 +51,25 @@ def test_an_error_without_an_entry_is_answered_as_its_nearest_base() -> None:
     assert problem_of(NotFoundError("gone")).status == 404
 
 
-def test_the_map_names_only_domain_and_application_errors() -> None:
+def test_the_map_names_only_domain_application_and_infrastructure_errors() -> None:
     for cls in DOMAIN_PROBLEMS:
-        assert cls.__module__.split(".")[0] in {"domain", "application"}, cls
+        assert cls.__module__.split(".")[0] in {"domain", "application", "infrastructure"}, cls
+
+
+def test_an_upload_is_refused_by_kind_and_the_kind_says_the_answer() -> None:
+    """An upload's refusal carries no status: too large is 413, a kind the import does not read
+    415, a file deleted after its days 410, anything else unreadable 422."""
+    with pytest.raises(UploadTooLarge) as large:
+        check_upload(b"x" * 11, "a.csv", Limits(max_bytes=10))
+    with pytest.raises(UploadNotReadable) as old:
+        check_upload(b"\xd0\xcf\x11\xe0" + b"\0" * 600, "a.xls", Limits())
+    with pytest.raises(UploadRefused) as empty:
+        check_upload(b"", "a.csv", Limits())
+    answers = [problem_of(e.value) for e in (large, old, empty)] + [problem_of(UploadGone("deleted"))]
+    assert [(a.status, a.slug) for a in answers] == [
+        (413, "body-too-large"),
+        (415, "unsupported-media-type"),
+        (422, "file-refused"),
+        (410, "gone"),
+    ]
+    assert not {"status", "slug"} & set(vars(empty.value)), "the refusal names an HTTP answer"

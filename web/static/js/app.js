@@ -50,9 +50,15 @@
 
   // Keep this page as it is now for use offline (the service worker answers with it when the
   // network is gone). Called once the worker runs, and again after a change updated the page.
+  // Read again as shown, query and all (a name search names only the people it found: the page
+  // without its query would read, and write to the access log, everyone on the first page), and
+  // kept under its address without the query, as the service worker keeps pages.
   function keepPage() {
     if (!window.caches || !navigator.onLine || document.body.dataset.page.startsWith("error")) return Promise.resolve();
-    return caches.open("guanai-pages-v1").then((cache) => cache.add(location.pathname)).catch(() => {});
+    return caches.open("guanai-pages-v1")
+      .then((cache) => fetch(location.pathname + location.search, { credentials: "same-origin" })
+        .then((response) => (response.ok && !response.redirected ? cache.put(location.origin + location.pathname, response) : undefined)))
+      .catch(() => {});
   }
 
   let ready = Promise.resolve();

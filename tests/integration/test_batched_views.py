@@ -1,0 +1,215 @@
+"""Batched view writes against a real PostgreSQL: a view written a batch at a time (one statement
+per event class and round, ``projections/batches.py``; the timeline's entries in one statement)
+holds exactly the rows of the same view written one event at a time by plain statements, for
+batches of any size; a batch that fails half-way leaves every view and its tracking row as they
+were, and the retry applies nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from projections import accounts, emergency_queue, registry, timeline, visit_tasks
+from projections.accounts import AccountsProjection
+from projections.batches import apply_events, decode_all
+from projections.emergency_queue import EmergencyQueueProjection
+from projections.registry import RegistryProjection
+from projections.runner import ProjectionRunner
+from projections.timeline import TimelineProjection
+from projections.visit_tasks import VisitTaskProjection
+from tests.integration.test_rebuild import more_history
+from tests.integration.test_supervision import Care, care_in
+
+BATCHED = {
+    "registry": (RegistryProjection, registry.TABLES),
+    "timeline": (TimelineProjection, timeline.TABLES),
+    "visit_tasks": (VisitTaskProjection, visit_tasks.TABLES),
+    "emergency_queue": (EmergencyQueueProjection, emergency_queue.TABLES),
+}
+
+
+@pytest.fixture
+def care(fresh_database_url: str) -> Iterator[Care]:
+    with care_in(fresh_database_url) as world:
+        more_history(world)
+        yield world
+
+
+def logged(care: Care) -> list[tuple[int, Any]]:
+    """Every event of the log with its position."""
+    stored = care.world.app.recorder.select_notifications(start=0, limit=1_000_000, inclusive_of_start=False)
+    return list(zip((n.id for n in stored), decode_all(care.world.app.mapper, stored), strict=True))
+
+
+def written(
+    url: str, schema: str, projection: Any, tables: tuple[str, ...], write: Callable[[psycopg.Connection[Any]], None]
+) -> dict[str, list[dict[str, Any]]]:
+    """The rows of ``projection``'s tables, made in a schema of their own by ``write``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+        with conn.transaction(), conn.cursor() as cur:
+            projection.create_tables(cur)
+        write(conn)
+        return snapshot(conn, schema, tables)
+
+
+def snapshot(conn: psycopg.Connection[Any], schema: str, tables: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    rows = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for table in tables:
+            # Ordered by every column: no two rows of a view are equal in all of them.
+            count = cur.execute(
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                (schema, table),
+            ).fetchone()
+            assert count is not None
+            order = sql.SQL(", ").join(sql.Literal(i + 1) for i in range(count["n"]))
+            query = sql.SQL("SELECT * FROM {} ORDER BY {}").format(sql.Identifier(schema, table), order)
+            rows[table] = cur.execute(query).fetchall()
+    return rows
+
+
+def one_at_a_time(projection: Any, events: list[tuple[int, Any]]) -> Callable[[psycopg.Connection[Any]], None]:
+    def write(conn: psycopg.Connection[Any]) -> None:
+        for position, event in events:
+            with conn.transaction(), conn.cursor() as cur:
+                projection.apply(cur, event, position)
+
+    return write
+
+
+def in_batches(projection: Any, events: list[tuple[int, Any]], size: int) -> Callable[[psycopg.Connection[Any]], None]:
+    def write(conn: psycopg.Connection[Any]) -> None:
+        for i in range(0, len(events), size):
+            with conn.transaction(), conn.cursor() as cur:
+                apply_events(conn, cur, projection, events[i : i + size])
+
+    return write
+
+
+@pytest.mark.parametrize("name", list(BATCHED))
+def test_a_view_written_in_batches_equals_the_view_written_one_event_at_a_time(care: Care, name: str) -> None:
+    cls, tables = BATCHED[name]
+    url, events = care.world.url, logged(care)
+    reference = written(url, "one_at_a_time", cls(), tables, one_at_a_time(cls(), events))
+    assert all(reference.values()), "every table of the view has rows"
+    for size in (len(events), 7, 1):
+        batched = written(url, f"batches_of_{size}", cls(), tables, in_batches(cls(), events, size))
+        assert batched == reference, f"batches of {size}"
+
+
+def test_many_writes_of_one_row_in_a_batch_keep_their_order(care: Care) -> None:
+    """A visit task written several times in one batch (scheduled, claimed, completed): the rounds."""
+    url, events = care.world.url, logged(care)
+    writes_per_task: dict[Any, int] = {}
+    for _position, event in events:
+        if type(event) in visit_tasks.STATEMENTS:
+            writes_per_task[event.originator_id] = writes_per_task.get(event.originator_id, 0) + 1
+    assert max(writes_per_task.values()) >= 3, "some task is written three times or more in the batch"
+    reference = written(
+        url, "one", VisitTaskProjection(), visit_tasks.TABLES, one_at_a_time(VisitTaskProjection(), events)
+    )
+    batched = written(
+        url, "whole", VisitTaskProjection(), visit_tasks.TABLES, in_batches(VisitTaskProjection(), events, len(events))
+    )
+    assert batched == reference
+
+
+@pytest.mark.parametrize("module", [registry, visit_tasks, emergency_queue, accounts], ids=lambda m: m.__name__)
+def test_every_batched_statement_is_valid_sql_for_its_tables(fresh_database_url: str, module: Any) -> None:
+    """Including the event classes the scripted county has none of (PostgreSQL plans each)."""
+    projection = {
+        registry: RegistryProjection,
+        visit_tasks: VisitTaskProjection,
+        emergency_queue: EmergencyQueueProjection,
+        accounts: AccountsProjection,
+    }[module]()
+    with psycopg.connect(fresh_database_url) as conn, conn.cursor() as cur:
+        projection.create_tables(cur)
+        assert set(module.BATCHED) == set(module.STATEMENTS)
+        for statement in module.BATCHED.values():
+            cur.execute(statement.many, (statement.rows([]),))
+
+
+class FailsHalfWay:
+    """The visit task view, failing once after writing part of the batch holding ``position``."""
+
+    def __init__(self, position: int) -> None:
+        self.inner = VisitTaskProjection()
+        self.name, self.tables, self.schema_version = self.inner.name, self.inner.tables, self.inner.schema_version
+        self.position = position
+        self.failed = False
+
+    def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
+        self.inner.create_tables(cur)
+
+    def reset(self, cur: psycopg.Cursor[Any]) -> None:
+        self.inner.reset(cur)
+
+    def handles(self, event_class: type) -> bool:
+        return self.inner.handles(event_class)
+
+    def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        self.inner.apply(cur, event, position)
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: list[tuple[int, Any]]) -> None:
+        if not self.failed and any(p == self.position for p, _ in events):
+            self.failed = True
+            self.inner.apply_batch(cur, [(p, e) for p, e in events if p <= self.position])
+            raise RuntimeError("the projector died half-way through the batch")
+        self.inner.apply_batch(cur, events)
+
+
+def test_a_batch_failing_half_way_leaves_the_views_and_their_tracking_rows_as_they_were(care: Care) -> None:
+    url, app, events = care.world.url, care.world.app, logged(care)
+    tasks = [p for p, e in events if type(e) in visit_tasks.STATEMENTS]
+    failing = FailsHalfWay(tasks[len(tasks) // 2])
+    batch = 25
+    runner = ProjectionRunner(app, url, [RegistryProjection(), failing, TimelineProjection()], batch_size=batch)
+    with runner:
+        with pytest.raises(RuntimeError, match="half-way"):
+            runner.catch_up()
+        assert failing.failed
+        positions = runner.positions()
+        done = positions["visit_tasks"]
+        assert done < failing.position, "stopped before the failing batch"
+        assert positions == dict.fromkeys(positions, done), "the other views' writes of the batch went too"
+        before = [(p, e) for p, e in events if p <= done]
+        with psycopg.connect(url) as conn:
+            for name, projection in (("registry", RegistryProjection), ("visit_tasks", VisitTaskProjection)):
+                tables = BATCHED[name][1]
+                assert snapshot(conn, "public", tables) == written(
+                    url, f"until_{name}", projection(), tables, one_at_a_time(projection(), before)
+                )
+        runner.catch_up()  # the retry
+        assert runner.positions() == dict.fromkeys(positions, events[-1][0])
+        with psycopg.connect(url) as conn:
+            for name, (projection, tables) in BATCHED.items():
+                if name in runner.positions():
+                    assert snapshot(conn, "public", tables) == written(
+                        url, f"all_{name}", projection(), tables, one_at_a_time(projection(), events)
+                    ), f"{name}: nothing applied twice, nothing lost"
+
+
+def test_a_runner_that_knew_a_later_position_replays_a_view_another_process_reset(care: Care) -> None:
+    url, app, events = care.world.url, care.world.app, logged(care)
+    with (
+        ProjectionRunner(app, url, [RegistryProjection()]) as running,
+        ProjectionRunner(app, url, [RegistryProjection()]) as other,
+    ):
+        running.catch_up()
+        assert running.positions() == {"registry": events[-1][0]}
+        with psycopg.connect(url) as conn:
+            full = snapshot(conn, "public", registry.TABLES)
+        other.reset("registry")
+        running.catch_up()  # nothing new in the log past what it knew: it looks again
+        assert running.positions() == {"registry": events[-1][0]}
+        with psycopg.connect(url) as conn:
+            assert snapshot(conn, "public", registry.TABLES) == full
