@@ -42,8 +42,9 @@ from domain.visit_task import VisitTask
 
 TABLES = ("sv_rollup", "sv_rollup_due")
 
-# Facts that are no day's: their ``day`` is this.
-TIMELESS = "-infinity"
+# Facts that are no day's: their ``day`` is this (the first day Python's dates know, so that the
+# rows read back as they do in a rebuild's comparison; a fact is timeless or by day by its name).
+TIMELESS = "0001-01-01"
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS sv_rollup (

@@ -118,7 +118,7 @@ ORDER BY e.deadline, e.id {PAGE}
 # ``today`` (China) and ``today_start`` (its first instant).
 _UNITS = "unit_id = ANY(ARRAY(SELECT id FROM sv_units WHERE parent_id = %(root)s) || %(root)s::uuid)"
 ROLLUP = f"""
-SELECT unit_id AS unit, fact, n FROM sv_rollup WHERE {_UNITS} AND day = '-infinity'
+SELECT unit_id AS unit, fact, n FROM sv_rollup WHERE {_UNITS} AND day = '0001-01-01'
 UNION ALL
 SELECT NULL, fact, sum(n)::bigint FROM sv_rollup
 WHERE unit_id = %(root)s AND (fact IN ('registered', 'left') OR fact LIKE 'visit:%%')
