@@ -20,7 +20,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.access import Access, Kind, not_found, unit_id_of
 from api.common import Limit, MinPosition, Offset, Page
-from api.dependencies import Care, Checked, RecordAccess, Supervision, WaitForViews
+from api.dependencies import Care, Checked, RecordAccess, Supervision, Views, WaitForViews
 from api.names import with_names
 from api.problems import ProblemError
 from application.care import CareApplication
@@ -210,10 +210,10 @@ def reports_from_level(access: Access) -> int:
     return area.min_level if area is not None else 0
 
 
-def resolve_unit(view: SupervisionView, org_unit: str) -> dict[str, Any]:
-    """The unit named by id or code (the access guard has checked the caller may see it)."""
-    unit_id = unit_id_of(org_unit)
-    if unit_id is None:
+def unit_id(org_unit: str) -> UUID:
+    """The id of the unit named by id or code (400 when it is neither)."""
+    found = unit_id_of(org_unit)
+    if found is None:
         raise ProblemError(
             400,
             "validation-error",
@@ -221,7 +221,12 @@ def resolve_unit(view: SupervisionView, org_unit: str) -> dict[str, Any]:
             "name the org unit by its id or its 12-digit division code",
             errors=[{"field": "org_unit", "reason": "neither an id nor a division code", "in": "path"}],
         )
-    unit = view.unit(unit_id)
+    return found
+
+
+def resolve_unit(view: SupervisionView, org_unit: str) -> dict[str, Any]:
+    """The unit named by id or code (the access guard has checked the caller may see it)."""
+    unit = view.unit(unit_id(org_unit))
     if unit is None:  # registered a moment ago and not yet in the views: as if unknown
         raise not_found(Kind.ORG_UNIT, org_unit)
     return unit
@@ -259,6 +264,7 @@ class SupervisionController(Controller):
     def summary(
         self,
         supervision: Supervision,
+        views: Views,
         wait_for_views: WaitForViews,
         org_unit: FromPath[str],
         period: PeriodName = None,
@@ -268,10 +274,17 @@ class SupervisionController(Controller):
     ) -> SupervisionOut:
         """The unit's figures, rolled up from everything beneath it; ``units`` breaks the basic
         figures down one level (the townships of a county, the villages of a township)."""
-        position = wait_for_views(min_position)
-        unit = resolve_unit(supervision, org_unit)
-        figures = supervision.summary(unit["id"], period_of(period, from_, to), unit=unit)
-        return msgspec.convert({**figures, "position": position}, SupervisionOut)
+        span = period_of(period, from_, to)
+        if min_position is not None:
+            position = wait_for_views(min_position)
+            unit = resolve_unit(supervision, org_unit)
+            figures = supervision.summary(unit["id"], span, unit=unit)
+            return msgspec.convert({**figures, "position": position}, SupervisionOut)
+        # Nothing to wait for: the unit, the figures and the views' position in one round trip.
+        found = supervision.summary(unit_id(org_unit), span, views=[p.name for p in views.runner.projections])
+        if found is None:  # registered a moment ago and not yet in the views: as if unknown
+            raise not_found(Kind.ORG_UNIT, org_unit)
+        return msgspec.convert(found, SupervisionOut)
 
     @get("/{org_unit:str}/uncovered", sync_to_thread=True)
     def uncovered(

@@ -91,12 +91,14 @@ class TimelineController(Controller):
     ) -> TimelineOut:
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
-        position = wait_for_views(min_position)
+        # With nothing to wait for, the views' position is read with the page, in one statement.
+        waited = wait_for_views(min_position) if min_position is not None else None
         view = TimelineView(views.pool)
         page = view.page(
             person_id, newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor),
-            cursor=cursor, limit=limit,
+            cursor=cursor, limit=limit, views=[p.name for p in views.runner.projections] if waited is None else (),
         )  # fmt: skip
+        position = waited if waited is not None else page.views_position or 0
         if page.total == 0 and not view.exists(person_id):
             first = next(iter(care.events.get(person_id, limit=1)), None)
             if not isinstance(first, Person.Registered):

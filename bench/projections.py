@@ -11,8 +11,10 @@
 3. ``runner.rebuild(NAME)`` of every view (new tables, swapped in), in events/s.
 4. Read latency, with the views complete: the heavy person's timeline (first page of 50,
    newest first, and a page 500 entries deep by cursor), a county's supervision summary and its
-   overdue list, each beside a plain 50-row read of the event store by primary key; then the
-   same timeline and summary through ``guanai api`` over HTTP.
+   overdue list, each beside a plain 50-row read of the event store by primary key (the summary
+   also from the view's rows, as it was read before the projection kept counts per unit); then
+   the same timeline, summary and list through ``guanai api`` over HTTP, beside ``GET /health``
+   and the 50-row read, taking turns in rounds, with the API's CPU per request.
 
 Every database made here is dropped at the end, unless ``--keep NAME`` names one: then the store
 is written there once, its description kept in a table ``bench_store``, and later runs with the
@@ -43,6 +45,7 @@ from application.care import CareApplication
 from bench.common import (
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
+    CpuMeter,
     Summary,
     code_version,
     guanai_server,
@@ -154,6 +157,8 @@ def read_latencies(app: CareApplication, url: str, store: Store, reads: int) -> 
         first = timeline.page(person, limit=50)
         assert first.total == HEAVY_ENTRIES, f"the heavy person has {first.total} entries"
         deep = timeline.page(person, limit=500).next_cursor
+        # The counts the projection keeps give the same figures as the rows they count.
+        assert supervision.summary(county, period, now=now) == supervision.summary_from_rows(county, period, now=now)
         with psycopg.connect(url, autocommit=True) as conn:
             tail = conn.execute("SELECT max(notification_id) - 50 FROM guanai_events").fetchone()[0]
 
@@ -170,6 +175,11 @@ def read_latencies(app: CareApplication, url: str, store: Store, reads: int) -> 
                 timed("timeline, page 500 deep", reads, lambda: timeline.page(person, cursor=deep, limit=50)),
                 timed("timeline, one kind", reads, lambda: timeline.page(person, kinds=["visit_log"], limit=50)),
                 timed("supervision summary, county", reads, lambda: supervision.summary(county, period, now=now)),
+                timed(
+                    "supervision summary, county, from the rows",
+                    reads,
+                    lambda: supervision.summary_from_rows(county, period, now=now),
+                ),
                 timed("overdue list, county (50)", reads, lambda: supervision.overdue(county, now=now)),
             ]
     finally:
@@ -189,14 +199,30 @@ def supervision_people(url: str, county: Any) -> int:
         ).fetchone()[0]
 
 
-def http_latencies(url: str, store: Store, reads: int, keys: dict[str, str]) -> None:
+def http_latencies(url: str, store: Store, reads: int, keys: dict[str, str], rounds: int = 10) -> None:
+    """One client; the phases take turns in ``rounds`` rounds (so that a change of the machine's
+    load falls on all of them alike), after a warm-up of each. Beside each: its p50 and p99 as a
+    ratio to the floor's, and the API process's CPU per request. The floor is ``GET /auth/me``
+    (token, access rule, a hop into a worker thread, no database): ``GET /health`` asks the
+    database, the views, the relay and JetStream, and at a million events costs more than a read."""
     with guanai_server(url, extra_env=keys) as server:
-        server.wait_for_views(timeout=600)
+        server.wait_for_views(timeout=1800)
         headers = {"Authorization": f"Bearer {server.token()}"}
         code = store.counties[0][1]
-        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
+        with (
+            httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client,
+            psycopg.connect(url, autocommit=True) as conn,
+        ):
             health = client.get("/health")
             assert health.status_code == 200
+            tail = conn.execute("SELECT max(notification_id) - 50 FROM guanai_events").fetchone()[0]
+
+            def raw() -> None:
+                conn.execute(
+                    "SELECT * FROM guanai_events WHERE notification_id > %s ORDER BY notification_id LIMIT 50",
+                    (tail,),
+                    prepare=True,
+                ).fetchall()
 
             def get(path: str) -> Callable[[], None]:
                 def call() -> None:
@@ -205,16 +231,44 @@ def http_latencies(url: str, store: Store, reads: int, keys: dict[str, str]) -> 
 
                 return call
 
-            results = [
-                timed("GET /health (floor)", reads, get("/health")),
-                timed("GET /persons/{id}/timeline", reads, get(f"/persons/{store.heavy_person}/timeline")),
-                timed("GET /supervision/{county}", reads, get(f"/supervision/{code}?period=half_year")),
-                timed("GET /supervision/{county}/overdue", reads, get(f"/supervision/{code}/overdue")),
+            phases: list[tuple[str, Callable[[], None]]] = [
+                ("baseline: 50 events by primary key", raw),
+                ("GET /health", get("/health")),
+                ("GET /auth/me (floor)", get("/auth/me")),
+                ("GET /persons/{id}/timeline", get(f"/persons/{store.heavy_person}/timeline")),
+                ("GET /supervision/{county}", get(f"/supervision/{code}?period=half_year")),
+                ("GET /supervision/{county}/overdue", get(f"/supervision/{code}/overdue")),
             ]
+            for _name, fn in phases:  # warm-up: connections, caches, the first request's imports
+                for _ in range(20):
+                    fn()
+            load = os.getloadavg()[0]
+            results = {name: Summary(name, 0.0) for name, _ in phases}
+            api_cpu = dict.fromkeys(results, 0.0)
+            per_round = max(1, reads // rounds)
+            for _ in range(rounds):
+                for name, fn in phases:
+                    with CpuMeter({"api": server.api.pid}) as cpu:
+                        summary = timed(name, per_round, fn)
+                    results[name].latencies.extend(summary.latencies)
+                    results[name].elapsed += summary.elapsed
+                    api_cpu[name] += cpu.used["api"]
+    floor = results["GET /auth/me (floor)"]
+    rows = [
+        r.row(
+            f"{r.ms(50) / floor.ms(50):.1f}",
+            f"{r.ms(99) / floor.ms(99):.1f}",
+            f"{api_cpu[name] / r.count * 1000:.2f}" if name.startswith("GET") else "",
+        )
+        for name, r in results.items()
+    ]
     print_table(
-        SUMMARY_HEADERS,
-        [r.row() for r in results],
-        title=f"The same through the API over HTTP ({reads} each, one client)",
+        [*SUMMARY_HEADERS, "p50 / floor", "p99 / floor", "API CPU ms/req"],
+        rows,
+        title=(
+            f"The same through the API over HTTP ({per_round * rounds} each, one client, in {rounds} rounds taking"
+            f" turns; load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at the end)"
+        ),
     )
 
 

@@ -18,7 +18,7 @@ No names or free text are kept: lists that show names resolve them per page from
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -30,6 +30,7 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import CADENCE_DAYS, Cadence
+from projections import supervision_rollup as rollup
 from projections.supervision_events import (
     EMERGENCY_DDL,
     EMERGENCY_DERIVED,
@@ -52,6 +53,7 @@ TABLES = (
     "sv_visits",
     "sv_visit_counts",
     "sv_emergencies",
+    *rollup.TABLES,
 )
 
 DDL = (
@@ -86,6 +88,7 @@ CREATE INDEX IF NOT EXISTS sv_helpers_path ON sv_helpers USING gin (org_path);
 """
     + VISIT_DDL
     + EMERGENCY_DDL
+    + rollup.DDL
 )
 
 
@@ -222,11 +225,12 @@ IGNORED: frozenset[type] = frozenset({
 
 
 class SupervisionProjection:
-    """Writes the ``sv_*`` tables; events without a handler are skipped."""
+    """Writes the ``sv_*`` tables; events without a handler are skipped. A batch first takes the
+    rows it will change out of the rollups, applies its events, then counts those rows again."""
 
     name = "supervision"
     tables = TABLES
-    schema_version = 2  # 2: names and free-text reasons left the view
+    schema_version = 3  # 2: names and free-text reasons left the view; 3: rollups per org unit
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
@@ -238,6 +242,20 @@ class SupervisionProjection:
         return event_class in HANDLERS
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        self.apply_batch(cur, [(position, event)])
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        events = [(position, event) for position, event in events if type(event) in HANDLERS]
+        if not events:
+            return
+        touched = rollup.Touched.of(event for _, event in events)
+        with cur.connection.pipeline():
+            touched.uncount(cur)
+            for position, event in events:
+                self._apply(cur, event, position)
+            touched.count(cur)
+
+    def _apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statements = HANDLERS.get(type(event))
         if statements is None:
             return

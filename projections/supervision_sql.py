@@ -36,13 +36,17 @@ WHERE {ACTIVE_P} AND {UNDER} GROUP BY tag
 
 HELPERS = f"""
 SELECT {UNIT} AS unit, GROUPING({UNIT}) = 1 AS total,
-       count(*) AS active, count(*) FILTER (WHERE load > 0) AS with_people, coalesce(sum(load), 0) AS load,
+       count(*) AS active, count(*) FILTER (WHERE load > 0) AS with_people, coalesce(sum(load), 0)::bigint AS load,
        coalesce(max(load), 0) AS max_load, count(*) FILTER (WHERE load >= capacity) AS at_capacity,
        count(*) FILTER (WHERE load > capacity) AS over_capacity
 FROM sv_helpers WHERE {ACTIVE_P} AND {UNDER} {BY_UNIT}
 """
 
 SHAPES = f"SELECT shape, count(*) AS n FROM sv_pairings WHERE {ACTIVE_P} AND {UNDER} GROUP BY shape"
+
+UNIT = "SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(root)s"
+# The views' position (the lowest of ``views``, projection names) in the same round trip as a read.
+VIEWS_POSITION = "SELECT min(position) AS position FROM projection_tracking WHERE name = ANY(%(views)s)"
 
 CHILD_UNITS = "SELECT id, code, name, level FROM sv_units WHERE parent_id = %(root)s ORDER BY code"
 
@@ -105,4 +109,38 @@ SELECT e.id, e.person_id, t.code AS township_code, t.name AS township_name, e.ca
 FROM sv_emergencies e LEFT JOIN sv_units t ON t.id = e.org_path[2]
 WHERE e.{UNDER} AND e.{_OPEN_PAST_DEADLINE} AND e.level >= %(min_level)s
 ORDER BY e.deadline, e.id {PAGE}
+"""
+
+# The same figures from the counts the projection keeps per unit (projections/supervision_rollup.py):
+# (unit, fact, n) rows for the root and the units one level down; the period's facts for the
+# root alone (``unit`` NULL); people overdue now per unit (fact ``overdue``): due on a day
+# before today, or today before now. Parameters also ``first``/``last`` (the period's days),
+# ``today`` (China) and ``today_start`` (its first instant).
+_UNITS = "unit_id = ANY(ARRAY(SELECT id FROM sv_units WHERE parent_id = %(root)s) || %(root)s::uuid)"
+ROLLUP = f"""
+SELECT unit_id AS unit, fact, n FROM sv_rollup WHERE {_UNITS} AND day = '0001-01-01'
+UNION ALL
+SELECT NULL, fact, sum(n)::bigint FROM sv_rollup
+WHERE unit_id = %(root)s AND (fact IN ('registered', 'left') OR fact LIKE 'visit:%%')
+  AND day >= %(first)s AND day <= %(last)s
+GROUP BY fact
+UNION ALL
+SELECT unit_id, 'overdue', sum(n)::bigint FROM (
+    SELECT unit_id, n FROM sv_rollup WHERE {_UNITS} AND fact = 'due' AND day < %(today)s
+    UNION ALL
+    SELECT unit_id, n FROM sv_rollup_due WHERE {_UNITS} AND due_at >= %(today_start)s AND due_at < {NOW}
+) AS due GROUP BY unit_id
+"""
+
+# Visit compliance from the tasks themselves (what the counts must equal).
+VISITS_FROM_TASKS = f"""
+SELECT cadence,
+       count(*) FILTER (WHERE status <> 'cancelled') AS due,
+       count(*) FILTER (WHERE status = 'completed' AND NOT late) AS on_time,
+       count(*) FILTER (WHERE status = 'completed' AND late) AS late,
+       count(*) FILTER (WHERE status = 'missed') AS missed,
+       count(*) FILTER (WHERE status = 'open') AS open,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+FROM sv_visits WHERE {UNDER} AND due_by > %(start)s AND due_by <= %(end)s
+GROUP BY cadence ORDER BY cadence
 """

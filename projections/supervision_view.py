@@ -10,6 +10,7 @@ reports behind the figures, worst first. Periods are calendar periods in China t
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -80,9 +81,7 @@ class SupervisionView:
             return cur.execute(query, params).fetchall()
 
     def unit(self, unit_id: UUID) -> dict[str, Any] | None:
-        rows = self._all(
-            "SELECT id, code, name, level, parent_id, org_path FROM sv_units WHERE id = %(id)s", {"id": unit_id}
-        )
+        rows = self._all(q.UNIT, {"root": unit_id})
         return rows[0] if rows else None
 
     def _many(self, queries: list[str], params: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -95,17 +94,70 @@ class SupervisionView:
             return [cur.fetchall() for cur in cursors]
 
     def summary(
-        self, unit_id: UUID, period: Period, now: datetime | None = None, *, unit: dict[str, Any] | None = None
+        self,
+        unit_id: UUID,
+        period: Period,
+        now: datetime | None = None,
+        *,
+        unit: dict[str, Any] | None = None,
+        views: Sequence[str] = (),
     ) -> dict[str, Any] | None:
-        """``unit``: the unit's row as ``unit()`` gives it, when the caller has read it already."""
-        unit = unit or self.unit(unit_id)
+        """``unit``: the unit's row as ``unit()`` gives it, when the caller has read it already
+        (otherwise it is read with the figures). ``views``: projection names whose lowest position
+        the answer carries as ``position``. The figures come from the counts kept per unit
+        (``sv_rollup``): everything in one round trip."""
+        now = now or datetime.now(CHINA)
+        today = now.astimezone(CHINA).date()
+        p = {
+            "root": unit_id, "start": period.start, "end": period.end, "now": now, "first": period.first,
+            "last": period.last, "today": today, "today_start": china_midnight(today), "views": list(views),
+        }  # fmt: skip
+        queries = [q.ROLLUP, q.CHILD_UNITS, q.EMERGENCY_TOTALS, q.EMERGENCY_COUNTS]
+        queries += [q.UNIT] if unit is None else []
+        queries += [q.VIEWS_POSITION] if views else []
+        facts, child_units, totals, by, *rest = self._many(queries, p)
+        if unit is None:
+            found = rest.pop(0)
+            if not found:
+                return None
+            unit = found[0]
+        figures = self._assemble(unit, period, now, *_from_rollup(unit_id, facts), child_units, totals, by)
+        if views:
+            figures["position"] = rest[0][0]["position"] or 0
+        return figures
+
+    def summary_from_rows(self, unit_id: UUID, period: Period, now: datetime | None = None) -> dict[str, Any] | None:
+        """The same figures aggregated from the view's rows (every person, helper, pairing and
+        visit task beneath the unit): what ``summary`` must equal; slower."""
+        unit = self.unit(unit_id)
         if unit is None:
             return None
         now = now or datetime.now(CHINA)
         p = {"root": unit_id, "at": len(unit["org_path"]) + 1, "start": period.start, "end": period.end, "now": now}
         people_rows, helper_rows, tag_rows, shape_rows, visit_rows, child_units, totals, by = self._many(
-            [q.PEOPLE, q.HELPERS, q.TAGS, q.SHAPES, q.VISITS, q.CHILD_UNITS, q.EMERGENCY_TOTALS, q.EMERGENCY_COUNTS], p
-        )
+            [
+                q.PEOPLE, q.HELPERS, q.TAGS, q.SHAPES, q.VISITS_FROM_TASKS, q.CHILD_UNITS, q.EMERGENCY_TOTALS,
+                q.EMERGENCY_COUNTS,
+            ],
+            p,
+        )  # fmt: skip
+        figures = (people_rows, helper_rows, tag_rows, shape_rows, visit_rows)
+        return self._assemble(unit, period, now, *figures, child_units, totals, by)
+
+    def _assemble(
+        self,
+        unit: dict[str, Any],
+        period: Period,
+        now: datetime,
+        people_rows: list[dict[str, Any]],
+        helper_rows: list[dict[str, Any]],
+        tag_rows: list[dict[str, Any]],
+        shape_rows: list[dict[str, Any]],
+        visit_rows: list[dict[str, Any]],
+        child_units: list[dict[str, Any]],
+        totals: list[dict[str, Any]],
+        by: list[dict[str, Any]],
+    ) -> dict[str, Any]:
         people = _total(people_rows)
         helpers = _total(helper_rows)
         tags = {t.value: 0 for t in RiskTag}
@@ -188,6 +240,68 @@ class SupervisionView:
         for row in rows:
             del row["_total"]
         return rows, total
+
+
+_PEOPLE = (
+    "elders", "children", "with_guardian", "agreements_signed", "uncovered", "with_cadence", "overdue",
+)  # fmt: skip
+_HELPERS = ("helpers", "helpers_with_people", "helper_load", "at_capacity", "over_capacity")
+_VISITS = ("due", "on_time", "late", "missed", "open", "cancelled")
+
+
+def _from_rollup(
+    root: UUID, facts: list[dict[str, Any]]
+) -> tuple[
+    list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
+]:
+    """The counts read by ``ROLLUP`` in the shapes the queries over the rows give (people and
+    helpers per unit, the root's row marked ``total``; risk tags; shapes; visits per cadence)."""
+    people: dict[UUID, dict[str, Any]] = {}
+    helpers: dict[UUID, dict[str, Any]] = {}
+    tags, shapes, loads = [], [], []
+    visits: dict[str, dict[str, int]] = {}
+    period = {"registered": 0, "left": 0}
+    for r in facts:
+        unit, fact, n = r["unit"], r["fact"], r["n"]
+        if unit is None:  # the root's facts of the period
+            if fact.startswith("visit:"):
+                _, cadence, outcome = fact.split(":", 2)
+                counts = visits.setdefault(cadence, dict.fromkeys(_VISITS, 0))
+                counts[outcome] = counts.get(outcome, 0) + n
+                if outcome != "cancelled":
+                    counts["due"] += n
+            else:
+                period[fact] = n
+        elif fact in _PEOPLE:
+            people.setdefault(unit, {"unit": unit, "total": unit == root})[fact] = n
+        elif fact in _HELPERS:
+            helpers.setdefault(unit, {"unit": unit, "total": unit == root})[fact] = n
+        elif unit == root:
+            kind, _, value = fact.partition(":")
+            if kind == "tag":
+                tags.append({"tag": value, "n": n})
+            elif kind == "shape":
+                shapes.append({"shape": value, "n": n})
+            elif kind == "load" and n > 0:
+                loads.append(int(value))
+    root_people = people.setdefault(root, {"unit": root, "total": True})
+    root_people.update({"registered_in_period": period["registered"], "left_in_period": period["left"]})
+    people_rows = [{**dict.fromkeys(_PEOPLE, 0), **row} for row in people.values()]
+    h = helpers.setdefault(root, {"unit": root, "total": True})
+    h["max_load"] = max(loads, default=0)
+    helper_rows = [
+        {
+            "unit": row["unit"], "total": row["total"], "active": row.get("helpers", 0),
+            "with_people": row.get("helpers_with_people", 0), "load": row.get("helper_load", 0),
+            "max_load": row.get("max_load", 0), "at_capacity": row.get("at_capacity", 0),
+            "over_capacity": row.get("over_capacity", 0),
+        }
+        for row in helpers.values()
+    ]  # fmt: skip
+    visit_rows = [
+        {"cadence": cadence, **counts} for cadence, counts in sorted(visits.items()) if any(counts[k] for k in _VISITS)
+    ]
+    return people_rows, helper_rows, tags, shapes, visit_rows
 
 
 def _units(

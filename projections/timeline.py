@@ -246,6 +246,7 @@ class TimelinePage(msgspec.Struct):
     rows: list[dict[str, Any]]
     total: int  # entries of this person matching the kind filter
     next_cursor: int | None  # pass as ``cursor`` for the next page; None on the last
+    views_position: int | None = None  # the lowest position of the ``views`` asked for, read with the page
 
 
 class TimelineView:
@@ -263,10 +264,13 @@ class TimelineView:
         hidden: Sequence[str] = (),
         cursor: int | None = None,
         limit: int = 50,
+        views: Sequence[str] = (),
     ) -> TimelinePage:
         """``kinds``: exact kinds (``pairing.formed``) or aggregates (``pairing`` = every
         ``pairing.*``). ``hidden``: aggregates whose entries the reader may not see (left out of
-        the page and the total). ``cursor``: the position after which (in the chosen order) to continue."""
+        the page and the total). ``cursor``: the position after which (in the chosen order) to continue.
+        ``views``: projection names whose lowest position is read in the same statement (the
+        position the page is at least as new as)."""
         exact = [k for k in kinds if "." in k]
         prefixes = [f"{k}.%" for k in kinds if "." not in k]
         where = "person_id = %(person)s"
@@ -276,26 +280,32 @@ class TimelineView:
             where += " AND NOT kind LIKE ANY(%(hidden)s)"
         params = {
             "person": person_id, "exact": exact, "prefixes": prefixes, "hidden": [f"{h}.%" for h in hidden],
-            "cursor": cursor, "limit": limit,
+            "cursor": cursor, "limit": limit, "views": list(views),
         }  # fmt: skip
         order = "DESC" if newest_first else "ASC"
         after = (
             "" if cursor is None else (" AND position < %(cursor)s" if newest_first else " AND position > %(cursor)s")
         )
-        count = f"SELECT count(*) FROM tl_entries WHERE {where}"
-        # The page and the total in one round trip (the total read apart only past the end).
+        views_position = "(SELECT min(position) FROM projection_tracking WHERE name = ANY(%(views)s))::bigint"
+        count = (
+            f"SELECT count(*) AS _total, {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}"
+        )
+        # The page, the total and the views' position in one round trip (the total and the
+        # position read apart only past the end).
         query = (
-            f"SELECT {COLUMNS}, ({count}) AS _total FROM tl_entries WHERE {where}{after}"
+            f"SELECT {COLUMNS}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
+            f" {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}{after}"
             f" ORDER BY position {order} LIMIT %(limit)s"
         )
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             set_json_loads(msgspec.json.decode, cur)
             rows = cur.execute(query, params).fetchall()
-            total = rows[0]["_total"] if rows else cur.execute(count, params).fetchone()["count"]
+            head = rows[0] if rows else cur.execute(count, params).fetchone()
+        total, views_at = head["_total"], head["_views"]
         for row in rows:
-            del row["_total"]
+            del row["_total"], row["_views"]
         next_cursor = rows[-1]["position"] if len(rows) == limit and rows else None
-        return TimelinePage(rows=rows, total=total, next_cursor=next_cursor)
+        return TimelinePage(rows=rows, total=total, next_cursor=next_cursor, views_position=views_at)
 
     def exists(self, person_id: UUID) -> bool:
         with self.pool.connection() as conn:

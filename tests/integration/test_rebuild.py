@@ -45,9 +45,10 @@ def care(fresh_database_url: str) -> Iterator[Care]:
 
 
 def snapshot(url: str, tables: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
-    # The first two columns identify a row in every view table.
+    # The first two columns identify a row in most view tables; the whole row breaks ties (the
+    # supervision counts are keyed by unit, fact and day).
     with psycopg.connect(url, row_factory=dict_row) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, {t}::text").fetchall() for t in tables}
 
 
 def p_tables(projection: Any) -> tuple[str, ...]:

@@ -276,6 +276,11 @@ def test_later_events_move_the_figures(care: Care) -> None:
         assert projector.wait_for(last.position, timeout=10.0)
         view = SupervisionView(projector.pool)
         s = view.summary(w.county, care.period, now=care.now)
+        # The counts kept per unit moved as the rows did, at every level.
+        for unit in (w.county, w.t1, w.t2, w.v1, w.v2, w.v3):
+            assert view.summary(unit, care.period, now=care.now) == view.summary_from_rows(
+                unit, care.period, now=care.now
+            )
     assert (s["base"]["people"], s["base"]["elders"], s["base"]["left_in_period"]) == (6, 3, 1)
     assert s["base"]["by_risk_tag"]["living_alone"] == 1 and s["base"]["by_risk_tag"]["de_facto_unsupported"] == 1
     assert s["guardianship"]["agreements_signed"] == 2 and s["guardianship"]["signed_rate"] == 0.6667

@@ -1,0 +1,226 @@
+"""Counts per org unit kept by the supervision projection, so that a summary reads a handful of
+rows instead of aggregating every person, helper, pairing and visit task beneath a unit.
+
+``sv_rollup`` holds, for every unit on a row's ``org_path`` (village, township, county), how
+many rows have each fact, per China day where a period or the clock decides (a registration,
+a departure, the day a visit falls due, the day a task's window closes):
+
+- people (active): ``elders``, ``children``, ``with_guardian``, ``agreements_signed`` (children),
+  ``uncovered`` / ``with_cadence``, ``tag:<risk tag>``; ``registered`` (any status) and ``left``
+  (left or erased) by day; ``due`` by the day the next visit is due;
+- helpers (active): ``helpers``, ``helpers_with_people``, ``helper_load`` (the sum of their
+  loads), ``at_capacity``, ``over_capacity``, ``load:<n>`` (how many carry n: the maximum);
+- pairings (active): ``shape:<shape>``;
+- visit tasks: ``visit:<cadence>:<outcome>`` by the day the window closes (a task is due in a
+  period when its window closes after the period's start and no later than its end).
+
+``sv_rollup_due`` counts active people by the exact instant their next visit is due: "overdue
+now" is the ``due`` days before today plus today's instants before now.
+
+A batch of events names the rows it may change (``Touched``); before its statements run, those
+rows' facts are taken out of the counts, and afterwards the same rows' facts are counted in
+again. Counts that reach zero are deleted. A superset of the rows that change is as exact as
+the rows themselves (a row that did not change is taken out and put back), and the same ids
+are used both times, so the counts stay equal to what the base rows say: under live
+application and under a rebuild alike, which replays the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.helper import Helper
+from domain.pairing import Pairing
+from domain.person import Person
+from domain.visit_log import VisitLog
+from domain.visit_task import VisitTask
+
+TABLES = ("sv_rollup", "sv_rollup_due")
+
+# Facts that are no day's: their ``day`` is this (the first day Python's dates know, so that the
+# rows read back as they do in a rebuild's comparison; a fact is timeless or by day by its name).
+TIMELESS = "0001-01-01"
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS sv_rollup (
+    unit_id uuid NOT NULL, fact text NOT NULL, day date NOT NULL DEFAULT '{TIMELESS}', n bigint NOT NULL,
+    PRIMARY KEY (unit_id, fact, day)
+);
+CREATE TABLE IF NOT EXISTS sv_rollup_due (
+    unit_id uuid NOT NULL, due_at timestamptz NOT NULL, n bigint NOT NULL, PRIMARY KEY (unit_id, due_at)
+);
+"""
+
+
+def china_day(instant: str) -> str:
+    """SQL: the calendar day in China time (UTC+8, no daylight saving) of a timestamptz."""
+    return f"((({instant}) AT TIME ZONE 'UTC') + interval '8 hours')::date"
+
+
+_T = f"'{TIMELESS}'::date"
+_ACTIVE = "p.status = 'active'"
+_PERSONS = (
+    "%(persons)s::uuid[] || ARRAY(SELECT unnest(person_ids) FROM sv_pairings WHERE id = ANY(%(pairings)s::uuid[]))"
+)
+
+PERSON_FACTS = f"""
+SELECT unit, f.fact, f.day, count(*) AS n
+FROM sv_persons p CROSS JOIN LATERAL unnest(p.org_path) AS unit CROSS JOIN LATERAL (
+    SELECT v.fact, v.day FROM (VALUES
+        (CASE WHEN {_ACTIVE} THEN CASE p.kind WHEN 'elder' THEN 'elders' WHEN 'child' THEN 'children' END END, {_T}),
+        (CASE WHEN {_ACTIVE} AND p.kind = 'child' AND p.has_guardian THEN 'with_guardian' END, {_T}),
+        (CASE WHEN {_ACTIVE} AND p.kind = 'child' AND p.agreement_signed_on IS NOT NULL
+              THEN 'agreements_signed' END, {_T}),
+        (CASE WHEN {_ACTIVE} THEN CASE WHEN p.cadence_days IS NULL THEN 'uncovered' ELSE 'with_cadence' END END, {_T}),
+        ('registered', {china_day("p.registered_at")}),
+        (CASE WHEN p.status IN ('left', 'erased') AND p.left_at IS NOT NULL THEN 'left' END, {china_day("p.left_at")}),
+        (CASE WHEN {_ACTIVE} AND p.due_at IS NOT NULL THEN 'due' END, {china_day("p.due_at")})
+    ) AS v(fact, day) WHERE v.fact IS NOT NULL
+    UNION ALL
+    SELECT 'tag:' || tag, {_T} FROM unnest(p.risk_tags) AS tag WHERE {_ACTIVE}
+) AS f
+WHERE p.id = ANY({_PERSONS})
+GROUP BY 1, 2, 3
+"""
+
+HELPER_FACTS = f"""
+SELECT unit, f.fact, {_T}, sum(f.n) AS n
+FROM sv_helpers h CROSS JOIN LATERAL unnest(h.org_path) AS unit CROSS JOIN LATERAL (VALUES
+    ('helpers', 1),
+    (CASE WHEN h.load > 0 THEN 'helpers_with_people' END, 1),
+    ('helper_load', h.load),
+    (CASE WHEN h.load >= h.capacity THEN 'at_capacity' END, 1),
+    (CASE WHEN h.load > h.capacity THEN 'over_capacity' END, 1),
+    ('load:' || h.load, 1)
+) AS f(fact, n)
+WHERE h.status = 'active' AND f.fact IS NOT NULL AND h.id = ANY(%(helpers)s::uuid[])
+GROUP BY 1, 2
+"""
+
+PAIRING_FACTS = f"""
+SELECT unit, 'shape:' || pr.shape, {_T}, count(*) AS n
+FROM sv_pairings pr CROSS JOIN LATERAL unnest(pr.org_path) AS unit
+WHERE pr.status = 'active' AND pr.id = ANY(%(pairings)s::uuid[])
+GROUP BY 1, 2
+"""
+
+# The outcome as the compliance figures name it; the day before the window's end (a window
+# closing at 00:00 belongs to the day before: due_by in (start, end] is that day in the period).
+_OUTCOME = "CASE WHEN v.status = 'completed' THEN CASE WHEN v.late THEN 'late' ELSE 'on_time' END ELSE v.status END"
+VISIT_FACTS = f"""
+SELECT unit, 'visit:' || v.cadence || ':' || {_OUTCOME}, {china_day("v.due_by - interval '1 microsecond'")}, count(*)
+FROM sv_visits v CROSS JOIN LATERAL unnest(v.org_path) AS unit
+WHERE v.id = ANY(%(visits)s::uuid[])
+GROUP BY 1, 2, 3
+"""
+
+DUE_FACTS = f"""
+SELECT unit, p.due_at, count(*) AS n
+FROM sv_persons p CROSS JOIN LATERAL unnest(p.org_path) AS unit
+WHERE {_ACTIVE} AND p.due_at IS NOT NULL AND p.id = ANY({_PERSONS})
+GROUP BY 1, 2
+"""
+
+
+def _merge(table: str, key: tuple[str, ...], facts: str) -> str:
+    """Add ``%(sign)s`` times the facts' counts to ``table``; a count that reaches zero goes."""
+    columns = ", ".join(key)
+    on = " AND ".join(f"r.{k} = d.{k}" for k in key)
+    return f"""
+MERGE INTO {table} r USING (
+    SELECT * FROM (SELECT {columns}, n * %(sign)s AS n FROM ({facts}) AS f({columns}, n)) AS s WHERE n <> 0
+) AS d ON {on}
+WHEN MATCHED AND r.n + d.n = 0 THEN DELETE
+WHEN MATCHED THEN UPDATE SET n = r.n + d.n
+WHEN NOT MATCHED THEN INSERT ({columns}, n) VALUES ({", ".join(f"d.{k}" for k in key)}, d.n)
+"""
+
+
+def _facts(persons: bool, helpers: bool, pairings: bool, visits: bool) -> str:
+    parts = [
+        q
+        for wanted, q in (
+            (persons, PERSON_FACTS),
+            (helpers, HELPER_FACTS),
+            (pairings, PAIRING_FACTS),
+            (visits, VISIT_FACTS),
+        )
+        if wanted
+    ]
+    return " UNION ALL ".join(f"({q})" for q in parts)
+
+
+ROLLUP_KEY = ("unit_id", "fact", "day")
+DUE_KEY = ("unit_id", "due_at")
+_MERGE_DUE = _merge("sv_rollup_due", DUE_KEY, DUE_FACTS)
+_MERGES: dict[tuple[bool, ...], str] = {}
+
+
+def _merge_rollup(persons: bool, helpers: bool, pairings: bool, visits: bool) -> str:
+    key = (persons, helpers, pairings, visits)
+    if key not in _MERGES:
+        _MERGES[key] = _merge("sv_rollup", ROLLUP_KEY, _facts(*key))
+    return _MERGES[key]
+
+
+@dataclass
+class Touched:
+    """The rows of the view a batch of events may change: people (with those of the pairings
+    it touches), helpers, pairings, visit tasks."""
+
+    persons: set[UUID] = field(default_factory=set)
+    helpers: set[UUID] = field(default_factory=set)
+    pairings: set[UUID] = field(default_factory=set)
+    visits: set[UUID] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, events: Iterable[Any]) -> Touched:
+        t = cls()
+        for e in events:
+            if isinstance(e, Person.Event):
+                t.persons.add(e.originator_id)
+            elif isinstance(e, Pairing.Event):
+                # Its people's coverage may change: those in it (looked up) and those it names.
+                t.pairings.add(e.originator_id)
+                if isinstance(e, Pairing.Formed):
+                    t.persons.update(e.person_ids)
+                elif isinstance(e, Pairing.PersonAdded | Pairing.PersonRemoved):
+                    t.persons.add(e.person_id)
+            elif isinstance(e, Helper.Event):
+                t.helpers.add(e.originator_id)
+            elif isinstance(e, VisitTask.Event):
+                t.visits.add(e.originator_id)
+            elif isinstance(e, VisitLog.Recorded):
+                t.persons.add(e.person_id)
+        return t
+
+    def _params(self, sign: int) -> dict[str, Any]:
+        return {
+            "sign": sign,
+            "persons": list(self.persons),
+            "helpers": list(self.helpers),
+            "pairings": list(self.pairings),
+            "visits": list(self.visits),
+        }
+
+    def _run(self, cur: psycopg.Cursor[Any], sign: int) -> None:
+        persons = bool(self.persons or self.pairings)
+        if not (persons or self.helpers or self.visits):
+            return
+        params = self._params(sign)
+        cur.execute(_merge_rollup(persons, bool(self.helpers), bool(self.pairings), bool(self.visits)), params)
+        if persons:
+            cur.execute(_MERGE_DUE, params)
+
+    def uncount(self, cur: psycopg.Cursor[Any]) -> None:
+        """Before the batch: take the touched rows out of the counts."""
+        self._run(cur, -1)
+
+    def count(self, cur: psycopg.Cursor[Any]) -> None:
+        """After the batch: count the same rows in again, as they are now."""
+        self._run(cur, 1)
