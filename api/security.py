@@ -28,9 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from api.auth import actor_of
 from api.body_types import check_types
@@ -253,14 +255,60 @@ def _field(path: list[str]) -> str:
     return "".join(p if p.startswith("[") else f".{p}" for p in path).lstrip(".") or "body"
 
 
-def check_json(body: bytes) -> None:
-    """Refuse a JSON body msgspec would accept but must not (see the module docstring)."""
+_NOT_DECODED: Any = object()  # check_json's answer when only the exact (slow) check read the body
+
+
+def _clean(value: Any, depth: int, counts: list[int]) -> bool:
+    """Whether a decoded body passes the depth and NUL checks; adds up, in ``counts``, the keys
+    its objects kept and the colons inside its strings (keys and values)."""
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        counts[1] += value.count(":")
+        return "\x00" not in value
+    if isinstance(value, dict):
+        counts[0] += len(value)
+        for key, item in value.items():
+            counts[1] += key.count(":")
+            if "\x00" in key or not _clean(item, depth + 1, counts):
+                return False
+    elif isinstance(value, list):
+        return all(_clean(item, depth + 1, counts) for item in value)
+    return True
+
+
+def check_json(body: bytes) -> Any:
+    """Refuse a JSON body msgspec would accept but must not (see the module docstring); return
+    the body decoded (msgspec, as Litestar decodes it), or ``_NOT_DECODED``.
+
+    The body is decoded once, with msgspec, and the decoded value checked. Duplicated keys are
+    what a decoded value cannot show, so they are counted instead: every key of the text is
+    followed by one colon, and every other colon lies inside a string, where it decodes to
+    itself (an escaped colon, ``\\u003a``, sends the body to the exact check). The text's keys
+    are then its colons less those its strings hold; a duplicate leaves fewer keys in the
+    decoded objects. Whatever msgspec refuses, or the quick check doubts, is read again by the
+    exact check (the standard library's parser, key by key), which names what is wrong.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProblemError(
             400, "malformed-request", "Malformed request", f"the body is not UTF-8 (byte {e.start})"
         ) from None
+    if b"\\u003a" not in body and b"\\u003A" not in body and not text.startswith("\ufeff"):
+        try:
+            value = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            counts = [0, 0]
+            if _clean(value, 0, counts) and counts[0] == body.count(b":") - counts[1]:
+                return value
+    _check_exactly(text)
+    return _NOT_DECODED
+
+
+def _check_exactly(text: str) -> None:
     try:
         _walk(json.loads(text, object_pairs_hook=_no_duplicates), 0)
     except _Refused as e:
@@ -379,8 +427,14 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
                     f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
                 )
             else:
-                check_json(body)
+                value = check_json(body)
                 check_types(scope, body)
+                # What the handler's Request reads, read once: Litestar (``Request.body``,
+                # ``Request.json``) and the access guard take it from here.
+                state = ScopeState.from_scope(scope)
+                state.body = body
+                if value is not _NOT_DECODED:
+                    state.json = value
         replayed = False
 
         async def replay() -> Message:
