@@ -79,9 +79,9 @@ _settles: dict[Any, bool] = {}
 def _settles_check(handler: BaseRouteHandler, path_params: Mapping[str, Any]) -> bool:
     """Whether the handler runs the guard's check itself, in its own worker thread: a synchronous
     command handler run in a thread (``sync_to_thread``) whose only dependency is ``command``
-    (api/dependencies.py), whose every use settles the check before it gives anything out
-    (api/common.py ``CommandContext``). Its other parameters are its body and path, which the
-    check reads and nothing else acts on before the handler runs."""
+    (api/dependencies.py) besides values that act on nothing (the caller, the settings); every
+    use of ``command`` settles the check before it gives anything out (api/common.py
+    ``CommandContext``). Its other parameters are its body and path, which the check reads."""
     fn = getattr(handler, "fn", None)
     key = (fn, *path_params)
     found = _settles.get(key)
@@ -91,7 +91,7 @@ def _settles_check(handler: BaseRouteHandler, path_params: Mapping[str, Any]) ->
             "command" in names
             and bool(getattr(handler, "sync_to_thread", False))
             and not inspect.iscoroutinefunction(fn)
-            and not (names - {"command", "data"} - set(path_params))
+            and not (names - {"command", "data", "actor", "settings"} - set(path_params))
         )
         _settles[key] = found
     return found
