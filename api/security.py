@@ -428,7 +428,10 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
                 )
             else:
                 value = check_json(body)
-                check_types(scope, body)
+                if check_types(scope, body):
+                    # The handler's validation will take the body: the access guard may leave
+                    # its check to the handler (api/access/guard.py), nothing answering first.
+                    scope.setdefault("state", {})["body_taken"] = True
                 # What the handler's Request reads, read once: Litestar (``Request.body``,
                 # ``Request.json``) and the access guard take it from here.
                 state = ScopeState.from_scope(scope)

@@ -81,7 +81,11 @@ def _settles_check(handler: BaseRouteHandler, path_params: Mapping[str, Any]) ->
     command handler run in a thread (``sync_to_thread``) whose only dependency is ``command``
     (api/dependencies.py) besides values that act on nothing (the caller, the settings); every
     use of ``command`` settles the check before it gives anything out (api/common.py
-    ``CommandContext``). Its other parameters are its body and path, which the check reads."""
+    ``CommandContext``). Its other parameters are its body and path, which the check reads. The
+    guard defers only a body the handler's type has taken already (api/security.py
+    ``body_taken``): nothing is then refused between the guard and the handler, so a refusal
+    comes in the same order as when the guard checks (a target out of reach is 404 whatever
+    the body holds)."""
     fn = getattr(handler, "fn", None)
     key = (fn, *path_params)
     found = _settles.get(key)
@@ -136,7 +140,7 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
             # anything, whichever ids it names, so no answer here could tell ids apart.
             return
     path_params = dict(connection.path_params)
-    if _settles_check(handler, path_params):
+    if connection.scope.get("state", {}).get("body_taken") and _settles_check(handler, path_params):
         access.defer(partial(access.check, rule, scopes, path_params, data, query))
         return
     await asyncio.get_running_loop().run_in_executor(None, access.check, rule, scopes, path_params, data, query)
