@@ -258,22 +258,16 @@ def _field(path: list[str]) -> str:
 _NOT_DECODED: Any = object()  # check_json's answer when only the exact (slow) check read the body
 
 
-def _clean(value: Any, depth: int, counts: list[int]) -> bool:
-    """Whether a decoded body passes the depth and NUL checks; adds up, in ``counts``, the keys
-    its objects kept and the colons inside its strings (keys and values)."""
+def _clean(value: Any, depth: int) -> bool:
+    """Whether a decoded body passes the depth and NUL checks."""
     if depth > MAX_DEPTH:
         return False
     if isinstance(value, str):
-        counts[1] += value.count(":")
         return "\x00" not in value
     if isinstance(value, dict):
-        counts[0] += len(value)
-        for key, item in value.items():
-            counts[1] += key.count(":")
-            if "\x00" in key or not _clean(item, depth + 1, counts):
-                return False
-    elif isinstance(value, list):
-        return all(_clean(item, depth + 1, counts) for item in value)
+        return all("\x00" not in key and _clean(item, depth + 1) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_clean(item, depth + 1) for item in value)
     return True
 
 
@@ -281,13 +275,14 @@ def check_json(body: bytes) -> Any:
     """Refuse a JSON body msgspec would accept but must not (see the module docstring); return
     the body decoded (msgspec, as Litestar decodes it), or ``_NOT_DECODED``.
 
-    The body is decoded once, with msgspec, and the decoded value checked. Duplicated keys are
-    what a decoded value cannot show, so they are counted instead: every key of the text is
-    followed by one colon, and every other colon lies inside a string, where it decodes to
-    itself (an escaped colon, ``\\u003a``, sends the body to the exact check). The text's keys
-    are then its colons less those its strings hold; a duplicate leaves fewer keys in the
-    decoded objects. Whatever msgspec refuses, or the quick check doubts, is read again by the
-    exact check (the standard library's parser, key by key), which names what is wrong.
+    The body is decoded once, with msgspec, and encoded again (both in C). Duplicated keys are
+    what a decoded value cannot show: a key and its value dropped take at least one colon with
+    them, and msgspec writes every colon of a string as itself, so the two texts hold as many
+    colons exactly when nothing was dropped (an escaped colon, ``\\u003a``, sends the body to
+    the exact check). A NUL in any string or key is encoded as ``\\u0000``; the depth needs no
+    walk when the text holds at most ``MAX_DEPTH`` brackets. Whatever msgspec refuses, or the
+    quick check doubts, is read again by the exact check (the standard library's parser, key by
+    key), which names what is wrong.
     """
     try:
         text = body.decode("utf-8")
@@ -301,8 +296,12 @@ def check_json(body: bytes) -> Any:
         except (msgspec.DecodeError, RecursionError):
             pass
         else:
-            counts = [0, 0]
-            if _clean(value, 0, counts) and counts[0] == body.count(b":") - counts[1]:
+            again = msgspec.json.encode(value)
+            if (
+                again.count(b":") == body.count(b":")
+                and b"\\u0000" not in again
+                and (again.count(b"[") + again.count(b"{") <= MAX_DEPTH or _clean(value, 0))
+            ):
                 return value
     _check_exactly(text)
     return _NOT_DECODED
