@@ -46,19 +46,22 @@ def _field(path: str) -> str:
     return path.lstrip(".") or "body"
 
 
-def check_types(scope: Scope, body: bytes) -> None:
-    """Refuse a body whose values have the wrong JSON type although lax conversion would take them."""
+def check_types(scope: Scope, body: bytes) -> bool:
+    """Refuse a body whose values have the wrong JSON type although lax conversion would take them.
+    True when the body is what the handler takes (its data type decodes it strictly): Litestar's
+    own validation then has nothing to refuse."""
     found = _decoder(scope.get("route_handler"))
     if found is None:
-        return
+        return False
     target, strict = found
     try:
         strict.decode(body)
+        return True
     except msgspec.ValidationError as refused:
         try:
             msgspec.convert(msgspec.json.decode(body), type=target, strict=False)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            return  # wrong in other ways too: Litestar answers as usual
+            return False  # wrong in other ways too: Litestar answers as usual
         m = _PATH.match(str(refused))
         reason, field = (m["reason"], _field(m["path"] or "")) if m else (str(refused), "body")
         errors = [
@@ -72,4 +75,4 @@ def check_types(scope: Scope, body: bytes) -> None:
             422, "validation-error", "Invalid request", f"invalid value for {field}", errors=errors
         ) from None
     except msgspec.DecodeError:
-        return  # not JSON: check_json has answered already
+        return False  # not JSON: check_json has answered already

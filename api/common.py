@@ -108,27 +108,42 @@ class CommandContext:
     access log, and the aggregates the access guard read for this request, which ``run`` hands
     to the command so that it does not read them again."""
 
-    __slots__ = ("care", "request")
+    __slots__ = ("_access", "_care", "request")
 
     def __init__(self, request: Request[Any, Any, Any]) -> None:
         self.request = request
-        self.care = app_of(request)
+        self._care = app_of(request)
+        self._access = request.scope.get("state", {}).get("access")
+
+    def _settled(self) -> None:
+        # The access guard may leave its check to the handler's thread (api/access/guard.py):
+        # nothing of the request is given out before it has passed.
+        if self._access is not None:
+            self._access.settle()
+
+    @property
+    def care(self) -> CareApplication:
+        self._settled()
+        return self._care
 
     def meta(self, occurred_at: datetime | None) -> CommandMeta:
+        self._settled()
         return meta_for(self.request, occurred_at)
 
     def expected_version(self) -> int | None:
+        self._settled()
         return expected_version(self.request)
 
     def record_access(self, *person_ids: UUID) -> None:
+        self._settled()
         record_access(self.request, *person_ids)
 
     def run(self, command: Callable[[], T]) -> T:
         """Run a command (in the handler's thread) with what the guard loaded handed to it."""
-        access = self.request.scope.get("state", {}).get("access")
-        if access is None:
+        self._settled()
+        if self._access is None:
             return command()
-        with self.care.given(access.aggregates()):
+        with self._care.given(self._access.aggregates()):
             return command()
 
 

@@ -28,9 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from api.auth import actor_of
 from api.body_types import check_types
@@ -253,14 +255,59 @@ def _field(path: list[str]) -> str:
     return "".join(p if p.startswith("[") else f".{p}" for p in path).lstrip(".") or "body"
 
 
-def check_json(body: bytes) -> None:
-    """Refuse a JSON body msgspec would accept but must not (see the module docstring)."""
+_NOT_DECODED: Any = object()  # check_json's answer when only the exact (slow) check read the body
+
+
+def _clean(value: Any, depth: int) -> bool:
+    """Whether a decoded body passes the depth and NUL checks."""
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all("\x00" not in key and _clean(item, depth + 1) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_clean(item, depth + 1) for item in value)
+    return True
+
+
+def check_json(body: bytes) -> Any:
+    """Refuse a JSON body msgspec would accept but must not (see the module docstring); return
+    the body decoded (msgspec, as Litestar decodes it), or ``_NOT_DECODED``.
+
+    The body is decoded once, with msgspec, and encoded again (both in C). Duplicated keys are
+    what a decoded value cannot show: a key and its value dropped take at least one colon with
+    them, and msgspec writes every colon of a string as itself, so the two texts hold as many
+    colons exactly when nothing was dropped (an escaped colon, ``\\u003a``, sends the body to
+    the exact check). A NUL in any string or key is encoded as ``\\u0000``; the depth needs no
+    walk when the text holds at most ``MAX_DEPTH`` brackets. Whatever msgspec refuses, or the
+    quick check doubts, is read again by the exact check (the standard library's parser, key by
+    key), which names what is wrong.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProblemError(
             400, "malformed-request", "Malformed request", f"the body is not UTF-8 (byte {e.start})"
         ) from None
+    if b"\\u003a" not in body and b"\\u003A" not in body and not text.startswith("\ufeff"):
+        try:
+            value = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            again = msgspec.json.encode(value)
+            if (
+                again.count(b":") == body.count(b":")
+                and b"\\u0000" not in again
+                and (again.count(b"[") + again.count(b"{") <= MAX_DEPTH or _clean(value, 0))
+            ):
+                return value
+    _check_exactly(text)
+    return _NOT_DECODED
+
+
+def _check_exactly(text: str) -> None:
     try:
         _walk(json.loads(text, object_pairs_hook=_no_duplicates), 0)
     except _Refused as e:
@@ -379,8 +426,17 @@ def security_middleware(app: ASGIApp) -> ASGIApp:
                     f"send JSON with 'Content-Type: application/json' (got {content_type[:80] or 'none'!r})",
                 )
             else:
-                check_json(body)
-                check_types(scope, body)
+                value = check_json(body)
+                if check_types(scope, body):
+                    # The handler's validation will take the body: the access guard may leave
+                    # its check to the handler (api/access/guard.py), nothing answering first.
+                    scope.setdefault("state", {})["body_taken"] = True
+                # What the handler's Request reads, read once: Litestar (``Request.body``,
+                # ``Request.json``) and the access guard take it from here.
+                state = ScopeState.from_scope(scope)
+                state.body = body
+                if value is not _NOT_DECODED:
+                    state.json = value
         replayed = False
 
         async def replay() -> Message:

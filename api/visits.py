@@ -11,7 +11,6 @@ the same log again answers 200 with the first answer's body; another log under t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -23,6 +22,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from api.auth import Actor
 from api.common import (
     AsOf,
+    CommandContext,
     Limit,
     LongText,
     MinPosition,
@@ -37,6 +37,7 @@ from api.dependencies import (
     AppSettings,
     Caller,
     Care,
+    Command,
     ExpectedVersion,
     LoadForRead,
     MetaFor,
@@ -47,7 +48,6 @@ from api.dependencies import (
 )
 from api.problems import ProblemError
 from application.care import CareApplication, CommandResult
-from domain.base import CommandMeta
 from domain.visit_log import (
     EmergencyKind,
     Health,
@@ -281,17 +281,20 @@ def _log_fields(data: VisitLogIn, me: UUID | None, task_id: UUID | None) -> dict
 
 
 def record_log(
-    app: CareApplication,
+    command: CommandContext,
     actor: Actor,
-    meta_for: Callable[[datetime | None], CommandMeta],
     data: VisitLogIn,
     task_id: UUID | None,
     **link: UUID | None,
 ) -> Response[VisitLogOut]:
+    app = command.care
     me, actor_helper = acting(actor)
-    result = app.record_visit(
-        data.id, meta_for(data.occurred_at), acting_helper_id=actor_helper, now=datetime.now(UTC),
-        **link, **_log_fields(data, me, task_id),
+    meta = command.meta(data.occurred_at)
+    result = command.run(
+        lambda: app.record_visit(
+            data.id, meta, acting_helper_id=actor_helper, now=datetime.now(UTC),
+            **link, **_log_fields(data, me, task_id),
+        )
     )  # fmt: skip
     log = app.saved(VisitLog, result)
     return created_response(log_out(log, result.position), result, log.version, f"/visit-logs/{log.id}")
@@ -354,10 +357,9 @@ class VisitController(Controller):
     @post("/{task_id:uuid}/claim", sync_to_thread=True, status_code=200)
     def claim(
         self,
+        command: Command,
         actor: Caller,
         settings: AppSettings,
-        care: Care,
-        meta_for: MetaFor,
         task_id: FromPath[UUID],
         data: JSONBody[ClaimIn],
     ) -> Response[VisitOut]:
@@ -366,11 +368,15 @@ class VisitController(Controller):
         closes; the claim lapses ``GUANAI_VISIT_CLAIM_HOURS`` after it is made. 409
         ``already-claimed`` names the holder; 409 ``not-open-yet`` (with ``opens_at``): the window
         has not opened (next period's task)."""
+        care = command.care
         me, actor_helper = acting(actor)
         helper_id = data.helper_id if data.helper_id or data.group_id else me
-        result = care.claim_visit(
-            task_id, meta_for(data.occurred_at), helper_id=helper_id, group_id=data.group_id,
-            acting_helper_id=actor_helper, **claim_settings(settings),
+        meta = command.meta(data.occurred_at)
+        result = command.run(
+            lambda: care.claim_visit(
+                task_id, meta, helper_id=helper_id, group_id=data.group_id,
+                acting_helper_id=actor_helper, **claim_settings(settings),
+            )
         )  # fmt: skip
         return self._after(care, task_id, result)
 
@@ -415,10 +421,10 @@ class VisitController(Controller):
 
     @post("/{task_id:uuid}/complete", sync_to_thread=True, status_code=201)
     def complete(
-        self, care: Care, actor: Caller, meta_for: MetaFor, task_id: FromPath[UUID], data: JSONBody[VisitLogIn]
+        self, command: Command, actor: Caller, task_id: FromPath[UUID], data: JSONBody[VisitLogIn]
     ) -> Response[VisitLogOut]:
         """Log the visit (走访日志) that completes this task; safe to resend (same ``id``)."""
-        return record_log(care, actor, meta_for, data, task_id)
+        return record_log(command, actor, data, task_id)
 
 
 class VisitLogController(Controller):
@@ -426,11 +432,9 @@ class VisitLogController(Controller):
     tags = ["visits"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def record(
-        self, care: Care, actor: Caller, meta_for: MetaFor, data: JSONBody[UnplannedVisitLogIn]
-    ) -> Response[VisitLogOut]:
+    def record(self, command: Command, actor: Caller, data: JSONBody[UnplannedVisitLogIn]) -> Response[VisitLogOut]:
         """Log an unplanned visit (no task), linked to the pairing; safe to resend (same ``id``)."""
-        return record_log(care, actor, meta_for, data, None, pairing_id=data.pairing_id, person_id=data.person_id)
+        return record_log(command, actor, data, None, pairing_id=data.pairing_id, person_id=data.person_id)
 
     @get("/", sync_to_thread=True)
     def list_logs(

@@ -5,7 +5,7 @@ persons of a responder's area, an import job's unit) the views say."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -132,6 +132,21 @@ class Access:
         self._loaded: dict[UUID, Any] = {}
         self._imports: dict[UUID, list[UUID] | None] = {}
         self._me: Any = ...
+        self._pending: Callable[[], None] | None = None
+
+    # -- a check left to the handler's thread --
+
+    def defer(self, check: Callable[[], None]) -> None:
+        """Leave the request's check to the handler's own worker thread (``settle``), so that a
+        write crosses to a thread once, not once for the check and again for the handler."""
+        self._pending = check
+
+    def settle(self) -> None:
+        """Run the check the guard left here, before the handler does anything with the request.
+        A refused check stays pending, so every later call refuses again."""
+        if self._pending is not None:
+            self._pending()
+            self._pending = None
 
     # -- loading --
 
@@ -168,6 +183,7 @@ class Access:
 
     def aggregates(self) -> list[Any]:
         """Every aggregate this request loaded (for the command: what it need not read again)."""
+        self.settle()
         return [a for a in self._loaded.values() if a is not None]
 
     def exists(self, aggregate_id: UUID) -> bool:
@@ -185,6 +201,7 @@ class Access:
         return self._loaded[aggregate_id]
 
     def loaded(self, cls: type[Any], aggregate_id: UUID) -> Any:
+        self.settle()
         agg = self._loaded.get(aggregate_id)
         return agg if isinstance(agg, cls) else None
 

@@ -4,7 +4,9 @@ runs; and what handlers take from the decision (the scope of a list, the aggrega
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -14,6 +16,8 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Empty
+from litestar.utils.scope.state import ScopeState
 
 from api.access.checks import Access, AccessViews
 from api.access.rules import Rule, Scope, rule_for
@@ -59,12 +63,42 @@ def _form_object(body: bytes) -> dict[str, Any]:
     return out
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
+def _json_object(connection: ASGIConnection[Any, Any, Any, Any], body: bytes) -> dict[str, Any] | None:
+    data = ScopeState.from_scope(connection.scope).json  # decoded once, by the security middleware
+    if data is Empty:
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return None
     return data if isinstance(data, dict) else None
+
+
+_settles: dict[Any, bool] = {}
+
+
+def _settles_check(handler: BaseRouteHandler, path_params: Mapping[str, Any]) -> bool:
+    """Whether the handler runs the guard's check itself, in its own worker thread: a synchronous
+    command handler run in a thread (``sync_to_thread``) whose only dependency is ``command``
+    (api/dependencies.py) besides values that act on nothing (the caller, the settings); every
+    use of ``command`` settles the check before it gives anything out (api/common.py
+    ``CommandContext``). Its other parameters are its body and path, which the check reads. The
+    guard defers only a body the handler's type has taken already (api/security.py
+    ``body_taken``): nothing is then refused between the guard and the handler, so a refusal
+    comes in the same order as when the guard checks (a target out of reach is 404 whatever
+    the body holds)."""
+    fn = getattr(handler, "fn", None)
+    key = (fn, *path_params)
+    found = _settles.get(key)
+    if found is None:
+        names = set(handler.parsed_fn_signature.parameters)
+        found = (
+            "command" in names
+            and bool(getattr(handler, "sync_to_thread", False))
+            and not inspect.iscoroutinefunction(fn)
+            and not (names - {"command", "data", "actor", "settings"} - set(path_params))
+        )
+        _settles[key] = found
+    return found
 
 
 async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -96,7 +130,7 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
         return
     data = None
     if rule.writes and isinstance(connection, Request) and (body := await connection.body()):
-        data = _json_object(body)
+        data = _json_object(connection, body)
         if data is None and _is_form(connection):
             # A page's HTML form (web/): its fields name objects as a JSON body's would, and are
             # checked the same way, so a form is no way around the table.
@@ -106,6 +140,9 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
             # anything, whichever ids it names, so no answer here could tell ids apart.
             return
     path_params = dict(connection.path_params)
+    if connection.scope.get("state", {}).get("body_taken") and _settles_check(handler, path_params):
+        access.defer(partial(access.check, rule, scopes, path_params, data, query))
+        return
     await asyncio.get_running_loop().run_in_executor(None, access.check, rule, scopes, path_params, data, query)
 
 
