@@ -18,7 +18,7 @@ No names or free text are kept: lists that show names resolve them per page from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -31,15 +31,19 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections import supervision_rollup as rollup
+from projections.batches import SetStatement, write_batched
 from projections.supervision_events import (
+    COUNT_TASKS,
     EMERGENCY_DDL,
     EMERGENCY_DERIVED,
     EMERGENCY_HANDLERS,
     EMERGENCY_IGNORED,
+    UNCOUNT_TASKS,
     VISIT_DDL,
     VISIT_DERIVED,
     VISIT_HANDLERS,
     VISIT_IGNORED,
+    VISIT_TASK_STATEMENTS,
 )
 
 # Days, weeks and periods are counted in China Standard Time, where the work happens.
@@ -224,6 +228,33 @@ IGNORED: frozenset[type] = frozenset({
 })  # fmt: skip
 
 
+# A batch's writes, as one statement per statement kind and round (``write_batched``), for the
+# event classes whose statements each touch one row of one table and read no other row the batch
+# may write: by table and the event field naming the row. A task's counts are kept once per batch
+# (``UNCOUNT_TASKS``, ``COUNT_TASKS``). A pairing's statements read and write its people's rows
+# and coverage: they run one by one, in their place in the batch, after the writes before them.
+def _table_of(statement: str) -> str:
+    return statement.split()[2 if statement.startswith("INSERT") else 1]
+
+
+def _row_of(statement: str) -> str:
+    where = statement.rpartition(" WHERE id = %(")[2]
+    return where.partition(")s")[0] if statement.startswith("UPDATE") else "originator_id"
+
+
+_PLAIN: frozenset[type] = frozenset(
+    {Pairing.Formed, Pairing.PersonAdded, Pairing.PersonRemoved, Pairing.CadenceChanged, Pairing.Ended}
+)
+BATCHED: dict[type, list[tuple[str, str, SetStatement]]] = {
+    cls: [
+        (_table_of(statement), _row_of(statement), SetStatement(statement))
+        for statement in ([VISIT_TASK_STATEMENTS[cls]] if cls in VISIT_TASK_STATEMENTS else statements)
+    ]
+    for cls, statements in HANDLERS.items()
+    if cls not in _PLAIN
+}
+
+
 class SupervisionProjection:
     """Writes the ``sv_*`` tables; events without a handler are skipped. A batch first takes the
     rows it will change out of the rollups, applies its events, then counts those rows again."""
@@ -249,19 +280,53 @@ class SupervisionProjection:
         if not events:
             return
         touched = rollup.Touched.of(event for _, event in events)
+        tasks = list(touched.visits)
         with cur.connection.pipeline():
             touched.uncount(cur)
+            if tasks:
+                cur.execute(UNCOUNT_TASKS, (tasks,))
+            pending: list[tuple[Hashable, SetStatement, dict[str, Any]]] = []
             for position, event in events:
-                self._apply(cur, event, position)
+                if type(event) in BATCHED:
+                    pending.extend(_writes(event, position))
+                else:
+                    write_batched(cur, pending)
+                    pending = []
+                    self._apply(cur, event, position)
+            write_batched(cur, pending)
+            if tasks:
+                cur.execute(COUNT_TASKS, (tasks,))
+            touched.count(cur)
+
+    def apply_one(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        """One event by its plain statements (the task counts moved by the event's own
+        statements): what a batch must equal."""
+        if type(event) not in HANDLERS:
+            return
+        touched = rollup.Touched.of([event])
+        with cur.connection.pipeline():
+            touched.uncount(cur)
+            self._apply(cur, event, position)
             touched.count(cur)
 
     def _apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statements = HANDLERS.get(type(event))
         if statements is None:
             return
-        params = {**vars(event), "position": position}
-        if derive := DERIVED.get(type(event)):
-            params.update(derive(event))
+        params = _params(event, position)
         # Only the placeholders in a statement are sent: the event's personal fields are not.
         for statement in statements:
             cur.execute(statement, params)
+
+
+def _params(event: Any, position: int) -> dict[str, Any]:
+    params = {**vars(event), "position": position}
+    if derive := DERIVED.get(type(event)):
+        params.update(derive(event))
+    return params
+
+
+def _writes(event: Any, position: int) -> Iterator[tuple[Hashable, SetStatement, dict[str, Any]]]:
+    params = _params(event, position)
+    for table, row, statement in BATCHED[type(event)]:
+        yield (table, params[row]), statement, params
