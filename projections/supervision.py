@@ -18,7 +18,7 @@ No names or free text are kept: lists that show names resolve them per page from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -31,7 +31,7 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections import supervision_rollup as rollup
-from projections.batches import SetStatement, write_batched
+from projections.batches import SetStatement
 from projections.supervision_events import (
     COUNT_TASKS,
     EMERGENCY_DDL,
@@ -228,11 +228,13 @@ IGNORED: frozenset[type] = frozenset({
 })  # fmt: skip
 
 
-# A batch's writes, as one statement per statement kind and round (``write_batched``), for the
+# A batch's writes, as one statement per statement kind and round (``_write_in_rounds``), for the
 # event classes whose statements each touch one row of one table and read no other row the batch
 # may write: by table and the event field naming the row. A task's counts are kept once per batch
-# (``UNCOUNT_TASKS``, ``COUNT_TASKS``). A pairing's statements read and write its people's rows
-# and coverage: they run one by one, in their place in the batch, after the writes before them.
+# (``UNCOUNT_TASKS``, ``COUNT_TASKS``). A pairing's statements read and write its own row and its
+# people's rows and coverage: they run one by one, in the round after every earlier write of those
+# rows; a pairing's new cadence or end touches people the batch does not know (those of the
+# pairing), so it runs after every earlier write, and every later write after it.
 def _table_of(statement: str) -> str:
     return statement.split()[2 if statement.startswith("INSERT") else 1]
 
@@ -285,15 +287,7 @@ class SupervisionProjection:
             touched.uncount(cur)
             if tasks:
                 cur.execute(UNCOUNT_TASKS, (tasks,))
-            pending: list[tuple[Hashable, SetStatement, dict[str, Any]]] = []
-            for position, event in events:
-                if type(event) in BATCHED:
-                    pending.extend(_writes(event, position))
-                else:
-                    write_batched(cur, pending)
-                    pending = []
-                    self._apply(cur, event, position)
-            write_batched(cur, pending)
+            _write_in_rounds(cur, events)
             if tasks:
                 cur.execute(COUNT_TASKS, (tasks,))
             touched.count(cur)
@@ -310,13 +304,17 @@ class SupervisionProjection:
             touched.count(cur)
 
     def _apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
-        statements = HANDLERS.get(type(event))
-        if statements is None:
-            return
-        params = _params(event, position)
-        # Only the placeholders in a statement are sent: the event's personal fields are not.
-        for statement in statements:
-            cur.execute(statement, params)
+        _apply_plain(cur, event, position)
+
+
+def _apply_plain(cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+    statements = HANDLERS.get(type(event))
+    if statements is None:
+        return
+    params = _params(event, position)
+    # Only the placeholders in a statement are sent: the event's personal fields are not.
+    for statement in statements:
+        cur.execute(statement, params)
 
 
 def _params(event: Any, position: int) -> dict[str, Any]:
@@ -326,7 +324,48 @@ def _params(event: Any, position: int) -> dict[str, Any]:
     return params
 
 
-def _writes(event: Any, position: int) -> Iterator[tuple[Hashable, SetStatement, dict[str, Any]]]:
-    params = _params(event, position)
-    for table, row, statement in BATCHED[type(event)]:
-        yield (table, params[row]), statement, params
+def _rows_of_plain(event: Any) -> list[Hashable] | None:
+    """The rows a pairing's statements read or write, or None when not known from the event."""
+    if isinstance(event, Pairing.Formed):
+        persons = list(event.person_ids)
+    elif isinstance(event, Pairing.PersonAdded | Pairing.PersonRemoved):
+        persons = [event.person_id]
+    else:
+        return None
+    return [("sv_pairings", event.originator_id)] + [(t, p) for p in persons for t in ("sv_persons", "sv_coverage")]
+
+
+def _write_in_rounds(cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+    """Equivalent to the events' statements one by one, in order: a write goes in the round after
+    the last one that wrote any of its rows (and after the last write of unknown rows), so that
+    the writes of a row keep their order and the writes within a round touch distinct rows, and
+    may run in any order; a round runs its one-row statements one statement per kind (the rows
+    as one JSON array), then its pairings' statements."""
+    rounds: list[tuple[dict[SetStatement, list[dict[str, Any]]], list[tuple[int, Any]]]] = []
+    seen: dict[Hashable, int] = {}
+    floor = 0  # no write before the round after the last write of unknown rows
+
+    def round_for(rows: list[Hashable] | None) -> int:
+        nonlocal floor
+        n = len(rounds) if rows is None else max([floor, *(seen.get(r, 0) for r in rows)])
+        if n == len(rounds):
+            rounds.append(({}, []))
+        if rows is None:
+            floor = n + 1
+        else:
+            for r in rows:
+                seen[r] = n + 1
+        return n
+
+    for position, event in events:
+        if type(event) in BATCHED:
+            params = _params(event, position)
+            for table, row, statement in BATCHED[type(event)]:
+                rounds[round_for([(table, params[row])])][0].setdefault(statement, []).append(params)
+        else:
+            rounds[round_for(_rows_of_plain(event))][1].append((position, event))
+    for by_statement, plain in rounds:
+        for statement, params_seq in by_statement.items():
+            cur.execute(statement.many, (statement.rows(params_seq),))
+        for position, event in plain:
+            _apply_plain(cur, event, position)
