@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -31,7 +32,7 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections import supervision_rollup as rollup
-from projections.batches import SetStatement
+from projections.batches import FIELD_TYPES, SetStatement
 from projections.supervision_events import (
     COUNT_TASKS,
     EMERGENCY_DDL,
@@ -367,5 +368,26 @@ def _write_in_rounds(cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
     for by_statement, plain in rounds:
         for statement, params_seq in by_statement.items():
             cur.execute(statement.many, (statement.rows(params_seq),))
+        formed = [_params(event, position) for position, event in plain if type(event) is Pairing.Formed]
+        if formed:
+            rows = msgspec.json.encode([{f"_{k}": p[k] for k in _FORMED_KEYS} for p in formed]).decode()
+            for statement in _FORMED_MANY:
+                cur.execute(statement, (rows,))
         for position, event in plain:
-            _apply_plain(cur, event, position)
+            if type(event) is not Pairing.Formed:
+                _apply_plain(cur, event, position)
+
+
+# New pairings of one round (their people distinct): their rows, their people's coverage, and
+# those people's cadence and due time, as three statements over the pairings as one JSON array.
+_FORMED = SetStatement(HANDLERS[Pairing.Formed][0], {**FIELD_TYPES, "days": "int"})
+_FORMED_KEYS = (*_FORMED.names, "since")
+_FORMED_ROWS = "json_to_recordset(%s::json) AS u(_originator_id uuid, _person_ids uuid[], _cadence text, _days int,"
+_FORMED_MANY = (
+    _FORMED.many,
+    (
+        "INSERT INTO sv_coverage SELECT unnest(u._person_ids), u._originator_id, u._cadence, u._days, u._since"
+        f" FROM {_FORMED_ROWS} _since timestamptz)"
+    ),
+    _REFRESH.format(affected=f"ARRAY(SELECT unnest(u._person_ids) FROM {_FORMED_ROWS} _since timestamptz))"),
+)

@@ -159,6 +159,8 @@ def test_every_batched_supervision_statement_is_valid_sql(fresh_database_url: st
         for writes in supervision.BATCHED.values():
             for _table, _row, statement in writes:
                 cur.execute(statement.many, (statement.rows([]),))
+        for formed in supervision._FORMED_MANY:
+            cur.execute(formed, ("[]",))
 
 
 @pytest.mark.parametrize("module", [registry, visit_tasks, emergency_queue, accounts], ids=lambda m: m.__name__)
