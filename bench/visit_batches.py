@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             server.wait_for_views()
             print(f"seeded {len(seeded.due_now)} due in {time.monotonic() - t0:.0f}s", file=sys.stderr)
             member = seeded.members[0]
-            token = tokens(server, [member], seeded.village)[0]
+            auth = tokens(server, [member], seeded.village)[0]
             due = list(seeded.due_now)
-            http = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=300)
+            http = httpx.Client(base_url=server.base_url, headers=auth, timeout=300)
             http.get("/health")
             answered, applied = Summary("batch request, to its answer", 0), Summary("batch, to the views applied", 0)
             sent: list[tuple[dict[str, Any], dict[str, Any]]] = []
