@@ -16,6 +16,7 @@ one view from running at once.
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import threading
 import time
@@ -96,9 +97,10 @@ def rebuild_view(
 
             # The log is read and decoded a batch ahead, in a thread, while PostgreSQL applies the
             # batch before: the two share the time instead of taking turns.
-            for batch in _read_ahead(read, batch_size):
-                with conn.transaction(), conn.cursor() as cur:
-                    apply(cur, batch)
+            with _fewer_collections():
+                for batch in _read_ahead(read, batch_size):
+                    with conn.transaction(), conn.cursor() as cur:
+                        apply(cur, batch)
             with conn.transaction(), conn.cursor() as cur:
                 for definition in deferred:
                     cur.execute(definition)
@@ -117,6 +119,21 @@ def rebuild_view(
             with contextlib.suppress(psycopg.Error):
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (REBUILD_LOCK, name))
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector less often during the replay: a batch holds thousands of
+    decoded events alive across many collections of the youngest generation, so with the default
+    threshold (700 allocations) most of the time went into collections that free nothing (the
+    profile of a timeline batch: 4.4 s with the collector, 1.6 s without). Still collected, and
+    restored after."""
+    before = gc.get_threshold()
+    gc.set_threshold(100_000, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @dataclass(frozen=True)

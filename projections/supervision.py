@@ -18,10 +18,11 @@ No names or free text are kept: lists that show names resolve them per page from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -31,15 +32,19 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections import supervision_rollup as rollup
+from projections.batches import FIELD_TYPES, SetStatement
 from projections.supervision_events import (
+    COUNT_TASKS,
     EMERGENCY_DDL,
     EMERGENCY_DERIVED,
     EMERGENCY_HANDLERS,
     EMERGENCY_IGNORED,
+    UNCOUNT_TASKS,
     VISIT_DDL,
     VISIT_DERIVED,
     VISIT_HANDLERS,
     VISIT_IGNORED,
+    VISIT_TASK_STATEMENTS,
 )
 
 # Days, weeks and periods are counted in China Standard Time, where the work happens.
@@ -224,6 +229,35 @@ IGNORED: frozenset[type] = frozenset({
 })  # fmt: skip
 
 
+# A batch's writes, as one statement per statement kind and round (``_write_in_rounds``), for the
+# event classes whose statements each touch one row of one table and read no other row the batch
+# may write: by table and the event field naming the row. A task's counts are kept once per batch
+# (``UNCOUNT_TASKS``, ``COUNT_TASKS``). A pairing's statements read and write its own row and its
+# people's rows and coverage: they run one by one, in the round after every earlier write of those
+# rows; a pairing's new cadence or end touches people the batch does not know (those of the
+# pairing), so it runs after every earlier write, and every later write after it.
+def _table_of(statement: str) -> str:
+    return statement.split()[2 if statement.startswith("INSERT") else 1]
+
+
+def _row_of(statement: str) -> str:
+    where = statement.rpartition(" WHERE id = %(")[2]
+    return where.partition(")s")[0] if statement.startswith("UPDATE") else "originator_id"
+
+
+_PLAIN: frozenset[type] = frozenset(
+    {Pairing.Formed, Pairing.PersonAdded, Pairing.PersonRemoved, Pairing.CadenceChanged, Pairing.Ended}
+)
+BATCHED: dict[type, list[tuple[str, str, SetStatement]]] = {
+    cls: [
+        (_table_of(statement), _row_of(statement), SetStatement(statement))
+        for statement in ([VISIT_TASK_STATEMENTS[cls]] if cls in VISIT_TASK_STATEMENTS else statements)
+    ]
+    for cls, statements in HANDLERS.items()
+    if cls not in _PLAIN
+}
+
+
 class SupervisionProjection:
     """Writes the ``sv_*`` tables; events without a handler are skipped. A batch first takes the
     rows it will change out of the rollups, applies its events, then counts those rows again."""
@@ -249,19 +283,111 @@ class SupervisionProjection:
         if not events:
             return
         touched = rollup.Touched.of(event for _, event in events)
+        tasks = list(touched.visits)
         with cur.connection.pipeline():
             touched.uncount(cur)
-            for position, event in events:
-                self._apply(cur, event, position)
+            if tasks:
+                cur.execute(UNCOUNT_TASKS, (tasks,))
+            _write_in_rounds(cur, events)
+            if tasks:
+                cur.execute(COUNT_TASKS, (tasks,))
+            touched.count(cur)
+
+    def apply_one(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+        """One event by its plain statements (the task counts moved by the event's own
+        statements): what a batch must equal."""
+        if type(event) not in HANDLERS:
+            return
+        touched = rollup.Touched.of([event])
+        with cur.connection.pipeline():
+            touched.uncount(cur)
+            self._apply(cur, event, position)
             touched.count(cur)
 
     def _apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
-        statements = HANDLERS.get(type(event))
-        if statements is None:
-            return
-        params = {**vars(event), "position": position}
-        if derive := DERIVED.get(type(event)):
-            params.update(derive(event))
-        # Only the placeholders in a statement are sent: the event's personal fields are not.
-        for statement in statements:
-            cur.execute(statement, params)
+        _apply_plain(cur, event, position)
+
+
+def _apply_plain(cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
+    statements = HANDLERS.get(type(event))
+    if statements is None:
+        return
+    params = _params(event, position)
+    # Only the placeholders in a statement are sent: the event's personal fields are not.
+    for statement in statements:
+        cur.execute(statement, params)
+
+
+def _params(event: Any, position: int) -> dict[str, Any]:
+    params = {**vars(event), "position": position}
+    if derive := DERIVED.get(type(event)):
+        params.update(derive(event))
+    return params
+
+
+def _rows_of_plain(event: Any) -> list[Hashable] | None:
+    """The rows a pairing's statements read or write, or None when not known from the event."""
+    if isinstance(event, Pairing.Formed):
+        persons = list(event.person_ids)
+    elif isinstance(event, Pairing.PersonAdded | Pairing.PersonRemoved):
+        persons = [event.person_id]
+    else:
+        return None
+    return [("sv_pairings", event.originator_id)] + [(t, p) for p in persons for t in ("sv_persons", "sv_coverage")]
+
+
+def _write_in_rounds(cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+    """Equivalent to the events' statements one by one, in order: a write goes in the round after
+    the last one that wrote any of its rows (and after the last write of unknown rows), so that
+    the writes of a row keep their order and the writes within a round touch distinct rows, and
+    may run in any order; a round runs its one-row statements one statement per kind (the rows
+    as one JSON array), then its pairings' statements."""
+    rounds: list[tuple[dict[SetStatement, list[dict[str, Any]]], list[tuple[int, Any]]]] = []
+    seen: dict[Hashable, int] = {}
+    floor = 0  # no write before the round after the last write of unknown rows
+
+    def round_for(rows: list[Hashable] | None) -> int:
+        nonlocal floor
+        n = len(rounds) if rows is None else max([floor, *(seen.get(r, 0) for r in rows)])
+        if n == len(rounds):
+            rounds.append(({}, []))
+        if rows is None:
+            floor = n + 1
+        else:
+            for r in rows:
+                seen[r] = n + 1
+        return n
+
+    for position, event in events:
+        if type(event) in BATCHED:
+            params = _params(event, position)
+            for table, row, statement in BATCHED[type(event)]:
+                rounds[round_for([(table, params[row])])][0].setdefault(statement, []).append(params)
+        else:
+            rounds[round_for(_rows_of_plain(event))][1].append((position, event))
+    for by_statement, plain in rounds:
+        for statement, params_seq in by_statement.items():
+            cur.execute(statement.many, (statement.rows(params_seq),))
+        formed = [_params(event, position) for position, event in plain if type(event) is Pairing.Formed]
+        if formed:
+            rows = msgspec.json.encode([{f"_{k}": p[k] for k in _FORMED_KEYS} for p in formed]).decode()
+            for statement in _FORMED_MANY:
+                cur.execute(statement, (rows,))
+        for position, event in plain:
+            if type(event) is not Pairing.Formed:
+                _apply_plain(cur, event, position)
+
+
+# New pairings of one round (their people distinct): their rows, their people's coverage, and
+# those people's cadence and due time, as three statements over the pairings as one JSON array.
+_FORMED = SetStatement(HANDLERS[Pairing.Formed][0], {**FIELD_TYPES, "days": "int"})
+_FORMED_KEYS = (*_FORMED.names, "since")
+_FORMED_ROWS = "json_to_recordset(%s::json) AS u(_originator_id uuid, _person_ids uuid[], _cadence text, _days int,"
+_FORMED_MANY = (
+    _FORMED.many,
+    (
+        "INSERT INTO sv_coverage SELECT unnest(u._person_ids), u._originator_id, u._cadence, u._days, u._since"
+        f" FROM {_FORMED_ROWS} _since timestamptz)"
+    ),
+    _REFRESH.format(affected=f"ARRAY(SELECT unnest(u._person_ids) FROM {_FORMED_ROWS} _since timestamptz))"),
+)

@@ -59,25 +59,46 @@ _COUNT = (
 )
 
 
-def _outcome(assignments: str) -> list[str]:
-    return [_UNCOUNT, _set("sv_visits", assignments), _COUNT]
-
-
-VISIT_HANDLERS: dict[type, list[str]] = {
+# The statement of each visit-task event on the task's own row (``sv_visits``): one event at a
+# time it is wrapped in the task's uncount and count (``VISIT_HANDLERS``); a batch instead takes
+# the batch's tasks out of the counts once before its statements and counts them in once after
+# (``UNCOUNT_TASKS``, ``COUNT_TASKS``).
+VISIT_TASK_STATEMENTS: dict[type, str] = {
     # Claims come and go while a task stays open: compliance needs only the outcome.
-    VisitTask.Scheduled: [
-        (
-            "INSERT INTO sv_visits (id, person_id, pairing_id, org_path, cadence, mode, due_from, due_by, status)"
-            " VALUES (%(originator_id)s, %(person_id)s, %(pairing_id)s, %(org_path)s, %(cadence)s, %(mode)s,"
-            " %(opens_at)s, %(closes_at)s, 'open')"
-        ),
-        _COUNT,
-    ],
+    VisitTask.Scheduled: (
+        "INSERT INTO sv_visits (id, person_id, pairing_id, org_path, cadence, mode, due_from, due_by, status)"
+        " VALUES (%(originator_id)s, %(person_id)s, %(pairing_id)s, %(org_path)s, %(cadence)s, %(mode)s,"
+        " %(opens_at)s, %(closes_at)s, 'open')"
+    ),
     # A visit always takes place inside the window; it is late when its log came after the task
     # had been marked missed (logged later, from a village without signal), as the domain says.
-    VisitTask.Completed: _outcome("status = 'completed', visited_at = %(occurred_at)s, late = %(late)s"),
-    VisitTask.Missed: _outcome("status = 'missed'"),
-    VisitTask.Cancelled: _outcome("status = 'cancelled'"),
+    VisitTask.Completed: _set("sv_visits", "status = 'completed', visited_at = %(occurred_at)s, late = %(late)s"),
+    VisitTask.Missed: _set("sv_visits", "status = 'missed'"),
+    VisitTask.Cancelled: _set("sv_visits", "status = 'cancelled'"),
+}
+# The tasks ``%s`` (a uuid[]) grouped by the count they are in. A count that reaches zero is
+# deleted (one event at a time it stays, at zero: the figures sum ``n``, so both read the same).
+_TASK_COUNTS = (
+    f"SELECT v.org_path, v.cadence, v.due_by, {_OUTCOME} AS outcome, count(*)::int AS k FROM sv_visits v"
+    " WHERE v.id = ANY(%s::uuid[]) GROUP BY 1, 2, 3, 4"
+)
+UNCOUNT_TASKS = (
+    f"MERGE INTO sv_visit_counts c USING ({_TASK_COUNTS}) g"
+    " ON c.org_path = g.org_path AND c.cadence = g.cadence AND c.due_by = g.due_by AND c.outcome = g.outcome"
+    " WHEN MATCHED AND c.n = g.k THEN DELETE WHEN MATCHED THEN UPDATE SET n = c.n - g.k"
+)
+COUNT_TASKS = (
+    f"INSERT INTO sv_visit_counts SELECT org_path, cadence, due_by, outcome, k FROM ({_TASK_COUNTS}) g"
+    " ON CONFLICT (org_path, cadence, due_by, outcome) DO UPDATE SET n = sv_visit_counts.n + EXCLUDED.n"
+)
+
+VISIT_HANDLERS: dict[type, list[str]] = {
+    VisitTask.Scheduled: [VISIT_TASK_STATEMENTS[VisitTask.Scheduled], _COUNT],
+    **{
+        cls: [_UNCOUNT, statement, _COUNT]
+        for cls, statement in VISIT_TASK_STATEMENTS.items()
+        if cls is not VisitTask.Scheduled
+    },
     # Planned or not, a logged visit is the person's latest visit if none later is known.
     VisitLog.Recorded: [
         (

@@ -91,15 +91,17 @@ def kind_of(event: Any) -> str:
 
 
 @functools.cache
+@functools.cache  # per class: what a class declares does not change
 def _left_out(event_class: type) -> frozenset[str]:
     return _OWN_FIELDS | PRIVATE_FIELDS | personal_fields(event_class)
 
 
 def summary_of(event: Any) -> dict[str, Any]:
-    special = SUMMARIES.get(type(event).__qualname__)
+    event_class = type(event)
+    special = SUMMARIES.get(event_class.__qualname__)
     if special is not None:
         return special(event)
-    left_out = _left_out(type(event))
+    left_out = _left_out(event_class)
     return {k: v for k, v in vars(event).items() if k not in left_out}
 
 

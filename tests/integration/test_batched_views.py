@@ -15,12 +15,13 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from projections import accounts, emergency_queue, registry, timeline, visit_tasks
+from projections import accounts, emergency_queue, registry, supervision, timeline, visit_tasks
 from projections.accounts import AccountsProjection
 from projections.batches import apply_events, decode_all
 from projections.emergency_queue import EmergencyQueueProjection
 from projections.registry import RegistryProjection
 from projections.runner import ProjectionRunner
+from projections.supervision import SupervisionProjection
 from projections.timeline import TimelineProjection
 from projections.visit_tasks import VisitTaskProjection
 from tests.integration.test_rebuild import more_history
@@ -120,6 +121,46 @@ def test_many_writes_of_one_row_in_a_batch_keep_their_order(care: Care) -> None:
         url, "whole", VisitTaskProjection(), visit_tasks.TABLES, in_batches(VisitTaskProjection(), events, len(events))
     )
     assert batched == reference
+
+
+def test_the_supervision_view_written_in_batches_equals_its_plain_statements_one_event_at_a_time(care: Care) -> None:
+    """Its one-row statements batched per kind and round, a pairing's statements in their place
+    between them, and the visit counts kept once per batch (``sv_visit_counts``, whose counts at
+    zero are deleted in a batch and kept one event at a time: the figures sum them)."""
+    url, events = care.world.url, logged(care)
+    kinds = {type(event) for _, event in events}
+    assert kinds & set(supervision.BATCHED) and kinds - set(supervision.BATCHED) & set(supervision.HANDLERS)
+    tables = supervision.TABLES
+
+    def plain(conn: psycopg.Connection[Any]) -> None:
+        projection = SupervisionProjection()
+        for position, event in events:
+            with conn.transaction(), conn.cursor() as cur:
+                projection.apply_one(cur, event, position)
+
+    def counted(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        return {**rows, "sv_visit_counts": [r for r in rows["sv_visit_counts"] if r["n"] != 0]}
+
+    reference = counted(written(url, "sv_one_at_a_time", SupervisionProjection(), tables, plain))
+    for table in ("sv_units", "sv_persons", "sv_pairings", "sv_coverage", "sv_helpers", "sv_visits",
+                  "sv_visit_counts", "sv_emergencies"):  # fmt: skip
+        assert reference[table], f"{table} has rows"
+    for size in (len(events), 7, 1):
+        projection = SupervisionProjection()
+        batched = written(url, f"sv_batches_of_{size}", projection, tables, in_batches(projection, events, size))
+        assert all(r["n"] > 0 for r in batched["sv_visit_counts"]), "no count at zero is kept"
+        assert counted(batched) == reference, f"batches of {size}"
+
+
+def test_every_batched_supervision_statement_is_valid_sql(fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url) as conn, conn.cursor() as cur:
+        SupervisionProjection().create_tables(cur)
+        assert set(supervision.BATCHED) < set(supervision.HANDLERS)
+        for writes in supervision.BATCHED.values():
+            for _table, _row, statement in writes:
+                cur.execute(statement.many, (statement.rows([]),))
+        for formed in supervision._FORMED_MANY:
+            cur.execute(formed, ("[]",))
 
 
 @pytest.mark.parametrize("module", [registry, visit_tasks, emergency_queue, accounts], ids=lambda m: m.__name__)
