@@ -280,13 +280,17 @@ class ChainedRecorder(PostgresApplicationRecorder):
         if ids:
             written = list(zip(ids, stored_events, strict=True))
             try:
-                if self.enabled:
-                    self._extend_chain(curs.connection, written)
-                for hook in self.insert_hooks:
-                    hook(curs, written)
+                self._after_insert(curs, written)
             except Exception as e:
                 raise _HookFailed(e) from e
         return ids
+
+    def _after_insert(self, curs: Cursor[DictRow], written: list[tuple[int, StoredEvent]]) -> None:
+        """In the insert's transaction: the chain extended over the rows written, then the hooks."""
+        if self.enabled:
+            self._extend_chain(curs.connection, written)
+        for hook in self.insert_hooks:
+            hook(curs, written)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         context = self.context_of()
@@ -406,10 +410,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
             start += len(saves[n].events)
         self._contexts.now = [saves[n].context for n in chosen]
         try:
-            if self.enabled:
-                self._extend_chain(conn, written)
-            for hook in self.insert_hooks:
-                hook(curs, written)
+            self._after_insert(curs, written)
         finally:
             self._contexts.now = None
         pipeline.sync()  # a hook's statement that fails is found here, before the COMMIT
@@ -433,10 +434,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
                         written = list(zip(ids, save.events, strict=True))
                         self._contexts.now = [save.context]
                         try:
-                            if self.enabled:
-                                self._extend_chain(conn, written)
-                            for hook in self.insert_hooks:
-                                hook(curs, written)
+                            self._after_insert(curs, written)
                         finally:
                             self._contexts.now = None
                     answers[n] = ids
