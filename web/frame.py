@@ -48,13 +48,26 @@ class NavItem:
     href: str
     label: str  # a catalogue key
     roles: tuple[ActorRole, ...]
+    # A role's own wording of the item, where the default would say something untrue for it.
+    role_labels: tuple[tuple[ActorRole, str], ...] = ()
+
+    def label_for(self, role: ActorRole) -> str:
+        return dict(self.role_labels).get(role, self.label)
 
 
 # The menu: each page shown to the roles its access rule lets in (the guard decides anyway).
 # Helper pages of other screens add their items here.
 NAV: list[NavItem] = [
     NavItem(f"{PREFIX}/visits", "nav.visits", (*VOLUNTEERS, R.ADMINISTRATOR)),
-    NavItem(f"{PREFIX}/people", "nav.people", (*VOLUNTEERS, R.ADMINISTRATOR)),
+    # "我的服务对象" is true of a volunteer (a helper: the people of their pairings); a cadre, child
+    # director or administrator sees the area's people unless they help someone themselves, which
+    # the menu cannot know without a query on every page: it says "服务对象", the page says which.
+    NavItem(
+        f"{PREFIX}/people",
+        "nav.people",
+        (*VOLUNTEERS, R.ADMINISTRATOR),
+        role_labels=tuple((role, "nav.people_any") for role in (R.VILLAGE_CADRE, R.CHILD_DIRECTOR, R.ADMINISTRATOR)),
+    ),
     NavItem(
         f"{PREFIX}/console", "nav.console", (*RESPONDERS, R.TOWNSHIP_SUPERVISOR, R.COUNTY_SUPERVISOR, R.ADMINISTRATOR)
     ),
@@ -130,7 +143,7 @@ def frame_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         nav = [
             {
                 "href": item.href,
-                "label": t(item.label),
+                "label": t(item.label_for(actor.role)),
                 "current": path == item.href or path.startswith(item.href + "/"),
             }
             for item in NAV

@@ -26,6 +26,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.label": ("主导航", "Main navigation"),
     "nav.visits": ("我的走访", "My visits"),
     "nav.people": ("我的服务对象", "My people"),
+    "nav.people_any": ("服务对象", "People"),
     "nav.console": ("应急值守", "Emergency console"),
     "nav.home": ("首页", "Home"),
     "nav.sign_out": ("退出", "Sign out"),

@@ -197,15 +197,19 @@ def test_my_people_are_the_people_of_my_pairings_not_everyone_i_may_see(
     scene = Scene(client, care_app, helpers=1, people=1, group=True)
     village = scene.tree.village["id"]
     stranger = client.post("/persons", json=elder(village, name="赵某")).json()["id"]
+    # The menu says "我的" only to a volunteer; a cadre's item is neutral, the page's heading says
+    # whose people they are.
     readers = [
-        (ActorRole.VILLAGE_CADRE, scene.helpers[0], "我的服务对象", [scene.people[0]]),
-        (ActorRole.VOLUNTEER, scene.members[0], "我的服务对象", [scene.people[0]]),  # through the team
-        (ActorRole.VILLAGE_CADRE, None, "辖区服务对象", [scene.people[0], stranger]),
+        (ActorRole.VILLAGE_CADRE, scene.helpers[0], "服务对象", "我的服务对象", [scene.people[0]]),
+        (ActorRole.VOLUNTEER, scene.members[0], "我的服务对象", "我的服务对象", [scene.people[0]]),  # through the team
+        (ActorRole.VILLAGE_CADRE, None, "服务对象", "辖区服务对象", [scene.people[0], stranger]),
     ]
-    for role, subject, heading, expected in readers:
+    for role, subject, menu, heading, expected in readers:
         with session(browser, api_server, role, village, subject=subject) as (_, watched):
             page = watched.page
             page.goto(api_server.base_url + "/app/people")
+            nav = page.get_by_role("navigation", name="主导航")
+            expect(nav.locator('a[href="/app/people"]')).to_have_text(menu)
             expect(page.locator("h1")).to_contain_text(heading)
             rows = page.locator(".list > li")
             expect(rows).to_have_count(len(expected))
