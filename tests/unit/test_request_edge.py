@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from litestar import Litestar, get
+from litestar.params import FromPath
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
@@ -22,7 +23,7 @@ def test_a_new_request_id_is_a_random_version_4_uuid_in_hex() -> None:
 
 
 @get("/edge/{n:int}", sync_to_thread=False)
-def answer(n: int) -> int:
+def answer(n: FromPath[int]) -> int:
     return n
 
 
