@@ -18,7 +18,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.common import Limit, MinPosition, Offset, Page, created_response
-from api.dependencies import Accounts, Care, MetaFor, Views, Visible, WaitForViews
+from api.dependencies import Accounts, Care, Command, Views, Visible, WaitForViews
 from application.care import CommandResult
 from domain.account import Account, AccountStatus
 from domain.base import ERASED
@@ -111,16 +111,14 @@ class AccountController(Controller):
     tags = ["accounts"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def open_account(
-        self, meta_for: MetaFor, accounts: Accounts, data: JSONBody[AccountCreate]
-    ) -> Response[AccountOut]:
+    def open_account(self, command: Command, data: JSONBody[AccountCreate]) -> Response[AccountOut]:
         """Open an account; its activation code is answered once (the same create again answers
         the account without it: reset it for a new code)."""
-        opened = accounts.open(
+        accounts, meta = command.accounts, command.meta(None)
+        opened = command.run(lambda: accounts.open(
             id=data.id or uuid4(), role=data.role, org_unit_id=data.org_unit_id, phone=data.phone,
-            display_name=data.display_name, helper_id=data.helper_id, roster_entry=data.roster_entry,
-            meta=meta_for(None),
-        )  # fmt: skip
+            display_name=data.display_name, helper_id=data.helper_id, roster_entry=data.roster_entry, meta=meta,
+        ))  # fmt: skip
         a = opened.account
         result = CommandResult(a.id, a.version, opened.position, created=opened.created)
         return created_response(account_out(a, opened.position, opened.activation_code), result, a.version,
@@ -153,45 +151,42 @@ class AccountController(Controller):
         return account_out(care.load(Account, account_id))
 
     @post("/{account_id:uuid}/role", sync_to_thread=True, status_code=200)
-    def change_role(
-        self, care: Care, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[RoleChange]
-    ) -> AccountOut:
+    def change_role(self, command: Command, account_id: FromPath[UUID], data: JSONBody[RoleChange]) -> AccountOut:
         """Change the role or scope; the account's tokens with the old one stop within seconds
         everywhere, and its sessions' next refresh carries the new one."""
-        result = accounts.grant_role(
+        care, accounts, meta = command.care, command.accounts, command.meta(None)
+        result = command.run(lambda: accounts.grant_role(
             account_id, role=data.role, org_unit_id=data.org_unit_id, helper_id=data.helper_id,
-            roster_entry=data.roster_entry, meta=meta_for(None),
-        )  # fmt: skip
+            roster_entry=data.roster_entry, meta=meta,
+        ))  # fmt: skip
         return account_out(care.saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/lock", sync_to_thread=True, status_code=200)
-    def lock(
-        self, care: Care, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[WithReason]
-    ) -> AccountOut:
+    def lock(self, command: Command, account_id: FromPath[UUID], data: JSONBody[WithReason]) -> AccountOut:
         """Lock the account: every session ends (within seconds everywhere); unlock to let it in again."""
-        result = accounts.lock(account_id, data.reason, meta_for(None))
+        care, accounts, meta = command.care, command.accounts, command.meta(None)
+        result = command.run(lambda: accounts.lock(account_id, data.reason, meta))
         return account_out(care.saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/unlock", sync_to_thread=True, status_code=200)
-    def unlock(self, care: Care, meta_for: MetaFor, account_id: FromPath[UUID], data: JSONBody[Nothing]) -> AccountOut:
-        result = care.unlock_account(account_id, meta_for(None))
+    def unlock(self, command: Command, account_id: FromPath[UUID], data: JSONBody[Nothing]) -> AccountOut:
+        care, meta = command.care, command.meta(None)
+        result = command.run(lambda: care.unlock_account(account_id, meta))
         return account_out(care.saved(Account, result), result.position)
 
     @post("/{account_id:uuid}/reset", sync_to_thread=True, status_code=200)
-    def reset(
-        self, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[WithReason]
-    ) -> AccountOut:
+    def reset(self, command: Command, account_id: FromPath[UUID], data: JSONBody[WithReason]) -> AccountOut:
         """Reset a forgotten password or a lost phone: password and second factor are cleared,
         every session ends, and a new activation code is answered once."""
-        opened = accounts.reset(account_id, data.reason, meta_for(None))
+        accounts, meta = command.accounts, command.meta(None)
+        opened = command.run(lambda: accounts.reset(account_id, data.reason, meta))
         return account_out(opened.account, opened.position, opened.activation_code)
 
     @post("/{account_id:uuid}/close", sync_to_thread=True, status_code=200)
-    def close(
-        self, care: Care, meta_for: MetaFor, accounts: Accounts, account_id: FromPath[UUID], data: JSONBody[WithReason]
-    ) -> AccountOut:
+    def close(self, command: Command, account_id: FromPath[UUID], data: JSONBody[WithReason]) -> AccountOut:
         """Close the account for good (the person left): sessions end, secrets are deleted."""
-        result = accounts.close(account_id, data.reason, meta_for(None))
+        care, accounts, meta = command.care, command.accounts, command.meta(None)
+        result = command.run(lambda: accounts.close(account_id, data.reason, meta))
         return account_out(care.saved(Account, result), result.position)
 
     @get("/{account_id:uuid}/sign-ins", sync_to_thread=True)

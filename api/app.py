@@ -24,7 +24,7 @@ from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import actor_of, key_ring, revoke_token
 from api.csv_export import SupervisionCsvController
-from api.dependencies import DEPENDENCIES
+from api.dependencies import DEPENDENCIES, resolve_in_turn
 from api.docs import SelfHostedRedoc, SelfHostedSwagger, docs_assets_router
 from api.emergencies import EmergencyController
 from api.helpers import GroupController, HelperController
@@ -256,6 +256,7 @@ def create_app(
         request_max_body_size=MAX_BODY_BYTES,
         debug=debug,
     )
+    resolve_in_turn(app)
     app.state.settings = settings
     app.state.protections = protections
     app.state.make_care = make_care

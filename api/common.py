@@ -15,6 +15,7 @@ from litestar.params import QueryParameter
 from api.access import loaded
 from api.auth import actor_of
 from api.problems import ProblemError
+from application.accounts import AccountService
 from application.care import CareApplication, CommandResult, check_occurred_at
 from domain.base import CommandMeta
 from infrastructure.audit import Audit
@@ -103,8 +104,8 @@ def meta_for(request: Request[Any, Any, Any], occurred_at: datetime | None) -> C
 
 
 class CommandContext:
-    """What a command's handler takes from its request, in one: the application, the command's
-    meta (actor, correlation id, checked ``occurred_at``), the version ``If-Match`` names, the
+    """What a command's handler takes from its request, in one: the application (and its account
+    service), the command's meta (actor, correlation id, checked ``occurred_at``), the version ``If-Match`` names, the
     access log, and the aggregates the access guard read for this request, which ``run`` hands
     to the command so that it does not read them again."""
 
@@ -125,6 +126,12 @@ class CommandContext:
     def care(self) -> CareApplication:
         self._settled()
         return self._care
+
+    @property
+    def accounts(self) -> AccountService:
+        """The account service (application/accounts.py), over the same application."""
+        self._settled()
+        return self.request.app.state.accounts  # type: ignore[no-any-return]
 
     def meta(self, occurred_at: datetime | None) -> CommandMeta:
         self._settled()

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
@@ -160,3 +160,36 @@ DEPENDENCIES: dict[str, Provide] = {
     "load_for_read": _given(_load_for_read),
     "command": _given(_command),
 }
+
+
+def resolve_in_turn(app: Litestar) -> None:
+    """Resolve each handler's given values one after the other instead of together.
+
+    Litestar resolves the dependencies of a handler that do not depend on each other as one
+    batch in an anyio task group: a task for each, about 30 us of CPU each per request (a
+    handler given the application and the caller paid 57 us for its two; litestar issue #4563).
+    Every provider here only hands over what the app or the guard already holds, synchronously,
+    so nothing is gained by running them together: each batch made of such providers becomes
+    batches of one, in the same order (a later batch still comes after everything it needs).
+    A batch holding any other provider is left as Litestar made it."""
+    for route in app.routes:
+        for _, model in getattr(route, "route_handler_map", {}).values():
+            model.dependency_batches = [
+                part
+                for batch in model.dependency_batches
+                for part in (
+                    [{dependency} for dependency in batch]
+                    if all(_given_at_once(dependency.provide) for dependency in batch)
+                    else [batch]
+                )
+            ]
+
+
+def _given_at_once(provide: Provide) -> bool:
+    """A provider that runs in the event loop without awaiting anything and yields nothing."""
+    return (
+        provide.has_sync_callable
+        and not provide.sync_to_thread
+        and not provide.has_sync_generator_dependency
+        and not provide.has_async_generator_dependency
+    )

@@ -3,9 +3,9 @@ is recorded on the events it causes and bound to its log lines."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -25,13 +25,22 @@ def loggable_path(path: str) -> str:
     return "/".join(s if not s or _LOGGABLE_SEGMENT.match(s) else "…" for s in path.split("/"))
 
 
+def new_request_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as ``uuid.uuid4().hex`` writes it, without
+    building a UUID object (a fifth of the cost)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return b.hex()
+
+
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = sent if _VALID_ID.match(sent) else uuid.uuid4().hex
+        sent = next((v for k, v in scope.get("headers") or () if k == b"x-request-id"), b"").decode("latin-1")
+        request_id = sent if _VALID_ID.match(sent) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -20,7 +20,7 @@ from api.common import (
     created_response,
     etag,
 )
-from api.dependencies import Care, ExpectedVersion, MetaFor, Registry, WaitForViews
+from api.dependencies import Care, Command, Registry, WaitForViews
 from domain.org_unit import OrgUnit
 from domain.vocabulary import OrgLevel
 
@@ -76,17 +76,16 @@ class OrgUnitController(Controller):
     tags = ["org units"]
 
     @post("/", sync_to_thread=True, status_code=201)
-    def register(self, care: Care, meta_for: MetaFor, data: JSONBody[OrgUnitCreate]) -> Response[OrgUnitOut]:
+    def register(self, command: Command, data: JSONBody[OrgUnitCreate]) -> Response[OrgUnitOut]:
         """Register a county, township or village by its 12-digit division code.
 
         The id is derived from the code: registering the same unit again answers 200 with it;
         another name or parent under the same code answers 409."""
-        result = care.register_org_unit(
-            code=data.code,
-            name=data.name,
-            level=data.level,
-            parent_id=data.parent_id,
-            meta=meta_for(data.occurred_at),
+        care, meta = command.care, command.meta(data.occurred_at)
+        result = command.run(
+            lambda: care.register_org_unit(
+                code=data.code, name=data.name, level=data.level, parent_id=data.parent_id, meta=meta
+            )
         )
         unit = care.saved(OrgUnit, result)
         return created_response(org_unit_out(unit, result.position), result, unit.version, f"/org-units/{unit.id}")
@@ -122,14 +121,8 @@ class OrgUnitController(Controller):
         return Response(org_unit_out(unit), headers=etag(unit.version))
 
     @post("/{unit_id:uuid}/rename", sync_to_thread=True, status_code=200)
-    def rename(
-        self,
-        care: Care,
-        meta_for: MetaFor,
-        expected_version: ExpectedVersion,
-        unit_id: FromPath[UUID],
-        data: JSONBody[OrgUnitRename],
-    ) -> Response[OrgUnitOut]:
-        result = care.rename_org_unit(unit_id, data.name, meta_for(data.occurred_at), expected_version())
-        unit = care.load(OrgUnit, unit_id)
+    def rename(self, command: Command, unit_id: FromPath[UUID], data: JSONBody[OrgUnitRename]) -> Response[OrgUnitOut]:
+        care, meta, expected = command.care, command.meta(data.occurred_at), command.expected_version()
+        result = command.run(lambda: care.rename_org_unit(unit_id, data.name, meta, expected))
+        unit = care.saved(OrgUnit, result, unit_id)
         return Response(org_unit_out(unit, result.position), headers=etag(unit.version))

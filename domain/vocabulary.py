@@ -16,6 +16,8 @@ E = TypeVar("E", bound=StrEnum)
 
 # Every labelled vocabulary, and its labels by code.
 LABELS: dict[type[StrEnum], dict[str, str]] = {}
+# (vocabulary, code) by label, in the order of LABELS: what ``label_codes`` answers.
+_CODES_BY_LABEL: dict[str, list[tuple[str, str]]] = {}
 
 
 def labelled(labels: Mapping[str, str]) -> Callable[[type[E]], type[E]]:
@@ -26,6 +28,8 @@ def labelled(labels: Mapping[str, str]) -> Callable[[type[E]], type[E]]:
         if set(labels) != codes:
             raise ValueError(f"{cls.__name__}: labels for {sorted(set(labels) ^ codes)} missing or unknown")
         LABELS[cls] = dict(labels)
+        for code, text in labels.items():
+            _CODES_BY_LABEL.setdefault(text, []).append((cls.__name__, code))
         listed = "; ".join(f"`{m.value}` {labels[m.value]}" for m in cls)
         head = (cls.__doc__ or "").strip()
         cls.__doc__ = f"{head}\n\nCodes and their labels: {listed}." if head else f"Codes and their labels: {listed}."
@@ -36,9 +40,8 @@ def labelled(labels: Mapping[str, str]) -> Callable[[type[E]], type[E]]:
 
 def label_codes(label: str) -> list[tuple[str, str]]:
     """(vocabulary, code) of every code whose label is ``label`` (a client sent the label)."""
-    return [
-        (cls.__name__, code) for cls, labels in LABELS.items() for code, text in labels.items() if text == label.strip()
-    ]
+    # Looked up, not searched: every refused enum value of a request comes here (100 us a search).
+    return list(_CODES_BY_LABEL.get(label.strip(), ()))
 
 
 @labelled({"county": "县", "township": "乡镇/街道", "village": "村/社区"})

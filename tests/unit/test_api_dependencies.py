@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from litestar import Litestar
+from litestar import Litestar, get
+from litestar.di import NamedDependency, Provide
+from litestar.testing import TestClient
 
-from api.dependencies import DEPENDENCIES
+from api.dependencies import DEPENDENCIES, resolve_in_turn
 from guanai import bootstrap
 from infrastructure.settings import Settings
 
@@ -49,3 +51,54 @@ def test_handlers_are_given_the_application_by_name(app: Litestar) -> None:
     }
     assert givers, "no handler is given the application"
     assert all(deps["care"] is DEPENDENCIES["care"] for deps in givers.values())
+
+
+def _batches(app: Litestar) -> dict[str, list[set[Any]]]:
+    return {
+        f"{method} {route.path}": model.dependency_batches
+        for route in app.routes
+        for method, (_, model) in getattr(route, "route_handler_map", {}).items()
+    }
+
+
+def test_given_values_are_resolved_one_after_the_other(app: Litestar) -> None:
+    """Litestar resolves independent dependencies together in a task group, a task each per
+    request; every value given here is resolved on its own, in turn (api/dependencies.py)."""
+    batches = _batches(app)
+    assert all(len(batch) == 1 for found in batches.values() for batch in found)
+    assert len(batches["GET /auth/me"]) == 2  # the application and the caller, one after the other
+
+
+def test_a_batch_with_a_provider_that_awaits_is_left_together() -> None:
+    async def fetched() -> int:
+        return 1
+
+    def held() -> int:
+        return 2
+
+    def also_held() -> int:
+        return 3
+
+    @get("/together", sync_to_thread=False)
+    def together(one: NamedDependency[int], two: NamedDependency[int]) -> int:
+        return one + two
+
+    @get("/in-turn", sync_to_thread=False)
+    def in_turn(two: NamedDependency[int], three: NamedDependency[int]) -> int:
+        return two + three
+
+    small = Litestar(
+        [together, in_turn],
+        dependencies={
+            "one": Provide(fetched),
+            "two": Provide(held, sync_to_thread=False),
+            "three": Provide(also_held, sync_to_thread=False),
+        },
+    )
+    resolve_in_turn(small)
+    batches = _batches(small)
+    assert [len(b) for b in batches["GET /together"]] == [2]
+    assert [len(b) for b in batches["GET /in-turn"]] == [1, 1]
+    with TestClient(small) as client:
+        assert client.get("/together").json() == 3
+        assert client.get("/in-turn").json() == 5

@@ -116,6 +116,7 @@ def test_a_command_context_gives_nothing_out_before_the_check_passed() -> None:
     ran = []
     for use in (
         lambda: command.care,
+        lambda: command.accounts,
         lambda: command.meta(None),
         command.expected_version,
         command.record_access,
@@ -143,5 +144,12 @@ def test_the_hot_commands_settle_their_check_and_the_rest_do_not() -> None:
     }
     hot = {"/persons", "/helpers", "/pairings", "/visits/{task_id:uuid}/claim", "/visits/{task_id:uuid}/complete"}
     assert {("POST", path) for path in hot} <= settling
-    assert ("POST", "/org-units") not in settling  # takes the application itself: checked by the guard
+    units = {"/org-units", "/org-units/{unit_id:uuid}/rename"}
+    accounts = {
+        "/accounts",
+        *(f"/accounts/{{account_id:uuid}}/{action}" for action in ("role", "lock", "unlock", "reset", "close")),
+    }
+    assert {("POST", path) for path in units | accounts} <= settling
+    # takes the application itself: checked by the guard
+    assert ("POST", "/pairings/{pairing_id:uuid}/end") not in settling
     assert all(method == "POST" for method, _ in settling)
