@@ -19,10 +19,9 @@ person's timeline holds nothing to erase. ``TimelineView`` reads pages.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -34,6 +33,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from domain.base import META_FIELDS, CareAggregate, personal_fields
+from projections.one_query import one_query_cursor
 
 TABLES = ("tl_entries", "tl_subjects")
 
@@ -274,18 +274,6 @@ def _raw_json(data: bytes | str) -> bytes:
 _HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
 
 
-@contextlib.contextmanager
-def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """The pool's connection in autocommit for a block (and back after): statements sent
-    together in one query run in one implicit transaction, without a BEGIN of their own."""
-    conn.autocommit = True
-    try:
-        yield
-    finally:
-        if not conn.closed:
-            conn.autocommit = False
-
-
 class TimelineView:
     """Read side: a person's entries, newest or oldest first, filtered by kind, keyset-paged."""
 
@@ -384,11 +372,7 @@ class TimelineView:
         query, count, params = self._queries(
             person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit, views=views
         )
-        with (
-            self.pool.connection() as conn,
-            _autocommit(conn),
-            psycopg.ClientCursor(conn, row_factory=tuple_row) as cur,
-        ):
+        with one_query_cursor(self.pool, tuple_row) as cur:
             set_json_loads(_raw_json, cur)
             rows, sent = send(cur, cur.mogrify(query, params), _HAS_ENTRIES, [person_id])
         if rows:
