@@ -134,7 +134,7 @@ class AccessLog:
     """The access log's writer for one process. It remembers the last row it wrote (id and MAC):
     while the table's last row is still that one (no other process wrote since), the next rows
     chain on from it without reading the table first, so their insert can go in the same round
-    trip as the read it records (``queue``). Chaining, numbering and durability are those of
+    trip as the read it records (``read_with``). Chaining, numbering and durability are those of
     ``record``: the rows are numbered and inserted under the table's EXCLUSIVE lock, held through
     the commit, and a row whose predecessor is not the remembered one is never written."""
 
