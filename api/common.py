@@ -71,16 +71,21 @@ def audit_of(request: Request[Any, Any, Any]) -> Audit:
     return request.app.state.audit
 
 
+def access_fields(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """What the access log records of this request beside the persons: its actor, role,
+    endpoint and request id."""
+    actor = actor_of(request)
+    return {
+        "actor_id": actor.subject,
+        "actor_role": actor.role.value,
+        "endpoint": f"{request.method} {request.scope.get('path_template') or request.url.path}",
+        "request_id": str(request.scope.get("state", {}).get("request_id", "")),
+    }
+
+
 def record_access(request: Request[Any, Any, Any], *person_ids: UUID) -> None:
     """Record that this request's actor reads these persons' personal data (or timeline)."""
-    actor = actor_of(request)
-    audit_of(request).record_access(
-        person_ids,
-        actor_id=actor.subject,
-        actor_role=actor.role.value,
-        endpoint=f"{request.method} {request.scope.get('path_template') or request.url.path}",
-        request_id=str(request.scope.get("state", {}).get("request_id", "")),
-    )
+    audit_of(request).record_access(person_ids, **access_fields(request))
 
 
 def meta_for(request: Request[Any, Any, Any], occurred_at: datetime | None) -> CommandMeta:

@@ -8,15 +8,15 @@ answer keeps this person's id and counts the others (``other_persons``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
 from api.access import timeline_hides
-from api.common import Limit, MinPosition
+from api.common import Limit, MinPosition, access_fields, audit_of
 from api.dependencies import Caller, Care, RecordAccess, Views, WaitForViews
 from api.problems import ProblemError
 from domain.person import Person
@@ -70,6 +70,25 @@ def about_this_person(summary: dict[str, Any], person_id: UUID) -> dict[str, Any
     return out
 
 
+class _Ids(msgspec.Struct):
+    person_id: Any = None
+    person_ids: Any = None
+
+
+_IDS = msgspec.json.Decoder(_Ids)
+
+
+def summary_for(raw: bytes, person_id: UUID, me: str) -> dict[str, Any]:
+    """``about_this_person`` of a summary as the view holds it (JSON text): decoded and encoded
+    again only when it names another person or lists persons; otherwise passed on as it is
+    (``msgspec.Raw``, encoded as the same JSON object)."""
+    if b'"person_id' in raw:
+        ids = _IDS.decode(raw)
+        if isinstance(ids.person_ids, list) or (ids.person_id is not None and str(ids.person_id) != me):
+            return about_this_person(msgspec.json.decode(raw), person_id)
+    return cast(dict[str, Any], msgspec.Raw(raw))
+
+
 class TimelineController(Controller):
     path = "/persons"
     tags = ["timelines"]
@@ -77,6 +96,7 @@ class TimelineController(Controller):
     @get("/{person_id:uuid}/timeline", sync_to_thread=True)
     def timeline(
         self,
+        request: Request[Any, Any, Any],
         care: Care,
         wait_for_views: WaitForViews,
         record_access: RecordAccess,
@@ -94,20 +114,33 @@ class TimelineController(Controller):
         # With nothing to wait for, the views' position is read with the page, in one statement.
         waited = wait_for_views(min_position) if min_position is not None else None
         view = TimelineView(views.pool)
-        page = view.page(
-            person_id, newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor),
-            cursor=cursor, limit=limit, views=[p.name for p in views.runner.projections] if waited is None else (),
+        audit, fields = audit_of(request), access_fields(request)
+        # The page and the access log's row in one round trip and one transaction, committed
+        # (flushed) before the page is answered, as record_access does.
+        page, logged = view.page_sent_with(
+            person_id,
+            lambda cur, query, only_if, params: audit.read_with_access(
+                cur, query, [person_id], **fields, only_if=only_if, params=params
+            ),
+            newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor), cursor=cursor, limit=limit,
+            views=[p.name for p in views.runner.projections] if waited is None else (),
         )  # fmt: skip
+        if not logged:
+            if page.total == 0 and not view.exists(person_id):
+                first = next(iter(care.events.get(person_id, limit=1)), None)
+                if not isinstance(first, Person.Registered):
+                    raise ProblemError(404, "not-found", "Not found", f"no person with id {person_id}", kind="person")
+            record_access(person_id)
         position = waited if waited is not None else page.views_position or 0
-        if page.total == 0 and not view.exists(person_id):
-            first = next(iter(care.events.get(person_id, limit=1)), None)
-            if not isinstance(first, Person.Registered):
-                raise ProblemError(404, "not-found", "Not found", f"no person with id {person_id}", kind="person")
-        record_access(person_id)
-        rows = [{**row, "summary": about_this_person(row["summary"], person_id)} for row in page.rows]
+        me = str(person_id)
+        # Built from the rows as read: no convert, summaries passed on undecoded where they can be.
+        items = [
+            TimelineEntry(r[0], r[1], summary_for(r[2], person_id, me), r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in page.rows
+        ]
         return TimelineOut(
             person_id=person_id,
-            items=msgspec.convert(rows, list[TimelineEntry]),
+            items=items,
             total=page.total,
             limit=limit,
             order=order,

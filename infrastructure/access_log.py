@@ -13,15 +13,16 @@ row cannot be written (no personal data leaves without a record).
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
-from psycopg import Connection
+from psycopg import ClientCursor, Connection
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 from infrastructure.chain import ChainKey, check_key
 
@@ -63,6 +64,24 @@ def genesis(key: ChainKey) -> bytes:
     return key.mac(b"guanai-access-log-genesis")
 
 
+def _rows(
+    key: ChainKey,
+    last: int,
+    prev_mac: bytes,
+    person_ids: Sequence[UUID],
+    when: datetime,
+    fields: tuple[str, str, str, str],
+) -> list[tuple[Any, ...]]:
+    """The rows that follow row ``last`` (whose MAC is ``prev_mac``): one per person, chained."""
+    actor_id, actor_role, endpoint, request_id = fields
+    rows = []
+    for n, person_id in enumerate(dict.fromkeys(person_ids), start=1):
+        entry = Access(last + n, when, actor_id, actor_role, endpoint, person_id, request_id)
+        prev_mac = access_mac(key, prev_mac, entry)
+        rows.append((entry.id, when, actor_id, actor_role, endpoint, person_id, request_id, prev_mac))
+    return rows
+
+
 def record(
     conn: Connection[Any],
     key: ChainKey,
@@ -76,9 +95,20 @@ def record(
     check: bool = True,
 ) -> list[int]:
     """Append one row per person (in one transaction); the ids of the rows written."""
+    rows = _record(conn, key, person_ids, at or datetime.now(UTC), (actor_id, actor_role, endpoint, request_id), check)
+    return [r[0] for r in rows]
+
+
+def _record(
+    conn: Connection[Any],
+    key: ChainKey,
+    person_ids: Sequence[UUID],
+    when: datetime,
+    fields: tuple[str, str, str, str],
+    check: bool,
+) -> list[tuple[Any, ...]]:
     if not person_ids:
         return []
-    when = at or datetime.now(UTC)
     table = Identifier(TABLE)
     # In a pipeline: BEGIN, the lock and the read of the last row go in one round trip, the
     # inserts and COMMIT in a second (a read of a person's data waits for this write).
@@ -89,11 +119,7 @@ def record(
         cur.execute(SQL("SELECT id, mac FROM {} ORDER BY id DESC LIMIT 1").format(table))
         row = cur.fetchone()
         last, prev_mac = (row[0], bytes(row[1])) if row else (0, genesis(key))
-        rows = []
-        for n, person_id in enumerate(dict.fromkeys(person_ids), start=1):
-            entry = Access(last + n, when, actor_id, actor_role, endpoint, person_id, request_id)
-            prev_mac = access_mac(key, prev_mac, entry)
-            rows.append((entry.id, when, actor_id, actor_role, endpoint, person_id, request_id, prev_mac))
+        rows = _rows(key, last, prev_mac, person_ids, when, fields)
         cur.executemany(
             SQL(
                 "INSERT INTO {} (id, at, actor_id, actor_role, endpoint, person_id, request_id, mac) "
@@ -101,7 +127,92 @@ def record(
             ).format(table),
             rows,
         )
-    return [r[0] for r in rows]
+    return rows
+
+
+class AccessLog:
+    """The access log's writer for one process. It remembers the last row it wrote (id and MAC):
+    while the table's last row is still that one (no other process wrote since), the next rows
+    chain on from it without reading the table first, so their insert can go in the same round
+    trip as the read it records (``read_with``). Chaining, numbering and durability are those of
+    ``record``: the rows are numbered and inserted under the table's EXCLUSIVE lock, held through
+    the commit, and a row whose predecessor is not the remembered one is never written."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[int, bytes] | None = None
+        self._key_checked = False
+
+    def remember(self, last: int, mac: bytes) -> None:
+        with self._lock:
+            if self._last is None or last > self._last[0]:
+                self._last = (last, mac)
+
+    def record(
+        self,
+        conn: Connection[Any],
+        key: ChainKey,
+        person_ids: Sequence[UUID],
+        fields: tuple[str, str, str, str],
+        at: datetime | None = None,
+    ) -> list[int]:
+        """As ``record``: the rows in their own transaction, after reading the table's last row;
+        one per person, with ``fields`` (actor id, actor role, endpoint, request id)."""
+        rows = _record(conn, key, person_ids, at or datetime.now(UTC), fields, not self._key_checked)
+        self._key_checked = True
+        if rows:
+            self.remember(rows[-1][0], rows[-1][-1])
+        return [r[0] for r in rows]
+
+    def read_with(
+        self,
+        cur: ClientCursor[Any],
+        key: ChainKey,
+        read: str,
+        person_ids: Sequence[UUID],
+        fields: tuple[str, str, str, str],
+        *,
+        only_if: Composable | None = None,
+        params: Sequence[Any] = (),
+    ) -> tuple[list[Any], bool]:
+        """Run ``read`` (one statement, its parameters bound: ``cur.mogrify``) and write the
+        rows in the same round trip: one simple query of three statements (the read, the table's
+        lock, one INSERT), which PostgreSQL runs as one implicit transaction and answers after
+        its commit. The INSERT writes only while the table's last row is the one this process
+        remembers and ``only_if`` (an SQL condition, its ``params``) holds. ``cur``'s connection
+        must be in autocommit (no transaction of its own around it) and its rows tuples. The
+        read's rows, and whether the rows were written (False: nothing was, because there was
+        nothing to chain on from yet, the log had moved on or the condition did not hold; write
+        them with ``record``)."""
+        if not cur.connection.autocommit:
+            raise ValueError("read_with runs its own (implicit) transaction: the connection must be in autocommit")
+        with self._lock:
+            last = self._last
+        if last is None or not person_ids:
+            cur.execute(read)
+            return cur.fetchall(), False
+        table = Identifier(TABLE)
+        rows = _rows(key, last[0], last[1], person_ids, datetime.now(UTC), fields)
+        values = SQL(", ").join(SQL("(%s::bigint, %s::timestamptz, %s, %s, %s, %s::uuid, %s, %s::bytea)") for _ in rows)
+        condition = SQL("(SELECT max(id) FROM {}) = %s").format(table)
+        if only_if is not None:
+            condition = SQL("{} AND {}").format(condition, only_if)
+        insert = SQL(
+            "INSERT INTO {} (id, at, actor_id, actor_role, endpoint, person_id, request_id, mac) "
+            "SELECT * FROM (VALUES {}) AS v WHERE {} RETURNING id"
+        ).format(table, values, condition)
+        lock = SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table)
+        bound = cur.mogrify(insert, [*(v for row in rows for v in row), last[0], *params])
+        cur.execute(f"{read}; {cur.mogrify(lock)}; {bound}")
+        found = cur.fetchall()
+        cur.nextset()  # the lock
+        cur.nextset()
+        written = [r[0] for r in cur.fetchall()]
+        if not written:
+            return found, False
+        assert written == [r[0] for r in rows], written
+        self.remember(rows[-1][0], rows[-1][-1])
+        return found, True
 
 
 def for_person(

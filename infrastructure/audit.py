@@ -24,7 +24,9 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
+from psycopg import ClientCursor
 from psycopg.rows import tuple_row
+from psycopg.sql import Composable
 
 from application.asof import replay_as_of
 from domain.base import META_FIELDS
@@ -114,7 +116,7 @@ class Audit:
 
     def __init__(self, app: Any, database_url: str, events_table: str = "guanai_events") -> None:
         self.app, self.database_url, self.events_table = app, database_url, events_table
-        self._key_checked = False
+        self.access = access_log.AccessLog()  # this process's writer of the access log
         suite = getattr(app.recorder, "crypto_suite", INTERNATIONAL)
         self.tree = merkle.Tree(suite, events_table)
         # The store's keys bring the signing key (built by the composition root from the settings).
@@ -372,17 +374,26 @@ class Audit:
         self, person_ids: Sequence[UUID], *, actor_id: str, actor_role: str, endpoint: str, request_id: str
     ) -> None:
         with self.app.recorder.datastore.get_connection() as conn:
-            access_log.record(
-                conn,
-                self.key,
-                person_ids=person_ids,
-                actor_id=actor_id,
-                actor_role=actor_role,
-                endpoint=endpoint,
-                request_id=request_id,
-                check=not self._key_checked,
-            )
-        self._key_checked = True
+            self.access.record(conn, self.key, person_ids, (actor_id, actor_role, endpoint, request_id))
+
+    def read_with_access(
+        self,
+        cur: ClientCursor[Any],
+        read: str,
+        person_ids: Sequence[UUID],
+        *,
+        actor_id: str,
+        actor_role: str,
+        endpoint: str,
+        request_id: str,
+        only_if: Composable | None = None,
+        params: Sequence[Any] = (),
+    ) -> tuple[list[Any], bool]:
+        """A read and its access log rows in one round trip and one transaction
+        (``access_log.AccessLog.read_with``): the read's rows, and whether the rows were written
+        (False: record them with ``record_access``)."""
+        fields = (actor_id, actor_role, endpoint, request_id)
+        return self.access.read_with(cur, self.key, read, person_ids, fields, only_if=only_if, params=params)
 
     def access_log(
         self, person_id: UUID, *, limit: int = 100, before_id: int | None = None

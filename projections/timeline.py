@@ -27,11 +27,13 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from psycopg.rows import dict_row
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from domain.base import META_FIELDS, CareAggregate, personal_fields
+from projections.one_query import one_query_cursor
 
 TABLES = ("tl_entries", "tl_subjects")
 
@@ -251,28 +253,46 @@ class TimelinePage(msgspec.Struct):
     views_position: int | None = None  # the lowest position of the ``views`` asked for, read with the page
 
 
+class RawTimelinePage(msgspec.Struct):
+    """A page as ``page_sent_with`` reads it: each row a tuple of ``RAW_COLUMNS``, the summary as
+    the JSON text the database holds (not decoded)."""
+
+    rows: list[tuple[Any, ...]]
+    total: int
+    next_cursor: int | None
+    views_position: int | None = None
+
+
+# The columns of a raw page's rows, in order (the person's id left out: the caller named it).
+RAW_COLUMNS = COLUMNS.split(", ")[1:]
+
+
+def _raw_json(data: bytes | str) -> bytes:
+    return data if isinstance(data, bytes) else data.encode()
+
+
+_HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
+
+
 class TimelineView:
     """Read side: a person's entries, newest or oldest first, filtered by kind, keyset-paged."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def page(
+    def _queries(
         self,
         person_id: UUID,
         *,
-        newest_first: bool = True,
-        kinds: Sequence[str] = (),
-        hidden: Sequence[str] = (),
-        cursor: int | None = None,
-        limit: int = 50,
-        views: Sequence[str] = (),
-    ) -> TimelinePage:
-        """``kinds``: exact kinds (``pairing.formed``) or aggregates (``pairing`` = every
-        ``pairing.*``). ``hidden``: aggregates whose entries the reader may not see (left out of
-        the page and the total). ``cursor``: the position after which (in the chosen order) to continue.
-        ``views``: projection names whose lowest position is read in the same statement (the
-        position the page is at least as new as)."""
+        newest_first: bool,
+        kinds: Sequence[str],
+        hidden: Sequence[str],
+        cursor: int | None,
+        limit: int,
+        views: Sequence[str],
+    ) -> tuple[str, str, dict[str, Any]]:
+        """The page's query (its rows, each with the total and the views' position), the query of
+        the total and the position alone (past the end), and their parameters."""
         exact = [k for k in kinds if "." in k]
         prefixes = [f"{k}.%" for k in kinds if "." not in k]
         where = "person_id = %(person)s"
@@ -299,6 +319,27 @@ class TimelineView:
             f" {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}{after}"
             f" ORDER BY position {order} LIMIT %(limit)s"
         )
+        return query, count, params
+
+    def page(
+        self,
+        person_id: UUID,
+        *,
+        newest_first: bool = True,
+        kinds: Sequence[str] = (),
+        hidden: Sequence[str] = (),
+        cursor: int | None = None,
+        limit: int = 50,
+        views: Sequence[str] = (),
+    ) -> TimelinePage:
+        """``kinds``: exact kinds (``pairing.formed``) or aggregates (``pairing`` = every
+        ``pairing.*``). ``hidden``: aggregates whose entries the reader may not see (left out of
+        the page and the total). ``cursor``: the position after which (in the chosen order) to continue.
+        ``views``: projection names whose lowest position is read in the same statement (the
+        position the page is at least as new as)."""
+        query, count, params = self._queries(
+            person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit, views=views
+        )
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             set_json_loads(msgspec.json.decode, cur)
             rows = cur.execute(query, params).fetchall()
@@ -308,6 +349,40 @@ class TimelineView:
             del row["_total"], row["_views"]
         next_cursor = rows[-1]["position"] if len(rows) == limit and rows else None
         return TimelinePage(rows=rows, total=total, next_cursor=next_cursor, views_position=views_at)
+
+    def page_sent_with(
+        self,
+        person_id: UUID,
+        send: Callable[[psycopg.ClientCursor[Any], str, sql.Composable, list[Any]], tuple[list[Any], bool]],
+        *,
+        newest_first: bool = True,
+        kinds: Sequence[str] = (),
+        hidden: Sequence[str] = (),
+        cursor: int | None = None,
+        limit: int = 50,
+        views: Sequence[str] = (),
+    ) -> tuple[RawTimelinePage, bool]:
+        """As ``page``, the query sent by ``send`` with what it writes in the same round trip and
+        transaction (a read's access log rows: ``Audit.read_with_access``). ``send`` gets a
+        cursor on a connection in autocommit, the page's query with its parameters bound, and a
+        condition (with its parameters) that holds while the person has entries (a write made
+        only then is never made for an unknown person); it answers the rows and whether it
+        wrote. The rows are tuples of ``RAW_COLUMNS``, summaries left as the JSON text the view
+        holds (a caller that only passes them on need not decode them)."""
+        query, count, params = self._queries(
+            person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit, views=views
+        )
+        with one_query_cursor(self.pool, tuple_row) as cur:
+            set_json_loads(_raw_json, cur)
+            rows, sent = send(cur, cur.mogrify(query, params), _HAS_ENTRIES, [person_id])
+        if rows:
+            total, views_at = rows[0][-2], rows[0][-1]
+            rows = [r[1:-2] for r in rows]
+        else:  # past the end: the total and the position apart
+            with self.pool.connection() as conn:
+                total, views_at = conn.execute(count, params).fetchone() or (0, None)
+        next_cursor = rows[-1][0] if len(rows) == limit and rows else None
+        return RawTimelinePage(rows=rows, total=total, next_cursor=next_cursor, views_position=views_at), sent
 
     def exists(self, person_id: UUID) -> bool:
         with self.pool.connection() as conn:

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from psycopg.sql import SQL
 
 from application.care import CareApplication
 from domain.base import CommandMeta
@@ -299,3 +300,64 @@ def test_the_access_log_is_chained(store: Store) -> None:
     assert [(f.position, f.kind) for f in result.failures] == [(4, "payload-changed"), (7, "row-deleted")]
     store.sql("DELETE FROM guanai_access_log WHERE id >= 8")
     assert verify_access_log(store.url, store.key, checkpoint=held.head).failures[-1].kind == "checkpoint-mismatch"
+
+
+def test_access_rows_sent_with_a_read_chain_on_from_this_process_and_give_way_to_others(store: Store) -> None:
+    """``AccessLog.read_with`` writes in the read's round trip and implicit transaction, without
+    reading the last row, only while the last row is the one its process wrote: after another
+    writer it writes nothing and the read is recorded by ``record`` instead; a condition that
+    fails, or a statement that fails, writes nothing either; from threads and two processes'
+    writers the chain verifies, densely numbered, one row per read."""
+    fields = ("a", "auditor", "GET /persons/{person_id:uuid}/timeline", "r")
+    mine, theirs = access_log.AccessLog(), access_log.AccessLog()
+
+    def read(log: access_log.AccessLog, persons: list[uuid.UUID], condition: bool = True) -> bool:
+        with psycopg.connect(store.url, autocommit=True) as conn, psycopg.ClientCursor(conn) as cur:
+            rows, written = log.read_with(
+                cur, store.key, "SELECT 7", persons, fields, only_if=SQL("%s"), params=[condition]
+            )
+        assert rows == [(7,)]
+        return written
+
+    def record(log: access_log.AccessLog, persons: list[uuid.UUID]) -> list[int]:
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            return log.record(conn, store.key, persons, fields)
+
+    def ids() -> list[int]:
+        return [r[0] for r in store.sql("SELECT id FROM guanai_access_log ORDER BY id")]
+
+    assert read(mine, store.persons[:1]) is False and ids() == []  # nothing to chain on from yet
+    assert record(mine, store.persons[:1]) == [1]
+    assert read(mine, store.persons[:2]) is True and ids() == [1, 2, 3]
+    assert record(theirs, store.persons[:1]) == [4]
+    assert read(mine, store.persons[:1]) is False and ids() == [1, 2, 3, 4]  # another process wrote last
+    assert record(mine, store.persons[:1]) == [5]
+    assert read(mine, store.persons[:1], condition=False) is False and ids() == [1, 2, 3, 4, 5]
+    with psycopg.connect(store.url, autocommit=True) as conn, psycopg.ClientCursor(conn) as cur:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            mine.read_with(cur, store.key, "SELECT 1/0", store.persons[:1], fields)
+        with pytest.raises(ValueError):  # its own transaction: never inside the caller's
+            conn.autocommit = False
+            mine.read_with(cur, store.key, "SELECT 1", store.persons[:1], fields)
+    assert ids() == [1, 2, 3, 4, 5]
+    assert read(mine, store.persons[:1]) is True and ids() == [1, 2, 3, 4, 5, 6]
+
+    errors: list[BaseException] = []
+
+    def reader(log: access_log.AccessLog) -> None:
+        try:
+            for _ in range(15):
+                if not read(log, store.persons[:1]):
+                    record(log, store.persons[:1])
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(log,)) for log in (mine, mine, theirs, theirs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert ids() == list(range(1, 6 + 4 * 15 + 1))
+    result = verify_access_log(store.url, store.key)
+    assert result.ok and result.checked == 66, result.failures
