@@ -397,13 +397,13 @@ class VisitCommands(CommandGroup):
         *,
         acting_helper_id: UUID | None = None,
         now: datetime | None = None,
-        loaded: Mapping[UUID, Aggregate] | None = None,
+        loaded: Mapping[UUID, Aggregate | None] | None = None,
         taken: Iterable[UUID] | None = None,
     ) -> list[CommandResult | DomainError]:
         """Record many visit logs (an offline device's backlog) with the guarantees of
         ``record_visit`` for each: each item's answer is its own result or the error that refused
         it, and a refused item leaves no trace. What the items read is loaded in one query per
-        kind (``loaded``: what the caller read for them already, ``read_for_logs``), and the new
+        kind (``loaded``: what the caller read for them already, ``read_for_backlog``), and the new
         logs (each with the task it completes) are saved in one transaction; when that save loses
         a race with a concurrent write, each item is recorded on its own. ``taken``: the items'
         ids that name something stored already, as the caller read them (None: read here); a log
@@ -429,7 +429,7 @@ class VisitCommands(CommandGroup):
         stored = set(taken)
         again = {n: contents.pop(n) for n in list(contents) if items[n].log_id in stored}
         if again:
-            answers.update(self._logs_again(items, again))
+            answers.update(self._logs_again(items, again, loaded or {}))
         decided: dict[int, tuple[VisitLog, list[Aggregate]]] = {}
         with self._fresh_unit_of_work():
             new = [items[n] for n in contents]
@@ -442,7 +442,7 @@ class VisitCommands(CommandGroup):
                     known=held,
                 )
             )
-            self._unit_of_work.loaded.update(held)
+            self._unit_of_work.loaded.update((i, a) for i, a in held.items() if a is not None)
             for n, content in contents.items():
                 item = items[n]
                 try:
@@ -466,17 +466,43 @@ class VisitCommands(CommandGroup):
                     answers[n] = CommandResult(log.id, log.version, last, created=True, aggregate=log)
         return [answers[n] for n in range(len(items))]
 
+    def read_for_backlog(
+        self, named: Sequence[tuple[UUID, UUID | None, UUID | None, UUID | None]], also: Iterable[UUID] = ()
+    ) -> dict[UUID, Aggregate | None]:
+        """What checking and deciding a backlog of visit logs reads, now, in three queries.
+        ``named``: each item's (log id, task id, pairing id, person id); ``also``: other ids the
+        checks read (the caller's helper record). First everything named and ``also`` (a log
+        id with something stored under it: a log sent before); then for the logs not stored yet
+        what ``read_for_logs`` reads beyond their tasks, and for those stored their tasks'
+        pairings (what checking a log sent again reads: whether it is the caller's); then the
+        pairings' groups. Every id named maps to its aggregate, or None when none is stored."""
+        first = list(dict.fromkeys([*(i for ids in named for i in ids if i is not None), *also]))
+        got: dict[UUID, Aggregate | None] = dict.fromkeys(first)
+        got.update(self._replay_many(first))
+        new = [ids for ids in named if got[ids[0]] is None]
+        again = [got[ids[1]] for ids in named if ids[1] is not None and got[ids[0]] is not None]
+        got.update(
+            self.read_for_logs(
+                {i[1] for i in new if i[1] is not None},
+                [*(i[2] for i in new if i[2] is not None), *(t.pairing_id for t in again if isinstance(t, VisitTask))],
+                {i[3] for i in new if i[3] is not None},
+                known=got,
+            )
+        )
+        return got
+
     def read_for_logs(
         self,
         task_ids: Iterable[UUID],
         pairing_ids: Iterable[UUID] = (),
         person_ids: Iterable[UUID] = (),
         *,
-        known: Mapping[UUID, Aggregate] | None = None,
+        known: Mapping[UUID, Aggregate | None] | None = None,
     ) -> dict[UUID, Aggregate]:
         """What deciding visit logs reads, now: the tasks, their pairings and persons (and those
         named), the pairings' groups; in three queries (tasks; pairings and persons; groups),
-        each of a kind where the id names one. ``known``: already read, not read again."""
+        each of a kind where the id names one. ``known``: already read (None: nothing stored
+        under that id), not read again."""
         known = known or {}
         task_ids, pairing_ids, person_ids = list(task_ids), list(pairing_ids), list(person_ids)
         got: dict[UUID, Aggregate] = {}
@@ -526,10 +552,15 @@ class VisitCommands(CommandGroup):
         return recordings
 
     def _logs_again(
-        self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]]
+        self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]], loaded: Mapping[UUID, Aggregate | None]
     ) -> dict[int, CommandResult | DomainError]:
-        """Logs sent before: each the same log again (its first answer's result), or refused."""
-        logs = self.load_many(VisitLog, [items[n].log_id for n in contents])
+        """Logs sent before: each the same log again (its first answer's result), or refused.
+        ``loaded``: what the caller read (the logs themselves when it read them, not read again)."""
+        ids = [items[n].log_id for n in contents]
+        if all(i in loaded for i in ids):
+            logs = {i: log for i in ids if isinstance(log := loaded[i], VisitLog)}
+        else:
+            logs = self.load_many(VisitLog, ids)
         task_ids = [log.task_id for log in logs.values() if log.task_id is not None]
         completed: dict[UUID, int] = {}  # log id -> version of the task's event it completed
         for event in self.mapper.to_domain_events(self.store.events_of(task_ids)):  # type: ignore[attr-defined]
