@@ -94,7 +94,7 @@ def _checked(
     """Each item through the access table as its one-log route (with the route's rule and the
     caller's scopes there). What the checks and the command read is read once, here, in three
     queries for the whole batch (``read_for_backlog``: everything the items name with the logs'
-    own ids, which says which logs are stored already; the new logs' tasks' pairings and persons,
+    own ids, which says which logs are stored already; the new logs' tasks' pairings,
     and the pairings of the logs stored; the groups), handed to the checks, whose every read it
     answers (``Access.hold``: none is made per item), and returned for the command."""
     me = helper_id_of(actor) if actor.role == V else None  # the checks read a volunteer's own record

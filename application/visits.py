@@ -10,7 +10,7 @@ when a coordinator acts for others; helpers act only for themselves and their ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -19,6 +19,7 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import get_topic
 
 from application.command_group import CommandGroup
 from application.errors import AlreadyExistsError, NotFoundError
@@ -340,8 +341,11 @@ class VisitCommands(CommandGroup):
         pairing_id: UUID | None,
         person_id: UUID | None,
         now: datetime | None,
+        not_erased: Container[UUID] = (),
     ) -> tuple[VisitLog, list[Aggregate]]:
-        """The new log and the task it completes (if any), decided on what ``load`` gives."""
+        """The new log and the task it completes (if any), decided on what ``load`` gives.
+        ``not_erased``: persons known (from the store, now) to be registered and not erased,
+        whom deciding need not load (a backlog's, ``_persons_not_erased``)."""
         task = None
         if content["task_id"] is not None:
             task = self.load(VisitTask, content["task_id"], field="task_id")
@@ -357,7 +361,8 @@ class VisitCommands(CommandGroup):
                 raise VisitLogError(f"person {person_id} is not in pairing {pairing_id}", field="person_id")
             who, org_path = person_id, self.load(Person, person_id).org_path
         # Nothing more is recorded about an erased person (a task may still be open for them).
-        self.load(Person, who).check_not_erased(field="person_id")
+        if who not in not_erased:
+            self.load(Person, who).check_not_erased(field="person_id")
         self._check_went(pairing, content["helper_ids"])
         log = VisitLog.record(id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields)
         if task is not None:
@@ -443,16 +448,22 @@ class VisitCommands(CommandGroup):
                 )
             )
             self._unit_of_work.loaded.update((i, a) for i, a in held.items() if a is not None)
+            tasks = [held.get(i.fields["task_id"]) for i in new if i.fields.get("task_id")]
+            not_erased = self._persons_not_erased(
+                t.person_id for t in tasks if isinstance(t, VisitTask) and not isinstance(held.get(t.person_id), Person)
+            )
             for n, content in contents.items():
                 item = items[n]
                 try:
                     self._check_helper_went(content, acting_helper_id)
                     decided[n] = self._decide_log(
-                        item.log_id, item.meta, content, item.fields, item.pairing_id, item.person_id, now
+                        item.log_id, item.meta, content, item.fields, item.pairing_id, item.person_id, now, not_erased
                     )
                 except DomainError as e:
                     answers[n] = e
         if decided:
+            # The visited persons' keys seal the logs: read in one query, not one a person.
+            self.store.load_keys([str(log.person_id) for log, _ in decided.values()])
             touched = {id(a): a for log, others in decided.values() for a in (log, *others)}
             try:
                 recordings = self._save_all(touched.values())
@@ -499,10 +510,11 @@ class VisitCommands(CommandGroup):
         *,
         known: Mapping[UUID, Aggregate | None] | None = None,
     ) -> dict[UUID, Aggregate]:
-        """What deciding visit logs reads, now: the tasks, their pairings and persons (and those
-        named), the pairings' groups; in three queries (tasks; pairings and persons; groups),
-        each of a kind where the id names one. ``known``: already read (None: nothing stored
-        under that id), not read again."""
+        """What deciding visit logs reads, now: the tasks, their pairings (and the pairings and
+        persons named), the pairings' groups; in three queries (tasks; pairings and persons;
+        groups), each of a kind where the id names one. ``known``: already read (None: nothing
+        stored under that id), not read again. The persons of the tasks are not read: deciding
+        asks only whether they were erased (``_persons_not_erased``), not what they hold."""
         known = known or {}
         task_ids, pairing_ids, person_ids = list(task_ids), list(pairing_ids), list(person_ids)
         got: dict[UUID, Aggregate] = {}
@@ -515,10 +527,19 @@ class VisitCommands(CommandGroup):
 
         read(task_ids)
         tasks = [t for t in map(held, task_ids) if isinstance(t, VisitTask)]
-        read([*pairing_ids, *person_ids, *(t.pairing_id for t in tasks), *(t.person_id for t in tasks)])
+        read([*pairing_ids, *person_ids, *(t.pairing_id for t in tasks)])
         pairings = [p for p in map(held, [*pairing_ids, *(t.pairing_id for t in tasks)]) if isinstance(p, Pairing)]
         read(p.group_id for p in pairings if p.group_id is not None)
         return got
+
+    def _persons_not_erased(self, person_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these persons are registered and not erased, in one query of their events'
+        topics: the same answer as loading each (``Person.check_not_erased``) without replaying
+        them or opening their personal data."""
+        wanted = list(dict.fromkeys(person_ids))
+        if not wanted:
+            return set()
+        return self.store.started_without(wanted, get_topic(Person.Registered), get_topic(Person.Erased))
 
     def _replay_many(self, ids: Sequence[UUID]) -> dict[UUID, Aggregate]:
         """Aggregates from one read of all their events: the library's replay without its

@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pytest
+from eventsourcing.utils import get_topic
 
 from api.access import Access
 from api.access.checks import AccessViews
@@ -19,8 +20,10 @@ from api.auth import Actor, ActorRole
 from api.visit_batches import VisitLogBatchController, VisitLogBatchIn, VisitLogBatchOut
 from application.care import CareApplication
 from domain.base import CommandMeta
+from domain.person import Person
 from domain.visit_task import VisitTask
-from domain.vocabulary import PairingShape
+from domain.vocabulary import OrgLevel, PairingShape
+from guanai import bootstrap
 from tests.integration.test_application import Org, form, new_elder, new_helper, org  # noqa: F401 - fixtures
 
 
@@ -119,3 +122,52 @@ def test_a_backlog_sent_again_reads_the_same_few_times_whatever_its_size(
     assert [i.status for i in again.items + again_large.items] == [200] * 8
     assert [i.body for i in again.items + again_large.items] == [i.body for f in first for i in f.items]
     assert care_app.recorder.max_notification_id() == before
+
+
+def test_a_backlog_refuses_the_visit_of_an_erased_person_without_reading_the_others(
+    care_app: CareApplication, org: Org, meta: CommandMeta, tasks: tuple[UUID, list[VisitTask]], reads: list[str]
+) -> None:
+    """Deciding asks the store which of the tasks' persons are registered and not erased (their
+    events' topics): the erased one is loaded and refused as the one-log route refuses it, the
+    others are neither loaded nor opened."""
+    helper, due = tasks
+    care_app.erase_person(due[1].person_id, "家属申请删除", meta)
+    reads.clear()
+    answer = send(care_app, helper, org, backlog(care_app, helper, due[:3]))
+    assert [i.status for i in answer.items] == [201, 409, 201], answer
+    problem = answer.items[1].problem or {}
+    assert problem["type"] == "/problems/erased" and problem["errors"][0]["field"] == "items[1].person_id", problem
+    assert reads.count("Repository.get") == 1  # the erased person alone
+    assert care_app.load(VisitTask, due[1].id).status == "scheduled"
+
+
+def units(app: CareApplication, meta: CommandMeta) -> Org:
+    prefix = f"{uuid4().int % 10**6:06d}"
+    county = app.register_org_unit(
+        code=f"{prefix}000000", name="元江县", level=OrgLevel.COUNTY, parent_id=None, meta=meta
+    )
+    township = app.register_org_unit(
+        code=f"{prefix}101000", name="澧江街道", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta
+    )
+    village = app.register_org_unit(
+        code=f"{prefix}101201", name="红河村", level=OrgLevel.VILLAGE, parent_id=township.id, meta=meta
+    )
+    return Org(county.id, township.id, village.id)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "memory"])
+def test_the_store_names_the_streams_begun_by_one_topic_without_another(
+    care_app: CareApplication, meta: CommandMeta, kind: str
+) -> None:
+    app = care_app if kind == "postgres" else bootstrap.memory_application()
+    try:
+        org = units(app, meta)
+        helper = new_helper(app, org, meta)
+        kept, erased = new_elder(app, org, meta), new_elder(app, org, meta)
+        app.erase_person(erased, "家属申请删除", meta)
+        registered, gone = get_topic(Person.Registered), get_topic(Person.Erased)
+        assert app.store.started_without([kept, erased, helper, uuid4(), kept], registered, gone) == {kept}
+        assert app.store.started_without([], registered, gone) == set()
+    finally:
+        if app is not care_app:
+            app.close()
