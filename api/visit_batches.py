@@ -30,10 +30,11 @@ from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 
 from api.access import Access, Rule, rule_for
+from api.access.rules import V
 from api.auth import Actor
 from api.dependencies import Caller, Care, Checked, MetaFor
 from api.problems import ProblemError, problem_of
-from api.visits import VisitLogIn, VisitLogOut, _log_fields, acting, log_out
+from api.visits import VisitLogIn, VisitLogOut, _log_fields, acting, helper_id_of, log_out
 from application.care import CareApplication
 from application.visits import LogItem
 from domain.base import DomainError
@@ -91,19 +92,16 @@ def _checked(
     access: Access, actor: Actor, care: CareApplication, items: list[BatchItemIn]
 ) -> tuple[list[Exception | None], dict[UUID, Any]]:
     """Each item through the access table as its one-log route (with the route's rule and the
-    caller's scopes there). What the checks and the command read is read once, here: the first
-    events of the logs' ids (one query: which are stored already), then for the new logs the
-    tasks, pairings, persons and groups named (``read_for_logs``, three queries), handed to the
-    checks and returned for the command; the first events of anything else named in one more
-    (a batch sent again: its tasks', which is all the checks of logs stored already need)."""
-    access.prime(item.id for item in items)
-    new = [item for item in items if access.first(item.id) is None]
-    loaded = care.read_for_logs(
-        {i.task_id for i in new if i.task_id}, {i.pairing_id for i in new if i.pairing_id},
-        {i.person_id for i in new if i.person_id},
-    )  # fmt: skip
+    caller's scopes there). What the checks and the command read is read once, here, in three
+    queries for the whole batch (``read_for_backlog``: everything the items name with the logs'
+    own ids, which says which logs are stored already; the new logs' tasks' pairings,
+    and the pairings of the logs stored; the groups), handed to the checks, whose every read it
+    answers (``Access.hold``: none is made per item), and returned for the command."""
+    me = helper_id_of(actor) if actor.role == V else None  # the checks read a volunteer's own record
+    loaded = care.read_for_backlog(
+        [(item.id, item.task_id, item.pairing_id, item.person_id) for item in items], [me] if me else []
+    )
     access.hold(loaded)
-    access.prime(i for item in items for i in (item.task_id, item.pairing_id, item.person_id) if i and i not in loaded)
     complete, unplanned = rule_for("POST", "/visits/{task_id}/complete"), rule_for("POST", "/visit-logs")
     assert isinstance(complete, Rule) and isinstance(unplanned, Rule)
     role = actor.role
@@ -166,7 +164,7 @@ class VisitLogBatchController(Controller):
             wanted.append(n)
             commands.append(LogItem(item.id, meta, _log_fields(item, me, item.task_id), **link))
         # The logs' ids stored already, as the checks read them (a log stored since is caught by the save).
-        taken = [c.log_id for c in commands if access.first(c.log_id) is not None]
+        taken = [c.log_id for c in commands if loaded.get(c.log_id) is not None]
         results = care.record_visits(
             commands, acting_helper_id=actor_helper, now=datetime.now(UTC), loaded=loaded, taken=taken
         )

@@ -82,6 +82,17 @@ class EventStore(ABC):
         """Every stored event of these aggregates, each aggregate's in version order."""
         return [e for i in ids for e in self.recorder.select_events(i)]
 
+    def started_without(self, ids: Sequence[UUID], first_topic: str, without_topic: str) -> set[UUID]:
+        """The ids among these whose stream begins with an event of ``first_topic`` and holds no
+        event of ``without_topic``: read from the events' topics alone, nothing decoded or opened
+        (persons registered and not erased, for instance)."""
+        found: set[UUID] = set()
+        for i in dict.fromkeys(ids):
+            topics = [e.topic for e in self.recorder.select_events(i)]
+            if topics and topics[0] == first_topic and without_topic not in topics:
+                found.add(i)
+        return found
+
     # Lookups: keyed hashes of sealed numbers (an ID number, a phone) -> the subject they belong
     # to, and the digest of the registry row last imported for them (imports find people by them).
 
@@ -109,6 +120,11 @@ class EventStore(ABC):
 
     def prepare_keys(self, subjects: Sequence[str]) -> None:
         """Make the data keys of many new subjects at once (each its own owner); optional."""
+
+    def load_keys(self, subjects: Sequence[str]) -> None:
+        """Read the stored data keys of many subjects at once, before events about them are
+        sealed (a backlog's visits of hundreds of people); optional: without it, each key is
+        read when it is first used."""
 
     def check(self) -> None:  # a store without keys has nothing to check
         """Refuse to start with keys that cannot open this store (a wrong master key)."""

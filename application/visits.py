@@ -10,7 +10,7 @@ when a coordinator acts for others; helpers act only for themselves and their ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -19,6 +19,7 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import get_topic
 
 from application.command_group import CommandGroup
 from application.errors import AlreadyExistsError, NotFoundError
@@ -340,8 +341,11 @@ class VisitCommands(CommandGroup):
         pairing_id: UUID | None,
         person_id: UUID | None,
         now: datetime | None,
+        not_erased: Container[UUID] = (),
     ) -> tuple[VisitLog, list[Aggregate]]:
-        """The new log and the task it completes (if any), decided on what ``load`` gives."""
+        """The new log and the task it completes (if any), decided on what ``load`` gives.
+        ``not_erased``: persons known (from the store, now) to be registered and not erased,
+        whom deciding need not load (a backlog's, ``_persons_not_erased``)."""
         task = None
         if content["task_id"] is not None:
             task = self.load(VisitTask, content["task_id"], field="task_id")
@@ -357,7 +361,8 @@ class VisitCommands(CommandGroup):
                 raise VisitLogError(f"person {person_id} is not in pairing {pairing_id}", field="person_id")
             who, org_path = person_id, self.load(Person, person_id).org_path
         # Nothing more is recorded about an erased person (a task may still be open for them).
-        self.load(Person, who).check_not_erased(field="person_id")
+        if who not in not_erased:
+            self.load(Person, who).check_not_erased(field="person_id")
         self._check_went(pairing, content["helper_ids"])
         log = VisitLog.record(id=log_id, pairing_id=pairing.id, person_id=who, org_path=org_path, meta=meta, **fields)
         if task is not None:
@@ -397,13 +402,13 @@ class VisitCommands(CommandGroup):
         *,
         acting_helper_id: UUID | None = None,
         now: datetime | None = None,
-        loaded: Mapping[UUID, Aggregate] | None = None,
+        loaded: Mapping[UUID, Aggregate | None] | None = None,
         taken: Iterable[UUID] | None = None,
     ) -> list[CommandResult | DomainError]:
         """Record many visit logs (an offline device's backlog) with the guarantees of
         ``record_visit`` for each: each item's answer is its own result or the error that refused
         it, and a refused item leaves no trace. What the items read is loaded in one query per
-        kind (``loaded``: what the caller read for them already, ``read_for_logs``), and the new
+        kind (``loaded``: what the caller read for them already, ``read_for_backlog``), and the new
         logs (each with the task it completes) are saved in one transaction; when that save loses
         a race with a concurrent write, each item is recorded on its own. ``taken``: the items'
         ids that name something stored already, as the caller read them (None: read here); a log
@@ -429,7 +434,7 @@ class VisitCommands(CommandGroup):
         stored = set(taken)
         again = {n: contents.pop(n) for n in list(contents) if items[n].log_id in stored}
         if again:
-            answers.update(self._logs_again(items, again))
+            answers.update(self._logs_again(items, again, loaded or {}))
         decided: dict[int, tuple[VisitLog, list[Aggregate]]] = {}
         with self._fresh_unit_of_work():
             new = [items[n] for n in contents]
@@ -442,17 +447,23 @@ class VisitCommands(CommandGroup):
                     known=held,
                 )
             )
-            self._unit_of_work.loaded.update(held)
+            self._unit_of_work.loaded.update((i, a) for i, a in held.items() if a is not None)
+            tasks = [held.get(i.fields["task_id"]) for i in new if i.fields.get("task_id")]
+            not_erased = self._persons_not_erased(
+                t.person_id for t in tasks if isinstance(t, VisitTask) and not isinstance(held.get(t.person_id), Person)
+            )
             for n, content in contents.items():
                 item = items[n]
                 try:
                     self._check_helper_went(content, acting_helper_id)
                     decided[n] = self._decide_log(
-                        item.log_id, item.meta, content, item.fields, item.pairing_id, item.person_id, now
+                        item.log_id, item.meta, content, item.fields, item.pairing_id, item.person_id, now, not_erased
                     )
                 except DomainError as e:
                     answers[n] = e
         if decided:
+            # The visited persons' keys seal the logs: read in one query, not one a person.
+            self.store.load_keys([str(log.person_id) for log, _ in decided.values()])
             touched = {id(a): a for log, others in decided.values() for a in (log, *others)}
             try:
                 recordings = self._save_all(touched.values())
@@ -466,17 +477,44 @@ class VisitCommands(CommandGroup):
                     answers[n] = CommandResult(log.id, log.version, last, created=True, aggregate=log)
         return [answers[n] for n in range(len(items))]
 
+    def read_for_backlog(
+        self, named: Sequence[tuple[UUID, UUID | None, UUID | None, UUID | None]], also: Iterable[UUID] = ()
+    ) -> dict[UUID, Aggregate | None]:
+        """What checking and deciding a backlog of visit logs reads, now, in three queries.
+        ``named``: each item's (log id, task id, pairing id, person id); ``also``: other ids the
+        checks read (the caller's helper record). First everything named and ``also`` (a log
+        id with something stored under it: a log sent before); then for the logs not stored yet
+        what ``read_for_logs`` reads beyond their tasks, and for those stored their tasks'
+        pairings (what checking a log sent again reads: whether it is the caller's); then the
+        pairings' groups. Every id named maps to its aggregate, or None when none is stored."""
+        first = list(dict.fromkeys([*(i for ids in named for i in ids if i is not None), *also]))
+        got: dict[UUID, Aggregate | None] = dict.fromkeys(first)
+        got.update(self._replay_many(first))
+        new = [ids for ids in named if got[ids[0]] is None]
+        again = [got[ids[1]] for ids in named if ids[1] is not None and got[ids[0]] is not None]
+        got.update(
+            self.read_for_logs(
+                {i[1] for i in new if i[1] is not None},
+                [*(i[2] for i in new if i[2] is not None), *(t.pairing_id for t in again if isinstance(t, VisitTask))],
+                {i[3] for i in new if i[3] is not None},
+                known=got,
+            )
+        )
+        return got
+
     def read_for_logs(
         self,
         task_ids: Iterable[UUID],
         pairing_ids: Iterable[UUID] = (),
         person_ids: Iterable[UUID] = (),
         *,
-        known: Mapping[UUID, Aggregate] | None = None,
+        known: Mapping[UUID, Aggregate | None] | None = None,
     ) -> dict[UUID, Aggregate]:
-        """What deciding visit logs reads, now: the tasks, their pairings and persons (and those
-        named), the pairings' groups; in three queries (tasks; pairings and persons; groups),
-        each of a kind where the id names one. ``known``: already read, not read again."""
+        """What deciding visit logs reads, now: the tasks, their pairings (and the pairings and
+        persons named), the pairings' groups; in three queries (tasks; pairings and persons;
+        groups), each of a kind where the id names one. ``known``: already read (None: nothing
+        stored under that id), not read again. The persons of the tasks are not read: deciding
+        asks only whether they were erased (``_persons_not_erased``), not what they hold."""
         known = known or {}
         task_ids, pairing_ids, person_ids = list(task_ids), list(pairing_ids), list(person_ids)
         got: dict[UUID, Aggregate] = {}
@@ -489,10 +527,19 @@ class VisitCommands(CommandGroup):
 
         read(task_ids)
         tasks = [t for t in map(held, task_ids) if isinstance(t, VisitTask)]
-        read([*pairing_ids, *person_ids, *(t.pairing_id for t in tasks), *(t.person_id for t in tasks)])
+        read([*pairing_ids, *person_ids, *(t.pairing_id for t in tasks)])
         pairings = [p for p in map(held, [*pairing_ids, *(t.pairing_id for t in tasks)]) if isinstance(p, Pairing)]
         read(p.group_id for p in pairings if p.group_id is not None)
         return got
+
+    def _persons_not_erased(self, person_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these persons are registered and not erased, in one query of their events'
+        topics: the same answer as loading each (``Person.check_not_erased``) without replaying
+        them or opening their personal data."""
+        wanted = list(dict.fromkeys(person_ids))
+        if not wanted:
+            return set()
+        return self.store.started_without(wanted, get_topic(Person.Registered), get_topic(Person.Erased))
 
     def _replay_many(self, ids: Sequence[UUID]) -> dict[UUID, Aggregate]:
         """Aggregates from one read of all their events: the library's replay without its
@@ -526,10 +573,15 @@ class VisitCommands(CommandGroup):
         return recordings
 
     def _logs_again(
-        self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]]
+        self, items: Sequence[LogItem], contents: dict[int, dict[str, Any]], loaded: Mapping[UUID, Aggregate | None]
     ) -> dict[int, CommandResult | DomainError]:
-        """Logs sent before: each the same log again (its first answer's result), or refused."""
-        logs = self.load_many(VisitLog, [items[n].log_id for n in contents])
+        """Logs sent before: each the same log again (its first answer's result), or refused.
+        ``loaded``: what the caller read (the logs themselves when it read them, not read again)."""
+        ids = [items[n].log_id for n in contents]
+        if all(i in loaded for i in ids):
+            logs = {i: log for i in ids if isinstance(log := loaded[i], VisitLog)}
+        else:
+            logs = self.load_many(VisitLog, ids)
         task_ids = [log.task_id for log in logs.values() if log.task_id is not None]
         completed: dict[UUID, int] = {}  # log id -> version of the task's event it completed
         for event in self.mapper.to_domain_events(self.store.events_of(task_ids)):  # type: ignore[attr-defined]

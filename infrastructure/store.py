@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,11 @@ class _SealingStore(EventStore):
     def is_erased(self, subject: str) -> bool:
         return self.key_store.is_destroyed(subject)
 
+    def load_keys(self, subjects: Sequence[str]) -> None:
+        if self.seal and self.opens and subjects:
+            with suppress(personal_data.SealError):  # a subject without a key gets one when sealed
+                self.key_store.keys_for_opening(subjects)
+
     # ---- lookups ---------------------------------------------------------------------------------
 
     def lookup_hash(self, kind: str, normalised: str) -> bytes:
@@ -254,6 +259,18 @@ class PostgresEventStore(_SealingStore):
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, (list(ids),)).fetchall()
         return [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
+
+    def started_without(self, ids: Sequence[UUID], first_topic: str, without_topic: str) -> set[UUID]:
+        if not ids:
+            return set()
+        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+        query = sql.SQL(
+            "SELECT originator_id FROM {} WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            " HAVING bool_or(originator_version = 1 AND topic = %s) AND NOT bool_or(topic = %s)"
+        ).format(table)
+        with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            rows = cur.execute(query, (list(ids), first_topic, without_topic)).fetchall()
+        return {r["originator_id"] for r in rows}
 
     def prepare_keys(self, subjects: Sequence[str]) -> None:
         if self.seal and self.opens:

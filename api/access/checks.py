@@ -156,18 +156,10 @@ class Access:
             self._first[aggregate_id] = next(iter(self.app.events.get(aggregate_id, limit=1)), None)
         return self._first[aggregate_id]
 
-    def prime(self, ids: Iterable[UUID]) -> None:
-        """Read the first events of many streams in one query (a batch names hundreds)."""
-        wanted = [i for i in dict.fromkeys(ids) if i not in self._first]
-        if not wanted:
-            return
-        events = self.app.mapper.to_domain_events(self.app.store.first_events(wanted))  # type: ignore[attr-defined]
-        self._first.update(dict.fromkeys(wanted))
-        self._first.update({e.originator_id: e for e in events})
-
     def hold(self, aggregates: Mapping[UUID, Any]) -> None:
-        """Aggregates the request has read already (a batch's tasks and pairings), used as the
-        ones ``aggregate`` would load."""
+        """Aggregates the request has read already (a batch's logs, tasks and pairings; None:
+        nothing is stored under that id), used as the ones ``preload`` and ``aggregate`` would
+        load: the checks read no first event of an id held."""
         self._loaded.update(aggregates)
 
     def preload(self, ids: Iterable[UUID]) -> None:

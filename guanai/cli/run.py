@@ -32,6 +32,7 @@ def _serve_api(settings: Settings, database_url: str, nats_url: str | None, host
     # uvicorn shuts down gracefully on SIGTERM and then raises the signal again with the handler
     # it found: a Python handler here lets the callers' cleanup (workers, embedded servers) run.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    bootstrap.freeze_startup()
     # loop and http "auto": uvloop and httptools (dependencies; docs/benchmarks.md "Issue 19: the
     # HTTP edge and round trips" measured them against asyncio with h11, and granian).
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
@@ -69,6 +70,7 @@ def cmd_projector(settings: Settings, args: argparse.Namespace) -> int:
         print("guanai: projector running (Ctrl-C to stop)", file=sys.stderr)
         projector = bootstrap.projector(settings, database_url)
         unwatch = bootstrap.watch_projector(projector)
+        bootstrap.freeze_startup()
         try:
             with bootstrap.metrics_endpoint(settings):
                 return projector_process.main(projector)
