@@ -59,9 +59,16 @@ def rebuild_view(
     *,
     batch_size: int = 5000,
     progress: Callable[[Progress], None] | None = None,
+    gc_threshold: int | None = None,
 ) -> int:
     """Replay the log into new tables for ``projection`` and swap them in; returns the number of
-    events read. ``runner`` is the ProjectionRunner whose tracking rows and log are used."""
+    events read. ``runner`` is the ProjectionRunner whose tracking rows and log are used.
+
+    ``gc_threshold``: the cyclic garbage collector's threshold for its youngest generation during
+    the replay (``_fewer_collections``), restored after; None leaves the collector alone. The
+    setting is the process's, not the rebuild's: only a process that does nothing else while it
+    rebuilds (``guanai projections rebuild``, ``guanai restore``) should give one, never one
+    where an API, a projector or workers run beside the rebuild (``guanai serve``)."""
     name = projection.name
     schema = sql.Identifier(f"rebuild_{name}")
     recorder, mapper = runner.app.recorder, runner.app.mapper
@@ -97,7 +104,7 @@ def rebuild_view(
 
             # The log is read and decoded a batch ahead, in a thread, while PostgreSQL applies the
             # batch before: the two share the time instead of taking turns.
-            with _fewer_collections():
+            with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
                 for batch in _read_ahead(read, batch_size):
                     with conn.transaction(), conn.cursor() as cur:
                         apply(cur, batch)
@@ -121,15 +128,19 @@ def rebuild_view(
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (REBUILD_LOCK, name))
 
 
+# The youngest generation's threshold a process that only rebuilds sets during the replay.
+REBUILD_GC_THRESHOLD = 100_000
+
+
 @contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
+def _fewer_collections(threshold: int) -> Iterator[None]:
     """The cyclic garbage collector less often during the replay: a batch holds thousands of
     decoded events alive across many collections of the youngest generation, so with the default
     threshold (700 allocations) most of the time went into collections that free nothing (the
     profile of a timeline batch: 4.4 s with the collector, 1.6 s without). Still collected, and
-    restored after."""
+    restored after. Process-wide: every thread of the process collects less often meanwhile."""
     before = gc.get_threshold()
-    gc.set_threshold(100_000, *before[1:])
+    gc.set_threshold(threshold, *before[1:])
     try:
         yield
     finally:
