@@ -30,6 +30,7 @@ from guanai.cli.projections import cmd_projections
 from infrastructure.personal_data import SealError
 from infrastructure.settings import load_settings
 from projections import registry, supervision, timeline
+from projections.batches import EventFilter
 from projections.rebuild import REBUILD_GC_THRESHOLD, REBUILD_LOCK, Progress, RebuildBusyError
 from projections.runner import ProjectionRunner
 from tests.app_support import make_care
@@ -242,6 +243,28 @@ def test_the_cli_rebuilds_a_view_with_a_progress_bar(care: Care) -> None:
         assert snapshot(w.url, TABLES["timeline"]) == before
         wrong = run_cli(w.url, "rebuild", "nonsense")
         assert wrong.returncode == 2 and "timeline" in wrong.stderr
+
+
+def test_views_built_from_the_fields_each_reads_equal_views_built_from_whole_events(
+    care: Care, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each projection names the fields it reads (``fields``): a rebuild decodes only those of
+    its own, the live runner those of all of them. Both give the views that whole events give,
+    so no projection reads a field it does not name."""
+    more_history(care)
+    care.world.app.erase_person(care.world.children[0], "监护人申请删除", new_meta())
+    everything = tuple(t for p in all_projections() for t in p_tables(p))
+    with Projector(care.world.url, app=care.world.app) as projector:
+        projector.catch_up()
+        live = snapshot(care.world.url, everything)
+        for projection in all_projections():
+            projector.runner.rebuild(projection.name, batch_size=5)
+        assert snapshot(care.world.url, everything) == live
+        with monkeypatch.context() as m:
+            m.setattr(EventFilter, "fields", lambda self, topic: None)  # every event decoded whole
+            for projection in all_projections():
+                projector.runner.rebuild(projection.name, batch_size=5)
+        assert snapshot(care.world.url, everything) == live
 
 
 def test_a_rebuild_changes_the_garbage_collector_only_when_asked(care: Care, monkeypatch: pytest.MonkeyPatch) -> None:
