@@ -45,25 +45,26 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import psycopg
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import IntegrityError, Mapper, MapperDeserialisationError, StoredEvent, Transcoder
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from psycopg import Cursor
 from psycopg import errors as psycopg_errors
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier, Literal
 
-from domain.base import ErasedError, Personal
+from domain.base import ErasedError, Personal, personal_fields
 from domain.person import Person
 from infrastructure.chain import read_or_create_secret
 from infrastructure.failpoints import failpoint
@@ -721,6 +722,8 @@ class SealingMapper(Mapper[UUID]):
         self.keys = keys
         self.seal = seal
         self.opens = opens
+        # (topic, keys) -> the transcoder's typed decoder of those keys (None: it has none)
+        self._typed_decoders: dict[tuple[str, frozenset[str]], Callable[[bytes], dict[str, Any]] | None] = {}
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         declared = getattr(type(domain_event), "personal", None)
@@ -760,12 +763,25 @@ class SealingMapper(Mapper[UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.to_domain_events([stored_event])[0]
 
-    def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
-        """Decode many events with one key look-up for all the subjects they need."""
+    def to_domain_events(
+        self, stored_events: Sequence[StoredEvent], fields: Callable[[str], Collection[str] | None] | None = None
+    ) -> list[Any]:
+        """Decode many events with one key look-up for all the subjects they need.
+
+        ``fields``, when given, names by topic the only fields a reader will look at (None: all
+        of them): the events then hold those fields only (with ``originator_id`` and
+        ``originator_version``), the rest of their state is parsed and dropped without being
+        decoded, and sealed data is opened only for an event whose personal fields are wanted.
+        An event of a class with upcasters is decoded whole (they rewrite the whole state)."""
+        selected = self._selection(fields) if fields is not None else None
         states = []
         for stored in stored_events:
+            wanted = None if selected is None else selected(stored.topic)
             try:
-                states.append(self.transcoder.decode(stored.state))
+                if wanted is None:
+                    states.append(self.transcoder.decode(stored.state))
+                else:
+                    states.append(self._decode_fields(stored.topic, stored.state, wanted))
             except Exception as e:
                 msg = (
                     f"Failed to deserialise state of stored event with topic '{stored.topic}', originator_id "
@@ -777,9 +793,64 @@ class SealingMapper(Mapper[UUID]):
             keys: Mapping[str, Aead | None] = dict.fromkeys(subjects)  # as if every key were destroyed
         else:
             keys = self.keys.keys_for_opening(subjects) if subjects else {}
-        return [self._event(stored, state, keys) for stored, state in zip(stored_events, states, strict=True)]
+        if selected is None:
+            return [self._event(stored, state, keys) for stored, state in zip(stored_events, states, strict=True)]
+        return [
+            self._event(stored, state, keys, selected(stored.topic))
+            for stored, state in zip(stored_events, states, strict=True)
+        ]
 
-    def _event(self, stored: StoredEvent, state: dict[str, Any], keys: Mapping[str, Aead | None]) -> Any:
+    def _selection(self, fields: Callable[[str], Collection[str] | None]) -> Callable[[str], frozenset[str] | None]:
+        """By topic: the keys of the stored state to decode (the wanted fields, and the sealed
+        data when a wanted field is personal), or None to decode all of it. Worked out once per
+        topic and reader."""
+        cache: dict[str, frozenset[str] | None] = {}
+
+        def selected(topic: str) -> frozenset[str] | None:
+            if topic in cache:
+                return cache[topic]
+            wanted = fields(topic)
+            keys: frozenset[str] | None = None
+            if wanted is not None:
+                try:
+                    cls = resolve_topic(topic)
+                except TopicError:
+                    cls = None  # decoded whole: resolving it again fails as it always did
+                if cls is not None and getattr(cls, "class_version", 1) == 1:
+                    keys = frozenset(wanted) | {"class_version"}
+                    if personal_fields(cls) & keys:
+                        keys |= {SEALED_FIELD}
+            cache[topic] = keys
+            return keys
+
+        return selected
+
+    def _decode_fields(self, topic: str, data: bytes, keys: frozenset[str]) -> dict[str, Any]:
+        """The ``keys`` of a stored state: by the transcoder's decoder typed for the topic's
+        class when it has one and the state fits it, else by its ``decode_fields``."""
+        typed = self._typed_decoders.get((topic, keys), False)
+        if typed is False:
+            make = getattr(self.transcoder, "fields_decoder", None)
+            typed = None if make is None else make(resolve_topic(topic), keys)
+            self._typed_decoders[topic, keys] = typed
+        if typed is not None:
+            try:
+                return typed(data)  # type: ignore[no-any-return]
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass  # not as the class declares (an older shape): decoded box by box below
+        decode_fields = getattr(self.transcoder, "decode_fields", None)
+        if decode_fields is not None:
+            return decode_fields(data, keys)  # type: ignore[no-any-return]
+        state = self.transcoder.decode(data)
+        return {k: v for k, v in state.items() if k in keys}
+
+    def _event(
+        self,
+        stored: StoredEvent,
+        state: dict[str, Any],
+        keys: Mapping[str, Aead | None],
+        selected: frozenset[str] | None = None,
+    ) -> Any:
         cls = resolve_topic(stored.topic)
         sealed = state.pop(SEALED_FIELD, None)
         if sealed is not None:
@@ -789,7 +860,13 @@ class SealingMapper(Mapper[UUID]):
                 declared = getattr(cls, "personal", None)
                 erased = declared.erased if isinstance(declared, Personal) else {}
                 # Only the fields that were sealed: empty ones were stored in the clear.
-                state.update({f: copy.deepcopy(v) for f, v in erased.items() if f not in state})
+                state.update(
+                    {
+                        f: copy.deepcopy(v)
+                        for f, v in erased.items()
+                        if f not in state and (selected is None or f in selected)
+                    }
+                )
             else:
                 raw = base64.b64decode(blob)
                 if raw[0] != self.keys.master.suite.blob_format:
@@ -807,7 +884,8 @@ class SealingMapper(Mapper[UUID]):
                         f"the sealed data of event {stored.originator_id} v{stored.originator_version} does not open: "
                         "it was changed or moved"
                     ) from None
-                state.update(self.transcoder.decode(plain))
+                opened = self.transcoder.decode(plain)
+                state.update(opened if selected is None else {f: v for f, v in opened.items() if f in selected})
         state["originator_id"] = _uuid(stored.originator_id)
         state["originator_version"] = stored.originator_version
         class_version = getattr(cls, "class_version", 1)

@@ -25,10 +25,14 @@ events the domain's commands make, on every event class, and on generated trees.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import types
+import typing
+from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -73,6 +77,23 @@ def _other(value: Any) -> Any:
     raise _Unhandled
 
 
+def _box(name: str, data: type) -> type:
+    """A msgspec Struct for the box ``{"_type_": name, "_data_": <data>}``."""
+    return msgspec.defstruct(
+        f"Box.{name}",
+        [("name", Literal[name], msgspec.field(name="_type_")), ("data", data, msgspec.field(name="_data_"))],
+        forbid_unknown_fields=True,
+    )
+
+
+def _box_data(box: Any) -> Any:
+    return box.data
+
+
+# Keys of a stored state besides the event's fields (the sealed data, an upcast's version).
+_STATE_KEYS: dict[str, Any] = {"_sealed": list[str], "class_version": int}
+
+
 class EventTranscoder(JSONTranscoder):
     """A ``JSONTranscoder`` (same registrations, same bytes) that encodes and decodes in C."""
 
@@ -82,6 +103,7 @@ class EventTranscoder(JSONTranscoder):
         self._datetime_name: str | None = None  # and DatetimeAsISO
         self._decoders: dict[str, Any] = {}  # other box names -> their transcoding's decode
         self._encoders: dict[type, Any] = {}  # other types -> a function giving their box
+        self._names: dict[type, str] = {}  # other types -> the name of their box
 
     def register(self, transcoding: Transcoding) -> None:
         super().register(transcoding)
@@ -92,6 +114,7 @@ class EventTranscoder(JSONTranscoder):
                 self._datetime_name = None if self._datetime_name == name else self._datetime_name
         self._decoders.pop(name, None)
         self._encoders.pop(transcoding.type, None)
+        self._names = {t: n for t, n in self._names.items() if n != name and t is not transcoding.type}
         # The library's UUID and datetime transcodings are done here in C (msgspec, fromisoformat);
         # any other (the application's date) is called as the library calls it.
         if kind is UUIDAsHex:
@@ -100,6 +123,7 @@ class EventTranscoder(JSONTranscoder):
             self._datetime_name = name
         else:
             self._decoders[name] = transcoding.decode
+            self._names[transcoding.type] = name
             encode = transcoding.encode
             self._encoders[transcoding.type] = lambda o: {"_type_": name, "_data_": encode(o)}
 
@@ -152,6 +176,103 @@ class EventTranscoder(JSONTranscoder):
             return holder[0]
         except (_Unhandled, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return super().decode(data)
+
+    def decode_fields(self, data: bytes, fields: Collection[str]) -> dict[str, Any]:
+        """The top-level keys of a stored state that are in ``fields``, decoded as ``decode``
+        decodes them; the other keys are parsed by msgspec and dropped without being turned into
+        objects (the boxes of a state cost more than its parse). The state must be an object."""
+        try:
+            parsed = _decode_json(data)
+            if type(parsed) is not dict:
+                raise _Unhandled
+            holder = [{k: v for k, v in parsed.items() if k in fields}]
+            uuids: list[tuple[Any, Any, str]] = []
+            self._objects(holder, uuids)
+            if uuids:
+                for (container, key, _), value in zip(
+                    uuids, msgspec.convert([u[2] for u in uuids], list[UUID]), strict=True
+                ):
+                    container[key] = value
+            return holder[0]  # type: ignore[no-any-return]
+        except (_Unhandled, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            state = super().decode(data)
+            if not isinstance(state, dict):
+                raise TypeError(f"a stored state is an object, not {type(state).__name__}") from None
+            return {k: v for k, v in state.items() if k in fields}
+
+    def fields_decoder(self, event_class: type, fields: Collection[str]) -> Callable[[bytes], dict[str, Any]] | None:
+        """A decoder of the stored states of ``event_class`` giving what ``decode_fields(data,
+        fields)`` gives, typed by the class's annotations so that msgspec's C code makes the
+        UUIDs, datetimes, strings and numbers of the wanted fields and skips the others: a
+        msgspec Struct per class and fields, each UUID or datetime field a Struct of its box
+        (``_type_`` checked against the registered name). A field of another type (a dict, Any,
+        a float) is decoded by ``decode``. The decoder raises when a state does not fit the
+        annotations (a field of another type, a box of another name): the caller then decodes
+        it by ``decode_fields``. None when the class declares no fields or the library's UUID and
+        datetime transcodings are not the ones registered."""
+        if self._uuid_name is None or self._datetime_name is None or not dataclasses.is_dataclass(event_class):
+            return None
+        try:
+            hints = typing.get_type_hints(event_class)
+        except Exception:  # noqa: BLE001 - annotations that do not resolve: no typed decoder
+            return None
+        boxes = {
+            UUID: _box(self._uuid_name, UUID),
+            datetime: _box(self._datetime_name, datetime),
+            **{t: _box(self._names[t], str) for t in self._names},
+        }
+        wanted = [(f.name, hints.get(f.name, Any)) for f in dataclasses.fields(event_class) if f.name in fields]
+        wanted += [(name, tp) for name, tp in _STATE_KEYS.items() if name in fields]
+        spec, converters = [], []
+        for name, tp in wanted:
+            typed, convert = self._typed(tp, boxes)
+            attribute = f"f{len(spec)}"  # field names may start with "_": the Struct's own names do not
+            spec.append((attribute, typed, msgspec.field(default=msgspec.UNSET, name=name)))
+            converters.append((name, attribute, convert))
+        struct = msgspec.defstruct(f"{event_class.__qualname__}.Fields", spec, kw_only=True)
+        decode_struct = msgspec.json.Decoder(struct).decode
+        unset = msgspec.UNSET
+
+        def decode(data: bytes) -> dict[str, Any]:
+            decoded = decode_struct(data)
+            state = {}
+            for name, attribute, convert in converters:
+                value = getattr(decoded, attribute)
+                if value is not unset:
+                    state[name] = value if convert is None else convert(value)
+            return state
+
+        return decode
+
+    def _typed(self, tp: Any, boxes: dict[type, type]) -> tuple[Any, Callable[[Any], Any] | None]:
+        """The msgspec type a field of annotation ``tp`` is decoded as, and the function turning
+        what msgspec gives into the value ``decode`` gives (None: as it is)."""
+        if tp in (str, int, bool):  # not float: msgspec takes 1 for 1.0 where json gives int
+            return tp, None
+        if tp in boxes:
+            return boxes[tp], self._unbox(tp)
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (types.UnionType, typing.Union) and len(args) == 2 and type(None) in args:
+            inner = args[0] if args[1] is type(None) else args[1]
+            typed, convert = self._typed(inner, boxes)
+            if typed is not msgspec.Raw:
+                if convert is None:
+                    return typed | None, None
+                return typed | None, lambda v: None if v is None else convert(v)  # type: ignore[misc]
+        elif origin is list and len(args) == 1:
+            typed, convert = self._typed(args[0], boxes)
+            if typed is not msgspec.Raw:
+                if convert is None:
+                    return list[typed], None  # type: ignore[valid-type]
+                return list[typed], lambda v: [convert(x) for x in v]  # type: ignore[valid-type,misc]
+        decode = self.decode
+        return msgspec.Raw, lambda raw: decode(bytes(raw))
+
+    def _unbox(self, tp: type) -> Callable[[Any], Any]:
+        if tp is UUID or tp is datetime:
+            return _box_data
+        decoder = self._decoders[self._names[tp]]
+        return lambda box: decoder(box.data)
 
     def _objects(self, obj: dict[str, Any] | list[Any], uuids: list[tuple[Any, Any, str]]) -> None:
         """Turn the boxes in a dict or a list back into objects, in place, as the library's

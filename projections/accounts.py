@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.account import Account
-from projections.batches import set_statements, statement_writes, write_batched
+from projections.batches import set_statements, statement_fields, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("accounts",)
@@ -53,6 +53,8 @@ STATEMENTS: dict[type, str] = {
 }
 # The same statements, each taking a whole batch's rows at once (apply_batch).
 BATCHED = set_statements(STATEMENTS)
+# All the view reads of an event: its statement's placeholders.
+FIELDS = statement_fields(STATEMENTS)
 
 COLUMNS = "id, role, org_unit_id, status, helper_id, roster_entry, second_factor, opened_at, version"
 
@@ -67,6 +69,9 @@ class AccountsProjection:
 
     def handles(self, event_class: type) -> bool:
         return event_class in STATEMENTS
+
+    def fields(self, event_class: type) -> frozenset[str] | None:
+        return FIELDS.get(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))

@@ -6,7 +6,7 @@ by the runner, the rebuild and the relay."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -31,6 +31,10 @@ class Projection(Protocol):
     # a whole batch at once; the runner then calls it instead of ``apply`` (see apply_events).
     # Optional: ``handles(event_class) -> bool``, false for the classes ``apply`` would skip: events
     # of those classes are then not decoded for it (decoding costs more than reading the log).
+    # Optional: ``fields(event_class) -> Collection[str] | None``, the only fields of an event of
+    # that class it reads (None: any): the other fields are then not decoded for it. An event
+    # missing a field a statement needs fails loudly (KeyError, AttributeError); a projection that
+    # reads a field with a default (``vars(e).get``) must name it.
 
 
 def handles(projection: Any, event_class: type) -> bool:
@@ -48,6 +52,7 @@ class EventFilter:
     def __init__(self, projections: Iterable[Any]) -> None:
         self.projections = list(projections)
         self._topics: dict[str, bool] = {}
+        self._fields: dict[str, frozenset[str] | None] = {}
 
     def __call__(self, topic: str) -> bool:
         wanted = self._topics.get(topic)
@@ -61,18 +66,48 @@ class EventFilter:
             self._topics[topic] = wanted
         return wanted
 
+    def fields(self, topic: str) -> frozenset[str] | None:
+        """The fields the projections handling ``topic``'s class read (None: all of them, when one
+        of them does not say, or the topic does not resolve)."""
+        if topic in self._fields:
+            return self._fields[topic]
+        try:
+            event_class = resolve_topic(topic)
+        except TopicError:
+            self._fields[topic] = None
+            return None
+        union: set[str] = set()
+        for projection in self.projections:
+            if not handles(projection, event_class):
+                continue
+            says = getattr(projection, "fields", None)
+            named = None if says is None else says(event_class)
+            if named is None:
+                self._fields[topic] = None
+                return None
+            union.update(named)
+        self._fields[topic] = frozenset(union)
+        return self._fields[topic]
+
 
 def decode_wanted(mapper: Any, stored: Sequence[Any], wanted: Callable[[str], bool]) -> list[tuple[int, Any]]:
-    """``(notification id, domain event)`` for the notifications whose topic is ``wanted``, in order."""
+    """``(notification id, domain event)`` for the notifications whose topic is ``wanted``, in order;
+    when ``wanted`` is an ``EventFilter``, each event holds only the fields its projections read."""
     keep = [n for n in stored if wanted(n.topic)]
-    return list(zip((n.id for n in keep), decode_all(mapper, keep), strict=True))
+    fields = wanted.fields if isinstance(wanted, EventFilter) else None
+    return list(zip((n.id for n in keep), decode_all(mapper, keep, fields), strict=True))
 
 
-def decode_all(mapper: Any, stored: Sequence[Any]) -> list[Any]:
+def decode_all(
+    mapper: Any, stored: Sequence[Any], fields: Callable[[str], Collection[str] | None] | None = None
+) -> list[Any]:
     """Domain events of a batch, with one key look-up for all of it when the mapper seals
-    personal data (``to_domain_events``)."""
+    personal data (``to_domain_events``); ``fields`` by topic the only fields wanted (None: all),
+    when the mapper can leave the others out."""
     many = getattr(mapper, "to_domain_events", None)
-    return many(stored) if many is not None else [mapper.to_domain_event(s) for s in stored]
+    if many is None:
+        return [mapper.to_domain_event(s) for s in stored]
+    return many(stored) if fields is None else many(stored, fields)
 
 
 def apply_events(
@@ -154,6 +189,22 @@ def _closing(text: str) -> int:
         if depth == 0:
             return i
     raise ValueError(f"unbalanced parentheses: {text}")
+
+
+def statement_fields(
+    statements: Mapping[type, str | Iterable[str]], derived: Mapping[type, Iterable[str]] | None = None
+) -> dict[type, frozenset[str]]:
+    """By event class, the event fields a projection made of statements reads (its ``fields``):
+    every placeholder of the class's statements (those naming derived values or ``position``
+    match no field and are harmless), the fields ``derived`` names for computing its other
+    values, and the aggregate id (the row written)."""
+    derived = derived or {}
+    out = {}
+    for cls, given in statements.items():
+        texts = [given] if isinstance(given, str) else list(given)
+        names = {name for text in texts for name in PLACEHOLDER.findall(text)}
+        out[cls] = frozenset({*names, *derived.get(cls, ()), "originator_id"})
+    return out
 
 
 def set_statements(statements: Mapping[type, str]) -> dict[type, SetStatement]:

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.emergency import EmergencyReport
-from projections.batches import set_statements, statement_writes, write_batched
+from projections.batches import set_statements, statement_fields, statement_writes, write_batched
 from projections.scope import Area, ListScope
 
 TABLES = ("emergency_queue",)
@@ -74,6 +74,8 @@ STATEMENTS: dict[type, str] = {
 }
 # The same statements, each taking a whole batch's rows at once (apply_batch).
 BATCHED = set_statements(STATEMENTS)
+# All the view reads of an event: its statement's placeholders.
+FIELDS = statement_fields(STATEMENTS)
 
 COLUMNS = (
     "id, category, severity, status, level, person_id, village_id, township_id, county_id, reporter_id, source,"
@@ -92,6 +94,9 @@ class EmergencyQueueProjection:
 
     def handles(self, event_class: type) -> bool:
         return event_class in STATEMENTS
+
+    def fields(self, event_class: type) -> frozenset[str] | None:
+        return FIELDS.get(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import Notification
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from projections.batches import EventFilter, apply_events, decode_wanted
 
@@ -59,14 +61,28 @@ def rebuild_view(
     *,
     batch_size: int = 5000,
     progress: Callable[[Progress], None] | None = None,
+    gc_threshold: int | None = None,
 ) -> int:
     """Replay the log into new tables for ``projection`` and swap them in; returns the number of
-    events read. ``runner`` is the ProjectionRunner whose tracking rows and log are used."""
+    events read. ``runner`` is the ProjectionRunner whose tracking rows and log are used.
+
+    ``gc_threshold``: the cyclic garbage collector's threshold for its youngest generation during
+    the replay (``_fewer_collections``), restored after; None leaves the collector alone. The
+    setting is the process's, not the rebuild's: only a process that does nothing else while it
+    rebuilds (``guanai projections rebuild``, ``guanai restore``) should give one, never one
+    where an API, a projector or workers run beside the rebuild (``guanai serve``)."""
     name = projection.name
     schema = sql.Identifier(f"rebuild_{name}")
     recorder, mapper = runner.app.recorder, runner.app.mapper
     wanted = EventFilter([projection])
     events_table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+    # The log as the library's select_notifications reads it, without the states of the events
+    # the view ignores (transferred only to be dropped).
+    read_sql = sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic,"
+        " CASE WHEN topic = ANY(%s::text[]) THEN NULL ELSE state END"
+        " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    ).format(events_table)
     with psycopg.connect(runner.database_url, autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (REBUILD_LOCK, name)).fetchone()[0]:
             raise RebuildBusyError(f"a rebuild of {name} is already running")
@@ -83,10 +99,25 @@ def rebuild_view(
             started = time.monotonic()
             position = done = 0
 
+            ignored: set[str] = set()  # topics of events the view ignores, as met so far
+
             def read(start: int) -> Batch:
-                notifications = recorder.select_notifications(start=start, limit=batch_size, inclusive_of_start=False)
-                last = notifications[-1].id if notifications else start
-                return Batch(last, len(notifications), decode_wanted(mapper, notifications, wanted))
+                """The next batch of the log: every row, but the state only of events whose topic
+                is not known to be ignored (learnt from the batches before), as plain tuples."""
+                with recorder.datastore.get_connection() as reader, reader.cursor(row_factory=tuple_row) as cur:
+                    rows = cur.execute(read_sql, (list(ignored), start, batch_size), prepare=True).fetchall()
+                keep = []
+                for row in rows:
+                    if wanted(row[3]):
+                        state = row[4]
+                        if state is None:  # not read: its topic resolves now to a class the view handles
+                            raise RuntimeError(f"the state of notification {row[0]} was left unread")
+                        keep.append(Notification(id=row[0], originator_id=row[1], originator_version=row[2],
+                                                 topic=row[3], state=bytes(state)))  # fmt: skip
+                    else:
+                        ignored.add(row[3])
+                last = rows[-1][0] if rows else start
+                return Batch(last, len(rows), decode_wanted(mapper, keep, wanted))
 
             def apply(cur: psycopg.Cursor[Any], batch: Batch) -> None:
                 nonlocal position, done
@@ -97,7 +128,7 @@ def rebuild_view(
 
             # The log is read and decoded a batch ahead, in a thread, while PostgreSQL applies the
             # batch before: the two share the time instead of taking turns.
-            with _fewer_collections():
+            with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
                 for batch in _read_ahead(read, batch_size):
                     with conn.transaction(), conn.cursor() as cur:
                         apply(cur, batch)
@@ -121,15 +152,19 @@ def rebuild_view(
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (REBUILD_LOCK, name))
 
 
+# The youngest generation's threshold a process that only rebuilds sets during the replay.
+REBUILD_GC_THRESHOLD = 100_000
+
+
 @contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
+def _fewer_collections(threshold: int) -> Iterator[None]:
     """The cyclic garbage collector less often during the replay: a batch holds thousands of
     decoded events alive across many collections of the youngest generation, so with the default
     threshold (700 allocations) most of the time went into collections that free nothing (the
     profile of a timeline batch: 4.4 s with the collector, 1.6 s without). Still collected, and
-    restored after."""
+    restored after. Process-wide: every thread of the process collects less often meanwhile."""
     before = gc.get_threshold()
-    gc.set_threshold(100_000, *before[1:])
+    gc.set_threshold(threshold, *before[1:])
     try:
         yield
     finally:

@@ -27,7 +27,7 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
-from projections.batches import set_statements, statement_writes, write_batched
+from projections.batches import set_statements, statement_fields, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -148,6 +148,16 @@ DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {
     Helper.PairingReleased: lambda e: {"pairing_key": str(e.pairing_id)},
 }
 
+# The event fields DERIVED reads; with the statements' placeholders, all the view reads of an event.
+FIELDS = statement_fields(
+    STATEMENTS,
+    {
+        Person.Registered: ("guardian",),
+        Helper.PairingAssigned: ("pairing_id",),
+        Helper.PairingReleased: ("pairing_id",),
+    },
+)
+
 
 class RegistryProjection:
     """Writes the registry tables; events of other kinds (visits, reports, ...) are skipped."""
@@ -161,6 +171,9 @@ class RegistryProjection:
 
     def handles(self, event_class: type) -> bool:
         return event_class in STATEMENTS
+
+    def fields(self, event_class: type) -> frozenset[str] | None:
+        return FIELDS.get(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))

@@ -256,12 +256,23 @@ class ProjectionRunner:
             cur.execute("UPDATE projection_tracking SET position = 0, updated_at = now() WHERE name = %s", (name,))
         self._start = None
 
-    def rebuild(self, name: str, *, batch_size: int = 5000, progress: Callable[[Any], None] | None = None) -> int:
+    def rebuild(
+        self,
+        name: str,
+        *,
+        batch_size: int = 5000,
+        progress: Callable[[Any], None] | None = None,
+        gc_threshold: int | None = None,
+    ) -> int:
         """Replay the whole log into new tables for one projection while its current tables keep
         serving, then swap them in one transaction (projections/rebuild.py); returns the number
-        of events read. ``progress`` gets a ``Progress`` after each batch."""
+        of events read. ``progress`` gets a ``Progress`` after each batch. ``gc_threshold`` sets
+        the process's garbage collector meanwhile: only for a process that does nothing else
+        (see ``rebuild_view``)."""
         self.open()
-        return rebuild_view(self, self._projection(name), batch_size=batch_size, progress=progress)
+        return rebuild_view(
+            self, self._projection(name), batch_size=batch_size, progress=progress, gc_threshold=gc_threshold
+        )
 
     def _projection(self, name: str) -> Projection:
         for projection in self.projections:

@@ -30,9 +30,10 @@ from domain.helper import Helper
 from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
+from domain.visit_log import VisitLog
 from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections import supervision_rollup as rollup
-from projections.batches import FIELD_TYPES, SetStatement
+from projections.batches import FIELD_TYPES, SetStatement, statement_fields
 from projections.supervision_events import (
     COUNT_TASKS,
     EMERGENCY_DDL,
@@ -220,6 +221,21 @@ DERIVED: dict[type, Callable[[Any], dict[str, Any]]] = {
     **VISIT_DERIVED,
     **EMERGENCY_DERIVED,
 }
+# All the view reads of an event: its statements' placeholders, the fields DERIVED reads, and the
+# people a pairing's or a visit log's event touches (``rollup.Touched``, ``_rows_of_plain``).
+FIELDS = statement_fields(
+    HANDLERS,
+    {
+        Person.Registered: ("guardian",),
+        Helper.PairingAssigned: ("pairing_id",),
+        Helper.PairingReleased: ("pairing_id",),
+        Pairing.Formed: ("cadence", "starts_on", "person_ids"),
+        Pairing.CadenceChanged: ("cadence",),
+        Pairing.PersonAdded: ("person_id",),
+        Pairing.PersonRemoved: ("person_id",),
+        VisitLog.Recorded: ("person_id",),
+    },
+)
 
 # Events of the same aggregates that change nothing the view holds (names and household are
 # personal and never kept; group membership and a pairing's helpers are not supervision figures).
@@ -274,6 +290,9 @@ class SupervisionProjection:
 
     def handles(self, event_class: type) -> bool:
         return event_class in HANDLERS
+
+    def fields(self, event_class: type) -> frozenset[str] | None:
+        return FIELDS.get(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         self.apply_batch(cur, [(position, event)])

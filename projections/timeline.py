@@ -19,6 +19,7 @@ person's timeline holds nothing to erase. ``TimelineView`` reads pages.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -141,6 +142,39 @@ def _may_be_about_people(event_class: type) -> bool:
     return aggregate not in NOT_ABOUT_A_PERSON and event_class.__qualname__ not in SKIPPED
 
 
+# What an entry reads of every event besides its summary, and the persons an aggregate's events name.
+_ENTRY_FIELDS = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "timestamp",
+        "actor_id",
+        "actor_role",
+        "occurred_at",
+        "person_id",
+        "person_ids",
+    }
+)
+# The fields the special summaries read.
+_SUMMARY_FIELDS: dict[str, frozenset[str]] = {
+    "Person.Registered": frozenset({"kind", "sex", "village_id", "risk_tags", "guardian", "care_agreement_signed_on"}),
+    "Person.GuardianAssigned": frozenset(),
+}
+
+
+@functools.cache
+def _fields(event_class: type) -> frozenset[str] | None:
+    """The fields of an event the projection reads: its summary's and the entry's (None, all
+    of them, for a class whose fields are not declared as a dataclass's)."""
+    if not dataclasses.is_dataclass(event_class):
+        return None
+    special = _SUMMARY_FIELDS.get(event_class.__qualname__)
+    if special is None:
+        left_out = _left_out(event_class)
+        special = frozenset(f.name for f in dataclasses.fields(event_class) if f.name not in left_out)
+    return special | _ENTRY_FIELDS
+
+
 def _persons_of(event: Any, subjects: dict[UUID, list[UUID]], changed: set[UUID]) -> list[UUID]:
     """Whose timelines ``event`` goes on; keeps ``subjects`` (aggregate -> persons) up to date:
     a member added sees the event that adds them, a member removed the one that removes them."""
@@ -198,6 +232,9 @@ class TimelineProjection:
 
     def handles(self, event_class: type) -> bool:
         return _may_be_about_people(event_class)
+
+    def fields(self, event_class: type) -> frozenset[str] | None:
+        return _fields(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         """One event by plain statements, a row per person (what ``apply_batch`` must equal)."""

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
-from projections.batches import set_statements, statement_writes, write_batched
+from projections.batches import set_statements, statement_fields, statement_writes, write_batched
 from projections.scope import ListScope
 
 TABLES = ("visit_tasks", "visit_logs")
@@ -81,6 +81,8 @@ STATEMENTS: dict[type, str] = {
 }
 # The same statements, each taking a whole batch's rows at once (apply_batch).
 BATCHED = set_statements(STATEMENTS)
+# All the view reads of an event: its statement's placeholders.
+FIELDS = statement_fields(STATEMENTS)
 
 
 class VisitTaskProjection:
@@ -95,6 +97,9 @@ class VisitTaskProjection:
 
     def handles(self, event_class: type) -> bool:
         return event_class in STATEMENTS
+
+    def fields(self, event_class: type) -> frozenset[str] | None:
+        return FIELDS.get(event_class)
 
     def apply(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         statement = STATEMENTS.get(type(event))

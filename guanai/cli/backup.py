@@ -38,6 +38,7 @@ from infrastructure.personal_data import MasterKeyError, SealError
 from infrastructure.settings import Settings
 from infrastructure.verify import Checkpoint
 from projections import all_projections
+from projections.rebuild import REBUILD_GC_THRESHOLD
 
 
 def _configured(settings: Settings) -> dict[str, str | None]:
@@ -227,7 +228,8 @@ def _rebuild_views(settings: Settings, database_url: str) -> None:
     with bootstrap.projector(settings, database_url, pool_size=2) as projector:
         for name in [p.name for p in all_projections()]:
             bar = ProgressBar(name)
-            events = projector.runner.rebuild(name, progress=bar.update)
+            # Nothing else runs in this process while it restores: the collector's setting is safe.
+            events = projector.runner.rebuild(name, progress=bar.update, gc_threshold=REBUILD_GC_THRESHOLD)
             bar.finish(f"view rebuilt from {events:,} events")
 
 

@@ -5,6 +5,8 @@ resumes without applying anything twice; one rebuild of a view at a time; the CL
 
 from __future__ import annotations
 
+import argparse
+import gc
 import os
 import signal
 import subprocess
@@ -24,10 +26,13 @@ from domain.person import Person
 from domain.vocabulary import Cadence, PersonKind, RiskTag, Sex, VisitMode
 from guanai import bootstrap
 from guanai.bootstrap import Process
+from guanai.cli.projections import cmd_projections
 from infrastructure.personal_data import SealError
 from infrastructure.settings import load_settings
 from projections import registry, supervision, timeline
-from projections.rebuild import REBUILD_LOCK, Progress, RebuildBusyError
+from projections.batches import EventFilter
+from projections.rebuild import REBUILD_GC_THRESHOLD, REBUILD_LOCK, Progress, RebuildBusyError
+from projections.runner import ProjectionRunner
 from tests.app_support import make_care
 from tests.integration.test_registry_view import AppliedLog, all_positions, applied_positions, new_meta, wait_until
 from tests.integration.test_supervision import Care, care_in
@@ -238,6 +243,61 @@ def test_the_cli_rebuilds_a_view_with_a_progress_bar(care: Care) -> None:
         assert snapshot(w.url, TABLES["timeline"]) == before
         wrong = run_cli(w.url, "rebuild", "nonsense")
         assert wrong.returncode == 2 and "timeline" in wrong.stderr
+
+
+def test_views_built_from_the_fields_each_reads_equal_views_built_from_whole_events(
+    care: Care, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each projection names the fields it reads (``fields``): a rebuild decodes only those of
+    its own, the live runner those of all of them. Both give the views that whole events give,
+    so no projection reads a field it does not name."""
+    more_history(care)
+    care.world.app.erase_person(care.world.children[0], "监护人申请删除", new_meta())
+    everything = tuple(t for p in all_projections() for t in p_tables(p))
+    with Projector(care.world.url, app=care.world.app) as projector:
+        projector.catch_up()
+        live = snapshot(care.world.url, everything)
+        for projection in all_projections():
+            projector.runner.rebuild(projection.name, batch_size=5)
+        assert snapshot(care.world.url, everything) == live
+        with monkeypatch.context() as m:
+            m.setattr(EventFilter, "fields", lambda self, topic: None)  # every event decoded whole
+            for projection in all_projections():
+                projector.runner.rebuild(projection.name, batch_size=5)
+        assert snapshot(care.world.url, everything) == live
+
+
+def test_a_rebuild_changes_the_garbage_collector_only_when_asked(care: Care, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector's threshold is the whole process's: a rebuild run beside an API, a projector
+    or workers (an embedded Projector, ``guanai serve``) leaves it as it is; the commands that do
+    nothing but rebuild ask for fewer collections during the replay, and it is restored after."""
+    w = care.world
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def note(_: Progress) -> None:
+        seen.append(gc.get_threshold())
+
+    with Projector(w.url, app=w.app) as projector:
+        projector.catch_up()
+        projector.runner.rebuild("registry", batch_size=7, progress=note)
+        assert len(seen) > 1 and set(seen) == {before}
+        assert projector.rebuild("timeline") > 0 and gc.get_threshold() == before
+        seen.clear()
+        projector.runner.rebuild("registry", batch_size=7, progress=note, gc_threshold=REBUILD_GC_THRESHOLD)
+        assert seen[0] == (REBUILD_GC_THRESHOLD, *before[1:]) and gc.get_threshold() == before
+    # The standalone commands ask for it (each runs in a process of its own).
+    asked: list[int | None] = []
+    real = ProjectionRunner.rebuild
+
+    def spy(self: ProjectionRunner, name: str, **options: Any) -> int:
+        asked.append(options.get("gc_threshold"))
+        return real(self, name, **options)
+
+    monkeypatch.setattr(ProjectionRunner, "rebuild", spy)
+    settings = load_settings({**os.environ, "GUANAI_DATABASE_URL": w.url, "GUANAI_LOG_LEVEL": "warning"})
+    assert cmd_projections(settings, argparse.Namespace(name="registry")) == 0
+    assert asked == [REBUILD_GC_THRESHOLD]
 
 
 def test_views_built_without_personal_data_equal_views_built_with_it(care: Care, tmp_path: Path) -> None:

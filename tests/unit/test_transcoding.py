@@ -20,6 +20,7 @@ from enum import Enum, IntEnum, StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
 from hypothesis import given, settings
@@ -29,6 +30,7 @@ import domain
 from application.care import CareApplication
 from bench.transcoder import Township, registered, township
 from domain.base import CareAggregate
+from domain.pairing import Pairing
 from guanai import bootstrap
 from infrastructure.transcoding import EventTranscoder
 
@@ -268,3 +270,104 @@ def test_a_care_application_is_given_the_event_transcoder() -> None:
         assert type(app.mapper.transcoder) is EventTranscoder
     finally:
         app.close()
+
+
+# ---- only the fields a reader wants (projections) -----------------------------------------------
+
+
+def by_key(state: dict[str, Any]) -> dict[str, Any]:
+    """The typed decoder gives the fields in the class's order, not the stored one."""
+    return dict(sorted(state.items()))
+
+
+def field_sets(cls: type) -> list[frozenset[str]]:
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in ("originator_id", "originator_version")]
+    return [
+        frozenset(names),
+        frozenset(names[::2]),
+        frozenset({"_sealed", "class_version", "no_such_field", *names[1::3]}),
+        *(frozenset({n}) for n in names),
+    ]
+
+
+@pytest.mark.parametrize("cls", event_classes(), ids=lambda c: c.__qualname__)
+def test_the_typed_decoder_of_some_fields_gives_what_decoding_them_box_by_box_gives(
+    cls: type, pair: tuple[JSONTranscoder, EventTranscoder]
+) -> None:
+    _, fast = pair
+    hints = typing.get_type_hints(cls)
+    for n in range(2):
+        state = {
+            f.name: sample(hints[f.name], n)
+            for f in dataclasses.fields(cls)
+            if f.name not in ("originator_id", "originator_version")
+        }
+        state["_sealed"] = ["subject", "blob"]
+        data = fast.encode(state)
+        whole = fast.decode(data)
+        for fields in field_sets(cls):
+            expected = fast.decode_fields(data, fields)
+            assert same(expected, {k: v for k, v in whole.items() if k in fields})
+            decoder = fast.fields_decoder(cls, fields)
+            assert decoder is not None
+            assert same(by_key(decoder(data)), by_key(expected)), (fields, data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {}, optional={k: stored_forms for k in ("person_ids", "starts_on", "group_id", "cadence", "occurred_at")}
+    )
+)
+def test_a_state_not_as_its_class_declares_is_refused_by_the_typed_decoder_or_read_alike(tree: Any) -> None:
+    """Refused (the mapper then decodes it box by box), or read as box by box, never otherwise."""
+    app = bootstrap.memory_application()
+    try:
+        fast = registered(EventTranscoder(), app)
+        data = json.dumps(tree, ensure_ascii=False).encode()
+        fields = frozenset(tree) | {"occurred_at", "cadence"}
+        decoder = fast.fields_decoder(Pairing.Formed, fields)
+        assert decoder is not None
+        got, expected = outcome(decoder, data), outcome(fast.decode_fields, data, fields)
+        if got[0] == "ok":
+            assert expected[0] == "ok" and same(by_key(got[1]), by_key(expected[1])), (tree, got, expected)
+        else:
+            assert got[1] in (msgspec.ValidationError, msgspec.DecodeError), got
+    finally:
+        app.close()
+
+
+def test_the_mapper_reads_only_the_wanted_fields_and_opens_sealed_data_only_for_wanted_personal_ones(
+    town: Township,
+) -> None:
+    mapper = town.app.mapper
+    whole = mapper.to_domain_events(town.stored)
+    own = {"originator_id", "originator_version"}
+    wanted = {"occurred_at", "actor_id", "org_path", "name", "person_ids", "tag"}
+    opened: list[set[str]] = []
+    real = mapper.keys.keys_for_opening
+
+    def spy(subjects: set[str]) -> Any:
+        opened.append(set(subjects))
+        return real(subjects)
+
+    mapper.keys.keys_for_opening = spy  # type: ignore[method-assign]
+    try:
+        for fields, personal in ((lambda topic: wanted, True), (lambda topic: wanted - {"name"}, False)):
+            opened.clear()
+            some = mapper.to_domain_events(town.stored, fields)
+            for a, b in zip(whole, some, strict=True):
+                assert type(a) is type(b)
+                expected = {k: v for k, v in vars(a).items() if k in fields("") | own}
+                assert by_key(vars(b)) == by_key(expected)
+            assert any("name" in vars(e) for e in some) is personal
+            assert bool(opened) is personal, "sealed data is opened only when a personal field is wanted"
+    finally:
+        del mapper.keys.keys_for_opening
+    # A state not as its class declares (a tag that is a number) is read box by box.
+    odd = dataclasses.replace(
+        next(s for s in town.stored if s.topic.endswith("Person.Registered")),
+        state=b'{"risk_tags":[1,{"_type_":"uuid_hex","_data_":"' + uuid4().hex.encode() + b'"}],"kind":"elder"}',
+    )
+    (event,) = mapper.to_domain_events([odd], lambda topic: {"risk_tags", "kind"})
+    assert event.kind == "elder" and event.risk_tags[0] == 1 and isinstance(event.risk_tags[1], UUID)
