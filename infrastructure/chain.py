@@ -16,6 +16,7 @@ the database, so a chained recorder refuses it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -348,20 +349,34 @@ class ChainedRecorder(PostgresApplicationRecorder):
             return
 
     def _write_together(self, conn: Connection[DictRow], saves: list[Save]) -> list[list[int] | BaseException]:
-        """The group in one transaction: the conflicts found first, the rest in one insert."""
+        """The group in one transaction: the conflicts found first, the rest in one insert.
+
+        BEGIN and COMMIT are sent in the pipeline with the statements around them instead of by
+        psycopg's transaction block, which syncs on its own at BEGIN and again around COMMIT: four
+        round trips to the server a group (the lock and the heads; the insert; the hooks, whose
+        key check reads its answer; the commit) instead of nine (issue 19)."""
         answers: list[list[int] | BaseException] = [[] for _ in saves]
         failed: Exception | None = None
         with conn.pipeline() as pipeline:
+            committed = False
             try:
-                with conn.transaction(), conn.cursor() as curs:
+                with conn.cursor() as curs:
+                    curs.execute(_BEGIN, prepare=True)
                     self._together(conn, pipeline, curs, saves, answers)
+                    # A hook's statement that failed aborted the transaction: the server skips
+                    # the COMMIT, and the sync raises that statement's error.
+                    curs.execute(_COMMIT, prepare=True)
+                    pipeline.sync()
+                    committed = True
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 raise
             except Exception as e:  # noqa: BLE001 (any failure: the group is written one by one)
-                # Rolled back by the transaction block; caught before leaving the pipeline, as the
-                # library's insert does (psycopg warns of a pipeline left by an exception).
+                # Caught before leaving the pipeline, as the library's insert does (psycopg warns
+                # of a pipeline left by an exception).
                 failed = e
             finally:
+                if not committed:
+                    _roll_back(conn, pipeline)
                 stale = self._prev_cursors.pop(conn, None)  # not read when nothing was inserted
                 if stale is not None:
                     stale.close()
@@ -413,7 +428,6 @@ class ChainedRecorder(PostgresApplicationRecorder):
             self._after_insert(curs, written)
         finally:
             self._contexts.now = None
-        pipeline.sync()  # a hook's statement that fails is found here, before the COMMIT
 
     def _write_one_by_one(self, conn: Connection[DictRow], saves: list[Save]) -> list[list[int] | BaseException]:
         """The group in one transaction, each save under its own savepoint: one that fails (a
@@ -471,6 +485,22 @@ class ChainedRecorder(PostgresApplicationRecorder):
                     column.append(value)
                 prev_id, prev_mac = position, mac
             cur.execute(self._insert_chain, columns, prepare=True)
+
+
+_BEGIN, _COMMIT, _ROLLBACK = SQL("BEGIN"), SQL("COMMIT"), SQL("ROLLBACK")
+
+
+def _roll_back(conn: Connection[DictRow], pipeline: Any) -> None:
+    """End a group's transaction that did not commit (a statement or a hook failed, or the
+    caller was interrupted), so that the connection goes back to the pool idle. The first sync
+    takes in what was still queued (a failed statement's error, raised already or not); the
+    server then waits in the failed transaction block for the ROLLBACK. On a broken connection
+    both fail: the pool discards it."""
+    with contextlib.suppress(psycopg.Error):
+        pipeline.sync()
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(_ROLLBACK, prepare=True)
+        pipeline.sync()
 
 
 def check_key(conn: Connection[Any], key: ChainKey) -> None:
