@@ -353,35 +353,36 @@ class ChainedRecorder(PostgresApplicationRecorder):
 
         BEGIN and COMMIT are sent in the pipeline with the statements around them instead of by
         psycopg's transaction block, which syncs on its own at BEGIN and again around COMMIT: four
-        round trips to the server a group (the lock and the heads; the insert; the hooks, whose
-        key check reads its answer; the commit) instead of nine (issue 19)."""
+        waits on the server a group (the lock and the heads; the insert; the key check's answer;
+        the commit, with the pipeline's closing sync) instead of eight (issue 19)."""
         answers: list[list[int] | BaseException] = [[] for _ in saves]
-        failed: Exception | None = None
-        with conn.pipeline() as pipeline:
-            committed = False
-            try:
-                with conn.cursor() as curs:
-                    curs.execute(_BEGIN, prepare=True)
-                    self._together(conn, pipeline, curs, saves, answers)
-                    # A hook's statement that failed aborted the transaction: the server skips
-                    # the COMMIT, and the sync raises that statement's error.
-                    curs.execute(_COMMIT, prepare=True)
-                    pipeline.sync()
-                    committed = True
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                raise
-            except Exception as e:  # noqa: BLE001 (any failure: the group is written one by one)
-                # Caught before leaving the pipeline, as the library's insert does (psycopg warns
-                # of a pipeline left by an exception).
-                failed = e
-            finally:
-                if not committed:
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    with conn.cursor() as curs:
+                        curs.execute(_BEGIN, prepare=True)
+                        self._together(conn, pipeline, curs, saves, answers)
+                        # Sent with the sync that closes the pipeline, which raises the error of a
+                        # hook's statement that failed (the server then skipped the COMMIT).
+                        curs.execute(_COMMIT, prepare=True)
+                except BaseException:
+                    # Ended here, before leaving the pipeline, as the library's insert does
+                    # (psycopg warns of a pipeline left with an error pending).
                     _roll_back(conn, pipeline)
-                stale = self._prev_cursors.pop(conn, None)  # not read when nothing was inserted
-                if stale is not None:
-                    stale.close()
-        if failed is not None:
-            raise _Unsorted from failed
+                    raise
+                finally:
+                    stale = self._prev_cursors.pop(conn, None)  # not read when nothing was inserted
+                    if stale is not None:
+                        stale.close()
+        except Exception as e:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                # The COMMIT's sync failed: the server waits in the failed transaction block.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(_ROLLBACK)
+            if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+                raise
+            # Any other failure: the group is written one by one.
+            raise _Unsorted from e
         return answers
 
     def _together(
