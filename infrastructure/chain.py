@@ -16,6 +16,7 @@ the database, so a chained recorder refuses it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -348,25 +349,40 @@ class ChainedRecorder(PostgresApplicationRecorder):
             return
 
     def _write_together(self, conn: Connection[DictRow], saves: list[Save]) -> list[list[int] | BaseException]:
-        """The group in one transaction: the conflicts found first, the rest in one insert."""
+        """The group in one transaction: the conflicts found first, the rest in one insert.
+
+        BEGIN and COMMIT are sent in the pipeline with the statements around them instead of by
+        psycopg's transaction block, which syncs on its own at BEGIN and again around COMMIT: four
+        waits on the server a group (the lock and the heads; the insert; the key check's answer;
+        the commit, with the pipeline's closing sync) instead of eight (issue 19)."""
         answers: list[list[int] | BaseException] = [[] for _ in saves]
-        failed: Exception | None = None
-        with conn.pipeline() as pipeline:
-            try:
-                with conn.transaction(), conn.cursor() as curs:
-                    self._together(conn, pipeline, curs, saves, answers)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+        try:
+            with conn.pipeline() as pipeline:
+                try:
+                    with conn.cursor() as curs:
+                        curs.execute(_BEGIN, prepare=True)
+                        self._together(conn, pipeline, curs, saves, answers)
+                        # Sent with the sync that closes the pipeline, which raises the error of a
+                        # hook's statement that failed (the server then skipped the COMMIT).
+                        curs.execute(_COMMIT, prepare=True)
+                except BaseException:
+                    # Ended here, before leaving the pipeline, as the library's insert does
+                    # (psycopg warns of a pipeline left with an error pending).
+                    _roll_back(conn, pipeline)
+                    raise
+                finally:
+                    stale = self._prev_cursors.pop(conn, None)  # not read when nothing was inserted
+                    if stale is not None:
+                        stale.close()
+        except Exception as e:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                # The COMMIT's sync failed: the server waits in the failed transaction block.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(_ROLLBACK)
+            if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
                 raise
-            except Exception as e:  # noqa: BLE001 (any failure: the group is written one by one)
-                # Rolled back by the transaction block; caught before leaving the pipeline, as the
-                # library's insert does (psycopg warns of a pipeline left by an exception).
-                failed = e
-            finally:
-                stale = self._prev_cursors.pop(conn, None)  # not read when nothing was inserted
-                if stale is not None:
-                    stale.close()
-        if failed is not None:
-            raise _Unsorted from failed
+            # Any other failure: the group is written one by one.
+            raise _Unsorted from e
         return answers
 
     def _together(
@@ -413,7 +429,6 @@ class ChainedRecorder(PostgresApplicationRecorder):
             self._after_insert(curs, written)
         finally:
             self._contexts.now = None
-        pipeline.sync()  # a hook's statement that fails is found here, before the COMMIT
 
     def _write_one_by_one(self, conn: Connection[DictRow], saves: list[Save]) -> list[list[int] | BaseException]:
         """The group in one transaction, each save under its own savepoint: one that fails (a
@@ -471,6 +486,22 @@ class ChainedRecorder(PostgresApplicationRecorder):
                     column.append(value)
                 prev_id, prev_mac = position, mac
             cur.execute(self._insert_chain, columns, prepare=True)
+
+
+_BEGIN, _COMMIT, _ROLLBACK = SQL("BEGIN"), SQL("COMMIT"), SQL("ROLLBACK")
+
+
+def _roll_back(conn: Connection[DictRow], pipeline: Any) -> None:
+    """End a group's transaction that did not commit (a statement or a hook failed, or the
+    caller was interrupted), so that the connection goes back to the pool idle. The first sync
+    takes in what was still queued (a failed statement's error, raised already or not); the
+    server then waits in the failed transaction block for the ROLLBACK. On a broken connection
+    both fail: the pool discards it."""
+    with contextlib.suppress(psycopg.Error):
+        pipeline.sync()
+    with contextlib.suppress(psycopg.Error):
+        conn.execute(_ROLLBACK, prepare=True)
+        pipeline.sync()
 
 
 def check_key(conn: Connection[Any], key: ChainKey) -> None:

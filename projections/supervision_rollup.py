@@ -177,11 +177,16 @@ class Touched:
     helpers: set[UUID] = field(default_factory=set)
     pairings: set[UUID] = field(default_factory=set)
     visits: set[UUID] = field(default_factory=set)
+    # Aggregates whose first event is in the batch: they have no row before it, so nothing of
+    # theirs to take out of the counts (a registration's batch then skips the uncount's two MERGEs).
+    created: set[UUID] = field(default_factory=set)
 
     @classmethod
     def of(cls, events: Iterable[Any]) -> Touched:
         t = cls()
         for e in events:
+            if e.originator_version == 1:
+                t.created.add(e.originator_id)
             if isinstance(e, Person.Event):
                 t.persons.add(e.originator_id)
             elif isinstance(e, Pairing.Event):
@@ -199,28 +204,28 @@ class Touched:
                 t.persons.add(e.person_id)
         return t
 
-    def _params(self, sign: int) -> dict[str, Any]:
-        return {
+    def _run(self, cur: psycopg.Cursor[Any], sign: int, leave_out: set[UUID]) -> None:
+        params = {
             "sign": sign,
-            "persons": list(self.persons),
-            "helpers": list(self.helpers),
-            "pairings": list(self.pairings),
-            "visits": list(self.visits),
+            "persons": [i for i in self.persons if i not in leave_out],
+            "helpers": [i for i in self.helpers if i not in leave_out],
+            "pairings": [i for i in self.pairings if i not in leave_out],
+            "visits": [i for i in self.visits if i not in leave_out],
         }
-
-    def _run(self, cur: psycopg.Cursor[Any], sign: int) -> None:
-        persons = bool(self.persons or self.pairings)
-        if not (persons or self.helpers or self.visits):
+        persons = bool(params["persons"] or params["pairings"])
+        if not (persons or params["helpers"] or params["visits"]):
             return
-        params = self._params(sign)
-        cur.execute(_merge_rollup(persons, bool(self.helpers), bool(self.pairings), bool(self.visits)), params)
+        cur.execute(
+            _merge_rollup(persons, bool(params["helpers"]), bool(params["pairings"]), bool(params["visits"])), params
+        )
         if persons:
             cur.execute(_MERGE_DUE, params)
 
     def uncount(self, cur: psycopg.Cursor[Any]) -> None:
-        """Before the batch: take the touched rows out of the counts."""
-        self._run(cur, -1)
+        """Before the batch: take the touched rows out of the counts (those created in the batch
+        have none yet)."""
+        self._run(cur, -1, self.created)
 
     def count(self, cur: psycopg.Cursor[Any]) -> None:
         """After the batch: count the same rows in again, as they are now."""
-        self._run(cur, 1)
+        self._run(cur, 1, set())

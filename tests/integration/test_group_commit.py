@@ -269,6 +269,46 @@ def test_a_hook_failing_for_one_save_leaves_the_others_committed_and_nothing_of_
     assert_audit_verifies(app, url)
 
 
+def test_a_statement_failing_in_the_database_fails_its_save_alone_and_leaves_no_transaction_open(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    """The group's BEGIN and COMMIT travel in the pipeline with its statements: a statement the
+    server refuses aborts the transaction, the COMMIT queued behind it is skipped, the group is
+    rolled back and written again one save at a time, and every connection goes back idle."""
+    url = fresh_database_url
+    rec = recorder(app)
+    doomed = uuid.uuid4()
+
+    def divide(cur: Any, written: Any) -> None:
+        if any(e.originator_id == doomed for _, e in written):
+            cur.execute("SELECT 1 / 0")  # refused by the server, seen at the sync before COMMIT
+
+    rec.insert_hooks.append(divide)
+    try:
+        others = [uuid.uuid4() for _ in range(7)]
+        calls: list[Callable[[], Any]] = [lambda o=o: rec.insert_events([event(o, 1)]) for o in others[:3]]  # type: ignore[misc]
+        calls.append(lambda: rec.insert_events([event(doomed, 1)]))
+        calls += [lambda o=o: rec.insert_events([event(o, 1)]) for o in others[3:]]  # type: ignore[misc]
+        results = in_one_group(app, url, calls)
+        alone = rec.insert_events([event(uuid.uuid4(), 1)])  # a lone save after it writes on
+        with pytest.raises(Exception, match="division by zero"):
+            rec.insert_events([event(doomed, 1)])  # a lone group of one, refused the same way
+    finally:
+        rec.insert_hooks.remove(divide)
+
+    assert "division by zero" in str(results[3])
+    answered = [r for n, r in enumerate(results) if n != 3]
+    assert not [r for r in answered if isinstance(r, BaseException)], answered
+    with psycopg.connect(url) as conn:
+        stored = {r[0] for r in conn.execute("SELECT originator_id FROM guanai_events").fetchall()}
+        states = conn.execute(
+            "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert doomed not in stored and set(others) <= stored and alone
+    assert states and all(s == ("idle",) for s in states), states
+    assert_audit_verifies(app, url)
+
+
 def test_a_lone_save_is_its_own_group_and_waits_for_nobody(app: CareApplication, fresh_database_url: str) -> None:
     rec = recorder(app)
     committer = rec.group_committer

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import date
+from uuid import uuid4
 
 import pytest
 
@@ -18,6 +19,7 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
+from domain.vocabulary import PersonKind, RiskTag, Sex
 from projections.supervision import DERIVED, HANDLERS, IGNORED, SupervisionProjection
 
 READ = (OrgUnit, Person, Helper, Pairing, VisitTask, VisitLog, EmergencyReport)
@@ -99,3 +101,39 @@ class _Anything:
 class _NoCursor:
     def execute(self, *args: object, **kwargs: object) -> None:
         raise AssertionError(f"no statement expected, got {args!r}")
+
+
+class RecordingCursor:
+    """Records the statements a rollup step asks for, instead of running them."""
+
+    def __init__(self) -> None:
+        self.run: list[dict[str, object]] = []
+
+    def execute(self, query: object, params: dict[str, object]) -> None:
+        self.run.append(params)
+
+
+def test_rows_created_in_the_batch_are_not_taken_out_of_the_counts_before_it() -> None:
+    """A registration's batch has nothing to uncount: the person's row does not exist before it.
+    A later event of the same person (a row that exists) is taken out and counted in again."""
+    from projections.supervision_rollup import Touched
+    from tests.scenario import OrgTree, meta
+
+    village = OrgTree().village
+    person = Person.register(
+        id=uuid4(), kind=PersonKind.CHILD, name="王小梅", sex=Sex.FEMALE, birth_date=date(2017, 3, 1),
+        id_number=None, household="", village=village, risk_tags=[], guardian=None, parents=[],
+        absent_children=[], care_agreement_signed_on=None, meta=meta(),
+    )  # fmt: skip
+    registered = list(person.collect_events())
+    person.add_risk_tag(RiskTag.DIBAO, meta())
+    tagged = list(person.collect_events())
+
+    for events, uncounted in ((registered, 0), ([*registered, *tagged], 0), (tagged, 2)):
+        touched = Touched.of(events)
+        before, after = RecordingCursor(), RecordingCursor()
+        touched.uncount(before)
+        touched.count(after)
+        assert len(before.run) == uncounted
+        assert [p["persons"] for p in after.run] == [[person.id], [person.id]]
+        assert all(p["persons"] == [person.id] and p["sign"] == -1 for p in before.run)
