@@ -35,6 +35,10 @@ class Projection(Protocol):
     # that class it reads (None: any): the other fields are then not decoded for it. An event
     # missing a field a statement needs fails loudly (KeyError, AttributeError); a projection that
     # reads a field with a default (``vars(e).get``) must name it.
+    # Optional: ``rebuild_batch(cur, events)`` and ``finish_rebuild(cur)``, both or neither: a
+    # rebuild's replay into empty tables then calls the first instead of ``apply_events`` and the
+    # second once after it (projections/rebuild.py); they must leave the tables ``apply_events``
+    # would have, and later batches go through ``apply_events``.
 
 
 def handles(projection: Any, event_class: type) -> bool:

@@ -119,9 +119,17 @@ def rebuild_view(
                 last = rows[-1][0] if rows else start
                 return Batch(last, len(rows), decode_wanted(mapper, keep, wanted))
 
-            def apply(cur: psycopg.Cursor[Any], batch: Batch) -> None:
+            # A projection may replay into its empty tables by other means than its live batches
+            # (``rebuild_batch``), finished once after the replay (``finish_rebuild``: e.g. counts
+            # made from the finished rows); what was recorded meanwhile goes through ``apply_events``.
+            replay_batch = getattr(projection, "rebuild_batch", None)
+
+            def apply(cur: psycopg.Cursor[Any], batch: Batch, *, replay: bool = False) -> None:
                 nonlocal position, done
-                apply_events(conn, cur, projection, batch.events)
+                if replay and replay_batch is not None:
+                    replay_batch(cur, batch.events)
+                else:
+                    apply_events(conn, cur, projection, batch.events)
                 position, done = batch.last, done + batch.read
                 if progress is not None:
                     progress(Progress(name, done, max(total, done), time.monotonic() - started))
@@ -131,8 +139,10 @@ def rebuild_view(
             with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
                 for batch in _read_ahead(read, batch_size):
                     with conn.transaction(), conn.cursor() as cur:
-                        apply(cur, batch)
+                        apply(cur, batch, replay=True)
             with conn.transaction(), conn.cursor() as cur:
+                if replay_batch is not None:
+                    projection.finish_rebuild(cur)
                 for definition in deferred:
                     cur.execute(definition)
             with conn.transaction(), conn.cursor() as cur:

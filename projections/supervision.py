@@ -35,6 +35,7 @@ from domain.vocabulary import CADENCE_DAYS, Cadence
 from projections import supervision_rollup as rollup
 from projections.batches import FIELD_TYPES, SetStatement, statement_fields
 from projections.supervision_events import (
+    COUNT_ALL_TASKS,
     COUNT_TASKS,
     EMERGENCY_DDL,
     EMERGENCY_DERIVED,
@@ -312,6 +313,21 @@ class SupervisionProjection:
                 cur.execute(COUNT_TASKS, (tasks,))
             touched.count(cur)
 
+    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        """A batch of a rebuild's replay into empty tables: its rows only, the counts left for
+        ``finish_rebuild`` to make once from the finished rows (instead of moved by every batch)."""
+        events = [(position, event) for position, event in events if type(event) in HANDLERS]
+        if events:
+            with cur.connection.pipeline():
+                _write_in_rounds(cur, events)
+
+    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
+        """After ``rebuild_batch`` replayed the log: the counts of every row at once (what the
+        batches' own moves add up to); later batches move them as usual."""
+        with cur.connection.pipeline():
+            rollup.count_all(cur)
+            cur.execute(COUNT_ALL_TASKS)
+
     def apply_one(self, cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
         """One event by its plain statements (the task counts moved by the event's own
         statements): what a batch must equal."""
@@ -377,13 +393,34 @@ def _write_in_rounds(cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
                 seen[r] = n + 1
         return n
 
+    # A person's row whose last write so far is a visit log's: that write's parameters. A later
+    # visit log of theirs joins it (the latest visit of the two; the same row as two writes in
+    # turn) instead of taking a round of its own: a batch's logs of one person, one statement.
+    logged: dict[Hashable, dict[str, Any]] = {}
     for position, event in events:
-        if type(event) in BATCHED:
+        cls = type(event)
+        if cls in BATCHED:
             params = _params(event, position)
-            for table, row, statement in BATCHED[type(event)]:
-                rounds[round_for([(table, params[row])])][0].setdefault(statement, []).append(params)
+            if cls is VisitLog.Recorded:
+                earlier = logged.get(("sv_persons", params["person_id"]))
+                if earlier is not None:
+                    earlier["visited_at"] = max(earlier["visited_at"], params["visited_at"])
+                    continue
+            for table, row, statement in BATCHED[cls]:
+                key = (table, params[row])
+                rounds[round_for([key])][0].setdefault(statement, []).append(params)
+                if cls is VisitLog.Recorded:
+                    logged[key] = params
+                else:
+                    logged.pop(key, None)
         else:
-            rounds[round_for(_rows_of_plain(event))][1].append((position, event))
+            rows = _rows_of_plain(event)
+            if rows is None:
+                logged.clear()
+            else:
+                for key in rows:
+                    logged.pop(key, None)
+            rounds[round_for(rows)][1].append((position, event))
     for by_statement, plain in rounds:
         for statement, params_seq in by_statement.items():
             cur.execute(statement.many, (statement.rows(params_seq),))

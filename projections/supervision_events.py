@@ -78,10 +78,11 @@ VISIT_TASK_STATEMENTS: dict[type, str] = {
 }
 # The tasks ``%s`` (a uuid[]) grouped by the count they are in. A count that reaches zero is
 # deleted (one event at a time it stays, at zero: the figures sum ``n``, so both read the same).
-_TASK_COUNTS = (
+_ALL_TASK_COUNTS = (
     f"SELECT v.org_path, v.cadence, v.due_by, {_OUTCOME} AS outcome, count(*)::int AS k FROM sv_visits v"
-    " WHERE v.id = ANY(%s::uuid[]) GROUP BY 1, 2, 3, 4"
+    " {where} GROUP BY 1, 2, 3, 4"
 )
+_TASK_COUNTS = _ALL_TASK_COUNTS.format(where="WHERE v.id = ANY(%s::uuid[])")
 UNCOUNT_TASKS = (
     f"MERGE INTO sv_visit_counts c USING ({_TASK_COUNTS}) g"
     " ON c.org_path = g.org_path AND c.cadence = g.cadence AND c.due_by = g.due_by AND c.outcome = g.outcome"
@@ -91,6 +92,9 @@ COUNT_TASKS = (
     f"INSERT INTO sv_visit_counts SELECT org_path, cadence, due_by, outcome, k FROM ({_TASK_COUNTS}) g"
     " ON CONFLICT (org_path, cadence, due_by, outcome) DO UPDATE SET n = sv_visit_counts.n + EXCLUDED.n"
 )
+
+# Every task counted at once into the (empty) counts: what a rebuild makes from its finished rows.
+COUNT_ALL_TASKS = f"INSERT INTO sv_visit_counts SELECT * FROM ({_ALL_TASK_COUNTS.format(where='')}) g"
 
 VISIT_HANDLERS: dict[type, list[str]] = {
     VisitTask.Scheduled: [VISIT_TASK_STATEMENTS[VisitTask.Scheduled], _COUNT],

@@ -21,8 +21,10 @@ A batch of events names the rows it may change (``Touched``); before its stateme
 rows' facts are taken out of the counts, and afterwards the same rows' facts are counted in
 again. Counts that reach zero are deleted. A superset of the rows that change is as exact as
 the rows themselves (a row that did not change is taken out and put back), and the same ids
-are used both times, so the counts stay equal to what the base rows say: under live
-application and under a rebuild alike, which replays the same batches.
+are used both times, so the counts stay equal to what the base rows say. A rebuild replays
+the log into empty tables without moving any count, then counts every row once (``count_all``:
+the same facts over all rows, what the batches' moves add up to); the events recorded
+meanwhile move the counts as live batches do.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ _PERSONS = (
     "%(persons)s::uuid[] || ARRAY(SELECT unnest(person_ids) FROM sv_pairings WHERE id = ANY(%(pairings)s::uuid[]))"
 )
 
-PERSON_FACTS = f"""
+_PERSON_FACTS = f"""
 SELECT unit, f.fact, f.day, count(*) AS n
 FROM sv_persons p CROSS JOIN LATERAL unnest(p.org_path) AS unit CROSS JOIN LATERAL (
     SELECT v.fact, v.day FROM (VALUES
@@ -84,11 +86,11 @@ FROM sv_persons p CROSS JOIN LATERAL unnest(p.org_path) AS unit CROSS JOIN LATER
     UNION ALL
     SELECT 'tag:' || tag, {_T} FROM unnest(p.risk_tags) AS tag WHERE {_ACTIVE}
 ) AS f
-WHERE p.id = ANY({_PERSONS})
+WHERE {{only}}
 GROUP BY 1, 2, 3
 """
 
-HELPER_FACTS = f"""
+_HELPER_FACTS = f"""
 SELECT unit, f.fact, {_T}, sum(f.n) AS n
 FROM sv_helpers h CROSS JOIN LATERAL unnest(h.org_path) AS unit CROSS JOIN LATERAL (VALUES
     ('helpers', 1),
@@ -98,33 +100,48 @@ FROM sv_helpers h CROSS JOIN LATERAL unnest(h.org_path) AS unit CROSS JOIN LATER
     (CASE WHEN h.load > h.capacity THEN 'over_capacity' END, 1),
     ('load:' || h.load, 1)
 ) AS f(fact, n)
-WHERE h.status = 'active' AND f.fact IS NOT NULL AND h.id = ANY(%(helpers)s::uuid[])
+WHERE h.status = 'active' AND f.fact IS NOT NULL AND {{only}}
 GROUP BY 1, 2
 """
 
-PAIRING_FACTS = f"""
+_PAIRING_FACTS = f"""
 SELECT unit, 'shape:' || pr.shape, {_T}, count(*) AS n
 FROM sv_pairings pr CROSS JOIN LATERAL unnest(pr.org_path) AS unit
-WHERE pr.status = 'active' AND pr.id = ANY(%(pairings)s::uuid[])
+WHERE pr.status = 'active' AND {{only}}
 GROUP BY 1, 2
 """
 
 # The outcome as the compliance figures name it; the day before the window's end (a window
 # closing at 00:00 belongs to the day before: due_by in (start, end] is that day in the period).
 _OUTCOME = "CASE WHEN v.status = 'completed' THEN CASE WHEN v.late THEN 'late' ELSE 'on_time' END ELSE v.status END"
-VISIT_FACTS = f"""
+_VISIT_FACTS = f"""
 SELECT unit, 'visit:' || v.cadence || ':' || {_OUTCOME}, {china_day("v.due_by - interval '1 microsecond'")}, count(*)
 FROM sv_visits v CROSS JOIN LATERAL unnest(v.org_path) AS unit
-WHERE v.id = ANY(%(visits)s::uuid[])
+WHERE {{only}}
 GROUP BY 1, 2, 3
 """
 
-DUE_FACTS = f"""
+_DUE_FACTS = f"""
 SELECT unit, p.due_at, count(*) AS n
 FROM sv_persons p CROSS JOIN LATERAL unnest(p.org_path) AS unit
-WHERE {_ACTIVE} AND p.due_at IS NOT NULL AND p.id = ANY({_PERSONS})
+WHERE {_ACTIVE} AND p.due_at IS NOT NULL AND {{only}}
 GROUP BY 1, 2
 """
+
+# Each fact query over the rows a batch names (the counts it moves), and over every row (the
+# counts of a whole view, as a rebuild makes them once at its end: ``count_all``).
+PERSON_FACTS = _PERSON_FACTS.format(only=f"p.id = ANY({_PERSONS})")
+HELPER_FACTS = _HELPER_FACTS.format(only="h.id = ANY(%(helpers)s::uuid[])")
+PAIRING_FACTS = _PAIRING_FACTS.format(only="pr.id = ANY(%(pairings)s::uuid[])")
+VISIT_FACTS = _VISIT_FACTS.format(only="v.id = ANY(%(visits)s::uuid[])")
+DUE_FACTS = _DUE_FACTS.format(only=f"p.id = ANY({_PERSONS})")
+_ALL_FACTS = " UNION ALL ".join(
+    f"({q.format(only='true')})" for q in (_PERSON_FACTS, _HELPER_FACTS, _PAIRING_FACTS, _VISIT_FACTS)
+)
+COUNT_ALL = (
+    f"INSERT INTO sv_rollup (unit_id, fact, day, n) SELECT * FROM ({_ALL_FACTS}) AS f(unit_id, fact, day, n) WHERE n <> 0",
+    f"INSERT INTO sv_rollup_due (unit_id, due_at, n) SELECT * FROM ({_DUE_FACTS.format(only='true')}) AS f WHERE n <> 0",
+)
 
 
 def _merge(table: str, key: tuple[str, ...], facts: str) -> str:
@@ -229,3 +246,10 @@ class Touched:
     def count(self, cur: psycopg.Cursor[Any]) -> None:
         """After the batch: count the same rows in again, as they are now."""
         self._run(cur, 1, set())
+
+
+def count_all(cur: psycopg.Cursor[Any]) -> None:
+    """Count every row of the view into the (empty) rollups at once: what the batches' moves
+    add up to, as a rebuild makes the counts once from its finished rows."""
+    for statement in COUNT_ALL:
+        cur.execute(statement)

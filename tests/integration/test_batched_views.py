@@ -1,5 +1,5 @@
 """Batched view writes against a real PostgreSQL: a view written a batch at a time (one statement
-per event class and round, ``projections/batches.py``; the timeline's entries in one statement)
+per event class and round, ``projections/batches.py``; the timeline's entries by one COPY)
 holds exactly the rows of the same view written one event at a time by plain statements, for
 batches of any size; a batch that fails half-way leaves every view and its tracking row as they
 were, and the retry applies nothing twice.
@@ -8,13 +8,19 @@ were, and the retry applies nothing twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from domain.pairing import Pairing
+from domain.person import Person
+from domain.visit_log import ServiceCategory, ServiceItem, VisitLog
+from domain.vocabulary import Cadence, VisitMode
 from projections import accounts, emergency_queue, registry, supervision, timeline, visit_tasks
 from projections.accounts import AccountsProjection
 from projections.batches import apply_events, decode_all
@@ -25,7 +31,8 @@ from projections.supervision import SupervisionProjection
 from projections.timeline import TimelineProjection
 from projections.visit_tasks import VisitTaskProjection
 from tests.integration.test_rebuild import more_history
-from tests.integration.test_supervision import Care, care_in
+from tests.integration.test_registry_view import new_meta
+from tests.integration.test_supervision import Care, care_in, meta_at
 
 BATCHED = {
     "registry": (RegistryProjection, registry.TABLES),
@@ -150,6 +157,53 @@ def test_the_supervision_view_written_in_batches_equals_its_plain_statements_one
         batched = written(url, f"sv_batches_of_{size}", projection, tables, in_batches(projection, events, size))
         assert all(r["n"] > 0 for r in batched["sv_visit_counts"]), "no count at zero is kept"
         assert counted(batched) == reference, f"batches of {size}"
+
+
+def test_the_supervision_view_replayed_as_a_rebuild_does_equals_its_statements_one_event_at_a_time(
+    care: Care,
+) -> None:
+    """A rebuild's replay writes the rows only (``rebuild_batch``: a person's visit logs of one
+    batch as one write) and makes the counts once at its end (``finish_rebuild``); the events
+    recorded meanwhile then move the counts as live batches do."""
+    w, minutes = care.world, [25, 45, 15, 35, 55, 5]
+    cadre = w.app.load(Pairing, w.pairings["cadre"])
+    for i, m in enumerate(minutes):  # elder 0's visits logged out of order, the pairing's cadence changed between
+        at = care.now - timedelta(minutes=m)
+        visit = VisitLog.record(
+            id=uuid4(), pairing_id=cadre.id, person_id=w.elders[0], org_path=w.app.load(Person, w.elders[0]).org_path,
+            meta=meta_at(at), task_id=None, mode=VisitMode.HOME_VISIT, helper_ids=[w.helpers[1]], findings={},
+            services=[ServiceCategory.DAILY_LIFE_CARE], service_items=[ServiceItem.CLEANING],
+        )  # fmt: skip
+        w.app.save(visit)
+        if i == 2:
+            w.app.change_pairing_cadence(cadre.id, Cadence.MONTHLY, VisitMode.HOME_VISIT, new_meta())
+    url, events = care.world.url, logged(care)
+    tables = supervision.TABLES
+
+    def plain(conn: psycopg.Connection[Any]) -> None:
+        projection = SupervisionProjection()
+        for position, event in events:
+            with conn.transaction(), conn.cursor() as cur:
+                projection.apply_one(cur, event, position)
+
+    def replayed(size: int, upto: int) -> Callable[[psycopg.Connection[Any]], None]:
+        def write(conn: psycopg.Connection[Any]) -> None:
+            projection = SupervisionProjection()
+            for i in range(0, upto, size):
+                with conn.transaction(), conn.cursor() as cur:
+                    projection.rebuild_batch(cur, events[i : min(i + size, upto)])
+            with conn.transaction(), conn.cursor() as cur:
+                projection.finish_rebuild(cur)
+            in_batches(projection, events[upto:], 7)(conn)
+
+        return write
+
+    reference = written(url, "sv_plain", SupervisionProjection(), tables, plain)
+    reference["sv_visit_counts"] = [r for r in reference["sv_visit_counts"] if r["n"] != 0]
+    for size, upto in ((len(events), len(events)), (7, len(events)), (1, len(events)), (50, len(events) // 2)):
+        rebuilt = written(url, f"sv_replayed_{size}_{upto}", SupervisionProjection(), tables, replayed(size, upto))
+        assert rebuilt["sv_rollup"] and rebuilt["sv_rollup_due"] and rebuilt["sv_visit_counts"]
+        assert rebuilt == reference, f"batches of {size}, the rest live after {upto}"
 
 
 def test_every_batched_supervision_statement_is_valid_sql(fresh_database_url: str) -> None:
