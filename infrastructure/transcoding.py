@@ -168,11 +168,7 @@ class EventTranscoder(JSONTranscoder):
             holder = [_decode_json(data)]
             uuids: list[tuple[Any, Any, str]] = []
             self._objects(holder, uuids)
-            if uuids:
-                for (container, key, _), value in zip(
-                    uuids, msgspec.convert([u[2] for u in uuids], list[UUID]), strict=True
-                ):
-                    container[key] = value
+            _fill_uuids(uuids)
             return holder[0]
         except Exception:  # noqa: BLE001 - whatever the fast path cannot read, the library decides:
             # it reads it, or raises its own error (for a state with two bad boxes, the first in
@@ -190,11 +186,7 @@ class EventTranscoder(JSONTranscoder):
             holder = [{k: v for k, v in parsed.items() if k in fields}]
             uuids: list[tuple[Any, Any, str]] = []
             self._objects(holder, uuids)
-            if uuids:
-                for (container, key, _), value in zip(
-                    uuids, msgspec.convert([u[2] for u in uuids], list[UUID]), strict=True
-                ):
-                    container[key] = value
+            _fill_uuids(uuids)
             return holder[0]  # type: ignore[no-any-return]
         except Exception:  # noqa: BLE001 - as in decode: the library decides, with its own error
             state = super().decode(data)
@@ -308,3 +300,10 @@ class EventTranscoder(JSONTranscoder):
                     objects(v, uuids)
             elif t is list:
                 objects(v, uuids)
+
+
+def _fill_uuids(uuids: list[tuple[Any, Any, str]]) -> None:
+    """Put the UUIDs ``_objects`` collected in their places, all made in one msgspec call."""
+    if uuids:
+        for (container, key, _), value in zip(uuids, msgspec.convert([u[2] for u in uuids], list[UUID]), strict=True):
+            container[key] = value
