@@ -66,8 +66,11 @@ def china_day(instant: str) -> str:
 
 _T = f"'{TIMELESS}'::date"
 _ACTIVE = "p.status = 'active'"
+# Lists of ids go in binary (``%b``): psycopg's text dumper checks every element for quoting
+# (about 3 ms for 500 UUIDs, and a batch of 500 visit logs sends about ten such lists), the
+# binary one copies their bytes (about 0.1 ms).
 _PERSONS = (
-    "%(persons)s::uuid[] || ARRAY(SELECT unnest(person_ids) FROM sv_pairings WHERE id = ANY(%(pairings)s::uuid[]))"
+    "%(persons)b::uuid[] || ARRAY(SELECT unnest(person_ids) FROM sv_pairings WHERE id = ANY(%(pairings)b::uuid[]))"
 )
 
 _PERSON_FACTS = f"""
@@ -140,11 +143,11 @@ GROUP BY 1, 2
 # Each fact query over the rows a batch names (the counts it moves), and over every row (the
 # counts of a whole view, as a rebuild makes them once at its end: ``count_all``).
 PERSON_FACTS = _PERSON_FACTS.format(only=f"p.id = ANY({_PERSONS})")
-HELPER_FACTS = _HELPER_FACTS.format(only="h.id = ANY(%(helpers)s::uuid[])")
-PAIRING_FACTS = _PAIRING_FACTS.format(only="pr.id = ANY(%(pairings)s::uuid[])")
-VISIT_FACTS = _VISIT_FACTS.format(only="v.id = ANY(%(visits)s::uuid[])")
-VISITED_FACTS = _VISITED_FACTS.format(only="p.id = ANY(%(visited)s::uuid[])")
-DUE_FACTS = _DUE_FACTS.format(only=f"p.id = ANY({_PERSONS} || %(visited)s::uuid[])")
+HELPER_FACTS = _HELPER_FACTS.format(only="h.id = ANY(%(helpers)b::uuid[])")
+PAIRING_FACTS = _PAIRING_FACTS.format(only="pr.id = ANY(%(pairings)b::uuid[])")
+VISIT_FACTS = _VISIT_FACTS.format(only="v.id = ANY(%(visits)b::uuid[])")
+VISITED_FACTS = _VISITED_FACTS.format(only="p.id = ANY(%(visited)b::uuid[])")
+DUE_FACTS = _DUE_FACTS.format(only=f"p.id = ANY({_PERSONS} || %(visited)b::uuid[])")
 _ALL_FACTS = " UNION ALL ".join(
     f"({q.format(only='true')})" for q in (_PERSON_FACTS, _HELPER_FACTS, _PAIRING_FACTS, _VISIT_FACTS)
 )
