@@ -11,7 +11,8 @@ scheduled). Then, one client (a volunteer of the group, as a phone back in cover
 - **Backlogs**: ``batches`` requests of ``batch`` realistic visit logs each (findings, blood
   pressure, services), each log completing one of this week's tasks. Reported: logs per second
   from sending the request to its answer, and to the views having applied every event of it
-  (end to end: a supervisor's page shows the visits).
+  (end to end: a supervisor's page shows the visits); and the time from the answer to the views
+  applied (the projector's share), also as a ratio to the time to the answer.
 - **The same backlog again**: one batch sent again whole (as a phone that lost the answer):
   every item must answer 200 with its first answer's body, and nothing may be written.
 - **One log a request**: ``singles`` logs through ``POST /visits/{id}/complete``, back to back.
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             http = httpx.Client(base_url=server.base_url, headers=auth, timeout=300)
             http.get("/health")
             answered, applied = Summary("batch request, to its answer", 0), Summary("batch, to the views applied", 0)
+            # From a batch's answer to its views applied: the projector's share of end to end.
+            after = Summary("batch, from its answer to the views applied", 0)
             sent: list[tuple[dict[str, Any], dict[str, Any]]] = []
             meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid})
             before = max_position(server)
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                     ):
                         pass
                     applied.latencies.append(time.perf_counter() - t1)
-                answered.elapsed = applied.elapsed = time.perf_counter() - started
+                    after.latencies.append(applied.latencies[-1] - answered.latencies[-1])
+                answered.elapsed = applied.elapsed = after.elapsed = time.perf_counter() - started
             events = max_position(server) - before
             logs = args.batch * len(sent)
             again = Summary("the same batch again (all 200)", 0)
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n## Visit log batches, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8)\n")
     print(f"Command: `python -m bench.visit_batches {' '.join(sys.argv[1:])}`".rstrip())
     print(f"Code: {code_version()}; machine: {facts}; baseline rows carry {payload['target_bytes']} bytes of JSONB")
-    print_table(SUMMARY_HEADERS, [s.row() for s in (answered, applied, again, singles, base_one, base_batch)])
+    print_table(SUMMARY_HEADERS, [s.row() for s in (answered, applied, after, again, singles, base_one, base_batch)])
     # Requests go one after another: the time to the answers is the sum of their latencies, the
     # time to the views applied the whole phase (each batch waits for its own before the next).
     per_log = sum(answered.latencies) / max(logs, 1)
@@ -191,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio batches end to end / INSERT {args.batch} rows a transaction",
             "",
             f"{1 / views_per_log / batch_rows:.3f}",
+            "",
+        ],
+        [
+            "time from the answers to the views applied / time to the answers",
+            "",
+            f"{sum(after.latencies) / max(sum(answered.latencies), 1e-9):.2f}",
             "",
         ],
         ["ratio batches / one log a request", "", f"{1 / views_per_log / max(singles.throughput, 1e-9):.1f}", ""],

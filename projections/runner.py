@@ -7,7 +7,10 @@ The tracking rows are locked (``FOR UPDATE``, in name order) while a batch is ap
 runners over the same database, or a ``catch_up`` racing a running loop, never apply an event
 twice. New events are noticed by LISTEN on the library's channel, with a bounded poll as fallback;
 under load (NOTIFYs piling up while a batch is applied) the runner lingers a few milliseconds
-after a wake-up, so that one batch carries the events of many commands.
+after a wake-up, so that one batch carries the events of many commands. A batch's transaction
+also NOTIFYs ``VIEWS_CHANNEL`` with its position, delivered when it commits: a process waiting
+for the views to reach a position (``wait_for``, read-your-writes) LISTENs there from one thread
+and wakes at once, instead of finding out by its next poll of the tracking rows.
 
 A projection whose tables change shape says so with a new ``schema_version``; the version is
 kept with its tracking row, and opening a runner over tables of another version drops them,
@@ -49,6 +52,12 @@ DATABASE_AWAY = (
     persistence.OperationalError,
     persistence.InterfaceError,
 )
+# NOTIFYed by each batch's transaction with its last position (delivered at its commit).
+VIEWS_CHANNEL = "guanai_views_advanced"
+# Polls of the tracking rows while waiting for a position: the first after this many seconds, then
+# twice as long each time, up to the first cap; up to the second while the views' NOTIFYs are
+# heard (then a poll only covers a NOTIFY lost with a connection).
+POLL_FIRST, POLL_CAP, POLL_CAP_LISTENING = 0.005, 0.05, 0.25
 # Any constant works: it only serialises concurrent table creation between processes.
 SETUP_LOCK = 0x6775616E6169  # "guanai"
 
@@ -87,7 +96,10 @@ class ProjectionRunner:
         self._opened = False
         self._open_lock = threading.Lock()
         self._advanced = threading.Condition()
-        self._batches = 0  # batches applied by this runner; waiters compare it to see progress
+        self._batches = 0  # batches applied (by this runner, or heard of); waiters compare it to see progress
+        self._watcher: threading.Thread | None = None  # LISTENs on VIEWS_CHANNEL for waiters
+        self._watching = threading.Event()  # the watcher is listening
+        self._stop_watching = threading.Event()
         self._wanted = EventFilter(self.projections)  # events no projection handles are not decoded
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -97,6 +109,7 @@ class ProjectionRunner:
         with self._open_lock:
             if self._opened:
                 return
+            self._stop_watching.clear()
             self.pool.open(wait=True)
             with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK,))
@@ -128,6 +141,10 @@ class ProjectionRunner:
             self._opened = True
 
     def close(self) -> None:
+        self._stop_watching.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join(2.0)
         self.pool.close()
         self._opened = False
 
@@ -160,11 +177,12 @@ class ProjectionRunner:
     def wait_for(self, position: int | None, timeout: float = 2.0, names: Sequence[str] | None = None) -> bool:
         """True once the projections (all, or ``names``) have applied ``position``; False after
         ``timeout`` seconds. Wakes at once when this process applies a batch and otherwise
-        polls the tracking rows, so it also works when another process runs the projections."""
+        polls the tracking rows, so it also works when another process runs the projections:
+        that process's batches NOTIFY their commit, which wakes the wait too (``_watch``)."""
         if position is None:
             return True
         deadline = time.monotonic() + timeout
-        delay = 0.005
+        delay = POLL_FIRST
         while True:
             with self._advanced:
                 seen = self._batches
@@ -174,10 +192,41 @@ class ProjectionRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
+            self._start_watching()
             with self._advanced:
                 if self._batches == seen:
                     self._advanced.wait(min(remaining, delay))
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, POLL_CAP_LISTENING if self._watching.is_set() else POLL_CAP)
+
+    def _start_watching(self) -> None:
+        """The watcher thread, started by the first wait that has to wait."""
+        if self._watcher is not None:
+            return
+        with self._open_lock:
+            if self._watcher is None and not self._stop_watching.is_set():
+                self._watcher = threading.Thread(target=self._watch, name="views-watcher", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """LISTEN on ``VIEWS_CHANNEL`` and wake every waiter on each NOTIFY, until ``close()``; a
+        lost connection is made again after a pause (the waits poll meanwhile)."""
+        while not self._stop_watching.is_set():
+            try:
+                with psycopg.connect(self.database_url, autocommit=True) as listener:
+                    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(VIEWS_CHANNEL)))
+                    self._watching.set()
+                    while not self._stop_watching.is_set():
+                        if any(True for _ in listener.notifies(timeout=0.25, stop_after=1)):
+                            # Drain what piled up: one wake-up covers it all.
+                            sum(1 for _ in listener.notifies(timeout=0, stop_after=10_000))
+                            with self._advanced:
+                                self._batches += 1
+                                self._advanced.notify_all()
+            except psycopg.Error as e:
+                log.warning("views watcher lost its connection; waits poll meanwhile", error=type(e).__name__)
+            finally:
+                self._watching.clear()
+            self._stop_watching.wait(1.0)
 
     def lag(self) -> dict[str, Any]:
         """How far the slowest projection trails the log: events and seconds (age of the oldest
@@ -336,9 +385,11 @@ class ProjectionRunner:
                     apply_events(conn, cur, projection, todo)
                 advanced.append(projection.name)
             if advanced:
+                # With the NOTIFY that wakes the waiters of other processes when this commits.
                 cur.execute(
-                    "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = ANY(%s)",
-                    (last, advanced),
+                    "WITH t AS (UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = ANY(%s))"
+                    " SELECT pg_notify(%s, %s)",
+                    (last, advanced, VIEWS_CHANNEL, str(last)),
                 )
         positions.update(dict.fromkeys(advanced, last))
         self._start = min(positions.values(), default=last)

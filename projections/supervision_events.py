@@ -82,7 +82,7 @@ _ALL_TASK_COUNTS = (
     f"SELECT v.org_path, v.cadence, v.due_by, {_OUTCOME} AS outcome, count(*)::int AS k FROM sv_visits v"
     " {where} GROUP BY 1, 2, 3, 4"
 )
-_TASK_COUNTS = _ALL_TASK_COUNTS.format(where="WHERE v.id = ANY(%s::uuid[])")
+_TASK_COUNTS = _ALL_TASK_COUNTS.format(where="WHERE v.id = ANY(%b::uuid[])")
 UNCOUNT_TASKS = (
     f"MERGE INTO sv_visit_counts c USING ({_TASK_COUNTS}) g"
     " ON c.org_path = g.org_path AND c.cadence = g.cadence AND c.due_by = g.due_by AND c.outcome = g.outcome"

@@ -271,7 +271,9 @@ class TimelineProjection:
         wanted = [e.originator_id for _, e in relevant if not (_class(type(e)).person or _class(type(e)).created)]
         subjects: dict[UUID, list[UUID]] = {}
         if wanted:
-            cur.execute("SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%s)", (wanted,))
+            cur.execute(
+                "SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%b::uuid[])", (wanted,)
+            )
             subjects = {aggregate_id: list(persons) for aggregate_id, persons in cur.fetchall()}
         changed: set[UUID] = set()
         entries = []

@@ -29,7 +29,9 @@ class Projector:
     Built from a database URL and either ``app``, an existing CareApplication to share (its
     recorder and mapper are only read), or ``make_app``, which builds the projector's own on
     first use (guanai/bootstrap.py: one that opens no personal data, as the views hold none).
-    Connects on ``open()``/``start()``, not before.
+    Connects on ``open()``/``start()``, not before. A batch is up to ``batch_size`` events read
+    and applied in one transaction: 2,000, so that a device's backlog of 500 visit logs (1,000
+    events, one save) is one read and one transaction, not two and a look for more.
     """
 
     def __init__(
@@ -39,7 +41,7 @@ class Projector:
         app: CareApplication | None = None,
         make_app: Callable[[], CareApplication] | None = None,
         projections: Sequence[Projection] | None = None,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         poll_interval: float = 2.0,
         pool_size: int = 4,
     ) -> None:

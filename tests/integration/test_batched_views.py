@@ -7,6 +7,8 @@ were, and the retry applies nothing twice.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -308,3 +310,35 @@ def test_a_runner_that_knew_a_later_position_replays_a_view_another_process_rese
         assert running.positions() == {"registry": events[-1][0]}
         with psycopg.connect(url) as conn:
             assert snapshot(conn, "public", registry.TABLES) == full
+
+
+def test_a_wait_in_another_process_wakes_when_a_batch_commits_not_at_its_next_poll(
+    care: Care, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's NOTIFY wakes a waiter that applies nothing itself (an API process): with its
+    polls of the tracking rows 30 s apart, the wait still ends as soon as the batch commits."""
+    from projections import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "POLL_FIRST", 30.0)
+    url, app, events = care.world.url, care.world.app, logged(care)
+    with (
+        ProjectionRunner(app, url, [RegistryProjection()]) as applying,
+        ProjectionRunner(app, url, [RegistryProjection()]) as waiting,
+    ):
+        waiting._start_watching()
+        assert waiting._watching.wait(10), "the waiter listens"
+        outcome: list[tuple[bool, float]] = []
+
+        def wait() -> None:
+            t0 = time.monotonic()
+            outcome.append((waiting.wait_for(events[-1][0], timeout=60), time.monotonic() - t0))
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.2)  # the waiter has looked once and sleeps until its next poll (30 s)
+        assert not outcome
+        applying.catch_up()
+        thread.join(20)
+        assert outcome and outcome[0][0], "the wait ended with the views at the position"
+        assert outcome[0][1] < 15, f"woken by the commit, not by a poll: {outcome[0][1]:.1f} s"
+    assert waiting._watcher is None, "close() stops the watcher"

@@ -137,3 +137,31 @@ def test_rows_created_in_the_batch_are_not_taken_out_of_the_counts_before_it() -
         assert len(before.run) == uncounted
         assert [p["persons"] for p in after.run] == [[person.id], [person.id]]
         assert all(p["persons"] == [person.id] and p["sign"] == -1 for p in before.run)
+
+
+def _event(cls: type, **fields: object) -> object:
+    """An event of ``cls`` holding only ``fields`` (what ``Touched.of`` reads)."""
+    event = object.__new__(cls)
+    for name, value in {"originator_version": 2, **fields}.items():
+        object.__setattr__(event, name, value)
+    return event
+
+
+def test_a_person_whose_only_change_is_a_visit_logged_has_only_the_due_day_counted_again() -> None:
+    from projections.supervision_rollup import Touched
+
+    person, other, task, pairing = uuid4(), uuid4(), uuid4(), uuid4()
+    logged = _event(VisitLog.Recorded, originator_id=uuid4(), originator_version=1, person_id=person)
+    completed = _event(VisitTask.Completed, originator_id=task)
+    touched = Touched.of([logged, completed])
+    assert (touched.persons, touched.visited, touched.visits) == (set(), {person}, {task})
+
+    # Another change of the same person in the batch: the person is counted whole, once.
+    tagged = _event(Person.RiskTagAdded, originator_id=person)
+    touched = Touched.of([logged, tagged])
+    assert (touched.persons, touched.visited) == ({person}, set())
+
+    # A pairing's people are known only to the database: everyone is counted whole.
+    added = _event(Pairing.PersonAdded, originator_id=pairing, person_id=other)
+    touched = Touched.of([logged, added])
+    assert (touched.persons, touched.visited, touched.pairings) == ({person, other}, set(), {pairing})
