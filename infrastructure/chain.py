@@ -479,7 +479,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
         heads = curs.fetchone()
         assert heads is not None
         # Under the lock: no other transaction can store one of these pairs before this commits.
-        taken = {(t[0], int(t[1])) for t in (pair.split(" ") for pair in heads["taken"])}
+        taken = {(t[0], int(t[1])) for t in (pair.rsplit(" ", 1) for pair in heads["taken"])}
         chosen: list[int] = []
         for n, save in enumerate(saves):
             mine = [(str(e.originator_id), e.originator_version) for e in save.events]
