@@ -28,7 +28,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.care import CareApplication
-from domain.base import CommandMeta
+from domain.base import CommandMeta, ErasedError
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
 from infrastructure.audit import Audit
@@ -419,6 +419,31 @@ def test_a_new_key_commits_with_its_events_or_not_at_all(app: CareApplication, f
         assert other.load(Person, pid).name == "李秀英"
     finally:
         other.close()
+
+
+def test_a_new_key_whose_owner_was_erased_fails_its_save_and_stores_nothing(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    """The folded key check (``infrastructure.folded``) reads the owner's row in the statement that
+    inserts the key: an erased owner refuses the save, and neither the key nor the event stays."""
+    url = fresh_database_url
+    where = village(app)
+    owner = uuid.uuid4()
+    register(app, where, owner)
+    app.erase_person(owner, "请求删除", meta())
+    keys = app.store.key_store
+    keys.check_master_key()
+    wrapping = keys.master.held(keys._store_key_id)  # type: ignore[attr-defined]
+    assert wrapping is not None
+    subject = uuid.uuid4()
+    wrapped = wrapping.wrap(str(subject), keys.master.suite.new_data_key())
+    keys._carried.rows = [(str(subject), str(owner), wrapped, wrapping.key_id)]  # type: ignore[attr-defined]
+    stored = positions(url)
+    with pytest.raises(ErasedError, match="owner"):
+        recorder(app).insert_events([event(subject, 1)])
+    assert key_rows(url, subject) == []
+    assert positions(url) == stored
+    assert_audit_verifies(app, url)
 
 
 def test_a_key_stored_meanwhile_by_another_process_is_used_on_the_second_try(
