@@ -18,7 +18,9 @@ are O(log n) rows read by primary key in one query.
 Why in the write transaction rather than a follower: a follower could lag, and the log's
 checkpoint would then not cover what was just stored; here a stored event is covered the moment
 it commits. The cost is per insert: the head row is read in the same pipeline as the insert (no
-extra round trip), one multi-row insert of ~2 rows per event, one update of the head, and one
+extra round trip; in a group's transaction in the one statement that also reads the chain's
+newest entry), one multi-row insert of ~2 rows per event, one update of the head (both folded
+into one statement with the chain's entries and the new keys, ``infrastructure.folded``), and one
 hash per leaf and per completed node (measured in ``bench/proofs.py``).
 """
 
@@ -35,9 +37,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from psycopg import Connection, Cursor
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composable, Identifier, Literal
 
-from infrastructure import verifier
+from infrastructure import folded, verifier
 from infrastructure.suites import Suite, SuiteError, suite
 
 TREE_SUFFIX = "_tree"
@@ -183,23 +185,43 @@ class TreeWriter:
         cur.execute(self._select_head, prepare=True)
         self._pending[curs.connection] = cur
 
-    def append(self, curs: Cursor[Any], written: Sequence[tuple[int, StoredEvent]]) -> None:
+    @property
+    def select_head(self) -> Composable:
+        """The head row's query (locking it), for a caller that reads it with other things in
+        one statement and hands the row to ``append``."""
+        return self._select_head
+
+    def append(
+        self, curs: Cursor[Any], written: Sequence[tuple[int, StoredEvent]], head: tuple[Any, Any] | None = None
+    ) -> None:
+        """The leaves and completed nodes of ``written`` stored, and the head moved on. ``head``:
+        the (size, frontier) already read under the lock in this transaction; otherwise the one
+        ``after_lock`` asked for, or read now. The writes join the transaction's folded ones
+        (``infrastructure.folded``) when there are any."""
         conn = curs.connection
-        pending = self._pending.pop(conn, None)
-        if pending is None:
-            pending = conn.cursor()
-            pending.execute(self._select_head)
-        with pending:
-            row: Any = pending.fetchone()
-        if row is None:
+        if head is None:
+            pending = self._pending.pop(conn, None)
+            if pending is None:
+                pending = conn.cursor()
+                pending.execute(self._select_head)
+            with pending:
+                row: Any = pending.fetchone()
+            if row is not None:
+                head = (row["size"], row["frontier"]) if isinstance(row, dict) else (row[0], row[1])
+        if head is None or head[0] is None:
             raise ProofError("the tree's head row is missing: the store's tables were changed outside the application")
-        size, nodes = (row["size"], row["frontier"]) if isinstance(row, dict) else row
+        size, nodes = head
         frontier = Frontier(self.suite.tree_hash, size, [bytes(n) for n in nodes])
         now_us = time.time_ns() // 1000
         columns: tuple[list[Any], ...] = ([], [], [], [], [])
         for position, e in sorted(written, key=lambda w: w[0]):
             _add_leaf(columns, frontier, position, now_us, e.originator_version, e.originator_id, e.topic, e.state)
         size, frontier_nodes = frontier.size, frontier.nodes
+        writes = folded.pending(conn)
+        if writes is not None:
+            writes.add(self._insert, columns)
+            writes.add(self._update_head, (size, frontier_nodes))
+            return
         with conn.cursor() as cur:
             cur.execute(self._insert, columns, prepare=True)
             cur.execute(self._update_head, (size, frontier_nodes), prepare=True)

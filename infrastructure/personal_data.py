@@ -66,6 +66,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from domain.base import ErasedError, Personal, personal_fields
 from domain.person import Person
+from infrastructure import folded
 from infrastructure.chain import read_or_create_secret
 from infrastructure.failpoints import failpoint
 from infrastructure.metrics import KEY_CACHE
@@ -399,6 +400,11 @@ class PostgresKeyStore(KeyStore):
             "FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) AS r(subject, owner, wrapped, key_id), {} m "
             "WHERE m.key_id = r.key_id FOR KEY SHARE OF m SKIP LOCKED ON CONFLICT (subject) DO NOTHING"
         ).format(table, master_table)
+        self._insert_carried_returning = self._insert_carried + SQL(" RETURNING subject, owner")
+        self._select_new_keys = SQL(
+            "SELECT k.subject, o.destroyed_at AS owner_destroyed FROM new_keys k LEFT JOIN {} o "
+            "ON o.subject = k.owner AND k.owner <> k.subject"
+        ).format(table)
         self._select_carried = SQL(
             "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, o.destroyed_at AS owner_destroyed FROM {t} k "
             "LEFT JOIN {t} o "
@@ -601,8 +607,24 @@ class PostgresKeyStore(KeyStore):
         rows = list({r[0]: r for r in carried}.values())
         if not rows:
             return
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        writes = folded.pending(cur.connection)
         with cur.connection.cursor() as c:
-            c.execute(self._insert_carried, [list(col) for col in zip(*rows, strict=True)], prepare=True)
+            if writes is not None:
+                # With the transaction's other folded writes, in one statement: the keys inserted
+                # (an inserted key is this save's own) and whether their owners were erased.
+                writes.add(self._insert_carried_returning, columns, name="new_keys")
+                writes.send(c, self._select_new_keys)
+                inserted = {r["subject"]: r for r in c.fetchall()}
+                for subject, _, _, _ in rows:
+                    if subject in inserted and inserted[subject]["owner_destroyed"] is not None:
+                        raise ErasedError(f"the owner of {subject} was erased", field="person_id")
+                # Not inserted: a key stored meanwhile, or a rotation holding the master key row.
+                rows = [r for r in rows if r[0] not in inserted]
+                if not rows:
+                    return
+            else:
+                c.execute(self._insert_carried, columns, prepare=True)
             c.execute(self._select_carried, ([r[0] for r in rows],), prepare=True)
             found = {r["subject"]: r for r in c.fetchall()}
         for subject, _, wrapped, _ in rows:

@@ -28,7 +28,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.care import CareApplication
-from domain.base import CommandMeta
+from domain.base import CommandMeta, ErasedError
 from domain.person import Person
 from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
 from infrastructure.audit import Audit
@@ -319,6 +319,59 @@ def test_a_lone_save_is_its_own_group_and_waits_for_nobody(app: CareApplication,
     assert [i[0] for i in ids] == positions(fresh_database_url)
 
 
+def test_a_registration_is_one_transaction_of_seven_statements_and_verifies(
+    app: CareApplication, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: the reads under the lock, and the chain's, tree's and key's writes after the
+    insert, are folded (``infrastructure.folded``); what is folded is still written."""
+    url = fresh_database_url
+    where = village(app)
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        text = query if isinstance(query, bytes | str) else query.as_bytes(self)
+        sent.append(text.decode() if isinstance(text, bytes) else text)
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    pid = uuid.uuid4()
+    register(app, where, pid)
+    monkeypatch.undo()
+    transaction = sent[sent.index("BEGIN") :]
+    assert transaction[-1] == "COMMIT" and len(transaction) == 7, transaction
+    assert key_rows(url, pid) == [(True,)]  # the key, written in the folded statement
+    with psycopg.connect(url) as conn:
+        size, leaves, entries, events = conn.execute(
+            "SELECT (SELECT size FROM guanai_events_tree_head), (SELECT count(*) FROM guanai_events_tree"
+            " WHERE level = 0), (SELECT count(*) FROM guanai_events_chain), (SELECT count(*) FROM guanai_events)"
+        ).fetchone()
+    assert size == leaves == entries == events
+    assert_audit_verifies(app, url)
+
+
+def test_a_committed_group_notifies_readers_and_a_refused_one_does_not(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    rec = recorder(app)
+    heard: list[str] = []
+    with psycopg.connect(fresh_database_url, autocommit=True) as listener:
+        listener.add_notify_handler(lambda n: heard.append(n.channel))
+        listener.execute(f'LISTEN "{rec.channel_name}"')
+        first = uuid.uuid4()
+        rec.insert_events([event(first, 1)])
+        with pytest.raises(IntegrityError):
+            rec.insert_events([event(first, 1)])  # refused: nothing inserted, the group not notified
+        rec.insert_events([event(uuid.uuid4(), 1)])
+        # The notifications of transactions committed before a query come with its answer (a
+        # refused group's too, had it sent one: all three committed before the first query).
+        deadline = time.monotonic() + 10
+        while len(heard) < 2 and time.monotonic() < deadline:
+            listener.execute("SELECT 1")
+        listener.execute("SELECT 1")
+    assert heard == [rec.channel_name, rec.channel_name]
+
+
 # ---- a new data key, written in the transaction of the save that first uses it ------------------
 
 
@@ -366,6 +419,31 @@ def test_a_new_key_commits_with_its_events_or_not_at_all(app: CareApplication, f
         assert other.load(Person, pid).name == "李秀英"
     finally:
         other.close()
+
+
+def test_a_new_key_whose_owner_was_erased_fails_its_save_and_stores_nothing(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    """The folded key check (``infrastructure.folded``) reads the owner's row in the statement that
+    inserts the key: an erased owner refuses the save, and neither the key nor the event stays."""
+    url = fresh_database_url
+    where = village(app)
+    owner = uuid.uuid4()
+    register(app, where, owner)
+    app.erase_person(owner, "请求删除", meta())
+    keys = app.store.key_store
+    keys.check_master_key()
+    wrapping = keys.master.held(keys._store_key_id)  # type: ignore[attr-defined]
+    assert wrapping is not None
+    subject = uuid.uuid4()
+    wrapped = wrapping.wrap(str(subject), keys.master.suite.new_data_key())
+    keys._carried.rows = [(str(subject), str(owner), wrapped, wrapping.key_id)]  # type: ignore[attr-defined]
+    stored = positions(url)
+    with pytest.raises(ErasedError, match="owner"):
+        recorder(app).insert_events([event(subject, 1)])
+    assert key_rows(url, subject) == []
+    assert positions(url) == stored
+    assert_audit_verifies(app, url)
 
 
 def test_a_key_stored_meanwhile_by_another_process_is_used_on_the_second_try(
