@@ -15,12 +15,12 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
-from api.access import timeline_hides
+from api.access import access_of, timeline_hides
 from api.common import Limit, MinPosition, access_fields, audit_of
 from api.dependencies import Caller, Care, RecordAccess, Views, WaitForViews
 from api.problems import ProblemError
 from domain.person import Person
-from projections.timeline import TimelineView
+from projections.timeline import RawTimelinePage, TimelineView
 
 Order = Annotated[str, QueryParameter(pattern="^(newest|oldest)$", description="newest (default) or oldest first")]
 Kinds = Annotated[
@@ -112,19 +112,33 @@ class TimelineController(Controller):
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
         # With nothing to wait for, the views' position is read with the page, in one statement.
+        access = access_of(request)
+        # The access check as a condition of the page's own statement, from the person's first
+        # event (where one decides it; otherwise it is made here, now, before anything is read).
+        gate = access.gate(person_id)
         waited = wait_for_views(min_position) if min_position is not None else None
         view = TimelineView(views.pool)
         audit, fields = audit_of(request), access_fields(request)
-        # The page and the access log's row in one round trip and one transaction, committed
-        # (flushed) before the page is answered, as record_access does.
-        page, logged = view.page_sent_with(
-            person_id,
-            lambda cur, query, only_if, params: audit.read_with_access(
-                cur, query, [person_id], **fields, only_if=only_if, params=params
-            ),
-            newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor), cursor=cursor, limit=limit,
-            views=[p.name for p in views.runner.projections] if waited is None else (),
-        )  # fmt: skip
+
+        def read(gate: Any) -> tuple[RawTimelinePage, bool]:
+            # The page and the access log's row in one round trip and one transaction, committed
+            # (flushed) before the page is answered, as record_access does.
+            return view.page_sent_with(
+                person_id,
+                lambda cur, query, only_if, params: audit.read_with_access(
+                    cur, query, [person_id], **fields, only_if=only_if, params=params
+                ),
+                newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor), cursor=cursor,
+                limit=limit, views=[p.name for p in views.runner.projections] if waited is None else (), gate=gate,
+            )  # fmt: skip
+
+        page, logged = read(gate)
+        if gate is not None:
+            if page.rows or logged:
+                access.gate_held()  # rows and the row written only where the check allows
+            else:  # refused, or nothing to read or log: the check itself decides, then as before
+                access.settle()
+                page, logged = read(None)
         if not logged:
             if page.total == 0 and not view.exists(person_id):
                 first = next(iter(care.events.get(person_id, limit=1)), None)

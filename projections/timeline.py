@@ -332,9 +332,11 @@ class TimelineView:
         cursor: int | None,
         limit: int,
         views: Sequence[str],
+        gate: str = "",
     ) -> tuple[str, str, dict[str, Any]]:
         """The page's query (its rows, each with the total and the views' position), the query of
-        the total and the position alone (past the end), and their parameters."""
+        the total and the position alone (past the end), and their parameters. ``gate``: an SQL
+        condition (text, bound) without which the page has no rows."""
         exact = [k for k in kinds if "." in k]
         prefixes = [f"{k}.%" for k in kinds if "." not in k]
         where = "person_id = %(person)s"
@@ -359,6 +361,7 @@ class TimelineView:
         query = (
             f"SELECT {COLUMNS}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
             f" {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}{after}"
+            f"{' AND ' + gate.replace('%', '%%') if gate else ''}"
             f" ORDER BY position {order} LIMIT %(limit)s"
         )
         return query, count, params
@@ -403,6 +406,7 @@ class TimelineView:
         cursor: int | None = None,
         limit: int = 50,
         views: Sequence[str] = (),
+        gate: sql.Composable | None = None,
     ) -> tuple[RawTimelinePage, bool]:
         """As ``page``, the query sent by ``send`` with what it writes in the same round trip and
         transaction (a read's access log rows: ``Audit.read_with_access``). ``send`` gets a
@@ -410,13 +414,18 @@ class TimelineView:
         condition (with its parameters) that holds while the person has entries (a write made
         only then is never made for an unknown person); it answers the rows and whether it
         wrote. The rows are tuples of ``RAW_COLUMNS``, summaries left as the JSON text the view
-        holds (a caller that only passes them on need not decode them)."""
-        query, count, params = self._queries(
-            person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit, views=views
-        )
+        holds (a caller that only passes them on need not decode them).
+
+        ``gate`` (an access check's condition, ``Access.gate``): the page has rows, and the write
+        is made, only where it holds; an empty page written nothing then may be a refusal."""
         with one_query_cursor(self.pool, tuple_row) as cur:
+            query, count, params = self._queries(
+                person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
+                views=views, gate="" if gate is None else gate.as_string(cur),
+            )  # fmt: skip
+            only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, gate)
             set_json_loads(_raw_json, cur)
-            rows, sent = send(cur, cur.mogrify(query, params), _HAS_ENTRIES, [person_id])
+            rows, sent = send(cur, cur.mogrify(query, params), only_if, [person_id])
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
             rows = [r[1:-2] for r in rows]
