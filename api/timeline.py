@@ -8,7 +8,7 @@ answer keeps this person's id and counts the others (``other_persons``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -78,15 +78,15 @@ class _Ids(msgspec.Struct):
 _IDS = msgspec.json.Decoder(_Ids)
 
 
-def summary_for(raw: bytes, person_id: UUID, me: str) -> dict[str, Any]:
+def summary_for(raw: bytes | str, person_id: UUID, me: str) -> dict[str, Any]:
     """``about_this_person`` of a summary as the view holds it (JSON text): decoded and encoded
     again only when it names another person or lists persons; otherwise passed on as it is
     (``msgspec.Raw``, encoded as the same JSON object)."""
-    if b'"person_id' in raw:
+    if ('"person_id' if type(raw) is str else b'"person_id') in raw:
         ids = _IDS.decode(raw)
         if isinstance(ids.person_ids, list) or (ids.person_id is not None and str(ids.person_id) != me):
             return about_this_person(msgspec.json.decode(raw), person_id)
-    return cast(dict[str, Any], msgspec.Raw(raw))
+    return msgspec.Raw(raw)  # type: ignore[return-value]  # encoded as the object it holds
 
 
 class TimelineController(Controller):

@@ -297,7 +297,7 @@ class TimelinePage(msgspec.Struct):
 
 class RawTimelinePage(msgspec.Struct):
     """A page as ``page_sent_with`` reads it: each row a tuple of ``RAW_COLUMNS``, the summary as
-    the JSON text the database holds (not decoded)."""
+    the JSON text the database holds (a str, not decoded)."""
 
     rows: list[tuple[Any, ...]]
     total: int
@@ -307,10 +307,8 @@ class RawTimelinePage(msgspec.Struct):
 
 # The columns of a raw page's rows, in order (the person's id left out: the caller named it).
 RAW_COLUMNS = COLUMNS.split(", ")[1:]
-
-
-def _raw_json(data: bytes | str) -> bytes:
-    return data if isinstance(data, bytes) else data.encode()
+# The summary as the text of its JSON (a str; the jsonb's own output): no loader called per row.
+_RAW_SELECT = COLUMNS.replace("summary", "summary::text")
 
 
 _HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
@@ -333,6 +331,7 @@ class TimelineView:
         limit: int,
         views: Sequence[str],
         gate: str = "",
+        columns: str = COLUMNS,
     ) -> tuple[str, str, dict[str, Any]]:
         """The page's query (its rows, each with the total and the views' position), the query of
         the total and the position alone (past the end), and their parameters. ``gate``: an SQL
@@ -359,7 +358,7 @@ class TimelineView:
         # The page, the total and the views' position in one round trip (the total and the
         # position read apart only past the end).
         query = (
-            f"SELECT {COLUMNS}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
+            f"SELECT {columns}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
             f" {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}{after}"
             f"{' AND ' + gate.replace('%', '%%') if gate else ''}"
             f" ORDER BY position {order} LIMIT %(limit)s"
@@ -421,10 +420,9 @@ class TimelineView:
         with one_query_cursor(self.pool, tuple_row) as cur:
             query, count, params = self._queries(
                 person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
-                views=views, gate="" if gate is None else gate.as_string(cur),
+                views=views, gate="" if gate is None else gate.as_string(cur), columns=_RAW_SELECT,
             )  # fmt: skip
             only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, gate)
-            set_json_loads(_raw_json, cur)
             rows, sent = send(cur, cur.mogrify(query, params), only_if, [person_id])
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
