@@ -111,11 +111,11 @@ class TimelineController(Controller):
     ) -> TimelineOut:
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
-        # With nothing to wait for, the views' position is read with the page, in one statement.
         access = access_of(request)
         # The access check as a condition of the page's own statement, from the person's first
         # event (where one decides it; otherwise it is made here, now, before anything is read).
         gate = access.gate(person_id)
+        # With nothing to wait for, the views' position is read with the page, in one statement.
         waited = wait_for_views(min_position) if min_position is not None else None
         view = TimelineView(views.pool)
         audit, fields = audit_of(request), access_fields(request)

@@ -335,7 +335,7 @@ class TimelineView:
     ) -> tuple[str, str, dict[str, Any]]:
         """The page's query (its rows, each with the total and the views' position), the query of
         the total and the position alone (past the end), and their parameters. ``gate``: an SQL
-        condition (text, bound) without which the page has no rows."""
+        condition (text, bound, a "%" doubled) without which the page has no rows."""
         exact = [k for k in kinds if "." in k]
         prefixes = [f"{k}.%" for k in kinds if "." not in k]
         where = "person_id = %(person)s"
@@ -360,7 +360,7 @@ class TimelineView:
         query = (
             f"SELECT {columns}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
             f" {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}{after}"
-            f"{' AND ' + gate.replace('%', '%%') if gate else ''}"
+            f"{' AND ' + gate if gate else ''}"
             f" ORDER BY position {order} LIMIT %(limit)s"
         )
         return query, count, params
@@ -418,11 +418,13 @@ class TimelineView:
         ``gate`` (an access check's condition, ``Access.gate``): the page has rows, and the write
         is made, only where it holds; an empty page written nothing then may be a refusal."""
         with one_query_cursor(self.pool, tuple_row) as cur:
+            # The condition as bound text, a "%" in it doubled: both statements are bound again.
+            bound_gate = "" if gate is None else gate.as_string(cur).replace("%", "%%")
             query, count, params = self._queries(
                 person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
-                views=views, gate="" if gate is None else gate.as_string(cur), columns=_RAW_SELECT,
+                views=views, gate=bound_gate, columns=_RAW_SELECT,
             )  # fmt: skip
-            only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, gate)
+            only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, sql.SQL(bound_gate))
             rows, sent = send(cur, cur.mogrify(query, params), only_if, [person_id])
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
