@@ -91,6 +91,9 @@ def test_supervisors_and_cadres_read_within_their_unit_and_an_erased_person_stay
         assert r.status_code == 200 and r.json()["items"] == [] and r.json()["total"] >= 1
     with as_role(client, "township_supervisor", other.township["id"]) as c:
         assert read(api_server, c, person, at, cursor=1).status_code == 404
+        # A malformed query is refused before the check, alike for every id: nothing to tell apart.
+        for anyone in (person, str(uuid.uuid4())):
+            assert c.get(f"/persons/{anyone}/timeline", params={"order": "sideways"}).status_code == 400
 
 
 def test_a_volunteer_reads_the_people_paired_with_them_while_the_pairing_lasts(
