@@ -8,19 +8,19 @@ answer keeps this person's id and counts the others (``other_persons``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 
-from api.access import timeline_hides
+from api.access import access_of, timeline_hides
 from api.common import Limit, MinPosition, access_fields, audit_of
 from api.dependencies import Caller, Care, RecordAccess, Views, WaitForViews
 from api.problems import ProblemError
 from domain.person import Person
-from projections.timeline import TimelineView
+from projections.timeline import RawTimelinePage, TimelineView
 
 Order = Annotated[str, QueryParameter(pattern="^(newest|oldest)$", description="newest (default) or oldest first")]
 Kinds = Annotated[
@@ -78,15 +78,15 @@ class _Ids(msgspec.Struct):
 _IDS = msgspec.json.Decoder(_Ids)
 
 
-def summary_for(raw: bytes, person_id: UUID, me: str) -> dict[str, Any]:
+def summary_for(raw: bytes | str, person_id: UUID, me: str) -> dict[str, Any]:
     """``about_this_person`` of a summary as the view holds it (JSON text): decoded and encoded
     again only when it names another person or lists persons; otherwise passed on as it is
     (``msgspec.Raw``, encoded as the same JSON object)."""
-    if b'"person_id' in raw:
+    if ('"person_id' if type(raw) is str else b'"person_id') in raw:
         ids = _IDS.decode(raw)
         if isinstance(ids.person_ids, list) or (ids.person_id is not None and str(ids.person_id) != me):
             return about_this_person(msgspec.json.decode(raw), person_id)
-    return cast(dict[str, Any], msgspec.Raw(raw))
+    return msgspec.Raw(raw)  # type: ignore[return-value]  # encoded as the object it holds
 
 
 class TimelineController(Controller):
@@ -111,20 +111,34 @@ class TimelineController(Controller):
     ) -> TimelineOut:
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
+        access = access_of(request)
+        # The access check as a condition of the page's own statement, from the person's first
+        # event (where one decides it; otherwise it is made here, now, before anything is read).
+        gate = access.gate(person_id)
         # With nothing to wait for, the views' position is read with the page, in one statement.
         waited = wait_for_views(min_position) if min_position is not None else None
         view = TimelineView(views.pool)
         audit, fields = audit_of(request), access_fields(request)
-        # The page and the access log's row in one round trip and one transaction, committed
-        # (flushed) before the page is answered, as record_access does.
-        page, logged = view.page_sent_with(
-            person_id,
-            lambda cur, query, only_if, params: audit.read_with_access(
-                cur, query, [person_id], **fields, only_if=only_if, params=params
-            ),
-            newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor), cursor=cursor, limit=limit,
-            views=[p.name for p in views.runner.projections] if waited is None else (),
-        )  # fmt: skip
+
+        def read(gate: Any) -> tuple[RawTimelinePage, bool]:
+            # The page and the access log's row in one round trip and one transaction, committed
+            # (flushed) before the page is answered, as record_access does.
+            return view.page_sent_with(
+                person_id,
+                lambda cur, query, only_if, params: audit.read_with_access(
+                    cur, query, [person_id], **fields, only_if=only_if, params=params
+                ),
+                newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor), cursor=cursor,
+                limit=limit, views=[p.name for p in views.runner.projections] if waited is None else (), gate=gate,
+            )  # fmt: skip
+
+        page, logged = read(gate)
+        if gate is not None:
+            if page.rows or logged:
+                access.gate_held()  # rows and the row written only where the check allows
+            else:  # refused, or nothing to read or log: the check itself decides, then as before
+                access.settle()
+                page, logged = read(None)
         if not logged:
             if page.total == 0 and not view.exists(person_id):
                 first = next(iter(care.events.get(person_id, limit=1)), None)

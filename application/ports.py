@@ -93,6 +93,15 @@ class EventStore(ABC):
                 found.add(i)
         return found
 
+    def first_event_condition(self, originator_id: UUID, topic: str, contains: bytes | None = None) -> Any:
+        """An SQL condition (a ``psycopg.sql.Composable``), for a statement on this store's
+        database, that holds while the stream's first event is of ``topic`` and, when
+        ``contains`` is given (a JSON object, as the transcoder writes one), its state holds
+        that object (a list in it holds each of the given list's elements): nothing decoded or
+        opened. A read puts it in its own statement instead of reading the event first (a
+        timeline's access check). None: this store has no SQL; the caller reads the event."""
+        return None
+
     # Lookups: keyed hashes of sealed numbers (an ID number, a phone) -> the subject they belong
     # to, and the digest of the registry row last imported for them (imports find people by them).
 

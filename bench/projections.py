@@ -13,8 +13,9 @@
    newest first, and a page 500 entries deep by cursor), a county's supervision summary and its
    overdue list, each beside a plain 50-row read of the event store by primary key (the summary
    also from the view's rows, as it was read before the projection kept counts per unit); then
-   the same timeline, summary and list through ``guanai api`` over HTTP, beside ``GET /health``
-   and the 50-row read, taking turns in rounds, with the API's CPU per request.
+   the same timeline (as an administrator, and as the person's county supervisor), summary and
+   list through ``guanai api`` over HTTP, beside ``GET /health`` and the 50-row read, taking
+   turns in rounds, with the API's CPU per request.
 
 Every database made here is dropped at the end, unless ``--keep NAME`` names one: then the store
 is written there once, its description kept in a table ``bench_store``, and later runs with the
@@ -226,18 +227,26 @@ def http_latencies(url: str, store: Store, reads: int, keys: dict[str, str], rou
                     prepare=True,
                 ).fetchall()
 
-            def get(path: str) -> Callable[[], None]:
+            def get(path: str, as_: dict[str, str] | None = None) -> Callable[[], None]:
                 def call() -> None:
-                    r = client.get(path)
+                    r = client.get(path, headers=as_)
                     assert r.status_code == 200, r.text
 
                 return call
+
+            # The heavy person's county supervisor: their access is decided by the person's org
+            # path (scope subtree), the administrator's by the person's existence alone.
+            supervisor = {"Authorization": f"Bearer {server.token('county_supervisor', str(store.counties[0][0]))}"}
 
             phases: list[tuple[str, Callable[[], None]]] = [
                 ("baseline: 50 events by primary key", raw),
                 ("GET /health", get("/health")),
                 ("GET /auth/me (floor)", get("/auth/me")),
                 ("GET /persons/{id}/timeline", get(f"/persons/{store.heavy_person}/timeline")),
+                (
+                    "GET /persons/{id}/timeline (county supervisor)",
+                    get(f"/persons/{store.heavy_person}/timeline", supervisor),
+                ),
                 ("GET /supervision/{county}", get(f"/supervision/{code}?period=half_year")),
                 ("GET /supervision/{county}/overdue", get(f"/supervision/{code}/overdue")),
             ]

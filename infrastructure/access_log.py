@@ -142,6 +142,27 @@ class AccessLog:
         self._lock = threading.Lock()
         self._last: tuple[int, bytes] | None = None
         self._key_checked = False
+        self._texts: dict[int, str] = {}  # row count -> the write's text (``_write_text``)
+
+    def _write_text(self, cur: ClientCursor[Any], count: int) -> str:
+        """The table's lock and the INSERT of ``count`` rows up to its condition on the last row,
+        as text with placeholders: composed once per row count (composing it took a tenth of a
+        timeline read's CPU in the API)."""
+        text = self._texts.get(count)
+        if text is None:
+            table = Identifier(TABLE)
+            row = SQL("(%s::bigint, %s::timestamptz, %s, %s, %s, %s::uuid, %s, %s::bytea)")
+            text = (
+                SQL(
+                    "LOCK TABLE {} IN EXCLUSIVE MODE; "
+                    "INSERT INTO {} (id, at, actor_id, actor_role, endpoint, person_id, request_id, mac) "
+                    "SELECT * FROM (VALUES {}) AS v WHERE (SELECT max(id) FROM {}) = %s"
+                )
+                .format(table, table, SQL(", ").join(row for _ in range(count)), table)
+                .as_string(cur)
+            )
+            self._texts[count] = text
+        return text
 
     def remember(self, last: int, mac: bytes) -> None:
         with self._lock:
@@ -191,22 +212,15 @@ class AccessLog:
         if last is None or not person_ids:
             cur.execute(read)
             return cur.fetchall(), False
-        table = Identifier(TABLE)
         rows = _rows(key, last[0], last[1], person_ids, datetime.now(UTC), fields)
-        values = SQL(", ").join(SQL("(%s::bigint, %s::timestamptz, %s, %s, %s, %s::uuid, %s, %s::bytea)") for _ in rows)
-        condition = SQL("(SELECT max(id) FROM {}) = %s").format(table)
+        write = self._write_text(cur, len(rows))
         if only_if is not None:
-            condition = SQL("{} AND {}").format(condition, only_if)
-        insert = SQL(
-            "INSERT INTO {} (id, at, actor_id, actor_role, endpoint, person_id, request_id, mac) "
-            "SELECT * FROM (VALUES {}) AS v WHERE {} RETURNING id"
-        ).format(table, values, condition)
-        lock = SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table)
-        bound = cur.mogrify(insert, [*(v for row in rows for v in row), last[0], *params])
-        cur.execute(f"{read}; {cur.mogrify(lock)}; {bound}")
+            write += " AND " + only_if.as_string(cur)
+        bound = cur.mogrify(write + " RETURNING id", [*(v for row in rows for v in row), last[0], *params])
+        cur.execute(f"{read}; {bound}")
         found = cur.fetchall()
         cur.nextset()  # the lock
-        cur.nextset()
+        cur.nextset()  # the insert
         written = [r[0] for r in cur.fetchall()]
         if not written:
             return found, False

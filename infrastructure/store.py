@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
@@ -221,6 +222,24 @@ class PostgresEventStore(_SealingStore):
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, (list(ids),)).fetchall()
         return [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
+
+    def first_event_condition(self, originator_id: UUID, topic: str, contains: bytes | None = None) -> Any:
+        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+        # The id and topic as untyped literals, taken as the columns' types (uuid or text ids).
+        condition = sql.SQL("originator_id = {} AND originator_version = 1 AND topic = {}").format(
+            sql.Literal(str(originator_id)), sql.Literal(topic)
+        )
+        if contains is not None:
+            # Parsed as json (which takes any string the transcoder writes, a NUL escape too),
+            # then only the named fields as jsonb, for containment.
+            fields = msgspec.json.decode(contains)
+            if not isinstance(fields, dict) or not fields:
+                raise ValueError("contains must be a JSON object with at least one field")
+            for name, value in fields.items():
+                condition += sql.SQL(" AND (convert_from(state, 'UTF8')::json -> {})::jsonb @> {}::jsonb").format(
+                    sql.Literal(name), sql.Literal(msgspec.json.encode(value).decode())
+                )
+        return sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {})").format(table, condition)
 
     def last_position(self, events: Sequence[tuple[UUID, int]]) -> int | None:
         if not events:

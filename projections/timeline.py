@@ -299,7 +299,7 @@ class TimelinePage(msgspec.Struct):
 
 class RawTimelinePage(msgspec.Struct):
     """A page as ``page_sent_with`` reads it: each row a tuple of ``RAW_COLUMNS``, the summary as
-    the JSON text the database holds (not decoded)."""
+    the JSON text the database holds (a str, not decoded)."""
 
     rows: list[tuple[Any, ...]]
     total: int
@@ -309,10 +309,8 @@ class RawTimelinePage(msgspec.Struct):
 
 # The columns of a raw page's rows, in order (the person's id left out: the caller named it).
 RAW_COLUMNS = COLUMNS.split(", ")[1:]
-
-
-def _raw_json(data: bytes | str) -> bytes:
-    return data if isinstance(data, bytes) else data.encode()
+# The summary as the text of its JSON (a str; the jsonb's own output): no loader called per row.
+_RAW_SELECT = COLUMNS.replace("summary", "summary::text")
 
 
 _HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
@@ -334,9 +332,12 @@ class TimelineView:
         cursor: int | None,
         limit: int,
         views: Sequence[str],
+        gate: str = "",
+        columns: str = COLUMNS,
     ) -> tuple[str, str, dict[str, Any]]:
         """The page's query (its rows, each with the total and the views' position), the query of
-        the total and the position alone (past the end), and their parameters."""
+        the total and the position alone (past the end), and their parameters. ``gate``: an SQL
+        condition (text, bound, a "%" doubled) without which the page has no rows."""
         exact = [k for k in kinds if "." in k]
         prefixes = [f"{k}.%" for k in kinds if "." not in k]
         where = "person_id = %(person)s"
@@ -359,8 +360,9 @@ class TimelineView:
         # The page, the total and the views' position in one round trip (the total and the
         # position read apart only past the end).
         query = (
-            f"SELECT {COLUMNS}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
+            f"SELECT {columns}, (SELECT count(*) FROM tl_entries WHERE {where}) AS _total,"
             f" {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}{after}"
+            f"{' AND ' + gate if gate else ''}"
             f" ORDER BY position {order} LIMIT %(limit)s"
         )
         return query, count, params
@@ -405,6 +407,7 @@ class TimelineView:
         cursor: int | None = None,
         limit: int = 50,
         views: Sequence[str] = (),
+        gate: sql.Composable | None = None,
     ) -> tuple[RawTimelinePage, bool]:
         """As ``page``, the query sent by ``send`` with what it writes in the same round trip and
         transaction (a read's access log rows: ``Audit.read_with_access``). ``send`` gets a
@@ -412,13 +415,19 @@ class TimelineView:
         condition (with its parameters) that holds while the person has entries (a write made
         only then is never made for an unknown person); it answers the rows and whether it
         wrote. The rows are tuples of ``RAW_COLUMNS``, summaries left as the JSON text the view
-        holds (a caller that only passes them on need not decode them)."""
-        query, count, params = self._queries(
-            person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit, views=views
-        )
+        holds (a caller that only passes them on need not decode them).
+
+        ``gate`` (an access check's condition, ``Access.gate``): the page has rows, and the write
+        is made, only where it holds; an empty page written nothing then may be a refusal."""
         with one_query_cursor(self.pool, tuple_row) as cur:
-            set_json_loads(_raw_json, cur)
-            rows, sent = send(cur, cur.mogrify(query, params), _HAS_ENTRIES, [person_id])
+            # The condition as bound text, a "%" in it doubled: both statements are bound again.
+            bound_gate = "" if gate is None else gate.as_string(cur).replace("%", "%%")
+            query, count, params = self._queries(
+                person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
+                views=views, gate=bound_gate, columns=_RAW_SELECT,
+            )  # fmt: skip
+            only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, sql.SQL(bound_gate))
+            rows, sent = send(cur, cur.mogrify(query, params), only_if, [person_id])
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
             rows = [r[1:-2] for r in rows]

@@ -13,6 +13,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 from litestar.exceptions import PermissionDeniedException
 
 from api.access.rules import CR, READS, REPORT_READ, Kind, Ref, Rule, Scope, V
@@ -32,6 +33,9 @@ from infrastructure.import_jobs import ImportJobs
 from projections.emergency_queue import EmergencyQueueView
 from projections.registry import RegistryView
 from projections.scope import EVERYTHING, NOTHING, Area, ListScope, Own
+
+# The creation event of a kind whose reads may be checked inside the read (``Access.gate``).
+FIRST_EVENTS: dict[Kind, type[Any]] = {Kind.PERSON: Person.Registered}
 
 AGGREGATES: dict[Kind, type[Any]] = {
     Kind.ORG_UNIT: OrgUnit,
@@ -133,6 +137,7 @@ class Access:
         self._imports: dict[UUID, list[UUID] | None] = {}
         self._me: Any = ...
         self._pending: Callable[[], None] | None = None
+        self._read: tuple[frozenset[Scope], Kind, UUID] | None = None  # a check left to a read (``gate``)
 
     # -- a check left to the handler's thread --
 
@@ -147,6 +152,53 @@ class Access:
         if self._pending is not None:
             self._pending()
             self._pending = None
+            self._read = None
+
+    def defer_to_read(self, check: Callable[[], None], scopes: frozenset[Scope], kind: Kind, target: UUID) -> None:
+        """Leave a read's check (``Rule.checked_with_read``) to its handler, which asks ``gate``
+        for a condition to put in its own statement instead of a round trip for the check."""
+        self.defer(check)
+        self._read = (scopes, kind, target)
+
+    def gate(self, target: UUID) -> Any:
+        """For the check left to a read of ``target``: an SQL condition (``Composable``) that
+        holds only where the check allows, from the target's first event in the store, for the
+        handler to put in its read and in the access log's insert, in the same round trip. The
+        handler then calls ``gate_held`` when the statement shows the condition held (rows came
+        back, or the access log's row was written), else ``settle``: the check as the guard
+        makes it (a refusal answers as an unknown id), and reads again without the gate.
+
+        None when no such condition decides it (a volunteer's pairings, a responder's area, a
+        store without SQL): then the check is made here, now, before anything is read.
+
+        The condition is the check's own rule over the first event: the object exists and is of
+        the kind (the first event's topic is the kind's creation), and for scope ``subtree``
+        the caller's unit is on its ``org_path`` (a person's never changes after registration;
+        ``tests/integration/test_timeline_gate.py`` compares the two)."""
+        read = self._read
+        if self._pending is None or read is None or read[2] != target:
+            self.settle()
+            return None
+        scopes, kind, _ = read
+        condition = None
+        creation = FIRST_EVENTS.get(kind)
+        if creation is not None:
+            topic = get_topic(creation)
+            if Scope.ALL in scopes or Scope.ANY in scopes:
+                condition = self.app.store.first_event_condition(target, topic)
+            elif Scope.SUBTREE in scopes and self.actor.org_unit_id is not None:
+                path = self.app.mapper.transcoder.encode({"org_path": [self.actor.org_unit_id]})
+                condition = self.app.store.first_event_condition(target, topic, path)
+        if condition is None:
+            self.settle()
+        return condition
+
+    def gate_held(self) -> None:
+        """The read's statement showed the condition ``gate`` gave held: the check allows."""
+        if self._read is None:
+            raise RuntimeError("no check was left to a read")
+        self._pending = None
+        self._read = None
 
     # -- loading --
 
@@ -351,7 +403,8 @@ class Access:
         if rule.writes:
             self.preload(self.named(rule, target, data))  # one read for all, handed to the command
         if rule.target is not None:
-            if rule.method == "GET" and rule.target.kind in AGGREGATES and not rule.target.in_query:
+            whole = rule.method == "GET" and rule.target.kind in AGGREGATES and not rule.target.in_query
+            if whole and not rule.checked_with_read:
                 self.aggregate(target)  # the read handler needs it whole: load it once, here
             if not self.allows(scopes, rule.target.kind, target):
                 if rule.target.in_query:  # named in the request, not its path: as an unknown id in a body

@@ -36,6 +36,8 @@ def _objects(rule: Rule) -> str:
         parts.append("filters " + ", ".join(f"`{f.field}`" for f in rule.filters))
     if rule.checked_as:
         parts.append(f"each item checked as {rule.checked_as}")
+    if rule.checked_with_read:
+        parts.append("checked inside the read where the first event decides")
     return "; ".join(parts)
 
 

@@ -140,6 +140,14 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
             # anything, whichever ids it names, so no answer here could tell ids apart.
             return
     path_params = dict(connection.path_params)
+    if rule.checked_with_read and rule.target is not None and not rule.writes and not rule.target.in_query:
+        target = path_params.get(rule.target.param)
+        if isinstance(target, UUID):
+            # The handler makes the check inside its own read, in its thread (``Access.gate``):
+            # no hop into a thread and no round trip here.
+            check = partial(access.check, rule, scopes, path_params, None, query)
+            access.defer_to_read(check, scopes, rule.target.kind, target)
+            return
     if connection.scope.get("state", {}).get("body_taken") and _settles_check(handler, path_params):
         access.defer(partial(access.check, rule, scopes, path_params, data, query))
         return

@@ -14,8 +14,10 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from psycopg import sql
 
 from domain.vocabulary import Cadence, PersonKind, Sex, VisitMode
+from infrastructure.audit import Audit
 from projections.timeline import TimelineView
 from tests.api_support import ApiServer, auth
 from tests.integration.test_registry_view import GUARDIAN_PHONE, ID_NUMBER, new_meta
@@ -213,3 +215,30 @@ def test_the_timeline_over_http(care: Care) -> None:
             assert httpx.get(server.base_url + url, timeout=10).status_code == 401
     finally:
         server.stop()
+
+
+def test_a_page_and_its_access_log_row_only_where_the_gate_holds(care: Care, projector: Projector) -> None:
+    """``page_sent_with``'s gate (the access check's condition) bounds both the page's rows and
+    the access log's insert, a "%" in its text included (both statements are bound again)."""
+    view, audit, child = TimelineView(projector.pool), Audit(care.world.app, care.world.url), care.world.children[0]
+    fields = {"actor_id": "t", "actor_role": "administrator", "endpoint": "GET /t", "request_id": "r"}
+    with projector.pool.connection() as conn:
+        audit.access.record(conn, audit.key, [child], tuple(fields.values()))  # this process wrote last
+
+    def send(cur: Any, query: str, only_if: Any, params: list[Any]) -> tuple[list[Any], bool]:
+        return audit.read_with_access(cur, query, [child], **fields, only_if=only_if, params=params)
+
+    def logged() -> int:
+        with projector.pool.connection() as conn:
+            row = conn.execute("SELECT count(*) FROM guanai_access_log WHERE person_id = %s", (child,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    for holds in (True, False):
+        gate = sql.SQL("{} = {}").format(sql.Literal("50%"), sql.Literal("50%" if holds else "5%0"))
+        before = logged()
+        page, written = view.page_sent_with(child, send, gate=gate)
+        assert written is holds and len(page.rows) == (8 if holds else 0), holds
+        assert logged() == before + (1 if holds else 0)
+    page, written = view.page_sent_with(child, send)
+    assert written and len(page.rows) == 8
