@@ -100,24 +100,34 @@ def rebuild_view(
             position = done = 0
 
             ignored: set[str] = set()  # topics of events the view ignores, as met so far
+            # The mapper's decoder of plain rows (what it knows of a topic kept across batches),
+            # or the library's way, through a Notification per row.
+            rows_decoder = getattr(mapper, "rows_decoder", None)
+            decode_rows = None if rows_decoder is None else rows_decoder(wanted.fields)
 
             def read(start: int) -> Batch:
                 """The next batch of the log: every row, but the state only of events whose topic
-                is not known to be ignored (learnt from the batches before), as plain tuples."""
-                with recorder.datastore.get_connection() as reader, reader.cursor(row_factory=tuple_row) as cur:
+                is not known to be ignored (learnt from the batches before), as plain tuples, in
+                binary (a state's bytes as they are, not as hex text to decode)."""
+                with (
+                    recorder.datastore.get_connection() as reader,
+                    reader.cursor(row_factory=tuple_row, binary=True) as cur,
+                ):
                     rows = cur.execute(read_sql, (list(ignored), start, batch_size), prepare=True).fetchall()
                 keep = []
                 for row in rows:
                     if wanted(row[3]):
-                        state = row[4]
-                        if state is None:  # not read: its topic resolves now to a class the view handles
+                        if row[4] is None:  # not read: its topic resolves now to a class the view handles
                             raise RuntimeError(f"the state of notification {row[0]} was left unread")
-                        keep.append(Notification(id=row[0], originator_id=row[1], originator_version=row[2],
-                                                 topic=row[3], state=bytes(state)))  # fmt: skip
+                        keep.append(row)
                     else:
                         ignored.add(row[3])
                 last = rows[-1][0] if rows else start
-                return Batch(last, len(rows), decode_wanted(mapper, keep, wanted))
+                if decode_rows is not None:
+                    return Batch(last, len(rows), decode_rows(keep))
+                stored = [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3],
+                                       state=bytes(r[4])) for r in keep]  # fmt: skip
+                return Batch(last, len(rows), decode_wanted(mapper, stored, wanted))
 
             # A projection may replay into its empty tables by other means than its live batches
             # (``rebuild_batch``), finished once after the replay (``finish_rebuild``: e.g. counts
