@@ -149,6 +149,11 @@ def rebuild_view(
             with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
                 for batch in _read_ahead(read, batch_size):
                     with conn.transaction(), conn.cursor() as cur:
+                        # The scratch tables have no statistics yet and a batch's rows, as one JSON
+                        # array, are estimated at 100: the planner joined an UPDATE's rows to its
+                        # table by a scan of the whole (growing) table, where each row is one look-up
+                        # by primary key. For the replay's transactions only.
+                        cur.execute("SET LOCAL enable_seqscan = off")
                         apply(cur, batch, replay=True)
             with conn.transaction(), conn.cursor() as cur:
                 if replay_batch is not None:
