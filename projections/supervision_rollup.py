@@ -135,6 +135,9 @@ HELPER_FACTS = _HELPER_FACTS.format(only="h.id = ANY(%(helpers)s::uuid[])")
 PAIRING_FACTS = _PAIRING_FACTS.format(only="pr.id = ANY(%(pairings)s::uuid[])")
 VISIT_FACTS = _VISIT_FACTS.format(only="v.id = ANY(%(visits)s::uuid[])")
 DUE_FACTS = _DUE_FACTS.format(only=f"p.id = ANY({_PERSONS})")
+_ALL_FACTS = " UNION ALL ".join(
+    f"({q.format(only='true')})" for q in (_PERSON_FACTS, _HELPER_FACTS, _PAIRING_FACTS, _VISIT_FACTS)
+)
 
 
 def _by_path(facts: str, alias: str) -> str:
@@ -151,12 +154,16 @@ def _by_path(facts: str, alias: str) -> str:
     )
 
 
-_ALL_FACTS = " UNION ALL ".join(
+# What ``_ALL_FACTS`` counts, grouped by path first: what a rebuild's ``count_all`` runs.
+ALL_FACTS_BY_PATH = " UNION ALL ".join(
     f"({_by_path(q, alias)})"
     for q, alias in ((_PERSON_FACTS, "p"), (_HELPER_FACTS, "h"), (_PAIRING_FACTS, "pr"), (_VISIT_FACTS, "v"))
 )
 COUNT_ALL = (
-    f"INSERT INTO sv_rollup (unit_id, fact, day, n) SELECT * FROM ({_ALL_FACTS}) AS f(unit_id, fact, day, n) WHERE n <> 0",
+    (
+        f"INSERT INTO sv_rollup (unit_id, fact, day, n) SELECT * FROM ({ALL_FACTS_BY_PATH})"
+        " AS f(unit_id, fact, day, n) WHERE n <> 0"
+    ),
     f"INSERT INTO sv_rollup_due (unit_id, due_at, n) SELECT * FROM ({_DUE_FACTS.format(only='true')}) AS f WHERE n <> 0",
 )
 
