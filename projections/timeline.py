@@ -336,7 +336,10 @@ class TimelineProjection:
                     wanted.append(e.originator_id)
         subjects: dict[UUID, list[UUID]] = {}
         if wanted:
-            cur.execute("SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%s)", (wanted,))
+            # The ids in binary: the text dumper of a list checks every element for quoting.
+            cur.execute(
+                "SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%b::uuid[])", (wanted,)
+            )
             subjects = {aggregate_id: list(persons) for aggregate_id, persons in cur.fetchall()}
         changed: set[UUID] = set()
         entries = []
