@@ -154,6 +154,11 @@ def rebuild_view(
                         # table by a scan of the whole (growing) table, where each row is one look-up
                         # by primary key. For the replay's transactions only.
                         cur.execute("SET LOCAL enable_seqscan = off")
+                        # Nor does a replayed batch wait for its WAL to reach the disk: its rows are
+                        # in the scratch schema, which nothing reads and a failed rebuild leaves to
+                        # be dropped. The swap's commit is synchronous, and flushing its WAL flushes
+                        # all of the replay's before it, so a swapped-in view is as durable as ever.
+                        cur.execute("SET LOCAL synchronous_commit = off")
                         apply(cur, batch, replay=True)
             with conn.transaction(), conn.cursor() as cur:
                 if replay_batch is not None:

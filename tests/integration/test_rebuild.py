@@ -371,3 +371,37 @@ def test_the_rebuild_decodes_plain_rows_into_the_events_the_mapper_gives(care: C
             )
     finally:
         closed_app.close()
+
+
+def test_only_the_replay_runs_without_sequential_scans_and_without_waiting_for_its_wal(
+    care: Care, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay's batches (into the scratch schema) are planned without sequential scans and
+    commit without waiting for their WAL; what follows (the final counts and indexes, the swap)
+    runs with the connection's own settings, so the swapped-in view is durable as before."""
+    seen: list[tuple[str, str, str]] = []
+    real_batch, real_finish = (
+        supervision.SupervisionProjection.rebuild_batch,
+        supervision.SupervisionProjection.finish_rebuild,
+    )
+
+    def settings(cur: psycopg.Cursor[Any], when: str) -> None:
+        scan = cur.execute("SHOW enable_seqscan").fetchone()[0]
+        seen.append((when, scan, cur.execute("SHOW synchronous_commit").fetchone()[0]))
+
+    def batch(self: Any, cur: psycopg.Cursor[Any], events: Any) -> None:
+        settings(cur, "replay")
+        real_batch(self, cur, events)
+
+    def finish(self: Any, cur: psycopg.Cursor[Any]) -> None:
+        settings(cur, "finish")
+        real_finish(self, cur)
+
+    monkeypatch.setattr(supervision.SupervisionProjection, "rebuild_batch", batch)
+    monkeypatch.setattr(supervision.SupervisionProjection, "finish_rebuild", finish)
+    with Projector(care.world.url, app=care.world.app) as projector:
+        projector.catch_up()
+        before = snapshot(care.world.url, TABLES["supervision"])
+        projector.runner.rebuild("supervision", batch_size=50)
+        assert snapshot(care.world.url, TABLES["supervision"]) == before
+    assert len(seen) > 2 and set(seen[:-1]) == {("replay", "off", "off")} and seen[-1] == ("finish", "on", "on")
