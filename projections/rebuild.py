@@ -157,7 +157,8 @@ def rebuild_view(
                         # Nor does a replayed batch wait for its WAL to reach the disk: its rows are
                         # in the scratch schema, which nothing reads and a failed rebuild leaves to
                         # be dropped. The swap's commit is synchronous, and flushing its WAL flushes
-                        # all of the replay's before it, so a swapped-in view is as durable as ever.
+                        # all of the replay's before it, so a swapped-in view is as durable as ever;
+                        # a server crash ends this connection, so nothing is written after a lost batch.
                         cur.execute("SET LOCAL synchronous_commit = off")
                         apply(cur, batch, replay=True)
             with conn.transaction(), conn.cursor() as cur:
