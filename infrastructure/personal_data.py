@@ -822,6 +822,79 @@ class SealingMapper(Mapper[UUID]):
             for stored, state in zip(stored_events, states, strict=True)
         ]
 
+    def rows_decoder(
+        self, fields: Callable[[str], Collection[str] | None]
+    ) -> Callable[[Sequence[tuple[int, Any, int, str, bytes]]], list[tuple[int, Any]]]:
+        """A decoder of the log's rows as a rebuild reads them, ``(notification id, originator id,
+        originator version, topic, state)``, into ``(notification id, domain event)``: the events
+        ``to_domain_events(stored, fields)`` gives, without a ``StoredEvent`` per row and with
+        what is known of a topic (its class, the keys to decode, their typed decoder) looked up
+        once per topic for every batch the decoder is given, not per event. An event whose state
+        holds sealed data, or whose class upcasts, goes through the same steps as in
+        ``to_domain_events``."""
+        selected = self._selection(fields)
+        # topic -> (class, the keys to decode or None for all, the typed decoder or None, whether
+        # an event of it may be made without _event: only its wanted keys, no upcasting)
+        plans: dict[str, tuple[type, frozenset[str] | None, Callable[[bytes], dict[str, Any]] | None, bool]] = {}
+        decode_whole, new = self.transcoder.decode, object.__new__
+        set_attribute = object.__setattr__
+
+        def plan(topic: str) -> tuple[type, frozenset[str] | None, Callable[[bytes], dict[str, Any]] | None, bool]:
+            keys = selected(topic)
+            cls = resolve_topic(topic)  # a topic that does not resolve fails here, as in _event
+            typed = None
+            if keys is not None:
+                typed = self._typed_decoders.get((topic, keys), False)  # type: ignore[assignment]
+                if typed is False:
+                    make = getattr(self.transcoder, "fields_decoder", None)
+                    typed = None if make is None else make(cls, keys)
+                    self._typed_decoders[topic, keys] = typed
+            plans[topic] = found = (cls, keys, typed, keys is not None and getattr(cls, "class_version", 1) == 1)
+            return found
+
+        def decode(rows: Sequence[tuple[int, Any, int, str, bytes]]) -> list[tuple[int, Any]]:
+            states = []
+            for _, originator_id, originator_version, topic, data in rows:
+                _cls, keys, typed, _fast = plans.get(topic) or plan(topic)
+                try:
+                    if keys is None:
+                        state = decode_whole(data)
+                    elif typed is not None:
+                        try:
+                            state = typed(data)
+                        except (msgspec.ValidationError, msgspec.DecodeError):
+                            state = self._decode_fields(topic, data, keys)
+                    else:
+                        state = self._decode_fields(topic, data, keys)
+                except Exception as e:
+                    msg = (
+                        f"Failed to deserialise state of stored event with topic '{topic}', originator_id "
+                        f"'{originator_id}' and originator_version {originator_version}: {e}"
+                    )
+                    raise MapperDeserialisationError(msg) from e
+                states.append(state)
+            subjects = {s[SEALED_FIELD][0] for s in states if SEALED_FIELD in s}
+            if not self.opens:
+                opened: Mapping[str, Aead | None] = dict.fromkeys(subjects)
+            else:
+                opened = self.keys.keys_for_opening(subjects) if subjects else {}
+            out = []
+            for (position, originator_id, originator_version, topic, _), state in zip(rows, states, strict=True):
+                cls, keys, _typed, fast = plans[topic]
+                if not fast or SEALED_FIELD in state:
+                    stored = StoredEvent(originator_id, originator_version, topic, b"")
+                    event = self._event(stored, state, opened, keys)
+                else:  # what _event does with a state that holds nothing sealed and needs no upcast
+                    state["originator_id"] = _uuid(originator_id)
+                    state["originator_version"] = originator_version
+                    state.pop("class_version", None)
+                    event = new(cls)
+                    set_attribute(event, "__dict__", state)
+                out.append((position, event))
+            return out
+
+        return decode
+
     def _selection(self, fields: Callable[[str], Collection[str] | None]) -> Callable[[str], frozenset[str] | None]:
         """By topic: the keys of the stored state to decode (the wanted fields, and the sealed
         data when a wanted field is personal), or None to decode all of it. Worked out once per

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Collection
@@ -86,8 +87,7 @@ def _box(name: str, data: type) -> type:
     )
 
 
-def _box_data(box: Any) -> Any:
-    return box.data
+_box_data = operator.attrgetter("data")  # a box's value, by C code
 
 
 # Keys of a stored state besides the event's fields (the sealed data, an upcast's version).
@@ -222,16 +222,15 @@ class EventTranscoder(JSONTranscoder):
             typed, convert = self._typed(tp, boxes)
             attribute = f"f{len(spec)}"  # field names may start with "_": the Struct's own names do not
             spec.append((attribute, typed, msgspec.field(default=msgspec.UNSET, name=name)))
-            converters.append((name, attribute, convert))
+            converters.append((name, convert))
         struct = msgspec.defstruct(f"{event_class.__qualname__}.Fields", spec, kw_only=True)
         decode_struct = msgspec.json.Decoder(struct).decode
-        unset = msgspec.UNSET
+        unset, astuple = msgspec.UNSET, msgspec.structs.astuple
 
         def decode(data: bytes) -> dict[str, Any]:
-            decoded = decode_struct(data)
             state = {}
-            for name, attribute, convert in converters:
-                value = getattr(decoded, attribute)
+            # The Struct's values in the order of its fields (one C call), each with its name and converter.
+            for (name, convert), value in zip(converters, astuple(decode_struct(data))):
                 if value is not unset:
                     state[name] = value if convert is None else convert(value)
             return state

@@ -100,24 +100,34 @@ def rebuild_view(
             position = done = 0
 
             ignored: set[str] = set()  # topics of events the view ignores, as met so far
+            # The mapper's decoder of plain rows (what it knows of a topic kept across batches),
+            # or the library's way, through a Notification per row.
+            rows_decoder = getattr(mapper, "rows_decoder", None)
+            decode_rows = None if rows_decoder is None else rows_decoder(wanted.fields)
 
             def read(start: int) -> Batch:
                 """The next batch of the log: every row, but the state only of events whose topic
-                is not known to be ignored (learnt from the batches before), as plain tuples."""
-                with recorder.datastore.get_connection() as reader, reader.cursor(row_factory=tuple_row) as cur:
+                is not known to be ignored (learnt from the batches before), as plain tuples, in
+                binary (a state's bytes as they are, not as hex text to decode)."""
+                with (
+                    recorder.datastore.get_connection() as reader,
+                    reader.cursor(row_factory=tuple_row, binary=True) as cur,
+                ):
                     rows = cur.execute(read_sql, (list(ignored), start, batch_size), prepare=True).fetchall()
                 keep = []
                 for row in rows:
                     if wanted(row[3]):
-                        state = row[4]
-                        if state is None:  # not read: its topic resolves now to a class the view handles
+                        if row[4] is None:  # not read: its topic resolves now to a class the view handles
                             raise RuntimeError(f"the state of notification {row[0]} was left unread")
-                        keep.append(Notification(id=row[0], originator_id=row[1], originator_version=row[2],
-                                                 topic=row[3], state=bytes(state)))  # fmt: skip
+                        keep.append(row)
                     else:
                         ignored.add(row[3])
                 last = rows[-1][0] if rows else start
-                return Batch(last, len(rows), decode_wanted(mapper, keep, wanted))
+                if decode_rows is not None:
+                    return Batch(last, len(rows), decode_rows(keep))
+                stored = [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3],
+                                       state=bytes(r[4])) for r in keep]  # fmt: skip
+                return Batch(last, len(rows), decode_wanted(mapper, stored, wanted))
 
             # A projection may replay into its empty tables by other means than its live batches
             # (``rebuild_batch``), finished once after the replay (``finish_rebuild``: e.g. counts
@@ -139,6 +149,17 @@ def rebuild_view(
             with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
                 for batch in _read_ahead(read, batch_size):
                     with conn.transaction(), conn.cursor() as cur:
+                        # The scratch tables have no statistics yet and a batch's rows, as one JSON
+                        # array, are estimated at 100: the planner joined an UPDATE's rows to its
+                        # table by a scan of the whole (growing) table, where each row is one look-up
+                        # by primary key. For the replay's transactions only.
+                        cur.execute("SET LOCAL enable_seqscan = off")
+                        # Nor does a replayed batch wait for its WAL to reach the disk: its rows are
+                        # in the scratch schema, which nothing reads and a failed rebuild leaves to
+                        # be dropped. The swap's commit is synchronous, and flushing its WAL flushes
+                        # all of the replay's before it, so a swapped-in view is as durable as ever;
+                        # a server crash ends this connection, so nothing is written after a lost batch.
+                        cur.execute("SET LOCAL synchronous_commit = off")
                         apply(cur, batch, replay=True)
             with conn.transaction(), conn.cursor() as cur:
                 if replay_batch is not None:

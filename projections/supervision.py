@@ -408,7 +408,12 @@ def _write_in_rounds(cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
                     continue
             for table, row, statement in BATCHED[cls]:
                 key = (table, params[row])
-                rounds[round_for([key])][0].setdefault(statement, []).append(params)
+                # round_for([key]), inline: most events write one row of one table.
+                n = max(seen.get(key, 0), floor)
+                if n == len(rounds):
+                    rounds.append(({}, []))
+                seen[key] = n + 1
+                rounds[n][0].setdefault(statement, []).append(params)
                 if cls is VisitLog.Recorded:
                     logged[key] = params
                 else:

@@ -206,6 +206,31 @@ def _persons_of(event: Any, subjects: dict[UUID, list[UUID]], changed: set[UUID]
 # timeline of each of its persons. The changed subjects as one JSON array, one statement.
 COPY_ENTRIES = f"COPY tl_entries ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = ("uuid", "int8", "text", "jsonb", "text", "text", "timestamptz", "timestamptz", "uuid", "int4")
+# A rebuild's COPY sends the summary as bytes already in jsonb's binary form (rebuild_batch).
+_REBUILD_COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "text", "timestamptz", "timestamptz", "uuid", "int4")
+
+
+class _Rebuilt(NamedTuple):
+    """What ``rebuild_batch`` needs to know of an event class, worked out once per class and batch."""
+
+    wanted: bool  # may be about people
+    looked_up: bool  # its persons are the aggregate's subjects (not a Person's, not a creation's)
+    special: Callable[[Any], dict[str, Any]] | None  # its summary, when one of SUMMARIES
+    left_out: frozenset[str]  # the fields its summary leaves out (when not special)
+    kind: str
+
+
+def _rebuilt(event_class: type) -> _Rebuilt:
+    about = _class(event_class)
+    return _Rebuilt(
+        wanted=about.wanted,
+        looked_up=not (about.person or about.created),
+        special=SUMMARIES.get(event_class.__qualname__),
+        left_out=_left_out(event_class),
+        kind=about.kind,
+    )
+
+
 SET_SUBJECTS = (
     "INSERT INTO tl_subjects SELECT * FROM json_to_recordset(%s::json) AS u(aggregate_id uuid, person_ids uuid[])"
     " ON CONFLICT (aggregate_id) DO UPDATE SET person_ids = EXCLUDED.person_ids"
@@ -261,6 +286,68 @@ class TimelineProjection:
                 SET_SUBJECTS,
                 (msgspec.json.encode([{"aggregate_id": a, "person_ids": p} for a, p in subjects]).decode(),),
             )
+
+    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        """A batch of a rebuild's replay: the rows ``apply_batch`` writes, made with less Python
+        per entry. Each COPY row is a plain tuple whose summary is already jsonb's binary form
+        (its version byte and msgspec's JSON, as the jsonb dumper would send it) and goes as raw
+        bytes, so no Python dumper runs for it; no entry dict is made."""
+        relevant, entries, subjects = self._prepared(cur, events)
+        if relevant:
+            encode = msgspec.json.encode
+            with cur.connection.cursor() as copying, copying.copy(COPY_ENTRIES) as copy:
+                copy.set_types(_REBUILD_COPY_TYPES)
+                write_row = copy.write_row
+                for position, e, about, persons in entries:
+                    if about.special is not None:
+                        summary = about.special(e)
+                    else:
+                        left_out = about.left_out
+                        summary = {k: v for k, v in vars(e).items() if k not in left_out}
+                    values = (position, about.kind, b"\x01" + encode(summary), e.actor_id, e.actor_role,
+                              e.occurred_at, e.timestamp, e.originator_id, e.originator_version)  # fmt: skip
+                    for person in persons:
+                        write_row((person, *values))
+        if subjects:
+            cur.execute(
+                SET_SUBJECTS,
+                (msgspec.json.encode([{"aggregate_id": a, "person_ids": p} for a, p in subjects]).decode(),),
+            )
+
+    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
+        """Nothing to finish: ``rebuild_batch`` writes the rows ``apply_batch`` writes."""
+
+    def _prepared(
+        self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
+    ) -> tuple[bool, list[tuple[int, Any, _Rebuilt, list[UUID]]], list[tuple[UUID, list[UUID]]]]:
+        """``_entries`` for ``rebuild_batch``: (position, event, what is known of its class, its
+        persons) for every event that makes entries, and the aggregates whose persons changed."""
+        known: dict[type, _Rebuilt] = {}
+        relevant = []
+        wanted = []
+        for position, e in events:
+            cls = type(e)
+            about = known.get(cls)
+            if about is None:
+                known[cls] = about = _rebuilt(cls)
+            if about.wanted and hasattr(e, "actor_id"):
+                relevant.append((position, e, about))
+                if about.looked_up:
+                    wanted.append(e.originator_id)
+        subjects: dict[UUID, list[UUID]] = {}
+        if wanted:
+            # The ids in binary: the text dumper of a list checks every element for quoting.
+            cur.execute(
+                "SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%b::uuid[])", (wanted,)
+            )
+            subjects = {aggregate_id: list(persons) for aggregate_id, persons in cur.fetchall()}
+        changed: set[UUID] = set()
+        entries = []
+        for position, e, about in relevant:
+            persons = _persons_of(e, subjects, changed)
+            if persons:
+                entries.append((position, e, about, persons))
+        return bool(entries), entries, [(aggregate_id, subjects[aggregate_id]) for aggregate_id in changed]
 
     def _entries(
         self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]

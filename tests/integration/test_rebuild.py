@@ -338,3 +338,70 @@ def test_views_built_without_personal_data_equal_views_built_with_it(care: Care,
     # The default projector of the CLI and the workers is the closed one.
     with bootstrap.projector(load_settings(), care.world.url) as default:
         assert default.runner.app.store.opens is False
+
+
+def test_the_rebuild_decodes_plain_rows_into_the_events_the_mapper_gives(care: Care, tmp_path: Path) -> None:
+    """A rebuild decodes the log's rows as it reads them (``rows_decoder``: no StoredEvent per
+    row, what it knows of a topic kept across batches): the same events, field for field, as
+    ``to_domain_events`` with the same fields, for each view's fields and whole, by an
+    application that opens sealed data and by one that reads it as erased (an erasure included)."""
+    more_history(care)
+    app = care.world.app
+    app.erase_person(care.world.children[0], "监护人申请删除", new_meta())
+    with psycopg.connect(care.world.url) as conn, conn.cursor(binary=True) as cur:
+        rows = cur.execute(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM guanai_events"
+            " ORDER BY notification_id"
+        ).fetchall()
+    stored = app.recorder.select_notifications(start=1, limit=len(rows) + 1)
+    assert [n.id for n in stored] == [r[0] for r in rows] and any(b'"_sealed"' in r[4] for r in rows)
+    closed_app = make_care(care.world.url, pool_size=2, env={"GUANAI_DATA_DIR": str(tmp_path)}, kind=Process.PROJECTOR)
+    try:
+        for mapper in (app.mapper, closed_app.mapper):
+            filters = [EventFilter([p]).fields for p in all_projections()]
+            for fields in [*filters, lambda topic: None]:
+                decode = mapper.rows_decoder(fields)
+                by_rows = decode(rows[:40]) + decode(rows[40:])  # what it learnt of a topic kept
+                expected = mapper.to_domain_events(stored, fields)
+                assert [p for p, _ in by_rows] == [n.id for n in stored]
+                assert [(type(e), vars(e)) for _, e in by_rows] == [(type(e), vars(e)) for e in expected]
+            erased = [e for _, e in mapper.rows_decoder(lambda topic: None)(rows) if type(e) is Person.Registered]
+            assert any(e.name == ERASED for e in erased) and (mapper is closed_app.mapper) == all(
+                e.name == ERASED for e in erased
+            )
+    finally:
+        closed_app.close()
+
+
+def test_only_the_replay_runs_without_sequential_scans_and_without_waiting_for_its_wal(
+    care: Care, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay's batches (into the scratch schema) are planned without sequential scans and
+    commit without waiting for their WAL; what follows (the final counts and indexes, the swap)
+    runs with the connection's own settings, so the swapped-in view is durable as before."""
+    seen: list[tuple[str, str, str]] = []
+    real_batch, real_finish = (
+        supervision.SupervisionProjection.rebuild_batch,
+        supervision.SupervisionProjection.finish_rebuild,
+    )
+
+    def settings(cur: psycopg.Cursor[Any], when: str) -> None:
+        scan = cur.execute("SHOW enable_seqscan").fetchone()[0]
+        seen.append((when, scan, cur.execute("SHOW synchronous_commit").fetchone()[0]))
+
+    def batch(self: Any, cur: psycopg.Cursor[Any], events: Any) -> None:
+        settings(cur, "replay")
+        real_batch(self, cur, events)
+
+    def finish(self: Any, cur: psycopg.Cursor[Any]) -> None:
+        settings(cur, "finish")
+        real_finish(self, cur)
+
+    monkeypatch.setattr(supervision.SupervisionProjection, "rebuild_batch", batch)
+    monkeypatch.setattr(supervision.SupervisionProjection, "finish_rebuild", finish)
+    with Projector(care.world.url, app=care.world.app) as projector:
+        projector.catch_up()
+        before = snapshot(care.world.url, TABLES["supervision"])
+        projector.runner.rebuild("supervision", batch_size=50)
+        assert snapshot(care.world.url, TABLES["supervision"]) == before
+    assert len(seen) > 2 and set(seen[:-1]) == {("replay", "off", "off")} and seen[-1] == ("finish", "on", "on")

@@ -19,6 +19,7 @@ from application.care import CareApplication
 from bench.projections_data import generate
 from domain.base import CommandMeta
 from domain.vocabulary import Cadence, RiskTag, VisitMode
+from projections import supervision_rollup as rollup
 from projections.runner import ProjectionRunner
 from projections.supervision import CHINA, SupervisionProjection
 from projections.supervision_rollup import TABLES
@@ -137,3 +138,9 @@ def test_rollups_equal_the_figures_from_the_rows_live_and_rebuilt(
         runner.rebuild("supervision", batch_size=5000)
         assert rollups(url) == live
         assert assert_rollups_equal_rows(view, levels) == 9 * 12 + 64 * 2
+        # The rebuild's count groups rows by path before spreading them over units: the same
+        # rows as the fact queries counting every row once per unit.
+        with psycopg.connect(url) as conn:
+            plain = conn.execute(f"SELECT * FROM ({rollup._ALL_FACTS}) AS f ORDER BY 1, 2, 3").fetchall()
+            by_path = conn.execute(f"SELECT * FROM ({rollup.ALL_FACTS_BY_PATH}) AS f ORDER BY 1, 2, 3").fetchall()
+        assert len(plain) > 1000 and by_path == plain
