@@ -22,22 +22,15 @@ import os
 import subprocess
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import psycopg
 from psycopg._pipeline import Pipeline
 
 from bench.common import DEFAULT_SERVER_URL, code_version, make_care, scratch_database
-from bench.group_commit import backend_cpu
-from domain.base import CommandMeta
-from domain.vocabulary import OrgLevel, PersonKind, Sex
-
-
-def meta() -> CommandMeta:
-    return CommandMeta(
-        actor_id="bench", actor_role="administrator", correlation_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC)
-    )
+from bench.group_commit import backend_cpu, meta, one_village
+from domain.vocabulary import PersonKind, Sex
 
 
 class Counter:
@@ -98,16 +91,7 @@ def main() -> None:
     with scratch_database(args.database_url, prefix="guanai_bench_command") as url:
         app = make_care(url, pool_size=4)
         try:
-            code = f"{uuid.uuid4().int % 10**6:06d}"
-            county = app.register_org_unit(
-                code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta()
-            )
-            town = app.register_org_unit(
-                code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
-            )
-            village = app.register_org_unit(
-                code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
-            ).id
+            village = one_village(app)
             for _ in range(50):
                 register(app, village)
             counter.on = True

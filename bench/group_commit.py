@@ -32,6 +32,7 @@ from typing import Any
 
 import psycopg
 
+from application.care import CareApplication
 from bench.common import (
     DEFAULT_SERVER_URL,
     CpuMeter,
@@ -50,6 +51,18 @@ def meta() -> CommandMeta:
     return CommandMeta(
         actor_id="bench", actor_role="administrator", correlation_id=str(uuid.uuid4()), occurred_at=datetime.now(UTC)
     )
+
+
+def one_village(app: CareApplication) -> uuid.UUID:
+    """A county of one township of one village, under fresh codes; the village's id."""
+    code = f"{uuid.uuid4().int % 10**6:06d}"
+    county = app.register_org_unit(code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta())
+    town = app.register_org_unit(
+        code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
+    )
+    return app.register_org_unit(
+        code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
+    ).id
 
 
 def id_number(n: int) -> str:
@@ -163,16 +176,7 @@ def main() -> None:
         app = make_care(url, pool_size=args.clients + 4)
         _URLS[id(app)] = url
         try:
-            code = f"{uuid.uuid4().int % 10**6:06d}"
-            county = app.register_org_unit(
-                code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta()
-            )
-            town = app.register_org_unit(
-                code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
-            )
-            village = app.register_org_unit(
-                code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
-            ).id
+            village = one_village(app)
             committer = app.recorder.group_committer
             phase(app, village, args.clients, min(200, args.commands), 0, keys_first=False)  # warm-up
             results: dict[str, list[dict[str, Any]]] = {}
