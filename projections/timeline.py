@@ -30,7 +30,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from domain.base import META_FIELDS, CareAggregate, personal_fields
@@ -205,13 +205,12 @@ def _persons_of(event: Any, subjects: dict[UUID, list[UUID]], changed: set[UUID]
 # with no text to parse (the summary's JSON aside) and no statement to plan; an entry goes on the
 # timeline of each of its persons. The changed subjects as one JSON array, one statement.
 COPY_ENTRIES = f"COPY tl_entries ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
-COPY_TYPES = ("uuid", "int8", "text", "jsonb", "text", "text", "timestamptz", "timestamptz", "uuid", "int4")
-# A rebuild's COPY sends the summary as bytes already in jsonb's binary form (rebuild_batch).
-_REBUILD_COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "text", "timestamptz", "timestamptz", "uuid", "int4")
+# The summary goes as bytes already in jsonb's binary form (``prepare_batch``).
+COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "text", "timestamptz", "timestamptz", "uuid", "int4")
 
 
 class _Rebuilt(NamedTuple):
-    """What ``rebuild_batch`` needs to know of an event class, worked out once per class and batch."""
+    """What ``prepare_batch`` needs to know of an event class, worked out once per class and batch."""
 
     wanted: bool  # may be about people
     looked_up: bool  # its persons are the aggregate's subjects (not a Person's, not a creation's)
@@ -229,6 +228,14 @@ def _rebuilt(event_class: type) -> _Rebuilt:
         left_out=_left_out(event_class),
         kind=about.kind,
     )
+
+
+class _Prepared(NamedTuple):
+    """``prepare_batch``'s work: each event that may make entries with its COPY values (the person
+    left out), and the aggregates whose subjects the batch must read."""
+
+    relevant: list[tuple[Any, tuple[Any, ...]]]
+    wanted: list[UUID]
 
 
 SET_SUBJECTS = (
@@ -268,86 +275,74 @@ class TimelineProjection:
         if subjects:
             cur.executemany(SUBJECTS_SET, subjects)
 
-    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        entries, subjects = self._entries(cur, events)
-        if entries:
-            # A cursor of its own: the summaries' JSON encoder is set on it alone.
-            with cur.connection.cursor() as copying:
-                set_json_dumps(msgspec.json.encode, copying)
-                with copying.copy(COPY_ENTRIES) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for persons, e in entries:
-                        values = (e["position"], e["kind"], e["summary"], e["actor_id"], e["actor_role"])
-                        values += (e["occurred_at"], e["recorded_at"], e["aggregate_id"], e["aggregate_version"])
-                        for person in persons:
-                            copy.write_row((person, *values))
-        if subjects:
-            cur.execute(
-                SET_SUBJECTS,
-                (msgspec.json.encode([{"aggregate_id": a, "person_ids": p} for a, p in subjects]).decode(),),
-            )
-
-    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        """A batch of a rebuild's replay: the rows ``apply_batch`` writes, made with less Python
-        per entry. Each COPY row is a plain tuple whose summary is already jsonb's binary form
-        (its version byte and msgspec's JSON, as the jsonb dumper would send it) and goes as raw
-        bytes, so no Python dumper runs for it; no entry dict is made."""
-        relevant, entries, subjects = self._prepared(cur, events)
-        if relevant:
-            encode = msgspec.json.encode
-            with cur.connection.cursor() as copying, copying.copy(COPY_ENTRIES) as copy:
-                copy.set_types(_REBUILD_COPY_TYPES)
-                write_row = copy.write_row
-                for position, e, about, persons in entries:
-                    if about.special is not None:
-                        summary = about.special(e)
-                    else:
-                        left_out = about.left_out
-                        summary = {k: v for k, v in vars(e).items() if k not in left_out}
-                    values = (position, about.kind, b"\x01" + encode(summary), e.actor_id, e.actor_role,
-                              e.occurred_at, e.timestamp, e.originator_id, e.originator_version)  # fmt: skip
-                    for person in persons:
-                        write_row((person, *values))
-        if subjects:
-            cur.execute(
-                SET_SUBJECTS,
-                (msgspec.json.encode([{"aggregate_id": a, "person_ids": p} for a, p in subjects]).decode(),),
-            )
-
-    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
-        """Nothing to finish: ``rebuild_batch`` writes the rows ``apply_batch`` writes."""
-
-    def _prepared(
-        self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
-    ) -> tuple[bool, list[tuple[int, Any, _Rebuilt, list[UUID]]], list[tuple[UUID, list[UUID]]]]:
-        """``_entries`` for ``rebuild_batch``: (position, event, what is known of its class, its
-        persons) for every event that makes entries, and the aggregates whose persons changed."""
+    def prepare_batch(self, events: Sequence[tuple[int, Any]]) -> _Prepared:
+        """The Python of a batch that needs no database: which events make entries, each one's
+        COPY values with its summary already in jsonb's binary form (its version byte and
+        msgspec's JSON, as the jsonb dumper would send it), and the aggregates whose subjects must
+        be read. Reads the events only, so the runner may run it in another thread while the
+        other views' statements run (``ProjectionRunner``)."""
+        encode = msgspec.json.encode
         known: dict[type, _Rebuilt] = {}
-        relevant = []
-        wanted = []
+        relevant: list[tuple[Any, tuple[Any, ...]]] = []
+        wanted: list[UUID] = []
         for position, e in events:
             cls = type(e)
             about = known.get(cls)
             if about is None:
                 known[cls] = about = _rebuilt(cls)
             if about.wanted and hasattr(e, "actor_id"):
-                relevant.append((position, e, about))
+                if about.special is not None:
+                    summary = about.special(e)
+                else:
+                    left_out = about.left_out
+                    summary = {k: v for k, v in vars(e).items() if k not in left_out}
+                values = (position, about.kind, b"\x01" + encode(summary), e.actor_id, e.actor_role,
+                          e.occurred_at, e.timestamp, e.originator_id, e.originator_version)  # fmt: skip
+                relevant.append((e, values))
                 if about.looked_up:
                     wanted.append(e.originator_id)
+        return _Prepared(relevant, wanted)
+
+    def apply_batch(
+        self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]], prepared: _Prepared | None = None
+    ) -> None:
+        """A batch's entries by one binary COPY (each row a plain tuple whose summary goes as
+        raw bytes: no Python dumper runs for it, no entry dict is made) and its changed subjects
+        in one statement; the subjects it needs read once. ``prepared``: ``prepare_batch`` of
+        these same events, made beforehand (None: made here)."""
+        if prepared is None:
+            prepared = self.prepare_batch(events)
         subjects: dict[UUID, list[UUID]] = {}
-        if wanted:
+        if prepared.wanted:
             # The ids in binary: the text dumper of a list checks every element for quoting.
             cur.execute(
-                "SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%b::uuid[])", (wanted,)
+                "SELECT aggregate_id, person_ids FROM tl_subjects WHERE aggregate_id = ANY(%b::uuid[])",
+                (prepared.wanted,),
             )
             subjects = {aggregate_id: list(persons) for aggregate_id, persons in cur.fetchall()}
         changed: set[UUID] = set()
-        entries = []
-        for position, e, about in relevant:
-            persons = _persons_of(e, subjects, changed)
-            if persons:
-                entries.append((position, e, about, persons))
-        return bool(entries), entries, [(aggregate_id, subjects[aggregate_id]) for aggregate_id in changed]
+        rows = []
+        for e, values in prepared.relevant:
+            for person in _persons_of(e, subjects, changed):
+                rows.append((person, *values))
+        if rows:
+            with cur.connection.cursor() as copying, copying.copy(COPY_ENTRIES) as copy:
+                copy.set_types(COPY_TYPES)
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+        if changed:
+            cur.execute(
+                SET_SUBJECTS,
+                (msgspec.json.encode([{"aggregate_id": a, "person_ids": subjects[a]} for a in changed]).decode(),),
+            )
+
+    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        """A batch of a rebuild's replay: the rows ``apply_batch`` writes, the same way."""
+        self.apply_batch(cur, events)
+
+    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
+        """Nothing to finish: ``rebuild_batch`` writes the rows ``apply_batch`` writes."""
 
     def _entries(
         self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
