@@ -166,17 +166,8 @@ def _start(app: Litestar) -> None:
     app.state.audit = Audit(app.state.care, conns.database_url)
 
 
-async def _open_async_reads(app: Litestar) -> None:
-    settings: Settings = app.state.settings
-    await app.state.read_side.open_async(
-        app.state.connections.database_url, pool_size=max(2, settings.db_pool_size // 2)
-    )
-
-
 async def _stop(app: Litestar) -> None:
     conns: Connections = app.state.connections
-    if getattr(app.state, "read_side", None) is not None:
-        await app.state.read_side.close_async()
     for task in conns.tasks:
         task.cancel()
     if conns.nats is not None:
@@ -259,7 +250,7 @@ def create_app(
         middleware=[request_id_middleware, metrics_middleware, security_middleware],
         template_config=template_config,
         before_send=[security_headers],
-        on_startup=[_start, _open_async_reads, start_imports, _connect_nats, start_revocations, start_accounts],
+        on_startup=[_start, start_imports, _connect_nats, start_revocations, start_accounts],
         on_shutdown=[stop_accounts, stop_revocations, stop_imports, _stop],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,

@@ -7,23 +7,18 @@ answer keeps this person's id and counts the others (``other_persons``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get
-from litestar.concurrency import sync_to_thread
 from litestar.params import FromPath, QueryParameter
 
 from api.access import access_of, timeline_hides
-from api.auth import Actor
 from api.common import Limit, MinPosition, access_fields, audit_of
 from api.dependencies import Caller, Care, RecordAccess, Views, WaitForViews
 from api.problems import ProblemError
-from api.views import ReadSide
-from application.care import CareApplication
 from domain.person import Person
 from projections.timeline import RawTimelinePage, TimelineView
 
@@ -98,8 +93,8 @@ class TimelineController(Controller):
     path = "/persons"
     tags = ["timelines"]
 
-    @get("/{person_id:uuid}/timeline")
-    async def timeline(
+    @get("/{person_id:uuid}/timeline", sync_to_thread=True)
+    def timeline(
         self,
         request: Request[Any, Any, Any],
         care: Care,
@@ -117,60 +112,9 @@ class TimelineController(Controller):
         """A person's timeline, paged by cursor: registration and changes, risk tags, guardian and
         agreement, pairings formed, changed and ended, visit tasks and logs, emergency reports."""
         access = access_of(request)
-        pool = views.async_pool
-        # The common read: the access check as a condition of the page's own statement (from
-        # the person's first event), the page and the access log's row in one round trip and
-        # one transaction, committed (flushed) before the page is answered, as record_access
-        # does; awaited here in the event loop, with no hop into a worker thread and back.
-        gate = access.gate(person_id, settle=False) if min_position is None and pool is not None else None
-        if gate is not None and pool is not None:
-            audit, fields = audit_of(request), access_fields(request)
-            page, logged = await TimelineView(views.pool).page_sent_with_async(
-                pool, person_id,
-                lambda cur, query, only_if, params: audit.read_with_access_async(
-                    cur, query, [person_id], **fields, only_if=only_if, params=params
-                ),
-                newest_first=order == "newest", kinds=kind or (), hidden=timeline_hides(actor), cursor=cursor,
-                limit=limit, views=[p.name for p in views.runner.projections], gate=gate,
-            )  # fmt: skip
-            if page.rows or logged:
-                access.gate_held()  # rows and the row written only where the check allows
-                if not logged:  # the log moved on under this process: the row on its own
-                    await sync_to_thread(record_access, person_id)
-                return timeline_out(page, person_id, limit, order, page.views_position or 0)
-        # Anything else (the check left to the guard's rule, a refusal, nothing to read or log,
-        # a wait for the views) in a worker thread, as before.
-        return await sync_to_thread(
-            self._timeline, request, care, wait_for_views, record_access, actor, views, person_id, order, kind, cursor,
-            limit, min_position, gate is not None,
-        )  # fmt: skip
-
-    @staticmethod
-    def _timeline(
-        request: Request[Any, Any, Any],
-        care: CareApplication,
-        wait_for_views: Callable[[int | None], int],
-        record_access: Callable[..., None],
-        actor: Actor,
-        views: ReadSide,
-        person_id: UUID,
-        order: str,
-        kind: list[str] | None,
-        cursor: int | None,
-        limit: int,
-        min_position: int | None,
-        gated: bool,
-    ) -> TimelineOut:
-        """The read in a worker thread. ``gated``: a read with the check's condition showed
-        nothing (no rows, no access log row): the check itself decides, then as before."""
-        access = access_of(request)
-        if gated:
-            access.settle()
-            gate = None
-        else:
-            # The check as a condition of the statement where the person's first event decides
-            # it; otherwise it is made here, now, before anything is read.
-            gate = access.gate(person_id)
+        # The access check as a condition of the page's own statement, from the person's first
+        # event (where one decides it; otherwise it is made here, now, before anything is read).
+        gate = access.gate(person_id)
         # With nothing to wait for, the views' position is read with the page, in one statement.
         waited = wait_for_views(min_position) if min_position is not None else None
         view = TimelineView(views.pool)
@@ -201,23 +145,19 @@ class TimelineController(Controller):
                 if not isinstance(first, Person.Registered):
                     raise ProblemError(404, "not-found", "Not found", f"no person with id {person_id}", kind="person")
             record_access(person_id)
-        return timeline_out(page, person_id, limit, order, waited if waited is not None else page.views_position or 0)
-
-
-def timeline_out(page: RawTimelinePage, person_id: UUID, limit: int, order: str, position: int) -> TimelineOut:
-    """The answer, built from the rows as read: no convert, summaries passed on undecoded where
-    they can be."""
-    me = str(person_id)
-    items = [
-        TimelineEntry(r[0], r[1], summary_for(r[2], person_id, me), r[3], r[4], r[5], r[6], r[7], r[8])
-        for r in page.rows
-    ]
-    return TimelineOut(
-        person_id=person_id,
-        items=items,
-        total=page.total,
-        limit=limit,
-        order=order,
-        next_cursor=page.next_cursor,
-        position=position,
-    )
+        position = waited if waited is not None else page.views_position or 0
+        me = str(person_id)
+        # Built from the rows as read: no convert, summaries passed on undecoded where they can be.
+        items = [
+            TimelineEntry(r[0], r[1], summary_for(r[2], person_id, me), r[3], r[4], r[5], r[6], r[7], r[8])
+            for r in page.rows
+        ]
+        return TimelineOut(
+            person_id=person_id,
+            items=items,
+            total=page.total,
+            limit=limit,
+            order=order,
+            next_cursor=page.next_cursor,
+            position=position,
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from application.care import CareApplication
 from projections import all_projections
@@ -22,8 +22,6 @@ class ReadSide:
         self.runner = runner
         self.view = RegistryView(runner.pool)
         self.reports = EmergencyQueueView(runner.pool)
-        # The views' database for reads awaited in the event loop (``open_async``); None until then.
-        self.async_pool: AsyncConnectionPool | None = None
 
     @classmethod
     def open(cls, app: CareApplication, database_url: str, *, pool_size: int = 4) -> ReadSide:
@@ -44,18 +42,6 @@ class ReadSide:
 
     def lag(self) -> dict[str, Any]:
         return self.runner.lag()
-
-    async def open_async(self, database_url: str, *, pool_size: int = 2) -> None:
-        """Open ``async_pool``: connections for a read made in the event loop, with no hop into
-        a worker thread (the timeline's page and its access log row)."""
-        pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, name="views-async")
-        await pool.open(wait=True)
-        self.async_pool = pool
-
-    async def close_async(self) -> None:
-        pool, self.async_pool = self.async_pool, None
-        if pool is not None:
-            await pool.close()
 
     def close(self) -> None:
         self.runner.close()

@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from psycopg import AsyncClientCursor, ClientCursor, Connection
+from psycopg import ClientCursor, Connection
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composable, Identifier
 
@@ -144,7 +144,7 @@ class AccessLog:
         self._key_checked = False
         self._texts: dict[int, str] = {}  # row count -> the write's text (``_write_text``)
 
-    def _write_text(self, cur: ClientCursor[Any] | AsyncClientCursor[Any], count: int) -> str:
+    def _write_text(self, cur: ClientCursor[Any], count: int) -> str:
         """The table's lock and the INSERT of ``count`` rows up to its condition on the last row,
         as text with placeholders: composed once per row count (composing it took a tenth of a
         timeline read's CPU in the API)."""
@@ -205,70 +205,28 @@ class AccessLog:
         read's rows, and whether the rows were written (False: nothing was, because there was
         nothing to chain on from yet, the log had moved on or the condition did not hold; write
         them with ``record``)."""
-        write = self._bound_write(cur, key, person_ids, fields, only_if, params)
-        if write is None:
-            cur.execute(read)
-            return cur.fetchall(), False
-        rows, bound = write
-        cur.execute(f"{read}; {bound}")
-        found = cur.fetchall()
-        cur.nextset()  # the lock
-        cur.nextset()  # the insert
-        return found, self._written(rows, [r[0] for r in cur.fetchall()])
-
-    async def read_with_async(
-        self,
-        cur: AsyncClientCursor[Any],
-        key: ChainKey,
-        read: str,
-        person_ids: Sequence[UUID],
-        fields: tuple[str, str, str, str],
-        *,
-        only_if: Composable | None = None,
-        params: Sequence[Any] = (),
-    ) -> tuple[list[Any], bool]:
-        """``read_with`` on an asynchronous cursor: the same statements in the same round trip,
-        awaited in the event loop rather than waited for in a worker thread."""
-        write = self._bound_write(cur, key, person_ids, fields, only_if, params)
-        if write is None:
-            await cur.execute(read)
-            return await cur.fetchall(), False
-        rows, bound = write
-        await cur.execute(f"{read}; {bound}")
-        found = await cur.fetchall()
-        cur.nextset()  # the lock
-        cur.nextset()  # the insert
-        return found, self._written(rows, [r[0] for r in await cur.fetchall()])
-
-    def _bound_write(
-        self,
-        cur: ClientCursor[Any] | AsyncClientCursor[Any],
-        key: ChainKey,
-        person_ids: Sequence[UUID],
-        fields: tuple[str, str, str, str],
-        only_if: Composable | None,
-        params: Sequence[Any],
-    ) -> tuple[list[tuple[Any, ...]], str] | None:
-        """The rows to write and the lock and INSERT bound as text; None when there is nothing to
-        chain on from yet (or no person)."""
         if not cur.connection.autocommit:
             raise ValueError("read_with runs its own (implicit) transaction: the connection must be in autocommit")
         with self._lock:
             last = self._last
         if last is None or not person_ids:
-            return None
+            cur.execute(read)
+            return cur.fetchall(), False
         rows = _rows(key, last[0], last[1], person_ids, datetime.now(UTC), fields)
         write = self._write_text(cur, len(rows))
         if only_if is not None:
             write += " AND " + only_if.as_string(cur)
-        return rows, cur.mogrify(write + " RETURNING id", [*(v for row in rows for v in row), last[0], *params])
-
-    def _written(self, rows: list[tuple[Any, ...]], written: list[int]) -> bool:
+        bound = cur.mogrify(write + " RETURNING id", [*(v for row in rows for v in row), last[0], *params])
+        cur.execute(f"{read}; {bound}")
+        found = cur.fetchall()
+        cur.nextset()  # the lock
+        cur.nextset()  # the insert
+        written = [r[0] for r in cur.fetchall()]
         if not written:
-            return False
+            return found, False
         assert written == [r[0] for r in rows], written
         self.remember(rows[-1][0], rows[-1][-1])
-        return True
+        return found, True
 
 
 def for_person(

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
-from psycopg import AsyncClientCursor, ClientCursor
+from psycopg import ClientCursor
 from psycopg.rows import tuple_row
 from psycopg.sql import Composable
 
@@ -394,25 +394,6 @@ class Audit:
         (False: record them with ``record_access``)."""
         fields = (actor_id, actor_role, endpoint, request_id)
         return self.access.read_with(cur, self.key, read, person_ids, fields, only_if=only_if, params=params)
-
-    async def read_with_access_async(
-        self,
-        cur: AsyncClientCursor[Any],
-        read: str,
-        person_ids: Sequence[UUID],
-        *,
-        actor_id: str,
-        actor_role: str,
-        endpoint: str,
-        request_id: str,
-        only_if: Composable | None = None,
-        params: Sequence[Any] = (),
-    ) -> tuple[list[Any], bool]:
-        """``read_with_access`` on an asynchronous cursor (``AccessLog.read_with_async``)."""
-        fields = (actor_id, actor_role, endpoint, request_id)
-        return await self.access.read_with_async(
-            cur, self.key, read, person_ids, fields, only_if=only_if, params=params
-        )
 
     def access_log(
         self, person_id: UUID, *, limit: int = 100, before_id: int | None = None

@@ -12,12 +12,12 @@ sent as one simple query took the same CPU and about 0.9 ms longer than in a pip
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from psycopg.rows import RowFactory
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 
 @contextlib.contextmanager
@@ -31,19 +31,3 @@ def one_query_cursor(pool: ConnectionPool, row_factory: RowFactory[Any]) -> Iter
         finally:
             if not conn.closed:
                 conn.autocommit = False
-
-
-@contextlib.asynccontextmanager
-async def async_one_query_cursor(
-    pool: AsyncConnectionPool, row_factory: RowFactory[Any]
-) -> AsyncIterator[psycopg.AsyncClientCursor[Any]]:
-    """``one_query_cursor`` on an asynchronous pool: the round trip awaited in the event loop,
-    with no hop into a worker thread and back."""
-    async with pool.connection() as conn:
-        await conn.set_autocommit(True)
-        try:
-            async with psycopg.AsyncClientCursor(conn, row_factory=row_factory) as cur:
-                yield cur
-        finally:
-            if not conn.closed:
-                await conn.set_autocommit(False)

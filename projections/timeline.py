@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -31,10 +31,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from domain.base import META_FIELDS, CareAggregate, personal_fields
-from projections.one_query import async_one_query_cursor, one_query_cursor
+from projections.one_query import one_query_cursor
 
 TABLES = ("tl_entries", "tl_subjects")
 
@@ -507,75 +507,22 @@ class TimelineView:
         ``gate`` (an access check's condition, ``Access.gate``): the page has rows, and the write
         is made, only where it holds; an empty page written nothing then may be a refusal."""
         with one_query_cursor(self.pool, tuple_row) as cur:
-            query, count, params, only_if = self._sent_with(
-                cur, person_id, newest_first, kinds, hidden, cursor, limit, views, gate
-            )
+            # The condition as bound text, a "%" in it doubled: both statements are bound again.
+            bound_gate = "" if gate is None else gate.as_string(cur).replace("%", "%%")
+            query, count, params = self._queries(
+                person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
+                views=views, gate=bound_gate, columns=_RAW_SELECT,
+            )  # fmt: skip
+            only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, sql.SQL(bound_gate))
             rows, sent = send(cur, cur.mogrify(query, params), only_if, [person_id])
-        if rows:
-            return self._raw_page(rows, limit, None), sent
-        with self.pool.connection() as conn:  # past the end: the total and the position apart
-            return self._raw_page(rows, limit, conn.execute(count, params).fetchone()), sent
-
-    async def page_sent_with_async(
-        self,
-        pool: AsyncConnectionPool,
-        person_id: UUID,
-        send: Callable[
-            [psycopg.AsyncClientCursor[Any], str, sql.Composable, list[Any]], Awaitable[tuple[list[Any], bool]]
-        ],
-        *,
-        newest_first: bool = True,
-        kinds: Sequence[str] = (),
-        hidden: Sequence[str] = (),
-        cursor: int | None = None,
-        limit: int = 50,
-        views: Sequence[str] = (),
-        gate: sql.Composable | None = None,
-    ) -> tuple[RawTimelinePage, bool]:
-        """``page_sent_with`` on an asynchronous pool (the views' database): the same statements
-        in the same round trip, awaited in the event loop instead of a worker thread."""
-        async with async_one_query_cursor(pool, tuple_row) as cur:
-            query, count, params, only_if = self._sent_with(
-                cur, person_id, newest_first, kinds, hidden, cursor, limit, views, gate
-            )
-            rows, sent = await send(cur, cur.mogrify(query, params), only_if, [person_id])
-        if rows:
-            return self._raw_page(rows, limit, None), sent
-        async with pool.connection() as conn:  # past the end: the total and the position apart
-            return self._raw_page(rows, limit, await (await conn.execute(count, params)).fetchone()), sent
-
-    def _sent_with(
-        self,
-        cur: psycopg.ClientCursor[Any] | psycopg.AsyncClientCursor[Any],
-        person_id: UUID,
-        newest_first: bool,
-        kinds: Sequence[str],
-        hidden: Sequence[str],
-        cursor: int | None,
-        limit: int,
-        views: Sequence[str],
-        gate: sql.Composable | None,
-    ) -> tuple[str, str, dict[str, Any], sql.Composable]:
-        # The condition as bound text, a "%" in it doubled: both statements are bound again.
-        bound_gate = "" if gate is None else gate.as_string(cur).replace("%", "%%")
-        query, count, params = self._queries(
-            person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
-            views=views, gate=bound_gate, columns=_RAW_SELECT,
-        )  # fmt: skip
-        only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, sql.SQL(bound_gate))
-        return query, count, params, only_if
-
-    @staticmethod
-    def _raw_page(rows: list[Any], limit: int, head: Any) -> RawTimelinePage:
-        """The page from the rows as read (each with the total and the views' position last), or
-        past the end from ``head`` (the total and the position read apart)."""
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
             rows = [r[1:-2] for r in rows]
-        else:
-            total, views_at = head or (0, None)
+        else:  # past the end: the total and the position apart
+            with self.pool.connection() as conn:
+                total, views_at = conn.execute(count, params).fetchone() or (0, None)
         next_cursor = rows[-1][0] if len(rows) == limit and rows else None
-        return RawTimelinePage(rows=rows, total=total, next_cursor=next_cursor, views_position=views_at)
+        return RawTimelinePage(rows=rows, total=total, next_cursor=next_cursor, views_position=views_at), sent
 
     def exists(self, person_id: UUID) -> bool:
         with self.pool.connection() as conn:

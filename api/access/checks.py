@@ -160,7 +160,7 @@ class Access:
         self.defer(check)
         self._read = (scopes, kind, target)
 
-    def gate(self, target: UUID, *, settle: bool = True) -> Any:
+    def gate(self, target: UUID) -> Any:
         """For the check left to a read of ``target``: an SQL condition (``Composable``) that
         holds only where the check allows, from the target's first event in the store, for the
         handler to put in its read and in the access log's insert, in the same round trip. The
@@ -169,9 +169,7 @@ class Access:
         makes it (a refusal answers as an unknown id), and reads again without the gate.
 
         None when no such condition decides it (a volunteer's pairings, a responder's area, a
-        store without SQL): then the check is made here, now, before anything is read. With
-        ``settle=False`` it is not: the caller settles it (in a worker thread, since the check
-        reads) before it reads anything.
+        store without SQL): then the check is made here, now, before anything is read.
 
         The condition is the check's own rule over the first event: the object exists and is of
         the kind (the first event's topic is the kind's creation), and for scope ``subtree``
@@ -179,8 +177,7 @@ class Access:
         ``tests/integration/test_timeline_gate.py`` compares the two)."""
         read = self._read
         if self._pending is None or read is None or read[2] != target:
-            if settle:
-                self.settle()
+            self.settle()
             return None
         scopes, kind, _ = read
         condition = None
@@ -192,7 +189,7 @@ class Access:
             elif Scope.SUBTREE in scopes and self.actor.org_unit_id is not None:
                 path = self.app.mapper.transcoder.encode({"org_path": [self.actor.org_unit_id]})
                 condition = self.app.store.first_event_condition(target, topic, path)
-        if condition is None and settle:
+        if condition is None:
             self.settle()
         return condition
 
