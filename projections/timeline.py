@@ -398,6 +398,14 @@ _RAW_SELECT = COLUMNS.replace("summary", "summary::text")
 _HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
 
 
+@functools.cache
+def _views_position(views: tuple[str, ...]) -> str:
+    """The lowest position of ``views`` as SQL text with the names in it, a "%" doubled: the same
+    few names on every read, rendered once rather than bound per read."""
+    names = sql.Literal(list(views)).as_string(None).replace("%", "%%")
+    return f"(SELECT min(position) FROM projection_tracking WHERE name = ANY({names}))::bigint"
+
+
 class TimelineView:
     """Read side: a person's entries, newest or oldest first, filtered by kind, keyset-paged."""
 
@@ -429,13 +437,13 @@ class TimelineView:
             where += " AND NOT kind LIKE ANY(%(hidden)s)"
         params = {
             "person": person_id, "exact": exact, "prefixes": prefixes, "hidden": [f"{h}.%" for h in hidden],
-            "cursor": cursor, "limit": limit, "views": list(views),
+            "cursor": cursor, "limit": limit,
         }  # fmt: skip
         order = "DESC" if newest_first else "ASC"
         after = (
             "" if cursor is None else (" AND position < %(cursor)s" if newest_first else " AND position > %(cursor)s")
         )
-        views_position = "(SELECT min(position) FROM projection_tracking WHERE name = ANY(%(views)s))::bigint"
+        views_position = _views_position(tuple(views))
         count = (
             f"SELECT count(*) AS _total, {views_position if views else 'NULL'} AS _views FROM tl_entries WHERE {where}"
         )

@@ -242,3 +242,24 @@ def test_a_page_and_its_access_log_row_only_where_the_gate_holds(care: Care, pro
         assert logged() == before + (1 if holds else 0)
     page, written = view.page_sent_with(child, send)
     assert written and len(page.rows) == 8
+
+
+def test_the_views_position_read_with_the_page_is_the_lowest_of_the_views_named(
+    care: Care, projector: Projector
+) -> None:
+    """The views' names are written into the page's text (rendered once per set of names), not
+    bound per read: the position read with the page is still the lowest of exactly those views,
+    and a name with a quote or a "%" in it is taken as it is."""
+    view, child = TimelineView(projector.pool), care.world.children[0]
+    with projector.pool.connection() as conn:
+        tracked = dict(conn.execute("SELECT name, position FROM projection_tracking").fetchall())
+    names = sorted(tracked)
+    assert len(names) >= 2 and len(set(tracked.values())) >= 1
+    for views in (names, names[:1], [*names[1:], "no'such%view"]):
+        expected = min(tracked[n] for n in views if n in tracked)
+        assert view.page(child, views=views).views_position == expected, views
+        page, _ = view.page_sent_with(
+            child, lambda cur, query, _c, _p: (cur.execute(query).fetchall(), False), views=views
+        )
+        assert page.views_position == expected and len(page.rows) == 8, views
+    assert view.page(child, views=["no'such%view"]).views_position is None
