@@ -140,8 +140,10 @@ WHERE {_ACTIVE} AND p.due_at IS NOT NULL AND {{only}}
 GROUP BY 1, 2
 """
 
-# Each fact query over the rows a batch names (the counts it moves), and over every row (the
-# counts of a whole view, as a rebuild makes them once at its end: ``count_all``).
+# Each fact query over the rows a batch names (the counts it moves), and over every row: the
+# counts of a whole view, ``_ALL_FACTS`` as plainly written, which what a rebuild runs once at its
+# end (``ALL_FACTS_BY_PATH``, below, in ``count_all``) must equal (tests/integration/
+# test_supervision_rollup.py compares the two).
 PERSON_FACTS = _PERSON_FACTS.format(only=f"p.id = ANY({_PERSONS})")
 HELPER_FACTS = _HELPER_FACTS.format(only="h.id = ANY(%(helpers)b::uuid[])")
 PAIRING_FACTS = _PAIRING_FACTS.format(only="pr.id = ANY(%(pairings)b::uuid[])")

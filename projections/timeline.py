@@ -209,7 +209,7 @@ COPY_ENTRIES = f"COPY tl_entries ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = ("uuid", "int8", "text", "bytea", "text", "text", "timestamptz", "timestamptz", "uuid", "int4")
 
 
-class _Rebuilt(NamedTuple):
+class _EntryClass(NamedTuple):
     """What ``prepare_batch`` needs to know of an event class, worked out once per class and batch."""
 
     wanted: bool  # may be about people
@@ -219,9 +219,9 @@ class _Rebuilt(NamedTuple):
     kind: str
 
 
-def _rebuilt(event_class: type) -> _Rebuilt:
+def _entry_class(event_class: type) -> _EntryClass:
     about = _class(event_class)
-    return _Rebuilt(
+    return _EntryClass(
         wanted=about.wanted,
         looked_up=not (about.person or about.created),
         special=SUMMARIES.get(event_class.__qualname__),
@@ -279,17 +279,16 @@ class TimelineProjection:
         """The Python of a batch that needs no database: which events make entries, each one's
         COPY values with its summary already in jsonb's binary form (its version byte and
         msgspec's JSON, as the jsonb dumper would send it), and the aggregates whose subjects must
-        be read. Reads the events only, so the runner may run it in another thread while the
-        other views' statements run (``ProjectionRunner``)."""
+        be read."""
         encode = msgspec.json.encode
-        known: dict[type, _Rebuilt] = {}
+        known: dict[type, _EntryClass] = {}
         relevant: list[tuple[Any, tuple[Any, ...]]] = []
         wanted: list[UUID] = []
         for position, e in events:
             cls = type(e)
             about = known.get(cls)
             if about is None:
-                known[cls] = about = _rebuilt(cls)
+                known[cls] = about = _entry_class(cls)
             if about.wanted and hasattr(e, "actor_id"):
                 if about.special is not None:
                     summary = about.special(e)
@@ -303,15 +302,12 @@ class TimelineProjection:
                     wanted.append(e.originator_id)
         return _Prepared(relevant, wanted)
 
-    def apply_batch(
-        self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]], prepared: _Prepared | None = None
-    ) -> None:
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
         """A batch's entries by one binary COPY (each row a plain tuple whose summary goes as
         raw bytes: no Python dumper runs for it, no entry dict is made) and its changed subjects
-        in one statement; the subjects it needs read once. ``prepared``: ``prepare_batch`` of
-        these same events, made beforehand (None: made here)."""
-        if prepared is None:
-            prepared = self.prepare_batch(events)
+        in one statement; the subjects it needs read once. A rebuild's replay writes the same
+        way (it has no ``rebuild_batch``: projections/batches.py)."""
+        prepared = self.prepare_batch(events)
         subjects: dict[UUID, list[UUID]] = {}
         if prepared.wanted:
             # The ids in binary: the text dumper of a list checks every element for quoting.
@@ -336,13 +332,6 @@ class TimelineProjection:
                 SET_SUBJECTS,
                 (msgspec.json.encode([{"aggregate_id": a, "person_ids": subjects[a]} for a in changed]).decode(),),
             )
-
-    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        """A batch of a rebuild's replay: the rows ``apply_batch`` writes, the same way."""
-        self.apply_batch(cur, events)
-
-    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
-        """Nothing to finish: ``rebuild_batch`` writes the rows ``apply_batch`` writes."""
 
     def _entries(
         self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]
