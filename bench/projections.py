@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import multiprocessing
 import os
 import sys
 import time
@@ -64,7 +63,7 @@ from bench.projections_data import HEAVY_ENTRIES, Store, generate
 from guanai.bootstrap import Process
 from projections import all_projections
 from projections.batches import decode_all
-from projections.rebuild import REBUILD_GC_THRESHOLD, SHARE_SQL, replays_in_parallel, shares
+from projections.rebuild import REBUILD_GC_THRESHOLD
 from projections.runner import ProjectionRunner
 from projections.supervision import CHINA
 from projections.supervision_view import Period, SupervisionView
@@ -120,70 +119,17 @@ def read_log(app: CareApplication, decode: bool, binary: bool = False) -> tuple[
         position = notifications[-1].id
 
 
-def read_shares(app: CareApplication, url: str, workers: int) -> tuple[int, float, float]:
-    """The binary raw read (``read_log(binary=True)``) made by ``workers`` forked processes at
-    once, each its share of the log as a parallel rebuild's workers read it (``shares``,
-    ``SHARE_SQL``: every state read, each on a connection of its own): (count, wall seconds, CPU
-    seconds of the processes)."""
-    recorder = app.recorder
-    table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)  # type: ignore[attr-defined]
-    # Every state read: no topic is left out (the first parameter, an empty list).
-    query = sql.SQL(SHARE_SQL).format(
-        state=sql.SQL("CASE WHEN topic = ANY(%s::text[]) THEN NULL ELSE state END"), table=table
-    )
-    with psycopg.connect(url) as conn:
-        end = conn.execute(sql.SQL("SELECT max(notification_id) FROM {}").format(table)).fetchone()[0]
-
-    def share(k: int, pipe: Any) -> None:
-        first, last = shares(workers)[k]
-        count, position = 0, (first, -1)
-        with psycopg.connect(url, autocommit=True) as conn, conn.cursor(row_factory=tuple_row, binary=True) as cur:
-            while rows := cur.execute(query, ([], *position, last, end, BATCH), prepare=True).fetchall():
-                count += len(rows)
-                position = (rows[-1][1], rows[-1][2])
-        pipe.send(count)
-        os._exit(0)
-
-    context = multiprocessing.get_context("fork")
-    before = os.times()
-    started = time.perf_counter()
-    pipes, processes = [], []
-    for k in range(workers):
-        receiving, sending = context.Pipe(duplex=False)
-        process = context.Process(target=share, args=(k, sending), daemon=True)
-        process.start()
-        sending.close()
-        pipes.append(receiving)
-        processes.append(process)
-    count = sum(p.recv() for p in pipes)
-    for process in processes:
-        process.join()
-    seconds = time.perf_counter() - started
-    after = os.times()
-    cpu = after.children_user + after.children_system - before.children_user - before.children_system
-    return count, seconds, cpu
-
-
-def rebuild_rates(
-    url: str, events: int, keys: dict[str, str], views: list[str] | None = None, workers: int = 1
-) -> None:
+def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] | None = None) -> None:
     """Each view's rebuild beside a raw read of the log made just before it (the load moves
     between phases), with the CPU time of this process per event (the reading thread counted
     too). The application is a projector's, as ``guanai projections rebuild`` builds it: it
-    opens no personal data. With ``workers`` > 1 the views that allow it are rebuilt by that
-    many processes (``replays_in_parallel``), and the binary raw read is also made by that many
-    processes at once, each its share (``read_shares``): each such rebuild's ratio is given to
-    both reads, its CPU that of every process (the workers' too)."""
+    opens no personal data."""
     app = make_care(url, pool_size=4, env=keys, kind=Process.PROJECTOR)
     rows = []
 
-    def row(
-        label: str, count: int, seconds: float, cpu: float, raw: float, parallel_raw: float | None = None
-    ) -> list[str]:
+    def row(label: str, count: int, seconds: float, cpu: float, raw: float) -> list[str]:
         rate = count / seconds
-        to_parallel = "" if parallel_raw is None else f"{rate / parallel_raw:.2f}"
-        return [label, f"{count:,}", f"{seconds:.1f}", f"{rate:,.0f}", f"{rate / raw:.2f}", to_parallel,
-                f"{cpu / count * 1e6:.1f}"]  # fmt: skip
+        return [label, f"{count:,}", f"{seconds:.1f}", f"{rate:,.0f}", f"{rate / raw:.2f}", f"{cpu / count * 1e6:.1f}"]
 
     count, seconds, cpu = read_log(app, decode=False)
     raw = count / seconds
@@ -204,24 +150,13 @@ def rebuild_rates(
             count, seconds, cpu = read_log(app, decode=False)
             binary = read_log(app, decode=False, binary=True)
             raw = max(count / seconds, binary[0] / binary[1])
-            parallel = workers > 1 and replays_in_parallel(app, projection)
-            shares = read_shares(app, url, workers) if parallel else None
-            parallel_raw = None if shares is None else shares[0] / shares[1]
-            rows.append(row(f"raw read before {projection.name} (library)", count, seconds, cpu, raw, parallel_raw))
-            rows.append(row(f"raw read before {projection.name} (binary)", *binary, raw, parallel_raw))
-            if shares is not None:
-                rows.append(row(f"raw read before {projection.name} (binary, {workers} processes)", *shares, raw,
-                                parallel_raw))  # fmt: skip
-            started, cpu, children = time.perf_counter(), time.process_time(), os.times()
+            rows.append(row(f"raw read before {projection.name} (library)", count, seconds, cpu, raw))
+            rows.append(row(f"raw read before {projection.name} (binary)", *binary, raw))
+            started, cpu = time.perf_counter(), time.process_time()
             # As ``guanai projections rebuild`` does: this process does nothing else meanwhile.
-            count = runner.rebuild(
-                projection.name, batch_size=BATCH, gc_threshold=REBUILD_GC_THRESHOLD, workers=workers
-            )
+            count = runner.rebuild(projection.name, batch_size=BATCH, gc_threshold=REBUILD_GC_THRESHOLD)
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            after = os.times()
-            cpu += after.children_user + after.children_system - children.children_user - children.children_system
-            label = f"rebuild {projection.name}" + (f" ({workers} processes)" if parallel else "")
-            rows.append(row(label, count, seconds, cpu, raw, parallel_raw))
+            rows.append(row(f"rebuild {projection.name}", count, seconds, cpu, raw))
             print(f"  rebuilt {projection.name}: {count / seconds:,.0f} events/s", file=sys.stderr, flush=True)
         with psycopg.connect(url) as conn:
             entries, tasks = (
@@ -231,15 +166,7 @@ def rebuild_rates(
         runner.close()
         app.close()
     print_table(
-        [
-            "what",
-            "events",
-            "seconds",
-            "events/s",
-            "ratio to raw read",
-            f"ratio to {workers}-process raw read",
-            "CPU µs/event",
-        ],
+        ["what", "events", "seconds", "events/s", "ratio to raw read", "CPU µs/event"],
         rows,
         title=f"Rebuild rate over {events:,} events (ratio: to the raw read just before; load average {load()})",
     )
@@ -392,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", metavar="NAME", help="write the store into database NAME once, reuse it, never drop it")
     p.add_argument("--phases", default="rebuild,reads,http", help="comma-separated: rebuild, reads, http")
     p.add_argument("--views", help="comma-separated: the views to rebuild (default: all)")
-    p.add_argument("--workers", type=int, default=1, help="processes a rebuild replays in, where the view allows")
     args = p.parse_args(argv)
     phases = set(args.phases.split(","))
     keys = {"GUANAI_CHAIN_KEY": CHAIN_KEY, **({"GUANAI_MASTER_KEY": KEPT_MASTER_KEY} if args.keep else {})}
@@ -417,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"\nStore: {store.events:,} events kept from an earlier run ({args.keep})")
             if "rebuild" in phases:
-                views = args.views.split(",") if args.views else None
-                rebuild_rates(url, store.events, keys, views, workers=args.workers)
+                rebuild_rates(url, store.events, keys, args.views.split(",") if args.views else None)
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
             if "reads" in phases:

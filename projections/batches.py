@@ -39,9 +39,6 @@ class Projection(Protocol):
     # rebuild's replay into empty tables then calls the first instead of ``apply_events`` and the
     # second once after it (projections/rebuild.py); they must leave the tables ``apply_events``
     # would have, and later batches go through ``apply_events``.
-    # Optional: ``parallel_replay = True`` when each of its rows follows from one aggregate's own
-    # events, in their order, and no statement reads or writes another aggregate's rows: a
-    # rebuild may then share the aggregates out between processes (projections/rebuild.py).
 
 
 def handles(projection: Any, event_class: type) -> bool:

@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import multiprocessing
-import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import Notification
@@ -66,7 +62,6 @@ def rebuild_view(
     batch_size: int = 5000,
     progress: Callable[[Progress], None] | None = None,
     gc_threshold: int | None = None,
-    workers: int = 1,
 ) -> int:
     """Replay the log into new tables for ``projection`` and swap them in; returns the number of
     events read. ``runner`` is the ProjectionRunner whose tracking rows and log are used.
@@ -75,17 +70,19 @@ def rebuild_view(
     the replay (``_fewer_collections``), restored after; None leaves the collector alone. The
     setting is the process's, not the rebuild's: only a process that does nothing else while it
     rebuilds (``guanai projections rebuild``, ``guanai restore``) should give one, never one
-    where an API, a projector or workers run beside the rebuild (``guanai serve``).
-
-    ``workers``: more than 1 replays the log in that many processes, each its own share of the
-    aggregates (``parallel_replay``), where the view and the application allow it
-    (``replays_in_parallel``); otherwise in this process. Only a process that does nothing else
-    should ask: the workers are forked from it."""
+    where an API, a projector or workers run beside the rebuild (``guanai serve``)."""
     name = projection.name
     schema = sql.Identifier(f"rebuild_{name}")
     recorder, mapper = runner.app.recorder, runner.app.mapper
     wanted = EventFilter([projection])
     events_table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+    # The log as the library's select_notifications reads it, without the states of the events
+    # the view ignores (transferred only to be dropped).
+    read_sql = sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic,"
+        " CASE WHEN topic = ANY(%s::text[]) THEN NULL ELSE state END"
+        " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+    ).format(events_table)
     with psycopg.connect(runner.database_url, autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (REBUILD_LOCK, name)).fetchone()[0]:
             raise RebuildBusyError(f"a rebuild of {name} is already running")
@@ -102,32 +99,68 @@ def rebuild_view(
             started = time.monotonic()
             position = done = 0
 
-            def report(done: int) -> None:
-                if progress is not None:
-                    progress(Progress(name, done, max(total, done), time.monotonic() - started))
+            ignored: set[str] = set()  # topics of events the view ignores, as met so far
+            # The mapper's decoder of plain rows (what it knows of a topic kept across batches),
+            # or the library's way, through a Notification per row.
+            rows_decoder = getattr(mapper, "rows_decoder", None)
+            decode_rows = None if rows_decoder is None else rows_decoder(wanted.fields)
 
-            read = _log_reader(recorder.datastore.get_connection, events_table, mapper, wanted, batch_size)
+            def read(start: int) -> Batch:
+                """The next batch of the log: every row, but the state only of events whose topic
+                is not known to be ignored (learnt from the batches before), as plain tuples, in
+                binary (a state's bytes as they are, not as hex text to decode)."""
+                with (
+                    recorder.datastore.get_connection() as reader,
+                    reader.cursor(row_factory=tuple_row, binary=True) as cur,
+                ):
+                    rows = cur.execute(read_sql, (list(ignored), start, batch_size), prepare=True).fetchall()
+                keep = []
+                for row in rows:
+                    if wanted(row[3]):
+                        if row[4] is None:  # not read: its topic resolves now to a class the view handles
+                            raise RuntimeError(f"the state of notification {row[0]} was left unread")
+                        keep.append(row)
+                    else:
+                        ignored.add(row[3])
+                last = rows[-1][0] if rows else start
+                if decode_rows is not None:
+                    return Batch(last, len(rows), decode_rows(keep))
+                stored = [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3],
+                                       state=bytes(r[4])) for r in keep]  # fmt: skip
+                return Batch(last, len(rows), decode_wanted(mapper, stored, wanted))
 
             # A projection may replay into its empty tables by other means than its live batches
             # (``rebuild_batch``), finished once after the replay (``finish_rebuild``: e.g. counts
             # made from the finished rows); what was recorded meanwhile goes through ``apply_events``.
             replay_batch = getattr(projection, "rebuild_batch", None)
 
+            def apply(cur: psycopg.Cursor[Any], batch: Batch, *, replay: bool = False) -> None:
+                nonlocal position, done
+                if replay and replay_batch is not None:
+                    replay_batch(cur, batch.events)
+                else:
+                    apply_events(conn, cur, projection, batch.events)
+                position, done = batch.last, done + batch.read
+                if progress is not None:
+                    progress(Progress(name, done, max(total, done), time.monotonic() - started))
+
             # The log is read and decoded a batch ahead, in a thread, while PostgreSQL applies the
             # batch before: the two share the time instead of taking turns.
             with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
-                if workers > 1 and replays_in_parallel(runner.app, projection):
-                    # Every event recorded so far is committed (the log's ids are given under the
-                    # store's table lock): the workers replay up to it, the swap's catch-up after.
-                    end = conn.execute(sql.SQL("SELECT max(notification_id) FROM {}").format(events_table)).fetchone()
-                    position = end[0] or 0
-                    done = _replay_in_workers(runner, projection, workers, position, batch_size, report)
-                else:
-                    for batch in _read_ahead(read, batch_size):
-                        with _replay_transaction(conn) as cur:
-                            _replay(conn, cur, projection, batch.events, replay_batch)
-                        position, done = batch.last, done + batch.read
-                        report(done)
+                for batch in _read_ahead(read, batch_size):
+                    with conn.transaction(), conn.cursor() as cur:
+                        # The scratch tables have no statistics yet and a batch's rows, as one JSON
+                        # array, are estimated at 100: the planner joined an UPDATE's rows to its
+                        # table by a scan of the whole (growing) table, where each row is one look-up
+                        # by primary key. For the replay's transactions only.
+                        cur.execute("SET LOCAL enable_seqscan = off")
+                        # Nor does a replayed batch wait for its WAL to reach the disk: its rows are
+                        # in the scratch schema, which nothing reads and a failed rebuild leaves to
+                        # be dropped. The swap's commit is synchronous, and flushing its WAL flushes
+                        # all of the replay's before it, so a swapped-in view is as durable as ever;
+                        # a server crash ends this connection, so nothing is written after a lost batch.
+                        cur.execute("SET LOCAL synchronous_commit = off")
+                        apply(cur, batch, replay=True)
             with conn.transaction(), conn.cursor() as cur:
                 if replay_batch is not None:
                     projection.finish_rebuild(cur)
@@ -136,9 +169,7 @@ def rebuild_view(
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT position FROM public.projection_tracking WHERE name = %s FOR UPDATE", (name,))
                 while (batch := read(position)).read:  # what was recorded since the last batch
-                    apply_events(conn, cur, projection, batch.events)
-                    position, done = batch.last, done + batch.read
-                    report(done)
+                    apply(cur, batch)
                 _swap(cur, f"rebuild_{name}")
                 cur.execute(
                     "UPDATE public.projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
@@ -152,234 +183,6 @@ def rebuild_view(
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (REBUILD_LOCK, name))
 
 
-def _replay(
-    conn: psycopg.Connection[Any],
-    cur: psycopg.Cursor[Any],
-    projection: Any,
-    events: Sequence[tuple[int, Any]],
-    replay_batch: Callable[[psycopg.Cursor[Any], Sequence[tuple[int, Any]]], None] | None,
-) -> None:
-    if replay_batch is not None:
-        replay_batch(cur, events)
-    else:
-        apply_events(conn, cur, projection, events)
-
-
-@contextlib.contextmanager
-def _replay_transaction(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Cursor[Any]]:
-    """A transaction of the replay (not the swap's catch-up)."""
-    with conn.transaction(), conn.cursor() as cur:
-        # The scratch tables have no statistics yet and a batch's rows, as one JSON array, are
-        # estimated at 100: the planner joined an UPDATE's rows to its table by a scan of the
-        # whole (growing) table, where each row is one look-up by primary key.
-        cur.execute("SET LOCAL enable_seqscan = off")
-        # Nor does a replayed batch wait for its WAL to reach the disk: its rows are in the
-        # scratch schema, which nothing reads and a failed rebuild leaves to be dropped. The
-        # swap's commit is synchronous, and flushing its WAL flushes all of the replay's before
-        # it, so a swapped-in view is as durable as ever; a server crash ends the replay's
-        # connections (a worker's too: the rebuild then fails), so nothing is swapped in after
-        # a lost batch.
-        cur.execute("SET LOCAL synchronous_commit = off")
-        yield cur
-
-
-# A share of the log for a worker of a parallel replay: the events of the aggregates whose ids lie
-# in one range (``shares``), up to the last event recorded when the replay started, each
-# aggregate's in their order, read along the log's primary key from the position after the last
-# event read (its aggregate and version); each worker reads its range only. The order between
-# aggregates is not the log's: a view replayed so must not depend on it (``parallel_replay``).
-# Its parameters: the topics whose states are not read, the position, the range's end, the last
-# notification id, the batch size. The bench's parallel raw read reads the same shares.
-SHARE_SQL = (
-    "SELECT notification_id, originator_id, originator_version, topic, {state} FROM {table}"
-    " WHERE (originator_id, originator_version) > (%s, %s) AND originator_id <= %s AND notification_id <= %s"
-    " ORDER BY originator_id, originator_version LIMIT %s"
-)
-
-
-def shares(workers: int) -> list[tuple[UUID, UUID]]:
-    """The ranges of aggregate ids (first, last, both included) of ``workers`` shares: equal
-    parts of the UUIDs (random in a version 4 UUID), together all of them."""
-    bounds = [k * 2**128 // workers for k in range(workers + 1)]
-    return [(UUID(int=bounds[k]), UUID(int=bounds[k + 1] - 1)) for k in range(workers)]
-
-
-def _log_reader(
-    connection: Callable[[], contextlib.AbstractContextManager[psycopg.Connection[Any]]],
-    events_table: sql.Identifier,
-    mapper: Any,
-    wanted: EventFilter,
-    batch_size: int,
-    share: tuple[UUID, int] | None = None,
-) -> Callable[[Any], Batch]:
-    """``read(start)``: the batch of the log after ``start`` (a notification id), read on a
-    connection from ``connection()``; with ``share`` (the last aggregate id of its range, the
-    last notification id) the batch of that share (``SHARE_SQL``) after ``start`` (an aggregate
-    id and version)."""
-    # The log as the library's select_notifications reads it, without the states of the events
-    # the view ignores (transferred only to be dropped).
-    state = sql.SQL("CASE WHEN topic = ANY(%s::text[]) THEN NULL ELSE state END")
-    if share is None:
-        read_sql = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, {state}"
-            " FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-        ).format(state=state, table=events_table)
-    else:
-        read_sql = sql.SQL(SHARE_SQL).format(state=state, table=events_table)
-    ignored: set[str] = set()  # topics of events the view ignores, as met so far
-    # The mapper's decoder of plain rows (what it knows of a topic kept across batches), or the
-    # library's way, through a Notification per row.
-    rows_decoder = getattr(mapper, "rows_decoder", None)
-    decode_rows = None if rows_decoder is None else rows_decoder(wanted.fields)
-
-    def read(start: Any) -> Batch:
-        """The next batch of the log: every row, but the state only of events whose topic is not
-        known to be ignored (learnt from the batches before), as plain tuples, in binary (a
-        state's bytes as they are, not as hex text to decode)."""
-        if share is None:
-            params: tuple[Any, ...] = (list(ignored), start, batch_size)
-        else:
-            params = (list(ignored), *start, *share, batch_size)
-        with connection() as reader, reader.cursor(row_factory=tuple_row, binary=True) as cur:
-            rows = cur.execute(read_sql, params, prepare=True).fetchall()
-        keep = []
-        for row in rows:
-            if wanted(row[3]):
-                if row[4] is None:  # not read: its topic resolves now to a class the view handles
-                    raise RuntimeError(f"the state of notification {row[0]} was left unread")
-                keep.append(row)
-            else:
-                ignored.add(row[3])
-        if share is not None:
-            last = (rows[-1][1], rows[-1][2]) if rows else start
-        else:
-            last = rows[-1][0] if rows else start
-        if decode_rows is not None:
-            return Batch(last, len(rows), decode_rows(keep))
-        stored = [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3],
-                               state=bytes(r[4])) for r in keep]  # fmt: skip
-        return Batch(last, len(rows), decode_wanted(mapper, stored, wanted))
-
-    return read
-
-
-# ---- the replay in several processes ----------------------------------------------------------
-
-
-def replays_in_parallel(app: Any, projection: Any) -> bool:
-    """Whether ``projection`` may be replayed by several processes over ``app``'s log: the view
-    says that each of its rows follows from one aggregate's own events, in their order
-    (``parallel_replay = True``: e.g. a pairing's timeline entries from the pairing's events and
-    its members as its own events name them), so that the aggregates can be shared out; the
-    processes are forked (POSIX), and the application opens no personal data (a forked worker
-    must not use the parent's connections, through which keys are read: the projector's
-    application, which ``guanai projections rebuild`` uses, opens none)."""
-    return (
-        getattr(projection, "parallel_replay", False) is True
-        and getattr(app.mapper, "opens", True) is False
-        and hasattr(app.mapper, "rows_decoder")
-        and "fork" in multiprocessing.get_all_start_methods()
-    )
-
-
-def _replay_in_workers(
-    runner: Any, projection: Any, workers: int, end: int, batch_size: int, report: Callable[[int], None]
-) -> int:
-    """Replay the log up to ``end`` in ``workers`` forked processes, each its share of the
-    aggregates (``shares``, ``SHARE_SQL``) into the scratch tables, on connections of its own; returns the events
-    read in all. Each worker's rows are its aggregates' only (a row's key names its aggregate, or
-    the position of one of its events), so no two workers write or wait for the same row. A worker
-    that fails, or ends without saying it finished (killed), fails the replay: the others are
-    stopped and the error raised, so nothing is swapped in."""
-    context = multiprocessing.get_context("fork")
-    processes: list[multiprocessing.process.BaseProcess] = []
-    pipes: dict[Connection, int] = {}
-    try:
-        for k, (first, last) in enumerate(shares(workers)):
-            receiving, sending = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_worker,
-                args=(runner, projection, first, (last, end), batch_size, sending),
-                name=f"rebuild-{projection.name}-{k}",
-                daemon=True,
-            )
-            process.start()
-            sending.close()  # the worker's alone: its end closes when the worker ends, however it ends
-            processes.append(process)
-            pipes[receiving] = k
-        done = 0
-        while pipes:
-            for ready in wait(list(pipes)):
-                assert isinstance(ready, Connection)
-                k = pipes[ready]
-                try:
-                    kind, value = ready.recv()
-                except EOFError:
-                    processes[k].join(5.0)
-                    raise RuntimeError(
-                        f"rebuild worker {k} of {projection.name} ended before its share was replayed"
-                        f" (exit code {processes[k].exitcode})"
-                    ) from None
-                if kind == "read":
-                    done += value
-                    report(done)
-                elif kind == "done":
-                    del pipes[ready]
-                    ready.close()
-                else:
-                    raise RuntimeError(f"rebuild worker {k} of {projection.name} failed: {value}")
-        for k, ended in enumerate(processes):
-            ended.join()
-            if ended.exitcode != 0:
-                raise RuntimeError(f"rebuild worker {k} of {projection.name} exited with {ended.exitcode}")
-        return done
-    finally:
-        for left in processes:
-            if left.is_alive():
-                left.terminate()
-        for left in processes:
-            left.join()
-        for receiving in pipes:
-            receiving.close()
-
-
-def _worker(
-    runner: Any, projection: Any, first: UUID, share: tuple[UUID, int], batch_size: int, pipe: Connection
-) -> None:
-    """A forked worker: replays its share of the log on connections of its own (the parent's, in
-    the objects it inherits, are never used; it leaves by ``os._exit``, so none is closed either)
-    and tells the parent each batch's count, then that it finished (or its error)."""
-    try:
-        recorder, mapper = runner.app.recorder, runner.app.mapper
-        events_table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        schema = sql.Identifier(f"rebuild_{projection.name}")
-        replay_batch = getattr(projection, "rebuild_batch", None)
-        with (
-            psycopg.connect(runner.database_url, autocommit=True) as conn,
-            psycopg.connect(runner.database_url, autocommit=True) as reading,
-        ):
-            conn.execute(sql.SQL("SET search_path TO {}, public").format(schema))
-            read = _log_reader(
-                lambda: contextlib.nullcontext(reading), events_table, mapper, EventFilter([projection]),
-                batch_size, share,
-            )  # fmt: skip
-            # From before the first event of the range's first aggregate id.
-            for batch in _read_ahead(read, batch_size, start=(first, -1)):
-                with _replay_transaction(conn) as cur:
-                    _replay(conn, cur, projection, batch.events, replay_batch)
-                pipe.send(("read", batch.read))
-        pipe.send(("done", None))
-    except BaseException as e:  # noqa: BLE001 - told to the parent, which fails the rebuild
-        with contextlib.suppress(OSError):
-            pipe.send(("error", f"{type(e).__name__}: {e}"))
-        pipe.close()
-        os._exit(1)
-    pipe.close()
-    os._exit(0)
-
-
-# The processes ``guanai projections rebuild`` replays a view in, where the view allows it.
-REBUILD_WORKERS = os.cpu_count() or 1
 # The youngest generation's threshold a process that only rebuilds sets during the replay.
 REBUILD_GC_THRESHOLD = 100_000
 
@@ -401,21 +204,20 @@ def _fewer_collections(threshold: int) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Batch:
-    last: Any  # notification id of the last event read (the position once applied); of a share
-    # (``SHARE_SQL``), its aggregate id and version
+    last: int  # notification id of the last event read (the position once applied)
     read: int  # events read
     events: list[tuple[int, Any]]  # (notification id, event) of those the projection handles
 
 
-def _read_ahead(read: Callable[[Any], Batch], batch_size: int, start: Any = 0) -> Iterator[Batch]:
-    """The batches from ``start`` (of the log) to the first short one, each read (by ``read(start)``)
+def _read_ahead(read: Callable[[int], Batch], batch_size: int) -> Iterator[Batch]:
+    """The batches from the start of the log to the first short one, each read (by ``read(start)``)
     in a thread while the caller applies the one before. At most two wait in hand; an error in
     the thread is raised here; leaving the loop early stops the thread."""
     ready: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def reader() -> None:
-        nonlocal start
+        start = 0
         try:
             while not stop.is_set():
                 batch = read(start)

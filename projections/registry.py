@@ -165,9 +165,6 @@ class RegistryProjection:
     name = "registry"
     tables = TABLES
     schema_version = 2  # 2: names and free-text reasons left the view
-    # A rebuild may share the aggregates out between processes (projections/rebuild.py): every
-    # statement writes only its own aggregate's row.
-    parallel_replay = True
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

@@ -312,22 +312,15 @@ class ProjectionRunner:
         batch_size: int = 5000,
         progress: Callable[[Any], None] | None = None,
         gc_threshold: int | None = None,
-        workers: int = 1,
     ) -> int:
         """Replay the whole log into new tables for one projection while its current tables keep
         serving, then swap them in one transaction (projections/rebuild.py); returns the number
         of events read. ``progress`` gets a ``Progress`` after each batch. ``gc_threshold`` sets
         the process's garbage collector meanwhile: only for a process that does nothing else
-        (see ``rebuild_view``); ``workers``, more than 1, replays in that many forked processes
-        where the view allows it (likewise only for a process that does nothing else)."""
+        (see ``rebuild_view``)."""
         self.open()
         return rebuild_view(
-            self,
-            self._projection(name),
-            batch_size=batch_size,
-            progress=progress,
-            gc_threshold=gc_threshold,
-            workers=workers,
+            self, self._projection(name), batch_size=batch_size, progress=progress, gc_threshold=gc_threshold
         )
 
     def _projection(self, name: str) -> Projection:

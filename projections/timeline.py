@@ -251,10 +251,6 @@ class TimelineProjection:
     name = "timeline"
     tables = TABLES
     schema_version = 2  # 2: summaries leave out every field an event declares personal
-    # A rebuild may share the aggregates out between processes (projections/rebuild.py): an
-    # event's entries follow from the event and its aggregate's subjects, which only the
-    # aggregate's own earlier events set (its creation, members added and removed).
-    parallel_replay = True
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

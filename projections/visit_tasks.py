@@ -91,9 +91,6 @@ class VisitTaskProjection:
     name = "visit_tasks"
     tables = TABLES
     schema_version = 1
-    # A rebuild may share the aggregates out between processes (projections/rebuild.py): every
-    # statement writes only its own aggregate's row.
-    parallel_replay = True
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)

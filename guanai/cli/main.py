@@ -170,9 +170,6 @@ def parser() -> argparse.ArgumentParser:
     pj = sub.add_parser("projections", help="manage the views").add_subparsers(dest="action", required=True)
     rb = pj.add_parser("rebuild", help="rebuild a view from zero (new tables, swapped in when done)")
     rb.add_argument("name", nargs="?", help="registry, timeline, supervision, ... (default: every view)")
-    rb.add_argument("--workers", type=int,
-                    help="processes that replay a view that allows it (timeline, registry, visit_tasks;"
-                    " default: one per CPU); 1: in this process")  # fmt: skip
     at = sub.add_parser("access-table", help="the authorization table (api/access/rules.py) as Markdown")
     at.add_argument("--update", type=Path, metavar="FILE", help="rewrite the table between its markers in FILE")
     ks = sub.add_parser("keys", help="the personal data keys: status, master key rotation").add_subparsers(

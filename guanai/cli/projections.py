@@ -12,7 +12,7 @@ from guanai.cli.progress import ProgressBar
 from guanai.cli.services import migrate, services
 from infrastructure.settings import Settings
 from projections import all_projections
-from projections.rebuild import REBUILD_GC_THRESHOLD, REBUILD_WORKERS
+from projections.rebuild import REBUILD_GC_THRESHOLD
 
 
 def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
@@ -29,11 +29,6 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
                 bar = ProgressBar(name)
                 started = time.monotonic()
                 # This process does nothing else meanwhile: the collector's setting touches nothing else.
-                events = projector.runner.rebuild(
-                    name,
-                    progress=bar.update,
-                    gc_threshold=REBUILD_GC_THRESHOLD,
-                    workers=getattr(args, "workers", None) or REBUILD_WORKERS,
-                )
+                events = projector.runner.rebuild(name, progress=bar.update, gc_threshold=REBUILD_GC_THRESHOLD)
                 bar.finish(f"rebuilt from {events:,} events in {time.monotonic() - started:.1f}s and swapped in")
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -30,7 +29,6 @@ from guanai.bootstrap import Process
 from guanai.cli.projections import cmd_projections
 from infrastructure.personal_data import SealError
 from infrastructure.settings import load_settings
-from projections import rebuild as rebuild_module
 from projections import registry, supervision, timeline
 from projections.batches import EventFilter
 from projections.rebuild import REBUILD_GC_THRESHOLD, REBUILD_LOCK, Progress, RebuildBusyError
@@ -407,106 +405,3 @@ def test_only_the_replay_runs_without_sequential_scans_and_without_waiting_for_i
         projector.runner.rebuild("supervision", batch_size=50)
         assert snapshot(care.world.url, TABLES["supervision"]) == before
     assert len(seen) > 2 and set(seen[:-1]) == {("replay", "off", "off")} and seen[-1] == ("finish", "on", "on")
-
-
-PARALLEL = ("timeline", "registry", "visit_tasks")
-
-
-@pytest.fixture
-def closed_app(care: Care, tmp_path: Path) -> Iterator[Any]:
-    """The projector's application (opens no personal data), as ``guanai projections rebuild`` has it."""
-    app = make_care(care.world.url, pool_size=2, env={"GUANAI_DATA_DIR": str(tmp_path)}, kind=Process.PROJECTOR)
-    try:
-        yield app
-    finally:
-        app.close()
-
-
-def test_a_parallel_rebuild_gives_the_rows_of_the_serial_rebuild_and_of_the_live_view(
-    care: Care, closed_app: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A view whose rows each follow from one aggregate's own events (``parallel_replay``) is
-    replayed by several processes, each its share of the aggregates: the same rows as the
-    replay in one process and as the view kept live, over pairings (members added and removed,
-    one ended), visits, emergencies and an erasure; the other views are replayed in one process."""
-    more_history(care)
-    care.world.app.erase_person(care.world.children[0], "监护人申请删除", new_meta())
-    workers_ran: list[tuple[str, int]] = []
-    real = rebuild_module._replay_in_workers
-
-    def spy(runner: Any, projection: Any, workers: int, *args: Any) -> int:
-        workers_ran.append((projection.name, workers))
-        return real(runner, projection, workers, *args)
-
-    monkeypatch.setattr(rebuild_module, "_replay_in_workers", spy)
-    everything = tuple(t for p in all_projections() for t in p_tables(p))
-    with Projector(care.world.url, app=closed_app, batch_size=3) as projector:
-        projector.catch_up()
-        live = snapshot(care.world.url, everything)
-        assert live["visit_tasks"] and live["visit_logs"] and live["tl_subjects"] and live["sv_emergencies"]
-        for projection in projector.runner.projections:
-            tables = p_tables(projection)
-            seen: list[Progress] = []
-            read = projector.runner.rebuild(projection.name, batch_size=4, workers=3, progress=seen.append)
-            parallel = snapshot(care.world.url, tables)
-            assert read == len(all_positions(care.world.url)) == seen[-1].done
-            assert [p.done for p in seen] == sorted(p.done for p in seen)
-            projector.runner.rebuild(projection.name, batch_size=4)
-            assert parallel == snapshot(care.world.url, tables) == {t: live[t] for t in tables}, projection.name
-        assert projector.position() == all_positions(care.world.url)[-1]
-    assert workers_ran == [(name, 3) for name in [p.name for p in all_projections()] if name in PARALLEL]
-    assert not multiprocessing.active_children()
-
-
-def test_only_the_views_of_one_aggregate_each_replay_in_parallel(care: Care, closed_app: Any) -> None:
-    """The views whose rows cross aggregates (the supervision's people are moved by pairings and
-    visit logs, in the log's order; the emergency queue; the accounts) replay in one process; so
-    does every view of an application that opens personal data (its keys are read through
-    connections a forked worker must not use)."""
-    by_name = {p.name: p for p in all_projections()}
-    assert {n for n, p in by_name.items() if rebuild_module.replays_in_parallel(closed_app, p)} == set(PARALLEL)
-    assert not any(rebuild_module.replays_in_parallel(care.world.app, p) for p in by_name.values())
-
-
-def test_a_killed_worker_fails_the_rebuild_and_leaves_the_old_view(care: Care, closed_app: Any) -> None:
-    """A worker killed mid-replay fails the rebuild: the other workers are stopped, nothing is
-    swapped in (the old view and its position stay), the scratch schema goes, and the next
-    rebuild runs."""
-    more_history(care)
-    with Projector(care.world.url, app=closed_app) as projector:
-        projector.catch_up()
-        before, position = snapshot(care.world.url, TABLES["timeline"]), projector.position("timeline")
-        killed: list[int] = []
-
-        def kill(_: Progress) -> None:
-            if not killed:
-                workers = multiprocessing.active_children()
-                assert len(workers) == 2
-                os.kill(workers[0].pid or 0, signal.SIGKILL)
-                killed.append(workers[0].pid or 0)
-
-        with pytest.raises(RuntimeError, match="ended before its share was replayed"):
-            projector.runner.rebuild("timeline", batch_size=2, workers=2, progress=kill)
-        assert killed and not multiprocessing.active_children()
-        assert snapshot(care.world.url, TABLES["timeline"]) == before
-        assert projector.position("timeline") == position
-        with psycopg.connect(care.world.url) as conn:
-            assert conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'").fetchall() == []
-        assert projector.runner.rebuild("timeline", workers=2) == len(all_positions(care.world.url))
-        assert snapshot(care.world.url, TABLES["timeline"]) == before
-
-
-def test_a_failing_worker_fails_the_rebuild_with_its_error(
-    care: Care, closed_app: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(self: Any, cur: Any, events: Any) -> None:
-        raise ValueError("a broken statement")
-
-    with Projector(care.world.url, app=closed_app) as projector:
-        projector.catch_up()
-        before = snapshot(care.world.url, TABLES["registry"])
-        monkeypatch.setattr(registry.RegistryProjection, "apply_batch", broken)  # the forked workers inherit it
-        with pytest.raises(RuntimeError, match="failed: ValueError: a broken statement"):
-            projector.runner.rebuild("registry", batch_size=5, workers=2)
-        assert snapshot(care.world.url, TABLES["registry"]) == before
-        assert not multiprocessing.active_children()
