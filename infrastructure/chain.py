@@ -226,7 +226,21 @@ class ChainedRecorder(PostgresApplicationRecorder):
             )
             .as_bytes(None)
         )
-        self._lock_queries = [statement.as_bytes(None) for statement in self.lock_table_statements]
+        # The library's lock statements, with its ``SET LOCAL lock_timeout`` made a ``set_config``
+        # that also sets ``plan_cache_mode`` for the transaction: the group's statements take
+        # arrays of a size the planner cannot know, so after its first five custom plans
+        # PostgreSQL judged the generic plan dearer (it assumes 10 elements an array) and planned
+        # the reads and the folded writes again at every execution, 150-270 µs of the server's
+        # CPU each (pg_stat_statements, issue 19). Their generic plans are index probes whatever
+        # the tables' statistics (``_taken``; the key check in ``infrastructure.personal_data``).
+        lock_queries = [statement.as_bytes(None) for statement in self.lock_table_statements]
+        if lock_queries and lock_queries[0].startswith(b"SET LOCAL lock_timeout = "):
+            timeout = lock_queries[0].removeprefix(b"SET LOCAL lock_timeout = ")
+            lock_queries[0] = (
+                b"SELECT set_config('lock_timeout', " + timeout + b", true), "
+                b"set_config('plan_cache_mode', 'force_generic_plan', true)"
+            )
+        self._lock_queries = lock_queries
         if enabled and datastore.enable_db_functions:
             raise ChainError("the audit chain is computed outside the database: unset POSTGRES_ENABLE_DB_FUNCTIONS")
         self.enabled = enabled
@@ -263,10 +277,16 @@ class ChainedRecorder(PostgresApplicationRecorder):
         ).format(table, Identifier(datastore.originator_id_type))
         events = Identifier(datastore.schema, events_table_name)
         # What a group's transaction reads under the lock, in one statement (``_heads``).
+        # One index probe per pair, whatever the table's statistics: as ``IN (SELECT ...
+        # unnest(...))`` the prepared statement's generic plan, made while the table had no
+        # statistics yet (a new store, before its first autoanalyze), was a hash semi join over a
+        # sequential scan of every event, kept until the next ANALYZE (issue 19). The LATERAL's
+        # LIMIT keeps the planner from flattening it into such a join.
         self._taken = SQL(
-            "ARRAY(SELECT originator_id::text || ' ' || originator_version FROM {} WHERE (originator_id, "
-            "originator_version) IN (SELECT * FROM unnest(%s::{}[], %s::bigint[])))"
-        ).format(events, Identifier(datastore.originator_id_type))
+            "ARRAY(SELECT e.originator_id::text || ' ' || e.originator_version FROM unnest(%s::{}[], %s::bigint[]) "
+            "AS k(id, version) CROSS JOIN LATERAL (SELECT originator_id, originator_version FROM {} "
+            "WHERE originator_id = k.id AND originator_version = k.version LIMIT 1) e)"
+        ).format(Identifier(datastore.originator_id_type), events)
         self._heads_query: bytes | None = None
         self._select_shapes: dict[tuple[bool, bool, bool, bool], bytes] = {}
         self.group_committer: GroupCommitter | None = GroupCommitter(self._commit_group) if group_commit else None

@@ -401,15 +401,17 @@ class PostgresKeyStore(KeyStore):
             "WHERE m.key_id = r.key_id FOR KEY SHARE OF m SKIP LOCKED ON CONFLICT (subject) DO NOTHING"
         ).format(table, master_table)
         self._insert_carried_returning = self._insert_carried + SQL(" RETURNING subject, owner")
-        self._select_new_keys = SQL(
-            "SELECT k.subject, o.destroyed_at AS owner_destroyed FROM new_keys k LEFT JOIN {} o "
-            "ON o.subject = k.owner AND k.owner <> k.subject"
+        # The owner's row by one index probe per key (a correlated subquery on the primary key),
+        # not a join: as a LEFT JOIN, the prepared statement's generic plan, made while the
+        # table had no statistics yet, hashed a sequential scan of every key row, at every
+        # save, until the next ANALYZE (issue 19). ``subject`` is the primary key: one row or none.
+        owner_destroyed = SQL(
+            "(SELECT o.destroyed_at FROM {} o WHERE o.subject = k.owner AND k.owner <> k.subject) AS owner_destroyed"
         ).format(table)
+        self._select_new_keys = SQL("SELECT k.subject, {} FROM new_keys k").format(owner_destroyed)
         self._select_carried = SQL(
-            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, o.destroyed_at AS owner_destroyed FROM {t} k "
-            "LEFT JOIN {t} o "
-            "ON o.subject = k.owner AND k.owner <> k.subject WHERE k.subject = ANY(%s)"
-        ).format(t=table)
+            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, {} FROM {} k WHERE k.subject = ANY(%s)"
+        ).format(owner_destroyed, table)
         sequence = Literal(f"{datastore.schema}.{DESTROYED_SEQUENCE}")
         # A person without a key row (nothing of theirs was ever sealed) gets a destroyed one.
         self._destroy_own = SQL(
