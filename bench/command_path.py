@@ -9,6 +9,12 @@ depend on the machine's load; CPU does (read the best round, and compare trees b
 
     python -m bench.command_path --rounds 6 --registrations 100
 
+``--compare-waits``: no timed rounds; instead, past the store's first autoanalyze (1,100
+registrations), interleaved blocks of ``--registrations`` with the group's transaction awaiting
+its insert's ids and the new key's check in the client (4 waits on the server, as before issue
+19's perf-write4) and with the ids predicted and the check in the server (2 waits): wall time
+per registration (p25/p50/p75), this process's CPU and the scratch database's backends' CPU.
+
 ``--callgrind``: no timed rounds; the counted registrations run between ``callgrind_control -z``
 and ``-d`` of this process, for a run under ``valgrind --tool=callgrind`` (instructions per
 registration = the dump's total / registrations).
@@ -78,12 +84,49 @@ def register(app: Any, village: uuid.UUID) -> None:
     )  # fmt: skip
 
 
+def compare_waits(app: Any, village: uuid.UUID, url: str, block: int, rounds: int) -> None:
+    recorder, keys = app.recorder, app.store.key_store
+    for _ in range(1100):
+        register(app, village)
+
+    def waits(fewer: bool) -> None:
+        recorder._predicting = fewer  # the heads read the next id, the insert is not awaited
+        recorder._heads_query = None
+        keys.check_in_server = fewer  # the new key's check fails the statement, not awaited
+
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    cpu, server = {True: 0.0, False: 0.0}, {True: 0.0, False: 0.0}
+    for r in range(rounds * 2):
+        for fewer in (True, False) if r % 2 else (False, True):
+            waits(fewer)
+            register(app, village)
+            backends, began = backend_cpu(url), time.process_time()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                register(app, village)
+                wall[fewer].append(time.perf_counter() - t0)
+            cpu[fewer] += time.process_time() - began
+            server[fewer] += sum(v - backends.get(pid, 0.0) for pid, v in backend_cpu(url).items())
+    waits(True)
+    count = block * rounds * 2
+    for fewer in (False, True):
+        ordered = sorted(wall[fewer])
+        p25, p50, p75 = (ordered[int(count * q)] * 1000 for q in (0.25, 0.5, 0.75))
+        print(
+            f"{'2 waits (ids predicted, key checked in the server)' if fewer else '4 waits (as before)'}: "
+            f"wall p25 {p25:.2f} p50 {p50:.2f} p75 {p75:.2f} ms; CPU ms a registration {cpu[fewer] / count * 1000:.3f} "
+            f"this process, {server[fewer] / count * 1000:.3f} the database's backends"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.command_path", description=__doc__.splitlines()[0])
     p.add_argument("--registrations", type=int, default=100, help="registrations counted, and per round (100)")
     p.add_argument("--rounds", type=int, default=6, help="timed rounds (default 6)")
     p.add_argument("--database-url", default=DEFAULT_SERVER_URL)
     p.add_argument("--callgrind", action="store_true", help="zero and dump callgrind's counters around the count")
+    p.add_argument("--compare-waits", action="store_true", help="interleave 4 and 2 waits on the server (see above)")
     args = p.parse_args()
     n = args.registrations
     print(f"code {code_version()}, load average at start {os.getloadavg()[0]:.2f}")
@@ -116,6 +159,9 @@ def main() -> None:
             statements, syncs = counter.counts["statements"] / n, counter.counts["syncs"] / n
             print(f"per registration: {statements:.2f} statements, {syncs:.2f} pipeline syncs")
             if args.callgrind or not args.rounds:
+                return
+            if args.compare_waits:
+                compare_waits(app, village, url, n, args.rounds)
                 return
             backends = backend_cpu(url)
             rounds = []

@@ -37,7 +37,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from infrastructure import folded, merkle
 from infrastructure.group_commit import GroupCommitter, Save
@@ -226,7 +226,56 @@ class ChainedRecorder(PostgresApplicationRecorder):
             )
             .as_bytes(None)
         )
-        self._lock_queries = [statement.as_bytes(None) for statement in self.lock_table_statements]
+        # The library's lock statements, with its ``SET LOCAL lock_timeout`` made a ``set_config``
+        # that also sets ``plan_cache_mode`` for the transaction: the group's statements take
+        # arrays of a size the planner cannot know, so after its first five custom plans
+        # PostgreSQL judged the generic plan dearer (it assumes 10 elements an array) and planned
+        # the reads and the folded writes again at every execution, 150-270 µs of the server's
+        # CPU each (pg_stat_statements, issue 19). Their generic plans are index probes whatever
+        # the tables' statistics (``_taken``; the key check in ``infrastructure.personal_data``).
+        lock_queries = [statement.as_bytes(None) for statement in self.lock_table_statements]
+        if lock_queries and lock_queries[0].startswith(b"SET LOCAL lock_timeout = "):
+            timeout = lock_queries[0].removeprefix(b"SET LOCAL lock_timeout = ")
+            lock_queries[0] = (
+                b"SELECT set_config('lock_timeout', " + timeout + b", true), "
+                b"set_config('plan_cache_mode', 'force_generic_plan', true)"
+            )
+        self._lock_queries = lock_queries
+        # Predicted notification ids (issue 19). Under the table lock no other transaction takes
+        # ids from the events' sequence, so the next id is read with the heads, the chain's MACs,
+        # the tree's leaves and the hooks' rows are made from the ids to come, and the events are
+        # inserted with exactly those ids (the sequence set to the last once they are inserted, as
+        # its nextval would leave it): the insert travels with the folded writes and the COMMIT,
+        # and a group's transaction waits on the server twice (the lock and the heads; the rest
+        # and the commit) instead of three times. Should an id be taken after all, the insert
+        # fails on the ids' unique index before the sequence is set (no id spent), the server
+        # skips the queued COMMIT and the group is written one save at a time, by the sequence.
+        # The sequence is the one ``bigserial`` names.
+        sequence = f"{events_table_name}_notification_id_seq"
+        self._predicting = len(sequence.encode()) <= 63  # longer: PostgreSQL shortened the name
+        self._next_id = SQL(
+            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next_id FROM {}"
+        ).format(Identifier(datastore.schema, sequence))
+        self._insert_predicted_query = (
+            SQL(
+                "WITH notified AS (SELECT pg_notify(%s, '')), inserted AS ("
+                "INSERT INTO {schema}.{table} AS t (notification_id, originator_id, originator_version, topic, state) "
+                "SELECT %s::bigint + u.n - 1, u.originator_id, u.originator_version, u.topic, u.state "
+                "FROM unnest(%b::{schema}.{type}[]) WITH ORDINALITY AS u(originator_id, originator_version, topic, "
+                "state, n), notified RETURNING notification_id) "
+                "SELECT setval({sequence}::regclass, max(notification_id)) FROM inserted"
+            )
+            .format(
+                sequence=Literal(f'"{datastore.schema}"."{sequence}"'),
+                schema=Identifier(datastore.schema),
+                table=Identifier(events_table_name),
+                type=Identifier(self.stored_event_type_name),
+            )
+            .as_bytes(None)
+        )
+        # Whether a group's events may be written with predicted ids (the store keeps erasures
+        # out: their insert hook writes the position to the erasure log's file before the commit).
+        self.predictable: Callable[[StoredEvent], bool] = lambda event: True
         if enabled and datastore.enable_db_functions:
             raise ChainError("the audit chain is computed outside the database: unset POSTGRES_ENABLE_DB_FUNCTIONS")
         self.enabled = enabled
@@ -263,10 +312,16 @@ class ChainedRecorder(PostgresApplicationRecorder):
         ).format(table, Identifier(datastore.originator_id_type))
         events = Identifier(datastore.schema, events_table_name)
         # What a group's transaction reads under the lock, in one statement (``_heads``).
+        # One index probe per pair, whatever the table's statistics: as ``IN (SELECT ...
+        # unnest(...))`` the prepared statement's generic plan, made while the table had no
+        # statistics yet (a new store, before its first autoanalyze), was a hash semi join over a
+        # sequential scan of every event, kept until the next ANALYZE (issue 19). The LATERAL's
+        # LIMIT keeps the planner from flattening it into such a join.
         self._taken = SQL(
-            "ARRAY(SELECT originator_id::text || ' ' || originator_version FROM {} WHERE (originator_id, "
-            "originator_version) IN (SELECT * FROM unnest(%s::{}[], %s::bigint[])))"
-        ).format(events, Identifier(datastore.originator_id_type))
+            "ARRAY(SELECT e.originator_id::text || ' ' || e.originator_version FROM unnest(%s::{}[], %s::bigint[]) "
+            "AS k(id, version) CROSS JOIN LATERAL (SELECT originator_id, originator_version FROM {} "
+            "WHERE originator_id = k.id AND originator_version = k.version LIMIT 1) e)"
+        ).format(Identifier(datastore.originator_id_type), events)
         self._heads_query: bytes | None = None
         self._select_shapes: dict[tuple[bool, bool, bool, bool], bytes] = {}
         self.group_committer: GroupCommitter | None = GroupCommitter(self._commit_group) if group_commit else None
@@ -466,9 +521,10 @@ class ChainedRecorder(PostgresApplicationRecorder):
         """The statements of a group's transaction after its BEGIN.
 
         Seven for a registration, COMMIT included (issue 19; fourteen before): the lock (two);
-        one read of the pairs already taken, the chain's newest entry and the tree's head; the
-        insert, with the NOTIFY; the chain's entries, the tree's nodes, its head and the new keys,
-        with the key check's answer, folded into one (``infrastructure.folded``)."""
+        one read of the pairs already taken, the chain's newest entry, the tree's head and the
+        next notification id; the insert, with the NOTIFY; the chain's entries, the tree's nodes,
+        its head and the new keys, with the key check, folded into one (``infrastructure.folded``).
+        With the ids predicted, only the read is awaited before the COMMIT's sync."""
         for statement in self._lock_queries:
             curs.execute(statement, prepare=True)
         for hook in self.lock_hooks:
@@ -496,9 +552,15 @@ class ChainedRecorder(PostgresApplicationRecorder):
             return
         events = [e for n in chosen for e in saves[n].events]
         rows = [self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state) for e in events]
-        curs.execute(self._insert_events_query, (self.channel_name, rows), prepare=True)
-        pipeline.sync()
-        ids = [row["notification_id"] for row in curs.fetchall()]
+        next_id = heads.get("next_id")
+        if next_id is not None and all(self.predictable(e) for e in events):
+            # Not awaited: its failure (an id taken after all) comes with the COMMIT's sync.
+            ids = list(range(next_id, next_id + len(events)))
+            curs.execute(self._insert_predicted_query, (self.channel_name, next_id, rows), prepare=True)
+        else:
+            curs.execute(self._insert_events_query, (self.channel_name, rows), prepare=True)
+            pipeline.sync()
+            ids = [row["notification_id"] for row in curs.fetchall()]
         written = list(zip(ids, events, strict=True))
         start = 0
         for n in chosen:
@@ -524,6 +586,9 @@ class ChainedRecorder(PostgresApplicationRecorder):
             if self.enabled:
                 select.append(SQL("c.notification_id AS prev_id, c.mac AS prev_mac"))
                 joins.append(SQL(" LEFT JOIN LATERAL ({}) c ON true").format(self._select_prev))
+            if self._predicting:
+                select.append(SQL("s.next_id"))
+                joins.append(SQL(" LEFT JOIN LATERAL ({}) s ON true").format(self._next_id))
             query = SQL("SELECT {} FROM (SELECT) one").format(SQL(", ").join(select)) + SQL("").join(joins)
             self._heads_query = query.as_bytes(curs)
         return self._heads_query

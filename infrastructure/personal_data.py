@@ -394,6 +394,9 @@ class PostgresKeyStore(KeyStore):
         # until then (subject -> (owner, data key, wrapped, master key id)).
         self._unconfirmed: dict[str, tuple[str | None, bytes, bytes, str]] = {}
         self.fold = True  # false: each new key in its own transaction first (to measure what folding saves)
+        # False: a group's folded key check answers in the client, before the COMMIT is sent (one
+        # wait on the server more; to measure what answering it in the server saves).
+        self.check_in_server = True
         self._carried = threading.local()
         self._insert_carried = SQL(
             "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT r.subject, r.owner, r.wrapped, r.key_id "
@@ -401,15 +404,26 @@ class PostgresKeyStore(KeyStore):
             "WHERE m.key_id = r.key_id FOR KEY SHARE OF m SKIP LOCKED ON CONFLICT (subject) DO NOTHING"
         ).format(table, master_table)
         self._insert_carried_returning = self._insert_carried + SQL(" RETURNING subject, owner")
-        self._select_new_keys = SQL(
-            "SELECT k.subject, o.destroyed_at AS owner_destroyed FROM new_keys k LEFT JOIN {} o "
-            "ON o.subject = k.owner AND k.owner <> k.subject"
+        # The owner's row by one index probe per key (a correlated subquery on the primary key),
+        # not a join: as a LEFT JOIN, the prepared statement's generic plan, made while the
+        # table had no statistics yet, hashed a sequential scan of every key row, at every
+        # save, until the next ANALYZE (issue 19). ``subject`` is the primary key: one row or none.
+        owner_destroyed = SQL(
+            "(SELECT o.destroyed_at FROM {} o WHERE o.subject = k.owner AND k.owner <> k.subject) AS owner_destroyed"
         ).format(table)
+        self._select_new_keys = SQL("SELECT k.subject, {} FROM new_keys k").format(owner_destroyed)
+        # The same check answered in the server: the statement fails (division by zero) unless
+        # every key was inserted and no owner was erased. Its answer is then not awaited before
+        # the COMMIT, which follows it in the group's pipeline and which the server skips after a
+        # failed statement; the group is then written one save at a time, where the check above
+        # tells each save its own error (issue 19: one wait on the server less a new key).
+        self._check_new_keys = SQL(
+            "SELECT 1 / (count(*) = %s::int AND coalesce(bool_and(owner_destroyed IS NULL), false))::int AS ok "
+            "FROM (SELECT {} FROM new_keys k) checked"
+        ).format(owner_destroyed)
         self._select_carried = SQL(
-            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, o.destroyed_at AS owner_destroyed FROM {t} k "
-            "LEFT JOIN {t} o "
-            "ON o.subject = k.owner AND k.owner <> k.subject WHERE k.subject = ANY(%s)"
-        ).format(t=table)
+            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, {} FROM {} k WHERE k.subject = ANY(%s)"
+        ).format(owner_destroyed, table)
         sequence = Literal(f"{datastore.schema}.{DESTROYED_SEQUENCE}")
         # A person without a key row (nothing of theirs was ever sealed) gets a destroyed one.
         self._destroy_own = SQL(
@@ -610,6 +624,15 @@ class PostgresKeyStore(KeyStore):
         columns = [list(col) for col in zip(*rows, strict=True)]
         writes = folded.pending(cur.connection)
         with cur.connection.cursor() as c:
+            if writes is not None and self.check_in_server:
+                # With the transaction's other folded writes, in one statement that fails unless
+                # every key was inserted (an inserted key is this save's own; one not inserted was
+                # stored meanwhile, or a rotation holds the master key row) and no owner was
+                # erased. Not awaited: the failure comes with the COMMIT's sync, and the group is
+                # then written save by save, through the checks below (``_Unsorted``).
+                writes.add(self._insert_carried_returning, columns, name="new_keys")
+                writes.send(c, self._check_new_keys, (len(rows),))
+                return
             if writes is not None:
                 # With the transaction's other folded writes, in one statement: the keys inserted
                 # (an inserted key is this save's own) and whether their owners were erased.

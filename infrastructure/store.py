@@ -210,6 +210,7 @@ class PostgresEventStore(_SealingStore):
         recorder.after_save = self._after_save
         recorder.after_failure = self._after_failure
         recorder.retry_save = self._retry_save
+        recorder.predictable = lambda event: event.topic != personal_data.ERASED_TOPIC
         self.recorder = recorder
         return recorder
 

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from psycopg._pipeline import Pipeline
+from psycopg.sql import SQL
 
 from application.care import CareApplication
 from domain.base import CommandMeta, ErasedError
@@ -347,6 +349,58 @@ def test_a_registration_is_one_transaction_of_seven_statements_and_verifies(
             " WHERE level = 0), (SELECT count(*) FROM guanai_events_chain), (SELECT count(*) FROM guanai_events)"
         ).fetchone()
     assert size == leaves == entries == events
+    assert_audit_verifies(app, url)
+
+
+def test_a_registration_waits_on_the_server_for_its_reads_only_before_the_commit(
+    app: CareApplication, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: with the notification ids predicted under the lock and the new key checked in
+    the server, the insert, the folded writes and the COMMIT travel together after the one read:
+    a single explicit sync (the read's) and no result fetched before the COMMIT but the read's."""
+    where = village(app)
+    register(app, where, uuid.uuid4())  # the process's first checks of its keys come before this one
+    awaited: list[str] = []
+    sync, fetchone, fetchall = Pipeline.sync, psycopg.Cursor.fetchone, psycopg.Cursor.fetchall
+
+    def counted(name: str, real: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            awaited.append(name)
+            return real(self, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(Pipeline, "sync", counted("sync", sync))
+    monkeypatch.setattr(psycopg.Cursor, "fetchone", counted("fetchone", fetchone))
+    monkeypatch.setattr(psycopg.Cursor, "fetchall", counted("fetchall", fetchall))
+    pid = uuid.uuid4()
+    result = register(app, where, pid)
+    monkeypatch.undo()
+    # The aggregate's read (whether the id is free), then the heads' sync and fetch: nothing else.
+    assert awaited == ["fetchall", "sync", "fetchone"], awaited
+    assert positions(fresh_database_url)[-1] == result.position
+    assert key_rows(fresh_database_url, pid) == [(True,)]
+    assert_audit_verifies(app, fresh_database_url)
+
+
+def test_a_wrong_prediction_of_the_ids_writes_the_group_by_the_sequence_without_a_gap(
+    app: CareApplication, fresh_database_url: str
+) -> None:
+    """Predicted ids that are taken after all (here: the heads made to predict the newest id
+    again) fail the insert in the server; the group is written save by save with the sequence's
+    ids, with no id lost, and the chain and tree verify."""
+    url = fresh_database_url
+    rec = recorder(app)
+    rec.insert_events([event(uuid.uuid4(), 1)])
+    rec._next_id = SQL("SELECT last_value AS next_id FROM guanai_events_notification_id_seq")  # type: ignore[attr-defined]
+    rec._heads_query = None  # type: ignore[attr-defined]
+    committer = rec.group_committer
+    assert committer is not None
+    first = uuid.uuid4()
+    ids = [rec.insert_events([event(first, 1), event(first, 2)]), rec.insert_events([event(uuid.uuid4(), 1)])]
+    stored = positions(url)
+    assert stored == list(range(1, len(stored) + 1))  # gap-free
+    assert [i for group in ids for i in (group or [])] == stored[-3:]
     assert_audit_verifies(app, url)
 
 
