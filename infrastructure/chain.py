@@ -259,13 +259,13 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._prev_cursors: weakref.WeakKeyDictionary[Any, Cursor[DictRow]] = weakref.WeakKeyDictionary()
         self._insert_chain = SQL(
             "INSERT INTO {} (notification_id, prev_id, originator_id, originator_version, mac) "
-            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::{}[], %s::bigint[], %s::bytea[])"
+            "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::{}[], %b::bigint[], %b::bytea[])"
         ).format(table, Identifier(datastore.originator_id_type))
         events = Identifier(datastore.schema, events_table_name)
         # What a group's transaction reads under the lock, in one statement (``_heads``).
         self._taken = SQL(
             "ARRAY(SELECT originator_id::text || ' ' || originator_version FROM {} WHERE (originator_id, "
-            "originator_version) IN (SELECT * FROM unnest(%s::{}[], %s::bigint[])))"
+            "originator_version) IN (SELECT * FROM unnest(%b::{}[], %b::bigint[])))"
         ).format(events, Identifier(datastore.originator_id_type))
         self._heads_query: bytes | None = None
         self._select_shapes: dict[tuple[bool, bool, bool, bool], bytes] = {}

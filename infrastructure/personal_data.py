@@ -363,9 +363,9 @@ class PostgresKeyStore(KeyStore):
         self._checked_at = 0.0
         self._refresh_lock = threading.Lock()
         table = Identifier(datastore.schema, KEYS_TABLE)
-        self._select = SQL("SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)").format(
-            table
-        )
+        self._select = SQL(
+            "SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%b::text[])"
+        ).format(table)
         master_table = Identifier(datastore.schema, MASTER_TABLE)
         self._store_key_id: str | None = None  # the store's master key, as last seen
         self._claim_master = SQL("INSERT INTO {} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING").format(
@@ -397,7 +397,7 @@ class PostgresKeyStore(KeyStore):
         self._carried = threading.local()
         self._insert_carried = SQL(
             "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT r.subject, r.owner, r.wrapped, r.key_id "
-            "FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) AS r(subject, owner, wrapped, key_id), {} m "
+            "FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[]) AS r(subject, owner, wrapped, key_id), {} m "
             "WHERE m.key_id = r.key_id FOR KEY SHARE OF m SKIP LOCKED ON CONFLICT (subject) DO NOTHING"
         ).format(table, master_table)
         self._insert_carried_returning = self._insert_carried + SQL(" RETURNING subject, owner")
@@ -408,7 +408,7 @@ class PostgresKeyStore(KeyStore):
         self._select_carried = SQL(
             "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, o.destroyed_at AS owner_destroyed FROM {t} k "
             "LEFT JOIN {t} o "
-            "ON o.subject = k.owner AND k.owner <> k.subject WHERE k.subject = ANY(%s)"
+            "ON o.subject = k.owner AND k.owner <> k.subject WHERE k.subject = ANY(%b::text[])"
         ).format(t=table)
         sequence = Literal(f"{datastore.schema}.{DESTROYED_SEQUENCE}")
         # A person without a key row (nothing of theirs was ever sealed) gets a destroyed one.
