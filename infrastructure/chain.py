@@ -308,7 +308,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
         self._prev_cursors: weakref.WeakKeyDictionary[Any, Cursor[DictRow]] = weakref.WeakKeyDictionary()
         self._insert_chain = SQL(
             "INSERT INTO {} (notification_id, prev_id, originator_id, originator_version, mac) "
-            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::{}[], %s::bigint[], %s::bytea[])"
+            "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::{}[], %b::bigint[], %b::bytea[])"
         ).format(table, Identifier(datastore.originator_id_type))
         events = Identifier(datastore.schema, events_table_name)
         # What a group's transaction reads under the lock, in one statement (``_heads``).
@@ -318,7 +318,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
         # sequential scan of every event, kept until the next ANALYZE (issue 19). The LATERAL's
         # LIMIT keeps the planner from flattening it into such a join.
         self._taken = SQL(
-            "ARRAY(SELECT e.originator_id::text || ' ' || e.originator_version FROM unnest(%s::{}[], %s::bigint[]) "
+            "ARRAY(SELECT e.originator_id::text || ' ' || e.originator_version FROM unnest(%b::{}[], %b::bigint[]) "
             "AS k(id, version) CROSS JOIN LATERAL (SELECT originator_id, originator_version FROM {} "
             "WHERE originator_id = k.id AND originator_version = k.version LIMIT 1) e)"
         ).format(Identifier(datastore.originator_id_type), events)

@@ -363,9 +363,9 @@ class PostgresKeyStore(KeyStore):
         self._checked_at = 0.0
         self._refresh_lock = threading.Lock()
         table = Identifier(datastore.schema, KEYS_TABLE)
-        self._select = SQL("SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%s)").format(
-            table
-        )
+        self._select = SQL(
+            "SELECT subject, owner, wrapped, master_key_id FROM {} WHERE subject = ANY(%b::text[])"
+        ).format(table)
         master_table = Identifier(datastore.schema, MASTER_TABLE)
         self._store_key_id: str | None = None  # the store's master key, as last seen
         self._claim_master = SQL("INSERT INTO {} (key_id) VALUES (%s) ON CONFLICT (one) DO NOTHING").format(
@@ -400,7 +400,7 @@ class PostgresKeyStore(KeyStore):
         self._carried = threading.local()
         self._insert_carried = SQL(
             "INSERT INTO {} (subject, owner, wrapped, master_key_id) SELECT r.subject, r.owner, r.wrapped, r.key_id "
-            "FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) AS r(subject, owner, wrapped, key_id), {} m "
+            "FROM unnest(%b::text[], %b::text[], %b::bytea[], %b::text[]) AS r(subject, owner, wrapped, key_id), {} m "
             "WHERE m.key_id = r.key_id FOR KEY SHARE OF m SKIP LOCKED ON CONFLICT (subject) DO NOTHING"
         ).format(table, master_table)
         self._insert_carried_returning = self._insert_carried + SQL(" RETURNING subject, owner")
@@ -422,7 +422,7 @@ class PostgresKeyStore(KeyStore):
             "FROM (SELECT {} FROM new_keys k) checked"
         ).format(owner_destroyed)
         self._select_carried = SQL(
-            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, {} FROM {} k WHERE k.subject = ANY(%s)"
+            "SELECT k.subject, k.owner, k.wrapped, k.master_key_id, {} FROM {} k WHERE k.subject = ANY(%b::text[])"
         ).format(owner_destroyed, table)
         sequence = Literal(f"{datastore.schema}.{DESTROYED_SEQUENCE}")
         # A person without a key row (nothing of theirs was ever sealed) gets a destroyed one.

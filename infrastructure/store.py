@@ -214,12 +214,19 @@ class PostgresEventStore(_SealingStore):
         self.recorder = recorder
         return recorder
 
+    @property
+    def _id_type(self) -> sql.Identifier:
+        """The events' id type, to which lists of ids sent in binary (``%b``) are cast: in text,
+        psycopg escapes every element of a list (about 0.6 ms of CPU for 500 UUIDs, and a batch
+        of 500 visit logs sends several such lists), in binary it copies their bytes."""
+        return sql.Identifier(self.recorder.datastore.originator_id_type)
+
     def first_events(self, ids: Sequence[UUID]) -> list[StoredEvent]:
         table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
         query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%b::{}[])"
             " AND originator_version = 1"
-        ).format(table)
+        ).format(table, self._id_type)
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, (list(ids),)).fetchall()
         return [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
@@ -259,8 +266,8 @@ class PostgresEventStore(_SealingStore):
         table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
         query = sql.SQL(
             "SELECT originator_id, originator_version, notification_id FROM {} WHERE (originator_id,"
-            " originator_version) IN (SELECT * FROM unnest(%s::uuid[], %s::bigint[]))"
-        ).format(table)
+            " originator_version) IN (SELECT * FROM unnest(%b::{}[], %b::bigint[]))"
+        ).format(table, self._id_type)
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, ([e[0] for e in events], [e[1] for e in events])).fetchall()
         return {(r["originator_id"], r["originator_version"]): r["notification_id"] for r in rows}
@@ -273,9 +280,9 @@ class PostgresEventStore(_SealingStore):
             return []
         table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
         query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%s)"
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%b::{}[])"
             " ORDER BY originator_id, originator_version"
-        ).format(table)
+        ).format(table, self._id_type)
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, (list(ids),)).fetchall()
         return [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
@@ -285,9 +292,9 @@ class PostgresEventStore(_SealingStore):
             return set()
         table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
         query = sql.SQL(
-            "SELECT originator_id FROM {} WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            "SELECT originator_id FROM {} WHERE originator_id = ANY(%b::{}[]) GROUP BY originator_id"
             " HAVING bool_or(originator_version = 1 AND topic = %s) AND NOT bool_or(topic = %s)"
-        ).format(table)
+        ).format(table, self._id_type)
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
             rows = cur.execute(query, (list(ids), first_topic, without_topic)).fetchall()
         return {r["originator_id"] for r in rows}

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS sv_visits (
     id uuid PRIMARY KEY, person_id uuid NOT NULL, pairing_id uuid NOT NULL, org_path uuid[] NOT NULL,
     cadence text NOT NULL, mode text NOT NULL, due_from timestamptz NOT NULL, due_by timestamptz NOT NULL,
     status text NOT NULL, visited_at timestamptz, late boolean NOT NULL DEFAULT false
-);
+) WITH (fillfactor = 70);
 CREATE INDEX IF NOT EXISTS sv_visits_path ON sv_visits USING gin (org_path);
 CREATE TABLE IF NOT EXISTS sv_visit_counts (
     org_path uuid[] NOT NULL, cadence text NOT NULL, due_by timestamptz NOT NULL, outcome text NOT NULL,

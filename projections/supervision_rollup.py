@@ -140,34 +140,40 @@ WHERE {_ACTIVE} AND p.due_at IS NOT NULL AND {{only}}
 GROUP BY 1, 2
 """
 
-# Each fact query over the rows a batch names (the counts it moves), and over every row: the
-# counts of a whole view, ``_ALL_FACTS`` as plainly written, which what a rebuild runs once at its
-# end (``ALL_FACTS_BY_PATH``, below, in ``count_all``) must equal (tests/integration/
-# test_supervision_rollup.py compares the two).
-PERSON_FACTS = _PERSON_FACTS.format(only=f"p.id = ANY({_PERSONS})")
-HELPER_FACTS = _HELPER_FACTS.format(only="h.id = ANY(%(helpers)b::uuid[])")
-PAIRING_FACTS = _PAIRING_FACTS.format(only="pr.id = ANY(%(pairings)b::uuid[])")
-VISIT_FACTS = _VISIT_FACTS.format(only="v.id = ANY(%(visits)b::uuid[])")
-VISITED_FACTS = _VISITED_FACTS.format(only="p.id = ANY(%(visited)b::uuid[])")
-DUE_FACTS = _DUE_FACTS.format(only=f"p.id = ANY({_PERSONS} || %(visited)b::uuid[])")
+
+def _by_path(facts: str, alias: str, only: str = "true", key: tuple[str, ...] = ("fact", "day")) -> str:
+    """A fact query (over the rows ``only`` selects), counted by the rows' whole ``org_path``
+    first and only then spread over its units: the rows of one village share a path, so the
+    units' counts add up a few groups instead of every row times its units, and each row's fact
+    and day are worked out once instead of once per unit (the same counts: a sum of sums).
+    ``key``: the query's columns after the unit."""
+    grouped = facts.format(only=only).replace("SELECT unit, ", f"SELECT {alias}.org_path, ", 1)
+    by_path = grouped.replace(f" CROSS JOIN LATERAL unnest({alias}.org_path) AS unit", "", 1)
+    if by_path == grouped or grouped == facts.format(only=only):
+        raise ValueError(f"not a fact query over unnest({alias}.org_path): {facts}")
+    columns = ", ".join(f"g.{k}" for k in key)
+    groups = ", ".join(str(n) for n in range(1, len(key) + 2))
+    return (
+        f"SELECT unit, {columns}, sum(g.n)::bigint FROM ({by_path}) AS g(path, {', '.join(key)}, n)"
+        f" CROSS JOIN LATERAL unnest(g.path) AS unit GROUP BY {groups}"
+    )
+
+
+# Each fact query over the rows a batch names (the counts it moves), grouped by path first (a
+# batch of 500 visit logs: about a third of the rows to group, and each fact made once a row),
+# and over every row: the counts of a whole view, ``_ALL_FACTS`` as plainly written, which what
+# a rebuild runs once at its end (``ALL_FACTS_BY_PATH``, below, in ``count_all``) must equal
+# (tests/integration/test_supervision_rollup.py compares the two, and the batches' moves with
+# the counts of every row).
+PERSON_FACTS = _by_path(_PERSON_FACTS, "p", f"p.id = ANY({_PERSONS})")
+HELPER_FACTS = _by_path(_HELPER_FACTS, "h", "h.id = ANY(%(helpers)b::uuid[])")
+PAIRING_FACTS = _by_path(_PAIRING_FACTS, "pr", "pr.id = ANY(%(pairings)b::uuid[])")
+VISIT_FACTS = _by_path(_VISIT_FACTS, "v", "v.id = ANY(%(visits)b::uuid[])")
+VISITED_FACTS = _by_path(_VISITED_FACTS, "p", "p.id = ANY(%(visited)b::uuid[])")
+DUE_FACTS = _by_path(_DUE_FACTS, "p", f"p.id = ANY({_PERSONS} || %(visited)b::uuid[])", key=("due_at",))
 _ALL_FACTS = " UNION ALL ".join(
     f"({q.format(only='true')})" for q in (_PERSON_FACTS, _HELPER_FACTS, _PAIRING_FACTS, _VISIT_FACTS)
 )
-
-
-def _by_path(facts: str, alias: str) -> str:
-    """A fact query over every row, counted by the rows' whole ``org_path`` first and only then
-    spread over its units: the rows of one village share a path, so the units' counts add up a
-    few thousand groups instead of every row times its units (the same counts: a sum of sums)."""
-    grouped = facts.format(only="true").replace("SELECT unit, ", f"SELECT {alias}.org_path, ", 1)
-    by_path = grouped.replace(f" CROSS JOIN LATERAL unnest({alias}.org_path) AS unit", "", 1)
-    if by_path == grouped or grouped == facts.format(only="true"):
-        raise ValueError(f"not a fact query over unnest({alias}.org_path): {facts}")
-    return (
-        f"SELECT unit, g.fact, g.day, sum(g.n)::bigint FROM ({by_path}) AS g(path, fact, day, n)"
-        " CROSS JOIN LATERAL unnest(g.path) AS unit GROUP BY 1, 2, 3"
-    )
-
 
 # What ``_ALL_FACTS`` counts, grouped by path first: what a rebuild's ``count_all`` runs.
 ALL_FACTS_BY_PATH = " UNION ALL ".join(

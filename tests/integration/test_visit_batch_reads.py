@@ -173,3 +173,26 @@ def test_the_store_names_the_streams_begun_by_one_topic_without_another(
     finally:
         if app is not care_app:
             app.close()
+
+
+def test_the_stores_lists_of_ids_go_in_binary_and_take_ids_as_strings_too(
+    care_app: CareApplication, meta: CommandMeta
+) -> None:
+    """The store's reads by many ids send the list in binary, cast to the events' id type: the
+    same rows for ids given as UUIDs or as their text (as the text lists took them before)."""
+    org = units(care_app, meta)
+    kept, erased = new_elder(care_app, org, meta), new_elder(care_app, org, meta)
+    care_app.erase_person(erased, "家属申请删除", meta)
+    store = care_app.store
+    by_uuid = store.events_of([kept, erased])
+    assert len(by_uuid) >= 3 and {e.originator_id for e in by_uuid} == {kept, erased}
+    by_text: Any = [str(kept), str(erased)]
+    assert store.events_of(by_text) == by_uuid
+    assert [e.originator_id for e in store.first_events(by_text)] in ([kept, erased], [erased, kept])
+    registered, gone = get_topic(Person.Registered), get_topic(Person.Erased)
+    assert store.started_without(by_text, registered, gone) == {kept}
+    keys = [(e.originator_id, e.originator_version) for e in by_uuid]
+    positions = store.positions(keys)
+    assert sorted(positions) == sorted(keys) and len(set(positions.values())) == len(keys)
+    text_keys: Any = [(str(i), v) for i, v in keys]
+    assert store.positions(text_keys) == positions
