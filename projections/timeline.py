@@ -370,7 +370,7 @@ class TimelinePage(msgspec.Struct):
 
 class RawTimelinePage(msgspec.Struct):
     """A page as ``page_sent_with`` reads it: each row a tuple of ``RAW_COLUMNS``, the summary as
-    the JSON text the database holds (a str, not decoded)."""
+    the JSON text the database holds (a str, not decoded), the aggregate's id as its text."""
 
     rows: list[tuple[Any, ...]]
     total: int
@@ -381,7 +381,9 @@ class RawTimelinePage(msgspec.Struct):
 # The columns of a raw page's rows, in order (the person's id left out: the caller named it).
 RAW_COLUMNS = COLUMNS.split(", ")[1:]
 # The summary as the text of its JSON (a str; the jsonb's own output): no loader called per row.
-_RAW_SELECT = COLUMNS.replace("summary", "summary::text")
+# The aggregate's id as its text too (the canonical form, as a UUID is encoded in JSON): loading
+# a UUID per row, and the person's id left out (the caller named it), were a twentieth of a read.
+_RAW_SELECT = ", ".join(RAW_COLUMNS).replace("summary", "summary::text").replace("aggregate_id", "aggregate_id::text")
 
 
 _HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
@@ -552,7 +554,7 @@ class TimelineView:
             rows, sent = send(cur, query, only_if, [])
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
-            rows = [r[1:-2] for r in rows]
+            rows = [r[:-2] for r in rows]
         else:  # past the end: the total and the position apart
             _, count, params = self._queries(
                 person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
