@@ -19,7 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template import TemplateConfig
 from litestar.types import ControllerRouterHandler
 
-from api.access import DOCS_PATH, access_guard, unchecked_guard
+from api.access import DOCS_PATH, access_guard, guards_in_place, unchecked_guard
 from api.accounts import AccountController
 from api.audit import AuditController
 from api.auth import actor_of, key_ring, revoke_token
@@ -257,6 +257,7 @@ def create_app(
         debug=debug,
     )
     resolve_in_turn(app)
+    guards_in_place(app)
     app.state.settings = settings
     app.state.protections = protections
     app.state.make_care = make_care

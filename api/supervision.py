@@ -20,7 +20,8 @@ from litestar.params import FromPath, QueryParameter
 
 from api.access import Access, Kind, not_found, unit_id_of
 from api.common import Limit, MinPosition, Offset, Page
-from api.dependencies import Care, Checked, RecordAccess, Supervision, Views, WaitForViews
+from api.common import wait_for_views as views_at
+from api.dependencies import Care, Checked, RecordAccess, Supervision, WaitForViews
 from api.names import with_names
 from api.problems import ProblemError
 from application.care import CareApplication
@@ -263,9 +264,7 @@ class SupervisionController(Controller):
     @get("/{org_unit:str}", sync_to_thread=True)
     def summary(
         self,
-        supervision: Supervision,
-        views: Views,
-        wait_for_views: WaitForViews,
+        request: Request[Any, Any, Any],
         org_unit: FromPath[str],
         period: PeriodName = None,
         from_: From = None,
@@ -274,9 +273,13 @@ class SupervisionController(Controller):
     ) -> SupervisionOut:
         """The unit's figures, rolled up from everything beneath it; ``units`` breaks the basic
         figures down one level (the townships of a county, the villages of a township)."""
+        # The view and the views' runner taken from the request, not given by name (as the
+        # timeline's read: a provider's call and a signature's parse per value given).
+        views = request.app.state.read_side
+        supervision = SupervisionView(views.pool)
         span = period_of(period, from_, to)
         if min_position is not None:
-            position = wait_for_views(min_position)
+            position = views_at(request, min_position)
             unit = resolve_unit(supervision, org_unit)
             figures = supervision.summary(unit["id"], span, unit=unit)
             return msgspec.convert({**figures, "position": position}, SupervisionOut)

@@ -386,7 +386,7 @@ class Audit:
         actor_role: str,
         endpoint: str,
         request_id: str,
-        only_if: Composable | None = None,
+        only_if: Composable | str | None = None,
         params: Sequence[Any] = (),
     ) -> tuple[list[Any], bool]:
         """A read and its access log rows in one round trip and one transaction

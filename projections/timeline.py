@@ -370,7 +370,7 @@ class TimelinePage(msgspec.Struct):
 
 class RawTimelinePage(msgspec.Struct):
     """A page as ``page_sent_with`` reads it: each row a tuple of ``RAW_COLUMNS``, the summary as
-    the JSON text the database holds (a str, not decoded)."""
+    the JSON text the database holds (a str, not decoded), the aggregate's id as its text."""
 
     rows: list[tuple[Any, ...]]
     total: int
@@ -381,7 +381,9 @@ class RawTimelinePage(msgspec.Struct):
 # The columns of a raw page's rows, in order (the person's id left out: the caller named it).
 RAW_COLUMNS = COLUMNS.split(", ")[1:]
 # The summary as the text of its JSON (a str; the jsonb's own output): no loader called per row.
-_RAW_SELECT = COLUMNS.replace("summary", "summary::text")
+# The aggregate's id as its text too (the canonical form, as a UUID is encoded in JSON): loading
+# a UUID per row, and the person's id left out (the caller named it), were a twentieth of a read.
+_RAW_SELECT = ", ".join(RAW_COLUMNS).replace("summary", "summary::text").replace("aggregate_id", "aggregate_id::text")
 
 
 _HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
@@ -395,14 +397,49 @@ def _views_position(views: tuple[str, ...]) -> str:
     return f"(SELECT min(position) FROM projection_tracking WHERE name = ANY({names}))::bigint"
 
 
+_PAGE_TEXTS: dict[tuple[Any, ...], str] = {}
+
+
+def _page_text(
+    cur: psycopg.ClientCursor[Any],
+    newest_first: bool,
+    kinds: tuple[str, ...],
+    hidden: tuple[str, ...],
+    after: bool,
+    views: tuple[str, ...],
+    gated: bool,
+) -> str:
+    """``page_sent_with``'s statement (``TimelineView._queries`` with the raw columns) as text
+    for Python's ``%`` with ``person``, ``cursor``, ``limit`` and ``gate``: the kinds, the hidden
+    aggregates and the views rendered once per combination of them (a "%" in them doubled),
+    the rest put in per read as literals of their types. Binding the page's values per read
+    (psycopg parsing the statement for its placeholders, dumping each value) took about a
+    twentieth of a read's instructions. ``tests/integration/test_timeline.py`` compares the
+    text with the statement as psycopg binds it."""
+    key = (newest_first, kinds, hidden, after, views, gated)
+    text = _PAGE_TEXTS.get(key)
+    if text is None:
+        query, _, params = TimelineView._queries(
+            UUID(int=0), newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=0 if after else None,
+            limit=0, views=views, gate="%(gate)s" if gated else "", columns=_RAW_SELECT,
+        )  # fmt: skip
+        for name in ("exact", "prefixes", "hidden"):
+            query = query.replace(f"%({name})s", sql.Literal(params[name]).as_string(cur).replace("%", "%%"))
+        text = query
+        if len(_PAGE_TEXTS) >= 1024:  # the kinds a client filters by vary; bounded all the same
+            _PAGE_TEXTS.clear()
+        _PAGE_TEXTS[key] = text
+    return text
+
+
 class TimelineView:
     """Read side: a person's entries, newest or oldest first, filtered by kind, keyset-paged."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
+    @staticmethod
     def _queries(
-        self,
         person_id: UUID,
         *,
         newest_first: bool,
@@ -478,7 +515,7 @@ class TimelineView:
     def page_sent_with(
         self,
         person_id: UUID,
-        send: Callable[[psycopg.ClientCursor[Any], str, sql.Composable, list[Any]], tuple[list[Any], bool]],
+        send: Callable[[psycopg.ClientCursor[Any], str, str, list[Any]], tuple[list[Any], bool]],
         *,
         newest_first: bool = True,
         kinds: Sequence[str] = (),
@@ -498,19 +535,31 @@ class TimelineView:
 
         ``gate`` (an access check's condition, ``Access.gate``): the page has rows, and the write
         is made, only where it holds; an empty page written nothing then may be a refusal."""
+        if type(person_id) is not UUID:
+            person_id = UUID(str(person_id))
         with one_query_cursor(self.pool, tuple_row) as cur:
-            # The condition as bound text, a "%" in it doubled: both statements are bound again.
-            bound_gate = "" if gate is None else gate.as_string(cur).replace("%", "%%")
-            query, count, params = self._queries(
-                person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
-                views=views, gate=bound_gate, columns=_RAW_SELECT,
-            )  # fmt: skip
-            only_if = _HAS_ENTRIES if gate is None else sql.SQL("{} AND {}").format(_HAS_ENTRIES, sql.SQL(bound_gate))
-            rows, sent = send(cur, cur.mogrify(query, params), only_if, [person_id])
+            gate_text = "" if gate is None else gate.as_string(cur)
+            # The page's text with its values put in (no binding per read, ``_page_text``); the
+            # condition on what is written, the person's id in it, a "%" doubled: it is bound
+            # again with the access log's row.
+            text = _page_text(
+                cur, newest_first, tuple(kinds), tuple(hidden), cursor is not None, tuple(views), bool(gate)
+            )
+            query = text % {
+                "person": f"'{person_id.hex}'::uuid", "cursor": int(cursor or 0), "limit": int(limit), "gate": gate_text,
+            }  # fmt: skip
+            only_if = f"EXISTS (SELECT 1 FROM tl_entries WHERE person_id = '{person_id.hex}'::uuid)"
+            if gate_text:
+                only_if += " AND " + gate_text.replace("%", "%%")
+            rows, sent = send(cur, query, only_if, [])
         if rows:
             total, views_at = rows[0][-2], rows[0][-1]
-            rows = [r[1:-2] for r in rows]
+            rows = [r[:-2] for r in rows]
         else:  # past the end: the total and the position apart
+            _, count, params = self._queries(
+                person_id, newest_first=newest_first, kinds=kinds, hidden=hidden, cursor=cursor, limit=limit,
+                views=views,
+            )  # fmt: skip
             with self.pool.connection() as conn:
                 total, views_at = conn.execute(count, params).fetchone() or (0, None)
         next_cursor = rows[-1][0] if len(rows) == limit and rows else None

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from api.access.checks import Access, AccessViews, not_found, timeline_hides, unit_id_of
 from api.access.document import access_table
-from api.access.guard import access_guard, access_of, list_scope, loaded, unchecked_guard
+from api.access.guard import access_guard, access_of, guards_in_place, list_scope, loaded, unchecked_guard
 from api.access.rules import (
     AUDIT_READ,
     DOCS_PATH,
@@ -76,6 +76,7 @@ __all__ = [
     "access_guard",
     "access_of",
     "access_table",
+    "guards_in_place",
     "list_scope",
     "loaded",
     "not_found",

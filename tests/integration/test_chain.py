@@ -361,3 +361,36 @@ def test_access_rows_sent_with_a_read_chain_on_from_this_process_and_give_way_to
     assert ids() == list(range(1, 6 + 4 * 15 + 1))
     result = verify_access_log(store.url, store.key)
     assert result.ok and result.checked == 66, result.failures
+
+
+def test_access_rows_sent_with_a_read_hold_exactly_the_values_given(store: Store) -> None:
+    """Without values of its own in the condition, ``read_with`` writes its rows' values into
+    the statement as literals rather than having psycopg bind them: texts with quotes,
+    backslashes, a "%" and non-ASCII letters are stored exactly, the time to the microsecond,
+    the rows chain (their MACs verify) and a condition as text still decides."""
+    log = access_log.AccessLog()
+    hostile = [
+        ("o'brien \\ 50% '' \\' ;--", "auditor", "GET /persons/{person_id:uuid}/timeline", "r'1"),
+        ("张三", "county_supervisor", "GET /persons/{person_id:uuid}/timeline", "r\\2"),
+    ]
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        log.record(conn, store.key, store.persons[:1], hostile[0])
+    written = []
+    for fields, condition in [(hostile[0], "TRUE"), (hostile[1], "1 = 1"), (hostile[1], "'50%%' = '5%%0'")]:
+        with psycopg.connect(store.url, autocommit=True) as conn, psycopg.ClientCursor(conn) as cur:
+            rows, ok = log.read_with(cur, store.key, "SELECT 7", store.persons[:2], fields, only_if=condition)
+        assert rows == [(7,)]
+        written.append(ok)
+    assert written == [True, True, False]
+    stored = store.sql(
+        "SELECT id, actor_id, actor_role, endpoint, person_id, request_id FROM guanai_access_log ORDER BY id"
+    )
+    assert [tuple(r) for r in stored] == [
+        (1, *hostile[0][:3], store.persons[0], hostile[0][3]),
+        *[
+            (n, *f[:3], p, f[3])
+            for n, (f, p) in enumerate([(f, p) for f in hostile for p in store.persons[:2]], start=2)
+        ],
+    ]
+    result = verify_access_log(store.url, store.key)
+    assert result.ok and result.checked == 5, result.failures

@@ -263,3 +263,47 @@ def test_the_views_position_read_with_the_page_is_the_lowest_of_the_views_named(
         )
         assert page.views_position == expected and len(page.rows) == 8, views
     assert view.page(child, views=["no'such%view"]).views_position is None
+
+
+def test_a_page_sent_with_its_values_put_in_is_the_statement_psycopg_would_bind(
+    care: Care, projector: Projector
+) -> None:
+    """``page_sent_with`` puts its values into a text rendered once per combination of kinds,
+    hidden aggregates and views instead of binding them per read: for every combination (both
+    orders, a cursor, a gate with a quote and a "%" in it) the statement sent is exactly the
+    one psycopg binds from ``_queries``, and its rows and total are ``page``'s."""
+    from psycopg import ClientCursor
+
+    from projections.timeline import _RAW_SELECT
+
+    view, child = TimelineView(projector.pool), care.world.children[0]
+    all_positions = [e["position"] for e in entries(view, child)]
+    gate_text = "'it''s 50%' LIKE '%50\\%'"
+    sent: list[str] = []
+
+    def send(cur: Any, query: str, _only_if: Any, _params: list[Any]) -> tuple[list[Any], bool]:
+        sent.append(query)
+        return cur.execute(query).fetchall(), False
+
+    checked = 0
+    with projector.pool.connection() as conn:
+        bind = ClientCursor(conn)
+        for newest_first in (True, False):
+            for kinds in ((), ("person",), ("person.registered", "pairing")):
+                for hidden in ((), ("emergency_report",), ("pairing",)):
+                    for cursor in (None, all_positions[2]):
+                        for gate in (None, sql.SQL(gate_text)):
+                            options: dict[str, Any] = {
+                                "newest_first": newest_first, "kinds": kinds, "hidden": hidden, "cursor": cursor,
+                                "limit": 3, "views": ["timeline"],
+                            }  # fmt: skip
+                            page, _ = view.page_sent_with(child, send, gate=gate, **options)
+                            query, _, params = TimelineView._queries(
+                                child, gate=gate_text.replace("%", "%%") if gate else "", columns=_RAW_SELECT, **options
+                            )
+                            assert sent[-1] == bind.mogrify(query, params), options
+                            expected = view.page(child, **options)
+                            assert [r[0] for r in page.rows] == [r["position"] for r in expected.rows], options
+                            assert (page.total, page.next_cursor) == (expected.total, expected.next_cursor), options
+                            checked += bool(page.rows)
+    assert checked >= 20
