@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -245,27 +244,6 @@ SET_SUBJECTS = (
 )
 
 
-def _copy_entries(
-    cur: psycopg.Cursor[Any], prepared: _Prepared, subjects: dict[UUID, list[UUID]], changed: set[UUID]
-) -> None:
-    """A batch's entries by one binary COPY, each on the timeline of each of its persons (by
-    ``subjects``, kept up to date: the aggregates whose persons change are added to ``changed``)."""
-    rows = []
-    for e, values in prepared.relevant:
-        for person in _persons_of(e, subjects, changed):
-            rows.append((person, *values))
-    if rows:
-        with cur.connection.cursor() as copying, copying.copy(COPY_ENTRIES) as copy:
-            copy.set_types(COPY_TYPES)
-            write_row = copy.write_row
-            for row in rows:
-                write_row(row)
-
-
-COPY_SUBJECTS = "COPY tl_subjects (aggregate_id, person_ids) FROM STDIN"
-_ARRAY_LITERAL = bytes.maketrans(b"[]", b"{}")
-
-
 class TimelineProjection:
     """Writes ``tl_entries`` (and the subjects of each aggregate) from the event log, a batch at
     a time: the subjects the batch needs are read once, the entries written in one statement."""
@@ -274,15 +252,9 @@ class TimelineProjection:
     tables = TABLES
     # A rebuild's replay only appends entries (by COPY) and never looks one up: the primary key
     # is added once the entries are all in (projections/rebuild.py), not kept through every row.
-    # ``tl_subjects`` keeps its key: the live batches upsert by it.
+    # ``tl_subjects`` keeps its key: every batch upserts by it.
     replay_without_keys = ("tl_entries",)
     schema_version = 2  # 2: summaries leave out every field an event declares personal
-
-    def __init__(self) -> None:
-        # A rebuild's subjects while it replays (``rebuild_batch``), by its connection.
-        self._replays: weakref.WeakKeyDictionary[psycopg.Connection[Any], dict[UUID, list[UUID]]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(DDL)
@@ -337,7 +309,8 @@ class TimelineProjection:
     def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
         """A batch's entries by one binary COPY (each row a plain tuple whose summary goes as
         raw bytes: no Python dumper runs for it, no entry dict is made) and its changed subjects
-        in one statement; the subjects it needs read once."""
+        in one statement; the subjects it needs read once. A rebuild's replay writes the same
+        way (it has no ``rebuild_batch``: projections/batches.py)."""
         prepared = self.prepare_batch(events)
         subjects: dict[UUID, list[UUID]] = {}
         if prepared.wanted:
@@ -348,36 +321,21 @@ class TimelineProjection:
             )
             subjects = {aggregate_id: list(persons) for aggregate_id, persons in cur.fetchall()}
         changed: set[UUID] = set()
-        _copy_entries(cur, prepared, subjects, changed)
+        rows = []
+        for e, values in prepared.relevant:
+            for person in _persons_of(e, subjects, changed):
+                rows.append((person, *values))
+        if rows:
+            with cur.connection.cursor() as copying, copying.copy(COPY_ENTRIES) as copy:
+                copy.set_types(COPY_TYPES)
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
         if changed:
             cur.execute(
                 SET_SUBJECTS,
                 (msgspec.json.encode([{"aggregate_id": a, "person_ids": subjects[a]} for a in changed]).decode(),),
             )
-
-    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        """A batch of a rebuild's replay into empty tables: its entries as ``apply_batch`` writes
-        them, but the subjects of every aggregate met so far kept in memory through the whole
-        replay (they are all the table would hold) instead of read and upserted by every batch
-        (the upsert and the look-up were a third of the replay's statement time); written once
-        by ``finish_rebuild``. Kept by the rebuild's connection: a rebuild that dies leaves
-        nothing behind but what its connection held."""
-        subjects = self._replays.setdefault(cur.connection, {})
-        _copy_entries(cur, self.prepare_batch(events), subjects, set())
-
-    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
-        """After ``rebuild_batch`` replayed the log: the subjects, by one COPY of text made by
-        msgspec (an id as 32 hex digits, its persons as an array literal: ``["a","b"]`` with
-        brackets for braces and no quotes), which costs half the Python of psycopg's dumpers."""
-        subjects = self._replays.pop(cur.connection, {})
-        if subjects:
-            encode = msgspec.json.encode
-            data = b"".join(
-                b"%s\t%s\n" % (a.hex.encode(), encode(persons).translate(_ARRAY_LITERAL, b'"'))
-                for a, persons in subjects.items()
-            )
-            with cur.connection.cursor() as copying, copying.copy(COPY_SUBJECTS) as copy:
-                copy.write(data)
 
     def _entries(
         self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]

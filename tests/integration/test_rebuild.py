@@ -444,18 +444,18 @@ def test_a_replay_that_breaks_a_dropped_key_fails_the_rebuild_and_leaves_the_old
 ) -> None:
     """The key dropped for the replay is checked when it is added back: entries written twice
     fail the rebuild before the swap; the old view, its position and key stay, no scratch
-    schema is left, and the timeline's replay state is let go."""
-    real_batch = timeline.TimelineProjection.rebuild_batch
+    schema is left, and the next rebuild runs."""
+    real_batch = timeline.TimelineProjection.apply_batch
 
     def twice(self: Any, cur: psycopg.Cursor[Any], events: Any) -> None:
         real_batch(self, cur, events)
-        timeline._copy_entries(cur, self.prepare_batch(events), {}, set())  # Person's own entries again
+        real_batch(self, cur, events)
 
     w = care.world
     with Projector(w.url, app=w.app) as projector:
         projector.catch_up()
         before, position = snapshot(w.url, TABLES["timeline"]), projector.position("timeline")
-        monkeypatch.setattr(timeline.TimelineProjection, "rebuild_batch", twice)
+        monkeypatch.setattr(timeline.TimelineProjection, "apply_batch", twice)
         with pytest.raises(psycopg.errors.UniqueViolation):
             projector.runner.rebuild("timeline", batch_size=7)
         assert snapshot(w.url, TABLES["timeline"]) == before
@@ -463,46 +463,6 @@ def test_a_replay_that_breaks_a_dropped_key_fails_the_rebuild_and_leaves_the_old
         assert keys_of(w.url, "public", "tl_entries") == [("tl_entries_pkey", 'PRIMARY KEY (person_id, "position")')]
         with psycopg.connect(w.url) as conn:
             assert conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rebuild_%'").fetchall() == []
-        gc.collect()
-        (projection,) = [p for p in projector.runner.projections if p.name == "timeline"]
-        assert len(projection._replays) == 0
-        monkeypatch.setattr(timeline.TimelineProjection, "rebuild_batch", real_batch)
+        monkeypatch.setattr(timeline.TimelineProjection, "apply_batch", real_batch)
         assert projector.runner.rebuild("timeline", batch_size=7) == len(all_positions(w.url))
         assert snapshot(w.url, TABLES["timeline"]) == before
-        assert len(projection._replays) == 0
-
-
-def test_the_timeline_replay_keeps_the_subjects_in_memory_and_writes_them_once(
-    care: Care, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``rebuild_batch`` neither reads nor writes ``tl_subjects`` batch by batch: the table is
-    empty through the replay and written whole by ``finish_rebuild``, with every member added
-    and removed as the live view has them (and the changes after the swap go on as usual)."""
-    w = care.world
-    counts: list[int] = []
-
-    def midway(progress: Progress) -> None:
-        with psycopg.connect(w.url) as conn:
-            counts.append(conn.execute("SELECT count(*) FROM rebuild_timeline.tl_subjects").fetchone()[0])
-
-    with Projector(w.url, app=w.app, batch_size=3) as projector:
-        projector.start()
-        last = more_history(care)
-        assert projector.wait_for(last, timeout=15.0)
-        assert projector.stop(timeout=10.0)
-        live = snapshot(w.url, TABLES["timeline"])
-        projector.runner.rebuild("timeline", batch_size=7, progress=midway)
-        assert snapshot(w.url, TABLES["timeline"]) == live
-        # One member added, one removed (more_history): the subjects say so, as the live view did.
-        subjects = {s["aggregate_id"]: s["person_ids"] for s in live["tl_subjects"]}
-        pairing = subjects[w.pairings["supervisor"]]
-        assert w.elders[0] in pairing and w.children[1] not in pairing
-        after = w.app.add_pairing_person(w.pairings["supervisor"], w.children[1], new_meta()).position
-        projector.catch_up()
-        assert projector.position("timeline") == after
-        with psycopg.connect(w.url) as conn:
-            persons = conn.execute(
-                "SELECT person_ids FROM tl_subjects WHERE aggregate_id = %s", (w.pairings["supervisor"],)
-            ).fetchone()[0]
-        assert persons == [*pairing, w.children[1]]
-    assert len(counts) > 3 and set(counts) == {0}
