@@ -39,9 +39,6 @@ class Projection(Protocol):
     # rebuild's replay into empty tables then calls the first instead of ``apply_events`` and the
     # second once after it (projections/rebuild.py); they must leave the tables ``apply_events``
     # would have, and later batches go through ``apply_events``.
-    # Optional: ``replay_without_keys``, names of its tables whose primary key and unique
-    # constraints no statement of a rebuild's replay relies on (no look-up, no ON CONFLICT, no
-    # UPDATE by key): a rebuild drops them for the replay and adds them back before the swap.
 
 
 def handles(projection: Any, event_class: type) -> bool:

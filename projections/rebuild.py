@@ -4,10 +4,7 @@ The projection's tables are created in a schema of their own (``rebuild_<name>``
 connection's ``search_path`` puts it before ``public``, so the projection's unqualified DDL and
 statements land there unchanged) and the whole notification log is replayed into them in large
 batches; indexes that back no constraint are dropped first and built once from the finished
-rows, before the swap, instead of being kept up to date through the replay, and so are the
-primary keys and unique constraints of the tables a projection names in ``replay_without_keys``
-(those no statement of its replay looks rows up by: added back, and so checked, before the swap;
-a duplicate fails the rebuild and leaves the old view). Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
+rows, before the swap, instead of being kept up to date through the replay. Meanwhile readers and the live runner keep using the tables in ``public``. The swap is
 one transaction: lock the projection's tracking row (the live runner waits), apply the events
 recorded since the last batch, drop the old tables, move the new ones (with their indexes) into
 ``public`` and set the tracking position to the last event applied. A reader sees either the
@@ -23,7 +20,7 @@ import gc
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,10 +94,7 @@ def rebuild_view(
                 projection.create_tables(cur)
                 # Indexes that only serve reads are built once at the end, from the finished rows,
                 # instead of kept up to date through every insert and update of the replay.
-                deferred: list[str | sql.Composable] = [
-                    *_drop_read_indexes(cur, f"rebuild_{name}"),
-                    *_drop_keys(cur, f"rebuild_{name}", getattr(projection, "replay_without_keys", ())),
-                ]
+                deferred = _drop_read_indexes(cur, f"rebuild_{name}")
             total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(events_table)).fetchone()[0]
             started = time.monotonic()
             position = done = 0
@@ -170,7 +164,7 @@ def rebuild_view(
             with conn.transaction(), conn.cursor() as cur:
                 if replay_batch is not None:
                     projection.finish_rebuild(cur)
-                for definition in deferred:  # the indexes, then the keys
+                for definition in deferred:
                     cur.execute(definition)
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT position FROM public.projection_tracking WHERE name = %s FOR UPDATE", (name,))
@@ -268,30 +262,6 @@ def _drop_read_indexes(cur: psycopg.Cursor[Any], schema: str) -> list[str]:
     for index, _definition in rows:
         cur.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(index)))
     return [definition for _index, definition in rows]
-
-
-def _drop_keys(cur: psycopg.Cursor[Any], schema: str, tables: Collection[str]) -> list[sql.Composable]:
-    """Drop the primary keys and unique constraints of ``schema``'s ``tables``; returns the
-    statements that add them again, under their own names (their indexes built from the finished
-    rows, the rows checked then)."""
-    rows = cur.execute(
-        "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
-        " JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace"
-        " WHERE n.nspname = %s AND t.relname = ANY(%s) AND c.contype IN ('p', 'u') ORDER BY c.conname",
-        (schema, list(tables)),
-    ).fetchall()
-    if len({table for table, _constraint, _definition in rows}) != len(set(tables)):
-        raise ValueError(f"replay_without_keys names a table with no key in {schema}: {sorted(tables)}")
-    added = []
-    for table, constraint, definition in rows:
-        target = sql.Identifier(schema, table)
-        cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, sql.Identifier(constraint)))
-        added.append(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                target, sql.Identifier(constraint), sql.SQL(definition)
-            )
-        )
-    return added
 
 
 def _swap(cur: psycopg.Cursor[Any], schema: str) -> None:

@@ -250,10 +250,6 @@ class TimelineProjection:
 
     name = "timeline"
     tables = TABLES
-    # A rebuild's replay only appends entries (by COPY) and never looks one up: the primary key
-    # is added once the entries are all in (projections/rebuild.py), not kept through every row.
-    # ``tl_subjects`` keeps its key: every batch upserts by it.
-    replay_without_keys = ("tl_entries",)
     schema_version = 2  # 2: summaries leave out every field an event declares personal
 
     def create_tables(self, cur: psycopg.Cursor[Any]) -> None:
