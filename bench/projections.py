@@ -32,10 +32,12 @@ import contextlib
 import dataclasses
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import httpx
 import msgspec
@@ -119,6 +121,56 @@ def read_log(app: CareApplication, decode: bool, binary: bool = False) -> tuple[
         position = notifications[-1].id
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends connected to one database during a phase: their
+    pids from ``pg_stat_activity`` (asked over a connection to another database, so the asking
+    is not counted) and their CPU from /proc, sampled every ``interval`` seconds. A backend seen
+    only after the start counts from zero; one that ends between two samples loses at most its
+    last interval. Local servers only (an empty figure otherwise)."""
+
+    def __init__(self, url: str, interval: float = 0.02) -> None:
+        self.url, self.interval = url, interval
+        self.database = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+
+    def _sample(self, conn: psycopg.Connection[Any]) -> dict[int, float]:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,))]
+        out = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                raw = Path(f"/proc/{pid}/stat").read_text()
+                fields = raw[raw.rindex(")") + 2 :].split()
+                out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+        return out
+
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(self.url, dbname="postgres", autocommit=True)
+        self._first = self._sample(self._conn)
+        self._last = dict(self._first)
+
+        def run() -> None:
+            while not self._stop.wait(self.interval):
+                for pid, seconds in self._sample(self._conn).items():
+                    self._first.setdefault(pid, 0.0)
+                    self._last[pid] = seconds
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for pid, seconds in self._sample(self._conn).items():
+            self._first.setdefault(pid, 0.0)
+            self._last[pid] = seconds
+        self._conn.close()
+        self.seconds = sum(self._last[pid] - first for pid, first in self._first.items())
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
 def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] | None = None) -> None:
     """Each view's rebuild beside a raw read of the log made just before it (the load moves
     between phases), with the CPU time of this process per event (the reading thread counted
@@ -127,9 +179,11 @@ def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] 
     app = make_care(url, pool_size=4, env=keys, kind=Process.PROJECTOR)
     rows = []
 
-    def row(label: str, count: int, seconds: float, cpu: float, raw: float) -> list[str]:
+    def row(label: str, count: int, seconds: float, cpu: float, raw: float, server: float | None = None) -> list[str]:
         rate = count / seconds
-        return [label, f"{count:,}", f"{seconds:.1f}", f"{rate:,.0f}", f"{rate / raw:.2f}", f"{cpu / count * 1e6:.1f}"]
+        backends = "" if server is None else f"{server / count * 1e6:.1f}"
+        return [label, f"{count:,}", f"{seconds:.1f}", f"{rate:,.0f}", f"{rate / raw:.2f}", f"{cpu / count * 1e6:.1f}",
+                backends]  # fmt: skip
 
     count, seconds, cpu = read_log(app, decode=False)
     raw = count / seconds
@@ -148,15 +202,17 @@ def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] 
             # rebuild's own (binary, plain rows), so that a faster way of reading counts for
             # the baseline as much as for the rebuild.
             count, seconds, cpu = read_log(app, decode=False)
-            binary = read_log(app, decode=False, binary=True)
+            with BackendCpu(url) as read_server:
+                binary = read_log(app, decode=False, binary=True)
             raw = max(count / seconds, binary[0] / binary[1])
             rows.append(row(f"raw read before {projection.name} (library)", count, seconds, cpu, raw))
-            rows.append(row(f"raw read before {projection.name} (binary)", *binary, raw))
-            started, cpu = time.perf_counter(), time.process_time()
-            # As ``guanai projections rebuild`` does: this process does nothing else meanwhile.
-            count = runner.rebuild(projection.name, batch_size=BATCH, gc_threshold=REBUILD_GC_THRESHOLD)
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            rows.append(row(f"rebuild {projection.name}", count, seconds, cpu, raw))
+            rows.append(row(f"raw read before {projection.name} (binary)", *binary, raw, read_server.seconds))
+            with BackendCpu(url) as server:
+                started, cpu = time.perf_counter(), time.process_time()
+                # As ``guanai projections rebuild`` does: this process does nothing else meanwhile.
+                count = runner.rebuild(projection.name, batch_size=BATCH, gc_threshold=REBUILD_GC_THRESHOLD)
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            rows.append(row(f"rebuild {projection.name}", count, seconds, cpu, raw, server.seconds))
             print(f"  rebuilt {projection.name}: {count / seconds:,.0f} events/s", file=sys.stderr, flush=True)
         with psycopg.connect(url) as conn:
             entries, tasks = (
@@ -166,7 +222,7 @@ def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] 
         runner.close()
         app.close()
     print_table(
-        ["what", "events", "seconds", "events/s", "ratio to raw read", "CPU µs/event"],
+        ["what", "events", "seconds", "events/s", "ratio to raw read", "CPU µs/event", "PostgreSQL CPU µs/event"],
         rows,
         title=f"Rebuild rate over {events:,} events (ratio: to the raw read just before; load average {load()})",
     )
