@@ -376,6 +376,22 @@ def postmaster_pid(database_url: str) -> int | None:
     return int(raw[raw.rindex(")") + 2 :].split()[1])
 
 
+def backends_cpu(conn: psycopg.Connection[Any], database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to ``database`` (asked over ``conn``;
+    their CPU from /proc: a local server's only, an empty figure otherwise). A backend that ends
+    before it is read is missed."""
+    pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    found = {}
+    for pid in pids:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        found[pid] = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+    return found
+
+
 def _process_cpu(postmaster: int | None) -> tuple[dict[int, float], float]:
     """CPU seconds per process group, and of the PostgreSQL server (the postmaster and its
     children; without a postmaster pid, every process named postgres)."""

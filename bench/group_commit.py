@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -36,6 +35,7 @@ from application.care import CareApplication
 from bench.common import (
     DEFAULT_SERVER_URL,
     CpuMeter,
+    backends_cpu,
     code_version,
     insert_baseline,
     make_care,
@@ -129,7 +129,6 @@ def phase(app: Any, village: uuid.UUID, clients: int, commands: int, start: int,
 
 
 _URLS: dict[int, str] = {}
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def backend_cpu(url: str) -> dict[int, float]:
@@ -137,16 +136,7 @@ def backend_cpu(url: str) -> dict[int, float]:
     server is shared: its other processes' CPU is not this run's). A backend that ended during a
     phase is missed; the pool keeps its connections, so none should."""
     with psycopg.connect(url, autocommit=True) as conn:
-        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
-    found = {}
-    for pid in pids:
-        try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        found[pid] = (int(fields[11]) + int(fields[12])) / _TICK
-    return found
+        return backends_cpu(conn, conn.info.dbname)
 
 
 MODES = (

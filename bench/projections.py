@@ -36,7 +36,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Self
 
 import httpx
@@ -52,6 +51,7 @@ from bench.common import (
     SUMMARY_HEADERS,
     CpuMeter,
     Summary,
+    backends_cpu,
     code_version,
     guanai_server,
     make_care,
@@ -132,25 +132,15 @@ class BackendCpu:
         self.url, self.interval = url, interval
         self.database = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
 
-    def _sample(self, conn: psycopg.Connection[Any]) -> dict[int, float]:
-        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,))]
-        out = {}
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                raw = Path(f"/proc/{pid}/stat").read_text()
-                fields = raw[raw.rindex(")") + 2 :].split()
-                out[pid] = (int(fields[11]) + int(fields[12])) / TICK
-        return out
-
     def __enter__(self) -> Self:
         self._stop = threading.Event()
         self._conn = psycopg.connect(self.url, dbname="postgres", autocommit=True)
-        self._first = self._sample(self._conn)
+        self._first = backends_cpu(self._conn, self.database)
         self._last = dict(self._first)
 
         def run() -> None:
             while not self._stop.wait(self.interval):
-                for pid, seconds in self._sample(self._conn).items():
+                for pid, seconds in backends_cpu(self._conn, self.database).items():
                     self._first.setdefault(pid, 0.0)
                     self._last[pid] = seconds
 
@@ -161,14 +151,11 @@ class BackendCpu:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-        for pid, seconds in self._sample(self._conn).items():
+        for pid, seconds in backends_cpu(self._conn, self.database).items():
             self._first.setdefault(pid, 0.0)
             self._last[pid] = seconds
         self._conn.close()
         self.seconds = sum(self._last[pid] - first for pid, first in self._first.items())
-
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] | None = None) -> None:

@@ -266,7 +266,7 @@ class ChainedRecorder(PostgresApplicationRecorder):
                 "SELECT setval({sequence}::regclass, max(notification_id)) FROM inserted"
             )
             .format(
-                sequence=Literal(f'"{datastore.schema}"."{sequence}"'),
+                sequence=Literal(Identifier(datastore.schema, sequence).as_string(None)),
                 schema=Identifier(datastore.schema),
                 table=Identifier(events_table_name),
                 type=Identifier(self.stored_event_type_name),

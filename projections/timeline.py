@@ -386,9 +386,6 @@ RAW_COLUMNS = COLUMNS.split(", ")[1:]
 _RAW_SELECT = ", ".join(RAW_COLUMNS).replace("summary", "summary::text").replace("aggregate_id", "aggregate_id::text")
 
 
-_HAS_ENTRIES = sql.SQL("EXISTS (SELECT 1 FROM tl_entries WHERE person_id = %s)")
-
-
 @functools.cache
 def _views_position(views: tuple[str, ...]) -> str:
     """The lowest position of ``views`` as SQL text with the names in it, a "%" doubled: the same

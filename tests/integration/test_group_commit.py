@@ -30,9 +30,10 @@ from psycopg._pipeline import Pipeline
 from psycopg.sql import SQL
 
 from application.care import CareApplication
+from bench.group_commit import one_village as village  # a county of one township of one village
 from domain.base import CommandMeta, ErasedError
 from domain.person import Person
-from domain.vocabulary import OrgLevel, PersonKind, RiskTag, Sex
+from domain.vocabulary import PersonKind, RiskTag, Sex
 from infrastructure.audit import Audit
 from infrastructure.chain import ChainedRecorder
 from infrastructure.lookup_hash import LOOKUP_TABLE
@@ -110,17 +111,6 @@ def assert_audit_verifies(app: CareApplication, url: str) -> None:
         assert result.checked == count
         checked, failures = check_tree(conn, audit.tree, "guanai_events")
     assert failures == [] and checked == count
-
-
-def village(app: CareApplication) -> uuid.UUID:
-    code = f"{uuid.uuid4().int % 10**6:06d}"
-    county = app.register_org_unit(code=code + "000000", name="县", level=OrgLevel.COUNTY, parent_id=None, meta=meta())
-    town = app.register_org_unit(
-        code=code + "101000", name="镇", level=OrgLevel.TOWNSHIP, parent_id=county.id, meta=meta()
-    )
-    return app.register_org_unit(
-        code=code + "101001", name="村", level=OrgLevel.VILLAGE, parent_id=town.id, meta=meta()
-    ).id
 
 
 def id_number(n: int) -> str:

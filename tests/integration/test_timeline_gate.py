@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
@@ -22,17 +21,11 @@ from api.auth import Actor
 from domain.org_unit import OrgLevel, org_unit_id
 from domain.person import Person
 from domain.vocabulary import ActorRole, PersonKind, Sex
-from tests.app_support import make_care
-from tests.integration.test_registry_view import World, build_world, new_meta
-
-
-@pytest.fixture
-def world(fresh_database_url: str) -> Iterator[World]:
-    app = make_care(fresh_database_url, pool_size=4)
-    try:
-        yield build_world(app, fresh_database_url)
-    finally:
-        app.close()
+from tests.integration.test_registry_view import (
+    World,
+    new_meta,
+    world,  # noqa: F401 - the registry tests' fixture, used by name
+)
 
 
 def actor(role: ActorRole, unit: UUID | None, subject: str = "u-1") -> Actor:
