@@ -1,6 +1,6 @@
 """Command ingest through the HTTP API against plain PostgreSQL INSERTs, in one run.
 
-    python -m bench.api_ingest [--clients 8] [--requests 2000] [--database-url URL]
+    python -m bench.api_ingest [--clients 8] [--requests 2000] [--client lean|httpx] [--database-url URL]
 
 Creates a scratch database, starts ``guanai api`` and ``guanai projector`` as separate
 processes, seeds a county (townships and villages), then lets N concurrent clients do what a
@@ -13,6 +13,10 @@ baseline, on the same server in the same run, is N connections (and one) committ
 INSERT transactions of a JSONB payload the size of a stored person event, and N connections
 doing what the event store does per transaction (LOCK TABLE, NOTIFY, INSERT). CPU time is
 counted per process (API, projector, PostgreSQL, this load generator, the rest of the machine).
+The timed phases' client is ``bench/lean_http.py`` (every request encoded before the clock
+starts, one keep-alive connection per client, answers parsed by httptools), which takes a
+fraction of httpx's CPU from the two cores the server shares with it; ``--client httpx`` runs
+them with httpx as before. Every answer is checked either way (its status; the id in its body).
 Prints Markdown tables; exits 1 if any request failed, 2 if PostgreSQL refused a connection.
 """
 
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import json
 import math
 import os
 import random
@@ -52,6 +58,7 @@ from bench.common import (
     server_facts,
     sigterm_as_interrupt,
 )
+from bench.lean_http import LeanConnection, ProtocolError
 
 KINDS = (
     "register_elder",
@@ -62,6 +69,10 @@ KINDS = (
     "pair_many_to_one",
 )
 REQUESTS_PER_BATCH = 10
+CLIENTS = {
+    "lean": "bench/lean_http.py (asyncio, keep-alive, requests encoded before the clock, httptools)",
+    "httpx": "httpx (AsyncClient for the drive, Client for the HTTP edge)",
+}
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马胡朱郭何罗高林"
 GIVEN = ["秀英", "桂兰", "玉珍", "建国", "国强", "德明", "小花", "子涵", "浩然", "欣怡", "雨桐", "俊杰", "明轩", "诗琪"]
 WORK_PLACES = ["广东东莞", "浙江义乌", "福建晋江", "江苏苏州", "上海松江", "广东深圳"]
@@ -189,6 +200,7 @@ class Phase:
     events: int = 0
     views_lag: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+    reconnects: int = 0  # lean client: connections opened again after the server closed one
 
     def summaries(self) -> list[Summary]:
         kinds = [Summary(k, self.elapsed, self.latencies[k], self.errors[k]) for k in KINDS]
@@ -275,8 +287,8 @@ def seed_county(server: GuanaiServer, token: str, villages_per_township: int) ->
 async def drive(
     server: GuanaiServer, database_url: str, villages: list[str], phase: Phase, requests: int, duration: float | None
 ) -> None:
-    """Warm every client up with one unmeasured batch, then run batches until the budget is spent;
-    the clock, the CPU meter and the event count cover the measured batches only."""
+    """httpx: warm every client up with one unmeasured batch, then run batches until the budget is
+    spent; the clock, the CPU meter and the event count cover the measured batches only."""
     batches, taken = math.ceil(requests / REQUESTS_PER_BATCH), 0
     headers = {"Authorization": f"Bearer {server.token()}"}
     clients = [httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=60) for _ in range(phase.clients)]
@@ -308,16 +320,141 @@ async def drive(
         await asyncio.gather(*(c.aclose() for c in clients))
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One request of a batch, encoded before the clock starts, and the id its answer must carry."""
+
+    kind: str
+    request: bytes
+    id: str
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """JSON as httpx encodes a ``json=`` body (compact, UTF-8)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def prepared_batch(connection: LeanConnection, bodies: Bodies, village: str) -> list[Prepared]:
+    """``household_batch``'s ten requests, in its order; the pairings name the ids the persons and
+    helpers are created with (their answers are checked to carry exactly those)."""
+
+    def one(kind: str, path: str, body: dict[str, Any]) -> Prepared:
+        return Prepared(kind, connection.request_bytes("POST", path, encode_body(body)), str(body["id"]))
+
+    elder = one("register_elder", "/persons", bodies.elder(village))
+    children = [one("register_child", "/persons", bodies.child(village)) for _ in range(3)]
+    mother, volunteer, doctor = (
+        one("register_helper", "/helpers", bodies.helper(village, role))
+        for role in ("caring_mother", "volunteer", "family_doctor")
+    )
+    pairings = [
+        ("one_to_one", [mother], children[:1], "weekly", "home_visit"),
+        ("one_to_many", [volunteer], children[1:], "weekly", "home_visit"),
+        ("many_to_one", [volunteer, doctor, mother], [elder], "monthly", "phone_video"),
+    ]
+    pairs = [
+        one(
+            f"pair_{shape}",
+            "/pairings",
+            bodies.pairing(shape, [h.id for h in helpers], [p.id for p in persons], cadence, mode),
+        )
+        for shape, helpers, persons, cadence, mode in pairings
+    ]
+    return [elder, *children, mother, volunteer, doctor, *pairs]
+
+
+async def send_prepared(connection: LeanConnection, phase: Phase | None, item: Prepared) -> None:
+    """Send one prepared request; a 2xx whose JSON body names the expected id, or a failure."""
+    t0 = time.perf_counter()
+    try:
+        response = await connection.send(item.request)
+    except (ProtocolError, OSError) as e:
+        failure = f"{item.kind}: {type(e).__name__}: {e}"
+    else:
+        elapsed = time.perf_counter() - t0
+        if 200 <= response.status < 300:
+            try:
+                answered = json.loads(response.body)["id"]
+            except (ValueError, KeyError, TypeError) as e:
+                failure = (
+                    f"{item.kind}: HTTP {response.status} without an id ({type(e).__name__}): {response.body[:300]!r}"
+                )
+            else:
+                if answered == item.id:
+                    if phase is not None:
+                        phase.latencies[item.kind].append(elapsed)
+                    return
+                failure = f"{item.kind}: HTTP {response.status} answered id {answered!r}, not {item.id}"
+        else:
+            failure = f"{item.kind}: HTTP {response.status}: {response.body[:300].decode(errors='replace')}"
+    if phase is not None:
+        phase.errors[item.kind] += 1
+        phase.failures.append(failure)
+    raise RequestFailed(failure)
+
+
+async def lean_batch(connection: LeanConnection, batch: list[Prepared], phase: Phase | None) -> None:
+    for item in batch:
+        await send_prepared(connection, phase, item)
+
+
+async def drive_lean(
+    server: GuanaiServer, database_url: str, villages: list[str], phase: Phase, requests: int, duration: float | None
+) -> None:
+    """``drive`` with the lean client: every request of the run encoded before the clock starts
+    (the same kinds of bodies, from the same generator), sent on one keep-alive connection per
+    client, every answer checked (2xx, and the id the body chose)."""
+    batches = math.ceil(requests / REQUESTS_PER_BATCH)
+    headers = {"Authorization": f"Bearer {server.token()}"}
+    clients = [await LeanConnection.to(server.base_url, headers) for _ in range(phase.clients)]
+    seed = phase.clients * 1000
+    try:
+        warm_up = [
+            prepared_batch(clients[0], Bodies(seed + n), villages[n % len(villages)]) for n in range(phase.clients)
+        ]
+        await asyncio.gather(*(lean_batch(c, b, None) for c, b in zip(clients, warm_up, strict=True)))
+        bodies = Bodies(seed + 100)
+        queue = collections.deque(
+            prepared_batch(clients[0], bodies, villages[bodies.rng.randrange(len(villages))]) for _ in range(batches)
+        )
+        before = max_position(database_url)
+        meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid}, postmaster_pid(database_url))
+        with meter:
+            started = time.perf_counter()
+
+            async def client_loop(connection: LeanConnection) -> None:
+                while queue and (duration is None or time.perf_counter() - started < duration):
+                    batch = queue.popleft()
+                    # A failure is counted where it happens; the rest of its batch depended on it.
+                    with contextlib.suppress(RequestFailed):
+                        await lean_batch(connection, batch, phase)
+
+            await asyncio.gather(*(client_loop(c) for c in clients))
+            phase.elapsed = time.perf_counter() - started
+        phase.cpu = meter.used
+        phase.events = max_position(database_url) - before
+        phase.reconnects = sum(c.reconnects for c in clients)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+
+
 def max_position(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         return int(conn.execute("SELECT coalesce(max(notification_id), 0) FROM guanai_events").fetchone()[0])
 
 
 def run_api_phase(
-    server: GuanaiServer, database_url: str, villages: list[str], clients: int, requests: int, duration: float | None
+    server: GuanaiServer,
+    database_url: str,
+    villages: list[str],
+    clients: int,
+    requests: int,
+    duration: float | None,
+    client: str = "lean",
 ) -> Phase:
     phase = Phase(f"API, {clients} client{'s' if clients > 1 else ''}", clients)
-    asyncio.run(drive(server, database_url, villages, phase, requests, duration))
+    run = drive_lean if client == "lean" else drive
+    asyncio.run(run(server, database_url, villages, phase, requests, duration))
     phase.views_lag = server.wait_for_views()
     return phase
 
@@ -329,28 +466,61 @@ class Floor:
 
     http_only: Summary
     http_cpu_ms: float  # API process CPU per request
+    http_load_ms: float  # this process's (the load generator's) CPU per request
     app_only: Summary
     app_cpu_ms: float  # this process's CPU per command
 
 
-def measure_floor(server: GuanaiServer, database_url: str, village: str, requests: int) -> Floor:
-    headers = {"Authorization": f"Bearer {server.token()}"}
+def refused_body(village: str) -> dict[str, Any]:
     # 422 after the token check and validation. The body fails its type, so the access guard
     # checks it before the handler does: one read of the village it names (api/access/guard.py).
-    refused = {**Bodies(7).child(village), "sex": "unknown"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as c:
+    return {**Bodies(7).child(village), "sex": "unknown"}
+
+
+def measure_floor(server: GuanaiServer, database_url: str, village: str, requests: int, client: str = "lean") -> Floor:
+    headers = {"Authorization": f"Bearer {server.token()}"}
+    refused = refused_body(village)
+    if client == "lean":
+        latencies, elapsed, meter = asyncio.run(lean_floor(server.base_url, headers, refused, server.api.pid, requests))
+    else:
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as c:
+            latencies = []
+            with CpuMeter({"api": server.api.pid}) as meter:
+                started = time.perf_counter()
+                for _ in range(requests):
+                    t0 = time.perf_counter()
+                    if c.post("/persons", json=refused).status_code != 422:
+                        raise RuntimeError("the refused body was not answered 422")
+                    latencies.append(time.perf_counter() - t0)
+                elapsed = time.perf_counter() - started
+    http_only = Summary("HTTP edge: token, the guard's read of the village, validation, 422", elapsed, latencies)
+    app_only, app_cpu = application_floor(server, database_url, village, requests)
+    per_request = {k: v / requests * 1000 for k, v in meter.used.items()}
+    return Floor(http_only, per_request["api"], per_request["load_generator"], app_only, app_cpu)
+
+
+async def lean_floor(
+    base_url: str, headers: dict[str, str], refused: dict[str, Any], api_pid: int, requests: int
+) -> tuple[list[float], float, CpuMeter]:
+    """The HTTP edge's requests with the lean client: one request's bytes, sent ``requests`` times."""
+    connection = await LeanConnection.to(base_url, headers)
+    try:
+        request = connection.request_bytes("POST", "/persons", encode_body(refused))
         latencies = []
-        with CpuMeter({"api": server.api.pid}) as meter:
+        with CpuMeter({"api": api_pid}) as meter:
             started = time.perf_counter()
             for _ in range(requests):
                 t0 = time.perf_counter()
-                if c.post("/persons", json=refused).status_code != 422:
-                    raise RuntimeError("the refused body was not answered 422")
+                response = await connection.send(request)
+                if response.status != 422:
+                    raise RuntimeError(
+                        f"the refused body was answered {response.status}, not 422: {response.body[:300]!r}"
+                    )
                 latencies.append(time.perf_counter() - t0)
             elapsed = time.perf_counter() - started
-    http_only = Summary("HTTP edge: token, the guard's read of the village, validation, 422", elapsed, latencies)
-    app_only, app_cpu = application_floor(server, database_url, village, requests)
-    return Floor(http_only, meter.used["api"] / requests * 1000, app_only, app_cpu)
+    finally:
+        await connection.close()
+    return latencies, elapsed, meter
 
 
 def application_floor(server: GuanaiServer, database_url: str, village: str, requests: int) -> tuple[Summary, float]:
@@ -415,14 +585,19 @@ def person_payload(database_url: str) -> dict[str, Any]:
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def report(phases: list[Phase], baselines: list[Summary], floor: Floor, payload_bytes: int, setting: str) -> None:
+def report(
+    phases: list[Phase], baselines: list[Summary], floor: Floor, payload_bytes: int, setting: str, client: str
+) -> None:
     print(f"\n## API command ingest, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8)\n")
     print(f"Command: `python -m bench.api_ingest {' '.join(sys.argv[1:])}`".rstrip() + f" at {code_version()}")
     print(f"Machine: {setting}; baseline rows carry {payload_bytes} bytes of JSONB")
+    print(f"Load generator: {CLIENTS[client]}")
     for phase in phases:
         print_table(
             SUMMARY_HEADERS, [s.row() for s in phase.summaries()], title=f"{phase.name} ({phase.events} events stored)"
         )
+        if phase.reconnects:
+            print(f"{phase.name}: the server closed an idle connection {phase.reconnects} times (opened again)")
 
     def row(name: str, s: Summary, per_second: float) -> list[Any]:
         return [name, s.count, f"{s.throughput:.1f}", f"{per_second:.1f}", f"{s.ms(50):.2f}", f"{s.ms(99):.2f}"]
@@ -456,7 +631,7 @@ def report(phases: list[Phase], baselines: list[Summary], floor: Floor, payload_
             floor.http_only.name,
             f"{floor.http_only.ms(50):.2f}",
             f"{floor.http_only.ms(99):.2f}",
-            f"{floor.http_cpu_ms:.2f} (API)",
+            f"{floor.http_cpu_ms:.2f} (API), {floor.http_load_ms:.2f} (load generator)",
         ],
         [
             floor.app_only.name,
@@ -468,7 +643,8 @@ def report(phases: list[Phase], baselines: list[Summary], floor: Floor, payload_
             through_api.name,
             f"{through_api.ms(50):.2f}",
             f"{through_api.ms(99):.2f}",
-            f"{one.cpu['api'] / max(one.overall.count, 1) * 1000:.2f} (API, all kinds)",
+            f"{one.cpu['api'] / max(one.overall.count, 1) * 1000:.2f} (API, all kinds), "
+            + f"{one.cpu['load_generator'] / max(one.overall.count, 1) * 1000:.2f} (load generator)",
         ],
         [baselines[1].name, f"{baselines[1].ms(50):.2f}", f"{baselines[1].ms(99):.2f}", ""],
     ]
@@ -511,6 +687,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="GUANAI_X=VALUE",
         help="extra setting for the API and projector processes, e.g. GUANAI_DB_POOL_SIZE=20 (repeatable)",
     )
+    p.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="lean",
+        help="the load generator's HTTP client for the timed phases (default lean: bench/lean_http.py)",
+    )
     args = p.parse_args(argv)
     sigterm_as_interrupt()
     nats_url = DEFAULT_NATS_URL if reachable(DEFAULT_NATS_URL) else None
@@ -528,10 +710,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"API pid {server.api.pid} on {server.base_url}, projector pid {server.projector.pid}; {len(villages)} villages",
                 file=sys.stderr,
             )
-            phases = [run_api_phase(server, database_url, villages, args.clients, args.requests, args.duration)]
+            phases = [
+                run_api_phase(server, database_url, villages, args.clients, args.requests, args.duration, args.client)
+            ]
             print(f"{phases[0].name}: {phases[0].overall.throughput:.1f} req/s", file=sys.stderr)
-            phases.append(run_api_phase(server, database_url, villages, 1, args.floor_requests, args.duration))
-            floor = measure_floor(server, database_url, villages[0], args.floor_requests)
+            phases.append(
+                run_api_phase(server, database_url, villages, 1, args.floor_requests, args.duration, args.client)
+            )
+            floor = measure_floor(server, database_url, villages[0], args.floor_requests, args.client)
             payload = person_payload(database_url)
             runs = [
                 (args.clients, False, f"INSERT baseline, {args.clients} conns"),
@@ -555,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.OperationalError as e:  # e.g. the shared server is out of connections
         print(f"PostgreSQL refused: {e}; everything started was stopped", file=sys.stderr)
         return 2
-    report(phases, baselines, floor, payload["target_bytes"], setting)
+    report(phases, baselines, floor, payload["target_bytes"], setting, args.client)
     failures = [f for ph in phases for f in ph.failures]
     for f in failures[:10]:
         print(f"FAILED {f}", file=sys.stderr)
