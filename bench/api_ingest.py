@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import psycopg
@@ -47,6 +47,7 @@ from bench.common import (
     CpuMeter,
     GuanaiServer,
     Summary,
+    backends_cpu,
     code_version,
     guanai_server,
     insert_baseline,
@@ -300,7 +301,8 @@ async def drive(
         await asyncio.gather(*warm_up)
         before = max_position(database_url)
         meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid}, postmaster_pid(database_url))
-        with meter:
+        database = DatabaseCpu(database_url)
+        with database, meter:
             started = time.perf_counter()
 
             async def client_loop(n: int, client: httpx.AsyncClient) -> None:
@@ -314,7 +316,7 @@ async def drive(
 
             await asyncio.gather(*(client_loop(n, c) for n, c in enumerate(clients)))
             phase.elapsed = time.perf_counter() - started
-        phase.cpu = meter.used
+        phase.cpu = {**meter.used, "database": database.seconds}
         phase.events = max_position(database_url) - before
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
@@ -419,7 +421,8 @@ async def drive_lean(
         )
         before = max_position(database_url)
         meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid}, postmaster_pid(database_url))
-        with meter:
+        database = DatabaseCpu(database_url)
+        with database, meter:
             started = time.perf_counter()
 
             async def client_loop(connection: LeanConnection) -> None:
@@ -431,11 +434,34 @@ async def drive_lean(
 
             await asyncio.gather(*(client_loop(c) for c in clients))
             phase.elapsed = time.perf_counter() - started
-        phase.cpu = meter.used
+        phase.cpu = {**meter.used, "database": database.seconds}
         phase.events = max_position(database_url) - before
         phase.reconnects = sum(c.reconnects for c in clients)
     finally:
         await asyncio.gather(*(c.close() for c in clients))
+
+
+class DatabaseCpu:
+    """CPU seconds of the PostgreSQL backends connected to this run's database during a phase
+    (the shared server's other databases are not counted, as the "postgres" column's whole-server
+    figure does). The API's and projector's pools keep their connections, so two samples do: a
+    backend first seen at the end counts from zero, one that ended meanwhile is missed."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.database = str(psycopg.conninfo.conninfo_to_dict(database_url)["dbname"])
+
+    def _sample(self) -> dict[int, float]:
+        with psycopg.connect(self.url, dbname="postgres", autocommit=True) as conn:  # not counted itself
+            return backends_cpu(conn, self.database)
+
+    def __enter__(self) -> Self:
+        self._first = self._sample()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        last = self._sample()
+        self.seconds = sum(seconds - self._first.get(pid, 0.0) for pid, seconds in last.items())
 
 
 def max_position(database_url: str) -> int:
@@ -658,12 +684,24 @@ def report(
     for phase in phases:
         n, u = phase.overall.count or 1, phase.cpu
         busy = u["machine"] / (phase.elapsed * (os.cpu_count() or 1)) * 100
-        per_request = (f"{u[k] / n * 1000:.2f}" for k in ("api", "projector", "postgres", "load_generator", "other"))
+        keys = ("api", "projector", "database", "postgres", "load_generator", "other")
+        per_request = (f"{u[k] / n * 1000:.2f}" for k in keys)
         cpu_rows.append([phase.name, *per_request, f"{busy:.0f}%", f"{phase.views_lag:.1f}"])
     print_table(
-        ["phase", "api", "projector", "postgres", "load gen", "other", "machine busy", "views lag s"],
+        [
+            "phase",
+            "api",
+            "projector",
+            "pg (this db)",
+            "pg (server)",
+            "load gen",
+            "other",
+            "machine busy",
+            "views lag s",
+        ],
         cpu_rows,
-        title="CPU ms per request by process; views lag: projector catch-up after the last command",
+        title="CPU ms per request by process (pg: this run's database's backends, and the whole server's); "
+        "views lag: projector catch-up after the last command",
     )
 
 
