@@ -762,17 +762,20 @@ def main(argv: list[str] | None = None) -> int:
                 (1, False, "INSERT baseline, 1 conn"),
                 (args.clients, True, f"INSERT + LOCK TABLE + NOTIFY, {args.clients} conns"),
             ]
-            baselines = [
-                insert_baseline(
-                    database_url,
-                    clients=n,
-                    requests=args.baseline_requests,
-                    payload=payload,
-                    lock_table=lock,
-                    name=name,
+            baselines, baseline_cpu = [], []
+            for n, lock, name in runs:
+                began = time.process_time()  # the baseline's client: psycopg in this process's threads
+                baselines.append(
+                    insert_baseline(
+                        database_url,
+                        clients=n,
+                        requests=args.baseline_requests,
+                        payload=payload,
+                        lock_table=lock,
+                        name=name,
+                    )
                 )
-                for n, lock, name in runs
-            ]
+                baseline_cpu.append((time.process_time() - began) / args.baseline_requests * 1000)
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
@@ -780,6 +783,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PostgreSQL refused: {e}; everything started was stopped", file=sys.stderr)
         return 2
     report(phases, baselines, floor, payload["target_bytes"], setting, args.client)
+    print(
+        "The INSERT baselines' client (psycopg; its connections and table included), CPU ms a row: "
+        + ", ".join(f"{b.name} {ms:.3f}" for b, ms in zip(baselines, baseline_cpu, strict=True))
+    )
     failures = [f for ph in phases for f in ph.failures]
     for f in failures[:10]:
         print(f"FAILED {f}", file=sys.stderr)
