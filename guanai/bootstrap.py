@@ -186,6 +186,7 @@ def app_factory(settings: Settings, kind: Process, database_url: str, **options:
 def projector(settings: Settings, database_url: str, **options: Any) -> Projector:
     """The projector (all views), with its own application that opens no personal data."""
     options.setdefault("pool_size", settings.db_pool_size)
+    options.setdefault("batch_interval", settings.views_batch_ms / 1000)
     return Projector(database_url, make_app=app_factory(settings, Process.PROJECTOR, database_url), **options)
 
 

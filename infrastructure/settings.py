@@ -60,6 +60,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """GUANAI_DB_POOL_SIZE: PostgreSQL connections per process (commands run in threads)."""
     read_wait_seconds: float = 2.0
     """GUANAI_READ_WAIT_SECONDS: how long a read with min_position waits for the views."""
+    views_batch_ms: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
+    """GUANAI_VIEWS_BATCH_MS: while commands keep coming, the projector starts a batch at most this
+    often (ms): one batch carries the commands of that time, which costs the projector and the
+    database less CPU, and a read with min_position waits up to this much longer under load (0: a
+    batch at every wake-up)."""
     command_retries: int = 5
     """GUANAI_COMMAND_RETRIES: how often a command is re-decided after a concurrent write."""
     visit_claim_limit: int = 5

@@ -128,6 +128,7 @@ class _SealingStore(EventStore):
         self._pending = threading.local()  # this thread's lookup rows for its next save
         self._memory_lookups: dict[tuple[str, bytes], tuple[UUID, bytes | None]] = {}
         self._condition_texts: dict[tuple[str, bytes | None], tuple[str, str]] = {}  # first_event_condition
+        self._events_of_query: bytes | None = None  # rendered once: psycopg converts a composed one at every execute
 
     def transcoder(self) -> JSONTranscoder:
         return EventTranscoder()  # the library's bytes, written and read in C (issue 19)
@@ -297,12 +298,19 @@ class PostgresEventStore(_SealingStore):
     def events_of(self, ids: Sequence[UUID]) -> list[StoredEvent]:
         if not ids:
             return []
-        table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {} WHERE originator_id = ANY(%b::{}[])"
-            " ORDER BY originator_id, originator_version"
-        ).format(table, self._id_type)
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as cur:
+            # Every write's access check reads here (``CareApplication.load_many``).
+            query = self._events_of_query
+            if query is None:
+                table = sql.Identifier(self.recorder.datastore.schema, self.recorder.events_table_name)
+                query = self._events_of_query = (
+                    sql.SQL(
+                        "SELECT originator_id, originator_version, topic, state FROM {}"
+                        " WHERE originator_id = ANY(%b::{}[]) ORDER BY originator_id, originator_version"
+                    )
+                    .format(table, self._id_type)
+                    .as_bytes(cur)
+                )
             rows = cur.execute(query, (list(ids),)).fetchall()
         return [StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
 

@@ -44,6 +44,7 @@ class Projector:
         batch_size: int = 2000,
         poll_interval: float = 2.0,
         pool_size: int = 4,
+        batch_interval: float = 0.05,
     ) -> None:
         if (app is None) == (make_app is None):
             raise ValueError("a Projector needs an app to share or make_app to build its own (one of them)")
@@ -52,7 +53,12 @@ class Projector:
         self._make_app = make_app
         self._own_app = app is None
         self._projections = list(projections) if projections is not None else all_projections()
-        self._runner_options = {"batch_size": batch_size, "poll_interval": poll_interval, "pool_size": pool_size}
+        self._runner_options = {
+            "batch_size": batch_size,
+            "poll_interval": poll_interval,
+            "pool_size": pool_size,
+            "batch_interval": batch_interval,
+        }
         self._runner: ProjectionRunner | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()

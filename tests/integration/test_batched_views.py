@@ -33,7 +33,7 @@ from projections.supervision import SupervisionProjection
 from projections.timeline import TimelineProjection
 from projections.visit_tasks import VisitTaskProjection
 from tests.integration.test_rebuild import more_history
-from tests.integration.test_registry_view import new_meta
+from tests.integration.test_registry_view import new_meta, wait_until
 from tests.integration.test_supervision import Care, care_in, meta_at
 
 BATCHED = {
@@ -342,3 +342,45 @@ def test_a_wait_in_another_process_wakes_when_a_batch_commits_not_at_its_next_po
         assert outcome and outcome[0][0], "the wait ended with the views at the position"
         assert outcome[0][1] < 15, f"woken by the commit, not by a poll: {outcome[0][1]:.1f} s"
     assert waiting._watcher is None, "close() stops the watcher"
+
+
+def test_while_commands_keep_coming_batches_start_at_most_every_batch_interval(care: Care) -> None:
+    """The live runner serves a wake-up after a quiet spell at once; commands recorded sooner
+    than ``batch_interval`` after a batch began wait for the rest of it and come in one batch."""
+    w, interval = care.world, 1.0
+    with ProjectionRunner(w.app, w.url, [RegistryProjection()], batch_interval=interval) as runner:
+        began: list[float] = []  # when each batch that read something began (``run`` notes it)
+        process = runner._process_batch
+
+        def noted() -> tuple[int, bool]:
+            result = process()
+            if result[0]:
+                began.append(runner._last_batch)
+            return result
+
+        runner._process_batch = noted  # type: ignore[method-assign]
+
+        def applied(position: int) -> bool:
+            return runner.positions()["registry"] >= position
+
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,))
+        thread.start()
+        try:
+            assert wait_until(lambda: applied(w.app.recorder.max_notification_id() or 0))
+            time.sleep(interval * 1.3)  # a quiet spell
+            before = len(began)
+            first = w.app.rename_org_unit(w.v2, "南昏村0", new_meta()).position
+            recorded = time.monotonic()
+            assert wait_until(lambda: applied(first))
+            assert time.monotonic() - recorded < interval * 0.8, "served at once, not an interval later"
+            assert len(began) == before + 1
+            more = [w.app.rename_org_unit(w.v2, f"南昏村{n}", new_meta()).position for n in (1, 2, 3)]
+            assert time.monotonic() < began[-1] + interval, "recorded within the interval (the test's premise)"
+            assert wait_until(lambda: applied(more[-1]))
+            assert len(began) == before + 2, "the three commands came in one batch"
+            assert began[-1] >= began[-2] + interval, "the batch began an interval after the one before"
+        finally:
+            stop.set()
+            thread.join(10)
+        assert not thread.is_alive()
