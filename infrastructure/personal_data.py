@@ -918,6 +918,40 @@ class SealingMapper(Mapper[UUID]):
 
         return decode
 
+    def fields_reader(self, topic: str, fields: Collection[str]) -> tuple[type, Any] | None:
+        """For a replay compiled once per event class (a view's rebuild): the class of ``topic``
+        and a reader (``EventTranscoder.fields_reader``) of ``fields`` of its stored states whose
+        expressions give the values the event ``to_domain_events`` makes would hold, or None where
+        the event must be made by ``rows_decoder`` (a class that upcasts, a personal field wanted by
+        a mapper that opens sealed data, a transcoder without such readers). ``fields`` are fields
+        the class declares, not the originator's id or version (the row's). A personal field (of a
+        mapper that opens nothing) reads as stored when it was stored in the clear, else as its
+        erased placeholder (a copy) when the state holds sealed data, as ``_event`` makes it; a
+        state holding neither makes ``decode``'s caller's expression raise
+        ``msgspec.ValidationError``, as a state that does not fit the class does: its event must
+        then be made by ``rows_decoder`` too."""
+        cls = resolve_topic(topic)
+        make = getattr(self.transcoder, "fields_reader", None)
+        personal = personal_fields(cls) & frozenset(fields)
+        if make is None or getattr(cls, "class_version", 1) != 1 or (personal and self.opens):
+            return None
+        wanted = [*fields, SEALED_FIELD] if personal else list(fields)
+        reader = make(cls, wanted, optional={*personal, SEALED_FIELD})
+        if reader is None or not personal:
+            return None if reader is None else (cls, reader)
+        declared = getattr(cls, "personal", None)
+        erased = declared.erased if isinstance(declared, Personal) else {}
+        sealed = f"s.{reader.attributes[SEALED_FIELD]}"
+        reader.namespace["_unset"], reader.namespace["_absent"] = msgspec.UNSET, _absent
+        for n, name in enumerate(sorted(personal)):
+            placeholder = f"_erased_{n}"
+            reader.namespace[placeholder] = _copier(erased[name]) if name in erased else _absent
+            reader.expressions[name] = (
+                f"({reader.expressions[name]} if s.{reader.attributes[name]} is not _unset"
+                f" else {placeholder}() if {sealed} is not _unset else _absent())"
+            )
+        return cls, reader
+
     def _selection(self, fields: Callable[[str], Collection[str] | None]) -> Callable[[str], frozenset[str] | None]:
         """By topic: the keys of the stored state to decode (the wanted fields, and the sealed
         data when a wanted field is personal), or None to decode all of it. Worked out once per
@@ -1014,6 +1048,23 @@ class SealingMapper(Mapper[UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return event
+
+
+def _absent() -> Any:
+    raise msgspec.ValidationError("a personal field neither in the clear nor sealed")
+
+
+def _copier(value: Any) -> Callable[[], Any]:
+    """A function giving a copy of ``value`` as ``copy.deepcopy`` makes it: a shallow copy of a
+    dict or list of immutable scalars (an erased placeholder), the value itself when immutable."""
+    scalars = (str, int, float, bool, type(None))
+    if isinstance(value, scalars):
+        return lambda: value
+    if type(value) is dict and all(type(v) in scalars for v in value.values()) and all(type(k) is str for k in value):
+        return value.copy
+    if type(value) is list and all(type(v) in scalars for v in value):
+        return value.copy
+    return lambda: copy.deepcopy(value)
 
 
 def _uuid(value: Any) -> UUID:

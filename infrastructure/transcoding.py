@@ -32,7 +32,7 @@ import operator
 import types
 import typing
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any, Literal
 from uuid import UUID
 
@@ -78,12 +78,14 @@ def _other(value: Any) -> Any:
     raise _Unhandled
 
 
-def _box(name: str, data: type) -> type:
-    """A msgspec Struct for the box ``{"_type_": name, "_data_": <data>}``."""
+def _box(name: str, data: type, *, gc: bool = True) -> type:
+    """A msgspec Struct for the box ``{"_type_": name, "_data_": <data>}`` (``gc``: tracked by the
+    cyclic garbage collector; a box holds no container, so it need not be)."""
     return msgspec.defstruct(
         f"Box.{name}",
         [("name", Literal[name], msgspec.field(name="_type_")), ("data", data, msgspec.field(name="_data_"))],
         forbid_unknown_fields=True,
+        gc=gc,
     )
 
 
@@ -237,6 +239,16 @@ class EventTranscoder(JSONTranscoder):
 
         return decode
 
+    def fields_reader(
+        self, event_class: type, fields: Collection[str], optional: Collection[str] = ()
+    ) -> FieldsReader | None:
+        """A reader of the ``fields`` of ``event_class``'s stored states for code compiled per class
+        (``FieldsReader``), typed as ``fields_decoder`` types them; each field must be in the state
+        unless named in ``optional`` (then it is ``msgspec.UNSET`` when missing). None when the
+        class declares no fields or the library's UUID and datetime transcodings are not the ones
+        registered."""
+        return _fields_reader(self, event_class, fields, optional)
+
     def _typed(self, tp: Any, boxes: dict[type, type]) -> tuple[Any, Callable[[Any], Any] | None]:
         """The msgspec type a field of annotation ``tp`` is decoded as, and the function turning
         what msgspec gives into the value ``decode`` gives (None: as it is)."""
@@ -306,3 +318,100 @@ def _fill_uuids(uuids: list[tuple[Any, Any, str]]) -> None:
     if uuids:
         for (container, key, _), value in zip(uuids, msgspec.convert([u[2] for u in uuids], list[UUID]), strict=True):
             container[key] = value
+
+
+class FieldsReader(typing.NamedTuple):
+    """What ``EventTranscoder.fields_reader`` gives: ``decode(data)`` makes a Struct holding the
+    wanted fields as they are stored (boxes and all; a field missing from the state, of another
+    type or in a box of another name makes it raise ``msgspec.ValidationError``), and for each
+    field a Python expression (over the name in ``attributes``, ``s.<attribute>``, with the names
+    of ``namespace``) that gives the value ``decode_fields`` gives. Meant for code compiled once
+    per event class: a replay reads a state's fields without a dict, a Python call per field or an
+    event object."""
+
+    decode: Callable[[bytes], Any]
+    attributes: dict[str, str]  # field -> the Struct's attribute holding it
+    expressions: dict[str, str]  # field -> an expression of its value
+    namespace: dict[str, Any]  # what the expressions name besides ``s``
+
+
+def _fields_reader(transcoder: EventTranscoder, event_class: type, fields: Collection[str],
+                   optional: Collection[str] = ()) -> FieldsReader | None:  # fmt: skip
+    if transcoder._uuid_name is None or transcoder._datetime_name is None or not dataclasses.is_dataclass(event_class):
+        return None
+    try:
+        hints = typing.get_type_hints(event_class)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve: no reader
+        return None
+    boxes = {
+        UUID: _box(transcoder._uuid_name, UUID, gc=False),
+        datetime: _box(transcoder._datetime_name, datetime, gc=False),
+        **{t: _box(transcoder._names[t], str, gc=False) for t in transcoder._names},
+    }
+    declared = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(event_class)}
+    namespace: dict[str, Any] = {}
+    spec, attributes, expressions = [], {}, {}
+    for name in fields:
+        tp = declared[name] if name in declared else _STATE_KEYS[name]
+        typed, template = _typed_expression(transcoder, tp, boxes, namespace, 0)
+        attribute = f"f{len(spec)}"
+        default = msgspec.UNSET if name in optional else msgspec.NODEFAULT
+        spec.append((attribute, typed if default is msgspec.NODEFAULT else typed | msgspec.UnsetType,
+                     msgspec.field(default=default, name=name)))  # fmt: skip
+        attributes[name] = attribute
+        expressions[name] = template.format(f"s.{attribute}")
+    struct = msgspec.defstruct(f"{event_class.__qualname__}.Read", spec, kw_only=True, gc=False)
+    return FieldsReader(msgspec.json.Decoder(struct).decode, attributes, expressions, namespace)
+
+
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, datetime, date, time, UUID)
+
+
+def _seen_by(decode: Callable[[Any], Any]) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
+    """A dict of what ``decode`` gave for each text, and the function that decodes a text not in
+    it (keeping what it gives when immutable: the same object may then be given again)."""
+    seen: dict[Any, Any] = {}
+
+    def made(text: Any) -> Any:
+        value = decode(text)
+        if type(value) in _IMMUTABLE:
+            if len(seen) >= 10_000:
+                seen.clear()
+            seen[text] = value
+        return value
+
+    return seen, made
+
+
+def _typed_expression(
+    transcoder: EventTranscoder, tp: Any, boxes: dict[type, type], namespace: dict[str, Any], depth: int
+) -> tuple[Any, str]:
+    """As ``EventTranscoder._typed``, the converter as an expression template (``{}``: the value)."""
+    if tp in (str, int, bool):
+        return tp, "{}"
+    if tp in boxes:
+        if tp is UUID or tp is datetime:
+            return boxes[tp], "{}.data"
+        # Another registered type (the application's date): its transcoding's decode, called once
+        # per text met (a date recurs: a period's bounds) when what it gives is immutable.
+        n = len(namespace)
+        seen, made, text = f"_seen_{n}", f"_made_{n}", f"_t{depth}"
+        namespace[seen], namespace[made] = _seen_by(transcoder._decoders[transcoder._names[tp]])
+        return boxes[tp], f"({seen}[{text}] if ({text} := {{}}.data) in {seen} else {made}({text}))"
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union) and len(args) == 2 and type(None) in args:
+        inner = args[0] if args[1] is type(None) else args[1]
+        typed, template = _typed_expression(transcoder, inner, boxes, namespace, depth + 1)
+        if template == "{}":
+            return typed | None, "{}"
+        value = f"_v{depth}"  # a null is None as ``decode`` makes it, without a call (a Raw too)
+        return typed | None, f"(None if ({value} := {{}}) is None else {template.format(value)})"
+    elif origin is list and len(args) == 1:
+        typed, template = _typed_expression(transcoder, args[0], boxes, namespace, depth + 1)
+        if typed is not msgspec.Raw:
+            if template == "{}":
+                return list[typed], "{}"  # type: ignore[valid-type]
+            item = f"_x{depth}"
+            return list[typed], f"[{template.format(item)} for {item} in {{}}]"  # type: ignore[valid-type]
+    namespace["_decode_raw"] = transcoder.decode
+    return msgspec.Raw, "_decode_raw(bytes({}))"

@@ -39,6 +39,10 @@ class Projection(Protocol):
     # rebuild's replay into empty tables then calls the first instead of ``apply_events`` and the
     # second once after it (projections/rebuild.py); they must leave the tables ``apply_events``
     # would have, and later batches go through ``apply_events``.
+    # Optional, with those two: ``replay_reader(mapper, decode)``, a function of the log's rows
+    # ``(notification id, originator id as 16 bytes, version, topic, state)`` giving what the replay's
+    # ``rebuild_batch`` takes instead of ``(position, event)`` pairs (``decode`` makes those of
+    # the rows it reads no other way).
 
 
 def handles(projection: Any, event_class: type) -> bool:

@@ -79,10 +79,13 @@ def rebuild_view(
     # The log as the library's select_notifications reads it, without the states of the events
     # the view ignores (transferred only to be dropped).
     read_sql = sql.SQL(
-        "SELECT notification_id, originator_id, originator_version, topic,"
+        "SELECT notification_id, {}, originator_version, topic,"
         " CASE WHEN topic = ANY(%s::text[]) THEN NULL ELSE state END"
         " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-    ).format(events_table)
+    )
+    # A projection's replay_reader gets each originator's id as its 16 bytes (no UUID made).
+    replay_sql = read_sql.format(sql.SQL("uuid_send(originator_id)"), events_table)
+    read_sql = read_sql.format(sql.Identifier("originator_id"), events_table)
     with psycopg.connect(runner.database_url, autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (REBUILD_LOCK, name)).fetchone()[0]:
             raise RebuildBusyError(f"a rebuild of {name} is already running")
@@ -105,15 +108,32 @@ def rebuild_view(
             rows_decoder = getattr(mapper, "rows_decoder", None)
             decode_rows = None if rows_decoder is None else rows_decoder(wanted.fields)
 
-            def read(start: int) -> Batch:
+            def decode(rows: list[tuple[int, Any, int, str, Any]]) -> list[tuple[int, Any]]:
+                if decode_rows is not None:
+                    return decode_rows(rows)
+                stored = [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3],
+                                       state=bytes(r[4])) for r in rows]  # fmt: skip
+                return decode_wanted(mapper, stored, wanted)
+
+            # A projection may read the replay's rows its own way (``replay_reader``: e.g. straight
+            # from the stored states into its rows, the rows it cannot read that way through
+            # ``decode``, each originator's id given as its 16 bytes) for its ``rebuild_batch``;
+            # the catch-up before the swap reads events.
+            replay_reader = getattr(projection, "replay_reader", None)
+            read_replay = None if replay_reader is None else replay_reader(mapper, decode)
+
+            def read(start: int, replay: bool = False) -> Batch:
                 """The next batch of the log: every row, but the state only of events whose topic
                 is not known to be ignored (learnt from the batches before), as plain tuples, in
-                binary (a state's bytes as they are, not as hex text to decode)."""
+                binary (a state's bytes as they are, not as hex text to decode). ``replay``: read
+                by the projection's ``replay_reader`` when it has one."""
+                replay = replay and read_replay is not None
                 with (
                     recorder.datastore.get_connection() as reader,
                     reader.cursor(row_factory=tuple_row, binary=True) as cur,
                 ):
-                    rows = cur.execute(read_sql, (list(ignored), start, batch_size), prepare=True).fetchall()
+                    statement = replay_sql if replay else read_sql
+                    rows = cur.execute(statement, (list(ignored), start, batch_size), prepare=True).fetchall()
                 keep = []
                 for row in rows:
                     if wanted(row[3]):
@@ -123,11 +143,9 @@ def rebuild_view(
                     else:
                         ignored.add(row[3])
                 last = rows[-1][0] if rows else start
-                if decode_rows is not None:
-                    return Batch(last, len(rows), decode_rows(keep))
-                stored = [Notification(id=r[0], originator_id=r[1], originator_version=r[2], topic=r[3],
-                                       state=bytes(r[4])) for r in keep]  # fmt: skip
-                return Batch(last, len(rows), decode_wanted(mapper, stored, wanted))
+                if replay:
+                    return Batch(last, len(rows), read_replay(keep))  # type: ignore[misc]
+                return Batch(last, len(rows), decode(keep))
 
             # A projection may replay into its empty tables by other means than its live batches
             # (``rebuild_batch``), finished once after the replay (``finish_rebuild``: e.g. counts
@@ -147,7 +165,7 @@ def rebuild_view(
             # The log is read and decoded a batch ahead, in a thread, while PostgreSQL applies the
             # batch before: the two share the time instead of taking turns.
             with _fewer_collections(gc_threshold) if gc_threshold is not None else contextlib.nullcontext():
-                for batch in _read_ahead(read, batch_size):
+                for batch in _read_ahead(lambda start: read(start, replay=True), batch_size):
                     with conn.transaction(), conn.cursor() as cur:
                         # The scratch tables have no statistics yet and a batch's rows, as one JSON
                         # array, are estimated at 100: the planner joined an UPDATE's rows to its
@@ -206,7 +224,7 @@ def _fewer_collections(threshold: int) -> Iterator[None]:
 class Batch:
     last: int  # notification id of the last event read (the position once applied)
     read: int  # events read
-    events: list[tuple[int, Any]]  # (notification id, event) of those the projection handles
+    events: list[Any]  # (notification id, event) of those the projection handles, or what its replay_reader read
 
 
 def _read_ahead(read: Callable[[int], Batch], batch_size: int) -> Iterator[Batch]:
