@@ -9,6 +9,11 @@ gives the same rows to every ``rebuild_batch`` of that rebuild and ``ReplayRows.
 hands them to ``finish_rebuild``; a rebuild that fails closes its connection and its rows go
 with it.
 
+Rows kept in memory hold ids as ``UUID.int`` and arrays already in their binary form where
+they can: ints and bytes are not tracked by the cyclic garbage collector (a UUID or a list is),
+whose full collections would otherwise walk every row kept, and an int is hashed and compared
+in C, a UUID by Python code.
+
 The COPY's values are sent in PostgreSQL's binary form, made here from the values as they are
 kept (a UUID's 16 bytes, an array's header and elements): psycopg's own dumpers of UUIDs and
 lists are Python code called once per value; bytes go through its C dumper for ``bytea``,
@@ -91,11 +96,29 @@ def jsonb(value: Any) -> bytes:
     return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
 
 
+def ids_array(ids: Sequence[int]) -> bytes:
+    """``uuid[]`` in binary, of UUIDs given as their ``int``."""
+    if not ids:
+        return _EMPTY[UUID_OID]
+    return _ARRAY_HEAD.pack(1, 0, UUID_OID, len(ids), 1) + b"".join([_UUID_ITEM + i.to_bytes(16) for i in ids])
+
+
 class PathCache(dict[tuple[UUID, ...], bytes]):
     """``uuid[]`` in binary of the org paths met, each made once: the rows of a village share one."""
 
     def __missing__(self, path: tuple[UUID, ...]) -> bytes:
         self[path] = data = uuid_array(path)
+        return data
+
+
+class Paths(dict[tuple[int, ...], bytes]):
+    """The same, by the ``int`` of each UUID (hashed in C, where a UUID's hash is Python code)."""
+
+    def of(self, path: Sequence[UUID]) -> bytes:
+        key = tuple([i.int for i in path])
+        data = self.get(key)
+        if data is None:
+            self[key] = data = uuid_array(path)
         return data
 
 

@@ -317,16 +317,20 @@ class SupervisionProjection:
             touched.count(cur)
 
     def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        """A batch of a rebuild's replay into empty tables: its rows only, the counts left for
-        ``finish_rebuild`` to make once from the finished rows (instead of moved by every batch)."""
-        events = [(position, event) for position, event in events if type(event) in HANDLERS]
-        if events:
-            with cur.connection.pipeline():
-                _write_in_rounds(cur, events)
+        """A batch of a rebuild's replay into empty tables: each event folded into the rows its
+        statements write, kept in memory (``projections/supervision_replay.py``), the counts left
+        for ``finish_rebuild`` to make once from the finished rows (instead of moved by every
+        batch)."""
+        from projections import supervision_replay
+
+        supervision_replay.replay_batch(cur, events, _task_write)
 
     def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
-        """After ``rebuild_batch`` replayed the log: the counts of every row at once (what the
-        batches' own moves add up to); later batches move them as usual."""
+        """After ``rebuild_batch`` replayed the log: every row written once, then the counts of
+        every row at once (what the batches' own moves add up to); later batches move them as usual."""
+        from projections import supervision_replay
+
+        supervision_replay.finish(cur)
         with cur.connection.pipeline():
             rollup.count_all(cur)
             cur.execute(COUNT_ALL_TASKS)
@@ -354,6 +358,11 @@ def _apply_plain(cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
     # Only the placeholders in a statement are sent: the event's personal fields are not.
     for statement in statements:
         cur.execute(statement, params)
+
+
+def _task_write(event: Any, position: int) -> tuple[Any, SetStatement, dict[str, Any]]:
+    """A visit task's event as a write of its row (``write_batched``): its task's statement."""
+    return event.originator_id, BATCHED[type(event)][0][2], _params(event, position)
 
 
 def _params(event: Any, position: int) -> dict[str, Any]:

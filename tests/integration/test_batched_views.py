@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from domain.emergency import EmergencyReport, Outcome
 from domain.group import VolunteerGroup
 from domain.pairing import Pairing
 from domain.person import Person
@@ -26,7 +27,7 @@ from domain.schedule import Period as Window
 from domain.visit_log import ServiceCategory, ServiceItem, VisitLog
 from domain.visit_task import VisitTask
 from domain.vocabulary import Cadence, PairingShape, Sex, VisitMode
-from projections import accounts, emergency_queue, registry, supervision, timeline, visit_tasks
+from projections import accounts, emergency_queue, registry, supervision, supervision_replay, timeline, visit_tasks
 from projections.accounts import AccountsProjection
 from projections.batches import apply_events, decode_all
 from projections.emergency_queue import EmergencyQueueProjection
@@ -347,13 +348,18 @@ def test_a_wait_in_another_process_wakes_when_a_batch_commits_not_at_its_next_po
     assert waiting._watcher is None, "close() stops the watcher"
 
 
-REPLAYED = {"registry": (RegistryProjection, registry), "visit_tasks": (VisitTaskProjection, visit_tasks)}
+# By view: its projection, its tables, the event classes it writes on, where its replay's window is.
+REPLAYED: dict[str, tuple[type, tuple[str, ...], Any, Any]] = {
+    "registry": (RegistryProjection, registry.TABLES, registry.STATEMENTS, None),
+    "visit_tasks": (VisitTaskProjection, visit_tasks.TABLES, visit_tasks.STATEMENTS, visit_tasks),
+    "supervision": (SupervisionProjection, supervision.TABLES, supervision.HANDLERS, supervision_replay),
+}
 
 
 def every_other_change(care: Care) -> None:
-    """The registry's and the task board's changes ``more_history`` and the scripted county make
-    none of: a task claimed by a group as a team, assigned to a member, released, claimed again
-    and its claim expired."""
+    """The changes of the registry, the task board and supervision that ``more_history`` and the
+    scripted county make none of: a task claimed by a group as a team, assigned to a member,
+    released, claimed again and its claim expired; a resolved report reopened, resolved, closed."""
     w, app, m = care.world, care.world.app, new_meta
     mother, group = app.load(Pairing, w.pairings["mother"]), app.load(VolunteerGroup, w.group)
     now, child = care.now, app.load(Person, w.children[0])
@@ -368,6 +374,11 @@ def every_other_change(care: Care) -> None:
     task.claim(pairing=mother, helper_id=w.helpers[0], group=None, now=now, expires_at=soon, meta=meta_at(now))
     task.expire_claim(soon + timedelta(minutes=1), meta_at(soon + timedelta(minutes=1), "scheduler"))
     app.save(task)
+    report = app.load(EmergencyReport, care.reports["R1"])
+    report.reopen("not well again", meta_at(now, "resp-t", "township_responder"))
+    report.resolve(Outcome.HOSPITALISED, "back to the hospital", meta_at(now, "resp-t", "township_responder"))
+    report.close("followed up", meta_at(now, "resp-t", "township_responder"))
+    app.save(report)
     app.rename_org_unit(w.county, "元江哈尼族彝族傣族自治县", m())
     app.add_group_member(w.group, w.helpers[2], m())
     app.remove_group_member(w.group, w.helpers[2], m())
@@ -390,7 +401,10 @@ def every_other_change(care: Care) -> None:
     app.erase_person(w.elders[1], "asked to be forgotten", m())
 
 
-@pytest.mark.parametrize(("name", "window"), [("registry", None), ("visit_tasks", 0), ("visit_tasks", 4)])
+@pytest.mark.parametrize(
+    ("name", "window"),
+    [("registry", None), ("visit_tasks", 0), ("visit_tasks", 4), ("supervision", 0), ("supervision", 4)],
+)
 def test_a_view_replayed_in_memory_as_a_rebuild_does_equals_its_statements_one_event_at_a_time(
     care: Care, name: str, window: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -400,12 +414,12 @@ def test_a_view_replayed_in_memory_as_a_rebuild_does_equals_its_statements_one_e
     of a task written by its statements); the events recorded meanwhile then go through the live
     batches' statements. It fails when a fold does not do what its statement does, for every
     event class of the view."""
-    cls, module = REPLAYED[name]
+    cls, tables, statements, windowed = REPLAYED[name]
     if window is not None:
-        monkeypatch.setattr(module, "REPLAY_WINDOW", window)
+        monkeypatch.setattr(windowed, "REPLAY_WINDOW", window)
     every_other_change(care)
     url, events = care.world.url, logged(care)
-    assert {type(e) for _, e in events} >= set(module.STATEMENTS), "every event class of the view is replayed"
+    assert {type(e) for _, e in events} >= set(statements), "every event class of the view is replayed"
 
     def replayed(size: int, upto: int) -> Callable[[psycopg.Connection[Any]], None]:
         def write(conn: psycopg.Connection[Any]) -> None:
@@ -419,8 +433,8 @@ def test_a_view_replayed_in_memory_as_a_rebuild_does_equals_its_statements_one_e
 
         return write
 
-    reference = written(url, f"{name}_plain", cls(), module.TABLES, one_at_a_time(cls(), events))
+    reference = written(url, f"{name}_plain", cls(), tables, one_at_a_time(cls(), events))
     assert all(reference.values()), "every table of the view has rows"
     for size, upto in ((len(events), len(events)), (7, len(events)), (1, len(events)), (50, len(events) // 2)):
-        rebuilt = written(url, f"{name}_replayed_{size}_{upto}", cls(), module.TABLES, replayed(size, upto))
+        rebuilt = written(url, f"{name}_replayed_{size}_{upto}", cls(), tables, replayed(size, upto))
         assert rebuilt == reference, f"batches of {size}, the rest live after {upto}"
