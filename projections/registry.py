@@ -28,7 +28,7 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
-from projections.replay import PathCache, ReplayRows, copy_rows, jsonb, text_array, uuid_array, uuid_or_null
+from projections.replay import Paths, ReplayRows, copy_rows, ids_array, jsonb, text_array
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -218,19 +218,21 @@ class RegistryProjection:
 
 
 class _Rows:
+    # Ids as ``UUID.int``, org paths in binary (``Paths``), lists of ids and tags as tuples (see
+    # projections/replay.py).
     def __init__(self) -> None:
-        self.tables: dict[str, dict[UUID, list[Any]]] = {table: {} for table in TABLES}
+        self.tables: dict[str, dict[int, list[Any]]] = {table: {} for table in TABLES}
+        self.paths = Paths()
 
     def insert(self, table: str, row: list[Any]) -> None:
         rows = self.tables[table]
         if row[0] in rows:
-            raise ValueError(f"{table}: a second row of id {row[0]} (duplicate key)")
+            raise ValueError(f"{table}: a second row of id {UUID(int=row[0])} (duplicate key)")
         rows[row[0]] = row
 
     def write(self, cur: psycopg.Cursor[Any]) -> None:
-        paths = PathCache()
         for table, (columns, types, binary) in _COPY.items():
-            copy_rows(cur, table, columns, types, (binary(row, paths) for row in self.tables[table].values()))
+            copy_rows(cur, table, columns, types, map(binary, self.tables[table].values()))
 
 
 _REPLAYS: ReplayRows[_Rows] = ReplayRows(_Rows)
@@ -240,12 +242,12 @@ def _org_unit_registered(rows: _Rows, e: Any, position: int) -> None:
     rows.insert(
         "reg_org_units",
         [
-            e.originator_id,
+            e.originator_id.int,
             e.code,
             e.name,
             e.level,
-            e.parent_id,
-            e.path,
+            _id_or_none(e.parent_id),
+            rows.paths.of(e.path),
             e.originator_version,
             e.occurred_at,
             e.timestamp,
@@ -256,15 +258,16 @@ def _org_unit_registered(rows: _Rows, e: Any, position: int) -> None:
 def _person_registered(rows: _Rows, e: Any, position: int) -> None:
     rows.insert(
         "reg_persons",
-        [e.originator_id, e.kind, e.sex, e.birth_date, e.village_id, e.org_path, list(e.risk_tags), bool(e.guardian),
-         e.care_agreement_signed_on, "active", 0, e.occurred_at, e.timestamp, e.originator_version, position],
+        [e.originator_id.int, e.kind, e.sex, e.birth_date, e.village_id.int, rows.paths.of(e.org_path),
+         tuple(e.risk_tags), bool(e.guardian), e.care_agreement_signed_on, "active", 0, e.occurred_at, e.timestamp, e.originator_version, position],
     )  # fmt: skip
 
 
 def _helper_registered(rows: _Rows, e: Any, position: int) -> None:
     rows.insert(
         "reg_helpers",
-        [e.originator_id, e.role, e.org_unit_id, e.org_path, e.capacity, 0, {}, [], "active", e.occurred_at,
+        [e.originator_id.int, e.role, e.org_unit_id.int, rows.paths.of(e.org_path), e.capacity, 0, {}, (), "active",
+         e.occurred_at,
          e.timestamp, e.originator_version, position],
     )  # fmt: skip
 
@@ -272,7 +275,8 @@ def _helper_registered(rows: _Rows, e: Any, position: int) -> None:
 def _group_formed(rows: _Rows, e: Any, position: int) -> None:
     rows.insert(
         "reg_groups",
-        [e.originator_id, e.name, e.org_unit_id, e.org_path, [], "active", None, e.occurred_at, e.timestamp,
+        [e.originator_id.int, e.name, e.org_unit_id.int, rows.paths.of(e.org_path), (), "active", None, e.occurred_at,
+         e.timestamp,
          e.originator_version, position],
     )  # fmt: skip
 
@@ -280,8 +284,8 @@ def _group_formed(rows: _Rows, e: Any, position: int) -> None:
 def _pairing_formed(rows: _Rows, e: Any, position: int) -> None:
     rows.insert(
         "reg_pairings",
-        [e.originator_id, e.shape, list(e.helper_ids), list(e.person_ids), e.cadence, e.visit_mode, e.starts_on, None,
-         None, e.group_id, e.org_path, "active", e.occurred_at, e.timestamp, e.originator_version, position],
+        [e.originator_id.int, e.shape, tuple([i.int for i in e.helper_ids]), tuple([i.int for i in e.person_ids]),
+         e.cadence, e.visit_mode, e.starts_on, None, None, _id_or_none(e.group_id), rows.paths.of(e.org_path), "active", e.occurred_at, e.timestamp, e.originator_version, position],
     )  # fmt: skip
 
 
@@ -289,7 +293,7 @@ def _update(table: str, version_at: int, change: Callable[[list[Any], Any], None
     """An update of the event's own row (``version`` at index ``version_at``), if it is there."""
 
     def fold(rows: _Rows, e: Any, position: int) -> None:
-        row = rows.tables[table].get(e.originator_id)
+        row = rows.tables[table].get(e.originator_id.int)
         if row is not None:
             change(row, e)
             row[version_at] = e.originator_version
@@ -311,24 +315,28 @@ def _field(index: int, name: str) -> Callable[[list[Any], Any], None]:
     return change
 
 
-def _append(index: int, name: str) -> Callable[[list[Any], Any], None]:
+def _append(index: int, name: str) -> Callable[[list[Any], Any], None]:  # of an id
     def change(row: list[Any], e: Any) -> None:
-        row[index] = [*row[index], getattr(e, name)]
+        row[index] = (*row[index], getattr(e, name).int)
 
     return change
 
 
-def _remove(index: int, name: str) -> Callable[[list[Any], Any], None]:  # array_remove: every equal element
+def _remove(index: int, name: str) -> Callable[[list[Any], Any], None]:  # of an id; array_remove: every equal one
     def change(row: list[Any], e: Any) -> None:
-        value = getattr(e, name)
-        row[index] = [item for item in row[index] if item != value]
+        value = getattr(e, name).int
+        row[index] = tuple([item for item in row[index] if item != value])
 
     return change
 
 
 def _tag_added(row: list[Any], e: Any) -> None:
     if e.tag not in row[6]:
-        row[6] = [*row[6], e.tag]
+        row[6] = (*row[6], e.tag)
+
+
+def _tag_removed(row: list[Any], e: Any) -> None:
+    row[6] = tuple([tag for tag in row[6] if tag != e.tag])
 
 
 def _corrected(row: list[Any], e: Any) -> None:
@@ -371,7 +379,7 @@ REPLAY: dict[type, Callable[[_Rows, Any, int], None]] = {
     OrgUnit.Renamed: _update("reg_org_units", 6, _field(2, "name")),
     Person.Registered: _person_registered,
     Person.RiskTagAdded: _update("reg_persons", 13, _tag_added),
-    Person.RiskTagRemoved: _update("reg_persons", 13, _remove(6, "tag")),
+    Person.RiskTagRemoved: _update("reg_persons", 13, _tag_removed),
     Person.GuardianAssigned: _update("reg_persons", 13, _set(7, True)),
     Person.CareAgreementSigned: _update("reg_persons", 13, _field(8, "signed_on")),
     Person.PairingJoined: _update("reg_persons", 13, _joined(1)),
@@ -401,164 +409,51 @@ REPLAY: dict[type, Callable[[_Rows, Any, int], None]] = {
 }
 
 
-def _ids(values: list[Any]) -> bytes:
-    return uuid_array(values)
+def _id_or_none(value: UUID | None) -> int | None:
+    return None if value is None else value.int
 
 
-# By table: its columns, their types, and a row as the COPY takes it (uuids, arrays and jsonb as
+def _id_or_null(value: int | None) -> bytes | None:
+    return None if value is None else value.to_bytes(16)
+
+
+# By table: its columns, their types, and a row as the COPY takes it (ids, arrays and jsonb as
 # their binary form).
-_COPY: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[list[Any], PathCache], Sequence[Any]]]] = {
+_COPY: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[list[Any]], Sequence[Any]]]] = {
     "reg_org_units": (
         ("id", "code", "name", "level", "parent_id", "org_path", "version", "registered_at", "recorded_at"),
         ("uuid", "text", "text", "text", "uuid", "uuid[]", "int4", "timestamptz", "timestamptz"),
-        lambda r, paths: (r[0].bytes, r[1], r[2], r[3], uuid_or_null(r[4]), paths[tuple(r[5])], *r[6:]),
+        lambda r: (r[0].to_bytes(16), *r[1:4], _id_or_null(r[4]), *r[5:]),
     ),
     "reg_persons": (
-        (
-            "id",
-            "kind",
-            "sex",
-            "birth_date",
-            "village_id",
-            "org_path",
-            "risk_tags",
-            "has_guardian",
-            "care_agreement_signed_on",
-            "status",
-            "active_pairings",
-            "registered_at",
-            "recorded_at",
-            "version",
-            "registered_position",
-        ),
-        (
-            "uuid",
-            "text",
-            "text",
-            "date",
-            "uuid",
-            "uuid[]",
-            "text[]",
-            "bool",
-            "date",
-            "text",
-            "int4",
-            "timestamptz",
-            "timestamptz",
-            "int4",
-            "int8",
-        ),
-        lambda r, paths: (r[0].bytes, r[1], r[2], r[3], r[4].bytes, paths[tuple(r[5])], text_array(r[6]), *r[7:]),
+        ("id", "kind", "sex", "birth_date", "village_id", "org_path", "risk_tags", "has_guardian",
+         "care_agreement_signed_on", "status", "active_pairings", "registered_at", "recorded_at", "version",
+         "registered_position"),
+        ("uuid", "text", "text", "date", "uuid", "uuid[]", "text[]", "bool", "date", "text", "int4", "timestamptz",
+         "timestamptz", "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), *r[1:4], r[4].to_bytes(16), r[5], text_array(r[6]), *r[7:]),
     ),
     "reg_helpers": (
-        (
-            "id",
-            "role",
-            "org_unit_id",
-            "org_path",
-            "capacity",
-            "load",
-            "assignments",
-            "group_ids",
-            "status",
-            "registered_at",
-            "recorded_at",
-            "version",
-            "registered_position",
-        ),
-        (
-            "uuid",
-            "text",
-            "uuid",
-            "uuid[]",
-            "int4",
-            "int4",
-            "jsonb",
-            "uuid[]",
-            "text",
-            "timestamptz",
-            "timestamptz",
-            "int4",
-            "int8",
-        ),
-        lambda r, paths: (
-            r[0].bytes,
-            r[1],
-            r[2].bytes,
-            paths[tuple(r[3])],
-            r[4],
-            r[5],
-            jsonb(r[6]),
-            _ids(r[7]),
-            *r[8:],
-        ),
+        ("id", "role", "org_unit_id", "org_path", "capacity", "load", "assignments", "group_ids", "status",
+         "registered_at", "recorded_at", "version", "registered_position"),
+        ("uuid", "text", "uuid", "uuid[]", "int4", "int4", "jsonb", "uuid[]", "text", "timestamptz", "timestamptz",
+         "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), r[1], r[2].to_bytes(16), *r[3:6], jsonb(r[6]), ids_array(r[7]), *r[8:]),
     ),
     "reg_groups": (
-        (
-            "id",
-            "name",
-            "org_unit_id",
-            "org_path",
-            "member_ids",
-            "status",
-            "disband_reason",
-            "formed_at",
-            "recorded_at",
-            "version",
-            "registered_position",
-        ),
+        ("id", "name", "org_unit_id", "org_path", "member_ids", "status", "disband_reason", "formed_at",
+         "recorded_at", "version", "registered_position"),
         ("uuid", "text", "uuid", "uuid[]", "uuid[]", "text", "text", "timestamptz", "timestamptz", "int4", "int8"),
-        lambda r, paths: (r[0].bytes, r[1], r[2].bytes, paths[tuple(r[3])], _ids(r[4]), *r[5:]),
+        lambda r: (r[0].to_bytes(16), r[1], r[2].to_bytes(16), r[3], ids_array(r[4]), *r[5:]),
     ),
     "reg_pairings": (
-        (
-            "id",
-            "shape",
-            "helper_ids",
-            "person_ids",
-            "cadence",
-            "visit_mode",
-            "starts_on",
-            "ends_on",
-            "end_reason",
-            "group_id",
-            "org_path",
-            "status",
-            "formed_at",
-            "recorded_at",
-            "version",
-            "registered_position",
-        ),
-        (
-            "uuid",
-            "text",
-            "uuid[]",
-            "uuid[]",
-            "text",
-            "text",
-            "date",
-            "date",
-            "text",
-            "uuid",
-            "uuid[]",
-            "text",
-            "timestamptz",
-            "timestamptz",
-            "int4",
-            "int8",
-        ),
-        lambda r, paths: (
-            r[0].bytes,
-            r[1],
-            _ids(r[2]),
-            _ids(r[3]),
-            *r[4:9],
-            uuid_or_null(r[9]),
-            paths[tuple(r[10])],
-            *r[11:],
-        ),
+        ("id", "shape", "helper_ids", "person_ids", "cadence", "visit_mode", "starts_on", "ends_on", "end_reason",
+         "group_id", "org_path", "status", "formed_at", "recorded_at", "version", "registered_position"),
+        ("uuid", "text", "uuid[]", "uuid[]", "text", "text", "date", "date", "text", "uuid", "uuid[]", "text",
+         "timestamptz", "timestamptz", "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), r[1], ids_array(r[2]), ids_array(r[3]), *r[4:9], _id_or_null(r[9]), *r[10:]),
     ),
-}
+}  # fmt: skip
 
 
 COLUMNS = {

@@ -68,11 +68,6 @@ _EMPTY = {UUID_OID: struct.pack("!iiI", 0, 0, UUID_OID), TEXT_OID: struct.pack("
 _UUID_ITEM = b"\x00\x00\x00\x10"
 
 
-def uuid_or_null(value: UUID | None) -> bytes | None:
-    """A nullable ``uuid`` in binary."""
-    return None if value is None else value.bytes
-
-
 def uuid_array(ids: Sequence[UUID]) -> bytes:
     """``uuid[]`` in binary (one dimension, no NULLs)."""
     if not ids:
@@ -103,16 +98,9 @@ def ids_array(ids: Sequence[int]) -> bytes:
     return _ARRAY_HEAD.pack(1, 0, UUID_OID, len(ids), 1) + b"".join([_UUID_ITEM + i.to_bytes(16) for i in ids])
 
 
-class PathCache(dict[tuple[UUID, ...], bytes]):
-    """``uuid[]`` in binary of the org paths met, each made once: the rows of a village share one."""
-
-    def __missing__(self, path: tuple[UUID, ...]) -> bytes:
-        self[path] = data = uuid_array(path)
-        return data
-
-
 class Paths(dict[tuple[int, ...], bytes]):
-    """The same, by the ``int`` of each UUID (hashed in C, where a UUID's hash is Python code)."""
+    """``uuid[]`` in binary of the org paths met, each made once (the rows of a village share
+    one), by the ``int`` of each UUID (hashed in C, where a UUID's hash is Python code)."""
 
     def of(self, path: Sequence[UUID]) -> bytes:
         key = tuple([i.int for i in path])

@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
-from projections.replay import PathCache, ReplayRows, copy_rows, text_array, uuid_array, uuid_or_null
+from projections.replay import Paths, ReplayRows, copy_rows, ids_array, text_array, uuid_array
 from projections.scope import ListScope
 
 TABLES = ("visit_tasks", "visit_logs")
@@ -130,10 +130,10 @@ class VisitTaskProjection:
             if cls is VisitLog.Recorded:
                 logs.append(_log_row(event, position, paths))
             elif cls is VisitTask.Scheduled:
-                if event.originator_id in pending:
+                if event.originator_id.int in pending:
                     raise ValueError(f"visit_tasks: a second row of id {event.originator_id} (duplicate key)")
-                pending[event.originator_id] = [*_scheduled(event, position), batch]
-            elif (row := pending.get(event.originator_id)) is not None and (fold := REPLAY.get(cls)) is not None:
+                pending[event.originator_id.int] = [*_scheduled(event, position, paths), batch]
+            elif (row := pending.get(event.originator_id.int)) is not None and (fold := REPLAY.get(cls)) is not None:
                 fold(row, event)
                 row[21], row[23] = event.originator_version, batch
             elif cls in STATEMENTS:
@@ -167,18 +167,19 @@ class _Replay:
     def __init__(self) -> None:
         self.batch = 0
         # Tasks by id: their row (the columns of _TASKS), then the batch of their last event.
-        self.pending: dict[UUID, list[Any]] = {}
-        self.paths = PathCache()
+        # Ids as ``UUID.int``, org paths in binary (``Paths``), completed_by as a tuple (see
+        # projections/replay.py).
+        self.pending: dict[int, list[Any]] = {}
+        self.paths = Paths()
 
     def write(self, cur: psycopg.Cursor[Any], rows: list[list[Any]]) -> None:
-        paths = self.paths
         copy_rows(
             cur,
             "visit_tasks",
             *_TASKS,
             (
-                (r[0].bytes, r[1].bytes, r[2].bytes, paths[tuple(r[3])], uuid_or_null(r[4]), *r[5:12],
-                 uuid_or_null(r[12]), uuid_or_null(r[13]), r[14], uuid_or_null(r[15]), r[16], uuid_array(r[17]), *r[18:23])
+                (r[0].to_bytes(16), r[1].to_bytes(16), r[2].to_bytes(16), r[3], _id_or_null(r[4]), *r[5:12],
+                 _id_or_null(r[12]), _id_or_null(r[13]), r[14], _id_or_null(r[15]), r[16], ids_array(r[17]), *r[18:23])
                 for r in rows
             ),
         )  # fmt: skip
@@ -202,28 +203,38 @@ _LOGS = (
 )  # fmt: skip
 
 
-def _log_row(e: Any, position: int, paths: PathCache) -> tuple[Any, ...]:
+def _id_or_none(value: UUID | None) -> int | None:
+    return None if value is None else value.int
+
+
+def _id_or_null(value: int | None) -> bytes | None:
+    return None if value is None else value.to_bytes(16)
+
+
+def _log_row(e: Any, position: int, paths: Paths) -> tuple[Any, ...]:
+    task = e.task_id
     return (
-        e.originator_id.bytes, uuid_or_null(e.task_id), e.pairing_id.bytes, e.person_id.bytes,
-        paths[tuple(e.org_path)], e.mode, e.visited_at, uuid_array(e.helper_ids), text_array(e.services),
-        e.follow_up_needed, e.raise_emergency, e.emergency_kind, e.timestamp, position,
+        e.originator_id.int.to_bytes(16), None if task is None else task.int.to_bytes(16),
+        e.pairing_id.int.to_bytes(16), e.person_id.int.to_bytes(16), paths.of(e.org_path), e.mode, e.visited_at,
+        uuid_array(e.helper_ids), text_array(e.services), e.follow_up_needed, e.raise_emergency, e.emergency_kind,
+        e.timestamp, position,
     )  # fmt: skip
 
 
-def _scheduled(e: Any, position: int) -> list[Any]:
+def _scheduled(e: Any, position: int, paths: Paths) -> list[Any]:
     return [
-        e.originator_id, e.pairing_id, e.person_id, e.org_path, e.group_id, e.cadence, e.mode, e.period_start,
-        e.due_until, e.opens_at, e.closes_at, "scheduled", None, None, None, None, None, [], False, None, e.timestamp,
-        e.originator_version, position,
+        e.originator_id.int, e.pairing_id.int, e.person_id.int, paths.of(e.org_path), _id_or_none(e.group_id),
+        e.cadence, e.mode, e.period_start, e.due_until, e.opens_at, e.closes_at, "scheduled", None, None, None, None,
+        None, (), False, None, e.timestamp, e.originator_version, position,
     ]  # fmt: skip
 
 
 def _claimed(row: list[Any], e: Any) -> None:
-    row[11], row[12], row[13], row[14] = "claimed", e.helper_id, e.group_id, e.expires_at
+    row[11], row[12], row[13], row[14] = "claimed", _id_or_none(e.helper_id), _id_or_none(e.group_id), e.expires_at
 
 
 def _assigned(row: list[Any], e: Any) -> None:
-    row[12], row[14] = e.helper_id, e.expires_at
+    row[12], row[14] = _id_or_none(e.helper_id), e.expires_at
 
 
 def _unclaimed(row: list[Any], e: Any) -> None:
@@ -233,9 +244,9 @@ def _unclaimed(row: list[Any], e: Any) -> None:
 def _completed(row: list[Any], e: Any) -> None:
     row[11], row[15], row[16], row[17], row[18], row[14] = (
         "completed",
-        e.log_id,
+        _id_or_none(e.log_id),
         e.occurred_at,
-        e.helper_ids,
+        tuple([i.int for i in e.helper_ids]),
         e.late,
         None,
     )
