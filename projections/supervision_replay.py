@@ -35,7 +35,7 @@ from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
 from projections.batches import write_batched
 from projections.replay import Paths, ReplayRows, copy_rows, ids_array, jsonb, text_array
-from projections.supervision import cadence_days, china_midnight
+from projections.supervision_events import cadence_days, china_midnight
 
 # How many batches a replayed visit task stays in memory after its last event (as for the task
 # board's, projections/visit_tasks.py).
