@@ -13,14 +13,15 @@ statement, which meets no row kept in memory.
 A person's ``due_at`` is ``coalesce(last_visit_at, covered_since) + cadence_days`` after every
 statement that writes any of the four (a visit log sets the last visit and the due time from it;
 a coverage change sets the cadence, the coverage's start and the due time from them), so it is
-made by PostgreSQL from the other three when the people are written, with the statements' own
-arithmetic (``make_interval(days => ...)`` in the session's time zone).
+made from the other three when the people are written: in Python when the session's time zone
+is UTC (a day is then 24 hours), otherwise by PostgreSQL's own arithmetic through a temporary
+table (``make_interval(days => ...)`` in the session's time zone, as the statements).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -52,6 +53,17 @@ _PERSON_TYPES = (
 )  # fmt: skip
 (P_ID, P_KIND, P_VILLAGE, P_PATH, P_TAGS, P_GUARDIAN, P_AGREEMENT, P_STATUS, P_REGISTERED, P_LEFT, P_LAST,
  P_POSITION, P_DAYS, P_SINCE) = range(14)  # fmt: skip
+# Session time zones in which ``timestamptz + make_interval(days => n)`` is n times 24 hours.
+UTC_ZONES = frozenset({"UTC", "Etc/UTC", "UCT", "Etc/UCT", "GMT", "Etc/GMT", "Universal", "Etc/Universal", "Zulu",
+                       "Etc/Zulu", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "Greenwich", "Etc/Greenwich"})  # fmt: skip
+
+
+def _due(row: tuple[Any, ...]) -> datetime | None:
+    """``coalesce(last_visit_at, covered_since) + make_interval(days => cadence_days)`` of a
+    person's row as the COPY takes it (in a zone of UTC_ZONES)."""
+    start = row[P_LAST] if row[P_LAST] is not None else row[P_SINCE]
+    days = row[P_DAYS]
+    return None if start is None or days is None else start + timedelta(days=days)
 
 
 class Rows:
@@ -108,21 +120,28 @@ class Rows:
             ("uuid", "text", "text", "text", "uuid", "uuid[]"),
             ((r[0].to_bytes(16), *r[1:4], _id_or_null(r[4]), r[5]) for r in self.units.values()),
         )  # fmt: skip
-        # The people through a table of this transaction's, so that their due time is made by
-        # PostgreSQL's own arithmetic as the statements make it.
-        cur.execute(
-            "CREATE TEMPORARY TABLE sv_persons_replayed ON COMMIT DROP AS SELECT"
-            f" {', '.join(_PERSON_COLUMNS)} FROM sv_persons WITH NO DATA"
+        people = (
+            (r[0].to_bytes(16), r[1], r[2].to_bytes(16), r[3], text_array(r[4]), *r[5:]) for r in self.persons.values()
         )
-        copy_rows(
-            cur, "sv_persons_replayed", _PERSON_COLUMNS, _PERSON_TYPES,
-            ((r[0].to_bytes(16), r[1], r[2].to_bytes(16), r[3], text_array(r[4]), *r[5:]) for r in self.persons.values()),
-        )  # fmt: skip
-        cur.execute(
-            f"INSERT INTO sv_persons ({', '.join(_PERSON_COLUMNS)}, due_at) SELECT {', '.join(_PERSON_COLUMNS)},"
-            " coalesce(last_visit_at, covered_since) + make_interval(days => cadence_days) FROM sv_persons_replayed"
-        )
-        cur.execute("DROP TABLE sv_persons_replayed")
+        zone = cur.execute("SHOW TimeZone").fetchone()
+        if zone is not None and zone[0] in UTC_ZONES:
+            # A day is 24 hours in the session's zone: the due time is made here, as PostgreSQL would.
+            copy_rows(cur, "sv_persons", (*_PERSON_COLUMNS, "due_at"), (*_PERSON_TYPES, "timestamptz"),
+                      ((*row, _due(row)) for row in people))  # fmt: skip
+        else:
+            # Through a table of this transaction's, so that the due time is made by PostgreSQL's
+            # own arithmetic as the statements make it.
+            cur.execute(
+                "CREATE TEMPORARY TABLE sv_persons_replayed ON COMMIT DROP AS SELECT"
+                f" {', '.join(_PERSON_COLUMNS)} FROM sv_persons WITH NO DATA"
+            )
+            copy_rows(cur, "sv_persons_replayed", _PERSON_COLUMNS, _PERSON_TYPES, people)
+            cur.execute(
+                f"INSERT INTO sv_persons ({', '.join(_PERSON_COLUMNS)}, due_at) SELECT {', '.join(_PERSON_COLUMNS)},"
+                " coalesce(last_visit_at, covered_since) + make_interval(days => cadence_days)"
+                " FROM sv_persons_replayed"
+            )
+            cur.execute("DROP TABLE sv_persons_replayed")
         copy_rows(
             cur, "sv_pairings",
             ("id", "shape", "cadence", "cadence_days", "starts_on", "ends_on", "status", "org_path", "person_ids"),

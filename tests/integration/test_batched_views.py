@@ -402,21 +402,31 @@ def every_other_change(care: Care) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "window"),
-    [("registry", None), ("visit_tasks", 0), ("visit_tasks", 4), ("supervision", 0), ("supervision", 4)],
+    ("name", "window", "due_by_postgresql"),
+    [
+        ("registry", None, False),
+        ("visit_tasks", 0, False),
+        ("visit_tasks", 4, False),
+        ("supervision", 0, False),
+        ("supervision", 4, False),
+        ("supervision", 4, True),
+    ],
 )
 def test_a_view_replayed_in_memory_as_a_rebuild_does_equals_its_statements_one_event_at_a_time(
-    care: Care, name: str, window: int | None, monkeypatch: pytest.MonkeyPatch
+    care: Care, name: str, window: int | None, due_by_postgresql: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A rebuild's replay folds each event into its row in memory (``rebuild_batch``, the view's
     ``REPLAY``) and writes the rows by binary COPY (the registry's at the end, ``finish_rebuild``;
     the task board's once no event touched them for ``REPLAY_WINDOW`` batches, the later events
     of a task written by its statements); the events recorded meanwhile then go through the live
     batches' statements. It fails when a fold does not do what its statement does, for every
-    event class of the view."""
+    event class of the view, and (supervision) whether the people's due time is made in Python
+    or by PostgreSQL."""
     cls, tables, statements, windowed = REPLAYED[name]
     if window is not None:
         monkeypatch.setattr(windowed, "REPLAY_WINDOW", window)
+    if due_by_postgresql:  # as in a session whose time zone is not UTC: people's due time made by PostgreSQL
+        monkeypatch.setattr(supervision_replay, "UTC_ZONES", frozenset())
     every_other_change(care)
     url, events = care.world.url, logged(care)
     assert {type(e) for _, e in events} >= set(statements), "every event class of the view is replayed"
