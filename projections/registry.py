@@ -28,6 +28,7 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
+from projections.replay import Paths, ReplayRows, copy_rows, ids_array, jsonb, text_array
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -189,8 +190,270 @@ class RegistryProjection:
         # Each statement touches only its event's row: one executemany per statement and round.
         write_batched(cur, statement_writes(events, BATCHED, DERIVED))
 
+    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        """A batch of a rebuild's replay into empty tables: each event folded into its row in
+        memory (``REPLAY``, what its statement does to the row); nothing is written before
+        ``finish_rebuild``."""
+        rows = _REPLAYS.of(cur)
+        for position, event in events:
+            fold = REPLAY.get(type(event))
+            if fold is not None:
+                fold(rows, event, position)
+
+    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
+        """After ``rebuild_batch`` replayed the log: every row once, by one binary COPY per table."""
+        rows = _REPLAYS.take(cur)
+        if rows is not None:
+            rows.write(cur)
+
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+
+
+# ---- a rebuild's replay in memory -------------------------------------------------------------------
+# Each table's rows by id, as lists in the order of ``_COPY``'s columns (every column of the
+# table); each event changes its own aggregate's row as its statement in STATEMENTS does (an
+# update of a row not there changes nothing, as an UPDATE matching no row; a second insert of
+# an id fails, as the primary key would).
+
+
+class _Rows:
+    # Ids as ``UUID.int``, org paths in binary (``Paths``), lists of ids and tags as tuples (see
+    # projections/replay.py).
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[int, list[Any]]] = {table: {} for table in TABLES}
+        self.paths = Paths()
+
+    def insert(self, table: str, row: list[Any]) -> None:
+        rows = self.tables[table]
+        if row[0] in rows:
+            raise ValueError(f"{table}: a second row of id {UUID(int=row[0])} (duplicate key)")
+        rows[row[0]] = row
+
+    def write(self, cur: psycopg.Cursor[Any]) -> None:
+        for table, (columns, types, binary) in _COPY.items():
+            copy_rows(cur, table, columns, types, map(binary, self.tables[table].values()))
+
+
+_REPLAYS: ReplayRows[_Rows] = ReplayRows(_Rows)
+
+
+def _org_unit_registered(rows: _Rows, e: Any, position: int) -> None:
+    rows.insert(
+        "reg_org_units",
+        [
+            e.originator_id.int,
+            e.code,
+            e.name,
+            e.level,
+            _id_or_none(e.parent_id),
+            rows.paths.of(e.path),
+            e.originator_version,
+            e.occurred_at,
+            e.timestamp,
+        ],
+    )
+
+
+def _person_registered(rows: _Rows, e: Any, position: int) -> None:
+    rows.insert(
+        "reg_persons",
+        [e.originator_id.int, e.kind, e.sex, e.birth_date, e.village_id.int, rows.paths.of(e.org_path),
+         tuple(e.risk_tags), bool(e.guardian), e.care_agreement_signed_on, "active", 0, e.occurred_at, e.timestamp, e.originator_version, position],
+    )  # fmt: skip
+
+
+def _helper_registered(rows: _Rows, e: Any, position: int) -> None:
+    rows.insert(
+        "reg_helpers",
+        [e.originator_id.int, e.role, e.org_unit_id.int, rows.paths.of(e.org_path), e.capacity, 0, {}, (), "active",
+         e.occurred_at,
+         e.timestamp, e.originator_version, position],
+    )  # fmt: skip
+
+
+def _group_formed(rows: _Rows, e: Any, position: int) -> None:
+    rows.insert(
+        "reg_groups",
+        [e.originator_id.int, e.name, e.org_unit_id.int, rows.paths.of(e.org_path), (), "active", None, e.occurred_at,
+         e.timestamp,
+         e.originator_version, position],
+    )  # fmt: skip
+
+
+def _pairing_formed(rows: _Rows, e: Any, position: int) -> None:
+    rows.insert(
+        "reg_pairings",
+        [e.originator_id.int, e.shape, tuple([i.int for i in e.helper_ids]), tuple([i.int for i in e.person_ids]),
+         e.cadence, e.visit_mode, e.starts_on, None, None, _id_or_none(e.group_id), rows.paths.of(e.org_path), "active", e.occurred_at, e.timestamp, e.originator_version, position],
+    )  # fmt: skip
+
+
+def _update(table: str, version_at: int, change: Callable[[list[Any], Any], None]) -> Callable[[_Rows, Any, int], None]:
+    """An update of the event's own row (``version`` at index ``version_at``), if it is there."""
+
+    def fold(rows: _Rows, e: Any, position: int) -> None:
+        row = rows.tables[table].get(e.originator_id.int)
+        if row is not None:
+            change(row, e)
+            row[version_at] = e.originator_version
+
+    return fold
+
+
+def _set(index: int, value: Any) -> Callable[[list[Any], Any], None]:
+    def change(row: list[Any], e: Any) -> None:
+        row[index] = value
+
+    return change
+
+
+def _field(index: int, name: str) -> Callable[[list[Any], Any], None]:
+    def change(row: list[Any], e: Any) -> None:
+        row[index] = getattr(e, name)
+
+    return change
+
+
+def _append(index: int, name: str) -> Callable[[list[Any], Any], None]:  # of an id
+    def change(row: list[Any], e: Any) -> None:
+        row[index] = (*row[index], getattr(e, name).int)
+
+    return change
+
+
+def _remove(index: int, name: str) -> Callable[[list[Any], Any], None]:  # of an id; array_remove: every equal one
+    def change(row: list[Any], e: Any) -> None:
+        value = getattr(e, name).int
+        row[index] = tuple([item for item in row[index] if item != value])
+
+    return change
+
+
+def _tag_added(row: list[Any], e: Any) -> None:
+    if e.tag not in row[6]:
+        row[6] = (*row[6], e.tag)
+
+
+def _tag_removed(row: list[Any], e: Any) -> None:
+    row[6] = tuple([tag for tag in row[6] if tag != e.tag])
+
+
+def _corrected(row: list[Any], e: Any) -> None:
+    if e.sex is not None:
+        row[2] = e.sex
+    if e.birth_date is not None:
+        row[3] = e.birth_date
+
+
+def _pairing_assigned(row: list[Any], e: Any) -> None:
+    key, assignments = str(e.pairing_id), row[6]
+    row[5] = row[5] - assignments.get(key, 0) + e.people
+    row[6] = {**assignments, key: e.people}
+
+
+def _pairing_released(row: list[Any], e: Any) -> None:
+    key, assignments = str(e.pairing_id), row[6]
+    row[5] = row[5] - assignments.get(key, 0)
+    row[6] = {k: v for k, v in assignments.items() if k != key}
+
+
+def _joined(delta: int) -> Callable[[list[Any], Any], None]:
+    def change(row: list[Any], e: Any) -> None:
+        row[10] += delta
+
+    return change
+
+
+def _both(*changes: Callable[[list[Any], Any], None]) -> Callable[[list[Any], Any], None]:
+    def change(row: list[Any], e: Any) -> None:
+        for one in changes:
+            one(row, e)
+
+    return change
+
+
+# By event class, what its statement does to its row (the same events and fields as STATEMENTS).
+REPLAY: dict[type, Callable[[_Rows, Any, int], None]] = {
+    OrgUnit.Registered: _org_unit_registered,
+    OrgUnit.Renamed: _update("reg_org_units", 6, _field(2, "name")),
+    Person.Registered: _person_registered,
+    Person.RiskTagAdded: _update("reg_persons", 13, _tag_added),
+    Person.RiskTagRemoved: _update("reg_persons", 13, _tag_removed),
+    Person.GuardianAssigned: _update("reg_persons", 13, _set(7, True)),
+    Person.CareAgreementSigned: _update("reg_persons", 13, _field(8, "signed_on")),
+    Person.PairingJoined: _update("reg_persons", 13, _joined(1)),
+    Person.PairingLeft: _update("reg_persons", 13, _joined(-1)),
+    Person.LeftProgramme: _update("reg_persons", 13, _set(9, "left")),
+    Person.ReturnedToProgramme: _update("reg_persons", 13, _set(9, "active")),
+    Person.Erased: _update("reg_persons", 13, _set(9, "erased")),
+    Person.RegistrationCorrected: _update("reg_persons", 13, _corrected),
+    Helper.Registered: _helper_registered,
+    Helper.CapacityChanged: _update("reg_helpers", 11, _field(4, "capacity")),
+    Helper.JoinedGroup: _update("reg_helpers", 11, _append(7, "group_id")),
+    Helper.LeftGroup: _update("reg_helpers", 11, _remove(7, "group_id")),
+    Helper.PairingAssigned: _update("reg_helpers", 11, _pairing_assigned),
+    Helper.PairingReleased: _update("reg_helpers", 11, _pairing_released),
+    Helper.Deactivated: _update("reg_helpers", 11, _set(8, "inactive")),
+    VolunteerGroup.Formed: _group_formed,
+    VolunteerGroup.MemberAdded: _update("reg_groups", 9, _append(4, "helper_id")),
+    VolunteerGroup.MemberRemoved: _update("reg_groups", 9, _remove(4, "helper_id")),
+    VolunteerGroup.Disbanded: _update("reg_groups", 9, _both(_set(5, "disbanded"), _field(6, "reason"))),
+    Pairing.Formed: _pairing_formed,
+    Pairing.HelperAdded: _update("reg_pairings", 14, _append(2, "helper_id")),
+    Pairing.HelperRemoved: _update("reg_pairings", 14, _remove(2, "helper_id")),
+    Pairing.PersonAdded: _update("reg_pairings", 14, _append(3, "person_id")),
+    Pairing.PersonRemoved: _update("reg_pairings", 14, _remove(3, "person_id")),
+    Pairing.CadenceChanged: _update("reg_pairings", 14, _both(_field(4, "cadence"), _field(5, "visit_mode"))),
+    Pairing.Ended: _update("reg_pairings", 14, _both(_set(11, "ended"), _field(7, "ends_on"), _field(8, "reason"))),
+}
+
+
+def _id_or_none(value: UUID | None) -> int | None:
+    return None if value is None else value.int
+
+
+def _id_or_null(value: int | None) -> bytes | None:
+    return None if value is None else value.to_bytes(16)
+
+
+# By table: its columns, their types, and a row as the COPY takes it (ids, arrays and jsonb as
+# their binary form).
+_COPY: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[list[Any]], Sequence[Any]]]] = {
+    "reg_org_units": (
+        ("id", "code", "name", "level", "parent_id", "org_path", "version", "registered_at", "recorded_at"),
+        ("uuid", "text", "text", "text", "uuid", "uuid[]", "int4", "timestamptz", "timestamptz"),
+        lambda r: (r[0].to_bytes(16), *r[1:4], _id_or_null(r[4]), *r[5:]),
+    ),
+    "reg_persons": (
+        ("id", "kind", "sex", "birth_date", "village_id", "org_path", "risk_tags", "has_guardian",
+         "care_agreement_signed_on", "status", "active_pairings", "registered_at", "recorded_at", "version",
+         "registered_position"),
+        ("uuid", "text", "text", "date", "uuid", "uuid[]", "text[]", "bool", "date", "text", "int4", "timestamptz",
+         "timestamptz", "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), *r[1:4], r[4].to_bytes(16), r[5], text_array(r[6]), *r[7:]),
+    ),
+    "reg_helpers": (
+        ("id", "role", "org_unit_id", "org_path", "capacity", "load", "assignments", "group_ids", "status",
+         "registered_at", "recorded_at", "version", "registered_position"),
+        ("uuid", "text", "uuid", "uuid[]", "int4", "int4", "jsonb", "uuid[]", "text", "timestamptz", "timestamptz",
+         "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), r[1], r[2].to_bytes(16), *r[3:6], jsonb(r[6]), ids_array(r[7]), *r[8:]),
+    ),
+    "reg_groups": (
+        ("id", "name", "org_unit_id", "org_path", "member_ids", "status", "disband_reason", "formed_at",
+         "recorded_at", "version", "registered_position"),
+        ("uuid", "text", "uuid", "uuid[]", "uuid[]", "text", "text", "timestamptz", "timestamptz", "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), r[1], r[2].to_bytes(16), r[3], ids_array(r[4]), *r[5:]),
+    ),
+    "reg_pairings": (
+        ("id", "shape", "helper_ids", "person_ids", "cadence", "visit_mode", "starts_on", "ends_on", "end_reason",
+         "group_id", "org_path", "status", "formed_at", "recorded_at", "version", "registered_position"),
+        ("uuid", "text", "uuid[]", "uuid[]", "text", "text", "date", "date", "text", "uuid", "uuid[]", "text",
+         "timestamptz", "timestamptz", "int4", "int8"),
+        lambda r: (r[0].to_bytes(16), r[1], ids_array(r[2]), ids_array(r[3]), *r[4:9], _id_or_null(r[9]), *r[10:]),
+    ),
+}  # fmt: skip
 
 
 COLUMNS = {

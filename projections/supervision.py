@@ -19,7 +19,6 @@ No names or free text are kept: lists that show names resolve them per page from
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -31,7 +30,7 @@ from domain.org_unit import OrgUnit
 from domain.pairing import Pairing
 from domain.person import Person
 from domain.visit_log import VisitLog
-from domain.vocabulary import CADENCE_DAYS, Cadence
+from projections import supervision_events, supervision_replay
 from projections import supervision_rollup as rollup
 from projections.batches import FIELD_TYPES, SetStatement, statement_fields
 from projections.supervision_events import (
@@ -47,10 +46,13 @@ from projections.supervision_events import (
     VISIT_HANDLERS,
     VISIT_IGNORED,
     VISIT_TASK_STATEMENTS,
+    cadence_days,
+    china_midnight,
 )
 
-# Days, weeks and periods are counted in China Standard Time, where the work happens.
-CHINA = timezone(timedelta(hours=8))
+# Days, weeks and periods are counted in China Standard Time (defined beside the task facts, which
+# the replay shares); the API, web pages and views read it from here.
+CHINA = supervision_events.CHINA
 TABLES = (
     "sv_units",
     "sv_persons",
@@ -97,14 +99,6 @@ CREATE INDEX IF NOT EXISTS sv_helpers_path ON sv_helpers USING gin (org_path);
     + EMERGENCY_DDL
     + rollup.DDL
 )
-
-
-def china_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), CHINA).astimezone(UTC)
-
-
-def cadence_days(cadence: str) -> int:
-    return CADENCE_DAYS[Cadence(cadence)]
 
 
 def _set(table: str, assignments: str) -> str:
@@ -317,16 +311,16 @@ class SupervisionProjection:
             touched.count(cur)
 
     def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
-        """A batch of a rebuild's replay into empty tables: its rows only, the counts left for
-        ``finish_rebuild`` to make once from the finished rows (instead of moved by every batch)."""
-        events = [(position, event) for position, event in events if type(event) in HANDLERS]
-        if events:
-            with cur.connection.pipeline():
-                _write_in_rounds(cur, events)
+        """A batch of a rebuild's replay into empty tables: each event folded into the rows its
+        statements write, kept in memory (``projections/supervision_replay.py``), the counts left
+        for ``finish_rebuild`` to make once from the finished rows (instead of moved by every
+        batch)."""
+        supervision_replay.replay_batch(cur, events, _task_write)
 
     def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
-        """After ``rebuild_batch`` replayed the log: the counts of every row at once (what the
-        batches' own moves add up to); later batches move them as usual."""
+        """After ``rebuild_batch`` replayed the log: every row written once, then the counts of
+        every row at once (what the batches' own moves add up to); later batches move them as usual."""
+        supervision_replay.finish(cur)
         with cur.connection.pipeline():
             rollup.count_all(cur)
             cur.execute(COUNT_ALL_TASKS)
@@ -354,6 +348,11 @@ def _apply_plain(cur: psycopg.Cursor[Any], event: Any, position: int) -> None:
     # Only the placeholders in a statement are sent: the event's personal fields are not.
     for statement in statements:
         cur.execute(statement, params)
+
+
+def _task_write(event: Any, position: int) -> tuple[Any, SetStatement, dict[str, Any]]:
+    """A visit task's event as a write of its row (``write_batched``): its task's statement."""
+    return event.originator_id, BATCHED[type(event)][0][2], _params(event, position)
 
 
 def _params(event: Any, position: int) -> dict[str, Any]:

@@ -11,11 +11,25 @@ listed in ``VISIT_IGNORED`` and ``EMERGENCY_IGNORED``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from domain.emergency import EmergencyReport
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
+from domain.vocabulary import CADENCE_DAYS, Cadence
+
+# Days, weeks and periods are counted in China Standard Time, where the work happens.
+CHINA = timezone(timedelta(hours=8))
+
+
+def china_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), CHINA).astimezone(UTC)
+
+
+def cadence_days(cadence: str) -> int:
+    return CADENCE_DAYS[Cadence(cadence)]
+
 
 VISIT_DDL = """
 CREATE TABLE IF NOT EXISTS sv_visits (

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
+from projections.replay import Paths, ReplayRows, copy_rows, ids_array, text_array, uuid_array
 from projections.scope import ListScope
 
 TABLES = ("visit_tasks", "visit_logs")
@@ -111,8 +112,164 @@ class VisitTaskProjection:
         # Each statement touches only its event's row: one executemany per statement and round.
         write_batched(cur, statement_writes(events, BATCHED))
 
+    def rebuild_batch(self, cur: psycopg.Cursor[Any], events: Sequence[tuple[int, Any]]) -> None:
+        """A batch of a rebuild's replay into empty tables. Visit logs are only ever inserted:
+        the batch's, by one binary COPY. A task scheduled in the last ``REPLAY_WINDOW`` batches
+        is kept in memory and each of its events folded into it (``REPLAY``: what its statement
+        does to the row), so that a task scheduled, claimed and completed is written once, by a
+        COPY once no event has touched it for that many batches (or at ``finish_rebuild``); the
+        events of a task already written go through the live batches' statements (each sets
+        columns of the task's row to the event's values, whatever the row held, so the two ways
+        meet no row in common and their order between them does not matter)."""
+        replay = _REPLAYS.of(cur)
+        replay.batch += 1
+        logs, written = [], []
+        pending, batch, paths = replay.pending, replay.batch, replay.paths
+        for position, event in events:
+            cls = type(event)
+            if cls is VisitLog.Recorded:
+                logs.append(_log_row(event, position, paths))
+            elif cls is VisitTask.Scheduled:
+                if event.originator_id.int in pending:
+                    raise ValueError(f"visit_tasks: a second row of id {event.originator_id} (duplicate key)")
+                pending[event.originator_id.int] = [*_scheduled(event, position, paths), batch]
+            elif (row := pending.get(event.originator_id.int)) is not None and (fold := REPLAY.get(cls)) is not None:
+                fold(row, event)
+                row[21], row[23] = event.originator_version, batch
+            elif cls in STATEMENTS:
+                written.append((position, event))
+        if logs:
+            copy_rows(cur, "visit_logs", *_LOGS, logs)
+        if written:
+            write_batched(cur, statement_writes(written, BATCHED))
+        settled = [i for i, row in pending.items() if row[23] <= batch - REPLAY_WINDOW]
+        if settled:
+            replay.write(cur, [pending.pop(i) for i in settled])
+
+    def finish_rebuild(self, cur: psycopg.Cursor[Any]) -> None:
+        """After ``rebuild_batch`` replayed the log: the tasks still in memory, by one COPY."""
+        replay = _REPLAYS.take(cur)
+        if replay is not None and replay.pending:
+            replay.write(cur, list(replay.pending.values()))
+
     def reset(self, cur: psycopg.Cursor[Any]) -> None:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, TABLES))))
+
+
+# ---- a rebuild's replay in memory -------------------------------------------------------------------
+# How many batches a replayed task stays in memory after its last event: what it costs is the
+# tasks of that many batches (about 1.5 kB each in Python); a task claimed and completed later
+# than that is written twice (its COPY, then an UPDATE per later batch), as the live batches do.
+REPLAY_WINDOW = 4
+
+
+class _Replay:
+    def __init__(self) -> None:
+        self.batch = 0
+        # Tasks by id: their row (the columns of _TASKS), then the batch of their last event.
+        # Ids as ``UUID.int``, org paths in binary (``Paths``), completed_by as a tuple (see
+        # projections/replay.py).
+        self.pending: dict[int, list[Any]] = {}
+        self.paths = Paths()
+
+    def write(self, cur: psycopg.Cursor[Any], rows: list[list[Any]]) -> None:
+        copy_rows(
+            cur,
+            "visit_tasks",
+            *_TASKS,
+            (
+                (r[0].to_bytes(16), r[1].to_bytes(16), r[2].to_bytes(16), r[3], _id_or_null(r[4]), *r[5:12],
+                 _id_or_null(r[12]), _id_or_null(r[13]), r[14], _id_or_null(r[15]), r[16], ids_array(r[17]), *r[18:23])
+                for r in rows
+            ),
+        )  # fmt: skip
+
+
+_REPLAYS: ReplayRows[_Replay] = ReplayRows(_Replay)
+
+
+_TASKS = (
+    ("id", "pairing_id", "person_id", "org_path", "group_id", "cadence", "mode", "period_start", "due_until",
+     "opens_at", "closes_at", "status", "holder_id", "holder_group_id", "claim_expires_at", "log_id", "visited_at",
+     "completed_by", "late", "cancel_reason", "scheduled_at", "version", "scheduled_position"),
+    ("uuid", "uuid", "uuid", "uuid[]", "uuid", "text", "text", "date", "date", "timestamptz", "timestamptz", "text",
+     "uuid", "uuid", "timestamptz", "uuid", "timestamptz", "uuid[]", "bool", "text", "timestamptz", "int4", "int8"),
+)  # fmt: skip
+_LOGS = (
+    ("id", "task_id", "pairing_id", "person_id", "org_path", "mode", "visited_at", "helper_ids", "services",
+     "follow_up_needed", "raise_emergency", "emergency_kind", "recorded_at", "position"),
+    ("uuid", "uuid", "uuid", "uuid", "uuid[]", "text", "timestamptz", "uuid[]", "text[]", "bool", "bool", "text",
+     "timestamptz", "int8"),
+)  # fmt: skip
+
+
+def _id_or_none(value: UUID | None) -> int | None:
+    return None if value is None else value.int
+
+
+def _id_or_null(value: int | None) -> bytes | None:
+    return None if value is None else value.to_bytes(16)
+
+
+def _log_row(e: Any, position: int, paths: Paths) -> tuple[Any, ...]:
+    task = e.task_id
+    return (
+        e.originator_id.int.to_bytes(16), None if task is None else task.int.to_bytes(16),
+        e.pairing_id.int.to_bytes(16), e.person_id.int.to_bytes(16), paths.of(e.org_path), e.mode, e.visited_at,
+        uuid_array(e.helper_ids), text_array(e.services), e.follow_up_needed, e.raise_emergency, e.emergency_kind,
+        e.timestamp, position,
+    )  # fmt: skip
+
+
+def _scheduled(e: Any, position: int, paths: Paths) -> list[Any]:
+    return [
+        e.originator_id.int, e.pairing_id.int, e.person_id.int, paths.of(e.org_path), _id_or_none(e.group_id),
+        e.cadence, e.mode, e.period_start, e.due_until, e.opens_at, e.closes_at, "scheduled", None, None, None, None,
+        None, (), False, None, e.timestamp, e.originator_version, position,
+    ]  # fmt: skip
+
+
+def _claimed(row: list[Any], e: Any) -> None:
+    row[11], row[12], row[13], row[14] = "claimed", _id_or_none(e.helper_id), _id_or_none(e.group_id), e.expires_at
+
+
+def _assigned(row: list[Any], e: Any) -> None:
+    row[12], row[14] = _id_or_none(e.helper_id), e.expires_at
+
+
+def _unclaimed(row: list[Any], e: Any) -> None:
+    row[11], row[12], row[13], row[14] = "scheduled", None, None, None
+
+
+def _completed(row: list[Any], e: Any) -> None:
+    row[11], row[15], row[16], row[17], row[18], row[14] = (
+        "completed",
+        _id_or_none(e.log_id),
+        e.occurred_at,
+        tuple([i.int for i in e.helper_ids]),
+        e.late,
+        None,
+    )
+
+
+def _missed(row: list[Any], e: Any) -> None:
+    row[11], row[14] = "missed", None
+
+
+def _cancelled(row: list[Any], e: Any) -> None:
+    row[11], row[19], row[14] = "cancelled", e.reason, None
+
+
+# By event class, what its statement in STATEMENTS does to the task's row (its version aside).
+REPLAY: dict[type, Any] = {
+    VisitTask.Claimed: _claimed,
+    VisitTask.Assigned: _assigned,
+    VisitTask.ClaimReleased: _unclaimed,
+    VisitTask.ClaimExpired: _unclaimed,
+    VisitTask.Completed: _completed,
+    VisitTask.Missed: _missed,
+    VisitTask.Cancelled: _cancelled,
+}
 
 
 COLUMNS = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -19,11 +19,15 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from domain.emergency import EmergencyReport, Outcome
+from domain.group import VolunteerGroup
 from domain.pairing import Pairing
 from domain.person import Person
+from domain.schedule import Period as Window
 from domain.visit_log import ServiceCategory, ServiceItem, VisitLog
-from domain.vocabulary import Cadence, VisitMode
-from projections import accounts, emergency_queue, registry, supervision, timeline, visit_tasks
+from domain.visit_task import VisitTask
+from domain.vocabulary import Cadence, PairingShape, Sex, VisitMode
+from projections import accounts, emergency_queue, registry, supervision, supervision_replay, timeline, visit_tasks
 from projections.accounts import AccountsProjection
 from projections.batches import apply_events, decode_all
 from projections.emergency_queue import EmergencyQueueProjection
@@ -384,3 +388,105 @@ def test_while_commands_keep_coming_batches_start_at_most_every_batch_interval(c
             stop.set()
             thread.join(10)
         assert not thread.is_alive()
+
+
+# By view: its projection, its tables, the event classes it writes on, where its replay's window is.
+REPLAYED: dict[str, tuple[type, tuple[str, ...], Any, Any]] = {
+    "registry": (RegistryProjection, registry.TABLES, registry.STATEMENTS, None),
+    "visit_tasks": (VisitTaskProjection, visit_tasks.TABLES, visit_tasks.STATEMENTS, visit_tasks),
+    "supervision": (SupervisionProjection, supervision.TABLES, supervision.HANDLERS, supervision_replay),
+}
+
+
+def every_other_change(care: Care) -> None:
+    """The changes of the registry, the task board and supervision that ``more_history`` and the
+    scripted county make none of: a task claimed by a group as a team, assigned to a member,
+    released, claimed again and its claim expired; a resolved report reopened, resolved, closed."""
+    w, app, m = care.world, care.world.app, new_meta
+    mother, group = app.load(Pairing, w.pairings["mother"]), app.load(VolunteerGroup, w.group)
+    now, child = care.now, app.load(Person, w.children[0])
+    task = VisitTask.schedule(
+        id=uuid4(), pairing=mother, person_id=child.id, org_path=child.org_path, meta=meta_at(now, "scheduler"),
+        period=Window(Cadence.WEEKLY, care.this_week.start, care.this_week.start + timedelta(days=7)),
+    )  # fmt: skip
+    soon = now + timedelta(minutes=5)
+    task.claim(pairing=mother, helper_id=None, group=group, now=now, expires_at=soon, meta=meta_at(now))
+    task.assign(helper_id=w.helpers[0], group=group, now=now, expires_at=soon, meta=meta_at(now))
+    task.release(by_helper_id=None, reason="on leave", meta=meta_at(now))
+    task.claim(pairing=mother, helper_id=w.helpers[0], group=None, now=now, expires_at=soon, meta=meta_at(now))
+    task.expire_claim(soon + timedelta(minutes=1), meta_at(soon + timedelta(minutes=1), "scheduler"))
+    app.save(task)
+    report = app.load(EmergencyReport, care.reports["R1"])
+    report.reopen("not well again", meta_at(now, "resp-t", "township_responder"))
+    report.resolve(Outcome.HOSPITALISED, "back to the hospital", meta_at(now, "resp-t", "township_responder"))
+    report.close("followed up", meta_at(now, "resp-t", "township_responder"))
+    app.save(report)
+    app.rename_org_unit(w.county, "元江哈尼族彝族傣族自治县", m())
+    app.add_group_member(w.group, w.helpers[2], m())
+    app.remove_group_member(w.group, w.helpers[2], m())
+    app.disband_group(w.group, "merged", m())
+    team = uuid4()
+    app.form_pairing(
+        id=team, shape=PairingShape.MANY_TO_ONE, helper_ids=[w.helpers[3], w.helpers[4]], person_ids=[w.elders[2]],
+        cadence=Cadence.WEEKLY, visit_mode=VisitMode.HOME_VISIT, starts_on=date(2025, 6, 1), meta=m(),
+    )  # fmt: skip
+    app.add_pairing_helper(team, w.helpers[2], m())
+    app.remove_pairing_helper(team, w.helpers[2], m())
+    app.end_pairing(team, "the doctor moved away", date.today(), m())
+    app.deactivate_helper(w.helpers[4], "moved away", m())
+    app.assign_guardian(w.children[0], {"name": "李四", "phone": "13800000000", "relation": "grandparent"}, m())
+    app.person_returns(w.elders[3], m())
+    person = app.load(Person, w.elders[2])
+    app.save(*[person] if person.correct_registration(
+        name="王五", sex=Sex.FEMALE, birth_date=date(1940, 2, 3), household=person.household, meta=m()
+    ) else [])  # fmt: skip
+    app.erase_person(w.elders[1], "asked to be forgotten", m())
+
+
+@pytest.mark.parametrize(
+    ("name", "window", "due_by_postgresql"),
+    [
+        ("registry", None, False),
+        ("visit_tasks", 0, False),
+        ("visit_tasks", 4, False),
+        ("supervision", 0, False),
+        ("supervision", 4, False),
+        ("supervision", 4, True),
+    ],
+)
+def test_a_view_replayed_in_memory_as_a_rebuild_does_equals_its_statements_one_event_at_a_time(
+    care: Care, name: str, window: int | None, due_by_postgresql: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild's replay folds each event into its row in memory (``rebuild_batch``, the view's
+    ``REPLAY``) and writes the rows by binary COPY (the registry's at the end, ``finish_rebuild``;
+    the task board's once no event touched them for ``REPLAY_WINDOW`` batches, the later events
+    of a task written by its statements); the events recorded meanwhile then go through the live
+    batches' statements. It fails when a fold does not do what its statement does, for every
+    event class of the view, and (supervision) whether the people's due time is made in Python
+    or by PostgreSQL."""
+    cls, tables, statements, windowed = REPLAYED[name]
+    if window is not None:
+        monkeypatch.setattr(windowed, "REPLAY_WINDOW", window)
+    if due_by_postgresql:  # as in a session whose time zone is not UTC: people's due time made by PostgreSQL
+        monkeypatch.setattr(supervision_replay, "UTC_ZONES", frozenset())
+    every_other_change(care)
+    url, events = care.world.url, logged(care)
+    assert {type(e) for _, e in events} >= set(statements), "every event class of the view is replayed"
+
+    def replayed(size: int, upto: int) -> Callable[[psycopg.Connection[Any]], None]:
+        def write(conn: psycopg.Connection[Any]) -> None:
+            projection = cls()
+            for i in range(0, upto, size):
+                with conn.transaction(), conn.cursor() as cur:
+                    projection.rebuild_batch(cur, events[i : min(i + size, upto)])
+            with conn.transaction(), conn.cursor() as cur:
+                projection.finish_rebuild(cur)
+            in_batches(projection, events[upto:], 7)(conn)
+
+        return write
+
+    reference = written(url, f"{name}_plain", cls(), tables, one_at_a_time(cls(), events))
+    assert all(reference.values()), "every table of the view has rows"
+    for size, upto in ((len(events), len(events)), (7, len(events)), (1, len(events)), (50, len(events) // 2)):
+        rebuilt = written(url, f"{name}_replayed_{size}_{upto}", cls(), tables, replayed(size, upto))
+        assert rebuilt == reference, f"batches of {size}, the rest live after {upto}"

@@ -29,7 +29,7 @@ from guanai.bootstrap import Process
 from guanai.cli.projections import cmd_projections
 from infrastructure.personal_data import SealError
 from infrastructure.settings import load_settings
-from projections import registry, supervision, timeline
+from projections import registry, supervision, timeline, visit_tasks
 from projections.batches import EventFilter
 from projections.rebuild import REBUILD_GC_THRESHOLD, REBUILD_LOCK, Progress, RebuildBusyError
 from projections.runner import ProjectionRunner
@@ -40,7 +40,12 @@ from workers.envelope import envelope
 from workers.projector import Projector, all_projections
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"registry": registry.TABLES, "timeline": timeline.TABLES, "supervision": supervision.TABLES}
+TABLES = {
+    "registry": registry.TABLES,
+    "timeline": timeline.TABLES,
+    "supervision": supervision.TABLES,
+    "visit_tasks": visit_tasks.TABLES,
+}
 
 
 @pytest.fixture
@@ -79,7 +84,7 @@ def more_history(care: Care) -> int:
     return app.remove_risk_tag(w.elders[0], RiskTag.LIVING_ALONE, m()).position
 
 
-@pytest.mark.parametrize("name", ["registry", "timeline", "supervision"])
+@pytest.mark.parametrize("name", ["registry", "timeline", "supervision", "visit_tasks"])
 def test_a_rebuild_gives_exactly_the_rows_of_the_incremental_view(care: Care, name: str) -> None:
     w = care.world
     with Projector(w.url, app=w.app, batch_size=3) as projector:
