@@ -86,6 +86,9 @@ USED_BY: dict[str, frozenset[Process]] = {
     "max_backdate_days": frozenset({Process.API}),
     "db_pool_size": ALL,
     "read_wait_seconds": frozenset({Process.API}),
+    # The projector's least time between batches while commands keep coming (``guanai serve``
+    # runs the projector in the API's process, as the projector kind).
+    "views_batch_ms": frozenset({Process.PROJECTOR}),
     "command_retries": COMMANDING,
     "visit_claim_limit": frozenset({Process.API}),
     "visit_claim_hours": frozenset({Process.API}),

@@ -104,6 +104,12 @@ def test_the_scheduler_interval_reaches_the_scheduler() -> None:
     )
 
 
+def test_the_views_batch_interval_reaches_the_projector(database_url: str) -> None:
+    projector = bootstrap.projector(Settings(views_batch_ms=20), database_url)
+    assert projector._runner_options["batch_interval"] == 0.02
+    assert bootstrap.projector(Settings(), database_url)._runner_options["batch_interval"] == 0.05
+
+
 def test_the_api_gets_the_settings_and_builds_its_application_as_the_api_kind(database_url: str) -> None:
     settings = Settings(command_retries=9, master_key=MASTER, chain_key=CHAIN)
     app = bootstrap.api(settings, database_url=database_url, nats_url=None, jwt_secret="s" * 32)
