@@ -88,7 +88,10 @@ class ImportJobs:
         with self._tables:
             if self._made:
                 return
-            with self._connection() as conn:
+            # Several API processes start at once, and CREATE ... IF NOT EXISTS alone can collide: the
+            # lock is held until the tables are committed (the pool's connections are in autocommit,
+            # where a transaction-level lock would end with its own statement).
+            with self._connection() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('guanai_import_jobs ddl'))")
                 conn.execute(DDL)
             self._made = True
