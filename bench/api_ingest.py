@@ -202,6 +202,7 @@ class Phase:
     views_lag: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
     reconnects: int = 0  # lean client: connections opened again after the server closed one
+    api_cpu: list[float] = field(default_factory=list)  # CPU seconds of each API process
 
     def summaries(self) -> list[Summary]:
         kinds = [Summary(k, self.elapsed, self.latencies[k], self.errors[k]) for k in KINDS]
@@ -213,6 +214,14 @@ class Phase:
     @property
     def overall(self) -> Summary:
         return self.summaries()[-1]
+
+
+def api_meter(server: GuanaiServer) -> CpuMeter | None:
+    """Each API process's CPU, apart (the phase's own meter counts them together as "api"); none
+    with one API process, so that the default run measures what it always did."""
+    if len(server.apis) == 1:
+        return None
+    return CpuMeter({str(n): pid for n, pid in enumerate(server.api_pids)})
 
 
 async def _post(client: httpx.AsyncClient, phase: Phase | None, kind: str, path: str, body: dict[str, Any]) -> str:
@@ -292,7 +301,10 @@ async def drive(
     spent; the clock, the CPU meter and the event count cover the measured batches only."""
     batches, taken = math.ceil(requests / REQUESTS_PER_BATCH), 0
     headers = {"Authorization": f"Bearer {server.token()}"}
-    clients = [httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=60) for _ in range(phase.clients)]
+    clients = [
+        httpx.AsyncClient(base_url=server.base_urls[n % len(server.base_urls)], headers=headers, timeout=60)
+        for n in range(phase.clients)
+    ]
     seed = phase.clients * 1000
     try:
         warm_up = (
@@ -300,9 +312,10 @@ async def drive(
         )
         await asyncio.gather(*warm_up)
         before = max_position(database_url)
-        meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid}, postmaster_pid(database_url))
+        meter = CpuMeter({"api": server.api_pids, "projector": server.projector.pid}, postmaster_pid(database_url))
+        apis = api_meter(server)
         database = DatabaseCpu(database_url)
-        with database, meter:
+        with database, meter, apis or contextlib.nullcontext():
             started = time.perf_counter()
 
             async def client_loop(n: int, client: httpx.AsyncClient) -> None:
@@ -317,6 +330,7 @@ async def drive(
             await asyncio.gather(*(client_loop(n, c) for n, c in enumerate(clients)))
             phase.elapsed = time.perf_counter() - started
         phase.cpu = {**meter.used, "database": database.seconds}
+        phase.api_cpu = [apis.used[str(n)] for n in range(len(server.apis))] if apis else []
         phase.events = max_position(database_url) - before
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
@@ -405,10 +419,13 @@ async def drive_lean(
 ) -> None:
     """``drive`` with the lean client: every request of the run encoded before the clock starts
     (the same kinds of bodies, from the same generator), sent on one keep-alive connection per
-    client, every answer checked (2xx, and the id the body chose)."""
+    client, every answer checked (2xx, and the id the body chose). With several API processes the
+    clients connect to them round robin; every request names the first one's address as its Host
+    (as a proxy in front of replicas would name itself; the API does not read it)."""
     batches = math.ceil(requests / REQUESTS_PER_BATCH)
     headers = {"Authorization": f"Bearer {server.token()}"}
-    clients = [await LeanConnection.to(server.base_url, headers) for _ in range(phase.clients)]
+    urls = server.base_urls
+    clients = [await LeanConnection.to(urls[n % len(urls)], headers) for n in range(phase.clients)]
     seed = phase.clients * 1000
     try:
         warm_up = [
@@ -420,9 +437,10 @@ async def drive_lean(
             prepared_batch(clients[0], bodies, villages[bodies.rng.randrange(len(villages))]) for _ in range(batches)
         )
         before = max_position(database_url)
-        meter = CpuMeter({"api": server.api.pid, "projector": server.projector.pid}, postmaster_pid(database_url))
+        meter = CpuMeter({"api": server.api_pids, "projector": server.projector.pid}, postmaster_pid(database_url))
+        apis = api_meter(server)
         database = DatabaseCpu(database_url)
-        with database, meter:
+        with database, meter, apis or contextlib.nullcontext():
             started = time.perf_counter()
 
             async def client_loop(connection: LeanConnection) -> None:
@@ -435,6 +453,7 @@ async def drive_lean(
             await asyncio.gather(*(client_loop(c) for c in clients))
             phase.elapsed = time.perf_counter() - started
         phase.cpu = {**meter.used, "database": database.seconds}
+        phase.api_cpu = [apis.used[str(n)] for n in range(len(server.apis))] if apis else []
         phase.events = max_position(database_url) - before
         phase.reconnects = sum(c.reconnects for c in clients)
     finally:
@@ -612,12 +631,23 @@ def person_payload(database_url: str) -> dict[str, Any]:
 
 
 def report(
-    phases: list[Phase], baselines: list[Summary], floor: Floor, payload_bytes: int, setting: str, client: str
+    phases: list[Phase],
+    baselines: list[Summary],
+    floor: Floor,
+    payload_bytes: int,
+    setting: str,
+    client: str,
+    api_processes: int = 1,
 ) -> None:
     print(f"\n## API command ingest, {datetime.now(CST):%Y-%m-%d %H:%M} (UTC+8)\n")
     print(f"Command: `python -m bench.api_ingest {' '.join(sys.argv[1:])}`".rstrip() + f" at {code_version()}")
     print(f"Machine: {setting}; baseline rows carry {payload_bytes} bytes of JSONB")
     print(f"Load generator: {CLIENTS[client]}")
+    if api_processes > 1:
+        print(
+            f"API processes: {api_processes}, each `guanai api` on its own port; the clients connect to them round "
+            "robin (one client: the first); the api column counts all of them, the HTTP edge the first"
+        )
     for phase in phases:
         print_table(
             SUMMARY_HEADERS, [s.row() for s in phase.summaries()], title=f"{phase.name} ({phase.events} events stored)"
@@ -703,6 +733,11 @@ def report(
         title="CPU ms per request by process (pg: this run's database's backends, and the whole server's); "
         "views lag: projector catch-up after the last command",
     )
+    for phase in phases:
+        if phase.api_cpu:
+            n = phase.overall.count or 1
+            each = ", ".join(f"{seconds / n * 1000:.2f}" for seconds in phase.api_cpu)
+            print(f"{phase.name}: CPU ms per request of each API process (of all requests): {each}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -726,14 +761,28 @@ def main(argv: list[str] | None = None) -> int:
         help="extra setting for the API and projector processes, e.g. GUANAI_DB_POOL_SIZE=20 (repeatable)",
     )
     p.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="API processes (`guanai api`, each on its own port), the clients spread over them round robin; "
+        "their CPU is counted together in the api column (default 1; more need a NATS server)",
+    )
+    p.add_argument(
         "--client",
         choices=sorted(CLIENTS),
         default="lean",
         help="the load generator's HTTP client for the timed phases (default lean: bench/lean_http.py)",
     )
     args = p.parse_args(argv)
+    if args.api_processes < 1:
+        p.error("--api-processes takes a number of at least 1")
     sigterm_as_interrupt()
     nats_url = DEFAULT_NATS_URL if reachable(DEFAULT_NATS_URL) else None
+    if args.api_processes > 1 and not nats_url:
+        p.error(
+            f"--api-processes {args.api_processes} needs the NATS server at {DEFAULT_NATS_URL} (each would embed one)"
+        )
     if any(not item.startswith("GUANAI_") or "=" not in item for item in args.api_env):
         p.error("--api-env takes GUANAI_NAME=VALUE")
     extra_env = dict(item.split("=", 1) for item in args.api_env)
@@ -741,11 +790,15 @@ def main(argv: list[str] | None = None) -> int:
         setting = server_facts(args.database_url) + f"; NATS {nats_url or 'embedded (started by `guanai api`)'}"
         with (
             scratch_database(args.database_url, prefix="guanai_bench_ingest") as database_url,
-            guanai_server(database_url, nats_url=nats_url, extra_env=extra_env) as server,
+            guanai_server(
+                database_url, nats_url=nats_url, extra_env=extra_env, api_processes=args.api_processes
+            ) as server,
         ):
             villages = seed_county(server, server.token(), args.villages)
+            apis = ", ".join(f"{a.pid} on {url}" for a, url in zip(server.apis, server.base_urls, strict=True))
             print(
-                f"API pid {server.api.pid} on {server.base_url}, projector pid {server.projector.pid}; {len(villages)} villages",
+                f"API pid{'s' if len(server.apis) > 1 else ''} {apis}, projector pid {server.projector.pid}; "
+                f"{len(villages)} villages",
                 file=sys.stderr,
             )
             phases = [
@@ -782,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.OperationalError as e:  # e.g. the shared server is out of connections
         print(f"PostgreSQL refused: {e}; everything started was stopped", file=sys.stderr)
         return 2
-    report(phases, baselines, floor, payload["target_bytes"], setting, args.client)
+    report(phases, baselines, floor, payload["target_bytes"], setting, args.client, args.api_processes)
     print(
         "The INSERT baselines' client (psycopg; its connections and table included), CPU ms a row: "
         + ", ".join(f"{b.name} {ms:.3f}" for b, ms in zip(baselines, baseline_cpu, strict=True))

@@ -267,7 +267,9 @@ class ManagedProcess:
 
 @dataclass
 class GuanaiServer:
-    """The API (``guanai api``) and a projector (``guanai projector``) as separate processes."""
+    """The API (``guanai api``) and a projector (``guanai projector``) as separate processes; the
+    API as one process, or several (``apis``, each on its own port, ``base_urls`` in the same order)
+    as replicas behind a proxy would run. ``api`` and ``base_url`` are the first of them."""
 
     base_url: str
     jwt_secret: str
@@ -275,6 +277,19 @@ class GuanaiServer:
     projector: ManagedProcess
     nats_url: str | None
     env: dict[str, str] = field(default_factory=dict)  # the processes' environment (GUANAI_* settings)
+    apis: list[ManagedProcess] = field(default_factory=list)  # every API process; [api] when empty
+    base_urls: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.apis:
+            self.apis, self.base_urls = [self.api], [self.base_url]
+        if len(self.base_urls) != len(self.apis) or self.apis[0] is not self.api:
+            raise ValueError("apis and base_urls name the same processes, the first being api")
+
+    @property
+    def api_pids(self) -> list[int]:
+        """The API processes' pids (each leads its own process group, as ``CpuMeter`` counts them)."""
+        return [p.pid for p in self.apis]
 
     def token(self, role: str = "administrator", org_unit_id: str | None = None) -> str:
         from api.auth import issue_token
@@ -309,10 +324,21 @@ def guanai_server(
     nats_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     api_command: Sequence[str] | None = None,
+    api_processes: int = 1,
 ) -> Iterator[GuanaiServer]:
     """Migrate ``database_url``, start the API and the projector, wait for /health; stop both after.
-    ``api_command`` replaces ``guanai api`` (a benchmark's own build of the app, same settings)."""
-    port = free_port()
+    ``api_command`` replaces ``guanai api`` (a benchmark's own build of the app, same settings).
+    ``api_processes`` > 1 starts that many API processes, each on its own port (``GUANAI_PORT``)
+    with the same environment otherwise (one data directory, as processes of one deployment share
+    it), /health checked on each; they need ``nats_url`` (each would start its own embedded NATS)."""
+    if api_processes < 1:
+        raise ValueError(f"api_processes must be at least 1, not {api_processes}")
+    if api_processes > 1 and not nats_url:
+        raise ValueError("several API processes need a NATS server (nats_url): each would embed its own")
+    ports: list[int] = []
+    while len(ports) < api_processes:
+        if (port := free_port()) not in ports:
+            ports.append(port)
     secret = secrets.token_urlsafe(48)
     with tempfile.TemporaryDirectory(prefix="guanai-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUANAI_")}
@@ -321,7 +347,7 @@ def guanai_server(
             GUANAI_JWT_SECRET=secret,
             GUANAI_CHAIN_KEY=secrets.token_urlsafe(48),  # every process that writes events shares it
             GUANAI_MASTER_KEY=MASTER_KEY,
-            GUANAI_PORT=str(port),
+            GUANAI_PORT=str(ports[0]),
             GUANAI_HOST="127.0.0.1",
             GUANAI_LOG_LEVEL="warning",
             GUANAI_LOG_FORMAT="json",
@@ -336,9 +362,17 @@ def guanai_server(
         try:
             projector = ManagedProcess("projector", [*cli, "projector"], env, Path(tmp))
             started.append(projector)
-            api = ManagedProcess("api", list(api_command or [*cli, "api"]), env, Path(tmp))
-            started.append(api)
-            server = GuanaiServer(f"http://127.0.0.1:{port}", env["GUANAI_JWT_SECRET"], api, projector, nats_url, env)
+            apis = []
+            for n, port in enumerate(ports):
+                name = "api" if n == 0 else f"api{n + 1}"
+                apis.append(
+                    ManagedProcess(
+                        name, list(api_command or [*cli, "api"]), {**env, "GUANAI_PORT": str(port)}, Path(tmp)
+                    )
+                )
+                started.append(apis[-1])
+            urls = [f"http://127.0.0.1:{port}" for port in ports]
+            server = GuanaiServer(urls[0], env["GUANAI_JWT_SECRET"], apis[0], projector, nats_url, env, apis, urls)
             _wait_healthy(server, timeout=60)
             yield server
         finally:
@@ -348,15 +382,20 @@ def guanai_server(
 
 def _wait_healthy(server: GuanaiServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    waiting = dict(zip(server.base_urls, server.apis, strict=True))
     while True:
-        for p in (server.api, server.projector):
+        for p in (*server.apis, server.projector):
             if not p.alive():
                 raise RuntimeError(f"{p.name} exited with {p.proc.returncode}:\n{p.tail()}")
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
-                return
+        for url in list(waiting):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    del waiting[url]
+        if not waiting:
+            return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not become healthy within {timeout:.0f}s:\n{server.api.tail()}")
+            late = next(iter(waiting.values()))
+            raise RuntimeError(f"{late.name} did not become healthy within {timeout:.0f}s:\n{late.tail()}")
         time.sleep(0.1)
 
 
@@ -419,15 +458,16 @@ def _machine_busy() -> float:
 
 
 class CpuMeter:
-    """CPU seconds spent during a phase by named process groups, PostgreSQL, this process, the machine."""
+    """CPU seconds spent during a phase by named process groups (a name may stand for several
+    groups, counted together: e.g. every API process), PostgreSQL, this process, the machine."""
 
-    def __init__(self, groups: dict[str, int], postmaster: int | None = None) -> None:
-        self.groups = groups
+    def __init__(self, groups: dict[str, int | Sequence[int]], postmaster: int | None = None) -> None:
+        self.groups = {name: (ids,) if isinstance(ids, int) else tuple(ids) for name, ids in groups.items()}
         self.postmaster = postmaster
 
     def _sample(self) -> dict[str, float]:
         per_group, postgres = _process_cpu(self.postmaster)
-        sample = {name: per_group.get(pgid, 0.0) for name, pgid in self.groups.items()}
+        sample = {name: sum(per_group.get(pgid, 0.0) for pgid in ids) for name, ids in self.groups.items()}
         # This process's user + system time at the clock's resolution, not /proc's 10 ms ticks: a
         # lean load generator spends a tick in about a hundred requests.
         sample.update(postgres=postgres, load_generator=time.process_time(), machine=_machine_busy())
