@@ -216,6 +216,13 @@ class Phase:
         return self.summaries()[-1]
 
 
+def phase_meters(server: GuanaiServer, database_url: str) -> tuple[CpuMeter, Any, DatabaseCpu]:
+    """A timed phase's CPU meters: the processes' (every API process counted as "api"), each API
+    process's own when there are several (``api_meter``: None for one), this database's backends."""
+    meter = CpuMeter({"api": server.api_pids, "projector": server.projector.pid}, postmaster_pid(database_url))
+    return meter, api_meter(server), DatabaseCpu(database_url)
+
+
 def api_meter(server: GuanaiServer) -> CpuMeter | None:
     """Each API process's CPU, apart (the phase's own meter counts them together as "api"); none
     with one API process, so that the default run measures what it always did."""
@@ -312,9 +319,7 @@ async def drive(
         )
         await asyncio.gather(*warm_up)
         before = max_position(database_url)
-        meter = CpuMeter({"api": server.api_pids, "projector": server.projector.pid}, postmaster_pid(database_url))
-        apis = api_meter(server)
-        database = DatabaseCpu(database_url)
+        meter, apis, database = phase_meters(server, database_url)
         with database, meter, apis or contextlib.nullcontext():
             started = time.perf_counter()
 
@@ -437,9 +442,7 @@ async def drive_lean(
             prepared_batch(clients[0], bodies, villages[bodies.rng.randrange(len(villages))]) for _ in range(batches)
         )
         before = max_position(database_url)
-        meter = CpuMeter({"api": server.api_pids, "projector": server.projector.pid}, postmaster_pid(database_url))
-        apis = api_meter(server)
-        database = DatabaseCpu(database_url)
+        meter, apis, database = phase_meters(server, database_url)
         with database, meter, apis or contextlib.nullcontext():
             started = time.perf_counter()
 

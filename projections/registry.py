@@ -28,7 +28,7 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
-from projections.replay import Paths, ReplayRows, copy_rows, ids_array, jsonb, text_array
+from projections.replay import Paths, ReplayRows, assignment_folds, copy_rows, ids_array, jsonb, text_array
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -346,16 +346,7 @@ def _corrected(row: list[Any], e: Any) -> None:
         row[3] = e.birth_date
 
 
-def _pairing_assigned(row: list[Any], e: Any) -> None:
-    key, assignments = str(e.pairing_id), row[6]
-    row[5] = row[5] - assignments.get(key, 0) + e.people
-    row[6] = {**assignments, key: e.people}
-
-
-def _pairing_released(row: list[Any], e: Any) -> None:
-    key, assignments = str(e.pairing_id), row[6]
-    row[5] = row[5] - assignments.get(key, 0)
-    row[6] = {k: v for k, v in assignments.items() if k != key}
+_pairing_assigned, _pairing_released = assignment_folds(5, 6)
 
 
 def _joined(delta: int) -> Callable[[list[Any], Any], None]:

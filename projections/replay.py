@@ -128,3 +128,23 @@ def copy_rows(
             write = copy.write_row
             for row in rows:
                 write(row)
+
+
+def assignment_folds(
+    load: int, assignments: int
+) -> tuple[Callable[[list[Any], Any], None], Callable[[list[Any], Any], None]]:
+    """A helper row's folds of ``Helper.PairingAssigned`` and ``PairingReleased``: the people the
+    helper looks after (column ``load``) and the people by pairing id (column ``assignments``, a
+    dict), as both views' statements keep them."""
+
+    def assigned(row: list[Any], e: Any) -> None:
+        key, held = str(e.pairing_id), row[assignments]
+        row[load] = row[load] - held.get(key, 0) + e.people
+        row[assignments] = {**held, key: e.people}
+
+    def released(row: list[Any], e: Any) -> None:
+        key, held = str(e.pairing_id), row[assignments]
+        row[load] = row[load] - held.get(key, 0)
+        row[assignments] = {k: v for k, v in held.items() if k != key}
+
+    return assigned, released

@@ -35,7 +35,7 @@ from domain.person import Person
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
 from projections.batches import write_batched
-from projections.replay import Paths, ReplayRows, copy_rows, ids_array, jsonb, text_array
+from projections.replay import Paths, ReplayRows, assignment_folds, copy_rows, ids_array, jsonb, text_array
 from projections.supervision_events import cadence_days, china_midnight
 
 # How many batches a replayed visit task stays in memory after its last event (as for the task
@@ -263,12 +263,21 @@ def _person_registered(rows: Rows, e: Any, position: int) -> None:
     )  # fmt: skip
 
 
-def _person(change: Callable[[list[Any], Any], None]) -> Callable[[Rows, Any, int], None]:
-    def fold(rows: Rows, e: Any, position: int) -> None:
-        if (row := rows.persons.get(e.originator_id.int)) is not None:
-            change(row, e)
+def _own_row(table: str) -> Callable[[Callable[[list[Any], Any], None]], Callable[[Rows, Any, int], None]]:
+    """The fold of an event into its aggregate's own row of ``table`` (an attribute of Rows) by
+    ``change``; an event of an aggregate with no row there changes nothing, as its statement."""
 
-    return fold
+    def folding(change: Callable[[list[Any], Any], None]) -> Callable[[Rows, Any, int], None]:
+        def fold(rows: Rows, e: Any, position: int) -> None:
+            if (row := getattr(rows, table).get(e.originator_id.int)) is not None:
+                change(row, e)
+
+        return fold
+
+    return folding
+
+
+_person = _own_row("persons")
 
 
 def _tag_added(row: list[Any], e: Any) -> None:
@@ -317,28 +326,14 @@ def _helper_registered(rows: Rows, e: Any, position: int) -> None:
     )
 
 
-def _helper(change: Callable[[list[Any], Any], None]) -> Callable[[Rows, Any, int], None]:
-    def fold(rows: Rows, e: Any, position: int) -> None:
-        if (row := rows.helpers.get(e.originator_id.int)) is not None:
-            change(row, e)
-
-    return fold
+_helper = _own_row("helpers")
 
 
 def _capacity(row: list[Any], e: Any) -> None:
     row[3] = e.capacity
 
 
-def _assigned(row: list[Any], e: Any) -> None:
-    key, assignments = str(e.pairing_id), row[5]
-    row[4] = row[4] - assignments.get(key, 0) + e.people
-    row[5] = {**assignments, key: e.people}
-
-
-def _released(row: list[Any], e: Any) -> None:
-    key, assignments = str(e.pairing_id), row[5]
-    row[4] = row[4] - assignments.get(key, 0)
-    row[5] = {k: v for k, v in assignments.items() if k != key}
+_assigned, _released = assignment_folds(4, 5)
 
 
 def _deactivated(row: list[Any], e: Any) -> None:
@@ -430,12 +425,7 @@ def _report_reported(rows: Rows, e: Any, position: int) -> None:
     )  # fmt: skip
 
 
-def _report(change: Callable[[list[Any], Any], None]) -> Callable[[Rows, Any, int], None]:
-    def fold(rows: Rows, e: Any, position: int) -> None:
-        if (row := rows.emergencies.get(e.originator_id.int)) is not None:
-            change(row, e)
-
-    return fold
+_report = _own_row("emergencies")
 
 
 def _routed(row: list[Any], e: Any) -> None:

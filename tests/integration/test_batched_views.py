@@ -108,6 +108,23 @@ def in_batches(projection: Any, events: list[tuple[int, Any]], size: int) -> Cal
     return write
 
 
+def replayed_as_rebuild(
+    projection: Any, events: list[tuple[int, Any]], size: int, upto: int
+) -> Callable[[psycopg.Connection[Any]], None]:
+    """The events before ``upto`` as a rebuild's replay writes them (``rebuild_batch`` in batches
+    of ``size``, then ``finish_rebuild``), the rest by live batches of 7."""
+
+    def write(conn: psycopg.Connection[Any]) -> None:
+        for i in range(0, upto, size):
+            with conn.transaction(), conn.cursor() as cur:
+                projection.rebuild_batch(cur, events[i : min(i + size, upto)])
+        with conn.transaction(), conn.cursor() as cur:
+            projection.finish_rebuild(cur)
+        in_batches(projection, events[upto:], 7)(conn)
+
+    return write
+
+
 @pytest.mark.parametrize("name", list(BATCHED))
 def test_a_view_written_in_batches_equals_the_view_written_one_event_at_a_time(care: Care, name: str) -> None:
     cls, tables = BATCHED[name]
@@ -192,22 +209,16 @@ def test_the_supervision_view_replayed_as_a_rebuild_does_equals_its_statements_o
             with conn.transaction(), conn.cursor() as cur:
                 projection.apply_one(cur, event, position)
 
-    def replayed(size: int, upto: int) -> Callable[[psycopg.Connection[Any]], None]:
-        def write(conn: psycopg.Connection[Any]) -> None:
-            projection = SupervisionProjection()
-            for i in range(0, upto, size):
-                with conn.transaction(), conn.cursor() as cur:
-                    projection.rebuild_batch(cur, events[i : min(i + size, upto)])
-            with conn.transaction(), conn.cursor() as cur:
-                projection.finish_rebuild(cur)
-            in_batches(projection, events[upto:], 7)(conn)
-
-        return write
-
     reference = written(url, "sv_plain", SupervisionProjection(), tables, plain)
     reference["sv_visit_counts"] = [r for r in reference["sv_visit_counts"] if r["n"] != 0]
     for size, upto in ((len(events), len(events)), (7, len(events)), (1, len(events)), (50, len(events) // 2)):
-        rebuilt = written(url, f"sv_replayed_{size}_{upto}", SupervisionProjection(), tables, replayed(size, upto))
+        rebuilt = written(
+            url,
+            f"sv_replayed_{size}_{upto}",
+            SupervisionProjection(),
+            tables,
+            replayed_as_rebuild(SupervisionProjection(), events, size, upto),
+        )
         assert rebuilt["sv_rollup"] and rebuilt["sv_rollup_due"] and rebuilt["sv_visit_counts"]
         assert rebuilt == reference, f"batches of {size}, the rest live after {upto}"
 
@@ -473,20 +484,10 @@ def test_a_view_replayed_in_memory_as_a_rebuild_does_equals_its_statements_one_e
     url, events = care.world.url, logged(care)
     assert {type(e) for _, e in events} >= set(statements), "every event class of the view is replayed"
 
-    def replayed(size: int, upto: int) -> Callable[[psycopg.Connection[Any]], None]:
-        def write(conn: psycopg.Connection[Any]) -> None:
-            projection = cls()
-            for i in range(0, upto, size):
-                with conn.transaction(), conn.cursor() as cur:
-                    projection.rebuild_batch(cur, events[i : min(i + size, upto)])
-            with conn.transaction(), conn.cursor() as cur:
-                projection.finish_rebuild(cur)
-            in_batches(projection, events[upto:], 7)(conn)
-
-        return write
-
     reference = written(url, f"{name}_plain", cls(), tables, one_at_a_time(cls(), events))
     assert all(reference.values()), "every table of the view has rows"
     for size, upto in ((len(events), len(events)), (7, len(events)), (1, len(events)), (50, len(events) // 2)):
-        rebuilt = written(url, f"{name}_replayed_{size}_{upto}", cls(), tables, replayed(size, upto))
+        rebuilt = written(
+            url, f"{name}_replayed_{size}_{upto}", cls(), tables, replayed_as_rebuild(cls(), events, size, upto)
+        )
         assert rebuilt == reference, f"batches of {size}, the rest live after {upto}"
