@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import psycopg
@@ -44,10 +44,10 @@ from bench.common import (
     DEFAULT_NATS_URL,
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
+    BackendCpu,
     CpuMeter,
     GuanaiServer,
     Summary,
-    backends_cpu,
     code_version,
     guanai_server,
     insert_baseline,
@@ -216,11 +216,13 @@ class Phase:
         return self.summaries()[-1]
 
 
-def phase_meters(server: GuanaiServer, database_url: str) -> tuple[CpuMeter, Any, DatabaseCpu]:
+def phase_meters(server: GuanaiServer, database_url: str) -> tuple[CpuMeter, Any, BackendCpu]:
     """A timed phase's CPU meters: the processes' (every API process counted as "api"), each API
     process's own when there are several (``api_meter``: None for one), this database's backends."""
     meter = CpuMeter({"api": server.api_pids, "projector": server.projector.pid}, postmaster_pid(database_url))
-    return meter, api_meter(server), DatabaseCpu(database_url)
+    # This database's backends read at the start and the end only: the pools keep their connections,
+    # and a reading thread would add its CPU to the load generator's.
+    return meter, api_meter(server), BackendCpu(database_url, interval=None)
 
 
 def api_meter(server: GuanaiServer) -> CpuMeter | None:
@@ -461,29 +463,6 @@ async def drive_lean(
         phase.reconnects = sum(c.reconnects for c in clients)
     finally:
         await asyncio.gather(*(c.close() for c in clients))
-
-
-class DatabaseCpu:
-    """CPU seconds of the PostgreSQL backends connected to this run's database during a phase
-    (the shared server's other databases are not counted, as the "postgres" column's whole-server
-    figure does). The API's and projector's pools keep their connections, so two samples do: a
-    backend first seen at the end counts from zero, one that ended meanwhile is missed."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self.database = str(psycopg.conninfo.conninfo_to_dict(database_url)["dbname"])
-
-    def _sample(self) -> dict[int, float]:
-        with psycopg.connect(self.url, dbname="postgres", autocommit=True) as conn:  # not counted itself
-            return backends_cpu(conn, self.database)
-
-    def __enter__(self) -> Self:
-        self._first = self._sample()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        last = self._sample()
-        self.seconds = sum(seconds - self._first.get(pid, 0.0) for pid, seconds in last.items())
 
 
 def max_position(database_url: str) -> int:

@@ -431,6 +431,50 @@ def backends_cpu(conn: psycopg.Connection[Any], database: str) -> dict[int, floa
     return found
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends connected to one database during a phase: their
+    pids from ``pg_stat_activity`` (asked over a connection to another database, so the asking
+    is not counted) and their CPU from /proc, read at the start and the end and, with an
+    ``interval``, every ``interval`` seconds between (from a thread of this process). A backend
+    seen only after the start counts from zero; one that ends between two readings loses what it
+    used since the last (without an interval: all of it, which suits pools that keep their
+    connections). Local servers only (an empty figure otherwise)."""
+
+    def __init__(self, url: str, interval: float | None = 0.02) -> None:
+        self.url, self.interval = url, interval
+        self.database = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+
+    def _read(self) -> None:
+        for pid, seconds in backends_cpu(self._conn, self.database).items():
+            self._first.setdefault(pid, 0.0)
+            self._last[pid] = seconds
+
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(self.url, dbname="postgres", autocommit=True)
+        self._first = backends_cpu(self._conn, self.database)
+        self._last = dict(self._first)
+        self._thread: threading.Thread | None = None
+        if self.interval is not None:
+            interval = self.interval
+
+            def run() -> None:
+                while not self._stop.wait(interval):
+                    self._read()
+
+            self._thread = threading.Thread(target=run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._read()
+        self._conn.close()
+        self.seconds = sum(self._last[pid] - first for pid, first in self._first.items())
+
+
 def _process_cpu(postmaster: int | None) -> tuple[dict[int, float], float]:
     """CPU seconds per process group, and of the PostgreSQL server (the postmaster and its
     children; without a postmaster pid, every process named postgres)."""

@@ -32,11 +32,10 @@ import contextlib
 import dataclasses
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import msgspec
@@ -49,9 +48,9 @@ from application.care import CareApplication
 from bench.common import (
     DEFAULT_SERVER_URL,
     SUMMARY_HEADERS,
+    BackendCpu,
     CpuMeter,
     Summary,
-    backends_cpu,
     code_version,
     guanai_server,
     make_care,
@@ -119,43 +118,6 @@ def read_log(app: CareApplication, decode: bool, binary: bool = False) -> tuple[
             decode_all(app.mapper, notifications)
         count += len(notifications)
         position = notifications[-1].id
-
-
-class BackendCpu:
-    """CPU seconds of the PostgreSQL backends connected to one database during a phase: their
-    pids from ``pg_stat_activity`` (asked over a connection to another database, so the asking
-    is not counted) and their CPU from /proc, sampled every ``interval`` seconds. A backend seen
-    only after the start counts from zero; one that ends between two samples loses at most its
-    last interval. Local servers only (an empty figure otherwise)."""
-
-    def __init__(self, url: str, interval: float = 0.02) -> None:
-        self.url, self.interval = url, interval
-        self.database = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-
-    def __enter__(self) -> Self:
-        self._stop = threading.Event()
-        self._conn = psycopg.connect(self.url, dbname="postgres", autocommit=True)
-        self._first = backends_cpu(self._conn, self.database)
-        self._last = dict(self._first)
-
-        def run() -> None:
-            while not self._stop.wait(self.interval):
-                for pid, seconds in backends_cpu(self._conn, self.database).items():
-                    self._first.setdefault(pid, 0.0)
-                    self._last[pid] = seconds
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        for pid, seconds in backends_cpu(self._conn, self.database).items():
-            self._first.setdefault(pid, 0.0)
-            self._last[pid] = seconds
-        self._conn.close()
-        self.seconds = sum(self._last[pid] - first for pid, first in self._first.items())
 
 
 def rebuild_rates(url: str, events: int, keys: dict[str, str], views: list[str] | None = None) -> None:

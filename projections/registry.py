@@ -28,7 +28,18 @@ from domain.pairing import Pairing
 from domain.person import Person
 from domain.vocabulary import PairingShape
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
-from projections.replay import Paths, ReplayRows, assignment_folds, copy_rows, ids_array, jsonb, text_array
+from projections.replay import (
+    Paths,
+    ReplayRows,
+    assignment_folds,
+    copy_rows,
+    id_bytes,
+    id_int,
+    ids_array,
+    insert_row,
+    jsonb,
+    text_array,
+)
 from projections.scope import ListScope
 
 TABLES = ("reg_org_units", "reg_persons", "reg_helpers", "reg_groups", "reg_pairings")
@@ -225,10 +236,7 @@ class _Rows:
         self.paths = Paths()
 
     def insert(self, table: str, row: list[Any]) -> None:
-        rows = self.tables[table]
-        if row[0] in rows:
-            raise ValueError(f"{table}: a second row of id {UUID(int=row[0])} (duplicate key)")
-        rows[row[0]] = row
+        insert_row(self.tables[table], table, row)
 
     def write(self, cur: psycopg.Cursor[Any]) -> None:
         for table, (columns, types, binary) in _COPY.items():
@@ -246,7 +254,7 @@ def _org_unit_registered(rows: _Rows, e: Any, position: int) -> None:
             e.code,
             e.name,
             e.level,
-            _id_or_none(e.parent_id),
+            id_int(e.parent_id),
             rows.paths.of(e.path),
             e.originator_version,
             e.occurred_at,
@@ -285,7 +293,7 @@ def _pairing_formed(rows: _Rows, e: Any, position: int) -> None:
     rows.insert(
         "reg_pairings",
         [e.originator_id.int, e.shape, tuple([i.int for i in e.helper_ids]), tuple([i.int for i in e.person_ids]),
-         e.cadence, e.visit_mode, e.starts_on, None, None, _id_or_none(e.group_id), rows.paths.of(e.org_path), "active", e.occurred_at, e.timestamp, e.originator_version, position],
+         e.cadence, e.visit_mode, e.starts_on, None, None, id_int(e.group_id), rows.paths.of(e.org_path), "active", e.occurred_at, e.timestamp, e.originator_version, position],
     )  # fmt: skip
 
 
@@ -400,21 +408,13 @@ REPLAY: dict[type, Callable[[_Rows, Any, int], None]] = {
 }
 
 
-def _id_or_none(value: UUID | None) -> int | None:
-    return None if value is None else value.int
-
-
-def _id_or_null(value: int | None) -> bytes | None:
-    return None if value is None else value.to_bytes(16)
-
-
 # By table: its columns, their types, and a row as the COPY takes it (ids, arrays and jsonb as
 # their binary form).
 _COPY: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[list[Any]], Sequence[Any]]]] = {
     "reg_org_units": (
         ("id", "code", "name", "level", "parent_id", "org_path", "version", "registered_at", "recorded_at"),
         ("uuid", "text", "text", "text", "uuid", "uuid[]", "int4", "timestamptz", "timestamptz"),
-        lambda r: (r[0].to_bytes(16), *r[1:4], _id_or_null(r[4]), *r[5:]),
+        lambda r: (r[0].to_bytes(16), *r[1:4], id_bytes(r[4]), *r[5:]),
     ),
     "reg_persons": (
         ("id", "kind", "sex", "birth_date", "village_id", "org_path", "risk_tags", "has_guardian",
@@ -442,7 +442,7 @@ _COPY: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[list[Any]], S
          "group_id", "org_path", "status", "formed_at", "recorded_at", "version", "registered_position"),
         ("uuid", "text", "uuid[]", "uuid[]", "text", "text", "date", "date", "text", "uuid", "uuid[]", "text",
          "timestamptz", "timestamptz", "int4", "int8"),
-        lambda r: (r[0].to_bytes(16), r[1], ids_array(r[2]), ids_array(r[3]), *r[4:9], _id_or_null(r[9]), *r[10:]),
+        lambda r: (r[0].to_bytes(16), r[1], ids_array(r[2]), ids_array(r[3]), *r[4:9], id_bytes(r[9]), *r[10:]),
     ),
 }  # fmt: skip
 

@@ -98,6 +98,24 @@ def ids_array(ids: Sequence[int]) -> bytes:
     return _ARRAY_HEAD.pack(1, 0, UUID_OID, len(ids), 1) + b"".join([_UUID_ITEM + i.to_bytes(16) for i in ids])
 
 
+def id_int(value: UUID | None) -> int | None:
+    """An id as rows kept in memory hold it (``UUID.int``), None for none."""
+    return None if value is None else value.int
+
+
+def id_bytes(value: int | None) -> bytes | None:
+    """An id kept as its ``int`` in ``uuid``'s binary form for the COPY, None (NULL) for none."""
+    return None if value is None else value.to_bytes(16)
+
+
+def insert_row(rows: dict[int, list[Any]], table: str, row: list[Any]) -> None:
+    """A new row kept in memory by its id (``row[0]``); a second one of the id fails, as the
+    table's primary key would."""
+    if row[0] in rows:
+        raise ValueError(f"{table}: a second row of id {UUID(int=row[0])} (duplicate key)")
+    rows[row[0]] = row
+
+
 class Paths(dict[tuple[int, ...], bytes]):
     """``uuid[]`` in binary of the org paths met, each made once (the rows of a village share
     one), by the ``int`` of each UUID (hashed in C, where a UUID's hash is Python code)."""

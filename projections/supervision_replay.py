@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import psycopg
 
@@ -35,7 +34,18 @@ from domain.person import Person
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
 from projections.batches import write_batched
-from projections.replay import Paths, ReplayRows, assignment_folds, copy_rows, ids_array, jsonb, text_array
+from projections.replay import (
+    Paths,
+    ReplayRows,
+    assignment_folds,
+    copy_rows,
+    id_bytes,
+    id_int,
+    ids_array,
+    insert_row,
+    jsonb,
+    text_array,
+)
 from projections.supervision_events import cadence_days, china_midnight
 
 # How many batches a replayed visit task stays in memory after its last event (as for the task
@@ -118,7 +128,7 @@ class Rows:
         copy_rows(
             cur, "sv_units", ("id", "code", "name", "level", "parent_id", "org_path"),
             ("uuid", "text", "text", "text", "uuid", "uuid[]"),
-            ((r[0].to_bytes(16), *r[1:4], _id_or_null(r[4]), r[5]) for r in self.units.values()),
+            ((r[0].to_bytes(16), *r[1:4], id_bytes(r[4]), r[5]) for r in self.units.values()),
         )  # fmt: skip
         people = (
             (r[0].to_bytes(16), r[1], r[2].to_bytes(16), r[3], text_array(r[4]), *r[5:]) for r in self.persons.values()
@@ -168,7 +178,7 @@ class Rows:
              "resolved_at", "escalations", "level", "status", "duplicate_of"),
             ("uuid", "uuid", "uuid[]", "text", "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz",
              "int4", "int4", "text", "uuid"),
-            ((r[0].to_bytes(16), _id_or_null(r[1]), *r[2:12], _id_or_null(r[12]))
+            ((r[0].to_bytes(16), id_bytes(r[1]), *r[2:12], id_bytes(r[12]))
              for r in self.emergencies.values()),
         )  # fmt: skip
         self.write_visits(cur, list(self.visits.values()))
@@ -227,25 +237,11 @@ def finish(cur: psycopg.Cursor[Any]) -> None:
 # ---- what each event's statements do to the rows ------------------------------------------------
 
 
-def _id_or_null(value: int | None) -> bytes | None:
-    return None if value is None else value.to_bytes(16)
-
-
-def _id_or_none(value: UUID | None) -> int | None:
-    return None if value is None else value.int
-
-
-def _insert(table: dict[int, list[Any]], name: str, row: list[Any]) -> None:
-    if row[0] in table:
-        raise ValueError(f"{name}: a second row of id {UUID(int=row[0])} (duplicate key)")
-    table[row[0]] = row
-
-
 def _unit_registered(rows: Rows, e: Any, position: int) -> None:
-    _insert(
+    insert_row(
         rows.units,
         "sv_units",
-        [e.originator_id.int, e.code, e.name, e.level, _id_or_none(e.parent_id), rows.paths.of(e.path)],
+        [e.originator_id.int, e.code, e.name, e.level, id_int(e.parent_id), rows.paths.of(e.path)],
     )
 
 
@@ -255,7 +251,7 @@ def _unit_renamed(rows: Rows, e: Any, position: int) -> None:
 
 
 def _person_registered(rows: Rows, e: Any, position: int) -> None:
-    _insert(
+    insert_row(
         rows.persons,
         "sv_persons",
         [e.originator_id.int, e.kind, e.village_id.int, rows.paths.of(e.org_path), tuple(e.risk_tags), bool(e.guardian),
@@ -319,7 +315,7 @@ def _visit_logged(rows: Rows, e: Any, position: int) -> None:
 
 
 def _helper_registered(rows: Rows, e: Any, position: int) -> None:
-    _insert(
+    insert_row(
         rows.helpers,
         "sv_helpers",
         [e.originator_id.int, e.role, rows.paths.of(e.org_path), e.capacity, 0, {}, "active"],
@@ -343,7 +339,7 @@ def _deactivated(row: list[Any], e: Any) -> None:
 def _pairing_formed(rows: Rows, e: Any, position: int) -> None:
     days, since = cadence_days(e.cadence), china_midnight(e.starts_on)
     person_ids, pairing = tuple([p.int for p in e.person_ids]), e.originator_id.int
-    _insert(
+    insert_row(
         rows.pairings, "sv_pairings",
         [pairing, e.shape, e.cadence, days, e.starts_on, None, "active", rows.paths.of(e.org_path), person_ids],
     )  # fmt: skip
@@ -418,9 +414,9 @@ _VISIT_CHANGES: dict[type, Callable[[list[Any], Any], None]] = {
 
 
 def _report_reported(rows: Rows, e: Any, position: int) -> None:
-    _insert(
+    insert_row(
         rows.emergencies, "sv_emergencies",
-        [e.originator_id.int, _id_or_none(e.person_id), rows.paths.of(e.org_path), e.category, e.severity,
+        [e.originator_id.int, id_int(e.person_id), rows.paths.of(e.org_path), e.category, e.severity,
          e.occurred_at, None, None, None, 0, 0, "reported", None],
     )  # fmt: skip
 
@@ -457,7 +453,7 @@ def _closed(row: list[Any], e: Any) -> None:
 
 
 def _duplicate(row: list[Any], e: Any) -> None:
-    row[12] = _id_or_none(e.duplicate_of)
+    row[12] = id_int(e.duplicate_of)
 
 
 # By event class, what its statements do to the rows kept (a visit task's later events: _VISIT_CHANGES).

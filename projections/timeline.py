@@ -598,11 +598,9 @@ def replayed(position: int, event: Any) -> _Replayed | None:
         return _OWN, aggregate, None, _ROW_HEAD + aggregate + tail
     fields = vars(event)
     if about.created:
-        persons = fields.get("person_ids") or ([fields["person_id"]] if fields.get("person_id") else [])
-        return _CREATED, aggregate, [p.bytes for p in persons], tail
-    person_id = fields.get("person_id")
-    if person_id is not None and (about.added or about.removed):
-        return _ADDED if about.added else _REMOVED, aggregate, person_id.bytes, tail
+        return _CREATED, aggregate, _created(fields.get("person_ids"), fields.get("person_id")), tail
+    if about.added or about.removed:
+        return _member(_ADDED if about.added else _REMOVED, aggregate, fields.get("person_id"), tail)
     return _LOOKED_UP, aggregate, None, tail
 
 

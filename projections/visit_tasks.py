@@ -22,7 +22,17 @@ from psycopg_pool import ConnectionPool
 from domain.visit_log import VisitLog
 from domain.visit_task import VisitTask
 from projections.batches import set_statements, statement_fields, statement_writes, write_batched
-from projections.replay import Paths, ReplayRows, copy_rows, ids_array, text_array, uuid_array
+from projections.replay import (
+    Paths,
+    ReplayRows,
+    copy_rows,
+    id_bytes,
+    id_int,
+    ids_array,
+    insert_row,
+    text_array,
+    uuid_array,
+)
 from projections.scope import ListScope
 
 TABLES = ("visit_tasks", "visit_logs")
@@ -130,9 +140,7 @@ class VisitTaskProjection:
             if cls is VisitLog.Recorded:
                 logs.append(_log_row(event, position, paths))
             elif cls is VisitTask.Scheduled:
-                if event.originator_id.int in pending:
-                    raise ValueError(f"visit_tasks: a second row of id {event.originator_id} (duplicate key)")
-                pending[event.originator_id.int] = [*_scheduled(event, position, paths), batch]
+                insert_row(pending, "visit_tasks", [*_scheduled(event, position, paths), batch])
             elif (row := pending.get(event.originator_id.int)) is not None and (fold := REPLAY.get(cls)) is not None:
                 fold(row, event)
                 row[21], row[23] = event.originator_version, batch
@@ -178,8 +186,8 @@ class _Replay:
             "visit_tasks",
             *_TASKS,
             (
-                (r[0].to_bytes(16), r[1].to_bytes(16), r[2].to_bytes(16), r[3], _id_or_null(r[4]), *r[5:12],
-                 _id_or_null(r[12]), _id_or_null(r[13]), r[14], _id_or_null(r[15]), r[16], ids_array(r[17]), *r[18:23])
+                (r[0].to_bytes(16), r[1].to_bytes(16), r[2].to_bytes(16), r[3], id_bytes(r[4]), *r[5:12],
+                 id_bytes(r[12]), id_bytes(r[13]), r[14], id_bytes(r[15]), r[16], ids_array(r[17]), *r[18:23])
                 for r in rows
             ),
         )  # fmt: skip
@@ -203,14 +211,6 @@ _LOGS = (
 )  # fmt: skip
 
 
-def _id_or_none(value: UUID | None) -> int | None:
-    return None if value is None else value.int
-
-
-def _id_or_null(value: int | None) -> bytes | None:
-    return None if value is None else value.to_bytes(16)
-
-
 def _log_row(e: Any, position: int, paths: Paths) -> tuple[Any, ...]:
     task = e.task_id
     return (
@@ -223,18 +223,18 @@ def _log_row(e: Any, position: int, paths: Paths) -> tuple[Any, ...]:
 
 def _scheduled(e: Any, position: int, paths: Paths) -> list[Any]:
     return [
-        e.originator_id.int, e.pairing_id.int, e.person_id.int, paths.of(e.org_path), _id_or_none(e.group_id),
+        e.originator_id.int, e.pairing_id.int, e.person_id.int, paths.of(e.org_path), id_int(e.group_id),
         e.cadence, e.mode, e.period_start, e.due_until, e.opens_at, e.closes_at, "scheduled", None, None, None, None,
         None, (), False, None, e.timestamp, e.originator_version, position,
     ]  # fmt: skip
 
 
 def _claimed(row: list[Any], e: Any) -> None:
-    row[11], row[12], row[13], row[14] = "claimed", _id_or_none(e.helper_id), _id_or_none(e.group_id), e.expires_at
+    row[11], row[12], row[13], row[14] = "claimed", id_int(e.helper_id), id_int(e.group_id), e.expires_at
 
 
 def _assigned(row: list[Any], e: Any) -> None:
-    row[12], row[14] = _id_or_none(e.helper_id), e.expires_at
+    row[12], row[14] = id_int(e.helper_id), e.expires_at
 
 
 def _unclaimed(row: list[Any], e: Any) -> None:
@@ -244,7 +244,7 @@ def _unclaimed(row: list[Any], e: Any) -> None:
 def _completed(row: list[Any], e: Any) -> None:
     row[11], row[15], row[16], row[17], row[18], row[14] = (
         "completed",
-        _id_or_none(e.log_id),
+        id_int(e.log_id),
         e.occurred_at,
         tuple([i.int for i in e.helper_ids]),
         e.late,
